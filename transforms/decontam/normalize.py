@@ -17,14 +17,13 @@ are common Python identifiers, and keeping them let renamed HumanEval copies esc
 /112). Soft keywords (`match`, `case`, `_`) are identifiers too.
 
 Token n-grams are hashed with a polynomial hash mod 2**64 (deterministic: the same in every process,
-unlike Python's ``hash``). The hot path (``batch_view_ngrams``) hashes a whole batch of texts, both views,
-with numpy: strings and comments are found by jumping between the characters that can open one (not by a
-regex scan of every character) and masked in place; a pure-ASCII batch is one byte per character. So the
-per-record cost is a few numpy passes over the characters
-instead of Python work per token. ``reference_batch_values`` is the straightforward definition
-(``_BLANK_RE.sub`` and the reference passes) the hot path is tested against; the same hashes are also
-computed token by token in pure Python (``code_tokens``/``word_tokens``); the hot path's token offsets give
-the evidence spans. ``tests/test_decontam_normalize.py`` checks that all of them agree.
+unlike Python's ``hash``). The hot path (``batch_view_ngrams``) tokenizes a whole batch of texts, both
+views, in one compiled pass over the characters (``kernels``, numba): strings and comments are matched where
+they open and skipped in place, and a pure-ASCII batch is one byte per character; the n-grams are then
+hashed with numpy. ``reference_batch_values`` is the straightforward definition (``_BLANK_RE.sub`` and numpy
+passes) the hot path is tested against; the same hashes are also computed token by token in pure Python
+(``code_tokens``/``word_tokens``); the hot path's token offsets give the evidence
+spans. ``tests/test_decontam_normalize.py`` checks that all of them agree.
 
 The code view has two tokenizers: the regex/numpy one (default) and Python's own ``tokenize``
 (``tokenizer="python"``, Python text only, falls back to the regex for text it cannot tokenize). They
@@ -32,7 +31,6 @@ agree on valid Python; ``bench/decontam.py`` measures both.
 """
 from __future__ import annotations
 
-import bisect
 import builtins
 import functools
 import io
@@ -42,6 +40,8 @@ import tokenize as py_tokenize
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+from transforms.decontam import kernels
 
 MASK64 = (1 << 64) - 1
 CHAR_BASE = 0x100000001B3  # odd: invertible mod 2**64
@@ -374,111 +374,11 @@ def _word_values(text: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- hot path
 #
-# The same token values as the reference functions above, with much less work per character:
-#
-# * strings and comments are not replaced by ``_BLANK_RE.sub`` (a regex-engine step at every character, a
-#   Python callback per match and a new string); they are located by jumping between the few characters
-#   that can open one (``# / " ' ` ``) and trying there the alternatives ``_BLANK_RE`` tries at that
-#   character, then masked in the class array: a comment becomes spaces, a string a ``<str>`` mark
-#   followed by spaces. Nothing else moves, so token offsets are offsets in the original text.
-# * a pure-ASCII batch (the usual case) is one byte per character instead of four.
-# * fewer numpy passes: in-place prefix sums, runs from one ``diff``, a binary search instead of
-#   ``np.isin`` (a sort) for the keyword/builtin lookup, a search instead of ``maximum.accumulate`` for
-#   dotted numbers.
-
-# At each special character, the alternatives of ``_BLANK_RE`` that can start with it, in the same order.
-# String bodies are unrolled loops: the same language as the lazy / alternation forms of ``_STRING``
-# without a regex-engine step per character (``blank_spans`` is checked against ``_BLANK_RE.finditer``).
-_DQ_RE = re.compile(r'"""[^"\x00]*(?:"(?!"")[^"\x00]*)*"""|"[^"\\\n\x00]*(?:\\[^\x00][^"\\\n\x00]*)*"')
-_SQ_RE = re.compile(r"'''[^'\x00]*(?:'(?!'')[^'\x00]*)*'''|'[^'\\\n\x00]*(?:\\[^\x00][^'\\\n\x00]*)*'")
-_BT_RE = re.compile(r"`[^`\\\x00]*(?:\\[^\x00][^`\\\x00]*)*`")
-_SLASH_RE = {cf: re.compile("|".join([_BLOCK_COMMENT] + ([_LINE_COMMENT] if cf else []))) for cf in (False, True)}
-_OPENERS = {cf: {'"': (_DQ_RE.match, True), "'": (_SQ_RE.match, True), "`": (_BT_RE.match, True),
-                 "/": (_SLASH_RE[cf].match, False)} for cf in (False, True)}
-
-
-def _special_positions(cp: np.ndarray, c_family: bool) -> list[int]:
-    """Where ``_BLANK_RE`` can start a match: ``# " ' ` `` and a ``/`` followed by ``*`` (or by ``/`` in
-    the C family; any other ``/`` starts nothing)."""
-    slash = cp[:-1] == 47
-    after = cp[1:]
-    slash &= (after == 42) | (after == 47) if c_family else (after == 42)
-    special = (cp == 35) | (cp == 34) | (cp == 39) | (cp == 96)
-    special[:-1] |= slash
-    return np.flatnonzero(special).tolist()
-
-
-def blank_spans(text: str, c_family: bool = False, cp: np.ndarray | None = None
-                ) -> tuple[list[int], list[int], list[bool]]:
-    """(starts, ends, is_string) of the comments and strings that ``_BLANK_RE[c_family]`` finds in
-    ``text``, left to right, exactly as ``_BLANK_RE.finditer`` (and so ``.sub``) does: the regex can only
-    match at one of the special characters, so the search jumps from one to the next, and at each tries
-    the alternatives that can start there, in the same order."""
-    if cp is None:
-        cp = _fast_codepoints(text)
-    starts: list[int] = []
-    ends: list[int] = []
-    strings: list[bool] = []
-    if not cp.size:
-        return starts, ends, strings
-    positions = _special_positions(cp, c_family)
-    add_start, add_end, add_string = starts.append, ends.append, strings.append
-    openers = _OPENERS[c_family]
-    find, size = text.find, len(text)
-    bisect_left = bisect.bisect_left
-    k, count = 0, len(positions)
-    while k < count:
-        p = positions[k]
-        c = text[p]
-        if c == "#":  # _HASH_COMMENT always matches: up to the next newline or \x00
-            e = find("\n", p)
-            if e < 0:
-                e = size
-            z = find("\x00", p, e)
-            if z >= 0:
-                e = z
-            add_string(False)
-        else:
-            e = -1
-            if c == '"' or c == "'":
-                q = positions[k + 1] if k + 1 < count else -1
-                if text.startswith(c * 3, p):
-                    # A triple-quoted string (the first alternative): up to the next closing triple, if no
-                    # \x00 comes first (str.find is much faster than the regex engine on long docstrings).
-                    close = find(c * 3, p + 3)
-                    if close >= 0 and find("\x00", p + 3, close) < 0:
-                        e = close + 3
-                elif q > 0 and text[q] == c and find("\n", p, q) < 0 and find("\\", p, q) < 0 \
-                        and find("\x00", p, q) < 0:
-                    # A one-line string without escapes whose closing quote is the next special character:
-                    # what the single-quote alternative matches.
-                    add_string(True)
-                    add_start(p)
-                    add_end(q + 1)
-                    k += 2
-                    continue
-            if e < 0:
-                match, is_string = openers[c]
-                m = match(text, p)
-                if m is None:
-                    k += 1
-                    continue
-                e = m.end()
-                add_string(is_string)
-            else:
-                add_string(True)
-        add_start(p)
-        add_end(e)
-        k = bisect_left(positions, e, k + 1)
-    return starts, ends, strings
-
-
-@functools.lru_cache(maxsize=1)
-def _ascii_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    code, alnum = _char_classes()
-    lower = np.arange(256, dtype=np.uint8)
-    lower[ord("A"):ord("Z") + 1] += 32
-    return code[:256].copy(), alnum[:256].copy(), lower
+# The same token values as the reference functions above, from one compiled left-to-right walk over the
+# characters (``kernels``): strings and comments are matched where they open, exactly as ``_BLANK_RE``
+# matches them, instead of being replaced by ``_BLANK_RE.sub`` (a regex-engine step at every character,
+# a Python callback per match and a new string); nothing moves, so token offsets are offsets in the
+# original text. A pure-ASCII batch (the usual case) is one byte per character instead of four.
 
 
 def _fast_codepoints(text: str) -> np.ndarray:
@@ -487,39 +387,20 @@ def _fast_codepoints(text: str) -> np.ndarray:
     return _codepoints(text)
 
 
-def _fast_runs(member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, ends) of the runs of True in the bool array ``member`` (one scan: edges alternate)."""
-    size = member.size
-    edge = np.empty(size + 1, bool)
-    edge[0] = member[0]
-    edge[size] = member[size - 1]
-    np.not_equal(member[1:], member[:-1], out=edge[1:size])
-    edges = np.flatnonzero(edge)
-    return edges[0::2], edges[1::2]
-
-
-def _prefix_hashes(cp: np.ndarray) -> np.ndarray:
-    """prefix[i] = sum(cp[k] * CHAR_BASE**k for k < i) mod 2**64."""
-    fwd, _ = _CHAR_POWERS.get(cp.size + 1)
-    prefix = np.empty(cp.size + 1, np.uint64)
-    prefix[0] = 0
-    body = prefix[1:]
-    body[:] = cp
-    with np.errstate(over="ignore"):
-        np.multiply(body, fwd[:cp.size], out=body)
-        np.cumsum(body, out=body)
-    return prefix
-
-
-def _span_hashes(prefix: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``run_hash`` of every run [start, end), from the prefix sums."""
-    _, back = _CHAR_POWERS.get(prefix.size)
-    with np.errstate(over="ignore"):
-        return (prefix[ends] - prefix[starts]) * back[starts]
+def blank_spans(text: str, c_family: bool = False, cp: np.ndarray | None = None
+                ) -> tuple[list[int], list[int], list[bool]]:
+    """(starts, ends, is_string) of the comments and strings that ``_BLANK_RE[c_family]`` finds in
+    ``text``, left to right, exactly as ``_BLANK_RE.finditer`` (and so ``.sub``) does."""
+    if cp is None:
+        cp = _fast_codepoints(text)
+    starts, ends = np.empty(cp.size, np.int64), np.empty(cp.size, np.int64)
+    strings = np.empty(cp.size, np.bool_)
+    count = kernels.blank_spans(cp, c_family, starts, ends, strings)
+    return starts[:count].tolist(), ends[:count].tolist(), strings[:count].tolist()
 
 
 @functools.lru_cache(maxsize=1)
-def _kept_table() -> tuple[int, np.ndarray]:
+def _kept_table() -> tuple[np.uint64, np.ndarray]:
     """A direct-mapped table of the keyword/builtin hashes: (shift, table) with table[h >> shift & mask]
     == h exactly for the kept hashes (no two share a slot; every other slot holds 0, which no run hash of
     a kept name is)."""
@@ -529,15 +410,8 @@ def _kept_table() -> tuple[int, np.ndarray]:
             if np.unique(slots).size == _KEPT_SORTED.size:
                 table = np.zeros(1 << bits, np.uint64)
                 table[slots.astype(np.int64)] = _KEPT_SORTED
-                return shift, table
+                return np.uint64(shift), table
     raise AssertionError("no collision-free slot function for the kept names")
-
-
-def _kept_mask(hashes: np.ndarray) -> np.ndarray:
-    shift, table = _kept_table()
-    slots = (hashes >> np.uint64(shift)) & np.uint64(table.size - 1)
-    return table[slots.astype(np.intp)] == hashes
-
 
 
 class BatchTokens(NamedTuple):
@@ -546,30 +420,26 @@ class BatchTokens(NamedTuple):
     ends: np.ndarray | None
 
 
-def _inside_spans(size: int, starts: list[int], ends: list[int]) -> np.ndarray:
-    """Bool mask of the characters inside the (sorted, disjoint) spans."""
-    bounds = np.empty(2 * len(starts) + 2, np.int64)
-    bounds[0] = 0
-    bounds[1:-1:2] = starts
-    bounds[2:-1:2] = ends
-    bounds[-1] = size
-    flags = np.zeros(bounds.size - 1, bool)
-    flags[1::2] = True
-    return np.repeat(flags, np.diff(bounds))
+def _token_arrays(size: int, positions: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    offsets = size if positions else 0  # the kernels skip offsets they have no room for
+    return np.empty(size, np.uint64), np.empty(offsets, np.int64), np.empty(offsets, np.int64)
 
 
-def _in_range(cp: np.ndarray, low: int, count: int) -> np.ndarray:
-    """low <= cp < low + count, for a uint8 array (one wrapping subtraction and one comparison)."""
-    return (cp - np.uint8(low)) < count
+def _batch_tokens(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, count: int, positions: bool
+                  ) -> BatchTokens:
+    # Copies free the oversized buffers.
+    if not positions:
+        return BatchTokens(values[:count].copy(), None, None)
+    return BatchTokens(values[:count].copy(), starts[:count].copy(), ends[:count].copy())
 
 
-def _ascii_code_masks(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(word character, single-character token) masks of a uint8 array: the classes of ``_char_classes``
-    for ASCII, by comparisons (much cheaper than a table gather)."""
-    word = _in_range(cp, 48, 10) | _in_range(cp | np.uint8(32), 97, 26) | (cp == 95)
-    space = (cp == 32) | _in_range(cp, 9, 5) | _in_range(cp, 28, 4)
-    single = ~(word | space | (cp == 40) | (cp == 41) | (cp == 92))
-    return word, single
+@functools.lru_cache(maxsize=1)
+def _ascii_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(code-view class, lower-cased letter or digit else 0) of every byte."""
+    code, _ = _char_classes()
+    lower = np.array([ord(chr(b).lower()) if chr(b).isalnum() else 0 for b in range(256)], np.uint8)
+    lower[128:] = 0  # only pure-ASCII text takes the byte path
+    return code[:256].copy(), lower
 
 
 def fast_code_tokens(joined: str, c_family: bool = False, positions: bool = False) -> BatchTokens:
@@ -577,100 +447,37 @@ def fast_code_tokens(joined: str, c_family: bool = False, positions: bool = Fals
     ``_BLANK_RE[c_family].sub(_blank, joined)``. With ``positions``, also where each token is in ``joined``
     (a string's token covers the whole literal, as in ``regex_code_tokens``)."""
     cp = _fast_codepoints(joined)
-    if not cp.size:
-        return BatchTokens(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64))
-    ascii_text = cp.dtype == np.uint8
-    if ascii_text:
-        word, single = _ascii_code_masks(cp)
+    if cp.dtype == np.uint8:
+        cls, by_value = _ascii_tables()[0], True
     else:
-        table, _ = _char_classes()
-        cls = _classify(cp, table, _astral_code_class)
-        word = (cls - np.uint8(1)) < 2  # _WORD or _DIGIT (0 wraps to 255)
-        single = cls >= _PUNCT
-    b_starts, b_ends, b_strings = blank_spans(joined, c_family, cp)
-    string_starts = string_ends = None
-    if b_starts:
-        outside = ~_inside_spans(cp.size, b_starts, b_ends)
-        word &= outside
-        single &= outside
-        is_string = np.array(b_strings, dtype=bool)
-        string_starts = np.array(b_starts, dtype=np.int64)[is_string]
-        string_ends = np.array(b_ends, dtype=np.int64)[is_string]
-        single[string_starts] = True
-    starts, ends = _fast_runs(word)
-    digit_start = _in_range(cp[starts], 48, 10) if ascii_text else cls[starts] == _DIGIT
-    # A '.' right after a run that began with a digit joins it (`1.5`, `1.`), and so does the run after it.
-    digit_runs = np.flatnonzero(digit_start)
-    if digit_runs.size:
-        dotted = digit_runs[ends[digit_runs] < cp.size]
-        dotted = dotted[cp[ends[dotted]] == 46]
-        if dotted.size:
-            single[ends[dotted]] = False
-            ends[dotted] += 1
-            merge = starts[1:] == ends[:-1]
-            if merge.any():
-                keep_start = np.concatenate(([True], ~merge))
-                starts = starts[keep_start]
-                digit_start = digit_start[keep_start]
-                ends = ends[np.concatenate((~merge, [True]))]
-    hashes = _span_hashes(_prefix_hashes(cp), starts, ends)
-    run_values = np.where(digit_start, np.uint64(NUMBER), np.where(_kept_mask(hashes), hashes, np.uint64(IDENT)))
-    token_mask = single.copy()
-    token_mask[starts] = True
-    tokens = np.flatnonzero(token_mask)
-    is_single = single[tokens]
-    single_pos = tokens[is_single]
-    single_cp = cp[single_pos]
-    values = np.empty(tokens.size, np.uint64)
-    values[~is_single] = run_values
-    with np.errstate(over="ignore"):
-        values[is_single] = np.where(
-            single_cp == 2, np.uint64(STRING),  # _STRING_MARK
-            np.where(single_cp == 0, np.uint64(SEPARATOR),
-                     single_cp.astype(np.uint64) * np.uint64(PUNCT_MULT) + np.uint64(7)))
-    if string_starts is not None and string_starts.size:
-        string_tokens = np.searchsorted(tokens, string_starts)
-        values[string_tokens] = np.uint64(STRING)
-    if not positions:
-        return BatchTokens(values, None, None)
-    tok_ends = tokens + 1
-    tok_ends[~is_single] = ends
-    if string_starts is not None and string_starts.size:
-        tok_ends[string_tokens] = string_ends
-    return BatchTokens(values, tokens, tok_ends)
+        cls, by_value = _classify(cp, _char_classes()[0], _astral_code_class), False
+    shift, kept = _kept_table()
+    out = _token_arrays(cp.size, positions)
+    return _batch_tokens(*out, kernels.code_tokens(cp, cls, by_value, c_family, shift, kept, *out), positions)
 
 
-def fast_word_tokens(joined: str, positions: bool = False, seps: np.ndarray | None = None) -> BatchTokens:
+def fast_word_tokens(joined: str, positions: bool = False) -> BatchTokens:
     """Word-view tokens of ``joined`` (not lower-cased yet): the values ``_word_values(joined.lower())``
     gives. Positions are offsets in ``joined`` (``ValueError`` if ``lower()`` changes the length of the
-    text: then offsets in the lower-cased text are not offsets in ``joined``). ``seps``: where the \x00
-    characters are, when the caller knows (``join_texts_at``)."""
+    text: then offsets in the lower-cased text are not offsets in ``joined``)."""
     if joined.isascii():
         cp = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
-        if not cp.size:
-            return BatchTokens(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64))
-        starts, ends = _fast_runs(_in_range(cp, 48, 10) | _in_range(cp | np.uint8(32), 97, 26))
-        prefix = _prefix_hashes(cp | (_in_range(cp, 65, 26).view(np.uint8) << np.uint8(5)))
-    else:
-        low = joined.lower()
-        if positions and len(low) != len(joined):
-            raise ValueError("lower() changes the length of the text: no word-view offsets")
-        _, alnum_table = _char_classes()
-        lower = _codepoints(low)
-        if not lower.size:
-            return BatchTokens(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64))
-        starts, ends = _fast_runs(_classify(lower, alnum_table, str.isalnum))
-        seps = None
-        cp = lower
-        prefix = _prefix_hashes(lower)
-    values = _span_hashes(prefix, starts, ends)
+        out = _token_arrays(cp.size, positions)
+        return _batch_tokens(*out, kernels.ascii_word_tokens(cp, _ascii_tables()[1], *out), positions)
+    low = joined.lower()
+    if positions and len(low) != len(joined):
+        raise ValueError("lower() changes the length of the text: no word-view offsets")
+    _, alnum_table = _char_classes()
+    lower = _codepoints(low)
+    alnum = _classify(lower, alnum_table, str.isalnum)
+    edge = np.empty(lower.size + 1, bool)  # runs of alnum: their edges alternate start, end
+    edge[0], edge[-1] = alnum[0], alnum[-1]
+    np.not_equal(alnum[1:], alnum[:-1], out=edge[1:-1])
+    edges = np.flatnonzero(edge)
+    starts, ends = edges[0::2], edges[1::2]
+    values = _run_hashes(lower, starts, ends)
     # A separator between texts (\x00) is a token of its own so that no n-gram spans two texts.
-    if seps is None:
-        seps = np.flatnonzero(cp == 0) if "\x00" in joined else np.empty(0, np.int64)
-    if not seps.size:
-        if not positions:
-            return BatchTokens(values, None, None)
-        return BatchTokens(values, starts, ends)
+    seps = np.flatnonzero(lower == 0)
     at = np.searchsorted(starts, seps)
     values = np.insert(values, at, np.uint64(SEPARATOR))
     if not positions:
@@ -707,23 +514,17 @@ def join_texts(texts: Sequence[str]) -> str:
     return joined
 
 
-def join_texts_at(texts: Sequence[str]) -> tuple[str, np.ndarray]:
-    """``join_texts`` and the offsets of its \x00 separators."""
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    return join_texts(texts), (np.cumsum(lengths + 3) - 2)[:-1]
-
-
-def _view_values(joined: str, view: str, c_family: bool, seps: np.ndarray | None = None) -> np.ndarray:
+def _view_values(joined: str, view: str, c_family: bool) -> np.ndarray:
     if view == "code":
         return fast_code_tokens(joined, c_family).values
     if view == "words":
-        return fast_word_tokens(joined, seps=seps).values
+        return fast_word_tokens(joined).values
     raise ValueError(f"unknown view {view!r}")
 
 
-def _views_grams(joined: str, seps: np.ndarray, views: Sequence[tuple[str, int]], c_family: bool
+def _views_grams(joined: str, views: Sequence[tuple[str, int]], c_family: bool
                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {view: _gram_hashes(_view_values(joined, view, c_family, seps), n) for view, n in views}
+    return {view: _gram_hashes(_view_values(joined, view, c_family), n) for view, n in views}
 
 
 def batch_values(texts: Sequence[str], view: str, language: str | None = None) -> np.ndarray:
@@ -740,13 +541,13 @@ def batch_view_ngrams(texts: Sequence[str], views: Sequence[tuple[str, int]], la
     c_family = is_c_family(language)
     wide = [] if all(map(str.isascii, texts)) else [i for i, t in enumerate(texts) if not t.isascii()]
     if not wide or len(wide) == len(texts):
-        return _views_grams(*join_texts_at(texts), views, c_family)
+        return _views_grams(join_texts(texts), views, c_family)
     wide_set = set(wide)
     narrow = [i for i in range(len(texts)) if i not in wide_set]
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {view: [] for view, _ in views}
     for index in (narrow, wide):
         index_arr = np.asarray(index, dtype=np.int64)
-        for view, (g, o) in _views_grams(*join_texts_at([texts[i] for i in index]), views, c_family).items():
+        for view, (g, o) in _views_grams(join_texts([texts[i] for i in index]), views, c_family).items():
             parts[view].append((g, index_arr[o]))
     return {view: (np.concatenate([g for g, _ in p]), np.concatenate([o for _, o in p]))
             for view, p in parts.items()}
