@@ -7,14 +7,17 @@ For each engine it prints generate tokens/s and scoring prompts/s called directl
 Beam pipeline (``RunInference`` with ``runners.model_handler``), and the ratio pipeline / direct (target >= 0.9
 for vLLM). For vLLM it also times the three exact scoring methods (``--vllm-score-method``).
 
-The pipeline numbers exclude engine start-up: a one-element warm-up pipeline loads the shared engine first (it
-stays loaded in this process), then the timed pipeline runs. Direct numbers also follow a warm-up call.
+The pipeline numbers exclude engine start-up: one-element warm-up pipelines load the shared engine and warm
+both paths first (it stays loaded in this process), then the timed pipelines run. Direct numbers also follow
+warm-up calls. Both engines stay loaded; the two paths alternate for ``--repeats`` rounds (which one goes first
+alternates too), and the report gives medians and the median of the per-round ratios.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -61,27 +64,33 @@ def workload(n_prompts: int, max_tokens: int, yes_no: tuple[int, int]):
 
 # ------------------------------------------------------------------------------------------------ direct
 
-def direct(config: EngineConfig, generate, score) -> dict:
-    engine = build_engine(config)
-    try:
-        engine.generate([generate[0].prompt], [generate[0].spec])  # warm-up
-        engine.next_token_logprobs([score[0].prompt], [score[0].token_ids])
+class Direct:
+    """The engine called directly, in this process."""
+
+    def __init__(self, config: EngineConfig, generate, score):
+        self.config, self.generate_requests, self.score_requests = config, generate, score
+        self.engine = build_engine(config)
+        self.warm()
+
+    def warm(self) -> None:
+        self.engine.generate([self.generate_requests[0].prompt], [self.generate_requests[0].spec])
+        self.engine.next_token_logprobs([self.score_requests[0].prompt], [self.score_requests[0].token_ids])
+
+    def generate(self) -> tuple[float, int]:
+        """(seconds, generated tokens)."""
         started = time.perf_counter()
-        results = engine.generate([r.prompt for r in generate], [r.spec for r in generate])
-        gen_seconds = time.perf_counter() - started
-        tokens = sum(r.n_generated_tokens for r in results)
-        methods = VLLM_SCORE_METHODS if config.engine == "vllm" else (None,)
-        score_rates = {}
-        for method in methods:
-            kwargs = {"method": method} if method else {}
-            started = time.perf_counter()
-            engine.next_token_logprobs([r.prompt for r in score], [r.token_ids for r in score], **kwargs)
-            score_rates[method or "default"] = len(score) / (time.perf_counter() - started)
-        default = config.vllm_score_method if config.engine == "vllm" else "default"
-        return {"generate_tokens_per_s": tokens / gen_seconds, "generated_tokens": tokens,
-                "score_prompts_per_s": score_rates[default], "score_methods_prompts_per_s": score_rates}
-    finally:
-        engine.close()
+        results = self.engine.generate([r.prompt for r in self.generate_requests], [r.spec for r in self.generate_requests])
+        return time.perf_counter() - started, sum(r.n_generated_tokens for r in results)
+
+    def score(self, method: str | None = None) -> float:
+        kwargs = {"method": method} if method else {}
+        started = time.perf_counter()
+        self.engine.next_token_logprobs([r.prompt for r in self.score_requests],
+                                        [r.token_ids for r in self.score_requests], **kwargs)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
@@ -103,19 +112,74 @@ def run_pipeline(handler, requests, output: str, runner_flags: list[str]) -> flo
     return time.perf_counter() - started
 
 
-def through_pipeline(config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None) -> dict:
-    from runners.model_handler import EngineModelHandler
+class ThroughPipeline:
+    """The same work through ``RunInference`` in a Beam pipeline (the shared engine stays loaded between runs)."""
 
-    handler = EngineModelHandler(config, min_batch_size=min_batch, max_batch_size=max(len(generate), 256))
-    with tempfile.TemporaryDirectory() as tmp:
-        # Warm both paths, as direct() does: loads the shared engine and the scoring path's first-call set-up.
-        run_pipeline(handler, generate[:1], f"{tmp}/warm", runner_flags)
-        run_pipeline(handler, score[:1], f"{tmp}/warm-score", runner_flags)
-        gen_seconds = run_pipeline(handler, generate, f"{tmp}/gen", runner_flags)
-        tokens = sum(json.loads(line)["tokens"] for line in Path(f"{tmp}/gen").read_text().splitlines())
-        score_seconds = run_pipeline(handler, score, f"{tmp}/score", runner_flags)
-    return {"generate_tokens_per_s": tokens / gen_seconds, "generated_tokens": tokens,
-            "score_prompts_per_s": len(score) / score_seconds}
+    def __init__(self, config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None):
+        from runners.model_handler import EngineModelHandler
+
+        self.generate_requests, self.score_requests, self.runner_flags = generate, score, runner_flags
+        self.handler = EngineModelHandler(config, min_batch_size=min_batch, max_batch_size=max(len(generate), 256))
+        self.tmp = tempfile.TemporaryDirectory()
+        self.warm()  # the first time, this also loads the shared engine
+
+    def warm(self) -> None:
+        """Both paths, as ``Direct.warm`` does."""
+        run_pipeline(self.handler, self.generate_requests[:1], f"{self.tmp.name}/warm", self.runner_flags)
+        run_pipeline(self.handler, self.score_requests[:1], f"{self.tmp.name}/warm-score", self.runner_flags)
+
+    def generate(self) -> tuple[float, int]:
+        seconds = run_pipeline(self.handler, self.generate_requests, f"{self.tmp.name}/gen", self.runner_flags)
+        lines = Path(f"{self.tmp.name}/gen").read_text().splitlines()
+        return seconds, sum(json.loads(line)["tokens"] for line in lines)
+
+    def score(self) -> float:
+        return run_pipeline(self.handler, self.score_requests, f"{self.tmp.name}/score", self.runner_flags)
+
+    def close(self) -> None:
+        self.tmp.cleanup()
+
+
+def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None,
+            repeats: int) -> dict:
+    """Interleaved repeats (direct and pipeline alternate, and which goes first alternates), so a change in
+    the machine's load hits both paths alike; medians over the repeats. Both engines stay loaded, which a
+    real job never does: each timed run follows a warm-up call on its own engine, so that it does not pay
+    for waking its engine's threads after the other engine ran."""
+    direct = Direct(config, generate, score)
+    pipeline = ThroughPipeline(config, generate, score, runner_flags, min_batch)
+    runs = {"direct": [], "pipeline": []}
+    try:
+        for r in range(repeats):
+            order = [("direct", direct), ("pipeline", pipeline)]
+            for name, path in order if r % 2 == 0 else order[::-1]:
+                time.sleep(2)  # let the other engine's threads stop spinning
+                path.warm()
+                gen_seconds, tokens = path.generate()
+                score_seconds = path.score()
+                runs[name].append({"generate_tokens_per_s": tokens / gen_seconds, "generated_tokens": tokens,
+                                   "score_prompts_per_s": len(score) / score_seconds})
+        methods = {}
+        if config.engine == "vllm":
+            for method in VLLM_SCORE_METHODS:
+                methods[method] = statistics.median(len(score) / direct.score(method) for _ in range(repeats))
+    finally:
+        direct.close()
+        pipeline.close()
+    report = {}
+    for name, numbers in runs.items():
+        report[name] = {key: statistics.median(run[key] for run in numbers)
+                        for key in ("generate_tokens_per_s", "score_prompts_per_s")}
+        report[name]["generated_tokens"] = [run["generated_tokens"] for run in numbers]
+        report[name]["runs"] = numbers
+    if methods:
+        report["direct"]["score_methods_prompts_per_s"] = methods
+    ratios = [{key: p[key] / d[key] for key in ("generate_tokens_per_s", "score_prompts_per_s")}
+              for d, p in zip(runs["direct"], runs["pipeline"])]
+    report["ratio"] = {"generate": statistics.median(r["generate_tokens_per_s"] for r in ratios),
+                       "score": statistics.median(r["score_prompts_per_s"] for r in ratios),
+                       "per_repeat": ratios}
+    return report
 
 
 def main() -> None:
@@ -127,6 +191,8 @@ def main() -> None:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--min-batch-size", type=int, default=None, help="RunInference min batch (handler default if unset)")
     parser.add_argument("--multi-process", type=int, default=0, help="DirectRunner multi_processing with this many workers")
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="interleaved repeats (even: each path goes first equally often); the report gives medians")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -144,13 +210,10 @@ def main() -> None:
     report = {}
     for engine in args.engines.split(","):
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len)
-        direct_numbers = direct(config, generate, score)
-        pipeline_numbers = through_pipeline(config, generate, score, runner_flags, args.min_batch_size)
+        report[engine] = numbers = measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats)
         close_all_engines()
-        report[engine] = {"direct": direct_numbers, "pipeline": pipeline_numbers, "ratio": {
-            "generate": pipeline_numbers["generate_tokens_per_s"] / direct_numbers["generate_tokens_per_s"],
-            "score": pipeline_numbers["score_prompts_per_s"] / direct_numbers["score_prompts_per_s"]}}
-        print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}) ==")
+        direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
+        print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}, median of {args.repeats}) ==")
         print(f"direct   : generate {direct_numbers['generate_tokens_per_s']:8.1f} tokens/s "
               f"({direct_numbers['generated_tokens']} tokens)   score {direct_numbers['score_prompts_per_s']:6.2f} prompts/s")
         if engine == "vllm":
@@ -158,8 +221,10 @@ def main() -> None:
             print(f"           score methods (prompts/s): {methods}")
         print(f"pipeline : generate {pipeline_numbers['generate_tokens_per_s']:8.1f} tokens/s "
               f"({pipeline_numbers['generated_tokens']} tokens)   score {pipeline_numbers['score_prompts_per_s']:6.2f} prompts/s")
-        print(f"ratio pipeline/direct: generate {report[engine]['ratio']['generate']:.2f}   score {report[engine]['ratio']['score']:.2f}",
-              flush=True)
+        per_repeat = "  ".join(f"{r['generate_tokens_per_s']:.2f}/{r['score_prompts_per_s']:.2f}"
+                               for r in numbers["ratio"]["per_repeat"])
+        print(f"ratio pipeline/direct (median): generate {numbers['ratio']['generate']:.2f}   "
+              f"score {numbers['ratio']['score']:.2f}   (each repeat, generate/score: {per_repeat})", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
