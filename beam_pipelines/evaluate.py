@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.inverse_instruct import engine_seconds, pipeline_options
+from beam_pipelines.inverse_instruct import engine_seconds, pipeline_options, print_help
 from beam_pipelines.options import OutputOptions
 from runners.api import GenerateRequest, SamplingSpec, request_seed
 from runners.options import EngineOptions, handler_from_options  # noqa: F401
@@ -206,6 +206,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
+    if "--help" in argv or "-h" in argv:
+        print_help("python -m beam_pipelines.evaluate", __doc__)
+        return 0
     logging.basicConfig(level=logging.INFO if "--verbose" in argv else logging.WARNING)
     summary = run(argv)
     return 0 if summary["balanced"] else 1

@@ -305,11 +305,11 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
     print("\n".join(lines))
 
 
-def print_help() -> None:
+def print_help(prog: str = "python -m beam_pipelines.inverse_instruct", description: str | None = __doc__) -> None:
     """Every option of every stage and of Beam itself: Beam gathers all PipelineOptions subclasses."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m beam_pipelines.inverse_instruct", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     seen = set()
 

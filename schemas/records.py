@@ -26,6 +26,7 @@ class RecordKind(str, enum.Enum):
     SCORED_PAIR = "scored_pair"
     TRAINING_EXAMPLE = "training_example"
     REJECTED_RECORD = "rejected_record"
+    PUZZLE = "puzzle"
 
 
 def content_id(*parts: Any) -> str:
@@ -121,6 +122,21 @@ _FIELDS: dict[RecordKind, list[pa.Field]] = {
         pa.field("language", pa.string()),
         pa.field("snippet_id", pa.string()),
         pa.field("provenance", pa.string()),  # JSON of the upstream record's provenance
+        *_PROVENANCE,
+    ],
+    RecordKind.PUZZLE: [  # a self-play puzzle and its solution (transforms/puzzles.py)
+        pa.field("id", pa.string(), nullable=False),  # content id of (f, g)
+        pa.field("puzzle_id", pa.string(), nullable=False),  # content id of f alone
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("sat", pa.string(), nullable=False),  # canonical `def f(...)`
+        pa.field("sol", pa.string(), nullable=False),  # canonical `def g(...)`
+        pa.field("origin", pa.string(), nullable=False),  # "generated" | "seed" | "p3-train"
+        pa.field("prompt_index", pa.int64()),
+        pa.field("sample_index", pa.int64()),
+        pa.field("examples", pa.list_(pa.string())),  # names of the prompt's few-shot examples
+        pa.field("model", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("verify_seconds", pa.float64()),
         *_PROVENANCE,
     ],
     RecordKind.REJECTED_RECORD: [

