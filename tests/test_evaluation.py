@@ -61,9 +61,13 @@ def test_generation_prompt_uses_the_training_template_and_opens_a_fence(problems
 def test_completion_code_takes_the_code_before_the_fence_and_adds_the_prompt_to_a_bare_body(problems):
     p = problems[2]  # truncate_number
     full = f"def {p.entry_point}(number: float) -> float:\n    return number % 1.0\n"
-    assert evaluation.completion_code(p, full + "```\nexplanation") == full
+    assert evaluation.completion_code(p, full + "```\nexplanation") == full  # its prompt imports nothing
     body = "    return number % 1.0\n"
     assert evaluation.completion_code(p, body) == p.prompt + body
+    # A whole function gets the prompt's imports, which its signature may rely on.
+    q = problems[0]  # has_close_elements(numbers: List[float], ...)
+    whole = "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n    return False\n"
+    assert evaluation.completion_code(q, whole) == "from typing import List\n" + whole
 
 
 def test_broken_solutions_fail_on_the_real_tests(problems):

@@ -68,13 +68,22 @@ def generation_prompt(problem: Problem, eval_prompt: EvalPrompt, preset: prompts
     return prompts.render(prompts.resolve_preset(preset), instruction, eval_prompt.response, tokenizer)
 
 
+def prompt_imports(problem: Problem) -> str:
+    """The import lines of the problem's prompt (``from typing import List`` and the like)."""
+    lines = [line for line in problem.prompt.splitlines()
+             if line.startswith("import ") or (line.startswith("from ") and " import " in line)]
+    return "".join(f"{line}\n" for line in lines)
+
+
 def completion_code(problem: Problem, generated: str) -> str:
     """The solution code: the generated text up to its closing fence. When the model wrote only the body
-    (it does not define the entry point), the problem's prompt goes in front of it."""
+    (it does not define the entry point), the problem's prompt goes in front of it; when it wrote the whole
+    function, the prompt's imports do (the problem declared them; a rewritten signature often relies on
+    them)."""
     code = generated.split("```", 1)[0]
     if f"def {problem.entry_point}(" not in code:
-        code = problem.prompt + code
-    return code
+        return problem.prompt + code
+    return prompt_imports(problem) + code
 
 
 def test_program(problem: Problem, solution_code: str) -> str:
