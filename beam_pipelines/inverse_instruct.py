@@ -13,13 +13,13 @@ import dataclasses
 import json
 import logging
 import sys
-import time
 from typing import Any, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 # Every PipelineOptions subclass is imported here so that --help lists all of them.
+from beam_pipelines.launch import engine_seconds, job_main, pipeline_options, run_timed
 from beam_pipelines.options import CorpusOptions, ExtractionOptions, OutputOptions
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options  # noqa: F401
@@ -35,7 +35,7 @@ from transforms.self_evaluate import SelfEvaluate
 from transforms.shards import ShardOptions, WriteTrainingShards
 from transforms.summarize import Summarize
 from transforms.extraction import ExtractionConfig
-from transforms.parquet_io import WriteParquetShards, write_index_atomic
+from transforms.parquet_io import WriteParquetShards, read_rows, write_index_atomic
 from transforms.readers import ColumnMapping, ReadSourcePairs, ReadSourceTree, default_source_root, limit_records
 
 LOG = logging.getLogger("inverse_instruct")
@@ -211,36 +211,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def pipeline_options(argv: Sequence[str] | None) -> PipelineOptions:
-    options = PipelineOptions(argv)
-    standard = options.view_as(StandardOptions)
-    if standard.runner is None:
-        # The in-process Python runner: the default runner would first try (and fail) to download Prism.
-        standard.runner = "DirectRunner"
-    return options
-
-
-def engine_seconds(result) -> float | None:
-    """Time spent inside the engine: the sum of RunInference's per-batch inference latencies."""
-    from apache_beam.metrics.metric import MetricsFilter
-
-    try:
-        distributions = result.metrics().query(MetricsFilter().with_name("inference_batch_latency_micro_secs"))
-    except Exception:  # a runner without metrics support
-        return None
-    total = sum(d.committed.sum for d in distributions["distributions"] if d.committed is not None)
-    return total / 1e6 if distributions["distributions"] else None
-
-
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, options)
-    result = pipeline.run()
-    result.wait_until_finish()
-    elapsed = time.monotonic() - started
+    result, _, elapsed = run_timed(options, build_pipeline)
     from transforms.filesystems import read_text
 
     manifest = json.loads(read_text(f"{output}/manifest.json"))
@@ -258,15 +232,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def read_selected(output: str) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    from transforms.filesystems import open_seekable
-    from transforms.parquet_io import read_index, shard_urls
-
-    rows = []
-    for url in shard_urls(f"{output}/selected", read_index(f"{output}/selected")):
-        with open_seekable(url) as handle:
-            rows.extend(pq.read_table(handle, columns=["snippet_id", "instruction", "code", "score"]).to_pylist())
+    rows = read_rows(f"{output}/selected", ["snippet_id", "instruction", "code", "score"])
     return sorted(rows, key=lambda r: r["snippet_id"])
 
 
@@ -305,36 +271,8 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
     print("\n".join(lines))
 
 
-def print_help(prog: str = "python -m beam_pipelines.inverse_instruct", description: str | None = __doc__) -> None:
-    """Every option of every stage and of Beam itself: Beam gathers all PipelineOptions subclasses."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    seen = set()
-
-    def add(cls):
-        for sub in cls.__subclasses__():
-            if sub not in seen:
-                seen.add(sub)
-                try:
-                    sub._add_argparse_args(parser)
-                except argparse.ArgumentError:
-                    pass  # a flag two option classes share is listed once
-                add(sub)
-
-    add(PipelineOptions)
-    parser.print_help()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(argv if argv is not None else sys.argv[1:])
-    if "--help" in argv or "-h" in argv:
-        print_help()
-        return 0
-    logging.basicConfig(level=logging.INFO if "--verbose" in argv else logging.WARNING)
-    manifest = run(argv)
-    return 0 if manifest["balanced"] else 1
+    return job_main(argv, "python -m beam_pipelines.inverse_instruct", __doc__, run)
 
 
 if __name__ == "__main__":

@@ -15,32 +15,29 @@ never shown to the model.
 """
 from __future__ import annotations
 
+import collections
 import json
-import logging
 import sys
-import time
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
-import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.inverse_instruct import engine_seconds, pipeline_options, print_help
+from beam_pipelines.launch import engine_seconds, job_main, pipeline_options, run_timed
 from beam_pipelines.options import OutputOptions
 from runners.api import GenerateRequest, SamplingSpec, request_seed
 from runners.options import EngineOptions, handler_from_options  # noqa: F401
 from schemas.records import RecordKind, rejected
 from transforms import puzzles
 from transforms.method_options import MethodOptions
-from transforms.parquet_io import WriteParquetShards, read_index, shard_urls, write_index_atomic
+from transforms.parquet_io import WriteParquetShards, read_rows, write_index_atomic
 from transforms.sandbox import SandboxLimits, run_program
 from transforms.shards import training_example
-from transforms.summarize import keyed_inference, keyed_run_inference
+from transforms.summarize import engine_failure, infer_and_join
 
 NAMESPACE = "inverse_instruct.self_play"
 STAGE = "self_play"
-LOG = logging.getLogger("self_play")
 
 
 class SelfPlayOptions(PipelineOptions):
@@ -84,17 +81,17 @@ def plan_prompts(options: PipelineOptions) -> list[tuple[str, dict[str, Any]]]:
 def to_samples(element: tuple[str, dict[str, list]], n: int) -> Iterator[dict[str, Any]]:
     """A plan joined to its generation result -> n samples (an engine error gives n error samples)."""
     _, joined = element
-    (plan,) = joined["plan"]
+    (plan,) = joined["record"]
     results = joined["result"]
-    texts = list(results[0].texts) if results and not results[0].error else []
-    error = results[0].error if results else "no result from the engine"
+    failure = engine_failure(results)
+    texts = [] if failure else list(results[0].texts)
     for i in range(n):
         sample = {"prompt_index": plan["prompt_index"], "sample_index": i, "index": plan["index"],
                   "tail": plan["tail"], "examples": plan["examples"], "seed": plan["seed"]}
         if i < len(texts):
             sample["text"] = texts[i]
         else:
-            sample["engine_error"] = error or "fewer samples than asked"
+            sample["engine_error"] = failure[1] if failure else "fewer samples than asked"
         yield sample
 
 
@@ -110,8 +107,7 @@ def _reject(sample: dict[str, Any], reason: str, detail: str, stage: str) -> bea
 
 
 class ParsePuzzleFn(beam.DoFn):
-    def __init__(self, model: str):
-        self._model = model
+    def __init__(self):
         self._parsed = Metrics.counter(NAMESPACE, "parsed")
         self._rejected = Metrics.counter(NAMESPACE, "parse_rejected")
 
@@ -134,15 +130,12 @@ class ParsePuzzleFn(beam.DoFn):
 class VerifyPuzzleFn(beam.DoFn):
     """Runs f(g()) in the sandbox; keeps the pair only when it is True."""
 
-    def __init__(self, limits: SandboxLimits, model: str):
+    def __init__(self, limits: SandboxLimits, model: str, template: puzzles.SelfPlayPrompt):
         self._limits = limits
         self._model = model
-        self._template = None
+        self._template = template
         self._verified = Metrics.counter(NAMESPACE, "verified")
         self._failed = Metrics.counter(NAMESPACE, "verify_rejected")
-
-    def setup(self):
-        self._template = puzzles.load_self_play_prompt()
 
     def process(self, element: dict[str, Any]) -> Iterator[Any]:
         puzzle, sample = element["puzzle"], element["sample"]
@@ -170,8 +163,7 @@ def keep_one_per_puzzle(element: tuple[str, Sequence[dict[str, Any]]]) -> Iterat
             detail=f"same puzzle as {ordered[0]['id']}"))
 
 
-def to_training_example(record: dict[str, Any]) -> dict[str, Any]:
-    template = puzzles.load_self_play_prompt()
+def to_training_example(record: dict[str, Any], template: puzzles.SelfPlayPrompt) -> dict[str, Any]:
     puzzle = puzzles.Puzzle(record["name"], record["sat"], record["sol"], record["origin"])
     instruction, response = puzzles.training_pair(puzzle, template)
     return training_example(source="self_play", instruction=instruction, response=response, language="python",
@@ -185,20 +177,15 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     model = options.view_as(EngineOptions).model
     run_seed = options.view_as(MethodOptions).run_seed
     plans = pipeline | "Plans" >> beam.Create(plan_prompts(options))
-    results = (
-        plans
-        | "Requests" >> beam.Map(lambda kv: (kv[0], kv[1]["request"]))
-        | "Generate" >> keyed_run_inference(handler_from_options(options))
-        | "KeyResults" >> beam.Map(keyed_inference)
-    )
-    samples = ({"plan": plans, "result": results}
-               | "JoinByPromptKey" >> beam.CoGroupByKey()
+    requests = plans | "Requests" >> beam.Map(lambda kv: (kv[0], kv[1]["request"]))
+    samples = (infer_and_join(requests, plans, handler_from_options(options), "Generate")
                | "Samples" >> beam.FlatMap(to_samples, opts.samples_per_prompt))
-    parsed = samples | "Parse" >> beam.ParDo(ParsePuzzleFn(model)).with_outputs("rejected", main="puzzles")
+    parsed = samples | "Parse" >> beam.ParDo(ParsePuzzleFn()).with_outputs("rejected", main="puzzles")
     limits = SandboxLimits(timeout_s=opts.verify_timeout, cpu_s=max(1, int(opts.verify_timeout)))
+    template = puzzles.load_self_play_prompt()
     verified = (parsed.puzzles
                 | "Spread" >> beam.Reshuffle()
-                | "Verify" >> beam.ParDo(VerifyPuzzleFn(limits, model)).with_outputs("rejected", main="verified"))
+                | "Verify" >> beam.ParDo(VerifyPuzzleFn(limits, model, template)).with_outputs("rejected", main="verified"))
     distinct = (verified.verified
                 | "KeyByPuzzle" >> beam.Map(lambda r: (r["puzzle_id"], r))
                 | "GroupByPuzzle" >> beam.GroupByKey()
@@ -206,7 +193,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     _ = distinct.kept | "WritePuzzles" >> WriteParquetShards(
         f"{output}/puzzles", RecordKind.PUZZLE, seed=None, shard_records=100_000)
     _ = (distinct.kept
-         | "ToTrainingExamples" >> beam.Map(to_training_example)
+         | "ToTrainingExamples" >> beam.Map(to_training_example, template)
          | "WriteTraining" >> WriteParquetShards(f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE,
                                                  seed=run_seed, shard_records=100_000))
     _ = ((parsed.rejected, verified.rejected, distinct.rejected)
@@ -215,28 +202,14 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
                                                  shard_records=100_000))
 
 
-def _rows(directory: str, columns: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for url in shard_urls(directory, read_index(directory)):
-        rows.extend(pq.read_table(url, columns=columns).to_pylist())
-    return rows
-
-
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv)
     opts = options.view_as(SelfPlayOptions)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, options)
-    result = pipeline.run()
-    result.wait_until_finish()
-    elapsed = time.monotonic() - started
-    kept = _rows(f"{output}/puzzles", ["id", "name"])
-    dropped = _rows(f"{output}/rejected", ["reason"])
-    reasons: dict[str, int] = {}
-    for r in dropped:
-        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    result, _, elapsed = run_timed(options, build_pipeline)
+    kept = read_rows(f"{output}/puzzles", ["id"])
+    dropped = read_rows(f"{output}/rejected", ["reason"])
+    reasons = collections.Counter(r["reason"] for r in dropped)
     samples = opts.num_prompts * opts.samples_per_prompt
     summary = {
         "model": options.view_as(EngineOptions).model, "prompts": opts.num_prompts,
@@ -254,12 +227,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(argv if argv is not None else sys.argv[1:])
-    if "--help" in argv or "-h" in argv:
-        print_help("python -m beam_pipelines.self_play", __doc__)
-        return 0
-    logging.basicConfig(level=logging.INFO if "--verbose" in argv else logging.WARNING)
-    return 0 if run(argv)["balanced"] else 1
+    return job_main(argv, "python -m beam_pipelines.self_play", __doc__, run)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 import os
 
-import pyarrow.parquet as pq
 import pytest
 
 from transforms import puzzles
-from transforms.parquet_io import read_index, shard_urls
+from transforms.parquet_io import read_rows
 from transforms.sandbox import SandboxLimits, run_program
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -100,10 +99,7 @@ def test_copying_a_prompt_example_is_rejected():
 
 
 def _rows(directory):
-    rows = []
-    for url in shard_urls(str(directory), read_index(str(directory))):
-        rows.extend(pq.read_table(url).to_pylist())
-    return rows
+    return read_rows(str(directory))
 
 
 def test_self_play_job_on_smollm2_accounts_for_every_sample(tmp_path, template):

@@ -226,6 +226,17 @@ def shard_urls(output_dir: str, index: Mapping[str, Any] | None = None) -> list[
     return [f"{base}/{s['path']}" for s in index["shards"]]
 
 
+def read_rows(output_dir: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Every row of an output directory's shards, in shard order (for launchers reading small outputs back)."""
+    from transforms.filesystems import open_seekable
+
+    rows: list[dict[str, Any]] = []
+    for url in shard_urls(output_dir):
+        with open_seekable(url) as handle:
+            rows.extend(pq.read_table(handle, columns=list(columns) if columns else None).to_pylist())
+    return rows
+
+
 def verify_shards(output_dir: str) -> dict[str, Any]:
     """Re-hash every shard listed in ``shards.json``; raise ``ValueError`` on any mismatch. Returns the index."""
     index = read_index(output_dir)

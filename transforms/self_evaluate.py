@@ -17,7 +17,7 @@ from schemas.records import RecordKind, rejected
 from transforms import scoring
 from transforms.method_options import SCORING_MODES
 from transforms.prompts import PromptPreset, TokenizerSource, judge_prompt, resolve_preset
-from transforms.summarize import ENGINE_ERROR, NO_RESULT, _counter, infer_and_join
+from transforms.summarize import _counter, engine_failure, infer_and_join
 
 STAGE = "self_evaluate"
 SCORING_ERROR = "scoring_error"
@@ -85,12 +85,10 @@ class _ScoreFn(beam.DoFn):
     def process(self, joined) -> Iterator[Any]:
         _candidate_id, groups = joined
         results = list(groups["result"])
-        for candidate, tokens in groups["candidate"]:
-            if not results:
-                yield self._reject(candidate, NO_RESULT, "the engine returned no result for this request")
-                continue
-            if getattr(results[0], "error", ""):
-                yield self._reject(candidate, ENGINE_ERROR, results[0].error)
+        failure = engine_failure(results)
+        for candidate, tokens in groups["record"]:
+            if failure:
+                yield self._reject(candidate, *failure)
                 continue
             try:
                 pair = scored_pair(candidate, results[0], tokens, self._mode)
@@ -134,7 +132,7 @@ class SelfEvaluate(beam.PTransform):
             _PlanJudgementsFn(self._preset, self._tokenizer_source, self._tokens)
         ).with_outputs("candidates", "requests")
         scored = (
-            infer_and_join(planned, self._handler, "Judge")
+            infer_and_join(planned.requests, planned.candidates, self._handler, "Judge")
             | "Score" >> beam.ParDo(_ScoreFn(self._mode)).with_outputs("rejected", main="scored")
         )
         return {"scored": scored.scored, "rejected": scored.rejected}

@@ -11,7 +11,7 @@ keys beyond the schema, ``fence_lang`` and ``source_id`` (the judge prompt needs
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -106,15 +106,24 @@ def keyed_inference(element: Any) -> tuple[Any, Any]:
     return key, prediction.inference if isinstance(prediction, PredictionResult) else prediction
 
 
-def infer_and_join(planned, model_handler, step: str):
-    """Run ``planned.requests`` (keyed by record id) through the shared engine and join each result to its
-    record in ``planned.candidates`` by that id: ``(id, {"candidate": [...], "result": [...]})``."""
+def infer_and_join(requests, records, model_handler, step: str):
+    """Run ``requests`` (``(id, request)``) through the shared engine and join each result to its record in
+    ``records`` (``(id, record)``) by that id: ``(id, {"record": [...], "result": [...]})``."""
     results = (
-        planned.requests
+        requests
         | step >> keyed_run_inference(model_handler)
         | "KeyResults" >> beam.Map(keyed_inference)
     )
-    return {"candidate": planned.candidates, "result": results} | "JoinById" >> beam.CoGroupByKey()
+    return {"record": records, "result": results} | "JoinById" >> beam.CoGroupByKey()
+
+
+def engine_failure(results: Sequence[Any]) -> tuple[str, str] | None:
+    """(reason, detail) when a join holds no usable engine result (``NO_RESULT`` or ``ENGINE_ERROR``), else None."""
+    if not results:
+        return NO_RESULT, "the engine returned no result for this request"
+    if getattr(results[0], "error", ""):
+        return ENGINE_ERROR, results[0].error
+    return None
 
 
 class _PlanCandidatesFn(beam.DoFn):
@@ -160,13 +169,11 @@ class _AttachGenerationFn(beam.DoFn):
 
     def process(self, joined: tuple[str, dict[str, list]]) -> Iterator[Any]:
         candidate_id, groups = joined
-        candidates, results = list(groups["candidate"]), list(groups["result"])
+        candidates, results = list(groups["record"]), list(groups["result"])
+        failure = engine_failure(results)
         for candidate in candidates:  # exactly one unless an upstream stage duplicated a snippet
-            if not results:
-                yield self._reject(candidate, NO_RESULT, "the engine returned no result for this request")
-                continue
-            if getattr(results[0], "error", ""):
-                yield self._reject(candidate, ENGINE_ERROR, results[0].error)
+            if failure:
+                yield self._reject(candidate, *failure)
                 continue
             generated = results[0].texts[0] if results[0].texts else ""
             instruction = stored_instruction(candidate["prefix"], generated)
@@ -233,7 +240,7 @@ class Summarize(beam.PTransform):
             _PlanCandidatesFn(self._preset, self._sampling, self._model_id, self._tokenizer_source)
         ).with_outputs("candidates", "requests")
         attached = (
-            infer_and_join(planned, self._handler, "Generate")
+            infer_and_join(planned.requests, planned.candidates, self._handler, "Generate")
             | "AttachAndFilter" >> beam.ParDo(_AttachGenerationFn(self._filters)).with_outputs("rejected", main="kept")
         )
         deduped = (

@@ -476,12 +476,7 @@ def fast_word_tokens(joined: str, positions: bool = False) -> BatchTokens:
         raise ValueError("lower() changes the length of the text: no word-view offsets")
     _, alnum_table = _char_classes()
     lower = _codepoints(low)
-    alnum = _classify(lower, alnum_table, str.isalnum)
-    edge = np.empty(lower.size + 1, bool)  # runs of alnum: their edges alternate start, end
-    edge[0], edge[-1] = alnum[0], alnum[-1]
-    np.not_equal(alnum[1:], alnum[:-1], out=edge[1:-1])
-    edges = np.flatnonzero(edge)
-    starts, ends = edges[0::2], edges[1::2]
+    _, starts, ends = _runs(_classify(lower, alnum_table, str.isalnum))
     values = _run_hashes(lower, starts, ends)
     # A separator between texts (\x00) is a token of its own so that no n-gram spans two texts.
     seps = np.flatnonzero(lower == 0)
