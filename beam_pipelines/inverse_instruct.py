@@ -18,39 +18,34 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-# Every PipelineOptions subclass is imported here so that --help lists all of them.
-from beam_pipelines.launch import engine_seconds, job_main, pipeline_options, run_timed
-from beam_pipelines.options import CorpusOptions, ExtractionOptions, OutputOptions
+from beam_pipelines.launch import JobSpec, engine_seconds, job_main, pipeline_options, run_timed
+from beam_pipelines.options import MainJobOptions, OutputOptions
 from runners.model_resolution import resolve_model
-from runners.options import EngineOptions, engine_config_from_options, handler_from_options  # noqa: F401
+from runners.options import EngineOptions, engine_config_from_options, handler_from_options
 from schemas.records import SCHEMA_VERSION, RecordKind
-from transforms.accounting import CollectCounts, StageTally, build_manifest
-from transforms.decontam.beam import Decontaminate, NearDedup
-from transforms.decontam.options import DecontamOptions, benchmark_specs, decontam_config, neardedup_config  # noqa: F401
-from transforms.extract import DedupSnippets, ExtractCode
-from transforms.method_options import MethodOptions, method_config  # noqa: F401
-from transforms.prompts import TokenizerSource, resolve_preset
-from transforms.select import Select
-from transforms.self_evaluate import SelfEvaluate
-from transforms.shards import ShardOptions, WriteTrainingShards
-from transforms.summarize import Summarize
-from transforms.extraction import ExtractionConfig
-from transforms.parquet_io import WriteParquetShards, read_rows, write_index_atomic
-from transforms.readers import ColumnMapping, ReadSourcePairs, ReadSourceTree, default_source_root, limit_records
+from transforms.decontam.beam import Decontaminate
+from transforms.decontam.options import DecontamOptions, benchmark_specs, decontam_config
+from transforms.dedup.beam import DedupSnippets, NearDedup
+from transforms.dedup.options import NearDedupOptions, neardedup_config
+from transforms.extract.beam import ExtractCode
+from transforms.extract.options import ExtractionOptions, extraction_config
+from transforms.instruct.beam import Select, SelfEvaluate, Summarize
+from transforms.instruct.options import MethodOptions, method_config
+from transforms.instruct.prompts import TokenizerSource, resolve_preset
+from transforms.io.beam import ReadSourcePairs, ReadSourceTree, WriteParquetShards, WriteTrainingShards, limit_records
+from transforms.io.filesystems import read_text
+from transforms.io.options import CorpusOptions, ShardOptions
+from transforms.io.parquet import read_rows, write_index_atomic
+from transforms.io.readers import ColumnMapping, default_source_root
+from transforms.stage import StageOutput, flatten
+from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
+
+JOB = JobSpec("generate", __doc__, (
+    OutputOptions, MainJobOptions, CorpusOptions, ExtractionOptions, MethodOptions, EngineOptions, DecontamOptions,
+    NearDedupOptions, ShardOptions,
+))
 
 LOG = logging.getLogger("inverse_instruct")
-
-
-def extraction_config(options: PipelineOptions) -> ExtractionConfig:
-    ext = options.view_as(ExtractionOptions)
-    bounds = {
-        name: getattr(ext, name)
-        for name in ("min_lines", "max_lines", "min_chars", "max_chars")
-        if getattr(ext, name) is not None
-    }
-    if ext.extraction_policy == "paper":
-        return ExtractionConfig.paper(**bounds)
-    return ExtractionConfig.multilang(**bounds)
 
 
 def corpus_description(options: PipelineOptions) -> dict[str, Any]:
@@ -70,7 +65,7 @@ def corpus_description(options: PipelineOptions) -> dict[str, Any]:
     return {"kind": "source_tree", "root": corpus.source_tree or default_source_root(), "limit": corpus.limit}
 
 
-def read_corpus(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
+def read_corpus(pipeline: beam.Pipeline, options: PipelineOptions) -> StageOutput:
     corpus = options.view_as(CorpusOptions)
     if corpus.input:
         mapping = ColumnMapping(
@@ -83,12 +78,8 @@ def read_corpus(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, 
 
 
 def _write(pcoll, output: str, name: str, kind: RecordKind, options: PipelineOptions, label: str):
-    per_file = options.view_as(OutputOptions).output_records_per_file
+    per_file = options.view_as(MainJobOptions).output_records_per_file
     return pcoll | label >> WriteParquetShards(f"{output}/{name}", kind, seed=None, shard_records=per_file)
-
-
-def _flatten(pcolls, label: str):
-    return tuple(pcolls) | label >> beam.Flatten()
 
 
 def _distinct_snippets(selected, label: str):
@@ -98,8 +89,8 @@ def _distinct_snippets(selected, label: str):
 
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     """Compose the stages on ``pipeline``. Returns the stage tallies and the manifest's static part."""
-    out_opts = options.view_as(OutputOptions)
-    output = out_opts.output.rstrip("/")
+    job = options.view_as(MainJobOptions)
+    output = options.view_as(OutputOptions).output.rstrip("/")
     corpus = options.view_as(CorpusOptions)
     tallies: list[StageTally] = []
     dead_letters = []
@@ -108,37 +99,34 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         "schema_version": SCHEMA_VERSION,
         "corpus": corpus_description(options),
         "extraction": _jsonable(dataclasses.asdict(extraction_config(options))),
-        "stages_run": out_opts.stages,
+        "stages_run": job.stages,
     }
 
-    def stage(name, inputs, result_out, result_rejected, fanout=1):
-        tallies.append(StageTally(name, inputs, result_out, result_rejected, fanout))
-        if result_rejected is not None:
-            dead_letters.append(result_rejected)
+    def stage(name: str, inputs, result: StageOutput, fanout: int = 1) -> StageOutput:
+        tallies.append(StageTally.of(name, inputs, result, fanout))
+        dead_letters.append(result.rejected)
+        return result
 
     read = read_corpus(pipeline, options)
-    stage("read", _flatten((read["pairs"], read["rejected"]), "ReadAll"), read["pairs"], read["rejected"])
-    source_pairs = pairs = read["pairs"]
+    stage("read", flatten((read.main, read.rejected), "ReadAll"), read)
+    source_pairs = pairs = read.main
     if corpus.limit:
         limited = limit_records(pairs, corpus.limit)
-        stage("limit", pairs, limited, None)
+        tallies.append(StageTally("limit", pairs, limited, None))
         source_pairs = pairs = limited
 
-    extracted = pairs | "ExtractCode" >> ExtractCode(extraction_config(options))
-    stage("extract", pairs, extracted["snippets"], extracted["rejected"])
-    deduped = extracted["snippets"] | "Dedup" >> DedupSnippets()
-    stage("dedup", extracted["snippets"], deduped["snippets"], deduped["rejected"])
-    snippets = deduped["snippets"]
+    extracted = stage("extract", pairs, pairs | "ExtractCode" >> ExtractCode(extraction_config(options)))
+    deduped = stage("dedup", extracted.main, extracted.main | "Dedup" >> DedupSnippets())
+    snippets = deduped.main
 
-    if out_opts.decontam_source:
-        cleaned = snippets | "DecontamSource" >> Decontaminate(
+    if job.decontam_source:
+        cleaned = stage("decontam_source", snippets, snippets | "DecontamSource" >> Decontaminate(
             benchmarks=benchmark_specs(options), config=decontam_config(options),
-            columns=("original_instruction", "code"), stage="decontam_source", record_kind=RecordKind.CODE_SNIPPET)
-        stage("decontam_source", snippets, cleaned.main, cleaned.rejected)
+            columns=("original_instruction", "code"), stage="decontam_source", record_kind=RecordKind.CODE_SNIPPET))
         snippets = cleaned.main
     _write(snippets, output, "snippets", RecordKind.CODE_SNIPPET, options, "WriteSnippets")
 
-    if out_opts.stages != "extract":
+    if job.stages != "extract":
         method = method_config(options)
         engine = engine_config_from_options(options)
         handler = handler_from_options(options)
@@ -153,42 +141,38 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
             "preset_hash": preset.hash,
             "method": _jsonable(method.to_json_dict()),
         })
-        summarized = snippets | "Summarize" >> Summarize(
+        summarized = stage("summarize", snippets, snippets | "Summarize" >> Summarize(
             handler, model_id=engine.model, preset=preset, sampling=method.sampling, filters=method.filters,
-            tokenizer_source=tokenizer)
-        stage("summarize", snippets, summarized["candidates"], summarized["rejected"], method.sampling.num_candidates)
-        scored = summarized["candidates"] | "SelfEvaluate" >> SelfEvaluate(
-            handler, preset=preset, scoring_mode=method.scoring_mode, tokenizer_source=tokenizer)
-        stage("self_evaluate", summarized["candidates"], scored["scored"], scored["rejected"])
-        _write(scored["scored"], output, "scored", RecordKind.SCORED_PAIR, options, "WriteScored")
+            tokenizer_source=tokenizer), method.sampling.num_candidates)
+        scored = stage("self_evaluate", summarized.main, summarized.main | "SelfEvaluate" >> SelfEvaluate(
+            handler, preset=preset, scoring_mode=method.scoring_mode, tokenizer_source=tokenizer))
+        _write(scored.main, output, "scored", RecordKind.SCORED_PAIR, options, "WriteScored")
         outputs["scored"] = "scored/"
-        chosen = {"snippets": snippets, "scored": scored["scored"]} | "Select" >> Select(method.selection)
-        stage("select", snippets, _distinct_snippets(chosen["selected"], "Selected"), chosen["rejected"])
-        selected = chosen["selected"]
+        chosen = {"snippets": snippets, "scored": scored.main} | "Select" >> Select(method.selection)
+        stage("select", snippets, StageOutput(_distinct_snippets(chosen.main, "Selected"), chosen.rejected))
+        selected = chosen.main
 
-        if out_opts.stages == "all":
-            clean = selected | "Decontaminate" >> Decontaminate(
+        if job.stages == "all":
+            clean = stage("decontam", selected, selected | "Decontaminate" >> Decontaminate(
                 benchmarks=benchmark_specs(options), config=decontam_config(options),
-                columns=("instruction", "code"), stage="decontam", record_kind=RecordKind.SCORED_PAIR)
-            stage("decontam", selected, clean.main, clean.rejected)
+                columns=("instruction", "code"), stage="decontam", record_kind=RecordKind.SCORED_PAIR))
             selected = clean.main
             near = neardedup_config(options, columns=("instruction", "code"))
             if near is not None:
-                unique = selected | "NearDedup" >> NearDedup(
-                    columns=near.columns, config=near, stage="near_dedup", record_kind=RecordKind.SCORED_PAIR)
-                stage("near_dedup", selected, unique.main, unique.rejected)
+                unique = stage("near_dedup", selected, selected | "NearDedup" >> NearDedup(
+                    columns=near.columns, config=near, stage="near_dedup", record_kind=RecordKind.SCORED_PAIR))
                 selected = unique.main
             shard_opts = options.view_as(ShardOptions)
             shards = selected | "TrainingShards" >> WriteTrainingShards.from_options(
                 f"{output}/training", options, run_seed=method.sampling.run_seed,
                 original_snippets=snippets, source_pairs=source_pairs)
-            shard_inputs = _flatten((selected, snippets), "ShardInputs") if shard_opts.emit_original else selected
-            stage("shards", shard_inputs, shards["examples"], shards["rejected"])
+            shard_inputs = flatten((selected, snippets), "ShardInputs") if shard_opts.emit_original else selected
+            stage("shards", shard_inputs, StageOutput(shards["examples"], shards["rejected"]))
             outputs["training"] = "training/"
         _write(selected, output, "selected", RecordKind.SCORED_PAIR, options, "WriteSelected")
         outputs["selected"] = "selected/"
 
-    rejected = _flatten(dead_letters, "AllRejected")
+    rejected = flatten(dead_letters, "AllRejected")
     _write(rejected, output, "rejected", RecordKind.REJECTED_RECORD, options, "WriteRejected")
 
     specs = [t.spec() for t in tallies]
@@ -212,11 +196,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    options = pipeline_options(argv)
+    options = pipeline_options(argv, JOB)
     output = options.view_as(OutputOptions).output.rstrip("/")
     result, _, elapsed = run_timed(options, build_pipeline)
-    from transforms.filesystems import read_text
-
     manifest = json.loads(read_text(f"{output}/manifest.json"))
     manifest["wall_seconds"] = round(elapsed, 2)
     inside = engine_seconds(result)
@@ -272,7 +254,7 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return job_main(argv, "python -m beam_pipelines.inverse_instruct", __doc__, run)
+    return job_main(argv, JOB, run)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runners.api import GenerateRequest, SamplingSpec, ScoreRequest, request_seed  # noqa: E402
-from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine, close_all_engines  # noqa: E402
+from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine  # noqa: E402
+from runners.engines.cleanup import close_all_engines  # noqa: E402
 
 CODE = [
     "def add(a, b):\n    return a + b",

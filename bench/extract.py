@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from transforms.readers import default_source_root, list_source_files  # noqa: E402
+from transforms.io.readers import default_source_root, list_source_files  # noqa: E402
 
 
 def real_snippets() -> list[str]:
@@ -71,11 +71,11 @@ def make_corpus(path: Path, n_records: int) -> int:
 
 
 def bench_dofn(corpus: Path, policy: str) -> tuple[float, int]:
-    from transforms.extract import ExtractCodeFn
-    from beam_pipelines.inverse_instruct import extraction_config
-    from beam_pipelines.options import ExtractionOptions
     from apache_beam.options.pipeline_options import PipelineOptions
-    from transforms.readers import ColumnMapping, make_source_pair
+
+    from beam_pipelines.inverse_instruct import extraction_config
+    from transforms.extract.beam import ExtractCodeFn
+    from transforms.io.readers import ColumnMapping, make_source_pair
 
     fn = ExtractCodeFn(extraction_config(PipelineOptions([f"--extraction-policy={policy}"])))
     mapping = ColumnMapping()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transforms.extraction import ExtractionConfig, Extracted, extract_code  # noqa: E402
+from transforms.extract.policies import Extracted, ExtractionConfig, extract_code  # noqa: E402
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "code_alpaca_2k.json"
 

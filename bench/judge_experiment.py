@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transforms.parquet_io import read_index, shard_urls  # noqa: E402
+from transforms.io.parquet import read_index, shard_urls  # noqa: E402
 
 
 def rows(directory: str, columns=None) -> list[dict]:
@@ -35,8 +35,8 @@ def rows(directory: str, columns=None) -> list[dict]:
 def score_originals(run_dir: str, manifest: dict, snippets: list[dict]) -> dict[str, float]:
     """Judge (original instruction, code) with the run's engine, preset and scoring mode."""
     from runners.engines import EngineConfig, build_engine
-    from transforms.prompts import TokenizerSource, resolve_preset
-    from transforms.self_evaluate import judge_tokens_for, plan_judgement, scored_pair
+    from transforms.instruct.prompts import TokenizerSource, resolve_preset
+    from transforms.instruct.requests import judge_tokens_for, plan_judgement, scored_pair
 
     with_original = [s for s in snippets if s.get("original_instruction")]
     if not with_original:

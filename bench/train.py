@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from schemas.records import RecordKind  # noqa: E402
-from transforms.parquet_io import write_shards  # noqa: E402
-from transforms.shards import training_example  # noqa: E402
+from transforms.io.parquet import write_shards  # noqa: E402
+from transforms.io.training_examples import training_example  # noqa: E402
 
 SHARED = Path(os.environ.get("INVERSE_INSTRUCT_SHARED", REPO.parent / "shared"))
 

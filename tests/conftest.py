@@ -1,4 +1,10 @@
-"""Shared test fixtures. Fixtures that need heavy resources (engines) live in their own conftest helpers."""
+"""Shared test fixtures and the test tiers.
+
+Every test that starts a real model engine carries ``@pytest.mark.engine``. The fast tier (``-m "not engine"``)
+forbids real engines in this process and in the jobs it launches (``runners.engines.FORBID_REAL_ENGINES_ENV``), so
+a test that starts one without the marker fails instead of silently slowing the tier down. A test that asks for
+an engine fixture without the marker is an error at collection.
+"""
 from __future__ import annotations
 
 import os
@@ -21,3 +27,20 @@ def shared_data() -> Path:
 
 # Session-scoped engines (one vLLM and one transformers engine for the whole run), shared by every test file.
 pytest_plugins = ["tests.engine_fixtures"]
+
+ENGINE_FIXTURES = {"vllm_engine", "transformers_engine"}
+
+
+def pytest_configure(config):
+    from runners.engines import FORBID_REAL_ENGINES_ENV
+
+    if "not engine" in (config.getoption("markexpr") or ""):
+        os.environ[FORBID_REAL_ENGINES_ENV] = "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items
+                if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("engine") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use an engine fixture must be marked @pytest.mark.engine:\n  "
+                                + "\n  ".join(unmarked))

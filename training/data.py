@@ -82,12 +82,12 @@ def verify_shards(shards: Sequence[Shard]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class PromptFormat:
-    """How an instruction becomes the prompt: a ``transforms.prompts`` preset (``paper``, ``chat`` or a path)."""
+    """How an instruction becomes the prompt: a ``transforms.instruct.prompts`` preset (``paper``, ``chat`` or a path)."""
 
     preset: str = "paper"
 
     def prompt(self, instruction: str, tokenizer) -> str:
-        from transforms.prompts import format_training_prompt
+        from transforms.instruct.prompts import format_training_prompt
 
         return format_training_prompt(instruction, self.preset, tokenizer)
 

@@ -1,11 +1,10 @@
-"""``DecontamOptions``: command-line options of decontamination and near-dedup, and their configs."""
+"""``DecontamOptions``: command-line options of decontamination, and the configs they make."""
 from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.decontam.benchmarks import DEFAULT_MIN_SOLUTION_TOKENS, BenchmarkSpec, parse_benchmark_fields
 from transforms.decontam.methods import METHODS, DecontamConfig
-from transforms.decontam.neardedup import NearDedupConfig
 
 DEFAULT_BENCHMARKS = ("humaneval",)
 
@@ -36,18 +35,6 @@ class DecontamOptions(PipelineOptions):
         g.add_argument("--decontam-minhash-num-perm", dest="decontam_minhash_num_perm", type=int, default=128)
         g.add_argument("--decontam-minhash-n", dest="decontam_minhash_n", type=int, default=5)
 
-        g = parser.add_argument_group("near-duplicate removal")
-        g.add_argument("--neardedup", dest="neardedup", action="store_true", default=True)
-        g.add_argument("--no-neardedup", dest="neardedup", action="store_false")
-        g.add_argument("--minhash-ngram", dest="minhash_ngram", type=int, default=5, help="words per shingle")
-        g.add_argument("--minhash-num-perm", dest="minhash_num_perm", type=int, default=256)
-        g.add_argument("--minhash-threshold", dest="minhash_threshold", type=float, default=0.7,
-                       help="Jaccard similarity at which two records are near-duplicates")
-        g.add_argument("--minhash-bands", dest="minhash_bands", type=int, default=None,
-                       help="LSH bands (with --minhash-rows); default: datasketch's optimum for the threshold")
-        g.add_argument("--minhash-rows", dest="minhash_rows", type=int, default=None)
-        g.add_argument("--minhash-seed", dest="minhash_seed", type=int, default=42)
-
 
 def benchmark_specs(options: PipelineOptions) -> list[BenchmarkSpec]:
     o = options.view_as(DecontamOptions)
@@ -63,16 +50,4 @@ def decontam_config(options: PipelineOptions) -> DecontamConfig:
         min_solution_tokens=o.min_solution_tokens, tokenizer=o.ngram_tokenizer,
         minhash_n=o.decontam_minhash_n, minhash_num_perm=o.decontam_minhash_num_perm,
         minhash_threshold=o.decontam_minhash_threshold,
-    )
-
-
-def neardedup_config(options: PipelineOptions, columns: tuple[str, ...] = ("instruction", "response")
-                     ) -> NearDedupConfig | None:
-    """None when --no-neardedup."""
-    o = options.view_as(DecontamOptions)
-    if not o.neardedup:
-        return None
-    return NearDedupConfig(
-        columns=tuple(columns), ngram=o.minhash_ngram, num_perm=o.minhash_num_perm,
-        threshold=o.minhash_threshold, bands=o.minhash_bands, rows=o.minhash_rows, seed=o.minhash_seed,
     )

@@ -1,0 +1,59 @@
+"""The ``inverse-instruct`` command: one subcommand per job.
+
+    inverse-instruct generate --output runs/demo --limit 50     # the main job (Inverse-Instruct data)
+    inverse-instruct evaluate --output runs/eval                # pass@k with sandboxed execution
+    inverse-instruct self-play --output runs/puzzles            # self-play programming puzzles
+    inverse-instruct train --config training/configs/inversecoder.yaml
+    inverse-instruct report runs/demo                           # the run's summary from its manifest
+
+``inverse-instruct <subcommand> --help`` lists that job's options. The ``python -m beam_pipelines.<job>`` and
+``python -m training.finetune`` forms work too. A job module is imported only when its subcommand runs, so
+each job sees only its own options.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+# subcommand -> (module, one-line summary)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("beam_pipelines.inverse_instruct", "the main job: extract, summarize, judge, select, decontaminate, shard"),
+    "evaluate": ("beam_pipelines.evaluate", "pass@k of a model on an execution benchmark, in the sandbox"),
+    "self-play": ("beam_pipelines.self_play", "self-play programming puzzles: generate, verify, shard"),
+    "train": ("training.finetune", "fine-tune on training shards (also under torchrun)"),
+    "report": ("beam_pipelines.report", "the summary of a finished run, from its output directory"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, SUBCOMMANDS))
+    lines = [__doc__.strip().split("\n")[0], "", "usage: inverse-instruct <subcommand> [options]", "", "subcommands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    lines += ["", "`inverse-instruct <subcommand> --help` lists a subcommand's options."]
+    return "\n".join(lines)
+
+
+def job_entry(name: str) -> Callable[[Sequence[str]], int | None]:
+    return importlib.import_module(SUBCOMMANDS[name][0]).main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, SUBCOMMANDS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"inverse-instruct: unknown subcommand {name!r}{hint}\n\n{usage()}", file=sys.stderr)
+        return 2
+    code = job_entry(name)(rest)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

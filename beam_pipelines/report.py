@@ -1,0 +1,41 @@
+"""The summary of a finished run, read back from its output directory.
+
+    inverse-instruct report runs/demo
+
+Reads ``manifest.json`` (the main job) or ``summary.json`` (evaluate, self-play) and prints the stage table or the
+summary; it runs no pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from transforms.io.filesystems import read_text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="inverse-instruct report", description=__doc__.strip().split("\n")[0])
+    parser.add_argument("output", help="The output directory of a finished run.")
+    args = parser.parse_args(argv)
+    output = args.output.rstrip("/")
+    for name in ("manifest.json", "summary.json"):
+        try:
+            data = json.loads(read_text(f"{output}/{name}"))
+        except (FileNotFoundError, OSError):
+            continue
+        if name == "manifest.json":
+            from beam_pipelines.inverse_instruct import print_summary
+
+            print_summary(data, output)
+        else:
+            print(json.dumps({k: v for k, v in data.items() if k != "solved"}, indent=2))
+        return 0 if data.get("balanced", True) else 1
+    print(f"inverse-instruct report: {output} holds no manifest.json or summary.json (is it a finished run?)",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

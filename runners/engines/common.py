@@ -1,0 +1,77 @@
+"""What both real engines share: the tokenizer, the prompt-length check, EOS ids and the device probe."""
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+from runners.model_resolution import resolve_model
+
+
+def load_tokenizer(model_dir: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def too_long(n_prompt_tokens: int, max_model_len: int, room: int) -> str:
+    if n_prompt_tokens + room > max_model_len:
+        return f"prompt has {n_prompt_tokens} tokens; with {room} more it exceeds max_model_len={max_model_len}"
+    return ""
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def eos_ids(tokenizer, model_dir: str) -> set[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    try:
+        from transformers import GenerationConfig
+
+        generation_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
+        ids |= set(generation_eos if isinstance(generation_eos, list) else [generation_eos] if generation_eos is not None else [])
+    except Exception:  # no generation_config.json
+        pass
+    return ids
+
+
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
+    hits = [text.find(stop) for stop in stops if stop and stop in text]
+    return min(hits) if hits else None
+
+
+class LocalEngine:
+    """What both real engines share: the resolved model, its tokenizer, a lock, and the open/closed state.
+
+    Subclasses call ``super().__init__(config)`` first and implement ``generate``, ``next_token_logprobs`` and
+    ``close`` (which sets ``_closed``)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.model_id = config.model
+        self.model_dir = resolve_model(config.model, config.model_cache)
+        self._lock = threading.RLock()
+        self._closed = False
+        self._tokenizer = load_tokenizer(self.model_dir)
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        return [list(ids) for ids in self._tokenizer(list(prompts)).input_ids]
+
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError("engine is closed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

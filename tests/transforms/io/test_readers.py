@@ -1,0 +1,142 @@
+"""Corpus readers: provenance, column mapping, streaming formats, and fail-fast configuration errors."""
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.io.beam import ReadSourcePairs, ReadSourceTree, limit_records
+from transforms.io.readers import ColumnMapping, CorpusConfigError
+
+
+def _pipeline():
+    return TestPipeline(runner="DirectRunner")
+
+
+def _collect(pcoll, fn):
+    return pcoll | beam.Map(fn)
+
+
+def test_parquet_rows_keep_file_and_row_across_row_groups(tmp_path):
+    path = tmp_path / "corpus.parquet"
+    table = pa.table({"q": [f"task {i}" for i in range(7)], "a": [f"print({i})" for i in range(7)]})
+    pq.write_table(table, path, row_group_size=3)  # three row groups: offsets 0, 3, 6
+    with _pipeline() as p:
+        out = p | ReadSourcePairs(str(path), ColumnMapping(instruction="q", response="a"))
+        assert_that(
+            _collect(out.main, lambda r: (r["source_row"], r["instruction"], r["response"], r["source_uri"])),
+            equal_to([(i, f"task {i}", f"print({i})", str(path)) for i in range(7)]),
+            label="pairs",
+        )
+        assert_that(out.rejected, equal_to([]), label="none_rejected")
+
+
+def test_missing_column_fails_fast_naming_column_and_file(tmp_path):
+    path = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"instruction": ["x"], "output": ["y"]}), path)
+    with pytest.raises(CorpusConfigError, match=r"'response' is missing from .*corpus\.parquet"):
+        with _pipeline() as p:
+            p | ReadSourcePairs(str(path), ColumnMapping())
+
+
+def test_wrong_column_type_fails_fast(tmp_path):
+    path = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"instruction": ["x"], "response": [42]}), path)
+    with pytest.raises(CorpusConfigError, match=r"'response' of .*corpus\.parquet has type int64"):
+        with _pipeline() as p:
+            p | ReadSourcePairs(str(path), ColumnMapping())
+
+
+def test_corrupt_parquet_fails_fast_naming_the_file(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 this is not parquet at all")
+    with pytest.raises(CorpusConfigError, match=r"broken\.parquet is not a readable Parquet file"):
+        with _pipeline() as p:
+            p | ReadSourcePairs(str(path), ColumnMapping())
+
+
+def test_no_matching_file_is_a_config_error(tmp_path):
+    with pytest.raises(CorpusConfigError, match="no file matches"):
+        with _pipeline() as p:
+            p | ReadSourcePairs(str(tmp_path / "nothing-*.jsonl"), ColumnMapping())
+
+
+def test_jsonl_bad_lines_go_to_dead_letter_with_reasons(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    lines = [
+        json.dumps({"instruction": "a", "output": "x = 1"}).encode(),
+        b'{"instruction": "b", "output": "caf\xe9"}',  # latin-1 byte: not UTF-8
+        b"{not json",
+        json.dumps(["a list"]).encode(),
+        json.dumps({"instruction": "c"}).encode(),  # no response field
+        json.dumps({"instruction": "d", "output": None}).encode(),  # passed on: extraction judges None
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with _pipeline() as p:
+        out = p | ReadSourcePairs(str(path), ColumnMapping(response="output"))
+        assert_that(_collect(out.main, lambda r: (r["source_row"], r["response"])), equal_to([(0, "x = 1"), (5, None)]), label="pairs")
+        assert_that(
+            _collect(out.rejected, lambda r: (r["source_row"], r["reason"], r["stage"])),
+            equal_to([(1, "not_utf8", "read"), (2, "bad_record", "read"), (3, "bad_record", "read"), (4, "bad_record", "read")]),
+            label="rejected",
+        )
+
+
+def test_json_array_with_input_column_and_first_record_check(tmp_path):
+    path = tmp_path / "alpaca.json"
+    path.write_text(json.dumps([
+        {"instruction": "Sum", "input": "[1, 2]", "output": "sum([1, 2])"},
+        {"instruction": "Hello", "input": "", "output": "print('hi')"},
+    ]))
+    mapping = ColumnMapping(instruction="instruction", response="output", input="input")
+    with _pipeline() as p:
+        out = p | ReadSourcePairs(str(path), mapping)
+        assert_that(_collect(out.main, lambda r: r["instruction"]), equal_to(["Sum\n\n[1, 2]", "Hello"]))
+    with pytest.raises(CorpusConfigError, match=r"'answer' is missing from the first record of .*alpaca\.json"):
+        with _pipeline() as p:
+            p | ReadSourcePairs(str(path), ColumnMapping(response="answer"))
+
+
+def test_fsspec_memory_filesystem(tmp_path):
+    import fsspec
+
+    with fsspec.open("memory://corpus/pairs.jsonl", "wb") as f:
+        f.write(json.dumps({"instruction": "i", "response": "x = 2"}).encode() + b"\n")
+    with _pipeline() as p:
+        out = p | ReadSourcePairs("memory://corpus/*.jsonl", ColumnMapping())
+        assert_that(
+            _collect(out.main, lambda r: (r["source_uri"].startswith("memory://"), r["source_uri"].endswith("corpus/pairs.jsonl"), r["response"])),
+            equal_to([(True, True, "x = 2")]),
+        )
+
+
+def test_source_tree_yields_definitions_and_rejects_non_utf8(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("import os\n\ndef f(x):\n    return x + 1\n\nclass C:\n    def m(self):\n        return 2\n")
+    (tmp_path / "pkg" / "latin.py").write_bytes(b"# caf\xe9\ndef g():\n    return 1\n")
+    (tmp_path / "site-packages").mkdir()
+    (tmp_path / "site-packages" / "skip.py").write_text("def skipped():\n    pass\n")
+    with _pipeline() as p:
+        out = p | ReadSourceTree(str(tmp_path))
+        first_lines = _collect(out.main, lambda r: (r["source_uri"].rsplit("/", 1)[-1], r["language_hint"], r["response"].lstrip().splitlines()[0]))
+
+        def check(actual):
+            assert ("mod.py", "python", "def f(x):") in actual
+            assert ("mod.py", "python", "class C:") in actual
+            assert all(name == "mod.py" for name, _, _ in actual), "site-packages must be skipped"
+
+        assert_that(first_lines, check, label="pairs")
+        assert_that(_collect(out.rejected, lambda r: (r["reason"], r["source_uri"].rsplit("/", 1)[-1])),
+                    equal_to([("not_utf8", "latin.py")]), label="rejected")
+
+
+def test_limit_is_deterministic_and_spread():
+    records = [{"id": f"{i:04d}", "source_uri": "u", "source_row": i} for i in range(100)]
+    with _pipeline() as p:
+        out = limit_records(p | beam.Create(records), 5)
+        assert_that(out | beam.Map(lambda r: r["source_row"]), equal_to([0, 1, 2, 3, 4]))

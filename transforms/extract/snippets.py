@@ -1,0 +1,39 @@
+"""A CODE_SNIPPET record from a SOURCE_PAIR record: the extracted code with its provenance. Pure."""
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.records import content_id
+from transforms.extract.policies import ExtractionConfig, Rejection, extract_code
+from transforms.extract.whitespace import normalized_code_key
+
+STAGE = "extract"
+
+
+def snippet_id(language: str, code: str) -> str:
+    """The content id of a snippet: equal for code that differs only in whitespace (exact dedup keys on it)."""
+    return content_id("code_snippet", language, normalized_code_key(code, language))
+
+
+def snippet_from_pair(pair: Any, config: ExtractionConfig) -> dict[str, Any] | tuple[str, str]:
+    """A CODE_SNIPPET for ``pair``, or ``(reason, detail)`` when its response yields no usable code."""
+    if not isinstance(pair, dict):
+        return "bad_record", f"a {type(pair).__name__}, not a record"
+    result = extract_code(pair.get("response"), config, language_hint=pair.get("language_hint"))
+    if isinstance(result, Rejection):
+        return result.reason, result.detail
+    instruction = pair.get("instruction")
+    return {
+        "id": snippet_id(result.language, result.code),
+        "source_id": pair["id"],
+        "code": result.code,
+        "language": result.language,
+        "fence_lang": result.fence_lang,
+        "original_instruction": instruction if isinstance(instruction, str) else None,
+        "extraction_policy": config.policy,
+        "n_lines": result.code.count("\n") + 1,
+        "n_chars": len(result.code),
+        "source_uri": pair.get("source_uri", ""),
+        "source_row": pair.get("source_row", -1),
+        "stage": STAGE,
+    }

@@ -1,0 +1,247 @@
+"""Prompt presets: the one source of truth for every prompt the method sends to a model.
+
+A preset is plain data (``transforms/presets/<name>.yaml`` for the built-in ones, or any YAML/JSON file given by
+path, e.g. ``--preset my_preset.yaml``). The functions below render it:
+
+- :func:`summarize_prompt` - code to instruction, with the response slot pre-filled by a prefix;
+- :func:`judge_prompt` - the self-evaluation (Yes/No) prompt;
+- :func:`format_training_prompt` - the prompt the training job puts before a response.
+
+Two styles exist. ``template`` fills ``layout`` (the paper's "@@ Instruction / @@ Response" text).
+``chat`` puts the same system line and instruction into the model's own chat template
+(``tokenizer.apply_chat_template``); the summarize prefix then pre-fills the assistant turn.
+
+A preset file may say ``extends: <name or path>`` to start from another preset and override some keys.
+Its hash (:attr:`PromptPreset.hash`) is the sha256 of its canonical content - every key that changes what is
+sent to the model, i.e. everything except ``name`` and ``description`` - so a renamed copy hashes the same.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import random
+from typing import Any, Mapping
+
+import yaml
+
+from transforms.presets import PRESET_DIR
+
+BUILTIN_PRESETS = ("paper", "chat")
+STYLES = ("template", "chat")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptPreset:
+    name: str
+    style: str
+    system: str
+    layout: str | None  # template style only: placeholders {system}, {instruction}, {response}
+    summarize_instruction: str  # placeholder {code}
+    judge_instruction: str  # placeholders {instruction}, {code}
+    prefixes: tuple[str, ...]
+    append_fence_lang: bool
+    stop: tuple[str, ...]
+    yes_variants: tuple[str, ...]
+    no_variants: tuple[str, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"preset {self.name!r}: style must be one of {STYLES}, got {self.style!r}")
+        if self.style == "template" and not self.layout:
+            raise ValueError(f"preset {self.name!r}: a template-style preset needs a layout")
+        if not self.prefixes:
+            raise ValueError(f"preset {self.name!r}: needs at least one prefix")
+        if not self.yes_variants or not self.no_variants:
+            raise ValueError(f"preset {self.name!r}: needs yes_variants and no_variants")
+        # Fail at load time, not deep inside a worker, when a template names an unknown placeholder.
+        _check_placeholders(self.name, "layout", self.layout or "", {"system", "instruction", "response"})
+        _check_placeholders(self.name, "summarize_instruction", self.summarize_instruction, {"code"})
+        _check_placeholders(self.name, "judge_instruction", self.judge_instruction, {"instruction", "code"})
+
+    def content(self) -> dict[str, Any]:
+        """The keys that determine what is sent to the model (hashed; name and description excluded)."""
+        data = dataclasses.asdict(self)
+        data.pop("name")
+        data.pop("description")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @functools.cached_property
+    def hash(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _check_placeholders(preset: str, key: str, template: str, allowed: set[str]) -> None:
+    import string
+
+    for _, field, _, _ in string.Formatter().parse(template):
+        if field is not None and field not in allowed:
+            raise ValueError(f"preset {preset!r}: {key} uses unknown placeholder {{{field}}}; allowed: {sorted(allowed)}")
+
+
+_FIELDS = {f.name for f in dataclasses.fields(PromptPreset)}
+
+
+def _read_preset_data(spec: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Raw mapping of a preset by built-in name or path, with ``extends`` resolved."""
+    if spec in BUILTIN_PRESETS:
+        text = (PRESET_DIR / f"{spec}.yaml").read_text(encoding="utf-8")
+    else:
+        from transforms.io.filesystems import read_text
+
+        try:
+            text = read_text(spec)
+        except (FileNotFoundError, OSError) as exc:
+            raise ValueError(f"unknown prompt preset {spec!r}: not one of {BUILTIN_PRESETS} and not a readable file") from exc
+    data = json.loads(text) if spec.endswith(".json") else yaml.safe_load(text)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"prompt preset {spec!r} must be a mapping, got {type(data).__name__}")
+    data = dict(data)
+    base = data.pop("extends", None)
+    if base:
+        if base in seen:
+            raise ValueError(f"prompt preset {spec!r}: circular extends via {base!r}")
+        merged = _read_preset_data(base, seen + (spec,))
+        merged.update(data)
+        data = merged
+    return data
+
+
+def preset_from_mapping(data: Mapping[str, Any]) -> PromptPreset:
+    unknown = set(data) - _FIELDS
+    if unknown:
+        raise ValueError(f"prompt preset has unknown keys {sorted(unknown)}; allowed: {sorted(_FIELDS)}")
+    missing = {f.name for f in dataclasses.fields(PromptPreset) if f.default is dataclasses.MISSING} - set(data)
+    if data.get("style") == "chat":
+        missing.discard("layout")  # a chat preset renders through the tokenizer's template
+    if missing:
+        raise ValueError(f"prompt preset {data.get('name', '?')!r} lacks keys {sorted(missing)}")
+    values = dict(data)
+    values.setdefault("layout", None)
+    for key in ("prefixes", "stop", "yes_variants", "no_variants"):
+        values[key] = tuple(str(x) for x in values[key])
+    values["append_fence_lang"] = bool(values["append_fence_lang"])
+    return PromptPreset(**values)
+
+
+@functools.lru_cache(maxsize=32)
+def load_preset(spec: str = "paper") -> PromptPreset:
+    """A built-in preset by name (``paper``, ``chat``) or a user preset by path (YAML or JSON)."""
+    return preset_from_mapping(_read_preset_data(spec))
+
+
+def resolve_preset(preset: PromptPreset | str) -> PromptPreset:
+    return preset if isinstance(preset, PromptPreset) else load_preset(preset)
+
+
+# --- rendering -------------------------------------------------------------------------------------------------
+
+
+def fenced_code(code: str, fence_lang: str | None) -> str:
+    """The snippet with its fence lines, as the reference put it into ``{code}``.
+
+    The opening fence carries the tag as written; the code is kept verbatim and the closing fence goes on its own
+    line (no blank line is added when the code already ends with a newline).
+    """
+    body = code if code.endswith("\n") else code + "\n"
+    return f"```{fence_lang or ''}\n{body}```"
+
+
+def response_prefix(preset: PromptPreset, base_prefix: str, fence_lang: str | None) -> str:
+    """``base_prefix`` plus ``" " + lang`` when the fence has a language tag; never a trailing space."""
+    lang = (fence_lang or "").strip()
+    prefix = f"{base_prefix} {lang}" if lang and preset.append_fence_lang else base_prefix
+    return prefix.rstrip()
+
+
+def draw_prefix(preset: PromptPreset, fence_lang: str | None, seed: int) -> str:
+    """The prefix of one candidate: uniform over ``preset.prefixes``, a pure function of the candidate's seed."""
+    base = preset.prefixes[random.Random(seed).randrange(len(preset.prefixes))]
+    return response_prefix(preset, base, fence_lang)
+
+
+def candidate_seed(snippet_id: str, candidate_index: int, run_seed: int) -> int:
+    """The seed of one candidate (its sampling seed and its prefix draw): ``runners.api.request_seed``, the one
+    derivation every engine request uses."""
+    from runners.api import request_seed
+
+    return int(request_seed(snippet_id, candidate_index, run_seed))
+
+
+def _chat(tokenizer, system: str, user: str) -> str:
+    if tokenizer is None:
+        raise ValueError("a chat-style preset needs the model's tokenizer to render its chat template")
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def render(preset: PromptPreset, instruction: str, response: str = "", tokenizer=None) -> str:
+    """A full prompt: ``instruction`` in the instruction slot, ``response`` pre-filling the answer."""
+    if preset.style == "template":
+        return preset.layout.format(system=preset.system, instruction=instruction, response=response)
+    return _chat(tokenizer, preset.system, instruction) + response
+
+
+def summarize_instruction(preset: PromptPreset, code: str, fence_lang: str | None) -> str:
+    return preset.summarize_instruction.format(code=fenced_code(code, fence_lang))
+
+
+def summarize_prompt(preset: PromptPreset | str, code: str, fence_lang: str | None, prefix: str, tokenizer=None) -> str:
+    """Code to instruction. The prompt ends with ``prefix``, which the model continues."""
+    preset = resolve_preset(preset)
+    return render(preset, summarize_instruction(preset, code, fence_lang), prefix, tokenizer)
+
+
+def judge_prompt(preset: PromptPreset | str, instruction: str, code: str, fence_lang: str | None, tokenizer=None) -> str:
+    """The self-evaluation prompt; the next token is the judge's first answer token (Yes/No)."""
+    preset = resolve_preset(preset)
+    text = preset.judge_instruction.format(instruction=instruction, code=fenced_code(code, fence_lang))
+    return render(preset, text, "", tokenizer)
+
+
+def stored_instruction(prefix: str, generated_text: str) -> str:
+    """What a candidate's instruction is: the prefix and its continuation, stripped."""
+    return (prefix + generated_text).strip()
+
+
+def format_training_prompt(instruction: str, preset: PromptPreset | str = "paper", tokenizer=None) -> str:
+    """The prompt part of a training example; the training job appends the response (and EOS) after it.
+
+    With ``paper`` this is the template with the instruction and an empty response, ending with the newline
+    after ``@@ Response`` - the format the paper fine-tuned with.
+    """
+    return render(resolve_preset(preset), instruction, "", tokenizer)
+
+
+def format_training_example(instruction: str, response: str, preset: PromptPreset | str = "paper", tokenizer=None) -> tuple[str, str]:
+    """``(prompt, response)``; the loss goes on the response only."""
+    return format_training_prompt(instruction, preset, tokenizer), response
+
+
+# --- tokenizers -----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerSource:
+    """Where to load the model's tokenizer from (picklable; workers load it once per process).
+
+    ``path`` is a local model directory (e.g. the one ``runners.model_resolution`` resolves); ``gguf_file``
+    names a GGUF file inside it when the directory holds only that.
+    """
+
+    path: str
+    gguf_file: str | None = None
+
+    def load(self):
+        return _load_tokenizer(self.path, self.gguf_file)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(path: str, gguf_file: str | None):
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    return AutoTokenizer.from_pretrained(path, **kwargs)

@@ -1,0 +1,466 @@
+"""Beam glue of the io package: corpus readers, ``--limit`` sampling, and the Parquet and training-shard writers.
+
+Readers return a ``StageOutput`` (SOURCE_PAIR records and dead letters of the ``read`` stage). Parquet is read
+one row group at a time after a reshuffle (``ReadFromParquet`` cannot tell which row a record came from, and the
+row is part of provenance). ``WriteParquetShards`` writes any record kind as bounded, deterministic shards with
+a ``shards.json`` index (``transforms.io.parquet``); ``WriteTrainingShards`` turns selected pairs (and the
+original pairs) into training examples (``transforms.io.training_examples``) and writes them.
+"""
+from __future__ import annotations
+
+import posixpath
+from typing import Any, Iterable, Iterator, Mapping
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from schemas.records import RecordKind, rejected
+from transforms.io import filesystems
+from transforms.io.options import ShardOptions, shard_bounds
+from transforms.io.parquet import (
+    DEFAULT_COMPRESSION,
+    assign_in_bucket,
+    bucket_of,
+    build_index,
+    bytes_per_shard,
+    check_bounds,
+    finalize_index,
+    plan_from_bucket_stats,
+    record_nbytes,
+    sort_key,
+    write_one_shard,
+)
+from transforms.io.readers import (
+    READ_STAGE,
+    ColumnMapping,
+    CorpusConfigError,
+    check_parquet_columns,
+    default_source_root,
+    detect_format,
+    iter_json_rows,
+    list_source_files,
+    make_source_pair,
+    open_parquet,
+    source_file_pairs,
+    validate_first_file,
+)
+from transforms.io.source_tree import UndecodableSource
+from transforms.io.training_examples import (
+    DEFAULT_SHARD_MB,
+    GENERATED,
+    ORIGINAL,
+    ORIGINAL_RESPONSE_MODES,
+    SHARDS_STAGE,
+    ExampleRejected,
+    generated_example,
+    original_example,
+    pick_duplicate,
+)
+from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput, flatten
+
+# --------------------------------------------------------------------------- readers
+
+class _ListParquetRowGroups(beam.DoFn):
+    def __init__(self, mapping: ColumnMapping):
+        self._mapping = mapping
+
+    def process(self, path: str) -> Iterator[tuple[str, int, int]]:
+        parquet = open_parquet(path)
+        check_parquet_columns(parquet.schema_arrow, self._mapping, path)
+        offset = 0
+        for index in range(parquet.num_row_groups):
+            yield path, index, offset
+            offset += parquet.metadata.row_group(index).num_rows
+
+
+class _ReadParquetRowGroup(beam.DoFn):
+    def __init__(self, mapping: ColumnMapping):
+        self._mapping = mapping
+        self.books = StageBooks(READ_STAGE, RecordKind.SOURCE_PAIR)
+
+    def process(self, element: tuple[str, int, int]) -> Iterator[dict[str, Any]]:
+        path, index, offset = element
+        table = open_parquet(path).read_row_group(index, columns=self._mapping.columns)
+        for i, raw in enumerate(table.to_pylist()):
+            self.books.took()
+            yield self.books.kept(make_source_pair(raw, self._mapping, path, offset + i))
+
+
+class _ReadJsonFile(beam.DoFn):
+    """Streams a JSON array (with ijson) or JSON Lines file; one bad line is one dead-letter record."""
+
+    def __init__(self, mapping: ColumnMapping, fmt: str):
+        self._mapping = mapping
+        self._format = fmt
+        self.books = StageBooks(READ_STAGE, RecordKind.SOURCE_PAIR)
+
+    def process(self, path: str) -> Iterator[Any]:
+        for row, raw, problem in iter_json_rows(path, self._format, self._mapping):
+            self.books.took()
+            if problem is not None:
+                reason, detail = problem
+                yield self.books.reject({"raw": raw}, reason, detail, source_uri=path, source_row=row)
+                continue
+            yield self.books.kept(make_source_pair(raw, self._mapping, path, row))
+
+
+class ReadSourcePairs(beam.PTransform):
+    """Read (instruction, response) pairs from Parquet, JSON or JSONL files matching ``pattern``."""
+
+    def __init__(self, pattern: str, mapping: ColumnMapping = ColumnMapping(), input_format: str = "auto"):
+        super().__init__()
+        self._pattern = pattern
+        self._mapping = mapping
+        self._format = input_format
+
+    def expand(self, pbegin):
+        files = []
+        for pattern in self._pattern.split(","):
+            files.extend(filesystems.match(pattern.strip()))
+        if not files:
+            raise CorpusConfigError(f"no file matches {self._pattern!r}")
+        validate_first_file(files, self._mapping, self._format)
+        formats = {detect_format(f) if self._format == "auto" else self._format for f in files}
+        paths = pbegin | "ListFiles" >> beam.Create(sorted(files))
+        outputs = []
+        rejected_outputs = []
+        if "parquet" in formats:
+            parquet = (
+                paths
+                | "OnlyParquet" >> beam.Filter(lambda p, fmt=self._format: (fmt if fmt != "auto" else detect_format(p)) == "parquet")
+                | "ListRowGroups" >> beam.ParDo(_ListParquetRowGroups(self._mapping))
+                | "SpreadRowGroups" >> beam.Reshuffle()
+                | "ReadRowGroup" >> beam.ParDo(_ReadParquetRowGroup(self._mapping))
+            )
+            outputs.append(parquet)
+        if formats & {"json", "jsonl"}:
+            json_result = (
+                paths
+                | "OnlyJson" >> beam.Filter(lambda p, fmt=self._format: (fmt if fmt != "auto" else detect_format(p)) != "parquet")
+                | "SpreadJsonFiles" >> beam.Reshuffle()
+                | "ReadJson" >> beam.ParDo(_ReadJsonFile(self._mapping, self._format)).with_outputs(REJECTED, main="main")
+            )
+            outputs.append(json_result.main)
+            rejected_outputs.append(json_result.rejected)
+        return StageOutput(flatten(outputs, "FlattenPairs", pbegin.pipeline),
+                           flatten(rejected_outputs, "FlattenPairsRejected", pbegin.pipeline))
+
+
+class _ReadDefinitions(beam.DoFn):
+    def __init__(self):
+        self.books = StageBooks(READ_STAGE, RecordKind.SOURCE_PAIR)
+
+    def process(self, path: str) -> Iterator[Any]:
+        with filesystems.open_binary(path) as handle:
+            data = handle.read()
+        try:
+            pairs = source_file_pairs(path, data)
+        except UndecodableSource as err:
+            self.books.took()
+            yield self.books.reject({"path": path, "head": data[:200]}, "not_utf8", str(err), source_uri=path,
+                                    source_row=0)
+            return
+        for pair in pairs:
+            self.books.took()
+            yield self.books.kept(pair)
+
+
+class ReadSourceTree(beam.PTransform):
+    """Walk a directory of source files and yield one SOURCE_PAIR per top-level definition."""
+
+    def __init__(self, root: str | None = None):
+        super().__init__()
+        self._root = root or default_source_root()
+
+    def expand(self, pbegin):
+        files = list_source_files(self._root)
+        if not files:
+            raise CorpusConfigError(f"no source file of a known language under {self._root!r}")
+        result = (
+            pbegin
+            | "ListSourceFiles" >> beam.Create(files)
+            | "SpreadSourceFiles" >> beam.Reshuffle()
+            | "ReadDefinitions" >> beam.ParDo(_ReadDefinitions()).with_outputs(REJECTED, main="main")
+        )
+        return StageOutput.of(result)
+
+
+def limit_records(pcoll, limit: int | None, label: str = "Limit"):
+    """Keep ``limit`` records chosen deterministically (smallest content id, ties by provenance): a spread
+    sample of the corpus that is the same on every run and every runner."""
+    if not limit:
+        return pcoll
+    return (
+        pcoll
+        | f"{label}Smallest" >> beam.combiners.Top.Smallest(limit, key=lambda r: (r["id"], r["source_uri"], r["source_row"]))
+        | f"{label}Explode" >> beam.FlatMap(lambda records: records)
+    )
+
+
+# --------------------------------------------------------------------------- Parquet shards
+
+
+def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    rows = nbytes = 0
+    for r, b in pairs:
+        rows += r
+        nbytes += b
+    return rows, nbytes
+
+
+class _KeyByBucket(beam.DoFn):
+    def __init__(self, seed: int | None):
+        self._seed = seed
+
+    def process(self, record):
+        key = sort_key(record["id"], self._seed)
+        yield bucket_of(key, self._seed), (key, record_nbytes(record), record)
+
+
+class _RankBucket(beam.DoFn):
+    def __init__(self, shard_records: int | None, shard_bytes: int | None):
+        self._shard_records = shard_records
+        self._shard_bytes = shard_bytes
+
+    def process(self, element, plan):
+        bucket, items = element
+        row_off, byte_off = plan["offsets"][bucket]
+        yield from assign_in_bucket(
+            list(items), row_off, byte_off, shard_records=self._shard_records, shard_bytes=self._shard_bytes
+        )
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, output_dir: str, prefix: str, kind: RecordKind, compression: str):
+        self._output_dir = output_dir
+        self._prefix = prefix
+        self._kind = kind
+        self._compression = compression
+        self._books = StageBooks(f"write.{posixpath.basename(output_dir.rstrip('/'))}", kind)
+
+    def process(self, element, shard_ids):
+        provisional, items = element
+        final = {s: i for i, s in enumerate(sorted(set(shard_ids)))}  # close gaps left by oversized records
+        info = write_one_shard(
+            self._output_dir, self._prefix, final[provisional], len(final), list(items),
+            self._kind, self._compression,
+        )
+        self._books.count("files")
+        self._books.count("rows", info["rows"])
+        self._books.count("bytes", info["bytes"])
+        yield info
+
+
+class _FinalizeIndex(beam.DoFn):
+    def __init__(self, output_dir, prefix, kind, seed, shard_records, shard_mb, index_extra):
+        self._args = (output_dir, prefix)
+        self._index_args = dict(kind=kind, seed=seed, shard_records=shard_records, shard_mb=shard_mb,
+                                extra=index_extra)
+
+    def process(self, all_infos):
+        output_dir, prefix = self._args
+        yield finalize_index(output_dir, build_index(all_infos, **self._index_args), prefix)
+
+
+class WriteParquetShards(beam.PTransform):
+    """PCollection[dict] of ``kind`` -> bounded, deterministic Parquet shards + ``shards.json``.
+
+    Output: a one-element PCollection holding the index dict, emitted after ``output_dir/shards.json`` exists.
+    ``seed=None`` orders rows by id instead of shuffling (handy for audit outputs such as rejected records).
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        kind: RecordKind | str,
+        *,
+        seed: int | None,
+        shard_records: int | None = None,
+        shard_mb: float | None = None,
+        prefix: str = "part",
+        compression: str = DEFAULT_COMPRESSION,
+        index_extra: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        check_bounds(shard_records, shard_mb)
+        self._output_dir = output_dir
+        self._kind = RecordKind(kind)
+        self._seed = seed
+        self._shard_records = shard_records
+        self._shard_mb = shard_mb
+        self._prefix = prefix
+        self._compression = compression
+        self._index_extra = dict(index_extra or {})
+
+    def expand(self, records):
+        shard_bytes = None if self._shard_mb is None else bytes_per_shard(self._shard_mb)
+        by_bucket = records | "KeyByBucket" >> beam.ParDo(_KeyByBucket(self._seed))
+        plan = (
+            by_bucket
+            | "BucketStats" >> beam.Map(lambda kv: (kv[0], (1, kv[1][1])))
+            | "SumPerBucket" >> beam.CombinePerKey(_sum_pairs)
+            | "FlatStats" >> beam.Map(lambda kv: (kv[0], kv[1][0], kv[1][1]))
+            | "AllStats" >> beam.combiners.ToList()
+            | "Plan" >> beam.Map(plan_from_bucket_stats)
+        )
+        by_shard = (
+            by_bucket
+            | "GroupBucket" >> beam.GroupByKey()
+            | "Rank" >> beam.ParDo(_RankBucket(self._shard_records, shard_bytes), plan=beam.pvalue.AsSingleton(plan))
+            | "GroupShard" >> beam.GroupByKey()
+        )
+        shard_ids = by_shard | "ShardIds" >> beam.Keys()
+        infos = by_shard | "WriteShard" >> beam.ParDo(
+            _WriteShard(self._output_dir, self._prefix, self._kind, self._compression),
+            shard_ids=beam.pvalue.AsList(shard_ids),
+        )
+        return (
+            infos
+            | "AllInfos" >> beam.combiners.ToList()
+            | "WriteIndex" >> beam.ParDo(
+                _FinalizeIndex(self._output_dir, self._prefix, self._kind, self._seed, self._shard_records,
+                               self._shard_mb, self._index_extra)
+            )
+        )
+
+
+# --------------------------------------------------------------------------- training shards
+
+
+class _ToGenerated(StageFn):
+    stage = SHARDS_STAGE
+    record_kind = RecordKind.SCORED_PAIR
+
+    def process_record(self, pair):
+        try:
+            yield generated_example(pair)
+        except ExampleRejected as exc:
+            yield Reject(exc.reason, exc.detail)
+
+
+class _ToOriginal(beam.DoFn):
+    """Input: ``(source_id, {"snippets": [...], "sources": [...]})`` in source mode, or a snippet in code mode."""
+
+    def __init__(self, mode: str):
+        self._mode = mode
+        self.books = StageBooks(SHARDS_STAGE, RecordKind.CODE_SNIPPET)
+
+    def process(self, element):
+        if self._mode == "source":
+            _, grouped = element
+            sources = list(grouped["sources"])
+            response = sources[0].get("response") if sources else None
+            snippets = list(grouped["snippets"])
+        else:
+            response, snippets = None, [element]
+        for snippet in snippets:
+            self.books.took()
+            try:
+                example = original_example(snippet, mode=self._mode, source_response=response)
+            except ExampleRejected as exc:
+                yield self.books.reject(snippet, exc.reason, exc.detail)
+                continue
+            yield self.books.kept(example)
+
+
+class _DropDuplicateIds(beam.DoFn):
+    def __init__(self):
+        self.books = StageBooks(f"{SHARDS_STAGE}.dedup", RecordKind.TRAINING_EXAMPLE)
+
+    def process(self, element):
+        _, examples = element
+        keep, dups = pick_duplicate(list(examples))
+        yield keep
+        for dup in dups:
+            # The dead letter names the shards stage, as every other rejection of this stage does.
+            yield beam.pvalue.TaggedOutput(REJECTED, rejected(
+                dup, record_kind=RecordKind.TRAINING_EXAMPLE, reason="duplicate_example", stage=SHARDS_STAGE,
+                detail=f"same id as the kept example from row {keep['source_row']} of {keep['source_uri']}"))
+            self.books.count("rejected.duplicate_example")
+
+
+def _dedup(examples, label: str):
+    out = (
+        examples
+        | f"KeyById{label}" >> beam.Map(lambda e: (e["id"], e))
+        | f"GroupById{label}" >> beam.GroupByKey()
+        | f"DropDuplicates{label}" >> beam.ParDo(_DropDuplicateIds()).with_outputs(REJECTED, main="examples")
+    )
+    return out.examples, out.rejected
+
+
+class WriteTrainingShards(beam.PTransform):
+    """Selected pairs (+ cleaned originals) -> ``<output_dir>/generated`` (+ ``/original``) shards.
+
+    Apply to the PCollection of selected ``SCORED_PAIR`` dicts. Returns a dict of PCollections:
+    ``"generated"`` / ``"original"``: one element each, the ``shards.json`` index; ``"examples"``: every training
+    example written; ``"rejected"``: dead-letter records.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        *,
+        seed: int,
+        shard_records: int | None = None,
+        shard_mb: float | None = None,
+        original_snippets=None,
+        source_pairs=None,
+        original_response: str = "source",
+    ):
+        super().__init__()
+        if original_response not in ORIGINAL_RESPONSE_MODES:
+            raise ValueError(f"original_response must be one of {ORIGINAL_RESPONSE_MODES}")
+        if original_snippets is not None and original_response == "source" and source_pairs is None:
+            raise ValueError("original_response='source' joins the source pairs: pass source_pairs, "
+                             "or use original_response='code' (--original-response=code)")
+        self._output_dir = output_dir.rstrip("/")
+        self._seed = seed
+        self._bounds = dict(shard_records=shard_records, shard_mb=shard_mb)
+        if shard_records is None and shard_mb is None:
+            self._bounds["shard_mb"] = DEFAULT_SHARD_MB
+        self._original_snippets = original_snippets
+        self._source_pairs = source_pairs
+        self._original_response = original_response
+
+    @classmethod
+    def from_options(cls, output_dir: str, options: PipelineOptions, *, run_seed: int, **kwargs):
+        shard_options = options.view_as(ShardOptions)
+        seed = shard_options.shard_seed if shard_options.shard_seed is not None else run_seed
+        if not shard_options.emit_original:
+            kwargs.pop("original_snippets", None)
+            kwargs.pop("source_pairs", None)
+        return cls(output_dir, seed=seed, original_response=shard_options.original_response,
+                   **shard_bounds(shard_options), **kwargs)
+
+    def _write(self, examples, name: str):
+        return examples | f"Write{name.title()}Shards" >> WriteParquetShards(
+            f"{self._output_dir}/{name}", RecordKind.TRAINING_EXAMPLE, seed=self._seed,
+            index_extra={"source": name}, **self._bounds,
+        )
+
+    def expand(self, selected_pairs):
+        generated = _ToGenerated().apply(selected_pairs, "ToGenerated")
+        gen_examples, gen_dups = _dedup(generated.main, "Generated")
+        outputs = {"generated": self._write(gen_examples, GENERATED)}
+        rejected_parts = [generated.rejected, gen_dups]
+        example_parts = [gen_examples]
+        if self._original_snippets is not None:
+            if self._original_response == "source":
+                grouped = {
+                    "snippets": self._original_snippets | "KeySnippetBySource" >> beam.Map(
+                        lambda s: (s["source_id"], s)),
+                    "sources": self._source_pairs | "KeySourceById" >> beam.Map(lambda s: (s["id"], s)),
+                } | "JoinSources" >> beam.CoGroupByKey()
+                originals_in = grouped
+            else:
+                originals_in = self._original_snippets
+            original = originals_in | "ToOriginal" >> beam.ParDo(_ToOriginal(self._original_response)).with_outputs(
+                REJECTED, main="examples")
+            orig_examples, orig_dups = _dedup(original.examples, "Original")
+            outputs["original"] = self._write(orig_examples, ORIGINAL)
+            rejected_parts += [original.rejected, orig_dups]
+            example_parts.append(orig_examples)
+        outputs["examples"] = tuple(example_parts) | "AllExamples" >> beam.Flatten()
+        outputs["rejected"] = tuple(rejected_parts) | "AllRejected" >> beam.Flatten()
+        return outputs

@@ -1,0 +1,65 @@
+"""Options of the io package: the corpus (``CorpusOptions``) and the training shards (``ShardOptions``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.io.training_examples import DEFAULT_SHARD_MB, ORIGINAL_RESPONSE_MODES
+
+
+class CorpusOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("corpus")
+        group.add_argument(
+            "--input",
+            default=None,
+            help="Corpus path or glob (comma-separated for several): Parquet, JSON or JSONL on any path Beam's "
+            "filesystems or fsspec understand. Without --input the corpus is a source tree (--source-tree).",
+        )
+        group.add_argument(
+            "--input-format", dest="input_format", default="auto", choices=("auto", "parquet", "json", "jsonl"),
+            help="Format of --input files; auto picks it from each file name.",
+        )
+        group.add_argument(
+            "--source-tree", dest="source_tree", default=None,
+            help="A directory of source files read one snippet per top-level function, class or method. "
+            "Default (when --input is not given): the running interpreter's standard library.",
+        )
+        group.add_argument("--instruction-column", dest="instruction_column", default="instruction")
+        group.add_argument("--response-column", dest="response_column", default="response")
+        group.add_argument(
+            "--input-column", dest="input_column", default=None,
+            help="Optional extra-context column appended to the instruction (Code Alpaca: input).",
+        )
+        group.add_argument(
+            "--limit", type=int, default=None,
+            help="Process only N source records, chosen deterministically (smallest content id).",
+        )
+
+
+class ShardOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--shard-records", dest="shard_records", type=int, default=None,
+                            help="Rows per training shard (exclusive with --shard-mb).")
+        parser.add_argument("--shard-mb", dest="shard_mb", type=float, default=None,
+                            help=f"Payload MiB per training shard (default {DEFAULT_SHARD_MB:g} when neither is set).")
+        parser.add_argument("--emit-original", dest="emit_original", action="store_true", default=False,
+                            help="Also write the cleaned original pairs as training shards (<output>/original).")
+        parser.add_argument("--original-response", dest="original_response", choices=ORIGINAL_RESPONSE_MODES,
+                            default="source",
+                            help="Response of an original example: the corpus's full response (source) or the "
+                                 "cleaned snippet, fenced (code).")
+        parser.add_argument("--shard-seed", dest="shard_seed", type=int, default=None,
+                            help="Seed of the shard shuffle (default: the run seed).")
+
+
+def shard_bounds(options: ShardOptions) -> dict[str, Any]:
+    """``{"shard_records": ..., "shard_mb": ...}`` with exactly one set."""
+    if options.shard_records is not None and options.shard_mb is not None:
+        raise ValueError("--shard-records and --shard-mb are exclusive")
+    if options.shard_records is None and options.shard_mb is None:
+        return {"shard_records": None, "shard_mb": DEFAULT_SHARD_MB}
+    return {"shard_records": options.shard_records, "shard_mb": options.shard_mb}

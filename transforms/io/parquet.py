@@ -1,0 +1,402 @@
+"""Atomic, deterministic, bounded Parquet output for any record kind.
+
+Pure functions (usable without Beam):
+- ``sort_key(record_id, seed)``: the shuffle key, ``(blake2b64(seed, id), id)``; ``seed=None`` orders by id.
+- ``write_table_atomic(table, path)`` / ``write_records_atomic(records, path, kind)``: write one Parquet file
+  under a hidden temp name in the same directory, then rename it to ``path``; returns a ``ShardInfo`` dict
+  (``path``, ``rows``, ``bytes``, ``sha256``) whose digest is computed while writing.
+- ``write_shards(records, output_dir, kind, ...)``: the in-memory twin of ``WriteParquetShards`` (same files,
+  byte for byte), for small outputs and tests.
+- ``write_index_atomic`` / ``read_index`` / ``verify_shards``: the ``shards.json`` index.
+
+Beam (``transforms.io.beam``): ``WriteParquetShards(output_dir, kind, seed=..., shard_records=... | shard_mb=...)`` consumes a
+PCollection of dicts and outputs one element, the index dict, after ``shards.json`` is written.
+
+Shard assignment (deterministic, bounded, scalable): every record gets the key ``sort_key(id, seed)``. The
+top ``BUCKET_BITS`` bits of the hash split the key space into ordered buckets; one pass counts rows and bytes
+per bucket, and a prefix sum over buckets gives each bucket its global row and byte offset. Each bucket is then
+sorted on its own, so every record learns its exact global rank (and byte offset) without a global sort on one
+worker, and lands in shard ``rank // shard_records`` (or ``byte_offset // shard_bytes``). A shard holds at most
+``shard_records`` rows, or fewer than ``shard_bytes`` + one record of payload bytes (payload = UTF-8 bytes of
+the values, see ``record_nbytes``; the compressed file is normally much smaller). Only one shard's rows are ever
+held in memory together, plus one bucket's (about n / 4096 records) during ranking.
+
+Atomicity: a file only ever appears under its final name by rename (local: ``os.replace``; object stores:
+a completed upload/copy is atomic per object). Temp names start with ``.`` so readers that skip hidden files
+(``datasets``, Spark, pyarrow datasets) never see them. Rewriting the same shard (a retried bundle) writes
+identical bytes under the same name. ``shards.json`` is written last, also atomically, so its presence means
+the set is complete; stale shards of this prefix from an earlier run with another shard count are removed.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import posixpath
+import re
+import uuid
+from typing import Any, Iterable, Mapping, Sequence
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.records import SCHEMA_VERSION, RecordKind, to_table
+
+LOG = logging.getLogger(__name__)
+
+INDEX_NAME = "shards.json"
+INDEX_FORMAT = "inverse_instruct.shards/v1"
+BUCKET_BITS = 12  # 4096 ordered hash buckets for ranking
+DEFAULT_COMPRESSION = "zstd"
+DEFAULT_ROW_GROUP_SIZE = 1024
+METADATA_SHARD_KEY = b"inverse_instruct.shard"
+
+ShardInfo = dict  # {"index", "path", "rows", "bytes", "sha256", "payload_bytes"}
+
+
+# --------------------------------------------------------------------------- ordering
+
+
+def sort_key(record_id: str, seed: int | None) -> tuple[int, str]:
+    """Deterministic shuffle key. The id breaks (astronomically rare) hash ties so the order is total."""
+    if seed is None:
+        return (0, record_id)
+    h = hashlib.blake2b(digest_size=8)
+    h.update(str(int(seed)).encode())
+    h.update(b"\x00")
+    h.update(record_id.encode("utf-8", "surrogatepass"))
+    return (int.from_bytes(h.digest(), "big"), record_id)
+
+
+def bucket_of(key: tuple[int, str], seed: int | None) -> int:
+    """Ordered bucket of a sort key: buckets cover increasing key ranges."""
+    if seed is None:  # ordering by id: bucket by the first id bytes so buckets stay ordered
+        first = key[1].encode("utf-8", "surrogatepass")[:2].ljust(2, b"\x00")
+        return int.from_bytes(first, "big") >> (16 - BUCKET_BITS)
+    return key[0] >> (64 - BUCKET_BITS)
+
+
+def record_nbytes(value: Any) -> int:
+    """Payload size used for byte-bounded shards: UTF-8 bytes of strings, 8 per scalar, recursively."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, Mapping):
+        return sum(record_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(record_nbytes(v) for v in value)
+    return 8
+
+
+def shard_name(prefix: str, index: int, count: int) -> str:
+    return f"{prefix}-{index:05d}-of-{count:05d}.parquet"
+
+
+def _shard_name_pattern(prefix: str) -> re.Pattern:
+    return re.compile(re.escape(prefix) + r"-(\d{5,})-of-(\d{5,})\.parquet$")
+
+
+def check_bounds(shard_records: int | None, shard_mb: float | None) -> None:
+    if (shard_records is None) == (shard_mb is None):
+        raise ValueError("give exactly one of shard_records or shard_mb")
+    if shard_records is not None and shard_records <= 0:
+        raise ValueError(f"shard_records must be positive, got {shard_records}")
+    if shard_mb is not None and shard_mb <= 0:
+        raise ValueError(f"shard_mb must be positive, got {shard_mb}")
+
+
+def bytes_per_shard(shard_mb: float) -> int:
+    return max(1, int(shard_mb * 1024 * 1024))
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+class _HashingSink(io.RawIOBase):
+    """Counts and hashes bytes on their way to the real file, so the digest costs no re-read."""
+
+    def __init__(self, raw):
+        super().__init__()
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.nbytes = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.sha256.update(data)
+        self.nbytes += len(data)
+        self._raw.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.nbytes
+
+
+def _fs_and_path(path: str):
+    fs, local = fsspec.core.url_to_fs(path)
+    return fs, local
+
+
+def _temp_sibling(local_path: str) -> str:
+    head, tail = posixpath.split(local_path)
+    return posixpath.join(head, f".{tail}.tmp-{uuid.uuid4().hex}")
+
+
+def _atomic_write(path: str, write_body) -> tuple[int, str]:
+    """Write via ``write_body(sink)`` to a hidden temp sibling, then rename onto ``path``."""
+    fs, local = _fs_and_path(path)
+    parent = posixpath.dirname(local)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = _temp_sibling(local)
+    try:
+        with fs.open(tmp, "wb") as raw:
+            sink = _HashingSink(raw)
+            write_body(sink)
+        fs.mv(tmp, local)
+    except BaseException:
+        try:
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        except Exception:  # cleanup is best effort; the original error matters
+            LOG.warning("could not remove temp file %s", tmp)
+        raise
+    return sink.nbytes, sink.sha256.hexdigest()
+
+
+def write_table_atomic(
+    table: pa.Table,
+    path: str,
+    *,
+    compression: str = DEFAULT_COMPRESSION,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+) -> ShardInfo:
+    """Write ``table`` as one Parquet file at ``path`` (any fsspec URL), atomically. Keeps schema metadata."""
+
+    def body(sink):
+        pq.write_table(table, sink, compression=compression, row_group_size=row_group_size)
+
+    nbytes, digest = _atomic_write(path, body)
+    return {"path": path, "rows": table.num_rows, "bytes": nbytes, "sha256": digest}
+
+
+def write_records_atomic(
+    records: Iterable[Mapping[str, Any]],
+    path: str,
+    kind: RecordKind | str,
+    *,
+    extra_metadata: Mapping[str, str] | None = None,
+    compression: str = DEFAULT_COMPRESSION,
+) -> ShardInfo:
+    """Conform ``records`` to ``SCHEMAS[kind]`` (metadata included) and write them atomically, in order."""
+    table = to_table(records, kind)
+    if extra_metadata:
+        meta = dict(table.schema.metadata or {})
+        meta.update({k.encode(): v.encode() for k, v in extra_metadata.items()})
+        table = table.replace_schema_metadata(meta)
+    return write_table_atomic(table, path, compression=compression)
+
+
+def write_index_atomic(path: str, index: Mapping[str, Any]) -> None:
+    text = json.dumps(index, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    _atomic_write(path, lambda sink: sink.write(text.encode("utf-8")))
+
+
+def read_index(output_dir: str) -> dict[str, Any]:
+    fs, local = _fs_and_path(output_dir)
+    with fs.open(posixpath.join(local, INDEX_NAME), "rb") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def shard_urls(output_dir: str, index: Mapping[str, Any] | None = None) -> list[str]:
+    """Full URLs of the shards listed in the index, in shard order."""
+    index = index if index is not None else read_index(output_dir)
+    base = output_dir.rstrip("/")
+    return [f"{base}/{s['path']}" for s in index["shards"]]
+
+
+def read_rows(output_dir: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Every row of an output directory's shards, in shard order (for launchers reading small outputs back)."""
+    from transforms.io.filesystems import open_seekable
+
+    rows: list[dict[str, Any]] = []
+    for url in shard_urls(output_dir):
+        with open_seekable(url) as handle:
+            rows.extend(pq.read_table(handle, columns=list(columns) if columns else None).to_pylist())
+    return rows
+
+
+def verify_shards(output_dir: str) -> dict[str, Any]:
+    """Re-hash every shard listed in ``shards.json``; raise ``ValueError`` on any mismatch. Returns the index."""
+    index = read_index(output_dir)
+    for shard, url in zip(index["shards"], shard_urls(output_dir, index)):
+        fs, local = _fs_and_path(url)
+        h = hashlib.sha256()
+        n = 0
+        with fs.open(local, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                n += len(block)
+        if n != shard["bytes"] or h.hexdigest() != shard["sha256"]:
+            raise ValueError(f"shard {shard['path']} does not match {INDEX_NAME}")
+        rows = pq.ParquetFile(fs.open(local, "rb")).metadata.num_rows
+        if rows != shard["rows"]:
+            raise ValueError(f"shard {shard['path']} has {rows} rows, index says {shard['rows']}")
+    return index
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_from_bucket_stats(
+    bucket_stats: Iterable[tuple[int, int, int]],
+) -> dict[str, Any]:
+    """Prefix sums over ordered buckets: ``{"offsets": {bucket: (row_offset, byte_offset)}, totals}``."""
+    offsets = {}
+    rows = nbytes = 0
+    for bucket, count, size in sorted(bucket_stats):
+        offsets[bucket] = (rows, nbytes)
+        rows += count
+        nbytes += size
+    return {"offsets": offsets, "total_rows": rows, "total_payload_bytes": nbytes}
+
+
+def assign_in_bucket(
+    items: Iterable[tuple[tuple[int, str], int, Any]],
+    row_offset: int,
+    byte_offset: int,
+    *,
+    shard_records: int | None,
+    shard_bytes: int | None,
+) -> list[tuple[int, tuple[tuple[int, str], int, Any]]]:
+    """Sort one bucket's ``(key, nbytes, record)`` items and give each its provisional shard number."""
+    out = []
+    rank, start = row_offset, byte_offset
+    for item in sorted(items, key=lambda it: it[0]):
+        shard = rank // shard_records if shard_records is not None else start // shard_bytes
+        out.append((shard, item))
+        rank += 1
+        start += item[1]
+    return out
+
+
+def build_index(
+    infos: Iterable[ShardInfo],
+    *,
+    kind: RecordKind | str,
+    seed: int | None,
+    shard_records: int | None,
+    shard_mb: float | None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    shards = sorted(infos, key=lambda s: s["index"])
+    index = {
+        "format": INDEX_FORMAT,
+        "record_kind": RecordKind(kind).value,
+        "schema_version": SCHEMA_VERSION,
+        "order": "sort_key(id, seed)" if seed is not None else "id",
+        "seed": seed,
+        "shard_records": shard_records,
+        "shard_mb": shard_mb,
+        "total_rows": sum(s["rows"] for s in shards),
+        "total_bytes": sum(s["bytes"] for s in shards),
+        "shards": shards,
+    }
+    if extra:
+        index.update(dict(extra))
+    return index
+
+
+def write_one_shard(
+    output_dir: str,
+    prefix: str,
+    index: int,
+    count: int,
+    items: Sequence[tuple[tuple[int, str], int, Any]],
+    kind: RecordKind | str,
+    compression: str,
+) -> ShardInfo:
+    items = sorted(items, key=lambda it: it[0])
+    name = shard_name(prefix, index, count)
+    info = write_records_atomic(
+        (it[2] for it in items),
+        f"{output_dir.rstrip('/')}/{name}",
+        kind,
+        extra_metadata={METADATA_SHARD_KEY.decode(): f"{index}/{count}"},
+        compression=compression,
+    )
+    info["path"] = name
+    info["index"] = index
+    info["payload_bytes"] = sum(it[1] for it in items)
+    return info
+
+
+def remove_stale_shards(output_dir: str, prefix: str, keep: Iterable[str]) -> list[str]:
+    """Delete ``prefix-NNNNN-of-MMMMM.parquet`` files not in ``keep`` (left by an earlier run)."""
+    fs, local = _fs_and_path(output_dir)
+    keep = set(keep)
+    pattern = _shard_name_pattern(prefix)
+    removed = []
+    if not fs.exists(local):
+        return removed
+    for entry in fs.ls(local, detail=False):
+        name = posixpath.basename(entry.rstrip("/"))
+        if pattern.match(name) and name not in keep:
+            fs.rm(entry)
+            removed.append(name)
+    if removed:
+        LOG.warning("removed %d stale shard(s) from %s: %s", len(removed), output_dir, removed[:5])
+    return removed
+
+
+def finalize_index(output_dir: str, index: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    fs, local = _fs_and_path(output_dir)
+    fs.makedirs(local, exist_ok=True)
+    write_index_atomic(f"{output_dir.rstrip('/')}/{INDEX_NAME}", index)
+    remove_stale_shards(output_dir, prefix, [s["path"] for s in index["shards"]])
+    return dict(index)
+
+
+def write_shards(
+    records: Iterable[Mapping[str, Any]],
+    output_dir: str,
+    kind: RecordKind | str,
+    *,
+    seed: int | None,
+    shard_records: int | None = None,
+    shard_mb: float | None = None,
+    prefix: str = "part",
+    compression: str = DEFAULT_COMPRESSION,
+    index_extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """In-memory twin of ``WriteParquetShards``: identical shard files and index for the same input."""
+    check_bounds(shard_records, shard_mb)
+    buckets: dict[int, list] = {}
+    for record in records:
+        key = sort_key(record["id"], seed)
+        buckets.setdefault(bucket_of(key, seed), []).append((key, record_nbytes(record), record))
+    plan = plan_from_bucket_stats((b, len(v), sum(it[1] for it in v)) for b, v in buckets.items())
+    by_shard: dict[int, list] = {}
+    for b, items in buckets.items():
+        row_off, byte_off = plan["offsets"][b]
+        for shard, item in assign_in_bucket(
+            items, row_off, byte_off,
+            shard_records=shard_records, shard_bytes=None if shard_mb is None else bytes_per_shard(shard_mb),
+        ):
+            by_shard.setdefault(shard, []).append(item)
+    order = sorted(by_shard)
+    infos = [
+        write_one_shard(output_dir, prefix, i, len(order), by_shard[s], kind, compression)
+        for i, s in enumerate(order)
+    ]
+    index = build_index(infos, kind=kind, seed=seed, shard_records=shard_records, shard_mb=shard_mb,
+                        extra=index_extra)
+    return finalize_index(output_dir, index, prefix)

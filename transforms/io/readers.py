@@ -1,0 +1,217 @@
+"""Corpus reading, the pure part: formats, column checks, rows of JSON/JSONL files, source-tree files, and the
+SOURCE_PAIR record. The Beam readers (``ReadSourcePairs``, ``ReadSourceTree``) are in ``transforms.io.beam``.
+
+Every reader's result is a ``StageOutput`` (SOURCE_PAIR records and dead letters), and records carry provenance: ``source_uri`` and ``source_row`` (row number in a table file, 1-based start line
+of the definition in a source file).
+
+Parquet is read one row group at a time (streaming; row groups are the unit of parallelism after a
+reshuffle). Beam's ``ReadFromParquet`` splits the same way but cannot tell which row a record came from,
+and the row is part of every record's provenance, so the reader opens row groups itself with pyarrow.
+
+Configuration errors (no file matches, a missing or mistyped column, a corrupt Parquet footer) raise
+``CorpusConfigError`` naming the column and the file, at pipeline construction when the first file shows
+it and at run time for the others.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sysconfig
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.records import content_id
+from transforms.io import filesystems
+from transforms.io.source_tree import iter_definitions, language_for_path
+
+READ_STAGE = "read"
+
+
+class CorpusConfigError(ValueError):
+    """The corpus cannot be read as configured (wrong path, column or format)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMapping:
+    """Which columns of a corpus hold the instruction and the response.
+
+    ``input`` is an optional extra-context column (Code Alpaca's ``input``); when non-empty it is appended
+    to the instruction after a blank line, as Code Alpaca's own prompt does.
+    """
+
+    instruction: str | None = "instruction"
+    response: str = "response"
+    input: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in (self.instruction, self.input, self.response) if c]
+
+
+def detect_format(path: str) -> str:
+    name = path.lower()
+    for suffix in (".gz", ".bz2", ".zst"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith(".parquet") or name.endswith(".pq"):
+        return "parquet"
+    if name.endswith(".jsonl") or name.endswith(".ndjson"):
+        return "jsonl"
+    if name.endswith(".json"):
+        return "json"
+    raise CorpusConfigError(f"cannot tell the format of {path!r} from its name; pass --input-format")
+
+
+_TEXT_TYPES = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.null())
+
+
+def check_parquet_columns(schema: pa.Schema, mapping: ColumnMapping, path: str) -> None:
+    for column in mapping.columns:
+        if column not in schema.names:
+            raise CorpusConfigError(
+                f"column {column!r} is missing from {path} (it has: {', '.join(schema.names)}); "
+                f"set --instruction-column/--response-column/--input-column"
+            )
+        field_type = schema.field(column).type
+        if field_type not in _TEXT_TYPES and not pa.types.is_dictionary(field_type):
+            raise CorpusConfigError(f"column {column!r} of {path} has type {field_type}, expected a string column")
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(filesystems.open_seekable(path))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise CorpusConfigError(f"{path} is not a readable Parquet file: {err}") from err
+
+
+def make_source_pair(
+    raw: dict[str, Any], mapping: ColumnMapping, uri: str, row: int, language_hint: str | None = None
+) -> dict[str, Any]:
+    """A SOURCE_PAIR from a raw row. Values are passed through as they are (even None or bytes): judging
+    them is the extraction stage's job, so that every bad value gets one reason code in one place."""
+    instruction = raw.get(mapping.instruction) if mapping.instruction else None
+    extra = raw.get(mapping.input) if mapping.input else None
+    if isinstance(instruction, str) and isinstance(extra, str) and extra.strip():
+        instruction = f"{instruction}\n\n{extra}"
+    response = raw.get(mapping.response)
+    return {
+        "id": content_id("source_pair", repr(instruction), repr(response)),
+        "instruction": instruction,
+        "response": response,
+        "language_hint": language_hint,
+        "source_uri": uri,
+        "source_row": row,
+        "stage": READ_STAGE,
+    }
+
+
+def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
+    with filesystems.open_binary(path) as handle:
+        for row, line in enumerate(handle):
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield row, line[:200].decode("utf-8", "backslashreplace"), ("not_utf8", str(err))
+                continue
+            try:
+                yield row, json.loads(text), None
+            except json.JSONDecodeError as err:
+                yield row, text[:200], ("bad_record", f"invalid JSON: {err}")
+
+
+def _iter_json_array(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
+    import ijson
+
+    with filesystems.open_binary(path) as handle:
+        try:
+            for row, item in enumerate(ijson.items(handle, "item", use_float=True)):
+                yield row, item, None
+        except (ijson.JSONError, UnicodeDecodeError) as err:
+            # A JSON array cannot be resynchronised after a syntax error: the rest of the file is one bad record.
+            raise CorpusConfigError(f"{path} is not a valid JSON array: {err}") from err
+
+
+def iter_json_rows(path: str, fmt: str, mapping: ColumnMapping) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
+    """``(row, raw, problem)`` for every record of a JSON array or JSON Lines file; ``problem`` is
+    ``(reason, detail)`` for a record that cannot be a source pair (one bad line is one dead letter)."""
+    fmt = fmt if fmt != "auto" else detect_format(path)
+    rows = _iter_json_array(path) if fmt == "json" else _iter_jsonl(path)
+    for row, raw, problem in rows:
+        if problem is None and not isinstance(raw, dict):
+            problem = ("bad_record", f"a {type(raw).__name__}, not a JSON object")
+        if problem is None and mapping.response not in raw:
+            problem = ("bad_record", f"no {mapping.response!r} field")
+        yield row, raw, problem
+
+
+def _first_json_record(path: str, fmt: str) -> Any:
+    rows = _iter_json_array(path) if fmt == "json" else _iter_jsonl(path)
+    for _, raw, problem in rows:
+        if problem is None:
+            return raw
+    return None
+
+
+def validate_first_file(files: list[str], mapping: ColumnMapping, fmt: str) -> None:
+    """Fail at construction, with a message naming the file and column, when the first file shows a
+    configuration error; the remaining files are checked by the workers as they open them."""
+    first = files[0]
+    fmt = detect_format(first) if fmt == "auto" else fmt
+    if fmt == "parquet":
+        check_parquet_columns(open_parquet(first).schema_arrow, mapping, first)
+        return
+    record = _first_json_record(first, fmt)
+    if isinstance(record, dict):
+        for column in mapping.columns:
+            if column not in record:
+                raise CorpusConfigError(
+                    f"column {column!r} is missing from the first record of {first} "
+                    f"(it has: {', '.join(record)}); set --instruction-column/--response-column/--input-column"
+                )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Source trees: one record per top-level function, class or method.
+
+
+def default_source_root() -> str:
+    """The running interpreter's standard library: real code every machine has."""
+    return sysconfig.get_paths()["stdlib"]
+
+
+_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", ".git", "node_modules", ".venv", "venv"}
+
+
+def list_source_files(root: str) -> list[str]:
+    if os.path.isdir(root):
+        found = []
+        for directory, subdirs, names in os.walk(root):
+            subdirs[:] = sorted(d for d in subdirs if d not in _SKIP_DIRS)
+            found.extend(os.path.join(directory, n) for n in names if language_for_path(n))
+        return sorted(found)
+    import fsspec
+
+    fs, _, (base,) = fsspec.get_fs_token_paths(root)
+    files = [p for p in fs.find(base) if language_for_path(p) and not (set(p.split("/")) & _SKIP_DIRS)]
+    return sorted(fs.unstrip_protocol(p) for p in files)
+
+
+def source_file_pairs(path: str, data: bytes) -> list[dict[str, Any]]:
+    """One SOURCE_PAIR per top-level definition of a source file (``UndecodableSource`` if it is not text).
+
+    Unvalidated: a definition that does not parse is judged (and dead-lettered) by extraction."""
+    language = language_for_path(path)
+    return [{
+        "id": content_id("source_pair", repr(None), repr(definition.code)),
+        "instruction": None,
+        "response": definition.code,
+        "language_hint": language,
+        "source_uri": path,
+        "source_row": definition.start_line,
+        "stage": READ_STAGE,
+    } for definition in iter_definitions(data, language, validate=False)]
