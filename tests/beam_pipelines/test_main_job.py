@@ -87,7 +87,9 @@ def test_every_record_ends_in_exactly_one_place(runs):
 
 def test_selected_pairs_carry_provenance_and_all_scores(runs):
     base, _, _ = runs
-    for row in _rows(str(base / "a" / "selected")):
+    selected = _rows(str(base / "a" / "selected"))
+    assert selected, "no pair was selected: nothing below would be checked"
+    for row in selected:
         assert row["source_uri"].endswith("pairs.jsonl") and row["source_row"] >= 0
         assert row["model"] == "smollm2" and row["preset"] == "paper"
         assert row["seed"] is not None and row["temperature"] == 0.8

@@ -67,6 +67,9 @@ def test_self_play_job_keeps_each_verified_puzzle_once_and_shards_it(tmp_path):
     assert {r["reason"] for r in rejected} >= {"verify_failed", "syntax_error", "missing_solution"}
     training = _rows(tmp_path / "a" / "training" / "puzzles")
     assert sorted(t["snippet_id"] for t in training) == sorted(r["id"] for r in kept)
+    from training.data import list_shards, verify_shards
+
+    verify_shards(list_shards(str(tmp_path / "a" / "training" / "puzzles")))  # the fine-tuning job reads them
     again = run_self_play(args + [f"--output={tmp_path / 'b'}"])
     assert again["rejected"] == summary["rejected"] and again["verified_puzzles"] == summary["verified_puzzles"]
     assert sorted(r["id"] for r in _rows(tmp_path / "b" / "puzzles")) == sorted(r["id"] for r in kept)

@@ -182,6 +182,7 @@ def test_candidates_carry_their_prefix_seed_and_provenance(method_run):
     paper = load_preset("paper")
     by_id = {s["id"]: s for s in ENGINE_SNIPPETS}
     rejected_candidates = [json.loads(r["payload"]) for r in out["summarize_rejected"]]
+    assert out["candidates"], "no candidate survived: nothing below would be checked"
     for candidate in out["candidates"] + rejected_candidates:
         snippet_record = by_id[candidate["snippet_id"]]
         assert candidate["seed"] == request_seed(candidate["snippet_id"], candidate["candidate_index"], 0)
@@ -221,6 +222,7 @@ def test_winners_carry_all_scores_and_conform_to_the_schema(method_run):
     scored_by_snippet: dict[str, list[dict]] = {}
     for pair in out["scored"]:
         scored_by_snippet.setdefault(pair["snippet_id"], []).append(pair)
+    assert out["selected"], "no winner: nothing below would be checked"
     for winner in out["selected"]:
         pairs = sorted(scored_by_snippet[winner["snippet_id"]], key=lambda r: r["candidate_index"])
         assert winner["all_candidate_indices"] == [p["candidate_index"] for p in pairs]
@@ -247,16 +249,17 @@ def test_chat_preset_with_reference_scoring_on_the_real_engine(method_run, tmp_p
     rejected = [json.loads(r["payload"])["id"] for r in out["select_rejected"]]
     assert sorted(selected + rejected) == sorted(s["id"] for s in ENGINE_SNIPPETS)
     assert len(out["candidates"]) + len(out["summarize_rejected"]) == len(ENGINE_SNIPPETS)
+    assert out["scored"], "nothing was scored: nothing below would be checked"
     for pair in out["scored"]:
         raw = json.loads(pair["raw_logprobs"])
         assert pair["preset"] == "chat" and pair["preset_hash"] == load_preset("chat").hash
         assert pair["scoring_mode"] == "reference" and pair["score"] == raw["reference"]["score"]
     # Same seeds as the paper run: candidate 0 of each snippet drew the same prefix in both presets.
     paper_prefixes = {(c["snippet_id"], c["candidate_index"]): c["prefix"] for c in method_run[0]["candidates"]}
-    for candidate in out["candidates"]:
-        key = (candidate["snippet_id"], candidate["candidate_index"])
-        if key in paper_prefixes:
-            assert candidate["prefix"] == paper_prefixes[key]
+    shared = [c for c in out["candidates"] if (c["snippet_id"], c["candidate_index"]) in paper_prefixes]
+    assert shared, "no candidate of the chat run has a paper twin: the prefix check would check nothing"
+    for candidate in shared:
+        assert candidate["prefix"] == paper_prefixes[(candidate["snippet_id"], candidate["candidate_index"])]
 
 
 def test_stage_functions_survive_pickling(smollm2_dir):

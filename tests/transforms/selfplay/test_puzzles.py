@@ -114,15 +114,8 @@ def test_self_play_job_on_smollm2_accounts_for_every_sample(tmp_path, template):
     assert len(kept) + len(dropped) == 12
     assert {r["reason"] for r in dropped} <= set(puzzles.PARSE_REASONS) | {
         "engine_error", "verify_failed", "verify_timeout", "duplicate_puzzle"}
-    for r in kept:  # what was kept really verifies, and each puzzle is kept once
-        assert _verify(puzzles.Puzzle(r["name"], r["sat"], r["sol"], r["origin"]), template).passed
-    assert len({r["puzzle_id"] for r in kept}) == len(kept)
-    training = _rows(tmp_path / "a" / "training" / "puzzles")
-    assert sorted(t["snippet_id"] for t in training) == sorted(r["id"] for r in kept)
-    if training:  # the fine-tuning job reads them like any other shard directory
-        from training.data import list_shards, verify_shards
-
-        verify_shards(list_shards(str(tmp_path / "a" / "training" / "puzzles")))
+    # SmolLM2 rarely writes a pair that verifies, so what happens to kept pairs (verified once, sharded, kept
+    # again on a re-run) is tested with scripted generations in tests/beam_pipelines/test_plumbing_fake_engine.py.
     again = run([*args, f"--output={tmp_path / 'b'}"])  # seeded: the same samples, the same outcome
     assert json.dumps(again["rejected"]) == json.dumps(summary["rejected"])
     assert sorted(r["id"] for r in _rows(tmp_path / "b" / "puzzles")) == sorted(r["id"] for r in kept)
