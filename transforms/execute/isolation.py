@@ -20,7 +20,8 @@ Each ``SandboxProcess`` is one interpreter started by ``bwrap`` with:
 and bwrap started by root maps the sandbox uid to host uid 0. So when the parent is root, ``bwrap`` itself is
 started as host uid/gid 65534 (``subprocess``'s ``user=``/``group=``, no ``preexec_fn``): the sandbox then runs
 as host "nobody", and since Linux 5.14 ``RLIMIT_NPROC`` is counted per user namespace, i.e. per sandbox (the
-sandbox's init and the interpreter count as 2). Memory in total: each process is capped by ``RLIMIT_AS``, at most
+interpreter counts as 1). The interpreter is PID 1 of its namespace (``--as-pid-1``), so bwrap reaps it itself
+(bwrap's own init would be left a zombie of the host's init after a kill). Memory in total: each process is capped by ``RLIMIT_AS``, at most
 ``max_processes`` processes exist, so a sandbox holds at most ``max_processes x memory_mb`` of address space, plus
 its tmpfs (``file_size_mb``) and memfd/pipe buffers (each file capped by ``RLIMIT_FSIZE``, their number by
 ``RLIMIT_NOFILE``). A cgroup would bound it more tightly, but needs a writable cgroup tree that Beam workers lack.
@@ -31,7 +32,7 @@ same version (here the base is pyenv under ``/root``, which is mode 700, so Debi
 
 Killing: the wall clock is kept by the parent. At the end of a run, timed out or not, the sandbox's PID 1 gets
 SIGKILL through a pidfd; the kernel then kills every process of the PID namespace (double-forked ``setsid``
-daemons included) before PID 1 is gone, and ``close`` returns only after that.
+daemons included, which were re-parented to PID 1) before PID 1 is gone, and ``close`` returns only after that.
 
 Without bwrap, ``IsolationUnavailable`` names the Debian package; ``allow_unisolated=True`` runs the interpreter
 directly with the same rlimits and a loud warning (no namespaces: for development only).
@@ -84,16 +85,16 @@ class IsolationLimits:
     memory_mb: int = 1024  # address space, per process
     file_size_mb: int = 8  # any file written, and the size of the /sandbox tmpfs
     open_files: int = 64
-    max_processes: int = 4  # tasks in the sandbox's user namespace, its init and the interpreter included
+    max_processes: int = 4  # tasks in the sandbox's user namespace, the interpreter included
     output_tail_chars: int = 2000  # how much of stdout/stderr is kept
-    max_message_bytes: int = 4 << 20  # largest answer the parent reads (and the largest result encoded)
+    max_message_bytes: int = 8 << 20  # largest answer the parent reads (and the largest result encoded)
 
     def __post_init__(self) -> None:
         numbers = dataclasses.asdict(self)
         if any(v <= 0 for v in numbers.values()):
             raise ValueError(f"isolation limits must be positive: {self}")
-        if self.max_processes < 2:
-            raise ValueError("max_processes counts the sandbox's init and the interpreter: at least 2")
+        if self.max_processes < 1:
+            raise ValueError("max_processes counts the interpreter: at least 1")
         if self.open_files < 16:
             raise ValueError("open_files below 16 leaves the interpreter unable to start")
 
@@ -161,7 +162,7 @@ def bwrap_args(limits: IsolationLimits, info_fd: int) -> list[str]:
     python, extra_dirs = interpreter()
     args = [bwrap_path() or "bwrap",
             "--unshare-all", "--unshare-user", "--disable-userns",
-            "--die-with-parent", "--new-session", "--clearenv",
+            "--die-with-parent", "--new-session", "--clearenv", "--as-pid-1",
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
             "--ro-bind", "/usr", "/usr", *_root_links()]
     for d in extra_dirs:
@@ -466,18 +467,23 @@ class SandboxProcess:
                 signal.pidfd_send_signal(self._inner_pidfd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        if self._inner_pidfd is not None:
-            # PID 1 of the namespace exits only after the kernel has killed and reaped all the others.
+            # PID 1 of the namespace exits only after the kernel has killed and reaped all the others; bwrap,
+            # its parent, then reaps it and exits.
             with selectors.DefaultSelector() as sel:
                 sel.register(self._inner_pidfd, selectors.EVENT_READ)
                 if not sel.select(10.0):
                     log.error("sandbox PID 1 still alive 10 s after SIGKILL")
             os.close(self._inner_pidfd)
+            try:
+                self.proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
         os.close(self._outer_pidfd)
         end = time.monotonic() + 1.0
         while self._out_fds and time.monotonic() < end:

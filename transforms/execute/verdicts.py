@@ -116,7 +116,11 @@ def _trusted_namespace(problem) -> dict[str, Any]:
     both come from the benchmark, never from the model."""
     namespace: dict[str, Any] = {"__name__": "__benchmark__"}
     try:
-        exec(compile(problem.prompt, "<benchmark prompt>", "exec"), namespace)
+        try:
+            prompt = compile(problem.prompt, "<benchmark prompt>", "exec")
+        except SyntaxError:  # a prompt that ends at the signature, without a docstring
+            prompt = compile(problem.prompt + "    pass\n", "<benchmark prompt>", "exec")
+        exec(prompt, namespace)
         exec(compile(problem.test, "<benchmark test>", "exec"), namespace)
     except Exception as e:
         raise ValueError(f"{problem.task_id}: the benchmark's own prompt or test does not run: {e!r}") from e

@@ -2,13 +2,15 @@
 
 Only these types cross, each checked by exact type (a subclass of int, str or list is refused, so no custom
 ``__eq__``, ``__hash__`` or ``__iter__`` reaches trusted code): None, bool, int, float, str, list, tuple, dict,
-set, frozenset, bytes. JSON carries None/bool/int/float/str/list itself; the others travel as tagged objects
+set, frozenset, bytes. JSON carries None/bool/int/float/str/list itself (ints past ~3,600 digits travel as hex, which has no
+conversion limit, because P3 answers can be Fibonacci lists); the others travel as tagged objects
 ``{"t": <type>, "v": <payload>}`` so tuple and list stay distinct (HumanEval tests compare tuples) and dict keys
 keep their types. Non-finite floats are tagged too, so the JSON text stays standard.
 
 Both directions are bounded: encoding charges every node and character against a byte budget (a DAG of shared
-lists cannot blow up), nesting is limited to ``MAX_DEPTH``, integers to Python's 4,300-digit conversion limit,
-and decoding refuses text longer than its budget before parsing. This module is stdlib-only on purpose: the
+lists cannot blow up), nesting is limited to ``MAX_DEPTH``, and decoding refuses text longer than its budget before
+parsing. Parsing amplifies at most ~25x (``[],`` is 3 bytes of text, a list is ~60 bytes), so one 8 MiB answer
+costs the trusted process at most ~200 MB while it is decoded. This module is stdlib-only on purpose: the
 sandbox agent runs the same code inside the sandbox (``transforms/execute/agent.py``).
 """
 from __future__ import annotations
@@ -17,8 +19,9 @@ import json
 import math
 
 MAX_DEPTH = 100  # deeper plain data is refused (HumanEval and P3 answers nest 3 levels at most)
-DEFAULT_MAX_BYTES = 4 << 20
+DEFAULT_MAX_BYTES = 8 << 20
 
+_BIG_INT_BITS = 12_000  # ~3,600 decimal digits, safely under Python's 4,300-digit str<->int limit
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -48,6 +51,9 @@ def encode_tree(value: object, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: in
         if v is None or t is bool:
             return v
         if t is int:
+            if v.bit_length() > _BIG_INT_BITS:  # past the decimal conversion limit: hex, which has none
+                charge(v.bit_length() // 4 + 2)
+                return {"t": "int", "v": format(v, "x")}
             charge(_digits_cost(v))
             return v
         if t is float:
@@ -102,6 +108,10 @@ def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH)
             if payload == "nan" and not allow_nan:
                 raise WireError("NaN is not accepted here")
             return _NONFINITE[payload]
+        if tag == "int":
+            if type(payload) is not str or not payload or payload.lstrip("-").strip("0123456789abcdef"):
+                raise WireError("bad int payload")
+            return int(payload, 16)
         if tag == "bytes":
             if type(payload) is not str:
                 raise WireError("bad bytes payload")
