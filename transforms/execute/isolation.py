@@ -320,7 +320,11 @@ class SandboxProcess:
             os.set_blocking(fd, False)
         self._outer_pidfd = os.pidfd_open(self.proc.pid)
         if info_r is not None:
-            self._read_info(info_r)
+            try:
+                self._read_info(info_r)
+            except BaseException:
+                self.close()
+                raise
 
     # --- info from bwrap: the host pid of the sandbox's PID 1, which we kill to end the whole namespace
     def _read_info(self, info_r: int) -> None:
@@ -349,7 +353,7 @@ class SandboxProcess:
         try:
             pid = int(json.loads(data)["child-pid"])
         except (ValueError, KeyError, TypeError):
-            self.close()
+            self.proc.wait()
             raise SandboxFailure("setup", f"bwrap did not start the sandbox: {self.stderr.strip()[-500:]}") from None
         try:
             self._inner_pidfd = os.pidfd_open(pid)

@@ -9,8 +9,9 @@ keep their types. Non-finite floats are tagged too, so the JSON text stays stand
 
 Both directions are bounded: encoding charges every node and character against a byte budget (a DAG of shared
 lists cannot blow up), nesting is limited to ``MAX_DEPTH``, and decoding refuses text longer than its budget before
-parsing. Parsing amplifies at most ~25x (``[],`` is 3 bytes of text, a list is ~60 bytes), so one 8 MiB answer
-costs the trusted process at most ~200 MB while it is decoded. This module is stdlib-only on purpose: the
+parsing; it also refuses text with more than ``MAX_CONTAINERS`` opening brackets, since ``[],`` is 3 bytes of
+text but a 60-byte list (an 8 MiB answer of empty lists would cost the trusted process ~400 MB; the cap keeps
+it under ~100 MB). This module is stdlib-only on purpose: the
 sandbox agent runs the same code inside the sandbox (``transforms/execute/agent.py``).
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 
+MAX_CONTAINERS = 1_000_000  # lists/tuples/dicts/sets in one message: bounds what parsing allocates
 MAX_DEPTH = 100  # deeper plain data is refused (HumanEval and P3 answers nest 3 levels at most)
 DEFAULT_MAX_BYTES = 8 << 20
 
@@ -97,8 +99,11 @@ def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH)
             if not math.isfinite(r):
                 raise WireError("untagged non-finite float")
             return r
-        if t is list:
-            return [dec(x, depth + 1) for x in r]
+        if t is list:  # rebuilt in place: decoding does not double what parsing allocated
+            for i, x in enumerate(r):
+                if type(x) is not int and type(x) is not str:
+                    r[i] = dec(x, depth + 1)
+            return r
         if t is not dict or set(r) != {"t", "v"}:
             raise WireError(f"not a wire value: {t.__name__}")
         tag, payload = r["t"], r["v"]
@@ -161,6 +166,9 @@ def loads_json(text: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> object:
     """Standard JSON only (no NaN/Infinity tokens), refused before parsing when longer than ``max_bytes``."""
     if len(text) > max_bytes:
         raise WireError(f"larger than {max_bytes} bytes")
+    opening = (b"[", b"{") if isinstance(text, bytes) else ("[", "{")
+    if text.count(opening[0]) + text.count(opening[1]) > MAX_CONTAINERS:  # brackets inside strings count too
+        raise WireError(f"more than {MAX_CONTAINERS} containers")
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except RecursionError:

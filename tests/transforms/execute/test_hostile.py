@@ -165,6 +165,18 @@ def test_a_recursion_bomb_on_the_answer_pipe_is_refused():
     assert verdict.status == "failed" and "protocol" in verdict.reason, verdict
 
 
+def test_a_frame_of_a_million_empty_lists_is_refused_before_parsing():
+    # 8 MiB of "[]," would be ~400 MB of lists in the trusted process; the container cap refuses it unparsed.
+    solution = _stealing_agent_state() + (
+        "def add(a, b):\n"
+        "    rid, fd = _agent()\n"
+        "    value = '[' + ','.join(['[]'] * 2_000_000) + ']'\n"
+        "    os.write(fd, ('{\"id\":\"%s\",\"ok\":true,\"value\":%s}\\n' % (rid, value)).encode())\n"
+        "    import time; time.sleep(30)\n")
+    verdict = verdicts.run_function_tests(ADD, solution, FAST)
+    assert verdict.status == "failed" and "containers" in verdict.reason, verdict
+
+
 @pytest.mark.parametrize("name, body, reason", [
     ("huge string", "return 'x' * (64 << 20)", "larger than"),
     ("nested list recursion bomb", "x = []\n    for _ in range(100000):\n        x = [x]\n    return x", "deeper"),

@@ -70,10 +70,11 @@ def test_wire_refuses_what_is_not_plain_data(value, message):
     ('1' * 5000, "not JSON"),
     ('{"t":"int","v":"12g"}', "bad int"),
     ('"' + "x" * 2000 + '"', "larger than"),
+    ("[" + "[]," * 1_000_001 + "[]]", "containers"),
 ])
 def test_wire_refuses_hostile_text(text, message):
     with pytest.raises(wire.WireError, match=message):
-        wire.loads(text, max_bytes=1000 if len(text) < 3000 else 1 << 20)
+        wire.loads(text, max_bytes=1000 if len(text) < 3000 else 8 << 20)
 
 
 # ------------------------------------------------------------------------------------------- HumanEval
@@ -226,3 +227,24 @@ def test_runs_cleanly_is_the_judge_filter():
     bad_signature = "def f(x: Lisst[int]):\n    return True\n"
     verdict = verdicts.runs_cleanly(bad_signature, entry="f", args=(None,))
     assert verdict.status == "failed" and "NameError" in verdict.reason
+
+
+def test_without_bwrap_isolation_is_refused_unless_explicitly_allowed(monkeypatch, caplog, humaneval):
+    from transforms.execute import isolation
+    monkeypatch.setattr(isolation, "_probe", lambda: "bwrap is not installed")
+    problem = humaneval[0]
+    with pytest.raises(isolation.IsolationUnavailable, match="apt-get install bubblewrap"):
+        verdicts.run_function_tests(problem, problem.prompt + problem.canonical_solution, LIMITS)
+    monkeypatch.setattr(isolation, "_warned_unisolated", False)
+    with caplog.at_level("WARNING", logger=isolation.__name__):
+        verdict = verdicts.run_function_tests(problem, problem.prompt + problem.canonical_solution, LIMITS,
+                                              allow_unisolated=True)
+    assert verdict.passed and verdict.isolated is False
+    assert "WITHOUT ISOLATION" in caplog.text
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match="positive"):
+        IsolationLimits(timeout_s=0)
+    with pytest.raises(ValueError, match="open_files"):
+        IsolationLimits(open_files=3)
