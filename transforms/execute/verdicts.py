@@ -77,8 +77,13 @@ def _verdict(status: str, reason: str, started: float, session: AgentSession | N
     return Verdict(status, reason, time.monotonic() - started, isolated, out, err, value)
 
 
+# Control-flow exceptions are never re-raised as themselves: a StopIteration out of ``map(candidate, xs)`` would
+# end the iteration silently, so ``assert all(map(candidate, xs))`` would pass.
+_NOT_REBUILT = {"StopIteration", "StopAsyncIteration"}
+
+
 def _rebuild_exception(error_type: str, message: str) -> Exception:
-    cls = getattr(builtins, error_type, None)
+    cls = getattr(builtins, error_type, None) if error_type not in _NOT_REBUILT else None
     if isinstance(cls, type) and issubclass(cls, Exception):
         try:
             return cls(message)

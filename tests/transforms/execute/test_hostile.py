@@ -204,6 +204,13 @@ def test_a_test_that_swallows_errors_still_fails_when_the_sandbox_dies():
     assert verdicts.run_function_tests(problem, "def f(a):\n    return 1\n", FAST).passed
 
 
+def test_stop_iteration_cannot_cut_a_test_short():
+    problem = Problem("Toy/all", "def f(a):\n", "f", "def check(candidate):\n    assert all(map(candidate, [1, 2, 3]))\n")
+    assert verdicts.run_function_tests(problem, "def f(a):\n    return a > 0\n", FAST).passed
+    verdict = verdicts.run_function_tests(problem, "def f(a):\n    raise StopIteration\n", FAST)
+    assert verdict.status == "failed" and "StopIteration" in verdict.reason, verdict
+
+
 def test_mutating_arguments_cannot_reach_the_test():
     problem = Problem("Toy/mutate", "def f(xs):\n", "f",
                       "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == [1, 2, 3]\n"

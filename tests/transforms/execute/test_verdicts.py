@@ -126,6 +126,18 @@ def test_plausibly_wrong_solutions_fail(humaneval, pool):
     assert verdicts.run_function_tests(by_id["HumanEval/8"], right, LIMITS).passed
 
 
+def test_collections_results_are_judged_like_their_plain_form(humaneval):
+    histogram = next(p for p in humaneval if p.entry_point == "histogram")
+    counter = ("import collections\n" + histogram.prompt +
+               "    words = [w for w in test.split(' ') if w]\n    if not words:\n        return {}\n"
+               "    counts = collections.Counter(words)\n    top = max(counts.values())\n"
+               "    return collections.Counter({w: c for w, c in counts.items() if c == top})\n")
+    assert verdicts.run_function_tests(histogram, counter, LIMITS).passed
+    as_deque = counter.replace("return collections.Counter({w: c", "return collections.deque({w: c")
+    verdict = verdicts.run_function_tests(histogram, as_deque, LIMITS)
+    assert verdict.status == "failed" and "not plain data: collections.deque" in verdict.reason, verdict
+
+
 def test_a_whole_generated_function_goes_through_completion_code(humaneval):
     problem = humaneval[0]
     generated = (f"def {problem.entry_point}(numbers, threshold):\n    return any(abs(a - b) < threshold "
