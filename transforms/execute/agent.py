@@ -4,7 +4,7 @@ It sets the resource limits, then serves one request per line from the request p
 request on the response pipe (newline-delimited JSON, see ``session.py``):
 
 * ``{"op": "load", "id", "source"}``: run a program's module code in a fresh namespace;
-* ``{"op": "call", "id", "name", "args"}``: call a function of that namespace with plain-data arguments and
+* ``{"op": "call", "id", "name", "args", "kwargs"}``: call a function of that namespace with plain-data arguments and
   answer its result as plain data (``wire.py``), or the exception it raised.
 
 Nothing here is trusted by the parent: the program runs in this same process and can rewrite any of it.
@@ -59,7 +59,8 @@ def _handle(msg, namespace, cfg):
             return {"ok": False, "missing": msg["name"]}
         try:
             args = wire.decode_tree(msg["args"])
-            result = fn(*args)
+            kwargs = wire.decode_tree(msg.get("kwargs", {"t": "dict", "v": []}))
+            result = fn(*args, **kwargs)
         except BaseException as e:
             return {"ok": False, "error": _describe(e)}
         try:

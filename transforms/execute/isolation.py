@@ -210,9 +210,9 @@ def check_isolation(allow_unisolated: bool) -> bool:
         return True
     if not allow_unisolated:
         raise IsolationUnavailable(
-            f"model-written code runs only inside bubblewrap ({problem}). Install the Debian package "
-            f"'{BWRAP_PACKAGE}' (apt-get install {BWRAP_PACKAGE}), or pass allow_unisolated=True "
-            "(--allow-unsandboxed) to run it WITHOUT isolation")
+            f"model-written code runs only inside bubblewrap, which cannot run here: {problem}. It needs the "
+            f"Debian package '{BWRAP_PACKAGE}' (apt-get install {BWRAP_PACKAGE}) and a Python the sandbox user can "
+            "run; or pass allow_unisolated=True (--allow-unsandboxed) to run it WITHOUT isolation")
     if not _warned_unisolated:
         log.warning("!!! RUNNING MODEL-WRITTEN CODE WITHOUT ISOLATION (%s): only rlimits and a wall clock bound "
                     "it; it can read and write your files and reach the network !!!", problem)

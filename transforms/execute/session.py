@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import time
 from typing import Any
 
 from transforms.execute import wire
@@ -53,7 +54,6 @@ class AgentSession:
 
     def restart_clock(self) -> None:
         """Give the next requests a full ``timeout_s`` again (batch checks time each answer separately)."""
-        import time
         self.process.deadline = time.monotonic() + self.limits.timeout_s
 
     def _request(self, payload: dict) -> dict:
@@ -86,10 +86,12 @@ class AgentSession:
             return None
         return _error_fields(reply, "error")
 
-    def call(self, name: str, args: tuple | list = (), allow_nan: bool = True) -> CallResult:
-        """Call ``name(*args)`` in the sandbox. Arguments cross as plain data, so the function gets copies and
-        cannot change the caller's objects."""
-        reply = self._request({"op": "call", "name": name, "args": wire.encode_tree(list(args), _REQUEST_MAX_BYTES)})
+    def call(self, name: str, args: tuple | list = (), allow_nan: bool = True, kwargs: dict | None = None
+             ) -> CallResult:
+        """Call ``name(*args, **kwargs)`` in the sandbox. Arguments cross as plain data, so the function gets
+        copies and cannot change the caller's objects."""
+        reply = self._request({"op": "call", "name": name, "args": wire.encode_tree(list(args), _REQUEST_MAX_BYTES),
+                               "kwargs": wire.encode_tree(dict(kwargs or {}), _REQUEST_MAX_BYTES)})
         if reply["ok"]:
             if "value" not in reply:
                 self.failure = SandboxFailure("protocol", "a result without a value")

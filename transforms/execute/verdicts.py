@@ -101,15 +101,17 @@ class _CandidateProxy:
         self._session = session
         self.__name__ = name
         self.unusable: str | None = None  # first unusable call, which fails the run whatever check does
-        self.last_raised: str | None = None
+        self.raised: BaseException | None = None  # the last exception the candidate raised, as re-raised here
+        self.raised_text = ""
 
-    def __call__(self, *args: Any) -> Any:
-        result: CallResult = self._session.call(self.__name__, args, allow_nan=False)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result: CallResult = self._session.call(self.__name__, args, allow_nan=False, kwargs=kwargs)
         if result.kind == "value":
             return result.value
         if result.kind == "raised":
-            self.last_raised = f"{result.error_type}: {result.message}"[:300]
-            raise _rebuild_exception(result.error_type, result.message)
+            self.raised = _rebuild_exception(result.error_type, result.message)
+            self.raised_text = f"{result.error_type}: {result.message}"[:300]
+            raise self.raised
         detail = (f"the solution does not define {self.__name__}()" if result.kind == "missing"
                   else f"result is not plain data: {result.message}")
         self.unusable = self.unusable or detail
@@ -143,8 +145,8 @@ def _test_failure_reason(exc: BaseException, test_source: str, proxy: _Candidate
             where = f" at: {lines[frames[-1].lineno - 1].strip()[:200]}"
     if isinstance(exc, AssertionError):
         return f"test failed{where}"
-    if proxy.last_raised and f"{type(exc).__name__}: " in proxy.last_raised or isinstance(exc, CandidateError):
-        return f"candidate raised {proxy.last_raised}{where}"
+    if exc is proxy.raised:
+        return f"candidate raised {proxy.raised_text}{where}"
     return f"test raised {type(exc).__name__}: {str(exc)[:200]}{where}"
 
 

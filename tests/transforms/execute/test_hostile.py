@@ -211,6 +211,11 @@ def test_stop_iteration_cannot_cut_a_test_short():
     assert verdict.status == "failed" and "StopIteration" in verdict.reason, verdict
 
 
+def test_keyword_arguments_cross_too():
+    problem = Problem("Toy/kw", "def f(a, b=0):\n", "f", "def check(candidate):\n    assert candidate(1, b=(2,)) == [1, (2,)]\n")
+    assert verdicts.run_function_tests(problem, "def f(a, b=0):\n    return [a, b]\n", FAST).passed
+
+
 def test_mutating_arguments_cannot_reach_the_test():
     problem = Problem("Toy/mutate", "def f(xs):\n", "f",
                       "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == [1, 2, 3]\n"
@@ -317,6 +322,19 @@ def test_the_work_dir_is_size_limited():
                       "    except OSError as e:\n        return [n, type(e).__name__]\n    return [n, None]\n",
                       IsolationLimits(timeout_s=10, file_size_mb=8))
     assert result[0] <= 8 and result[1] == "OSError"
+
+
+def test_no_nested_user_namespace_and_no_setuid():
+    result = value_of(
+        "import ctypes, os\ndef probe():\n    libc = ctypes.CDLL('libc.so.6', use_errno=True)\n"
+        "    rc = libc.unshare(0x10000000)  # CLONE_NEWUSER: would give capabilities in a namespace of its own\n"
+        "    opts = [l.split()[5] for l in open('/proc/self/mountinfo') if l.split()[4] == '/usr']\n"
+        "    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]\n"
+        "    return [rc, ctypes.get_errno() != 0, opts, caps]\n")
+    rc, failed, usr_options, caps = result
+    assert rc == -1 and failed
+    assert usr_options and all("nosuid" in o and "ro" in o.split(",") for o in usr_options)
+    assert int(caps, 16) == 0
 
 
 # ----------------------------------------------------------------------------- environment and /proc
