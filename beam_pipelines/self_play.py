@@ -27,7 +27,7 @@ from beam_pipelines.options import OutputOptions
 from runners.inference import infer_and_join
 from runners.options import EngineOptions, handler_from_options
 from schemas.records import RecordKind
-from transforms.execute.sandbox import SandboxLimits
+from transforms.execute.options import SandboxOptions, require_isolation, sandbox_limits
 from transforms.instruct.options import MethodOptions
 from transforms.io.beam import WriteParquetShards
 from transforms.io.parquet import read_rows
@@ -43,7 +43,7 @@ from transforms.selfplay.beam import (
 from transforms.selfplay.options import SelfPlayOptions
 from transforms.stage import REJECTED, StageOutput, flatten
 
-JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, MethodOptions, EngineOptions))
+JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions))
 
 
 def prompt_plans(options: PipelineOptions) -> list[tuple[str, dict[str, Any]]]:
@@ -65,9 +65,10 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     samples = (infer_and_join(requests, plans, handler_from_options(options), "Generate")
                | "Samples" >> beam.FlatMap(generated_samples, opts.samples_per_prompt))
     parsed = StageOutput.of(samples | "Parse" >> beam.ParDo(ParsePuzzleFn()).with_outputs(REJECTED, main="main"))
-    limits = SandboxLimits(timeout_s=opts.verify_timeout, cpu_s=max(1, int(opts.verify_timeout)))
+    isolated = require_isolation(options)
     template = puzzles.load_self_play_prompt()
-    verified = VerifyPuzzleFn(limits, model, template).apply(parsed.main | "Spread" >> beam.Reshuffle(), "Verify")
+    verified = VerifyPuzzleFn(sandbox_limits(options), model, template, allow_unisolated=not isolated).apply(
+        parsed.main | "Spread" >> beam.Reshuffle(), "Verify")
     distinct = KeepOnePerPuzzleFn().apply(
         verified.main
         | "KeyByPuzzle" >> beam.Map(lambda r: (r["puzzle_id"], r))

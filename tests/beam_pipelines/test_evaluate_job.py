@@ -8,7 +8,8 @@ import pytest
 
 from beam_pipelines.evaluate import run
 from transforms.execute import problems as evaluation
-from transforms.execute.sandbox import SandboxLimits, run_program
+from transforms.execute.isolation import IsolationLimits
+from transforms.execute.verdicts import run_function_tests
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
@@ -34,7 +35,7 @@ def test_smollm2_greedy_pass_at_1_through_vllm(tmp_path):
     for s in samples:
         assert s["completion"] is not None and s["solution"]
         assert s["solution"] == evaluation.completion_code(problems[s["task_id"]], s["completion"])
-        again = run_program(evaluation.test_program(problems[s["task_id"]], s["solution"]), SandboxLimits(timeout_s=10))
+        again = run_function_tests(problems[s["task_id"]], s["solution"], IsolationLimits(timeout_s=10))
         assert (again.status, again.reason) == (s["status"], s["reason"]), s["task_id"]
         assert (s["status"] == "passed") == (s["reason"] == "")
     assert summary["pass@1"] == pytest.approx(100.0 * sum(s["status"] == "passed" for s in samples) / 4)

@@ -1,9 +1,10 @@
 """Beam glue of execution: the samples of an evaluation, run in the sandbox.
 
 ``Samples`` turns each problem's joined generation result into ``n`` sample records (``runners.inference``);
-``reference_samples`` gives the canonical solutions as samples instead (checks the harness). ``ExecuteSampleFn``
-runs each sample's test program and emits it with one status (``passed``, ``failed``, ``timeout`` or
-``engine_error``) and a reason.
+``reference_samples`` gives the canonical solutions as samples instead (checks the harness). ``ExecuteSamples``
+runs each sample's solution against the benchmark's tests (``verdicts.run_function_tests``: the tests run here,
+the solution in a sandbox) on a bounded pool of sandboxes per worker, and emits the sample with one status
+(``passed``, ``failed``, ``timeout`` or ``engine_error``) and a reason.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import apache_beam as beam
 from runners.inference import to_samples
 from schemas.records import RecordKind
 from transforms.execute import problems
-from transforms.execute.sandbox import SandboxLimits, run_program
+from transforms.execute.isolation import IsolationLimits
+from transforms.execute.pool import SandboxPool
+from transforms.execute.verdicts import run_function_tests
 from transforms.stage import StageBooks
 
 EXECUTE_STAGE = "execute"
@@ -35,28 +38,54 @@ def reference_samples(problem: problems.Problem, n: int) -> Iterator[dict[str, A
         yield {**_sample_base(problem.task_id, problem, i), "completion": problem.canonical_solution}
 
 
-class ExecuteSampleFn(beam.DoFn):
-    """Runs each sample's test program in the sandbox; emits the sample with its status and reason.
+class _ExecuteBatchFn(beam.DoFn):
+    """Runs a batch of samples on the worker's pool of sandboxes; every sample is emitted with its verdict (a
+    failure is a result here, not a dead letter), and the books count one ``execute.<status>`` per sample."""
 
-    Every sample is emitted (a failure is a result here, not a dead letter); the books count one
-    ``execute.<status>`` per sample."""
-
-    def __init__(self, limits: SandboxLimits):
+    def __init__(self, limits: IsolationLimits, workers: int, allow_unisolated: bool):
         self._limits = limits
+        self._workers = workers
+        self._allow_unisolated = allow_unisolated
         self.books = StageBooks(EXECUTE_STAGE, RecordKind.SOURCE_PAIR)
+        self._pool: SandboxPool | None = None
 
-    def process(self, element: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        self.books.took()
+    def setup(self):
+        self._pool = SandboxPool(self._workers)
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.close()
+
+    def _execute(self, element: dict[str, Any]) -> dict[str, Any]:
         problem: problems.Problem = element["problem"]
         sample = {k: v for k, v in element.items() if k != "problem"}  # Beam inputs are not to be mutated
         if sample.get("engine_error"):
-            self.books.count("engine_error")
-            yield {**sample, "solution": None, "status": "engine_error", "reason": sample["engine_error"],
-                   "duration_s": 0.0}
-            return
+            return {**sample, "solution": None, "status": "engine_error", "reason": sample["engine_error"],
+                    "duration_s": 0.0}
         solution = problems.completion_code(problem, sample["completion"])
-        result = run_program(problems.test_program(problem, solution), self._limits)
-        self.books.count(result.status)
-        self.books.observe("sandbox_ms", result.duration_s * 1000)
-        yield {**sample, "solution": solution, "status": result.status, "reason": result.reason,
-               "duration_s": round(result.duration_s, 3), "stderr_tail": result.stderr[-500:]}
+        verdict = run_function_tests(problem, solution, self._limits, self._allow_unisolated)
+        return {**sample, "solution": solution, "status": verdict.status, "reason": verdict.reason,
+                "duration_s": round(verdict.duration_s, 3), "isolated": verdict.isolated,
+                "stderr_tail": verdict.stderr[-500:]}
+
+    def process(self, batch: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        self.books.took(len(batch))
+        for result in self._pool.map(self._execute, batch):
+            self.books.count(result["status"])
+            self.books.observe("sandbox_ms", result["duration_s"] * 1000)
+            yield result
+
+
+class ExecuteSamples(beam.PTransform):
+    """Samples -> the same samples with ``solution``, ``status``, ``reason`` and ``duration_s``."""
+
+    def __init__(self, limits: IsolationLimits, workers: int, allow_unisolated: bool = False):
+        super().__init__()
+        self._fn = _ExecuteBatchFn(limits, workers, allow_unisolated)
+        self._workers = workers
+
+    def expand(self, samples):
+        return (samples
+                | "Spread" >> beam.Reshuffle()
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4 * self._workers)
+                | "Execute" >> beam.ParDo(self._fn))

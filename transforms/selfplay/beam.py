@@ -13,7 +13,8 @@ import apache_beam as beam
 from runners.api import GenerateRequest, SamplingSpec, request_seed
 from runners.inference import to_samples
 from schemas.records import RecordKind
-from transforms.execute.sandbox import SandboxLimits, run_program
+from transforms.execute.isolation import IsolationLimits
+from transforms.execute.verdicts import verify_pair
 from transforms.io.training_examples import training_example
 from transforms.selfplay import puzzles
 from transforms.stage import Reject, StageBooks, StageFn
@@ -85,20 +86,24 @@ class ParsePuzzleFn(beam.DoFn):
 
 
 class VerifyPuzzleFn(StageFn):
-    """Runs f(g()) in the sandbox; keeps the pair only when it is True."""
+    """g() runs in a sandbox and returns its answer as plain data of f's answer type; f(answer) runs in a fresh
+    sandbox and must return exactly True (``transforms.execute.verdicts.verify_pair``)."""
 
     stage = f"{STAGE}.verify"
     record_kind = RecordKind.PUZZLE
 
-    def __init__(self, limits: SandboxLimits, model: str, template: puzzles.SelfPlayPrompt):
+    def __init__(self, limits: IsolationLimits, model: str, template: puzzles.SelfPlayPrompt,
+                 allow_unisolated: bool = False):
         super().__init__()
         self._limits = limits
         self._model = model
         self._template = template
+        self._allow_unisolated = allow_unisolated
 
     def process_record(self, element: dict[str, Any]) -> Iterator[Any]:
         puzzle, sample = element["puzzle"], element["sample"]
-        result = run_program(puzzles.verification_program(puzzle, self._template), self._limits)
+        result = verify_pair(puzzle.sat, puzzles.solution_program(puzzle), puzzles.answer_type(puzzle.sat),
+                             self._limits, preamble=self._template.preamble, allow_unisolated=self._allow_unisolated)
         if not result.passed:
             reason = "verify_timeout" if result.status == "timeout" else "verify_failed"
             yield Reject(reason, result.reason, _payload(sample, sat=puzzle.sat, sol=puzzle.sol),

@@ -16,5 +16,3 @@ class SelfPlayOptions(PipelineOptions):
         group.add_argument("--samples-per-prompt", dest="samples_per_prompt", type=int, default=4)
         group.add_argument("--puzzle-temperature", dest="puzzle_temperature", type=float, default=0.8)
         group.add_argument("--puzzle-max-tokens", dest="puzzle_max_tokens", type=int, default=256)
-        group.add_argument("--verify-timeout", dest="verify_timeout", type=float, default=5.0,
-                           help="Wall-clock seconds to run f(g()) in the sandbox.")

@@ -27,7 +27,7 @@ MAX_SOURCE_CHARS = 4000
 
 # Why a generated sample is not a puzzle (dead-letter reasons).
 PARSE_REASONS = ("syntax_error", "missing_puzzle", "missing_solution", "puzzle_without_input", "trivial_puzzle",
-                 "solution_needs_arguments", "copied_example", "too_long")
+                 "untyped_answer", "solution_needs_arguments", "copied_example", "too_long")
 
 
 class PuzzleRejected(ValueError):
@@ -198,6 +198,10 @@ def parse_generated(prompt_tail: str, generated: str, index: int, examples: Sequ
         raise PuzzleRejected("puzzle_without_input", ast.unparse(f)[:200])
     if not _uses_argument(f, positional[0].arg):
         raise PuzzleRejected("trivial_puzzle", f"f ignores its input {positional[0].arg!r}")
+    annotation = positional[0].annotation
+    if annotation is None or answer_type(f"def f({ast.unparse(positional[0])}): pass") is None:
+        raise PuzzleRejected("untyped_answer", f"f's input {positional[0].arg!r} has no P3 answer type "
+                                               "(int, float, str, bool, nested List[...])")
     g_args = g.args.posonlyargs + g.args.args
     if len(g_args) > len(g.args.defaults) or any(d is None for d in g.args.kw_defaults):
         raise PuzzleRejected("solution_needs_arguments", ast.unparse(g)[:200])
@@ -212,9 +216,26 @@ def parse_generated(prompt_tail: str, generated: str, index: int, examples: Sequ
     return puzzle
 
 
-def verification_program(puzzle: Puzzle, template: SelfPlayPrompt) -> str:
-    """What the sandbox runs: the preamble, the pair and the check the self-play paper keeps pairs by."""
-    return f"{template.preamble}{puzzle.sat}\n\n{puzzle.sol}\n\nassert f(g()) is True\n"
+def answer_type(sat: str) -> str | None:
+    """The P3 answer type of a puzzle: the annotation of ``f``'s first argument (``int``, ``List[str]``...), or
+    None when it has none the verifier can check."""
+    from transforms.execute.verdicts import parse_ans_type
+
+    fn = next((n for n in ast.parse(sat).body if isinstance(n, ast.FunctionDef) and n.name == "f"), None)
+    args = (fn.args.posonlyargs + fn.args.args) if fn else []
+    if not args or args[0].annotation is None:
+        return None
+    text = ast.unparse(args[0].annotation)
+    try:
+        parse_ans_type(text)
+    except ValueError:
+        return None
+    return text
+
+
+def solution_program(puzzle: Puzzle) -> str:
+    """What ``g`` runs with: the puzzle too, since a solution may call it (as in the reference's judge)."""
+    return f"{puzzle.sat}\n\n{puzzle.sol}"
 
 
 def training_pair(puzzle: Puzzle, template: SelfPlayPrompt) -> tuple[str, str]:

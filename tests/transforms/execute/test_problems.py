@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from transforms.execute import problems as evaluation
-from transforms.execute.sandbox import SandboxLimits, run_program
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +34,3 @@ def test_completion_code_takes_the_code_before_the_fence_and_adds_the_prompt_to_
     q = problems[0]  # has_close_elements(numbers: List[float], ...)
     whole = "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n    return False\n"
     assert evaluation.completion_code(q, whole) == "from typing import List\n" + whole
-
-
-def test_broken_solutions_fail_on_the_real_tests(problems):
-    """The other half of a sound harness: a wrong body fails every one of these tests."""
-    for p in problems[:12]:
-        for body in ("    return None\n", "    raise NotImplementedError\n"):
-            result = run_program(evaluation.test_program(p, p.prompt + body), SandboxLimits(timeout_s=10))
-            assert result.status == "failed", (p.task_id, body)

@@ -6,12 +6,13 @@ import os
 
 import pytest
 
-from transforms.execute.sandbox import SandboxLimits, run_program
+from transforms.execute.isolation import IsolationLimits
+from transforms.execute.verdicts import verify_pair
 from transforms.io.parquet import read_rows
 from transforms.selfplay import puzzles
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-LIMITS = SandboxLimits(timeout_s=10)
+LIMITS = IsolationLimits(timeout_s=10)
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +20,9 @@ def template():
     return puzzles.load_self_play_prompt()
 
 
-def _verify(puzzle, template):
-    return run_program(puzzles.verification_program(puzzle, template), LIMITS)
+def _verify(puzzle, template, limits=LIMITS):
+    return verify_pair(puzzle.sat, puzzles.solution_program(puzzle), puzzles.answer_type(puzzle.sat), limits,
+                       preamble=template.preamble)
 
 
 def test_every_seed_puzzle_is_solved_by_its_solution(template):
@@ -38,7 +40,7 @@ def test_a_wrong_solution_or_a_truthy_non_bool_is_not_verified(template):
     assert _verify(truthy, template).status == "failed"  # f(g()) is 5, not True
     slow = puzzles.Puzzle("z", "def f(x: int):\n    return x == 1", "def g():\n    while True:\n        pass",
                           "generated")
-    assert run_program(puzzles.verification_program(slow, template), SandboxLimits(timeout_s=1)).status == "timeout"
+    assert _verify(slow, template, IsolationLimits(timeout_s=1, cpu_s=1)).status == "timeout"
 
 
 def test_p3_splits_load_and_the_test_families_never_reach_a_prompt(shared_data, template):
@@ -81,6 +83,8 @@ def test_a_generated_pair_is_parsed_into_canonical_f_and_g(template):
     ("x: int):\n    return x == 2\n", "missing_solution"),
     (") -> bool:\n    return True\n\ndef g4():\n    return 1\n", "puzzle_without_input"),
     ("x: int) -> bool:\n    return True\n\ndef g4():\n    return 1\n", "trivial_puzzle"),
+    ("x):\n    return x == 1\n\ndef g4():\n    return 1\n", "untyped_answer"),
+    ("x: dict):\n    return x == {}\n\ndef g4():\n    return {}\n", "untyped_answer"),
     ("x: int):\n    return x == 1\n\ndef g4(y):\n    return y\n", "solution_needs_arguments"),
     ("x: int):\n    return x == 1\n" + "# pad\n" * 1000, "too_long"),
 ])

@@ -1,0 +1,551 @@
+"""OS isolation for model-written Python: bubblewrap namespaces, an unprivileged uid, rlimits and a wall clock.
+
+Each ``SandboxProcess`` is one interpreter started by ``bwrap`` with:
+
+* every namespace unshared (``--unshare-all --unshare-user``): no network (loopback is the sandbox's own), its
+  own PID namespace and ``/proc`` (the parent's ``/proc/<pid>`` entries do not exist there), IPC, UTS, cgroup;
+  nested user namespaces disabled (``--disable-userns``), so the program cannot gain capabilities or mount an
+  unbounded tmpfs in a namespace of its own;
+* a whitelisted, read-only file system: a fresh tmpfs root holding only ``/usr`` (and the ``/bin``, ``/lib*``
+  links into it), the interpreter's prefix when it lies elsewhere, ``/proc``, a minimal read-only ``/dev`` and a
+  private size-limited tmpfs work dir ``/sandbox``. Nothing else exists inside: not the project, ``/work``,
+  ``/root``, ``/tmp``, outputs or benchmark data. That is stronger than hiding a list of paths with tmpfs, since a
+  path nobody thought of (an output bucket's mount, another user's home) is absent too;
+* ``--clearenv`` (a few fixed variables are set), ``--new-session`` (no terminal injection),
+  ``--die-with-parent``, uid/gid 65534 inside;
+* resource limits set by the agent before any of the program's code runs: CPU, address space, file size,
+  open files, process count (``RLIMIT_NPROC``), no core files.
+
+``RLIMIT_NPROC`` and root: the kernel skips the process-count check for tasks whose real uid is the host's root,
+and bwrap started by root maps the sandbox uid to host uid 0. So when the parent is root, ``bwrap`` itself is
+started as host uid/gid 65534 (``subprocess``'s ``user=``/``group=``, no ``preexec_fn``): the sandbox then runs
+as host "nobody", and since Linux 5.14 ``RLIMIT_NPROC`` is counted per user namespace, i.e. per sandbox (the
+interpreter counts as 1). The interpreter is PID 1 of its namespace (``--as-pid-1``), so bwrap reaps it itself
+(bwrap's own init would be left a zombie of the host's init after a kill). Memory in total: each process is capped by ``RLIMIT_AS``, at most
+``max_processes`` processes exist, so a sandbox holds at most ``max_processes x memory_mb`` of address space, plus
+its tmpfs (``file_size_mb``) and memfd/pipe buffers (each file capped by ``RLIMIT_FSIZE``, their number by
+``RLIMIT_NOFILE``). A cgroup would bound it more tightly, but needs a writable cgroup tree that Beam workers lack.
+
+The interpreter: the project's base interpreter (``sys.base_prefix``; the venv is never needed, ``-I -S`` gives
+the standard library only) when the sandbox user can reach it; otherwise the system ``/usr/bin/pythonX.Y`` of the
+same version (here the base is pyenv under ``/root``, which is mode 700, so Debian's python3.11 runs inside).
+
+Killing: the wall clock is kept by the parent. At the end of a run, timed out or not, the sandbox's PID 1 gets
+SIGKILL through a pidfd; the kernel then kills every process of the PID namespace (double-forked ``setsid``
+daemons included, which were re-parented to PID 1) before PID 1 is gone, and ``close`` returns only after that.
+
+Without bwrap, ``IsolationUnavailable`` names the Debian package; ``allow_unisolated=True`` runs the interpreter
+directly with the same rlimits and a loud warning (no namespaces: for development only).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SANDBOX_UID = 65534  # "nobody", inside the sandbox and, when the parent is root, on the host too
+WORK_DIR = "/sandbox"
+# Appears in every sandbox interpreter's command line, so tests can find strays from outside.
+PROCESS_MARKER = "inverse-instruct-sandbox"
+BWRAP_PACKAGE = "bubblewrap"
+
+
+class IsolationUnavailable(RuntimeError):
+    """bubblewrap is missing or does not work here, and running unisolated was not allowed."""
+
+
+class SandboxFailure(BaseException):
+    """The sandboxed process did not give a usable answer: ``kind`` is ``timeout``, ``crashed`` (it exited or
+    was killed), ``protocol`` (it wrote something that is not an answer) or ``setup``. A ``BaseException`` so
+    that trusted test code running ``except Exception`` around a proxied call cannot swallow it."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class IsolationLimits:
+    timeout_s: float = 10.0  # wall clock of one run (spawn, load and all calls)
+    cpu_s: int = 10  # per process
+    memory_mb: int = 1024  # address space, per process
+    file_size_mb: int = 8  # any file written, and the size of the /sandbox tmpfs
+    open_files: int = 64
+    max_processes: int = 4  # tasks in the sandbox's user namespace, the interpreter included
+    output_tail_chars: int = 2000  # how much of stdout/stderr is kept
+    max_message_bytes: int = 8 << 20  # largest answer the parent reads (and the largest result encoded)
+
+    def __post_init__(self) -> None:
+        numbers = dataclasses.asdict(self)
+        if any(v <= 0 for v in numbers.values()):
+            raise ValueError(f"isolation limits must be positive: {self}")
+        if self.max_processes < 1:
+            raise ValueError("max_processes counts the interpreter: at least 1")
+        if self.open_files < 16:
+            raise ValueError("open_files below 16 leaves the interpreter unable to start")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessResult:
+    """What a raw program did. Nothing here is a verdict: exit codes and output come from untrusted code."""
+    returncode: int | None
+    timed_out: bool
+    duration_s: float
+    stdout: str
+    stderr: str
+    isolated: bool
+
+
+# ------------------------------------------------------------------------------------------ environment
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap") or ("/usr/bin/bwrap" if os.access("/usr/bin/bwrap", os.X_OK) else None)
+
+
+def _runs_as_nobody() -> bool:
+    return os.geteuid() == 0
+
+
+def _reachable_by_others(path: str) -> bool:
+    """Whether a process of another, unprivileged uid can reach ``path`` (o+x on every directory above it)."""
+    p = Path(path).resolve()
+    for d in [*reversed(p.parents)][1:]:
+        if not os.stat(d).st_mode & stat.S_IXOTH:
+            return False
+    return bool(os.stat(p).st_mode & stat.S_IROTH)
+
+
+@functools.lru_cache(maxsize=None)
+def interpreter() -> tuple[str, tuple[str, ...]]:
+    """(path of the sandbox's python, directories outside /usr to bind read-only for it)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    base = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    prefix = os.path.realpath(sys.base_prefix)
+    if not _runs_as_nobody() or (_reachable_by_others(base) and _reachable_by_others(prefix)):
+        return base, (() if prefix.startswith("/usr/") or prefix == "/usr" else (prefix,))
+    system = f"/usr/bin/python{version}"
+    if os.access(system, os.X_OK) and _reachable_by_others(system):
+        return system, ()
+    raise IsolationUnavailable(
+        f"no Python {version} the sandbox user (uid {SANDBOX_UID}) can run: {base} is not reachable by other "
+        f"users and {system} does not exist (Debian package python{version})")
+
+
+def _root_links() -> list[str]:
+    """bwrap arguments recreating /bin, /lib, /lib64, /sbin: links into /usr on merged-/usr systems."""
+    args: list[str] = []
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = f"/{name}"
+        if os.path.islink(host):
+            args += ["--symlink", os.readlink(host), host]
+        elif os.path.isdir(host):
+            args += ["--ro-bind", host, host]
+    return args
+
+
+def bwrap_args(limits: IsolationLimits, info_fd: int) -> list[str]:
+    """The bwrap command line up to (not including) the command."""
+    python, extra_dirs = interpreter()
+    args = [bwrap_path() or "bwrap",
+            "--unshare-all", "--unshare-user", "--disable-userns",
+            "--die-with-parent", "--new-session", "--clearenv", "--as-pid-1",
+            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr", *_root_links()]
+    for d in extra_dirs:
+        args += ["--ro-bind", d, d]
+    args += ["--proc", "/proc",
+             "--dev", "/dev", "--remount-ro", "/dev",  # bwrap's /dev is a writable, unbounded tmpfs otherwise
+             "--size", str(limits.file_size_mb << 20), "--tmpfs", WORK_DIR,
+             "--remount-ro", "/",
+             "--chdir", WORK_DIR,
+             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
+             "--setenv", "HOME", WORK_DIR, "--setenv", "TMPDIR", WORK_DIR,
+             "--info-fd", str(info_fd),
+             "--"]
+    return args
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> str | None:
+    """None when bwrap runs a trivial program here; else why not (cached per process)."""
+    if bwrap_path() is None:
+        return "bwrap is not installed"
+    try:
+        result = _run_program("pass", IsolationLimits(timeout_s=30), isolated=True)
+    except (IsolationUnavailable, SandboxFailure, OSError) as e:
+        return str(e)
+    if result.returncode != 0:
+        return f"bwrap exited {result.returncode}: {result.stderr.strip()[-500:]}"
+    return None
+
+
+def bwrap_available() -> bool:
+    """Whether bubblewrap is installed and can build the sandbox on this machine."""
+    return _probe() is None
+
+
+_warned_unisolated = False
+
+
+def check_isolation(allow_unisolated: bool) -> bool:
+    """True when runs will be isolated. Raises ``IsolationUnavailable`` when they cannot be and that was not
+    allowed; logs a warning (once per process) when it was."""
+    global _warned_unisolated
+    problem = _probe()
+    if problem is None:
+        return True
+    if not allow_unisolated:
+        raise IsolationUnavailable(
+            f"model-written code runs only inside bubblewrap, which cannot run here: {problem}. It needs the "
+            f"Debian package '{BWRAP_PACKAGE}' (apt-get install {BWRAP_PACKAGE}) and a Python the sandbox user can "
+            "run; or pass allow_unisolated=True (--allow-unsandboxed) to run it WITHOUT isolation")
+    if not _warned_unisolated:
+        log.warning("!!! RUNNING MODEL-WRITTEN CODE WITHOUT ISOLATION (%s): only rlimits and a wall clock bound "
+                    "it; it can read and write your files and reach the network !!!", problem)
+        _warned_unisolated = True
+    return False
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+_BOOTSTRAP = f"""# {PROCESS_MARKER}
+import sys, types
+wire = types.ModuleType("sandbox_wire")
+exec(compile(sys.argv[1], "wire.py", "exec"), wire.__dict__)
+sys.modules["sandbox_wire"] = wire
+exec(compile(sys.argv[2], "agent.py", "exec"), {{"__name__": "__sandbox_agent__"}})
+"""
+
+# For raw programs (``run_program``): limits first, then the program, in the same interpreter.
+_RAW_BOOTSTRAP = f"""# {PROCESS_MARKER}
+import json, resource, sys
+cfg = json.loads(sys.argv[1])
+for kind, soft, hard in cfg["limits"]:
+    resource.setrlimit(kind, (soft, hard))
+del json, resource, cfg, kind, soft, hard
+exec(compile(sys.argv[2], "<program>", "exec"), {{"__name__": "__main__"}})
+"""
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=None)
+def _agent_sources() -> tuple[str, str]:
+    return ((_PACKAGE_DIR / "wire.py").read_text(encoding="utf-8"),
+            (_PACKAGE_DIR / "agent.py").read_text(encoding="utf-8"))
+
+
+def agent_config(limits: IsolationLimits, request_fd: int, response_fd: int) -> dict:
+    return {"cpu_s": int(limits.cpu_s), "memory_bytes": limits.memory_mb << 20,
+            "file_bytes": limits.file_size_mb << 20, "open_files": limits.open_files,
+            "max_processes": limits.max_processes, "max_result_bytes": limits.max_message_bytes,
+            "request_fd": request_fd, "response_fd": response_fd}
+
+
+class _Tail:
+    def __init__(self, chars: int):
+        self.keep = max(4 * chars, 64)
+        self.chars = chars
+        self.data = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > 2 * self.keep:
+            del self.data[:-self.keep]
+
+    def text(self) -> str:
+        return self.data[-self.keep:].decode("utf-8", "replace")[-self.chars:]
+
+
+class SandboxProcess:
+    """One interpreter in the sandbox with its stdout/stderr drained into tails and, optionally, a request pipe
+    (parent -> sandbox) and a response pipe (sandbox -> parent). Use as a context manager: leaving it kills the
+    sandbox and everything it started."""
+
+    def __init__(self, python_args: list[str], limits: IsolationLimits, isolated: bool,
+                 channel: tuple[int, int] | None = None):
+        """``python_args`` follow the interpreter path; ``channel`` is (request read end, response write end),
+        the child's ends of the two protocol pipes, which the caller created and keeps the other ends of."""
+        self.limits = limits
+        self.isolated = isolated
+        self.started = time.monotonic()
+        self.deadline = self.started + limits.timeout_s
+        self._stdout = _Tail(limits.output_tail_chars)
+        self._stderr = _Tail(limits.output_tail_chars)
+        self._inner_pidfd: int | None = None
+        self._workdir: str | None = None
+        self._closed = False
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        child_fds = list(channel or ())
+        info_r = info_w = None
+        if isolated:
+            info_r, info_w = os.pipe()
+            python, _ = interpreter()
+            argv = [*bwrap_args(limits, info_w), python, *python_args]
+            child_fds.append(info_w)
+            env: dict[str, str] = {}
+            cwd = "/"
+            extra = ({"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []}
+                     if _runs_as_nobody() else {})
+        else:
+            self._workdir = tempfile.mkdtemp(prefix="unisolated-sandbox-")
+            argv = [os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable), *python_args]
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self._workdir, "TMPDIR": self._workdir}
+            cwd = self._workdir
+            extra = {}
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                                         pass_fds=child_fds, close_fds=True, start_new_session=True, env=env,
+                                         cwd=cwd, **extra)
+        finally:
+            for fd in (out_w, err_w, *child_fds):
+                os.close(fd)
+        self._out_fds = {out_r: self._stdout, err_r: self._stderr}
+        for fd in self._out_fds:
+            os.set_blocking(fd, False)
+        self._outer_pidfd = os.pidfd_open(self.proc.pid)
+        if info_r is not None:
+            try:
+                self._read_info(info_r)
+            except BaseException:
+                self.close()
+                raise
+
+    # --- info from bwrap: the host pid of the sandbox's PID 1, which we kill to end the whole namespace
+    def _read_info(self, info_r: int) -> None:
+        data = bytearray()
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(info_r, selectors.EVENT_READ)
+                for fd in self._out_fds:
+                    sel.register(fd, selectors.EVENT_READ)
+                while True:
+                    remaining = self.deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise SandboxFailure("timeout", "the sandbox did not start in time")
+                    for key, _ in sel.select(remaining):
+                        if key.fd == info_r:
+                            chunk = os.read(info_r, 4096)
+                            if not chunk:
+                                return self._info_done(bytes(data))
+                            data += chunk
+                        else:
+                            self._drain(key.fd, sel)
+        finally:
+            os.close(info_r)
+
+    def _info_done(self, data: bytes) -> None:
+        try:
+            pid = int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            self.proc.wait()
+            raise SandboxFailure("setup", f"bwrap did not start the sandbox: {self.stderr.strip()[-500:]}") from None
+        try:
+            self._inner_pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._inner_pidfd = None  # already gone: it exited; nothing inside to kill
+
+    def _drain(self, fd: int, sel: selectors.BaseSelector | None = None) -> None:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if chunk:
+            self._out_fds[fd].add(chunk)
+            return
+        if sel is not None:
+            sel.unregister(fd)
+        os.close(fd)
+        del self._out_fds[fd]
+
+    @property
+    def stdout(self) -> str:
+        return self._stdout.text()
+
+    @property
+    def stderr(self) -> str:
+        return self._stderr.text()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def exchange(self, request: bytes, request_fd: int, response_fd: int, pending: bytearray,
+                 deadline: float | None = None) -> bytes:
+        """Write ``request`` to the request pipe and return the next response line (without its newline),
+        draining stdout/stderr meanwhile. ``pending`` holds bytes read past a line, for the next call."""
+        deadline = self.deadline if deadline is None else min(deadline, self.deadline)
+        limit = self.limits.max_message_bytes + 65536
+        outgoing = memoryview(request)
+        with selectors.DefaultSelector() as sel:
+            for fd in self._out_fds:
+                sel.register(fd, selectors.EVENT_READ)
+            if outgoing:
+                sel.register(request_fd, selectors.EVENT_WRITE)
+            sel.register(response_fd, selectors.EVENT_READ)
+            while True:
+                newline = pending.find(b"\n")
+                if newline >= 0:
+                    if outgoing:
+                        raise SandboxFailure("protocol", "answered before the request was sent")
+                    line = bytes(pending[:newline])
+                    del pending[:newline + 1]
+                    return line
+                if len(pending) > limit:
+                    raise SandboxFailure("protocol", f"an answer longer than {limit} bytes")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SandboxFailure("timeout", f"no answer within {self.limits.timeout_s:g}s")
+                for key, _ in sel.select(remaining):
+                    if key.fd == request_fd:
+                        try:
+                            n = os.write(request_fd, outgoing[:1 << 16])
+                        except BlockingIOError:
+                            continue
+                        except BrokenPipeError:
+                            raise SandboxFailure("crashed", self._exit_description()) from None
+                        outgoing = outgoing[n:]
+                        if not outgoing:
+                            sel.unregister(request_fd)
+                    elif key.fd == response_fd:
+                        chunk = os.read(response_fd, 1 << 16)
+                        if not chunk:
+                            raise SandboxFailure("crashed", self._exit_description())
+                        pending += chunk
+                    else:
+                        self._drain(key.fd, sel)
+
+    def wait(self) -> int | None:
+        """Wait for the interpreter to exit or the wall clock to run out (then None), draining output."""
+        with selectors.DefaultSelector() as sel:
+            for fd in self._out_fds:
+                sel.register(fd, selectors.EVENT_READ)
+            sel.register(self._outer_pidfd, selectors.EVENT_READ)
+            while True:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                for key, _ in sel.select(remaining):
+                    if key.fd == self._outer_pidfd:
+                        return self.proc.wait()
+                    self._drain(key.fd, sel)
+
+    def _exit_description(self) -> str:
+        try:
+            code = self.proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            return "the interpreter closed its answer pipe"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        if code > 128 and self.isolated:  # bwrap reports a signal death of its child as 128+n
+            try:
+                return f"killed by {signal.Signals(code - 128).name}"
+            except ValueError:
+                pass
+        return f"exited with code {code} before answering"
+
+    def close(self) -> None:
+        """Kill the sandbox and everything in it; return once they are gone (outputs drained)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._inner_pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._inner_pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            # PID 1 of the namespace exits only after the kernel has killed and reaped all the others; bwrap,
+            # its parent, then reaps it and exits.
+            with selectors.DefaultSelector() as sel:
+                sel.register(self._inner_pidfd, selectors.EVENT_READ)
+                if not sel.select(10.0):
+                    log.error("sandbox PID 1 still alive 10 s after SIGKILL")
+            os.close(self._inner_pidfd)
+            try:
+                self.proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+        os.close(self._outer_pidfd)
+        end = time.monotonic() + 1.0
+        while self._out_fds and time.monotonic() < end:
+            for fd in list(self._out_fds):
+                self._drain(fd)
+            if self._out_fds:
+                time.sleep(0.001)
+        for fd in list(self._out_fds):
+            os.close(fd)
+        self._out_fds.clear()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> "SandboxProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_agent(limits: IsolationLimits, allow_unisolated: bool = False
+                ) -> tuple[SandboxProcess, int, int]:
+    """A sandbox running the agent; returns (process, request write fd, response read fd), both owned by the
+    caller (close them after the process)."""
+    isolated = check_isolation(allow_unisolated)
+    req_r, req_w = os.pipe()
+    resp_r, resp_w = os.pipe()
+    wire_src, agent_src = _agent_sources()
+    config = json.dumps(agent_config(limits, req_r, resp_w))
+    try:
+        proc = SandboxProcess(["-I", "-S", "-B", "-c", _BOOTSTRAP, wire_src, agent_src, config], limits, isolated,
+                              channel=(req_r, resp_w))
+    except BaseException:
+        os.close(req_w)
+        os.close(resp_r)
+        raise
+    os.set_blocking(req_w, False)
+    return proc, req_w, resp_r
+
+
+def run_program(source: str, limits: IsolationLimits = IsolationLimits(),
+                allow_unisolated: bool = False) -> ProcessResult:
+    """Run ``source`` as a plain program in the sandbox (limits set first) and report what it did. The low-level
+    run: its exit code and output are the program's to forge; verdicts come from ``verdicts.py``."""
+    return _run_program(source, limits, check_isolation(allow_unisolated))
+
+
+def _run_program(source: str, limits: IsolationLimits, isolated: bool) -> ProcessResult:
+    import resource
+    mb = 1 << 20
+    limit_list = [(resource.RLIMIT_CPU, int(limits.cpu_s), int(limits.cpu_s) + 1),
+                  (resource.RLIMIT_AS, limits.memory_mb * mb, limits.memory_mb * mb),
+                  (resource.RLIMIT_FSIZE, limits.file_size_mb * mb, limits.file_size_mb * mb),
+                  (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
+                  (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
+                  (resource.RLIMIT_CORE, 0, 0)]
+    config = json.dumps({"limits": limit_list})
+    with SandboxProcess(["-I", "-S", "-B", "-c", _RAW_BOOTSTRAP, config, source], limits, isolated) as proc:
+        code = proc.wait()
+        timed_out = code is None
+    return ProcessResult(code, timed_out, time.monotonic() - proc.started, proc.stdout, proc.stderr, isolated)

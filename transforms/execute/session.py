@@ -1,0 +1,123 @@
+"""The parent's side of the agent protocol: one sandbox, a program loaded into it, functions called in it.
+
+Requests and answers are single JSON lines. Every request carries a fresh random id that the answer must echo,
+so an answer cannot be written before its request exists: a program cannot pre-write a "load succeeded" or a
+result for a later call and then exit. Whatever the program writes to the answer pipe is at most as powerful as
+what its functions could return, because the parent believes only plain data (``wire.py``) and decides
+verdicts itself (``verdicts.py``). Anything else on the pipe (a wrong id, an over-long line, non-JSON, a value
+that is not plain data) fails the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import time
+from typing import Any
+
+from transforms.execute import wire
+from transforms.execute.isolation import IsolationLimits, SandboxFailure, start_agent
+
+_REQUEST_MAX_BYTES = 64 << 20  # what the trusted side may send (arguments come from trusted code)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallResult:
+    """``kind``: ``value`` (``value`` holds the decoded result), ``raised`` (``error_type``/``message``),
+    ``bad_result`` (the function returned something that is not plain data) or ``missing`` (no such function)."""
+    kind: str
+    value: Any = None
+    error_type: str = ""
+    message: str = ""
+
+
+def _error_fields(reply: dict, key: str) -> tuple[str, str]:
+    err = reply.get(key)
+    if type(err) is not dict or type(err.get("type")) is not str or type(err.get("message")) is not str:
+        raise SandboxFailure("protocol", f"malformed {key} description")
+    return err["type"][:100], err["message"][:1000]
+
+
+class AgentSession:
+    """A sandbox with the agent running in it. ``load`` a program, then ``call`` its functions. A context
+    manager: leaving it kills the sandbox. After a ``SandboxFailure`` every further request raises it again."""
+
+    def __init__(self, limits: IsolationLimits = IsolationLimits(), allow_unisolated: bool = False):
+        self.limits = limits
+        self.failure: SandboxFailure | None = None
+        self.process, self._request_fd, self._response_fd = start_agent(limits, allow_unisolated)
+        self._pending = bytearray()
+
+    @property
+    def isolated(self) -> bool:
+        return self.process.isolated
+
+    def restart_clock(self) -> None:
+        """Give the next requests a full ``timeout_s`` again (batch checks time each answer separately)."""
+        self.process.deadline = time.monotonic() + self.limits.timeout_s
+
+    def _request(self, payload: dict) -> dict:
+        if self.failure is not None:
+            raise self.failure
+        nonce = secrets.token_hex(16)
+        try:
+            line = wire.dumps_tree({**payload, "id": nonce}, _REQUEST_MAX_BYTES).encode("ascii") + b"\n"
+        except wire.WireError as e:
+            raise ValueError(f"the trusted side sent something that is not plain data: {e}") from None
+        try:
+            raw = self.process.exchange(line, self._request_fd, self._response_fd, self._pending)
+            try:
+                reply = wire.loads_json(raw, self.limits.max_message_bytes + 65536)
+            except wire.WireError as e:
+                raise SandboxFailure("protocol", f"unreadable answer: {e}") from None
+            if type(reply) is not dict or reply.get("id") != nonce:
+                raise SandboxFailure("protocol", "an answer that is not for the request sent")
+            if type(reply.get("ok")) is not bool:
+                raise SandboxFailure("protocol", "an answer without a status")
+            return reply
+        except SandboxFailure as f:
+            self.failure = f
+            raise
+
+    def load(self, source: str) -> tuple[str, str] | None:
+        """Run ``source``'s module code. None when it completed; else (exception type, message)."""
+        reply = self._request({"op": "load", "source": source})
+        if reply["ok"]:
+            return None
+        return _error_fields(reply, "error")
+
+    def call(self, name: str, args: tuple | list = (), allow_nan: bool = True, kwargs: dict | None = None
+             ) -> CallResult:
+        """Call ``name(*args, **kwargs)`` in the sandbox. Arguments cross as plain data, so the function gets
+        copies and cannot change the caller's objects."""
+        reply = self._request({"op": "call", "name": name, "args": wire.encode_tree(list(args), _REQUEST_MAX_BYTES),
+                               "kwargs": wire.encode_tree(dict(kwargs or {}), _REQUEST_MAX_BYTES)})
+        if reply["ok"]:
+            if "value" not in reply:
+                self.failure = SandboxFailure("protocol", "a result without a value")
+                raise self.failure
+            try:
+                return CallResult("value", wire.decode_tree(reply["value"], allow_nan=allow_nan))
+            except wire.WireError as e:
+                return CallResult("bad_result", message=str(e))
+        if "missing" in reply:
+            return CallResult("missing", message=str(reply["missing"])[:200])
+        if "bad_result" in reply:
+            _, message = _error_fields(reply, "bad_result")
+            return CallResult("bad_result", message=message)
+        error_type, message = _error_fields(reply, "error")
+        return CallResult("raised", error_type=error_type, message=message)
+
+    def close(self) -> None:
+        self.process.close()
+        for fd in (self._request_fd, self._response_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "AgentSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

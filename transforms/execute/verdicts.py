@@ -1,0 +1,392 @@
+"""Verdicts on model-written code, decided by trusted code from plain data the sandbox returns.
+
+The untrusted process never says "passed". It only answers requests (``session.py``) with plain data or an
+exception description; this module compares:
+
+* HumanEval-style problems (``run_function_tests``): the benchmark's ``check(candidate)`` runs HERE, in the
+  trusted process, with the problem's own prompt (helpers such as ``poly`` or ``encode_cyclic`` come from the
+  benchmark, not the model). ``candidate`` is a proxy: each call sends its arguments to the sandbox and returns
+  the plain-data result, or raises the candidate's exception (a builtin exception type by name, else
+  ``CandidateError``) so tests that expect an exception still work. Arguments cross as copies, so a candidate
+  that mutates its input cannot change the test's objects (HumanEval's tests never look at them afterwards).
+  NaN results are refused: a NaN makes negated comparisons (``assert not x > y``) pass.
+* P3 puzzles: ``solve_answer`` runs ``g()`` in one sandbox and type-checks its answer the way P3 does (exact
+  ``bool``/``int``/``float``/``str``, nested ``List[...]``; ``True`` is not an ``int``); ``check_sat`` runs
+  ``f(answer)`` in a FRESH sandbox and requires exactly ``True`` back; ``verify_pair`` does both;
+  ``sat_results`` checks many answers in one sandbox (the trivial-answer filter); ``runs_cleanly`` runs a
+  program and optionally one call (the ``f(None)`` judge filter).
+
+What a program prints, writes, or exits with is never evidence: ``sys.exit(0)``, ``os._exit``, a forged answer
+line, an object whose ``__eq__`` says True, all end as failures or as plain data that trusted code judges.
+Limits: the trusted ``check`` itself is not interrupted by the wall clock (only its calls into the sandbox are);
+results are bounded (``max_message_bytes``, 4,300-digit ints, depth 100), which keeps it cheap.
+"""
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import functools
+import time
+import traceback
+from typing import Any, Iterable, Sequence
+
+from transforms.execute.isolation import IsolationLimits, SandboxFailure
+from transforms.execute.session import AgentSession, CallResult
+
+STATUSES = ("passed", "failed", "timeout")
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    status: str  # one of STATUSES
+    reason: str  # "" when passed
+    duration_s: float
+    isolated: bool = True
+    stdout: str = ""  # tails, for diagnosis only
+    stderr: str = ""
+    value: Any = None  # solve_answer: the answer (plain data) when passed
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+class CandidateError(Exception):
+    """The candidate raised an exception that is not a builtin one (its type name and message)."""
+
+    def __init__(self, type_name: str, message: str):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+
+
+class UnusableCall(BaseException):
+    """A proxied call gave nothing usable (not plain data, or no such function). Not an ``Exception``, so the
+    benchmark's own ``except Exception`` cannot turn it into a pass."""
+
+
+def _failure_verdict(f: SandboxFailure, started: float, session: AgentSession | None, isolated: bool) -> Verdict:
+    status = "timeout" if f.kind == "timeout" else "failed"
+    reason = "timeout" if f.kind == "timeout" else f"{f.kind}: {f.detail}"
+    return _verdict(status, reason, started, session, isolated)
+
+
+def _verdict(status: str, reason: str, started: float, session: AgentSession | None, isolated: bool,
+             value: Any = None) -> Verdict:
+    out = session.process.stdout if session else ""
+    err = session.process.stderr if session else ""
+    return Verdict(status, reason, time.monotonic() - started, isolated, out, err, value)
+
+
+# Control-flow exceptions are never re-raised as themselves: a StopIteration out of ``map(candidate, xs)`` would
+# end the iteration silently, so ``assert all(map(candidate, xs))`` would pass.
+_NOT_REBUILT = {"StopIteration", "StopAsyncIteration"}
+
+
+def _rebuild_exception(error_type: str, message: str) -> Exception:
+    cls = getattr(builtins, error_type, None) if error_type not in _NOT_REBUILT else None
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            return cls(message)
+        except Exception:  # builtin exceptions with mandatory arguments (UnicodeDecodeError ...)
+            pass
+    return CandidateError(error_type, message)
+
+
+# ------------------------------------------------------------------------------------------ HumanEval
+
+class _CandidateProxy:
+    """Stands for the candidate function in the trusted ``check``."""
+
+    def __init__(self, session: AgentSession, name: str):
+        self._session = session
+        self.__name__ = name
+        self.unusable: str | None = None  # first unusable call, which fails the run whatever check does
+        self.raised: BaseException | None = None  # the last exception the candidate raised, as re-raised here
+        self.raised_text = ""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result: CallResult = self._session.call(self.__name__, args, allow_nan=False, kwargs=kwargs)
+        if result.kind == "value":
+            return result.value
+        if result.kind == "raised":
+            self.raised = _rebuild_exception(result.error_type, result.message)
+            self.raised_text = f"{result.error_type}: {result.message}"[:300]
+            raise self.raised
+        detail = (f"the solution does not define {self.__name__}()" if result.kind == "missing"
+                  else f"result is not plain data: {result.message}")
+        self.unusable = self.unusable or detail
+        raise UnusableCall(detail)
+
+
+def _trusted_namespace(problem) -> dict[str, Any]:
+    """The problem's prompt (its helpers, imports and the stub of the entry point) and its tests, executed here:
+    both come from the benchmark, never from the model."""
+    namespace: dict[str, Any] = {"__name__": "__benchmark__"}
+    try:
+        try:
+            prompt = compile(problem.prompt, "<benchmark prompt>", "exec")
+        except SyntaxError:  # a prompt that ends at the signature, without a docstring
+            prompt = compile(problem.prompt + "    pass\n", "<benchmark prompt>", "exec")
+        exec(prompt, namespace)
+        exec(compile(problem.test, "<benchmark test>", "exec"), namespace)
+    except Exception as e:
+        raise ValueError(f"{problem.task_id}: the benchmark's own prompt or test does not run: {e!r}") from e
+    if not callable(namespace.get("check")):
+        raise ValueError(f"{problem.task_id}: the test code defines no check()")
+    return namespace
+
+
+def _test_failure_reason(exc: BaseException, test_source: str, proxy: _CandidateProxy) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<benchmark test>"]
+    where = ""
+    if frames and frames[-1].lineno:
+        lines = test_source.splitlines()
+        if 0 < frames[-1].lineno <= len(lines):
+            where = f" at: {lines[frames[-1].lineno - 1].strip()[:200]}"
+    if isinstance(exc, AssertionError):
+        return f"test failed{where}"
+    if exc is proxy.raised:
+        return f"candidate raised {proxy.raised_text}{where}"
+    return f"test raised {type(exc).__name__}: {str(exc)[:200]}{where}"
+
+
+def run_function_tests(problem, solution_code: str, limits: IsolationLimits = IsolationLimits(),
+                       allow_unisolated: bool = False) -> Verdict:
+    """Run the benchmark's ``check`` (trusted, here) against ``solution_code``'s entry point (in a sandbox).
+    ``problem`` is a ``transforms.execute.problems.Problem``; ``solution_code`` is e.g. ``completion_code(...)``."""
+    started = time.monotonic()
+    namespace = _trusted_namespace(problem)
+    session = None
+    isolated = True
+    try:
+        session = AgentSession(limits, allow_unisolated)
+        isolated = session.isolated
+        load_error = session.load(solution_code)
+        if load_error is not None:
+            return _verdict("failed", f"program raised {load_error[0]}: {load_error[1][:300]}", started, session,
+                            isolated)
+        proxy = _CandidateProxy(session, problem.entry_point)
+        namespace[problem.entry_point] = proxy  # tests that name the function call the candidate too
+        try:
+            namespace["check"](proxy)
+            outcome = None
+        except (SandboxFailure, UnusableCall):
+            raise
+        except Exception as e:
+            outcome = _test_failure_reason(e, problem.test, proxy)
+        # A failure the test swallowed (a bare ``except:``) still fails the run.
+        if session.failure is not None:
+            raise session.failure
+        if proxy.unusable:
+            return _verdict("failed", proxy.unusable, started, session, isolated)
+        if outcome is not None:
+            return _verdict("failed", outcome, started, session, isolated)
+        return _verdict("passed", "", started, session, isolated)
+    except SandboxFailure as f:
+        return _failure_verdict(f, started, session, isolated)
+    except UnusableCall as e:
+        return _verdict("failed", str(e), started, session, isolated)
+    finally:
+        if session is not None:
+            session.close()
+
+
+# ------------------------------------------------------------------------------------------ P3 puzzles
+
+_BASE_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+@functools.lru_cache(maxsize=256)
+def parse_ans_type(ans_type: str) -> tuple[int, type]:
+    """(list nesting depth, base type) of a P3 answer type such as ``List[List[int]]``."""
+    text = ans_type.replace(" ", "").replace("typing.", "")
+    depth = 0
+    while text[:5] in ("List[", "list[") and text.endswith("]"):
+        text = text[5:-1]
+        depth += 1
+    if text not in _BASE_TYPES:
+        raise ValueError(f"unsupported P3 answer type {ans_type!r} (bool, int, float, str, nested List[...])")
+    return depth, _BASE_TYPES[text]
+
+
+def check_answer_type(answer: Any, ans_type: str) -> bool:
+    """P3's type check: exact types (``True`` is not an ``int``, a subclass is nothing), lists all the way down."""
+    depth, base = parse_ans_type(ans_type)
+
+    def ok(value: Any, level: int) -> bool:
+        if level == 0:
+            return type(value) is base
+        return type(value) is list and all(ok(v, level - 1) for v in value)
+
+    return ok(answer, depth)
+
+
+@functools.lru_cache(maxsize=1)
+def default_preamble() -> str:
+    """The imports every self-play puzzle may rely on (``transforms/presets/self_play.yaml``)."""
+    from transforms.selfplay.puzzles import load_self_play_prompt
+    return load_self_play_prompt().preamble
+
+
+def _program(preamble: str | None, source: str) -> str:
+    return f"{default_preamble() if preamble is None else preamble}{source}\n"
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return (text[:60] + "...") if len(text) > 60 else text
+
+
+def _call_once(program: str, entry: str, args: tuple, limits: IsolationLimits, allow_unisolated: bool,
+               judge) -> Verdict:
+    """Load ``program`` in a fresh sandbox, call ``entry(*args)`` and let ``judge(CallResult)`` return
+    (status, reason, value)."""
+    started = time.monotonic()
+    session = None
+    isolated = True
+    try:
+        session = AgentSession(limits, allow_unisolated)
+        isolated = session.isolated
+        load_error = session.load(program)
+        if load_error is not None:
+            return _verdict("failed", f"program raised {load_error[0]}: {load_error[1][:300]}", started, session,
+                            isolated)
+        status, reason, value = judge(session.call(entry, args))
+        return _verdict(status, reason, started, session, isolated, value)
+    except SandboxFailure as f:
+        return _failure_verdict(f, started, session, isolated)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _not_a_value(result: CallResult, entry: str) -> str:
+    if result.kind == "raised":
+        return f"{entry}() raised {result.error_type}: {result.message[:300]}"
+    if result.kind == "missing":
+        return f"the program does not define {entry}()"
+    return f"{entry}() returned something that is not plain data: {result.message}"
+
+
+def solve_answer(sol_source: str, ans_type: str, limits: IsolationLimits = IsolationLimits(), *,
+                 entry: str = "g", preamble: str | None = None, allow_unisolated: bool = False) -> Verdict:
+    """Run ``entry()`` of the solution in a sandbox; passed (with ``value`` = the answer) when it returns plain
+    data of type ``ans_type``."""
+    parse_ans_type(ans_type)  # a bad type string is the caller's error, not the solution's
+
+    def judge(result: CallResult):
+        if result.kind != "value":
+            return "failed", _not_a_value(result, entry), None
+        if not check_answer_type(result.value, ans_type):
+            return "failed", f"answer {_describe(result.value)} is not of type {ans_type}", None
+        return "passed", "", result.value
+
+    return _call_once(_program(preamble, sol_source), entry, (), limits, allow_unisolated, judge)
+
+
+def _sat_judge(entry: str):
+    def judge(result: CallResult):
+        if result.kind != "value":
+            return "failed", _not_a_value(result, entry), None
+        if result.value is True:  # exactly True: not 1, not a truthy list
+            return "passed", "", None
+        return "failed", f"{entry}(answer) returned {_describe(result.value)}, not True", None
+    return judge
+
+
+def check_sat(sat_source: str, answer: Any, limits: IsolationLimits = IsolationLimits(), *, entry: str = "f",
+              preamble: str | None = None, allow_unisolated: bool = False) -> Verdict:
+    """Run ``entry(answer)`` of the puzzle in a fresh sandbox; passed when it returns exactly ``True``."""
+    return _call_once(_program(preamble, sat_source), entry, (answer,), limits, allow_unisolated, _sat_judge(entry))
+
+
+def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = IsolationLimits(), *,
+                sat_entry: str = "f", sol_entry: str = "g", preamble: str | None = None,
+                allow_unisolated: bool = False) -> Verdict:
+    """The self-play check: the solution's answer has the puzzle's answer type and makes the puzzle return
+    exactly True. ``g`` and ``f`` run in separate sandboxes, so ``g`` cannot tamper with ``f``."""
+    solved = solve_answer(sol, ans_type, limits, entry=sol_entry, preamble=preamble,
+                          allow_unisolated=allow_unisolated)
+    if not solved.passed:
+        return dataclasses.replace(solved, reason=f"solve: {solved.reason}")
+    checked = check_sat(sat, solved.value, limits, entry=sat_entry, preamble=preamble,
+                        allow_unisolated=allow_unisolated)
+    return dataclasses.replace(checked, duration_s=solved.duration_s + checked.duration_s, value=solved.value,
+                               reason=f"check: {checked.reason}" if checked.reason else "")
+
+
+def sat_results(sat_source: str, answers: Sequence[Any], limits: IsolationLimits = IsolationLimits(), *,
+                entry: str = "f", preamble: str | None = None, allow_unisolated: bool = False,
+                max_restarts: int = 3) -> list[Verdict]:
+    """One verdict per answer, passed when ``entry(answer)`` is exactly True, all answers in one sandbox.
+    Each answer gets its own ``timeout_s``; after a timeout or crash the rest go on in a fresh sandbox (at most
+    ``max_restarts`` times; answers left after that fail as "not evaluated")."""
+    verdicts: list[Verdict] = []
+    program = _program(preamble, sat_source)
+    judge = _sat_judge(entry)
+    restarts = 0
+    i = 0
+    while i < len(answers):
+        started = time.monotonic()
+        session = None
+        isolated = True
+        try:
+            session = AgentSession(limits, allow_unisolated)
+            isolated = session.isolated
+            load_error = session.load(program)
+            if load_error is not None:
+                reason = f"program raised {load_error[0]}: {load_error[1][:300]}"
+                verdicts += [_verdict("failed", reason, started, session, isolated) for _ in answers[i:]]
+                return verdicts
+            while i < len(answers):
+                session.restart_clock()
+                started = time.monotonic()
+                status, reason, _ = judge(session.call(entry, (answers[i],)))
+                verdicts.append(_verdict(status, reason, started, None, isolated))
+                i += 1
+        except SandboxFailure as f:
+            verdicts.append(_failure_verdict(f, started, session, isolated))
+            i += 1
+            restarts += 1
+            if restarts > max_restarts and i < len(answers):
+                reason = f"not evaluated: the sandbox failed {restarts} times"
+                verdicts += [Verdict("failed", reason, 0.0, isolated) for _ in answers[i:]]
+                return verdicts
+        finally:
+            if session is not None:
+                session.close()
+    return verdicts
+
+
+def runs_cleanly(source: str, limits: IsolationLimits = IsolationLimits(), *, entry: str | None = None,
+                 args: Iterable[Any] = (), preamble: str = "", allow_unisolated: bool = False) -> Verdict:
+    """Whether ``preamble + source`` loads without raising and, when ``entry`` is given, ``entry(*args)``
+    returns a truthy plain value (judged here, like ``assert entry(*args)``). The judge filter's form:
+    ``runs_cleanly(f_with_return_true, entry="f", args=(None,))``."""
+    program = _program(preamble, source)
+    if entry is None:
+        started = time.monotonic()
+        session = None
+        isolated = True
+        try:
+            session = AgentSession(limits, allow_unisolated)
+            isolated = session.isolated
+            load_error = session.load(program)
+            if load_error is not None:
+                return _verdict("failed", f"program raised {load_error[0]}: {load_error[1][:300]}", started,
+                                session, isolated)
+            return _verdict("passed", "", started, session, isolated)
+        except SandboxFailure as f:
+            return _failure_verdict(f, started, session, isolated)
+        finally:
+            if session is not None:
+                session.close()
+
+    def judge(result: CallResult):
+        if result.kind != "value":
+            return "failed", _not_a_value(result, entry), None
+        if not result.value:
+            return "failed", f"{entry}() returned {_describe(result.value)}", None
+        return "passed", "", None
+
+    return _call_once(program, entry, tuple(args), limits, allow_unisolated, judge)

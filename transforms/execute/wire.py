@@ -1,0 +1,191 @@
+"""Plain data across the sandbox boundary, as JSON.
+
+Only these types cross, each checked by exact type (a subclass of int, str or list is refused, so no custom
+``__eq__``, ``__hash__`` or ``__iter__`` reaches trusted code; the one exception: collections' dicts and
+namedtuples are sent as their plain dict/tuple copy): None, bool, int, float, str, list, tuple, dict,
+set, frozenset, bytes. JSON carries None/bool/int/float/str/list itself (ints past ~3,600 digits travel as hex, which has no
+conversion limit, because P3 answers can be Fibonacci lists); the others travel as tagged objects
+``{"t": <type>, "v": <payload>}`` so tuple and list stay distinct (HumanEval tests compare tuples) and dict keys
+keep their types. Non-finite floats are tagged too, so the JSON text stays standard.
+
+Both directions are bounded: encoding charges every node and character against a byte budget (a DAG of shared
+lists cannot blow up), nesting is limited to ``MAX_DEPTH``, and decoding refuses text longer than its budget before
+parsing; it also refuses text with more than ``MAX_CONTAINERS`` opening brackets, since ``[],`` is 3 bytes of
+text but a 60-byte list (an 8 MiB answer of empty lists would cost the trusted process ~400 MB; the cap keeps
+it under ~100 MB). This module is stdlib-only on purpose: the
+sandbox agent runs the same code inside the sandbox (``transforms/execute/agent.py``).
+"""
+from __future__ import annotations
+
+import json
+import math
+
+MAX_CONTAINERS = 1_000_000  # lists/tuples/dicts/sets in one message: bounds what parsing allocates
+MAX_DEPTH = 100  # deeper plain data is refused (HumanEval and P3 answers nest 3 levels at most)
+DEFAULT_MAX_BYTES = 8 << 20
+
+_BIG_INT_BITS = 12_000  # ~3,600 decimal digits, safely under Python's 4,300-digit str<->int limit
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+class WireError(ValueError):
+    """The value is not plain data, or is too large or too deep to cross."""
+
+
+def _digits_cost(value: int) -> int:
+    return value.bit_length() * 30103 // 100000 + 2  # ~ decimal digits
+
+
+def encode_tree(value: object, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = MAX_DEPTH) -> object:
+    """``value`` as a JSON-ready tree (lists, str-keyed tag dicts and scalars); ``WireError`` if it is not plain
+    data or its JSON would exceed about ``max_bytes``."""
+    budget = [max_bytes]
+
+    def charge(cost: int) -> None:
+        budget[0] -= cost
+        if budget[0] < 0:
+            raise WireError(f"larger than {max_bytes} bytes")
+
+    def enc(v: object, depth: int) -> object:
+        if depth > max_depth:
+            raise WireError(f"nested deeper than {max_depth}")
+        charge(2)
+        t = type(v)
+        if v is None or t is bool:
+            return v
+        if t is int:
+            if v.bit_length() > _BIG_INT_BITS:  # past the decimal conversion limit: hex, which has none
+                charge(v.bit_length() // 4 + 2)
+                return {"t": "int", "v": format(v, "x")}
+            charge(_digits_cost(v))
+            return v
+        if t is float:
+            if math.isfinite(v):
+                charge(24)
+                return v
+            return {"t": "float", "v": "nan" if v != v else ("inf" if v > 0 else "-inf")}
+        if t is str:
+            charge(len(v))
+            return v
+        if t is list:
+            return [enc(x, depth + 1) for x in v]
+        if t is tuple:
+            return {"t": "tuple", "v": [enc(x, depth + 1) for x in v]}
+        if t is dict:
+            return {"t": "dict", "v": [[enc(k, depth + 2), enc(x, depth + 2)] for k, x in v.items()]}
+        if t is set or t is frozenset:
+            return {"t": t.__name__, "v": [enc(x, depth + 1) for x in v]}
+        if t is bytes:
+            charge(2 * len(v))
+            return {"t": "bytes", "v": v.hex()}
+        # Fidelity with in-process harnesses, where these compare equal to their plain form: Counter,
+        # OrderedDict and defaultdict travel as dict, a namedtuple as tuple. Only their plain copy crosses, so a
+        # hostile subclass posing as one gains nothing.
+        if isinstance(v, dict) and t.__module__ == "collections":
+            return enc(dict(v), depth)
+        if isinstance(v, tuple) and hasattr(t, "_fields"):
+            return enc(tuple(v), depth)
+        raise WireError(f"not plain data: {t.__module__}.{t.__qualname__}")
+
+    return enc(value, 0)
+
+
+def _reject_constant(name: str) -> object:
+    raise WireError(f"non-standard JSON constant {name}")
+
+
+def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH) -> object:
+    """The value an ``encode_tree`` tree stands for, rebuilt from exact builtin types only."""
+
+    def dec(r: object, depth: int) -> object:
+        if depth > max_depth:
+            raise WireError(f"nested deeper than {max_depth}")
+        t = type(r)
+        if r is None or t is bool or t is int or t is str:
+            return r
+        if t is float:
+            if not math.isfinite(r):
+                raise WireError("untagged non-finite float")
+            return r
+        if t is list:  # rebuilt in place: decoding does not double what parsing allocated
+            for i, x in enumerate(r):
+                if type(x) is not int and type(x) is not str:
+                    r[i] = dec(x, depth + 1)
+            return r
+        if t is not dict or set(r) != {"t", "v"}:
+            raise WireError(f"not a wire value: {t.__name__}")
+        tag, payload = r["t"], r["v"]
+        if tag == "float":
+            if payload not in _NONFINITE:
+                raise WireError(f"bad float tag {payload!r}")
+            if payload == "nan" and not allow_nan:
+                raise WireError("NaN is not accepted here")
+            return _NONFINITE[payload]
+        if tag == "int":
+            if type(payload) is not str or not payload or payload.lstrip("-").strip("0123456789abcdef"):
+                raise WireError("bad int payload")
+            return int(payload, 16)
+        if tag == "bytes":
+            if type(payload) is not str:
+                raise WireError("bad bytes payload")
+            try:
+                return bytes.fromhex(payload)
+            except ValueError as e:
+                raise WireError(f"bad bytes payload: {e}") from None
+        if type(payload) is not list:
+            raise WireError(f"bad {tag!r} payload")
+        try:
+            if tag == "tuple":
+                return tuple(dec(x, depth + 1) for x in payload)
+            if tag == "set":
+                return {dec(x, depth + 1) for x in payload}
+            if tag == "frozenset":
+                return frozenset(dec(x, depth + 1) for x in payload)
+            if tag == "dict":
+                out = {}
+                for pair in payload:
+                    if type(pair) is not list or len(pair) != 2:
+                        raise WireError("bad dict item")
+                    out[dec(pair[0], depth + 2)] = dec(pair[1], depth + 2)
+                return out
+        except TypeError as e:  # an unhashable key or set element
+            raise WireError(f"bad {tag}: {e}") from None
+        raise WireError(f"unknown tag {tag!r}")
+
+    return dec(raw, 0)
+
+
+def dumps(value: object, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """Plain data as one line of JSON (no raw newlines), at most ``max_bytes`` long."""
+    return dumps_tree(encode_tree(value, max_bytes), max_bytes)
+
+
+def dumps_tree(tree: object, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    try:
+        text = json.dumps(tree, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except (ValueError, RecursionError) as e:  # e.g. an int past the 4,300-digit conversion limit
+        raise WireError(str(e)) from None
+    if len(text) > max_bytes:
+        raise WireError(f"larger than {max_bytes} bytes")
+    return text
+
+
+def loads_json(text: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> object:
+    """Standard JSON only (no NaN/Infinity tokens), refused before parsing when longer than ``max_bytes``."""
+    if len(text) > max_bytes:
+        raise WireError(f"larger than {max_bytes} bytes")
+    opening = (b"[", b"{") if isinstance(text, bytes) else ("[", "{")
+    if text.count(opening[0]) + text.count(opening[1]) > MAX_CONTAINERS:  # brackets inside strings count too
+        raise WireError(f"more than {MAX_CONTAINERS} containers")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise WireError("nested too deep") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
+        if isinstance(e, WireError):
+            raise
+        raise WireError(f"not JSON: {str(e)[:200]}") from None
+
+
+def loads(text: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES, allow_nan: bool = True) -> object:
+    return decode_tree(loads_json(text, max_bytes), allow_nan)
