@@ -50,6 +50,14 @@ def stdlib_functions() -> list[tuple[str, str]]:
     return out
 
 
+def code_alpaca_records(path: str | Path) -> list[dict]:
+    """Code Alpaca pairs as the pipeline checks them: the instruction (with its input, if any) and the
+    output as the code column."""
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [{"id": str(i), "instruction": r["instruction"] + (f"\n{r['input']}" if r.get("input") else ""),
+             "code": r["output"]} for i, r in enumerate(rows)]
+
+
 def make_records(n: int, plant_rate: float, seed: int) -> tuple[list[dict], set[int]]:
     funcs = stdlib_functions()
     items = benchmarks.load_humaneval()
