@@ -601,6 +601,10 @@ class SignatureIndex:
     def __post_init__(self) -> None:
         self._names = frozenset(self.by_name)
 
+    def _could_match(self, shape: signatures.FunctionShape) -> bool:
+        """A guarded function has this signature (checked before the body is canonicalized)."""
+        return any(shape.signature_matches(self.units[uid][2]) for uid in self.by_name.get(shape.name, ()))
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_names", None)
@@ -614,7 +618,7 @@ class SignatureIndex:
         matches = []
         for column in columns:
             text = record.get(column) or ""
-            for shape in signatures.functions_in_text(text, self._names):
+            for shape in signatures.functions_in_text(text, self._names, self._could_match):
                 for uid in self.by_name[shape.name]:
                     benchmark, task_id, target = self.units[uid]
                     if not shape.signature_matches(target):
