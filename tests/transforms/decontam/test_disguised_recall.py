@@ -136,3 +136,23 @@ def test_clean_stdlib_functions_are_never_flagged(index, capsys):
     with capsys.disabled():
         print(f"\nstdlib functions flagged (default methods): {len(flagged)}/{len(functions)} {flagged[:5]}")
     assert flagged == []
+
+
+def test_code_alpaca_pairs_flagged_by_the_default_methods_are_few_and_explained(index, shared_data, capsys):
+    """Real instructions: how many Code Alpaca pairs (instruction + input, output) the default set flags.
+    The list is printed for the README; each flag must point at text that is really in the pair."""
+    rows = json.loads((shared_data / "code_alpaca_2k.json").read_text(encoding="utf-8"))
+    records = [{"instruction": r["instruction"] + (f"\n{r['input']}" if r.get("input") else ""), "code": r["output"]}
+               for r in rows]
+    assert len(records) > 2000
+    flagged = []
+    for i, (record, evidence) in enumerate(zip(records, index.check_batch(records, COLUMNS))):
+        for e in evidence:
+            start, end = e["span"]
+            assert record[e["column"]][start:end].strip(), e
+            flagged.append((i, e["method"], e["task_id"], " ".join(e["matched_text"].split())[:80]))
+    with capsys.disabled():
+        print(f"\nCode Alpaca pairs flagged (default methods): {len({f[0] for f in flagged})}/{len(records)}")
+        for f in flagged:
+            print("  ", f)
+    assert len({f[0] for f in flagged}) <= 0.01 * len(records)

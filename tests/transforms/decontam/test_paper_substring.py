@@ -124,3 +124,18 @@ def test_options_for_the_paper_setup(paper_paths):
     assert (tuned.phrase_min_words, tuned.structure_floor) == (6, 0.0)
     with pytest.raises(SystemExit):
         PipelineOptions(["--substring-variant", "bigcode"]).view_as(DecontamOptions)
+
+
+def test_mbpp_entry_point_comes_from_its_tests_and_is_guarded_by_signature(paper_paths):
+    assert B.called_function(['assert remove_Occ("hello","l") == "heo"']) == "remove_Occ"
+    assert B.called_function(["assert math.isclose(volume_sphere(10), 4188.79, rel_tol=0.001)"]) == "volume_sphere"
+    assert B.called_function(["assert set(similar_elements((3, 4),(5, 4))) == set((4,))"]) == "similar_elements"
+    assert B.called_function(["assert not is_not_prime(2)"]) == "is_not_prime"
+    assert B.called_function(["print(1)"]) == ""
+    items = B.load_mbpp(paper_paths["mbpp"])
+    assert {i.entry_point for i in items} == {"double_all"}
+    index = DecontamIndex.build(items, DecontamConfig())
+    copy = {"instruction": "", "response": "def double_all(xs):\n    return [2 * x for x in xs]\n"}
+    assert index.check(copy, COLUMNS) == []  # 2 * x is not x * 2: another body
+    copy["response"] = "def double_all(xs):\n    # double\n    return [x * 2 for x in xs]\n"
+    assert [e["method"] for e in index.check(copy, COLUMNS)] == ["signature"]
