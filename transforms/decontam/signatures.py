@@ -14,8 +14,10 @@ A *shape* (``FunctionShape``) of a function is
   change it, while a different computation does. A body that is only a docstring, ``pass``, ``...`` or
   ``raise NotImplementedError`` has no key (the function is a stub).
 
-``functions_in_text`` finds the functions in any text: a whole module when it parses, otherwise each
-``def`` block cut out by indentation (a function inside a chat message or a Markdown fence).
+``functions_in_text`` finds the functions in any text: each ``def`` block cut out by indentation (a
+function inside a chat message or a Markdown fence), or a whole module when it parses; a signature quoted
+in prose is read as a stub. ``benchmark_functions`` reads the function(s) a benchmark solution defines.
+Both the ``signature`` method and ``ngram``'s structural check (``methods``) use these shapes.
 """
 from __future__ import annotations
 
