@@ -72,7 +72,7 @@ DEFAULT_METHODS = ("ngram", "signature")
 SUBSTRING_VARIANTS = ("project", "magicoder")
 # Shortest statement guarded as a phrase, in words; measured by bench/decontam_phrases.py (README).
 DEFAULT_PHRASE_MIN_WORDS = 5
-DEFAULT_STRUCTURE_FLOOR = 0.2
+DEFAULT_STRUCTURE_FLOOR = 0.3
 SPAN_TEXT_LIMIT = 400
 PYTHON = ("python", "py", "python3")
 
@@ -600,6 +600,7 @@ class SignatureIndex:
 
     def __post_init__(self) -> None:
         self._names = frozenset(self.by_name)
+        self._known_names: dict[str, bool] = {}  # raw def name -> guarded (a cache: names repeat)
 
     def _could_match(self, shape: signatures.FunctionShape) -> bool:
         """A guarded function has this signature (checked before the body is canonicalized)."""
@@ -608,6 +609,7 @@ class SignatureIndex:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_names", None)
+        state.pop("_known_names", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -646,7 +648,26 @@ class SignatureIndex:
 
     def check_batch(self, records: Sequence[Mapping[str, Any]], columns: Sequence[str]
                     ) -> list[dict[str, Any] | None]:
-        return [self.check(r, columns) for r in records]
+        """``check`` for the records whose text has ``def NAME(`` with a guarded name, found with one
+        regex scan of the whole batch (most records name no guarded function and cost only that scan)."""
+        texts = [record.get(column) or "" for record in records for column in columns]
+        joined = "\x00".join(texts)
+        starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+        wanted = set()
+        known = self._known_names
+        for m in signatures.DEF_RE.finditer(joined):
+            raw = m.group(1)
+            guarded = known.get(raw)
+            if guarded is None:
+                if len(known) > 100_000:
+                    known.clear()
+                guarded = known[raw] = signatures.normalize_name(raw) in self._names
+            if guarded:
+                wanted.add(int(np.searchsorted(starts, m.start(), side="right")) - 1)
+        out: list[dict[str, Any] | None] = [None] * len(records)
+        for i in sorted({t // len(columns) for t in wanted}):
+            out[i] = self.check(records[i], columns)
+        return out
 
 
 # --------------------------------------------------------------------------------------------- minhash

@@ -32,7 +32,7 @@ _BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_"))
 _SELF = ("self", "cls")
 # No leading \b: a pattern that starts with a literal is searched for with a fast scan (14x faster here);
 # ``_defs`` drops the matches inside a longer word ("undef f(").
-_DEF_RE = re.compile(r"def[ \t]+(\w+)[ \t]*\(")
+DEF_RE = re.compile(r"def[ \t]+(\w+)[ \t]*\(")
 _MAX_BLOCK_CHARS = 50_000  # a function longer than this is not a benchmark copy worth parsing
 
 
@@ -255,7 +255,7 @@ def _def_block(text: str, pos: int) -> tuple[int, int, str]:
 
 
 def _defs(text: str) -> Iterator[re.Match]:
-    for m in _DEF_RE.finditer(text):
+    for m in DEF_RE.finditer(text):
         if not m.start() or not (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_"):
             yield m
 
@@ -281,14 +281,18 @@ def functions_in_text(text: str, names: frozenset[str] | set[str] | None = None,
     for m in _defs(text):
         if names is not None and normalize_name(m.group(1)) not in names:
             continue
+        header = _header(text, m.start())
+        header_tree = _parse(header + ": ...") if header is not None else None
+        if accept is not None and header_tree is not None and header_tree.body \
+                and shape_of(header_tree.body[0], accept=accept) is None:
+            continue  # the signature alone rules it out: no need to parse the body
         start, end, block = _def_block(text, m.start())
         tree = _parse(block)
-        if tree is None:  # a signature quoted in prose: read the header alone, as a stub
-            header = _header(text, m.start())
+        if tree is None:  # a signature quoted in prose: the header alone, as a stub
             if header is None:
                 continue
-            end = start + len(header)
-            tree = _parse(header + ": ...")
+            end = m.start() + len(header)
+            tree = header_tree
         if tree is None or not tree.body or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         shape = shape_of(tree.body[0], accept=accept)
