@@ -48,6 +48,9 @@ same normalized name and parameter names, annotations equal where both have them
 body (``signatures``). A function with no body (a stub, or a signature quoted in prose) needs every
 annotation present and equal. A function that only shares a name (``add``, ``is_prime``) with different
 parameters or body does not match. The record is searched only where ``def NAME(`` names a guarded function.
+``signature`` complements the methods listed before it: it looks only at the records they left clean
+(so with the default ``ngram,signature`` an exact copy carries ngram's evidence, and the
+``contaminated_by_signature`` counter counts what the signature guard added); listed first, it sees all.
 
 ``minhash`` (optional) flags records whose code is Jaccard-similar (MinHash estimate >= threshold) to a
 benchmark solution; it measures resemblance of the whole column, so unlike ``ngram`` it misses a solution
@@ -646,11 +649,14 @@ class SignatureIndex:
             "also_matched": sorted({f"{b}:{t}" for _, _, b, t, _, _ in matches[1:]} - {f"{benchmark}:{task_id}"})[:10],
         }
 
-    def check_batch(self, records: Sequence[Mapping[str, Any]], columns: Sequence[str]
-                    ) -> list[dict[str, Any] | None]:
+    def check_batch(self, records: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                    skip: Iterable[int] = ()) -> list[dict[str, Any] | None]:
         """``check`` for the records whose text has ``def NAME(`` with a guarded name, found with one
-        regex scan of the whole batch (most records name no guarded function and cost only that scan)."""
-        texts = [record.get(column) or "" for record in records for column in columns]
+        regex scan of the whole batch (most records name no guarded function and cost only that scan).
+        Records in ``skip`` (already flagged) are not looked at."""
+        skipped = set(skip)
+        texts = [("" if i in skipped else record.get(column) or "") for i, record in enumerate(records)
+                 for column in columns]
         joined = "\x00".join(texts)
         starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
         wanted = set()
@@ -775,7 +781,8 @@ class DecontamIndex:
             elif method == "substring":
                 results = [self.substring.check(r, columns) for r in records]
             elif method == "signature":
-                results = self.signature.check_batch(records, columns)
+                # A complement: only the records the methods before it left clean (see the module doc).
+                results = self.signature.check_batch(records, columns, skip=[i for i, ev in enumerate(found) if ev])
             else:
                 results = [self.minhash.check(r, columns, lang) for r, lang in zip(records, languages)]
             for evidence, result in zip(found, results):

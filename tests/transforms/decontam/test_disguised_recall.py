@@ -104,7 +104,8 @@ def test_recall_is_at_least_99_percent_in_every_disguise(index, disguised, capsy
                     "signature": recall(index, records, "signature")}
              for name, records in disguised.items()}
     with capsys.disabled():
-        print("\nrecall on independent disguises (default methods, ngram alone, signature alone):",
+        print("\nrecall on independent disguises (default methods; ngram's share; signature's share, on what "
+              "ngram left):",
               json.dumps({k: {m: round(v, 4) for m, v in row.items()} for k, row in table.items()}))
     assert all(len(records) == 164 for records in disguised.values())
     assert all(row["default"] >= 0.99 for row in table.values()), table

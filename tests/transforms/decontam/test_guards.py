@@ -160,3 +160,13 @@ def test_index_with_the_new_guards_survives_pickling(items, index):
     clone = pickle.loads(pickle.dumps(index))
     assert clone.check(record, COLUMNS) == index.check(record, COLUMNS) != []
     assert clone.describe()["signature_functions"] == 164
+
+
+def test_signature_looks_only_at_what_the_methods_before_it_left_clean(items, index):
+    item = next(i for i in items if i.task_id == "HumanEval/0")
+    exact = {"instruction": "", "code": item.prompt + item.solutions[0]}
+    assert [e["method"] for e in index.check(exact, COLUMNS)] == ["ngram"]
+    alone = DecontamIndex.build(items, DecontamConfig(methods=("signature",)))
+    assert [(e["method"], e["task_id"]) for e in alone.check(exact, COLUMNS)] == [("signature", "HumanEval/0")]
+    first = DecontamIndex.build(items, DecontamConfig(methods=("signature", "ngram")))
+    assert [e["method"] for e in first.check(exact, COLUMNS)] == ["signature", "ngram"]
