@@ -170,3 +170,21 @@ def test_signature_looks_only_at_what_the_methods_before_it_left_clean(items, in
     assert [(e["method"], e["task_id"]) for e in alone.check(exact, COLUMNS)] == [("signature", "HumanEval/0")]
     first = DecontamIndex.build(items, DecontamConfig(methods=("signature", "ngram")))
     assert [e["method"] for e in first.check(exact, COLUMNS)] == ["signature", "ngram"]
+
+
+def test_default_decontaminate_transform_rejects_a_short_copy_with_signature_evidence():
+    import json
+
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.decontam.beam import Decontaminate
+
+    records = [{"id": "short", "instruction": "Write it.", "code": "def strlen(string):\n  return len(string)\n"},
+               {"id": "clean", "instruction": "Write it.", "code": "def size(s):\n    return len(s) + 1\n"}]
+    with beam.Pipeline(runner="DirectRunner") as p:
+        result = p | beam.Create(records) | Decontaminate(stage="decontam_test", record_kind="source_pair")
+        assert_that(result.main | beam.Map(lambda r: r["id"]), equal_to(["clean"]), label="Kept")
+        assert_that(result.rejected | beam.Map(lambda r: (json.loads(r["detail"])["method"],
+                                                          json.loads(r["detail"])["task_id"])),
+                    equal_to([("signature", "HumanEval/23")]), label="Rejected")
