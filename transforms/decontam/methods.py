@@ -40,9 +40,10 @@ Two additions to ``ngram`` cover what n-grams of that size cannot see:
   0.47-0.49). A record whose share of a solution's n-grams is at least ``structure_floor`` (but below the
   threshold) is parsed, and flagged if one of its functions has the solution's canonical body
   (``signatures.body_key``: names erased, statement lists sorted). Few records come near a solution
-  (0.06% of the stdlib's functions reach the default 0.3; 0.2% reach 0.2), so few are parsed. Copies
-  renamed throughout and reordered score 0.46 or more on every non-trivial HumanEval solution except
-  HumanEval/8 (0.21, 23 tokens; its signature catches it when its name is kept).
+  (0.06% of the stdlib's functions reach the default 0.3; 0.2% reach 0.2), so few are parsed. Renamed
+  throughout and reordered by the tests' disguise generator, the 34 non-trivial HumanEval solutions it
+  can reorder score 0.46 or more, except HumanEval/8 (0.21, 23 tokens; its signature catches it when its
+  name is kept).
 
 ``signature`` guards a benchmark function by its signature *and* its body, for solutions too short for
 n-grams (``def truncate_number(number: float) -> float: return number % 1.0``): a record function with the
