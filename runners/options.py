@@ -45,8 +45,10 @@ class EngineOptions(PipelineOptions):
                            help="Threads of the transformers engine (default: all cores).")
         group.add_argument("--worker-torch-threads", dest="worker_torch_threads", type=int, default=1,
                            help="torch threads of every SDK worker process that does not host the engine.")
-        group.add_argument("--score-batch-size", dest="score_batch_size", type=int, default=8,
-                           help="transformers engine: prompts per padded forward pass when scoring.")
+        group.add_argument("--score-batch-size", dest="score_batch_size", type=int, default=1,
+                           help="transformers engine: prompts per padded forward pass when scoring. 1 (default) "
+                                "gives scores independent of batch neighbours (byte-identical re-runs); 8 is about "
+                                "1.4x faster, with scores that can differ in the 6th decimal between runs.")
         group.add_argument("--vllm-score-method", dest="vllm_score_method", choices=VLLM_SCORE_METHODS,
                            default="allowed_token_ids", help="How vLLM computes exact next-token logprobs.")
         group.add_argument("--vllm-engine-args", dest="vllm_engine_args", default=None,

@@ -18,13 +18,18 @@ apps               codeparrot/apps rows as JSONL: problem_id, question, solution
                    input_output (JSON), starter_code
 livecodebench      livecodebench code_generation(_lite) rows as JSONL: question_id, question_title,
                    question_content, starter_code, public_test_cases (JSON); private tests only when plain JSON
+gsm8k              openai grade-school-math test.jsonl: question, answer (the worked answer, "#### N" last)
 p3                 Python Programming Puzzles: puzzles.json + split.json (test families only)
 <any other name>   user JSONL or Parquet with ``--benchmark-fields NAME:role=column,...``
 =================  ==========================================================================================
 
 Every item yields the strings to guard: the prompt or its natural-language statement, the canonical
-solution(s) and the tests. Solutions too short to identify a task are dropped by ``is_trivial_solution``
-(a token-count rule), not by a hand list.
+solution(s) and the tests, and the name of the function the tests call (``entry_point``) where the format
+has one. Solutions too short to identify a task are dropped by ``is_trivial_solution`` (a token-count rule),
+not by a hand list; the ``paper`` profile reproduces Magicoder's hand list instead (``MAGICODER_TRIVIAL``).
+
+``PAPER_BENCHMARKS`` names what the paper's decontamination (Magicoder's ``find_substrings``) guards, in
+its order; ``paper_benchmark_specs`` turns {name: path} into specs and names any path that is missing.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ import importlib.resources
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -43,7 +49,7 @@ from transforms.decontam import normalize
 # `return len(string)`, `return sorted(set(l))`. bigcode/Magicoder kept a hand list of four such HumanEval
 # solutions; this rule removes those four and every other equally short one (see tests).
 DEFAULT_MIN_SOLUTION_TOKENS = 16
-ROLES = ("task_id", "prompt", "docstring", "solution", "tests", "language")
+ROLES = ("task_id", "prompt", "docstring", "solution", "tests", "language", "entry_point")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,7 @@ class BenchmarkItem:
     docstring: str = ""  # the natural-language statement; "" when the prompt is already prose
     solutions: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
+    entry_point: str = ""  # the function the tests call, where the format names it
 
     @property
     def statement(self) -> str:
@@ -179,6 +186,7 @@ def load_humaneval(path: str | None = None, name: str = "humaneval") -> list[Ben
             docstring=_docstring_or_empty(r["prompt"]),
             solutions=tuple(_as_list(r.get("canonical_solution"))),
             tests=tuple(_as_list(r.get("test"))),
+            entry_point=str(r.get("entry_point") or ""),
         )
         for r in rows
     ]
@@ -194,6 +202,7 @@ def load_humaneval_plus(path: str, name: str = "humaneval_plus") -> list[Benchma
             benchmark=name, task_id=str(r["task_id"]), prompt=r["prompt"],
             docstring=_docstring_or_empty(r["prompt"]),
             solutions=tuple(_as_list(r.get("canonical_solution"))), tests=tuple(tests),
+            entry_point=str(r.get("entry_point") or ""),
         ))
     return items
 
@@ -212,8 +221,21 @@ def load_mbpp(path: str, name: str = "mbpp", test_split_only: bool = True) -> li
         items.append(BenchmarkItem(
             benchmark=name, task_id=str(task_id), prompt=text,
             solutions=tuple(_as_list(r.get("code"))), tests=tuple(tests),
+            entry_point=called_function(tests),
         ))
     return items
+
+
+_ASSERT_CALL = re.compile(r"assert\s+(?:not\s+)?\(?\s*(?:set\(|math\.isclose\()?\s*([A-Za-z_]\w*)\s*\(")
+
+
+def called_function(tests: Sequence[str]) -> str:
+    """The function an MBPP-style test list calls (``assert f(...) == ...``); "" if none is recognisable."""
+    for test in tests:
+        m = _ASSERT_CALL.search(test)
+        if m:
+            return m.group(1)
+    return ""
 
 
 def load_mbpp_plus(path: str, name: str = "mbpp_plus") -> list[BenchmarkItem]:
@@ -226,6 +248,7 @@ def load_mbpp_plus(path: str, name: str = "mbpp_plus") -> list[BenchmarkItem]:
         items.append(BenchmarkItem(
             benchmark=name, task_id=str(r["task_id"]), prompt=prompt, docstring=statement,
             solutions=tuple(_as_list(r.get("canonical_solution"))), tests=tuple(tests),
+            entry_point=str(r.get("entry_point") or ""),
         ))
     return items
 
@@ -319,6 +342,20 @@ def load_livecodebench(path: str, name: str = "livecodebench") -> list[Benchmark
     return items
 
 
+def load_gsm8k(path: str, name: str = "gsm8k") -> list[BenchmarkItem]:
+    """GSM8K rows (``question``, ``answer``), e.g. the public ``test.jsonl``. The question is the
+    statement; the worked answer is guarded like tests are, as words (its numbers identify it)."""
+    items = []
+    for i, r in enumerate(read_rows(path)):
+        if "question" not in r or "answer" not in r:
+            raise ValueError(f"{path} row {i}: GSM8K rows need 'question' and 'answer', got {sorted(r)}")
+        items.append(BenchmarkItem(
+            benchmark=name, task_id=str(r.get("id", i)), language="text", prompt=str(r["question"]).strip(),
+            tests=tuple(_as_list(r["answer"])),
+        ))
+    return items
+
+
 def load_p3(path: str, name: str = "p3", split_path: str | None = None) -> list[BenchmarkItem]:
     """P3 test-split puzzles. ``path`` is puzzles.json or a directory holding puzzles.json and split.json.
 
@@ -375,6 +412,7 @@ def load_user(path: str, name: str, fields: Mapping[str, str]) -> list[Benchmark
             language=str(get("language") or "python") if "language" in fields else "python",
             prompt=str(get("prompt") or ""), docstring=str(get("docstring") or ""),
             solutions=tuple(_as_list(get("solution"))), tests=tuple(_as_list(get("tests"))),
+            entry_point=str(get("entry_point") or "") if "entry_point" in fields else "",
         ))
     return items
 
@@ -388,9 +426,72 @@ LOADERS: dict[str, Callable[..., list[BenchmarkItem]]] = {
     "multipl_e": load_multipl_e,
     "apps": load_apps,
     "livecodebench": load_livecodebench,
+    "gsm8k": load_gsm8k,
     "p3": load_p3,
 }
 BUILTIN = frozenset({"humaneval"})  # loadable with no path
+
+# What the paper's decontamination guards (Magicoder's FILTER_OUT, ise-uiuc/magicoder
+# src/magicoder/decontamination/benchmark_data.py, from bigcode-dataset), in its order. Its strings per
+# benchmark are ``magicoder_strings``; MultiPL-E is commented out there (its items come from these).
+PAPER_BENCHMARKS = ("mbpp", "humaneval", "apps", "gsm8k", "ds1000")
+# HumanEval canonical solutions Magicoder keeps (HUMAN_EVAL_STRINGS_OK), compared to the stripped solution.
+# Its fourth entry is written `"return " ".join(strings)"`, which Python reads as "return .join(strings)"
+# (two adjacent literals); it matches no solution, so HumanEval/28's `return ''.join(strings)` stays guarded.
+MAGICODER_TRIVIAL = frozenset({"return x + y", "return len(string)", "return n**2", "return .join(strings)"})
+
+
+def magicoder_strings(items: Sequence[BenchmarkItem]) -> dict[str, list[tuple[str, str]]]:
+    """{group: [(task_id, string)]} exactly as Magicoder's FILTER_OUT builds its strings from these
+    items, groups in ``PAPER_BENCHMARKS`` order (then any other benchmark, as statement + solutions):
+
+    * mbpp: ``text`` and ``code`` of the test split, not stripped;
+    * humaneval: the docstring (``extract_docstring``) and the stripped canonical solutions, minus
+      ``MAGICODER_TRIVIAL``;
+    * apps: the stripped ``question`` (no solutions: "would take way too much time");
+    * gsm8k: the stripped ``question``;
+    * ds1000: the prompt up to the solution marker, not stripped.
+
+    Empty strings are dropped (``load_dataset_column`` does; an empty string would match everything)."""
+    by_benchmark: dict[str, list[BenchmarkItem]] = {}
+    for item in items:
+        by_benchmark.setdefault(item.benchmark, []).append(item)
+    order = [b for b in PAPER_BENCHMARKS if b in by_benchmark] + [b for b in by_benchmark
+                                                                   if b not in PAPER_BENCHMARKS]
+    groups: dict[str, list[tuple[str, str]]] = {}
+
+    def put(group: str, task_id: str, text: str) -> None:
+        if text.strip():
+            groups.setdefault(group, []).append((task_id, text))
+
+    for bench in order:
+        bench_items = by_benchmark[bench]
+        if bench == "mbpp":
+            for item in bench_items:
+                put("mbpp_docstrings", item.task_id, item.prompt)
+            for item in bench_items:
+                for sol in item.solutions:
+                    put("mbpp_solutions", item.task_id, sol)
+        elif bench == "humaneval":
+            for item in bench_items:
+                put("humaneval_docstrings", item.task_id, item.docstring)
+            for item in bench_items:
+                for sol in item.solutions:
+                    if sol.strip() not in MAGICODER_TRIVIAL:
+                        put("humaneval_solutions", item.task_id, sol.strip())
+        elif bench in ("apps", "gsm8k"):
+            for item in bench_items:
+                put(f"{bench}_docstrings", item.task_id, item.prompt.strip())
+        elif bench == "ds1000":
+            for item in bench_items:
+                put("ds1000_prompts", item.task_id, item.prompt)
+        else:
+            for item in bench_items:
+                put(f"{bench}_docstrings", item.task_id, item.statement.strip())
+            for item in bench_items:
+                for sol in item.solutions:
+                    put(f"{bench}_solutions", item.task_id, sol.strip())
+    return groups
 
 
 @dataclasses.dataclass(frozen=True)
@@ -437,6 +538,23 @@ def parse_benchmark_fields(entries: Iterable[str]) -> dict[str, dict[str, str]]:
             raise ValueError(f"bad --benchmark-fields {entry!r}: expected NAME:role=column,...")
         out.setdefault(name.strip(), {}).update(parse_field_mapping(mapping))
     return out
+
+
+def paper_benchmark_specs(paths: Mapping[str, str | None]) -> list[BenchmarkSpec]:
+    """Specs for ``PAPER_BENCHMARKS`` from {name: path} (HumanEval may be None: it ships). Raises naming
+    every benchmark that has no path, since the paper's decontamination is not itself without them."""
+    missing = [name for name in PAPER_BENCHMARKS if name not in BUILTIN and not paths.get(name)]
+    if missing:
+        raise ValueError(f"the paper's decontamination needs {', '.join(missing)}: give each as "
+                         f"--benchmark NAME=PATH ({'; '.join(f'{n}: {_PUBLIC_FORMAT[n]}' for n in missing)})")
+    return [BenchmarkSpec(name=name, path=paths.get(name)) for name in PAPER_BENCHMARKS]
+
+
+_PUBLIC_FORMAT = {
+    "mbpp": "google-research mbpp.jsonl", "apps": "codeparrot/apps test split as JSONL",
+    "gsm8k": "grade-school-math test.jsonl", "ds1000": "DS-1000 ds1000.jsonl or ds1000_data/",
+    "humaneval": "HumanEval.jsonl.gz",
+}
 
 
 def load_benchmarks(specs: Sequence[BenchmarkSpec]) -> list[BenchmarkItem]:

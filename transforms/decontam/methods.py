@@ -1,6 +1,7 @@
-"""Contamination checks against benchmark items: ``substring`` (the paper's baseline), ``ngram``, ``minhash``.
+"""Contamination checks against benchmark items: ``substring`` (the paper's baseline), ``ngram``,
+``signature``, ``minhash``. The default set is ``ngram`` + ``signature`` (``DEFAULT_METHODS``).
 
-All three are built once into a ``DecontamIndex`` (plain picklable data, shipped to workers as one Beam
+All of them are built once into a ``DecontamIndex`` (plain picklable data, shipped to workers as one Beam
 side input) and applied per record with ``DecontamIndex.check(record, columns)``, which returns the
 evidence of every method that flags the record (empty list: clean).
 
@@ -11,7 +12,8 @@ strings in order, ``string.lower() in content``; the first hit rejects. The stri
 ones bigcode/Magicoder guard: the docstring (HumanEval, extracted exactly as theirs) or the prompt
 (MBPP text, APPS question, DS-1000 prompt, ...) and the canonical solutions, stripped. Their hand list of
 four trivial HumanEval solutions is replaced by the token-count rule (``benchmarks.is_trivial_solution``),
-which removes those four too.
+which removes those four too. ``substring_variant="magicoder"`` instead reproduces Magicoder's strings
+exactly (``benchmarks.magicoder_strings``: which fields per benchmark, stripped or not, their hand list).
 
 ``ngram`` looks for overlap of token n-grams (default n=10) in two views:
 
@@ -26,6 +28,33 @@ n-grams. A fraction, not "any shared n-gram", because after normalization a sing
 common idiom: ``for i in range(len(x)):`` is exactly ten normalized tokens and occurs in many HumanEval
 solutions. Half of a unit's n-grams means a contiguous shared run of at least n + (|unit| - n) / 2 tokens.
 
+Two additions to ``ngram`` cover what n-grams of that size cannot see:
+
+* **phrases**: a statement or description shorter than ``word_n`` words has no word n-gram at all
+  (``Return length of given string``). If it has at least ``phrase_min_words`` words it is guarded as a
+  phrase: the ``phrase`` view hashes the same word tokens in ``phrase_min_words``-grams, and a phrase unit
+  needs *all* of its n-grams (threshold 1), i.e. the whole phrase. The floor is measured against real
+  instructions (``bench/decontam_phrases.py``).
+* **structure**: reordering independent statements breaks every n-gram across a statement boundary, so
+  a reordered copy of a 20-100 token solution can fall just under the threshold (HumanEval/20 and /156 at
+  0.47-0.49). A record whose share of a solution's n-grams is at least ``structure_floor`` (but below the
+  threshold) is parsed, and flagged if one of its functions has the solution's canonical body
+  (``signatures.body_key``: names erased, statement lists sorted). Few records come near a solution
+  (0.06% of the stdlib's functions reach the default 0.3; 0.2% reach 0.2), so few are parsed. Renamed
+  throughout and reordered by the tests' disguise generator, the 34 non-trivial HumanEval solutions it
+  can reorder score 0.46 or more, except HumanEval/8 (0.21, 23 tokens; its signature catches it when its
+  name is kept).
+
+``signature`` guards a benchmark function by its signature *and* its body, for solutions too short for
+n-grams (``def truncate_number(number: float) -> float: return number % 1.0``): a record function with the
+same normalized name and parameter names, annotations equal where both have them, and the same canonical
+body (``signatures``). A function with no body (a stub, or a signature quoted in prose) needs every
+annotation present and equal. A function that only shares a name (``add``, ``is_prime``) with different
+parameters or body does not match. The record is searched only where ``def NAME(`` names a guarded function.
+``signature`` complements the methods listed before it: it looks only at the records they left clean
+(so with the default ``ngram,signature`` an exact copy carries ngram's evidence, and the
+``contaminated_by_signature`` counter counts what the signature guard added); listed first, it sees all.
+
 ``minhash`` (optional) flags records whose code is Jaccard-similar (MinHash estimate >= threshold) to a
 benchmark solution; it measures resemblance of the whole column, so unlike ``ngram`` it misses a solution
 embedded in a much longer text.
@@ -36,20 +65,27 @@ import collections
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from transforms.decontam import normalize
+from transforms.decontam import benchmarks, normalize, signatures
 from transforms.decontam.benchmarks import DEFAULT_MIN_SOLUTION_TOKENS, BenchmarkItem, is_trivial_solution
 
-METHODS = ("substring", "ngram", "minhash")
+METHODS = ("substring", "ngram", "signature", "minhash")
+DEFAULT_METHODS = ("ngram", "signature")
+SUBSTRING_VARIANTS = ("project", "magicoder")
+# Shortest statement guarded as a phrase, in words; measured by bench/decontam_phrases.py (README).
+DEFAULT_PHRASE_MIN_WORDS = 5
+DEFAULT_STRUCTURE_FLOOR = 0.3
 SPAN_TEXT_LIMIT = 400
+PYTHON = ("python", "py", "python3")
 
 
 @dataclasses.dataclass(frozen=True)
 class DecontamConfig:
-    methods: tuple[str, ...] = ("ngram",)
+    methods: tuple[str, ...] = DEFAULT_METHODS
     ngram_n: int = 10  # code tokens per n-gram
     word_n: int = 10  # words per n-gram in the word view
     ngram_threshold: float = 0.5  # fraction of a unit's distinct n-grams found in the record
@@ -59,6 +95,9 @@ class DecontamConfig:
     minhash_num_perm: int = 128
     minhash_threshold: float = 0.7
     minhash_seed: int = 1
+    phrase_min_words: int = DEFAULT_PHRASE_MIN_WORDS  # 0: no phrase units
+    structure_floor: float = DEFAULT_STRUCTURE_FLOOR  # 0: no structural check of near misses
+    substring_variant: str = "project"  # "project" | "magicoder"
 
     def __post_init__(self) -> None:
         unknown = set(self.methods) - set(METHODS)
@@ -68,6 +107,12 @@ class DecontamConfig:
             raise ValueError("ngram_threshold must be in (0, 1]")
         if self.ngram_n < 2 or self.word_n < 2:
             raise ValueError("n-gram sizes must be >= 2")
+        if self.phrase_min_words and not 2 <= self.phrase_min_words < self.word_n:
+            raise ValueError(f"phrase_min_words must be 0 (off) or in [2, word_n={self.word_n})")
+        if not 0 <= self.structure_floor < self.ngram_threshold:
+            raise ValueError("structure_floor must be 0 (off) or in (0, ngram_threshold)")
+        if self.substring_variant not in SUBSTRING_VARIANTS:
+            raise ValueError(f"unknown substring_variant {self.substring_variant!r}: choose from {SUBSTRING_VARIANTS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +122,10 @@ class Unit:
     benchmark: str
     task_id: str
     field: str  # "solution" | "statement" | "description" | "tests"
-    view: str  # "code" | "words"
+    view: str  # "code" | "words" | "phrase"
     language: str
     n_grams: int  # distinct n-grams
+    body_keys: tuple[str, ...] = ()  # canonical bodies of a solution's functions (structural check)
 
 
 def _span_text(text: str, start: int, end: int) -> str:
@@ -101,7 +147,10 @@ class SubstringIndex:
     groups: dict[str, list[tuple[str, str]]]  # group -> [(task_id, string)]
 
     @classmethod
-    def build(cls, items: Sequence[BenchmarkItem], min_solution_tokens: int) -> SubstringIndex:
+    def build(cls, items: Sequence[BenchmarkItem], min_solution_tokens: int, variant: str = "project"
+              ) -> SubstringIndex:
+        if variant == "magicoder":
+            return cls(benchmarks.magicoder_strings(items))
         groups: dict[str, list[tuple[str, str]]] = {}
         for item in items:  # docstrings/prompts of a benchmark first, then its solutions, like FILTER_OUT
             s = item.statement.strip()
@@ -157,6 +206,31 @@ def _description(docstring: str) -> str:
         if 0 <= i < cut:
             cut = i
     return docstring[:cut]
+
+
+# A docstring line that starts its examples or notes: ">>> f(1)", "Examples:", "Note: ...", or a call
+# shown with its result ("f(1) == 2", "f(1) ➞ 2", "f(1) -> 2", "f(1) should return 2").
+_EXAMPLE_LINE = re.compile(
+    r"^\s*(?:>>>|examples?\b|for example|note\b|e\.g\.)|\w\s*\(.*\)\s*(?:==|=>|->|➞|should\b)", re.IGNORECASE)
+
+
+def _prose(docstring: str) -> str:
+    """The lines of a docstring before its first example or note line (where a copy usually stops)."""
+    kept = []
+    for line in docstring.splitlines():
+        if _EXAMPLE_LINE.search(line):
+            break
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def _solution_body_keys(item: BenchmarkItem, solution: str, config: DecontamConfig) -> tuple[str, ...]:
+    """Canonical bodies of the functions a Python solution defines whose body alone is not trivial."""
+    if (item.language or "python").lower() not in PYTHON:
+        return ()
+    return tuple(sorted({
+        shape.body_key for shape, body in signatures.benchmark_functions(item.prompt, solution, item.entry_point)
+        if shape.body_key and not is_trivial_solution(body, item.language, config.min_solution_tokens)}))
 
 
 _FILTER_BITS = 21  # 2 Mi-bit (256 KiB, cache-resident) presence filter in front of the exact lookup
@@ -218,21 +292,25 @@ class NgramIndex:
     units: list[Unit]
     code_postings: dict[int, tuple[int, ...]]
     word_postings: dict[int, tuple[int, ...]]
+    phrase_n: int = 0  # words per n-gram of the phrase view (0: no phrase units)
+    phrase_postings: dict[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    structure_floor: float = 0.0  # 0: no structural check of near misses
 
     @classmethod
     def build(cls, items: Sequence[BenchmarkItem], config: DecontamConfig) -> NgramIndex:
         units: list[Unit] = []
-        postings: dict[str, dict[int, list[int]]] = {"code": collections.defaultdict(list),
-                                                      "words": collections.defaultdict(list)}
+        postings: dict[str, dict[int, list[int]]] = {view: collections.defaultdict(list)
+                                                      for view in ("code", "words", "phrase")}
         seen: set[tuple[str, str, str, frozenset]] = set()
 
-        def add(item: BenchmarkItem, field: str, view: str, grams: set[int]) -> None:
+        def add(item: BenchmarkItem, field: str, view: str, grams: set[int], body_keys: tuple[str, ...] = ()
+                ) -> None:
             key = (item.benchmark, item.task_id, view, frozenset(grams))
             if not grams or key in seen:  # e.g. a description equal to the whole statement
                 return
             seen.add(key)
             uid = len(units)
-            units.append(Unit(item.benchmark, item.task_id, field, view, item.language, len(grams)))
+            units.append(Unit(item.benchmark, item.task_id, field, view, item.language, len(grams), body_keys))
             for g in grams:
                 postings[view][g].append(uid)
 
@@ -240,12 +318,19 @@ class NgramIndex:
             for sol in item.solutions:
                 if is_trivial_solution(sol, item.language, config.min_solution_tokens):
                     continue
+                keys = _solution_body_keys(item, sol, config) if config.structure_floor else ()
                 add(item, "solution", "code",
-                    normalize.text_ngrams(sol, config.ngram_n, "code", item.language, config.tokenizer))
+                    normalize.text_ngrams(sol, config.ngram_n, "code", item.language, config.tokenizer), keys)
             statement = item.statement
-            add(item, "statement", "words", normalize.text_ngrams(statement, config.word_n, "words"))
-            add(item, "description", "words",
-                normalize.text_ngrams(_description(statement), config.word_n, "words"))
+            # The statement whole, and cut where a copy of its prose would stop (before the examples).
+            texts = [("statement", statement), ("description", _description(statement)),
+                     ("description", _prose(statement))]
+            for field, text in texts:
+                add(item, field, "words", normalize.text_ngrams(text, config.word_n, "words"))
+            if config.phrase_min_words:
+                for field, text in texts:
+                    if config.phrase_min_words <= len(normalize.word_tokens(text)) < config.word_n:
+                        add(item, field, "phrase", normalize.text_ngrams(text, config.phrase_min_words, "phrase"))
             for test in item.tests:
                 add(item, "tests", "words", normalize.text_ngrams(test, config.word_n, "words"))
         return cls(
@@ -253,16 +338,26 @@ class NgramIndex:
             units=units,
             code_postings={g: tuple(v) for g, v in postings["code"].items()},
             word_postings={g: tuple(v) for g, v in postings["words"].items()},
+            phrase_n=config.phrase_min_words,
+            phrase_postings={g: tuple(v) for g, v in postings["phrase"].items()},
+            structure_floor=config.structure_floor,
         )
 
     def __post_init__(self) -> None:
-        self._keys = {"code": _KeySet(self.code_postings), "words": _KeySet(self.word_postings)}
+        self._keys = {"code": _KeySet(self.code_postings), "words": _KeySet(self.word_postings),
+                      "phrase": _KeySet(self.phrase_postings)}
         self._unit_sizes = np.array([u.n_grams for u in self.units], dtype=np.float64)
+        # A phrase unit needs all of its n-grams: the whole phrase.
+        self._unit_thresholds = np.array([1.0 if u.view == "phrase" else self.threshold for u in self.units])
+        self._structural = np.array([bool(u.body_keys) for u in self.units], dtype=bool)
+
+    def view_n(self, view: str) -> int:
+        return {"code": self.n, "words": self.word_n, "phrase": self.phrase_n}[view]
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.pop("_keys", None)
-        state.pop("_unit_sizes", None)
+        for derived in ("_keys", "_unit_sizes", "_unit_thresholds", "_structural"):
+            state.pop(derived, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -273,7 +368,7 @@ class NgramIndex:
               languages: Sequence[str | None]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per view, the distinct (record index, index of the key in that view's ``_KeySet``) pairs: the
         record n-grams that are in the index. Every column is checked in both views."""
-        views = [(view, n) for view, n in (("code", self.n), ("words", self.word_n)) if len(self._keys[view])]
+        views = [(view, self.view_n(view)) for view in ("code", "words", "phrase") if len(self._keys[view])]
         parts: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {view: ([], []) for view, _ in views}
         # The code view's comment syntax depends on the language: hash each language family apart (the
         # word view does not depend on it, so it is hashed with the same batches).
@@ -318,11 +413,11 @@ class NgramIndex:
             out[0].append(np.full(out[1][-1].size, i, np.int64))
 
     def _matches(self, counts: Mapping[int, int]) -> list[tuple[float, int, int]]:
-        """(fraction, matched, unit id) of every unit at or above the threshold, best first."""
+        """(fraction, matched, unit id) of every unit at or above its threshold, best first."""
         found = []
         for uid, matched in counts.items():
             frac = matched / self.units[uid].n_grams
-            if frac >= self.threshold:
+            if frac >= self._unit_thresholds[uid]:
                 found.append((frac, matched, uid))
         found.sort(key=lambda t: (-t[0], -t[1], t[2]))
         return found
@@ -344,15 +439,45 @@ class NgramIndex:
         pair, matched = np.unique(np.concatenate(owner_parts) * n_units + np.concatenate(unit_parts),
                                   return_counts=True)
         owner, unit = np.divmod(pair, n_units)
-        above = matched / self._unit_sizes[unit] >= self.threshold
+        fraction = matched / self._unit_sizes[unit]
+        above = fraction >= self._unit_thresholds[unit]
         flagged = []
-        for i in np.unique(owner[above]).tolist():
+        flagged_ids = np.unique(owner[above])
+        for i in flagged_ids.tolist():
             sel = owner == i
             flagged.append((i, self._matches(dict(zip(unit[sel].tolist(), matched[sel].tolist())))))
         spans = self._spans([(records[i], found[0][2], languages[i]) for i, found in flagged], columns)
         for (i, found), span in zip(flagged, spans):
             out[i] = self._evidence(records[i], columns, found, span)
+        if self.structure_floor:
+            near = (fraction >= self.structure_floor) & self._structural[unit] & ~np.isin(owner, flagged_ids)
+            for i in np.unique(owner[near]).tolist():
+                sel = np.flatnonzero(near & (owner == i))
+                order = sorted(sel.tolist(), key=lambda k: (-fraction[k], int(unit[k])))
+                out[i] = self._structure_evidence(
+                    records[i], columns, [(float(fraction[k]), int(matched[k]), int(unit[k])) for k in order])
         return out
+
+    def _structure_evidence(self, record: Mapping[str, Any], columns: Sequence[str],
+                            candidates: list[tuple[float, int, int]]) -> dict[str, Any] | None:
+        """Evidence if a function of the record has the canonical body of a near-miss solution unit."""
+        shapes = [(column, shape) for column in columns
+                  for shape in signatures.functions_in_text(record.get(column) or "") if shape.body_key]
+        for frac, matched, uid in candidates:
+            unit = self.units[uid]
+            for column, shape in shapes:
+                if shape.body_key in unit.body_keys:
+                    text = record.get(column) or ""
+                    return {
+                        "method": "ngram", "benchmark": unit.benchmark, "task_id": unit.task_id,
+                        "field": unit.field, "view": unit.view, "n": self.n, "score": round(frac, 4),
+                        "matched_ngrams": matched, "unit_ngrams": unit.n_grams, "threshold": self.threshold,
+                        "structure_floor": self.structure_floor, "verified_by": "canonical_body",
+                        "function": shape.display, "units_matched": 1, "also_matched": [],
+                        "column": column, "span": [shape.start, shape.end],
+                        "matched_text": _span_text(text, shape.start, shape.end),
+                    }
+        return None
 
     def check(self, record: Mapping[str, Any], columns: Sequence[str],
               language: str | None = None) -> dict[str, Any] | None:
@@ -364,9 +489,9 @@ class NgramIndex:
         unit = self.units[uid]
         evidence = {
             "method": "ngram", "benchmark": unit.benchmark, "task_id": unit.task_id, "field": unit.field,
-            "view": unit.view, "n": self.n if unit.view == "code" else self.word_n,
+            "view": unit.view, "n": self.view_n(unit.view),
             "score": round(frac, 4), "matched_ngrams": matched, "unit_ngrams": unit.n_grams,
-            "threshold": self.threshold, "units_matched": len(found),
+            "threshold": float(self._unit_thresholds[uid]), "units_matched": len(found),
             # Benchmarks have near-twins (HumanEval/56 and /61 differ only in the bracket character).
             "also_matched": sorted({f"{self.units[u].benchmark}:{self.units[u].task_id}" for _, _, u in found[1:]}
                                    - {f"{unit.benchmark}:{unit.task_id}"})[:10],
@@ -386,6 +511,7 @@ class NgramIndex:
         if view == "code" and self.tokenizer == "regex":
             toks = normalize.fast_code_tokens(joined, normalize.is_c_family(language), positions=True)
             return toks.values, toks.starts, toks.ends
+        view = normalize.TOKEN_VIEW[view]
         if view == "words" and len(joined.lower()) == len(joined):
             toks = normalize.fast_word_tokens(joined, positions=True)
             return toks.values, toks.starts, toks.ends
@@ -414,7 +540,7 @@ class NgramIndex:
         out: list[tuple[int, str, int, int]] = [(0, "", 0, 0)] * len(items)
         for (view, c_family), members in groups.items():
             keys = self._keys[view]
-            n = self.n if view == "code" else self.word_n
+            n = self.view_n(view)
             texts = [items[k][0].get(column) or "" for k in members for column in columns]
             offsets = np.zeros(len(texts), np.int64)
             np.cumsum([len(t) + 3 for t in texts[:-1]], out=offsets[1:])
@@ -442,6 +568,114 @@ class NgramIndex:
                                int(ends[end_tok] - offsets[text]))
             for m, span in best.items():
                 out[members[m]] = span
+        return out
+
+
+# ------------------------------------------------------------------------------------------- signature
+
+
+@dataclasses.dataclass
+class SignatureIndex:
+    """Guarded benchmark functions by normalized name: (benchmark, task_id, shape) per unit."""
+
+    units: list[tuple[str, str, signatures.FunctionShape]]
+    by_name: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def build(cls, items: Sequence[BenchmarkItem]) -> SignatureIndex:
+        """The entry point of every Python item (or the solution's only function when the format names
+        none); items with neither guard nothing here."""
+        units: list[tuple[str, str, signatures.FunctionShape]] = []
+        seen = set()
+        for item in items:
+            if (item.language or "python").lower() not in PYTHON:
+                continue
+            for sol in item.solutions:
+                functions = signatures.benchmark_functions(item.prompt, sol, item.entry_point)
+                if len(functions) != 1:
+                    continue
+                shape = dataclasses.replace(functions[0][0], start=0, end=0)
+                key = (item.benchmark, item.task_id, shape)
+                if key not in seen:
+                    seen.add(key)
+                    units.append(key)
+        by_name: dict[str, list[int]] = collections.defaultdict(list)
+        for uid, (_, _, shape) in enumerate(units):
+            by_name[shape.name].append(uid)
+        return cls(units, {name: tuple(v) for name, v in by_name.items()})
+
+    def __post_init__(self) -> None:
+        self._names = frozenset(self.by_name)
+        self._known_names: dict[str, bool] = {}  # raw def name -> guarded (a cache: names repeat)
+
+    def _could_match(self, shape: signatures.FunctionShape) -> bool:
+        """A guarded function has this signature (checked before the body is canonicalized)."""
+        return any(shape.signature_matches(self.units[uid][2]) for uid in self.by_name.get(shape.name, ()))
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_names", None)
+        state.pop("_known_names", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def check(self, record: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any] | None:
+        matches = []
+        for column in columns:
+            text = record.get(column) or ""
+            for shape in signatures.functions_in_text(text, self._names, self._could_match):
+                for uid in self.by_name[shape.name]:
+                    benchmark, task_id, target = self.units[uid]
+                    if not shape.signature_matches(target):
+                        continue
+                    if shape.body_key is None:
+                        if not shape.fully_typed_equal(target):
+                            continue
+                        how = "stub: no body, same fully typed signature"
+                    elif shape.body_key == target.body_key:
+                        how = "same canonical body"
+                    else:
+                        continue
+                    matches.append((column, shape, benchmark, task_id, target, how))
+        if not matches:
+            return None
+        column, shape, benchmark, task_id, target, how = matches[0]
+        text = record.get(column) or ""
+        return {
+            "method": "signature", "benchmark": benchmark, "task_id": task_id, "field": "signature",
+            "signature": target.display, "matched_signature": shape.display, "body": how,
+            "column": column, "span": [shape.start, shape.end],
+            "matched_text": _span_text(text, shape.start, shape.end),
+            "also_matched": sorted({f"{b}:{t}" for _, _, b, t, _, _ in matches[1:]} - {f"{benchmark}:{task_id}"})[:10],
+        }
+
+    def check_batch(self, records: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                    skip: Iterable[int] = ()) -> list[dict[str, Any] | None]:
+        """``check`` for the records whose text has ``def NAME(`` with a guarded name, found with one
+        regex scan of the whole batch (most records name no guarded function and cost only that scan).
+        Records in ``skip`` (already flagged) are not looked at."""
+        skipped = set(skip)
+        texts = [("" if i in skipped else record.get(column) or "") for i, record in enumerate(records)
+                 for column in columns]
+        joined = "\x00".join(texts)
+        starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+        wanted = set()
+        known = self._known_names
+        for m in signatures.DEF_RE.finditer(joined):
+            raw = m.group(1)
+            guarded = known.get(raw)
+            if guarded is None:
+                if len(known) > 100_000:
+                    known.clear()
+                guarded = known[raw] = signatures.normalize_name(raw) in self._names
+            if guarded:
+                wanted.add(int(np.searchsorted(starts, m.start(), side="right")) - 1)
+        out: list[dict[str, Any] | None] = [None] * len(records)
+        for i in sorted({t // len(columns) for t in wanted}):
+            out[i] = self.check(records[i], columns)
         return out
 
 
@@ -518,6 +752,7 @@ class DecontamIndex:
     substring: SubstringIndex | None = None
     ngram: NgramIndex | None = None
     minhash: MinhashIndex | None = None
+    signature: SignatureIndex | None = None
 
     @classmethod
     def build(cls, items: Sequence[BenchmarkItem], config: DecontamConfig = DecontamConfig()) -> DecontamIndex:
@@ -531,10 +766,11 @@ class DecontamIndex:
             config=config,
             benchmarks=dict(sorted(counts.items())),
             items_fingerprint=h.hexdigest(),
-            substring=SubstringIndex.build(items, config.min_solution_tokens) if "substring" in config.methods
-            else None,
+            substring=SubstringIndex.build(items, config.min_solution_tokens, config.substring_variant)
+            if "substring" in config.methods else None,
             ngram=NgramIndex.build(items, config) if "ngram" in config.methods else None,
             minhash=MinhashIndex.build(items, config) if "minhash" in config.methods else None,
+            signature=SignatureIndex.build(items) if "signature" in config.methods else None,
         )
 
     def check_batch(self, records: Sequence[Mapping[str, Any]], columns: Sequence[str],
@@ -547,6 +783,9 @@ class DecontamIndex:
                 results = self.ngram.check_batch(records, columns, languages)
             elif method == "substring":
                 results = [self.substring.check(r, columns) for r in records]
+            elif method == "signature":
+                # A complement: only the records the methods before it left clean (see the module doc).
+                results = self.signature.check_batch(records, columns, skip=[i for i, ev in enumerate(found) if ev])
             else:
                 results = [self.minhash.check(r, columns, lang) for r, lang in zip(records, languages)]
             for evidence, result in zip(found, results):
@@ -569,7 +808,11 @@ class DecontamIndex:
         if self.ngram is not None:
             views = collections.Counter(u.view for u in self.ngram.units)
             out["ngram_units"] = dict(sorted(views.items()))
-            out["ngram_distinct"] = {"code": len(self.ngram.code_postings), "words": len(self.ngram.word_postings)}
+            out["ngram_distinct"] = {"code": len(self.ngram.code_postings), "words": len(self.ngram.word_postings),
+                                     "phrase": len(self.ngram.phrase_postings)}
+            out["ngram_structural_units"] = int(sum(bool(u.body_keys) for u in self.ngram.units))
+        if self.signature is not None:
+            out["signature_functions"] = len(self.signature.units)
         if self.minhash is not None:
             out["minhash_units"] = len(self.minhash.units)
         return out

@@ -516,6 +516,11 @@ def join_texts(texts: Sequence[str]) -> str:
     return joined
 
 
+# A view hashed from another view's tokens with its own n: "phrase" is the word view's tokens in shorter
+# n-grams (short docstrings matched as whole phrases), tokenized once with the word view.
+TOKEN_VIEW = {"code": "code", "words": "words", "phrase": "words"}
+
+
 def _view_values(joined: str, view: str, c_family: bool) -> np.ndarray:
     if view == "code":
         return fast_code_tokens(joined, c_family).values
@@ -526,7 +531,16 @@ def _view_values(joined: str, view: str, c_family: bool) -> np.ndarray:
 
 def _views_grams(joined: str, views: Sequence[tuple[str, int]], c_family: bool
                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {view: _gram_hashes(_view_values(joined, view, c_family), n) for view, n in views}
+    values: dict[str, np.ndarray] = {}
+    out = {}
+    for view, n in views:
+        if view not in TOKEN_VIEW:
+            raise ValueError(f"unknown view {view!r}")
+        base = TOKEN_VIEW[view]
+        if base not in values:
+            values[base] = _view_values(joined, base, c_family)
+        out[view] = _gram_hashes(values[base], n)
+    return out
 
 
 def batch_values(texts: Sequence[str], view: str, language: str | None = None) -> np.ndarray:
@@ -559,7 +573,8 @@ def batch_ngrams(texts: Sequence[str], n: int, view: str, language: str | None =
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the n-grams of every text in one numpy pass: (hashes, index of the text each came from).
 
-    ``view`` is "code" or "words". All texts share ``language`` (it decides the comment syntax).
+    ``view`` is "code", "words" or "phrase" (word tokens). All texts share ``language`` (it decides the
+    comment syntax).
     """
     return batch_view_ngrams(texts, [(view, n)], language)[view]
 

