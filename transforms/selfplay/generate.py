@@ -21,9 +21,6 @@ from transforms.selfplay.p3 import P3Instance, require_train
 from transforms.selfplay.preset import GenerationStrings, load_preset
 from transforms.selfplay.source import remove_docstring, strip_puzzle
 
-PRESETS = ("paper", "seed")
-DEFAULT_PRESET = "paper"
-
 CountTokens = Callable[[str], int]
 
 

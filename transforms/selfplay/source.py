@@ -66,11 +66,6 @@ def puzzle_inputs(f_source: str) -> str:
     return ""
 
 
-def rename_puzzle(f_source: str, old: str, new: str) -> str:
-    """``str.replace`` renaming, as the reference numbers its examples (``" f("`` -> ``" f3("``)."""
-    return f_source.replace(old, new)
-
-
 @dataclasses.dataclass(frozen=True)
 class AnswerParameter:
     name: str
