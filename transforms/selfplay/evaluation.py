@@ -1,6 +1,6 @@
 """Scoring the test evaluation (228 P3 test puzzles, 100 attempts each at T=0.8).
 
-``pass_at_k_curve``: the unbiased pass@k (Chen et al. 2021, ``transforms.evaluation.pass_at_k``) for every
+``pass_at_k_curve``: the unbiased pass@k (Chen et al. 2021, ``transforms.execute.pass_at_k.pass_at_k``) for every
 k = 1..n, summed over puzzles (the paper reports "solved out of 228") and averaged.
 
 ``solved_within``: what the reference's solve.py actually prints - with ``fixed_temp`` it samples each puzzle
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Sequence
 
-from transforms.evaluation import pass_at_k
+from transforms.execute.pass_at_k import pass_at_k
 
 
 @dataclasses.dataclass(frozen=True)

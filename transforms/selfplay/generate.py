@@ -16,7 +16,7 @@ import random
 from typing import Callable, Sequence
 
 from schemas.records import content_id
-from transforms import puzzles as seed_format
+from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay.p3 import P3Instance, require_train
 from transforms.selfplay.preset import GenerationStrings, load_preset
 from transforms.selfplay.source import remove_docstring, strip_puzzle
