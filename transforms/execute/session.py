@@ -18,7 +18,7 @@ from typing import Any
 from transforms.execute import wire
 from transforms.execute.isolation import IsolationLimits, SandboxFailure, start_agent
 
-_REQUEST_MAX_BYTES = 64 << 20  # what the trusted side may send (arguments come from trusted code)
+_REQUEST_MAX_BYTES = 64 << 20  # what the trusted side may send (arguments come from trusted code) ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,9 @@ class AgentSession:
         self.failure: SandboxFailure | None = None
         self.process, self._request_fd, self._response_fd = start_agent(limits, allow_unisolated)
         self._pending = bytearray()
+        # ... and at least twice the largest answer, since an answer the parent accepted may be sent back as an
+        # argument (a puzzle checked on a solution's answer).
+        self._request_max = max(_REQUEST_MAX_BYTES, 2 * limits.max_message_bytes)
 
     @property
     def isolated(self) -> bool:
@@ -61,7 +64,7 @@ class AgentSession:
             raise self.failure
         nonce = secrets.token_hex(16)
         try:
-            line = wire.dumps_tree({**payload, "id": nonce}, _REQUEST_MAX_BYTES).encode("ascii") + b"\n"
+            line = wire.dumps_tree({**payload, "id": nonce}, self._request_max).encode("ascii") + b"\n"
         except wire.WireError as e:
             raise ValueError(f"the trusted side sent something that is not plain data: {e}") from None
         try:
@@ -90,8 +93,8 @@ class AgentSession:
              ) -> CallResult:
         """Call ``name(*args, **kwargs)`` in the sandbox. Arguments cross as plain data, so the function gets
         copies and cannot change the caller's objects."""
-        reply = self._request({"op": "call", "name": name, "args": wire.encode_tree(list(args), _REQUEST_MAX_BYTES),
-                               "kwargs": wire.encode_tree(dict(kwargs or {}), _REQUEST_MAX_BYTES)})
+        reply = self._request({"op": "call", "name": name, "args": wire.encode_tree(list(args), self._request_max),
+                               "kwargs": wire.encode_tree(dict(kwargs or {}), self._request_max)})
         if reply["ok"]:
             if "value" not in reply:
                 self.failure = SandboxFailure("protocol", "a result without a value")

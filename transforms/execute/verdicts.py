@@ -315,15 +315,12 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
                                reason=f"check: {checked.reason}" if checked.reason else "")
 
 
-def sat_results(sat_source: str, answers: Sequence[Any], limits: IsolationLimits = IsolationLimits(), *,
-                entry: str = "f", preamble: str | None = None, allow_unisolated: bool = False,
-                max_restarts: int = 3) -> list[Verdict]:
-    """One verdict per answer, passed when ``entry(answer)`` is exactly True, all answers in one sandbox.
-    Each answer gets its own ``timeout_s``; after a timeout or crash the rest go on in a fresh sandbox (at most
-    ``max_restarts`` times; answers left after that fail as "not evaluated")."""
+def _call_many(program: str, entry: str, answers: Sequence[Any], limits: IsolationLimits, judge,
+               allow_unisolated: bool, max_restarts: int) -> list[Verdict]:
+    """``judge(CallResult)`` of ``entry(answer)`` for every answer, all in one sandbox; each answer gets its own
+    ``timeout_s``, and after a timeout or crash the rest go on in a fresh sandbox (at most ``max_restarts`` times;
+    answers left after that fail as "not evaluated")."""
     verdicts: list[Verdict] = []
-    program = _program(preamble, sat_source)
-    judge = _sat_judge(entry)
     restarts = 0
     i = 0
     while i < len(answers):
@@ -341,8 +338,8 @@ def sat_results(sat_source: str, answers: Sequence[Any], limits: IsolationLimits
             while i < len(answers):
                 session.restart_clock()
                 started = time.monotonic()
-                status, reason, _ = judge(session.call(entry, (answers[i],)))
-                verdicts.append(_verdict(status, reason, started, None, isolated))
+                status, reason, value = judge(session.call(entry, (answers[i],)))
+                verdicts.append(_verdict(status, reason, started, None, isolated, value))
                 i += 1
         except SandboxFailure as f:
             verdicts.append(_failure_verdict(f, started, session, isolated))
@@ -356,6 +353,40 @@ def sat_results(sat_source: str, answers: Sequence[Any], limits: IsolationLimits
             if session is not None:
                 session.close()
     return verdicts
+
+
+def sat_results(sat_source: str, answers: Sequence[Any], limits: IsolationLimits = IsolationLimits(), *,
+                entry: str = "f", preamble: str | None = None, allow_unisolated: bool = False,
+                max_restarts: int = 3) -> list[Verdict]:
+    """One verdict per answer, passed when ``entry(answer)`` is exactly True, all answers in one sandbox."""
+    return _call_many(_program(preamble, sat_source), entry, answers, limits, _sat_judge(entry), allow_unisolated,
+                      max_restarts)
+
+
+# What one call of a puzzle on a candidate answer came to (the self-play trivial-answer filter's vocabulary).
+OUTCOMES = ("true", "truthy", "falsy", "name_error", "error", "timeout")
+
+
+def _outcome_judge(result: CallResult):
+    if result.kind == "value":
+        outcome = "true" if result.value is True else ("truthy" if result.value else "falsy")
+    elif result.kind == "raised":
+        outcome = "name_error" if result.error_type == "NameError" else "error"
+    elif result.kind == "bad_result":
+        outcome = "truthy"  # an object that is not plain data: its truthiness is its own code's to decide
+    else:
+        outcome = "error"
+    return ("passed" if outcome == "true" else "failed"), outcome, outcome
+
+
+def sat_outcomes(sat_source: str, answers: Sequence[Any], limits: IsolationLimits = IsolationLimits(), *,
+                 entry: str = "f", preamble: str | None = None, allow_unisolated: bool = False,
+                 max_restarts: int = 3) -> list[str]:
+    """What ``entry(answer)`` came to for every answer (``OUTCOMES``), all in one sandbox, judged here from plain
+    data. A program that does not load gives ``error`` for every answer."""
+    verdicts = _call_many(_program(preamble, sat_source), entry, answers, limits, _outcome_judge,
+                          allow_unisolated, max_restarts)
+    return [v.value if v.value in OUTCOMES else ("timeout" if v.status == "timeout" else "error") for v in verdicts]
 
 
 def runs_cleanly(source: str, limits: IsolationLimits = IsolationLimits(), *, entry: str | None = None,

@@ -1,50 +1,51 @@
-"""Beam glue of self-play: generated samples -> parsed puzzles -> verified pairs -> one pair per distinct puzzle.
+"""Beam glue of self-play: generate -> filter -> dedup -> solve -> verify -> select -> training examples.
 
-Every generated sample ends in exactly one place: a verified, distinct pair, or a dead letter with a reason: a
-parse reason (``transforms.selfplay.puzzles.PARSE_REASONS``), ``engine_error``, ``verify_failed``,
-``verify_timeout`` or ``duplicate_puzzle``.
+* ``generated_samples``: a prompt's joined generation result -> its ``n`` samples (engine errors included).
+* ``FilterPuzzlesFn`` (stage ``self_play.filter``): every filter of the reference, in its order, on a pool of
+  sandboxes (the ``return True`` judge and the trivial-answer test run model-written code).
+* ``KeepFirstPuzzleFn`` (stage ``self_play.dedup``): one copy of each puzzle text.
+* ``SolveAttempts``: a solve request of ``n`` attempts per puzzle through the shared engine, each attempt
+  verified in the sandbox (``g()`` in one sandbox, its answer type-checked, ``f(answer)`` in a fresh one); the
+  evaluation job uses it on the P3 test puzzles too. ``verify_attempts`` does the same for given texts.
+* ``SelectSolutionsFn``: per puzzle, up to ``max_sols`` distinct verified solutions, shortest first (stage
+  ``self_play.select``), every other attempt a dead letter with its reason (stage ``self_play.solve``).
+* ``TrainingExamplesFn``: the raw training text of each kept solution (``f``, ``g``, ``assert f(g())``).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 
-from runners.api import GenerateRequest, SamplingSpec, request_seed
-from runners.inference import to_samples
-from schemas.records import RecordKind
+from runners.inference import infer_and_join, to_samples
+from schemas.records import RecordKind, content_id
 from transforms.execute.isolation import IsolationLimits
-from transforms.execute.verdicts import verify_pair
+from transforms.execute.pool import SandboxPool
+from transforms.execute.verdicts import runs_cleanly, sat_outcomes, verify_pair
 from transforms.io.training_examples import training_example
-from transforms.selfplay import puzzles
-from transforms.stage import Reject, StageBooks, StageFn
+from transforms.selfplay import filters, plans, solve, training_text
+from transforms.selfplay import puzzles as seed_format
+from transforms.selfplay.preset import FilterStrings, SelfPlayPreset
+from transforms.selfplay.source import solution_body
+from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput
 
 STAGE = "self_play"
+ATTEMPT_STATUSES = ("passed", "failed", "timeout", "unparsed", "engine_error")
 
 
-def plan_prompts(pool: Sequence[puzzles.Puzzle], template: puzzles.SelfPlayPrompt, *, num_prompts: int, shots: int,
-                 samples_per_prompt: int, temperature: float, max_tokens: int, run_seed: int
-                 ) -> list[tuple[str, dict[str, Any]]]:
-    """One keyed plan per prompt: its request and the examples it shows."""
-    if num_prompts < 1 or shots < 1 or samples_per_prompt < 1:
-        raise ValueError("--num-prompts, --shots and --samples-per-prompt must be at least 1")
-    plans = []
-    for j in range(num_prompts):
-        examples = puzzles.choose_examples(pool, shots, j, run_seed)
-        index = len(examples) + 1
-        key = f"prompt-{j}"
-        seed = request_seed(key, 0, run_seed)
-        spec = SamplingSpec(n=samples_per_prompt, temperature=temperature, top_p=1.0,
-                            repetition_penalty=1.0, max_tokens=max_tokens, stop=template.stop, seed=seed)
-        plans.append((key, {"prompt_index": j, "index": index, "tail": template.next.format(i=index),
-                            "examples": examples, "seed": seed,
-                            "request": GenerateRequest(puzzles.few_shot_prompt(examples, template), spec)}))
-    return plans
+@dataclasses.dataclass(frozen=True)
+class SandboxSettings:
+    limits: IsolationLimits
+    workers: int
+    allow_unisolated: bool = False
 
+
+# ------------------------------------------------------------------------------------------- generation
 
 def _sample_base(_key: str, plan: dict[str, Any], i: int) -> dict[str, Any]:
-    return {"prompt_index": plan["prompt_index"], "sample_index": i, "index": plan["index"],
-            "tail": plan["tail"], "examples": plan["examples"], "seed": plan["seed"]}
+    return {"prompt_index": plan["prompt_index"], "sample_index": i, "preset": plan["preset"], "k": plan["k"],
+            "head": plan["head"], "examples": plan["examples"], "seed": plan["seed"]}
 
 
 def generated_samples(element, n: int) -> Iterator[dict[str, Any]]:
@@ -56,83 +57,299 @@ def _provenance(sample: dict[str, Any]) -> dict[str, Any]:
     return {"source_uri": f"self-play:prompt-{sample['prompt_index']}", "source_row": sample["sample_index"]}
 
 
-def _payload(sample: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    payload = {k: v for k, v in sample.items() if k != "examples"}
-    payload["examples"] = [e.name for e in sample["examples"]]
-    return {**payload, **extra}
+class GeneratedFn(StageFn):
+    """Stage ``self_play.generate``: a sample the engine could not produce is a dead letter."""
+
+    stage = f"{STAGE}.generate"
+    record_kind = RecordKind.PUZZLE
+
+    def process_record(self, sample: dict[str, Any]) -> Iterator[Any]:
+        if "engine_error" in sample:
+            yield self.books.reject(sample, "engine_error", sample["engine_error"], **_provenance(sample))
+        else:
+            yield sample
 
 
-class ParsePuzzleFn(beam.DoFn):
-    """A sample -> ``{"puzzle", "sample"}``, or a dead letter of the generate step (engine error) or the parse step."""
+# ----------------------------------------------------------------------------------------------- filter
+
+def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_reject_rate: float, seed: int,
+                  sandbox: SandboxSettings, seed_examples: Sequence[seed_format.Puzzle] = ()
+                  ) -> tuple[str | None, str, dict[str, Any]]:
+    """(reason or None, detail, facts) of one generated sample under the reference's filters, in its order.
+    ``facts`` holds the cut puzzle text, its answer type and whether the trivial test ran."""
+    try:
+        text = plans.puzzle_text(sample, seed_examples)
+    except seed_format.PuzzleRejected as err:
+        return err.reason, err.detail, {}
+    puzzle, reason = filters.check_text(text)
+    facts: dict[str, Any] = {"sat": puzzle}
+    if reason:
+        return reason, puzzle[:200], facts
+    reason = filters.unsafe_reason(puzzle, strings)
+    if reason:
+        return reason, "the judge refuses this code", facts
+    judged = runs_cleanly(filters.return_true_program(puzzle, strings, preamble=False), sandbox.limits,
+                          preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+    reason = filters.read_return_true(judged.passed)
+    if reason:
+        return reason, judged.reason, facts
+    verdict = filters.check_signature(puzzle, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=strings)
+    facts.update(answer_type=verdict.answer_type, tested=verdict.tested)
+    if verdict.reason:
+        return verdict.reason, f"answer {verdict.answer_name}: {verdict.answer_type}", facts
+    if verdict.tested:
+        outcomes = sat_outcomes(puzzle, list(verdict.candidates), sandbox.limits, preamble=strings.judge_preamble,
+                                allow_unisolated=sandbox.allow_unisolated)
+        reason = filters.read_trivial_outcomes(outcomes)
+        if reason:
+            hit = next(c for c, o in zip(verdict.candidates, outcomes) if o in filters.TRIVIAL_OUTCOMES)
+            return reason, f"f({hit!r}) passes", facts
+    reason = filters.too_long_reason(puzzle)
+    return (reason, f"{len(puzzle)} characters", facts) if reason else (None, "", facts)
+
+
+class FilterPuzzlesFn(beam.DoFn):
+    """Stage ``self_play.filter`` over batches of samples, on the worker's pool of sandboxes."""
+
+    def __init__(self, strings: FilterStrings, trivial_reject_rate: float, seed: int, sandbox: SandboxSettings,
+                 model: str, seed_examples: Sequence[seed_format.Puzzle] = ()):
+        self._strings = strings
+        self._rate = trivial_reject_rate
+        self._seed = seed
+        self._sandbox = sandbox
+        self._model = model
+        self._seed_examples = tuple(seed_examples)
+        self.books = StageBooks(f"{STAGE}.filter", RecordKind.PUZZLE)
+        self._pool: SandboxPool | None = None
+
+    def setup(self):
+        self._pool = SandboxPool(self._sandbox.workers)
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.close()
+
+    def _one(self, sample: dict[str, Any]):
+        return filter_sample(sample, self._strings, trivial_reject_rate=self._rate, seed=self._seed,
+                             sandbox=self._sandbox, seed_examples=self._seed_examples)
+
+    def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:
+        self.books.took(len(batch))
+        for sample, (reason, detail, facts) in zip(batch, self._pool.map(self._one, batch)):
+            if reason:
+                payload = {**sample, **({"sat": facts["sat"]} if "sat" in facts else {})}
+                yield self.books.reject(payload, reason, detail, **_provenance(sample))
+            else:
+                yield self.books.kept(plans.puzzle_record(sample, facts["sat"], facts.get("answer_type"),
+                                                          facts.get("tested", False), self._model))
+
+
+class KeepFirstPuzzleFn(beam.DoFn):
+    """Stage ``self_play.dedup``: of the samples that wrote the same puzzle, the first (prompt, sample) stays."""
 
     def __init__(self):
-        self.generate_books = StageBooks(f"{STAGE}.generate", RecordKind.PUZZLE)
-        self.books = StageBooks(f"{STAGE}.parse", RecordKind.PUZZLE)
-
-    def process(self, sample: dict[str, Any]) -> Iterator[Any]:
-        if "engine_error" in sample:
-            self.generate_books.took()
-            yield self.generate_books.reject(_payload(sample), "engine_error", sample["engine_error"],
-                                             **_provenance(sample))
-            return
-        self.books.took()
-        name = f"generated/prompt-{sample['prompt_index']}#{sample['sample_index']}"
-        try:
-            puzzle = puzzles.parse_generated(sample["tail"], sample["text"], sample["index"], sample["examples"], name)
-        except puzzles.PuzzleRejected as e:
-            yield self.books.reject(_payload(sample), e.reason, e.detail, **_provenance(sample))
-            return
-        yield self.books.kept({"puzzle": puzzle, "sample": sample})
-
-
-class VerifyPuzzleFn(StageFn):
-    """g() runs in a sandbox and returns its answer as plain data of f's answer type; f(answer) runs in a fresh
-    sandbox and must return exactly True (``transforms.execute.verdicts.verify_pair``)."""
-
-    stage = f"{STAGE}.verify"
-    record_kind = RecordKind.PUZZLE
-
-    def __init__(self, limits: IsolationLimits, model: str, template: puzzles.SelfPlayPrompt,
-                 allow_unisolated: bool = False):
-        super().__init__()
-        self._limits = limits
-        self._model = model
-        self._template = template
-        self._allow_unisolated = allow_unisolated
-
-    def process_record(self, element: dict[str, Any]) -> Iterator[Any]:
-        puzzle, sample = element["puzzle"], element["sample"]
-        result = verify_pair(puzzle.sat, puzzles.solution_program(puzzle), puzzles.answer_type(puzzle.sat),
-                             self._limits, preamble=self._template.preamble, allow_unisolated=self._allow_unisolated)
-        if not result.passed:
-            reason = "verify_timeout" if result.status == "timeout" else "verify_failed"
-            yield Reject(reason, result.reason, _payload(sample, sat=puzzle.sat, sol=puzzle.sol),
-                         provenance=_provenance(sample))
-            return
-        yield puzzles.puzzle_record(
-            puzzle, prompt_index=sample["prompt_index"], sample_index=sample["sample_index"],
-            examples=[e.name for e in sample["examples"]], model=self._model, seed=sample["seed"],
-            verify_seconds=round(result.duration_s, 3), stage=self.stage, **_provenance(sample))
-
-
-class KeepOnePerPuzzleFn(StageFn):
-    """The verified pair with the smallest id survives (deterministic); the others are duplicates."""
-
-    stage = f"{STAGE}.dedup"
-    record_kind = RecordKind.PUZZLE
+        self.books = StageBooks(f"{STAGE}.dedup", RecordKind.PUZZLE)
 
     def process(self, element: tuple[str, Sequence[dict[str, Any]]]) -> Iterator[Any]:
         _, records = element
-        ordered = sorted(records, key=lambda r: r["id"])
+        ordered = sorted(records, key=lambda r: (r["prompt_index"], r["sample_index"]))
         self.books.took(len(ordered))
         yield self.books.kept(ordered[0])
         for r in ordered[1:]:
-            yield self.books.reject(r, "duplicate_puzzle", f"same puzzle as {ordered[0]['id']}")
+            yield self.books.reject(r, "duplicate_puzzle", f"same puzzle as {ordered[0]['name']}")
 
 
-def to_training_example(record: dict[str, Any], template: puzzles.SelfPlayPrompt) -> dict[str, Any]:
-    puzzle = puzzles.Puzzle(record["name"], record["sat"], record["sol"], record["origin"])
-    instruction, response = puzzles.training_pair(puzzle, template)
-    return training_example(source="self_play", instruction=instruction, response=response, language="python",
-                            snippet_id=record["id"], provenance={"puzzle_id": record["puzzle_id"], "name": record["name"]},
-                            source_uri=record["source_uri"], source_row=record["source_row"])
+# ------------------------------------------------------------------------------------------------ solve
+
+@dataclasses.dataclass(frozen=True)
+class SolveSettings:
+    prefix: str
+    sampling: plans.Sampling
+    run_seed: int
+    judge_preamble: str
+    stage: str = f"{STAGE}.solve_plan"
+
+
+def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts: Sequence[str] | None,
+                    engine_error: str, n: int, judge_preamble: str, sandbox: SandboxSettings,
+                    pool: SandboxPool | None = None) -> list[dict[str, Any]]:
+    """The ``n`` attempts of one puzzle with their status (``ATTEMPT_STATUSES``) and reason. Each distinct body is
+    verified once; ``texts`` are the completions after ``header`` (None with ``engine_error``)."""
+    attempts = []
+    for i in range(n):
+        base = {"attempt_index": i, "body": None, "g": None, "status": "engine_error", "reason": engine_error,
+                "duration_s": 0.0}
+        if texts is not None and i < len(texts):
+            body = solution_body(texts[i])
+            g = None if body is None else header + body
+            # No static refusal here (the reference's judge refused imports outside a short list, itertools
+            # included): the sandbox is the boundary, and a test puzzle's own reference solution may import.
+            base.update(body=body, g=g, status="unparsed" if body is None else "pending",
+                        reason="the completion does not parse as the body of g" if body is None else "")
+        elif texts is not None:
+            base["reason"] = engine_error or "fewer completions than attempts"
+        attempts.append(base)
+    distinct = sorted({a["g"] for a in attempts if a["status"] == "pending"})
+
+    def check(g: str):
+        return verify_pair(puzzle["sat"], f"{puzzle['sat']}\n\n{g}", answer_type, sandbox.limits,
+                           preamble=judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+
+    verdicts = dict(zip(distinct, pool.map(check, distinct) if pool else map(check, distinct)))
+    for a in attempts:
+        if a["status"] == "pending":
+            v = verdicts[a["g"]]
+            a.update(status=v.status, reason=v.reason, duration_s=round(v.duration_s, 3), isolated=v.isolated)
+    return attempts
+
+
+class _PlanSolveFn(StageFn):
+    record_kind = RecordKind.PUZZLE
+    side_outputs = ("requests",)
+
+    def __init__(self, settings: SolveSettings):
+        self.stage = settings.stage
+        super().__init__()
+        self._settings = settings
+
+    def process_record(self, puzzle: dict[str, Any]) -> Iterator[Any]:
+        s = self._settings
+        planned = plans.solve_request(puzzle, s.prefix, s.sampling, s.run_seed)
+        if isinstance(planned[0], str):
+            yield Reject(*planned)
+            return
+        prompt, request = planned
+        yield beam.pvalue.TaggedOutput("requests", (puzzle["id"], request))
+        yield puzzle["id"], {"puzzle": puzzle, "header": prompt.header, "answer_type": prompt.answer_type}
+
+
+class _VerifyAttemptsFn(beam.DoFn):
+    """A puzzle joined to its n completions -> ``{"puzzle", "attempts"}`` (verified on the worker's pool)."""
+
+    def __init__(self, n: int, judge_preamble: str, sandbox: SandboxSettings):
+        self._n = n
+        self._judge_preamble = judge_preamble
+        self._sandbox = sandbox
+        self._pool: SandboxPool | None = None
+
+    def setup(self):
+        self._pool = SandboxPool(self._sandbox.workers)
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.close()
+
+    def process(self, joined) -> Iterator[dict[str, Any]]:
+        from runners.inference import engine_failure
+
+        _, groups = joined
+        results = list(groups["result"])
+        failure = engine_failure(results)
+        for planned in groups["record"]:
+            texts = None if failure else list(results[0].texts)
+            attempts = verify_attempts(planned["puzzle"], planned["header"], planned["answer_type"], texts,
+                                       failure[1] if failure else "", self._n, self._judge_preamble,
+                                       self._sandbox, self._pool)
+            yield {**planned, "attempts": attempts}
+
+
+class SolveAttempts(beam.PTransform):
+    """Puzzle records (``id``, ``name``, ``sat``) -> ``StageOutput``: ``main`` holds ``{"puzzle", "header",
+    "answer_type", "attempts"}`` per puzzle; ``rejected`` the puzzles that cannot be attempted."""
+
+    def __init__(self, handler, settings: SolveSettings, sandbox: SandboxSettings):
+        super().__init__()
+        self._handler = handler
+        self._settings = settings
+        self._sandbox = sandbox
+
+    def expand(self, puzzles) -> StageOutput:
+        planned = _PlanSolveFn(self._settings).apply(puzzles, "PlanSolve")
+        joined = infer_and_join(planned.side["requests"], planned.main, self._handler, "Solve")
+        attempts = (joined
+                    | "SpreadPuzzles" >> beam.Reshuffle()
+                    | "Verify" >> beam.ParDo(_VerifyAttemptsFn(self._settings.sampling.n,
+                                                               self._settings.judge_preamble, self._sandbox)))
+        return StageOutput(attempts, planned.rejected)
+
+
+# ----------------------------------------------------------------------------------------------- select
+
+ATTEMPT_REASONS = {"failed": "solution_failed", "timeout": "solution_timeout", "unparsed": "solution_unparsed",
+                   "engine_error": "engine_error"}
+
+
+class SelectSolutionsFn(beam.DoFn):
+    """Per puzzle: the solved PUZZLE record (up to ``max_sols`` distinct verified g, shortest first), or an
+    ``unsolved`` dead letter (stage ``self_play.select``); every attempt not kept is a dead letter of stage
+    ``self_play.solve`` (tagged ``attempts_rejected``), every kept one is counted (tagged ``attempts_kept``)."""
+
+    def __init__(self, max_sols: int):
+        self._max_sols = max_sols
+        self.solve_books = StageBooks(f"{STAGE}.solve", RecordKind.PUZZLE)
+        self.books = StageBooks(f"{STAGE}.select", RecordKind.PUZZLE)
+
+    def process(self, element: dict[str, Any]) -> Iterator[Any]:
+        puzzle, attempts = element["puzzle"], element["attempts"]
+        self.books.took()
+        self.solve_books.took(len(attempts))
+        marked = [solve.Attempt(a["attempt_index"], a["body"], a["status"] == "passed") for a in attempts]
+        chosen = solve.select_solutions(marked, self._max_sols)
+        chosen_set = set(chosen)
+        kept_index: dict[str, int] = {}
+        for a in attempts:
+            body = a["body"]
+            if a["status"] == "passed" and body in chosen_set and body not in kept_index:
+                kept_index[body] = a["attempt_index"]
+                self.solve_books.count("out")
+                yield beam.pvalue.TaggedOutput("attempts_kept", {"puzzle_id": puzzle["id"], **a})
+                continue
+            if a["status"] == "passed":
+                reason = "duplicate_solution" if body in chosen_set else "over_solution_cap"
+            else:
+                reason = ATTEMPT_REASONS[a["status"]]
+            payload = {"puzzle_id": puzzle["id"], "name": puzzle["name"], "sat": puzzle["sat"], **a}
+            yield beam.pvalue.TaggedOutput("attempts_rejected", self.solve_books.reject(
+                payload, reason, a["reason"], source_uri=puzzle["source_uri"], source_row=puzzle["source_row"]).value)
+        solved = {**puzzle, "solutions": [element["header"] + body for body in chosen],
+                  "sol": element["header"] + chosen[0] if chosen else None, "attempts": len(attempts),
+                  "verified_attempts": sum(a.passed for a in marked), "stage": f"{STAGE}.select"}
+        if chosen:
+            yield self.books.kept(solved)
+        else:
+            yield self.books.reject(solved, "unsolved", f"none of {len(attempts)} attempts verified")
+
+
+class TrainingExamplesFn(beam.DoFn):
+    """A solved puzzle -> one TRAINING_EXAMPLE per kept solution: the reference's raw text (``raw``: an empty
+    instruction and the text as the response, trained with the loss on every token) or the instruction format."""
+
+    def __init__(self, preset: SelfPlayPreset, training_format: str, template: seed_format.SelfPlayPrompt):
+        if training_format not in ("raw", "instruction"):
+            raise ValueError(f"training format must be raw or instruction, got {training_format!r}")
+        self._preset = preset
+        self._format = training_format
+        self._template = template
+
+    def process(self, puzzle: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        header = solve.solution_header(puzzle["sat"], self._preset.solve)  # every solution starts with it
+        for g in puzzle["solutions"]:
+            if self._format == "raw":
+                text = training_text.training_example(puzzle["sat"], g[len(header):], self._preset.training)
+                instruction, response = "", text
+            else:
+                instruction = self._template.train_instruction.format(f=puzzle["sat"])
+                response = self._template.train_response.format(g=g)
+            example = training_example(
+                source="self_play", instruction=instruction, response=response, language="python",
+                snippet_id=puzzle["id"], provenance={"puzzle": puzzle["name"], "format": self._format},
+                source_uri=puzzle["source_uri"], source_row=puzzle["source_row"])
+            yield example
+
+
+def example_sort_key(example: dict[str, Any], seed: int) -> str:
+    return content_id("selfplay_training_cap", seed, example["id"])
+
+
+__all__ = ["REJECTED", "FilterPuzzlesFn", "GeneratedFn", "KeepFirstPuzzleFn", "SandboxSettings", "SelectSolutionsFn",
+           "SolveAttempts", "SolveSettings", "TrainingExamplesFn", "generated_samples", "verify_attempts"]

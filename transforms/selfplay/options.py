@@ -1,7 +1,10 @@
-"""``SelfPlayOptions``: the self-play job's options (examples, prompts, samples, sampling, verification)."""
+"""``SelfPlayOptions``: the self-play job's options (prompts, filters, solving, training text), with the reference's
+settings as defaults where a CPU can afford them (``transforms/presets/self_play_paper.yaml`` holds the paper's)."""
 from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.selfplay.plans import PRESETS
 
 
 class SelfPlayOptions(PipelineOptions):
@@ -9,10 +12,38 @@ class SelfPlayOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("self-play puzzles")
         group.add_argument("--p3-dir", dest="p3_dir", default=None,
-                           help="Folder with P3's puzzles.json and split.json: its training families join the "
-                                "seed puzzles as few-shot examples (the test families are never used).")
-        group.add_argument("--num-prompts", dest="num_prompts", type=int, default=8)
-        group.add_argument("--shots", type=int, default=4, help="Few-shot examples per prompt.")
-        group.add_argument("--samples-per-prompt", dest="samples_per_prompt", type=int, default=4)
-        group.add_argument("--puzzle-temperature", dest="puzzle_temperature", type=float, default=0.8)
-        group.add_argument("--puzzle-max-tokens", dest="puzzle_max_tokens", type=int, default=256)
+                           help="Folder with P3's puzzles.json and split.json. The paper preset builds its prompts "
+                                "from the training families and its solve prefix from the tutorial families; the "
+                                "test families are never shown to the model.")
+        group.add_argument("--puzzle-preset", dest="puzzle_preset", choices=PRESETS, default="paper",
+                           help="paper: f-only P3 train puzzles packed to the token budget, the model writes the "
+                                "next f (the ICLR 2023 reference). seed: the project's numbered f/g pairs.")
+        group.add_argument("--num-prompts", dest="num_prompts", type=int, default=4)
+        group.add_argument("--samples-per-prompt", dest="samples_per_prompt", type=int, default=16,
+                           help="Puzzles sampled per prompt (the reference: 64).")
+        group.add_argument("--shots", type=int, default=4, help="seed preset: few-shot f/g pairs per prompt.")
+        group.add_argument("--puzzle-temperature", dest="puzzle_temperature", type=float, default=0.9)
+        group.add_argument("--puzzle-max-tokens", dest="puzzle_max_tokens", type=int, default=200)
+        group.add_argument("--trivial-reject-rate", dest="trivial_reject_rate", type=float, default=0.95,
+                           help="Probability that a puzzle gets the signature and trivial-answer tests (the "
+                                "reference keeps the others untested).")
+        group.add_argument("--judge-timeout", dest="judge_timeout", type=float, default=2.0,
+                           help="Seconds for the return-True judge and for each trivial candidate (the reference: "
+                                "1 s in a warm process; a sandbox also starts in this time).")
+        group.add_argument("--solve-attempts", dest="solve_attempts", type=int, default=16,
+                           help="Attempts per puzzle (the reference: 128).")
+        group.add_argument("--solve-temperature", dest="solve_temperature", type=float, default=None,
+                           help="Default: --puzzle-temperature, as the reference.")
+        group.add_argument("--solve-max-tokens", dest="solve_max_tokens", type=int, default=150)
+        group.add_argument("--max-solutions", dest="max_solutions", type=int, default=8,
+                           help="Distinct verified solutions kept per puzzle, shortest first.")
+        group.add_argument("--solve-prefix", dest="solve_prefix", default=None,
+                           help="The reference's released train_prefix.txt, used byte for byte (default: rebuilt "
+                                "from P3's tutorial families, or from the seed puzzles without --p3-dir).")
+        group.add_argument("--training-format", dest="training_format", choices=("raw", "instruction"), default="raw",
+                           help="raw: f, g and assert f(g()) as one text, trained with the loss on every token (the "
+                                "reference); instruction: the puzzle as the instruction, g as the response.")
+        group.add_argument("--iteration", type=int, default=0,
+                           help="Self-play iteration, for the training-example cap (25,000 at 0, 1,000,000 later).")
+        group.add_argument("--example-cap", dest="example_cap", type=int, default=None,
+                           help="Override the training-example cap.")

@@ -75,6 +75,16 @@ def build_solve_prefix(train: Sequence[P3Instance], strings: SolveStrings | None
     return _as_prefix(s.prefix_joiner.join([s.prefix_head, *examples]))
 
 
+def seed_solve_prefix(seed_pool, count: int = 5, strings: SolveStrings | None = None) -> str:
+    """A prefix in the same format from the project's own seed puzzles (``seed_puzzles.yaml``), for runs without
+    P3: the first ``count`` puzzles, each as ``f``, ``g`` and ``assert f(g())``."""
+    s = _strings(strings)
+    examples = [s.prefix_example.format(f=p.sat, g=p.sol) for p in list(seed_pool)[:count]]
+    if not examples:
+        raise ValueError("no seed puzzles for the solve prefix")
+    return _as_prefix(s.prefix_joiner.join([s.prefix_head, *examples]))
+
+
 def _as_prefix(text: str) -> str:
     # solve.py: load_text_file(prefix).strip() + "\n\n"; gen.py then also drops trailing spaces on each line.
     text = text.strip()

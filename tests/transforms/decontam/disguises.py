@@ -396,4 +396,4 @@ def describe_change(original: str, disguised: str) -> float:
 
 __all__ = ["DISGUISES", "CODE_DISGUISES", "disguise_all", "program_for_check", "docstring_prose",
            "strip_docstrings", "reindent", "rename_locals", "reorder_independent", "add_comments", "as_method",
-           "describe_change", "textwrap"]
+           "describe_change"]

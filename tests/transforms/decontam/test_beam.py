@@ -12,7 +12,7 @@ from transforms.decontam import benchmarks as B
 from transforms.decontam import planting
 from transforms.decontam.beam import Decontaminate
 from transforms.decontam.methods import DecontamConfig
-from transforms.decontam.options import DecontamOptions, benchmark_specs, decontam_config
+from transforms.decontam.options import BenchmarkOptions, benchmark_specs, decontam_config
 from transforms.dedup.options import neardedup_config
 
 
@@ -67,6 +67,6 @@ def test_options_parse_into_configs():
     assert neardedup_config(opts) is None
     dedup = neardedup_config(PipelineOptions(["--minhash-threshold", "0.8", "--minhash-num-perm", "128"]))
     assert (dedup.threshold, dedup.num_perm, dedup.ngram) == (0.8, 128, 5)
-    assert opts.view_as(DecontamOptions).benchmark == ["humaneval", "mine=/data/x.jsonl"]
+    assert opts.view_as(BenchmarkOptions).benchmark == ["humaneval", "mine=/data/x.jsonl"]
     with pytest.raises(ValueError, match="unknown decontamination methods"):
         decontam_config(PipelineOptions(["--decontam-methods", "fuzzy"]))

@@ -1,0 +1,78 @@
+"""The reference's filters on the real sandbox: for each one, a generated puzzle it must reject and one it must keep.
+
+A sample is what the generation stage emits: the completion after the paper prompt's ``def f(``.
+"""
+from __future__ import annotations
+
+import pytest
+
+from transforms.execute.isolation import IsolationLimits
+from transforms.selfplay.beam import SandboxSettings, filter_sample
+from transforms.selfplay.preset import load_preset
+
+STRINGS = load_preset().filters
+SANDBOX = SandboxSettings(IsolationLimits(timeout_s=3, cpu_s=2), workers=1)
+# Passes every filter: one typed required argument used in the body, no small int satisfies it.
+KEEP = "x: int, n=12321) -> bool:\n    return x * x == n and x > 0\n"
+
+
+def _filter(completion: str, rate: float = 1.0):
+    sample = {"preset": "paper", "head": "def f(", "text": completion, "prompt_index": 0, "sample_index": 0,
+              "k": 3, "examples": [], "seed": 1}
+    reason, _detail, facts = filter_sample(sample, STRINGS, trivial_reject_rate=rate, seed=0, sandbox=SANDBOX)
+    return reason, facts
+
+
+def test_a_good_puzzle_passes_every_filter_and_is_trivial_tested():
+    reason, facts = _filter(KEEP)
+    assert reason is None
+    assert facts["answer_type"] == "int" and facts["tested"] is True
+    assert facts["sat"] == "def f(" + KEEP.strip()
+
+
+@pytest.mark.parametrize("reason, reject, keep", [
+    # starts with def f( and returns
+    ("missing_return", "x: int):\n    assert x > 1\n", KEEP),
+    # the judge refuses unsafe code before running it
+    ("unsafe_code", "x: int):\n    import os\n    return x == os.getpid()\n",
+     "x: int):\n    import math\n    return math.isqrt(x) == 111 and x > 12320\n"),
+    # `return True` inserted as the first line, then assert f(None): a signature the judge cannot even call
+    ("return_true_failed", "x: int, y: int):\n    return x + y == 3\n", KEEP),
+    ("return_true_failed", "x: int, n=undefined_name) -> bool:\n    return x == n\n", KEEP),
+    # exactly one required, typed argument; the others have defaults; no *args/**kwargs
+    ("answer_annotation_invalid", "x, n=12321):\n    return x * x == n and x > 0\n", KEEP),
+    ("bad_signature", "x: int, *rest) -> bool:\n    return x * x == 12321 and x > 0\n", KEEP),
+    # the answer is used in the body
+    ("answer_unused", "x: int) -> bool:\n    return 12321 == 111 * 111\n", KEEP),
+    # a bool answer is rejected
+    ("bool_answer", "b: bool) -> bool:\n    return b is not False and b\n",
+     "s: str) -> bool:\n    return s[::-1] == 'olleh' and len(s) == 5\n"),
+    ("unsupported_answer_type", "d: dict) -> bool:\n    return d.get('k') == 12321\n",
+     "xs: List[int]) -> bool:\n    return sum(xs) == 12321 and len(xs) == 3\n"),
+    # the trivial-answer test: a small value of the answer type satisfies f
+    ("trivial_answer", "x: int):\n    return x * 0 == 0\n", KEEP),
+    ("trivial_answer", "s: str) -> bool:\n    return len(s) < 4\n", "s: str) -> bool:\n    return len(s) == 40\n"),
+    ("trivial_answer", "xs: List[int]) -> bool:\n    return len(xs) <= 2\n",
+     "xs: List[int]) -> bool:\n    return len(xs) == 12 and sorted(xs) == xs\n"),
+    ("too_long", "x: int) -> bool:\n" + "    y = x\n" * 600 + "    return x == 12321\n", KEEP),
+])
+def test_each_filter_rejects_its_case_and_keeps_a_good_one(reason, reject, keep):
+    assert _filter(reject)[0] == reason
+    assert _filter(keep)[0] is None
+
+
+def test_the_trivial_test_catches_x_times_zero_even_with_a_return_type():
+    assert _filter("x: int) -> bool:\n    return x * 0 == 0\n")[0] == "trivial_answer"
+
+
+def test_untested_puzzles_skip_the_signature_and_trivial_checks_at_the_reference_rate():
+    # With the draw always above the rate, the trivial puzzle is kept untested, as the reference keeps 5%.
+    reason, facts = _filter("x: int):\n    return x * 0 == 0\n", rate=0.0)
+    assert reason is None and facts["tested"] is False
+
+
+def test_a_text_that_does_not_start_a_function_is_rejected_first():
+    sample = {"preset": "paper", "head": "", "text": "print('hello')\n", "prompt_index": 0, "sample_index": 0,
+              "k": 3, "examples": [], "seed": 1}
+    reason, _, _ = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "missing_def_f"

@@ -1,0 +1,113 @@
+"""What the self-play stages ask the engine, and the plain records they pass on. Pure.
+
+* Generation: one keyed plan per prompt, ``n`` samples in its request (``paper``: f-only P3 train puzzles packed
+  to the token budget, ``generate.build_generation_prompt``; ``seed``: the project's f/g format).
+* Solve: one keyed request per puzzle with its ``n`` attempts (``solve.build_solve_prompt``), or the reason it
+  cannot be attempted.
+* The PUZZLE record of a filtered puzzle and its solutions; the raw training text of a solved puzzle.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+from runners.api import GenerateRequest, SamplingSpec, request_seed
+from schemas.records import content_id
+from transforms.execute.verdicts import parse_ans_type
+from transforms.selfplay import generate, puzzles, solve
+from transforms.selfplay.p3 import P3Instance
+from transforms.selfplay.preset import SelfPlayPreset
+from transforms.selfplay.source import WeirdSignature
+
+PRESETS = ("paper", "seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    n: int
+    temperature: float
+    max_tokens: int
+    stop: tuple[str, ...]
+
+
+def generation_plans(preset_name: str, *, paper_pool: Sequence[P3Instance], seed_pool: Sequence[puzzles.Puzzle],
+                     count_tokens: Callable[[str], int], prompt_budget: int, num_prompts: int, shots: int,
+                     sampling: Sampling, run_seed: int, preset: SelfPlayPreset) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, plan)`` per prompt; a plan holds its request, the names of its examples and what its completions
+    continue (``head``: ``def f(`` for ``paper``; the numbered header for ``seed``)."""
+    if preset_name not in PRESETS:
+        raise ValueError(f"self-play preset must be one of {PRESETS}, got {preset_name!r}")
+    if num_prompts < 1 or sampling.n < 1:
+        raise ValueError("--num-prompts and --samples-per-prompt must be at least 1")
+    plans = []
+    for j in range(num_prompts):
+        if preset_name == "paper":
+            if not paper_pool:
+                raise ValueError("the paper preset builds its prompts from the P3 training families: pass --p3-dir")
+            prompt = generate.build_generation_prompt(
+                paper_pool, count_tokens, prompt_index=j, seed=run_seed, max_tokens=prompt_budget,
+                gen_tokens=sampling.max_tokens, strings=preset.generation)
+            head = preset.generation.completion_head
+        else:
+            prompt = generate.build_seed_prompt(seed_pool, shots=shots, prompt_index=j, seed=run_seed)
+            head = f"def f{prompt.k + 1}("
+        key = f"prompt-{j}"
+        spec = SamplingSpec(n=sampling.n, temperature=sampling.temperature, top_p=1.0, repetition_penalty=1.0,
+                            max_tokens=sampling.max_tokens, stop=sampling.stop, seed=request_seed(key, 0, run_seed))
+        plans.append((key, {"prompt_index": j, "preset": preset_name, "k": prompt.k, "examples": list(prompt.examples),
+                            "head": head, "seed": spec.seed, "request": GenerateRequest(prompt.text, spec)}))
+    return plans
+
+
+def puzzle_text(sample: dict[str, Any], seed_examples: Sequence[puzzles.Puzzle] = ()) -> str:
+    """The puzzle a generation sample holds, before the filters: ``paper``: ``def f(`` + the completion (the
+    filters cut it); ``seed``: the f of the parsed f/g pair (``PuzzleRejected`` when there is none)."""
+    if sample["preset"] == "paper":
+        return sample["head"] + sample["text"]
+    parsed = puzzles.parse_generated(sample["head"], sample["text"], sample["k"] + 1, seed_examples)
+    return parsed.sat
+
+
+def verifiable_type(answer_type: str | None) -> bool:
+    """Whether the verifier can check answers of this type (int, float, str, bool, nested List[...])."""
+    if not answer_type:
+        return False
+    try:
+        parse_ans_type(answer_type)
+    except ValueError:
+        return False
+    return True
+
+
+def solve_request(puzzle: dict[str, Any], prefix: str, sampling: Sampling, run_seed: int,
+                  strings=None) -> tuple[solve.SolvePrompt, GenerateRequest] | tuple[str, str]:
+    """The solve prompt and request of a puzzle (``n`` attempts), or ``(reason, detail)`` when it cannot be
+    attempted: ``weird_signature`` (its inputs cannot be read off its header) or ``unverifiable_answer_type``."""
+    try:
+        prompt = solve.build_solve_prompt(prefix, puzzle["sat"], strings)
+    except WeirdSignature as err:
+        return "weird_signature", str(err)
+    if not verifiable_type(prompt.answer_type):
+        return "unverifiable_answer_type", f"answer type {prompt.answer_type!r} is not int, float, str, bool or List"
+    spec = SamplingSpec(n=sampling.n, temperature=sampling.temperature, top_p=1.0, repetition_penalty=1.0,
+                        max_tokens=sampling.max_tokens, stop=sampling.stop,
+                        seed=request_seed(puzzle["id"], 0, run_seed))
+    return prompt, GenerateRequest(prompt.text, spec)
+
+
+def puzzle_id(sat: str) -> str:
+    return content_id("selfplay_puzzle", sat)
+
+
+def puzzle_record(sample: dict[str, Any], sat: str, answer_type: str | None, tested: bool, model: str,
+                  ) -> dict[str, Any]:
+    """The PUZZLE record of a puzzle that passed the filters (solutions are added by the solve stage)."""
+    return {
+        "id": puzzle_id(sat), "name": f"generated/prompt-{sample['prompt_index']}#{sample['sample_index']}",
+        "sat": sat, "answer_type": answer_type, "trivial_tested": tested, "sol": None, "solutions": [],
+        "attempts": 0, "verified_attempts": 0, "origin": "generated", "preset": sample["preset"],
+        "prompt_index": sample["prompt_index"], "sample_index": sample["sample_index"],
+        "examples": list(sample["examples"]), "model": model, "seed": sample["seed"],
+        "source_uri": f"self-play:prompt-{sample['prompt_index']}", "source_row": sample["sample_index"],
+        "stage": "self_play.filter",
+    }
