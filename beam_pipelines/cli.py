@@ -3,6 +3,7 @@
     inverse-instruct generate --output runs/demo --limit 50     # the main job (Inverse-Instruct data)
     inverse-instruct evaluate --output runs/eval                # pass@k with sandboxed execution
     inverse-instruct self-play --output runs/puzzles            # self-play programming puzzles
+    inverse-instruct self-play-loop --rounds 2 --output runs/sp # the self-play loop with fine-tuning
     inverse-instruct train --config training/configs/inversecoder.yaml
     inverse-instruct report runs/demo                           # the run's summary from its manifest
 
@@ -20,7 +21,8 @@ from typing import Callable, Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("beam_pipelines.inverse_instruct", "the main job: extract, summarize, judge, select, decontaminate, shard"),
     "evaluate": ("beam_pipelines.evaluate", "pass@k of a model on an execution benchmark, in the sandbox"),
-    "self-play": ("beam_pipelines.self_play", "self-play programming puzzles: generate, verify, shard"),
+    "self-play": ("beam_pipelines.self_play", "self-play programming puzzles: generate, filter, solve, verify, shard"),
+    "self-play-loop": ("beam_pipelines.self_play_loop", "R rounds of self-play, fine-tuning and P3 evaluation"),
     "train": ("training.finetune", "fine-tune on training shards (also under torchrun)"),
     "report": ("beam_pipelines.report", "the summary of a finished run, from its output directory"),
 }

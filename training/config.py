@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-PROMPT_FORMATS = ("paper", "chat")  # or a path to a transforms.instruct.prompts preset file
+PROMPT_FORMATS = ("paper", "chat", "raw")  # or a path to a transforms.instruct.prompts preset file
 PRECISIONS = ("auto", "bf16", "fp32")
 DISTRIBUTED = ("auto", "fsdp", "ddp")
 
@@ -49,7 +49,7 @@ class TrainConfig:
     gguf_file: str | None = None  # when ``model`` is a directory holding only a GGUF file
     output_dir: str = "runs/train"
     seed: int = 42
-    prompt_format: str = "paper"  # paper | chat | a transforms.instruct.prompts preset path
+    prompt_format: str = "paper"  # paper | chat | raw (no prompt, loss on every token) | a preset path
     max_length: int = 1024
     global_batch_size: int = 512
     per_device_batch_size: int = 4

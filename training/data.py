@@ -11,7 +11,8 @@ Memory. Rows are read lazily, one shard's text columns at a time (a small LRU), 
 size, not by the corpus: write training shards with ``--shard-mb`` small enough (e.g. 64).
 
 Masking. ``encode_example`` builds ``[BOS] + prompt + response + [EOS]``; labels are -100 on BOS and the prompt,
-so the loss counts exactly the response tokens and EOS. Examples longer than ``max_length`` are truncated from
+so the loss counts exactly the response tokens and EOS. With ``prompt_format: raw`` the prompt is empty and the
+loss counts every token of the text. Examples longer than ``max_length`` are truncated from
 the end and counted.
 """
 from __future__ import annotations
@@ -43,7 +44,11 @@ class Shard:
 
 
 def list_shards(data: str) -> list[Shard]:
-    """Shards of a stage: from ``<dir>/shards.json`` when present, else the Parquet files a glob/dir matches."""
+    """Shards of a stage: from ``<dir>/shards.json`` when present, else the Parquet files a glob/dir matches.
+    Several sources, comma-separated, are read in the order given (the self-play loop trains on every round's
+    puzzles so far)."""
+    if "," in data:
+        return [shard for part in data.split(",") if part.strip() for shard in list_shards(part.strip())]
     fs, path = fsspec.core.url_to_fs(data)
     base = data.rstrip("/")
     index_path = posixpath.join(path, INDEX_NAME)
@@ -80,13 +85,23 @@ def verify_shards(shards: Sequence[Shard]) -> None:
 # --------------------------------------------------------------------------- tokenization
 
 
+RAW = "raw"
+
+
 @dataclasses.dataclass(frozen=True)
 class PromptFormat:
-    """How an instruction becomes the prompt: a ``transforms.instruct.prompts`` preset (``paper``, ``chat`` or a path)."""
+    """How an instruction becomes the prompt: a ``transforms.instruct.prompts`` preset (``paper``, ``chat`` or a
+    path), or ``raw``: no prompt at all, so the response is plain text trained with the loss on every token (the
+    self-play reference's causal-LM training; an example's instruction must then be empty)."""
 
     preset: str = "paper"
 
     def prompt(self, instruction: str, tokenizer) -> str:
+        if self.preset == RAW:
+            if instruction:
+                raise ValueError("prompt_format raw trains on the response text alone; this example has an "
+                                 "instruction (write the shards with an empty instruction, or use a prompt preset)")
+            return ""
         from transforms.instruct.prompts import format_training_prompt
 
         return format_training_prompt(instruction, self.preset, tokenizer)

@@ -258,6 +258,28 @@ def test_chat_format_does_not_double_bos_and_truncation_is_counted(tokenizer):
     assert not example["truncated"]
 
 
+def test_raw_format_trains_on_every_token_of_the_text(tokenizer):
+    """The self-play reference's causal-LM text: no prompt, so every token after BOS carries loss."""
+    from training.data import PromptFormat
+
+    text = "def f(x: int):\n    return x == 3\n\ndef g():\n    return 3\n\nassert f(g())\n\n"
+    raw = PromptFormat("raw")
+    example = encode_example(tokenizer, raw.prompt("", tokenizer), text, max_length=1024)
+    text_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert example["labels"][1:] == text_ids + [tokenizer.eos_token_id]
+    assert example["labels"][0] == IGNORE_INDEX  # BOS is never predicted
+    with pytest.raises(ValueError, match="instruction"):
+        raw.prompt("Solve this puzzle.", tokenizer)
+
+
+def test_several_shard_directories_make_one_stage(shard_dirs):
+    from training.data import list_shards
+
+    one, two = str(shard_dirs / "generated"), str(shard_dirs / "original")
+    assert list_shards(one) and list_shards(two)
+    assert list_shards(f"{one},{two}") == list_shards(one) + list_shards(two)
+
+
 def test_stage_order_is_deterministic_and_reshuffled_per_epoch(shard_dirs, tokenizer):
     shards = list_shards(str(shard_dirs / "generated"))
     data = StageExamples(shards, tokenizer, epochs=2, seed=5, max_length=MAX_LENGTH)

@@ -9,7 +9,8 @@ import pickle
 import pytest
 
 from tests.transforms.decontam import disguises
-from transforms.decontam import benchmarks as B, signatures
+from transforms.decontam import benchmarks as B
+from transforms.decontam import signatures
 from transforms.decontam.methods import DecontamConfig, DecontamIndex
 
 COLUMNS = ("instruction", "code")

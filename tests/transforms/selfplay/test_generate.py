@@ -3,8 +3,14 @@ import re
 import pytest
 
 from transforms.selfplay import puzzles as seed_format
-from transforms.selfplay.generate import (build_generation_prompt, build_seed_prompt, generation_pool,
-                                          prompt_header, puzzle_from_completion, sampling_defaults)
+from transforms.selfplay.generate import (
+    build_generation_prompt,
+    build_seed_prompt,
+    generation_pool,
+    prompt_header,
+    puzzle_from_completion,
+    sampling_defaults,
+)
 from transforms.selfplay.p3 import P3Instance
 
 

@@ -1,7 +1,16 @@
 import pytest
 
-from transforms.selfplay.projection import (GPT_NEO_2_7B, GPT_NEO_125M, Hardware, ModelShape, RoundPlan, TokenShape,
-                                            decode_tokens_per_s, measure_token_shape, project_round)
+from transforms.selfplay.projection import (
+    GPT_NEO_2_7B,
+    GPT_NEO_125M,
+    Hardware,
+    ModelShape,
+    RoundPlan,
+    TokenShape,
+    decode_tokens_per_s,
+    measure_token_shape,
+    project_round,
+)
 
 SHAPE = TokenShape("made-up", generation_prompt=1000, generation_k=10, solve_prefix=100, solve_prompt=300,
                    test_prompt=300, training_example=200)

@@ -1,7 +1,13 @@
 import pytest
 
-from transforms.selfplay.source import (WeirdSignature, answer_parameter, puzzle_inputs, remove_docstring,
-                                        solution_body, strip_puzzle)
+from transforms.selfplay.source import (
+    WeirdSignature,
+    answer_parameter,
+    puzzle_inputs,
+    remove_docstring,
+    solution_body,
+    strip_puzzle,
+)
 
 
 def test_strip_puzzle_cuts_at_the_first_line_in_column_zero():

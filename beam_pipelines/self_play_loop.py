@@ -1,0 +1,159 @@
+"""The self-play loop (babysit.sh of the ICLR 2023 reference): R rounds of generate -> filter -> solve -> verify ->
+shards -> fine-tune -> evaluate on the P3 test puzzles.
+
+    inverse-instruct self-play-loop --p3-dir ../shared/data/p3 --rounds 2 --output runs/sp-loop      # CPU, small
+    inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output gs://b/sp --model EleutherAI/gpt-neo-125M \\
+        --self-play-args "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128 --runner DataflowRunner ..." \\
+        --train-launcher "torchrun --nproc_per_node 8" --eval-args "--samples-per-problem 100"
+
+Round r generates and solves with model M_r (M_0 = ``--model``), then fine-tunes the BASE model on the verified
+pairs of rounds 0..r (the reference fine-tunes from the base each round, ``TRAIN_INCREMENTAL=0``) to get M_{r+1},
+and evaluates M_{r+1} on the 228 P3 test puzzles. The base model is evaluated once, as row 0.
+
+Each step writes its own directory (``base-eval/``, ``round-<r>/self-play/``, ``round-<r>/train/``,
+``round-<r>/eval/``) and a step that already finished is not redone, so a re-run after a stop continues. Every
+step runs as its own process (its engine starts and stops with it). ``summary.json`` and ``summary.md`` hold the
+table across rounds: verified pairs, training examples, P3 pass@k.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_KS = (1, 10)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="inverse-instruct self-play-loop", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--output", required=True, help="The loop's directory (a local path).")
+    parser.add_argument("--p3-dir", required=True, help="P3's puzzles.json and split.json.")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--model", default="smollm2", help="M_0: the model of round 0's generate and solve steps.")
+    parser.add_argument("--train-model", default=None,
+                        help="The base model every round fine-tunes (default: --model, as the reference).")
+    parser.add_argument("--engine", default="vllm", help="Engine of the generate, solve and evaluate steps.")
+    parser.add_argument("--train-config", default=str(Path(__file__).resolve().parents[1] / "training" / "configs"
+                                                      / "self_play.yaml"))
+    parser.add_argument("--train-epochs", type=float, default=4.0,
+                        help="Epochs per round's fine-tune (babysit.sh stops at 4).")
+    parser.add_argument("--train-launcher", default="", help='e.g. "torchrun --nproc_per_node 8"; default: one process.')
+    parser.add_argument("--self-play-args", default="", help="Extra options of every round's self-play job.")
+    parser.add_argument("--train-args", default="", help='Extra training overrides, e.g. "--set per_device_batch_size=2".')
+    parser.add_argument("--eval-args", default="--samples-per-problem 10",
+                        help="Extra options of every P3 evaluation (default: n=10 at the paper's T 0.8).")
+    parser.add_argument("--pass-k", default="1,10", help="The k of the summary table.")
+    return parser.parse_args(argv)
+
+
+def _done(path: Path) -> bool:
+    return path.exists()
+
+
+def _step(name: str, command: list[str], log: Path, done: Path) -> None:
+    """Run one step as its own process unless it already finished; its output goes to ``log``."""
+    if _done(done):
+        print(f"[self-play-loop] {name}: already done ({done})", file=sys.stderr, flush=True)
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[self-play-loop] {name}: {shlex.join(command)}\n[self-play-loop]   log: {log}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    with open(log, "ab") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy()).returncode
+    if code != 0 or not _done(done):
+        raise SystemExit(f"[self-play-loop] {name} failed (exit {code}); see {log}")
+    print(f"[self-play-loop] {name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _evaluate(args, model: str, out: Path) -> None:
+    command = [sys.executable, "-m", "beam_pipelines.evaluate", f"--benchmark=p3={args.p3_dir}", f"--model={model}",
+               f"--engine={args.engine}", f"--output={out}", *shlex.split(args.eval_args)]
+    _step(f"evaluate {model}", command, out.with_suffix(".log"), out / "summary.json")
+
+
+def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
+         examples: int | None = None) -> dict[str, Any]:
+    evaluation = _read(eval_dir / "summary.json")
+    row = {"round": label, "model": model, "p3": {f"pass@{k}": evaluation.get(f"pass@{k}") for k in ks},
+           "p3_solved": len(evaluation.get("solved", [])) if evaluation else None}
+    if generated is not None:
+        row.update({key: generated.get(key) for key in (
+            "samples", "kept_by_filter", "distinct_puzzles", "solved_puzzles", "verified_pairs")})
+        row["training_examples_so_far"] = examples
+    return row
+
+
+def table(rows: list[dict[str, Any]], ks: Sequence[int]) -> str:
+    head = ["round", "model", "samples", "kept by filters", "solved puzzles", "verified pairs",
+            "training examples (rounds so far)", *(f"P3 pass@{k}" for k in ks)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        cells = [r["round"], r["model"], r.get("samples", ""), r.get("kept_by_filter", ""),
+                 r.get("solved_puzzles", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
+                 *(r["p3"][f"pass@{k}"] for k in ks)]
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ks = tuple(int(k) for k in args.pass_k.split(","))
+    _evaluate(args, args.model, out / "base-eval")
+    rows = [_row("base", args.model, out / "base-eval", ks)]
+    model = args.model
+    data_dirs: list[str] = []
+    examples_so_far = 0
+    for r in range(args.rounds):
+        round_dir = out / f"round-{r}"
+        sp = round_dir / "self-play"
+        _step(f"round {r}: self-play with {model}",
+              [sys.executable, "-m", "beam_pipelines.self_play", f"--p3-dir={args.p3_dir}", f"--model={model}",
+               f"--engine={args.engine}", f"--iteration={r}", f"--output={sp}", *shlex.split(args.self_play_args)],
+              round_dir / "self-play.log", sp / "summary.json")
+        generated = _read(sp / "summary.json")
+        if generated.get("training_examples"):
+            data_dirs.append(str(sp / "training" / "puzzles"))
+        examples_so_far += generated.get("training_examples") or 0
+        if not data_dirs:
+            print(f"[self-play-loop] round {r}: no verified pair yet, so no fine-tune; M_{r + 1} = M_{r}",
+                  file=sys.stderr, flush=True)
+            rows.append(_row(f"{r}", model, out / "base-eval" if model == args.model else
+                             out / f"round-{r - 1}" / "eval", ks, generated, examples_so_far))
+            continue
+        train = round_dir / "train"
+        final = train / "stage-0-self_play" / "final"
+        command = [*shlex.split(args.train_launcher or sys.executable),
+                   "-m", "training.finetune", "--config", args.train_config, "--output-dir", str(train),
+                   "--set", f"model={args.train_model or args.model}",
+                   "--set", "stages=" + json.dumps([{"name": "self_play", "data": ",".join(data_dirs),
+                                                      "epochs": args.train_epochs}]),
+                   *shlex.split(args.train_args)]
+        if train.exists():
+            command.append("--resume")
+        _step(f"round {r}: fine-tune {args.train_model or args.model} on {len(data_dirs)} round(s) of puzzles", command,
+              round_dir / "train.log", train / "stage-0-self_play" / "COMPLETE.json")
+        model = str(final)
+        _evaluate(args, model, round_dir / "eval")
+        rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far))
+    summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks), "rows": rows}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(table(rows, ks), encoding="utf-8")
+    print(table(rows, ks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
