@@ -54,6 +54,7 @@ from transforms.selfplay.beam import SandboxSettings, SolveAttempts, SolveSettin
 from transforms.selfplay.p3 import P3Instance, load_p3
 from transforms.selfplay.preset import load_preset
 from transforms.stage import flatten
+from transforms.stats.progress import LIVE
 
 JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, BenchmarkOptions, SandboxOptions, MethodOptions,
                                     EngineOptions))
@@ -81,8 +82,11 @@ def build_code_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setti
     if settings.reference_solutions:
         samples = keyed_problems | "ReferenceSamples" >> beam.FlatMap(lambda kv: reference_samples(kv[1], n))
     else:
-        requests = pipeline | "Requests" >> beam.Create(generation_requests(problem_list, settings, options))
-        samples = (infer_and_join(requests, keyed_problems, handler_from_options(options), "Generate")
+        request_list = generation_requests(problem_list, settings, options)
+        LIVE.add("evaluate.requests.generate", len(request_list))
+        requests = pipeline | "Requests" >> beam.Create(request_list)
+        output = options.view_as(OutputOptions).output.rstrip("/")
+        samples = (infer_and_join(requests, keyed_problems, handler_from_options(options, cache_root=f"{output}/cache"), "Generate")
                    | "Samples" >> beam.FlatMap(generated_samples, n))
     isolated = require_isolation(options)
     executed = samples | "Execute" >> ExecuteSamples(sandbox_limits(options), sandbox_workers(options),
@@ -126,6 +130,7 @@ def _reference_attempts(p: P3Instance, n: int, judge_preamble: str, sandbox: San
 def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, settings: EvalSettings):
     p3 = load_p3(settings.path)
     preset = load_preset()
+    output = options.view_as(OutputOptions).output.rstrip("/")
     tests = list(p3.test)[:settings.problem_limit]
     if settings.reference_solutions:
         tests = [p for p in tests if p.sol_bodies and not p.parse_error]
@@ -145,7 +150,8 @@ def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setting
                                        stage="evaluate.solve_plan")
         attempted = (pipeline
                      | "Tests" >> beam.Create([p3_puzzle(p) for p in tests])
-                     | "Solve" >> SolveAttempts(handler_from_options(options), solve_settings, sandbox))
+                     | "Solve" >> SolveAttempts(handler_from_options(options, cache_root=f"{output}/cache"),
+                                                solve_settings, sandbox))
         verified = attempted.main
         unattempted = attempted.rejected | "Unattempted" >> beam.FlatMap(unattempted_samples, settings.samples)
     samples = flatten((verified | "Samples" >> beam.FlatMap(puzzle_samples, settings.samples), unattempted),
@@ -173,7 +179,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     settings = eval_settings(options)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    result, task_ids, elapsed = run_timed(options, build_pipeline)
+    result, task_ids, elapsed = run_timed(options, build_pipeline, ["execute", "evaluate.solve_plan"])
     samples = [json.loads(line) for line in read_text(f"{output}/samples.jsonl").splitlines() if line.strip()]
     summary = summarize_results(samples, settings.ks)
     per_problem = collections.Counter(s["task_id"] for s in samples)

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.launch import JobSpec, engine_seconds, job_main, pipeline_options, run_timed
+from beam_pipelines.launch import JobSpec, counter_totals, engine_seconds, job_main, pipeline_options, run_timed
 from beam_pipelines.options import MainJobOptions, OutputOptions
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
@@ -46,6 +46,8 @@ JOB = JobSpec("generate", __doc__, (
 ))
 
 LOG = logging.getLogger("inverse_instruct")
+STAGE_ORDER = ["read", "extract", "dedup", "decontam_source", "summarize", "self_evaluate", "select", "decontam",
+               "near_dedup", "shards"]
 
 
 def corpus_description(options: PipelineOptions) -> dict[str, Any]:
@@ -129,7 +131,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     if job.stages != "extract":
         method = method_config(options)
         engine = engine_config_from_options(options)
-        handler = handler_from_options(options)
+        handler = handler_from_options(options, cache_root=f"{output}/cache")
         model_dir = resolve_model(engine.model, engine.model_cache)
         tokenizer = TokenizerSource(model_dir)
         preset = resolve_preset(method.preset)
@@ -198,13 +200,16 @@ def _jsonable(value: Any) -> Any:
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    result, _, elapsed = run_timed(options, build_pipeline)
+    result, _, elapsed = run_timed(options, build_pipeline, STAGE_ORDER)
     manifest = json.loads(read_text(f"{output}/manifest.json"))
     manifest["wall_seconds"] = round(elapsed, 2)
     inside = engine_seconds(result)
     if inside is not None:
         manifest["engine_seconds"] = round(inside, 2)
         manifest["engine_share"] = round(inside / elapsed, 3) if elapsed else None
+    cache = counter_totals(result, "inference_cache.")
+    if cache:
+        manifest["inference_cache"] = {"hits": cache.get("hits", 0), "misses": cache.get("misses", 0)}
     selected = read_selected(output) if "selected" in manifest.get("outputs", {}) else []
     if selected:
         manifest["selected_scores"] = score_distribution([r["score"] for r in selected])
@@ -244,6 +249,9 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
         rejected = ", ".join(f"{k}={v}" for k, v in stage["rejected"].items()) or "none"
         mark = "ok" if stage["balanced"] else "UNBALANCED"
         lines.append(f"  {name:<16} in={stage['records_in']:<8} out={stage['records_out']:<8} rejected: {rejected} [{mark}]")
+    if "inference_cache" in manifest:
+        cache = manifest["inference_cache"]
+        lines.append(f"  inference cache: {cache['hits']} hits, {cache['misses']} misses (answered by the engine)")
     if "selected_scores" in manifest:
         dist = manifest["selected_scores"]
         lines.append("  selected scores: " + ", ".join(f"{k}={v}" for k, v in dist.items()))

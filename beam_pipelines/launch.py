@@ -12,7 +12,10 @@ import dataclasses
 import difflib
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Sequence
 
@@ -35,6 +38,18 @@ class JobSpec:
 
 class UnknownOptionError(ValueError):
     """An option the job does not know; raised before the pipeline is built."""
+
+
+class RunConflictError(ValueError):
+    """The output directory holds a run made with other arguments; raised before any work."""
+
+
+RUN_FILE = "run.json"
+# Options that change how a job runs, never what it writes: a re-run may change them freely.
+NON_RESULT_OPTIONS = frozenset({
+    "output", "quiet", "verbose", "progress_interval", "no_cache", "inference_cache", "engine_load_log",
+    "sandbox_workers", "worker_torch_threads", "min_batch_size", "max_batch_size", "torch_threads", "accelerator",
+})
 
 
 def beam_option_classes() -> list[type[PipelineOptions]]:
@@ -108,8 +123,43 @@ def check_known_options(argv: Sequence[str], job: JobSpec) -> None:
                              + f"\nSee `{job.prog} --help` for the options of this job.")
 
 
+def result_arguments(options: PipelineOptions, job: JobSpec) -> dict[str, Any]:
+    """The values of the job's options that decide what it writes."""
+    values: dict[str, Any] = {}
+    for cls in job.option_classes:
+        values.update(options.view_as(cls).get_all_options(current_only=True))
+    return {k: v for k, v in sorted(values.items()) if k not in NON_RESULT_OPTIONS}
+
+
+def guard_output(options: PipelineOptions, job: JobSpec) -> None:
+    """Record the job's arguments in ``<output>/run.json``; refuse, before any work, to write into a directory
+    that holds a run made with other arguments (a re-run with the same ones continues it, cache and all)."""
+    from beam_pipelines.options import OutputOptions
+    from transforms.io.filesystems import atomic_write, read_text
+
+    output = options.view_as(OutputOptions).output.rstrip("/")
+    current = {"job": job.name, "arguments": json.loads(json.dumps(result_arguments(options, job), default=str))}
+    try:
+        previous = json.loads(read_text(f"{output}/{RUN_FILE}"))
+    except (FileNotFoundError, OSError, ValueError):
+        previous = None
+    if previous is not None and previous != current:
+        before, now = previous.get("arguments", {}), current["arguments"]
+        changed = [f"  {k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                   if before.get(k) != now.get(k)]
+        if previous.get("job") != job.name:
+            changed.insert(0, f"  job: {previous.get('job')!r} -> {job.name!r}")
+        raise RunConflictError(
+            f"{output} holds a run made with other arguments; its outputs and inference cache would be mixed "
+            "with this run's. Use a new --output, or remove the directory to start over. Differences:\n"
+            + "\n".join(changed))
+    if previous is None:
+        text = json.dumps(current, indent=2, sort_keys=True) + "\n"
+        atomic_write(f"{output}/{RUN_FILE}", lambda f: f.write(text.encode("utf-8")))
+
+
 def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOptions:
-    """Checked options with the DirectRunner as the default runner."""
+    """Checked options with the DirectRunner as the default runner; the output directory is guarded."""
     argv = list(argv or [])
     check_known_options(argv, job)
     options = PipelineOptions(argv)
@@ -117,7 +167,25 @@ def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOption
     if standard.runner is None:
         # The in-process Python runner: the default runner would first try (and fail) to download Prism.
         standard.runner = "DirectRunner"
+    guard_output(options, job)
     return options
+
+
+def counter_totals(result, prefix: str) -> dict[str, int]:
+    """Committed Beam counters whose name starts with ``prefix`` (e.g. ``inference_cache.``), summed over steps;
+    empty on a runner without metrics."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        counters = result.metrics().query(MetricsFilter())["counters"]
+    except Exception:  # a runner without metrics support
+        return {}
+    totals: dict[str, int] = {}
+    for c in counters:
+        if c.key.metric.name.startswith(prefix) and c.committed is not None:
+            name = c.key.metric.name[len(prefix):]
+            totals[name] = totals.get(name, 0) + int(c.committed)
+    return totals
 
 
 def engine_seconds(result) -> float | None:
@@ -132,21 +200,78 @@ def engine_seconds(result) -> float | None:
     return total / 1e6 if distributions["distributions"] else None
 
 
-def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, PipelineOptions], Any]):
-    """Build the job with ``build``, run it to the end: (pipeline result, what ``build`` returned, wall seconds)."""
+def configure_engine_log(output: str) -> str:
+    """Send the engine's own messages (vLLM's start-up warnings and logs, in its subprocesses too) to a file
+    instead of the console; returns the file. Local outputs keep it in ``<output>/logs/engine.log``."""
+    from runners.engines.common import ENGINE_LOG_ENV
+
+    if "://" in output:
+        directory = tempfile.mkdtemp(prefix="inverse-instruct-logs-")
+    else:
+        directory = os.path.join(output, "logs")
+        os.makedirs(directory, exist_ok=True)
+    path = os.path.abspath(os.path.join(directory, "engine.log"))
+    config = {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": path, "formatter": "plain", "level": "INFO"}},
+        "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
+    }
+    config_path = os.path.join(directory, "engine-logging.json")
+    with open(config_path, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = config_path  # read when vllm is imported (engine processes too)
+    os.environ[ENGINE_LOG_ENV] = path
+    vllm_logger = logging.getLogger("vllm")  # what vllm logs in this process before it configures itself
+    vllm_logger.addHandler(logging.FileHandler(path))
+    vllm_logger.propagate = False
+    return path
+
+
+def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, PipelineOptions], Any],
+              stage_order: Sequence[str] | None = None):
+    """Build the job with ``build`` and run it to the end, with live progress on stderr unless ``--quiet``:
+    (pipeline result, what ``build`` returned, wall seconds)."""
+    from beam_pipelines.options import OutputOptions
+    from transforms.stats.progress import LIVE, PROGRESS_DIR_ENV, ProgressReporter
+
+    out = options.view_as(OutputOptions)
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    built = build(pipeline, options)
-    result = pipeline.run()
-    result.wait_until_finish()
+    engine_log = configure_engine_log(out.output.rstrip("/"))
+    if not out.quiet:
+        print(f"inverse-instruct: engine messages go to {engine_log}", file=sys.stderr, flush=True)
+    reporter = None
+    directory = None
+    if not out.quiet:
+        directory = tempfile.mkdtemp(prefix="inverse-instruct-progress-")
+        os.environ[PROGRESS_DIR_ENV] = directory  # inherited by the runner's worker processes
+        console = os.fdopen(os.dup(2), "w", buffering=1)  # stays the console while an engine starts (see engines)
+        reporter = ProgressReporter(directory, interval=out.progress_interval, order=list(stage_order or ()),
+                                    stream=console).start()
+    try:
+        pipeline = beam.Pipeline(options=options)
+        built = build(pipeline, options)
+        result = pipeline.run()
+        result.wait_until_finish()
+        LIVE.flush()
+    finally:
+        if reporter is not None:
+            reporter.stop()
+            reporter.stream.close()
+            os.environ.pop(PROGRESS_DIR_ENV, None)
+            shutil.rmtree(directory, ignore_errors=True)
     return result, built, time.monotonic() - started
 
 
 def write_summary(output: str, summary: dict[str, Any], result=None, hidden: Sequence[str] = ()) -> dict[str, Any]:
-    """Add the time spent inside the engine (when ``result`` ran one), write ``summary.json``, print it."""
+    """Add the time spent inside the engine and the inference cache's hits (when ``result`` ran an engine), write
+    ``summary.json``, print it."""
     inside = engine_seconds(result) if result is not None else None
     if inside is not None:
         summary["engine_seconds"] = round(inside, 2)
+    cache = counter_totals(result, "inference_cache.") if result is not None else {}
+    if cache:
+        summary["inference_cache"] = {"hits": cache.get("hits", 0), "misses": cache.get("misses", 0)}
     from transforms.io.parquet import write_index_atomic
 
     write_index_atomic(f"{output}/summary.json", summary)
@@ -170,5 +295,10 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
     except UnknownOptionError as err:
         print(err, file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO if "--verbose" in argv else logging.WARNING)
-    return 0 if run(argv)["balanced"] else 1
+    logging.getLogger().setLevel(logging.INFO if "--verbose" in argv else logging.WARNING)
+    try:
+        result = run(argv)
+    except RunConflictError as err:
+        print(f"{job.prog}: {err}", file=sys.stderr)
+        return 2
+    return 0 if result["balanced"] else 1

@@ -21,6 +21,10 @@ class OutputOptions(PipelineOptions):
         group = parser.add_argument_group("output")
         group.add_argument("--output", required=False, default="runs/latest", help="Output directory (any fsspec path).")
         group.add_argument("--verbose", action="store_true", default=False, help="Log at INFO level.")
+        group.add_argument("--quiet", action="store_true", default=False,
+                           help="No live progress lines on stderr (the summary is still printed).")
+        group.add_argument("--progress-interval", dest="progress_interval", type=float, default=None,
+                           help="Seconds between progress reports (default: 2 on a terminal, 10 otherwise).")
 
 
 class MainJobOptions(PipelineOptions):

@@ -54,6 +54,7 @@ from transforms.selfplay.p3 import load_p3
 from transforms.selfplay.preset import load_preset
 from transforms.stage import REJECTED, StageOutput, flatten
 from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
+from transforms.stats.progress import LIVE
 
 JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions))
 
@@ -105,7 +106,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
                                                 cpu_s=max(1, int(opts.judge_timeout))),
                             sandbox_workers(options), not isolated)
     verify = SandboxSettings(limits, sandbox_workers(options), not isolated)
-    handler = handler_from_options(options)
+    handler = handler_from_options(options, cache_root=f"{output}/cache")
     tallies: list[StageTally] = []
     dead_letters = []
 
@@ -115,6 +116,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         return result
 
     plan_list = prompt_plans(options, p3)
+    LIVE.add("self_play.generate.requests.generate", len(plan_list))
     prompts = pipeline | "Plans" >> beam.Create(plan_list)
     requests = prompts | "Requests" >> beam.Map(lambda kv: (kv[0], kv[1]["request"]))
     samples = (infer_and_join(requests, prompts, handler, "Generate")
@@ -191,7 +193,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    result, _, elapsed = run_timed(options, build_pipeline)
+    result, _, elapsed = run_timed(options, build_pipeline, [f"self_play.{s}" for s in (
+        "generate", "filter", "dedup", "solve_plan", "solve", "select")])
     manifest = json.loads(read_text(f"{output}/manifest.json"))
     stages = manifest["stages"]
     summary = {

@@ -34,6 +34,9 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 
 from runners.api import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult
 from runners.engines import EngineConfig
+from transforms.stage import StageBooks
+
+ENGINE_STAGE = "engine"
 
 LOG = logging.getLogger(__name__)
 
@@ -141,6 +144,7 @@ class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
         self._accelerator = accelerator
         self._worker_torch_threads = worker_torch_threads
         self._load_log = load_log
+        self._books = StageBooks(ENGINE_STAGE, "source_pair")  # live counts of requests answered and tokens
 
     # -- what Beam asks
     def share_model_across_processes(self) -> bool:
@@ -164,10 +168,13 @@ class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
             outputs = engine.generate([batch[i].prompt for i in generate], [batch[i].spec for i in generate])
             for i, output in zip(generate, outputs):
                 results[i] = output
+            self._books.count("done.generate", len(generate))
+            self._books.count("generated_tokens", sum(o.n_generated_tokens for o in outputs))
         if score:
             outputs = engine.next_token_logprobs([batch[i].prompt for i in score], [tuple(batch[i].token_ids) for i in score])
             for i, output in zip(score, outputs):
                 results[i] = output
+            self._books.count("done.score", len(score))
         return [PredictionResult(example, result, self.model_identifier) for example, result in zip(batch, results)]
 
     def get_num_bytes(self, batch: Sequence[Request]) -> int:

@@ -241,3 +241,43 @@ def _offline_message(repo_id: str, why: str) -> str:
         f"not in the local Hugging Face cache, and it cannot be downloaded ({why}). Either run where the hub is "
         f"reachable, pre-download it (huggingface-cli download {repo_id}) and point --model at the directory, "
         f"or use --model smollm2.")
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """A hash of a model directory's weights and configuration: the identity of what the model computes.
+
+    Hashing multi-GB weights takes a while, so the digest is kept next to them (``.fingerprint.json``, keyed by
+    every file's size and mtime) or, when the directory is read-only, in the model cache."""
+    directory = Path(model_dir)
+    files = sorted(p for p in directory.iterdir()
+                   if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in CONFIG_FILES))
+    if not files:
+        raise ValueError(f"{directory} holds no model weights to fingerprint")
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    candidates = [directory / ".fingerprint.json",
+                  default_model_cache() / "fingerprints" / f"{hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]}.json"]
+    for place in candidates:
+        try:
+            stored = json.loads(place.read_text(encoding="utf-8"))
+            if stored.get("files") == stamp:
+                return stored["fingerprint"]
+        except (OSError, ValueError):
+            continue
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode() + b"\0" + file_sha256(p).encode() + b"\0")
+    fingerprint = digest.hexdigest()
+    for place in candidates:
+        try:
+            place.parent.mkdir(parents=True, exist_ok=True)
+            tmp = place.with_name(place.name + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"files": stamp, "fingerprint": fingerprint}), encoding="utf-8")
+            os.replace(tmp, place)
+            break
+        except OSError:
+            continue
+    return fingerprint

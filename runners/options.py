@@ -61,6 +61,11 @@ class EngineOptions(PipelineOptions):
             "--accelerator", default=None,
             help="Beam accelerator resource hint for the inference steps, e.g. "
                  "'type:nvidia-tesla-t4;count:1;install-nvidia-driver' (Dataflow GPU workers).")
+        group.add_argument("--no-cache", dest="no_cache", action="store_true", default=False,
+                           help="Do not consult or fill the inference cache (default: <output>/cache, so a re-run "
+                                "into the same directory skips every request already answered).")
+        group.add_argument("--inference-cache", dest="inference_cache", default=None,
+                           help="Where the inference cache lives (any fsspec path; default <output>/cache).")
         group.add_argument("--engine-load-log", dest="engine_load_log", default=None,
                            help="Append one line per engine load to this file (tests count loads with it).")
 
@@ -79,13 +84,31 @@ def engine_config_from_options(options: PipelineOptions) -> EngineConfig:
         vllm_score_method=opts.vllm_score_method, vllm_engine_args=tuple(sorted(extra.items())))
 
 
-def handler_from_options(options: PipelineOptions, keyed: bool = True):
-    """The ModelHandler both inference stages share (keyed ``(id, request)`` by default)."""
+def engine_identity(config: EngineConfig) -> str:
+    """What fixes an engine's outputs besides the request: the model's fingerprint (its weights) and the engine
+    settings that change results. The inference cache keys on it."""
+    from runners.model_resolution import model_fingerprint, resolve_model
+
+    fingerprint = config.model if config.engine == "fake" else model_fingerprint(
+        resolve_model(config.model, config.model_cache))
+    return json.dumps({"model": fingerprint, "engine": config.engine, "dtype": config.dtype,
+                       "max_model_len": config.max_model_len, "seed": config.seed}, sort_keys=True)
+
+
+def handler_from_options(options: PipelineOptions, keyed: bool = True, cache_root: str | None = None):
+    """The ModelHandler every inference stage shares (keyed ``(id, request)`` by default), behind the inference
+    cache at ``--inference-cache`` or ``cache_root`` unless ``--no-cache``."""
     from runners.model_handler import EngineModelHandler
 
     opts = options.view_as(EngineOptions)
+    config = engine_config_from_options(options)
     handler = EngineModelHandler(
-        engine_config_from_options(options), min_batch_size=opts.min_batch_size,
+        config, min_batch_size=opts.min_batch_size,
         max_batch_size=opts.max_batch_size, accelerator=opts.accelerator,
         worker_torch_threads=opts.worker_torch_threads, load_log=opts.engine_load_log)
+    root = opts.inference_cache or cache_root
+    if root and not opts.no_cache:
+        from runners.cache import CachingModelHandler
+
+        handler = CachingModelHandler(handler, root, engine_identity(config))
     return handler.keyed() if keyed else handler

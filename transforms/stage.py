@@ -5,8 +5,9 @@ A stage says only what happens to one record: its ``process_record`` yields outp
 
 * Beam ``Metrics`` counters under one namespace (:data:`NAMESPACE`): ``<stage>.in``, ``<stage>.out`` and
   ``<stage>.rejected.<reason>``, as datatrove's filters count ``total/forwarded/dropped_{reason}``. They are
-  the live view (Dataflow and Flink show them; the console progress reads them). The manifest does not rely
-  on them: it is counted from the PCollections themselves (``transforms.stats.accounting``).
+  the live view: Dataflow and Flink show them, and the console progress (``transforms.stats.progress``) reads
+  the same counts on a local runner. The manifest does not rely on them: it is counted from the PCollections
+  themselves (``transforms.stats.accounting``).
 * the dead-letter record (``schemas.records.rejected``) on the ``rejected`` tagged output.
 
 A stage's result is a :class:`StageOutput`: the kept records (``main``), the dead letters (``rejected``) and,
@@ -24,6 +25,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from schemas.records import RecordKind, rejected
+from transforms.stats.progress import LIVE
 
 NAMESPACE = "inverse_instruct"
 REJECTED = "rejected"
@@ -77,6 +79,7 @@ class StageBooks:
         if counter is None:
             counter = self._counters[outcome] = Metrics.counter(NAMESPACE, counter_name(self.stage, outcome))
         counter.inc(n)
+        LIVE.add(counter_name(self.stage, outcome), n)
 
     def observe(self, name: str, value: int) -> None:
         """One value of a distribution ``<stage>.<name>`` (latencies, token counts)."""

@@ -1,8 +1,10 @@
 """What both real engines share: the tokenizer, the prompt-length check, EOS ids and the device probe."""
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from runners.model_resolution import resolve_model
 
@@ -75,3 +77,30 @@ class LocalEngine:
 
     def __exit__(self, *exc):
         self.close()
+
+
+ENGINE_LOG_ENV = "INVERSE_INSTRUCT_ENGINE_LOG"  # set by the job launcher: where engine messages go
+
+
+@contextlib.contextmanager
+def engine_output_to_log() -> Iterator[str | None]:
+    """While an engine starts, send this process's stdout and stderr (file descriptors 1 and 2, so C++ warnings
+    and the subprocesses the engine spawns, which inherit them) to the job's engine log, then restore them. The
+    launcher's progress lines use their own copy of the console, so they keep going to the screen."""
+    path = os.environ.get(ENGINE_LOG_ENV)
+    if not path:
+        yield None
+        return
+    os.environ.setdefault("TQDM_DISABLE", "1")  # loading bars of the engine's subprocesses
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    saved = [os.dup(1), os.dup(2)]
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        yield path
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, log):
+            os.close(fd)

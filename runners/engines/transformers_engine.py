@@ -16,7 +16,9 @@ class TransformersEngine(LocalEngine):
     def __init__(self, config: EngineConfig):
         import torch
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # the job's own progress is on the console
         super().__init__(config)
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)

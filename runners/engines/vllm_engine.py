@@ -32,7 +32,7 @@ from runners.engines.cleanup import (
     terminate,
     with_descendants,
 )
-from runners.engines.common import LocalEngine, cuda_available, eos_ids, too_long
+from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, too_long
 from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
 
 LOG = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class VllmEngine(LocalEngine):
         kwargs.update(dict(config.vllm_engine_args))
         before = {child.pid for child in psutil.Process().children()}
         try:
-            self._llm = LLM(**kwargs)
+            with engine_output_to_log():
+                self._llm = LLM(**kwargs)
         finally:
             # multiprocessing's resource tracker is shared by the whole process and exits on its own; not ours.
             self._spawned = [child for child in psutil.Process().children()

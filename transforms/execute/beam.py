@@ -17,7 +17,7 @@ from schemas.records import RecordKind
 from transforms.execute import problems
 from transforms.execute.isolation import IsolationLimits
 from transforms.execute.pool import SandboxPool
-from transforms.execute.verdicts import run_function_tests
+from transforms.execute.verdicts import guarded, run_function_tests
 from transforms.stage import StageBooks
 
 EXECUTE_STAGE = "execute"
@@ -63,7 +63,7 @@ class _ExecuteBatchFn(beam.DoFn):
             return {**sample, "solution": None, "status": "engine_error", "reason": sample["engine_error"],
                     "duration_s": 0.0}
         solution = problems.completion_code(problem, sample["completion"])
-        verdict = run_function_tests(problem, solution, self._limits, self._allow_unisolated)
+        verdict = guarded(run_function_tests, problem, solution, self._limits, self._allow_unisolated)
         return {**sample, "solution": solution, "status": verdict.status, "reason": verdict.reason,
                 "duration_s": round(verdict.duration_s, 3), "isolated": verdict.isolated,
                 "stderr_tail": verdict.stderr[-500:]}

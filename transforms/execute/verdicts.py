@@ -24,6 +24,8 @@ results are bounded (``max_message_bytes``, 4,300-digit ints, depth 100), which 
 from __future__ import annotations
 
 import builtins
+import logging
+import reprlib
 import dataclasses
 import functools
 import time
@@ -34,6 +36,7 @@ from transforms.execute.isolation import IsolationLimits, SandboxFailure
 from transforms.execute.session import AgentSession, CallResult
 
 STATUSES = ("passed", "failed", "timeout")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,18 @@ def _verdict(status: str, reason: str, started: float, session: AgentSession | N
     out = session.process.stdout if session else ""
     err = session.process.stderr if session else ""
     return Verdict(status, reason, time.monotonic() - started, isolated, out, err, value)
+
+
+def guarded(check, *args, **kwargs) -> Verdict:
+    """``check(*args, **kwargs)``, or a failed verdict naming the error when the trusted side itself raised on
+    this one program (a bug to fix, logged; one record must not stop a long job)."""
+    started = time.monotonic()
+    try:
+        return check(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - the verdict records it
+        log.exception("verifier error in %s", getattr(check, "__name__", check))
+        return Verdict("failed", f"verifier error: {type(err).__name__}: {str(err)[:200]}",
+                       time.monotonic() - started)
 
 
 # Control-flow exceptions are never re-raised as themselves: a StopIteration out of ``map(candidate, xs)`` would
@@ -233,7 +248,12 @@ def _program(preamble: str | None, source: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    """A short description of an untrusted value that cannot itself fail: ``repr`` of an int over Python's
+    4,300-digit limit raises, and a model may return one."""
+    try:
+        text = reprlib.repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too large to print>"
     return (text[:60] + "...") if len(text) > 60 else text
 
 

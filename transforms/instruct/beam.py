@@ -65,7 +65,7 @@ class _PlanCandidatesFn(beam.DoFn):
     def process(self, snippet: dict[str, Any]) -> Iterator[Any]:
         self.books.took()
         for candidate, request in plan_candidates(snippet, self._preset, self._sampling, self._model_id, self._tokenizer):
-            self.books.count("requests")
+            self.books.count("requests.generate")
             yield beam.pvalue.TaggedOutput("candidates", (candidate["id"], candidate))
             yield beam.pvalue.TaggedOutput("requests", (candidate["id"], request))
 
@@ -162,6 +162,7 @@ class _PlanJudgementsFn(beam.DoFn):
         self._tokenizer_source = tokenizer_source
         self._tokens = tokens
         self._tokenizer = None
+        self.books = StageBooks(SELF_EVALUATE_STAGE, RecordKind.CANDIDATE_INSTRUCTION)
 
     def setup(self):
         if self._preset.style == "chat" or self._tokens is None:
@@ -172,6 +173,7 @@ class _PlanJudgementsFn(beam.DoFn):
 
     def process(self, candidate: dict[str, Any]) -> Iterator[Any]:
         request = plan_judgement(candidate, self._preset, self._tokens, self._tokenizer)
+        self.books.count("requests.score")
         # The token sets travel with the candidate, so the scoring step reads exactly what was requested.
         yield beam.pvalue.TaggedOutput("candidates", (candidate["id"], (candidate, self._tokens)))
         yield beam.pvalue.TaggedOutput("requests", (candidate["id"], request))

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import IO, Iterator
+import logging
+import posixpath
+import uuid
+from typing import IO, Callable, Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -61,3 +64,31 @@ def open_seekable(path: str) -> IO[bytes]:
 def read_text(path: str) -> str:
     with open_binary(path) as handle:
         return io.TextIOWrapper(handle, encoding="utf-8").read()
+
+
+LOG = logging.getLogger(__name__)
+
+
+def atomic_write(path: str, write_body: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` (any fsspec URL) via ``write_body(file)`` to a hidden temp sibling, then rename it: a file
+    only ever appears under its final name complete (local: ``os.replace``; an object store's upload is atomic
+    per object). Readers that skip names starting with ``.`` never see a partial file."""
+    import fsspec
+
+    fs, local = fsspec.core.url_to_fs(path)
+    parent = posixpath.dirname(local)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    head, tail = posixpath.split(local)
+    tmp = posixpath.join(head, f".{tail}.tmp-{uuid.uuid4().hex}")
+    try:
+        with fs.open(tmp, "wb") as raw:
+            write_body(raw)
+        fs.mv(tmp, local)
+    except BaseException:
+        try:
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        except Exception:  # cleanup is best effort; the original error matters
+            LOG.warning("could not remove temp file %s", tmp)
+        raise

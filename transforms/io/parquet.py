@@ -35,7 +35,6 @@ import json
 import logging
 import posixpath
 import re
-import uuid
 from typing import Any, Iterable, Mapping, Sequence
 
 import fsspec
@@ -43,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.records import SCHEMA_VERSION, RecordKind, to_table
+from transforms.io.filesystems import atomic_write
 
 LOG = logging.getLogger(__name__)
 
@@ -145,31 +145,16 @@ def _fs_and_path(path: str):
     return fs, local
 
 
-def _temp_sibling(local_path: str) -> str:
-    head, tail = posixpath.split(local_path)
-    return posixpath.join(head, f".{tail}.tmp-{uuid.uuid4().hex}")
-
-
 def _atomic_write(path: str, write_body) -> tuple[int, str]:
-    """Write via ``write_body(sink)`` to a hidden temp sibling, then rename onto ``path``."""
-    fs, local = _fs_and_path(path)
-    parent = posixpath.dirname(local)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = _temp_sibling(local)
-    try:
-        with fs.open(tmp, "wb") as raw:
-            sink = _HashingSink(raw)
-            write_body(sink)
-        fs.mv(tmp, local)
-    except BaseException:
-        try:
-            if fs.exists(tmp):
-                fs.rm(tmp)
-        except Exception:  # cleanup is best effort; the original error matters
-            LOG.warning("could not remove temp file %s", tmp)
-        raise
-    return sink.nbytes, sink.sha256.hexdigest()
+    """``filesystems.atomic_write`` through a hashing sink: (bytes written, sha256)."""
+    sinks = []
+
+    def body(raw):
+        sinks.append(_HashingSink(raw))
+        write_body(sinks[0])
+
+    atomic_write(path, body)
+    return sinks[0].nbytes, sinks[0].sha256.hexdigest()
 
 
 def write_table_atomic(

@@ -22,7 +22,7 @@ from runners.inference import infer_and_join, to_samples
 from schemas.records import RecordKind, content_id
 from transforms.execute.isolation import IsolationLimits
 from transforms.execute.pool import SandboxPool
-from transforms.execute.verdicts import runs_cleanly, sat_outcomes, verify_pair
+from transforms.execute.verdicts import guarded, runs_cleanly, sat_outcomes, verify_pair
 from transforms.io.training_examples import training_example
 from transforms.selfplay import filters, plans, solve, training_text
 from transforms.selfplay import puzzles as seed_format
@@ -88,8 +88,8 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
     reason = filters.unsafe_reason(puzzle, strings)
     if reason:
         return reason, "the judge refuses this code", facts
-    judged = runs_cleanly(filters.return_true_program(puzzle, strings, preamble=False), sandbox.limits,
-                          preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+    judged = guarded(runs_cleanly, filters.return_true_program(puzzle, strings, preamble=False), sandbox.limits,
+                     preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
     reason = filters.read_return_true(judged.passed)
     if reason:
         return reason, judged.reason, facts
@@ -98,8 +98,11 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
     if verdict.reason:
         return verdict.reason, f"answer {verdict.answer_name}: {verdict.answer_type}", facts
     if verdict.tested:
-        outcomes = sat_outcomes(puzzle, list(verdict.candidates), sandbox.limits, preamble=strings.judge_preamble,
-                                allow_unisolated=sandbox.allow_unisolated)
+        try:
+            outcomes = sat_outcomes(puzzle, list(verdict.candidates), sandbox.limits,
+                                    preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+        except Exception as err:  # the trusted side raised on this one puzzle: recorded, the job goes on
+            return "verifier_error", f"{type(err).__name__}: {str(err)[:200]}", facts
         reason = filters.read_trivial_outcomes(outcomes)
         if reason:
             hit = next(c for c, o in zip(verdict.candidates, outcomes) if o in filters.TRIVIAL_OUTCOMES)
@@ -192,8 +195,8 @@ def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts
     distinct = sorted({a["g"] for a in attempts if a["status"] == "pending"})
 
     def check(g: str):
-        return verify_pair(puzzle["sat"], f"{puzzle['sat']}\n\n{g}", answer_type, sandbox.limits,
-                           preamble=judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+        return guarded(verify_pair, puzzle["sat"], f"{puzzle['sat']}\n\n{g}", answer_type, sandbox.limits,
+                       preamble=judge_preamble, allow_unisolated=sandbox.allow_unisolated)
 
     verdicts = dict(zip(distinct, pool.map(check, distinct) if pool else map(check, distinct)))
     for a in attempts:
@@ -219,6 +222,7 @@ class _PlanSolveFn(StageFn):
             yield Reject(*planned)
             return
         prompt, request = planned
+        self.books.count("requests.generate")
         yield beam.pvalue.TaggedOutput("requests", (puzzle["id"], request))
         yield puzzle["id"], {"puzzle": puzzle, "header": prompt.header, "answer_type": prompt.answer_type}
 

@@ -260,3 +260,17 @@ def test_limits_are_validated():
         IsolationLimits(timeout_s=0)
     with pytest.raises(ValueError, match="open_files"):
         IsolationLimits(open_files=3)
+
+
+def test_an_answer_too_large_to_print_fails_cleanly_in_the_trusted_side():
+    """A model's g may return an int over Python's 4,300-digit str limit: the verdict must describe it without
+    converting it, never raise."""
+    from transforms.execute.verdicts import check_sat, solve_answer
+
+    limits = IsolationLimits(timeout_s=10)
+    wrong_type = solve_answer("def g():\n    return 7 ** 20000\n", "str", limits, preamble="")
+    assert wrong_type.status == "failed" and "too large to print" in wrong_type.reason
+    not_true = check_sat("def f(x: int):\n    return x * 7 ** 20000\n", 3, limits, preamble="")
+    assert not_true.status == "failed" and "too large to print" in not_true.reason
+    huge = solve_answer("def g():\n    return [7 ** 20000]\n", "List[int]", limits, preamble="")
+    assert huge.passed and huge.value[0] == 7 ** 20000

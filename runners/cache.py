@@ -1,0 +1,189 @@
+"""A content-addressed cache of engine results, so a re-run after a crash (or after a finished run) pays for no
+request already answered.
+
+Key: a hash of everything that decides a result: the model's fingerprint (a hash of its weights and config),
+the engine settings that change outputs (engine, dtype, context length, engine seed), and the request itself
+(the exact prompt with its sampling spec and seed, or the scoring token ids). Value: the engine's result,
+verbatim (texts and token counts, or exact log-probs; JSON keeps floats exact). Results that carry an error are
+not cached.
+
+Storage: ``<root>/part-<uuid>.jsonl`` on any fsspec path (by default ``<output>/cache``). Each batch of new
+results is one file, written atomically (a hidden temp file renamed into place), so a kill never leaves a torn
+entry, and processes never write the same file. A process reads every part once, on its first lookup.
+
+``CachingModelHandler`` wraps the engine's ModelHandler (Beam's style: a wrapper, not a subclass): each batch's
+hits come from the cache, only the misses reach the engine, and their results are recorded as they complete.
+Counters: ``inference_cache.hits`` and ``inference_cache.misses``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import uuid
+from typing import Any, Iterable, Optional, Sequence
+
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
+
+from runners.api import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult
+from transforms.stage import StageBooks
+
+CACHE_STAGE = "inference_cache"
+MISS_LOG_ENV = "INVERSE_INSTRUCT_CACHE_MISS_LOG"  # tests: append the key of every request sent to the engine
+
+
+def request_key(identity: str, request: GenerateRequest | ScoreRequest) -> str:
+    """The cache key of ``request`` for an engine whose outputs are fixed by ``identity``."""
+    if isinstance(request, GenerateRequest):
+        body = {"kind": "generate", "prompt": request.prompt, "spec": dataclasses.asdict(request.spec)}
+    elif isinstance(request, ScoreRequest):
+        body = {"kind": "score", "prompt": request.prompt, "token_ids": list(request.token_ids)}
+    else:
+        raise TypeError(f"no cache key for a {type(request).__name__}")
+    text = json.dumps({"engine": identity, **body}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def encode_result(result: GenerateResult | ScoreResult) -> dict[str, Any]:
+    if isinstance(result, GenerateResult):
+        return {"kind": "generate", "texts": list(result.texts), "n_prompt_tokens": result.n_prompt_tokens,
+                "n_generated_tokens": result.n_generated_tokens}
+    return {"kind": "score", "logprobs": [[int(k), v] for k, v in result.logprobs.items()],
+            "top_logprobs": [[int(k), v] for k, v in result.top_logprobs.items()]}
+
+
+def decode_result(value: dict[str, Any]) -> GenerateResult | ScoreResult:
+    if value["kind"] == "generate":
+        return GenerateResult(texts=tuple(value["texts"]), n_prompt_tokens=value["n_prompt_tokens"],
+                              n_generated_tokens=value["n_generated_tokens"])
+    return ScoreResult(logprobs={int(k): v for k, v in value["logprobs"]},
+                       top_logprobs={int(k): v for k, v in value["top_logprobs"]})
+
+
+class InferenceCache:
+    """The cache at ``root``: ``lookup`` keys, ``record`` new results (one atomic file per call)."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def _fs(self):
+        import fsspec
+
+        return fsspec.core.url_to_fs(self.root)
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            if self._entries is None:
+                entries: dict[str, dict[str, Any]] = {}
+                fs, path = self._fs()
+                for name in sorted(fs.glob(f"{path}/part-*.jsonl")):
+                    with fs.open(name, "rb") as f:
+                        for line in f:
+                            if line.strip():
+                                record = json.loads(line)
+                                entries[record["key"]] = record["value"]
+                self._entries = entries
+            return self._entries
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, GenerateResult | ScoreResult]:
+        entries = self._load()
+        return {k: decode_result(entries[k]) for k in keys if k in entries}
+
+    def record(self, items: Sequence[tuple[str, GenerateResult | ScoreResult]]) -> None:
+        from transforms.io.filesystems import atomic_write
+
+        items = [(k, r) for k, r in items if not getattr(r, "error", "")]
+        if not items:
+            return
+        lines = "".join(json.dumps({"key": k, "value": encode_result(r)}, ensure_ascii=False) + "\n"
+                        for k, r in items)
+        atomic_write(f"{self.root}/part-{uuid.uuid4().hex}.jsonl", lambda f: f.write(lines.encode("utf-8")))
+        entries = self._load()
+        with self._lock:
+            for k, r in items:
+                entries[k] = encode_result(r)
+
+
+class CachingModelHandler(ModelHandler):
+    """Wraps an engine ``ModelHandler``: cached results are answered from ``cache_root``; only misses reach the
+    engine, and their results are recorded as each batch completes."""
+
+    def __init__(self, base: ModelHandler, cache_root: str, identity: str):
+        super().__init__()
+        self._base = base
+        self._cache_root = cache_root
+        self._identity = identity
+        self._cache: InferenceCache | None = None
+        self._books = StageBooks(CACHE_STAGE, "source_pair")
+        self.model_identifier = getattr(base, "model_identifier", None)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = None  # each worker process reads the cache itself
+        return state
+
+    @property
+    def cache(self) -> InferenceCache:
+        if self._cache is None:
+            self._cache = InferenceCache(self._cache_root)
+        return self._cache
+
+    def run_inference(self, batch: Sequence[Any], model: Any, inference_args: Optional[dict[str, Any]] = None
+                      ) -> Iterable[PredictionResult]:
+        keys = [request_key(self._identity, request) for request in batch]
+        found = self.cache.lookup(keys)
+        results: list[Any] = [found.get(k) for k in keys]
+        misses = [i for i, r in enumerate(results) if r is None]
+        self._books.count("hits", len(batch) - len(misses))
+        self._books.count("misses", len(misses))
+        if misses:
+            log = os.environ.get(MISS_LOG_ENV)
+            if log:
+                with open(log, "a", encoding="utf-8") as f:
+                    f.write("".join(keys[i] + "\n" for i in misses))
+            answered = list(self._base.run_inference([batch[i] for i in misses], model, inference_args))
+            for i, prediction in zip(misses, answered):
+                results[i] = prediction.inference
+            self.cache.record([(keys[i], results[i]) for i in misses])
+        return [PredictionResult(example, result, self.model_identifier) for example, result in zip(batch, results)]
+
+    # -- everything else is the engine's
+    def load_model(self):
+        return self._base.load_model()
+
+    def share_model_across_processes(self) -> bool:
+        return self._base.share_model_across_processes()
+
+    def get_num_bytes(self, batch: Sequence[Any]) -> int:
+        return self._base.get_num_bytes(batch)
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return self._base.batch_elements_kwargs()
+
+    def get_resource_hints(self) -> dict[str, Any]:
+        return self._base.get_resource_hints()
+
+    def set_environment_vars(self):
+        return self._base.set_environment_vars()
+
+    def get_metrics_namespace(self) -> str:
+        return self._base.get_metrics_namespace()
+
+    def update_model_path(self, model_path: Optional[str] = None):
+        return self._base.update_model_path(model_path)
+
+    def validate_inference_args(self, inference_args: Optional[dict[str, Any]]):
+        return self._base.validate_inference_args(inference_args)
+
+    def keyed(self) -> KeyedModelHandler:
+        return KeyedModelHandler(self)
+
+    def __repr__(self) -> str:
+        return f"CachingModelHandler({self._base!r}, cache={self._cache_root})"
