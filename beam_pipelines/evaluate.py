@@ -55,6 +55,7 @@ from transforms.selfplay.p3 import P3Instance, load_p3
 from transforms.selfplay.preset import load_preset
 from transforms.stage import flatten
 from transforms.stats.progress import LIVE
+from transforms.stats.report import write_report
 
 JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, BenchmarkOptions, SandboxOptions, MethodOptions,
                                     EngineOptions))
@@ -97,7 +98,7 @@ def build_code_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setti
 # --------------------------------------------------------------------------------------------- P3 puzzles
 
 def p3_puzzle(p: P3Instance) -> dict[str, Any]:
-    return {"id": p.name, "name": p.name, "sat": p.f, "answer_type": p.ans_type,
+    return {"id": p.name, "name": p.name, "sat": p.f, "answer_type": p.ans_type, "group": p.module.removesuffix(".py"),
             "source_uri": "p3:test", "source_row": 0}
 
 
@@ -106,6 +107,7 @@ def puzzle_samples(element: dict[str, Any], n: int) -> Iterator[dict[str, Any]]:
     name = element["puzzle"]["name"]
     for a in element["attempts"]:
         yield {"id": f"{name}#{a['attempt_index']}", "task_id": name, "sample_index": a["attempt_index"],
+               "group": element["puzzle"].get("group", ""),
                "solution": a["g"], "status": a["status"], "reason": a["reason"], "duration_s": a["duration_s"],
                "isolated": a.get("isolated", True)}
 
@@ -147,7 +149,8 @@ def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setting
         sampling = plans.Sampling(settings.samples, settings.temperature, settings.max_tokens, tuple(preset.solve.stop))
         solve_settings = SolveSettings(solve.build_solve_prefix(p3.train, preset.solve), sampling,
                                        options.view_as(MethodOptions).run_seed, preset.filters.judge_preamble,
-                                       stage="evaluate.solve_plan")
+                                       stage="evaluate.solve_plan", count_planned=False)
+        LIVE.add("evaluate.requests.generate", len(tests))
         attempted = (pipeline
                      | "Tests" >> beam.Create([p3_puzzle(p) for p in tests])
                      | "Solve" >> SolveAttempts(handler_from_options(options, cache_root=f"{output}/cache"),
@@ -193,7 +196,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "isolated": all(s.get("isolated", True) for s in samples),
         "wall_seconds": round(elapsed, 2),
     })
-    return write_summary(output, summary, None if settings.reference_solutions else result, hidden=("solved",))
+    write_summary(output, summary, None if settings.reference_solutions else result, hidden=("solved",))
+    report = write_report(output)
+    print(f"report: {report}")
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from transforms.io.parquet import read_rows, write_index_atomic
 from transforms.io.readers import ColumnMapping, default_source_root
 from transforms.stage import StageOutput, flatten
 from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
+from transforms.stats.report import write_report
 
 JOB = JobSpec("generate", __doc__, (
     OutputOptions, MainJobOptions, CorpusOptions, ExtractionOptions, MethodOptions, EngineOptions, BenchmarkOptions,
@@ -215,6 +216,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         manifest["selected_scores"] = score_distribution([r["score"] for r in selected])
     write_index_atomic(f"{output}/manifest.json", manifest)
     print_summary(manifest, output, selected)
+    print(f"report: {write_report(output)}")
     return manifest
 
 

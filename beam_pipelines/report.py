@@ -2,8 +2,8 @@
 
     inverse-instruct report runs/demo
 
-Reads ``manifest.json`` (the main job) or ``summary.json`` (evaluate, self-play) and prints the stage table or the
-summary; it runs no pipeline.
+Reads ``manifest.json`` (the main job) or ``summary.json`` (evaluate, self-play), prints the stage table or the
+summary, and renders ``report.html`` again from the outputs; it runs no pipeline.
 """
 from __future__ import annotations
 
@@ -25,12 +25,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = json.loads(read_text(f"{output}/{name}"))
         except (FileNotFoundError, OSError):
             continue
-        if name == "manifest.json":
+        if name == "manifest.json" and data.get("job") != "self-play":
             from beam_pipelines.inverse_instruct import print_summary
 
             print_summary(data, output)
         else:
-            print(json.dumps({k: v for k, v in data.items() if k != "solved"}, indent=2))
+            print(json.dumps({k: v for k, v in data.items() if k not in ("solved", "rows")}, indent=2))
+        from transforms.stats.report import write_report
+
+        print(f"report: {write_report(output)}")
         return 0 if data.get("balanced", True) else 1
     print(f"inverse-instruct report: {output} holds no manifest.json or summary.json (is it a finished run?)",
           file=sys.stderr)

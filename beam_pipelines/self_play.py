@@ -55,6 +55,7 @@ from transforms.selfplay.preset import load_preset
 from transforms.stage import REJECTED, StageOutput, flatten
 from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
 from transforms.stats.progress import LIVE
+from transforms.stats.report import write_report
 
 JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions))
 
@@ -208,7 +209,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "verified_pairs": stages["solve"]["records_out"], "training_examples": manifest["training_examples"],
         "balanced": manifest["balanced"], "isolated": manifest["isolated"], "wall_seconds": round(elapsed, 2),
     }
-    return write_summary(output, summary, result)
+    write_summary(output, summary, result)
+    print(f"report: {write_report(output)}")
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

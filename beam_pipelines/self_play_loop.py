@@ -152,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "summary.md").write_text(table(rows, ks), encoding="utf-8")
     print(table(rows, ks))
+    from transforms.stats.report import write_report
+
+    print(f"report: {write_report(str(out))}")
     return 0
 
 

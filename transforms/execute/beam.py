@@ -24,8 +24,19 @@ EXECUTE_STAGE = "execute"
 STATUSES = ("passed", "failed", "timeout", "engine_error")
 
 
+def problem_group(task_id: str, size: int = 20) -> str:
+    """A problem's group for per-group scores: blocks of ``size`` consecutive numbered tasks ("HumanEval/0-19"),
+    or the task's own prefix when it has no number."""
+    prefix, _, number = task_id.rpartition("/")
+    if number.isdigit():
+        start = int(number) // size * size
+        return f"{prefix}/{start}-{start + size - 1}"
+    return prefix or task_id
+
+
 def _sample_base(task_id: str, problem: problems.Problem, i: int) -> dict[str, Any]:
-    return {"id": f"{task_id}#{i}", "task_id": task_id, "sample_index": i, "completion": None, "problem": problem}
+    return {"id": f"{task_id}#{i}", "task_id": task_id, "sample_index": i, "completion": None, "problem": problem,
+            "group": problem_group(task_id)}
 
 
 def generated_samples(element, n: int) -> Iterator[dict[str, Any]]:

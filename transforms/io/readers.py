@@ -184,20 +184,30 @@ def default_source_root() -> str:
     return sysconfig.get_paths()["stdlib"]
 
 
-_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", ".git", "node_modules", ".venv", "venv"}
+_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", ".git", "node_modules", ".venv", "venv",
+              # test suites: a corpus of the code users write, not of its tests (test_* methods, fixtures)
+              "test", "tests", "testing", "idle_test", "__tests__"}
+
+
+def is_test_file(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0]
+    return stem.startswith("test_") or stem.endswith(("_test", "_tests", ".test", ".spec")) or stem == "conftest"
 
 
 def list_source_files(root: str) -> list[str]:
+    """Source files of a known language under ``root``, test suites and vendored packages left out."""
     if os.path.isdir(root):
         found = []
         for directory, subdirs, names in os.walk(root):
             subdirs[:] = sorted(d for d in subdirs if d not in _SKIP_DIRS)
-            found.extend(os.path.join(directory, n) for n in names if language_for_path(n))
+            found.extend(os.path.join(directory, n) for n in names if language_for_path(n) and not is_test_file(n))
         return sorted(found)
     import fsspec
 
     fs, _, (base,) = fsspec.get_fs_token_paths(root)
-    files = [p for p in fs.find(base) if language_for_path(p) and not (set(p.split("/")) & _SKIP_DIRS)]
+    files = [p for p in fs.find(base)
+             if language_for_path(p) and not is_test_file(p) and not (set(p.split("/")) & _SKIP_DIRS)]
     return sorted(fs.unstrip_protocol(p) for p in files)
 
 

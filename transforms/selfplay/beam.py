@@ -171,6 +171,7 @@ class SolveSettings:
     run_seed: int
     judge_preamble: str
     stage: str = f"{STAGE}.solve_plan"
+    count_planned: bool = True  # False when the launcher already counted the requests (it knows the total)
 
 
 def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts: Sequence[str] | None,
@@ -222,7 +223,8 @@ class _PlanSolveFn(StageFn):
             yield Reject(*planned)
             return
         prompt, request = planned
-        self.books.count("requests.generate")
+        if s.count_planned:
+            self.books.count("requests.generate")
         yield beam.pvalue.TaggedOutput("requests", (puzzle["id"], request))
         yield puzzle["id"], {"puzzle": puzzle, "header": prompt.header, "answer_type": prompt.answer_type}
 

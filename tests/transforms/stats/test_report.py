@@ -1,0 +1,71 @@
+"""report.html in a real headless browser (Debian's chromium): it renders, is not blank, every image loads, and
+the funnel numbers on the page are the manifest's."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from beam_pipelines.inverse_instruct import run as run_main
+from tests.beam_pipelines.test_plumbing_fake_engine import CORPUS
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: `make system-packages` installs it (Debian package chromium)")
+        pytest.skip("browser test: chromium is not installed (`make system-packages` installs it)")
+    return path
+
+
+def _browser(tmp_path, page, *args) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    return subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+                           *args, page.as_uri()], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def main_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_run")
+    corpus = out / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in CORPUS))
+    run_main(["--engine=fake", f"--input={corpus}", "--num-candidates=3", "--max-new-tokens=16", "--quiet",
+              f"--output={out / 'run'}"])
+    return out / "run"
+
+
+def test_the_report_renders_with_every_image_and_the_manifests_funnel(main_run, tmp_path):
+    page = main_run / "report.html"
+    assert page.exists()
+    dom = _browser(tmp_path, page, "--dump-dom").stdout
+    images = len(re.findall(r"<img\b", dom))
+    assert images >= 4
+    assert f'data-images-loaded="{images}/{images}"' in dom, re.findall(r"data-images-loaded=\"[^\"]*\"", dom)
+    manifest = json.loads((main_run / "manifest.json").read_text())
+    shown = {(m[0], m[1]): int(m[2]) for m in
+             re.findall(r'data-stage="([^"]+)" data-field="([a-z_]+)">(\d+)</span>', dom)}
+    assert shown, "the funnel table is missing"
+    expected = {(name, field): stage[field] for name, stage in manifest["stages"].items()
+                for field in ("records_in", "records_out", "rejected_total")}
+    assert shown == expected
+
+
+def test_the_rendered_page_is_not_blank(main_run, tmp_path):
+    from PIL import Image, ImageStat
+
+    shot = tmp_path / "shot.png"
+    result = _browser(tmp_path, main_run / "report.html", f"--screenshot={shot}", "--window-size=1200,1600")
+    assert shot.exists(), result.stderr[-2000:]
+    image = Image.open(shot).convert("L")
+    stddev = ImageStat.Stat(image).stddev[0]
+    assert image.size == (1200, 1600) and stddev > 20  # text, tables and figures, not a white page
+    dark = sum(1 for v in image.getdata() if v < 128)
+    assert dark > 0.01 * image.size[0] * image.size[1]

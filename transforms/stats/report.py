@@ -1,0 +1,299 @@
+"""``report.html``: one self-contained page per run (figures embedded as PNG data), written next to its manifest.
+
+What it shows depends on the job, read from its output directory:
+
+* the main job: the stage funnel with rejection reasons, snippets per language, the judge scores of all candidates
+  against the selected ones, the candidates' lengths, decontamination hits with their evidence, and the best and
+  worst scored examples;
+* evaluate: pass@k, statuses, and pass@1 per problem group;
+* self-play: the stage funnel, the filter's reasons, attempts by status; the loop: verified pairs and P3 pass@k
+  per round.
+
+Figures are drawn with matplotlib (Agg). Every number in the funnel table carries ``data-stage``/``data-field``
+attributes, so a test can compare the rendered page with the manifest; a small script records how many images
+loaded in ``<body data-images-loaded="n/m">``.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import html
+import io
+import json
+from typing import Any, Iterable, Mapping, Sequence
+
+REPORT_NAME = "report.html"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
+vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}pre{white-space:pre-wrap;margin:0;font-size:.85em}
+.meta{color:#555;font-size:.9em}.bad{color:#b00}
+"""
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
+});
+"""
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(width: float = 8, height: float = 3.6):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def _img(src: str, alt: str) -> str:
+    return f'<img src="{src}" alt="{html.escape(alt)}">'
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[bool] = ()) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            cls = ' class="num"' if i < len(numeric) and numeric[i] else ""
+            cells.append(f"<td{cls}>{cell if isinstance(cell, _Raw) else html.escape(str(cell))}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join(out + ["</table>"])
+
+
+class _Raw(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def _pre(text: str, limit: int = 600) -> _Raw:
+    text = text if len(text) <= limit else text[:limit] + " ..."
+    return _Raw(f"<pre>{html.escape(text)}</pre>")
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+def funnel_section(stages: Mapping[str, Mapping[str, Any]], order: Sequence[str]) -> str:
+    """The stage funnel: a table (numbers tagged for checking) and a bar chart of records out and rejected."""
+    names = [n for n in order if n in stages] + [n for n in stages if n not in order]
+    rows = []
+    stages = {n: {**s, "rejected_total": s.get("rejected_total", sum(s.get("rejected", {}).values()))}
+              for n, s in stages.items()}
+    for name in names:
+        s = stages[name]
+        reasons = ", ".join(f"{k} {v:,}" for k, v in s.get("rejected", {}).items()) or "none"
+        cell = lambda field: _Raw(f'<span data-stage="{html.escape(name)}" data-field="{field}">{s[field]}</span>')  # noqa: E731
+        rows.append([name, cell("records_in"), cell("records_out"), cell("rejected_total"), reasons,
+                     "yes" if s.get("balanced", True) else _Raw('<span class="bad">NO</span>')])
+    parts = ["<h2>Stage funnel</h2>",
+             _table(["stage", "in", "out", "rejected", "rejected by reason", "balanced"], rows,
+                    [False, True, True, True])]
+    if names:
+        fig, ax = _figure(8, 0.45 * len(names) + 1)
+        ys = range(len(names))[::-1]
+        ax.barh(list(ys), [stages[n]["records_out"] for n in names], color="#4c78a8", label="out")
+        ax.barh(list(ys), [stages[n].get("rejected_total", 0) for n in names],
+                left=[stages[n]["records_out"] for n in names], color="#e45756", label="rejected")
+        ax.set_yticks(list(ys), names)
+        ax.set_xlabel("records")
+        ax.legend(loc="lower right")
+        parts.append(_img(_png(fig), "stage funnel"))
+    return "\n".join(parts)
+
+
+def bar_section(title: str, counts: Mapping[str, int], xlabel: str = "") -> str:
+    if not counts:
+        return f"<h2>{html.escape(title)}</h2><p class=meta>nothing to show</p>"
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    fig, ax = _figure(8, 0.35 * len(items) + 1)
+    ys = range(len(items))[::-1]
+    ax.barh(list(ys), [v for _, v in items], color="#72b7b2")
+    ax.set_yticks(list(ys), [k for k, _ in items])
+    ax.set_xlabel(xlabel)
+    return f"<h2>{html.escape(title)}</h2>" + _img(_png(fig), title) + _table(
+        ["", "count"], items, [False, True])
+
+
+def histogram_section(title: str, series: Mapping[str, Sequence[float]], xlabel: str, bins: int = 30) -> str:
+    present = {k: v for k, v in series.items() if len(v)}
+    if not present:
+        return f"<h2>{html.escape(title)}</h2><p class=meta>nothing to show</p>"
+    fig, ax = _figure()
+    low = min(min(v) for v in present.values())
+    high = max(max(v) for v in present.values())
+    edges = [low + (high - low) * i / bins for i in range(bins + 1)] if high > low else bins
+    for label, values in present.items():
+        ax.hist(values, bins=edges, alpha=0.55, label=f"{label} ({len(values):,})", density=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend()
+    return f"<h2>{html.escape(title)}</h2>" + _img(_png(fig), title)
+
+
+def page(title: str, meta: str, sections: Sequence[str]) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body data-images-loaded='pending'><h1>{html.escape(title)}</h1>"
+            f"<p class=meta>{meta}</p>" + "\n".join(sections) + f"<script>{_SCRIPT}</script></body></html>\n")
+
+
+# ------------------------------------------------------------------------------------------------- jobs
+
+def _rows(output: str, name: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+    from transforms.io.parquet import read_rows
+
+    try:
+        return read_rows(f"{output}/{name}", columns)
+    except (FileNotFoundError, OSError):
+        return []
+
+
+def _meta(data: Mapping[str, Any], keys: Sequence[str]) -> str:
+    return " · ".join(f"{k}: {html.escape(str(data[k]))}" for k in keys if k in data)
+
+
+def main_job_report(output: str, manifest: Mapping[str, Any]) -> str:
+    sections = [funnel_section(manifest["stages"], manifest.get("stage_order", []))]
+    snippets = _rows(output, "snippets", ["language"])
+    sections.append(bar_section("Snippets per language", collections.Counter(r["language"] for r in snippets),
+                                "snippets"))
+    scored = _rows(output, "scored", ["id", "score", "instruction"])
+    selected = _rows(output, "selected", ["id", "score", "instruction", "code", "language", "snippet_id"])
+    if scored:
+        sections.append(histogram_section("Judge scores: every candidate and the selected ones", {
+            "all candidates": [r["score"] for r in scored if r["score"] is not None],
+            "selected": [r["score"] for r in selected if r["score"] is not None]}, "p(Yes) / (p(Yes) + p(No))"))
+        sections.append(histogram_section("Candidate instruction lengths", {
+            "all candidates": [len(r["instruction"] or "") for r in scored],
+            "selected": [len(r["instruction"] or "") for r in selected]}, "characters"))
+    rejected = _rows(output, "rejected", ["stage", "reason", "detail", "source_uri", "source_row"])
+    hits = [r for r in rejected if r["reason"] == "contaminated"]
+    rows = []
+    for r in hits[:200]:
+        try:
+            detail = json.loads(r["detail"])
+        except (TypeError, ValueError):
+            detail = {}
+        evidence = (detail.get("evidence") or [{}])[0]
+        rows.append([r["stage"], detail.get("benchmark", ""), detail.get("task_id", ""), detail.get("method", ""),
+                     _pre(str(evidence.get("matched_text") or evidence.get("span") or evidence), 300),
+                     f"{r['source_uri']}:{r['source_row']}"])
+    sections.append(f"<h2>Decontamination hits ({len(hits):,})</h2>" + (
+        _table(["stage", "benchmark", "task", "method", "evidence", "record"], rows) if rows
+        else "<p class=meta>no record matched a benchmark</p>"))
+    if selected:
+        ranked = sorted(selected, key=lambda r: (-(r["score"] or 0), r["id"]))
+        table = lambda rs: _table(["score", "language", "instruction", "code"], [  # noqa: E731
+            [f"{r['score']:.3f}", r["language"], _pre(r["instruction"] or "", 400), _pre(r["code"] or "", 400)]
+            for r in rs], [True])
+        sections.append("<h2>Best scored examples</h2>" + table(ranked[:5]))
+        sections.append("<h2>Worst scored examples</h2>" + table(ranked[-5:][::-1]))
+    meta = _meta(manifest, ["model", "preset", "stages_run", "wall_seconds", "engine_seconds"])
+    return page("inverse-instruct: main job", meta, sections)
+
+
+def evaluation_report(output: str, summary: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> str:
+    ks = sorted(int(k.split("@")[1]) for k in summary if k.startswith("pass@"))
+    rows = [[f"pass@{k}", f"{summary[f'pass@{k}']:.2f}"] for k in ks]
+    sections = ["<h2>pass@k (%)</h2>" + _table(["metric", "value"], rows, [False, True])]
+    if len(ks) > 1:
+        fig, ax = _figure()
+        ax.plot(ks, [summary[f"pass@{k}"] for k in ks], marker="o")
+        ax.set_xscale("log")
+        ax.set_xlabel("k")
+        ax.set_ylabel("pass@k (%)")
+        sections.append(_img(_png(fig), "pass@k"))
+    sections.append(bar_section("Samples by status", summary.get("statuses", {}), "samples"))
+    by_group: dict[str, list[bool]] = collections.defaultdict(list)
+    for s in samples:
+        by_group[s.get("group") or "all"].append(s["status"] == "passed")
+    group_rows = sorted(((g, 100.0 * sum(v) / len(v), len(v)) for g, v in by_group.items()), key=lambda r: r[0])
+    if group_rows:
+        fig, ax = _figure(8, 0.3 * len(group_rows) + 1)
+        ys = range(len(group_rows))[::-1]
+        ax.barh(list(ys), [r[1] for r in group_rows], color="#54a24b")
+        ax.set_yticks(list(ys), [r[0] for r in group_rows])
+        ax.set_xlabel("share of samples passed (%)")
+        sections.append("<h2>Per problem group</h2>" + _img(_png(fig), "per problem group") + _table(
+            ["group", "passed (%)", "samples"], [[g, f"{p:.1f}", n] for g, p, n in group_rows], [False, True, True]))
+    meta = _meta(summary, ["benchmark", "model", "samples_per_problem", "temperature", "problems", "wall_seconds"])
+    return page("inverse-instruct: evaluation", meta, sections)
+
+
+def self_play_report(output: str, manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+    sections = [funnel_section(manifest["stages"], manifest.get("stage_order", []))]
+    sections.append(bar_section("Generated samples rejected by the filters, by reason",
+                                manifest["stages"].get("filter", {}).get("rejected", {}), "samples"))
+    sections.append(bar_section("Solve attempts not kept, by reason",
+                                manifest["stages"].get("solve", {}).get("rejected", {}), "attempts"))
+    solved = _rows(output, "puzzles", ["name", "sat", "sol", "verified_attempts", "attempts"])
+    if solved:
+        sections.append("<h2>Solved puzzles</h2>" + _table(["puzzle", "f", "shortest g", "verified / attempts"], [
+            [r["name"], _pre(r["sat"], 400), _pre(r["sol"] or "", 300), f"{r['verified_attempts']}/{r['attempts']}"]
+            for r in solved[:50]]))
+    meta = _meta(summary, ["model", "puzzle_preset", "prompts", "samples", "verified_pairs", "wall_seconds"])
+    return page("inverse-instruct: self-play", meta, sections)
+
+
+def loop_report(summary: Mapping[str, Any]) -> str:
+    rows = summary["rows"]
+    ks = summary["ks"]
+    sections = []
+    head = ["round", "model", "verified pairs", "training examples so far", *(f"P3 pass@{k}" for k in ks)]
+    sections.append("<h2>Rounds</h2>" + _table(head, [
+        [r["round"], r["model"], r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
+         *(r["p3"].get(f"pass@{k}") for k in ks)] for r in rows]))
+    fig, ax = _figure()
+    labels = [str(r["round"]) for r in rows]
+    for k in ks:
+        ax.plot(labels, [r["p3"].get(f"pass@{k}") or 0 for r in rows], marker="o", label=f"P3 pass@{k}")
+    ax.set_xlabel("round (base = the untuned model)")
+    ax.set_ylabel("%")
+    ax.legend()
+    sections.append(_img(_png(fig), "P3 pass@k per round"))
+    pairs = [(str(r["round"]), r.get("verified_pairs") or 0) for r in rows if r["round"] != "base"]
+    if pairs:
+        sections.append(bar_section("Verified pairs per round", dict(pairs), "pairs"))
+    return page("inverse-instruct: self-play loop", _meta(summary, ["base_model", "rounds"]), sections)
+
+
+def write_report(output: str) -> str | None:
+    """Render ``<output>/report.html`` for whatever job wrote ``output``; its path, or None when the directory holds
+    no finished run."""
+    from transforms.io.filesystems import atomic_write, read_text
+
+    def load(name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(read_text(f"{output}/{name}"))
+        except (FileNotFoundError, OSError, ValueError):
+            return None
+
+    manifest, summary = load("manifest.json"), load("summary.json")
+    if summary is not None and "rows" in summary and "ks" in summary:
+        text = loop_report(summary)
+    elif manifest is not None and manifest.get("job") == "self-play":
+        text = self_play_report(output, manifest, summary or {})
+    elif manifest is not None:
+        text = main_job_report(output, manifest)
+    elif summary is not None:
+        try:
+            samples = [json.loads(line) for line in read_text(f"{output}/samples.jsonl").splitlines() if line]
+        except (FileNotFoundError, OSError):
+            samples = []
+        text = evaluation_report(output, summary, samples)
+    else:
+        return None
+    path = f"{output}/{REPORT_NAME}"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return path
