@@ -19,14 +19,14 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.launch import JobSpec, counter_totals, engine_seconds, job_main, pipeline_options, run_timed
-from beam_pipelines.options import MainJobOptions, OutputOptions
+from beam_pipelines.options import PROFILES, MainJobOptions, OutputOptions
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
 from schemas.records import SCHEMA_VERSION, RecordKind
 from transforms.decontam.beam import Decontaminate
 from transforms.decontam.options import BenchmarkOptions, DecontamOptions, benchmark_specs, decontam_config
 from transforms.dedup.beam import DedupSnippets, NearDedup
-from transforms.dedup.options import NearDedupOptions, neardedup_config
+from transforms.dedup.options import DedupOptions, neardedup_config
 from transforms.extract.beam import ExtractCode
 from transforms.extract.options import ExtractionOptions, extraction_config
 from transforms.instruct.beam import Select, SelfEvaluate, Summarize
@@ -43,8 +43,17 @@ from transforms.stats.report import write_report
 
 JOB = JobSpec("generate", __doc__, (
     OutputOptions, MainJobOptions, CorpusOptions, ExtractionOptions, MethodOptions, EngineOptions, BenchmarkOptions,
-    DecontamOptions, NearDedupOptions, ShardOptions,
-))
+    DecontamOptions, DedupOptions, ShardOptions,
+), profiles=PROFILES)
+
+
+def profile_settings(profile: str) -> dict[str, Any]:
+    """The settings a profile changes, as the manifest records them."""
+    settings: dict[str, Any] = {}
+    for flag in PROFILES[profile]:
+        name, _, value = flag.lstrip("-").partition("=")
+        settings[name] = value if value else True
+    return settings
 
 LOG = logging.getLogger("inverse_instruct")
 STAGE_ORDER = ["read", "extract", "dedup", "decontam_source", "summarize", "self_evaluate", "select", "decontam",
@@ -98,12 +107,26 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     tallies: list[StageTally] = []
     dead_letters = []
     outputs = {"snippets": "snippets/", "rejected": "rejected/"}
+    dedup_opts = options.view_as(DedupOptions)
+    decontam = decontam_config(options)
+    decontam_on = decontam is not None
+    emit_original = options.view_as(ShardOptions).emit_original
     extra: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "corpus": corpus_description(options),
         "extraction": _jsonable(dataclasses.asdict(extraction_config(options))),
         "stages_run": job.stages,
+        "profile": job.profile,
+        "profile_settings": profile_settings(job.profile),
+        "switches": {"postfilters": options.view_as(MethodOptions).postfilters, "dedup": dedup_opts.dedup,
+                     "decontamination": ",".join(decontam.methods) if decontam_on else "off",
+                     "near_dedup": dedup_opts.neardedup,
+                     "emit_original": emit_original},
     }
+    method_check = method_config(options)
+    if method_check.prompt_code == "reference" and extraction_config(options).policy != "paper":
+        raise ValueError("--prompt-code reference shows the reference's raw slice of each response, which only the "
+                         "paper extraction policy computes: add --extraction-policy paper (or --profile paper)")
 
     def stage(name: str, inputs, result: StageOutput, fanout: int = 1) -> StageOutput:
         tallies.append(StageTally.of(name, inputs, result, fanout))
@@ -119,12 +142,13 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         source_pairs = pairs = limited
 
     extracted = stage("extract", pairs, pairs | "ExtractCode" >> ExtractCode(extraction_config(options)))
-    deduped = stage("dedup", extracted.main, extracted.main | "Dedup" >> DedupSnippets())
-    snippets = deduped.main
+    snippets = extracted.main
+    if dedup_opts.dedup:
+        snippets = stage("dedup", extracted.main, extracted.main | "Dedup" >> DedupSnippets()).main
 
-    if job.decontam_source:
+    if job.decontam_source and decontam_on:
         cleaned = stage("decontam_source", snippets, snippets | "DecontamSource" >> Decontaminate(
-            benchmarks=benchmark_specs(options), config=decontam_config(options),
+            benchmarks=benchmark_specs(options), config=decontam,
             columns=("original_instruction", "code"), stage="decontam_source", record_kind=RecordKind.CODE_SNIPPET))
         snippets = cleaned.main
     _write(snippets, output, "snippets", RecordKind.CODE_SNIPPET, options, "WriteSnippets")
@@ -146,7 +170,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         })
         summarized = stage("summarize", snippets, snippets | "Summarize" >> Summarize(
             handler, model_id=engine.model, preset=preset, sampling=method.sampling, filters=method.filters,
-            tokenizer_source=tokenizer), method.sampling.num_candidates)
+            tokenizer_source=tokenizer, prompt_code=method.prompt_code), method.sampling.num_candidates)
         scored = stage("self_evaluate", summarized.main, summarized.main | "SelfEvaluate" >> SelfEvaluate(
             handler, preset=preset, scoring_mode=method.scoring_mode, tokenizer_source=tokenizer))
         _write(scored.main, output, "scored", RecordKind.SCORED_PAIR, options, "WriteScored")
@@ -156,20 +180,21 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         selected = chosen.main
 
         if job.stages == "all":
-            clean = stage("decontam", selected, selected | "Decontaminate" >> Decontaminate(
-                benchmarks=benchmark_specs(options), config=decontam_config(options),
-                columns=("instruction", "code"), stage="decontam", record_kind=RecordKind.SCORED_PAIR))
-            selected = clean.main
+            if decontam_on:
+                clean = stage("decontam", selected, selected | "Decontaminate" >> Decontaminate(
+                    benchmarks=benchmark_specs(options), config=decontam,
+                    columns=("instruction", "code"), stage="decontam", record_kind=RecordKind.SCORED_PAIR))
+                selected = clean.main
             near = neardedup_config(options, columns=("instruction", "code"))
             if near is not None:
                 unique = stage("near_dedup", selected, selected | "NearDedup" >> NearDedup(
                     columns=near.columns, config=near, stage="near_dedup", record_kind=RecordKind.SCORED_PAIR))
                 selected = unique.main
-            shard_opts = options.view_as(ShardOptions)
             shards = selected | "TrainingShards" >> WriteTrainingShards.from_options(
                 f"{output}/training", options, run_seed=method.sampling.run_seed,
                 original_snippets=snippets, source_pairs=source_pairs)
-            shard_inputs = flatten((selected, snippets), "ShardInputs") if shard_opts.emit_original else selected
+            originals = {"kept": snippets, "all": source_pairs}.get(emit_original)
+            shard_inputs = flatten((selected, originals), "ShardInputs") if originals is not None else selected
             stage("shards", shard_inputs, StageOutput(shards["examples"], shards["rejected"]))
             outputs["training"] = "training/"
         _write(selected, output, "selected", RecordKind.SCORED_PAIR, options, "WriteSelected")

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -30,6 +30,7 @@ class JobSpec:
     name: str
     description: str | None
     option_classes: tuple[type[PipelineOptions], ...]
+    profiles: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # --profile NAME -> its flags
 
     @property
     def prog(self) -> str:
@@ -158,10 +159,28 @@ def guard_output(options: PipelineOptions, job: JobSpec) -> None:
         atomic_write(f"{output}/{RUN_FILE}", lambda f: f.write(text.encode("utf-8")))
 
 
+def with_profile(argv: Sequence[str], job: JobSpec) -> list[str]:
+    """``argv`` with the chosen ``--profile``'s flags in front (so explicit options win)."""
+    argv = list(argv)
+    if not job.profiles:
+        return argv
+    name = "default"
+    for i, arg in enumerate(argv):
+        if arg == "--profile" and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif arg.startswith("--profile="):
+            name = arg.split("=", 1)[1]
+    if name not in job.profiles:
+        raise UnknownOptionError(f"{job.prog}: unknown profile {name!r}; profiles: {', '.join(sorted(job.profiles))}")
+    return [*job.profiles[name], *argv]
+
+
 def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOptions:
-    """Checked options with the DirectRunner as the default runner; the output directory is guarded."""
+    """Checked options (with the ``--profile``'s settings) and the DirectRunner as the default runner; the output
+    directory is guarded."""
     argv = list(argv or [])
     check_known_options(argv, job)
+    argv = with_profile(argv, job)
     options = PipelineOptions(argv)
     standard = options.view_as(StandardOptions)
     if standard.runner is None:

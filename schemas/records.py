@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"  # 2: PUZZLE records hold the solve stage's verified solutions
+SCHEMA_VERSION = "3"  # 2: PUZZLE records hold the solve stage's verified solutions; 3: reference_snippet
 METADATA_VERSION_KEY = b"inverse_instruct.schema_version"
 METADATA_KIND_KEY = b"inverse_instruct.record_kind"
 
@@ -69,6 +69,7 @@ _CANDIDATE = [
     pa.field("code", pa.string()),
     pa.field("language", pa.string()),
     pa.field("fence_lang", pa.string()),  # the snippet's fence tag: the judge prompt re-fences the code with it
+    pa.field("reference_snippet", pa.string()),  # the reference's raw slice (paper policy), for --prompt-code reference
     pa.field("source_id", pa.string()),
     pa.field("original_instruction", pa.string()),
     pa.field("model", pa.string()),
@@ -92,6 +93,7 @@ _FIELDS: dict[RecordKind, list[pa.Field]] = {
         pa.field("code", pa.string(), nullable=False),
         pa.field("language", pa.string(), nullable=False),
         pa.field("fence_lang", pa.string()),  # tag as written in the fence ("" when none)
+        pa.field("reference_snippet", pa.string()),  # paper policy: exactly what the reference put into {code}
         pa.field("original_instruction", pa.string()),
         pa.field("extraction_policy", pa.string(), nullable=False),
         pa.field("n_lines", pa.int64(), nullable=False),

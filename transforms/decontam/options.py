@@ -40,8 +40,8 @@ class DecontamOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:
         g = parser.add_argument_group("decontamination")
         g.add_argument("--decontam-methods", dest="decontam_methods", default=",".join(DEFAULT_METHODS),
-                       help=f"comma-separated subset of {','.join(METHODS)} (a record is rejected if any flags it); "
-                            f"default {','.join(DEFAULT_METHODS)}")
+                       help=f"comma-separated subset of {','.join(METHODS)} (a record is rejected if any flags it), "
+                            f"or none (decontamination off); default {','.join(DEFAULT_METHODS)}")
         g.add_argument("--ngram-n", dest="ngram_n", type=int, default=10, help="code tokens per n-gram")
         g.add_argument("--ngram-word-n", dest="ngram_word_n", type=int, default=10,
                        help="words per n-gram (instructions, docstrings, tests)")
@@ -75,10 +75,14 @@ def benchmark_specs(options: PipelineOptions) -> list[BenchmarkSpec]:
     return [BenchmarkSpec.parse(entry, fields) for entry in (o.benchmark or DEFAULT_BENCHMARKS)]
 
 
-def decontam_config(options: PipelineOptions) -> DecontamConfig:
+def decontam_config(options: PipelineOptions) -> DecontamConfig | None:
+    """The decontamination config, or None under ``--decontam-methods none`` (decontamination off)."""
     o = options.view_as(DecontamOptions)
+    methods = tuple(m.strip() for m in o.decontam_methods.split(",") if m.strip())
+    if methods in ((), ("none",), ("off",)):
+        return None
     return DecontamConfig(
-        methods=tuple(m.strip() for m in o.decontam_methods.split(",") if m.strip()),
+        methods=methods,
         ngram_n=o.ngram_n, word_n=o.ngram_word_n, ngram_threshold=o.ngram_threshold,
         min_solution_tokens=o.min_solution_tokens, tokenizer=o.ngram_tokenizer,
         minhash_n=o.decontam_minhash_n, minhash_num_perm=o.decontam_minhash_num_perm,

@@ -1,4 +1,4 @@
-"""``NearDedupOptions``: command-line options of MinHash-LSH near-dedup, and the config they make."""
+"""``DedupOptions``: exact snippet dedup on or off, and MinHash-LSH near-dedup with the config it makes."""
 from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -6,9 +6,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from transforms.dedup.minhash import NearDedupConfig
 
 
-class NearDedupOptions(PipelineOptions):
+class DedupOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
+        g = parser.add_argument_group("exact dedup")
+        g.add_argument("--dedup", dest="dedup", action="store_true", default=True,
+                       help="Keep one copy of snippets with the same normalized code (default).")
+        g.add_argument("--no-dedup", dest="dedup", action="store_false",
+                       help="Keep every extracted snippet (the reference does not deduplicate).")
         g = parser.add_argument_group("near-duplicate removal")
         g.add_argument("--neardedup", dest="neardedup", action="store_true", default=True)
         g.add_argument("--no-neardedup", dest="neardedup", action="store_false")
@@ -25,10 +30,12 @@ class NearDedupOptions(PipelineOptions):
 def neardedup_config(options: PipelineOptions, columns: tuple[str, ...] = ("instruction", "response")
                      ) -> NearDedupConfig | None:
     """None when --no-neardedup."""
-    o = options.view_as(NearDedupOptions)
+    o = options.view_as(DedupOptions)
     if not o.neardedup:
         return None
     return NearDedupConfig(
         columns=tuple(columns), ngram=o.minhash_ngram, num_perm=o.minhash_num_perm,
         threshold=o.minhash_threshold, bands=o.minhash_bands, rows=o.minhash_rows, seed=o.minhash_seed,
     )
+
+

@@ -29,6 +29,7 @@ def snippet_from_pair(pair: Any, config: ExtractionConfig) -> dict[str, Any] | t
         "code": result.code,
         "language": result.language,
         "fence_lang": result.fence_lang,
+        "reference_snippet": result.reference_snippet or None,
         "original_instruction": instruction if isinstance(instruction, str) else None,
         "extraction_policy": config.policy,
         "n_lines": result.code.count("\n") + 1,

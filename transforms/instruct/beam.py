@@ -50,8 +50,9 @@ def _load_tokenizer(source: TokenizerSource | None, why: str):
 
 class _PlanCandidatesFn(beam.DoFn):
     def __init__(self, preset: PromptPreset, sampling: SamplingConfig, model_id: str,
-                 tokenizer_source: TokenizerSource | None):
+                 tokenizer_source: TokenizerSource | None, prompt_code: str = "cleaned"):
         self._preset = preset
+        self._prompt_code = prompt_code
         self._sampling = sampling
         self._model_id = model_id
         self._tokenizer_source = tokenizer_source
@@ -64,7 +65,8 @@ class _PlanCandidatesFn(beam.DoFn):
 
     def process(self, snippet: dict[str, Any]) -> Iterator[Any]:
         self.books.took()
-        for candidate, request in plan_candidates(snippet, self._preset, self._sampling, self._model_id, self._tokenizer):
+        for candidate, request in plan_candidates(snippet, self._preset, self._sampling, self._model_id, self._tokenizer,
+                                                  self._prompt_code):
             self.books.count("requests.generate")
             yield beam.pvalue.TaggedOutput("candidates", (candidate["id"], candidate))
             yield beam.pvalue.TaggedOutput("requests", (candidate["id"], request))
@@ -100,15 +102,21 @@ class _AttachGenerationFn(StageFn):
 
 
 class _DropDuplicateCandidatesFn(StageFn):
-    """Among the surviving candidates of one snippet, keeps the lowest index of each distinct instruction."""
+    """Among the surviving candidates of one snippet, keeps the lowest index of each distinct instruction
+    (every candidate when the post-filters are off)."""
 
     stage = SUMMARIZE_STAGE
     record_kind = RecordKind.CANDIDATE_INSTRUCTION
 
+    def __init__(self, enabled: bool = True):
+        super().__init__()
+        self._enabled = enabled
+
     def process(self, grouped: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
         _snippet_id, candidates = grouped
         candidates = sorted(candidates, key=lambda c: (c["candidate_index"], c["id"]))
-        duplicates = postfilters.duplicate_of((c["candidate_index"], c["instruction"]) for c in candidates)
+        duplicates = postfilters.duplicate_of((c["candidate_index"], c["instruction"]) for c in candidates) \
+            if self._enabled else {}
         for candidate in candidates:
             kept = duplicates.get(candidate["candidate_index"])
             if kept is not None:
@@ -133,9 +141,11 @@ class Summarize(beam.PTransform):
         sampling: SamplingConfig = SamplingConfig(),
         filters: FilterConfig = FilterConfig(),
         tokenizer_source: TokenizerSource | None = None,
+        prompt_code: str = "cleaned",
     ):
         super().__init__()
         self._handler = model_handler
+        self._prompt_code = prompt_code
         self._model_id = model_id
         self._preset = resolve_preset(preset)
         self._sampling = sampling
@@ -144,11 +154,11 @@ class Summarize(beam.PTransform):
 
     def expand(self, snippets) -> StageOutput:
         planned = snippets | "PlanCandidates" >> beam.ParDo(
-            _PlanCandidatesFn(self._preset, self._sampling, self._model_id, self._tokenizer_source)
+            _PlanCandidatesFn(self._preset, self._sampling, self._model_id, self._tokenizer_source, self._prompt_code)
         ).with_outputs("candidates", "requests")
         attached = _AttachGenerationFn(self._filters).apply(
             infer_and_join(planned.requests, planned.candidates, self._handler, "Generate"), "AttachAndFilter")
-        deduped = _DropDuplicateCandidatesFn().apply(
+        deduped = _DropDuplicateCandidatesFn(self._filters.enabled).apply(
             attached.main | "GroupBySnippet" >> beam.GroupByKey(), "DropDuplicates")
         return StageOutput(deduped.main, flatten((attached.rejected, deduped.rejected), "AllRejected"))
 

@@ -11,6 +11,7 @@ import dataclasses
 from apache_beam.options.pipeline_options import PipelineOptions
 
 SCORING_MODES = ("exact", "reference")
+PROMPT_CODES = ("cleaned", "reference")
 
 TOP_K_WARNING = (
     "The paper keeps only the top-1 candidate per snippet: in its ablation (CL-7B, HumanEval (+)) top-1 gave "
@@ -51,6 +52,7 @@ class FilterConfig:
     # substantial lines (and at least `code_echo_min_lines` of them).
     code_echo_line_fraction: float = 0.5
     code_echo_min_lines: int = 3
+    enabled: bool = True  # False: no post-filter at all, duplicates included (the reference has none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +76,13 @@ class MethodConfig:
     filters: FilterConfig = FilterConfig()
     scoring_mode: str = "exact"
     selection: SelectionConfig = SelectionConfig()
+    prompt_code: str = "cleaned"  # the {code} of the prompts: the cleaned snippet re-fenced, or the reference's slice
 
     def __post_init__(self) -> None:
         if self.scoring_mode not in SCORING_MODES:
             raise ValueError(f"scoring_mode must be one of {SCORING_MODES}, got {self.scoring_mode!r}")
+        if self.prompt_code not in PROMPT_CODES:
+            raise ValueError(f"prompt_code must be one of {PROMPT_CODES}, got {self.prompt_code!r}")
 
     def to_json_dict(self) -> dict:
         """For manifests."""
@@ -116,6 +121,14 @@ class MethodOptions(PipelineOptions):
                            default=FilterConfig.min_instruction_chars, help="0 disables the bound.")
         group.add_argument("--max-instruction-chars", dest="max_instruction_chars", type=int,
                            default=FilterConfig.max_instruction_chars, help="0 disables the bound.")
+        group.add_argument("--postfilters", dest="postfilters", action="store_true", default=True,
+                           help="Reject empty, refusal, code-echo, too short/long and duplicate candidates (default).")
+        group.add_argument("--no-postfilters", dest="postfilters", action="store_false",
+                           help="Keep every candidate the engine returns (the reference has no post-filter).")
+        group.add_argument("--prompt-code", dest="prompt_code", choices=PROMPT_CODES, default="cleaned",
+                           help="The {code} of the summarize and judge prompts: the cleaned snippet re-fenced with its "
+                                "tag (cleaned), or the reference's raw slice of the response (reference; needs "
+                                "--extraction-policy paper).")
 
 
 def method_config(options: PipelineOptions) -> MethodConfig:
@@ -134,9 +147,11 @@ def method_config(options: PipelineOptions) -> MethodConfig:
         filters=FilterConfig(
             min_instruction_chars=opts.min_instruction_chars,
             max_instruction_chars=opts.max_instruction_chars,
+            enabled=opts.postfilters,
         ),
         scoring_mode=opts.scoring_mode,
         selection=SelectionConfig(top_k=opts.top_k, min_score=opts.min_score),
+        prompt_code=opts.prompt_code,
     )
 
 

@@ -70,8 +70,10 @@ def check_candidate(generated_text: str, instruction: str, code: str, config: Fi
     """The first post-filter that rejects one candidate, or ``None`` when it passes.
 
     ``generated_text`` is the model's continuation of the prefix; ``instruction`` the stored
-    ``(prefix + generated_text).strip()``.
+    ``(prefix + generated_text).strip()``. A disabled config passes everything.
     """
+    if not config.enabled:
+        return None
     if not _WORD.search(generated_text):
         return Verdict(EMPTY, f"continuation {generated_text[:40]!r} has no letter or digit")
     refusal = _REFUSAL.search(generated_text)

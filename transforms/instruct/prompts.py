@@ -185,20 +185,24 @@ def render(preset: PromptPreset, instruction: str, response: str = "", tokenizer
     return _chat(tokenizer, preset.system, instruction) + response
 
 
-def summarize_instruction(preset: PromptPreset, code: str, fence_lang: str | None) -> str:
-    return preset.summarize_instruction.format(code=fenced_code(code, fence_lang))
+def summarize_instruction(preset: PromptPreset, code: str, fence_lang: str | None, block: str | None = None) -> str:
+    return preset.summarize_instruction.format(code=block if block is not None else fenced_code(code, fence_lang))
 
 
-def summarize_prompt(preset: PromptPreset | str, code: str, fence_lang: str | None, prefix: str, tokenizer=None) -> str:
-    """Code to instruction. The prompt ends with ``prefix``, which the model continues."""
+def summarize_prompt(preset: PromptPreset | str, code: str, fence_lang: str | None, prefix: str, tokenizer=None,
+                     block: str | None = None) -> str:
+    """Code to instruction. The prompt ends with ``prefix``, which the model continues. ``block`` replaces the
+    re-fenced code as ``{code}`` (the reference's raw slice of the response)."""
     preset = resolve_preset(preset)
-    return render(preset, summarize_instruction(preset, code, fence_lang), prefix, tokenizer)
+    return render(preset, summarize_instruction(preset, code, fence_lang, block), prefix, tokenizer)
 
 
-def judge_prompt(preset: PromptPreset | str, instruction: str, code: str, fence_lang: str | None, tokenizer=None) -> str:
+def judge_prompt(preset: PromptPreset | str, instruction: str, code: str, fence_lang: str | None, tokenizer=None,
+                 block: str | None = None) -> str:
     """The self-evaluation prompt; the next token is the judge's first answer token (Yes/No)."""
     preset = resolve_preset(preset)
-    text = preset.judge_instruction.format(instruction=instruction, code=fenced_code(code, fence_lang))
+    code_text = block if block is not None else fenced_code(code, fence_lang)
+    text = preset.judge_instruction.format(instruction=instruction, code=code_text)
     return render(preset, text, "", tokenizer)
 
 

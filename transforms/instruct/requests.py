@@ -27,25 +27,40 @@ SUMMARIZE_STAGE = "summarize"
 SELF_EVALUATE_STAGE = "self_evaluate"
 
 
-def summarize_config_hash(model_id: str, preset: PromptPreset, sampling: SamplingConfig) -> str:
+def summarize_config_hash(model_id: str, preset: PromptPreset, sampling: SamplingConfig,
+                          prompt_code: str = "cleaned") -> str:
     """What makes one candidate: model, prompts and sampling. ``k`` is not part of it, so candidate i of a run
     with k=4 is the same candidate (same id, seed and prefix) as candidate i of a run with k=10."""
-    return content_id(
-        "summarize", model_id, preset.hash, sampling.temperature, sampling.top_p, sampling.repetition_penalty,
-        sampling.max_new_tokens, sampling.run_seed,
-    )
+    parts = ["summarize", model_id, preset.hash, sampling.temperature, sampling.top_p, sampling.repetition_penalty,
+             sampling.max_new_tokens, sampling.run_seed]
+    if prompt_code != "cleaned":  # the default keeps the ids it always had
+        parts.append(prompt_code)
+    return content_id(*parts)
+
+
+def prompt_block(record: dict[str, Any], prompt_code: str) -> str | None:
+    """The ``{code}`` text of the prompts when it is not the re-fenced cleaned code: the reference's slice."""
+    if prompt_code == "cleaned":
+        return None
+    block = record.get("reference_snippet")
+    if not block:
+        raise ValueError("--prompt-code reference needs the reference's slice of the response: run with "
+                         "--extraction-policy paper")
+    return block
 
 
 def plan_candidates(
-    snippet: dict[str, Any], preset: PromptPreset, sampling: SamplingConfig, model_id: str, tokenizer=None
+    snippet: dict[str, Any], preset: PromptPreset, sampling: SamplingConfig, model_id: str, tokenizer=None,
+    prompt_code: str = "cleaned",
 ) -> list[tuple[dict[str, Any], GenerateRequest]]:
     """The k candidate records of one snippet (without instruction yet) and their generation requests."""
-    config_hash = summarize_config_hash(model_id, preset, sampling)
+    config_hash = summarize_config_hash(model_id, preset, sampling, prompt_code)
+    block = prompt_block(snippet, prompt_code)
     planned = []
     for index in range(sampling.num_candidates):
         seed = candidate_seed(snippet["id"], index, sampling.run_seed)
         prefix = draw_prefix(preset, snippet.get("fence_lang"), seed)
-        prompt = summarize_prompt(preset, snippet["code"], snippet.get("fence_lang"), prefix, tokenizer)
+        prompt = summarize_prompt(preset, snippet["code"], snippet.get("fence_lang"), prefix, tokenizer, block)
         candidate = {
             "id": content_id("candidate_instruction", snippet["id"], index, config_hash),
             "snippet_id": snippet["id"],
@@ -55,6 +70,7 @@ def plan_candidates(
             "code": snippet["code"],
             "language": snippet.get("language"),
             "fence_lang": snippet.get("fence_lang") or "",
+            "reference_snippet": block,
             "source_id": snippet.get("source_id"),
             "original_instruction": snippet.get("original_instruction"),
             "model": model_id,
@@ -88,8 +104,11 @@ def judge_tokens_for(preset: PromptPreset, tokenizer) -> scoring.JudgeTokens:
     return scoring.judge_tokens(tokenizer, preset.yes_variants, preset.no_variants, context)
 
 
-def plan_judgement(candidate: dict[str, Any], preset: PromptPreset, tokens: scoring.JudgeTokens, tokenizer=None) -> ScoreRequest:
-    prompt = judge_prompt(preset, candidate["instruction"], candidate["code"], candidate.get("fence_lang"), tokenizer)
+def plan_judgement(candidate: dict[str, Any], preset: PromptPreset, tokens: scoring.JudgeTokens, tokenizer=None,
+                   ) -> ScoreRequest:
+    """The judge request of a candidate; its ``{code}`` is the block its summarize prompt showed."""
+    prompt = judge_prompt(preset, candidate["instruction"], candidate["code"], candidate.get("fence_lang"), tokenizer,
+                          candidate.get("reference_snippet"))
     return ScoreRequest(prompt=prompt, token_ids=tokens.request_ids())
 
 

@@ -47,6 +47,7 @@ from transforms.io.readers import (
 from transforms.io.source_tree import UndecodableSource
 from transforms.io.training_examples import (
     DEFAULT_SHARD_MB,
+    EMIT_ORIGINAL_MODES,
     GENERATED,
     ORIGINAL,
     ORIGINAL_RESPONSE_MODES,
@@ -55,6 +56,7 @@ from transforms.io.training_examples import (
     generated_example,
     original_example,
     pick_duplicate,
+    source_pair_example,
 )
 from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput, flatten
 
@@ -338,6 +340,19 @@ class _ToGenerated(StageFn):
             yield Reject(exc.reason, exc.detail)
 
 
+class _ToSourcePairExample(StageFn):
+    """``--emit-original all``: every source pair of the corpus, no dedup (the paper's stage 2)."""
+
+    stage = SHARDS_STAGE
+    record_kind = RecordKind.SOURCE_PAIR
+
+    def process_record(self, pair):
+        try:
+            yield source_pair_example(pair)
+        except ExampleRejected as exc:
+            yield Reject(exc.reason, exc.detail)
+
+
 class _ToOriginal(beam.DoFn):
     """Input: ``(source_id, {"snippets": [...], "sources": [...]})`` in source mode, or a snippet in code mode."""
 
@@ -407,8 +422,13 @@ class WriteTrainingShards(beam.PTransform):
         original_snippets=None,
         source_pairs=None,
         original_response: str = "source",
+        original_mode: str = "kept",
     ):
         super().__init__()
+        if original_mode not in EMIT_ORIGINAL_MODES:
+            raise ValueError(f"original_mode must be one of {EMIT_ORIGINAL_MODES}")
+        if original_mode == "all" and source_pairs is None:
+            raise ValueError("original_mode='all' writes every source pair: pass source_pairs")
         if original_response not in ORIGINAL_RESPONSE_MODES:
             raise ValueError(f"original_response must be one of {ORIGINAL_RESPONSE_MODES}")
         if original_snippets is not None and original_response == "source" and source_pairs is None:
@@ -419,6 +439,7 @@ class WriteTrainingShards(beam.PTransform):
         self._bounds = dict(shard_records=shard_records, shard_mb=shard_mb)
         if shard_records is None and shard_mb is None:
             self._bounds["shard_mb"] = DEFAULT_SHARD_MB
+        self._original_mode = original_mode if (original_snippets is not None or original_mode == "all") else "none"
         self._original_snippets = original_snippets
         self._source_pairs = source_pairs
         self._original_response = original_response
@@ -427,11 +448,11 @@ class WriteTrainingShards(beam.PTransform):
     def from_options(cls, output_dir: str, options: PipelineOptions, *, run_seed: int, **kwargs):
         shard_options = options.view_as(ShardOptions)
         seed = shard_options.shard_seed if shard_options.shard_seed is not None else run_seed
-        if not shard_options.emit_original:
+        if shard_options.emit_original == "none":
             kwargs.pop("original_snippets", None)
             kwargs.pop("source_pairs", None)
         return cls(output_dir, seed=seed, original_response=shard_options.original_response,
-                   **shard_bounds(shard_options), **kwargs)
+                   original_mode=shard_options.emit_original, **shard_bounds(shard_options), **kwargs)
 
     def _write(self, examples, name: str):
         return examples | f"Write{name.title()}Shards" >> WriteParquetShards(
@@ -445,7 +466,12 @@ class WriteTrainingShards(beam.PTransform):
         outputs = {"generated": self._write(gen_examples, GENERATED)}
         rejected_parts = [generated.rejected, gen_dups]
         example_parts = [gen_examples]
-        if self._original_snippets is not None:
+        if self._original_mode == "all":
+            original = _ToSourcePairExample().apply(self._source_pairs, "ToOriginal")
+            outputs["original"] = self._write(original.main, ORIGINAL)
+            rejected_parts.append(original.rejected)
+            example_parts.append(original.main)
+        elif self._original_mode == "kept":
             if self._original_response == "source":
                 grouped = {
                     "snippets": self._original_snippets | "KeySnippetBySource" >> beam.Map(

@@ -5,7 +5,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.io.training_examples import DEFAULT_SHARD_MB, ORIGINAL_RESPONSE_MODES
+from transforms.io.training_examples import DEFAULT_SHARD_MB, EMIT_ORIGINAL_MODES, ORIGINAL_RESPONSE_MODES
 
 
 class CorpusOptions(PipelineOptions):
@@ -46,8 +46,11 @@ class ShardOptions(PipelineOptions):
                             help="Rows per training shard (exclusive with --shard-mb).")
         parser.add_argument("--shard-mb", dest="shard_mb", type=float, default=None,
                             help=f"Payload MiB per training shard (default {DEFAULT_SHARD_MB:g} when neither is set).")
-        parser.add_argument("--emit-original", dest="emit_original", action="store_true", default=False,
-                            help="Also write the cleaned original pairs as training shards (<output>/original).")
+        parser.add_argument("--emit-original", dest="emit_original", nargs="?", const="kept", default="none",
+                            choices=EMIT_ORIGINAL_MODES,
+                            help="Also write original pairs as training shards (<output>/original): kept (the bare "
+                                 "flag) = the pairs whose snippet survived extraction and dedup; all = every pair of "
+                                 "the corpus, as the paper's stage 2 trains on (no dedup); none (default).")
         parser.add_argument("--original-response", dest="original_response", choices=ORIGINAL_RESPONSE_MODES,
                             default="source",
                             help="Response of an original example: the corpus's full response (source) or the "

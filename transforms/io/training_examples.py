@@ -27,6 +27,7 @@ SHARDS_STAGE = "shards"
 GENERATED = "generated"
 ORIGINAL = "original"
 ORIGINAL_RESPONSE_MODES = ("source", "code")
+EMIT_ORIGINAL_MODES = ("none", "kept", "all")
 DEFAULT_SHARD_MB = 256.0
 
 
@@ -146,6 +147,19 @@ def original_example(
         source_uri=str(snippet.get("source_uri") or ""),
         source_row=int(snippet["source_row"]) if snippet.get("source_row") is not None else -1,
     )
+
+
+def source_pair_example(pair: Mapping[str, Any]) -> dict[str, Any]:
+    """A SOURCE_PAIR of the corpus -> training example, as the paper's stage 2 trains on the whole original corpus:
+    its own instruction and full response, whether or not a snippet was extracted from it."""
+    instruction = _text(pair, "instruction", "empty_original_instruction")
+    response = _text(pair, "response", "empty_response")
+    provenance = {"upstream_kind": RecordKind.SOURCE_PAIR.value, "upstream_id": pair.get("id"),
+                  "upstream_stage": pair.get("stage"), "original_response": "source"}
+    return training_example(
+        source=ORIGINAL, instruction=instruction, response=response, language=pair.get("language_hint") or None,
+        snippet_id=None, provenance=provenance, source_uri=str(pair.get("source_uri") or ""),
+        source_row=int(pair["source_row"]) if pair.get("source_row") is not None else -1)
 
 
 def pick_duplicate(examples: list[Mapping[str, Any]]) -> tuple[Mapping[str, Any], list[Mapping[str, Any]]]:

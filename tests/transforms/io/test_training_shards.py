@@ -140,7 +140,7 @@ def test_original_example_response_modes():
 
 def test_shard_options_parse_and_exclusive_bounds():
     opts = PipelineOptions(["--shard-records", "7", "--emit-original", "--shard-seed", "9"]).view_as(ShardOptions)
-    assert (opts.shard_records, opts.shard_mb, opts.emit_original, opts.shard_seed) == (7, None, True, 9)
+    assert (opts.shard_records, opts.shard_mb, opts.emit_original, opts.shard_seed) == (7, None, "kept", 9)
     with pytest.raises(ValueError):
         WriteParquetShards("/tmp/x", RecordKind.TRAINING_EXAMPLE, seed=1, shard_records=5, shard_mb=1.0)
 

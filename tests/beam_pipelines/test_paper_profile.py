@@ -1,0 +1,133 @@
+"""``--profile paper`` reproduces the reference's choices on fixed inputs: its prompts byte for byte (with the raw
+slice of the response as {code}), its sampling, its top-5 scoring quirks and its top-1 selection; and
+``--emit-original all`` writes every original pair of the corpus."""
+from __future__ import annotations
+
+import json
+import math
+
+import pyarrow.parquet as pq
+import pytest
+
+from beam_pipelines.inverse_instruct import JOB, run
+from beam_pipelines.launch import pipeline_options
+from runners.api import ScoreResult
+from transforms.extract.options import extraction_config
+from transforms.extract.snippets import snippet_from_pair
+from transforms.instruct import selection
+from transforms.instruct.options import method_config
+from transforms.instruct.prompts import TokenizerSource, load_preset
+from transforms.instruct.requests import judge_tokens_for, plan_candidates, plan_judgement, scored_pair
+
+# The reference's template and strings, written out here from ../shared/reference/inverse_instruct.md.
+SYSTEM = ("You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable "
+          "responses to user instructions.")
+PREFIXES = ("Write a", "Create a", "Implement a", "Develop a", "Design a", "Build a", "I want a")
+RESPONSE = "Here you go:\n```python\ndef add(a, b):\n    return a + b  \n```\nThen call it:\n```python\nadd(1, 2)\n```"
+# What the reference put in {code}: the first ``` block as sliced (trailing spaces and all), closed.
+REFERENCE_BLOCK = "```python\ndef add(a, b):\n    return a + b  \n```"
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    out = tmp_path_factory.mktemp("paper")
+    return pipeline_options(["--profile", "paper", f"--output={out}"], JOB)
+
+
+def test_the_profile_sets_the_papers_method(paper):
+    method = method_config(paper)
+    s = method.sampling
+    assert (s.num_candidates, s.temperature, s.top_p, s.repetition_penalty, s.max_new_tokens) == (10, 0.8, 1.0, 1.1, 2048)
+    assert method.scoring_mode == "reference" and method.selection.top_k == 1 and method.selection.min_score is None
+    assert method.filters.enabled is False and method.prompt_code == "reference"
+    assert extraction_config(paper).policy == "paper"
+
+
+def test_an_explicit_option_still_wins_over_the_profile(tmp_path):
+    options = pipeline_options(["--profile", "paper", "--scoring-mode", "exact", f"--output={tmp_path}"], JOB)
+    assert method_config(options).scoring_mode == "exact"
+
+
+def test_prompts_are_the_references_byte_for_byte(paper):
+    method = method_config(paper)
+    pair = {"id": "p1", "instruction": "Add two numbers.", "response": RESPONSE, "source_uri": "x", "source_row": 0}
+    snippet = snippet_from_pair(pair, extraction_config(paper))
+    assert snippet["reference_snippet"] == REFERENCE_BLOCK and snippet["fence_lang"] == "python"
+    planned = plan_candidates(snippet, load_preset("paper"), method.sampling, "m", prompt_code=method.prompt_code)
+    assert len(planned) == 10
+    for candidate, request in planned:
+        prefix = candidate["prefix"]
+        assert prefix in {f"{p} python" for p in PREFIXES}
+        expected = (f"{SYSTEM}\n\n@@ Instruction\nThis is a response code snippet to a programming problem, please "
+                    f"give the problem description:\n{REFERENCE_BLOCK}\n\n@@ Response\n{prefix}")
+        assert request.prompt == expected
+        spec = request.spec
+        assert (spec.n, spec.temperature, spec.top_p, spec.repetition_penalty, spec.max_tokens, spec.stop) == \
+            (1, 0.8, 1.0, 1.1, 2048, ("```",))
+    candidate = {**planned[0][0], "instruction": "Write a python function that adds two numbers."}
+    tokens = _tokens()
+    judge = plan_judgement(candidate, load_preset("paper"), tokens)
+    assert judge.prompt == (f"{SYSTEM}\n\n@@ Instruction\nHere is a programming problem:\nWrite a python function that "
+                            f"adds two numbers.\n\nHere is the answer code to the problem:\n{REFERENCE_BLOCK}\nIs the "
+                            "answer correct? Your reply should begin with Yes or No.\n\n@@ Response\n")
+
+
+def _tokens():
+    from runners.model_resolution import resolve_model
+
+    return judge_tokens_for(load_preset("paper"), TokenizerSource(resolve_model("smollm2")).load())
+
+
+def _reference_score(top5: dict[int, float], yes: int, no: int, as_: int) -> float:
+    """The reference's arithmetic, written out: the top-5 only, -100 when missing, "As" when "No" is missing."""
+    lp_yes = top5.get(yes, -100.0)
+    lp_no = top5[no] if no in top5 else top5.get(as_, -100.0)
+    return math.exp(lp_yes) / (math.exp(lp_yes) + math.exp(lp_no))
+
+
+def test_scoring_keeps_the_references_quirks_and_selection_is_top_1(paper):
+    from runners.model_resolution import resolve_model
+
+    tokenizer = TokenizerSource(resolve_model("smollm2")).load()
+    yes, no, as_ = (tokenizer(w, add_special_tokens=False).input_ids[0] for w in ("Yes", "No", "As"))
+    tokens = _tokens()
+    mode = method_config(paper).scoring_mode
+    exact = {t: -1.0 for t in tokens.request_ids()}
+    cases = {
+        "both in the top 5": {yes: -0.4, no: -1.3, 11: -2.0, 12: -2.5, 13: -3.0},
+        "No missing, As present": {yes: -0.9, as_: -0.7, 11: -2.0, 12: -2.5, 13: -3.0},
+        "Yes missing": {no: -0.2, 11: -2.0, 12: -2.5, 13: -3.0, 14: -3.3},
+        "both missing": {11: -2.0, 12: -2.5, 13: -3.0, 14: -3.3, 15: -3.5},
+    }
+    scores = []
+    for name, top in cases.items():
+        pair = scored_pair({"id": name, "snippet_id": "s", "candidate_index": len(scores)},
+                           ScoreResult(logprobs=exact, top_logprobs=top), tokens, mode)
+        assert pair["score"] == pytest.approx(_reference_score(top, yes, no, as_)), name
+        scores.append(pair)
+    assert scores[3]["score"] == pytest.approx(0.5)  # -100 against -100
+    tie = [{**scores[0], "id": "a", "candidate_index": 3}, {**scores[0], "id": "b", "candidate_index": 1}]
+    outcome = selection.select(tie + scores[1:], method_config(paper).selection)
+    assert [w["id"] for w in outcome.selected] == ["b"]  # the best score, ties to the earlier candidate
+
+
+def test_emit_original_all_writes_every_original_pair(tmp_path):
+    corpus = [
+        {"instruction": "Add.", "response": "```python\ndef add(a, b):\n    return a + b\n```"},
+        {"instruction": "Explain recursion.", "response": "A function that calls itself."},  # no code at all
+        {"instruction": "Square.", "response": "def sq(x):\n    return x * x"},
+        {"instruction": "Nothing.", "response": ""},  # cannot be a training example
+        {"instruction": "Add.", "response": "```python\ndef add(a, b):\n    return a + b\n```"},  # a repeat: kept too
+    ]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    manifest = run(["--engine=fake", f"--input={path}", "--emit-original=all", "--num-candidates=2", "--quiet",
+                    f"--output={tmp_path / 'out'}"])
+    assert manifest["balanced"]
+    rows = [r for f in sorted((tmp_path / "out" / "training" / "original").glob("*.parquet"))
+            for r in pq.read_table(f).to_pylist()]
+    assert sorted(r["source_row"] for r in rows) == [0, 1, 2, 4]
+    assert {r["response"] for r in rows} == {c["response"] for c in corpus if c["response"]}
+    rejected = [r for f in sorted((tmp_path / "out" / "rejected").glob("*.parquet"))
+                for r in pq.read_table(f).to_pylist() if r["stage"] == "shards"]
+    assert [(r["source_row"], r["reason"]) for r in rejected] == [(3, "empty_response")]
