@@ -77,7 +77,7 @@ def generation_requests(problem_list, settings: EvalSettings, options: PipelineO
 
 
 def build_code_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, settings: EvalSettings):
-    problem_list = problems.load_problems(settings.path)[:settings.problem_limit]
+    problem_list = problems.load_benchmark(settings.benchmark, settings.path)[:settings.problem_limit]
     n = settings.samples
     keyed_problems = pipeline | "Problems" >> beam.Create([(p.task_id, p) for p in problem_list])
     if settings.reference_solutions:

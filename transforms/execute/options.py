@@ -47,9 +47,9 @@ def require_isolation(options: PipelineOptions) -> bool:
 
 
 # Benchmarks the evaluation job scores on, and their defaults: (temperature, max new tokens).
-CODE_BENCHMARKS = ("humaneval",)
+CODE_BENCHMARKS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus")
 PUZZLE_BENCHMARKS = ("p3",)
-EVAL_DEFAULTS = {"humaneval": (0.0, 512), "p3": (0.8, 150)}
+EVAL_DEFAULTS = {**{name: (0.0, 512) for name in CODE_BENCHMARKS}, "p3": (0.8, 150)}
 
 
 class EvaluateOptions(PipelineOptions):
@@ -106,6 +106,8 @@ def eval_settings(options: PipelineOptions) -> EvalSettings:
         path = opts.problems
     if name == "p3" and not path:
         raise ValueError("--benchmark p3 needs the P3 folder: --benchmark p3=DIR (puzzles.json and split.json)")
+    if name != "humaneval" and name in CODE_BENCHMARKS and not path:
+        raise ValueError(f"{name} does not ship: give its public file as --benchmark {name}=FILE")
     if opts.samples_per_problem < 1:
         raise ValueError("--samples-per-problem must be at least 1")
     default_temperature, default_tokens = EVAL_DEFAULTS[name]

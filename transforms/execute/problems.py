@@ -25,13 +25,22 @@ EVAL_PRESET_PATH = PRESET_DIR / "evaluation.yaml"
 @dataclasses.dataclass(frozen=True)
 class Problem:
     task_id: str
-    prompt: str
+    prompt: str  # what the model completes or is asked to solve (a signature and docstring, or MBPP's statement)
     entry_point: str
-    test: str
-    canonical_solution: str = ""
+    test: str  # defines check(candidate); the trusted harness runs it
+    canonical_solution: str = ""  # code that completes ``prompt`` (HumanEval) or stands alone (MBPP)
+    inputs: tuple = ()  # EvalPlus base_input + plus_input: argument lists checked against the canonical outputs
+    atol: float = 0.0  # EvalPlus: absolute tolerance for float outputs (0: exact)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def reference_program(self) -> str:
+        """The benchmark's own solution as a program defining ``entry_point``."""
+        if f"def {self.entry_point}(" in self.canonical_solution:
+            return prompt_imports(self) + self.canonical_solution
+        return self.prompt + self.canonical_solution
 
 
 def problem_from_row(row: Mapping[str, Any]) -> Problem:
@@ -42,13 +51,88 @@ def problem_from_row(row: Mapping[str, Any]) -> Problem:
                    row.get("canonical_solution") or "")
 
 
-def load_problems(path: str | None = None) -> list[Problem]:
-    """HumanEval (the default) or a JSONL/Parquet file of problems with the same fields, in file order."""
-    problems = [problem_from_row(r) for r in read_rows(path or humaneval_path())]
+def _unique(problems: list[Problem], path: str | None) -> list[Problem]:
     ids = [p.task_id for p in problems]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: duplicate task ids")
     return problems
+
+
+def load_problems(path: str | None = None) -> list[Problem]:
+    """HumanEval (the default) or a JSONL/Parquet file of problems with the same fields, in file order."""
+    return _unique([problem_from_row(r) for r in read_rows(path or humaneval_path())], path)
+
+
+def _plus_inputs(row: Mapping[str, Any]) -> tuple:
+    inputs = list(row.get("base_input") or []) + list(row.get("plus_input") or [])
+    return tuple(tuple(args) if isinstance(args, list) else (args,) for args in inputs)
+
+
+def load_humaneval_plus(path: str) -> list[Problem]:
+    """EvalPlus's HumanEval+ (``HumanEvalPlus.jsonl``): HumanEval's fields and tests, plus ``base_input`` and
+    ``plus_input`` argument lists whose outputs must match the canonical solution's (within ``atol``)."""
+    problems = []
+    for row in read_rows(path):
+        base = problem_from_row(row)
+        problems.append(dataclasses.replace(base, inputs=_plus_inputs(row), atol=float(row.get("atol") or 0.0)))
+    return _unique(problems, path)
+
+
+def mbpp_check(tests: list[str], setup: str = "") -> str:
+    """MBPP's assertions (which call the function by name) as a ``check(candidate)`` for the trusted harness."""
+    body = [line for block in (setup, *tests) if block for line in block.splitlines()]
+    return "def check(candidate):\n" + "".join(f"    {line}\n" for line in body or ["pass"])
+
+
+def _mbpp_prompt(statement: str, example: str) -> str:
+    """EvalPlus's MBPP prompt: the statement and one example assertion in a docstring."""
+    return f'"""\n{statement.strip()}\n{example.strip()}\n"""\n'
+
+
+def load_mbpp(path: str) -> list[Problem]:
+    """The original MBPP (``mbpp.jsonl``: ``text``, ``code``, ``test_list``, ``test_setup_code``); the test split
+    (tasks 11-510) when the file holds all of it, as EvalPlus and Magicoder evaluate."""
+    from transforms.decontam.benchmarks import MBPP_TEST_IDS, called_function
+
+    problems = []
+    rows = list(read_rows(path))
+    whole = any(isinstance(r.get("task_id"), int) and r["task_id"] not in MBPP_TEST_IDS for r in rows)
+    for row in rows:
+        if whole and row["task_id"] not in MBPP_TEST_IDS:
+            continue
+        tests = list(row.get("test_list") or [])
+        entry = called_function(tests)
+        if not tests or not entry:
+            raise ValueError(f"{path}: MBPP task {row.get('task_id')!r} has no test that calls a function")
+        problems.append(Problem(f"Mbpp/{row['task_id']}", _mbpp_prompt(row["text"], tests[0]), entry,
+                                mbpp_check(tests, row.get("test_setup_code") or ""), row.get("code") or ""))
+    return _unique(problems, path)
+
+
+def load_mbpp_plus(path: str) -> list[Problem]:
+    """EvalPlus's MBPP+ (``MbppPlus.jsonl``): ``prompt`` (statement and an example in a docstring),
+    ``entry_point``, ``canonical_solution``, the original assertion(s) (``test`` or ``assertion``) and the
+    ``base_input``/``plus_input`` argument lists."""
+    problems = []
+    for row in read_rows(path):
+        tests = row.get("test") or row.get("assertion") or ""
+        tests = tests if isinstance(tests, list) else [tests]
+        problems.append(Problem(str(row["task_id"]), row["prompt"], row["entry_point"], mbpp_check(tests),
+                                row.get("canonical_solution") or "", _plus_inputs(row), float(row.get("atol") or 0.0)))
+    return _unique(problems, path)
+
+
+LOADERS = {"humaneval": load_problems, "humaneval_plus": load_humaneval_plus, "mbpp": load_mbpp,
+           "mbpp_plus": load_mbpp_plus}
+
+
+def load_benchmark(name: str, path: str | None) -> list[Problem]:
+    """The problems of an execution benchmark by registry name (``LOADERS``) and file."""
+    if name not in LOADERS:
+        raise ValueError(f"no execution benchmark {name!r}; known: {sorted(LOADERS)}")
+    if path is None and name != "humaneval":
+        raise ValueError(f"{name} does not ship: give it as --benchmark {name}=FILE (its public JSONL format)")
+    return LOADERS[name](path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,8 @@ results are bounded (``max_message_bytes``, 4,300-digit ints, depth 100), which 
 from __future__ import annotations
 
 import builtins
+import copy
+import math
 import logging
 import reprlib
 import dataclasses
@@ -189,6 +191,8 @@ def run_function_tests(problem, solution_code: str, limits: IsolationLimits = Is
             raise
         except Exception as e:
             outcome = _test_failure_reason(e, problem.test, proxy)
+        if outcome is None and getattr(problem, "inputs", ()):
+            outcome = _plus_inputs_failure(problem, proxy)
         # A failure the test swallowed (a bare ``except:``) still fails the run.
         if session.failure is not None:
             raise session.failure
@@ -204,6 +208,57 @@ def run_function_tests(problem, solution_code: str, limits: IsolationLimits = Is
     finally:
         if session is not None:
             session.close()
+
+
+_EXPECTED: dict[str, list[tuple[bool, Any]]] = {}
+
+
+def expected_outputs(problem) -> list[tuple[bool, Any]]:
+    """``(ok, output)`` of the benchmark's own solution on each EvalPlus input, computed here (trusted code) once
+    per problem; an input its own solution raises on is not checked."""
+    key = f"{problem.task_id}\0{hash(problem.canonical_solution)}"
+    if key not in _EXPECTED:
+        namespace: dict[str, Any] = {"__name__": "__reference__"}
+        exec(compile(problem.reference_program, "<reference solution>", "exec"), namespace)
+        solution = namespace[problem.entry_point]
+        results = []
+        for args in problem.inputs:
+            try:
+                results.append((True, solution(*copy.deepcopy(list(args)))))
+            except Exception:
+                results.append((False, None))
+        _EXPECTED[key] = results
+    return _EXPECTED[key]
+
+
+def outputs_match(expected: Any, actual: Any, atol: float = 0.0) -> bool:
+    """EvalPlus's comparison: equality, with floats within ``atol`` when it is set, through lists and tuples."""
+    if atol and isinstance(expected, (int, float)) and isinstance(actual, (int, float)) \
+            and not isinstance(expected, bool) and not isinstance(actual, bool):
+        return math.isclose(expected, actual, rel_tol=0.0, abs_tol=atol) or expected == actual
+    if isinstance(expected, (list, tuple)) and atol:
+        return (type(actual) is type(expected) and len(actual) == len(expected)
+                and all(outputs_match(e, a, atol) for e, a in zip(expected, actual)))
+    try:
+        return bool(expected == actual)
+    except Exception:  # a comparison EvalPlus would also count as a mismatch
+        return False
+
+
+def _plus_inputs_failure(problem, proxy) -> str | None:
+    """The first EvalPlus input on which the candidate's output differs from the canonical solution's."""
+    for i, (args, (ok, expected)) in enumerate(zip(problem.inputs, expected_outputs(problem))):
+        if not ok:
+            continue
+        try:
+            actual = proxy(*copy.deepcopy(list(args)))
+        except UnusableCall:
+            raise
+        except Exception as e:
+            return f"plus input #{i}: candidate raised {type(e).__name__}: {str(e)[:200]}"
+        if not outputs_match(expected, actual, problem.atol):
+            return f"plus input #{i}: expected {_describe(expected)}, got {_describe(actual)}"
+    return None
 
 
 # ------------------------------------------------------------------------------------------ P3 puzzles
