@@ -4,6 +4,7 @@
     inverse-instruct evaluate --output runs/eval                # pass@k with sandboxed execution
     inverse-instruct self-play --output runs/puzzles            # self-play programming puzzles
     inverse-instruct self-play-loop --rounds 2 --output runs/sp # the self-play loop with fine-tuning
+    inverse-instruct paper --output runs/paper                  # InverseCoder end to end, Table 3
     inverse-instruct train --config training/configs/inversecoder.yaml
     inverse-instruct report runs/demo                           # the run's summary from its manifest
 
@@ -23,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("beam_pipelines.evaluate", "pass@k of a model on an execution benchmark, in the sandbox"),
     "self-play": ("beam_pipelines.self_play", "self-play programming puzzles: generate, filter, solve, verify, shard"),
     "self-play-loop": ("beam_pipelines.self_play_loop", "R rounds of self-play, fine-tuning and P3 evaluation"),
+    "paper": ("beam_pipelines.paper", "InverseCoder in one command: data, two-stage fine-tune, Table 3"),
     "train": ("training.finetune", "fine-tune on training shards (also under torchrun)"),
     "report": ("beam_pipelines.report", "the summary of a finished run, from its output directory"),
 }

@@ -268,6 +268,17 @@ def loop_report(summary: Mapping[str, Any]) -> str:
     return page("inverse-instruct: self-play loop", _meta(summary, ["base_model", "rounds"]), sections)
 
 
+def paper_report(summary: Mapping[str, Any]) -> str:
+    """The paper driver's table, shaped like the paper's Table 3 (pass@1 %, greedy)."""
+    names = sorted({name for row in summary["rows"] for name in row["pass@1"]})
+    rows = [[r["model"], r["data"], *("" if r["pass@1"].get(n) is None else f"{r['pass@1'][n]:.2f}" for n in names)]
+            for r in summary["rows"]]
+    sections = ["<h2>pass@1 (%), greedy</h2>" + _table(["model", "data", *names], rows,
+                                                       [False, False, *(True for _ in names)])]
+    return page("inverse-instruct: the paper's Table 3", _meta(summary, ["model", "base_model", "generated_pairs",
+                                                                         "profile"]), sections)
+
+
 def write_report(output: str) -> str | None:
     """Render ``<output>/report.html`` for whatever job wrote ``output``; its path, or None when the directory holds
     no finished run."""
@@ -282,6 +293,8 @@ def write_report(output: str) -> str | None:
     manifest, summary = load("manifest.json"), load("summary.json")
     if summary is not None and "rows" in summary and "ks" in summary:
         text = loop_report(summary)
+    elif summary is not None and "rows" in summary:
+        text = paper_report(summary)
     elif manifest is not None and manifest.get("job") == "self-play":
         text = self_play_report(output, manifest, summary or {})
     elif manifest is not None:

@@ -1,0 +1,136 @@
+"""The InverseCoder paper in one command: the main job under ``--profile paper``, the two-stage fine-tune from the
+base model (1 epoch on the generated pairs, then 2 on the original corpus), and the evaluation of the model M
+that generated the data against the fine-tuned one, ending in a table shaped like the paper's Table 3.
+
+    inverse-instruct paper --output runs/paper --input ../shared/data/code_alpaca_2k.json \\
+        --generate-args "--instruction-column instruction --input-column input --response-column output \\
+                         --limit 60 --num-candidates 4 --max-new-tokens 128" \\
+        --train-args "--set global_batch_size=8 --set per_device_batch_size=4"          # CPU, small
+    inverse-instruct paper --output gs://b/paper --input 'gs://b/evol/*.parquet' \\
+        --model ise-uiuc/WizardCoder-GPT4-DS-6.7B --base-model deepseek-ai/deepseek-coder-6.7b-base \\
+        --generate-args "--response-column output --runner DataflowRunner ..." \\
+        --train-launcher "torchrun --nproc_per_node 8" \\
+        --benchmark humaneval_plus=data/HumanEvalPlus.jsonl --benchmark mbpp_plus=data/MbppPlus.jsonl
+
+Steps, each in its own directory and skipped when already finished (a re-run after a stop continues):
+``data/`` (the main job), ``train/`` (``training/configs/inversecoder.yaml``), ``eval/<model>/<benchmark>/``.
+``summary.json``, ``summary.md`` and ``report.html`` hold the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "inversecoder.yaml"
+# Table 3's columns: a benchmark and its plus version side by side.
+COLUMNS = (("HumanEval", "humaneval", "humaneval_plus"), ("MBPP", "mbpp", "mbpp_plus"))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="inverse-instruct paper", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--output", required=True, help="The run's directory (a local path).")
+    parser.add_argument("--input", default=None, help="The instruction corpus (default: the main job's default).")
+    parser.add_argument("--model", default="smollm2", help="M: the model that writes and judges the instructions.")
+    parser.add_argument("--base-model", default=None,
+                        help="The pre-trained model the fine-tune starts from (default: --model).")
+    parser.add_argument("--engine", default="vllm")
+    parser.add_argument("--generate-args", default="", help="Extra options of the main job (corpus columns, scale).")
+    parser.add_argument("--train-args", default="", help='Extra training overrides, e.g. "--set global_batch_size=64".')
+    parser.add_argument("--train-launcher", default="", help='e.g. "torchrun --nproc_per_node 8"; default one process.')
+    parser.add_argument("--eval-args", default="", help="Extra options of every evaluation.")
+    parser.add_argument("--benchmark", action="append", default=[],
+                        help="NAME=FILE of another benchmark to evaluate on (humaneval_plus, mbpp, mbpp_plus); "
+                             "HumanEval always runs (it ships).")
+    return parser.parse_args(argv)
+
+
+def _step(name: str, command: list[str], log: Path, done: Path) -> None:
+    if done.exists():
+        print(f"[paper] {name}: already done ({done})", file=sys.stderr, flush=True)
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[paper] {name}: {shlex.join(command)}\n[paper]   log: {log}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    with open(log, "ab") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy()).returncode
+    if code != 0 or not done.exists():
+        raise SystemExit(f"[paper] {name} failed (exit {code}); see {log}")
+    print(f"[paper] {name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["Model", "Data", *(f"{label} (+)" for label, _, _ in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        cells = [r["model"], r["data"]]
+        for _, base, plus in COLUMNS:
+            a, b = r["pass@1"].get(base), r["pass@1"].get(plus)
+            cells.append("" if a is None else (f"{a:.1f}" + (f" ({b:.1f})" if b is not None else "")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data"
+    generate = [sys.executable, "-m", "beam_pipelines.inverse_instruct", "--profile", "paper", f"--model={args.model}",
+                f"--engine={args.engine}", f"--output={data}", *([f"--input={args.input}"] if args.input else []),
+                *shlex.split(args.generate_args)]
+    _step("generate (the main job, --profile paper)", generate, out / "generate.log", data / "manifest.json")
+    manifest = _read(data / "manifest.json")
+
+    train = out / "train"
+    base_model = args.base_model or args.model
+    final = train / "stage-1-original" / "final"
+    command = [*shlex.split(args.train_launcher or sys.executable), "-m", "training.finetune", "--config", str(CONFIG),
+               "--output-dir", str(train), "--set", f"model={base_model}",
+               "--set", f"stages.0.data={data / 'training' / 'generated'}",
+               "--set", f"stages.1.data={data / 'training' / 'original'}", *shlex.split(args.train_args)]
+    if train.exists():
+        command.append("--resume")
+    _step("fine-tune (1 epoch generated, then 2 epochs original)", command, out / "train.log",
+          train / "stage-1-original" / "COMPLETE.json")
+
+    benchmarks = [("humaneval", None)] + [tuple(b.split("=", 1)) for b in args.benchmark]
+    models = [("m", args.model, f"{args.model} (M)", "original corpus"),
+              ("inversecoder", str(final), "InverseCoder", "generated + original")]
+    rows = []
+    for key, model, label, data_label in models:
+        row = {"model": label, "data": data_label, "path": model, "pass@1": {}}
+        for name, path in benchmarks:
+            where = out / "eval" / key / name
+            spec = f"--benchmark={name}" + (f"={path}" if path else "")
+            _step(f"evaluate {label} on {name}",
+                  [sys.executable, "-m", "beam_pipelines.evaluate", spec, f"--model={model}", f"--engine={args.engine}",
+                   f"--output={where}", *shlex.split(args.eval_args)],
+                  out / "eval" / f"{key}-{name}.log", where / "summary.json")
+            row["pass@1"][name] = _read(where / "summary.json").get("pass@1")
+        rows.append(row)
+    summary = {"model": args.model, "base_model": base_model, "generated_pairs":
+               manifest.get("stages", {}).get("shards", {}).get("records_out"), "profile": manifest.get("profile"),
+               "rows": rows}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(table(rows), encoding="utf-8")
+    print(table(rows))
+    from transforms.stats.report import write_report
+
+    print(f"report: {write_report(str(out))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
