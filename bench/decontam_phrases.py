@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from decontam import code_alpaca_records, stdlib_functions  # noqa: E402  (bench/decontam.py)
+
 from tests.transforms.decontam import disguises  # noqa: E402
 from transforms.decontam import benchmarks, normalize  # noqa: E402
 from transforms.decontam.methods import DecontamConfig, DecontamIndex, _description, _prose  # noqa: E402
@@ -56,7 +57,6 @@ def phrase_specificity(rows: list[dict], corpora: dict[str, list[str]], lengths:
     for row in rows:
         prose = _prose(benchmarks.extract_docstring(row["prompt"]))
         sentences += [normalize.words(s) for s in re.split(r"(?<=[.!?])\s+", " ".join(prose.split())) if s]
-    corpus_grams = {name: [set() for _ in texts] for name, texts in corpora.items()}
     out = []
     for w in lengths:
         pool = {tuple(words[:w]) for words in sentences if len(words) >= w}

@@ -3,8 +3,8 @@ from schemas.records import (  # noqa: F401
     SCHEMA_VERSION,
     SCHEMAS,
     RecordKind,
-    content_id,
     conform,
+    content_id,
     schema_for,
     to_table,
 )

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import builtins
 import copy
-import math
-import logging
-import reprlib
 import dataclasses
 import functools
+import logging
+import math
+import reprlib
 import time
 import traceback
 from typing import Any, Iterable, Sequence

@@ -91,11 +91,14 @@ def funnel_section(stages: Mapping[str, Mapping[str, Any]], order: Sequence[str]
     rows = []
     stages = {n: {**s, "rejected_total": s.get("rejected_total", sum(s.get("rejected", {}).values()))}
               for n, s in stages.items()}
+    def cell(name: str, field: str) -> _Raw:
+        value = stages[name][field]
+        return _Raw(f'<span data-stage="{html.escape(name)}" data-field="{field}">{value}</span>')
+
     for name in names:
         s = stages[name]
         reasons = ", ".join(f"{k} {v:,}" for k, v in s.get("rejected", {}).items()) or "none"
-        cell = lambda field: _Raw(f'<span data-stage="{html.escape(name)}" data-field="{field}">{s[field]}</span>')  # noqa: E731
-        rows.append([name, cell("records_in"), cell("records_out"), cell("rejected_total"), reasons,
+        rows.append([name, cell(name, "records_in"), cell(name, "records_out"), cell(name, "rejected_total"), reasons,
                      "yes" if s.get("balanced", True) else _Raw('<span class="bad">NO</span>')])
     parts = ["<h2>Stage funnel</h2>",
              _table(["stage", "in", "out", "rejected", "rejected by reason", "balanced"], rows,

@@ -389,9 +389,9 @@ def disguise_all(rows: list[dict]) -> dict[str, list[tuple[str, Record]]]:
 
 def describe_change(original: str, disguised: str) -> float:
     """Fraction of the original's lines that survive verbatim in the disguise (lower = more disguised)."""
-    lines = [l.strip() for l in original.splitlines() if l.strip()]
-    kept = set(l.strip() for l in disguised.splitlines())
-    return sum(l in kept for l in lines) / max(1, len(lines))
+    lines = [line.strip() for line in original.splitlines() if line.strip()]
+    kept = {line.strip() for line in disguised.splitlines()}
+    return sum(line in kept for line in lines) / max(1, len(lines))
 
 
 __all__ = ["DISGUISES", "CODE_DISGUISES", "disguise_all", "program_for_check", "docstring_prose",

@@ -90,12 +90,12 @@ def test_multipl_e_apps_livecodebench(tmp_path):
         "input_output": json.dumps({"inputs": ["1\n"], "outputs": ["2\n"]}), "difficulty": "introductory",
         "url": "u", "starter_code": ""}]))
     assert a.prompt == "Given n, print 2n." and len(a.solutions) == 5 and a.tests == ('["1\\n"]', '["2\\n"]')
-    [l] = B.load_livecodebench(write_jsonl(tmp_path / "lcb.jsonl", [{
+    [lcb] = B.load_livecodebench(write_jsonl(tmp_path / "lcb.jsonl", [{
         "question_title": "Double", "question_content": "Print twice n.", "platform": "atcoder",
         "question_id": "abc001_a", "contest_id": "abc001", "contest_date": "2024-01-01", "starter_code": "",
         "difficulty": "easy", "public_test_cases": json.dumps([{"input": "1", "output": "2", "testtype": "stdin"}]),
         "private_test_cases": "eJzLSM3JyQcABiwCFQ==", "metadata": "{}"}]))
-    assert l.prompt == "Double\nPrint twice n." and l.tests == ("1\n2",)  # compressed private tests: not unpickled
+    assert lcb.prompt == "Double\nPrint twice n." and lcb.tests == ("1\n2",)  # compressed private tests: not unpickled
 
 
 def test_p3_uses_test_families_only(tmp_path):
