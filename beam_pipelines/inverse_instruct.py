@@ -235,7 +235,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         manifest["engine_share"] = round(inside / elapsed, 3) if elapsed else None
     cache = counter_totals(result, "inference_cache.")
     if cache:
-        manifest["inference_cache"] = {"hits": cache.get("hits", 0), "misses": cache.get("misses", 0)}
+        manifest["inference_cache"] = {"hits": cache.get("hits", 0), "misses": cache.get("misses", 0),
+                                        "seconds": round(cache.get("overhead_us", 0) / 1e6, 3)}
     selected = read_selected(output) if "selected" in manifest.get("outputs", {}) else []
     if selected:
         manifest["selected_scores"] = score_distribution([r["score"] for r in selected])
@@ -278,7 +279,8 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
         lines.append(f"  {name:<16} in={stage['records_in']:<8} out={stage['records_out']:<8} rejected: {rejected} [{mark}]")
     if "inference_cache" in manifest:
         cache = manifest["inference_cache"]
-        lines.append(f"  inference cache: {cache['hits']} hits, {cache['misses']} misses (answered by the engine)")
+        lines.append(f"  inference cache: {cache['hits']} hits, {cache['misses']} misses (answered by the engine), "
+                     f"{cache.get('seconds', 0)} s of cache work")
     if "selected_scores" in manifest:
         dist = manifest["selected_scores"]
         lines.append("  selected scores: " + ", ".join(f"{k}={v}" for k, v in dist.items()))

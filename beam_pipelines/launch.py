@@ -290,7 +290,8 @@ def write_summary(output: str, summary: dict[str, Any], result=None, hidden: Seq
         summary["engine_seconds"] = round(inside, 2)
     cache = counter_totals(result, "inference_cache.") if result is not None else {}
     if cache:
-        summary["inference_cache"] = {"hits": cache.get("hits", 0), "misses": cache.get("misses", 0)}
+        summary["inference_cache"] = {"hits": cache.get("hits", 0), "misses": cache.get("misses", 0),
+                                        "seconds": round(cache.get("overhead_us", 0) / 1e6, 3)}
     from transforms.io.parquet import write_index_atomic
 
     write_index_atomic(f"{output}/summary.json", summary)

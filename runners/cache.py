@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 from typing import Any, Iterable, Optional, Sequence
 
@@ -137,12 +138,14 @@ class CachingModelHandler(ModelHandler):
 
     def run_inference(self, batch: Sequence[Any], model: Any, inference_args: Optional[dict[str, Any]] = None
                       ) -> Iterable[PredictionResult]:
+        started = time.perf_counter()
         keys = [request_key(self._identity, request) for request in batch]
         found = self.cache.lookup(keys)
         results: list[Any] = [found.get(k) for k in keys]
         misses = [i for i, r in enumerate(results) if r is None]
         self._books.count("hits", len(batch) - len(misses))
         self._books.count("misses", len(misses))
+        overhead = time.perf_counter() - started
         if misses:
             log = os.environ.get(MISS_LOG_ENV)
             if log:
@@ -151,7 +154,11 @@ class CachingModelHandler(ModelHandler):
             answered = list(self._base.run_inference([batch[i] for i in misses], model, inference_args))
             for i, prediction in zip(misses, answered):
                 results[i] = prediction.inference
+            started = time.perf_counter()
             self.cache.record([(keys[i], results[i]) for i in misses])
+            overhead += time.perf_counter() - started
+        # The cache's own cost (keys, lookups, writes), so a run can say what resuming costs when nothing hits.
+        self._books.count("overhead_us", int(overhead * 1e6))
         return [PredictionResult(example, result, self.model_identifier) for example, result in zip(batch, results)]
 
     # -- everything else is the engine's
