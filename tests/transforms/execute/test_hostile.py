@@ -49,10 +49,21 @@ def value_of(source: str, limits: IsolationLimits = FAST, args: tuple = ()):
     return result.value
 
 
+def ours_or_orphaned(p: psutil.Process) -> bool:
+    """A process this test session started (a descendant), or one nobody owns any more (re-parented to init, as
+    an escaped daemon would be). Sandboxes of another test session running at the same time are neither."""
+    try:
+        if p.ppid() == 1:
+            return True
+        return any(parent.pid == os.getpid() for parent in p.parents())
+    except psutil.Error:
+        return False
+
+
 def processes_with(marker: str) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
-        if any(marker in part for part in (p.info["cmdline"] or [])):
+        if any(marker in part for part in (p.info["cmdline"] or [])) and ours_or_orphaned(p):
             found.append(p)
     return found
 
@@ -511,5 +522,6 @@ def test_zz_no_sandbox_process_remains():
     time.sleep(0.2)
     assert processes_with(PROCESS_MARKER) == []
     if os.geteuid() == 0:
-        nobody = [p for p in psutil.process_iter(["uids", "cmdline"]) if p.info["uids"].real == SANDBOX_UID]
+        nobody = [p for p in psutil.process_iter(["uids", "cmdline"])
+                  if p.info["uids"].real == SANDBOX_UID and ours_or_orphaned(p)]
         assert nobody == [], [p.info["cmdline"] for p in nobody]
