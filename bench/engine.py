@@ -2,10 +2,14 @@
 
     python bench/engine.py                      # both engines, SmolLM2, CPU
     python bench/engine.py --engines vllm --prompts 64 --max-tokens 128
+    python bench/engine.py --engines vllm --prompts 1000 --compiled --repeats 2
 
-For each engine it prints generate tokens/s and scoring prompts/s called directly, the same work through a
-Beam pipeline (``RunInference`` with ``runners.model_handler``), and the ratio pipeline / direct (target >= 0.9
-for vLLM). For vLLM it also times the three exact scoring methods (``--vllm-score-method``).
+For each engine it prints generate tokens/s and exact-judging prompts/s called directly, the same work through a
+Beam pipeline (``RunInference`` with ``runners.model_handler``), and the ratio pipeline / direct (target >= 0.9).
+For vLLM it adds a ``raw`` path: ``vllm.LLM.generate`` on the same prompts and sampling, built with the engine's
+own ``vllm.LLM`` arguments (``llm_kwargs``: the settings chosen for this CPU), judging as one ``max_tokens=1``
+request per prompt with ``logprob_token_ids``. It reports the engine over raw (target >= 0.95) and times the
+three exact scoring methods (``--vllm-score-method``).
 
 The pipeline numbers exclude engine start-up: one-element warm-up pipelines load the shared engine and warm
 both paths first (it stays loaded in this process), then the timed pipelines run. Direct numbers also follow
@@ -59,7 +63,8 @@ def workload(n_prompts: int, max_tokens: int, yes_no: tuple[int, int]):
     generate = [GenerateRequest(summarize_prompt(i), SamplingSpec(
         n=1, temperature=0.8, top_p=1.0, repetition_penalty=1.1, max_tokens=max_tokens, stop=("```",),
         seed=request_seed(f"bench-{i}", 0, 0))) for i in range(n_prompts)]
-    score = [ScoreRequest(judge_prompt(i), yes_no) for i in range(n_prompts)]
+    # top_n=0: the default (exact) judging mode asks only the Yes/No ids
+    score = [ScoreRequest(judge_prompt(i), yes_no, top_n=0) for i in range(n_prompts)]
     return generate, score
 
 
@@ -75,7 +80,7 @@ class Direct:
 
     def warm(self) -> None:
         self.engine.generate([self.generate_requests[0].prompt], [self.generate_requests[0].spec])
-        self.engine.next_token_logprobs([self.score_requests[0].prompt], [self.score_requests[0].token_ids])
+        self.engine.next_token_logprobs([self.score_requests[0].prompt], [self.score_requests[0].token_ids], [0])
 
     def generate(self) -> tuple[float, int]:
         """(seconds, generated tokens)."""
@@ -87,11 +92,52 @@ class Direct:
         kwargs = {"method": method} if method else {}
         started = time.perf_counter()
         self.engine.next_token_logprobs([r.prompt for r in self.score_requests],
-                                        [r.token_ids for r in self.score_requests], **kwargs)
+                                        [r.token_ids for r in self.score_requests],
+                                        [r.top_n for r in self.score_requests], **kwargs)
         return time.perf_counter() - started
 
     def close(self) -> None:
         self.engine.close()
+
+
+class Raw:
+    """``vllm.LLM`` itself, with the engine's arguments, on the same prompts and sampling."""
+
+    def __init__(self, config: EngineConfig, generate, score):
+        from vllm import LLM, SamplingParams
+
+        from runners.engines.vllm_engine import llm_kwargs
+        from runners.model_resolution import resolve_model
+
+        self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
+        self.prompts = [r.prompt for r in generate]
+        self.params = [SamplingParams(n=r.spec.n, temperature=r.spec.temperature, top_p=r.spec.top_p,
+                                      repetition_penalty=r.spec.repetition_penalty, seed=r.spec.seed,
+                                      stop=list(r.spec.stop) or None, max_tokens=r.spec.max_tokens) for r in generate]
+        self.judge_prompts = [r.prompt for r in score]
+        self.judge_params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(r.token_ids),
+                                            detokenize=False) for r in score]
+        self.warm()
+
+    def warm(self) -> None:
+        self.llm.generate(self.prompts[:1], self.params[:1], use_tqdm=False)
+        self.llm.generate(self.judge_prompts[:1], self.judge_params[:1], use_tqdm=False)
+
+    def generate(self) -> tuple[float, int]:
+        started = time.perf_counter()
+        outputs = self.llm.generate(self.prompts, self.params, use_tqdm=False)
+        return time.perf_counter() - started, sum(len(s.token_ids) for o in outputs for s in o.outputs)
+
+    def score(self) -> float:
+        started = time.perf_counter()
+        self.llm.generate(self.judge_prompts, self.judge_params, use_tqdm=False)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        import gc
+
+        del self.llm
+        gc.collect()
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
@@ -149,11 +195,13 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     for waking its engine's threads after the other engine ran."""
     direct = Direct(config, generate, score)
     pipeline = ThroughPipeline(config, generate, score, runner_flags, min_batch)
-    runs = {"direct": [], "pipeline": []}
+    paths = [("direct", direct), ("pipeline", pipeline)]
+    if config.engine == "vllm":
+        paths.append(("raw", Raw(config, generate, score)))
+    runs = {name: [] for name, _ in paths}
     try:
         for r in range(repeats):
-            order = [("direct", direct), ("pipeline", pipeline)]
-            for name, path in order if r % 2 == 0 else order[::-1]:
+            for name, path in paths[r % len(paths):] + paths[:r % len(paths)]:  # each path goes first in turn
                 time.sleep(2)  # let the other engine's threads stop spinning
                 path.warm()
                 gen_seconds, tokens = path.generate()
@@ -165,8 +213,8 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
             for method in VLLM_SCORE_METHODS:
                 methods[method] = statistics.median(len(score) / direct.score(method) for _ in range(repeats))
     finally:
-        direct.close()
-        pipeline.close()
+        for _, path in paths:
+            path.close()
     report = {}
     for name, numbers in runs.items():
         report[name] = {key: statistics.median(run[key] for run in numbers)
@@ -175,12 +223,18 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
         report[name]["runs"] = numbers
     if methods:
         report["direct"]["score_methods_prompts_per_s"] = methods
-    ratios = [{key: p[key] / d[key] for key in ("generate_tokens_per_s", "score_prompts_per_s")}
-              for d, p in zip(runs["direct"], runs["pipeline"])]
-    report["ratio"] = {"generate": statistics.median(r["generate_tokens_per_s"] for r in ratios),
-                       "score": statistics.median(r["score_prompts_per_s"] for r in ratios),
-                       "per_repeat": ratios}
+    report["ratio"] = _ratios(runs["pipeline"], runs["direct"])
+    if "raw" in runs:
+        report["engine_over_raw"] = _ratios(runs["direct"], runs["raw"])
     return report
+
+
+def _ratios(numerators: list[dict], denominators: list[dict]) -> dict:
+    """Per-round ratios of two paths and their medians."""
+    ratios = [{key: n[key] / d[key] for key in ("generate_tokens_per_s", "score_prompts_per_s")}
+              for n, d in zip(numerators, denominators)]
+    return {"generate": statistics.median(r["generate_tokens_per_s"] for r in ratios),
+            "score": statistics.median(r["score_prompts_per_s"] for r in ratios), "per_repeat": ratios}
 
 
 def main() -> None:
@@ -194,6 +248,7 @@ def main() -> None:
     parser.add_argument("--multi-process", type=int, default=0, help="DirectRunner multi_processing with this many workers")
     parser.add_argument("--repeats", type=int, default=4,
                         help="interleaved repeats (even: each path goes first equally often); the report gives medians")
+    parser.add_argument("--compiled", action="store_true", help="vLLM with torch.compile (default on CPU: eager)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -210,7 +265,8 @@ def main() -> None:
 
     report = {}
     for engine in args.engines.split(","):
-        config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len)
+        config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
+                              enforce_eager=False if args.compiled else None)
         report[engine] = numbers = measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats)
         close_all_engines()
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
@@ -226,6 +282,14 @@ def main() -> None:
                                for r in numbers["ratio"]["per_repeat"])
         print(f"ratio pipeline/direct (median): generate {numbers['ratio']['generate']:.2f}   "
               f"score {numbers['ratio']['score']:.2f}   (each repeat, generate/score: {per_repeat})", flush=True)
+        if "raw" in numbers:
+            raw, over = numbers["raw"], numbers["engine_over_raw"]
+            print(f"raw vllm : generate {raw['generate_tokens_per_s']:8.1f} tokens/s "
+                  f"({raw['generated_tokens']} tokens)   score {raw['score_prompts_per_s']:6.2f} prompts/s")
+            per_repeat = "  ".join(f"{r['generate_tokens_per_s']:.2f}/{r['score_prompts_per_s']:.2f}"
+                                   for r in over["per_repeat"])
+            print(f"ratio engine/raw (median): generate {over['generate']:.2f}   score {over['score']:.2f}   "
+                  f"(each repeat: {per_repeat})", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 

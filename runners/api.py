@@ -34,10 +34,13 @@ class GenerateRequest:
 
 @dataclasses.dataclass(frozen=True)
 class ScoreRequest:
-    """Exact log-probabilities of ``token_ids`` as the first token generated after ``prompt``."""
+    """Exact log-probabilities of ``token_ids`` as the first token generated after ``prompt``, and, when
+    ``top_n`` > 0, the ``top_n`` most likely tokens (the reference scoring mode reads its top-5). An engine may
+    return the top-n even when not asked (it costs the transformers engine nothing)."""
 
     prompt: str
     token_ids: tuple[int, ...]
+    top_n: int = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Engine(Protocol):
 
     def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec]) -> list[GenerateResult]: ...
 
-    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]]) -> list[ScoreResult]: ...
+    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
+                            top_ns: Sequence[int] | None = None) -> list[ScoreResult]: ...
 
     def close(self) -> None: ...

@@ -40,7 +40,7 @@ def request_key(identity: str, request: GenerateRequest | ScoreRequest) -> str:
     if isinstance(request, GenerateRequest):
         body = {"kind": "generate", "prompt": request.prompt, "spec": dataclasses.asdict(request.spec)}
     elif isinstance(request, ScoreRequest):
-        body = {"kind": "score", "prompt": request.prompt, "token_ids": list(request.token_ids)}
+        body = {"kind": "score", "prompt": request.prompt, "token_ids": list(request.token_ids), "top_n": request.top_n}
     else:
         raise TypeError(f"no cache key for a {type(request).__name__}")
     text = json.dumps({"engine": identity, **body}, sort_keys=True, ensure_ascii=False)

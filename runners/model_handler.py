@@ -139,7 +139,7 @@ class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
         self.config = config
         self.model_identifier = model_identifier or engine_identifier(config)
         vllm = config.engine == "vllm"
-        self._min_batch_size = min_batch_size or (8 if vllm else 1)
+        self._min_batch_size = min_batch_size or (64 if vllm else 1)
         self._max_batch_size = max(max_batch_size or (256 if vllm else 16), self._min_batch_size)
         self._accelerator = accelerator
         self._worker_torch_threads = worker_torch_threads
@@ -171,7 +171,8 @@ class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
             self._books.count("done.generate", len(generate))
             self._books.count("generated_tokens", sum(o.n_generated_tokens for o in outputs))
         if score:
-            outputs = engine.next_token_logprobs([batch[i].prompt for i in score], [tuple(batch[i].token_ids) for i in score])
+            outputs = engine.next_token_logprobs([batch[i].prompt for i in score], [tuple(batch[i].token_ids) for i in score],
+                                                 [batch[i].top_n for i in score])
             for i, output in zip(score, outputs):
                 results[i] = output
             self._books.count("done.score", len(score))

@@ -35,7 +35,7 @@ class EngineConfig:
     # transformers engine. "eager" upcasts the attention softmax to float32 and, unlike torch SDPA in bf16
     # (up to 0.25 nats apart on SmolLM2), gives the same log-probs whether or not a prompt is left-padded.
     attn_implementation: str = "eager"
-    vllm_score_method: str = "allowed_token_ids"
+    vllm_score_method: str = "logprob_token_ids"
     vllm_engine_args: tuple[tuple[str, Any], ...] = ()  # extra vllm.LLM keyword arguments
 
     def __post_init__(self):

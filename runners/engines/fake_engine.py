@@ -70,7 +70,8 @@ class FakeEngine:
                                           n_generated_tokens=sum(len(t.split()) for t in texts)))
         return results
 
-    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]]) -> list[ScoreResult]:
+    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
+                            top_ns: Sequence[int] | None = None) -> list[ScoreResult]:
         if len(prompts) != len(token_ids):
             raise ValueError("next_token_logprobs needs one token id list per prompt")
         self.calls += 1

@@ -123,7 +123,9 @@ class TransformersEngine(LocalEngine):
         return torch.multinomial(probs, 1, generator=generator).view(-1)
 
     # -- scoring: length-sorted, left-padded batches, only the last position's logits
-    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]]) -> list[ScoreResult]:
+    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
+                            top_ns: Sequence[int] | None = None) -> list[ScoreResult]:
+        """Exact log-probs of ``token_ids`` and always the top-5: the full distribution is computed anyway."""
         import torch
 
         if len(prompts) != len(token_ids):

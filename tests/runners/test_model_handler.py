@@ -144,7 +144,7 @@ def test_handlers_for_the_same_config_share_one_identifier():
 def test_batching_and_resource_hints():
     vllm_handler = EngineModelHandler(EngineConfig(engine="vllm"), accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")
     assert vllm_handler.get_resource_hints() == {"accelerator": "type:nvidia-tesla-t4;count:1;install-nvidia-driver"}
-    assert vllm_handler.batch_elements_kwargs() == {"min_batch_size": 8, "max_batch_size": 256}
+    assert vllm_handler.batch_elements_kwargs() == {"min_batch_size": 64, "max_batch_size": 256}
     cpu_handler = EngineModelHandler(EngineConfig(engine="transformers"), max_batch_size=4)
     assert cpu_handler.get_resource_hints() == {}
     kwargs = cpu_handler.batch_elements_kwargs()

@@ -167,8 +167,10 @@ class Summarize(beam.PTransform):
 
 
 class _PlanJudgementsFn(beam.DoFn):
-    def __init__(self, preset: PromptPreset, tokenizer_source: TokenizerSource | None, tokens: scoring.JudgeTokens | None):
+    def __init__(self, preset: PromptPreset, tokenizer_source: TokenizerSource | None, tokens: scoring.JudgeTokens | None,
+                 mode: str = "exact"):
         self._preset = preset
+        self._mode = mode
         self._tokenizer_source = tokenizer_source
         self._tokens = tokens
         self._tokenizer = None
@@ -182,7 +184,7 @@ class _PlanJudgementsFn(beam.DoFn):
             self._tokens = judge_tokens_for(self._preset, self._tokenizer)
 
     def process(self, candidate: dict[str, Any]) -> Iterator[Any]:
-        request = plan_judgement(candidate, self._preset, self._tokens, self._tokenizer)
+        request = plan_judgement(candidate, self._preset, self._tokens, self._tokenizer, self._mode)
         self.books.count("requests.score")
         # The token sets travel with the candidate, so the scoring step reads exactly what was requested.
         yield beam.pvalue.TaggedOutput("candidates", (candidate["id"], (candidate, self._tokens)))
@@ -243,7 +245,7 @@ class SelfEvaluate(beam.PTransform):
 
     def expand(self, candidates) -> StageOutput:
         planned = candidates | "PlanJudgements" >> beam.ParDo(
-            _PlanJudgementsFn(self._preset, self._tokenizer_source, self._tokens)
+            _PlanJudgementsFn(self._preset, self._tokenizer_source, self._tokens, self._mode)
         ).with_outputs("candidates", "requests")
         return _ScoreFn(self._mode).apply(
             infer_and_join(planned.requests, planned.candidates, self._handler, "Judge"), "Score")

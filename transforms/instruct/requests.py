@@ -105,11 +105,13 @@ def judge_tokens_for(preset: PromptPreset, tokenizer) -> scoring.JudgeTokens:
 
 
 def plan_judgement(candidate: dict[str, Any], preset: PromptPreset, tokens: scoring.JudgeTokens, tokenizer=None,
-                   ) -> ScoreRequest:
-    """The judge request of a candidate; its ``{code}`` is the block its summarize prompt showed."""
+                   mode: str = "exact") -> ScoreRequest:
+    """The judge request of a candidate; its ``{code}`` is the block its summarize prompt showed. The exact log-probs
+    of every judge id are always asked; the top-5 only in the reference mode (an engine may add it for free)."""
     prompt = judge_prompt(preset, candidate["instruction"], candidate["code"], candidate.get("fence_lang"), tokenizer,
                           candidate.get("reference_snippet"))
-    return ScoreRequest(prompt=prompt, token_ids=tokens.request_ids())
+    return ScoreRequest(prompt=prompt, token_ids=tokens.request_ids(),
+                        top_n=scoring.REFERENCE_TOP_N if mode == "reference" else 0)
 
 
 def scored_pair(candidate: dict[str, Any], result, tokens: scoring.JudgeTokens, mode: str) -> dict[str, Any]:

@@ -153,6 +153,15 @@ def test_vllm_score_methods_agree_exactly(vllm_engine, transformers_engine):  # 
             for token in expected.logprobs:
                 assert got.logprobs[token] == pytest.approx(expected.logprobs[token], abs=1e-4), method
             assert set(got.top_logprobs) == set(expected.top_logprobs), method
+    # Not asking for the top-5 (the exact judging mode) changes no exact log-prob.
+    for method in VLLM_SCORE_METHODS:
+        untopped = vllm_engine.next_token_logprobs(prompts, wanted, [0, 5, 0, 0], method=method)
+        for i, (got, expected) in enumerate(zip(untopped, reference)):
+            assert got.logprobs == pytest.approx(expected.logprobs, abs=1e-4), method
+            if i == 1 or method != "logprob_token_ids":
+                assert set(got.top_logprobs) == set(expected.top_logprobs), method
+            else:
+                assert got.top_logprobs == {}, method
 
 
 def test_scoring_ignores_sampling_state_and_batch_order(vllm_engine, transformers_engine):  # noqa: F811

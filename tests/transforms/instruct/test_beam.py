@@ -211,9 +211,8 @@ def test_scores_are_the_two_way_softmax_of_exact_logprobs(method_run):
         assert pair["score"] == pytest.approx(p_yes / (p_yes + p_no), rel=1e-9)
         assert 0.0 < pair["score"] < 1.0
         assert pair["logprob_yes"] == pytest.approx(math.log(p_yes), rel=1e-9)
-        # The top-5 comes from the full distribution: five ids, total probability at most 1.
-        assert len(raw["top"]) == 5 and sum(math.exp(v) for v in raw["top"].values()) <= 1.0 + 1e-6
-        assert 0.0 <= raw["reference"]["score"] <= 1.0
+        # Exact mode asks the engine for the requested ids only: no second top-5 pass.
+        assert raw["top"] == {} and raw["reference"] is None
 
 
 @pytest.mark.engine
@@ -242,6 +241,8 @@ def test_a_rerun_gives_identical_output(method_run):
 
 @pytest.mark.engine
 def test_chat_preset_with_reference_scoring_on_the_real_engine(method_run, tmp_path, smollm2_dir):
+    import math
+
     from transforms.instruct.prompts import load_preset
 
     out = run_method_stages(tmp_path, smollm2_dir, preset="chat", scoring_mode="reference", k=1)
@@ -254,6 +255,9 @@ def test_chat_preset_with_reference_scoring_on_the_real_engine(method_run, tmp_p
         raw = json.loads(pair["raw_logprobs"])
         assert pair["preset"] == "chat" and pair["preset_hash"] == load_preset("chat").hash
         assert pair["scoring_mode"] == "reference" and pair["score"] == raw["reference"]["score"]
+        # The top-5 comes from the full distribution: five ids, total probability at most 1.
+        assert len(raw["top"]) == 5 and sum(math.exp(v) for v in raw["top"].values()) <= 1.0 + 1e-6
+        assert 0.0 <= raw["reference"]["score"] <= 1.0
     # Same seeds as the paper run: candidate 0 of each snippet drew the same prefix in both presets.
     paper_prefixes = {(c["snippet_id"], c["candidate_index"]): c["prefix"] for c in method_run[0]["candidates"]}
     shared = [c for c in out["candidates"] if (c["snippet_id"], c["candidate_index"]) in paper_prefixes]
