@@ -1,11 +1,24 @@
-"""Fine-tune the embedded SmolLM2 for a few steps on CPU; report tokens/s, padding fraction and peak memory.
+"""Fine-tune the embedded SmolLM2 for a few steps on CPU; report throughput, MFU against a measured peak, memory.
 
-    python bench/train.py [--steps 4] [--per-device-batch 4] [--global-batch 8] [--max-length 1024]
+    python bench/train.py [--precision auto|bf16|fp32] [--steps 4] [--per-device-batch 4] [--global-batch 8]
+    python bench/train.py --compare --steps 20 [--baseline-ref COMMIT]   # fp32 and bf16 side by side
+    python bench/train.py --probe-modes                                  # fp32 / bf16 autocast / bf16 weights
 
 Data: the real Code Alpaca pairs in ``../shared/data`` when present (as ``original`` training examples written
 by the project's shard writer), else synthetic pairs. It runs the real job (``training.finetune.run``, one
-process, the paper's Adafactor/linear schedule) and prints a JSON report, including a GPU-hours projection for
-the paper's data (90K generated + 110K original pairs, 1 + 2 epochs) at global batch 512.
+process, the paper's Adafactor/linear schedule) and prints a JSON report: tokens/s (wall) and tokens per
+CPU-second (this process's CPU time: less sensitive to other work on a shared host), both over real (unpadded)
+tokens and excluding the first step; an MFU estimate against bf16 and fp32 matmul peaks MEASURED here (best of
+several square torch.matmul runs at the same thread count); and a GPU-hours projection for the paper's data
+(90K generated + 110K original pairs, 1 + 2 epochs) at global batch 512.
+
+FLOPs per real token = 6 x parameters (embedding counted once: it is also the tied LM head) + the attention term
+12 x layers x (heads x head_dim) x T, T = E[l^2] / E[l] over the examples' real lengths l (PaLM's count, not
+halved for causality); padded tokens are not counted, so padding shows up as lower MFU.
+
+``--compare`` runs, each in its own process, one after the other: the new job in fp32 and in bf16 (same data,
+same seed, ``--steps`` steps; the per-step loss deltas are the bf16 precision check), and with ``--baseline-ref``
+the bench of an earlier commit (``git archive``; that commit's own defaults) as "before".
 """
 from __future__ import annotations
 
@@ -21,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as training.finetune does, before anything loads torch
 
 from schemas.records import RecordKind  # noqa: E402
 from transforms.io.parquet import write_shards  # noqa: E402
@@ -84,23 +98,120 @@ def projection(padding_fraction: float, tokens_per_example: float) -> dict:
     }
 
 
-def main(argv=None) -> dict:
+def matmul_peaks(threads: int, size: int = 2048, repeats: int = 5) -> dict:
+    """Best-of-``repeats`` FLOP rates of a square ``size`` matmul in fp32 and bf16: wall and per CPU-second."""
+    import torch
+
+    torch.set_num_threads(threads)
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        out = torch.empty(size, size, dtype=dtype)
+        torch.matmul(a, b, out=out)  # warm-up: kernel selection, page faults
+        best_wall = best_cpu = float("inf")
+        for _ in range(repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            torch.matmul(a, b, out=out)
+            best_wall = min(best_wall, time.perf_counter() - wall)
+            best_cpu = min(best_cpu, time.process_time() - cpu)
+        flops = 2 * size**3
+        peaks[name] = {"gflops_wall": round(flops / best_wall / 1e9, 1),
+                       "gflops_per_cpu_second": round(flops / max(best_cpu, 1e-9) / 1e9, 1)}
+    peaks["matmul"] = f"{size}x{size} @ {size}x{size}, best of {repeats}, {threads} threads"
+    return peaks
+
+
+def model_shape(model: str) -> dict:
+    """Parameter count (tied weights once) and attention width of the model, built on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from training.finetune import resolve_model
+
+    source = resolve_model(model)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    config = AutoConfig.from_pretrained(source.path, **kwargs)
+    with torch.device("meta"):
+        built = AutoModelForCausalLM.from_config(config)
+    params = sum(p.numel() for p in built.parameters())  # parameters() yields a tied tensor once
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return {"parameters": params, "layers": config.num_hidden_layers,
+            "attention_width": config.num_attention_heads * head_dim}
+
+
+def flops_per_token(shape: dict, lengths: list[int]) -> dict:
+    context = sum(n * n for n in lengths) / sum(lengths)  # E[l^2]/E[l]: the mean context a token is part of
+    dense = 6 * shape["parameters"]
+    attention = 12 * shape["layers"] * shape["attention_width"] * context
+    return {"dense_6n": dense, "attention": round(attention), "total": round(dense + attention),
+            "attention_context_tokens": round(context, 1)}
+
+
+def mfu(tokens_per_second: float, tokens_per_cpu_second: float, flops: float, peaks: dict) -> dict:
+    achieved_wall = tokens_per_second * flops / 1e9
+    achieved_cpu = tokens_per_cpu_second * flops / 1e9
+    out = {"achieved_gflops_wall": round(achieved_wall, 1), "achieved_gflops_per_cpu_second": round(achieved_cpu, 1)}
+    for name in ("bf16", "fp32"):
+        out[f"vs_{name}_peak_wall"] = round(achieved_wall / peaks[name]["gflops_wall"], 4)
+        out[f"vs_{name}_peak_per_cpu_second"] = round(achieved_cpu / peaks[name]["gflops_per_cpu_second"], 4)
+    return out
+
+
+def host_load() -> dict:
+    one, five, fifteen = os.getloadavg()
+    return {"load_1_5_15": [round(one, 2), round(five, 2), round(fifteen, 2)], "cpus": os.cpu_count(),
+            "uptime": _uptime()}
+
+
+def _uptime() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--per-device-batch", type=int, default=4)
     parser.add_argument("--global-batch", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    parser.add_argument("--no-sort", action="store_true", help="plain micro-batch order (sort_steps_by_length off)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--no-peaks", action="store_true", help="skip the matmul peak measurement")
+    parser.add_argument("--json-out", default=None, help="also write the report here")
+    parser.add_argument("--compare", action="store_true", help="fp32 and bf16 runs side by side (subprocesses)")
+    parser.add_argument("--baseline-ref", default=None, help="with --compare: also run this commit's bench")
+    parser.add_argument("--baseline-steps", type=int, default=6, help="steps of the --baseline-ref run")
+    parser.add_argument("--probe-modes", action="store_true",
+                        help="forward+backward CPU time of fp32, bf16 autocast and bf16 weights (no Trainer)")
+    return parser.parse_args(argv)
 
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.compare:
+        return compare(args)
+    if args.probe_modes:
+        return probe_modes(args)
+    return bench_run(args)
+
+
+def bench_run(args: argparse.Namespace) -> dict:
     import torch
 
+    from training import finetune
     from training.config import StageConfig, TrainConfig
-    from training.finetune import run
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    load_before = host_load()
+    peaks = None if args.no_peaks else matmul_peaks(threads)
     rows, data_name = examples(limit=args.steps * args.global_batch * 2)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         shards = Path(tmp) / "shards"
@@ -108,58 +219,230 @@ def main(argv=None) -> dict:
         config = TrainConfig(
             model=args.model, output_dir=str(Path(tmp) / "out"), max_length=args.max_length,
             global_batch_size=args.global_batch, per_device_batch_size=args.per_device_batch,
-            save_steps=10_000, save_total_limit=1, verify_shards=True,
+            save_steps=10_000, save_total_limit=1, verify_shards=True, precision=args.precision,
+            sort_steps_by_length=not args.no_sort,
             stages=[StageConfig(name="bench", data=str(shards), epochs=1, max_steps=args.steps)],
         ).validate()
         started = time.perf_counter()
-        summary = run(config, resume=False)[0]
+        summary = finetune.run(config, resume=False)[0]
         wall = time.perf_counter() - started
-        logs = [json.loads(line) for line in (Path(tmp) / "out" / "stage-0-bench" / "metrics.jsonl").read_text().splitlines()]
+        metrics = Path(tmp) / "out" / "stage-0-bench" / "metrics.jsonl"
+        logs = [json.loads(line) for line in metrics.read_text().splitlines()]
     steps = [e for e in logs if "loss" in e]
     timed = steps[1:] or steps  # the first step includes warm-up (allocations, first kernels)
     tokens_per_second = statistics.median(e["tokens_per_second"] for e in timed)
-    timed_tokens = sum(e["tokens_per_second"] * e["window_seconds"] for e in timed)
-    tokens_per_cpu_second = timed_tokens / max(1e-9, sum(e["cpu_seconds"] for e in timed))
+    timed_tokens = sum(e["real_tokens"] for e in timed)
+    timed_wall = sum(e["window_seconds"] for e in timed)
+    timed_cpu = sum(e["cpu_seconds"] for e in timed)
     padding = statistics.mean(e["padding_fraction"] for e in steps)
-    examples_seen = sum(e["examples"] for e in steps)
+    lengths = _example_lengths(rows, args.max_length)
     report = {
         "model": args.model,
         "data": data_name,
         "device": "cpu",
-        "torch_threads": torch.get_num_threads(),
+        "precision": summary["precision"],
+        "precision_reason": summary["precision_reason"],
+        "sort_steps_by_length": not args.no_sort,
+        "torch_threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "steps": len(steps),
         "global_batch": args.global_batch,
         "per_device_batch": args.per_device_batch,
         "gradient_accumulation": summary["gradient_accumulation_steps"],
         "max_length": args.max_length,
         "losses": [round(e["loss"], 4) for e in steps],
-        "tokens_per_second_median": round(tokens_per_second, 1),
         "timed_steps": len(timed),
-        # Wall-clock throughput depends on what else runs on the host; per CPU-second it does not.
-        "tokens_per_cpu_second": round(tokens_per_cpu_second, 1),
-        "host_load_average_1min": round(os.getloadavg()[0], 2),
+        "tokens_per_second_median": round(tokens_per_second, 1),
+        "tokens_per_second_mean": round(timed_tokens / max(1e-9, timed_wall), 1),
+        # Wall-clock throughput depends on what else runs on the host; per CPU-second much less so.
+        "tokens_per_cpu_second": round(timed_tokens / max(1e-9, timed_cpu), 1),
         "padding_fraction_mean": round(padding, 4),
         "truncated_examples": summary["truncated_examples"],
-        "examples": examples_seen,
+        "examples": sum(e["examples"] for e in steps),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "wall_seconds_incl_model_load": round(wall, 1),
+        "host_before": load_before,
+        "host_after": host_load(),
     }
-    report["projection"] = projection(padding, _tokens_per_example(rows, args.max_length))
+    shape = model_shape(args.model)
+    flops = flops_per_token(shape, lengths)
+    report["model_shape"] = shape
+    report["flops_per_token"] = flops
+    if peaks is not None:
+        report["matmul_peaks"] = peaks
+        report["mfu"] = mfu(report["tokens_per_second_mean"], report["tokens_per_cpu_second"], flops["total"], peaks)
+    report["projection"] = projection(padding, statistics.mean(lengths))
+    print(json.dumps(report, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+# --------------------------------------------------------------------------- --compare
+
+
+def _child_env(extra: dict | None = None, drop: tuple[str, ...] = ()) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.setdefault("INVERSE_INSTRUCT_SHARED", str(SHARED))
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env.update(extra or {})
+    return env
+
+
+def _last_json(stdout: str) -> dict:
+    """The report an older bench printed last (it prints no --json-out file)."""
+    start = stdout.rfind("\n{\n")
+    if start < 0:
+        raise ValueError("no JSON report in the output:\n" + stdout[-2000:])
+    return json.loads(stdout[start:])
+
+
+def _run_child(name: str, command: list[str], cwd: Path, env: dict, json_out: Path | None) -> dict:
+    import subprocess
+
+    print(f"[compare] {name}: {' '.join(command)}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"[compare] {name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                         f"{proc.stderr[-3000:]}")
+    report = json.loads(json_out.read_text()) if json_out else _last_json(proc.stdout)
+    report["process_wall_seconds"] = round(time.perf_counter() - started, 1)
+    print(f"[compare] {name}: {report.get('tokens_per_second_median')} tok/s, "
+          f"{report.get('tokens_per_cpu_second')} tok/CPU-s", file=sys.stderr, flush=True)
+    return report
+
+
+def loss_deltas(reference: list[float], other: list[float]) -> dict:
+    pairs = list(zip(reference, other))
+    if not pairs:
+        return {}
+    absolute = [abs(b - a) for a, b in pairs]
+    relative = [abs(b - a) / abs(a) for a, b in pairs]
+    return {"steps": len(pairs), "max_abs": round(max(absolute), 5), "mean_abs": round(statistics.mean(absolute), 5),
+            "max_rel": round(max(relative), 5), "mean_rel": round(statistics.mean(relative), 5),
+            "per_step_abs": [round(x, 5) for x in absolute]}
+
+
+def compare(args: argparse.Namespace) -> dict:
+    """Each configuration in its own process (OMP settings are fixed when torch loads), one after the other."""
+    common = ["--steps", str(args.steps), "--per-device-batch", str(args.per_device_batch),
+              "--global-batch", str(args.global_batch), "--max-length", str(args.max_length), "--model", args.model]
+    if args.threads:
+        common += ["--threads", str(args.threads)]
+    runs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        if args.baseline_ref:
+            import subprocess
+
+            before = Path(tmp) / "before"
+            before.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline_ref],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+            command = [sys.executable, "bench/train.py", "--steps", str(args.baseline_steps),
+                       "--per-device-batch", str(args.per_device_batch), "--global-batch", str(args.global_batch),
+                       "--max-length", str(args.max_length), "--model", args.model]
+            env = _child_env({"PYTHONPATH": str(before)}, drop=("OMP_WAIT_POLICY", "PYTHONPATH"))
+            runs[f"before ({args.baseline_ref})"] = _run_child("before", command, before, env, None)
+        for precision in ("fp32", "auto"):
+            out = Path(tmp) / f"{precision}.json"
+            command = [sys.executable, str(Path(__file__).resolve()), "--precision", precision, *common,
+                       "--json-out", str(out)] + (["--no-sort"] if args.no_sort else [])
+            env = _child_env({"PYTHONPATH": str(REPO)}, drop=("PYTHONPATH",))
+            report = _run_child(precision, command, REPO, env, out)
+            runs[f"{report['precision']} ({precision})"] = report
+    fp32 = next(r for r in runs.values() if r.get("precision") == "fp32")
+    bf16 = next((r for r in runs.values() if r.get("precision") == "bf16"), None)
+    keys = ("precision", "omp_wait_policy", "sort_steps_by_length", "torch_threads", "steps",
+            "tokens_per_second_median",
+            "tokens_per_second_mean", "tokens_per_cpu_second", "padding_fraction_mean", "mfu", "peak_rss_gib",
+            "process_wall_seconds", "host_before", "host_after")
+    result = {"runs": {name: {k: r.get(k) for k in keys if k in r} for name, r in runs.items()},
+              "losses": {name: r["losses"] for name, r in runs.items()}}
+    if bf16 is not None:
+        result["bf16_vs_fp32_loss"] = loss_deltas(fp32["losses"], bf16["losses"])
+        result["speedup_bf16_over_fp32"] = {
+            "tokens_per_second": round(bf16["tokens_per_second_mean"] / fp32["tokens_per_second_mean"], 2),
+            "tokens_per_cpu_second": round(bf16["tokens_per_cpu_second"] / fp32["tokens_per_cpu_second"], 2)}
+    if args.baseline_ref:
+        before = runs[f"before ({args.baseline_ref})"]
+        # Same examples per step in both (sorting only regroups micro-batches), so fp32 losses agree to rounding.
+        result["before_vs_fp32_loss"] = loss_deltas(before["losses"], fp32["losses"])
+        after = bf16 or fp32
+        result["speedup_after_over_before"] = {
+            "tokens_per_second": round(after["tokens_per_second_median"] / before["tokens_per_second_median"], 2),
+            "tokens_per_cpu_second": round(after["tokens_per_cpu_second"] / before["tokens_per_cpu_second"], 2)}
+    peaks = [r["matmul_peaks"] for r in runs.values() if "matmul_peaks" in r]
+    if peaks:
+        result["matmul_peaks_best"] = {
+            name: {k: max(p[name][k] for p in peaks) for k in ("gflops_wall", "gflops_per_cpu_second")}
+            for name in ("fp32", "bf16")}
+    print(json.dumps(result, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+# --------------------------------------------------------------------------- --probe-modes
+
+
+def probe_modes(args: argparse.Namespace) -> dict:
+    """Forward+backward of one real micro-batch, without the Trainer: fp32, bf16 autocast, bf16 weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from training import finetune  # noqa: F401  (OMP_WAIT_POLICY before torch loads)
+    from training.config import TrainConfig
+    from training.data import Collator, PromptFormat, encode_example
+    from training.finetune import load_tokenizer, resolve_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    source = resolve_model(args.model)
+    tokenizer = load_tokenizer(TrainConfig(model=args.model), source)
+    rows, data_name = examples(limit=args.per_device_batch)
+    fmt = PromptFormat("paper")
+    batch = Collator(tokenizer.eos_token_id)([
+        encode_example(tokenizer, fmt.prompt(r["instruction"], tokenizer), r["response"], args.max_length)
+        for r in rows])
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+    results = {}
+    for mode in ("fp32", "bf16_autocast", "bf16_weights"):
+        dtype = torch.bfloat16 if mode == "bf16_weights" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype).train()
+        best_wall = best_cpu = float("inf")
+        for _ in range(4):  # the first is warm-up
+            wall, cpu = time.perf_counter(), time.process_time()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16_autocast"):
+                loss = model(**inputs).loss
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            best_wall = min(best_wall, time.perf_counter() - wall)
+            best_cpu = min(best_cpu, time.process_time() - cpu)
+        results[mode] = {"best_wall_seconds": round(best_wall, 3), "best_cpu_seconds": round(best_cpu, 3),
+                         "padded_tokens_per_cpu_second": round(inputs["input_ids"].numel() / best_cpu, 1),
+                         "loss": round(float(loss), 4)}
+        del model
+    report = {"data": data_name, "batch_shape": list(inputs["input_ids"].shape),
+              "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+              "modes": results,
+              "host": host_load()}
     print(json.dumps(report, indent=2))
     return report
 
 
-def _tokens_per_example(rows: list[dict], max_length: int) -> float:
-    """Mean token count (template + BOS/EOS, truncated) of the bench examples, with the embedded tokenizer."""
+def _example_lengths(rows: list[dict], max_length: int) -> list[int]:
+    """Token counts (template + BOS/EOS, truncated) of the bench examples, with the embedded tokenizer."""
     from training.config import TrainConfig
     from training.data import PromptFormat, encode_example
     from training.finetune import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(TrainConfig(), resolve_model("smollm2"))
     fmt = PromptFormat("paper")
-    lengths = [len(encode_example(tokenizer, fmt.prompt(r["instruction"], tokenizer), r["response"], max_length)["input_ids"])
-               for r in rows]
-    return statistics.mean(lengths)
+    encoded = (encode_example(tokenizer, fmt.prompt(r["instruction"], tokenizer), r["response"], max_length)
+               for r in rows)
+    return [len(e["input_ids"]) for e in encoded]
 
 
 if __name__ == "__main__":

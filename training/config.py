@@ -57,7 +57,8 @@ class TrainConfig:
     lr_scheduler: str = "linear"
     warmup_steps: int = 15
     max_grad_norm: float = 0.0  # 0 = no clipping (the paper's setting)
-    precision: str = "auto"  # auto = bf16 where the device supports it, else fp32
+    precision: str = "auto"  # auto = bf16 autocast on CUDA with bf16 or a CPU with AMX/AVX-512 BF16, else fp32
+    sort_steps_by_length: bool = True  # order each optimizer step's examples longest first: less padding, same gradient
     distributed: str = "auto"  # auto = FSDP on CUDA, DDP (gloo on CPU) otherwise
     fsdp_layer_cls: list[str] | None = None  # default: the model's _no_split_modules
     gradient_checkpointing: bool = False

@@ -7,6 +7,10 @@ epoch permutes the shard order and the rows inside each shard with an RNG seeded
 Trainer's data loader (accelerate) deals micro-batches to ranks round-robin, so every rank's share is
 deterministic, and resuming skips batch indices without reading their data.
 
+Micro-batches. Inside each optimizer step the examples are ordered longest first (``StepLengthOrder``), so a
+micro-batch holds examples of similar length and pads less; the step's set of examples, and so its gradient (a
+sum over them, normalised by the step's token count), is the same as in the plain order.
+
 Memory. Rows are read lazily, one shard's text columns at a time (a small LRU), so memory is bounded by the shard
 size, not by the corpus: write training shards with ``--shard-mb`` small enough (e.g. 64).
 
@@ -259,3 +263,34 @@ class StageExamples(torch.utils.data.Dataset):
         instruction, response = self.text(index)
         prompt = self.prompt_format.prompt(instruction, self.tokenizer)
         return encode_example(self.tokenizer, prompt, response, self.max_length)
+
+    def token_length(self, index: int) -> int:
+        """Tokens the ``index``-th example occupies in a batch (after truncation)."""
+        return len(self[index]["input_ids"])
+
+
+class StepLengthOrder(torch.utils.data.Sampler):
+    """The dataset's order, except that each window of ``window`` consecutive examples is sorted longest first
+    (ties in dataset order).
+
+    With ``window`` = the global batch a window is exactly one optimizer step: the Trainer's data loader cuts
+    the order into per-device micro-batches and deals consecutive ones to the ranks, ``accumulation x world
+    size`` of them per step. Sorting inside the window changes which micro-batch an example lands in, not which
+    step, so each step's gradient is unchanged while its micro-batches pad less. Lengths are computed a window
+    at a time, when the window is reached (a resumed run tokenizes the windows it skips, nothing more).
+    """
+
+    def __init__(self, dataset: StageExamples, window: int):
+        if window < 1:
+            raise ValueError("window must be positive")
+        self.dataset = dataset
+        self.window = window
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        for start in range(0, len(self.dataset), self.window):
+            indices = range(start, min(start + self.window, len(self.dataset)))
+            lengths = {i: self.dataset.token_length(i) for i in indices}
+            yield from sorted(indices, key=lambda i: (-lengths[i], i))

@@ -30,11 +30,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.distributed as dist
+# Before torch loads OpenMP (only a fresh process, e.g. each torchrun rank, gets this): idle OpenMP threads sleep
+# instead of spinning. On a CPU host shared with other work, a spinning thread burns CPU time, and slows its peer,
+# whenever another process holds a core (bench/train.py --compare measures the difference). Set
+# OMP_WAIT_POLICY=ACTIVE to get spinning back.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from training.config import TrainConfig, config_to_dict, load_config
-from training.data import STAT_KEYS, Collator, PromptFormat, StageExamples, list_shards, verify_shards
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+from training.config import TrainConfig, config_to_dict, load_config  # noqa: E402
+from training.data import (  # noqa: E402
+    STAT_KEYS,
+    Collator,
+    PromptFormat,
+    StageExamples,
+    StepLengthOrder,
+    list_shards,
+    verify_shards,
+)
+from training.precision import Precision, resolve_precision  # noqa: E402
 
 LOG = logging.getLogger("training.finetune")
 CHECKPOINT_MARKER = "COMPLETE"
@@ -129,18 +144,19 @@ def load_model(source: ModelSource):
     from transformers import AutoModelForCausalLM
 
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    # fp32 master weights; bf16 compute comes from mixed precision (Trainer bf16=True).
+    # fp32 master weights; bf16 compute comes from autocast mixed precision (Trainer bf16=True), see training.precision.
     return AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32, **kwargs)
 
 
+def precision_of(config: TrainConfig) -> Precision:
+    precision = resolve_precision(config.precision)
+    if config.precision == "bf16" and "no fast bf16" in precision.reason:
+        LOG.warning("precision bf16 requested but the device has no fast bf16; training in bf16 anyway")
+    return precision
+
+
 def use_bf16(config: TrainConfig) -> bool:
-    if config.precision == "fp32":
-        return False
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if config.precision == "bf16" and not supported:
-        LOG.warning("precision bf16 requested but the device has no fast bf16; training in bf16 on CPU anyway")
-        return True
-    return supported if config.precision == "auto" else True
+    return precision_of(config).bf16
 
 
 def complete_checkpoints(stage_dir: Path) -> list[Path]:
@@ -168,17 +184,22 @@ def _trainer_classes():
     class InverseCoderTrainer(Trainer):
         """Trainer + the recipe's logging (tokens/s, padding fraction, truncated examples) and a fixed order."""
 
-        def __init__(self, *args, stage_name: str, rows_per_epoch: int, **kwargs):
+        def __init__(self, *args, stage_name: str, rows_per_epoch: int, sort_window: int | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.stage_name = stage_name
             self.rows_per_epoch = rows_per_epoch
+            self.sort_window = sort_window  # examples per optimizer step, or None for the plain order
             self._window = None
             self._window_start = time.perf_counter()
             self._window_cpu = time.process_time()
 
         def _get_train_sampler(self, train_dataset=None):
-            # The dataset already is the stage's whole ordered sequence (see training.data).
-            return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+            # The dataset already is the stage's whole ordered sequence (see training.data); at most the examples
+            # inside one optimizer step are reordered, longest first.
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.sort_window:
+                return StepLengthOrder(dataset, self.sort_window)
+            return torch.utils.data.SequentialSampler(dataset)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             stats = torch.stack([inputs.pop(k).to(torch.float64) for k in STAT_KEYS])
@@ -196,6 +217,7 @@ def _trainer_classes():
                 now, cpu = time.perf_counter(), time.process_time()
                 elapsed = max(now - self._window_start, 1e-9)
                 logs["tokens_per_second"] = real / elapsed
+                logs["real_tokens"] = int(real)
                 logs["window_seconds"] = elapsed
                 logs["cpu_seconds"] = cpu - self._window_cpu  # this rank's CPU time: shows contention on shared hosts
                 logs["padding_fraction"] = 1.0 - real / total if total else 0.0
@@ -313,7 +335,11 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     model = load_model(init)
     init_digest = weights_digest(model.state_dict()) if rank() == 0 else None
     accumulation = config.accumulation_steps(world_size())
-    bf16 = use_bf16(config)
+    precision = precision_of(config)
+    bf16 = precision.bf16
+    if rank() == 0:
+        print(f"[{stage.name}] precision {precision.name} ({precision.reason}), {torch.get_num_threads()} torch "
+              f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
     args = training_arguments(config, stage, stage_dir, model, accumulation, bf16)
     Trainer, MetricsFile, CheckpointMarker = _trainer_classes()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -325,6 +351,7 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), CheckpointMarker()],
         stage_name=stage.name,
         rows_per_epoch=dataset.rows_per_epoch,
+        sort_window=config.global_batch_size if config.sort_steps_by_length else None,
     )
     from transformers.trainer_callback import PrinterCallback
 
@@ -364,6 +391,9 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "gradient_accumulation_steps": accumulation,
             "world_size": world_size(),
             "bf16": bf16,
+            "precision": precision.name,
+            "precision_reason": precision.reason,
+            "torch_threads": torch.get_num_threads(),
             "truncated_examples": _last_per_step_sum(history, "truncated"),
             "train_loss": result.training_loss,
             "resumed_from": checkpoint,
