@@ -111,7 +111,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         return result
 
     read = read_corpus(pipeline, options)
-    stage("read", flatten((read.main, read.rejected), "ReadAll"), read)
+    stage("read", (read.main, read.rejected), read)  # counted part by part: no Flatten holding every record
     source_pairs = pairs = read.main
     if corpus.limit:
         limited = limit_records(pairs, corpus.limit)
@@ -169,14 +169,14 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
             shards = selected | "TrainingShards" >> WriteTrainingShards.from_options(
                 f"{output}/training", options, run_seed=method.sampling.run_seed,
                 original_snippets=snippets, source_pairs=source_pairs)
-            shard_inputs = flatten((selected, snippets), "ShardInputs") if shard_opts.emit_original else selected
+            shard_inputs = (selected, snippets) if shard_opts.emit_original else selected
             stage("shards", shard_inputs, StageOutput(shards["examples"], shards["rejected"]))
             outputs["training"] = "training/"
         _write(selected, output, "selected", RecordKind.SCORED_PAIR, options, "WriteSelected")
         outputs["selected"] = "selected/"
 
-    rejected = flatten(dead_letters, "AllRejected")
-    _write(rejected, output, "rejected", RecordKind.REJECTED_RECORD, options, "WriteRejected")
+    # A tuple: the writer packs each part before flattening them (see WriteParquetShards).
+    _write(tuple(dead_letters), output, "rejected", RecordKind.REJECTED_RECORD, options, "WriteRejected")
 
     specs = [t.spec() for t in tallies]
     extra["stage_order"] = [t.name for t in tallies]
