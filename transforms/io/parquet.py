@@ -31,17 +31,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import posixpath
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.records import SCHEMA_VERSION, RecordKind, to_table
+from schemas.records import SCHEMA_VERSION, SCHEMAS, RecordKind, conform, to_table  # noqa: F401 (to_table: callers use it from here)
 from transforms.io.filesystems import atomic_write
 
 LOG = logging.getLogger(__name__)
@@ -68,6 +69,12 @@ def sort_key(record_id: str, seed: int | None) -> tuple[int, str]:
     h.update(b"\x00")
     h.update(record_id.encode("utf-8", "surrogatepass"))
     return (int.from_bytes(h.digest(), "big"), record_id)
+
+
+def sort_key_bytes(key: tuple[int, str]) -> bytes:
+    """``key`` as bytes that sort as the key does: the hash as 8 big-endian bytes, then the id in UTF-8 (whose
+    byte order is code point order). Compact for shuffles: one bytes object instead of a tuple, an int and a str."""
+    return key[0].to_bytes(8, "big") + key[1].encode("utf-8", "surrogatepass")
 
 
 def bucket_of(key: tuple[int, str], seed: int | None) -> int:
@@ -180,14 +187,35 @@ def write_records_atomic(
     *,
     extra_metadata: Mapping[str, str] | None = None,
     compression: str = DEFAULT_COMPRESSION,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
 ) -> ShardInfo:
-    """Conform ``records`` to ``SCHEMAS[kind]`` (metadata included) and write them atomically, in order."""
-    table = to_table(records, kind)
+    """Conform ``records`` to ``SCHEMAS[kind]`` (metadata included) and write them atomically, in order.
+
+    Streams: one row group of records is converted and written at a time, so a shard of any size costs the
+    memory of one row group (the file is the one ``write_table_atomic`` writes for the whole table)."""
+    schema = SCHEMAS[RecordKind(kind)]
     if extra_metadata:
-        meta = dict(table.schema.metadata or {})
+        meta = dict(schema.metadata or {})
         meta.update({k.encode(): v.encode() for k, v in extra_metadata.items()})
-        table = table.replace_schema_metadata(meta)
-    return write_table_atomic(table, path, compression=compression)
+        schema = schema.with_metadata(meta)
+    rows = iter(records)
+    first = list(itertools.islice(rows, row_group_size))
+    if not first:  # no row group at all: as write_table writes an empty table
+        return write_table_atomic(schema.empty_table(), path, compression=compression, row_group_size=row_group_size)
+    count = 0
+
+    def body(sink):
+        nonlocal count
+        with pq.ParquetWriter(sink, schema, compression=compression) as writer:
+            chunk = first
+            while chunk:
+                writer.write_table(pa.Table.from_pylist([conform(r, kind) for r in chunk], schema=schema),
+                                   row_group_size=row_group_size)
+                count += len(chunk)
+                chunk = list(itertools.islice(rows, row_group_size))
+
+    nbytes, digest = _atomic_write(path, body)
+    return {"path": path, "rows": count, "bytes": nbytes, "sha256": digest}
 
 
 def write_index_atomic(path: str, index: Mapping[str, Any]) -> None:
@@ -308,11 +336,14 @@ def write_one_shard(
     items: Sequence[tuple[tuple[int, str], int, Any]],
     kind: RecordKind | str,
     compression: str,
+    unpack: Callable[[Any], Mapping[str, Any]] | None = None,
 ) -> ShardInfo:
+    """Write one shard's ``(key, nbytes, record)`` items in key order; ``unpack`` turns each item's third
+    element into its record (packed records are unpacked one row group at a time)."""
     items = sorted(items, key=lambda it: it[0])
     name = shard_name(prefix, index, count)
     info = write_records_atomic(
-        (it[2] for it in items),
+        (unpack(it[2]) if unpack else it[2] for it in items),
         f"{output_dir.rstrip('/')}/{name}",
         kind,
         extra_metadata={METADATA_SHARD_KEY.decode(): f"{index}/{count}"},

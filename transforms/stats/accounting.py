@@ -36,7 +36,7 @@ class StageTally:
     """
 
     name: str
-    inputs: Any
+    inputs: Any  # a PCollection, or a tuple of them counted together
     outputs: Any
     rejected: Any = None
     fanout: int = 1
@@ -52,6 +52,11 @@ class StageTally:
 
 
 def _count(pcoll, label: str, key: str):
+    """``(key, n)``: the records of ``pcoll``, or of a tuple of PCollections counted part by part (flattening
+    the records only to count them would make runners that materialize a Flatten hold them all)."""
+    if isinstance(pcoll, (tuple, list)):
+        parts = [_count(part, f"{label}{i}", key) for i, part in enumerate(pcoll)]
+        return parts | f"{label}Parts" >> beam.Flatten() | f"{label}SumParts" >> beam.CombinePerKey(sum)
     return (
         pcoll
         | f"{label}Ones" >> beam.Map(lambda _: 1)
