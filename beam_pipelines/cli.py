@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 
 # subcommand -> (module, one-line summary)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("beam_pipelines.inverse_instruct", "the main job: extract, summarize, judge, select, decontaminate, shard"),
+    "generate": ("beam_pipelines.inverse_instruct",
+                 "the main job: extract, summarize, judge, select, decontaminate, shard"),
     "evaluate": ("beam_pipelines.evaluate", "pass@k of a model on an execution benchmark, in the sandbox"),
     "self-play": ("beam_pipelines.self_play", "self-play programming puzzles: generate, filter, solve, verify, shard"),
     "self-play-loop": ("beam_pipelines.self_play_loop", "R rounds of self-play, fine-tuning and P3 evaluation"),

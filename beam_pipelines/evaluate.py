@@ -87,7 +87,8 @@ def build_code_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setti
         LIVE.add("evaluate.requests.generate", len(request_list))
         requests = pipeline | "Requests" >> beam.Create(request_list)
         output = options.view_as(OutputOptions).output.rstrip("/")
-        samples = (infer_and_join(requests, keyed_problems, handler_from_options(options, cache_root=f"{output}/cache"), "Generate")
+        samples = (infer_and_join(requests, keyed_problems, handler_from_options(options, cache_root=f"{output}/cache"),
+                                  "Generate")
                    | "Samples" >> beam.FlatMap(generated_samples, n))
     isolated = require_isolation(options)
     executed = samples | "Execute" >> ExecuteSamples(sandbox_limits(options), sandbox_workers(options),

@@ -219,7 +219,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset, tuple, list)):
-        return sorted(_jsonable(v) for v in value) if isinstance(value, (set, frozenset)) else [_jsonable(v) for v in value]
+        return (sorted(_jsonable(v) for v in value) if isinstance(value, (set, frozenset))
+                else [_jsonable(v) for v in value])
     return value
 
 
@@ -268,7 +269,8 @@ def score_distribution(scores: list[float]) -> dict[str, float]:
     }
 
 
-def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict[str, Any]] = (), examples: int = 3) -> None:
+def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict[str, Any]] = (),
+                  examples: int = 3) -> None:
     wall = manifest.get("wall_seconds", "?")
     engine = f", {manifest['engine_seconds']} s inside the engine" if "engine_seconds" in manifest else ""
     lines = [f"inverse-instruct: output in {output} ({wall} s wall{engine})"]
@@ -276,7 +278,8 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
         stage = manifest["stages"][name]
         rejected = ", ".join(f"{k}={v}" for k, v in stage["rejected"].items()) or "none"
         mark = "ok" if stage["balanced"] else "UNBALANCED"
-        lines.append(f"  {name:<16} in={stage['records_in']:<8} out={stage['records_out']:<8} rejected: {rejected} [{mark}]")
+        lines.append(f"  {name:<16} in={stage['records_in']:<8} out={stage['records_out']:<8} "
+                     f"rejected: {rejected} [{mark}]")
     if "inference_cache" in manifest:
         cache = manifest["inference_cache"]
         lines.append(f"  inference cache: {cache['hits']} hits, {cache['misses']} misses (answered by the engine), "

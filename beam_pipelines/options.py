@@ -19,7 +19,8 @@ class OutputOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("output")
-        group.add_argument("--output", required=False, default="runs/latest", help="Output directory (any fsspec path).")
+        group.add_argument("--output", required=False, default="runs/latest",
+                           help="Output directory (any fsspec path).")
         group.add_argument("--verbose", action="store_true", default=False, help="Log at INFO level.")
         group.add_argument("--quiet", action="store_true", default=False,
                            help="No live progress lines on stderr (the summary is still printed).")

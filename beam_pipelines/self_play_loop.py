@@ -3,7 +3,8 @@ shards -> fine-tune -> evaluate on the P3 test puzzles.
 
     inverse-instruct self-play-loop --p3-dir ../shared/data/p3 --rounds 2 --output runs/sp-loop      # CPU, small
     inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output gs://b/sp --model EleutherAI/gpt-neo-125M \\
-        --self-play-args "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128 --runner DataflowRunner ..." \\
+        --self-play-args \\
+        "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128 --runner DataflowRunner ..." \\
         --train-launcher "torchrun --nproc_per_node 8" --eval-args "--samples-per-problem 100"
 
 Round r generates and solves with model M_r (M_0 = ``--model``), then fine-tunes the BASE model on the verified
@@ -44,9 +45,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                       / "self_play.yaml"))
     parser.add_argument("--train-epochs", type=float, default=4.0,
                         help="Epochs per round's fine-tune (babysit.sh stops at 4).")
-    parser.add_argument("--train-launcher", default="", help='e.g. "torchrun --nproc_per_node 8"; default: one process.')
+    parser.add_argument("--train-launcher", default="",
+                        help='e.g. "torchrun --nproc_per_node 8"; default: one process.')
     parser.add_argument("--self-play-args", default="", help="Extra options of every round's self-play job.")
-    parser.add_argument("--train-args", default="", help='Extra training overrides, e.g. "--set per_device_batch_size=2".')
+    parser.add_argument("--train-args", default="",
+                        help='Extra training overrides, e.g. "--set per_device_batch_size=2".')
     parser.add_argument("--eval-args", default="--samples-per-problem 10",
                         help="Extra options of every P3 evaluation (default: n=10 at the paper's T 0.8).")
     parser.add_argument("--pass-k", default="1,10", help="The k of the summary table.")

@@ -36,11 +36,13 @@ from runners.engines.cleanup import close_all_engines  # noqa: E402
 CODE = [
     "def add(a, b):\n    return a + b",
     "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a",
-    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        self.items.append(x)\n\n"
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n"
+    "    def push(self, x):\n        self.items.append(x)\n\n"
     "    def pop(self):\n        return self.items.pop()",
     "SELECT name, COUNT(*) FROM orders GROUP BY name HAVING COUNT(*) > 3;",
     "fn main() {\n    let v: Vec<i32> = (1..10).filter(|x| x % 2 == 0).collect();\n    println!(\"{:?}\", v);\n}",
-    "function debounce(fn, ms) {\n  let t;\n  return (...args) => {\n    clearTimeout(t);\n    t = setTimeout(() => fn(...args), ms);\n  };\n}",
+    "function debounce(fn, ms) {\n  let t;\n  return (...args) => {\n    clearTimeout(t);\n"
+    "    t = setTimeout(() => fn(...args), ms);\n  };\n}",
 ]
 SYSTEM = ("You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable "
           "responses to user instructions.\n\n")
@@ -48,8 +50,8 @@ SYSTEM = ("You are an exceptionally intelligent coding assistant that consistent
 
 def summarize_prompt(i: int) -> str:
     code = CODE[i % len(CODE)] + f"\n# variant {i}"
-    return (f"{SYSTEM}@@ Instruction\nThis is a response code snippet to a programming problem, please give the problem "
-            f"description:\n```\n{code}\n```\n\n@@ Response\nWrite a")
+    return (f"{SYSTEM}@@ Instruction\nThis is a response code snippet to a programming problem, please give the "
+            f"problem description:\n```\n{code}\n```\n\n@@ Response\nWrite a")
 
 
 def judge_prompt(i: int) -> str:
@@ -85,7 +87,8 @@ class Direct:
     def generate(self) -> tuple[float, int]:
         """(seconds, generated tokens)."""
         started = time.perf_counter()
-        results = self.engine.generate([r.prompt for r in self.generate_requests], [r.spec for r in self.generate_requests])
+        results = self.engine.generate([r.prompt for r in self.generate_requests],
+                                       [r.spec for r in self.generate_requests])
         return time.perf_counter() - started, sum(r.n_generated_tokens for r in results)
 
     def score(self, method: str | None = None) -> float:
@@ -244,8 +247,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--max-model-len", type=int, default=2048)
-    parser.add_argument("--min-batch-size", type=int, default=None, help="RunInference min batch (handler default if unset)")
-    parser.add_argument("--multi-process", type=int, default=0, help="DirectRunner multi_processing with this many workers")
+    parser.add_argument("--min-batch-size", type=int, default=None,
+                        help="RunInference min batch (handler default if unset)")
+    parser.add_argument("--multi-process", type=int, default=0,
+                        help="DirectRunner multi_processing with this many workers")
     parser.add_argument("--repeats", type=int, default=4,
                         help="interleaved repeats (even: each path goes first equally often); the report gives medians")
     parser.add_argument("--compiled", action="store_true", help="vLLM with torch.compile (default on CPU: eager)")
@@ -272,12 +277,14 @@ def main() -> None:
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
         print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}, median of {args.repeats}) ==")
         print(f"direct   : generate {direct_numbers['generate_tokens_per_s']:8.1f} tokens/s "
-              f"({direct_numbers['generated_tokens']} tokens)   score {direct_numbers['score_prompts_per_s']:6.2f} prompts/s")
+              f"({direct_numbers['generated_tokens']} tokens)   "
+              f"score {direct_numbers['score_prompts_per_s']:6.2f} prompts/s")
         if engine == "vllm":
             methods = ", ".join(f"{m} {r:.2f}" for m, r in direct_numbers["score_methods_prompts_per_s"].items())
             print(f"           score methods (prompts/s): {methods}")
         print(f"pipeline : generate {pipeline_numbers['generate_tokens_per_s']:8.1f} tokens/s "
-              f"({pipeline_numbers['generated_tokens']} tokens)   score {pipeline_numbers['score_prompts_per_s']:6.2f} prompts/s")
+              f"({pipeline_numbers['generated_tokens']} tokens)   "
+              f"score {pipeline_numbers['score_prompts_per_s']:6.2f} prompts/s")
         per_repeat = "  ".join(f"{r['generate_tokens_per_s']:.2f}/{r['score_prompts_per_s']:.2f}"
                                for r in numbers["ratio"]["per_repeat"])
         print(f"ratio pipeline/direct (median): generate {numbers['ratio']['generate']:.2f}   "

@@ -63,7 +63,8 @@ def make_corpus(path: Path, n_records: int) -> int:
             if alpaca and i % 10 == 9:
                 response = alpaca[i % len(alpaca)] + f"\n# variant {i}" * (i >= len(alpaca))
             else:
-                code = functions[i % len(functions)] + (f"\n# variant {i // len(functions)}" if i >= len(functions) else "")
+                code = functions[i % len(functions)] + (f"\n# variant {i // len(functions)}"
+                                                        if i >= len(functions) else "")
                 response = shapes[i % len(shapes)](code, i)
             nbytes += len(response.encode("utf-8"))
             f.write(json.dumps({"instruction": f"task {i}", "response": response}) + "\n")
@@ -113,10 +114,12 @@ def main() -> None:
     print(f"corpus: {args.records} records, {mb:.1f} MB of responses ({corpus})")
 
     dofn_s, kept = bench_dofn(corpus, args.policy)
-    print(f"DoFn alone:  {args.records / dofn_s:,.0f} records/s, {kept / dofn_s:,.0f} snippets/s, {mb / dofn_s:.2f} MB/s ({dofn_s:.1f} s)")
+    print(f"DoFn alone:  {args.records / dofn_s:,.0f} records/s, {kept / dofn_s:,.0f} snippets/s, "
+          f"{mb / dofn_s:.2f} MB/s ({dofn_s:.1f} s)")
     pipe_s, manifest = bench_pipeline(corpus, workdir / "out", args.policy)
     kept_pipe = manifest["stages"]["extract"]["records_out"]
-    print(f"pipeline:    {args.records / pipe_s:,.0f} records/s, {kept_pipe / pipe_s:,.0f} snippets/s, {mb / pipe_s:.2f} MB/s ({pipe_s:.1f} s)")
+    print(f"pipeline:    {args.records / pipe_s:,.0f} records/s, {kept_pipe / pipe_s:,.0f} snippets/s, "
+          f"{mb / pipe_s:.2f} MB/s ({pipe_s:.1f} s)")
     print(f"pipeline / DoFn-alone throughput: {dofn_s / pipe_s:.2f} (target >= 0.50)")
     print(json.dumps({"records": args.records, "mb": round(mb, 2), "policy": args.policy,
                       "dofn_seconds": round(dofn_s, 2), "pipeline_seconds": round(pipe_s, 2),

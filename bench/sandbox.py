@@ -33,7 +33,8 @@ from transforms.execute.verdicts import run_function_tests  # noqa: E402
 
 def run_bare(problem, limits: IsolationLimits) -> bool:
     with tempfile.TemporaryDirectory(prefix="bench-bare-") as work:
-        result = subprocess.run([sys.executable, "-I", "-c", test_program(problem, problem.prompt + problem.canonical_solution)],
+        result = subprocess.run([sys.executable, "-I", "-c",
+                                 test_program(problem, problem.prompt + problem.canonical_solution)],
                                 cwd=work, env={"PATH": "/usr/bin:/bin", "HOME": work}, stdin=subprocess.DEVNULL,
                                 capture_output=True, timeout=limits.timeout_s)
     return result.returncode == 0

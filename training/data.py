@@ -247,7 +247,8 @@ class StageExamples(torch.utils.data.Dataset):
         with fs.open(path, "rb") as f:
             table = pq.read_table(f, columns=list(TEXT_COLUMNS))
         if table.num_rows != self.shards[shard].rows:
-            raise ValueError(f"{self.shards[shard].url}: {table.num_rows} rows, the index says {self.shards[shard].rows}")
+            raise ValueError(f"{self.shards[shard].url}: {table.num_rows} rows, "
+                             f"the index says {self.shards[shard].rows}")
         columns = {name: table.column(name).to_pylist() for name in TEXT_COLUMNS}
         self._cache[shard] = columns
         while len(self._cache) > self._cache_size:

@@ -1,4 +1,5 @@
-"""The fine-tuning job: ``torchrun --nproc_per_node N -m training.finetune --config training/configs/inversecoder.yaml``.
+"""The fine-tuning job: ``torchrun --nproc_per_node N -m training.finetune \
+--config training/configs/inversecoder.yaml``.
 
 Built on the HF ``Trainer`` (which owns the loop, gradient accumulation, DDP/FSDP through accelerate, the
 scheduler, checkpoints and exact resume) with a thin subclass for the recipe's logging. Stages run in order;

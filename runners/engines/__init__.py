@@ -34,4 +34,5 @@ def build_engine(config: EngineConfig):
     return TransformersEngine(config)
 
 
-__all__ = ["ENGINE_NAMES", "FORBID_REAL_ENGINES_ENV", "TOP_LOGPROBS", "VLLM_SCORE_METHODS", "EngineConfig", "build_engine", "load_tokenizer"]
+__all__ = ["ENGINE_NAMES", "FORBID_REAL_ENGINES_ENV", "TOP_LOGPROBS", "VLLM_SCORE_METHODS",
+           "EngineConfig", "build_engine", "load_tokenizer"]

@@ -36,7 +36,8 @@ def eos_ids(tokenizer, model_dir: str) -> set[int]:
         from transformers import GenerationConfig
 
         generation_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
-        ids |= set(generation_eos if isinstance(generation_eos, list) else [generation_eos] if generation_eos is not None else [])
+        ids |= set(generation_eos if isinstance(generation_eos, list)
+                   else [generation_eos] if generation_eos is not None else [])
     except Exception:  # no generation_config.json
         pass
     return ids

@@ -32,7 +32,8 @@ class TransformersEngine(LocalEngine):
         self._model = AutoModelForCausalLM.from_pretrained(
             self.model_dir, dtype=dtype, attn_implementation=config.attn_implementation).to(self.device).eval()
         _float32_output_head(self._model)
-        self._pad_id = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id
+        self._pad_id = (self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None
+                        else self._tokenizer.eos_token_id)
         self._eos_ids = eos_ids(self._tokenizer, self.model_dir)
         LIVE_ENGINES.add(self)
 
@@ -197,7 +198,8 @@ def _float32_output_head(model) -> None:
         def __init__(self, linear):
             super().__init__()
             self.weight = torch.nn.Parameter(linear.weight.detach().float(), requires_grad=False)
-            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+            self.bias = (None if linear.bias is None
+                         else torch.nn.Parameter(linear.bias.detach().float(), requires_grad=False))
 
         def forward(self, hidden):
             return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)

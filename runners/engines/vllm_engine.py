@@ -180,7 +180,8 @@ class VllmEngine(LocalEngine):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        requests = [TokensPrompt(prompt_token_ids=ids + [token]) for ids, tokens in zip(encoded, wanted) for token in tokens]
+        requests = [TokensPrompt(prompt_token_ids=ids + [token])
+                    for ids, tokens in zip(encoded, wanted) for token in tokens]
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=TOP_LOGPROBS, detokenize=False)
         outputs = iter(self._run(requests, params))
         results = []
@@ -217,7 +218,8 @@ class VllmEngine(LocalEngine):
 
 def _top_of(step: dict) -> dict[int, float]:
     """The top-``TOP_LOGPROBS`` entries of a vLLM logprob dict (which also holds the sampled token)."""
-    ranked = sorted(step.items(), key=lambda item: (item[1].rank if item[1].rank is not None else 1 << 30, -item[1].logprob))
+    ranked = sorted(step.items(),
+                    key=lambda item: (item[1].rank if item[1].rank is not None else 1 << 30, -item[1].logprob))
     return {token: lp.logprob for token, lp in ranked if lp.rank is not None and lp.rank <= TOP_LOGPROBS}
 
 

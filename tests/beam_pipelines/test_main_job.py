@@ -18,13 +18,22 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 PAIRS = [
     ("Write a function that adds two numbers.", "```python\ndef add(a, b):\n    return a + b\n```"),
     ("Reverse a string.", "```python\ndef reverse(text):\n    return text[::-1]\n```"),
-    ("Check whether a number is prime.", "def is_prime(n):\n    if n < 2:\n        return False\n    for d in range(2, int(n ** 0.5) + 1):\n        if n % d == 0:\n            return False\n    return True"),
+    ("Check whether a number is prime.",
+     "def is_prime(n):\n    if n < 2:\n        return False\n    for d in range(2, int(n ** 0.5) + 1):\n"
+     "        if n % d == 0:\n            return False\n    return True"),
     ("Sum an array in JavaScript.", "```js\nfunction sum(xs) {\n  return xs.reduce((a, b) => a + b, 0);\n}\n```"),
-    ("Print hello in Java.", "```java\npublic class Hello {\n    public static void main(String[] args) {\n        System.out.println(\"hello\");\n    }\n}\n```"),
+    ("Print hello in Java.",
+     "```java\npublic class Hello {\n    public static void main(String[] args) {\n"
+     "        System.out.println(\"hello\");\n    }\n}\n```"),
     ("Factorial in C.", "```c\nint factorial(int n) {\n    return n <= 1 ? 1 : n * factorial(n - 1);\n}\n```"),
-    ("Count words.", "```python\ndef count_words(text):\n    counts = {}\n    for word in text.split():\n        counts[word] = counts.get(word, 0) + 1\n    return counts\n```"),
-    ("Maximum of a list in Go.", "```go\nfunc max(xs []int) int {\n\tm := xs[0]\n\tfor _, x := range xs {\n\t\tif x > m {\n\t\t\tm = x\n\t\t}\n\t}\n\treturn m\n}\n```"),
-    ("Fibonacci numbers.", "```python\ndef fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n```"),
+    ("Count words.",
+     "```python\ndef count_words(text):\n    counts = {}\n    for word in text.split():\n"
+     "        counts[word] = counts.get(word, 0) + 1\n    return counts\n```"),
+    ("Maximum of a list in Go.",
+     "```go\nfunc max(xs []int) int {\n\tm := xs[0]\n\tfor _, x := range xs {\n\t\tif x > m {\n\t\t\tm = x\n\t\t}\n"
+     "\t}\n\treturn m\n}\n```"),
+    ("Fibonacci numbers.",
+     "```python\ndef fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n```"),
     ("Same adder again.", "```py\ndef add(a, b):\n    return a + b\n```"),  # exact duplicate of row 0
     ("Explain recursion.", "Recursion is when a function calls itself until a base case is reached."),  # prose
     ("Broken code.", "```python\ndef broken(:\n    return\n```"),

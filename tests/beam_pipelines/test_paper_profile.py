@@ -37,7 +37,8 @@ def paper(tmp_path_factory):
 def test_the_profile_sets_the_papers_method(paper):
     method = method_config(paper)
     s = method.sampling
-    assert (s.num_candidates, s.temperature, s.top_p, s.repetition_penalty, s.max_new_tokens) == (10, 0.8, 1.0, 1.1, 2048)
+    assert (s.num_candidates, s.temperature, s.top_p, s.repetition_penalty, s.max_new_tokens) == (
+        10, 0.8, 1.0, 1.1, 2048)
     assert method.scoring_mode == "reference" and method.selection.top_k == 1 and method.selection.min_score is None
     assert method.filters.enabled is False and method.prompt_code == "reference"
     assert extraction_config(paper).policy == "paper"

@@ -29,7 +29,8 @@ def test_main_job_balances_and_every_snippet_gets_a_winner(tmp_path):
     assert one["balanced"], one["stages"]
     stages = one["stages"]
     assert stages["limit"]["records_out"] == 12 and stages["summarize"]["fanout"] == 3
-    assert stages["summarize"]["records_out"] + stages["summarize"]["rejected_total"] == 3 * stages["summarize"]["records_in"]
+    assert (stages["summarize"]["records_out"] + stages["summarize"]["rejected_total"]
+            == 3 * stages["summarize"]["records_in"])
     selected = _rows(tmp_path / "one" / "selected")
     assert selected, "the fake engine's candidates pass the post-filters, so every snippet has a winner"
     assert all(len(r["all_scores"]) == len(r["all_candidate_indices"]) >= 1 for r in selected)
@@ -73,7 +74,8 @@ def test_self_play_job_solves_filters_and_shards_scripted_puzzles(tmp_path):
     assert kept, "the scripted puzzles verify"
     assert len({r["id"] for r in kept}) == len(kept)
     square = next(r for r in kept if "x * x == 12321" in r["sat"])
-    assert square["solutions"] == ["def g():\n    return 111\n", "def g():\n    return 100 + 11\n"]  # distinct, shortest first
+    assert square["solutions"] == [  # distinct, shortest first
+        "def g():\n    return 111\n", "def g():\n    return 100 + 11\n"]
     assert square["sol"] == square["solutions"][0]
     rejected = _rows(tmp_path / "a" / "rejected")
     reasons = {r["reason"] for r in rejected}

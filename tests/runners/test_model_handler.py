@@ -30,11 +30,13 @@ ENGINE_PROCESS_MARKERS = ("VLLM", "EngineCore")
 # ------------------------------------------------------------------------------------------------ the pipeline
 
 def judge_prompt(code: str, instruction: str) -> str:
-    return (f"@@ Instruction\nHere is a programming problem:\n{instruction}\n\nHere is the answer code to the problem:\n"
+    return (f"@@ Instruction\nHere is a programming problem:\n{instruction}\n\n"
+            "Here is the answer code to the problem:\n"
             f"{code}\nIs the answer correct? Your reply should begin with Yes or No.\n\n@@ Response\n")
 
 
-def build_pipeline(pipeline, records: list[dict], handler, yes_no: tuple[int, int], run_seed: int, max_tokens: int, output: str):
+def build_pipeline(pipeline, records: list[dict], handler, yes_no: tuple[int, int], run_seed: int, max_tokens: int,
+                   output: str):
     """Two inference stages on one handler, each a plain ``RunInference(handler)`` like the pipeline's stages."""
     import apache_beam as beam
     from apache_beam.ml.inference.base import RunInference
@@ -47,7 +49,8 @@ def build_pipeline(pipeline, records: list[dict], handler, yes_no: tuple[int, in
     def score_request(keyed):
         record_id, prediction = keyed
         instruction = "It" + prediction.inference.texts[0]
-        return record_id, (instruction, ScoreRequest(prompt=judge_prompt(prediction.example.prompt, instruction), token_ids=yes_no))
+        return record_id, (instruction, ScoreRequest(prompt=judge_prompt(prediction.example.prompt, instruction),
+                                                     token_ids=yes_no))
 
     def to_json(keyed):
         record_id, (instruction, prediction) = keyed[0], keyed[1]
@@ -78,7 +81,8 @@ def build_pipeline(pipeline, records: list[dict], handler, yes_no: tuple[int, in
 
 def make_records(n: int) -> list[dict]:
     snippets = ["def add(a, b):\n    return a + b", "def rev(s):\n    return s[::-1]",
-                "def first(xs):\n    return xs[0] if xs else None", "def evens(n):\n    return [i for i in range(n) if i % 2 == 0]"]
+                "def first(xs):\n    return xs[0] if xs else None",
+                "def evens(n):\n    return [i for i in range(n) if i % 2 == 0]"]
     return [{"id": f"rec-{i:04d}", "code": snippets[i % len(snippets)] + f"  # {i}"} for i in range(n)]
 
 
@@ -104,10 +108,12 @@ def read_output(path: str) -> list[dict]:
     return sorted((json.loads(line) for line in Path(path).read_text().splitlines()), key=lambda r: r["id"])
 
 
-def pipeline_command(tmp_path: Path, engine: str, records: int, workers: int, max_tokens: int, tag: str = "run") -> tuple[list[str], Path, Path]:
+def pipeline_command(tmp_path: Path, engine: str, records: int, workers: int, max_tokens: int,
+                     tag: str = "run") -> tuple[list[str], Path, Path]:
     output, load_log = tmp_path / f"{tag}.jsonl", tmp_path / f"{tag}.loads"
     command = [sys.executable, str(Path(__file__).resolve()), "--engine", engine, "--records", str(records),
-               "--workers", str(workers), "--output", str(output), "--load-log", str(load_log), "--max-tokens", str(max_tokens)]
+               "--workers", str(workers), "--output", str(output), "--load-log", str(load_log),
+               "--max-tokens", str(max_tokens)]
     return command, output, load_log
 
 
@@ -134,7 +140,8 @@ def engine_processes(exclude: set[int]) -> list:
 def test_handlers_for_the_same_config_share_one_identifier():
     config = EngineConfig(engine="transformers", max_model_len=1024)
     assert EngineModelHandler(config).model_identifier == EngineModelHandler(config).model_identifier
-    assert EngineModelHandler(config).model_identifier != EngineModelHandler(EngineConfig(engine="vllm")).model_identifier
+    assert (EngineModelHandler(config).model_identifier
+            != EngineModelHandler(EngineConfig(engine="vllm")).model_identifier)
     assert engine_identifier(config, nonce="a") != engine_identifier(config, nonce="b")  # other launches never connect
     keyed = EngineModelHandler(config).keyed()
     assert model_identifier_of(keyed) == EngineModelHandler(config).model_identifier
@@ -142,7 +149,8 @@ def test_handlers_for_the_same_config_share_one_identifier():
 
 
 def test_batching_and_resource_hints():
-    vllm_handler = EngineModelHandler(EngineConfig(engine="vllm"), accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")
+    vllm_handler = EngineModelHandler(EngineConfig(engine="vllm"),
+                                      accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")
     assert vllm_handler.get_resource_hints() == {"accelerator": "type:nvidia-tesla-t4;count:1;install-nvidia-driver"}
     assert vllm_handler.batch_elements_kwargs() == {"min_batch_size": 64, "max_batch_size": 256}
     cpu_handler = EngineModelHandler(EngineConfig(engine="transformers"), max_batch_size=4)
@@ -160,7 +168,8 @@ def test_request_seed_is_stable_and_distinct():
     assert request_seed("rec-1", 0, 7) != request_seed("rec-1", 0, 8)
     assert all(0 <= s < 2**31 for s in seeds)
     # A fixed value: the seed must not change between releases, or re-runs stop being reproducible.
-    assert request_seed("rec-1", 3, 42) == int.from_bytes(__import__("hashlib").sha256(b"42\x1frec-1\x1f3").digest()[:8], "big") % (2**31 - 1)
+    assert request_seed("rec-1", 3, 42) == int.from_bytes(
+        __import__("hashlib").sha256(b"42\x1frec-1\x1f3").digest()[:8], "big") % (2**31 - 1)
 
 
 @pytest.mark.engine
@@ -186,14 +195,16 @@ def test_seeded_pipeline_reruns_are_byte_identical(tmp_path):
     runs = []
     for attempt in ("first", "second"):
         output = tmp_path / f"{attempt}.jsonl"
-        run("transformers", records=4, workers=1, output=str(output), load_log=str(tmp_path / "loads"), max_tokens=8, run_seed=3)
+        run("transformers", records=4, workers=1, output=str(output), load_log=str(tmp_path / "loads"), max_tokens=8,
+            run_seed=3)
         runs.append(output.read_bytes())
     assert runs[0] == runs[1]
     assert len(runs[0].splitlines()) == 4
     # The engine is shared across the two pipelines of this process: loaded once.
     assert len((tmp_path / "loads").read_text().splitlines()) == 1
     other_seed = tmp_path / "other.jsonl"
-    run("transformers", records=4, workers=1, output=str(other_seed), load_log=str(tmp_path / "loads"), max_tokens=8, run_seed=4)
+    run("transformers", records=4, workers=1, output=str(other_seed), load_log=str(tmp_path / "loads"), max_tokens=8,
+        run_seed=4)
     assert other_seed.read_bytes() != runs[0]
 
 
@@ -209,7 +220,8 @@ def _root_cause(stderr: str) -> str:
 def test_two_stages_two_workers_load_the_vllm_engine_exactly_once(tmp_path):
     command, output, load_log = pipeline_command(tmp_path, "vllm", records=6, workers=2, max_tokens=12)
     before = {p.pid for p in engine_processes(set())}
-    completed = subprocess.run(command + ["--run-seed", "5"], env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=900)
+    completed = subprocess.run(command + ["--run-seed", "5"], env=subprocess_env(), cwd=REPO, capture_output=True,
+                               text=True, timeout=900)
     assert completed.returncode == 0, _root_cause(completed.stderr)
     loads = load_log.read_text().splitlines()
     assert len(loads) == 1, loads

@@ -69,15 +69,16 @@ def _resolve_in_subprocess(model: str, env: dict, cache: Path) -> subprocess.Com
 
 
 def test_offline_missing_hub_model_fails_with_a_clear_message(tmp_path):
-    offline = _resolve_in_subprocess("no-such-org/no-such-model", {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}, tmp_path)
+    offline = _resolve_in_subprocess("no-such-org/no-such-model", {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)},
+                                     tmp_path)
     assert offline.returncode != 0
     assert "ModelNotAvailableError" in offline.stderr and "HF_HUB_OFFLINE is set" in offline.stderr
     assert "--model smollm2" in offline.stderr
     # Not marked offline, but the hub is unreachable: same clear error, and later lookups are told to stay offline.
     unreachable = _resolve_in_subprocess(
         "no-such-org/no-such-model",
-        {"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "2",
-         "HF_HUB_DOWNLOAD_TIMEOUT": "2"}, tmp_path)
+        {"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9",
+         "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}, tmp_path)
     assert unreachable.returncode != 0
     assert "ModelNotAvailableError" in unreachable.stderr and "download failed" in unreachable.stderr
 

@@ -1,1 +1,2 @@
-"""Benchmark decontamination (substring / n-gram / signature / MinHash) and near-duplicate removal, as Beam transforms."""
+"""Benchmark decontamination (substring / n-gram / signature / MinHash) and near-duplicate removal,
+as Beam transforms."""

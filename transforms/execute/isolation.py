@@ -21,7 +21,8 @@ and bwrap started by root maps the sandbox uid to host uid 0. So when the parent
 started as host uid/gid 65534 (``subprocess``'s ``user=``/``group=``, no ``preexec_fn``): the sandbox then runs
 as host "nobody", and since Linux 5.14 ``RLIMIT_NPROC`` is counted per user namespace, i.e. per sandbox (the
 interpreter counts as 1). The interpreter is PID 1 of its namespace (``--as-pid-1``), so bwrap reaps it itself
-(bwrap's own init would be left a zombie of the host's init after a kill). Memory in total: each process is capped by ``RLIMIT_AS``, at most
+(bwrap's own init would be left a zombie of the host's init after a kill).
+Memory in total: each process is capped by ``RLIMIT_AS``, at most
 ``max_processes`` processes exist, so a sandbox holds at most ``max_processes x memory_mb`` of address space, plus
 its tmpfs (``file_size_mb``) and memfd/pipe buffers (each file capped by ``RLIMIT_FSIZE``, their number by
 ``RLIMIT_NOFILE``). A cgroup would bound it more tightly, but needs a writable cgroup tree that Beam workers lack.

@@ -3,7 +3,8 @@
 Only these types cross, each checked by exact type (a subclass of int, str or list is refused, so no custom
 ``__eq__``, ``__hash__`` or ``__iter__`` reaches trusted code; the one exception: collections' dicts and
 namedtuples are sent as their plain dict/tuple copy): None, bool, int, float, str, list, tuple, dict,
-set, frozenset, bytes. JSON carries None/bool/int/float/str/list itself (ints past ~3,600 digits travel as hex, which has no
+set, frozenset, bytes.
+JSON carries None/bool/int/float/str/list itself (ints past ~3,600 digits travel as hex, which has no
 conversion limit, because P3 answers can be Fibonacci lists); the others travel as tagged objects
 ``{"t": <type>, "v": <payload>}`` so tuple and list stay distinct (HumanEval tests compare tuples) and dict keys
 keep their types. Non-finite floats are tagged too, so the JSON text stays standard.

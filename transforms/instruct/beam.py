@@ -61,12 +61,13 @@ class _PlanCandidatesFn(beam.DoFn):
 
     def setup(self):
         if self._preset.style == "chat":
-            self._tokenizer = _load_tokenizer(self._tokenizer_source, f"preset {self._preset.name!r} renders a chat template")
+            self._tokenizer = _load_tokenizer(self._tokenizer_source,
+                                              f"preset {self._preset.name!r} renders a chat template")
 
     def process(self, snippet: dict[str, Any]) -> Iterator[Any]:
         self.books.took()
-        for candidate, request in plan_candidates(snippet, self._preset, self._sampling, self._model_id, self._tokenizer,
-                                                  self._prompt_code):
+        for candidate, request in plan_candidates(snippet, self._preset, self._sampling, self._model_id,
+                                                  self._tokenizer, self._prompt_code):
             self.books.count("requests.generate")
             yield beam.pvalue.TaggedOutput("candidates", (candidate["id"], candidate))
             yield beam.pvalue.TaggedOutput("requests", (candidate["id"], request))
@@ -120,7 +121,8 @@ class _DropDuplicateCandidatesFn(StageFn):
         for candidate in candidates:
             kept = duplicates.get(candidate["candidate_index"])
             if kept is not None:
-                yield self.books.reject(candidate, postfilters.DUPLICATE_CANDIDATE, f"same instruction as candidate {kept}")
+                yield self.books.reject(candidate, postfilters.DUPLICATE_CANDIDATE,
+                                        f"same instruction as candidate {kept}")
             else:
                 yield self.books.kept(candidate)
 
@@ -167,8 +169,8 @@ class Summarize(beam.PTransform):
 
 
 class _PlanJudgementsFn(beam.DoFn):
-    def __init__(self, preset: PromptPreset, tokenizer_source: TokenizerSource | None, tokens: scoring.JudgeTokens | None,
-                 mode: str = "exact"):
+    def __init__(self, preset: PromptPreset, tokenizer_source: TokenizerSource | None,
+                 tokens: scoring.JudgeTokens | None, mode: str = "exact"):
         self._preset = preset
         self._mode = mode
         self._tokenizer_source = tokenizer_source

@@ -30,7 +30,8 @@ _WORD = re.compile(r"\w")
 _REFUSAL = re.compile(
     r"\b("
     r"I(?:'m| am) sorry|I apologi[sz]e|sorry, but|"
-    r"I(?:'m| am) (?:not able|unable) to|I (?:cannot|can't|can not|won't) (?:help|assist|provide|do|answer|complete|write|comply)|"
+    r"I(?:'m| am) (?:not able|unable) to|"
+    r"I (?:cannot|can't|can not|won't) (?:help|assist|provide|do|answer|complete|write|comply)|"
     r"as an AI(?: language model)?|as a language model|I'm just an AI|"
     r"I do not have enough (?:information|context)"
     r")",
@@ -66,7 +67,8 @@ def echoes_code(instruction: str, code: str, config: FilterConfig = FilterConfig
     return False, ""
 
 
-def check_candidate(generated_text: str, instruction: str, code: str, config: FilterConfig = FilterConfig()) -> Verdict | None:
+def check_candidate(generated_text: str, instruction: str, code: str,
+                    config: FilterConfig = FilterConfig()) -> Verdict | None:
     """The first post-filter that rejects one candidate, or ``None`` when it passes.
 
     ``generated_text`` is the model's continuation of the prefix; ``instruction`` the stored

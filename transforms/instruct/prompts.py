@@ -79,7 +79,8 @@ def _check_placeholders(preset: str, key: str, template: str, allowed: set[str])
 
     for _, field, _, _ in string.Formatter().parse(template):
         if field is not None and field not in allowed:
-            raise ValueError(f"preset {preset!r}: {key} uses unknown placeholder {{{field}}}; allowed: {sorted(allowed)}")
+            raise ValueError(f"preset {preset!r}: {key} uses unknown placeholder {{{field}}}; "
+                             f"allowed: {sorted(allowed)}")
 
 
 _FIELDS = {f.name for f in dataclasses.fields(PromptPreset)}
@@ -95,7 +96,8 @@ def _read_preset_data(spec: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         try:
             text = read_text(spec)
         except (FileNotFoundError, OSError) as exc:
-            raise ValueError(f"unknown prompt preset {spec!r}: not one of {BUILTIN_PRESETS} and not a readable file") from exc
+            raise ValueError(f"unknown prompt preset {spec!r}: not one of {BUILTIN_PRESETS} "
+                             "and not a readable file") from exc
     data = json.loads(text) if spec.endswith(".json") else yaml.safe_load(text)
     if not isinstance(data, Mapping):
         raise ValueError(f"prompt preset {spec!r} must be a mapping, got {type(data).__name__}")
@@ -220,7 +222,8 @@ def format_training_prompt(instruction: str, preset: PromptPreset | str = "paper
     return render(resolve_preset(preset), instruction, "", tokenizer)
 
 
-def format_training_example(instruction: str, response: str, preset: PromptPreset | str = "paper", tokenizer=None) -> tuple[str, str]:
+def format_training_example(instruction: str, response: str, preset: PromptPreset | str = "paper",
+                            tokenizer=None) -> tuple[str, str]:
     """``(prompt, response)``; the loss goes on the response only."""
     return format_training_prompt(instruction, preset, tokenizer), response
 

@@ -54,7 +54,8 @@ class JudgeTokens:
 
     def request_ids(self) -> tuple[int, ...]:
         """Every id whose exact log-prob is asked of the engine (both modes, so they can be compared)."""
-        return tuple(sorted(set(self.yes_ids) | set(self.no_ids) | set(self.reference_yes_ids) | set(self.reference_no_ids)))
+        return tuple(sorted(set(self.yes_ids) | set(self.no_ids)
+                            | set(self.reference_yes_ids) | set(self.reference_no_ids)))
 
     def to_json_dict(self) -> dict:
         return {
@@ -165,10 +166,12 @@ def reference_score(top_logprobs: Mapping[int, float], yes_ids: Sequence[int], n
     return ScoreParts(two_way_score(lp_yes, lp_no), lp_yes, lp_no)
 
 
-def score_pair(logprobs: Mapping[int, float], top_logprobs: Mapping[int, float], tokens: JudgeTokens, mode: str) -> tuple[ScoreParts, str]:
+def score_pair(logprobs: Mapping[int, float], top_logprobs: Mapping[int, float], tokens: JudgeTokens,
+               mode: str) -> tuple[ScoreParts, str]:
     """The score in ``mode`` and the raw log-probs as JSON (both modes' results included, for audit)."""
     exact = exact_score(logprobs, tokens.yes_ids, tokens.no_ids)
-    reference = reference_score(top_logprobs, tokens.reference_yes_ids, tokens.reference_no_ids) if top_logprobs else None
+    reference = (reference_score(top_logprobs, tokens.reference_yes_ids, tokens.reference_no_ids)
+                 if top_logprobs else None)
     if mode == "exact":
         chosen = exact
     elif mode == "reference":

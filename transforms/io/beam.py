@@ -131,7 +131,8 @@ class ReadSourcePairs(beam.PTransform):
         if "parquet" in formats:
             parquet = (
                 paths
-                | "OnlyParquet" >> beam.Filter(lambda p, fmt=self._format: (fmt if fmt != "auto" else detect_format(p)) == "parquet")
+                | "OnlyParquet" >> beam.Filter(
+                    lambda p, fmt=self._format: (fmt if fmt != "auto" else detect_format(p)) == "parquet")
                 | "ListRowGroups" >> beam.ParDo(_ListParquetRowGroups(self._mapping))
                 | "SpreadRowGroups" >> beam.Reshuffle()
                 | "ReadRowGroup" >> beam.ParDo(_ReadParquetRowGroup(self._mapping))
@@ -140,9 +141,11 @@ class ReadSourcePairs(beam.PTransform):
         if formats & {"json", "jsonl"}:
             json_result = (
                 paths
-                | "OnlyJson" >> beam.Filter(lambda p, fmt=self._format: (fmt if fmt != "auto" else detect_format(p)) != "parquet")
+                | "OnlyJson" >> beam.Filter(
+                    lambda p, fmt=self._format: (fmt if fmt != "auto" else detect_format(p)) != "parquet")
                 | "SpreadJsonFiles" >> beam.Reshuffle()
-                | "ReadJson" >> beam.ParDo(_ReadJsonFile(self._mapping, self._format)).with_outputs(REJECTED, main="main")
+                | "ReadJson" >> beam.ParDo(
+                    _ReadJsonFile(self._mapping, self._format)).with_outputs(REJECTED, main="main")
             )
             outputs.append(json_result.main)
             rejected_outputs.append(json_result.rejected)
@@ -196,7 +199,8 @@ def limit_records(pcoll, limit: int | None, label: str = "Limit"):
         return pcoll
     return (
         pcoll
-        | f"{label}Smallest" >> beam.combiners.Top.Smallest(limit, key=lambda r: (r["id"], r["source_uri"], r["source_row"]))
+        | f"{label}Smallest" >> beam.combiners.Top.Smallest(
+            limit, key=lambda r: (r["id"], r["source_uri"], r["source_row"]))
         | f"{label}Explode" >> beam.FlatMap(lambda records: records)
     )
 

@@ -9,8 +9,8 @@ Pure functions (usable without Beam):
   byte for byte), for small outputs and tests.
 - ``write_index_atomic`` / ``read_index`` / ``verify_shards``: the ``shards.json`` index.
 
-Beam (``transforms.io.beam``): ``WriteParquetShards(output_dir, kind, seed=..., shard_records=... | shard_mb=...)`` consumes a
-PCollection of dicts and outputs one element, the index dict, after ``shards.json`` is written.
+Beam (``transforms.io.beam``): ``WriteParquetShards(output_dir, kind, seed=..., shard_records=... | shard_mb=...)``
+consumes a PCollection of dicts and outputs one element, the index dict, after ``shards.json`` is written.
 
 Shard assignment (deterministic, bounded, scalable): every record gets the key ``sort_key(id, seed)``. The
 top ``BUCKET_BITS`` bits of the hash split the key space into ordered buckets; one pass counts rows and bytes

@@ -1,8 +1,9 @@
 """Corpus reading, the pure part: formats, column checks, rows of JSON/JSONL files, source-tree files, and the
 SOURCE_PAIR record. The Beam readers (``ReadSourcePairs``, ``ReadSourceTree``) are in ``transforms.io.beam``.
 
-Every reader's result is a ``StageOutput`` (SOURCE_PAIR records and dead letters), and records carry provenance: ``source_uri`` and ``source_row`` (row number in a table file, 1-based start line
-of the definition in a source file).
+Every reader's result is a ``StageOutput`` (SOURCE_PAIR records and dead letters), and records carry provenance:
+``source_uri`` and ``source_row`` (row number in a table file, 1-based start line of the definition in a source
+file).
 
 Parquet is read one row group at a time (streaming; row groups are the unit of parallelism after a
 reshuffle). Beam's ``ReadFromParquet`` splits the same way but cannot tell which row a record came from,

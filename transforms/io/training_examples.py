@@ -1,9 +1,11 @@
-"""Training examples, the pure part of the last stage: selected pairs (and, with ``--emit-original``, the cleaned original pairs) -> training shards.
+"""Training examples, the pure part of the last stage: selected pairs (and, with ``--emit-original``, the cleaned
+original pairs) -> training shards.
 
 A training example is a ``RecordKind.TRAINING_EXAMPLE`` dict:
 - ``instruction``: the selected instruction (generated) or the corpus instruction (original);
-- ``response``: for a generated pair, the snippet fenced with its language tag (``transforms.instruct.prompts.fenced_code``,
-  the same form the summarize prompt showed the model). For an original pair it depends on
+- ``response``: for a generated pair, the snippet fenced with its language tag
+  (``transforms.instruct.prompts.fenced_code``, the same form the summarize prompt showed the model).
+  For an original pair it depends on
   ``--original-response``: ``source`` (default) is the corpus's own full response, joined from the source pairs by
   ``source_id`` - the recipe's stage 2 trains on the original corpus, explanations included; ``code`` is the
   cleaned snippet, fenced (when the source pairs are not at hand, or to train on code-only answers);

@@ -210,7 +210,7 @@ def first_success(attempts: Sequence[Attempt]) -> int | None:
     return next((a.index + 1 for a in sorted(attempts, key=lambda a: a.index) if a.passed), None)
 
 
-__all__ = ["Attempt", "SolveDefaults", "answer_type_matches", "SolvePrompt", "WeirdSignature", "answer_type", "attempts_from_completions",
-           "build_solve_prefix", "build_solve_prompt", "first_success", "load_solve_prefix", "mark_attempts",
-           "select_solutions", "solution_header", "solution_source", "solve_defaults", "verification_program",
-           "verification_request"]
+__all__ = ["Attempt", "SolveDefaults", "answer_type_matches", "SolvePrompt", "WeirdSignature", "answer_type",
+           "attempts_from_completions", "build_solve_prefix", "build_solve_prompt", "first_success",
+           "load_solve_prefix", "mark_attempts", "select_solutions", "solution_header", "solution_source",
+           "solve_defaults", "verification_program", "verification_request"]

@@ -97,7 +97,8 @@ def test_transformers_generation_does_not_depend_on_batch_neighbours(transformer
     spec = SamplingSpec(n=2, temperature=0.8, max_tokens=8, seed=5)
     alone = transformers_engine.generate(["def square(x):"], [spec])
     with_neighbours = transformers_engine.generate(
-        ["Hello", "def square(x):", "import os\n"], [SamplingSpec(seed=1, max_tokens=4), spec, SamplingSpec(seed=2, max_tokens=4)])
+        ["Hello", "def square(x):", "import os\n"],
+        [SamplingSpec(seed=1, max_tokens=4), spec, SamplingSpec(seed=2, max_tokens=4)])
     assert with_neighbours[1] == alone[0]
 
 

@@ -92,7 +92,8 @@ def reindent(source: str, width: int) -> str:
     return "".join(out)
 
 
-_EXAMPLE_LINE = re.compile(r"^\s*(>>>|[Ff]or [Ee]xample|[Ee]xamples?\b|[Ee]\.g\.|[Nn]ote:)|\w+\(.*\)\s*(==|=>|➞|->|should)")
+_EXAMPLE_LINE = re.compile(r"^\s*(>>>|[Ff]or [Ee]xample|[Ee]xamples?\b|[Ee]\.g\.|[Nn]ote:)"
+                           r"|\w+\(.*\)\s*(==|=>|➞|->|should)")
 
 
 def entry_docstring(prompt: str, entry_point: str) -> str:

@@ -63,7 +63,8 @@ def test_options_parse_into_configs():
     config = decontam_config(opts)
     assert config == DecontamConfig(methods=("substring", "ngram"), ngram_n=12, ngram_threshold=0.6)
     specs = benchmark_specs(opts)
-    assert [s.name for s in specs] == ["humaneval", "mine"] and dict(specs[1].fields) == {"prompt": "q", "solution": "a"}
+    assert ([s.name for s in specs] == ["humaneval", "mine"]
+            and dict(specs[1].fields) == {"prompt": "q", "solution": "a"})
     assert neardedup_config(opts) is None
     dedup = neardedup_config(PipelineOptions(["--minhash-threshold", "0.8", "--minhash-num-perm", "128"]))
     assert (dedup.threshold, dedup.num_perm, dedup.ngram) == (0.8, 128, 5)

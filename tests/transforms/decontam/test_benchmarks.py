@@ -66,7 +66,8 @@ def test_mbpp_keeps_the_test_split_only(tmp_path):
 
 def test_ds1000_jsonl_and_directory(tmp_path):
     path = write_jsonl(tmp_path / "ds1000.jsonl", [{
-        "prompt": "Problem:\nHow do I double a numpy array?\nA:\n<code>\nimport numpy as np\n</code>\nBEGIN SOLUTION\n<code>",
+        "prompt": "Problem:\nHow do I double a numpy array?\nA:\n<code>\nimport numpy as np\n</code>\n"
+                  "BEGIN SOLUTION\n<code>",
         "reference_code": "result = a * 2", "metadata": {"problem_id": 7, "library": "Numpy"},
         "code_context": "def test_execution(solution):\n    pass"}])
     [item] = B.load_ds1000(path)
@@ -81,7 +82,8 @@ def test_ds1000_jsonl_and_directory(tmp_path):
 
 def test_multipl_e_apps_livecodebench(tmp_path):
     [m] = B.load_multipl_e(write_jsonl(tmp_path / "me.jsonl", [{
-        "name": "HumanEval_0_x", "language": "cpp", "prompt": "// Double xs\nstd::vector<long> f(std::vector<long> xs) {\n",
+        "name": "HumanEval_0_x", "language": "cpp",
+        "prompt": "// Double xs\nstd::vector<long> f(std::vector<long> xs) {\n",
         "doctests": "transform", "original": "x.py", "prompt_terminology": "reworded",
         "tests": "}\nint main() { assert(f({1}) == {2}); }", "stop_tokens": ["\n}"]}]))
     assert m.language == "cpp" and m.solutions == () and "assert" in m.tests[0]
@@ -100,12 +102,14 @@ def test_multipl_e_apps_livecodebench(tmp_path):
 
 def test_p3_uses_test_families_only(tmp_path):
     puzzles = [{"name": f"{fam}:0", "sat": f"def sat(x: int):\n    return x == {i}", "ans_type": "int",
-                "sol_header": "def sol():", "sol_docstring": '    """Find the number."""', "sol_bodies": ["    return 1"],
+                "sol_header": "def sol():", "sol_docstring": '    """Find the number."""',
+                "sol_bodies": ["    return 1"],
                 "module": "m.py"} for i, fam in enumerate(["TrainFam", "TestFam"])]
     (tmp_path / "puzzles.json").write_text(json.dumps(puzzles))
     (tmp_path / "split.json").write_text(json.dumps({"train": ["TrainFam"], "test": ["TestFam"]}))
     [item] = B.load_p3(str(tmp_path))
-    assert item.task_id == "TestFam:0" and item.docstring == "Find the number." and item.solutions[0].startswith("def sat")
+    assert (item.task_id == "TestFam:0" and item.docstring == "Find the number."
+            and item.solutions[0].startswith("def sat"))
 
 
 def test_p3_real_split(shared_data):
@@ -122,7 +126,8 @@ def test_user_jsonl_and_parquet_with_field_mapping(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "mine.parquet")
     for path in (jsonl, str(tmp_path / "mine.parquet")):
         [item] = B.BenchmarkSpec.parse(f"mine={path}", fields).load()
-        assert (item.benchmark, item.task_id, item.prompt, item.tests) == ("mine", "q1", "Double a list.", ("assert f([1])",))
+        assert (item.benchmark, item.task_id, item.prompt, item.tests) == (
+            "mine", "q1", "Double a list.", ("assert f([1])",))
     with pytest.raises(ValueError, match="no column 'nope'"):
         B.load_user(jsonl, "mine", {"prompt": "nope"})
 

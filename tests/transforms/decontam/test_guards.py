@@ -74,7 +74,8 @@ def test_signature_shapes():
         "camelcase", ("x", "rest"), ("list[int]", None), "dict")
     # Reordering independent statements, renaming and annotations leave the body key alone ...
     a = "def f(xs):\n    s = 0\n    n: int = len(xs)\n    for x in xs:\n        s += x\n    return s / n\n"
-    b = "def g(values):\n    count = len(values)\n    total = 0\n    for v in values:\n        total += v\n    return total / count\n"
+    b = ("def g(values):\n    count = len(values)\n    total = 0\n    for v in values:\n        total += v\n"
+         "    return total / count\n")
     c = "def f(xs):\n    s = 0\n    n = len(xs)\n    for x in xs:\n        s -= x\n    return s / n\n"
     key = lambda src: signatures.functions_in_text(src)[0].body_key
     assert key(a) == key(b) != key(c)
@@ -85,7 +86,8 @@ def test_signature_shapes():
 
 
 def test_unparseable_surroundings_are_cut_by_indentation():
-    text = "Sure! Try this:\n\n    def strlen(string: str) -> int:\n        return len(string)\n\nIt returns the length."
+    text = ("Sure! Try this:\n\n    def strlen(string: str) -> int:\n        return len(string)\n\n"
+            "It returns the length.")
     [shape] = signatures.functions_in_text(text, {"strlen"})
     assert shape.params == ("string",) and shape.body_key and text[shape.start:shape.end].startswith("def strlen")
 

@@ -96,10 +96,13 @@ def test_evidence_names_benchmark_task_method_and_span(index, planted):
 
 IDIOMS = [
     "def total(x):\n    s = 0\n    for i in range(len(x)):\n        s += x[i]\n    return s\n",
-    "for i in range(len(arr)):\n    for j in range(i + 1, len(arr)):\n        if arr[i] > arr[j]:\n            arr[i], arr[j] = arr[j], arr[i]\n",
+    "for i in range(len(arr)):\n    for j in range(i + 1, len(arr)):\n        if arr[i] > arr[j]:\n"
+    "            arr[i], arr[j] = arr[j], arr[i]\n",
     "if __name__ == '__main__':\n    import sys\n    main(sys.argv[1:])\n",
-    "with open(path) as f:\n    for line in f:\n        line = line.strip()\n        if not line:\n            continue\n        rows.append(line.split(','))\n",
-    "result = []\nfor i in range(len(numbers)):\n    if numbers[i] % 2 == 0:\n        result.append(numbers[i])\nreturn result\n",
+    "with open(path) as f:\n    for line in f:\n        line = line.strip()\n        if not line:\n"
+    "            continue\n        rows.append(line.split(','))\n",
+    "result = []\nfor i in range(len(numbers)):\n    if numbers[i] % 2 == 0:\n        result.append(numbers[i])\n"
+    "return result\n",
     "def is_palindrome(s):\n    return s == s[::-1]\n",
     "counts = {}\nfor word in words:\n    counts[word] = counts.get(word, 0) + 1\n",
 ]

@@ -215,14 +215,16 @@ def test_a_test_that_swallows_errors_still_fails_when_the_sandbox_dies():
 
 
 def test_stop_iteration_cannot_cut_a_test_short():
-    problem = Problem("Toy/all", "def f(a):\n", "f", "def check(candidate):\n    assert all(map(candidate, [1, 2, 3]))\n")
+    problem = Problem("Toy/all", "def f(a):\n", "f",
+                      "def check(candidate):\n    assert all(map(candidate, [1, 2, 3]))\n")
     assert verdicts.run_function_tests(problem, "def f(a):\n    return a > 0\n", FAST).passed
     verdict = verdicts.run_function_tests(problem, "def f(a):\n    raise StopIteration\n", FAST)
     assert verdict.status == "failed" and "StopIteration" in verdict.reason, verdict
 
 
 def test_keyword_arguments_cross_too():
-    problem = Problem("Toy/kw", "def f(a, b=0):\n", "f", "def check(candidate):\n    assert candidate(1, b=(2,)) == [1, (2,)]\n")
+    problem = Problem("Toy/kw", "def f(a, b=0):\n", "f",
+                      "def check(candidate):\n    assert candidate(1, b=(2,)) == [1, (2,)]\n")
     assert verdicts.run_function_tests(problem, "def f(a, b=0):\n    return [a, b]\n", FAST).passed
 
 
@@ -247,7 +249,8 @@ def test_p3_answers_are_exact_types_and_f_must_return_exactly_true():
     assert verdicts.verify_pair(sat, "def g():\n    return 1\n", "int", FAST).passed
     bool_answer = verdicts.verify_pair(sat, "def g():\n    return True\n", "int", FAST)
     assert bool_answer.status == "failed" and "not of type int" in bool_answer.reason, bool_answer
-    for returned in ("1", "'True'", "[True]", "type('T', (), {'__bool__': lambda s: True, '__eq__': lambda s, o: True})()"):
+    for returned in ("1", "'True'", "[True]",
+                     "type('T', (), {'__bool__': lambda s: True, '__eq__': lambda s, o: True})()"):
         verdict = verdicts.check_sat(f"def f(x: int):\n    return {returned}\n", 1, FAST)
         assert verdict.status == "failed", (returned, verdict)
 
@@ -285,7 +288,8 @@ def test_creating_a_file_next_to_the_sentinel_fails(sentinels: Path):
 
 
 def test_truncation_fails(sentinels: Path):
-    result = value_of("import os\ndef probe(path):\n    try:\n        os.truncate(path, 0)\n        return 'truncated'\n"
+    result = value_of("import os\ndef probe(path):\n    try:\n        os.truncate(path, 0)\n"
+                      "        return 'truncated'\n"
                       "    except OSError as e:\n        return type(e).__name__\n", args=(str(sentinels),))
     assert result == "FileNotFoundError"
 
@@ -358,11 +362,13 @@ def test_the_parent_environment_is_invisible(monkeypatch):
         "        for name in ('environ', 'cmdline'):\n            try:\n"
         "                if secret.encode() in open(f'/proc/{pid}/{name}', 'rb').read():\n"
         "                    hits.append(f'{pid}/{name}')\n            except OSError:\n                pass\n"
-        "    return {'env': dict(os.environ), 'hits': hits, 'pids': sorted(p for p in os.listdir('/proc') if p.isdigit()),\n"
+        "    return {'env': dict(os.environ), 'hits': hits, "
+        "'pids': sorted(p for p in os.listdir('/proc') if p.isdigit()),\n"
         "            'parent_visible': os.path.exists(f'/proc/{parent}'), 'ppid': os.getppid()}\n",
         args=(secret, os.getpid()))
     assert found["hits"] == []
-    assert secret not in str(found["env"]) and set(found["env"]) <= {"PATH", "LANG", "HOME", "TMPDIR", "PWD", "LC_CTYPE"}
+    assert (secret not in str(found["env"])
+            and set(found["env"]) <= {"PATH", "LANG", "HOME", "TMPDIR", "PWD", "LC_CTYPE"})
     assert found["parent_visible"] is False
     assert found["ppid"] == 0 and found["pids"] == ["1"]  # the interpreter is PID 1 of its own namespace
 
@@ -372,7 +378,8 @@ def test_writing_through_proc_cwd_does_not_reach_the_parent_cwd(tmp_path: Path, 
     result = value_of(
         "import os\ndef probe():\n    out = []\n    for pid in os.listdir('/proc'):\n        if pid.isdigit():\n"
         "            try:\n                open(f'/proc/{pid}/cwd/escaped-{pid}.txt', 'w').write('x')\n"
-        "                out.append(os.readlink(f'/proc/{pid}/cwd'))\n            except OSError:\n                pass\n"
+        "                out.append(os.readlink(f'/proc/{pid}/cwd'))\n"
+        "            except OSError:\n                pass\n"
         "    return [out, sorted(os.listdir('/sandbox'))]\n")
     cwds, own_files = result
     assert set(cwds) <= {"/sandbox"} and len(own_files) == len(cwds)  # only the sandbox's own work dir
@@ -403,7 +410,8 @@ def test_no_network_but_its_own_loopback():
         assert result == "ConnectionRefusedError"  # the sandbox's loopback has no listener
         with pytest.raises(socket.timeout):
             server.accept()
-    interfaces = value_of("def probe():\n    return [l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]]\n")
+    interfaces = value_of("def probe():\n"
+                          "    return [l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]]\n")
     assert interfaces == ["lo"]
 
 
@@ -434,7 +442,8 @@ def test_fork_and_system_and_spawn_are_contained(sentinels: Path):
         "    out['fork'] = pid > 0\n"
         "    out['system'] = posix.system(f'echo pwned > {path}')\n"
         "    try:\n        import multiprocessing\n        ctx = multiprocessing.get_context('spawn')\n"
-        "        p = ctx.Process(target=print)\n        p.start()\n        p.join(5)\n        out['spawn'] = p.exitcode\n"
+        "        p = ctx.Process(target=print)\n        p.start()\n        p.join(5)\n"
+        "        out['spawn'] = p.exitcode\n"
         "    except Exception as e:\n        out['spawn'] = type(e).__name__\n    return out\n",
         args=(str(sentinels),))
     assert result["fork"] is True and result["system"] != 0
@@ -444,7 +453,8 @@ def test_fork_and_system_and_spawn_are_contained(sentinels: Path):
 def test_a_fork_bomb_is_bounded():
     limits = IsolationLimits(timeout_s=10, memory_mb=256, max_processes=6)
     forked = value_of(
-        "import os, time\ndef probe():\n    n = 0\n    for _ in range(200):\n        try:\n            pid = os.fork()\n"
+        "import os, time\ndef probe():\n    n = 0\n    for _ in range(200):\n        try:\n"
+        "            pid = os.fork()\n"
         "        except OSError:\n            continue\n        if pid == 0:\n            time.sleep(60)\n"
         "            os._exit(0)\n        n += 1\n    return n\n", limits)
     assert forked == 6 - 1  # the interpreter counts too
@@ -475,7 +485,8 @@ def test_memory_across_forks_is_bounded():
     limits = IsolationLimits(timeout_s=20, memory_mb=300, max_processes=4)
     result = value_of(
         "import os, time\ndef probe():\n    held = 0\n    for _ in range(6):\n        r, w = os.pipe()\n        try:\n"
-        "            pid = os.fork()\n        except OSError:\n            os.close(r); os.close(w)\n            continue\n"
+        "            pid = os.fork()\n        except OSError:\n"
+        "            os.close(r); os.close(w)\n            continue\n"
         "        if pid == 0:\n            try:\n                block = bytearray(200 << 20)\n"
         "                os.write(w, b'1')\n            except MemoryError:\n                os.write(w, b'0')\n"
         "            time.sleep(60)\n            os._exit(0)\n        os.close(w)\n"

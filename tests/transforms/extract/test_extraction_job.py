@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[3]
 PAIRS = [
     {"instruction": "Add two numbers", "response": "```python\ndef add(a, b):\n    return a + b\n```\nUse it well."},
     {"instruction": "Same code again", "response": "```py\ndef add(a, b):\n    return a + b\n```"},
-    {"instruction": "Java hello", "response": "public class Hello {\n    public static void main(String[] args) {\n        System.out.println(\"hi\");\n    }\n}"},
+    {"instruction": "Java hello",
+     "response": "public class Hello {\n    public static void main(String[] args) {\n"
+                 "        System.out.println(\"hi\");\n    }\n}"},
     {"instruction": "Broken", "response": "```python\ndef broken(:\n    pass\n```"},
     {"instruction": "Prose", "response": "You should consider using a dictionary for this task."},
     {"instruction": "Empty", "response": ""},

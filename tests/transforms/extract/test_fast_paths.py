@@ -64,7 +64,8 @@ def code_alpaca(shared: Path) -> list[str]:
 def texts_built_here() -> list[str]:
     texts = [code for pair in SAMPLES.values() for code in pair] + PROSE + ADVERSARIAL + list(stdlib_chunks())
     texts += ["  indented\n    more\n\n  end", "\tx\n\t\ty", "\r\n\r\n  a\r\n  b  \r\n", "", " \n\t\n", "a\n\n\n\nb"]
-    texts += ["x" * 500 + "\ndef f(a):\n    return a", "<?php\n$a = 1;", "SELECT 1;", "<div>x</div>", ".a { color: red; }"]
+    texts += ["x" * 500 + "\ndef f(a):\n    return a", "<?php\n$a = 1;", "SELECT 1;", "<div>x</div>",
+              ".a { color: red; }"]
     return texts
 
 
@@ -119,7 +120,8 @@ def reference_signal_scores(code: str) -> dict[str, float]:
     scores = {}
     for name in DETECTION_PRIORITY:
         spec = LANGUAGES[name]
-        if (spec.gate is not None and not spec.gate.search(sample)) or (spec.veto is not None and spec.veto.search(sample)):
+        if ((spec.gate is not None and not spec.gate.search(sample))
+                or (spec.veto is not None and spec.veto.search(sample))):
             continue
         score = sum(w for m, w in spec.signals if (m & words if isinstance(m, frozenset) else m.search(sample)))
         if score:

@@ -32,18 +32,20 @@ def scored(sid: str, index: int, score: float) -> dict:
 
 def write_jsonl(pcoll, path: Path, label: str):
     """Outputs leave the pipeline through files: DoFns are pickled, so closures cannot collect them."""
-    return pcoll | f"{label}Json" >> beam.Map(lambda r: json.dumps(r, sort_keys=True)) | f"{label}Write" >> beam.io.WriteToText(
-        str(path / label), file_name_suffix=".jsonl"
-    )
+    return (pcoll
+            | f"{label}Json" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
+            | f"{label}Write" >> beam.io.WriteToText(str(path / label), file_name_suffix=".jsonl"))
 
 
 def read_jsonl(path: Path, label: str) -> list[dict]:
-    return [json.loads(line) for f in sorted(path.glob(f"{label}*.jsonl")) for line in f.read_text().splitlines() if line]
+    return [json.loads(line) for f in sorted(path.glob(f"{label}*.jsonl"))
+            for line in f.read_text().splitlines() if line]
 
 
 def run_select(tmp_path: Path, snippets, pairs, config=SelectionConfig()):
     with beam.Pipeline(runner="DirectRunner") as p:
-        result = {"snippets": p | "S" >> beam.Create(snippets), "scored": p | "P" >> beam.Create(pairs)} | Select(config)
+        result = ({"snippets": p | "S" >> beam.Create(snippets), "scored": p | "P" >> beam.Create(pairs)}
+                  | Select(config))
         for name, pcoll in (("selected", result.main), ("not_selected", result.side["not_selected"]),
                             ("rejected", result.rejected)):
             write_jsonl(pcoll, tmp_path, name)
@@ -95,7 +97,8 @@ def test_manifest_section_records_the_preset_identity():
     from transforms.instruct.prompts import load_preset
 
     section = manifest_section(MethodConfig())
-    assert section["preset"] == {"spec": "paper", "name": "paper", "hash": load_preset("paper").hash, "style": "template"}
+    assert section["preset"] == {"spec": "paper", "name": "paper", "hash": load_preset("paper").hash,
+                                 "style": "template"}
     assert section["sampling"]["num_candidates"] == 10 and section["top_k_warning"] is None
     assert "top-3" in manifest_section(MethodConfig(selection=SelectionConfig(top_k=3)))["top_k_warning"]
     json.dumps(section)  # manifests are JSON
@@ -104,14 +107,16 @@ def test_manifest_section_records_the_preset_identity():
 # --- Summarize -> SelfEvaluate -> Select on the real engine ------------------------------------------------------
 
 ENGINE_SNIPPETS = [
-    {**snippet("s10"), "code": "def add(a, b):\n    return a + b\n", "fence_lang": "python", "original_instruction": "Add two numbers."},
+    {**snippet("s10"), "code": "def add(a, b):\n    return a + b\n", "fence_lang": "python",
+     "original_instruction": "Add two numbers."},
     {**snippet("s11"), "code": "for i in range(10):\n    print(i * i)", "fence_lang": ""},
-    {**snippet("s12"), "code": "function reverse(s) {\n  return s.split('').reverse().join('');\n}", "language": "javascript",
-     "fence_lang": "javascript"},
+    {**snippet("s12"), "code": "function reverse(s) {\n  return s.split('').reverse().join('');\n}",
+     "language": "javascript", "fence_lang": "javascript"},
 ]
 ENGINE_K = 2
 ENGINE_MAX_NEW_TOKENS = 32
-OUTPUTS = ("candidates", "summarize_rejected", "scored", "evaluate_rejected", "selected", "not_selected", "select_rejected")
+OUTPUTS = ("candidates", "summarize_rejected", "scored", "evaluate_rejected", "selected", "not_selected",
+           "select_rejected")
 
 
 def run_method_stages(out: Path, smollm2_dir: str, *, preset: str = "paper", scoring_mode: str = "exact",
@@ -186,13 +191,15 @@ def test_candidates_carry_their_prefix_seed_and_provenance(method_run):
     for candidate in out["candidates"] + rejected_candidates:
         snippet_record = by_id[candidate["snippet_id"]]
         assert candidate["seed"] == request_seed(candidate["snippet_id"], candidate["candidate_index"], 0)
-        base = candidate["prefix"].removesuffix(" " + snippet_record["fence_lang"]) if snippet_record["fence_lang"] else candidate["prefix"]
+        base = (candidate["prefix"].removesuffix(" " + snippet_record["fence_lang"]) if snippet_record["fence_lang"]
+                else candidate["prefix"])
         assert base in paper.prefixes and not candidate["prefix"].endswith(" ")
         assert candidate["instruction"].startswith(candidate["prefix"])
         assert (candidate["model"], candidate["preset"], candidate["preset_hash"]) == ("smollm2", "paper", paper.hash)
-        assert (candidate["temperature"], candidate["top_p"], candidate["repetition_penalty"], candidate["max_tokens"]) == (
-            0.8, 1.0, 1.1, ENGINE_MAX_NEW_TOKENS)
-        assert (candidate["source_uri"], candidate["source_row"]) == (snippet_record["source_uri"], snippet_record["source_row"])
+        assert (candidate["temperature"], candidate["top_p"], candidate["repetition_penalty"],
+                candidate["max_tokens"]) == (0.8, 1.0, 1.1, ENGINE_MAX_NEW_TOKENS)
+        assert (candidate["source_uri"], candidate["source_row"]) == (
+            snippet_record["source_uri"], snippet_record["source_row"])
     assert {r["reason"] for r in out["summarize_rejected"]} <= {
         "empty", "refusal", "code_echo", "too_short", "too_long", "duplicate_candidate"}
 
@@ -284,7 +291,8 @@ def test_stage_functions_survive_pickling(smollm2_dir):
     preset = load_preset("chat")
     plan = _PlanCandidatesFn(preset, SamplingConfig(num_candidates=3), "smollm2", TokenizerSource(smollm2_dir))
     for fn in (plan, _AttachGenerationFn(FilterConfig()), _DropDuplicateCandidatesFn(),
-               _PlanJudgementsFn(preset, TokenizerSource(smollm2_dir), None), _ScoreFn("exact"), _SelectFn(SelectionConfig())):
+               _PlanJudgementsFn(preset, TokenizerSource(smollm2_dir), None), _ScoreFn("exact"),
+               _SelectFn(SelectionConfig())):
         pickler.loads(pickler.dumps(fn))
     restored = pickler.loads(pickler.dumps(plan))
     restored.setup()

@@ -58,7 +58,8 @@ def test_code_echo_of_most_lines():
 
 
 def test_quoting_a_signature_is_not_an_echo():
-    assert verdict(" function `merge_sorted(left, right)` that merges two sorted lists: def merge_sorted(left, right):") is None
+    assert verdict(" function `merge_sorted(left, right)` that merges two sorted lists: "
+                   "def merge_sorted(left, right):") is None
 
 
 def test_short_code_echo_threshold():

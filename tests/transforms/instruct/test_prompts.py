@@ -22,7 +22,8 @@ from transforms.instruct.prompts import (
 )
 
 # --- the reference, verbatim (../shared/reference/inverse_instruct.md) -------------------------------------------
-REFERENCE_SUMMARIZE_TEMPLATE = """You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable responses to user instructions.
+REFERENCE_SUMMARIZE_TEMPLATE = """You are an exceptionally intelligent coding assistant that consistently \
+delivers accurate and reliable responses to user instructions.
 
 @@ Instruction
 This is a response code snippet to a programming problem, please give the problem description:
@@ -31,7 +32,8 @@ This is a response code snippet to a programming problem, please give the proble
 @@ Response
 {prefix}"""
 
-REFERENCE_JUDGE_TEMPLATE = """You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable responses to user instructions.
+REFERENCE_JUDGE_TEMPLATE = """You are an exceptionally intelligent coding assistant that consistently \
+delivers accurate and reliable responses to user instructions.
 
 @@ Instruction
 Here is a programming problem:
@@ -144,7 +146,8 @@ def test_prefixes_of_one_snippet_vary_across_candidates():
 
 
 def test_stored_instruction_is_prefix_plus_text_stripped():
-    assert stored_instruction("Write a python", " function that sorts a list.\n\n") == "Write a python function that sorts a list."
+    assert (stored_instruction("Write a python", " function that sorts a list.\n\n")
+            == "Write a python function that sorts a list.")
     assert stored_instruction("Write a", "") == "Write a"
 
 
@@ -266,5 +269,6 @@ def test_chat_preset_judge_and_training_prompts_with_smollm2_template(smollm2_to
         "<|im_start|>assistant\n"
     )
     assert format_training_prompt("Sort a list.", "chat", smollm2_tokenizer) == (
-        "<|im_start|>system\n" + SYSTEM + "<|im_end|>\n<|im_start|>user\nSort a list.<|im_end|>\n<|im_start|>assistant\n"
+        "<|im_start|>system\n" + SYSTEM
+        + "<|im_end|>\n<|im_start|>user\nSort a list.<|im_end|>\n<|im_start|>assistant\n"
     )

@@ -170,7 +170,8 @@ def test_variants_are_also_read_as_the_model_writes_them_after_the_prompt():
     assert scoring.single_token_ids(tok, ["Yes", " Yes"], context="R\n") == (1, 2)
     tokens = scoring.judge_tokens(tok, ["Yes"], ["No"], context="R\n")
     assert (tokens.yes_ids, tokens.no_ids) == ((1, 2), (3, 4))
-    assert tokens.reference_yes_ids == (1,) and tokens.reference_no_ids == (3, 11)  # the reference's "▁Yes", "▁No", "▁As"
+    # the reference's "▁Yes", "▁No", "▁As"
+    assert tokens.reference_yes_ids == (1,) and tokens.reference_no_ids == (3, 11)
 
 
 def test_smollm2_in_context_ids_equal_the_standalone_ones(smollm2_tokenizer):

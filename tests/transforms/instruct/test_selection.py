@@ -10,7 +10,8 @@ from transforms.instruct.selection import BELOW_MIN_SCORE, NO_CANDIDATES, rank, 
 
 
 def pair(index: int, score: float | None, snippet: str = "s1") -> dict:
-    return {"id": f"{snippet}-c{index}", "snippet_id": snippet, "candidate_index": index, "score": score, "raw_logprobs": f"raw{index}"}
+    return {"id": f"{snippet}-c{index}", "snippet_id": snippet, "candidate_index": index, "score": score,
+            "raw_logprobs": f"raw{index}"}
 
 
 def test_top1_is_the_best_score():

@@ -79,10 +79,12 @@ def test_jsonl_bad_lines_go_to_dead_letter_with_reasons(tmp_path):
     path.write_bytes(b"\n".join(lines) + b"\n")
     with _pipeline() as p:
         out = p | ReadSourcePairs(str(path), ColumnMapping(response="output"))
-        assert_that(_collect(out.main, lambda r: (r["source_row"], r["response"])), equal_to([(0, "x = 1"), (5, None)]), label="pairs")
+        assert_that(_collect(out.main, lambda r: (r["source_row"], r["response"])), equal_to([(0, "x = 1"), (5, None)]),
+                    label="pairs")
         assert_that(
             _collect(out.rejected, lambda r: (r["source_row"], r["reason"], r["stage"])),
-            equal_to([(1, "not_utf8", "read"), (2, "bad_record", "read"), (3, "bad_record", "read"), (4, "bad_record", "read")]),
+            equal_to([(1, "not_utf8", "read"), (2, "bad_record", "read"), (3, "bad_record", "read"),
+                      (4, "bad_record", "read")]),
             label="rejected",
         )
 
@@ -110,20 +112,23 @@ def test_fsspec_memory_filesystem(tmp_path):
     with _pipeline() as p:
         out = p | ReadSourcePairs("memory://corpus/*.jsonl", ColumnMapping())
         assert_that(
-            _collect(out.main, lambda r: (r["source_uri"].startswith("memory://"), r["source_uri"].endswith("corpus/pairs.jsonl"), r["response"])),
+            _collect(out.main, lambda r: (r["source_uri"].startswith("memory://"),
+                                          r["source_uri"].endswith("corpus/pairs.jsonl"), r["response"])),
             equal_to([(True, True, "x = 2")]),
         )
 
 
 def test_source_tree_yields_definitions_and_rejects_non_utf8(tmp_path):
     (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "mod.py").write_text("import os\n\ndef f(x):\n    return x + 1\n\nclass C:\n    def m(self):\n        return 2\n")
+    (tmp_path / "pkg" / "mod.py").write_text(
+        "import os\n\ndef f(x):\n    return x + 1\n\nclass C:\n    def m(self):\n        return 2\n")
     (tmp_path / "pkg" / "latin.py").write_bytes(b"# caf\xe9\ndef g():\n    return 1\n")
     (tmp_path / "site-packages").mkdir()
     (tmp_path / "site-packages" / "skip.py").write_text("def skipped():\n    pass\n")
     with _pipeline() as p:
         out = p | ReadSourceTree(str(tmp_path))
-        first_lines = _collect(out.main, lambda r: (r["source_uri"].rsplit("/", 1)[-1], r["language_hint"], r["response"].lstrip().splitlines()[0]))
+        first_lines = _collect(out.main, lambda r: (r["source_uri"].rsplit("/", 1)[-1], r["language_hint"],
+                                                    r["response"].lstrip().splitlines()[0]))
 
         def check(actual):
             assert ("mod.py", "python", "def f(x):") in actual

@@ -34,7 +34,8 @@ def test_progress_lines_appear_during_a_run_and_are_plain_text_off_a_terminal(tm
 
 def test_counters_from_several_processes_are_summed(tmp_path, monkeypatch):
     monkeypatch.setenv(progress.PROGRESS_DIR_ENV, str(tmp_path))
-    (tmp_path / "host-1.json").write_text(json.dumps({"extract.in": 3, "extract.out": 2, "extract.rejected.no_code": 1}))
+    (tmp_path / "host-1.json").write_text(
+        json.dumps({"extract.in": 3, "extract.out": 2, "extract.rejected.no_code": 1}))
     (tmp_path / "host-2.json").write_text(json.dumps({"extract.in": 4, "extract.out": 4}))
     (tmp_path / ".host-3.json.tmp").write_text("{not json")  # a snapshot being written is not read
     totals = progress.read_progress(str(tmp_path))
