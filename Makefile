@@ -8,10 +8,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-$(shell cat setup.py Makefile | sha1sum | cut -c1-12)
+# The demo fits a first impression (a few minutes on 2 cores); the earlier, larger run is
+# `make demo DEMO_LIMIT=50 DEMO_K=10 DEMO_MAX_NEW_TOKENS=256`.
 DEMO_OUT ?= runs/demo
-DEMO_LIMIT ?= 50
-DEMO_K ?= 10
-DEMO_MAX_NEW_TOKENS ?= 256
+DEMO_LIMIT ?= 20
+DEMO_K ?= 5
+DEMO_MAX_NEW_TOKENS ?= 192
 
 .PHONY: venv system-packages demo test test-fast test-engine lint bench clean
 

@@ -191,7 +191,7 @@ class ThroughPipeline:
 
 
 def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None,
-            repeats: int) -> dict:
+            repeats: int, compare_methods: bool = True) -> dict:
     """Interleaved repeats (direct and pipeline alternate, and which goes first alternates), so a change in
     the machine's load hits both paths alike; medians over the repeats. Both engines stay loaded, which a
     real job never does: each timed run follows a warm-up call on its own engine, so that it does not pay
@@ -212,7 +212,7 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
                 runs[name].append({"generate_tokens_per_s": tokens / gen_seconds, "generated_tokens": tokens,
                                    "score_prompts_per_s": len(score) / score_seconds})
         methods = {}
-        if config.engine == "vllm":
+        if config.engine == "vllm" and compare_methods:
             for method in VLLM_SCORE_METHODS:
                 methods[method] = statistics.median(len(score) / direct.score(method) for _ in range(repeats))
     finally:
@@ -255,6 +255,7 @@ def main() -> None:
                         help="interleaved repeats (even: each path goes first equally often); the report gives medians")
     parser.add_argument("--compiled", action="store_true", help="vLLM with torch.compile (default on CPU: eager)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
     args = parser.parse_args()
 
     from runners.engines import load_tokenizer
@@ -272,7 +273,8 @@ def main() -> None:
     for engine in args.engines.split(","):
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
                               enforce_eager=False if args.compiled else None)
-        report[engine] = numbers = measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats)
+        report[engine] = numbers = measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
+                                          compare_methods=not args.no_methods)
         close_all_engines()
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
         print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}, median of {args.repeats}) ==")

@@ -1,6 +1,7 @@
 """Extraction throughput: the DoFn alone vs the whole extraction pipeline, on one core.
 
     python bench/extract.py [--records 100000] [--policy multilang] [--workdir /tmp/extract-bench]
+    python bench/extract.py --memory [--records 10000]   # peak RSS of the extract job at 1x and 10x, JSONL and Parquet
 
 The corpus is generated from real code: every top-level function and class of the running interpreter's
 standard library (Python), plus the Code Alpaca responses when ../shared is present, wrapped as fenced,
@@ -100,15 +101,58 @@ def bench_pipeline(corpus: Path, out: Path, policy: str) -> tuple[float, dict]:
     return time.perf_counter() - started, manifest
 
 
+def peak_rss_of_job(corpus: Path, out: Path, policy: str) -> tuple[float, float]:
+    """(peak RSS in MiB, wall seconds) of the `--stages extract` job run in its own process (os.wait4's rusage)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "beam_pipelines.inverse_instruct", f"--input={corpus}", f"--output={out}",
+               "--stages=extract", f"--extraction-policy={policy}", "--direct_num_workers=1",
+               "--direct_running_mode=in_memory", "--quiet"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"extract job failed on {corpus}: {process.stderr.read().decode()[-2000:]}")
+    return usage.ru_maxrss / 1024, wall  # ru_maxrss is in KiB on Linux
+
+
+def bench_memory(workdir: Path, records: int, policy: str) -> dict:
+    """Peak RSS at 1x and 10x input, on JSONL and on Parquet (target: 10x at most 1.3x of 1x)."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    report = {}
+    for scale in (1, 10):
+        jsonl = workdir / f"corpus-{scale}x.jsonl"
+        make_corpus(jsonl, records * scale)
+        parquet = workdir / f"corpus-{scale}x.parquet"
+        pq.write_table(pj.read_json(jsonl), parquet, row_group_size=10_000)
+        for fmt, corpus in (("jsonl", jsonl), ("parquet", parquet)):
+            rss, wall = peak_rss_of_job(corpus, workdir / f"out-{fmt}-{scale}x", policy)
+            report[f"{fmt}_{scale}x"] = {"records": records * scale, "peak_rss_mib": round(rss, 1),
+                                         "wall_seconds": round(wall, 1)}
+            print(f"{fmt:8} {scale:>2}x ({records * scale:,} records): peak RSS {rss:,.0f} MiB, {wall:.1f} s")
+    for fmt in ("jsonl", "parquet"):
+        ratio = report[f"{fmt}_10x"]["peak_rss_mib"] / report[f"{fmt}_1x"]["peak_rss_mib"]
+        report[f"{fmt}_ratio_10x_over_1x"] = round(ratio, 3)
+        print(f"{fmt}: peak RSS 10x / 1x = {ratio:.2f} (target <= 1.30)")
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--policy", default="multilang", choices=("multilang", "paper"))
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--memory", action="store_true", help="peak RSS at 1x and 10x --records instead")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="extract-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.memory:
+        print(json.dumps(bench_memory(workdir, args.records, args.policy)))
+        return
     corpus = workdir / "corpus.jsonl"
     mb = make_corpus(corpus, args.records) / 1e6
     print(f"corpus: {args.records} records, {mb:.1f} MB of responses ({corpus})")
