@@ -15,17 +15,16 @@ compares the two code tokenizers.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import random
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.transforms.decontam import clean_sets  # noqa: E402
 from transforms.decontam import benchmarks, normalize  # noqa: E402
 from transforms.decontam.methods import DEFAULT_METHODS, DecontamConfig, DecontamIndex  # noqa: E402
 
@@ -33,24 +32,8 @@ COLUMNS = ("instruction", "code")
 
 
 def stdlib_functions() -> list[tuple[str, str]]:
-    root = sysconfig.get_paths()["stdlib"]
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in {"site-packages", "test", "tests", "idlelib", "lib2to3"})
-        for name in sorted(filenames):
-            if not name.endswith(".py"):
-                continue
-            try:
-                source = Path(dirpath, name).read_text(encoding="utf-8")
-                tree = ast.parse(source)
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            lines = source.splitlines(keepends=True)
-            for node in tree.body:
-                for fn in node.body if isinstance(node, ast.ClassDef) else [node]:
-                    if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        out.append((ast.get_docstring(fn) or "", "".join(lines[fn.lineno - 1:fn.end_lineno])))
-    return out
+    """(docstring, code) of every module- and class-level function of the stdlib: the tests' clean set."""
+    return [(r["instruction"], r["code"]) for r in clean_sets.stdlib_functions()]
 
 
 def code_alpaca_records(path: str | Path) -> list[dict]:

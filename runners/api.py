@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +67,9 @@ def request_seed(record_id: str, candidate_index: int, run_seed: int) -> int:
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % (2**31 - 1)
 
 
+OnResult = Callable[[int, "GenerateResult"], None]
+
+
 class Engine(Protocol):
     """What every engine implements. ``tokenizer`` is the HF tokenizer of the model."""
 
@@ -75,7 +78,11 @@ class Engine(Protocol):
     @property
     def tokenizer(self): ...
 
-    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec]) -> list[GenerateResult]: ...
+    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec],
+                 on_result: OnResult | None = None) -> list[GenerateResult]:
+        """One result per prompt, in order; ``on_result(i, result)`` is also called as each one completes (in
+        completion order), so a caller can keep finished work before the whole batch is done."""
+        ...
 
     def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
                             top_ns: Sequence[int] | None = None) -> list[ScoreResult]: ...

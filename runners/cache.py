@@ -12,7 +12,10 @@ results is one file, written atomically (a hidden temp file renamed into place),
 entry, and processes never write the same file. A process reads every part once, on its first lookup.
 
 ``CachingModelHandler`` wraps the engine's ModelHandler (Beam's style: a wrapper, not a subclass): each batch's
-hits come from the cache, only the misses reach the engine, and their results are recorded as they complete.
+hits come from the cache, only the misses reach the engine, and their results are recorded as they complete:
+when the engine reports each generation as it finishes (``run_inference_reporting``), finished results are
+written every ``FLUSH_SECONDS`` while the batch is still running, so a kill loses at most that much finished work
+plus the requests in flight, not the whole batch.
 Counters: ``inference_cache.hits`` and ``inference_cache.misses``.
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ from transforms.stage import StageBooks
 
 CACHE_STAGE = "inference_cache"
 MISS_LOG_ENV = "INVERSE_INSTRUCT_CACHE_MISS_LOG"  # tests: append the key of every request sent to the engine
+FLUSH_SECONDS = 5.0  # a part file per flush: few files on object stores, little work lost to a kill
 
 
 def request_key(identity: str, request: GenerateRequest | ScoreRequest) -> str:
@@ -97,28 +101,74 @@ class InferenceCache:
         entries = self._load()
         return {k: decode_result(entries[k]) for k in keys if k in entries}
 
-    def record(self, items: Sequence[tuple[str, GenerateResult | ScoreResult]]) -> None:
-        from transforms.io.filesystems import atomic_write
-
+    def record(self, items: Sequence[tuple[str, GenerateResult | ScoreResult]], written: bool = False) -> None:
+        """Store ``items`` (results with an error are skipped); ``written``: already on disk (a ``ResultSink``
+        wrote them), only this process's view is updated."""
         items = [(k, r) for k, r in items if not getattr(r, "error", "")]
-        if not items:
-            return
-        lines = "".join(json.dumps({"key": k, "value": encode_result(r)}, ensure_ascii=False) + "\n"
-                        for k, r in items)
-        atomic_write(f"{self.root}/part-{uuid.uuid4().hex}.jsonl", lambda f: f.write(lines.encode("utf-8")))
+        if not written:
+            write_part(self.root, items)
         entries = self._load()
         with self._lock:
             for k, r in items:
                 entries[k] = encode_result(r)
 
 
+def write_part(root: str, items: Sequence[tuple[str, GenerateResult | ScoreResult]]) -> None:
+    """One atomic part file of ``items`` under ``root`` (nothing when there are none)."""
+    from transforms.io.filesystems import atomic_write
+
+    items = [(k, r) for k, r in items if not getattr(r, "error", "")]
+    if not items:
+        return
+    lines = "".join(json.dumps({"key": k, "value": encode_result(r)}, ensure_ascii=False) + "\n" for k, r in items)
+    atomic_write(f"{root.rstrip('/')}/part-{uuid.uuid4().hex}.jsonl", lambda f: f.write(lines.encode("utf-8")))
+
+
+@dataclasses.dataclass
+class ResultSink:
+    """Writes each generation to the cache as it finishes, in the process that runs the engine (the shared engine
+    lives in another process, so this travels there pickled): every ``flush_seconds`` and when the last of its
+    ``keys`` is answered. ``sink(i, result)`` answers ``keys[i]``."""
+
+    root: str
+    keys: Sequence[str]
+    flush_seconds: float = FLUSH_SECONDS
+
+    def __post_init__(self):
+        self._pending: list[tuple[str, Any]] = []
+        self._answered = 0
+        self._last_flush = time.monotonic()
+
+    def __call__(self, i: int, result: GenerateResult) -> None:
+        self._answered += 1
+        self._pending.append((self.keys[i], result))
+        if self._answered >= len(self.keys) or time.monotonic() - self._last_flush >= self.flush_seconds:
+            write_part(self.root, self._pending)
+            self._pending = []
+            self._last_flush = time.monotonic()
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultSinks:
+    """Given to an engine handler's ``run_inference_reporting`` with a batch: ``for_requests(indices)`` is the sink
+    of the engine call that answers ``batch[indices]``."""
+
+    root: str
+    keys: Sequence[str]  # one per request of the batch
+    flush_seconds: float = FLUSH_SECONDS
+
+    def for_requests(self, indices: Sequence[int]) -> ResultSink:
+        return ResultSink(self.root, [self.keys[i] for i in indices], self.flush_seconds)
+
+
 class CachingModelHandler(ModelHandler):
     """Wraps an engine ``ModelHandler``: cached results are answered from ``cache_root``; only misses reach the
     engine, and their results are recorded as each batch completes."""
 
-    def __init__(self, base: ModelHandler, cache_root: str, identity: str):
+    def __init__(self, base: ModelHandler, cache_root: str, identity: str, flush_seconds: float = FLUSH_SECONDS):
         super().__init__()
         self._base = base
+        self._flush_seconds = flush_seconds
         self._cache_root = cache_root
         self._identity = identity
         self._cache: InferenceCache | None = None
@@ -151,15 +201,29 @@ class CachingModelHandler(ModelHandler):
             if log:
                 with open(log, "a", encoding="utf-8") as f:
                     f.write("".join(keys[i] + "\n" for i in misses))
-            answered = list(self._base.run_inference([batch[i] for i in misses], model, inference_args))
-            for i, prediction in zip(misses, answered):
-                results[i] = prediction.inference
-            started = time.perf_counter()
-            self.cache.record([(keys[i], results[i]) for i in misses])
-            overhead += time.perf_counter() - started
+            overhead += self._answer_misses(batch, keys, misses, results, model, inference_args)
         # The cache's own cost (keys, lookups, writes), so a run can say what resuming costs when nothing hits.
         self._books.count("overhead_us", int(overhead * 1e6))
         return [PredictionResult(example, result, self.model_identifier) for example, result in zip(batch, results)]
+
+    def _answer_misses(self, batch, keys, misses, results, model, inference_args) -> float:
+        """Fill ``results[i]`` for every miss from the engine and record them; the seconds spent recording here.
+        Generations are written as they finish, by a ``ResultSink`` where the engine runs, when the handler can."""
+        sub_batch = [batch[i] for i in misses]
+        sub_keys = [keys[i] for i in misses]
+        reporting = getattr(self._base, "run_inference_reporting", None)
+        if reporting is not None:
+            answered = reporting(sub_batch, model, inference_args,
+                                 sinks=ResultSinks(self._cache_root, sub_keys, self._flush_seconds))
+        else:
+            answered = list(self._base.run_inference(sub_batch, model, inference_args))
+        for i, prediction in zip(misses, answered):
+            results[i] = prediction.inference
+        started = time.perf_counter()
+        streamed = [reporting is not None and isinstance(batch[i], GenerateRequest) for i in misses]
+        self.cache.record([(keys[i], results[i]) for i, s in zip(misses, streamed) if s], written=True)
+        self.cache.record([(keys[i], results[i]) for i, s in zip(misses, streamed) if not s])
+        return time.perf_counter() - started
 
     # -- everything else is the engine's
     def load_model(self):

@@ -160,6 +160,14 @@ class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
 
     def run_inference(self, batch: Sequence[Request], model: Any,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
+        return self.run_inference_reporting(batch, model, inference_args)
+
+    def run_inference_reporting(self, batch: Sequence[Request], model: Any,
+                                inference_args: Optional[dict[str, Any]] = None,
+                                sinks: Any = None) -> list[PredictionResult]:
+        """``run_inference``; the generations are also handed, as each completes, to
+        ``sinks.for_requests(indices)`` (a picklable ``runners.cache.ResultSinks``: the engine may run in another
+        process), so the inference cache keeps finished work that a kill would otherwise lose."""
         engine = shared_engine(self.config, self.model_identifier, self._load_log)
         results: list[Result | None] = [None] * len(batch)
         generate = [i for i, r in enumerate(batch) if isinstance(r, GenerateRequest)]
@@ -169,7 +177,8 @@ class EngineModelHandler(ModelHandler[Request, PredictionResult, EngineRef]):
             bad = next(r for r in batch if not isinstance(r, (GenerateRequest, ScoreRequest)))
             raise TypeError(f"EngineModelHandler takes GenerateRequest or ScoreRequest, got {type(bad).__name__}")
         if generate:
-            outputs = engine.generate([batch[i].prompt for i in generate], [batch[i].spec for i in generate])
+            outputs = engine.generate([batch[i].prompt for i in generate], [batch[i].spec for i in generate],
+                                      on_result=None if sinks is None else sinks.for_requests(generate))
             for i, output in zip(generate, outputs):
                 results[i] = output
             self._books.count("done.generate", len(generate))

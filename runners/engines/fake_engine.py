@@ -17,7 +17,7 @@ import math
 import os
 from typing import Sequence
 
-from runners.api import GenerateResult, SamplingSpec, ScoreResult
+from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
 from runners.engines.config import TOP_LOGPROBS, EngineConfig
 
 _WORDS = ("parse", "count", "merge", "sort", "filter", "render", "validate", "sum", "group", "format", "reverse",
@@ -48,27 +48,32 @@ class FakeEngine:
     def tokenizer(self):
         return None  # no model, no tokenizer (stages read token ids from the model directory's tokenizer)
 
-    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec]) -> list[GenerateResult]:
+    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec],
+                 on_result: OnResult | None = None) -> list[GenerateResult]:
         if len(prompts) != len(specs):
             raise ValueError("generate needs one SamplingSpec per prompt")
         self.calls += 1
         results = []
-        for prompt, spec in zip(prompts, specs):
-            if FAIL_MARKER in prompt:
-                results.append(GenerateResult(texts=(), error="fake engine: request refused"))
-                continue
-            texts = []
-            scripted = self._scripted(prompt)
-            for i in range(spec.n):
-                d = _digest(prompt, spec.seed, spec.temperature, i)
-                if scripted:
-                    texts.append(scripted[int.from_bytes(d[:4], "big") % len(scripted)])
-                    continue
-                words = " ".join(_WORDS[b % len(_WORDS)] for b in d[:6])
-                texts.append(f" function that will {words} the given values and return the result")
-            results.append(GenerateResult(texts=tuple(texts), n_prompt_tokens=len(prompt.split()),
-                                          n_generated_tokens=sum(len(t.split()) for t in texts)))
+        for i, (prompt, spec) in enumerate(zip(prompts, specs)):
+            results.append(self._generate_one(prompt, spec))
+            if on_result is not None:
+                on_result(i, results[-1])
         return results
+
+    def _generate_one(self, prompt: str, spec: SamplingSpec) -> GenerateResult:
+        if FAIL_MARKER in prompt:
+            return GenerateResult(texts=(), error="fake engine: request refused")
+        texts = []
+        scripted = self._scripted(prompt)
+        for i in range(spec.n):
+            d = _digest(prompt, spec.seed, spec.temperature, i)
+            if scripted:
+                texts.append(scripted[int.from_bytes(d[:4], "big") % len(scripted)])
+                continue
+            words = " ".join(_WORDS[b % len(_WORDS)] for b in d[:6])
+            texts.append(f" function that will {words} the given values and return the result")
+        return GenerateResult(texts=tuple(texts), n_prompt_tokens=len(prompt.split()),
+                              n_generated_tokens=sum(len(t.split()) for t in texts))
 
     def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
                             top_ns: Sequence[int] | None = None) -> list[ScoreResult]:

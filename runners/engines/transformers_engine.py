@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from runners.api import GenerateResult, SamplingSpec, ScoreResult
+from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
 from runners.engines.cleanup import LIVE_ENGINES
 from runners.engines.common import LocalEngine, eos_ids, first_stop, too_long
 from runners.engines.config import TOP_LOGPROBS, EngineConfig
@@ -45,14 +45,20 @@ class TransformersEngine(LocalEngine):
             torch.set_num_threads(self._threads)
 
     # -- generation: one request at a time, its n samples batched, so results never depend on batch neighbours
-    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec]) -> list[GenerateResult]:
+    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec],
+                 on_result: OnResult | None = None) -> list[GenerateResult]:
         if len(prompts) != len(specs):
             raise ValueError("generate needs one SamplingSpec per prompt")
         encoded = self._encode(prompts)
+        results = []
         with self._lock:
             self._check_open()
             self._use_threads()
-            return [self._generate_one(ids, spec) for ids, spec in zip(encoded, specs)]
+            for i, (ids, spec) in enumerate(zip(encoded, specs)):
+                results.append(self._generate_one(ids, spec))
+                if on_result is not None:
+                    on_result(i, results[-1])
+        return results
 
     def _generate_one(self, prompt_ids: list[int], spec: SamplingSpec) -> GenerateResult:
         import torch

@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from runners.api import GenerateResult, SamplingSpec, ScoreResult
+from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
 from runners.engines.cleanup import (
     LIVE_ENGINES,
     install_cleanup_hooks,
@@ -75,7 +75,8 @@ class VllmEngine(LocalEngine):
     def watchdog_pid(self) -> int | None:
         return self._watchdog.pid if self._watchdog else None
 
-    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec]) -> list[GenerateResult]:
+    def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec],
+                 on_result: OnResult | None = None) -> list[GenerateResult]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -95,12 +96,22 @@ class VllmEngine(LocalEngine):
                 repetition_penalty=spec.repetition_penalty, seed=spec.seed, stop=list(spec.stop) or None,
                 max_tokens=min(spec.max_tokens, self.config.max_model_len - len(ids))))
             positions.append(i)
+        if on_result is not None:
+            for i, result in enumerate(results):
+                if result is not None:
+                    on_result(i, result)
+
+        def finished(j: int, output) -> None:
+            i = positions[j]
+            results[i] = GenerateResult(
+                texts=tuple(sample.text for sample in output.outputs),
+                n_prompt_tokens=len(output.prompt_token_ids),
+                n_generated_tokens=sum(len(sample.token_ids) for sample in output.outputs))
+            if on_result is not None:
+                on_result(i, results[i])
+
         if requests:
-            for i, output in zip(positions, self._run(requests, params)):
-                results[i] = GenerateResult(
-                    texts=tuple(sample.text for sample in output.outputs),
-                    n_prompt_tokens=len(output.prompt_token_ids),
-                    n_generated_tokens=sum(len(sample.token_ids) for sample in output.outputs))
+            self._run_reporting(requests, params, finished)
         return results  # type: ignore[return-value]
 
     def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
@@ -134,6 +145,31 @@ class VllmEngine(LocalEngine):
         with self._lock:
             self._check_open()
             return self._llm.generate(requests, params, use_tqdm=False)
+
+    def _run_reporting(self, requests, params, finished: Callable[[int, Any], None]) -> None:
+        """``LLM.generate``'s own loop (``enqueue``, then ``step`` until done: same scheduling, same speed), calling
+        ``finished(j, output)`` as each request completes instead of only when the whole batch has."""
+        with self._lock:
+            self._check_open()
+            engine = self._llm.llm_engine
+            # enqueue returns vLLM's internal ids, "<external>-<8 random chars>"; outputs carry the external id.
+            internal_ids = self._llm.enqueue(requests, params, use_tqdm=False)
+            position = {internal.rsplit("-", 1)[0]: j for j, internal in enumerate(internal_ids)}
+            position.update({internal: j for j, internal in enumerate(internal_ids)})
+            done: set[int] = set()
+            try:
+                while engine.has_unfinished_requests():
+                    for output in engine.step():
+                        if output.finished:
+                            j = position[output.request_id]
+                            done.add(j)
+                            finished(j, output)
+            except BaseException:
+                # Leave the engine empty for the next batch.
+                engine.abort_request([r for j, r in enumerate(internal_ids) if j not in done], internal=True)
+                raise
+            if len(done) != len(internal_ids):
+                raise RuntimeError(f"vLLM finished without answering {len(internal_ids) - len(done)} request(s)")
 
     def _score_allowed_token_ids(self, encoded, wanted, _want_top):
         from vllm import SamplingParams

@@ -49,15 +49,12 @@ def reference_samples(problem: problems.Problem, n: int) -> Iterator[dict[str, A
         yield {**_sample_base(problem.task_id, problem, i), "completion": problem.canonical_solution}
 
 
-class _ExecuteBatchFn(beam.DoFn):
-    """Runs a batch of samples on the worker's pool of sandboxes; every sample is emitted with its verdict (a
-    failure is a result here, not a dead letter), and the books count one ``execute.<status>`` per sample."""
+class SandboxPoolDoFn(beam.DoFn):
+    """A DoFn with one pool of ``workers`` sandboxes per worker process, from setup to teardown."""
 
-    def __init__(self, limits: IsolationLimits, workers: int, allow_unisolated: bool):
-        self._limits = limits
+    def __init__(self, workers: int | None):
+        super().__init__()
         self._workers = workers
-        self._allow_unisolated = allow_unisolated
-        self.books = StageBooks(EXECUTE_STAGE, RecordKind.SOURCE_PAIR)
         self._pool: SandboxPool | None = None
 
     def setup(self):
@@ -66,6 +63,18 @@ class _ExecuteBatchFn(beam.DoFn):
     def teardown(self):
         if self._pool is not None:
             self._pool.close()
+            self._pool = None
+
+
+class _ExecuteBatchFn(SandboxPoolDoFn):
+    """Runs a batch of samples on the worker's pool of sandboxes; every sample is emitted with its verdict (a
+    failure is a result here, not a dead letter), and the books count one ``execute.<status>`` per sample."""
+
+    def __init__(self, limits: IsolationLimits, workers: int, allow_unisolated: bool):
+        super().__init__(workers)
+        self._limits = limits
+        self._allow_unisolated = allow_unisolated
+        self.books = StageBooks(EXECUTE_STAGE, RecordKind.SOURCE_PAIR)
 
     def _execute(self, element: dict[str, Any]) -> dict[str, Any]:
         problem: problems.Problem = element["problem"]

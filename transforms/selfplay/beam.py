@@ -20,6 +20,7 @@ import apache_beam as beam
 
 from runners.inference import infer_and_join, to_samples
 from schemas.records import RecordKind, content_id
+from transforms.execute.beam import SandboxPoolDoFn
 from transforms.execute.isolation import IsolationLimits
 from transforms.execute.pool import SandboxPool
 from transforms.execute.verdicts import guarded, runs_cleanly, sat_outcomes, verify_pair
@@ -111,11 +112,12 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
     return (reason, f"{len(puzzle)} characters", facts) if reason else (None, "", facts)
 
 
-class FilterPuzzlesFn(beam.DoFn):
+class FilterPuzzlesFn(SandboxPoolDoFn):
     """Stage ``self_play.filter`` over batches of samples, on the worker's pool of sandboxes."""
 
     def __init__(self, strings: FilterStrings, trivial_reject_rate: float, seed: int, sandbox: SandboxSettings,
                  model: str, seed_examples: Sequence[seed_format.Puzzle] = ()):
+        super().__init__(sandbox.workers)
         self._strings = strings
         self._rate = trivial_reject_rate
         self._seed = seed
@@ -123,14 +125,6 @@ class FilterPuzzlesFn(beam.DoFn):
         self._model = model
         self._seed_examples = tuple(seed_examples)
         self.books = StageBooks(f"{STAGE}.filter", RecordKind.PUZZLE)
-        self._pool: SandboxPool | None = None
-
-    def setup(self):
-        self._pool = SandboxPool(self._sandbox.workers)
-
-    def teardown(self):
-        if self._pool is not None:
-            self._pool.close()
 
     def _one(self, sample: dict[str, Any]):
         return filter_sample(sample, self._strings, trivial_reject_rate=self._rate, seed=self._seed,
@@ -229,21 +223,14 @@ class _PlanSolveFn(StageFn):
         yield puzzle["id"], {"puzzle": puzzle, "header": prompt.header, "answer_type": prompt.answer_type}
 
 
-class _VerifyAttemptsFn(beam.DoFn):
+class _VerifyAttemptsFn(SandboxPoolDoFn):
     """A puzzle joined to its n completions -> ``{"puzzle", "attempts"}`` (verified on the worker's pool)."""
 
     def __init__(self, n: int, judge_preamble: str, sandbox: SandboxSettings):
+        super().__init__(sandbox.workers)
         self._n = n
         self._judge_preamble = judge_preamble
         self._sandbox = sandbox
-        self._pool: SandboxPool | None = None
-
-    def setup(self):
-        self._pool = SandboxPool(self._sandbox.workers)
-
-    def teardown(self):
-        if self._pool is not None:
-            self._pool.close()
 
     def process(self, joined) -> Iterator[dict[str, Any]]:
         from runners.inference import engine_failure

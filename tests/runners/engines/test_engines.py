@@ -103,6 +103,19 @@ def test_transformers_generation_does_not_depend_on_batch_neighbours(transformer
 
 
 @pytest.mark.parametrize("engine_name", ENGINES)
+def test_each_result_is_reported_once_as_it_finishes(request, engine_name):
+    engine = _engine(request, engine_name)
+    prompts = ["def fib(n):", "Name three colours:", "word " * (engine.config.max_model_len + 10), "SELECT"]
+    specs = [SamplingSpec(n=2, temperature=0.8, max_tokens=m, seed=7) for m in (16, 4, 8, 2)]
+    reported = []
+    results = engine.generate(prompts, specs, on_result=lambda i, result: reported.append((i, result)))
+    assert sorted(i for i, _ in reported) == [0, 1, 2, 3]
+    assert dict(reported) == dict(enumerate(results))
+    assert results[2].error and not results[0].error
+    assert results == engine.generate(prompts, specs)  # reporting changes nothing in the results
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
 def test_too_long_prompt_is_an_error_result_not_an_exception(request, engine_name):
     engine = _engine(request, engine_name)
     long_prompt = "word " * (engine.config.max_model_len + 10)

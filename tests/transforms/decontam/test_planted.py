@@ -2,14 +2,12 @@
 measured and shown. Clean code sharing common idioms is not flagged; false-positive rate on the stdlib."""
 from __future__ import annotations
 
-import ast
 import gzip
 import json
-import os
-import sysconfig
 
 import pytest
 
+from tests.transforms.decontam import clean_sets
 from transforms.decontam import benchmarks as B
 from transforms.decontam import planting
 from transforms.decontam.methods import DecontamConfig, DecontamIndex
@@ -116,28 +114,8 @@ def test_common_idioms_are_not_flagged(index):
 
 @pytest.fixture(scope="session")
 def stdlib_functions():
-    """Every module- and class-level function of the Python stdlib (tests excluded), as (docstring, code)."""
-    root = sysconfig.get_paths()["stdlib"]
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in {"site-packages", "test", "tests", "idlelib", "lib2to3"})
-        for name in sorted(filenames):
-            if not name.endswith(".py"):
-                continue
-            try:
-                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                    source = f.read()
-                tree = ast.parse(source)
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            lines = source.splitlines(keepends=True)
-            for node in tree.body:
-                members = node.body if isinstance(node, ast.ClassDef) else [node]
-                for fn in members:
-                    if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        out.append({"id": f"{name}:{fn.name}", "instruction": ast.get_docstring(fn) or "",
-                                    "code": "".join(lines[fn.lineno - 1:fn.end_lineno])})
-    return out
+    """Every module- and class-level function of the Python stdlib (tests excluded), as records."""
+    return clean_sets.stdlib_functions()
 
 
 def test_false_positive_rate_on_the_stdlib(index, stdlib_functions, capsys):
