@@ -73,6 +73,24 @@ class LocalEngine:
         if self._closed:
             raise RuntimeError("engine is closed")
 
+    def _scoreable(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]]):
+        """The start of every ``next_token_logprobs``: the prompts encoded, a result list with an error result
+        for each prompt too long to score, and the indices of the others (the ones to score)."""
+        from runners.api import ScoreResult
+
+        if len(prompts) != len(token_ids):
+            raise ValueError("next_token_logprobs needs one token id list per prompt")
+        encoded = self._encode(prompts)
+        results: list[ScoreResult | None] = [None] * len(prompts)
+        todo = []
+        for i, ids in enumerate(encoded):
+            error = too_long(len(ids), self.config.max_model_len, 1)
+            if error:
+                results[i] = ScoreResult(logprobs={}, error=error)
+            else:
+                todo.append(i)
+        return encoded, results, todo
+
     def __enter__(self):
         return self
 

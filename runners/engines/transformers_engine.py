@@ -135,17 +135,7 @@ class TransformersEngine(LocalEngine):
         """Exact log-probs of ``token_ids`` and always the top-5: the full distribution is computed anyway."""
         import torch
 
-        if len(prompts) != len(token_ids):
-            raise ValueError("next_token_logprobs needs one token id list per prompt")
-        encoded = self._encode(prompts)
-        results: list[ScoreResult | None] = [None] * len(prompts)
-        todo = []
-        for i, ids in enumerate(encoded):
-            error = too_long(len(ids), self.config.max_model_len, 1)
-            if error:
-                results[i] = ScoreResult(logprobs={}, error=error)
-            else:
-                todo.append(i)
+        encoded, results, todo = self._scoreable(prompts, token_ids)
         todo.sort(key=lambda i: (len(encoded[i]), i))
         size = max(1, self.config.score_batch_size)
         with self._lock:

@@ -121,17 +121,7 @@ class VllmEngine(LocalEngine):
         top_ns = list(top_ns) if top_ns is not None else [TOP_LOGPROBS] * len(prompts)
         if method not in VLLM_SCORE_METHODS:
             raise ValueError(f"unknown vLLM score method {method!r}")
-        if len(prompts) != len(token_ids):
-            raise ValueError("next_token_logprobs needs one token id list per prompt")
-        encoded = self._encode(prompts)
-        results: list[ScoreResult | None] = [None] * len(prompts)
-        todo = []
-        for i, ids in enumerate(encoded):
-            error = too_long(len(ids), self.config.max_model_len, 1)
-            if error:
-                results[i] = ScoreResult(logprobs={}, error=error)
-            else:
-                todo.append(i)
+        encoded, results, todo = self._scoreable(prompts, token_ids)
         if todo:
             scorer = {"allowed_token_ids": self._score_allowed_token_ids,
                       "logprob_token_ids": self._score_logprob_token_ids,

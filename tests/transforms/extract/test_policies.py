@@ -577,3 +577,27 @@ def test_code_alpaca_multilang(code_alpaca_outputs):
     for result in kept:
         assert syntax_error(result.code, result.language) is None
         assert not (looks_like_prose(result.code) and max(signal_scores(result.code).values(), default=0) < 4)
+
+
+# Code Alpaca 2k under `multilang` as measured on 2026-11-22, before the extraction speed work
+# (README, "Extraction yield"): the faster extraction must keep the yield and every language's share.
+CODE_ALPACA_BASELINE = {"python": 769, "javascript": 202, "sql": 163, "java": 135, "html": 85, "cpp": 41, "c": 40,
+                        "css": 31, "php": 20, "bash": 19, "ruby": 16, "csharp": 16, "swift": 8, "rust": 6, "go": 1,
+                        "kotlin": 1}
+TOLERANCE_POINTS = 0.5
+
+
+def test_code_alpaca_yield_and_languages_stay_within_half_a_point(code_alpaca_outputs):
+    total = len(code_alpaca_outputs)
+    assert total == 2017
+    kept = [r for r in (extract_code(o, MULTILANG) for o in code_alpaca_outputs) if isinstance(r, Extracted)]
+    assert kept
+    counts = {}
+    for result in kept:
+        counts[result.language] = counts.get(result.language, 0) + 1
+    baseline_yield = 100 * sum(CODE_ALPACA_BASELINE.values()) / total
+    assert abs(100 * len(kept) / total - baseline_yield) <= TOLERANCE_POINTS, (len(kept), counts)
+    for language in set(CODE_ALPACA_BASELINE) | set(counts):
+        now = 100 * counts.get(language, 0) / total
+        before = 100 * CODE_ALPACA_BASELINE.get(language, 0) / total
+        assert abs(now - before) <= TOLERANCE_POINTS, (language, counts.get(language, 0), CODE_ALPACA_BASELINE)
