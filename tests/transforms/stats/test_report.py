@@ -67,5 +67,5 @@ def test_the_rendered_page_is_not_blank(main_run, tmp_path):
     image = Image.open(shot).convert("L")
     stddev = ImageStat.Stat(image).stddev[0]
     assert image.size == (1200, 1600) and stddev > 20  # text, tables and figures, not a white page
-    dark = sum(1 for v in image.getdata() if v < 128)
+    dark = sum(1 for v in image.tobytes() if v < 128)  # mode L: one byte per pixel
     assert dark > 0.01 * image.size[0] * image.size[1]
