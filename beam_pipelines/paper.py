@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from beam_pipelines.steps import run_step
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "inversecoder.yaml"
 # Table 3's columns: a benchmark and its plus version side by side.
@@ -53,17 +52,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _step(name: str, command: list[str], log: Path, done: Path) -> None:
-    if done.exists():
-        print(f"[paper] {name}: already done ({done})", file=sys.stderr, flush=True)
-        return
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[paper] {name}: {shlex.join(command)}\n[paper]   log: {log}", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    with open(log, "ab") as out:
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy()).returncode
-    if code != 0 or not done.exists():
-        raise SystemExit(f"[paper] {name} failed (exit {code}); see {log}")
-    print(f"[paper] {name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    run_step("paper", name, command, log, done)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from beam_pipelines.steps import run_step
 
 DEFAULT_KS = (1, 10)
 
@@ -56,23 +55,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _done(path: Path) -> bool:
-    return path.exists()
-
-
 def _step(name: str, command: list[str], log: Path, done: Path) -> None:
-    """Run one step as its own process unless it already finished; its output goes to ``log``."""
-    if _done(done):
-        print(f"[self-play-loop] {name}: already done ({done})", file=sys.stderr, flush=True)
-        return
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[self-play-loop] {name}: {shlex.join(command)}\n[self-play-loop]   log: {log}", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    with open(log, "ab") as out:
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy()).returncode
-    if code != 0 or not _done(done):
-        raise SystemExit(f"[self-play-loop] {name} failed (exit {code}); see {log}")
-    print(f"[self-play-loop] {name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    run_step("self-play-loop", name, command, log, done)
 
 
 def _read(path: Path) -> dict[str, Any]:

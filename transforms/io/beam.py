@@ -9,7 +9,7 @@ original pairs) into training examples (``transforms.io.training_examples``) and
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -367,26 +367,19 @@ class WriteParquetShards(beam.PTransform):
 # --------------------------------------------------------------------------- training shards
 
 
-class _ToGenerated(StageFn):
-    stage = SHARDS_STAGE
-    record_kind = RecordKind.SCORED_PAIR
-
-    def process_record(self, pair):
-        try:
-            yield generated_example(pair)
-        except ExampleRejected as exc:
-            yield Reject(exc.reason, exc.detail)
-
-
-class _ToSourcePairExample(StageFn):
-    """``--emit-original all``: every source pair of the corpus, no dedup (the paper's stage 2)."""
+class _ToExample(StageFn):
+    """A record to its training example with ``to_example``; a record it refuses is a dead letter."""
 
     stage = SHARDS_STAGE
-    record_kind = RecordKind.SOURCE_PAIR
 
-    def process_record(self, pair):
+    def __init__(self, record_kind: RecordKind, to_example: Callable[[dict[str, Any]], dict[str, Any]]):
+        self.record_kind = record_kind  # before StageFn opens its books with it
+        self._to_example = to_example
+        super().__init__()
+
+    def process_record(self, record):
         try:
-            yield source_pair_example(pair)
+            yield self._to_example(record)
         except ExampleRejected as exc:
             yield Reject(exc.reason, exc.detail)
 
@@ -499,13 +492,14 @@ class WriteTrainingShards(beam.PTransform):
         )
 
     def expand(self, selected_pairs):
-        generated = _ToGenerated().apply(selected_pairs, "ToGenerated")
+        generated = _ToExample(RecordKind.SCORED_PAIR, generated_example).apply(selected_pairs, "ToGenerated")
         gen_examples, gen_dups = _dedup(generated.main, "Generated")
         outputs = {"generated": self._write(gen_examples, GENERATED)}
         rejected_parts = [generated.rejected, gen_dups]
         example_parts = [gen_examples]
         if self._original_mode == "all":
-            original = _ToSourcePairExample().apply(self._source_pairs, "ToOriginal")
+            # ``--emit-original all``: every source pair of the corpus, no dedup (the paper's stage 2).
+            original = _ToExample(RecordKind.SOURCE_PAIR, source_pair_example).apply(self._source_pairs, "ToOriginal")
             outputs["original"] = self._write(original.main, ORIGINAL)
             rejected_parts.append(original.rejected)
             example_parts.append(original.main)
