@@ -261,6 +261,7 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
         print(f"inverse-instruct: engine messages go to {engine_log}", file=sys.stderr, flush=True)
     reporter = None
     directory = None
+    LIVE.reset()
     if not out.quiet:
         directory = tempfile.mkdtemp(prefix="inverse-instruct-progress-")
         os.environ[PROGRESS_DIR_ENV] = directory  # inherited by the runner's worker processes

@@ -44,6 +44,12 @@ class LiveCounters:
         if self._thread is None and os.environ.get(PROGRESS_DIR_ENV):
             self._start()
 
+    def reset(self) -> None:
+        """Start from zero: a new job in this process must not show the counts of the one before."""
+        with self._lock:
+            self._values.clear()
+            self._dirty = True
+
     def snapshot(self) -> dict[str, float]:
         with self._lock:
             return dict(self._values)

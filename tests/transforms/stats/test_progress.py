@@ -67,3 +67,19 @@ def test_on_a_terminal_the_display_is_live(tmp_path):
         pass
     assert reporter.tty and reporter.reports >= 2
     assert b"extract" in out and b"\x1b[" in out  # rich redraws in place with control codes
+
+
+def test_a_new_job_in_the_same_process_starts_its_counts_from_zero(tmp_path):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.launch import run_timed
+
+    progress.LIVE.add("extract.in", 41)  # what an earlier job in this process counted
+    options = PipelineOptions([f"--output={tmp_path}", "--quiet"])
+
+    def build(pipeline, _options):
+        _ = pipeline | beam.Create([1, 2]) | beam.Map(lambda x: progress.LIVE.add("extract.in", x))
+
+    run_timed(options, build)
+    assert progress.LIVE.snapshot() == {"extract.in": 3}
