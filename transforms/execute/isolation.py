@@ -18,7 +18,7 @@ Each ``SandboxProcess`` is one interpreter started by ``bwrap`` with:
 
 ``RLIMIT_NPROC`` and root: the kernel skips the process-count check for tasks whose real uid is the host's root,
 and bwrap started by root maps the sandbox uid to host uid 0. So when the parent is root, ``bwrap`` itself is
-started as host uid/gid 65534 (``subprocess``'s ``user=``/``group=``, no ``preexec_fn``): the sandbox then runs
+started as host uid/gid 65534 (through ``setpriv``, so ``subprocess`` still vforks): the sandbox then runs
 as host "nobody", and since Linux 5.14 ``RLIMIT_NPROC`` is counted per user namespace, i.e. per sandbox (the
 interpreter counts as 1). The interpreter is PID 1 of its namespace (``--as-pid-1``), so bwrap reaps it itself
 (bwrap's own init would be left a zombie of the host's init after a kill).
@@ -119,6 +119,17 @@ def bwrap_path() -> str | None:
 
 def _runs_as_nobody() -> bool:
     return os.geteuid() == 0
+
+
+def _as_nobody() -> list[str]:
+    """The prefix that starts bwrap as host uid/gid 65534 when the parent is root. ``setpriv`` (util-linux) execs
+    bwrap after setting the ids, so ``subprocess`` can vfork: its ``user=``/``group=`` would make it fork() this
+    process instead, which runs grpc's fork handlers (Beam loads grpc) in the child, and that child sometimes died
+    of SIGBUS before bwrap started."""
+    if not _runs_as_nobody():
+        return []
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    return [setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
 
 
 def _reachable_by_others(path: str) -> bool:
@@ -297,22 +308,19 @@ class SandboxProcess:
         if isolated:
             info_r, info_w = os.pipe()
             python, _ = interpreter()
-            argv = [*bwrap_args(limits, info_w), python, *python_args]
+            argv = [*_as_nobody(), *bwrap_args(limits, info_w), python, *python_args]
             child_fds.append(info_w)
             env: dict[str, str] = {}
             cwd = "/"
-            extra = ({"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []}
-                     if _runs_as_nobody() else {})
         else:
             self._workdir = tempfile.mkdtemp(prefix="unisolated-sandbox-")
             argv = [os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable), *python_args]
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self._workdir, "TMPDIR": self._workdir}
             cwd = self._workdir
-            extra = {}
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
                                          pass_fds=child_fds, close_fds=True, start_new_session=True, env=env,
-                                         cwd=cwd, **extra)
+                                         cwd=cwd)
         finally:
             for fd in (out_w, err_w, *child_fds):
                 os.close(fd)
@@ -354,8 +362,13 @@ class SandboxProcess:
         try:
             pid = int(json.loads(data)["child-pid"])
         except (ValueError, KeyError, TypeError):
-            self.proc.wait()
-            raise SandboxFailure("setup", f"bwrap did not start the sandbox: {self.stderr.strip()[-500:]}") from None
+            code = self.proc.wait()
+            end = time.monotonic() + 1.0
+            while self._out_fds and time.monotonic() < end:  # what bwrap said before it exited
+                for fd in list(self._out_fds):
+                    self._drain(fd)
+            said = self.stderr.strip()[-500:] or "(no message)"
+            raise SandboxFailure("setup", f"bwrap did not start the sandbox (exit {code}): {said}") from None
         try:
             self._inner_pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
