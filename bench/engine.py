@@ -191,7 +191,7 @@ class ThroughPipeline:
 
 
 def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None,
-            repeats: int, compare_methods: bool = True) -> dict:
+            repeats: int, compare_methods: bool = True, with_raw: bool = True) -> dict:
     """Interleaved repeats (direct and pipeline alternate, and which goes first alternates), so a change in
     the machine's load hits both paths alike; medians over the repeats. Both engines stay loaded, which a
     real job never does: each timed run follows a warm-up call on its own engine, so that it does not pay
@@ -199,7 +199,7 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     direct = Direct(config, generate, score)
     pipeline = ThroughPipeline(config, generate, score, runner_flags, min_batch)
     paths = [("direct", direct), ("pipeline", pipeline)]
-    if config.engine == "vllm":
+    if config.engine == "vllm" and with_raw:
         paths.append(("raw", Raw(config, generate, score)))
     runs = {name: [] for name, _ in paths}
     try:
@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--compiled", action="store_true", help="vLLM with torch.compile (default on CPU: eager)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
+    parser.add_argument("--no-raw", action="store_true", help="skip raw vllm.LLM (pipeline over direct only)")
     args = parser.parse_args()
 
     from runners.engines import load_tokenizer
@@ -274,14 +275,14 @@ def main() -> None:
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
                               enforce_eager=False if args.compiled else None)
         report[engine] = numbers = measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
-                                          compare_methods=not args.no_methods)
+                                          compare_methods=not args.no_methods, with_raw=not args.no_raw)
         close_all_engines()
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
         print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}, median of {args.repeats}) ==")
         print(f"direct   : generate {direct_numbers['generate_tokens_per_s']:8.1f} tokens/s "
               f"({direct_numbers['generated_tokens']} tokens)   "
               f"score {direct_numbers['score_prompts_per_s']:6.2f} prompts/s")
-        if engine == "vllm":
+        if "score_methods_prompts_per_s" in direct_numbers:
             methods = ", ".join(f"{m} {r:.2f}" for m, r in direct_numbers["score_methods_prompts_per_s"].items())
             print(f"           score methods (prompts/s): {methods}")
         print(f"pipeline : generate {pipeline_numbers['generate_tokens_per_s']:8.1f} tokens/s "

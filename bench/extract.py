@@ -2,6 +2,7 @@
 
     python bench/extract.py [--records 100000] [--policy multilang] [--workdir /tmp/extract-bench]
     python bench/extract.py --memory [--records 10000]   # peak RSS of the extract job at 1x and 10x, JSONL and Parquet
+    python bench/extract.py --memory-sites --records 5000 # where the growth goes: traced heap by allocation site
 
 The corpus is generated from real code: every top-level function and class of the running interpreter's
 standard library (Python), plus the Code Alpaca responses when ../shared is present, wrapped as fenced,
@@ -140,18 +141,83 @@ def bench_memory(workdir: Path, records: int, policy: str) -> dict:
     return report
 
 
+def traced_peak_sites(corpus: Path, out: Path, policy: str, frames: int = 6) -> tuple[float, list]:
+    """Run the extract job in this process under tracemalloc; a thread snapshots the traced heap twice a second
+    and keeps the largest. Returns (peak traced MiB, [(site, bytes)] of that snapshot, grouped by the innermost
+    frame inside this project or Beam, else the innermost frame)."""
+    import threading
+    import tracemalloc
+
+    tracemalloc.start(frames)
+    best: dict = {"size": -1, "snapshot": None}
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.5):
+            size, _ = tracemalloc.get_traced_memory()
+            if size > best["size"]:
+                best.update(size=size, snapshot=tracemalloc.take_snapshot())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        bench_pipeline(corpus, out, policy)
+    finally:
+        done.set()
+        sampler.join()
+        tracemalloc.stop()
+    sites: dict[str, int] = {}
+    for stat in best["snapshot"].statistics("traceback"):
+        frames_inner_first = list(reversed(stat.traceback))  # tracemalloc stores the oldest frame first
+        chosen = frames_inner_first[0]
+        for frame in frames_inner_first:
+            ours = frame.filename.startswith(str(REPO)) and "/site-packages/" not in frame.filename
+            if ours or "apache_beam" in frame.filename:
+                chosen = frame
+                break
+        name = chosen.filename.split("site-packages/")[-1].replace(str(REPO) + "/", "")
+        key = f"{name}:{chosen.lineno}"
+        sites[key] = sites.get(key, 0) + stat.size
+    return best["size"] / 2**20, sorted(sites.items(), key=lambda kv: -kv[1])
+
+
+def bench_memory_sites(workdir: Path, records: int, policy: str) -> dict:
+    """Where the extra bytes per record go: the traced heap at its peak, 1x against 10x, by allocation site."""
+    peaks, by_site = {}, {}
+    for scale in (1, 10):
+        corpus = workdir / f"sites-{scale}x.jsonl"
+        make_corpus(corpus, records * scale)
+        peaks[scale], sites = traced_peak_sites(corpus, workdir / f"sites-out-{scale}x", policy)
+        by_site[scale] = dict(sites)
+        print(f"{scale:>2}x ({records * scale:,} records): traced heap peak {peaks[scale]:,.0f} MiB", flush=True)
+    extra = records * 9
+    growth = sorted(((site, (by_site[10].get(site, 0) - by_site[1].get(site, 0)) / extra)
+                     for site in by_site[10].keys() | by_site[1].keys()), key=lambda kv: -kv[1])
+    print(f"traced bytes per extra record: {(peaks[10] - peaks[1]) * 2**20 / extra:,.0f}; by site:")
+    for site, per_record in growth[:15]:
+        print(f"  {per_record:8,.0f} B/record  {site}")
+    return {"records_1x": records, "traced_peak_mib": peaks,
+            "bytes_per_extra_record": round((peaks[10] - peaks[1]) * 2**20 / extra),
+            "top_sites_bytes_per_extra_record": [[site, round(b)] for site, b in growth[:15]]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--policy", default="multilang", choices=("multilang", "paper"))
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--memory", action="store_true", help="peak RSS at 1x and 10x --records instead")
+    parser.add_argument("--memory-sites", action="store_true",
+                        help="where the memory growth goes: the traced heap's peak by allocation site, 1x and 10x")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="extract-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.memory:
         print(json.dumps(bench_memory(workdir, args.records, args.policy)))
+        return
+    if args.memory_sites:
+        print(json.dumps(bench_memory_sites(workdir, args.records, args.policy)))
         return
     corpus = workdir / "corpus.jsonl"
     mb = make_corpus(corpus, args.records) / 1e6
