@@ -184,6 +184,9 @@ def traced_peak_sites(corpus: Path, out: Path, policy: str, frames: int = 6) -> 
 def bench_memory_sites(workdir: Path, records: int, policy: str) -> dict:
     """Where the extra bytes per record go: the traced heap at its peak, 1x against 10x, by allocation site."""
     peaks, by_site = {}, {}
+    warm = workdir / "sites-warm.jsonl"  # imports and lazy caches first, so that neither traced run holds them
+    make_corpus(warm, 200)
+    bench_pipeline(warm, workdir / "sites-out-warm", policy)
     for scale in (1, 10):
         corpus = workdir / f"sites-{scale}x.jsonl"
         make_corpus(corpus, records * scale)
