@@ -26,14 +26,10 @@ MODES = {"eager": True, "compiled": False}  # mode -> enforce_eager
 
 
 def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
-    from bench.engine import workload
+    from bench.engine import workload, yes_no_ids
     from runners.engines import EngineConfig, build_engine
-    from runners.engines.common import load_tokenizer
-    from runners.model_resolution import resolve_model
 
-    tokenizer = load_tokenizer(resolve_model(model))
-    yes_no = (tokenizer("Yes").input_ids[0], tokenizer("No").input_ids[0])
-    generate, score = workload(prompts, max_tokens, yes_no)
+    generate, score = workload(prompts, max_tokens, yes_no_ids(model))
     config = EngineConfig(model=model, engine="vllm", max_model_len=2048, enforce_eager=MODES[mode])
     started = time.perf_counter()
     engine = build_engine(config)

@@ -61,6 +61,15 @@ def judge_prompt(i: int) -> str:
             "Is the answer correct? Your reply should begin with Yes or No.\n\n@@ Response\n")
 
 
+def yes_no_ids(model: str) -> tuple[int, int]:
+    """The judge's Yes and No token ids (first token of each word) in ``model``'s tokenizer."""
+    from runners.engines import load_tokenizer
+    from runners.model_resolution import resolve_model
+
+    tokenizer = load_tokenizer(resolve_model(model))
+    return tokenizer("Yes").input_ids[0], tokenizer("No").input_ids[0]
+
+
 def workload(n_prompts: int, max_tokens: int, yes_no: tuple[int, int]):
     generate = [GenerateRequest(summarize_prompt(i), SamplingSpec(
         n=1, temperature=0.8, top_p=1.0, repetition_penalty=1.1, max_tokens=max_tokens, stop=("```",),
@@ -259,12 +268,7 @@ def main() -> None:
     parser.add_argument("--no-raw", action="store_true", help="skip raw vllm.LLM (pipeline over direct only)")
     args = parser.parse_args()
 
-    from runners.engines import load_tokenizer
-    from runners.model_resolution import resolve_model
-
-    tokenizer = load_tokenizer(resolve_model(args.model))
-    yes_no = (tokenizer("Yes").input_ids[0], tokenizer("No").input_ids[0])
-    generate, score = workload(args.prompts, args.max_tokens, yes_no)
+    generate, score = workload(args.prompts, args.max_tokens, yes_no_ids(args.model))
     runner_flags = ["--runner=DirectRunner"]
     if args.multi_process > 1:
         runner_flags += ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.multi_process}"]

@@ -121,15 +121,16 @@ def _runs_as_nobody() -> bool:
     return os.geteuid() == 0
 
 
-def _as_nobody() -> list[str]:
+@functools.lru_cache(maxsize=None)
+def _as_nobody() -> tuple[str, ...]:
     """The prefix that starts bwrap as host uid/gid 65534 when the parent is root. ``setpriv`` (util-linux) execs
     bwrap after setting the ids, so ``subprocess`` can vfork: its ``user=``/``group=`` would make it fork() this
     process instead, which runs grpc's fork handlers (Beam loads grpc) in the child, and that child sometimes died
     of SIGBUS before bwrap started."""
     if not _runs_as_nobody():
-        return []
+        return ()
     setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-    return [setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
+    return (setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--")
 
 
 def _reachable_by_others(path: str) -> bool:
@@ -363,10 +364,7 @@ class SandboxProcess:
             pid = int(json.loads(data)["child-pid"])
         except (ValueError, KeyError, TypeError):
             code = self.proc.wait()
-            end = time.monotonic() + 1.0
-            while self._out_fds and time.monotonic() < end:  # what bwrap said before it exited
-                for fd in list(self._out_fds):
-                    self._drain(fd)
+            self._drain_remaining()  # what bwrap said before it exited
             said = self.stderr.strip()[-500:] or "(no message)"
             raise SandboxFailure("setup", f"bwrap did not start the sandbox (exit {code}): {said}") from None
         try:
@@ -386,6 +384,15 @@ class SandboxProcess:
             sel.unregister(fd)
         os.close(fd)
         del self._out_fds[fd]
+
+    def _drain_remaining(self, seconds: float = 1.0) -> None:
+        """Read what is left in stdout/stderr after the process ended, for at most ``seconds``."""
+        end = time.monotonic() + seconds
+        while self._out_fds and time.monotonic() < end:
+            for fd in list(self._out_fds):
+                self._drain(fd)
+            if self._out_fds:
+                time.sleep(0.001)
 
     @property
     def stdout(self) -> str:
@@ -503,12 +510,7 @@ class SandboxProcess:
                 pass
             self.proc.wait()
         os.close(self._outer_pidfd)
-        end = time.monotonic() + 1.0
-        while self._out_fds and time.monotonic() < end:
-            for fd in list(self._out_fds):
-                self._drain(fd)
-            if self._out_fds:
-                time.sleep(0.001)
+        self._drain_remaining()
         for fd in list(self._out_fds):
             os.close(fd)
         self._out_fds.clear()
