@@ -9,7 +9,7 @@ original pairs) into training examples (``transforms.io.training_examples``) and
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -208,12 +208,48 @@ def limit_records(pcoll, limit: int | None, label: str = "Limit"):
 # --------------------------------------------------------------------------- Parquet shards
 
 
-def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
-    rows = nbytes = 0
-    for r, b in pairs:
-        rows += r
-        nbytes += b
-    return rows, nbytes
+class _PlanShards(beam.CombineFn):
+    """``(bucket, (key, payload))`` records -> the shard plan (``plan_from_bucket_stats``). One combine: it
+    pre-combines inside each bundle, so only per-bucket (rows, bytes) totals reach the shuffle."""
+
+    def create_accumulator(self) -> dict[int, list[int]]:
+        return {}
+
+    def add_input(self, stats: dict[int, list[int]], keyed) -> dict[int, list[int]]:
+        bucket, (_, payload) = keyed
+        entry = stats.setdefault(bucket, [0, 0])
+        entry[0] += 1
+        entry[1] += _payload_nbytes(payload)
+        return stats
+
+    def merge_accumulators(self, accumulators) -> dict[int, list[int]]:
+        merged: dict[int, list[int]] = {}
+        for stats in accumulators:
+            for bucket, (rows, nbytes) in stats.items():
+                entry = merged.setdefault(bucket, [0, 0])
+                entry[0] += rows
+                entry[1] += nbytes
+        return merged
+
+    def extract_output(self, stats: dict[int, list[int]]) -> dict[str, Any]:
+        return plan_from_bucket_stats((bucket, rows, nbytes) for bucket, (rows, nbytes) in stats.items())
+
+
+class _DistinctKeys(beam.CombineFn):
+    """``(key, value)`` pairs -> the sorted distinct keys."""
+
+    def create_accumulator(self) -> set:
+        return set()
+
+    def add_input(self, keys: set, pair) -> set:
+        keys.add(pair[0])
+        return keys
+
+    def merge_accumulators(self, accumulators) -> set:
+        return set().union(*accumulators)
+
+    def extract_output(self, keys: set) -> list:
+        return sorted(keys)
 
 
 # A record crosses the writer's two shuffles as ``(sort_key_bytes(key), payload)``, payload = its payload size
@@ -333,26 +369,21 @@ class WriteParquetShards(beam.PTransform):
             by_bucket = by_bucket[0] if len(by_bucket) == 1 else by_bucket | "FlattenBuckets" >> beam.Flatten()
         else:
             by_bucket = records | "KeyByBucket" >> beam.ParDo(_KeyByBucket(self._seed))
-        plan = (
-            by_bucket
-            | "BucketStats" >> beam.Map(lambda kv: (kv[0], (1, _payload_nbytes(kv[1][1]))))
-            | "SumPerBucket" >> beam.CombinePerKey(_sum_pairs)
-            | "FlatStats" >> beam.Map(lambda kv: (kv[0], kv[1][0], kv[1][1]))
-            | "AllStats" >> beam.combiners.ToList()
-            | "Plan" >> beam.Map(plan_from_bucket_stats)
-        )
+        # Without defaults: an empty input has no plan to read, and the side inputs below say what "none" is.
+        plan = by_bucket | "Plan" >> beam.CombineGlobally(_PlanShards()).without_defaults()
         ranked = (
             by_bucket
             | "GroupBucket" >> beam.GroupByKey()
-            | "Rank" >> beam.ParDo(_RankBucket(self._shard_records, shard_bytes), plan=beam.pvalue.AsSingleton(plan))
+            | "Rank" >> beam.ParDo(_RankBucket(self._shard_records, shard_bytes),
+                                  plan=beam.pvalue.AsSingleton(plan, default_value=None))
         )
         by_shard = ranked | "GroupShard" >> beam.GroupByKey()
         # From the ranks, not from by_shard: a side input made from by_shard would keep all of it in memory
         # (twice read) on runners that materialize it.
-        shard_ids = ranked | "ShardIds" >> beam.Keys() | "DistinctShardIds" >> beam.Distinct()
+        shard_ids = ranked | "ShardIds" >> beam.CombineGlobally(_DistinctKeys()).without_defaults()
         infos = by_shard | "WriteShard" >> beam.ParDo(
             _WriteShard(self._output_dir, self._prefix, self._kind, self._compression),
-            shard_ids=beam.pvalue.AsList(shard_ids),
+            shard_ids=beam.pvalue.AsSingleton(shard_ids, default_value=[]),
         )
         return (
             infos

@@ -9,9 +9,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.stage import StageOutput
 
@@ -51,30 +53,56 @@ class StageTally:
         return cls(name, inputs, output.main, output.rejected, fanout)
 
 
-def _count(pcoll, label: str, key: str):
-    """``(key, n)``: the records of ``pcoll``, or of a tuple of PCollections counted part by part (flattening
-    the records only to count them would make runners that materialize a Flatten hold them all)."""
-    if isinstance(pcoll, (tuple, list)):
-        parts = [_count(part, f"{label}{i}", key) for i, part in enumerate(pcoll)]
-        return parts | f"{label}Parts" >> beam.Flatten() | f"{label}SumParts" >> beam.CombinePerKey(sum)
-    return (
-        pcoll
-        | f"{label}Ones" >> beam.Map(lambda _: 1)
-        | f"{label}Sum" >> beam.CombineGlobally(sum)
-        | f"{label}Key" >> beam.Map(lambda n: (key, n))
-    )
+class _CountPerBundle(beam.DoFn):
+    """Counts the records of one PCollection under ``key`` (a string, or a function of the record) and emits
+    ``(key, n)`` once per bundle, so only a handful of small pairs, never one per record, reach the shuffle."""
+
+    def __init__(self, key: str | Callable[[Any], str]):
+        self._key = key
+        self._counts: collections.Counter = collections.Counter()
+
+    def start_bundle(self):
+        self._counts = collections.Counter()
+
+    def process(self, record):
+        self._counts[self._key if isinstance(self._key, str) else self._key(record)] += 1
+
+    def finish_bundle(self):
+        for key, n in self._counts.items():
+            yield WindowedValue((key, n), GlobalWindow().max_timestamp(), (GlobalWindow(),))
 
 
-def _count_reasons(pcoll, label: str, stage: str):
-    return (
-        pcoll
-        | f"{label}Reason" >> beam.Map(lambda r: (f"{stage}|rejected|{r['reason']}", 1))
-        | f"{label}SumReasons" >> beam.CombinePerKey(sum)
-    )
+class _SumByKey(beam.CombineFn):
+    """``(key, n)`` pairs -> one ``{key: total}`` dict (``{}`` for no input, so an empty job still has books)."""
+
+    def create_accumulator(self) -> collections.Counter:
+        return collections.Counter()
+
+    def add_input(self, accumulator: collections.Counter, pair: tuple[str, int]) -> collections.Counter:
+        accumulator[pair[0]] += pair[1]
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[collections.Counter]) -> collections.Counter:
+        merged = collections.Counter()
+        for accumulator in accumulators:
+            merged.update(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: collections.Counter) -> dict[str, int]:
+        return dict(accumulator)
+
+
+def _rejection_key(stage: str) -> Callable[[dict[str, Any]], str]:
+    return lambda record: f"{stage}|rejected|{record['reason']}"
 
 
 class CollectCounts(beam.PTransform):
-    """All stage tallies as one dict: ``{"stage|in": n, "stage|out": n, "stage|rejected|reason": n}``."""
+    """All stage tallies as one dict: ``{"stage|in": n, "stage|out": n, "stage|rejected|reason": n}``.
+
+    One counting step per PCollection and one combine for the whole job: the books add a step per counted
+    PCollection to the graph, not a combine each (which made them half of a small job's transforms). A tuple of
+    PCollections is counted part by part (flattening the records only to count them would make runners that
+    materialize a Flatten hold them all)."""
 
     def __init__(self, stages: list[StageTally]):
         super().__init__()
@@ -82,12 +110,19 @@ class CollectCounts(beam.PTransform):
 
     def expand(self, pbegin):
         parts = []
+
+        def count(pcoll, label: str, key):
+            for i, part in enumerate(pcoll if isinstance(pcoll, (tuple, list)) else (pcoll,)):
+                parts.append(part | f"{label}{i}" >> beam.ParDo(_CountPerBundle(key)))
+
         for stage in self._stages:
-            parts.append(_count(stage.inputs, f"{stage.name}In", f"{stage.name}|in"))
-            parts.append(_count(stage.outputs, f"{stage.name}Out", f"{stage.name}|out"))
+            count(stage.inputs, f"{stage.name}In", f"{stage.name}|in")
+            count(stage.outputs, f"{stage.name}Out", f"{stage.name}|out")
             if stage.rejected is not None:
-                parts.append(_count_reasons(stage.rejected, f"{stage.name}Rejected", stage.name))
-        return parts | "FlattenCounts" >> beam.Flatten() | "AsDict" >> beam.combiners.ToDict()
+                count(stage.rejected, f"{stage.name}Rejected", _rejection_key(stage.name))
+        if not parts:
+            return pbegin | "NoStages" >> beam.Create([{}])
+        return parts | "FlattenCounts" >> beam.Flatten() | "AsDict" >> beam.CombineGlobally(_SumByKey())
 
 
 def build_manifest(counts: dict[str, int], stages: Iterable[StageSpec], extra: dict[str, Any]) -> dict[str, Any]:
