@@ -6,13 +6,7 @@ import os
 import threading
 from typing import Iterator, Sequence
 
-from runners.model_resolution import resolve_model
-
-
-def load_tokenizer(model_dir: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(model_dir)
+from runners.model_resolution import load_tokenizer, resolve_model
 
 
 def too_long(n_prompt_tokens: int, max_model_len: int, room: int) -> str:

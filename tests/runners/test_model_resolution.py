@@ -108,3 +108,29 @@ def test_corrupt_cache_is_rebuilt_once_by_racing_processes(smollm2_dir, tmp_path
     original = json.loads((Path(smollm2_dir) / MANIFEST_NAME).read_text())
     assert manifest["files"] == original["files"]  # the rebuild is byte-identical to the first build
     assert not any(p.name.startswith(f".{corrupt.name}.") for p in cache.iterdir())  # no stale or partial dirs left
+
+
+def test_the_light_tokenizer_path_loads_what_autotokenizer_loads(smollm2_dir, tmp_path):  # noqa: F811
+    """``load_tokenizer`` skips AutoTokenizer (and its torch import) only for the generic tokenizers class; what it
+    returns must be the same class, with the same ids, special tokens and chat template. A directory that
+    declares another class still goes through AutoTokenizer."""
+    from transformers import AutoTokenizer
+
+    from runners.model_resolution import load_tokenizer
+
+    auto, light = AutoTokenizer.from_pretrained(smollm2_dir), load_tokenizer(smollm2_dir)
+    assert type(light) is type(auto)
+    texts = ["def f(x):\n    return x  # 你好", "<|im_start|>user\nYes<|im_end|>", " Yes", "No", ""]
+    assert [light(t)["input_ids"] for t in texts] == [auto(t)["input_ids"] for t in texts]
+    assert [light.decode(auto(t)["input_ids"]) for t in texts] == [auto.decode(auto(t)["input_ids"]) for t in texts]
+    assert (light.bos_token_id, light.eos_token_id, light.pad_token_id, len(light)) == \
+           (auto.bos_token_id, auto.eos_token_id, auto.pad_token_id, len(auto))
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a sort."}]
+    assert light.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == \
+           auto.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+    other = tmp_path / "declared-gpt2"
+    shutil.copytree(smollm2_dir, other, ignore=shutil.ignore_patterns("*.safetensors"))
+    config = json.loads((other / "tokenizer_config.json").read_text())
+    (other / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
+    assert type(load_tokenizer(other)).__name__ == type(AutoTokenizer.from_pretrained(other)).__name__

@@ -248,7 +248,6 @@ class TokenizerSource:
 
 @functools.lru_cache(maxsize=4)
 def _load_tokenizer(path: str, gguf_file: str | None):
-    from transformers import AutoTokenizer
+    from runners.model_resolution import load_tokenizer
 
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    return AutoTokenizer.from_pretrained(path, **kwargs)
+    return load_tokenizer(path, gguf_file)
