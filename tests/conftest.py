@@ -69,3 +69,5 @@ def pytest_collection_modifyitems(config, items):
     if unmarked:
         raise pytest.UsageError("tests that use an engine fixture must be marked @pytest.mark.engine:\n  "
                                 + "\n  ".join(unmarked))
+    # Longest first: parallel workers (pytest-xdist) then finish together instead of one waiting on a long tail.
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

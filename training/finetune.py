@@ -133,12 +133,9 @@ def resolve_model(spec: str, gguf_file: str | None = None) -> ModelSource:
 
 
 def load_tokenizer(config: TrainConfig, source: ModelSource):
-    from transformers import AutoTokenizer
+    from runners.model_resolution import load_tokenizer as load
 
-    if config.tokenizer:
-        return AutoTokenizer.from_pretrained(config.tokenizer)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    return AutoTokenizer.from_pretrained(source.path, **kwargs)
+    return load(config.tokenizer) if config.tokenizer else load(source.path, source.gguf_file)
 
 
 def load_model(source: ModelSource):

@@ -40,6 +40,7 @@ def test_smollm2_greedy_pass_at_1_through_vllm(tmp_path):
     assert rerun_summary["pass@1"] == summary["pass@1"]
 
 
+@pytest.mark.heavy
 def test_p3_reference_solutions_solve_every_test_puzzle_that_has_one(tmp_path, shared_data):
     """The P3 harness: the 228 test puzzles (first instance of each test family), each reference solution
     verified as an attempt is (g's answer of f's type in one sandbox, f(answer) exactly True in another).

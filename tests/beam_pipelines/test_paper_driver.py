@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from beam_pipelines.paper import main as paper_main
 from tests.beam_pipelines.test_plumbing_fake_engine import CORPUS
 from tests.training.test_training import tiny_model_dir, tokenizer, tokenizer_dir  # noqa: F401  (fixtures)
 
 
+@pytest.mark.heavy
 def test_the_paper_in_one_command(tmp_path, tiny_model_dir, capsys):  # noqa: F811
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(r) + "\n" for r in CORPUS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from beam_pipelines.inverse_instruct import run as run_main
 from beam_pipelines.self_play import run as run_self_play
@@ -22,6 +23,7 @@ def _rows(directory):
     return [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
+@pytest.mark.heavy
 def test_main_job_balances_and_every_snippet_gets_a_winner(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(r) + "\n" for r in CORPUS))
@@ -63,6 +65,7 @@ SCRIPT = {
 }
 
 
+@pytest.mark.heavy
 def test_self_play_job_solves_filters_and_shards_scripted_puzzles(tmp_path):
     """Scripted generations: two puzzles that verify (each written more than once), a syntax error and a trivial
     puzzle; scripted solutions: right (twice, and once longer), wrong and unparsable. Every sample and every

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from beam_pipelines.self_play_loop import main as loop_main
 from tests.beam_pipelines.test_plumbing_fake_engine import SCRIPT
 from tests.training.test_training import tiny_model_dir, tokenizer, tokenizer_dir  # noqa: F401  (fixtures)
 
 
+@pytest.mark.heavy
 def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp_path, shared_data, tiny_model_dir,  # noqa: F811
                                                                             capsys):
     script = tmp_path / "script.json"

@@ -83,6 +83,7 @@ def test_offline_missing_hub_model_fails_with_a_clear_message(tmp_path):
     assert "ModelNotAvailableError" in unreachable.stderr and "download failed" in unreachable.stderr
 
 
+@pytest.mark.heavy
 def test_corrupt_cache_is_rebuilt_once_by_racing_processes(smollm2_dir, tmp_path):  # noqa: F811
     """A truncated weight file and a leftover partial build are detected; 3 racing processes rebuild it once."""
     cache = tmp_path / "cache"

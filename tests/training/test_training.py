@@ -331,6 +331,7 @@ def test_trainer_builds_the_papers_adafactor(tmp_path, tiny_model_dir, shard_dir
 # --------------------------------------------------------------------------- torchrun
 
 
+@pytest.mark.heavy
 def test_torchrun_two_ranks_loss_goes_down(reference_run):
     losses = step_losses(reference_run / "stage-0-generated")
     steps = sorted(losses)
@@ -366,6 +367,7 @@ def test_two_stages_run_in_order_from_the_right_weights(reference_run, tiny_mode
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's ranks through /proc")
+@pytest.mark.heavy
 def test_kill_and_resume_reproduce_the_loss_curve(tmp_path, reference_run, tiny_model_dir, shard_dirs):
     out = tmp_path / "out"
     config = write_config(tmp_path / "config.yaml", tiny_model_dir, shard_dirs, out)
@@ -497,6 +499,7 @@ def one_stage_config(tmp_path: Path, tiny_model_dir: Path, shard_dirs: Path, ste
                                   "max_steps": steps}])
 
 
+@pytest.mark.heavy
 def test_sorting_inside_steps_keeps_the_loss_curve(tmp_path, tiny_model_dir, shard_dirs):
     """Same examples per step, only regrouped into micro-batches: the fp32 loss curve is the plain order's."""
     config = one_stage_config(tmp_path, tiny_model_dir, shard_dirs, steps=3)
@@ -518,6 +521,7 @@ def test_sorting_inside_steps_keeps_the_loss_curve(tmp_path, tiny_model_dir, sha
 BF16_LOSS_RTOL = 0.01
 
 
+@pytest.mark.heavy
 def test_bf16_loss_curve_tracks_fp32_for_20_steps(tmp_path, tiny_model_dir, shard_dirs):
     config = one_stage_config(tmp_path, tiny_model_dir, shard_dirs, steps=20)
     one_micro_batch = {"global_batch_size": 4, "max_length": 64}  # keeps the test fast

@@ -9,11 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.beam_pipelines.test_plumbing_fake_engine import CORPUS
 from tests.conftest import REPO
 from transforms.stats import progress
 
 
+@pytest.mark.heavy
 def test_progress_lines_appear_during_a_run_and_are_plain_text_off_a_terminal(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(r) + "\n" for r in CORPUS))
