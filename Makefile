@@ -52,9 +52,9 @@ demo: venv system-packages
 test: venv system-packages
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m pytest -q tests $(PYTEST_ARGS)
 
-# Two workers (pytest-xdist): the fast tier spends much of its time waiting on subprocesses and sandboxes.
+# Two workers (pytest-xdist) that steal work from each other, so neither waits on the other's long tail.
 test-fast: venv system-packages
-	$(PY) -m pytest -q -n 2 -m "not engine" tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not engine" tests $(PYTEST_ARGS)
 
 test-engine: venv system-packages
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m pytest -q -m engine tests $(PYTEST_ARGS)

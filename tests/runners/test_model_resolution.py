@@ -16,6 +16,7 @@ from runners.model_resolution import (
     EmbeddedGguf,
     ModelNotAvailableError,
     cache_is_valid,
+    dequantized_gguf_dir,
     locate_embedded_gguf,
     resolve_model,
 )
@@ -83,32 +84,77 @@ def test_offline_missing_hub_model_fails_with_a_clear_message(tmp_path):
     assert "ModelNotAvailableError" in unreachable.stderr and "download failed" in unreachable.stderr
 
 
+def write_tiny_gguf(path: Path, hidden: int = 16, ffn: int = 32, heads: int = 2) -> Path:
+    """A GGUF file of a 1-layer Llama with random fp32 weights and a byte-level BPE vocabulary (GPT-2's 256 byte
+    symbols, four merges, two specials): the same loader path as SmolLM2's GGUF, built in a second, not 20."""
+    import gguf
+    import numpy as np
+
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    unprintable = iter(range(256, 512))
+    byte_symbols = [chr(b) if b in printable else chr(next(unprintable)) for b in range(256)]
+    pairs = [("d", "e"), ("de", "f"), ("r", "e"), ("re", "t")]
+    tokens = byte_symbols + [a + b for a, b in pairs] + ["<|im_start|>", "<|im_end|>"]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-test-llama")
+    writer.add_block_count(1)
+    writer.add_context_length(128)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * (len(tokens) - 2) + [3, 3])
+    writer.add_token_merges([f"{a} {b}" for a, b in pairs])
+    writer.add_bos_token_id(len(tokens) - 2)
+    writer.add_eos_token_id(len(tokens) - 1)
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd.weight": (len(tokens), hidden), "blk.0.attn_norm.weight": (hidden,),
+              **{f"blk.0.attn_{n}.weight": (hidden, hidden) for n in ("q", "k", "v", "output")},
+              "blk.0.ffn_norm.weight": (hidden,), "blk.0.ffn_gate.weight": (ffn, hidden),
+              "blk.0.ffn_up.weight": (ffn, hidden), "blk.0.ffn_down.weight": (hidden, ffn),
+              "output_norm.weight": (hidden,)}
+    for name, shape in shapes.items():
+        writer.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 @pytest.mark.heavy
-def test_corrupt_cache_is_rebuilt_once_by_racing_processes(smollm2_dir, tmp_path):  # noqa: F811
-    """A truncated weight file and a leftover partial build are detected; 3 racing processes rebuild it once."""
+def test_corrupt_cache_is_rebuilt_once_by_racing_processes(tmp_path):
+    """A truncated weight file and a leftover partial build are detected; 3 racing processes rebuild it once,
+    byte for byte as the first build. (A tiny GGUF: the race is the point, not SmolLM2's 20 s conversion.)"""
+    gguf_path = write_tiny_gguf(tmp_path / "tiny.gguf")
     cache = tmp_path / "cache"
-    cache.mkdir()
-    corrupt = cache / Path(smollm2_dir).name
-    shutil.copytree(smollm2_dir, corrupt)
-    with open(corrupt / "model.safetensors", "r+b") as weights:
-        weights.truncate(1000)
-    (cache / f".{corrupt.name}.partial-leftover").mkdir()  # an interrupted build of another process
-    assert not cache_is_valid(corrupt)
+    first = dequantized_gguf_dir(gguf_path, cache)
+    assert cache_is_valid(first) and first.parent == cache
+    original = json.loads((first / MANIFEST_NAME).read_text())
+    with open(first / "model.safetensors", "r+b") as weights:
+        weights.truncate(100)
+    (cache / f".{first.name}.partial-leftover").mkdir()  # an interrupted build of another process
+    assert not cache_is_valid(first)
 
     code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
             "from runners.model_resolution import resolve_model\n"
-            f"print(resolve_model('smollm2', {str(cache)!r}))")
+            f"print(resolve_model({str(gguf_path)!r}, {str(cache)!r}))")
     racers = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, "PYTHONPATH": str(REPO)}) for _ in range(3)]
     outputs = [racer.communicate(timeout=900) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
-    assert {out.strip() for out, _ in outputs} == {str(corrupt)}
+    assert {out.strip() for out, _ in outputs} == {str(first)}
     assert sum("dequantizing" in err for _, err in outputs) == 1  # one build; the others waited on the lock
-    assert cache_is_valid(corrupt)
-    manifest = json.loads((corrupt / MANIFEST_NAME).read_text())
-    original = json.loads((Path(smollm2_dir) / MANIFEST_NAME).read_text())
+    assert cache_is_valid(first)
+    manifest = json.loads((first / MANIFEST_NAME).read_text())
     assert manifest["files"] == original["files"]  # the rebuild is byte-identical to the first build
-    assert not any(p.name.startswith(f".{corrupt.name}.") for p in cache.iterdir())  # no stale or partial dirs left
+    assert not any(p.name.startswith(f".{first.name}.") for p in cache.iterdir())  # no stale or partial dirs left
 
 
 def test_the_light_tokenizer_path_loads_what_autotokenizer_loads(smollm2_dir, tmp_path):  # noqa: F811
