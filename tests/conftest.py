@@ -56,6 +56,13 @@ ENGINE_FIXTURES = {"vllm_engine", "transformers_engine"}
 
 
 def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One compute thread per xdist worker (and per process it starts): the workers already fill the cores,
+        # and two workers with a thread per core each fight over them.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from runners.engines import FORBID_REAL_ENGINES_ENV
 
     if "not engine" in (config.getoption("markexpr") or ""):
@@ -69,5 +76,22 @@ def pytest_collection_modifyitems(config, items):
     if unmarked:
         raise pytest.UsageError("tests that use an engine fixture must be marked @pytest.mark.engine:\n  "
                                 + "\n  ".join(unmarked))
-    # Longest first: parallel workers (pytest-xdist) then finish together instead of one waiting on a long tail.
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+    spread_heavy_tests(items)
+
+
+def spread_heavy_tests(items: list) -> None:
+    """Space the ``heavy`` tests evenly through the run. pytest-xdist hands each worker a contiguous slice of the
+    collection (and steals from the slices' tails), so heavy tests bunched in one file or at one end would all
+    land on one worker while the other runs out of work."""
+    heavy = [item for item in items if item.get_closest_marker("heavy") is not None]
+    if not heavy:
+        return
+    light = [item for item in items if item.get_closest_marker("heavy") is None]
+    step = len(items) / len(heavy)
+    spread = []
+    for index, item in enumerate(heavy):
+        take = round(index * step) - len(spread)  # light tests before this heavy one
+        spread.extend(light[:take])
+        del light[:take]
+        spread.append(item)
+    items[:] = spread + light
