@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -154,21 +153,28 @@ class Raw:
 
 # ------------------------------------------------------------------------------------------------ pipeline
 
-def run_pipeline(handler, requests, output: str, runner_flags: list[str]) -> float:
+def run_pipeline(handler, requests, runner_flags: list[str]) -> tuple[float, int]:
+    """(seconds, generated tokens) of ``requests`` through ``RunInference``; the token count comes back as a Beam
+    counter, so the pipeline holds nothing but the inference and a counting step."""
     import apache_beam as beam
+    from apache_beam.metrics import Metrics, MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from runners.model_handler import run_inference
 
-    def summary(prediction):
-        inference = prediction.inference
-        return json.dumps({"tokens": getattr(inference, "n_generated_tokens", 0)})
+    tokens = Metrics.counter("bench", "generated_tokens")
+
+    def count(prediction):
+        tokens.inc(getattr(prediction.inference, "n_generated_tokens", 0) or 0)
 
     started = time.perf_counter()
-    with beam.Pipeline(options=PipelineOptions(runner_flags)) as pipeline:
-        results = run_inference(pipeline | beam.Create(requests), handler)
-        _ = results | beam.Map(summary) | beam.io.WriteToText(output, shard_name_template="", num_shards=1)
-    return time.perf_counter() - started
+    pipeline = beam.Pipeline(options=PipelineOptions(runner_flags))
+    _ = run_inference(pipeline | beam.Create(requests), handler) | beam.Map(count)
+    result = pipeline.run()
+    result.wait_until_finish()
+    seconds = time.perf_counter() - started
+    counters = result.metrics().query(MetricsFilter().with_name("generated_tokens"))["counters"]
+    return seconds, sum(c.committed for c in counters)
 
 
 class ThroughPipeline:
@@ -179,24 +185,21 @@ class ThroughPipeline:
 
         self.generate_requests, self.score_requests, self.runner_flags = generate, score, runner_flags
         self.handler = EngineModelHandler(config, min_batch_size=min_batch, max_batch_size=max(len(generate), 256))
-        self.tmp = tempfile.TemporaryDirectory()
         self.warm()  # the first time, this also loads the shared engine
 
     def warm(self) -> None:
         """Both paths, as ``Direct.warm`` does."""
-        run_pipeline(self.handler, self.generate_requests[:1], f"{self.tmp.name}/warm", self.runner_flags)
-        run_pipeline(self.handler, self.score_requests[:1], f"{self.tmp.name}/warm-score", self.runner_flags)
+        run_pipeline(self.handler, self.generate_requests[:1], self.runner_flags)
+        run_pipeline(self.handler, self.score_requests[:1], self.runner_flags)
 
     def generate(self) -> tuple[float, int]:
-        seconds = run_pipeline(self.handler, self.generate_requests, f"{self.tmp.name}/gen", self.runner_flags)
-        lines = Path(f"{self.tmp.name}/gen").read_text().splitlines()
-        return seconds, sum(json.loads(line)["tokens"] for line in lines)
+        return run_pipeline(self.handler, self.generate_requests, self.runner_flags)
 
     def score(self) -> float:
-        return run_pipeline(self.handler, self.score_requests, f"{self.tmp.name}/score", self.runner_flags)
+        return run_pipeline(self.handler, self.score_requests, self.runner_flags)[0]
 
     def close(self) -> None:
-        self.tmp.cleanup()
+        pass
 
 
 def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None,
