@@ -154,27 +154,21 @@ class Raw:
 # ------------------------------------------------------------------------------------------------ pipeline
 
 def run_pipeline(handler, requests, runner_flags: list[str]) -> tuple[float, int]:
-    """(seconds, generated tokens) of ``requests`` through ``RunInference``; the token count comes back as a Beam
-    counter, so the pipeline holds nothing but the inference and a counting step."""
+    """(seconds, generated tokens) of ``requests`` through ``RunInference``. The pipeline holds nothing but the
+    inference; the token count is the handler's own ``engine.generated_tokens`` counter."""
     import apache_beam as beam
-    from apache_beam.metrics import Metrics, MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from runners.model_handler import run_inference
-
-    tokens = Metrics.counter("bench", "generated_tokens")
-
-    def count(prediction):
-        tokens.inc(getattr(prediction.inference, "n_generated_tokens", 0) or 0)
+    from beam_pipelines.launch import counter_totals
+    from runners.model_handler import ENGINE_STAGE, run_inference
 
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(runner_flags))
-    _ = run_inference(pipeline | beam.Create(requests), handler) | beam.Map(count)
+    _ = run_inference(pipeline | beam.Create(requests), handler)
     result = pipeline.run()
     result.wait_until_finish()
     seconds = time.perf_counter() - started
-    counters = result.metrics().query(MetricsFilter().with_name("generated_tokens"))["counters"]
-    return seconds, sum(c.committed for c in counters)
+    return seconds, counter_totals(result, f"{ENGINE_STAGE}.").get("generated_tokens", 0)
 
 
 class ThroughPipeline:

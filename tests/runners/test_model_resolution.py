@@ -61,11 +61,16 @@ def test_missing_embedded_package_fails_clearly():
         locate_embedded_gguf(EmbeddedGguf(package="no_such_package_for_tests", filename="x.gguf"))
 
 
-def _resolve_in_subprocess(model: str, env: dict, cache: Path) -> subprocess.CompletedProcess:
+def _resolve_command(model: str, cache: Path) -> list[str]:
+    """A fresh interpreter that resolves ``model`` into ``cache``, logging at INFO, and prints the directory."""
     code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
             "from runners.model_resolution import resolve_model\n"
             f"print(resolve_model({model!r}, {str(cache)!r}))")
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600,
+    return [sys.executable, "-c", code]
+
+
+def _resolve_in_subprocess(model: str, env: dict, cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(_resolve_command(model, cache), cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(REPO), **env})
 
 
@@ -142,11 +147,9 @@ def test_corrupt_cache_is_rebuilt_once_by_racing_processes(tmp_path):
     (cache / f".{first.name}.partial-leftover").mkdir()  # an interrupted build of another process
     assert not cache_is_valid(first)
 
-    code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
-            "from runners.model_resolution import resolve_model\n"
-            f"print(resolve_model({str(gguf_path)!r}, {str(cache)!r}))")
-    racers = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONPATH": str(REPO)}) for _ in range(3)]
+    racers = [subprocess.Popen(_resolve_command(str(gguf_path), cache), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+              for _ in range(3)]
     outputs = [racer.communicate(timeout=900) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
     assert {out.strip() for out, _ in outputs} == {str(first)}

@@ -8,6 +8,7 @@ original pairs) into training examples (``transforms.io.training_examples``) and
 """
 from __future__ import annotations
 
+import collections
 import posixpath
 from typing import Any, Callable, Iterator, Mapping
 
@@ -212,44 +213,25 @@ class _PlanShards(beam.CombineFn):
     """``(bucket, (key, payload))`` records -> the shard plan (``plan_from_bucket_stats``). One combine: it
     pre-combines inside each bundle, so only per-bucket (rows, bytes) totals reach the shuffle."""
 
-    def create_accumulator(self) -> dict[int, list[int]]:
-        return {}
+    def create_accumulator(self) -> tuple[collections.Counter, collections.Counter]:
+        return collections.Counter(), collections.Counter()  # rows and payload bytes per bucket
 
-    def add_input(self, stats: dict[int, list[int]], keyed) -> dict[int, list[int]]:
+    def add_input(self, stats, keyed):
         bucket, (_, payload) = keyed
-        entry = stats.setdefault(bucket, [0, 0])
-        entry[0] += 1
-        entry[1] += _payload_nbytes(payload)
+        stats[0][bucket] += 1
+        stats[1][bucket] += _payload_nbytes(payload)
         return stats
 
-    def merge_accumulators(self, accumulators) -> dict[int, list[int]]:
-        merged: dict[int, list[int]] = {}
-        for stats in accumulators:
-            for bucket, (rows, nbytes) in stats.items():
-                entry = merged.setdefault(bucket, [0, 0])
-                entry[0] += rows
-                entry[1] += nbytes
-        return merged
+    def merge_accumulators(self, accumulators):
+        rows, nbytes = self.create_accumulator()
+        for bucket_rows, bucket_bytes in accumulators:
+            rows.update(bucket_rows)
+            nbytes.update(bucket_bytes)
+        return rows, nbytes
 
-    def extract_output(self, stats: dict[int, list[int]]) -> dict[str, Any]:
-        return plan_from_bucket_stats((bucket, rows, nbytes) for bucket, (rows, nbytes) in stats.items())
-
-
-class _DistinctKeys(beam.CombineFn):
-    """``(key, value)`` pairs -> the sorted distinct keys."""
-
-    def create_accumulator(self) -> set:
-        return set()
-
-    def add_input(self, keys: set, pair) -> set:
-        keys.add(pair[0])
-        return keys
-
-    def merge_accumulators(self, accumulators) -> set:
-        return set().union(*accumulators)
-
-    def extract_output(self, keys: set) -> list:
-        return sorted(keys)
+    def extract_output(self, stats) -> dict[str, Any]:
+        rows, nbytes = stats
+        return plan_from_bucket_stats((bucket, rows[bucket], nbytes[bucket]) for bucket in rows)
 
 
 # A record crosses the writer's two shuffles as ``(sort_key_bytes(key), payload)``, payload = its payload size
@@ -380,10 +362,10 @@ class WriteParquetShards(beam.PTransform):
         by_shard = ranked | "GroupShard" >> beam.GroupByKey()
         # From the ranks, not from by_shard: a side input made from by_shard would keep all of it in memory
         # (twice read) on runners that materialize it.
-        shard_ids = ranked | "ShardIds" >> beam.CombineGlobally(_DistinctKeys()).without_defaults()
+        shard_ids = ranked | "ShardIds" >> beam.Keys() | "DistinctShardIds" >> beam.combiners.ToSet().without_defaults()
         infos = by_shard | "WriteShard" >> beam.ParDo(
             _WriteShard(self._output_dir, self._prefix, self._kind, self._compression),
-            shard_ids=beam.pvalue.AsSingleton(shard_ids, default_value=[]),
+            shard_ids=beam.pvalue.AsSingleton(shard_ids, default_value=set()),
         )
         return (
             infos

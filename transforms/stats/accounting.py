@@ -12,8 +12,7 @@ import json
 from typing import Any, Callable, Iterable
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms.stage import StageOutput
 
@@ -69,7 +68,7 @@ class _CountPerBundle(beam.DoFn):
 
     def finish_bundle(self):
         for key, n in self._counts.items():
-            yield WindowedValue((key, n), GlobalWindow().max_timestamp(), (GlobalWindow(),))
+            yield GlobalWindows.windowed_value_at_end_of_window((key, n))
 
 
 class _SumByKey(beam.CombineFn):
