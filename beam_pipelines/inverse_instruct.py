@@ -34,7 +34,7 @@ from transforms.instruct.options import MethodOptions, method_config
 from transforms.instruct.prompts import TokenizerSource, resolve_preset
 from transforms.io.beam import ReadSourcePairs, ReadSourceTree, WriteParquetShards, WriteTrainingShards, limit_records
 from transforms.io.filesystems import read_text
-from transforms.io.options import CorpusOptions, ShardOptions
+from transforms.io.options import CorpusOptions, ShardOptions, SpillOptions, spill_dir
 from transforms.io.parquet import read_rows, write_index_atomic
 from transforms.io.readers import ColumnMapping, default_source_root
 from transforms.stage import StageOutput
@@ -43,7 +43,7 @@ from transforms.stats.report import write_report
 
 JOB = JobSpec("generate", __doc__, (
     OutputOptions, MainJobOptions, CorpusOptions, ExtractionOptions, MethodOptions, EngineOptions, BenchmarkOptions,
-    DecontamOptions, DedupOptions, ShardOptions,
+    DecontamOptions, DedupOptions, ShardOptions, SpillOptions,
 ), profiles=PROFILES)
 
 
@@ -91,7 +91,8 @@ def read_corpus(pipeline: beam.Pipeline, options: PipelineOptions) -> StageOutpu
 
 def _write(pcoll, output: str, name: str, kind: RecordKind, options: PipelineOptions, label: str):
     per_file = options.view_as(MainJobOptions).output_records_per_file
-    return pcoll | label >> WriteParquetShards(f"{output}/{name}", kind, seed=None, shard_records=per_file)
+    return pcoll | label >> WriteParquetShards(f"{output}/{name}", kind, seed=None, shard_records=per_file,
+                                               spill_dir=spill_dir(options))
 
 
 def _distinct_snippets(selected, label: str):
@@ -144,7 +145,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     extracted = stage("extract", pairs, pairs | "ExtractCode" >> ExtractCode(extraction_config(options)))
     snippets = extracted.main
     if dedup_opts.dedup:
-        snippets = stage("dedup", extracted.main, extracted.main | "Dedup" >> DedupSnippets()).main
+        snippets = stage("dedup", extracted.main, extracted.main | "Dedup" >> DedupSnippets(spill_dir(options))).main
 
     if job.decontam_source and decontam_on:
         cleaned = stage("decontam_source", snippets, snippets | "DecontamSource" >> Decontaminate(

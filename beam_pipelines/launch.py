@@ -252,6 +252,8 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
     """Build the job with ``build`` and run it to the end, with live progress on stderr unless ``--quiet``:
     (pipeline result, what ``build`` returned, wall seconds)."""
     from beam_pipelines.options import OutputOptions
+    from transforms.io.options import SPILL_NONE, SpillOptions, resolve_spill_dir
+    from transforms.io.spill import remove_spill_dir
     from transforms.stats.progress import LIVE, PROGRESS_DIR_ENV, ProgressReporter
 
     out = options.view_as(OutputOptions)
@@ -262,6 +264,9 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
     reporter = None
     directory = None
     LIVE.reset()
+    spill = options.view_as(SpillOptions)
+    spill_choice, spill_root = spill.spill_dir, resolve_spill_dir(options)  # one fresh directory for the job
+    spill.spill_dir = spill_root or SPILL_NONE
     if not out.quiet:
         directory = tempfile.mkdtemp(prefix="inverse-instruct-progress-")
         os.environ[PROGRESS_DIR_ENV] = directory  # inherited by the runner's worker processes
@@ -275,6 +280,9 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
         result.wait_until_finish()
         LIVE.flush()
     finally:
+        spill.spill_dir = spill_choice
+        if spill_root:
+            remove_spill_dir(spill_root)
         if reporter is not None:
             reporter.stop()
             reporter.stream.close()

@@ -34,6 +34,7 @@ from transforms.instruct.options import MethodOptions
 from transforms.instruct.prompts import TokenizerSource
 from transforms.io.beam import WriteParquetShards
 from transforms.io.filesystems import read_text
+from transforms.io.options import SpillOptions, spill_dir
 from transforms.io.parquet import write_index_atomic
 from transforms.selfplay import generate, plans, solve, training_text
 from transforms.selfplay import puzzles as seed_format
@@ -57,7 +58,8 @@ from transforms.stats.accounting import CollectCounts, StageTally, build_manifes
 from transforms.stats.progress import LIVE
 from transforms.stats.report import write_report
 
-JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions))
+JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions,
+                                     SpillOptions))
 
 
 def solve_prefix(opts: SelfPlayOptions, p3=None) -> str:
@@ -149,8 +151,9 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
           opts.solve_attempts)
     solved = stage("select", attempted.main, StageOutput(selected.main, selected[REJECTED]))
 
+    spill = spill_dir(options)
     _ = solved.main | "WritePuzzles" >> WriteParquetShards(f"{output}/puzzles", RecordKind.PUZZLE, seed=None,
-                                                           shard_records=100_000)
+                                                           shard_records=100_000, spill_dir=spill)
     cap = opts.example_cap if opts.example_cap is not None else training_text.example_cap(opts.iteration,
                                                                                           preset.training)
     examples = (solved.main
@@ -166,10 +169,10 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     capped = examples | "ApplyCap" >> beam.Filter(
         lambda e, keep: example_sort_key(e, run_seed) in keep, keep=beam.pvalue.AsSingleton(kept_keys))
     _ = capped | "WriteTraining" >> WriteParquetShards(f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE,
-                                                       seed=run_seed, shard_records=100_000)
+                                                       seed=run_seed, shard_records=100_000, spill_dir=spill)
     _ = (flatten(dead_letters, "AllRejected")
          | "WriteRejected" >> WriteParquetShards(f"{output}/rejected", RecordKind.REJECTED_RECORD, seed=None,
-                                                 shard_records=100_000))
+                                                 shard_records=100_000, spill_dir=spill))
     count_examples = capped | "CountExamples" >> beam.combiners.Count.Globally()
     specs = [t.spec() for t in tallies]
     extra = {

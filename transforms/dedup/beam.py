@@ -16,6 +16,7 @@ from schemas.records import RecordKind, payload_json
 from transforms.dedup import minhash as nd
 from transforms.dedup.exact import choose_survivor
 from transforms.io.packed import pack, unpack
+from transforms.io.spill import SpillReader, SpillWriter, new_spill_dir
 from transforms.stage import REJECTED, StageBooks, StageOutput
 
 DEDUP_STAGE = "dedup"
@@ -23,13 +24,44 @@ REASON_DUPLICATE = "duplicate"
 REASON_NEAR_DUPLICATE = "near_duplicate"
 
 
+class _KeyById(beam.DoFn):
+    """snippet -> (id, packed snippet), or (id, spill handle) when the dedup spills (``transforms.io.spill``)."""
+
+    def __init__(self, spill_dir: str | None):
+        self._spill_dir = spill_dir
+        self._spill: SpillWriter | None = None
+
+    def start_bundle(self):
+        self._spill = SpillWriter(self._spill_dir) if self._spill_dir else None
+
+    def process(self, snippet: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+        yield snippet["id"], self._spill.append(snippet) if self._spill else pack(snippet)
+
+    def finish_bundle(self):
+        if self._spill:
+            self._spill.close()  # readable once the bundle is done; the reader follows the GroupByKey
+
+    def teardown(self):
+        self.finish_bundle()
+
+
 class _KeepOnePerKey(beam.DoFn):
-    def __init__(self):
+    def __init__(self, spill_dir: str | None):
         self.books = StageBooks(DEDUP_STAGE, RecordKind.CODE_SNIPPET)
+        self._spill_dir = spill_dir
+        self._spill: SpillReader | None = None
+
+    def setup(self):
+        self._spill = SpillReader(self._spill_dir) if self._spill_dir else None
+
+    def teardown(self):
+        if self._spill:
+            self._spill.close()
 
     def process(self, element: tuple[str, Iterable[bytes]]) -> Iterator[Any]:
         _, group = element
-        survivor, duplicates = choose_survivor(unpack(packed) for packed in group)
+        read = self._spill.read if self._spill else unpack
+        survivor, duplicates = choose_survivor(read(value) for value in group)
         self.books.took(1 + len(duplicates))
         yield self.books.kept(survivor)
         for duplicate in duplicates:
@@ -41,14 +73,21 @@ class DedupSnippets(beam.PTransform):
     """Exact dedup by normalized-code hash (the snippet id).
 
     The group holds each snippet packed (``transforms.io.packed``: ~1/6 of the record's size in memory, which
-    is what a runner holding the shuffle in memory keeps per record), unpacked once on the way out."""
+    is what a runner holding the shuffle in memory keeps per record), unpacked once on the way out. With
+    ``spill_dir`` (``--spill-dir``), the snippets wait in spill files under it and the group holds 28-byte
+    handles (``transforms.io.spill``); the job removes the files when it ends."""
+
+    def __init__(self, spill_dir: str | None = None, label: str | None = None):
+        super().__init__(label)
+        self._spill_parent = spill_dir
 
     def expand(self, snippets) -> StageOutput:
+        spill = new_spill_dir(self._spill_parent, "dedup") if self._spill_parent else None
         return StageOutput.of(
             snippets
-            | "KeyById" >> beam.Map(lambda s: (s["id"], pack(s)))
+            | "KeyById" >> beam.ParDo(_KeyById(spill))
             | "GroupById" >> beam.GroupByKey()
-            | "KeepOne" >> beam.ParDo(_KeepOnePerKey()).with_outputs(REJECTED, main="main")
+            | "KeepOne" >> beam.ParDo(_KeepOnePerKey(spill)).with_outputs(REJECTED, main="main")
         )
 
 

@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from schemas.records import RecordKind, rejected
 from transforms.io import filesystems
-from transforms.io.options import ShardOptions, shard_bounds
+from transforms.io.options import ShardOptions, shard_bounds, spill_dir
 from transforms.io.packed import pack, unpack
 from transforms.io.parquet import (
     DEFAULT_COMPRESSION,
@@ -48,6 +48,7 @@ from transforms.io.readers import (
     validate_first_file,
 )
 from transforms.io.source_tree import UndecodableSource
+from transforms.io.spill import SpillReader, SpillWriter, new_spill_dir, remove_spill_dir
 from transforms.io.training_examples import (
     DEFAULT_SHARD_MB,
     EMIT_ORIGINAL_MODES,
@@ -235,26 +236,32 @@ class _PlanShards(beam.CombineFn):
 
 
 # A record crosses the writer's two shuffles as ``(sort_key_bytes(key), payload)``, payload = its payload size
-# (8 big-endian bytes, for byte-bounded shards) + the packed record: two bytes objects per record.
-def _payload(record: Any) -> bytes:
-    return record_nbytes(record).to_bytes(8, "big") + pack(record)
-
-
+# (8 big-endian bytes, for byte-bounded shards) + either the packed record or, when the writer spills, the
+# record's 28-byte spill handle (``transforms.io.spill``): two bytes objects per record.
 def _payload_nbytes(payload: bytes) -> int:
     return int.from_bytes(payload[:8], "big")
 
 
-def _payload_record(payload: bytes) -> Any:
-    return unpack(payload[8:])
-
-
 class _KeyByBucket(beam.DoFn):
-    def __init__(self, seed: int | None):
+    def __init__(self, seed: int | None, spill_dir: str | None):
         self._seed = seed
+        self._spill_dir = spill_dir
+        self._spill: SpillWriter | None = None
+
+    def start_bundle(self):
+        self._spill = SpillWriter(self._spill_dir) if self._spill_dir else None
 
     def process(self, record):
         key = sort_key(record["id"], self._seed)
-        yield bucket_of(key, self._seed), (sort_key_bytes(key), _payload(record))
+        body = self._spill.append(record) if self._spill else pack(record)
+        yield bucket_of(key, self._seed), (sort_key_bytes(key), record_nbytes(record).to_bytes(8, "big") + body)
+
+    def finish_bundle(self):
+        if self._spill:
+            self._spill.close()  # the handles become readable when the bundle is done (readers follow a shuffle)
+
+    def teardown(self):
+        self.finish_bundle()
 
 
 class _RankBucket(beam.DoFn):
@@ -274,12 +281,24 @@ class _RankBucket(beam.DoFn):
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, output_dir: str, prefix: str, kind: RecordKind, compression: str):
+    def __init__(self, output_dir: str, prefix: str, kind: RecordKind, compression: str, spill_dir: str | None):
         self._output_dir = output_dir
         self._prefix = prefix
         self._kind = kind
         self._compression = compression
+        self._spill_dir = spill_dir
+        self._spill: SpillReader | None = None
         self._books = StageBooks(f"write.{posixpath.basename(output_dir.rstrip('/'))}", kind)
+
+    def setup(self):
+        self._spill = SpillReader(self._spill_dir) if self._spill_dir else None
+
+    def _record(self, payload: bytes) -> Any:
+        return self._spill.read(payload[8:]) if self._spill else unpack(payload[8:])
+
+    def teardown(self):
+        if self._spill:
+            self._spill.close()
 
     def process(self, element, shard_ids):
         provisional, items = element
@@ -287,7 +306,7 @@ class _WriteShard(beam.DoFn):
         info = write_one_shard(
             self._output_dir, self._prefix, final[provisional], len(final),
             [(key, _payload_nbytes(payload), payload) for key, payload in items], self._kind,
-            self._compression, unpack=_payload_record,
+            self._compression, unpack=self._record,
         )
         self._books.count("files")
         self._books.count("rows", info["rows"])
@@ -296,14 +315,18 @@ class _WriteShard(beam.DoFn):
 
 
 class _FinalizeIndex(beam.DoFn):
-    def __init__(self, output_dir, prefix, kind, seed, shard_records, shard_mb, index_extra):
+    def __init__(self, output_dir, prefix, kind, seed, shard_records, shard_mb, index_extra, spill_dir):
         self._args = (output_dir, prefix)
         self._index_args = dict(kind=kind, seed=seed, shard_records=shard_records, shard_mb=shard_mb,
                                 extra=index_extra)
+        self._spill_dir = spill_dir
 
     def process(self, all_infos):
         output_dir, prefix = self._args
-        yield finalize_index(output_dir, build_index(all_infos, **self._index_args), prefix)
+        index = finalize_index(output_dir, build_index(all_infos, **self._index_args), prefix)
+        if self._spill_dir:
+            remove_spill_dir(self._spill_dir)  # every shard is written: no handle is read any more
+        yield index
 
 
 class WriteParquetShards(beam.PTransform):
@@ -313,9 +336,11 @@ class WriteParquetShards(beam.PTransform):
     Output: a one-element PCollection holding the index dict, emitted after ``output_dir/shards.json`` exists.
     ``seed=None`` orders rows by id instead of shuffling (handy for audit outputs such as rejected records).
 
-    Records cross the two shuffles packed (``transforms.io.packed``) and are unpacked one shard at a time. A
-    tuple of PCollections is packed before it is flattened: a runner that materializes a Flatten (the
-    DirectRunner does) then holds packed records, not dicts.
+    Records cross the two shuffles packed (``transforms.io.packed``) and are unpacked one shard at a time. With
+    ``spill_dir`` (``--spill-dir``; the launcher resolves it), each record is parked in a spill file under it
+    instead and only a 28-byte handle crosses the shuffles (``transforms.io.spill``); the writer removes its
+    spill files once the index is written. A tuple of PCollections is keyed (packed or spilled) before it is
+    flattened: a runner that materializes a Flatten (the DirectRunner does) then holds small values, not dicts.
     """
 
     def __init__(
@@ -329,9 +354,11 @@ class WriteParquetShards(beam.PTransform):
         prefix: str = "part",
         compression: str = DEFAULT_COMPRESSION,
         index_extra: Mapping[str, Any] | None = None,
+        spill_dir: str | None = None,
     ):
         super().__init__()
         check_bounds(shard_records, shard_mb)
+        self._spill_parent = spill_dir
         self._output_dir = output_dir
         self._kind = RecordKind(kind)
         self._seed = seed
@@ -343,14 +370,15 @@ class WriteParquetShards(beam.PTransform):
 
     def expand(self, records):
         shard_bytes = None if self._shard_mb is None else bytes_per_shard(self._shard_mb)
+        spill = new_spill_dir(self._spill_parent, "write") if self._spill_parent else None  # this writer's own
         if isinstance(records, (tuple, list)):
             if not records:
                 raise ValueError("WriteParquetShards needs at least one PCollection")
-            by_bucket = [part | f"KeyByBucket{i}" >> beam.ParDo(_KeyByBucket(self._seed))
+            by_bucket = [part | f"KeyByBucket{i}" >> beam.ParDo(_KeyByBucket(self._seed, spill))
                          for i, part in enumerate(records)]
             by_bucket = by_bucket[0] if len(by_bucket) == 1 else by_bucket | "FlattenBuckets" >> beam.Flatten()
         else:
-            by_bucket = records | "KeyByBucket" >> beam.ParDo(_KeyByBucket(self._seed))
+            by_bucket = records | "KeyByBucket" >> beam.ParDo(_KeyByBucket(self._seed, spill))
         # Without defaults: an empty input has no plan to read, and the side inputs below say what "none" is.
         plan = by_bucket | "Plan" >> beam.CombineGlobally(_PlanShards()).without_defaults()
         ranked = (
@@ -364,7 +392,7 @@ class WriteParquetShards(beam.PTransform):
         # (twice read) on runners that materialize it.
         shard_ids = ranked | "ShardIds" >> beam.Keys() | "DistinctShardIds" >> beam.combiners.ToSet().without_defaults()
         infos = by_shard | "WriteShard" >> beam.ParDo(
-            _WriteShard(self._output_dir, self._prefix, self._kind, self._compression),
+            _WriteShard(self._output_dir, self._prefix, self._kind, self._compression, spill),
             shard_ids=beam.pvalue.AsSingleton(shard_ids, default_value=set()),
         )
         return (
@@ -372,7 +400,7 @@ class WriteParquetShards(beam.PTransform):
             | "AllInfos" >> beam.combiners.ToList()
             | "WriteIndex" >> beam.ParDo(
                 _FinalizeIndex(self._output_dir, self._prefix, self._kind, self._seed, self._shard_records,
-                               self._shard_mb, self._index_extra)
+                               self._shard_mb, self._index_extra, spill)
             )
         )
 
@@ -467,8 +495,10 @@ class WriteTrainingShards(beam.PTransform):
         source_pairs=None,
         original_response: str = "source",
         original_mode: str = "kept",
+        spill_dir: str | None = None,
     ):
         super().__init__()
+        self._spill_dir = spill_dir
         if original_mode not in EMIT_ORIGINAL_MODES:
             raise ValueError(f"original_mode must be one of {EMIT_ORIGINAL_MODES}")
         if original_mode == "all" and source_pairs is None:
@@ -496,12 +526,13 @@ class WriteTrainingShards(beam.PTransform):
             kwargs.pop("original_snippets", None)
             kwargs.pop("source_pairs", None)
         return cls(output_dir, seed=seed, original_response=shard_options.original_response,
-                   original_mode=shard_options.emit_original, **shard_bounds(shard_options), **kwargs)
+                   original_mode=shard_options.emit_original, spill_dir=spill_dir(options),
+                   **shard_bounds(shard_options), **kwargs)
 
     def _write(self, examples, name: str):
         return examples | f"Write{name.title()}Shards" >> WriteParquetShards(
             f"{self._output_dir}/{name}", RecordKind.TRAINING_EXAMPLE, seed=self._seed,
-            index_extra={"source": name}, **self._bounds,
+            index_extra={"source": name}, spill_dir=self._spill_dir, **self._bounds,
         )
 
     def expand(self, selected_pairs):

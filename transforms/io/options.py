@@ -66,3 +66,47 @@ def shard_bounds(options: ShardOptions) -> dict[str, Any]:
     if options.shard_records is None and options.shard_mb is None:
         return {"shard_records": None, "shard_mb": DEFAULT_SHARD_MB}
     return {"shard_records": options.shard_records, "shard_mb": options.shard_mb}
+
+
+SPILL_AUTO, SPILL_NONE = "auto", "none"
+# Runners whose workers share this machine's file system: local spill files serve them.
+_LOCAL_RUNNERS = frozenset({"DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"})
+
+
+class SpillOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--spill-dir", dest="spill_dir", default=SPILL_AUTO,
+            help="Where stages that group whole records (exact dedup, the Parquet writers) park them while only a "
+                 "28-byte handle crosses the shuffle (transforms/io/spill.py), so memory stays flat as the corpus "
+                 "grows. auto (default): a fresh directory under the system temp dir on local runners (the "
+                 "DirectRunner, or any runner with --environment_type=LOOPBACK), removed when the job ends; no "
+                 "spilling on distributed runners, whose shuffles are on disk already. none: never spill. A path "
+                 "(any file system every worker can read): spill under it.")
+
+
+def resolve_spill_dir(options: PipelineOptions) -> str | None:
+    """The parent directory to spill under for this job (a fresh one for ``auto``), or None for no spilling."""
+    import tempfile
+
+    from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
+
+    from transforms.io.spill import new_spill_dir
+
+    choice = options.view_as(SpillOptions).spill_dir
+    if choice == SPILL_NONE:
+        return None
+    if choice != SPILL_AUTO:
+        return new_spill_dir(choice, "inverse-instruct-spill")
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+    local = (name or "DirectRunner") in _LOCAL_RUNNERS or (
+        (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK")
+    return new_spill_dir(tempfile.gettempdir(), "inverse-instruct-spill") if local else None
+
+
+def spill_dir(options: PipelineOptions) -> str | None:
+    """The job's spill directory as the launcher resolved it (``run_timed``); None when it did not, or for none."""
+    choice = options.view_as(SpillOptions).spill_dir
+    return None if choice in (SPILL_AUTO, SPILL_NONE) else choice

@@ -1,0 +1,135 @@
+"""Records parked in files while a small handle crosses a shuffle in their place. Pure (no Beam).
+
+An in-process runner (the DirectRunner, a Portable embed job) holds every element of a GroupByKey in memory
+until the whole shuffle is done, decoded and re-encoded in several buffers: about 4 KB of RSS per packed
+1 KB record in the extraction job, which made its peak memory grow with the corpus. A stage that must group
+whole records by a key (exact dedup, the Parquet writer) can instead append each packed record
+(``transforms.io.packed``) to its bundle's spill file and shuffle a 28-byte handle; the grouped side reads the
+records back by handle, one group at a time.
+
+A handle is only readable once the bundle that wrote it has finished (``SpillWriter.close`` in
+``finish_bundle``); readers always sit behind a GroupByKey, which waits for every producing bundle. A bundle
+that fails leaves a file no committed handle points to; the whole spill directory is removed at the end.
+
+The directory must be visible to every worker that reads the handles: a local path serves local runners (the
+DirectRunner in any mode, a Portable LOOPBACK job); distributed runners shuffle on disk already and do not
+spill (see ``transforms.io.options.resolve_spill_dir``).
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import struct
+import uuid
+from typing import IO, Any
+
+from transforms.io.packed import pack, unpack
+
+_HANDLE = struct.Struct(">16sQI")  # file token, offset, length
+HANDLE_BYTES = _HANDLE.size  # 28
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def spill_file(directory: str, token: bytes) -> str:
+    return posixpath.join(directory.rstrip("/"), token.hex() + ".spill")
+
+
+def new_spill_dir(parent: str, name: str) -> str:
+    """A fresh, unique directory name under ``parent`` (created on first write)."""
+    return posixpath.join(parent.rstrip("/"), f"{name}-{uuid.uuid4().hex[:12]}")
+
+
+class SpillWriter:
+    """Appends packed records to one new file under ``directory``; ``append`` returns the record's handle."""
+
+    def __init__(self, directory: str):
+        self._token = uuid.uuid4().bytes
+        self._path = spill_file(directory, self._token)
+        self._offset = 0
+        self._file: IO[bytes] | None = None
+
+    def append(self, record: Any) -> bytes:
+        if self._file is None:
+            self._file = _open_for_append(self._path)
+        data = pack(record)
+        self._file.write(data)
+        handle = _HANDLE.pack(self._token, self._offset, len(data))
+        self._offset += len(data)
+        return handle
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _open_for_append(path: str) -> IO[bytes]:
+    if _is_local(path):
+        local = _local(path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        return open(local, "wb")
+    import fsspec
+
+    return fsspec.open(path, "wb", auto_mkdir=True).open()
+
+
+class SpillReader:
+    """Reads records back by handle; keeps the files it has opened open until ``close``."""
+
+    def __init__(self, directory: str):
+        self._directory = directory
+        self._local = _is_local(directory)
+        self._files: dict[bytes, Any] = {}
+
+    def _file(self, token: bytes):
+        handle = self._files.get(token)
+        if handle is None:
+            path = spill_file(self._directory, token)
+            if self._local:
+                handle = os.open(_local(path), os.O_RDONLY)
+            else:
+                import fsspec
+
+                handle = fsspec.open(path, "rb").open()
+            self._files[token] = handle
+        return handle
+
+    def read(self, handle: bytes) -> Any:
+        token, offset, length = _HANDLE.unpack(handle)
+        source = self._file(token)
+        if self._local:
+            data = os.pread(source, length, offset)
+        else:
+            source.seek(offset)
+            data = source.read(length)
+        if len(data) != length:
+            raise OSError(f"spill file {spill_file(self._directory, token)} is truncated at offset {offset}")
+        return unpack(data)
+
+    def close(self) -> None:
+        for source in self._files.values():
+            if self._local:
+                os.close(source)
+            else:
+                source.close()
+        self._files.clear()
+
+
+def remove_spill_dir(directory: str) -> None:
+    """Delete a spill directory and everything in it (best effort: a missing directory is fine)."""
+    if _is_local(directory):
+        shutil.rmtree(_local(directory), ignore_errors=True)
+        return
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(directory)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
