@@ -119,6 +119,7 @@ def test_auto_spills_locally_only_on_local_runners(tmp_path):
     assert resolved() != resolved()  # a fresh directory per job
 
 
+@pytest.mark.heavy
 def test_extraction_job_spills_and_cleans_up(tmp_path, appends):
     from beam_pipelines.inverse_instruct import run
 
@@ -128,9 +129,11 @@ def test_extraction_job_spills_and_cleans_up(tmp_path, appends):
     corpus.write_text("".join(json.dumps(row) + "\n" for row in rows))
     outputs = {}
     for name in ("spilled", "inline"):
-        flag = f"--spill-dir={tmp_path / 'spill'}" if name == "spilled" else "--spill-dir=none"
+        # Spilled on the portable path (its LOOPBACK workers are threads of this process, so `appends` counts).
+        flags = ([f"--spill-dir={tmp_path / 'spill'}", "--runner=PortableRunner", "--job_endpoint=embed",
+                  "--environment_type=LOOPBACK"] if name == "spilled" else ["--spill-dir=none"])
         before = len(appends)
-        manifest = run([f"--input={corpus}", f"--output={tmp_path / name}", "--stages=extract", flag, "--quiet"])
+        manifest = run([f"--input={corpus}", f"--output={tmp_path / name}", "--stages=extract", *flags, "--quiet"])
         assert manifest["stages"]["dedup"]["rejected"] == {"duplicate": 80}
         outputs[name] = len(appends) - before
     # Spilled: each extracted snippet once in the dedup and once in the snippets writer; every dead letter once.
