@@ -200,7 +200,8 @@ def detect_language(code: str) -> Detection:
     """Which language normalized, untagged ``code`` is (see the module docstring for the rule)."""
     sample = _Sample(code)
     errors: dict[str, str] = {}
-    if _PYTHON_SCORER.score(sample, enough=STRONG_SCORE) >= STRONG_SCORE:
+    python_score = _PYTHON_SCORER.score(sample, enough=STRONG_SCORE)
+    if python_score >= STRONG_SCORE:
         # Fast path (most records): CPython is the strictest parser we have, so strong Python
         # evidence plus a clean compile settles it without scoring the other languages.
         error = _detected_python_error(code)
@@ -209,7 +210,9 @@ def detect_language(code: str) -> Detection:
         errors["python"] = error
     scores = {}
     for scorer in _SCORERS:
-        score = scorer.score(sample)
+        # Below `enough` the scorer never stopped early: that is Python's full score already.
+        weak_python = scorer is _PYTHON_SCORER and python_score < STRONG_SCORE
+        score = python_score if weak_python else scorer.score(sample)
         if score:
             scores[scorer.name] = score
     ranked = sorted(scores, key=lambda name: (-scores[name], _PRIORITY_INDEX[name]))

@@ -264,20 +264,27 @@ class _KeyByBucket(beam.DoFn):
         self.finish_bundle()
 
 
+_SHARD_IDS = "shard_ids"
+
+
 class _RankBucket(beam.DoFn):
     def __init__(self, shard_records: int | None, shard_bytes: int | None):
         self._shard_records = shard_records
         self._shard_bytes = shard_bytes
 
-    def process(self, element, plan):
+    def process(self, element, plan) -> Iterator[Any]:  # else Beam infers a Union with TaggedOutput for GroupShard
         bucket, items = element
         row_off, byte_off = plan["offsets"][bucket]
         ranked = assign_in_bucket(
             [(key, _payload_nbytes(payload), payload) for key, payload in items], row_off, byte_off,
             shard_records=self._shard_records, shard_bytes=self._shard_bytes,
         )
+        shards = set()
         for shard, (key, _, payload) in ranked:
+            shards.add(shard)
             yield shard, (key, payload)
+        for shard in shards:  # once per bucket, not per record: a bucket's records share few shards
+            yield beam.pvalue.TaggedOutput(_SHARD_IDS, shard)
 
 
 class _WriteShard(beam.DoFn):
@@ -386,11 +393,12 @@ class WriteParquetShards(beam.PTransform):
             | "GroupBucket" >> beam.GroupByKey()
             | "Rank" >> beam.ParDo(_RankBucket(self._shard_records, shard_bytes),
                                   plan=beam.pvalue.AsSingleton(plan, default_value=None))
+            .with_outputs(_SHARD_IDS, main="records")
         )
-        by_shard = ranked | "GroupShard" >> beam.GroupByKey()
+        by_shard = ranked.records | "GroupShard" >> beam.GroupByKey()
         # From the ranks, not from by_shard: a side input made from by_shard would keep all of it in memory
         # (twice read) on runners that materialize it.
-        shard_ids = ranked | "ShardIds" >> beam.Keys() | "DistinctShardIds" >> beam.combiners.ToSet().without_defaults()
+        shard_ids = ranked[_SHARD_IDS] | "DistinctShardIds" >> beam.combiners.ToSet().without_defaults()
         infos = by_shard | "WriteShard" >> beam.ParDo(
             _WriteShard(self._output_dir, self._prefix, self._kind, self._compression, spill),
             shard_ids=beam.pvalue.AsSingleton(shard_ids, default_value=set()),

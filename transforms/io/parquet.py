@@ -90,7 +90,7 @@ def record_nbytes(value: Any) -> int:
     if value is None:
         return 0
     if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass"))
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
     if isinstance(value, (bytes, bytearray)):
         return len(value)
     if isinstance(value, Mapping):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.transforms.extract.test_policies import ADVERSARIAL, PROSE, SAMPLES
-from transforms.extract.detect import detect_language, signal_scores
+from transforms.extract.detect import _PYTHON_SCORER, STRONG_SCORE, _Sample, detect_language, signal_scores
 from transforms.extract.fences import find_first_fence
 from transforms.extract.languages import DETECTION_PRIORITY, LANGUAGES
 from transforms.extract.literals import may_match, required_substrings
@@ -146,6 +146,18 @@ def test_signal_scores_match_on_code_alpaca(shared_data):
         assert signal_scores(output) == reference_signal_scores(output), output[:200]
 
 
+def test_python_score_below_the_fast_path_threshold_is_the_full_score(shared_data):
+    # detect_language reuses the fast path's early-stopping score as Python's score when it stays below STRONG_SCORE.
+    below = 0
+    for text in texts_built_here() + code_alpaca(shared_data):
+        sample = _Sample(text)
+        early = _PYTHON_SCORER.score(sample, enough=STRONG_SCORE)
+        if early < STRONG_SCORE:
+            assert early == _PYTHON_SCORER.score(_Sample(text)) == reference_signal_scores(text).get("python", 0.0)
+            below += 1
+    assert below > 500
+
+
 # ------------------------------------------------------------------------------------- normalization
 
 
@@ -223,3 +235,52 @@ def test_fence_scan_starts_at_the_first_fence_line():
     tilde_first = find_first_fence("~~~\nA\n~~~\n```py\nB\n```")
     assert tilde_first is not None and tilde_first.body == "A"
     assert find_first_fence("a\r\n```js\r\nx;\r\n```").body == "x;"
+
+
+_REFERENCE_OPENING = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)$", re.MULTILINE)
+
+
+def reference_first_fence(text: str) -> tuple | None:
+    """(info, body, fence, closed) of the first fence, every line tried by the regexes, as before the shortcuts."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    for opening in _REFERENCE_OPENING.finditer(text):
+        fence, info = opening.group("fence"), opening.group("info")
+        if fence[0] == "`" and "`" in info:
+            continue
+        closing_re = re.compile(r"^[ \t]*" + re.escape(fence[0]) + "{%d,}[ \t]*$" % len(fence), re.MULTILINE)
+        body_start = min(opening.end() + 1, len(text))
+        closing = closing_re.search(text, body_start)
+        if closing is None:
+            body, closed = text[body_start:], False
+        else:
+            body, closed = text[body_start : max(body_start, closing.start() - 1)], True
+        indent = len(opening.group("indent"))
+        if indent:
+            body = "\n".join(line[:indent].lstrip(" \t") + line[indent:] for line in body.split("\n"))
+        return info.strip(), body, fence, closed
+    return None
+
+
+def fence_texts(seed: int = 7, n: int = 20_000) -> list[str]:
+    """Random Markdown-ish texts made of fence runs, blanks, inline code and words: every edge of the fence rules."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["```", "````", "~~~", "~~~~", "``", "~", "`", " ", "\t", "\n", "\n", "\n", "\r\n", "\r", "py",
+              "x", "```py", "  ```", "\t~~~~ js", "print(1)", " ```x``` "]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 16))) for _ in range(n)]
+
+
+def test_first_fence_matches_the_regex_scan(shared_data):
+    texts = fence_texts() + texts_built_here() + code_alpaca(shared_data)
+    texts += [f"Intro:\n{fence}{tag}\n{chunk}\n{close}\nOutro ``` {fence}"
+              for chunk in stdlib_chunks(200) for fence, tag, close in
+              (("```", "python", "```"), ("~~~~", "", "~~~~~ "), ("  ```", "py", "\t```"), ("````", "", "```"))]
+    found = closed = 0
+    for text in texts:
+        fence = find_first_fence(text)
+        expected = reference_first_fence(text)
+        assert (fence and (fence.info, fence.body, fence.fence, fence.closed)) == expected, repr(text[:200])
+        found += fence is not None
+        closed += bool(fence and fence.closed)
+    assert found > 5000 and closed > 1000 and len(texts) - found > 5000  # every outcome was compared

@@ -15,7 +15,7 @@ import pytest
 from schemas.records import RecordKind, content_id, rejected, to_table
 from transforms.io.beam import WriteParquetShards
 from transforms.io.packed import pack, unpack
-from transforms.io.parquet import sort_key, sort_key_bytes, write_records_atomic, write_shards
+from transforms.io.parquet import record_nbytes, sort_key, sort_key_bytes, write_records_atomic, write_shards
 
 
 def snippet(i: int) -> dict:
@@ -93,3 +93,9 @@ def test_byte_bounded_shards_are_the_same_with_packed_shuffles(tmp_path):
     write_shards(records, str(tmp_path / "mem"), RecordKind.CODE_SNIPPET, seed=11, shard_mb=40_000 / 2**20)
     assert digests(tmp_path / "beam") == digests(tmp_path / "mem")
     assert len(digests(tmp_path / "beam")) > 3
+
+
+def test_payload_bytes_count_utf8_bytes_of_text_and_8_per_scalar():
+    record = {"ascii": "abc", "accented": "\u00e9t\u00e9", "cjk": "\u4e2d", "emoji": "\U0001f600", "n": 5, "none": None,
+              "list": ["ab", 1.5], "raw": b"\x00\x01", "lone": "\ud800"}
+    assert record_nbytes(record) == 3 + 5 + 3 + 4 + 8 + 0 + (2 + 8) + 2 + 3
