@@ -181,6 +181,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     parser.add_argument("--no-sort", action="store_true", help="plain micro-batch order (sort_steps_by_length off)")
+    parser.add_argument("--full-logits", action="store_true",
+                        help="LM head and loss over every position (selected_logits off)")
+    parser.add_argument("--unpad-max-padding", default="0.1",
+                        help="unpad_max_padding of the run ('none': padded micro-batches)")
+    parser.add_argument("--compile-layers", action="store_true", help="torch.compile each decoder layer")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-peaks", action="store_true", help="skip the matmul peak measurement")
     parser.add_argument("--json-out", default=None, help="also write the report here")
@@ -220,7 +225,9 @@ def bench_run(args: argparse.Namespace) -> dict:
             model=args.model, output_dir=str(Path(tmp) / "out"), max_length=args.max_length,
             global_batch_size=args.global_batch, per_device_batch_size=args.per_device_batch,
             save_steps=10_000, save_total_limit=1, verify_shards=True, precision=args.precision,
-            sort_steps_by_length=not args.no_sort,
+            sort_steps_by_length=not args.no_sort, selected_logits=not args.full_logits,
+            unpad_max_padding=None if args.unpad_max_padding.lower() == "none" else float(args.unpad_max_padding),
+            compile_layers=args.compile_layers,
             stages=[StageConfig(name="bench", data=str(shards), epochs=1, max_steps=args.steps)],
         ).validate()
         started = time.perf_counter()
@@ -257,6 +264,10 @@ def bench_run(args: argparse.Namespace) -> dict:
         # Wall-clock throughput depends on what else runs on the host; per CPU-second much less so.
         "tokens_per_cpu_second": round(timed_tokens / max(1e-9, timed_cpu), 1),
         "padding_fraction_mean": round(padding, 4),
+        # Step 1 (not timed above): warm-up, and with --compile-layers the compilation.
+        "first_step_wall_seconds": round(steps[0]["window_seconds"], 1) if steps else None,
+        "first_step_cpu_seconds": round(steps[0]["cpu_seconds"], 1) if steps else None,
+        "compile_layers": args.compile_layers,
         "truncated_examples": summary["truncated_examples"],
         "examples": sum(e["examples"] for e in steps),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
@@ -348,7 +359,9 @@ def compare(args: argparse.Namespace) -> dict:
         for precision in ("fp32", "auto"):
             out = Path(tmp) / f"{precision}.json"
             command = [sys.executable, str(Path(__file__).resolve()), "--precision", precision, *common,
-                       "--json-out", str(out)] + (["--no-sort"] if args.no_sort else [])
+                       "--json-out", str(out), "--unpad-max-padding", args.unpad_max_padding]
+            command += (["--no-sort"] if args.no_sort else []) + (["--full-logits"] if args.full_logits else [])
+            command += ["--compile-layers"] if args.compile_layers else []
             env = _child_env({"PYTHONPATH": str(REPO)}, drop=("PYTHONPATH",))
             report = _run_child(precision, command, REPO, env, out)
             runs[f"{report['precision']} ({precision})"] = report
@@ -356,7 +369,8 @@ def compare(args: argparse.Namespace) -> dict:
     bf16 = next((r for r in runs.values() if r.get("precision") == "bf16"), None)
     keys = ("precision", "omp_wait_policy", "sort_steps_by_length", "torch_threads", "steps",
             "tokens_per_second_median",
-            "tokens_per_second_mean", "tokens_per_cpu_second", "padding_fraction_mean", "mfu", "peak_rss_gib",
+            "tokens_per_second_mean", "tokens_per_cpu_second", "padding_fraction_mean", "first_step_cpu_seconds",
+            "compile_layers", "mfu", "peak_rss_gib",
             "process_wall_seconds", "host_before", "host_after")
     result = {"runs": {name: {k: r.get(k) for k in keys if k in r} for name, r in runs.items()},
               "losses": {name: r["losses"] for name, r in runs.items()}}

@@ -42,6 +42,7 @@ import torch.distributed as dist  # noqa: E402
 
 from training.config import TrainConfig, config_to_dict, load_config  # noqa: E402
 from training.data import (  # noqa: E402
+    IGNORE_INDEX,
     STAT_KEYS,
     Collator,
     PromptFormat,
@@ -173,6 +174,96 @@ def remove_incomplete_checkpoints(stage_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------- the loss
+
+
+def _output_head(model):
+    """The (unwrapped) model's LM head, or None where there is none to hook."""
+    inner = getattr(model, "module", model)  # DDP/FSDP wrappers keep the model in .module
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    return head if isinstance(head, torch.nn.Module) else None
+
+
+def selected_positions_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch=None) -> torch.Tensor | None:
+    """The causal-LM loss of ``model(**inputs)``, with the LM head and cross-entropy computed only at the
+    positions that predict a label (the response tokens and EOS); None when the model has no LM head to hook.
+
+    Prompt positions (label -100 on the next token) need no logits, and the LM head over the 49K vocabulary, the
+    fp32 upcast of its logits and the softmax are a large share of a step at this model size. The model is called
+    as usual (through any DDP wrapper, so gradient sync is untouched), with no labels; a forward pre-hook on its
+    LM head swaps the head's input, the final hidden states ``(batch, length, hidden)``, for the rows at the
+    kept positions ``(kept, hidden)``. The loss then is the model's own ``ForCausalLMLoss`` restricted to those
+    rows: logits upcast to fp32, cross-entropy summed and divided by ``num_items_in_batch`` (the Trainer's count
+    of labelled positions over the whole optimizer step), or averaged over this micro-batch's kept positions
+    when there is no count. Equal to the full-logits loss up to float summation order (tests/training checks
+    loss and gradients).
+    """
+    head = _output_head(model)
+    if head is None:
+        return None
+    labels = inputs["labels"]
+    targets = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
+    keep = targets != IGNORE_INDEX
+
+    def select(module, args):
+        (hidden,) = args
+        return (hidden[keep],)
+
+    handle = head.register_forward_pre_hook(select)
+    try:
+        forward_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        logits = model(**forward_inputs, use_cache=False).logits
+    finally:
+        handle.remove()
+    if num_items_in_batch is None:
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch
+
+
+def unpadded_groups(inputs: dict[str, torch.Tensor], max_padding: float = 0.0) -> list[dict[str, torch.Tensor]]:
+    """A right-padded micro-batch cut into sub-batches of rows trimmed to their real length, each row in the
+    sub-batch whose padding fraction stays within ``max_padding`` (0: only rows of equal length share one).
+
+    Rows are grouped in order of decreasing length. A row's tokens, positions (0..n-1: the padding was on the
+    right) and causal attention are the same trimmed as padded, so the per-token losses are too; the padded
+    positions, which every layer computed and threw away, are gone.
+    """
+    mask = inputs["attention_mask"]
+    lengths = mask.sum(dim=1).tolist()
+    rows = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    groups: list[list[int]] = []
+    for i in rows:
+        if groups:
+            group = groups[-1]
+            width = lengths[group[0]]
+            real = sum(lengths[j] for j in group) + lengths[i]
+            if 1 - real / (width * (len(group) + 1)) <= max_padding:
+                group.append(i)
+                continue
+        groups.append([i])
+    out = []
+    for group in groups:
+        index = torch.tensor(group)
+        width = int(lengths[group[0]])
+        out.append({k: v[index, :width] for k, v in inputs.items()})
+    return out
+
+
+def compile_layers(model) -> int:
+    """``Module.compile`` (in place: state dict names unchanged) on every decoder layer; returns how many."""
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if not layers:
+        LOG.warning("compile_layers: the model has no .model.layers; running eagerly")
+        return 0
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
 # --------------------------------------------------------------------------- Trainer pieces
 
 
@@ -182,8 +273,11 @@ def _trainer_classes():
     class InverseCoderTrainer(Trainer):
         """Trainer + the recipe's logging (tokens/s, padding fraction, truncated examples) and a fixed order."""
 
-        def __init__(self, *args, stage_name: str, rows_per_epoch: int, sort_window: int | None = None, **kwargs):
+        def __init__(self, *args, stage_name: str, rows_per_epoch: int, sort_window: int | None = None,
+                     selected_logits: bool = True, unpad_max_padding: float | None = None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.unpad_max_padding = unpad_max_padding  # split micro-batches into less padded groups (or None)
+            self.selected_logits = selected_logits  # LM head + loss only where a label is (selected_positions_loss)
             self.stage_name = stage_name
             self.rows_per_epoch = rows_per_epoch
             self.sort_window = sort_window  # examples per optimizer step, or None for the plain order
@@ -202,8 +296,36 @@ def _trainer_classes():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             stats = torch.stack([inputs.pop(k).to(torch.float64) for k in STAT_KEYS])
             self._window = stats if self._window is None else self._window + stats
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            loss = None
+            if self.selected_logits and not return_outputs and "labels" in inputs and (
+                self.label_smoother is None and self.compute_loss_func is None
+            ):
+                loss = self._selected_loss(model, inputs, num_items_in_batch)
+            if loss is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            # As Trainer.compute_loss does after the model's loss: with the token count summed over ranks, DDP's
+            # gradient average needs the loss times the number of processes.
+            if (self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs
+                    and num_items_in_batch is not None):
+                scale = self.accelerator.num_processes // self.get_tp_size()
+                loss = loss * (scale if self.args.n_gpu <= 1 else self.args.n_gpu)
+            return loss
+
+        def _selected_loss(self, model, inputs, num_items_in_batch):
+            """``selected_positions_loss`` of the micro-batch; in a single process, over its ``unpadded_groups``
+            (one forward each, one backward over their sum: the same loss and gradient without the padding)."""
+            count = num_items_in_batch if self.model_accepts_loss_kwargs else None
+            # Under DDP one forward per backward (the reducer's contract): the padded micro-batch.
+            distributed = isinstance(model, torch.nn.parallel.DistributedDataParallel) or world_size() > 1
+            if self.unpad_max_padding is None or distributed or _output_head(model) is None:
+                return selected_positions_loss(model, inputs, count)
+            groups = unpadded_groups(inputs, self.unpad_max_padding)
+            # The logged padding fraction counts the positions computed: the groups', not the padded batch's.
+            self._window[1] += sum(g["input_ids"].numel() for g in groups) - inputs["input_ids"].numel()
+            if count is None:  # the micro-batch mean: every group's sum over the micro-batch's labelled positions
+                count = (inputs["labels"][..., 1:] != IGNORE_INDEX).sum()
+            return torch.stack([selected_positions_loss(model, group, count) for group in groups]).sum()
 
         def log(self, logs, start_time=None):
             if "loss" in logs:  # a training-step log: every rank gets here (the loss gather is collective)
@@ -332,6 +454,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     )
     model = load_model(init)
     init_digest = weights_digest(model.state_dict()) if rank() == 0 else None
+    if config.compile_layers:
+        compile_layers(model)
     accumulation = config.accumulation_steps(world_size())
     precision = precision_of(config)
     bf16 = precision.bf16
@@ -350,6 +474,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         stage_name=stage.name,
         rows_per_epoch=dataset.rows_per_epoch,
         sort_window=config.global_batch_size if config.sort_steps_by_length else None,
+        selected_logits=config.selected_logits,
+        unpad_max_padding=config.unpad_max_padding,
     )
     from transformers.trainer_callback import PrinterCallback
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import signal
@@ -503,7 +504,8 @@ def one_stage_config(tmp_path: Path, tiny_model_dir: Path, shard_dirs: Path, ste
 def test_sorting_inside_steps_keeps_the_loss_curve(tmp_path, tiny_model_dir, shard_dirs):
     """Same examples per step, only regrouped into micro-batches: the fp32 loss curve is the plain order's."""
     config = one_stage_config(tmp_path, tiny_model_dir, shard_dirs, steps=3)
-    micro = {"per_device_batch_size": 2, "precision": "fp32"}  # 4 micro-batches per step
+    # 4 padded micro-batches per step (unpadding would hide the padding that sorting saves)
+    micro = {"per_device_batch_size": 2, "precision": "fp32", "unpad_max_padding": None}
     plain, _ = run_in_process(config, output_dir=str(tmp_path / "plain"), sort_steps_by_length=False, **micro)
     grouped, _ = run_in_process(config, output_dir=str(tmp_path / "sorted"), **micro)
     assert sorted(plain) == sorted(grouped) == [1, 2, 3]
@@ -560,3 +562,142 @@ def test_the_trainer_computes_in_the_chosen_precision(tmp_path, tiny_model_dir, 
     assert grads and set(grads) == {torch.float32}
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert torch.isfinite(torch.tensor(result.training_loss))
+
+
+# --------------------------------------------------------------------------- the selected-positions loss
+
+
+def _two_micro_batches(tokenizer):
+    """Two padded micro-batches of different lengths; one row of the second has no label at all."""
+    prompt = format_training_prompt("Reverse a string in Python.", "paper")
+    rows = [encode_example(tokenizer, prompt, "```python\ndef rev(s):\n    return s[::-1]\n```", 1024),
+            encode_example(tokenizer, format_training_prompt("Say hi.", "paper"), "hi", 1024),
+            encode_example(tokenizer, prompt, "s[::-1] " * 5, 1024)]
+    unlabelled = encode_example(tokenizer, prompt, "x", 1024)
+    unlabelled = {**unlabelled, "labels": [IGNORE_INDEX] * len(unlabelled["labels"])}
+    collate = Collator(tokenizer.eos_token_id)
+    return [collate(rows[:2]), collate([rows[2], unlabelled])]
+
+
+def test_unpadded_groups_trim_rows_and_bound_padding(tokenizer):
+    from training.finetune import unpadded_groups
+
+    batch = {k: v for k, v in _two_micro_batches(tokenizer)[0].items() if not k.startswith("stat_")}
+    lengths = batch["attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) == 2
+    for tol, n_groups in ((0.0, 2), (0.99, 1)):
+        groups = unpadded_groups(batch, tol)
+        assert len(groups) == n_groups
+        seen = []
+        for group in groups:
+            width = group["input_ids"].shape[1]
+            real = int(group["attention_mask"].sum())
+            assert 1 - real / group["input_ids"].numel() <= tol
+            for row in range(group["input_ids"].shape[0]):
+                n = int(group["attention_mask"][row].sum())
+                match = [i for i, k in enumerate(lengths) if k == n and torch.equal(
+                    batch["input_ids"][i, :width], group["input_ids"][row])]
+                assert match and torch.equal(batch["labels"][match[0], :width], group["labels"][row])
+                seen.append(match[0])
+            assert width == max(int(m.sum()) for m in group["attention_mask"])  # trimmed to the longest row
+        assert sorted(seen) == list(range(len(lengths)))
+
+
+@pytest.mark.parametrize("count", ["step", "none"])
+@pytest.mark.parametrize("unpad", [None, 0.0])
+def test_selected_positions_loss_equals_the_full_logits_loss(tokenizer, tiny_model_dir, count, unpad):
+    """Loss and gradients of the LM head over labelled positions only = the model's own loss over all logits,
+    accumulated over two micro-batches normalised by the step's label count (as the Trainer does), or per
+    micro-batch means when there is no count; also summed over a micro-batch's unpadded groups of rows."""
+    from transformers import AutoModelForCausalLM
+
+    from training.finetune import selected_positions_loss, unpadded_groups
+
+    def selected(model, batch, n_items):
+        if unpad is None:
+            return selected_positions_loss(model, batch, n_items)
+        if n_items is None:
+            n_items = (batch["labels"][..., 1:] != IGNORE_INDEX).sum()
+        return sum(selected_positions_loss(model, g, n_items) for g in unpadded_groups(batch, unpad))
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).train()
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(40)  # peaky logits: a loss on the wrong positions differs widely
+    batches = [{k: b[k] for k in ("input_ids", "attention_mask", "labels")} for b in _two_micro_batches(tokenizer)]
+    n_items = sum((b["labels"][..., 1:] != IGNORE_INDEX).sum() for b in batches) if count == "step" else None
+
+    def accumulate(loss_of):
+        model.zero_grad(set_to_none=True)
+        total = 0.0
+        for b in batches:
+            loss = loss_of(b)
+            loss.backward()
+            total += float(loss.detach())
+        return total, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    extra = {"num_items_in_batch": n_items} if n_items is not None else {}
+    full_loss, full_grads = accumulate(lambda b: model(**b, **extra).loss)
+    seen_shapes = []
+    handle = model.lm_head.register_forward_hook(lambda m, i, out: seen_shapes.append(tuple(out.shape)))
+    sel_loss, sel_grads = accumulate(lambda b: selected(model, b, n_items))
+    handle.remove()
+    assert not model.lm_head._forward_pre_hooks  # the hook is removed after each call
+    labelled = [int((b["labels"][..., 1:] != IGNORE_INDEX).sum()) for b in batches]
+    assert sum(s[0] for s in seen_shapes) == sum(labelled)  # logits only at the labelled positions
+    assert len(seen_shapes) == (2 if unpad is None else 4)
+    assert sum(labelled) < sum(int(b["attention_mask"].sum()) for b in batches) / 2  # the prompts are most tokens
+    assert sel_loss == pytest.approx(full_loss, rel=1e-5)
+    if count == "none":  # a micro-batch mean: the unlabelled row changes nothing
+        assert math.isfinite(sel_loss)
+    assert full_grads.keys() == sel_grads.keys()
+    for name, grad in full_grads.items():
+        assert torch.allclose(sel_grads[name], grad, rtol=1e-4, atol=1e-6), name
+    # A loss on the wrong positions (e.g. unshifted labels) would not pass the checks above.
+    wrong = {**batches[0], "labels": torch.nn.functional.pad(batches[0]["labels"][..., 1:], (0, 1), value=-100)}
+    with torch.no_grad():
+        assert float(selected_positions_loss(model, wrong, None)) != pytest.approx(
+            float(model(**batches[0]).loss), rel=1e-3)
+
+
+@pytest.mark.heavy
+def test_selected_logits_and_unpadding_keep_the_loss_curve(tmp_path, tiny_model_dir, shard_dirs):
+    """Through the Trainer (gradient accumulation over 4 micro-batches, fp32): the selected-positions loss, on
+    the padded micro-batches or on their unpadded groups, gives the full-logits run's loss curve."""
+    config = one_stage_config(tmp_path, tiny_model_dir, shard_dirs, steps=3)
+    micro = {"per_device_batch_size": 2, "precision": "fp32"}
+    full, _ = run_in_process(config, output_dir=str(tmp_path / "full"), selected_logits=False,
+                             unpad_max_padding=None, **micro)
+    assert full[3]["loss"] < full[1]["loss"]  # the steps did update the weights
+    for unpad in (None, 0.0):
+        selected, _ = run_in_process(config, output_dir=str(tmp_path / f"selected-{unpad}"),
+                                     unpad_max_padding=unpad, **micro)
+        assert sorted(full) == sorted(selected) == [1, 2, 3]
+        for step in full:
+            assert selected[step]["loss"] == pytest.approx(full[step]["loss"], rel=1e-5), (unpad, step)
+            assert selected[step]["real_tokens"] == full[step]["real_tokens"]
+            if unpad == 0.0:  # rows trimmed to their length: nothing padded is computed
+                assert selected[step]["padding_fraction"] == 0
+        if unpad is None:
+            assert selected[step]["padding_fraction"] == full[step]["padding_fraction"]
+
+
+@pytest.mark.heavy
+def test_compile_layers_keeps_names_and_loss(tokenizer, tiny_model_dir):
+    """The opt-in regional compile: state dict names unchanged (checkpoints load), same loss and gradients."""
+    from transformers import AutoModelForCausalLM
+
+    from training.finetune import compile_layers, selected_positions_loss
+
+    eager = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).train()
+    compiled = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).train()
+    assert compile_layers(compiled) == 2
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    batch = {k: v for k, v in _two_micro_batches(tokenizer)[0].items() if not k.startswith("stat_")}
+    losses = []
+    for model in (eager, compiled):
+        loss = selected_positions_loss(model, batch, None)
+        loss.backward()
+        losses.append(float(loss.detach()))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    for (name, a), (_, b) in zip(eager.named_parameters(), compiled.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name
