@@ -54,10 +54,10 @@ test: venv system-packages
 
 # Two workers (pytest-xdist) that steal work from each other, so neither waits on the other's long tail.
 test-fast: venv system-packages
-	$(PY) -m pytest -q -n 2 --dist worksteal -m "not engine" tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not engine and not compile" tests $(PYTEST_ARGS)
 
 test-engine: venv system-packages
-	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m pytest -q -m engine tests $(PYTEST_ARGS)
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m pytest -q -m "engine or compile" tests $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

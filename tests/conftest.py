@@ -1,9 +1,10 @@
 """Shared test fixtures and the test tiers.
 
-Every test that starts a real model engine carries ``@pytest.mark.engine``. The fast tier (``-m "not engine"``)
-forbids real engines in this process and in the jobs it launches (``runners.engines.FORBID_REAL_ENGINES_ENV``), so
-a test that starts one without the marker fails instead of silently slowing the tier down. A test that asks for
-an engine fixture without the marker is an error at collection.
+Every test that starts a real model engine carries ``@pytest.mark.engine``. The fast tier
+(``-m "not engine and not compile"``) forbids real engines in this process and in the jobs it launches
+(``runners.engines.FORBID_REAL_ENGINES_ENV``), so a test that starts one without the marker fails instead of
+silently slowing the tier down. A test that asks for an engine fixture without the marker is an error at
+collection.
 """
 from __future__ import annotations
 

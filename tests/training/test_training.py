@@ -681,7 +681,7 @@ def test_selected_logits_and_unpadding_keep_the_loss_curve(tmp_path, tiny_model_
             assert selected[step]["padding_fraction"] == full[step]["padding_fraction"]
 
 
-@pytest.mark.heavy
+@pytest.mark.compile
 def test_compile_layers_keeps_names_and_loss(tokenizer, tiny_model_dir):
     """The opt-in regional compile: state dict names unchanged (checkpoints load), same loss and gradients."""
     from transformers import AutoModelForCausalLM
