@@ -1,6 +1,8 @@
-"""Options of the io package: the corpus (``CorpusOptions``) and the training shards (``ShardOptions``)."""
+"""Options of the io package: the corpus (``CorpusOptions``), the training shards (``ShardOptions``) and where
+shuffled records spill (``SpillOptions``)."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -81,7 +83,7 @@ class SpillOptions(PipelineOptions):
             help="Where stages that group whole records (exact dedup, the Parquet writers) park them while only a "
                  "28-byte handle crosses the shuffle (transforms/io/spill.py), so memory stays flat as the corpus "
                  "grows. auto (default): a fresh directory under the system temp dir on local runners (the "
-                 "DirectRunner, or any runner with --environment_type=LOOPBACK), removed when the job ends; give a "
+                 "DirectRunner, or any runner with --environment_type=LOOPBACK), removed when the job ends (a killed job's, when the next job starts); give a "
                  "disk path if the temp dir is a tmpfs, which is memory. Distributed runners shuffle on disk "
                  "already and do not spill. none: never spill. A path (any file system every worker can read): "
                  "spill under it.")
@@ -93,18 +95,24 @@ def resolve_spill_dir(options: PipelineOptions) -> str | None:
 
     from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
 
-    from transforms.io.spill import new_spill_dir
+    from transforms.io.spill import new_job_spill_dir, remove_orphaned_spill_dirs
 
     choice = options.view_as(SpillOptions).spill_dir
     if choice == SPILL_NONE:
         return None
-    if choice != SPILL_AUTO:
-        return new_spill_dir(choice, "inverse-instruct-spill")
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    local = (name or "DirectRunner") in _LOCAL_RUNNERS or (
-        (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK")
-    return new_spill_dir(tempfile.gettempdir(), "inverse-instruct-spill") if local else None
+    if choice == SPILL_AUTO:
+        runner = options.view_as(StandardOptions).runner
+        name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+        local = (name or "DirectRunner") in _LOCAL_RUNNERS or (
+            (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK")
+        if not local:
+            return None
+        choice = tempfile.gettempdir()
+    orphans = remove_orphaned_spill_dirs(choice)
+    if orphans:
+        logging.getLogger(__name__).warning("removed %d spill director%s of killed jobs under %s", len(orphans),
+                                            "y" if len(orphans) == 1 else "ies", choice)
+    return new_job_spill_dir(choice)
 
 
 def spill_dir(options: PipelineOptions) -> str | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import pickle
 import posixpath
+import re
 import shutil
 import struct
 import uuid
@@ -45,6 +46,40 @@ def spill_file(directory: str, token: bytes) -> str:
 def new_spill_dir(parent: str, name: str) -> str:
     """A fresh, unique directory name under ``parent`` (created on first write)."""
     return posixpath.join(parent.rstrip("/"), f"{name}-{uuid.uuid4().hex[:12]}")
+
+
+JOB_SPILL_NAME = "inverse-instruct-spill"
+_JOB_SPILL_DIR = re.compile(re.escape(JOB_SPILL_NAME) + r"-(\d+)-[0-9a-f]{12}")
+
+
+def new_job_spill_dir(parent: str) -> str:
+    """A job's spill directory under ``parent``, named for the launching process so that a later job can tell
+    the directory of a killed job (``remove_orphaned_spill_dirs``)."""
+    return new_spill_dir(parent, f"{JOB_SPILL_NAME}-{os.getpid()}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_orphaned_spill_dirs(parent: str) -> list[str]:
+    """Remove the job spill directories under a local ``parent`` whose launching process is gone (a killed job
+    never reached its clean-up); returns their paths. A reused pid keeps its directory: the safe direction."""
+    if not _is_local(parent) or not os.path.isdir(_local(parent)):
+        return []
+    removed = []
+    for entry in os.scandir(_local(parent)):
+        match = _JOB_SPILL_DIR.fullmatch(entry.name)
+        if match and entry.is_dir(follow_symlinks=False) and not _process_alive(int(match.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
 
 
 class SpillWriter:

@@ -142,3 +142,21 @@ def test_extraction_job_spills_and_cleans_up(tmp_path, appends):
         assert digests(tmp_path / "spilled" / sub) == digests(tmp_path / "inline" / sub)
         assert digests(tmp_path / "spilled" / sub)
     assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_a_new_job_removes_the_spill_directories_of_killed_jobs(tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    dead_pid = int(finished.stdout)  # that process has exited: its directory is an orphan
+    orphan = tmp_path / f"inverse-instruct-spill-{dead_pid}-0123456789ab"
+    running = tmp_path / f"inverse-instruct-spill-{os.getpid()}-0123456789ab"
+    unrelated = tmp_path / "inverse-instruct-spill-notapid"
+    for directory in (orphan, running, unrelated):
+        (directory / "write-x").mkdir(parents=True)
+        (directory / "write-x" / "a.spill").write_bytes(b"x" * 100)
+    fresh = resolve_spill_dir(PipelineOptions([f"--spill-dir={tmp_path}"]))
+    assert fresh.startswith(f"{tmp_path}/inverse-instruct-spill-{os.getpid()}-")
+    assert not orphan.exists() and running.exists() and unrelated.exists()
