@@ -83,10 +83,10 @@ class SpillOptions(PipelineOptions):
             help="Where stages that group whole records (exact dedup, the Parquet writers) park them while only a "
                  "28-byte handle crosses the shuffle (transforms/io/spill.py), so memory stays flat as the corpus "
                  "grows. auto (default): a fresh directory under the system temp dir on local runners (the "
-                 "DirectRunner, or any runner with --environment_type=LOOPBACK), removed when the job ends (a killed job's, when the next job starts); give a "
-                 "disk path if the temp dir is a tmpfs, which is memory. Distributed runners shuffle on disk "
-                 "already and do not spill. none: never spill. A path (any file system every worker can read): "
-                 "spill under it.")
+                 "DirectRunner, or any runner with --environment_type=LOOPBACK), removed when the job ends (a "
+                 "killed job's, when the next job starts); give a disk path if the temp dir is a tmpfs, which is "
+                 "memory. Distributed runners shuffle on disk already and do not spill. none: never spill. A path "
+                 "(any file system every worker can read): spill under it.")
 
 
 def resolve_spill_dir(options: PipelineOptions) -> str | None:
