@@ -15,8 +15,8 @@ import numpy as np
 from schemas.records import RecordKind, payload_json
 from transforms.dedup import minhash as nd
 from transforms.dedup.exact import choose_survivor
-from transforms.io.packed import pack, unpack
-from transforms.io.spill import SpillReader, SpillWriter, new_spill_dir
+from transforms.io.beam import FetchRecordsFn, StashRecordsFn
+from transforms.io.spill import new_spill_dir
 from transforms.stage import REJECTED, StageBooks, StageOutput
 
 DEDUP_STAGE = "dedup"
@@ -24,44 +24,21 @@ REASON_DUPLICATE = "duplicate"
 REASON_NEAR_DUPLICATE = "near_duplicate"
 
 
-class _KeyById(beam.DoFn):
-    """snippet -> (id, packed snippet), or (id, spill handle) when the dedup spills (``transforms.io.spill``)."""
-
-    def __init__(self, spill_dir: str | None):
-        self._spill_dir = spill_dir
-        self._spill: SpillWriter | None = None
-
-    def start_bundle(self):
-        self._spill = SpillWriter(self._spill_dir) if self._spill_dir else None
+class _KeyById(StashRecordsFn):
+    """snippet -> (id, stashed snippet): its spill handle when the dedup spills, else the packed snippet."""
 
     def process(self, snippet: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
-        yield snippet["id"], self._spill.append(snippet) if self._spill else pack(snippet)
-
-    def finish_bundle(self):
-        if self._spill:
-            self._spill.close()  # readable once the bundle is done; the reader follows the GroupByKey
-
-    def teardown(self):
-        self.finish_bundle()
+        yield snippet["id"], self.stash(snippet)
 
 
-class _KeepOnePerKey(beam.DoFn):
+class _KeepOnePerKey(FetchRecordsFn):
     def __init__(self, spill_dir: str | None):
+        super().__init__(spill_dir)
         self.books = StageBooks(DEDUP_STAGE, RecordKind.CODE_SNIPPET)
-        self._spill_dir = spill_dir
-        self._spill: SpillReader | None = None
-
-    def setup(self):
-        self._spill = SpillReader(self._spill_dir) if self._spill_dir else None
-
-    def teardown(self):
-        if self._spill:
-            self._spill.close()
 
     def process(self, element: tuple[str, Iterable[bytes]]) -> Iterator[Any]:
         _, group = element
-        read = self._spill.read if self._spill else unpack
-        survivor, duplicates = choose_survivor(read(value) for value in group)
+        survivor, duplicates = choose_survivor(self.fetch(value) for value in group)
         self.books.took(1 + len(duplicates))
         yield self.books.kept(survivor)
         for duplicate in duplicates:

@@ -18,7 +18,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from schemas.records import RecordKind, rejected
 from transforms.io import filesystems
 from transforms.io.options import ShardOptions, shard_bounds, spill_dir
-from transforms.io.packed import pack, unpack
 from transforms.io.parquet import (
     DEFAULT_COMPRESSION,
     assign_in_bucket,
@@ -48,7 +47,7 @@ from transforms.io.readers import (
     validate_first_file,
 )
 from transforms.io.source_tree import UndecodableSource
-from transforms.io.spill import SpillReader, SpillWriter, new_spill_dir, remove_spill_dir
+from transforms.io.spill import RecordFetch, RecordStash, new_spill_dir, remove_spill_dir
 from transforms.io.training_examples import (
     DEFAULT_SHARD_MB,
     EMIT_ORIGINAL_MODES,
@@ -242,26 +241,56 @@ def _payload_nbytes(payload: bytes) -> int:
     return int.from_bytes(payload[:8], "big")
 
 
-class _KeyByBucket(beam.DoFn):
-    def __init__(self, seed: int | None, spill_dir: str | None):
-        self._seed = seed
+class StashRecordsFn(beam.DoFn):
+    """Base of a DoFn whose records cross a shuffle as ``self.stash(record)``: a spill handle under ``spill_dir``,
+    else the packed record (``transforms.io.spill.RecordStash``). The other side reads them with a
+    ``FetchRecordsFn`` of the same ``spill_dir``."""
+
+    def __init__(self, spill_dir: str | None):
         self._spill_dir = spill_dir
-        self._spill: SpillWriter | None = None
+        self._stash: RecordStash | None = None
 
     def start_bundle(self):
-        self._spill = SpillWriter(self._spill_dir) if self._spill_dir else None
+        self._stash = RecordStash(self._spill_dir)
 
-    def process(self, record):
-        key = sort_key(record["id"], self._seed)
-        body = self._spill.append(record) if self._spill else pack(record)
-        yield bucket_of(key, self._seed), (sort_key_bytes(key), record_nbytes(record).to_bytes(8, "big") + body)
+    def stash(self, record: Any) -> bytes:
+        return self._stash.put(record)
 
     def finish_bundle(self):
-        if self._spill:
-            self._spill.close()  # the handles become readable when the bundle is done (readers follow a shuffle)
+        if self._stash:
+            self._stash.close()  # the handles become readable when the bundle is done (readers follow a shuffle)
 
     def teardown(self):
         self.finish_bundle()
+
+
+class FetchRecordsFn(beam.DoFn):
+    """Base of a DoFn that reads back, with ``self.fetch(value)``, what a ``StashRecordsFn`` stashed."""
+
+    def __init__(self, spill_dir: str | None):
+        self._spill_dir = spill_dir
+        self._fetch: RecordFetch | None = None
+
+    def setup(self):
+        self._fetch = RecordFetch(self._spill_dir)
+
+    def fetch(self, value: bytes) -> Any:
+        return self._fetch.get(value)
+
+    def teardown(self):
+        if self._fetch:
+            self._fetch.close()
+
+
+class _KeyByBucket(StashRecordsFn):
+    def __init__(self, seed: int | None, spill_dir: str | None):
+        super().__init__(spill_dir)
+        self._seed = seed
+
+    def process(self, record):
+        key = sort_key(record["id"], self._seed)
+        payload = record_nbytes(record).to_bytes(8, "big") + self.stash(record)
+        yield bucket_of(key, self._seed), (sort_key_bytes(key), payload)
 
 
 _SHARD_IDS = "shard_ids"
@@ -287,25 +316,17 @@ class _RankBucket(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_SHARD_IDS, shard)
 
 
-class _WriteShard(beam.DoFn):
+class _WriteShard(FetchRecordsFn):
     def __init__(self, output_dir: str, prefix: str, kind: RecordKind, compression: str, spill_dir: str | None):
+        super().__init__(spill_dir)
         self._output_dir = output_dir
         self._prefix = prefix
         self._kind = kind
         self._compression = compression
-        self._spill_dir = spill_dir
-        self._spill: SpillReader | None = None
         self._books = StageBooks(f"write.{posixpath.basename(output_dir.rstrip('/'))}", kind)
 
-    def setup(self):
-        self._spill = SpillReader(self._spill_dir) if self._spill_dir else None
-
     def _record(self, payload: bytes) -> Any:
-        return self._spill.read(payload[8:]) if self._spill else unpack(payload[8:])
-
-    def teardown(self):
-        if self._spill:
-            self._spill.close()
+        return self.fetch(payload[8:])
 
     def process(self, element, shard_ids):
         provisional, items = element

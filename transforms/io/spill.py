@@ -27,6 +27,8 @@ import struct
 import uuid
 from typing import IO, Any
 
+from transforms.io.packed import pack, unpack
+
 _HANDLE = struct.Struct(">16sQI")  # file token, offset, length
 HANDLE_BYTES = _HANDLE.size  # 28
 
@@ -168,3 +170,32 @@ def remove_spill_dir(directory: str) -> None:
     fs, path = fsspec.core.url_to_fs(directory)
     if fs.exists(path):
         fs.rm(path, recursive=True)
+
+
+class RecordStash:
+    """What a record crosses a shuffle as: its spill handle under ``directory``, or with no directory the packed
+    record (``transforms.io.packed``). One per bundle; ``close`` makes the bundle's handles readable."""
+
+    def __init__(self, directory: str | None):
+        self._writer = SpillWriter(directory) if directory else None
+
+    def put(self, record: Any) -> bytes:
+        return self._writer.append(record) if self._writer else pack(record)
+
+    def close(self) -> None:
+        if self._writer:
+            self._writer.close()
+
+
+class RecordFetch:
+    """The record back from what ``RecordStash.put`` gave, on the other side of the shuffle."""
+
+    def __init__(self, directory: str | None):
+        self._reader = SpillReader(directory) if directory else None
+
+    def get(self, value: bytes) -> Any:
+        return self._reader.read(value) if self._reader else unpack(value)
+
+    def close(self) -> None:
+        if self._reader:
+            self._reader.close()
