@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 
 import pytest
 
@@ -21,13 +22,17 @@ def test_smollm2_greedy_pass_at_1_through_vllm(tmp_path):
     run of its solution in the sandbox confirms; pass@1 is the share of passed samples."""
     argv = ["--problem-limit=4", "--eval-max-tokens=160", "--engine=vllm", "--max-model-len=2048"]
     summary = run(argv + [f"--output={tmp_path}"])
-    assert summary["problems"] == 4 and summary["samples"] == 4 and summary["balanced"]
+    assert summary["problems"] == 4 and summary["samples"] == 4 and summary["balanced"] and summary["isolated"]
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4
     problems = {p.task_id: p for p in evaluation.load_problems()}
     for s in samples:
         assert s["completion"] is not None and s["solution"]
         assert s["solution"] == evaluation.completion_code(problems[s["task_id"]], s["completion"])
+        # A verdict on the code, not on the harness: a sandbox that failed to start would fail every sample
+        # the same way in both runs.
+        assert s["status"] in ("passed", "failed", "timeout"), s
+        assert not s["reason"].startswith(("setup:", "protocol:")), s
         again = run_function_tests(problems[s["task_id"]], s["solution"], IsolationLimits(timeout_s=10))
         assert (again.status, again.reason) == (s["status"], s["reason"]), s["task_id"]
         assert (s["status"] == "passed") == (s["reason"] == "")
@@ -61,7 +66,8 @@ def test_p3_reference_solutions_solve_every_test_puzzle_that_has_one(tmp_path, s
 
 
 def test_p3_wrong_answers_fail(tmp_path, shared_data):
-    """The other half: a solution whose answer is off by one (or of the wrong type) never verifies."""
+    """The other half: an unrelated int, an answer of the wrong type, and the reference answer plus one do not
+    verify (plus one does for BirthdayParadox, whose f accepts every n with (prob - 0.5) ** 2 <= 1 / 365)."""
     from transforms.execute.isolation import IsolationLimits
     from transforms.selfplay.beam import SandboxSettings, verify_attempts
     from transforms.selfplay.p3 import load_p3
@@ -75,9 +81,11 @@ def test_p3_wrong_answers_fail(tmp_path, shared_data):
     for p in ints:
         puzzle = {"id": p.name, "name": p.name, "sat": p.f}
         right = "\n" + p.sol_bodies[0]
-        texts = [right, "\n    return 'not an int'\n", "\n    return -1234567\n"]
-        attempts = verify_attempts(puzzle, solution_header(p.f), "int", texts, "", 3,
+        off_by_one = "\n    def reference():" + textwrap.indent(right, "    ") + "\n    return reference() + 1\n"
+        texts = [right, "\n    return 'not an int'\n", "\n    return -1234567\n", off_by_one]
+        attempts = verify_attempts(puzzle, solution_header(p.f), "int", texts, "", len(texts),
                                    load_preset().filters.judge_preamble, sandbox)
         assert attempts[0]["status"] == "passed", (p.name, attempts[0]["reason"])
         assert attempts[1]["status"] == "failed" and "not of type int" in attempts[1]["reason"]
         assert attempts[2]["status"] == "failed", p.name
+        assert attempts[3]["status"] == ("passed" if p.name == "BirthdayParadox:0" else "failed"), p.name

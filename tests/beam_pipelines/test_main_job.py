@@ -116,3 +116,6 @@ def test_rerun_is_identical(runs):
         a = read_index(str(base / "a" / name))
         b = read_index(str(base / "b" / name))
         assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]], name
+        assert a["total_rows"] == b["total_rows"], name
+        if name != "rejected":  # two empty outputs would be identical too
+            assert a["total_rows"] > 0, name

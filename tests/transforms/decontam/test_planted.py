@@ -1,5 +1,8 @@
-"""Planted contamination from real HumanEval items: ngram catches every disguise; substring's misses are
-measured and shown. Clean code sharing common idioms is not flagged; false-positive rate on the stdlib."""
+"""Planted contamination from real HumanEval items: ngram catches copies and docstrings pasted or re-flowed into
+instructions; substring's misses on disguised code are measured and shown (ngram recall on disguised code is
+tested independently in test_disguised_recall.py: ``planting``'s renames and reformats only change what the
+code view erases, so ngram recall on them would hold by construction). Clean code sharing common idioms is
+not flagged; false-positive rate on the stdlib."""
 from __future__ import annotations
 
 import gzip
@@ -69,11 +72,12 @@ def test_planted_sets_are_real_and_large(planted):
     assert "renamed_" in rec["code"]
 
 
-def test_ngram_catches_every_planted_copy_and_substring_misses_disguises(index, planted, capsys):
+def test_ngram_catches_planted_copies_and_substring_misses_disguises(index, planted, capsys):
     table = {v: (recall(index, recs, "ngram"), recall(index, recs, "substring")) for v, recs in planted.items()}
     with capsys.disabled():
         print("\nplanted HumanEval recall (ngram, substring):", json.dumps(table))
-    assert all(ngram == 1.0 for ngram, _ in table.values()), table
+    for variant in ("verbatim", "docstring_in_instruction", "docstring_reflowed_in_instruction"):
+        assert table[variant][0] == 1.0, table
     # What the paper's baseline does: exact copies and a verbatim-pasted docstring are caught ...
     assert table["verbatim"][1] == 1.0 and table["docstring_in_instruction"][1] == 1.0
     # ... renamed or reformatted code and a re-flowed docstring mostly slip through.

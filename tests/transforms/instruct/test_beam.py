@@ -299,4 +299,5 @@ def test_stage_functions_survive_pickling(smollm2_dir):
     outputs = list(restored.process(ENGINE_SNIPPETS[0]))
     assert len(outputs) == 6  # a candidate and a request for each of the 3 candidates
     requests = [o.value[1] for o in outputs if o.tag == "requests"]
+    assert len(requests) == 3
     assert all(r.prompt.startswith("<|im_start|>system") and r.spec.stop == ("```",) for r in requests)

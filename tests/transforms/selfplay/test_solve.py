@@ -125,6 +125,7 @@ def test_real_prefix_and_all_228_test_prompts(p3_data):
     prefix = S.build_solve_prefix(p3_data.train)
     assert prefix.startswith('from typing import List\n\ndef f(s: str):\n    return "Hello " + s == "Hello world"')
     assert prefix.count("assert f(g())") == 5 and prefix.endswith("assert f(g())\n\n")
+    assert len(p3_data.test) == 228
     for p in p3_data.test:
         prompt = S.build_solve_prompt(prefix, p.f)
         assert prompt.text.startswith(prefix) and prompt.answer_type == p.ans_type
