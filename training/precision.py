@@ -8,19 +8,14 @@ bf16 weights with fp32 master copies by measurement: on an AVX-512 BF16 CPU both
 forward+backward of the 135M model (``python bench/train.py --probe-modes``), and autocast keeps checkpoints,
 resume and the saved model in fp32.
 
-A CPU counts as fast at bf16 when it has AMX tiles (Intel Sapphire Rapids and later) or AVX-512 BF16 (Intel
-Cooper Lake, AMD Zen 4 and later): oneDNN then runs bf16 GEMMs natively. Without either, bf16 is emulated and
-slower than fp32, so ``auto`` keeps fp32 there (``bf16`` still forces it).
+Which CPUs count as fast at bf16 is ``runners.hardware``'s answer (AMX or AVX-512 BF16), the same one the
+engines' ``dtype: auto`` follows; elsewhere ``auto`` keeps fp32 (``bf16`` still forces it).
 """
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-# /proc/cpuinfo flag names, best first.
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-# torch's own CPU feature probes (cpuinfo library); private, so each is optional.
-TORCH_CPU_PROBES = (("amx_bf16", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"))
+from runners.hardware import CPU_BF16_FLAGS, TORCH_CPU_PROBES, cpu_bf16_feature, cpu_flags  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,47 +26,6 @@ class Precision:
     @property
     def name(self) -> str:
         return "bf16" if self.bf16 else "fp32"
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags the kernel reports (empty where there is no /proc/cpuinfo)."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return flags
-
-
-def cpu_bf16_feature(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
-    """The feature that makes this CPU's bf16 matmuls fast (``amx_bf16`` or ``avx512_bf16``), or None.
-
-    Asks torch first (it is what dispatches the kernels), then the kernel's flags; bf16 GEMMs need oneDNN.
-    """
-    import torch
-
-    if not torch.backends.mkldnn.is_available():
-        return None
-    answered = False
-    for feature, probe in TORCH_CPU_PROBES:
-        check = getattr(torch.cpu, probe, None)
-        if check is None:
-            continue
-        try:
-            supported = bool(check())
-        except Exception:  # a probe that cannot run on this platform says nothing
-            continue
-        answered = True
-        if supported:
-            return feature
-    if answered:
-        return None
-    flags = cpu_flags(cpuinfo)
-    return next((flag for flag in CPU_BF16_FLAGS if flag in flags), None)
 
 
 def choose_precision(requested: str, *, cuda: bool, cuda_bf16: bool, cpu_bf16: str | None) -> Precision:

@@ -7,7 +7,7 @@ from typing import Sequence
 from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
 from runners.engines.cleanup import LIVE_ENGINES
 from runners.engines.common import LocalEngine, eos_ids, first_stop, too_long
-from runners.engines.config import TOP_LOGPROBS, EngineConfig
+from runners.engines.config import TOP_LOGPROBS, EngineConfig, resolve_dtype
 
 
 class TransformersEngine(LocalEngine):
@@ -28,7 +28,8 @@ class TransformersEngine(LocalEngine):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "half": torch.float16,
-                 "float32": torch.float32, "float": torch.float32, "auto": "auto"}[config.dtype]
+                 "float32": torch.float32, "float": torch.float32,
+                 }[resolve_dtype(config.dtype, gpu=self.device.type == "cuda")]
         self._model = AutoModelForCausalLM.from_pretrained(
             self.model_dir, dtype=dtype, attn_implementation=config.attn_implementation).to(self.device).eval()
         _float32_output_head(self._model)

@@ -7,16 +7,18 @@ import pytest
 import torch
 
 from runners.api import SamplingSpec
-from runners.engines import VLLM_SCORE_METHODS, EngineConfig
+from runners.engines import VLLM_SCORE_METHODS, EngineConfig, resolve_dtype
 from tests.engine_fixtures import smollm2_dir, transformers_engine, vllm_engine  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.engine  # every test here starts a real model engine
 
-# Both engines run the same bf16 weights with different kernels (vLLM's CPU attention and bf16 LM head vs torch
-# eager attention and our float32 LM head). bf16 activations alone move log-probs by up to ~0.2 nats on SmolLM2
-# (measured: the same weights computed in float32 vs bf16), and a bf16 logit near 20 moves in steps of 0.125.
-# A wrong token id, a top-k lookup, or temperature/penalties leaking into the log-probs all move them by far
-# more (a tail token is at ~ -24; temperature 0.8 scales every log-prob by 1.25).
+# Both engines compute in the machine's dtype (``dtype: auto``: bf16 on CPUs with AMX or AVX-512 BF16, float32
+# on others); the tolerances are for bf16, the looser case. There both run the same bf16 weights with different
+# kernels (vLLM's CPU attention and bf16 LM head vs torch eager attention and our float32 LM head). bf16
+# activations alone move log-probs by up to ~0.2 nats on SmolLM2 (measured: the same weights computed in float32
+# vs bf16), and a bf16 logit near 20 moves in steps of 0.125. A wrong token id, a top-k lookup, or
+# temperature/penalties leaking into the log-probs all move them by far more (a tail token is at ~ -24;
+# temperature 0.8 scales every log-prob by 1.25).
 CROSS_ENGINE_LOGPROB_TOL = 0.3
 CROSS_ENGINE_YES_SHARE_TOL = 0.05  # on p(Yes) / (p(Yes) + p(No)), the score the pipeline keeps
 # The transformers engine (left-padded batch, logits_to_keep=1) against a float64 softmax of the same model's
@@ -128,6 +130,13 @@ def test_too_long_prompt_is_an_error_result_not_an_exception(request, engine_nam
 
 
 # ------------------------------------------------------------------------------------------------ scoring
+
+def test_engines_compute_in_the_machines_dtype(vllm_engine, transformers_engine):  # noqa: F811
+    expected = resolve_dtype("auto", gpu=False)
+    assert vllm_engine.config.dtype == transformers_engine.config.dtype == expected
+    assert vllm_engine._llm.llm_engine.model_config.dtype == getattr(torch, expected)
+    assert transformers_engine._model.model.layers[0].mlp.up_proj.weight.dtype == getattr(torch, expected)
+
 
 def test_logprobs_match_manual_softmax_and_agree_across_engines(vllm_engine, transformers_engine):  # noqa: F811
     yes, no = yes_no_ids(transformers_engine)
