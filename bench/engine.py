@@ -29,8 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runners.api import GenerateRequest, SamplingSpec, ScoreRequest, request_seed  # noqa: E402
-from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine  # noqa: E402
+from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine, resolve_dtype  # noqa: E402
 from runners.engines.cleanup import close_all_engines  # noqa: E402
+from runners.engines.config import DTYPES  # noqa: E402
 
 CODE = [
     "def add(a, b):\n    return a + b",
@@ -260,6 +261,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4,
                         help="interleaved repeats (even: each path goes first equally often); the report gives medians")
     parser.add_argument("--compiled", action="store_true", help="vLLM with torch.compile (default on CPU: eager)")
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
+                        help="the engines' dtype (default auto: bf16 only where the CPU computes it natively)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
     parser.add_argument("--no-raw", action="store_true", help="skip raw vllm.LLM (pipeline over direct only)")
@@ -274,8 +277,9 @@ def main() -> None:
     report = {}
     for engine in args.engines.split(","):
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
-                              enforce_eager=False if args.compiled else None)
-        report[engine] = numbers = measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
+                              enforce_eager=False if args.compiled else None, dtype=resolve_dtype(args.dtype))
+        report[engine] = numbers = {"dtype": config.dtype}
+        numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
                                           compare_methods=not args.no_methods, with_raw=not args.no_raw)
         close_all_engines()
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
