@@ -280,7 +280,7 @@ def main() -> None:
                               enforce_eager=False if args.compiled else None, dtype=resolve_dtype(args.dtype))
         report[engine] = numbers = {"dtype": config.dtype}
         numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
-                                          compare_methods=not args.no_methods, with_raw=not args.no_raw)
+                           compare_methods=not args.no_methods, with_raw=not args.no_raw)
         close_all_engines()
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
         print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}, median of {args.repeats}) ==")

@@ -10,7 +10,7 @@ import json
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from runners.engines import ENGINE_NAMES, VLLM_SCORE_METHODS, EngineConfig
-from runners.engines.config import DTYPES, resolve_dtype
+from runners.engines.config import DTYPES
 from runners.model_resolution import DEFAULT_MODEL
 
 
@@ -31,7 +31,7 @@ class EngineOptions(PipelineOptions):
                                 "model-free stand-in for plumbing tests (its text means nothing).")
         group.add_argument("--dtype", default="auto", choices=DTYPES,
                            help="auto (default): bfloat16 on GPU workers (--accelerator) and on CPUs with AMX or "
-                                "AVX-512 BF16, float32 on other CPUs (bf16 is emulated there, about 3x slower).")
+                                "AVX-512 BF16, float32 on other CPUs (bf16 is emulated there: 4-7x slower measured).")
         group.add_argument("--max-model-len", dest="max_model_len", type=int, default=4096,
                            help="Longest prompt + generation in tokens; longer prompts are rejected per record.")
         group.add_argument("--tensor-parallel-size", dest="tensor_parallel_size", type=int, default=1)
@@ -81,15 +81,14 @@ def engine_config_from_options(options: PipelineOptions) -> EngineConfig:
         raise ValueError("--vllm-engine-args must be a JSON object")
     # dtype auto is made concrete here, so that the inference cache, the manifest and every worker agree on it:
     # GPU workers when the job asks for an accelerator, else workers like this machine (the local runners).
-    # (The fake engine has no dtype to resolve, and resolving would load torch.)
-    dtype = opts.dtype if opts.engine == "fake" else resolve_dtype(opts.dtype, gpu=True if opts.accelerator else None)
     return EngineConfig(
-        model=opts.model, model_cache=opts.model_cache, engine=opts.engine, dtype=dtype,
+        model=opts.model, model_cache=opts.model_cache, engine=opts.engine, dtype=opts.dtype,
         max_model_len=opts.max_model_len, tensor_parallel_size=opts.tensor_parallel_size,
         gpu_memory_utilization=opts.gpu_memory_utilization, enforce_eager=opts.enforce_eager,
         kv_cache_gb=opts.kv_cache_gb, max_num_seqs=opts.max_num_seqs, seed=opts.engine_seed,
         torch_threads=opts.torch_threads, score_batch_size=opts.score_batch_size,
-        vllm_score_method=opts.vllm_score_method, vllm_engine_args=tuple(sorted(extra.items())))
+        vllm_score_method=opts.vllm_score_method, vllm_engine_args=tuple(sorted(extra.items())),
+    ).resolved(gpu=True if opts.accelerator else None)
 
 
 def engine_identity(config: EngineConfig) -> str:
@@ -99,8 +98,7 @@ def engine_identity(config: EngineConfig) -> str:
 
     fingerprint = config.model if config.engine == "fake" else model_fingerprint(
         resolve_model(config.model, config.model_cache))
-    dtype = config.dtype if config.engine == "fake" else resolve_dtype(config.dtype)
-    return json.dumps({"model": fingerprint, "engine": config.engine, "dtype": dtype,
+    return json.dumps({"model": fingerprint, "engine": config.engine, "dtype": config.resolved().dtype,
                        "max_model_len": config.max_model_len, "seed": config.seed}, sort_keys=True)
 
 

@@ -17,21 +17,18 @@ FORBID_REAL_ENGINES_ENV = "INVERSE_INSTRUCT_FORBID_REAL_ENGINES"
 
 
 def build_engine(config: EngineConfig):
-    """Start the configured engine (the model is resolved by the engine; ``dtype: auto`` for this machine)."""
+    """Start the configured engine (the model is resolved by the engine)."""
     if config.engine != "fake" and os.environ.get(FORBID_REAL_ENGINES_ENV):
         raise RuntimeError(f"a real {config.engine} engine was started where {FORBID_REAL_ENGINES_ENV} forbids it "
                            "(the fast test tier): mark the test @pytest.mark.engine")
-    if config.engine == "fake":
-        from runners.engines.fake_engine import FakeEngine
-
-        return FakeEngine(config)
-    if config.engine == "transformers" and config.device != "auto":
-        config = config.resolved(gpu=config.device.startswith("cuda"))
-    config = config.resolved()
     if config.engine == "vllm":
         from runners.engines.vllm_engine import VllmEngine
 
         return VllmEngine(config)
+    if config.engine == "fake":
+        from runners.engines.fake_engine import FakeEngine
+
+        return FakeEngine(config)
     from runners.engines.transformers_engine import TransformersEngine
 
     return TransformersEngine(config)

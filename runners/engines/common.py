@@ -49,7 +49,7 @@ class LocalEngine:
     ``close`` (which sets ``_closed``)."""
 
     def __init__(self, config):
-        self.config = config
+        self.config = config.resolved()  # dtype auto: for the machine this engine runs on
         self.model_id = config.model
         self.model_dir = resolve_model(config.model, config.model_cache)
         self._lock = threading.RLock()

@@ -69,7 +69,13 @@ class EngineConfig:
             raise ValueError(f"vllm_score_method must be one of {VLLM_SCORE_METHODS}, got {self.vllm_score_method!r}")
 
     def resolved(self, gpu: bool | None = None) -> "EngineConfig":
-        """This config with ``dtype`` made concrete for the machine that runs it (see ``resolve_dtype``)."""
+        """This config with ``dtype`` made concrete (``resolve_dtype``) for workers with a GPU or not (``gpu``;
+        None: the transformers engine's explicit ``device``, else this machine). The fake engine computes
+        nothing, so it stays as it is (and torch stays unloaded)."""
+        if self.engine == "fake":
+            return self
+        if gpu is None and self.engine == "transformers" and self.device != "auto":
+            gpu = self.device.startswith("cuda")
         dtype = resolve_dtype(self.dtype, gpu=gpu)
         return self if dtype == self.dtype else dataclasses.replace(self, dtype=dtype)
 

@@ -7,11 +7,12 @@ from typing import Sequence
 from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
 from runners.engines.cleanup import LIVE_ENGINES
 from runners.engines.common import LocalEngine, eos_ids, first_stop, too_long
-from runners.engines.config import TOP_LOGPROBS, EngineConfig, resolve_dtype
+from runners.engines.config import TOP_LOGPROBS, EngineConfig
 
 
 class TransformersEngine(LocalEngine):
-    """Pure-torch engine: bf16 on CPU, one seeded torch.Generator per request, left-padded batched scoring."""
+    """Pure-torch engine: the machine's dtype (``dtype: auto``), one seeded torch.Generator per request,
+    left-padded batched scoring."""
 
     def __init__(self, config: EngineConfig):
         import torch
@@ -28,8 +29,7 @@ class TransformersEngine(LocalEngine):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "half": torch.float16,
-                 "float32": torch.float32, "float": torch.float32,
-                 }[resolve_dtype(config.dtype, gpu=self.device.type == "cuda")]
+                 "float32": torch.float32, "float": torch.float32}[self.config.dtype]
         self._model = AutoModelForCausalLM.from_pretrained(
             self.model_dir, dtype=dtype, attn_implementation=config.attn_implementation).to(self.device).eval()
         _float32_output_head(self._model)

@@ -35,7 +35,7 @@ from runners.engines.cleanup import (
     with_descendants,
 )
 from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, too_long
-from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig, resolve_dtype
+from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
 
 LOG = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class VllmEngine(LocalEngine):
         import psutil
         from vllm import LLM
 
-        kwargs = llm_kwargs(config, self.model_dir)
+        kwargs = llm_kwargs(self.config, self.model_dir)
         before = {child.pid for child in psutil.Process().children()}
         try:
             with engine_output_to_log():
@@ -258,7 +258,8 @@ def llm_kwargs(config: EngineConfig, model_dir: str) -> dict[str, Any]:
     on_gpu = cuda_available()
     enforce_eager = (not on_gpu) if config.enforce_eager is None else config.enforce_eager
     kwargs: dict[str, Any] = dict(
-        model=model_dir, tokenizer=model_dir, dtype=resolve_dtype(config.dtype, gpu=on_gpu),
+        # vLLM's own "auto" means the checkpoint's dtype, so ours is always resolved before it gets there.
+        model=model_dir, tokenizer=model_dir, dtype=config.resolved(gpu=on_gpu).dtype,
         max_model_len=config.max_model_len,
         tensor_parallel_size=config.tensor_parallel_size, enforce_eager=enforce_eager, seed=config.seed,
         logprobs_mode="raw_logprobs",  # logprobs from the raw logits, before temperature and penalties

@@ -68,11 +68,16 @@ def processes_with(marker: str) -> list[psutil.Process]:
     return found
 
 
-def assert_no_process_with(marker: str, within_s: float = 3.0) -> None:
+def assert_gone(find, message: str, within_s: float = 3.0) -> None:
+    """``find()`` (a list of what is still there) becomes empty within ``within_s``."""
     end = time.monotonic() + within_s
-    while processes_with(marker) and time.monotonic() < end:
+    while find() and time.monotonic() < end:
         time.sleep(0.05)
-    assert processes_with(marker) == [], f"processes with {marker!r} outlived their sandbox"
+    assert find() == [], message
+
+
+def assert_no_process_with(marker: str) -> None:
+    assert_gone(lambda: processes_with(marker), f"processes with {marker!r} outlived their sandbox")
 
 
 def sandbox_leftovers() -> list[str]:
@@ -89,10 +94,7 @@ def sandbox_leftovers() -> list[str]:
 def no_sandbox_process_remains():
     """Checked after each test (not once at the end: under xdist a last test may run while others still do)."""
     yield
-    end = time.monotonic() + 3.0
-    while sandbox_leftovers() and time.monotonic() < end:
-        time.sleep(0.05)
-    assert sandbox_leftovers() == [], "sandbox processes outlived their test"
+    assert_gone(sandbox_leftovers, "sandbox processes outlived their test")
 
 
 @pytest.fixture
