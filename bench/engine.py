@@ -7,9 +7,9 @@
 For each engine it prints generate tokens/s and exact-judging prompts/s called directly, the same work through a
 Beam pipeline (``RunInference`` with ``runners.model_handler``), and the ratio pipeline / direct (target >= 0.9).
 For vLLM it adds a ``raw`` path: ``vllm.LLM.generate`` on the same prompts and sampling, built with the engine's
-own ``vllm.LLM`` arguments (``llm_kwargs``: the settings chosen for this CPU), judging as one ``max_tokens=1``
-request per prompt with ``logprob_token_ids``. It reports the engine over raw (target >= 0.95) and times the
-three exact scoring methods (``--vllm-score-method``).
+own ``vllm.LLM`` arguments and CPU libraries (``llm_kwargs``, ``worker_cpu_runtime``: the settings chosen for this
+CPU), judging as one ``max_tokens=1`` request per prompt with ``logprob_token_ids``. It reports the engine over
+raw (target >= 0.95) and times the three exact scoring methods (``--vllm-score-method``).
 
 The pipeline numbers exclude engine start-up: one-element warm-up pipelines load the shared engine and warm
 both paths first (it stays loaded in this process), then the timed pipelines run. Direct numbers also follow
@@ -32,6 +32,7 @@ from runners.api import GenerateRequest, SamplingSpec, ScoreRequest, request_see
 from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine, resolve_dtype  # noqa: E402
 from runners.engines.cleanup import close_all_engines  # noqa: E402
 from runners.engines.config import DTYPES  # noqa: E402
+from runners.engines.cpu_runtime import runtime_libraries  # noqa: E402
 
 CODE = [
     "def add(a, b):\n    return a + b",
@@ -118,10 +119,11 @@ class Raw:
     def __init__(self, config: EngineConfig, generate, score):
         from vllm import LLM, SamplingParams
 
-        from runners.engines.vllm_engine import llm_kwargs
+        from runners.engines.vllm_engine import llm_kwargs, worker_cpu_runtime
         from runners.model_resolution import resolve_model
 
-        self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
+        with worker_cpu_runtime(config):  # the engine's CPU libraries too
+            self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
         self.prompts = [r.prompt for r in generate]
         self.params = [SamplingParams(n=r.spec.n, temperature=r.spec.temperature, top_p=r.spec.top_p,
                                       repetition_penalty=r.spec.repetition_penalty, seed=r.spec.seed,
@@ -204,6 +206,8 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     real job never does: each timed run follows a warm-up call on its own engine, so that it does not pay
     for waking its engine's threads after the other engine ran."""
     direct = Direct(config, generate, score)
+    libraries = ({str(pid): runtime_libraries(pid) for pid in direct.engine.engine_pids()}
+                 if config.engine == "vllm" else {})
     pipeline = ThroughPipeline(config, generate, score, runner_flags, min_batch)
     paths = [("direct", direct), ("pipeline", pipeline)]
     if config.engine == "vllm" and with_raw:
@@ -234,6 +238,8 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     if methods:
         report["direct"]["score_methods_prompts_per_s"] = methods
     report["ratio"] = _ratios(runs["pipeline"], runs["direct"])
+    if libraries:
+        report["engine_process_libraries"] = libraries  # what --cpu-runtime-preload changes
     if "raw" in runs:
         report["engine_over_raw"] = _ratios(runs["direct"], runs["raw"])
     return report
@@ -263,6 +269,8 @@ def main() -> None:
     parser.add_argument("--compiled", action="store_true", help="vLLM with torch.compile (default on CPU: eager)")
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="the engines' dtype (default auto: bf16 only where the CPU computes it natively)")
+    parser.add_argument("--cpu-runtime-preload", action="store_true",
+                        help="vLLM on CPU: workers start with TCMalloc and Intel OpenMP preloaded")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
     parser.add_argument("--no-raw", action="store_true", help="skip raw vllm.LLM (pipeline over direct only)")
@@ -277,8 +285,9 @@ def main() -> None:
     report = {}
     for engine in args.engines.split(","):
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
-                              enforce_eager=False if args.compiled else None, dtype=resolve_dtype(args.dtype))
-        report[engine] = numbers = {"dtype": config.dtype}
+                              enforce_eager=False if args.compiled else None, dtype=resolve_dtype(args.dtype),
+                              cpu_runtime_preload=args.cpu_runtime_preload)
+        report[engine] = numbers = {"dtype": config.dtype, "cpu_runtime_preload": config.cpu_runtime_preload}
         numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
                            compare_methods=not args.no_methods, with_raw=not args.no_raw)
         close_all_engines()

@@ -56,6 +56,11 @@ class EngineOptions(PipelineOptions):
                            default="logprob_token_ids", help="How vLLM computes exact next-token logprobs.")
         group.add_argument("--vllm-engine-args", dest="vllm_engine_args", default=None,
                            help='Extra vllm.LLM keyword arguments as JSON, e.g. \'{"max_num_batched_tokens": 8192}\'.')
+        group.add_argument("--cpu-runtime-preload", dest="cpu_runtime_preload", action="store_true",
+                           default=False,
+                           help="vLLM on CPU: start its workers with TCMalloc and Intel OpenMP preloaded (what vLLM "
+                                "recommends) instead of its defaults. Off by default: on a 2-core AVX2 CPU it "
+                                "measured no gain (README). May help on many-core CPU workers.")
         group.add_argument("--min-batch-size", dest="min_batch_size", type=int, default=None,
                            help="RunInference batching (default: 64 for vllm, 1 for transformers): vLLM batches "
                            "continuously within one call, so small batches leave it idle between calls.")
@@ -88,6 +93,7 @@ def engine_config_from_options(options: PipelineOptions) -> EngineConfig:
         kv_cache_gb=opts.kv_cache_gb, max_num_seqs=opts.max_num_seqs, seed=opts.engine_seed,
         torch_threads=opts.torch_threads, score_batch_size=opts.score_batch_size,
         vllm_score_method=opts.vllm_score_method, vllm_engine_args=tuple(sorted(extra.items())),
+        cpu_runtime_preload=opts.cpu_runtime_preload,
     ).resolved(gpu=True if opts.accelerator else None)
 
 

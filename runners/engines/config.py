@@ -59,6 +59,9 @@ class EngineConfig:
     attn_implementation: str = "eager"
     vllm_score_method: str = "logprob_token_ids"
     vllm_engine_args: tuple[tuple[str, Any], ...] = ()  # extra vllm.LLM keyword arguments
+    # vLLM on CPU: preload TCMalloc and Intel OpenMP into its workers (runners.engines.cpu_runtime). Off by
+    # default: no measurable gain on this 2-core machine.
+    cpu_runtime_preload: bool = False
 
     def __post_init__(self):
         if self.engine not in ENGINE_NAMES:

