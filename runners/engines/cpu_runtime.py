@@ -12,7 +12,8 @@ matter more with many cores.
 
 vLLM spawns its EngineCore and workers as new processes that inherit this process's environment, which is why
 setting ``LD_PRELOAD`` while ``vllm.LLM`` is built reaches them (vLLM sets its own defaults the same way).
-A library the user already preloads wins: an allocator or OpenMP runtime in ``LD_PRELOAD`` is left alone.
+A library the user already preloads wins: an allocator or OpenMP runtime in ``LD_PRELOAD`` is left alone,
+except PyTorch's GNU OpenMP that vLLM itself left there for an earlier engine.
 """
 from __future__ import annotations
 
@@ -23,12 +24,10 @@ import platform
 import sys
 from pathlib import Path
 
-# Debian/Ubuntu (libtcmalloc-minimal4), Fedora/RHEL (gperftools-libs), then any multiarch directory.
+# Debian/Ubuntu multiarch directories (libtcmalloc-minimal4; the Makefile checks the same), Fedora/RHEL.
 TCMALLOC_PATTERNS = (
-    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4",
     "/usr/lib64/libtcmalloc_minimal.so.4",
-    "/usr/lib/*-linux-gnu/libtcmalloc_minimal.so.*",
 )
 ALLOCATOR_MARKERS = ("libtcmalloc", "libjemalloc", "libmimalloc")
 OPENMP_MARKERS = ("libiomp", "libgomp", "libomp")
@@ -61,10 +60,9 @@ def find_intel_openmp(prefix: str = sys.prefix) -> str | None:
 def is_vllm_default_openmp(entry: str) -> bool:
     """PyTorch's own GNU OpenMP, which vLLM puts in this process's ``LD_PRELOAD`` when it builds an engine
     without an OpenMP runtime preloaded (so an earlier engine leaves it behind)."""
-    parent = os.path.basename(os.path.dirname(entry))
-    grandparent = os.path.basename(os.path.dirname(os.path.dirname(entry)))
-    return os.path.basename(entry).startswith("libgomp") and (
-        parent == "torch.libs" or (parent, grandparent) == ("lib", "torch"))
+    path = Path(entry)
+    return path.name.startswith("libgomp") and (
+        path.parent.name == "torch.libs" or path.parent.parts[-2:] == ("torch", "lib"))
 
 
 def preload_with(current: str, tcmalloc: str | None, intel_openmp: str | None) -> str:
