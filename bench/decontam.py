@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runners.hardware import describe_machine  # noqa: E402
 from tests.transforms.decontam import clean_sets  # noqa: E402
 from transforms.decontam import benchmarks, normalize  # noqa: E402
 from transforms.decontam.methods import DEFAULT_METHODS, DecontamConfig, DecontamIndex  # noqa: E402
@@ -114,7 +115,8 @@ def main() -> None:
     build_s = time.perf_counter() - start
     baseline = DecontamIndex.build(benchmarks.load_humaneval(), DecontamConfig(methods=("substring",)))
 
-    result = {"records": len(records), "mean_chars_per_record": round(chars), "planted_exact_copies": len(planted),
+    result = {"machine": describe_machine(),
+              "records": len(records), "mean_chars_per_record": round(chars), "planted_exact_copies": len(planted),
               "index_build_s": round(build_s, 2), "index": index.describe(), "load_average": os.getloadavg()}
     for method in ("default", "ngram", "substring"):
         index_for = baseline if method == "substring" else index

@@ -33,6 +33,7 @@ from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine, reso
 from runners.engines.cleanup import close_all_engines  # noqa: E402
 from runners.engines.config import DTYPES  # noqa: E402
 from runners.engines.cpu_runtime import runtime_libraries  # noqa: E402
+from runners.hardware import describe_machine  # noqa: E402
 
 CODE = [
     "def add(a, b):\n    return a + b",
@@ -282,7 +283,7 @@ def main() -> None:
         runner_flags += ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.multi_process}"]
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
-    report = {}
+    report = {"machine": describe_machine()}
     for engine in args.engines.split(","):
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
                               enforce_eager=False if args.compiled else None, dtype=resolve_dtype(args.dtype),

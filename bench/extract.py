@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from runners.hardware import describe_machine  # noqa: E402
 from transforms.io.readers import default_source_root, list_source_files  # noqa: E402
 
 
@@ -216,11 +217,12 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="extract-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    machine = describe_machine()
     if args.memory:
-        print(json.dumps(bench_memory(workdir, args.records, args.policy)))
+        print(json.dumps({"machine": machine, **bench_memory(workdir, args.records, args.policy)}))
         return
     if args.memory_sites:
-        print(json.dumps(bench_memory_sites(workdir, args.records, args.policy)))
+        print(json.dumps({"machine": machine, **bench_memory_sites(workdir, args.records, args.policy)}))
         return
     corpus = workdir / "corpus.jsonl"
     mb = make_corpus(corpus, args.records) / 1e6
@@ -234,7 +236,7 @@ def main() -> None:
     print(f"pipeline:    {args.records / pipe_s:,.0f} records/s, {kept_pipe / pipe_s:,.0f} snippets/s, "
           f"{mb / pipe_s:.2f} MB/s ({pipe_s:.1f} s)")
     print(f"pipeline / DoFn-alone throughput: {dofn_s / pipe_s:.2f} (target >= 0.50)")
-    print(json.dumps({"records": args.records, "mb": round(mb, 2), "policy": args.policy,
+    print(json.dumps({"machine": machine, "records": args.records, "mb": round(mb, 2), "policy": args.policy,
                       "dofn_seconds": round(dofn_s, 2), "pipeline_seconds": round(pipe_s, 2),
                       "ratio": round(dofn_s / pipe_s, 3)}))
 

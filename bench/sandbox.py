@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runners.hardware import describe_machine  # noqa: E402
 from transforms.execute.isolation import IsolationLimits, bwrap_available, interpreter  # noqa: E402
 from transforms.execute.pool import SandboxPool  # noqa: E402
 from transforms.execute.problems import load_problems, test_program  # noqa: E402
@@ -75,6 +76,7 @@ def main() -> None:
                 best[label] = min(best.get(label, elapsed), elapsed)
     n = len(problems)
     report = {
+        "machine": describe_machine(),
         "problems": n, "workers": args.workers, "rounds": args.rounds, "cpus": os.cpu_count(),
         "load_1min": round(os.getloadavg()[0], 2), "sandbox_python": interpreter()[0], "bare_python": sys.executable,
         **{f"{label}_programs_per_s": round(n / s, 1) for label, s in best.items()},

