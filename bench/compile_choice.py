@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runners.hardware import describe_machine  # noqa: E402
+
 MODES = {"eager": True, "compiled": False}  # mode -> enforce_eager
 
 
@@ -61,6 +63,7 @@ def main() -> None:
         print(json.dumps(one_mode(args.one, args.prompts, args.max_tokens, args.model)))
         return
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    machine = describe_machine()
     results = {}
     for mode in args.modes.split(","):
         proc = subprocess.run([sys.executable, __file__, f"--one={mode}", f"--prompts={args.prompts}",
@@ -73,7 +76,7 @@ def main() -> None:
         print(f"{mode:9s} start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} tokens/s "
               f"({r['generated_tokens']} tokens, {r['generate_s']} s)   judge {r['score_prompts_per_s']:6.2f} "
               f"prompts/s   total {r['total_s']:6.1f} s", flush=True)
-    report = {"prompts": args.prompts, "max_tokens": args.max_tokens, "modes": results,
+    report = {"machine": machine, "prompts": args.prompts, "max_tokens": args.max_tokens, "modes": results,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if {"eager", "compiled"} <= results.keys():
         eager, compiled = results["eager"], results["compiled"]

@@ -384,7 +384,9 @@ def compare(args: argparse.Namespace) -> dict:
             "tokens_per_cpu_second": round(bf16["tokens_per_cpu_second"] / fp32["tokens_per_cpu_second"], 2)}
     if args.baseline_ref:
         before = runs[f"before ({args.baseline_ref})"]
-        # Same examples per step in both (sorting only regroups micro-batches), so fp32 losses agree to rounding.
+        # Reported, not asserted: the baseline commit's fp32 losses differ from today's (up to 0.45 by step 4, the
+        # same on the AVX-512 and the AVX2 machine, so the training code changed, not precision); only fp32 vs
+        # bf16 is a precision check.
         result["before_vs_fp32_loss"] = loss_deltas(before["losses"], fp32["losses"])
         after = bf16 or fp32
         result["speedup_after_over_before"] = {
