@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as training.finetune does, before anything loads torch
 
-from runners.hardware import describe_machine  # noqa: E402
+from runners.hardware import describe_machine, load_average  # noqa: E402
 from schemas.records import RecordKind  # noqa: E402
 from transforms.io.parquet import write_shards  # noqa: E402
 from transforms.io.training_examples import training_example  # noqa: E402
@@ -159,8 +159,7 @@ def mfu(tokens_per_second: float, tokens_per_cpu_second: float, flops: float, pe
 
 
 def host_load() -> dict:
-    one, five, fifteen = os.getloadavg()
-    return {"load_1_5_15": [round(one, 2), round(five, 2), round(fifteen, 2)], "cpus": os.cpu_count(),
+    return {"load_1_5_15": load_average(), "cpus": os.cpu_count(),
             "uptime": _uptime()}
 
 

@@ -22,18 +22,31 @@ VECTOR_ISA_FLAGS = ("avx512f", "avx2", "avx", "sse4_2", "sve", "asimd")
 CPU_MODEL_KEYS = ("model name", "Hardware", "cpu model", "Processor")
 
 
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags the kernel reports (empty where there is no /proc/cpuinfo)."""
+def _cpuinfo_fields(cpuinfo: str | Path) -> list[tuple[str, str]]:
+    """(key, value) for every ``key : value`` line of a cpuinfo file; empty where there is none."""
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return set()
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return flags
+        return []
+    return [(key.strip(), value.strip()) for key, sep, value in (line.partition(":") for line in text.splitlines())
+            if sep]
+
+
+def _flags_of(fields: list[tuple[str, str]]) -> set[str]:
+    return {flag for key, value in fields if key in ("flags", "Features") for flag in value.split()}
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags the kernel reports (empty where there is no /proc/cpuinfo)."""
+    return _flags_of(_cpuinfo_fields(cpuinfo))
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, rounded; None where the platform has none."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def describe_machine(cpuinfo: str | Path = "/proc/cpuinfo", meminfo: str | Path = "/proc/meminfo") -> dict:
@@ -43,25 +56,13 @@ def describe_machine(cpuinfo: str | Path = "/proc/cpuinfo", meminfo: str | Path 
     project's machine changed on 2026-12-01 from AVX-512 BF16 to AVX2 only, and the same work got slower).
     Fields that this platform cannot report are None.
     """
-    try:
-        cpu_text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        cpu_text = ""
-    model = None
-    for line in cpu_text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in CPU_MODEL_KEYS and value.strip():
-            model = value.strip()
-            break
-    flags = cpu_flags(cpuinfo)
+    fields = _cpuinfo_fields(cpuinfo)
+    model = next((value for key, value in fields if key in CPU_MODEL_KEYS and value), None)
+    flags = _flags_of(fields)
     try:
         usable_cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable_cpus = os.cpu_count()
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        load = None
     return {
         "cpu_model": model,
         "arch": platform.machine() or None,
@@ -69,7 +70,7 @@ def describe_machine(cpuinfo: str | Path = "/proc/cpuinfo", meminfo: str | Path 
         "bf16_feature": next((flag for flag in CPU_BF16_FLAGS if flag in flags), None),
         "usable_cpus": usable_cpus,
         "memory_gib": _memory_gib(meminfo),
-        "load_1_5_15": load,
+        "load_1_5_15": load_average(),
         "platform": platform.platform(),
     }
 
