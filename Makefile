@@ -64,11 +64,12 @@ test-fast: venv system-packages test-fast-run
 
 test-engine: venv system-packages test-engine-run
 
+# --durations: every run's log names its slowest tests, so the 30-minute budget is watched where it is spent.
 test-fast-run:
-	$(PY) -m pytest -q -n 2 --dist worksteal -m "not engine and not compile" tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not engine and not compile" --durations=10 tests $(PYTEST_ARGS)
 
 test-engine-run:
-	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m pytest -q -m "engine or compile" tests $(PYTEST_ARGS)
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m pytest -q -m "engine or compile" --durations=15 tests $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from beam_pipelines.evaluate import run
+from tests.engine_fixtures import VLLM_JOB_OPTIONS
 from transforms.execute import problems as evaluation
 from transforms.execute.isolation import IsolationLimits
 from transforms.execute.verdicts import run_function_tests
@@ -20,7 +21,7 @@ def test_smollm2_greedy_pass_at_1_through_vllm(tmp_path):
     """The real path: the embedded model generates through the shared engine, the sandbox runs the tests.
     Every problem ends with exactly one sample record, with a status and a reason that a second, independent
     run of its solution in the sandbox confirms; pass@1 is the share of passed samples."""
-    argv = ["--problem-limit=4", "--eval-max-tokens=160", "--engine=vllm", "--max-model-len=2048"]
+    argv = ["--problem-limit=4", "--eval-max-tokens=160", *VLLM_JOB_OPTIONS]
     summary = run(argv + [f"--output={tmp_path}"])
     assert summary["problems"] == 4 and summary["samples"] == 4 and summary["balanced"] and summary["isolated"]
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]

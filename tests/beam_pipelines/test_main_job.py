@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_pipelines.inverse_instruct import run
+from tests.engine_fixtures import VLLM_JOB_OPTIONS
 from transforms.io.parquet import read_index, shard_urls
 
 pytestmark = pytest.mark.engine  # every test here starts a real model engine
@@ -52,8 +53,8 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("mainjob")
     corpus = base / "pairs.jsonl"
     corpus.write_text("".join(json.dumps({"instruction": i, "response": r}) + "\n" for i, r in PAIRS))
-    args = [f"--input={corpus}", "--num-candidates=4", "--max-new-tokens=48", "--emit-original",
-            "--shard-records=4", "--engine=vllm"]
+    args = [f"--input={corpus}", "--num-candidates=4", "--max-new-tokens=24", "--emit-original",
+            "--shard-records=4", *VLLM_JOB_OPTIONS]
     first = run([*args, f"--output={base / 'a'}"])
     second = run([*args, f"--output={base / 'b'}"])
     return base, first, second

@@ -23,6 +23,8 @@ if str(REPO) not in sys.path:  # when run as a script
 from runners.api import GenerateRequest, GenerateResult, SamplingSpec, ScoreRequest, ScoreResult, request_seed  # noqa: E402
 from runners.engines import EngineConfig  # noqa: E402
 from runners.model_handler import EngineModelHandler, engine_identifier, model_identifier_of, request_length  # noqa: E402
+from runners.options import engine_config_from_options  # noqa: E402
+from tests.engine_fixtures import VLLM_JOB_OPTIONS, VLLM_TEST_CONFIG  # noqa: E402
 
 ENGINE_PROCESS_MARKERS = ("VLLM", "EngineCore")
 
@@ -146,6 +148,16 @@ def test_handlers_for_the_same_config_share_one_identifier():
     keyed = EngineModelHandler(config).keyed()
     assert model_identifier_of(keyed) == EngineModelHandler(config).model_identifier
     assert keyed.share_model_across_processes()
+
+
+def test_the_job_tests_options_name_the_engine_the_handler_tests_share():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    config = engine_config_from_options(PipelineOptions(list(VLLM_JOB_OPTIONS)))
+    assert config == VLLM_TEST_CONFIG
+    assert EngineModelHandler(config).model_identifier == EngineModelHandler(VLLM_TEST_CONFIG).model_identifier
+    assert EngineModelHandler(config).model_identifier != EngineModelHandler(
+        engine_config_from_options(PipelineOptions(["--engine=vllm"]))).model_identifier  # the job's defaults differ
 
 
 def test_batching_and_resource_hints():

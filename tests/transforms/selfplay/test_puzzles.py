@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from tests.engine_fixtures import VLLM_JOB_OPTIONS
 from transforms.execute.isolation import IsolationLimits
 from transforms.execute.verdicts import verify_pair
 from transforms.io.parquet import read_rows
@@ -113,7 +114,7 @@ def test_self_play_job_on_smollm2_accounts_for_every_sample(tmp_path, shared_dat
     from transforms.selfplay import filters
 
     args = [f"--p3-dir={shared_data / 'p3'}", "--num-prompts=2", "--samples-per-prompt=4", "--solve-attempts=4",
-            "--puzzle-max-tokens=160", "--solve-max-tokens=64", "--engine=vllm", "--max-model-len=2048"]
+            "--puzzle-max-tokens=160", "--solve-max-tokens=64", *VLLM_JOB_OPTIONS]
     summary = run([*args, f"--output={tmp_path / 'a'}"])
     assert summary["samples"] == 8 and summary["balanced"]
     assert summary["kept_by_filter"] + sum(summary["filter_rejected"].values()) == 8
