@@ -14,17 +14,19 @@ import os
 import threading
 
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from runners.engines import EngineConfig, build_engine
 from runners.model_resolution import resolve_model
+from runners.options import engine_config_from_options
 
 # Small enough to start fast on CPU, long enough for every test prompt.
 TEST_MAX_MODEL_LEN = 2048
-VLLM_TEST_CONFIG = EngineConfig(engine="vllm", max_model_len=TEST_MAX_MODEL_LEN, kv_cache_gb=1.0).resolved()
-# The jobs' options for that same config. A job run in the test process with them uses the model handler's shared
-# engine that the handler tests already started (the engine is named by its config), instead of starting its own:
-# each vLLM start costs about a minute on a 2-core CPU. tests/runners/test_model_handler.py checks they stay equal.
+# The test vLLM engine, as job options and as the config they give. A job run in the test process with these
+# options uses the model handler's shared engine that the handler tests already started (the engine is named by
+# its config), instead of starting its own: each vLLM start costs about a minute on a 2-core CPU.
 VLLM_JOB_OPTIONS = ("--engine=vllm", f"--max-model-len={TEST_MAX_MODEL_LEN}", "--kv-cache-gb=1")
+VLLM_TEST_CONFIG = engine_config_from_options(PipelineOptions(list(VLLM_JOB_OPTIONS)))
 TRANSFORMERS_TEST_CONFIG = EngineConfig(engine="transformers", max_model_len=TEST_MAX_MODEL_LEN)
 
 _ENGINES: dict[EngineConfig, object] = {}

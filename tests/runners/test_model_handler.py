@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:  # when run as a script
 from runners.api import GenerateRequest, GenerateResult, SamplingSpec, ScoreRequest, ScoreResult, request_seed  # noqa: E402
 from runners.engines import EngineConfig  # noqa: E402
 from runners.model_handler import EngineModelHandler, engine_identifier, model_identifier_of, request_length  # noqa: E402
-from runners.options import engine_config_from_options  # noqa: E402
+from runners.options import engine_config_from_options, handler_from_options  # noqa: E402
 from tests.engine_fixtures import VLLM_JOB_OPTIONS, VLLM_TEST_CONFIG  # noqa: E402
 
 ENGINE_PROCESS_MARKERS = ("VLLM", "EngineCore")
@@ -150,13 +150,13 @@ def test_handlers_for_the_same_config_share_one_identifier():
     assert keyed.share_model_across_processes()
 
 
-def test_the_job_tests_options_name_the_engine_the_handler_tests_share():
+def test_the_job_tests_options_name_the_engine_the_handler_tests_share(tmp_path):
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    config = engine_config_from_options(PipelineOptions(list(VLLM_JOB_OPTIONS)))
-    assert config == VLLM_TEST_CONFIG
-    assert EngineModelHandler(config).model_identifier == EngineModelHandler(VLLM_TEST_CONFIG).model_identifier
-    assert EngineModelHandler(config).model_identifier != EngineModelHandler(
+    # The jobs build their handler this way: keyed, behind the inference cache.
+    job_handler = handler_from_options(PipelineOptions(list(VLLM_JOB_OPTIONS)), cache_root=str(tmp_path))
+    assert model_identifier_of(job_handler) == EngineModelHandler(VLLM_TEST_CONFIG).model_identifier
+    assert model_identifier_of(job_handler) != EngineModelHandler(
         engine_config_from_options(PipelineOptions(["--engine=vllm"]))).model_identifier  # the job's defaults differ
 
 
