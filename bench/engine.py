@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runners.api import GenerateRequest, SamplingSpec, ScoreRequest, request_seed  # noqa: E402
-from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine, resolve_dtype  # noqa: E402
+from runners.engines import VLLM_HOSTS, VLLM_SCORE_METHODS, EngineConfig, build_engine, resolve_dtype  # noqa: E402
 from runners.engines.cleanup import close_all_engines  # noqa: E402
 from runners.engines.config import DTYPES  # noqa: E402
 from runners.engines.cpu_runtime import runtime_libraries  # noqa: E402
@@ -272,6 +272,9 @@ def main() -> None:
                         help="the engines' dtype (default auto: bf16 only where the CPU computes it natively)")
     parser.add_argument("--cpu-runtime-preload", action="store_true",
                         help="vLLM on CPU: workers start with TCMalloc and Intel OpenMP preloaded")
+    parser.add_argument("--vllm-host", default="auto", choices=VLLM_HOSTS,
+                        help="where the engine runs vLLM (default auto: the engine server on CPU); raw vllm.LLM "
+                             "always runs its own processes from this one")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
     parser.add_argument("--no-raw", action="store_true", help="skip raw vllm.LLM (pipeline over direct only)")
@@ -287,8 +290,10 @@ def main() -> None:
     for engine in args.engines.split(","):
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
                               enforce_eager=False if args.compiled else None, dtype=resolve_dtype(args.dtype),
-                              cpu_runtime_preload=args.cpu_runtime_preload)
+                              cpu_runtime_preload=args.cpu_runtime_preload, vllm_host=args.vllm_host)
         report[engine] = numbers = {"dtype": config.dtype, "cpu_runtime_preload": config.cpu_runtime_preload}
+        if engine == "vllm":
+            numbers["vllm_host"] = config.vllm_host_for()
         numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
                            compare_methods=not args.no_methods, with_raw=not args.no_raw)
         close_all_engines()

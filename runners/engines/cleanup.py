@@ -103,6 +103,17 @@ def start_watchdog(child_pids: Sequence[int]) -> subprocess.Popen | None:
         start_new_session=True, close_fds=True)
 
 
+def stop_watchdog(watchdog: subprocess.Popen | None) -> None:
+    """Stop a watchdog from ``start_watchdog`` once its engine has shut down cleanly."""
+    if watchdog is None:
+        return
+    watchdog.terminate()
+    try:
+        watchdog.wait(5)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+
+
 def is_resource_tracker(proc) -> bool:
     try:
         return any("resource_tracker" in part for part in proc.cmdline())

@@ -15,6 +15,11 @@ def too_long(n_prompt_tokens: int, max_model_len: int, room: int) -> str:
     return ""
 
 
+def format_gb(value: float) -> str:
+    """A size in GiB as vLLM's environment variables take it (``2``, ``1.5``)."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def cuda_available() -> bool:
     try:
         import torch

@@ -10,6 +10,11 @@ from runners.model_resolution import DEFAULT_MODEL
 ENGINE_NAMES = ("vllm", "transformers", "fake")
 VLLM_SCORE_METHODS = ("allowed_token_ids", "logprob_token_ids", "prompt_logprobs")
 TOP_LOGPROBS = 5
+# Where vLLM's engine runs: "server" is one process of ours with vLLM's engine core in it (runners.engines.
+# server; 1.7x faster end to end on a 2-core CPU), "spawned" is vLLM's own EngineCore and worker processes
+# (needed for tensor parallelism; on GPUs its engine core overlaps scheduling with the model). "auto": server on
+# CPU with one worker, spawned otherwise.
+VLLM_HOSTS = ("auto", "server", "spawned")
 
 
 DTYPES = ("auto", "bfloat16", "float16", "half", "float32", "float")
@@ -62,6 +67,17 @@ class EngineConfig:
     # vLLM on CPU: preload TCMalloc and Intel OpenMP into its workers (runners.engines.cpu_runtime). Off by
     # default: no measurable gain on this 2-core machine.
     cpu_runtime_preload: bool = False
+    vllm_host: str = "auto"  # VLLM_HOSTS
+
+    def vllm_host_for(self, gpu: bool | None = None) -> str:
+        """``vllm_host`` made concrete for workers with a GPU or not (``gpu``; None asks torch)."""
+        if self.vllm_host != "auto":
+            return self.vllm_host
+        if gpu is None:
+            from runners.engines.common import cuda_available
+
+            gpu = cuda_available()
+        return "spawned" if gpu or self.tensor_parallel_size > 1 else "server"
 
     def __post_init__(self):
         if self.engine not in ENGINE_NAMES:
@@ -70,6 +86,8 @@ class EngineConfig:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.vllm_score_method not in VLLM_SCORE_METHODS:
             raise ValueError(f"vllm_score_method must be one of {VLLM_SCORE_METHODS}, got {self.vllm_score_method!r}")
+        if self.vllm_host not in VLLM_HOSTS:
+            raise ValueError(f"vllm_host must be one of {VLLM_HOSTS}, got {self.vllm_host!r}")
 
     def resolved(self, gpu: bool | None = None) -> "EngineConfig":
         """This config with ``dtype`` made concrete (``resolve_dtype``) for workers with a GPU or not (``gpu``;

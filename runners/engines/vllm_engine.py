@@ -15,15 +15,15 @@ measures them:
 * ``prompt_logprobs``: ``prompt_logprobs=5`` on prompt+token, one request per id. Exact, but it computes the
   LM head over every prompt position and cannot use the prefix cache: 2-3x slower on SmolLM2/CPU.
 
-The model runs in spawned subprocesses (EngineCore, workers); ``close()`` and ``runners.engines.cleanup`` shut
-them down.
+With vLLM's own process model (``vllm_host="spawned"``) the model runs in spawned subprocesses (EngineCore,
+workers); ``close()`` and ``runners.engines.cleanup`` shut them down. In the engine server (``runners.engines.server``,
+the default on CPU) this class runs in one process of ours with vLLM's engine core in-process.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import subprocess
 from typing import Any, Callable, Sequence
 
 from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
@@ -32,10 +32,11 @@ from runners.engines.cleanup import (
     install_cleanup_hooks,
     is_resource_tracker,
     start_watchdog,
+    stop_watchdog,
     terminate,
     with_descendants,
 )
-from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, too_long
+from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, format_gb, too_long
 from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
 from runners.engines.cpu_runtime import preloaded_cpu_runtime
 
@@ -46,7 +47,7 @@ class VllmEngine(LocalEngine):
     """vLLM offline engine (``vllm.LLM``); thread-safe (calls from Beam's proxy threads are serialized)."""
 
     def __init__(self, config: EngineConfig):
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", _format_gb(config.kv_cache_gb))
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", format_gb(config.kv_cache_gb))
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         super().__init__(config)
         self._watchdog = None
@@ -76,6 +77,11 @@ class VllmEngine(LocalEngine):
 
     def watchdog_pid(self) -> int | None:
         return self._watchdog.pid if self._watchdog else None
+
+    @property
+    def model_dtype(self) -> str:
+        """The dtype vLLM computes in, as torch names it (``torch.float32``)."""
+        return str(self._llm.llm_engine.model_config.dtype)
 
     def generate(self, prompts: Sequence[str], specs: Sequence[SamplingSpec],
                  on_result: OnResult | None = None) -> list[GenerateResult]:
@@ -235,12 +241,7 @@ class VllmEngine(LocalEngine):
                     LOG.exception("vLLM shutdown failed; killing its processes")
                 del llm
             terminate(with_descendants(self._spawned))
-            if self._watchdog is not None:
-                self._watchdog.terminate()
-                try:
-                    self._watchdog.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._watchdog.kill()
+            stop_watchdog(self._watchdog)
             LIVE_ENGINES.discard(self)
 
 
@@ -249,10 +250,6 @@ def _top_of(step: dict) -> dict[int, float]:
     ranked = sorted(step.items(),
                     key=lambda item: (item[1].rank if item[1].rank is not None else 1 << 30, -item[1].logprob))
     return {token: lp.logprob for token, lp in ranked if lp.rank is not None and lp.rank <= TOP_LOGPROBS}
-
-
-def _format_gb(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def worker_cpu_runtime(config: EngineConfig):

@@ -26,7 +26,7 @@ from runners.model_handler import EngineModelHandler, engine_identifier, model_i
 from runners.options import engine_config_from_options, handler_from_options  # noqa: E402
 from tests.engine_fixtures import VLLM_JOB_OPTIONS, VLLM_TEST_CONFIG  # noqa: E402
 
-ENGINE_PROCESS_MARKERS = ("VLLM", "EngineCore")
+ENGINE_PROCESS_MARKERS = ("VLLM", "EngineCore", "runners.engines.server")
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline
@@ -249,7 +249,7 @@ def test_two_stages_two_workers_load_the_vllm_engine_exactly_once(tmp_path):
 @pytest.mark.engine
 def test_killing_the_pipeline_leaves_no_engine_process(tmp_path):
     """SIGKILL the SDK worker that hosts the engine (no Python cleanup runs there: the engine's watchdog must
-    stop vLLM's EngineCore and workers), then SIGKILL the pipeline's parent: nothing may survive either."""
+    stop the engine server), then SIGKILL the pipeline's parent: nothing may survive either."""
     import psutil
 
     command, _, load_log = pipeline_command(tmp_path, "vllm", records=64, workers=2, max_tokens=64, tag="killed")

@@ -137,15 +137,19 @@ def test_too_long_prompt_is_an_error_result_not_an_exception(request, engine_nam
 def test_engines_compute_in_the_machines_dtype(vllm_engine, transformers_engine):  # noqa: F811
     expected = resolve_dtype("auto", gpu=False)
     assert vllm_engine.config.dtype == transformers_engine.config.dtype == expected
-    assert vllm_engine._llm.llm_engine.model_config.dtype == getattr(torch, expected)
+    assert vllm_engine.model_dtype == str(getattr(torch, expected))
     assert transformers_engine._model.model.layers[0].mlp.up_proj.weight.dtype == getattr(torch, expected)
 
 
-def test_vllm_cpu_runtime_preload_reaches_the_workers_and_changes_speed_not_results(vllm_engine):  # noqa: F811
+def test_vllms_own_processes_with_the_cpu_runtime_preloaded_change_speed_not_results(vllm_engine):  # noqa: F811
+    """The other way to run vLLM (its own EngineCore and worker processes, ``vllm_host="spawned"``, the GPU default)
+    with TCMalloc and Intel OpenMP preloaded into them: the same greedy text and exact log-probs as the shared
+    engine (vLLM's engine core inside our engine server, vLLM's default libraries)."""
     wanted = sorted(os.path.basename(path).split(".so")[0] for path in cpu_runtime_preload({}).split(":") if path)
     if not wanted:
         pytest.skip("neither TCMalloc nor Intel OpenMP is installed here")
     assert not vllm_engine.config.cpu_runtime_preload  # the shared engine runs on vLLM's defaults
+    assert vllm_engine.config.vllm_host_for() == "server" and len(vllm_engine.engine_pids()) == 1
 
     def stems(engine) -> set[str]:
         pids = engine.engine_pids()
@@ -154,8 +158,9 @@ def test_vllm_cpu_runtime_preload_reaches_the_workers_and_changes_speed_not_resu
         return {name.split(".so")[0] for pid in pids for name in runtime_libraries(pid)}
 
     assert not set(wanted) & stems(vllm_engine)
-    preloaded = build_engine(dataclasses.replace(vllm_engine.config, cpu_runtime_preload=True))
+    preloaded = build_engine(dataclasses.replace(vllm_engine.config, cpu_runtime_preload=True, vllm_host="spawned"))
     try:
+        assert len(preloaded.engine_pids()) >= 2  # vLLM's EngineCore and its worker
         assert set(wanted) <= stems(preloaded)
         # This process's own environment is as it was: later subprocesses (sandboxes, training) are unaffected.
         assert not any(stem in os.environ.get("LD_PRELOAD", "") for stem in wanted)

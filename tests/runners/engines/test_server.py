@@ -1,0 +1,169 @@
+"""The engine server (runners.engines.server): a real server process, here hosting the fake engine so the protocol,
+failures and clean-up are tested in seconds. The vLLM engine it hosts by default is tested in test_engines.py."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from runners.api import SamplingSpec
+from runners.engines import EngineConfig
+from runners.engines.cpu_runtime import cpu_runtime_preload
+from runners.engines.fake_engine import FAIL_MARKER, FakeEngine
+from runners.engines.server import ServedEngine, server_environment
+from runners.options import engine_config_from_options
+from tests.conftest import REPO
+
+FAKE = EngineConfig(engine="fake")
+PROMPTS = ["def add(a, b):", f"refused {FAIL_MARKER}", "Reverse a string."]
+SPECS = [SamplingSpec(n=2, max_tokens=8, seed=1), SamplingSpec(max_tokens=8), SamplingSpec(n=3, seed=7)]
+
+
+def _gone(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(pids, timeout: float = 15) -> list[int]:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not all(_gone(pid) for pid in pids):
+        time.sleep(0.1)
+    return [pid for pid in pids if not _gone(pid)]
+
+
+@pytest.fixture
+def served():
+    engine = ServedEngine(FAKE)
+    yield engine
+    engine.close()
+
+
+def test_a_served_engine_answers_as_the_engine_itself_does(served):
+    direct = FakeEngine(FAKE)
+    expected = direct.generate(PROMPTS, SPECS)
+    assert [r.error for r in expected] == ["", "fake engine: request refused", ""]  # both kinds of answer
+    assert served.generate(PROMPTS, SPECS) == expected
+    streamed = []
+    assert served.generate(PROMPTS, SPECS, on_result=lambda i, r: streamed.append((i, r))) == expected
+    assert sorted(streamed, key=lambda item: item[0]) == list(enumerate(expected))
+    ids = [(1, 2), (3,), (4, 5, 6)]
+    assert served.next_token_logprobs(PROMPTS, ids) == direct.next_token_logprobs(PROMPTS, ids)
+    assert served.model_dtype is None and served.tokenizer is None  # the fake engine has neither
+    # The server is one process of its own, a child of this one.
+    (pid,) = served.engine_pids()
+    assert pid != os.getpid() and psutil.Process(pid).ppid() == os.getpid()
+
+
+def test_a_failing_result_callback_is_raised_and_the_next_call_still_works(served):
+    seen = []
+
+    def failing(i, result):
+        seen.append(i)
+        raise KeyError("sink broke")
+
+    with pytest.raises(KeyError, match="sink broke"):
+        served.generate(PROMPTS, SPECS, on_result=failing)
+    assert seen == [0]  # the first failure stops the callbacks, the answer is still read to its end
+    assert served.generate(PROMPTS[:1], SPECS[:1]) == FakeEngine(FAKE).generate(PROMPTS[:1], SPECS[:1])
+
+
+def test_a_bad_request_is_an_error_and_the_server_keeps_serving(served):
+    with pytest.raises(ValueError, match="one SamplingSpec per prompt"):
+        served.generate(PROMPTS, SPECS[:1])  # checked before sending
+    with pytest.raises(RuntimeError, match="one token id list per prompt"):
+        served.next_token_logprobs(PROMPTS, [(1,)])  # raised in the server, reported with its traceback
+    assert served.next_token_logprobs(PROMPTS[:1], [(1,)])[0].logprobs
+
+
+def test_a_killed_server_is_a_clear_error_and_leaves_nothing_behind():
+    engine = ServedEngine(FAKE)
+    (pid,) = engine.engine_pids()
+    watchdog = engine.watchdog_pid()
+    assert watchdog and not _gone(watchdog)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match=rf"engine server \(pid {pid}\) exited with status -9"):
+        engine.generate(PROMPTS, SPECS)
+    with pytest.raises(RuntimeError, match="engine is closed"):
+        engine.generate(PROMPTS, SPECS)
+    assert _wait_gone([pid, watchdog]) == []
+
+
+def test_a_server_that_cannot_build_its_engine_says_why(tmp_path):
+    broken = tmp_path / "script.json"
+    broken.write_text("{not json")
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(RuntimeError, match=r"failed to start:[\s\S]*JSONDecodeError"):
+        ServedEngine(EngineConfig(engine="fake", model=str(broken)))
+    left = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert _wait_gone(left) == []
+
+
+def test_close_stops_the_server_and_its_watchdog():
+    engine = ServedEngine(FAKE)
+    pids = engine.engine_pids() + [engine.watchdog_pid()]
+    assert len(pids) == 2
+    engine.close()
+    engine.close()  # twice is harmless
+    assert _wait_gone(pids) == []
+
+
+def test_the_caller_dying_takes_the_server_with_it(tmp_path):
+    """SIGKILL of the process that owns a served engine: no Python clean-up runs there, the watchdog stops it."""
+    script = ("import json, sys, time\nfrom runners.engines import EngineConfig\n"
+              "from runners.engines.server import ServedEngine\n"
+              "engine = ServedEngine(EngineConfig(engine='fake'))\n"
+              "print(json.dumps(engine.engine_pids()), flush=True)\ntime.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        server_pids = json.loads(owner.stdout.readline())
+        assert len(server_pids) == 1 and not _gone(server_pids[0])
+        owner.kill()
+        owner.wait(10)
+        assert _wait_gone(server_pids, timeout=30) == []
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+
+
+def test_the_server_process_imports_neither_numba_nor_beam():
+    """vLLM's in-process start-up fails once numba is loaded (its module scan): the server must stay lean."""
+    probe = ("import sys, runners.engines.server, runners.engines.vllm_engine, runners.engines.fake_engine\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'llvmlite', 'apache_beam', "
+             "'transforms', 'torch', 'vllm'}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.strip() == "[]"  # torch and vLLM load only when the engine is built
+
+
+def test_the_server_environment():
+    caller = {"PATH": "/usr/bin", "PYTHONPATH": "/elsewhere"}
+    env = server_environment(EngineConfig(kv_cache_gb=1.5), caller)
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and env["VLLM_CPU_KVCACHE_SPACE"] == "1.5"
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/elsewhere"]
+    assert "LD_PRELOAD" not in env and caller == {"PATH": "/usr/bin", "PYTHONPATH": "/elsewhere"}
+    preloaded = server_environment(EngineConfig(cpu_runtime_preload=True), caller)
+    assert preloaded.get("LD_PRELOAD", "") == cpu_runtime_preload(caller)  # set at the server's start
+
+
+def test_where_vllm_runs_by_default():
+    assert EngineConfig().vllm_host_for(gpu=False) == "server"
+    assert EngineConfig().vllm_host_for(gpu=True) == "spawned"
+    assert EngineConfig(tensor_parallel_size=2).vllm_host_for(gpu=False) == "spawned"
+    assert EngineConfig(vllm_host="spawned").vllm_host_for(gpu=False) == "spawned"
+    assert EngineConfig(vllm_host="server").vllm_host_for(gpu=True) == "server"
+    with pytest.raises(ValueError, match="vllm_host must be one of"):
+        EngineConfig(vllm_host="elsewhere")
+    assert engine_config_from_options(PipelineOptions(["--vllm-host=spawned"])).vllm_host == "spawned"
+    assert engine_config_from_options(PipelineOptions([])).vllm_host == "auto"
