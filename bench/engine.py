@@ -7,9 +7,10 @@
 For each engine it prints generate tokens/s and exact-judging prompts/s called directly, the same work through a
 Beam pipeline (``RunInference`` with ``runners.model_handler``), and the ratio pipeline / direct (target >= 0.9).
 For vLLM it adds a ``raw`` path: ``vllm.LLM.generate`` on the same prompts and sampling, built with the engine's
-own ``vllm.LLM`` arguments and CPU libraries (``llm_kwargs``, ``worker_cpu_runtime``: the settings chosen for this
-CPU), judging as one ``max_tokens=1`` request per prompt with ``logprob_token_ids``. It reports the engine over
-raw (target >= 0.95) and times the three exact scoring methods (``--vllm-score-method``).
+own ``vllm.LLM`` arguments and CPU libraries (``llm_kwargs``, ``worker_cpu_runtime``: the settings chosen for
+this CPU) and vLLM's own processes (``--raw-in-process``: its engine core in this process), judging as one
+``max_tokens=1`` request per prompt with ``logprob_token_ids``. It reports the engine over raw (target >= 0.95)
+and times the three exact scoring methods (``--vllm-score-method``).
 
 The pipeline numbers exclude engine start-up: one-element warm-up pipelines load the shared engine and warm
 both paths first (it stays loaded in this process), then the timed pipelines run. Direct numbers also follow
@@ -117,14 +118,26 @@ class Direct:
 class Raw:
     """``vllm.LLM`` itself, with the engine's arguments, on the same prompts and sampling."""
 
-    def __init__(self, config: EngineConfig, generate, score):
+    def __init__(self, config: EngineConfig, generate, score, in_process: bool = False):
         from vllm import LLM, SamplingParams
 
         from runners.engines.vllm_engine import llm_kwargs, worker_cpu_runtime
         from runners.model_resolution import resolve_model
 
-        with worker_cpu_runtime(config):  # the engine's CPU libraries too
-            self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
+        # vLLM's own processes, as a user of vllm.LLM gets them; --raw-in-process puts the engine core in this
+        # process instead. It measured slower here than in a fresh process (README), likely because this process
+        # has set up torch before vLLM binds its threads; bench/compile_choice.py compares fresh processes.
+        self.in_process = in_process
+        before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if self.in_process else (before or "1")
+        try:
+            with worker_cpu_runtime(config):  # the engine's CPU libraries too
+                self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
+        finally:
+            if before is None:
+                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING")
+            else:
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
         self.prompts = [r.prompt for r in generate]
         self.params = [SamplingParams(n=r.spec.n, temperature=r.spec.temperature, top_p=r.spec.top_p,
                                       repetition_penalty=r.spec.repetition_penalty, seed=r.spec.seed,
@@ -201,7 +214,7 @@ class ThroughPipeline:
 
 
 def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None,
-            repeats: int, compare_methods: bool = True, with_raw: bool = True) -> dict:
+            repeats: int, compare_methods: bool = True, with_raw: bool = True, raw_in_process: bool = False) -> dict:
     """Interleaved repeats (direct and pipeline alternate, and which goes first alternates), so a change in
     the machine's load hits both paths alike; medians over the repeats. Both engines stay loaded, which a
     real job never does: each timed run follows a warm-up call on its own engine, so that it does not pay
@@ -211,8 +224,9 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
                  if config.engine == "vllm" else {})
     pipeline = ThroughPipeline(config, generate, score, runner_flags, min_batch)
     paths = [("direct", direct), ("pipeline", pipeline)]
-    if config.engine == "vllm" and with_raw:
-        paths.append(("raw", Raw(config, generate, score)))
+    raw = Raw(config, generate, score, raw_in_process) if config.engine == "vllm" and with_raw else None
+    if raw is not None:
+        paths.append(("raw", raw))
     runs = {name: [] for name, _ in paths}
     try:
         for r in range(repeats):
@@ -241,8 +255,9 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     report["ratio"] = _ratios(runs["pipeline"], runs["direct"])
     if libraries:
         report["engine_process_libraries"] = libraries  # what --cpu-runtime-preload changes
-    if "raw" in runs:
+    if raw is not None:
         report["engine_over_raw"] = _ratios(runs["direct"], runs["raw"])
+        report["raw_in_process"] = raw.in_process
     return report
 
 
@@ -277,6 +292,8 @@ def main() -> None:
                              "always runs its own processes from this one")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
+    parser.add_argument("--raw-in-process", action="store_true",
+                        help="raw vllm.LLM with its engine core in this process (default: vLLM's own processes)")
     parser.add_argument("--no-raw", action="store_true", help="skip raw vllm.LLM (pipeline over direct only)")
     args = parser.parse_args()
 
@@ -295,7 +312,8 @@ def main() -> None:
         if engine == "vllm":
             numbers["vllm_host"] = config.vllm_host_for()
         numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
-                           compare_methods=not args.no_methods, with_raw=not args.no_raw)
+                           compare_methods=not args.no_methods, with_raw=not args.no_raw,
+                           raw_in_process=args.raw_in_process)
         close_all_engines()
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
         print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}, median of {args.repeats}) ==")
