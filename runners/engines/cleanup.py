@@ -1,4 +1,4 @@
-"""Process clean-up of engines that run subprocesses (vLLM's EngineCore and workers).
+"""Process clean-up of engines that run subprocesses (the engine server, or vLLM's own EngineCore and workers).
 
 ``close()`` of every live engine runs at interpreter exit and on SIGTERM/SIGHUP (when the engine lives in the main
 thread); a small watchdog process kills an engine's subprocesses if the owning process dies without running any
