@@ -47,8 +47,8 @@ def first_stop(text: str, stops: Sequence[str]) -> int | None:
     return min(hits) if hits else None
 
 
-class LocalEngine:
-    """What both real engines share: the resolved model, its tokenizer, a lock, and the open/closed state.
+class EngineBase:
+    """What every engine object of ours shares: the resolved config, a lock, and the open/closed state.
 
     Subclasses call ``super().__init__(config)`` first and implement ``generate``, ``next_token_logprobs`` and
     ``close`` (which sets ``_closed``)."""
@@ -56,9 +56,26 @@ class LocalEngine:
     def __init__(self, config):
         self.config = config.resolved()  # dtype auto: for the machine this engine runs on
         self.model_id = config.model
-        self.model_dir = resolve_model(config.model, config.model_cache)
         self._lock = threading.RLock()
         self._closed = False
+
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError("engine is closed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LocalEngine(EngineBase):
+    """What both engines that run the model in this process share: the resolved model and its tokenizer."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model_dir = resolve_model(config.model, config.model_cache)
         self._tokenizer = load_tokenizer(self.model_dir)
 
     @property
@@ -67,10 +84,6 @@ class LocalEngine:
 
     def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
         return [list(ids) for ids in self._tokenizer(list(prompts)).input_ids]
-
-    def _check_open(self):
-        if self._closed:
-            raise RuntimeError("engine is closed")
 
     def _scoreable(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]]):
         """The start of every ``next_token_logprobs``: the prompts encoded, a result list with an error result
@@ -89,12 +102,6 @@ class LocalEngine:
             else:
                 todo.append(i)
         return encoded, results, todo
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 ENGINE_LOG_ENV = "INVERSE_INSTRUCT_ENGINE_LOG"  # set by the job launcher: where engine messages go

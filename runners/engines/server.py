@@ -25,7 +25,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -40,7 +39,7 @@ from runners.engines.cleanup import (
     terminate,
     with_descendants,
 )
-from runners.engines.common import ENGINE_LOG_ENV, format_gb
+from runners.engines.common import ENGINE_LOG_ENV, EngineBase, format_gb
 from runners.engines.config import EngineConfig
 from runners.engines.cpu_runtime import cpu_runtime_preload
 
@@ -66,17 +65,14 @@ def server_environment(config: EngineConfig, environ: dict[str, str]) -> dict[st
     return env
 
 
-class ServedEngine:
+class ServedEngine(EngineBase):
     """An engine in its own process (module docstring), with the engines' interface; thread-safe (calls are
     serialized)."""
 
     def __init__(self, config: EngineConfig):
         import psutil
 
-        self.config = config.resolved()  # dtype auto: for this machine, as the engine itself would resolve it
-        self.model_id = config.model
-        self._lock = threading.RLock()
-        self._closed = False
+        super().__init__(config)
         self._tokenizer = None
         self._watchdog = None
         self._process: subprocess.Popen | None = None
@@ -120,16 +116,6 @@ class ServedEngine:
 
             self._tokenizer = load_tokenizer(resolve_model(self.config.model, self.config.model_cache))
         return self._tokenizer
-
-    def _check_open(self):
-        if self._closed:
-            raise RuntimeError("engine is closed")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def engine_pids(self) -> list[int]:
         """PIDs of the server and its children (for tests and diagnostics)."""
