@@ -11,12 +11,22 @@ log-probs). The report gives, per mode, start-up seconds, generated tokens/s and
 and the break-even: how many generated tokens a job needs before compiling pays for its longer start-up (none
 when compiled generation is not faster). vLLM-CPU's default (eager) was chosen from these numbers; the README
 gives them.
+
+Beyond eager or compiled, the modes compare the CPU settings that were chosen from measurements: where vLLM runs
+(``server``, ``eager``: vLLM's own processes, ``in-process``), OpenMP thread binding (``server-bind-cores``;
+``eager-reserve-0``: vLLM's own processes without the core vLLM reserves for its engine core) and batch limits
+(``server-seqs-N``: at most N sequences per step; ``server-batch-tokens-N``: at most N tokens per step).
+``--rounds R`` runs every mode R times, alternating their order each round (on the AVX2 machine whichever of two
+back-to-back runs went second was about 10% faster), and reports each mode's medians.
+
+    python bench/compile_choice.py --modes server,server-bind-cores,server-seqs-32 --rounds 2
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -26,13 +36,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runners.hardware import describe_machine  # noqa: E402
 
-# mode -> (enforce_eager, vllm_host, environment). "eager" and "compiled" are vLLM's own processes (EngineCore
-# and worker, spawned: the default before 2026-12-01 and on GPUs); "server" and "server-compiled" are the engine
+# mode -> (EngineConfig fields, environment). "eager" and "compiled" are vLLM's own processes (EngineCore and
+# worker, spawned: the default before 2026-12-01 and on GPUs); "server" and "server-compiled" are the engine
 # server (runners.engines.server: one process of ours, vLLM's engine core in it, the default on CPU since);
 # "in-process" runs vLLM's engine core and worker in the bench process itself (how the server was found).
-MODES = {"eager": (True, "spawned", {}), "compiled": (False, "spawned", {}),
-         "server": (True, "server", {}), "server-compiled": (False, "server", {}),
-         "in-process": (True, "spawned", {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"})}
+# The others vary one CPU setting of the server (or of vLLM's own processes) at a time.
+SPAWNED = {"enforce_eager": True, "vllm_host": "spawned"}
+SERVER = {"enforce_eager": True, "vllm_host": "server"}
+MODES: dict[str, tuple[dict, dict]] = {
+    "eager": (SPAWNED, {}), "compiled": ({**SPAWNED, "enforce_eager": False}, {}),
+    "server": (SERVER, {}), "server-compiled": ({**SERVER, "enforce_eager": False}, {}),
+    "in-process": (SPAWNED, {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}),
+    # vLLM's own worker binds its OpenMP threads to all cores but one, which it keeps for its engine core
+    # (vllm.utils.ompmultiprocessing): one thread on 2 cores. Reserving none gives the worker both.
+    "eager-reserve-0": (SPAWNED, {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}),
+    # the server leaves OpenMP's threads unbound (libgomp's default); this pins one thread per core
+    "server-bind-cores": (SERVER, {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}),
+    **{f"server-seqs-{n}": ({**SERVER, "max_num_seqs": n}, {}) for n in (16, 32, 64, 128)},
+    **{f"server-batch-tokens-{n}": ({**SERVER, "vllm_engine_args": (("max_num_batched_tokens", n),)}, {})
+       for n in (2048, 8192)},
+}
 
 
 def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
@@ -40,9 +63,7 @@ def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
     from runners.engines import EngineConfig, build_engine
 
     generate, score = workload(prompts, max_tokens, yes_no_ids(model))
-    enforce_eager, vllm_host, _ = MODES[mode]
-    config = EngineConfig(model=model, engine="vllm", max_model_len=2048, enforce_eager=enforce_eager,
-                          vllm_host=vllm_host)
+    config = EngineConfig(model=model, engine="vllm", max_model_len=2048, **MODES[mode][0])
     started = time.perf_counter()
     engine = build_engine(config)
     startup = time.perf_counter() - started
@@ -60,34 +81,58 @@ def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
             "total_s": round(startup + generate_s + score_s, 1)}
 
 
+def run_mode(mode: str, args: argparse.Namespace) -> dict:
+    """One mode in a fresh process (as a job's engine is), with that mode's environment."""
+    proc = subprocess.run([sys.executable, __file__, f"--one={mode}", f"--prompts={args.prompts}",
+                           f"--max-tokens={args.max_tokens}", f"--model={args.model}"],
+                          capture_output=True, text=True, env={**os.environ, **MODES[mode][1]})
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def median_result(mode: str, rounds: list[dict]) -> dict:
+    """A mode's medians over its rounds (a single round as it is)."""
+    fields = [key for key in rounds[0] if key != "mode"]
+    return {"mode": mode, **{key: round(statistics.median(r[key] for r in rounds), 2) for key in fields}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--modes", default="eager,compiled")
+    parser.add_argument("--modes", default="eager,compiled", help=f"comma-separated, of: {', '.join(MODES)}")
+    parser.add_argument("--rounds", type=int, default=1, help="run every mode this many times, alternating order")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one mode in this process
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_mode(args.one, args.prompts, args.max_tokens, args.model)))
         return
+    modes = args.modes.split(",")
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or args.rounds < 1:
+        parser.error(f"unknown modes {unknown}; known: {', '.join(MODES)}" if unknown else "--rounds must be >= 1")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     machine = describe_machine()
-    results = {}
-    for mode in args.modes.split(","):
-        proc = subprocess.run([sys.executable, __file__, f"--one={mode}", f"--prompts={args.prompts}",
-                               f"--max-tokens={args.max_tokens}", f"--model={args.model}"],
-                              capture_output=True, text=True, env={**os.environ, **MODES[mode][2]})
-        if proc.returncode != 0:
-            raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
-        results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-        r = results[mode]
-        print(f"{mode:10s} start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} tokens/s "
-              f"({r['generated_tokens']} tokens, {r['generate_s']} s)   judge {r['score_prompts_per_s']:6.2f} "
-              f"prompts/s   total {r['total_s']:6.1f} s", flush=True)
+    per_mode: dict[str, list[dict]] = {mode: [] for mode in modes}
+    for round_no in range(args.rounds):
+        for mode in (modes if round_no % 2 == 0 else modes[::-1]):
+            r = run_mode(mode, args)
+            per_mode[mode].append(r)
+            print(f"{mode:10s} start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} "
+                  f"tokens/s ({r['generated_tokens']} tokens, {r['generate_s']} s)   judge "
+                  f"{r['score_prompts_per_s']:6.2f} prompts/s   total {r['total_s']:6.1f} s"
+                  + (f"   (round {round_no + 1})" if args.rounds > 1 else ""), flush=True)
+    results = {mode: median_result(mode, rounds) for mode, rounds in per_mode.items()}
     report = {"machine": machine, "prompts": args.prompts, "max_tokens": args.max_tokens, "modes": results,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.rounds > 1:
+        report["rounds"] = per_mode
+        for mode, r in results.items():
+            print(f"median {mode:10s} start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} "
+                  f"tokens/s   judge {r['score_prompts_per_s']:6.2f} prompts/s   total {r['total_s']:6.1f} s")
     # Keys: "break_even_generated_tokens" for vLLM's own processes (as before), "server_break_even_..." for the server.
     for prefix, eager_mode, compiled_mode in (("", "eager", "compiled"), ("server_", "server", "server-compiled")):
         if not {eager_mode, compiled_mode} <= results.keys():
@@ -104,7 +149,6 @@ def main() -> None:
     print(f"fastest here: {report['faster']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,10 @@
 """An engine in a process of its own (the engine server): how vLLM runs on CPU by default.
 
 Left to itself, ``vllm.LLM`` runs the model in two more processes, its EngineCore and that core's worker. vLLM
-forces ``spawn`` on CPU, so each re-imports torch, transformers and vLLM, and the three processes pass every step
-between them. On a 2-core CPU that costs start-up time and a large share of the cores: with the engine core and
-worker in one process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) the same work ran 1.7x faster end to end
-(``bench/compile_choice.py --modes eager,in-process``, README).
+forces ``spawn`` on CPU, so each re-imports torch, transformers and vLLM, and on x86 it keeps one core for the
+engine core and binds the worker's OpenMP threads to the rest: on a 2-core CPU the model runs on one thread. With
+the engine core and worker in one process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) the model gets both cores and the
+same work ran 1.7x faster end to end (``bench/compile_choice.py --modes eager,in-process``, README).
 
 That mode cannot run inside the Beam worker that hosts the shared engine: vLLM's start-up scans every loaded module
 and fails on numba's (``transforms/decontam`` loads numba), and vLLM can bind its OpenMP threads only in a process
