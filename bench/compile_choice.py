@@ -91,6 +91,13 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def summary(r: dict) -> str:
+    """One mode's result on one line."""
+    return (f"start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} tokens/s "
+            f"({r['generated_tokens']} tokens, {r['generate_s']} s)   judge {r['score_prompts_per_s']:6.2f} "
+            f"prompts/s   total {r['total_s']:6.1f} s")
+
+
 def median_result(mode: str, rounds: list[dict]) -> dict:
     """A mode's medians over its rounds (a single round as it is)."""
     fields = [key for key in rounds[0] if key != "mode"]
@@ -121,18 +128,14 @@ def main() -> None:
         for mode in (modes if round_no % 2 == 0 else modes[::-1]):
             r = run_mode(mode, args)
             per_mode[mode].append(r)
-            print(f"{mode:10s} start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} "
-                  f"tokens/s ({r['generated_tokens']} tokens, {r['generate_s']} s)   judge "
-                  f"{r['score_prompts_per_s']:6.2f} prompts/s   total {r['total_s']:6.1f} s"
-                  + (f"   (round {round_no + 1})" if args.rounds > 1 else ""), flush=True)
+            print(f"{mode:10s} {summary(r)}" + (f"   (round {round_no + 1})" if args.rounds > 1 else ""), flush=True)
     results = {mode: median_result(mode, rounds) for mode, rounds in per_mode.items()}
     report = {"machine": machine, "prompts": args.prompts, "max_tokens": args.max_tokens, "modes": results,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if args.rounds > 1:
         report["rounds"] = per_mode
         for mode, r in results.items():
-            print(f"median {mode:10s} start-up {r['startup_s']:6.1f} s   generate {r['generate_tokens_per_s']:7.1f} "
-                  f"tokens/s   judge {r['score_prompts_per_s']:6.2f} prompts/s   total {r['total_s']:6.1f} s")
+            print(f"median {mode:10s} {summary(r)}")
     # Keys: "break_even_generated_tokens" for vLLM's own processes (as before), "server_break_even_..." for the server.
     for prefix, eager_mode, compiled_mode in (("", "eager", "compiled"), ("server_", "server", "server-compiled")):
         if not {eager_mode, compiled_mode} <= results.keys():
@@ -149,6 +152,7 @@ def main() -> None:
     print(f"fastest here: {report['faster']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
 
 if __name__ == "__main__":
     main()
