@@ -7,8 +7,8 @@
 For each engine it prints generate tokens/s and exact-judging prompts/s called directly, the same work through a
 Beam pipeline (``RunInference`` with ``runners.model_handler``), and the ratio pipeline / direct (target >= 0.9).
 For vLLM it adds a ``raw`` path: ``vllm.LLM.generate`` on the same prompts and sampling, built with the engine's
-own ``vllm.LLM`` arguments and CPU libraries (``llm_kwargs``, ``worker_cpu_runtime``: the settings chosen for
-this CPU) and vLLM's own processes (``--raw-in-process``: its engine core in this process), judging as one
+own ``vllm.LLM`` arguments, worker cores and CPU libraries (``llm_kwargs``, ``worker_cpu_runtime``: the settings
+chosen for this CPU) and vLLM's own processes (``--raw-in-process``: its engine core in this process), judging as one
 ``max_tokens=1`` request per prompt with ``logprob_token_ids``. It reports the engine over raw (target >= 0.95)
 and times the three exact scoring methods (``--vllm-score-method``).
 
@@ -131,7 +131,7 @@ class Raw:
         before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if self.in_process else (before or "1")
         try:
-            with worker_cpu_runtime(config):  # the engine's CPU libraries too
+            with worker_cpu_runtime(config):  # the engine's worker cores and CPU libraries too
                 self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
         finally:
             if before is None:
@@ -237,6 +237,10 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
                 score_seconds = path.score()
                 runs[name].append({"generate_tokens_per_s": tokens / gen_seconds, "generated_tokens": tokens,
                                    "score_prompts_per_s": len(score) / score_seconds})
+                # a long run (1k prompts: about 20 minutes a round here) shows where it is
+                print(f"[round {r + 1}/{repeats}] {name:8s}: generate {tokens / gen_seconds:8.1f} tokens/s "
+                      f"({tokens} tokens, {gen_seconds:.1f} s)   score {len(score) / score_seconds:6.2f} prompts/s "
+                      f"({score_seconds:.1f} s)", flush=True)
         methods = {}
         if config.engine == "vllm" and compare_methods:
             for method in VLLM_SCORE_METHODS:
