@@ -14,7 +14,7 @@ gives them.
 
 Beyond eager or compiled, the modes compare the CPU settings that were chosen from measurements: where vLLM runs
 (``server``, ``eager``: vLLM's own processes, ``in-process``), OpenMP thread binding (``server-bind-cores``;
-``eager-reserve-0``: vLLM's own processes without the core vLLM reserves for its engine core) and batch limits
+``eager-reserve-N``: vLLM's own processes with N cores kept for vLLM's engine core) and batch limits
 (``server-seqs-N``: at most N sequences per step; ``server-batch-tokens-N``: at most N tokens per step).
 ``--rounds R`` runs every mode R times, alternating their order each round (on the AVX2 machine whichever of two
 back-to-back runs went second was about 10% faster), and reports each mode's medians.
@@ -48,8 +48,10 @@ MODES: dict[str, tuple[dict, dict]] = {
     "server": (SERVER, {}), "server-compiled": ({**SERVER, "enforce_eager": False}, {}),
     "in-process": (SPAWNED, {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}),
     # vLLM's own worker binds its OpenMP threads to all cores but one, which it keeps for its engine core
-    # (vllm.utils.ompmultiprocessing): one thread on 2 cores. Reserving none gives the worker both.
-    "eager-reserve-0": (SPAWNED, {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}),
+    # (vllm.utils.ompmultiprocessing): one thread on 2 cores. Reserving none gives the worker both; since
+    # 2026-12-02 the engine does that itself where the reservation would leave a worker one core
+    # (runners.engines.cpu_runtime), so on 2 cores "eager" is "eager-reserve-0" and "eager-reserve-1" is vLLM's own.
+    **{f"eager-reserve-{n}": (SPAWNED, {"VLLM_CPU_NUM_OF_RESERVED_CPU": str(n)}) for n in (0, 1)},
     # the server leaves OpenMP's threads unbound (libgomp's default); this pins one thread per core
     "server-bind-cores": (SERVER, {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}),
     **{f"server-seqs-{n}": ({**SERVER, "max_num_seqs": n}, {}) for n in (16, 32, 64, 128)},

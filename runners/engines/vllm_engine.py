@@ -38,7 +38,7 @@ from runners.engines.cleanup import (
 )
 from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, format_gb, too_long
 from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
-from runners.engines.cpu_runtime import preloaded_cpu_runtime
+from runners.engines.cpu_runtime import preloaded_cpu_runtime, workers_on_every_core
 
 LOG = logging.getLogger(__name__)
 
@@ -252,12 +252,16 @@ def _top_of(step: dict) -> dict[int, float]:
     return {token: lp.logprob for token, lp in ranked if lp.rank is not None and lp.rank <= TOP_LOGPROBS}
 
 
+@contextlib.contextmanager
 def worker_cpu_runtime(config: EngineConfig):
-    """Around ``vllm.LLM(...)``: the libraries its workers start with on CPU (``bench/engine.py``'s raw path
-    uses it too)."""
-    if config.cpu_runtime_preload and not cuda_available():
-        return preloaded_cpu_runtime()
-    return contextlib.nullcontext()
+    """Around ``vllm.LLM(...)``: the cores and libraries its workers start with on CPU (``bench/engine.py``'s raw
+    path uses it too)."""
+    with contextlib.ExitStack() as stack:
+        if not cuda_available():
+            stack.enter_context(workers_on_every_core(config.tensor_parallel_size))
+            if config.cpu_runtime_preload:
+                stack.enter_context(preloaded_cpu_runtime())
+        yield
 
 
 def llm_kwargs(config: EngineConfig, model_dir: str) -> dict[str, Any]:

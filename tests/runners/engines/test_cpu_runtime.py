@@ -13,7 +13,9 @@ from runners.engines.cpu_runtime import (
     find_tcmalloc,
     preload_with,
     preloaded_cpu_runtime,
+    reserved_cpus_for_workers,
     runtime_libraries,
+    workers_on_every_core,
 )
 
 TC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
@@ -67,6 +69,40 @@ def test_the_preload_is_restored_after_the_engine_starts():
     with preloaded_cpu_runtime(environ):
         environ["LD_PRELOAD"] += ":/added/by/vllm.so"
     assert environ == {"LD_PRELOAD": GOMP}
+
+
+def test_vllm_keeps_no_core_for_its_engine_core_only_where_a_worker_would_be_left_one():
+    # vLLM's default keeps one core per worker: on 2 cores and one worker that leaves the model one thread.
+    assert reserved_cpus_for_workers({}, usable_cpus=2, world_size=1) == "0"
+    assert reserved_cpus_for_workers({}, usable_cpus=1, world_size=1) == "0"
+    assert reserved_cpus_for_workers({}, usable_cpus=4, world_size=2) == "0"  # 2 left for 2 workers: one each
+    # Two or more cores left per worker: vLLM's own choice stands.
+    assert reserved_cpus_for_workers({}, usable_cpus=3, world_size=1) is None
+    assert reserved_cpus_for_workers({}, usable_cpus=64, world_size=1) is None
+    assert reserved_cpus_for_workers({}, usable_cpus=6, world_size=2) is None
+    # The user's value wins, even vLLM's default spelled out.
+    assert reserved_cpus_for_workers({"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, usable_cpus=2, world_size=1) is None
+    # The engine core in the worker's own process (the engine server): vLLM reserves nothing there.
+    assert reserved_cpus_for_workers({"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}, usable_cpus=2, world_size=1) is None
+    assert reserved_cpus_for_workers({"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}, usable_cpus=2, world_size=1) == "0"
+
+
+def test_the_reservation_is_set_only_while_the_engine_starts():
+    usable = len(os.sched_getaffinity(0))
+    environ = {"PATH": "/bin"}
+    with workers_on_every_core(1, environ) as value:
+        assert value == ("0" if usable <= 2 else None)
+        assert environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU") == value
+    assert environ == {"PATH": "/bin"}
+    environ = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}
+    with workers_on_every_core(1, environ) as value:
+        assert value is None and environ == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}
+    assert environ == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}
+    environ = {}
+    with pytest.raises(RuntimeError), workers_on_every_core(usable, environ):  # every core would be reserved
+        assert environ == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+        raise RuntimeError("vllm.LLM failed")
+    assert environ == {}
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")

