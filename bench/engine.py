@@ -121,6 +121,7 @@ class Raw:
     def __init__(self, config: EngineConfig, generate, score, in_process: bool = False):
         from vllm import LLM, SamplingParams
 
+        from runners.engines.cpu_runtime import environment_while
         from runners.engines.vllm_engine import llm_kwargs, worker_cpu_runtime
         from runners.model_resolution import resolve_model
 
@@ -128,16 +129,10 @@ class Raw:
         # process instead. It measured slower here than in a fresh process (README), likely because this process
         # has set up torch before vLLM binds its threads; bench/compile_choice.py compares fresh processes.
         self.in_process = in_process
-        before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if self.in_process else (before or "1")
-        try:
-            with worker_cpu_runtime(config):  # the engine's worker cores and CPU libraries too
-                self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
-        finally:
-            if before is None:
-                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING")
-            else:
-                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
+        multiprocessing = "0" if self.in_process else (os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") or "1")
+        with environment_while("VLLM_ENABLE_V1_MULTIPROCESSING", multiprocessing), worker_cpu_runtime(config):
+            # worker_cpu_runtime: the engine's worker cores and CPU libraries too
+            self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
         self.prompts = [r.prompt for r in generate]
         self.params = [SamplingParams(n=r.spec.n, temperature=r.spec.temperature, top_p=r.spec.top_p,
                                       repetition_penalty=r.spec.repetition_penalty, seed=r.spec.seed,

@@ -99,17 +99,24 @@ def preloaded_cpu_runtime(environ=os.environ):
     """Around ``vllm.LLM(...)``: the processes vLLM spawns start with ``cpu_runtime_preload()``. The previous
     ``LD_PRELOAD`` comes back afterwards (vLLM's own additions included), so later subprocesses of this process
     (sandboxes, training, other tools) start as they would have."""
-    before = environ.get("LD_PRELOAD")
-    value = cpu_runtime_preload(environ)
+    with environment_while("LD_PRELOAD", cpu_runtime_preload(environ), environ) as value:
+        yield value
+
+
+@contextlib.contextmanager
+def environment_while(name: str, value: str | None, environ=os.environ):
+    """``environ[name] = value`` inside the block (unchanged when ``value`` is empty or None). Afterwards the
+    previous value, or its absence, comes back, whatever the block set meanwhile."""
+    before = environ.get(name)
     if value:
-        environ["LD_PRELOAD"] = value
+        environ[name] = value
     try:
         yield value
     finally:
         if before is None:
-            environ.pop("LD_PRELOAD", None)
+            environ.pop(name, None)
         else:
-            environ["LD_PRELOAD"] = before
+            environ[name] = before
 
 
 def reserved_cpus_for_workers(environ, usable_cpus: int, world_size: int) -> str | None:
@@ -129,11 +136,5 @@ def workers_on_every_core(world_size: int, environ=os.environ):
     """Around ``vllm.LLM(...)`` on CPU: the processes vLLM spawns start with ``reserved_cpus_for_workers``; this
     process's environment is restored afterwards."""
     value = reserved_cpus_for_workers(environ, len(os.sched_getaffinity(0)), world_size)
-    if value is None:
-        yield None
-        return
-    environ[RESERVED_CPU_ENV] = value
-    try:
+    with environment_while(RESERVED_CPU_ENV, value, environ):
         yield value
-    finally:
-        environ.pop(RESERVED_CPU_ENV, None)
