@@ -80,8 +80,10 @@ def load_humaneval_plus(path: str) -> list[Problem]:
 
 def mbpp_check(tests: list[str], setup: str = "") -> str:
     """MBPP's assertions (which call the function by name) as a ``check(candidate)`` for the trusted harness."""
-    body = [line for block in (setup, *tests) if block for line in block.splitlines()]
-    return "def check(candidate):\n" + "".join(f"    {line}\n" for line in body or ["pass"])
+    body = [line for block in (setup, *tests) if block for line in block.splitlines() if line.strip()]
+    if not any(line.strip() for test in tests for line in test.splitlines()):
+        raise ValueError("an MBPP check needs at least one test line")  # an empty check would pass anything
+    return "def check(candidate):\n" + "".join(f"    {line}\n" for line in body)
 
 
 def _mbpp_prompt(statement: str, example: str) -> str:
@@ -116,9 +118,14 @@ def load_mbpp_plus(path: str) -> list[Problem]:
     problems = []
     for row in read_rows(path):
         tests = row.get("test") or row.get("assertion") or ""
-        tests = tests if isinstance(tests, list) else [tests]
-        problems.append(Problem(str(row["task_id"]), row["prompt"], row["entry_point"], mbpp_check(tests),
-                                row.get("canonical_solution") or "", _plus_inputs(row), float(row.get("atol") or 0.0)))
+        tests = [t for t in (tests if isinstance(tests, list) else [tests]) if t and t.strip()]
+        inputs = _plus_inputs(row)
+        if not tests and not inputs:  # nothing would check a solution: every one that loads would pass
+            raise ValueError(f"{path}: MBPP+ task {row.get('task_id')!r} has neither a test nor an input")
+        # With inputs only, the outputs compared against the canonical solution's are the whole test.
+        check = mbpp_check(tests) if tests else "def check(candidate):\n    pass\n"
+        problems.append(Problem(str(row["task_id"]), row["prompt"], row["entry_point"], check,
+                                row.get("canonical_solution") or "", inputs, float(row.get("atol") or 0.0)))
     return _unique(problems, path)
 
 

@@ -88,3 +88,21 @@ def test_a_solution_that_only_passes_the_original_tests_fails_on_a_plus_input(fi
     positive_only = "def square_nums(nums):\n    return [n * abs(n) for n in nums]\n"
     verdict = run_function_tests(squares, positive_only, LIMITS)
     assert verdict.status == "failed" and "plus input #1" in verdict.reason
+
+
+def test_an_mbpp_plus_task_with_nothing_to_check_a_solution_is_refused(tmp_path):
+    # Without an assertion and without inputs the check would be empty, so any solution that loads would pass.
+    bare = {**MBPP_PLUS[0], "assertion": "  ", "base_input": [], "plus_input": []}
+    with pytest.raises(ValueError, match="neither a test nor an input"):
+        problems.load_benchmark("mbpp_plus", _write(tmp_path / "MbppPlus.jsonl", [bare]))
+    with pytest.raises(ValueError, match="at least one test line"):
+        problems.mbpp_check(["", "  \n"], setup="import math")
+
+
+def test_an_mbpp_plus_task_with_inputs_only_is_checked_by_its_inputs(tmp_path):
+    inputs_only = {**MBPP_PLUS[0], "assertion": ""}
+    [squares] = problems.load_benchmark("mbpp_plus", _write(tmp_path / "MbppPlus.jsonl", [inputs_only]))
+    assert run_function_tests(squares, squares.canonical_solution, LIMITS).passed
+    wrong = "def square_nums(nums):\n    return [n * abs(n) for n in nums]\n"
+    verdict = run_function_tests(squares, wrong, LIMITS)
+    assert verdict.status == "failed" and "plus input #1" in verdict.reason
