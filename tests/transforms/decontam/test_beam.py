@@ -1,6 +1,7 @@
 """Decontaminate as a Beam transform (DirectRunner, in-process and multi-process) and DecontamOptions."""
 from __future__ import annotations
 
+import gzip
 import json
 
 import apache_beam as beam
@@ -8,8 +9,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
+from tests.transforms.decontam import disguises
 from transforms.decontam import benchmarks as B
-from transforms.decontam import planting
 from transforms.decontam.beam import Decontaminate
 from transforms.decontam.methods import DecontamConfig
 from transforms.decontam.options import BenchmarkOptions, benchmark_specs, decontam_config
@@ -18,12 +19,14 @@ from transforms.dedup.options import neardedup_config
 
 @pytest.fixture(scope="session")
 def records():
-    item = B.load_humaneval()[10]
+    with gzip.open(B.humaneval_path(), "rt") as f:
+        row = [json.loads(line) for line in f][10]
+    assert row["task_id"] == "HumanEval/10"
+    # Disguised independently of transforms.decontam, so detection does not hold by construction.
     contaminated = [
-        {"id": "verbatim", "instruction": "Finish it.", "code": item.prompt + item.solutions[0]},
-        {"id": "renamed", "instruction": "Finish it.",
-         "code": planting.rename_identifiers(item.prompt + item.solutions[0])},
-        {"id": "docstring", "instruction": "Please help: " + planting.reflow(item.docstring), "code": ""},
+        {"id": "verbatim", "instruction": "Finish it.", "code": disguises.full_program(row)},
+        {"id": "renamed", **disguises.renamed_reordered(row)},
+        {"id": "docstring", **disguises.short_docstring_chat(row)},
     ]
     clean = [{"id": f"clean{i}", "instruction": f"Sum the first {i} squares.",
               "code": f"def f(n):\n    return sum(k * k for k in range({i}))\n"} for i in range(20)]
@@ -45,7 +48,7 @@ def run(records, methods, options=None):
             label="Rejected")
 
 
-def test_ngram_rejects_planted_records_with_evidence(records):
+def test_ngram_rejects_disguised_copies_with_evidence(records):
     run(records, ["ngram"])
 
 

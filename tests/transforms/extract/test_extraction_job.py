@@ -83,7 +83,7 @@ def test_books_balance_and_outputs_match_schemas(corpus, tmp_path):
 
 
 def test_output_reads_back_with_datasets(corpus, tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     _run(corpus, tmp_path)
     files = sorted(str(p) for p in (tmp_path / "snippets").glob("*.parquet"))
     loaded = datasets.load_dataset("parquet", data_files=files, split="train")

@@ -146,16 +146,27 @@ def test_signal_scores_match_on_code_alpaca(shared_data):
         assert signal_scores(output) == reference_signal_scores(output), output[:200]
 
 
-def test_python_score_below_the_fast_path_threshold_is_the_full_score(shared_data):
-    # detect_language reuses the fast path's early-stopping score as Python's score when it stays below STRONG_SCORE.
+def check_python_scores_below_the_fast_path_threshold(texts: list[str]) -> int:
+    """Asserts each early-stopped Python score below STRONG_SCORE is the full score; returns how many were."""
     below = 0
-    for text in texts_built_here() + code_alpaca(shared_data):
+    for text in texts:
         sample = _Sample(text)
         early = _PYTHON_SCORER.score(sample, enough=STRONG_SCORE)
         if early < STRONG_SCORE:
             assert early == _PYTHON_SCORER.score(_Sample(text)) == reference_signal_scores(text).get("python", 0.0)
             below += 1
-    assert below > 500
+    return below
+
+
+def test_python_score_below_the_fast_path_threshold_is_the_full_score():
+    # detect_language reuses the fast path's early-stopping score as Python's score when it stays below STRONG_SCORE.
+    assert check_python_scores_below_the_fast_path_threshold(texts_built_here()) > 200  # 277 of 709 texts
+
+
+def test_python_score_below_the_fast_path_threshold_is_the_full_score_on_code_alpaca(shared_data):
+    outputs = code_alpaca(shared_data)
+    assert outputs
+    assert check_python_scores_below_the_fast_path_threshold(outputs) > 1000  # 1,387 of 2,017 outputs
 
 
 # ------------------------------------------------------------------------------------- normalization
@@ -271,11 +282,8 @@ def fence_texts(seed: int = 7, n: int = 20_000) -> list[str]:
     return ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 16))) for _ in range(n)]
 
 
-def test_first_fence_matches_the_regex_scan(shared_data):
-    texts = fence_texts() + texts_built_here() + code_alpaca(shared_data)
-    texts += [f"Intro:\n{fence}{tag}\n{chunk}\n{close}\nOutro ``` {fence}"
-              for chunk in stdlib_chunks(200) for fence, tag, close in
-              (("```", "python", "```"), ("~~~~", "", "~~~~~ "), ("  ```", "py", "\t```"), ("````", "", "```"))]
+def check_first_fences(texts: list[str]) -> tuple[int, int]:
+    """Asserts the first fence of each text is the regex scan's; returns (fences found, fences closed)."""
     found = closed = 0
     for text in texts:
         fence = find_first_fence(text)
@@ -283,4 +291,19 @@ def test_first_fence_matches_the_regex_scan(shared_data):
         assert (fence and (fence.info, fence.body, fence.fence, fence.closed)) == expected, repr(text[:200])
         found += fence is not None
         closed += bool(fence and fence.closed)
+    return found, closed
+
+
+def test_first_fence_matches_the_regex_scan():
+    texts = fence_texts() + texts_built_here()
+    texts += [f"Intro:\n{fence}{tag}\n{chunk}\n{close}\nOutro ``` {fence}"
+              for chunk in stdlib_chunks(200) for fence, tag, close in
+              (("```", "python", "```"), ("~~~~", "", "~~~~~ "), ("  ```", "py", "\t```"), ("````", "", "```"))]
+    found, closed = check_first_fences(texts)
     assert found > 5000 and closed > 1000 and len(texts) - found > 5000  # every outcome was compared
+
+
+def test_first_fence_matches_the_regex_scan_on_code_alpaca(shared_data):
+    outputs = code_alpaca(shared_data)
+    assert outputs
+    check_first_fences(outputs)  # the outputs are bare code: this checks neither side finds a fence in them

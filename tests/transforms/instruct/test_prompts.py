@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import collections
-import hashlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import pytest
 
 from transforms.instruct import prompts
 from transforms.instruct.prompts import (
+    PromptPreset,
     TokenizerSource,
     draw_prefix,
     fenced_code,
@@ -162,11 +163,36 @@ def test_format_training_prompt_is_the_paper_template_with_an_empty_response():
 # --- preset files -----------------------------------------------------------------------------------------------
 
 
-def test_preset_hash_is_sha256_of_canonical_content():
+# Every other field changes what the model is sent, so each must change the hash.
+UNHASHED_PRESET_FIELDS = {"name", "description"}
+# A valid value different from the `paper` preset's, per hashed field.
+CHANGED_PRESET_VALUES = {
+    "style": "chat",
+    "system": "You are a terse assistant.",
+    "layout": "{system}\n### Instruction:\n{instruction}\n### Response:\n{response}",
+    "summarize_instruction": "Describe this code:\n{code}",
+    "judge_instruction": "Does {code} solve {instruction}?",
+    "prefixes": ("Write a",),
+    "append_fence_lang": False,
+    "stop": ("```", "\n\n"),
+    "yes_variants": ("Yes",),
+    "no_variants": ("No",),
+}
+
+
+def test_preset_hash_covers_every_field_but_name_and_description():
     preset = load_preset("paper")
-    canonical = json.dumps(preset.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert preset.hash == hashlib.sha256(canonical.encode()).hexdigest()
-    assert "name" not in preset.content() and "description" not in preset.content()
+    hashed_fields = {f.name for f in dataclasses.fields(PromptPreset)} - UNHASHED_PRESET_FIELDS
+    assert hashed_fields == set(CHANGED_PRESET_VALUES)  # a new field needs a changed value here
+    for field, value in CHANGED_PRESET_VALUES.items():
+        assert getattr(preset, field) != value, field
+        assert dataclasses.replace(preset, **{field: value}).hash != preset.hash, field
+
+
+def test_equal_presets_hash_equal_whatever_their_name_and_description():
+    preset = load_preset("paper")
+    assert dataclasses.replace(preset).hash == preset.hash
+    assert dataclasses.replace(preset, name="renamed", description="another text").hash == preset.hash
     assert load_preset("chat").hash != preset.hash
 
 

@@ -93,17 +93,26 @@ def test_two_way_score_is_stable_at_extremes():
 
 def test_score_pair_records_both_modes_and_the_raw_logprobs():
     lp = log_softmax(LOGITS)
+    probs = softmax(LOGITS)
     tokens = JudgeTokens((YES, SPACE_YES), (NO, SPACE_NO), (YES,), (NO, AS))
     requested = {i: lp[i] for i in tokens.request_ids()}
+    p_yes, p_no = probs[YES] + probs[SPACE_YES], probs[NO] + probs[SPACE_NO]
+    exact_expected = p_yes / (p_yes + p_no)
+    # Top-5 is 5, 6, Yes, 9, " Yes": "No" and "As" are outside, so No takes the reference's floor of -100.
+    reference_expected = math.exp(lp[YES]) / (math.exp(lp[YES]) + math.exp(-100.0))
+
     parts, raw = score_pair(requested, lp, tokens, "exact")
     data = json.loads(raw)
-    assert parts == exact_score(requested, [YES, SPACE_YES], [NO, SPACE_NO])
+    assert parts.score == pytest.approx(exact_expected, rel=1e-12)
+    assert (parts.logprob_yes, parts.logprob_no) == pytest.approx((math.log(p_yes), math.log(p_no)), rel=1e-12)
     assert data["mode"] == "exact"
-    assert data["reference"]["score"] == pytest.approx(reference_score(lp, [YES], [NO, AS]).score)
+    assert data["reference"]["score"] == pytest.approx(reference_expected, rel=1e-12)
     assert set(data["requested"]) == {str(i) for i in (YES, SPACE_YES, NO, SPACE_NO, AS)}
     assert len(data["top"]) == 5
     ref_parts, _ = score_pair(requested, lp, tokens, "reference")
-    assert ref_parts.score == pytest.approx(data["reference"]["score"])
+    assert ref_parts.score == pytest.approx(reference_expected, rel=1e-12)
+    assert ref_parts.logprob_yes == pytest.approx(lp[YES], rel=1e-12)
+    assert ref_parts.logprob_no == -100.0
     with pytest.raises(ValueError, match="top-5"):
         score_pair(requested, {}, tokens, "reference")
 

@@ -171,8 +171,11 @@ def test_shards_are_bounded_and_complete(two_runs):
 
 def test_content_and_order_are_deterministic_and_shuffled(two_runs):
     a, b = two_runs
-    for name in ("generated", "original"):
-        assert file_digests(a / name) == file_digests(b / name)
+    # 60 pairs in shards of 16 and 25 snippets in shards of 16, plus each shards.json.
+    for name, n_files, n_rows in (("generated", 5, len(PAIRS)), ("original", 3, len(SNIPPETS))):
+        digests = file_digests(a / name)
+        assert len(digests) == n_files and len(rows(a / name)) == n_rows
+        assert digests == file_digests(b / name)
     written = rows(a / "generated")
     ids = [r["id"] for r in written]
     assert ids == sorted(ids, key=lambda i: sort_key(i, 1234))
@@ -183,6 +186,7 @@ def test_content_and_order_are_deterministic_and_shuffled(two_runs):
 def test_index_digests_match_files(two_runs):
     out, _ = two_runs
     index = json.loads((out / "generated" / "shards.json").read_text())
+    assert [s["rows"] for s in index["shards"]] == [16, 16, 16, 12]
     for shard in index["shards"]:
         data = (out / "generated" / shard["path"]).read_bytes()
         assert shard["sha256"] == hashlib.sha256(data).hexdigest() and shard["bytes"] == len(data)
@@ -227,7 +231,7 @@ def test_rejected_records_are_dead_lettered(tmp_path):
 
 
 def test_load_dataset_reads_the_shards(two_runs):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     out, _ = two_runs
     ds = datasets.load_dataset("parquet", data_files=str(out / "generated" / "*.parquet"), split="train")
     assert ds.num_rows == 60
