@@ -16,7 +16,8 @@ The main job's outputs are the model's, so they depend on the arithmetic as well
 different greedy texts). Its digest is kept per compute signature, ``main_transformers_greedy.<signature>.json``.
 The bf16 one was recorded on an AVX-512 BF16 machine; the float32-avx2 one on an AVX2-only AMD EPYC on
 2026-12-01, when ``auto`` began choosing float32 there (same code otherwise). A machine with another signature
-skips, saying how to record its digest: ``python -m tests.golden.digest OUT`` on the output of MAIN_ARGS.
+skips (fails under CI), saying how to record its digest: ``python -m tests.golden.digest OUT`` on the output of
+MAIN_ARGS.
 """
 from __future__ import annotations
 
@@ -26,10 +27,9 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines.inverse_instruct import run
-from runners.engines import resolve_dtype
-from runners.hardware import cpu_flags
-from tests.conftest import REPO
+from tests.conftest import REPO, missing
 from tests.golden.digest import output_digest
+from tests.runners.test_dtype import kernel_says_fast_bf16
 
 GOLDEN = REPO / "tests" / "golden"
 # Relative, as recorded: source_uri is part of every record.
@@ -41,21 +41,32 @@ MAIN_ARGS = CORPUS_ARGS + ["--stages=all", "--emit-original", "--engine=transfor
                            "--limit=6", "--num-candidates=3", "--max-new-tokens=32"]
 
 
+def kernel_cpu_flags() -> set[str]:
+    """The flags in /proc/cpuinfo, read here rather than by runners.hardware (the code under test)."""
+    text = Path("/proc/cpuinfo").read_text()
+    return {word for line in text.splitlines() if line.startswith("flags") for word in line.split(":", 1)[1].split()}
+
+
 def compute_signature() -> str:
-    """What a CPU model run's outputs depend on besides the code: the dtype ``auto`` resolves to, and the CPU's
-    widest matmul instructions (the kernels, and so the rounding, differ between AVX2, AVX-512 and AMX)."""
-    flags = cpu_flags()
+    """What a CPU model run's outputs depend on besides the code: the dtype ``auto`` should resolve to, and the
+    CPU's widest matmul instructions (the kernels, and so the rounding, differ between AVX2, AVX-512 and AMX).
+    Both come from the kernel's flags, not from runners: a regression in ``auto`` still picks this machine's
+    digest, and fails against it."""
+    flags = kernel_cpu_flags()
     isa = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "other")
-    return f"{resolve_dtype('auto', gpu=False)}-{isa}"
+    return f"{'bfloat16' if kernel_says_fast_bf16() else 'float32'}-{isa}"
 
 
-def _check(args: list[str], golden: str, tmp_path: Path, monkeypatch) -> None:
-    if not (REPO / CODE_ALPACA).is_file():
-        pytest.skip(f"real-data test: {CODE_ALPACA} is absent (only CI and dev machines have ../shared)")
+def _check(args: list[str], golden: str, tmp_path: Path, monkeypatch, shared_data: Path) -> None:
+    if not (shared_data / "code_alpaca_2k.json").is_file():
+        pytest.skip(f"real-data test: {shared_data / 'code_alpaca_2k.json'} is absent")
     if not (GOLDEN / golden).is_file():
-        pytest.skip(f"no digest recorded for this machine ({golden}): run the job, then "
-                    "python -m tests.golden.digest OUT > tests/golden/" + golden)
-    monkeypatch.chdir(REPO)
+        missing(f"no digest recorded for this machine ({golden}): run the job, then "
+                "python -m tests.golden.digest OUT > tests/golden/" + golden)
+    # A working directory whose ../shared is SHARED, so that CODE_ALPACA reads as recorded wherever SHARED is.
+    (tmp_path / "shared").symlink_to(shared_data.parent.resolve())
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     run(args + [f"--output={tmp_path / 'out'}"])
     expected = json.loads((GOLDEN / golden).read_text())
     actual = output_digest(str(tmp_path / "out"))
@@ -63,10 +74,10 @@ def _check(args: list[str], golden: str, tmp_path: Path, monkeypatch) -> None:
     assert actual["parquet"] == expected["parquet"]
 
 
-def test_extraction_job_on_code_alpaca_matches_its_golden_digest(tmp_path, monkeypatch):
-    _check(EXTRACTION_ARGS, "extract_code_alpaca_2k.json", tmp_path, monkeypatch)
+def test_extraction_job_on_code_alpaca_matches_its_golden_digest(tmp_path, monkeypatch, shared_data):
+    _check(EXTRACTION_ARGS, "extract_code_alpaca_2k.json", tmp_path, monkeypatch, shared_data)
 
 
 @pytest.mark.engine
-def test_small_greedy_main_job_on_transformers_matches_its_golden_digest(tmp_path, monkeypatch):
-    _check(MAIN_ARGS, f"main_transformers_greedy.{compute_signature()}.json", tmp_path, monkeypatch)
+def test_small_greedy_main_job_on_transformers_matches_its_golden_digest(tmp_path, monkeypatch, shared_data):
+    _check(MAIN_ARGS, f"main_transformers_greedy.{compute_signature()}.json", tmp_path, monkeypatch, shared_data)

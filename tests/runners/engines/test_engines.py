@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from runners.api import SamplingSpec
-from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine, resolve_dtype
-from runners.engines.cpu_runtime import cpu_runtime_preload, runtime_libraries
+from runners.engines import VLLM_SCORE_METHODS, EngineConfig, build_engine
+from runners.engines.cpu_runtime import runtime_libraries
 from tests.engine_fixtures import smollm2_dir, transformers_engine, vllm_engine  # noqa: F401  (fixtures)
+from tests.runners.engines.test_cpu_runtime import installed_runtime_libraries
+from tests.runners.test_dtype import kernel_says_fast_bf16
 
 pytestmark = pytest.mark.engine  # every test here starts a real model engine
 
@@ -136,7 +138,7 @@ def test_too_long_prompt_is_an_error_result_not_an_exception(request, engine_nam
 # ------------------------------------------------------------------------------------------------ scoring
 
 def test_engines_compute_in_the_machines_dtype(vllm_engine, transformers_engine):  # noqa: F811
-    expected = resolve_dtype("auto", gpu=False)
+    expected = "bfloat16" if kernel_says_fast_bf16() else "float32"  # not resolve_dtype, which the engines use
     assert vllm_engine.config.dtype == transformers_engine.config.dtype == expected
     assert vllm_engine.model_dtype == str(getattr(torch, expected))
     assert transformers_engine._model.model.layers[0].mlp.up_proj.weight.dtype == getattr(torch, expected)
@@ -155,9 +157,7 @@ def test_vllms_own_processes_with_the_cpu_runtime_preloaded_change_speed_not_res
     """The other way to run vLLM (its own EngineCore and worker processes, ``vllm_host="spawned"``, the GPU default)
     with TCMalloc and Intel OpenMP preloaded into them, and on every core of a 2-core CPU: the same greedy text and
     exact log-probs as the shared engine (vLLM's engine core inside our engine server, vLLM's default libraries)."""
-    wanted = sorted(os.path.basename(path).split(".so")[0] for path in cpu_runtime_preload({}).split(":") if path)
-    if not wanted:
-        pytest.skip("neither TCMalloc nor Intel OpenMP is installed here")
+    wanted = sorted(os.path.basename(path).split(".so")[0] for path in installed_runtime_libraries())
     assert not vllm_engine.config.cpu_runtime_preload  # the shared engine runs on vLLM's defaults
     assert vllm_engine.config.vllm_host_for() == "server" and len(vllm_engine.engine_pids()) == 1
 
@@ -203,6 +203,7 @@ def test_logprobs_match_manual_softmax_and_agree_across_engines(vllm_engine, tra
     wanted = [(yes, no, far)] * len(JUDGE_PROMPTS)
     by_vllm = vllm_engine.next_token_logprobs(JUDGE_PROMPTS, wanted)
     by_torch = transformers_engine.next_token_logprobs(JUDGE_PROMPTS, wanted)
+    assert len(by_vllm) == len(by_torch) == len(JUDGE_PROMPTS) > 0
     for prompt, v, t in zip(JUDGE_PROMPTS, by_vllm, by_torch):
         manual = manual_logprobs(transformers_engine, prompt)
         assert manual[far] < -10  # really a tail token
@@ -229,7 +230,9 @@ def test_vllm_score_methods_agree_exactly(vllm_engine, transformers_engine):  # 
     prompts = JUDGE_PROMPTS[:2] * 2
     results = {m: vllm_engine.next_token_logprobs(prompts, wanted, method=m) for m in VLLM_SCORE_METHODS}
     reference = results["allowed_token_ids"]
+    assert len(reference) == len(prompts) > 0
     for method, result in results.items():
+        assert len(result) == len(prompts), method
         for got, expected in zip(result, reference):
             assert got.logprobs.keys() == expected.logprobs.keys()
             for token in expected.logprobs:
@@ -238,6 +241,7 @@ def test_vllm_score_methods_agree_exactly(vllm_engine, transformers_engine):  # 
     # Not asking for the top-5 (the exact judging mode) changes no exact log-prob.
     for method in VLLM_SCORE_METHODS:
         untopped = vllm_engine.next_token_logprobs(prompts, wanted, [0, 5, 0, 0], method=method)
+        assert len(untopped) == len(prompts), method
         for i, (got, expected) in enumerate(zip(untopped, reference)):
             assert got.logprobs == pytest.approx(expected.logprobs, abs=1e-4), method
             if i == 1 or method != "logprob_token_ids":

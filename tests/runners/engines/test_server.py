@@ -15,11 +15,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from runners.api import SamplingSpec
 from runners.engines import EngineConfig
-from runners.engines.cpu_runtime import cpu_runtime_preload
 from runners.engines.fake_engine import FAIL_MARKER, FakeEngine
 from runners.engines.server import ServedEngine, server_environment
 from runners.options import engine_config_from_options
 from tests.conftest import REPO
+from tests.runners.engines.test_cpu_runtime import installed_runtime_libraries
 
 FAKE = EngineConfig(engine="fake")
 PROMPTS = ["def add(a, b):", f"refused {FAIL_MARKER}", "Reverse a string."]
@@ -154,7 +154,7 @@ def test_the_server_environment():
     assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/elsewhere"]
     assert "LD_PRELOAD" not in env and caller == {"PATH": "/usr/bin", "PYTHONPATH": "/elsewhere"}
     preloaded = server_environment(EngineConfig(cpu_runtime_preload=True), caller)
-    assert preloaded.get("LD_PRELOAD", "") == cpu_runtime_preload(caller)  # set at the server's start
+    assert preloaded.get("LD_PRELOAD") == ":".join(installed_runtime_libraries())  # set at the server's start
 
 
 def test_where_vllm_runs_by_default():
