@@ -29,6 +29,7 @@ from transforms.dedup.beam import DedupSnippets, NearDedup
 from transforms.dedup.options import DedupOptions, neardedup_config
 from transforms.extract.beam import ExtractCode
 from transforms.extract.options import ExtractionOptions, extraction_config
+from transforms.extract.snippets import as_occurrence
 from transforms.instruct.beam import Select, SelfEvaluate, Summarize
 from transforms.instruct.options import MethodOptions, method_config
 from transforms.instruct.prompts import TokenizerSource, resolve_preset
@@ -146,6 +147,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     snippets = extracted.main
     if dedup_opts.dedup:
         snippets = stage("dedup", extracted.main, extracted.main | "Dedup" >> DedupSnippets(spill_dir(options))).main
+    else:  # equal code in two rows stays two snippets, each with its own id (the joins below key on it)
+        snippets = snippets | "OccurrenceIds" >> beam.Map(as_occurrence)
 
     if job.decontam_source and decontam_on:
         cleaned = stage("decontam_source", snippets, snippets | "DecontamSource" >> Decontaminate(

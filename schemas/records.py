@@ -88,7 +88,8 @@ _FIELDS: dict[RecordKind, list[pa.Field]] = {
         *_PROVENANCE,
     ],
     RecordKind.CODE_SNIPPET: [
-        pa.field("id", pa.string(), nullable=False),  # content id of (language, normalized code)
+        # content id of (language, normalized code); without dedup, also of the source row (as_occurrence)
+        pa.field("id", pa.string(), nullable=False),
         pa.field("source_id", pa.string(), nullable=False),
         pa.field("code", pa.string(), nullable=False),
         pa.field("language", pa.string(), nullable=False),

@@ -99,3 +99,24 @@ def test_self_play_job_solves_filters_and_shards_scripted_puzzles(tmp_path):
     again = run_self_play(args + [f"--output={tmp_path / 'b'}"])
     assert without_timings(again) == without_timings(summary)
     assert sorted(r["id"] for r in _rows(tmp_path / "b" / "puzzles")) == sorted(r["id"] for r in kept)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("postfilters", [True, False])
+def test_without_dedup_every_copy_of_the_same_code_gets_its_own_winner(tmp_path, postfilters):
+    # The paper profile turns dedup off: rows whose code is equal (here also up to whitespace) are separate
+    # snippets, each with its own candidates and winner; none may be lost or share another's.
+    same = FUNCTIONS[0]
+    rows = [{"instruction": f"Variant {i} of the task.", "response": f"```python\n{code}\n```"}
+            for i, code in enumerate([same, same, same.replace("    ", "  "), FUNCTIONS[1]])]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["--engine=fake", "--num-candidates=3", "--max-new-tokens=16", "--emit-original", "--no-dedup",
+            f"--input={corpus}", f"--output={tmp_path / 'out'}"] + ([] if postfilters else ["--no-postfilters"])
+    summary = run_main(args)
+    assert summary["balanced"], summary["stages"]
+    assert summary["stages"]["extract"]["records_out"] == 4
+    selected = _rows(tmp_path / "out" / "selected")
+    assert len(selected) == 4, [r.get("original_instruction") for r in selected]
+    assert sorted(r["original_instruction"] for r in selected) == [f"Variant {i} of the task." for i in range(4)]
+    assert len({r["id"] for r in selected}) == 4

@@ -20,6 +20,15 @@ def _normalized_snippet_id(language: str, code: str) -> str:
     return content_id("code_snippet", language, normalized_code_key_of_normalized(code, language))
 
 
+def as_occurrence(snippet: dict[str, Any]) -> dict[str, Any]:
+    """``snippet`` keyed by where it was found as well as by its code, for jobs without exact dedup: there, two
+    rows with the same code are two snippets, and every later join (candidates, scores, selection) keys on ``id``,
+    so equal ids would merge or lose them. Stable: the same row of the same source gives the same id."""
+    occurrence = content_id("code_snippet_occurrence", snippet["id"], snippet["source_uri"], snippet["source_row"],
+                            snippet["source_id"])
+    return {**snippet, "id": occurrence}
+
+
 def snippet_from_pair(pair: Any, config: ExtractionConfig) -> dict[str, Any] | tuple[str, str]:
     """A CODE_SNIPPET for ``pair``, or ``(reason, detail)`` when its response yields no usable code."""
     if not isinstance(pair, dict):

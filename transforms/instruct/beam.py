@@ -272,6 +272,9 @@ class _SelectFn(StageFn):
         if not snippets:
             # Scored pairs whose snippet is not in the snippets input: still selected, but counted.
             self.books.count("orphan_snippet_ids")
+        # Two snippets with one id (the same row read twice) would share one winner: the extra ones are dead letters.
+        for extra in snippets[1:]:
+            yield Reject("duplicate_snippet_id", f"another snippet has id {snippet_id}", extra)
         outcome = selection.select(scored, self._config)
         if outcome.reject_reason:
             yield Reject(outcome.reject_reason, outcome.detail, snippets[0] if snippets else {"id": snippet_id})

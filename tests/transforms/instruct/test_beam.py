@@ -73,6 +73,16 @@ def test_select_puts_every_snippet_in_exactly_one_place(tmp_path):
     assert len(winners) + len(reasons) == len(snippets)
 
 
+
+def test_select_dead_letters_a_second_snippet_with_the_same_id(tmp_path):
+    twin = {**snippet("s0"), "source_row": 7, "source_id": "src-twin"}  # the same id read from another row
+    out = run_select(tmp_path, [snippet("s0"), twin, snippet("s1")],
+                     [scored("s0", 0, 0.9), scored("s1", 0, 0.7)])
+    assert sorted(r["snippet_id"] for r in out["selected"]) == ["s0", "s1"]
+    assert [r["reason"] for r in out["rejected"]] == ["duplicate_snippet_id"]
+    assert json.loads(out["rejected"][0]["payload"])["source_id"] in {"src-s0", "src-twin"}
+    assert len(out["selected"]) + len(out["rejected"]) == 3
+
 def test_method_options_parse_into_configs():
     options = PipelineOptions([
         "--preset", "chat", "--num-candidates", "4", "--temperature", "0.5", "--top-p", "0.9",
