@@ -156,9 +156,9 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
                                                            shard_records=100_000, spill_dir=spill)
     cap = opts.example_cap if opts.example_cap is not None else training_text.example_cap(opts.iteration,
                                                                                           preset.training)
-    examples = (solved.main
-                | "TrainingExamples" >> beam.ParDo(TrainingExamplesFn(preset, opts.training_format,
-                                                                      seed_format.load_self_play_prompt()))
+    built = solved.main | "TrainingExamples" >> beam.ParDo(TrainingExamplesFn(preset, opts.training_format,
+                                                                              seed_format.load_self_play_prompt()))
+    examples = (built
                 | "KeyExample" >> beam.Map(lambda e: (e["id"], e))
                 | "GroupExample" >> beam.CombinePerKey(lambda group: min(group, key=lambda e: e["source_row"]))
                 | "Examples" >> beam.Values())
@@ -168,6 +168,9 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
                  | "CapSet" >> beam.Map(frozenset))
     capped = examples | "ApplyCap" >> beam.Filter(
         lambda e, keep: example_sort_key(e, run_seed) in keep, keep=beam.pvalue.AsSingleton(kept_keys))
+    # Both drop by design and write nothing, but are counted: equal examples (one id) kept once, and the cap.
+    tallies.append(StageTally("training_dedup", built, examples, None, unwritten_reason="duplicate_example"))
+    tallies.append(StageTally("training_cap", examples, capped, None, unwritten_reason="over_example_cap"))
     _ = capped | "WriteTraining" >> WriteParquetShards(f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE,
                                                        seed=run_seed, shard_records=100_000, spill_dir=spill)
     _ = (flatten(dead_letters, "AllRejected")

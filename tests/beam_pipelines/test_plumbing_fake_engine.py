@@ -99,6 +99,13 @@ def test_self_play_job_solves_filters_and_shards_scripted_puzzles(tmp_path):
     again = run_self_play(args + [f"--output={tmp_path / 'b'}"])
     assert without_timings(again) == without_timings(summary)
     assert sorted(r["id"] for r in _rows(tmp_path / "b" / "puzzles")) == sorted(r["id"] for r in kept)
+    assert manifest["stages"]["training_cap"]["records_out"] == len(training) > 1
+    capped = run_self_play(args + ["--example-cap=1", f"--output={tmp_path / 'c'}"])
+    assert capped["balanced"], capped
+    assert len(_rows(tmp_path / "c" / "training" / "puzzles")) == 1
+    cap_stage = json.loads((tmp_path / "c" / "manifest.json").read_text())["stages"]["training_cap"]
+    assert (cap_stage["records_in"], cap_stage["records_out"]) == (len(training), 1), cap_stage
+    assert cap_stage["rejected"] == {"over_example_cap": len(training) - 1}, cap_stage
 
 
 @pytest.mark.heavy
