@@ -139,7 +139,11 @@ def load_benchmark(name: str, path: str | None) -> list[Problem]:
         raise ValueError(f"no execution benchmark {name!r}; known: {sorted(LOADERS)}")
     if path is None and name != "humaneval":
         raise ValueError(f"{name} does not ship: give it as --benchmark {name}=FILE (its public JSONL format)")
-    return LOADERS[name](path)
+    try:
+        return LOADERS[name](path)
+    except KeyError as missing_field:  # a row of the wrong format: say which file and field, not a bare KeyError
+        raise ValueError(f"{name} file {path or humaneval_path()}: a row has no {missing_field} field; is it "
+                         f"{name}'s public format?") from None
 
 
 @dataclasses.dataclass(frozen=True)

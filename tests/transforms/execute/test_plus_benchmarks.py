@@ -106,3 +106,9 @@ def test_an_mbpp_plus_task_with_inputs_only_is_checked_by_its_inputs(tmp_path):
     wrong = "def square_nums(nums):\n    return [n * abs(n) for n in nums]\n"
     verdict = run_function_tests(squares, wrong, LIMITS)
     assert verdict.status == "failed" and "plus input #1" in verdict.reason
+
+
+def test_a_file_in_another_format_names_the_missing_field(tmp_path):
+    wrong = [{"task_id": "Mbpp/12", "text": "no prompt or entry point", "assertion": "assert f(1) == 1"}]
+    with pytest.raises(ValueError, match=r"mbpp_plus file .*MbppPlus.jsonl: a row has no 'prompt' field"):
+        problems.load_benchmark("mbpp_plus", _write(tmp_path / "MbppPlus.jsonl", wrong))
