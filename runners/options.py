@@ -102,15 +102,31 @@ def engine_config_from_options(options: PipelineOptions) -> EngineConfig:
     ).resolved(gpu=True if opts.accelerator else None)
 
 
+def result_settings(config: EngineConfig) -> dict:
+    """The engine settings that change what it answers (besides the model's weights). Optional ones are present
+    only when set, so that caches made at their defaults stay valid: vLLM arguments such as quantization or the
+    KV-cache dtype, how vLLM computes the exact log-probs, and the transformers engine's scoring batch (padding
+    changes its rounding). Speed-only settings (threads, preload, host, memory) are left out."""
+    settings = {"engine": config.engine, "dtype": config.resolved().dtype, "max_model_len": config.max_model_len,
+                "seed": config.seed}
+    defaults = EngineConfig()
+    if config.vllm_engine_args:
+        settings["vllm_engine_args"] = [list(pair) for pair in config.vllm_engine_args]
+    if config.vllm_score_method != defaults.vllm_score_method:
+        settings["vllm_score_method"] = config.vllm_score_method
+    if config.engine == "transformers" and config.score_batch_size != defaults.score_batch_size:
+        settings["score_batch_size"] = config.score_batch_size
+    return settings
+
+
 def engine_identity(config: EngineConfig) -> str:
-    """What fixes an engine's outputs besides the request: the model's fingerprint (its weights) and the engine
-    settings that change results. The inference cache keys on it."""
+    """What fixes an engine's outputs besides the request: the model's fingerprint (its weights) and
+    ``result_settings``. The inference cache keys on it."""
     from runners.model_resolution import model_fingerprint, resolve_model
 
     fingerprint = config.model if config.engine == "fake" else model_fingerprint(
         resolve_model(config.model, config.model_cache))
-    return json.dumps({"model": fingerprint, "engine": config.engine, "dtype": config.resolved().dtype,
-                       "max_model_len": config.max_model_len, "seed": config.seed}, sort_keys=True)
+    return json.dumps({"model": fingerprint, **result_settings(config)}, sort_keys=True, default=str)
 
 
 def handler_from_options(options: PipelineOptions, keyed: bool = True, cache_root: str | None = None):

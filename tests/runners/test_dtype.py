@@ -1,6 +1,7 @@
 """``dtype: auto``: bf16 only where the hardware computes it natively, float32 on other CPUs."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from runners import hardware
 from runners.engines import EngineConfig, build_engine
 from runners.engines.config import resolve_dtype
-from runners.options import engine_config_from_options, engine_identity
+from runners.options import engine_config_from_options, engine_identity, result_settings
 
 
 def kernel_says_fast_bf16() -> bool:
@@ -51,6 +52,29 @@ def test_options_make_auto_concrete_for_the_workers(monkeypatch):
     # The inference cache keys on the concrete dtype, so results computed in bf16 are never served to fp32.
     assert '"dtype": "float32"' in engine_identity(EngineConfig(engine="fake", dtype="float32"))
     assert '"dtype": "bfloat16"' in engine_identity(EngineConfig(engine="fake", dtype="bfloat16"))
+
+
+
+def test_the_cache_keys_on_every_setting_that_changes_answers():
+    def identity(*args):
+        return engine_identity(engine_config_from_options(PipelineOptions(["--engine=fake", *args])))
+
+    default = identity()
+    assert identity("--cpu-runtime-preload") == default  # speed only
+    changed = {
+        "quantization": identity('--vllm-engine-args={"quantization": "fp8"}'),
+        "kv_cache_dtype": identity('--vllm-engine-args={"kv_cache_dtype": "fp8"}'),
+        "score_method": identity("--vllm-score-method=prompt_logprobs"),
+        "dtype": identity("--dtype=bfloat16"),
+        "seed": identity("--engine-seed=7"),
+    }
+    assert len(set(changed.values()) | {default}) == len(changed) + 1, changed
+    # The transformers engine's scoring batch pads prompts together, which changes its rounding.
+    transformers = EngineConfig(engine="transformers", dtype="float32")
+    assert "score_batch_size" not in result_settings(transformers)
+    assert result_settings(dataclasses.replace(transformers, score_batch_size=8))["score_batch_size"] == 8
+    vllm = EngineConfig(engine="vllm", dtype="float32")
+    assert result_settings(dataclasses.replace(vllm, score_batch_size=8)) == result_settings(vllm)  # unused there
 
 
 def test_the_fake_engine_needs_no_resolution():
