@@ -372,13 +372,21 @@ def _trainer_classes():
                     )
 
     class CheckpointMarker(TrainerCallback):
-        """Marks a checkpoint complete once every rank has written its files (Trainer saves are not atomic)."""
+        """Marks a checkpoint complete once every rank has written its files (Trainer saves are not atomic), then
+        keeps the newest ``keep`` complete ones. The rotation is ours, not the Trainer's ``save_total_limit``: the
+        Trainer rotates before ``on_save``, so a kill in between would leave no complete checkpoint to resume."""
+
+        def __init__(self, keep: int | None = None):
+            self.keep = keep
 
         def on_save(self, args, state, control, **kwargs):
             barrier()
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 (folder / CHECKPOINT_MARKER).write_text(str(state.global_step), encoding="utf-8")
+                if self.keep:
+                    for old in complete_checkpoints(Path(args.output_dir))[:-self.keep]:
+                        shutil.rmtree(old, ignore_errors=True)
             barrier()
 
     return InverseCoderTrainer, MetricsFile, CheckpointMarker
@@ -423,7 +431,7 @@ def training_arguments(config: TrainConfig, stage, stage_dir: Path, model, accum
         logging_first_step=True,
         save_strategy="steps",
         save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
+        save_total_limit=None,  # CheckpointMarker rotates, once the new checkpoint is complete
         report_to=[],
         remove_unused_columns=False,  # the collator's statistics must reach compute_loss
         dataloader_num_workers=config.dataloader_num_workers,
@@ -470,7 +478,7 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         args=args,
         train_dataset=dataset,
         data_collator=Collator(pad_id),
-        callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), CheckpointMarker()],
+        callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), CheckpointMarker(config.save_total_limit)],
         stage_name=stage.name,
         rows_per_epoch=dataset.rows_per_epoch,
         sort_window=config.global_batch_size if config.sort_steps_by_length else None,

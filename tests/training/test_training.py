@@ -703,3 +703,33 @@ def test_compile_layers_keeps_names_and_loss(tokenizer, tiny_model_dir):
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
     for (name, a), (_, b) in zip(eager.named_parameters(), compiled.named_parameters()):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.parametrize("keep", [1, 2])
+def test_old_checkpoints_go_only_once_the_new_one_is_complete(tmp_path, keep):
+    from types import SimpleNamespace
+
+    from training.finetune import CHECKPOINT_MARKER, _trainer_classes, complete_checkpoints
+
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / CHECKPOINT_MARKER).write_text(str(step))
+    (tmp_path / "checkpoint-6").mkdir()  # just written by the Trainer, not yet marked
+    marker = _trainer_classes()[2](keep)
+    # Until on_save has marked checkpoint-6, both older complete checkpoints are still there to resume from.
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+    state = SimpleNamespace(global_step=6, is_world_process_zero=True)
+    marker.on_save(SimpleNamespace(output_dir=str(tmp_path)), state, None)
+    expected = ["checkpoint-4", "checkpoint-6"][-keep:]
+    assert [p.name for p in complete_checkpoints(tmp_path)] == expected
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == expected
+
+
+def test_the_trainer_itself_rotates_no_checkpoint(tmp_path, tiny_model_dir, shard_dirs):
+    from training.finetune import training_arguments
+
+    config = load_config(write_config(tmp_path / "config.yaml", tiny_model_dir, shard_dirs, tmp_path / "out",
+                                      save_total_limit=1))
+    assert config.save_total_limit == 1
+    args = training_arguments(config, config.stages[0], tmp_path / "out", None, 1, False)
+    assert args.save_total_limit is None  # CheckpointMarker rotates, after marking the new checkpoint complete
