@@ -153,3 +153,19 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+# Settings a resumed run may change: where it runs and how it computes the same steps, not what it trains.
+RESUMABLE_CHANGES = frozenset({
+    "output_dir", "per_device_batch_size", "compile_layers", "distributed", "fsdp_layer_cls", "gradient_checkpointing",
+    "save_steps", "save_total_limit", "logging_steps", "verify_shards", "dataloader_num_workers",
+    "sort_steps_by_length", "selected_logits", "unpad_max_padding",
+})
+
+
+def resume_conflicts(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings that differ between a stored run config and the one resuming it and that change what the run
+    trains (data, stages, model, optimizer, seed, ...): resuming across them would mix two runs."""
+    keys = sorted(set(previous) | set(current))
+    return [k for k in keys if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)]
+

@@ -40,7 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from training.config import TrainConfig, config_to_dict, load_config  # noqa: E402
+from training.config import TrainConfig, config_to_dict, load_config, resume_conflicts  # noqa: E402
 from training.data import (  # noqa: E402
     IGNORE_INDEX,
     STAT_KEYS,
@@ -548,14 +548,18 @@ def run(config: TrainConfig, *, resume: bool) -> list[dict[str, Any]]:
     stage_dirs = [stage_dir_for(config, i, s.name) for i, s in enumerate(config.stages)]
     if not resume and any(d.exists() and any(d.iterdir()) for d in stage_dirs):
         raise SystemExit(f"{out} already holds a run: pass --resume to continue it, or choose a new output_dir")
+    stored = out / "config.json"
+    current = json.loads(json.dumps(config_to_dict(config), default=str))
+    if resume and stored.exists():  # every rank checks (rank 0 rewrites the file only when nothing conflicts)
+        previous = json.loads(stored.read_text(encoding="utf-8"))
+        conflicts = resume_conflicts(previous, current)
+        if conflicts:
+            raise SystemExit(f"{out} holds a run with other {', '.join(conflicts)} (see {stored}): resuming would "
+                             "mix two runs, and a finished stage would be skipped. Use a new output_dir.")
+        if previous != current:
+            LOG.warning("resuming with other settings than %s that do not change what is trained", stored)
     if rank() == 0:
         out.mkdir(parents=True, exist_ok=True)
-        stored = out / "config.json"
-        current = config_to_dict(config)
-        if resume and stored.exists():
-            previous = json.loads(stored.read_text(encoding="utf-8"))
-            if previous != json.loads(json.dumps(current, default=str)):
-                LOG.warning("resuming with a config that differs from %s; the loss curve may differ", stored)
         write_json_atomic(stored, current)
     base = resolve_model(config.model, config.gguf_file)
     tokenizer = load_tokenizer(config, base)

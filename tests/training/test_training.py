@@ -423,6 +423,30 @@ def test_refuses_to_overwrite_a_run_without_resume(reference_run, tmp_path):
     assert proc.returncode != 0 and "--resume" in proc.stderr
 
 
+def test_resume_refuses_settings_that_change_what_is_trained(reference_run, tmp_path):
+    config = yaml.safe_load((reference_run.parent / "config.yaml").read_text())
+    stored = (reference_run / "config.json").read_text()
+    path = tmp_path / "again.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "training.finetune", "--config", str(path), "--resume",
+                           "--set", "stages.0.epochs=3", "--set", "seed=4", "--set", "logging_steps=5"],
+                          cwd=REPO, env=torchrun_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "holds a run with other seed, stages" in proc.stderr, proc.stderr[-2000:]
+    assert (reference_run / "config.json").read_text() == stored  # the finished run's record is untouched
+
+
+def test_resume_conflicts_name_only_what_changes_the_training():
+    from training.config import resume_conflicts
+
+    previous = {"seed": 1, "stages": [{"name": "g", "data": "a", "epochs": 1}], "logging_steps": 1,
+                "per_device_batch_size": 4, "model": "m"}
+    assert resume_conflicts(previous, dict(previous)) == []
+    assert resume_conflicts(previous, {**previous, "logging_steps": 9, "per_device_batch_size": 2}) == []
+    moved = {**previous, "stages": [{"name": "g", "data": "b", "epochs": 1}], "model": "n"}
+    assert resume_conflicts(previous, moved) == ["model", "stages"]
+
+
 # --------------------------------------------------------------------------- precision and micro-batch order
 
 
