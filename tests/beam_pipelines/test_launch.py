@@ -91,3 +91,20 @@ def test_report_prints_a_finished_runs_summary(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path)]) == 0
     assert "read" in capsys.readouterr().out
     assert cli.main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_a_driver_step_whose_job_failed_after_writing_its_output_runs_again(tmp_path, capsys):
+    from beam_pipelines.steps import run_step
+
+    done = tmp_path / "summary.json"
+    # Like an unbalanced evaluation: it writes its summary, then exits 1.
+    failing = [sys.executable, "-c", f"open({str(done)!r}, 'w').write('{{}}'); raise SystemExit(1)"]
+    with pytest.raises(SystemExit, match="failed"):
+        run_step("test", "evaluate", failing, tmp_path / "step.log", done)
+    assert done.exists()
+    succeeding = [sys.executable, "-c", f"open({str(done)!r}, 'w').write('{{\"ok\": 1}}')"]
+    run_step("test", "evaluate", succeeding, tmp_path / "step.log", done)  # not skipped: it failed before
+    assert "did not succeed; running it again" in capsys.readouterr().err
+    assert done.read_text() == '{"ok": 1}'
+    run_step("test", "evaluate", failing, tmp_path / "step.log", done)  # now it is done: not run again
+    assert "already done" in capsys.readouterr().err and done.read_text() == '{"ok": 1}'
