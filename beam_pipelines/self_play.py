@@ -108,7 +108,9 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     judge = SandboxSettings(dataclasses.replace(limits, timeout_s=opts.judge_timeout,
                                                 cpu_s=max(1, int(opts.judge_timeout))),
                             sandbox_workers(options), not isolated)
-    verify = SandboxSettings(limits, sandbox_workers(options), not isolated)
+    verify = SandboxSettings(dataclasses.replace(limits, timeout_s=opts.verify_timeout,
+                                                 cpu_s=max(1, int(opts.verify_timeout))),
+                             sandbox_workers(options), not isolated)
     handler = handler_from_options(options, cache_root=f"{output}/cache")
     tallies: list[StageTally] = []
     dead_letters = []
@@ -185,8 +187,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         "prompt_examples": [len(p["examples"]) for _, p in plan_list],
         "settings": {k: getattr(opts, k) for k in (
             "samples_per_prompt", "puzzle_temperature", "puzzle_max_tokens", "trivial_reject_rate", "judge_timeout",
-            "solve_attempts", "solve_temperature", "solve_max_tokens", "max_solutions", "training_format",
-            "iteration")} | {"example_cap": cap, "run_seed": run_seed},
+            "verify_timeout", "solve_attempts", "solve_temperature", "solve_max_tokens", "max_solutions",
+            "training_format", "iteration")} | {"example_cap": cap, "run_seed": run_seed},
         "isolated": isolated,
     }
     _ = (pipeline

@@ -30,6 +30,10 @@ class SelfPlayOptions(PipelineOptions):
         group.add_argument("--judge-timeout", dest="judge_timeout", type=float, default=2.0,
                            help="Seconds for the return-True judge and for each trivial candidate (the reference: "
                                 "1 s in a warm process; a sandbox also starts in this time).")
+        group.add_argument("--verify-timeout", dest="verify_timeout", type=float, default=2.0,
+                           help="Seconds for each sandboxed call that verifies an attempt, g() and f(answer) (the "
+                                "reference: f(g()) in a separate process with a 1 s timeout; a sandbox also starts "
+                                "in this time). A slower brute-force g is not a verified solution.")
         group.add_argument("--solve-attempts", dest="solve_attempts", type=int, default=16,
                            help="Attempts per puzzle (the reference: 128).")
         group.add_argument("--solve-temperature", dest="solve_temperature", type=float, default=None,
