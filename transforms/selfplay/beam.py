@@ -28,7 +28,7 @@ from transforms.io.training_examples import training_example
 from transforms.selfplay import filters, plans, solve, training_text
 from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay.preset import FilterStrings, SelfPlayPreset
-from transforms.selfplay.source import solution_body
+from transforms.selfplay.source import solution_body, split_imports
 from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput
 
 STAGE = "self_play"
@@ -82,19 +82,23 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
         text = plans.puzzle_text(sample, seed_examples)
     except seed_format.PuzzleRejected as err:
         return err.reason, err.detail, {}
-    puzzle, reason = filters.check_text(text)
+    # A seed-preset puzzle has its imports in front: the reference's text checks see f from ``def f(`` on,
+    # and every program that runs f (and the kept ``sat``) gets the imports back. Paper texts have none.
+    imports, text = split_imports(text)
+    f_text, reason = filters.check_text(text)
+    puzzle = imports + f_text
     facts: dict[str, Any] = {"sat": puzzle}
     if reason:
         return reason, puzzle[:200], facts
     reason = filters.unsafe_reason(puzzle, strings)
     if reason:
         return reason, "the judge refuses this code", facts
-    judged = guarded(runs_cleanly, filters.return_true_program(puzzle, strings, preamble=False), sandbox.limits,
-                     preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+    judged = guarded(runs_cleanly, imports + filters.return_true_program(f_text, strings, preamble=False),
+                     sandbox.limits, preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
     reason = filters.read_return_true(judged.passed)
     if reason:
         return reason, judged.reason, facts
-    verdict = filters.check_signature(puzzle, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=strings)
+    verdict = filters.check_signature(f_text, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=strings)
     facts.update(answer_type=verdict.answer_type, tested=verdict.tested)
     if verdict.reason:
         return verdict.reason, f"answer {verdict.answer_name}: {verdict.answer_type}", facts

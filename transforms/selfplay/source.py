@@ -12,6 +12,8 @@ import dataclasses
 import re
 
 _FIRST_TOP_LEVEL_LINE = re.compile(r"\n\S")
+# Leading column-0 import lines (and the blank lines between them): the form ``puzzles.parse_generated`` writes.
+_LEADING_IMPORTS = re.compile(r"(?:(?:import|from)\s[^\n]*\n|[ \t]*\n)*")
 
 
 class WeirdSignature(ValueError):
@@ -24,6 +26,15 @@ def strip_puzzle(text: str) -> str:
     text = text.strip()
     match = _FIRST_TOP_LEVEL_LINE.search(text)
     return text[: match.start()] if match else text
+
+
+def split_imports(text: str) -> tuple[str, str]:
+    """(the leading import lines of ``text``, the rest). A seed-preset puzzle carries its imports in front of
+    ``def f(``; the reference's text-based checks must see the ``def`` first (its puzzles import nothing, the
+    judge's environment supplies ``List``), while the imports must still run wherever f is executed."""
+    match = _LEADING_IMPORTS.match(text)
+    imports = match.group(0) if match and match.group(0).strip() else ""
+    return imports, text[len(imports):]
 
 
 def _parses(source: str) -> bool:
@@ -47,6 +58,7 @@ def puzzle_inputs(f_source: str) -> str:
     """The puzzle's parameters after the answer, as written on its first line (``"a=5, b=[1, 2]"``; ``""`` when
     the answer is the only one). Raises ``WeirdSignature`` when the first line is not a complete header
     (preprocess.py ``get_inputs``)."""
+    f_source = split_imports(f_source)[1]  # a seed-preset puzzle's imports come before its header
     line = f_source.replace(" -> bool", "").split("\n")[0].strip()
     if not line.endswith("):") and "#" in line:
         # A comment after the header is dropped; a '#' only inside the header (a default string) stays.

@@ -76,3 +76,27 @@ def test_a_text_that_does_not_start_a_function_is_rejected_first():
               "k": 3, "examples": [], "seed": 1}
     reason, _, _ = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
     assert reason == "missing_def_f"
+
+
+def test_a_seed_preset_puzzle_that_imports_passes_the_filters_and_runs_with_its_imports():
+    # The seed preset writes f/g pairs; parse_generated puts the import in front of f, where the reference's
+    # "starts with def f(" check used to reject every such puzzle as missing_def_f.
+    from transforms.execute.verdicts import verify_pair
+    from transforms.selfplay.solve import solution_header
+
+    generated = ("x: float) -> bool:\n    return math.isclose(x * x, 2.0)\n\n"
+                 "import math\n\ndef g4():\n    return math.sqrt(2.0)\n")
+    sample = {"preset": "seed", "head": "def f4(", "text": generated, "prompt_index": 0, "sample_index": 0,
+              "k": 3, "examples": [], "seed": 1}
+    reason, detail, facts = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    # Kept after the trivial test ran: without `import math` every candidate would raise NameError (trivial).
+    assert (reason, detail) == (None, "")
+    assert facts["tested"] is True and facts["answer_type"] == "float"
+    sat = "import math\n\ndef f(x: float) -> bool:\n    return math.isclose(x * x, 2.0)"
+    assert facts["sat"] == sat
+    # The solve and verify stages read the header past the import and run f with it.
+    header = solution_header(sat)
+    assert header == "def g():"
+    verdict = verify_pair(sat, f"{sat}\n\n{header}\n    return math.sqrt(2.0)", "float", SANDBOX.limits,
+                          preamble=STRINGS.judge_preamble)
+    assert verdict.passed, verdict.reason
