@@ -117,11 +117,21 @@ class _Verify(beam.DoFn):
                 yield a, b, j
 
 
-def _removals(edges: list[tuple[str, str, float]]) -> list[tuple[str, dict[str, Any]]]:
-    similarity = {}
+def nearest_neighbours(edges: Iterable[tuple[str, str, float]]) -> dict[str, tuple[str, float]]:
+    """Each record's most similar verified neighbour: highest Jaccard estimate, ties to the smallest id. The
+    edges come from ``ToList`` in no fixed order, so the choice must not depend on it (the rejection evidence
+    would differ between runs)."""
+    best: dict[str, tuple[str, float]] = {}
     for a, b, j in edges:
-        similarity.setdefault(a, (b, j))
-        similarity.setdefault(b, (a, j))
+        for rid, other in ((a, b), (b, a)):
+            held = best.get(rid)
+            if held is None or (-j, other) < (-held[1], held[0]):
+                best[rid] = (other, j)
+    return best
+
+
+def _removals(edges: list[tuple[str, str, float]]) -> list[tuple[str, dict[str, Any]]]:
+    similarity = nearest_neighbours(edges)
     removed = nd.duplicates_to_remove((a, b) for a, b, _ in sorted(edges))
     out = []
     for rid, (survivor, size) in sorted(removed.items()):

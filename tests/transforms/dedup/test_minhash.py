@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.records import content_id
 from transforms.dedup import minhash as nd
-from transforms.dedup.beam import NearDedup
+from transforms.dedup.beam import NearDedup, nearest_neighbours
 
 VOCAB = [f"w{i}" for i in range(5000)]
 
@@ -140,3 +140,11 @@ def test_beam_multiprocess_and_same_id_records(generated):
         _, removed = nd.near_dedup(records[:80])
         assert_that(kept, equal_to(sorted({r["id"] for r in records[:80]} - set(removed))), label="Kept")
         assert_that(result.rejected | beam.combiners.Count.Globally(), equal_to([len(removed) + 1]), label="Count")
+
+
+def test_nearest_neighbour_is_the_most_similar_whatever_the_edge_order():
+    # "a" has three verified neighbours; "c" (0.9) is the most similar, "d" ties "c" at 0.9 but has a larger id.
+    edges = [("a", "b", 0.8), ("a", "d", 0.9), ("a", "c", 0.9), ("b", "c", 0.85)]
+    expected = {"a": ("c", 0.9), "b": ("c", 0.85), "c": ("a", 0.9), "d": ("a", 0.9)}
+    assert nearest_neighbours(edges) == expected
+    assert nearest_neighbours(list(reversed(edges))) == expected
