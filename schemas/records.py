@@ -197,7 +197,13 @@ def payload_json(record: Mapping[str, Any] | Any) -> str:
 
     def shrink(v: Any) -> Any:
         if isinstance(v, str) and len(v) > PAYLOAD_STRING_LIMIT:
-            return v[:PAYLOAD_STRING_LIMIT] + f"...<truncated {len(v) - PAYLOAD_STRING_LIMIT} chars>"
+            v = v[:PAYLOAD_STRING_LIMIT] + f"...<truncated {len(v) - PAYLOAD_STRING_LIMIT} chars>"
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: Parquet (UTF-8) could not store the dead letter
+                v = v.encode("utf-8", "backslashreplace").decode("utf-8")
+            return v
         if isinstance(v, bytes):
             return shrink(v.decode("utf-8", "backslashreplace"))
         if isinstance(v, Mapping):
@@ -206,7 +212,12 @@ def payload_json(record: Mapping[str, Any] | Any) -> str:
             return [shrink(x) for x in v]
         return v
 
-    return json.dumps(shrink(record), ensure_ascii=False, default=repr, sort_keys=True)
+    text = json.dumps(shrink(record), ensure_ascii=False, default=repr, sort_keys=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate in a key or a repr(): escape everything rather than lose the record
+        text = json.dumps(shrink(record), ensure_ascii=True, default=repr, sort_keys=True)
+    return text
 
 
 def rejected(

@@ -147,7 +147,21 @@ def iter_json_rows(path: str, fmt: str, mapping: ColumnMapping) -> Iterator[tupl
             problem = ("bad_record", f"a {type(raw).__name__}, not a JSON object")
         if problem is None and mapping.response not in raw:
             problem = ("bad_record", f"no {mapping.response!r} field")
+        if problem is None:
+            problem = _unencodable(raw, mapping)
         yield row, raw, problem
+
+
+def _unencodable(raw: dict[str, Any], mapping: ColumnMapping) -> tuple[str, str] | None:
+    # A JSON "\ud83d" escape decodes to a lone surrogate that Parquet (UTF-8) cannot store later.
+    for column in mapping.columns:
+        value = raw.get(column)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                return ("not_utf8", f"field {column!r}: {err}")
+    return None
 
 
 def _first_json_record(path: str, fmt: str) -> Any:

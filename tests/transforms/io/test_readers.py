@@ -145,3 +145,47 @@ def test_limit_is_deterministic_and_spread():
     with _pipeline() as p:
         out = limit_records(p | beam.Create(records), 5)
         assert_that(out | beam.Map(lambda r: r["source_row"]), equal_to([0, 1, 2, 3, 4]))
+
+
+# A JSON "\ud83d" escape (written as-is, backslash and all) decodes to a lone surrogate: valid JSON, not UTF-8.
+LONE_SURROGATE_LINE = '{"instruction": "fix \\ud83d", "response": "```python\\nprint(1)\\n```"}'
+
+
+def _surrogate_corpus(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    good = [json.dumps({"instruction": f"ok {i}", "response": f"```python\nvalue_{i} = compute({i})\n```"})
+            for i in range(2)]
+    path.write_text("\n".join([good[0], LONE_SURROGATE_LINE, good[1]]) + "\n", encoding="ascii")
+    return path
+
+
+def test_jsonl_lone_surrogate_is_a_not_utf8_dead_letter(tmp_path):
+    assert "\\ud83d" in LONE_SURROGATE_LINE  # the escape itself, not a surrogate in the test source
+    path = _surrogate_corpus(tmp_path)
+    with _pipeline() as p:
+        out = p | ReadSourcePairs(str(path), ColumnMapping())
+        assert_that(_collect(out.main, lambda r: r["source_row"]), equal_to([0, 2]), label="pairs")
+        assert_that(
+            _collect(out.rejected, lambda r: (r["source_row"], r["reason"], r["payload"].encode("utf-8") != b"")),
+            equal_to([(1, "not_utf8", True)]), label="rejected")
+
+
+def test_payload_json_of_a_lone_surrogate_encodes_as_utf8():
+    from schemas.records import payload_json
+
+    record = {"raw": {"instruction": "fix \ud83d", "k\udc00": ["\udfff"]}, "text": "a\ud83d" * 3000}
+    text = payload_json(record)
+    text.encode("utf-8")  # raises without the fix
+    assert "\\ud83d" in text
+
+
+def test_extract_job_writes_the_lone_surrogate_dead_letter(tmp_path):
+    """Read -> extract -> Parquet: the job survives, the dead letter is on disk and the good rows are snippets."""
+    from beam_pipelines.inverse_instruct import run
+    from transforms.io.parquet import read_rows
+
+    out = tmp_path / "out"
+    run([f"--input={_surrogate_corpus(tmp_path)}", f"--output={out}", "--stages=extract"])
+    dead = read_rows(str(out / "rejected"))
+    assert [(d["stage"], d["reason"], d["source_row"]) for d in dead] == [("read", "not_utf8", 1)]
+    assert sorted(s["source_row"] for s in read_rows(str(out / "snippets"))) == [0, 2]
