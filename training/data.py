@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import posixpath
+import re
 from typing import Any, Sequence
 
 import fsspec
@@ -66,6 +67,9 @@ def list_shards(data: str) -> list[Shard]:
     files = sorted(fs.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no shards.json and no Parquet files at {data}")
+    if fs.isdir(path) and any(re.search(r"-\d{5,}-of-\d{5,}\.parquet$", f) for f in files):
+        # Our shard writer's files without its index: a write that did not finish (it removes the index first).
+        raise FileNotFoundError(f"{data} holds shards but no shards.json: its write did not finish")
     shards = []
     for file in files:
         url = fs.unstrip_protocol(file) if "://" in data else file

@@ -287,6 +287,22 @@ def test_several_shard_directories_make_one_stage(shard_dirs):
     assert list_shards(f"{one},{two}") == list_shards(one) + list_shards(two)
 
 
+
+def test_a_shard_set_without_its_index_is_refused_but_plain_parquet_is_read(shard_dirs, tmp_path):
+    from training.data import list_shards
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(shard_dirs / "generated", unfinished)
+    (unfinished / "shards.json").unlink()  # what a killed write leaves: the writer removes the index first
+    assert list(unfinished.glob("*-of-*.parquet"))
+    with pytest.raises(FileNotFoundError, match="write did not finish"):
+        list_shards(str(unfinished))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    first = sorted(unfinished.glob("*.parquet"))[0]
+    shutil.copy(first, plain / "my-data.parquet")  # a user's own Parquet file, no index: read by glob
+    assert [s.url.rsplit("/", 1)[-1] for s in list_shards(str(plain))] == ["my-data.parquet"]
+
 def test_stage_order_is_deterministic_and_reshuffled_per_epoch(shard_dirs, tokenizer):
     shards = list_shards(str(shard_dirs / "generated"))
     data = StageExamples(shards, tokenizer, epochs=2, seed=5, max_length=MAX_LENGTH)

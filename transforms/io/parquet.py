@@ -7,7 +7,7 @@ Pure functions (usable without Beam):
   (``path``, ``rows``, ``bytes``, ``sha256``) whose digest is computed while writing.
 - ``write_shards(records, output_dir, kind, ...)``: the in-memory twin of ``WriteParquetShards`` (same files,
   byte for byte), for small outputs and tests.
-- ``write_index_atomic`` / ``read_index`` / ``verify_shards``: the ``shards.json`` index.
+- ``write_index_atomic`` / ``read_index`` / ``verify_shards`` / ``remove_index``: the ``shards.json`` index.
 
 Beam (``transforms.io.beam``): ``WriteParquetShards(output_dir, kind, seed=..., shard_records=... | shard_mb=...)``
 consumes a PCollection of dicts and outputs one element, the index dict, after ``shards.json`` is written.
@@ -25,7 +25,8 @@ Atomicity: a file only ever appears under its final name by rename (local: ``os.
 a completed upload/copy is atomic per object). Temp names start with ``.`` so readers that skip hidden files
 (``datasets``, Spark, pyarrow datasets) never see them. Rewriting the same shard (a retried bundle) writes
 identical bytes under the same name. ``shards.json`` is written last, also atomically, so its presence means
-the set is complete; stale shards of this prefix from an earlier run with another shard count are removed.
+the set is complete; an earlier run's index is removed before the first shard is written (shard names are reused),
+and stale shards of this prefix from an earlier run with another shard count are removed.
 """
 from __future__ import annotations
 
@@ -373,6 +374,16 @@ def remove_stale_shards(output_dir: str, prefix: str, keep: Iterable[str]) -> li
     return removed
 
 
+def remove_index(output_dir: str) -> None:
+    """Delete ``output_dir/shards.json`` if present. Called before any shard is (re)written: shards reuse their
+    names, so an old index next to a half-rewritten set would claim a mix of runs is complete."""
+    fs, local = _fs_and_path(output_dir)
+    path = posixpath.join(local, INDEX_NAME)
+    if fs.exists(path):
+        fs.rm(path)
+        LOG.info("removed the old %s of %s before rewriting its shards", INDEX_NAME, output_dir)
+
+
 def finalize_index(output_dir: str, index: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     fs, local = _fs_and_path(output_dir)
     fs.makedirs(local, exist_ok=True)
@@ -395,6 +406,7 @@ def write_shards(
 ) -> dict[str, Any]:
     """In-memory twin of ``WriteParquetShards``: identical shard files and index for the same input."""
     check_bounds(shard_records, shard_mb)
+    remove_index(output_dir)
     buckets: dict[int, list] = {}
     for record in records:
         key = sort_key(record["id"], seed)
