@@ -23,6 +23,7 @@ import pickle
 import posixpath
 import re
 import shutil
+import socket
 import struct
 import uuid
 from typing import IO, Any
@@ -51,13 +52,19 @@ def new_spill_dir(parent: str, name: str) -> str:
 
 
 JOB_SPILL_NAME = "inverse-instruct-spill"
-_JOB_SPILL_DIR = re.compile(re.escape(JOB_SPILL_NAME) + r"-(\d+)-[0-9a-f]{12}")
+# Host before pid: a hostname may hold "-", a pid never does, so the last number is the pid.
+_JOB_SPILL_DIR = re.compile(re.escape(JOB_SPILL_NAME) + r"-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-[0-9a-f]{12}")
+
+
+def host_tag() -> str:
+    """This host's name as it appears in spill directory names (only characters safe in a path)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "unknown-host"
 
 
 def new_job_spill_dir(parent: str) -> str:
-    """A job's spill directory under ``parent``, named for the launching process so that a later job can tell
-    the directory of a killed job (``remove_orphaned_spill_dirs``)."""
-    return new_spill_dir(parent, f"{JOB_SPILL_NAME}-{os.getpid()}")
+    """A job's spill directory under ``parent``, named for the launching host and process so that a later job
+    on the same host can tell the directory of a killed job (``remove_orphaned_spill_dirs``)."""
+    return new_spill_dir(parent, f"{JOB_SPILL_NAME}-{host_tag()}-{os.getpid()}")
 
 
 def _process_alive(pid: int) -> bool:
@@ -72,13 +79,17 @@ def _process_alive(pid: int) -> bool:
 
 def remove_orphaned_spill_dirs(parent: str) -> list[str]:
     """Remove the job spill directories under a local ``parent`` whose launching process is gone (a killed job
-    never reached its clean-up); returns their paths. A reused pid keeps its directory: the safe direction."""
+    never reached its clean-up); returns their paths. Only this host's directories are judged: a pid means
+    nothing on another host sharing the filesystem, and directories named without a host (older releases) are
+    left alone too. A reused pid keeps its directory: the safe direction."""
     if not _is_local(parent) or not os.path.isdir(_local(parent)):
         return []
+    host = host_tag()
     removed = []
     for entry in os.scandir(_local(parent)):
         match = _JOB_SPILL_DIR.fullmatch(entry.name)
-        if match and entry.is_dir(follow_symlinks=False) and not _process_alive(int(match.group(1))):
+        if (match and match.group("host") == host and entry.is_dir(follow_symlinks=False)
+                and not _process_alive(int(match.group("pid")))):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import random
 
 import apache_beam as beam
@@ -144,19 +145,45 @@ def test_extraction_job_spills_and_cleans_up(tmp_path, appends):
     assert list((tmp_path / "spill").iterdir()) == []
 
 
-def test_a_new_job_removes_the_spill_directories_of_killed_jobs(tmp_path):
+def _dead_pid() -> int:
     import subprocess
     import sys
 
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True, check=True)
-    dead_pid = int(finished.stdout)  # that process has exited: its directory is an orphan
-    orphan = tmp_path / f"inverse-instruct-spill-{dead_pid}-0123456789ab"
-    running = tmp_path / f"inverse-instruct-spill-{os.getpid()}-0123456789ab"
-    unrelated = tmp_path / "inverse-instruct-spill-notapid"
-    for directory in (orphan, running, unrelated):
-        (directory / "write-x").mkdir(parents=True)
-        (directory / "write-x" / "a.spill").write_bytes(b"x" * 100)
+    return int(finished.stdout)  # that process has exited
+
+
+def _spill_dirs(tmp_path, *names):
+    for name in names:
+        (tmp_path / name / "write-x").mkdir(parents=True)
+        (tmp_path / name / "write-x" / "a.spill").write_bytes(b"x" * 100)
+    return [tmp_path / name for name in names]
+
+
+def test_a_new_job_removes_the_spill_directories_of_killed_jobs(tmp_path):
+    host = spill_module.host_tag()
+    orphan, running, unrelated = _spill_dirs(
+        tmp_path, f"inverse-instruct-spill-{host}-{_dead_pid()}-0123456789ab",
+        f"inverse-instruct-spill-{host}-{os.getpid()}-0123456789ab", "inverse-instruct-spill-notapid")
     fresh = resolve_spill_dir(PipelineOptions([f"--spill-dir={tmp_path}"]))
-    assert fresh.startswith(f"{tmp_path}/inverse-instruct-spill-{os.getpid()}-")
+    assert fresh.startswith(f"{tmp_path}/inverse-instruct-spill-{host}-{os.getpid()}-")
     assert not orphan.exists() and running.exists() and unrelated.exists()
+
+
+def test_spill_directories_of_other_hosts_and_old_names_are_left_alone(tmp_path):
+    """On a shared filesystem a pid says nothing about another host's job: its directory may be in use."""
+    dead = _dead_pid()
+    other_host, old_format = _spill_dirs(
+        tmp_path, f"inverse-instruct-spill-other-host-7-{dead}-0123456789ab",
+        f"inverse-instruct-spill-{dead}-0123456789ab")
+    assert spill_module.remove_orphaned_spill_dirs(str(tmp_path)) == []
+    assert other_host.exists() and old_format.exists()
+
+
+def test_host_tag_is_safe_in_a_directory_name(monkeypatch):
+    monkeypatch.setattr(spill_module.socket, "gethostname", lambda: "node 3/rack:a-1.example")
+    assert spill_module.host_tag() == "node_3_rack_a-1.example"
+    name = posixpath.basename(spill_module.new_job_spill_dir("/spill"))
+    assert spill_module._JOB_SPILL_DIR.fullmatch(name).group("host", "pid") == ("node_3_rack_a-1.example",
+                                                                              str(os.getpid()))
