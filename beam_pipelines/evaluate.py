@@ -185,7 +185,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     output = options.view_as(OutputOptions).output.rstrip("/")
     result, task_ids, elapsed = run_timed(options, build_pipeline, ["execute", "evaluate.solve_plan"])
     samples = [json.loads(line) for line in read_text(f"{output}/samples.jsonl").splitlines() if line.strip()]
-    summary = summarize_results(samples, settings.ks)
+    summary = summarize_results(samples, settings.ks, task_ids)
     per_problem = collections.Counter(s["task_id"] for s in samples)
     summary.update({
         "benchmark": settings.benchmark,

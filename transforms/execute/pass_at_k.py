@@ -14,10 +14,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def summarize_results(results: Iterable[Mapping[str, Any]], ks: Iterable[int] = (1,)) -> dict[str, Any]:
+def summarize_results(results: Iterable[Mapping[str, Any]], ks: Iterable[int] = (1,),
+                      task_ids: Iterable[str] | None = None) -> dict[str, Any]:
     """pass@k (in %, averaged over problems) and status counts from per-sample results
-    (``{"task_id", "status", ...}``). A k larger than a problem's sample count is not reported."""
-    per_task: dict[str, list[bool]] = {}
+    (``{"task_id", "status", ...}``). A k larger than a problem's sample count is not reported. With ``task_ids``
+    (every problem the run was asked to solve), a problem without any sample counts as unsolved rather than
+    leaving the average."""
+    per_task: dict[str, list[bool]] = {t: [] for t in task_ids or ()}
     statuses: dict[str, int] = {}
     for r in results:
         per_task.setdefault(r["task_id"], []).append(r["status"] == "passed")
@@ -25,8 +28,8 @@ def summarize_results(results: Iterable[Mapping[str, Any]], ks: Iterable[int] = 
     summary: dict[str, Any] = {"problems": len(per_task), "samples": sum(statuses.values()),
                                "statuses": dict(sorted(statuses.items()))}
     for k in ks:
-        if per_task and all(len(v) >= k for v in per_task.values()):
-            scores = [pass_at_k(len(v), sum(v), k) for v in per_task.values()]
+        if per_task and all(len(v) >= k for v in per_task.values() if v):
+            scores = [pass_at_k(len(v), sum(v), k) if v else 0.0 for v in per_task.values()]
             summary[f"pass@{k}"] = round(100.0 * sum(scores) / len(scores), 2)
     summary["solved"] = sorted(t for t, v in per_task.items() if any(v))
     return summary

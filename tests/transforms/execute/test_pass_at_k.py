@@ -34,3 +34,11 @@ def test_summary_averages_over_problems_and_skips_k_above_n():
     assert summary["statuses"] == {"failed": 2, "passed": 1, "timeout": 1} and summary["solved"] == ["a"]
 
 
+
+
+def test_a_problem_without_samples_counts_as_unsolved():
+    results = [{"task_id": "a", "status": "passed"}, {"task_id": "a", "status": "passed"}]
+    assert summarize_results(results, ks=(1,))["pass@1"] == 100.0  # without the task list, "b" is unknown
+    summary = summarize_results(results, ks=(1, 2), task_ids=["a", "b"])
+    assert summary["problems"] == 2 and summary["pass@1"] == 50.0 and summary["pass@2"] == 50.0
+    assert summary["solved"] == ["a"] and summary["samples"] == 2
