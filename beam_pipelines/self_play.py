@@ -15,7 +15,6 @@ counts, checked to balance) and ``summary.json``.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from typing import Any, Sequence
@@ -105,12 +104,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     p3 = load_p3(opts.p3_dir) if opts.p3_dir else None
     isolated = require_isolation(options)
     limits = sandbox_limits(options)
-    judge = SandboxSettings(dataclasses.replace(limits, timeout_s=opts.judge_timeout,
-                                                cpu_s=max(1, int(opts.judge_timeout))),
-                            sandbox_workers(options), not isolated)
-    verify = SandboxSettings(dataclasses.replace(limits, timeout_s=opts.verify_timeout,
-                                                 cpu_s=max(1, int(opts.verify_timeout))),
-                             sandbox_workers(options), not isolated)
+    judge = SandboxSettings(limits.within(opts.judge_timeout), sandbox_workers(options), not isolated)
+    verify = SandboxSettings(limits.within(opts.verify_timeout), sandbox_workers(options), not isolated)
     handler = handler_from_options(options, cache_root=f"{output}/cache")
     tallies: list[StageTally] = []
     dead_letters = []

@@ -192,32 +192,41 @@ def to_table(records: Iterable[Mapping[str, Any]], kind: RecordKind | str) -> pa
 PAYLOAD_STRING_LIMIT = 4096
 
 
+def lone_surrogate_at(text: str) -> int | None:
+    """The offset of the first lone UTF-16 surrogate in ``text`` (a JSON "\\ud83d" escape decodes to one), which
+    UTF-8, and so Parquet, cannot store; None when there is none."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def utf8_storable(text: str) -> str:
+    """``text`` with any lone surrogate written as its ``\\udXXX`` escape."""
+    return text if lone_surrogate_at(text) is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def payload_json(record: Mapping[str, Any] | Any) -> str:
     """JSON for a dead-letter payload; long strings are truncated so a 10 MB record stays small."""
 
     def shrink(v: Any) -> Any:
-        if isinstance(v, str) and len(v) > PAYLOAD_STRING_LIMIT:
-            v = v[:PAYLOAD_STRING_LIMIT] + f"...<truncated {len(v) - PAYLOAD_STRING_LIMIT} chars>"
+        # Every string, key and repr() made UTF-8-storable: a dead letter must always be writable to Parquet.
         if isinstance(v, str):
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate: Parquet (UTF-8) could not store the dead letter
-                v = v.encode("utf-8", "backslashreplace").decode("utf-8")
-            return v
+            if len(v) > PAYLOAD_STRING_LIMIT:
+                v = v[:PAYLOAD_STRING_LIMIT] + f"...<truncated {len(v) - PAYLOAD_STRING_LIMIT} chars>"
+            return utf8_storable(v)
         if isinstance(v, bytes):
             return shrink(v.decode("utf-8", "backslashreplace"))
         if isinstance(v, Mapping):
-            return {str(k): shrink(x) for k, x in v.items()}
+            return {utf8_storable(str(k)): shrink(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
             return [shrink(x) for x in v]
         return v
 
-    text = json.dumps(shrink(record), ensure_ascii=False, default=repr, sort_keys=True)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a surrogate in a key or a repr(): escape everything rather than lose the record
-        text = json.dumps(shrink(record), ensure_ascii=True, default=repr, sort_keys=True)
-    return text
+    return json.dumps(shrink(record), ensure_ascii=False, default=lambda o: utf8_storable(repr(o)), sort_keys=True)
 
 
 def rejected(

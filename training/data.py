@@ -67,6 +67,8 @@ def list_shards(data: str) -> list[Shard]:
     files = sorted(fs.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no shards.json and no Parquet files at {data}")
+    # The shard names of transforms.io.parquet.shard_name, matched here: importing that module would load Beam
+    # into every training rank.
     if fs.isdir(path) and any(re.search(r"-\d{5,}-of-\d{5,}\.parquet$", f) for f in files):
         # Our shard writer's files without its index: a write that did not finish (it removes the index first).
         raise FileNotFoundError(f"{data} holds shards but no shards.json: its write did not finish")

@@ -99,6 +99,10 @@ class IsolationLimits:
         if self.open_files < 16:
             raise ValueError("open_files below 16 leaves the interpreter unable to start")
 
+    def within(self, seconds: float) -> "IsolationLimits":
+        """These limits with a wall clock of ``seconds``, and a CPU limit to match (whole seconds, at least 1)."""
+        return dataclasses.replace(self, timeout_s=seconds, cpu_s=max(1, int(seconds)))
+
 
 @dataclasses.dataclass(frozen=True)
 class ProcessResult:

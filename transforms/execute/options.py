@@ -32,9 +32,8 @@ class SandboxOptions(PipelineOptions):
 
 def sandbox_limits(options: PipelineOptions) -> IsolationLimits:
     opts = options.view_as(SandboxOptions)
-    return IsolationLimits(timeout_s=opts.sandbox_timeout, cpu_s=max(1, int(opts.sandbox_timeout)),
-                           memory_mb=opts.sandbox_memory_mb, max_processes=opts.sandbox_processes,
-                           max_message_bytes=int(opts.sandbox_max_answer_mb * (1 << 20)))
+    return IsolationLimits(memory_mb=opts.sandbox_memory_mb, max_processes=opts.sandbox_processes,
+                           max_message_bytes=int(opts.sandbox_max_answer_mb * (1 << 20))).within(opts.sandbox_timeout)
 
 
 def sandbox_workers(options: PipelineOptions) -> int:

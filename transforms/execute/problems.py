@@ -80,10 +80,13 @@ def load_humaneval_plus(path: str) -> list[Problem]:
 
 def mbpp_check(tests: list[str], setup: str = "") -> str:
     """MBPP's assertions (which call the function by name) as a ``check(candidate)`` for the trusted harness."""
-    body = [line for block in (setup, *tests) if block for line in block.splitlines() if line.strip()]
-    if not any(line.strip() for test in tests for line in test.splitlines()):
+    def lines(block: str) -> list[str]:
+        return [line for line in block.splitlines() if line.strip()]
+
+    test_lines = [line for test in tests for line in lines(test)]
+    if not test_lines:
         raise ValueError("an MBPP check needs at least one test line")  # an empty check would pass anything
-    return "def check(candidate):\n" + "".join(f"    {line}\n" for line in body)
+    return "def check(candidate):\n" + "".join(f"    {line}\n" for line in lines(setup) + test_lines)
 
 
 def _mbpp_prompt(statement: str, example: str) -> str:

@@ -57,6 +57,7 @@ import ast
 from dataclasses import dataclass
 from typing import Union
 
+from schemas.records import lone_surrogate_at
 from transforms.extract.detect import detect_language
 from transforms.extract.fences import find_first_fence
 from transforms.extract.languages import LANGUAGES, fence_tag_token, normalize_fence_tag
@@ -172,11 +173,9 @@ def _coerce_text(response: object, config: ExtractionConfig) -> str | Rejection:
     nul = text.find("\x00")
     if nul >= 0:
         return Rejection(BAD_RECORD, f"response contains a NUL character at offset {nul}")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return Rejection(NOT_UTF8, f"response holds a lone surrogate at offset {exc.start}")
+    surrogate = lone_surrogate_at(text)
+    if surrogate is not None:
+        return Rejection(NOT_UTF8, f"response holds a lone surrogate at offset {surrogate}")
     if not text.strip():
         return Rejection(NO_CODE, "response is empty or whitespace")
     return text

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.records import content_id
+from schemas.records import content_id, lone_surrogate_at
 from transforms.io import filesystems
 from transforms.io.source_tree import iter_definitions, language_for_path
 
@@ -153,14 +153,11 @@ def iter_json_rows(path: str, fmt: str, mapping: ColumnMapping) -> Iterator[tupl
 
 
 def _unencodable(raw: dict[str, Any], mapping: ColumnMapping) -> tuple[str, str] | None:
-    # A JSON "\ud83d" escape decodes to a lone surrogate that Parquet (UTF-8) cannot store later.
     for column in mapping.columns:
         value = raw.get(column)
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as err:
-                return ("not_utf8", f"field {column!r}: {err}")
+        offset = lone_surrogate_at(value) if isinstance(value, str) else None
+        if offset is not None:
+            return ("not_utf8", f"field {column!r} holds a lone surrogate at offset {offset}")
     return None
 
 

@@ -33,6 +33,7 @@ import io
 import tokenize
 from typing import Iterator, NamedTuple
 
+from schemas.records import lone_surrogate_at
 from transforms.extract.languages import CLASS, FUNCTION, METHOD, LanguageSpec, language_for_path, language_spec
 from transforms.extract.syntax import only_tolerated_errors, python_compile_error, syntax_error, thread_parser
 from transforms.extract.whitespace import normalize_code
@@ -69,10 +70,9 @@ def decode_source(source: str | bytes, language: str) -> str:
         raise TypeError(f"source must be str or bytes, not {type(source).__name__}")
     if text.startswith("\ufeff"):
         text = text[1:]
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UndecodableSource(f"source holds a lone surrogate at offset {exc.start}") from exc
+    surrogate = lone_surrogate_at(text)
+    if surrogate is not None:
+        raise UndecodableSource(f"source holds a lone surrogate at offset {surrogate}")
     return text
 
 
