@@ -28,7 +28,7 @@ from transforms.io.training_examples import training_example
 from transforms.selfplay import filters, plans, solve, training_text
 from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay.preset import FilterStrings, SelfPlayPreset
-from transforms.selfplay.source import solution_body, split_imports
+from transforms.selfplay.source import imported_names, solution_body, split_imports
 from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput
 
 STAGE = "self_play"
@@ -98,7 +98,8 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
     reason = filters.read_return_true(judged.passed)
     if reason:
         return reason, judged.reason, facts
-    verdict = filters.check_signature(f_text, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=strings)
+    verdict = filters.check_signature(f_text, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=strings,
+                                      imported=imported_names(imports))
     facts.update(answer_type=verdict.answer_type, tested=verdict.tested)
     if verdict.reason:
         return verdict.reason, f"answer {verdict.answer_name}: {verdict.answer_type}", facts

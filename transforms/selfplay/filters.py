@@ -206,8 +206,9 @@ def trivial_candidates(answer_type: str) -> list[Any]:
 
 
 def check_signature(puzzle: str, *, trivial_reject_rate: float | None = None, seed: int = 0,
-                    strings: FilterStrings | None = None) -> SignatureVerdict:
-    """Step 3 on a puzzle that passed steps 1 and 2 (so its ``def`` executes in the judge)."""
+                    strings: FilterStrings | None = None, imported: Iterable[str] = ()) -> SignatureVerdict:
+    """Step 3 on a puzzle that passed steps 1 and 2 (so its ``def`` executes in the judge). ``imported``: names
+    that the puzzle's own leading imports bind (seed-preset puzzles; the reference's puzzles have none)."""
     s = _strings(strings)
     rate = s.trivial_reject_rate if trivial_reject_rate is None else trivial_reject_rate
     try:
@@ -215,7 +216,7 @@ def check_signature(puzzle: str, *, trivial_reject_rate: float | None = None, se
         answer = answer_parameter(puzzle)
     except (SyntaxError, ValueError):
         return SignatureVerdict("answer_annotation_invalid")
-    known = set(dir(builtins)) | set(s.definition_names)
+    known = set(dir(builtins)) | set(s.definition_names) | set(imported)
     unknown = _definition_names(fn) - known
     if answer is None or answer.annotation is None or unknown:
         return SignatureVerdict("answer_annotation_invalid")

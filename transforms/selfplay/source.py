@@ -37,6 +37,22 @@ def split_imports(text: str) -> tuple[str, str]:
     return imports, text[len(imports):]
 
 
+def imported_names(imports: str) -> frozenset[str]:
+    """The names that ``imports`` (``split_imports``'s first part) binds: ``import a.b`` binds ``a``, ``as`` an
+    alias. A seed-preset puzzle's defaults and annotations may use them (``a=math.pi``)."""
+    try:
+        tree = ast.parse(imports)
+    except (SyntaxError, ValueError):
+        return frozenset()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name != "*":
+                    names.add(alias.asname or alias.name.split(".")[0])
+    return frozenset(names)
+
+
 def _parses(source: str) -> bool:
     try:
         ast.parse(source)

@@ -139,3 +139,22 @@ def test_the_judges_static_refusal(code, unsafe):
 
 def test_every_reason_is_declared():
     assert len(set(F.REASONS)) == len(F.REASONS) == 12
+
+
+@pytest.mark.parametrize("imports, names", [
+    ("import math\n", {"math"}),
+    ("import os.path\n\nfrom collections import Counter as C, deque\n", {"os", "C", "deque"}),
+    ("import numpy as np\nfrom itertools import *\n", {"np"}),
+    ("", set()),
+])
+def test_imported_names_are_the_names_an_import_binds(imports, names):
+    from transforms.selfplay.source import imported_names
+
+    assert imported_names(imports) == names
+
+
+def test_a_default_may_use_a_name_the_puzzles_own_imports_bind():
+    puzzle = "def f(x: float, a=math.pi):\n    return x > a"
+    assert F.check_signature(puzzle, trivial_reject_rate=0.0).reason == "answer_annotation_invalid"
+    verdict = F.check_signature(puzzle, trivial_reject_rate=0.0, imported={"math"})
+    assert verdict.reason is None and verdict.answer_type == "float"

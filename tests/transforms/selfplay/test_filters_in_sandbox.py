@@ -100,3 +100,17 @@ def test_a_seed_preset_puzzle_that_imports_passes_the_filters_and_runs_with_its_
     verdict = verify_pair(sat, f"{sat}\n\n{header}\n    return math.sqrt(2.0)", "float", SANDBOX.limits,
                           preamble=STRINGS.judge_preamble)
     assert verdict.passed, verdict.reason
+
+
+def test_a_seed_preset_puzzle_may_use_its_imports_in_its_defaults():
+    generated = ("x: float, target=math.pi) -> bool:\n    return abs(math.cos(x) + 1) < 1e-9 and x > 3\n\n"
+                 "import math\n\ndef g4(target=math.pi):\n    return target\n")
+    sample = {"preset": "seed", "head": "def f4(", "text": generated, "prompt_index": 0, "sample_index": 0,
+              "k": 3, "examples": [], "seed": 1}
+    reason, detail, facts = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert (reason, detail) == (None, "")
+    assert facts["sat"].startswith("import math\n\ndef f(x: float, target=math.pi) -> bool:")
+    # A default naming what no import binds is still refused: the def does not evaluate in the judge.
+    sample["text"] = generated.replace("target=math.pi) -> bool", "target=mth.pi) -> bool")
+    reason, _, _ = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "return_true_failed"
