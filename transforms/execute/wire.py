@@ -22,6 +22,7 @@ import json
 import math
 
 MAX_CONTAINERS = 1_000_000  # lists/tuples/dicts/sets in one message: bounds what parsing allocates
+MAX_EQUAL_HASHES = 32  # keys of one set or dict with the same hash (plain data has a handful at most)
 MAX_DEPTH = 100  # deeper plain data is refused (HumanEval and P3 answers nest 3 levels at most)
 DEFAULT_MAX_BYTES = 8 << 20
 
@@ -91,6 +92,19 @@ def encode_tree(value: object, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: in
     return enc(value, 0)
 
 
+def _few_equal_hashes(keys: list, tag: str) -> None:
+    """Refuse keys of which more than ``MAX_EQUAL_HASHES`` share a hash. Ints, floats and tuples hash the same in
+    every process (``k * (2**61 - 1)`` all hash to 0), and each colliding key costs a set or dict a probe past
+    all the others: 30,000 of them took 6 s of trusted CPU to insert, after the sandbox's clock had stopped.
+    Counting hashes first is linear."""
+    counts: dict[int, int] = {}
+    for key in keys:
+        h = hash(key)
+        n = counts[h] = counts.get(h, 0) + 1
+        if n > MAX_EQUAL_HASHES:
+            raise WireError(f"{tag} with more than {MAX_EQUAL_HASHES} keys of one hash")
+
+
 def _reject_constant(name: str) -> object:
     raise WireError(f"non-standard JSON constant {name}")
 
@@ -123,7 +137,8 @@ def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH)
                 raise WireError("NaN is not accepted here")
             return _NONFINITE[payload]
         if tag == "int":
-            if type(payload) is not str or not payload or payload.lstrip("-").strip("0123456789abcdef"):
+            digits = payload[1:] if type(payload) is str and payload[:1] == "-" else payload
+            if type(digits) is not str or not digits or digits.strip("0123456789abcdef"):  # "-", "--1" refused
                 raise WireError("bad int payload")
             return int(payload, 16)
         if tag == "bytes":
@@ -135,20 +150,21 @@ def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH)
                 raise WireError(f"bad bytes payload: {e}") from None
         if type(payload) is not list:
             raise WireError(f"bad {tag!r} payload")
+        if tag == "tuple":
+            return tuple(dec(x, depth + 1) for x in payload)
         try:
-            if tag == "tuple":
-                return tuple(dec(x, depth + 1) for x in payload)
-            if tag == "set":
-                return {dec(x, depth + 1) for x in payload}
-            if tag == "frozenset":
-                return frozenset(dec(x, depth + 1) for x in payload)
+            if tag == "set" or tag == "frozenset":
+                elements = [dec(x, depth + 1) for x in payload]
+                _few_equal_hashes(elements, tag)
+                return set(elements) if tag == "set" else frozenset(elements)
             if tag == "dict":
-                out = {}
+                items = []
                 for pair in payload:
                     if type(pair) is not list or len(pair) != 2:
                         raise WireError("bad dict item")
-                    out[dec(pair[0], depth + 2)] = dec(pair[1], depth + 2)
-                return out
+                    items.append((dec(pair[0], depth + 2), dec(pair[1], depth + 2)))
+                _few_equal_hashes([k for k, _ in items], tag)
+                return dict(items)
         except TypeError as e:  # an unhashable key or set element
             raise WireError(f"bad {tag}: {e}") from None
         raise WireError(f"unknown tag {tag!r}")

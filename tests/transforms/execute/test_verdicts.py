@@ -70,12 +70,24 @@ def test_wire_refuses_what_is_not_plain_data(value, message):
     ('[' * 150 + ']' * 150, "deeper"),
     ('1' * 5000, "not JSON"),
     ('{"t":"int","v":"12g"}', "bad int"),
+    ('{"t":"int","v":"-"}', "bad int"),
+    ('{"t":"int","v":"--1"}', "bad int"),
+    ('{"t":"set","v":[' + ",".join(str(k * (2**61 - 1)) for k in range(1, 40)) + "]}", "of one hash"),
+    ('{"t":"dict","v":[' + ",".join(f"[{k * (2**61 - 1)},0]" for k in range(1, 40)) + "]}", "of one hash"),
     ('"' + "x" * 2000 + '"', "larger than"),
     ("[" + "[]," * 1_000_001 + "[]]", "containers"),
 ])
 def test_wire_refuses_hostile_text(text, message):
     with pytest.raises(wire.WireError, match=message):
         wire.loads(text, max_bytes=1000 if len(text) < 3000 else 8 << 20)
+
+
+def test_a_few_equal_hashes_still_cross():
+    # -1 and -2 hash alike, as do 0, 2**61 - 1 and 0.0-equal keys of other values: plain data has a handful.
+    value = {-1, -2, 0, 2**61 - 1, (1, 2), frozenset({3})}
+    assert wire.loads(wire.dumps(value)) == value
+    same_hash = [k * (2**61 - 1) for k in range(wire.MAX_EQUAL_HASHES)]
+    assert wire.loads(wire.dumps({k: k for k in same_hash})) == {k: k for k in same_hash}
 
 
 # ------------------------------------------------------------------------------------------- HumanEval
