@@ -287,6 +287,38 @@ def test_p3_solution_cannot_tamper_with_the_puzzle():
     assert verdicts.verify_pair(sat, "def g():\n    return [11, 12, 13]\n", "List[int]", FAST).passed
 
 
+def test_an_answer_of_colliding_hashes_is_refused_quickly():
+    # Every k * (2**61 - 1) hashes to 0: building a set of 30,000 of them is quadratic in the trusted process
+    # (6 s of its CPU, after the sandbox's clock has stopped). The sandbox replaces its encoder to send one.
+    sol = ("import sys\nM = (1 << 61) - 1\n"
+           "sys.modules['sandbox_wire'].encode_tree = (\n"
+           "    lambda v, m: {'t': 'set', 'v': [k * M for k in range(1, 30001)]})\n"
+           "def g():\n    return 0\n")
+    started = time.monotonic()
+    verdict = verdicts.verify_pair("def f(x: int):\n    return True\n", sol, "int", FAST)
+    assert verdict.status == "failed" and "of one hash" in verdict.reason, verdict
+    assert time.monotonic() - started < 3.0
+
+
+def test_fresh_calls_share_nothing_and_survive_a_call_that_dies():
+    program = ("import builtins, os\n"
+               "def f(x):\n"
+               "    if x == 'patch':\n        builtins.len = lambda v: 0\n        return len('abc')\n"
+               "    if x == 'exit':\n        os._exit(0)\n"
+               "    if x == 'spin':\n        while True:\n            pass\n"
+               "    return len('abc')\n")
+    with AgentSession(IsolationLimits(timeout_s=5, cpu_s=1, memory_mb=512)) as session:
+        assert session.fresh_call(program, "f", ("patch",)).value == 0
+        assert session.fresh_call(program, "f", ("plain",)).value == 3  # the patch died with its call
+        died = session.fresh_call(program, "f", ("exit",))
+        assert died.kind == "raised" and died.error_type == "CallDied", died
+        spun = session.fresh_call(program, "f", ("spin",))  # its own 1 s of CPU, then SIGXCPU
+        assert spun.kind == "raised" and "signal" in spun.message, spun
+        assert session.fresh_call(program, "f", ("plain",)).value == 3
+        broken = session.fresh_call("def f(x:\n", "f", (1,))
+        assert broken.kind == "raised" and broken.error_type == "SyntaxError"
+
+
 def test_runs_cleanly_cannot_be_forged_by_an_early_exit():
     forged = "import os\nos.write(4, b'{\"id\":\"x\",\"ok\":true}\\n')\nos._exit(0)\n"
     assert not verdicts.runs_cleanly(forged, FAST).passed
