@@ -5,7 +5,11 @@ request on the response pipe (newline-delimited JSON, see ``session.py``):
 
 * ``{"op": "load", "id", "source"}``: run a program's module code in a fresh namespace;
 * ``{"op": "call", "id", "name", "args", "kwargs"}``: call a function of that namespace with plain-data arguments and
-  answer its result as plain data (``wire.py``), or the exception it raised.
+  answer its result as plain data (``wire.py``), or the exception it raised;
+* ``{"op": "fresh_call", "id", "source", "name", "args", "kwargs"}``: both, in a forked child, so that every such
+  call starts from this process as it was before any program ran (no state carries over from one call to the
+  next) and has a CPU budget of its own. A session that only makes fresh calls never runs a program in the
+  process that reads its requests.
 
 Nothing here is trusted by the parent: the program runs in this same process and can rewrite any of it.
 The parent only believes what it can check itself (see ``session.py``).
@@ -70,6 +74,62 @@ def _handle(msg, namespace, cfg):
     return {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}"}}
 
 
+def _fresh_call(msg, cfg):
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: load, call, answer on the private pipe, exit
+        try:
+            os.close(read_fd)
+            os.close(cfg["request_fd"])
+            os.close(cfg["response_fd"])
+            namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
+            reply = _handle({"op": "load", "source": msg["source"]}, namespace, cfg)
+            if reply["ok"]:
+                reply = _handle({**msg, "op": "call"}, namespace, cfg)
+            data = _encoded(reply, cfg)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view):]
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    limit = cfg["max_result_bytes"] + 8192
+    chunks, size = [], 0
+    with os.fdopen(read_fd, "rb") as pipe:
+        while size <= limit:
+            chunk = pipe.read(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    if size > limit:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    data = b"".join(chunks)
+    if size > limit or not data:
+        why = "an answer over the size limit" if size > limit else "no answer"
+        if os.WIFSIGNALED(status):
+            why += f" (signal {os.WTERMSIG(status)})"  # SIGXCPU: the call's CPU budget ran out
+        return {"ok": False, "error": {"type": "CallDied", "message": f"the call's process ended with {why}"}}
+    try:
+        reply = json.loads(data)
+    except BaseException as e:  # not JSON, or nested past the parser's recursion limit
+        return {"ok": False, "error": {"type": "CallDied", "message": f"unreadable answer: {type(e).__name__}"}}
+    return reply if type(reply) is dict else {"ok": False, "error": {"type": "CallDied", "message": "bad answer"}}
+
+
+def _encoded(reply, cfg):
+    try:
+        return wire.dumps_tree(reply, cfg["max_result_bytes"] + 4096).encode("ascii")
+    except wire.WireError as e:
+        failed = {"ok": False, "bad_result": {"type": "WireError", "message": str(e)}}
+        if "id" in reply:
+            failed["id"] = reply["id"]
+        return json.dumps(failed).encode("ascii")
+
+
 def main(cfg):
     _set_limits(cfg)
     # P3 puzzles were written for Pythons without the 4,300-digit str<->int limit; CPU is bounded here anyway.
@@ -82,18 +142,19 @@ def main(cfg):
         if not line:
             return
         msg = json.loads(line)
-        reply = _handle(msg, namespace, cfg)
+        for stream in (sys.stdout, sys.stderr):  # a forked child would write the parent's buffered output again
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        reply = _fresh_call(msg, cfg) if msg.get("op") == "fresh_call" else _handle(msg, namespace, cfg)
         reply["id"] = msg["id"]
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except BaseException:
                 pass
-        try:
-            text = wire.dumps_tree(reply, cfg["max_result_bytes"] + 4096)
-        except wire.WireError as e:
-            text = json.dumps({"id": msg["id"], "ok": False, "bad_result": {"type": "WireError", "message": str(e)}})
-        responses.write(text.encode("ascii") + b"\n")
+        responses.write(_encoded(reply, cfg) + b"\n")
         responses.flush()
 
 

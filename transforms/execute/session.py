@@ -93,7 +93,17 @@ class AgentSession:
              ) -> CallResult:
         """Call ``name(*args, **kwargs)`` in the sandbox. Arguments cross as plain data, so the function gets
         copies and cannot change the caller's objects."""
-        reply = self._request({"op": "call", "name": name, "args": wire.encode_tree(list(args), self._request_max),
+        return self._call({"op": "call", "name": name}, args, allow_nan, kwargs)
+
+    def fresh_call(self, source: str, name: str, args: tuple | list = (), allow_nan: bool = True,
+                   kwargs: dict | None = None) -> CallResult:
+        """Load ``source`` and call ``name(*args, **kwargs)`` in a process forked for this call alone: nothing one
+        call leaves behind (a mutated default, a patched builtin, CPU time spent) reaches the next. A program
+        that does not load answers as a call that raised."""
+        return self._call({"op": "fresh_call", "source": source, "name": name}, args, allow_nan, kwargs)
+
+    def _call(self, request: dict, args: tuple | list, allow_nan: bool, kwargs: dict | None) -> CallResult:
+        reply = self._request({**request, "args": wire.encode_tree(list(args), self._request_max),
                                "kwargs": wire.encode_tree(dict(kwargs or {}), self._request_max)})
         if reply["ok"]:
             if "value" not in reply:

@@ -13,8 +13,8 @@ exception description; this module compares:
 * P3 puzzles: ``solve_answer`` runs ``g()`` in one sandbox and type-checks its answer the way P3 does (exact
   ``bool``/``int``/``float``/``str``, nested ``List[...]``; ``True`` is not an ``int``); ``check_sat`` runs
   ``f(answer)`` in a FRESH sandbox and requires exactly ``True`` back; ``verify_pair`` does both;
-  ``sat_results`` checks many answers in one sandbox (the trivial-answer filter); ``runs_cleanly`` runs a
-  program and optionally one call (the ``f(None)`` judge filter).
+  ``sat_results`` checks many answers in one sandbox, each in a process of its own (the trivial-answer
+  filter); ``runs_cleanly`` runs a program and optionally one call (the ``f(None)`` judge filter).
 
 What a program prints, writes, or exits with is never evidence: ``sys.exit(0)``, ``os._exit``, a forged answer
 line, an object whose ``__eq__`` says True, all end as failures or as plain data that trusted code judges.
@@ -392,9 +392,11 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
 
 def _call_many(program: str, entry: str, answers: Sequence[Any], limits: IsolationLimits, judge,
                allow_unisolated: bool, max_restarts: int) -> list[Verdict]:
-    """``judge(CallResult)`` of ``entry(answer)`` for every answer, all in one sandbox; each answer gets its own
-    ``timeout_s``, and after a timeout or crash the rest go on in a fresh sandbox (at most ``max_restarts`` times;
-    answers left after that fail as "not evaluated")."""
+    """``judge(CallResult)`` of ``entry(answer)`` for every answer, in one sandbox but each in a process of its own
+    that loads ``program`` afresh (``AgentSession.fresh_call``): as the reference runs one program per answer, no
+    answer sees state an earlier call left (a default list that remembers) or finds the CPU budget spent. Each
+    answer gets its own ``timeout_s``; after a timeout or crash the rest go on in a fresh sandbox, at most
+    ``max_restarts`` times. Answers left after that fail as not evaluated (value ``NOT_EVALUATED``)."""
     verdicts: list[Verdict] = []
     restarts = 0
     i = 0
@@ -405,15 +407,10 @@ def _call_many(program: str, entry: str, answers: Sequence[Any], limits: Isolati
         try:
             session = AgentSession(limits, allow_unisolated)
             isolated = session.isolated
-            load_error = session.load(program)
-            if load_error is not None:
-                reason = f"program raised {load_error[0]}: {load_error[1][:300]}"
-                verdicts += [_verdict("failed", reason, started, session, isolated) for _ in answers[i:]]
-                return verdicts
             while i < len(answers):
                 session.restart_clock()
                 started = time.monotonic()
-                status, reason, value = judge(session.call(entry, (answers[i],)))
+                status, reason, value = judge(session.fresh_call(program, entry, (answers[i],)))
                 verdicts.append(_verdict(status, reason, started, None, isolated, value))
                 i += 1
         except SandboxFailure as f:
@@ -422,7 +419,7 @@ def _call_many(program: str, entry: str, answers: Sequence[Any], limits: Isolati
             restarts += 1
             if restarts > max_restarts and i < len(answers):
                 reason = f"not evaluated: the sandbox failed {restarts} times"
-                verdicts += [Verdict("failed", reason, 0.0, isolated) for _ in answers[i:]]
+                verdicts += [Verdict("failed", reason, 0.0, isolated, value=NOT_EVALUATED) for _ in answers[i:]]
                 return verdicts
         finally:
             if session is not None:
@@ -433,13 +430,15 @@ def _call_many(program: str, entry: str, answers: Sequence[Any], limits: Isolati
 def sat_results(sat_source: str, answers: Sequence[Any], limits: IsolationLimits = IsolationLimits(), *,
                 entry: str = "f", preamble: str | None = None, allow_unisolated: bool = False,
                 max_restarts: int = 3) -> list[Verdict]:
-    """One verdict per answer, passed when ``entry(answer)`` is exactly True, all answers in one sandbox."""
+    """One verdict per answer, passed when ``entry(answer)`` is exactly True, each in a fresh process of one
+    sandbox."""
     return _call_many(_program(preamble, sat_source), entry, answers, limits, _sat_judge(entry), allow_unisolated,
                       max_restarts)
 
 
 # What one call of a puzzle on a candidate answer came to (the self-play trivial-answer filter's vocabulary).
-OUTCOMES = ("true", "truthy", "falsy", "name_error", "error", "timeout")
+NOT_EVALUATED = "not_evaluated"  # the sandbox failed too often before this answer's turn
+OUTCOMES = ("true", "truthy", "falsy", "name_error", "error", "timeout", NOT_EVALUATED)
 
 
 def _outcome_judge(result: CallResult):
@@ -457,8 +456,9 @@ def _outcome_judge(result: CallResult):
 def sat_outcomes(sat_source: str, answers: Sequence[Any], limits: IsolationLimits = IsolationLimits(), *,
                  entry: str = "f", preamble: str | None = None, allow_unisolated: bool = False,
                  max_restarts: int = 3) -> list[str]:
-    """What ``entry(answer)`` came to for every answer (``OUTCOMES``), all in one sandbox, judged here from plain
-    data. A program that does not load gives ``error`` for every answer."""
+    """What ``entry(answer)`` came to for every answer (``OUTCOMES``), each in a fresh process of one sandbox,
+    judged here from plain data. A program that does not load answers as a call that raised (``name_error`` for
+    a NameError, as the reference's ``assert f(x)`` program would)."""
     verdicts = _call_many(_program(preamble, sat_source), entry, answers, limits, _outcome_judge,
                           allow_unisolated, max_restarts)
     return [v.value if v.value in OUTCOMES else ("timeout" if v.status == "timeout" else "error") for v in verdicts]

@@ -16,6 +16,10 @@
    nested).
 4. ``trivial_answer``: some small value of the answer type makes ``assert f(value)`` pass, or raises a
    NameError (the reference wraps the call in ``try/except NameError: pass``, so a NameError also rejects).
+   The reference runs one program per value; here each value runs in a process of its own, forked from a
+   sandbox where no program ran, so one call cannot leave state (a default list that remembers) or spend CPU
+   time that the next one needs. ``trivial_test_incomplete`` (project addition): the sandbox failed (timed
+   out, crashed) so often that some values were never tried.
 
 Then two project additions the reference does not have (it bounds length only through the 200-token generation
 budget and deduplicates only the final training text): ``duplicate_puzzle`` (exact text, first kept) and
@@ -53,6 +57,7 @@ REASONS = (
     "trivial_answer",
     "duplicate_puzzle",  # project addition
     "too_long",  # project addition
+    "trivial_test_incomplete",  # project addition: the sandbox failed too often to try every small answer
 )
 MAX_PUZZLE_CHARS = 4000
 
@@ -69,8 +74,9 @@ LIST_BASES: dict[str, tuple[Any, ...]] = {
 LIST_MAX_LEN = 2  # lists of length 0, 1 and 2 over the base
 
 # What one trivial-candidate call can come to (``read_trivial_outcomes``): f returned exactly True, another
-# truthy value, a falsy value, raised NameError, raised something else, or ran out of time.
-CANDIDATE_OUTCOMES = ("true", "truthy", "falsy", "name_error", "error", "timeout")
+# truthy value, a falsy value, raised NameError, raised something else, ran out of time, or was never run
+# (the sandbox failed too often before its turn).
+CANDIDATE_OUTCOMES = ("true", "truthy", "falsy", "name_error", "error", "timeout", "not_evaluated")
 TRIVIAL_OUTCOMES = frozenset({"true", "truthy", "name_error"})
 
 
@@ -261,7 +267,10 @@ def read_trivial_outcomes(outcomes: Sequence[str]) -> str | None:
     unknown = set(outcomes) - set(CANDIDATE_OUTCOMES)
     if unknown:
         raise ValueError(f"unknown candidate outcomes {sorted(unknown)}; expected {CANDIDATE_OUTCOMES}")
-    return "trivial_answer" if any(o in TRIVIAL_OUTCOMES for o in outcomes) else None
+    if any(o in TRIVIAL_OUTCOMES for o in outcomes):
+        return "trivial_answer"
+    # The reference tries every candidate. One not tried might be the trivial answer: the puzzle is not kept.
+    return "trivial_test_incomplete" if "not_evaluated" in outcomes else None
 
 
 # ------------------------------------------------------------------------------------ project additions

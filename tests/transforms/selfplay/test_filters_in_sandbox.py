@@ -114,3 +114,35 @@ def test_a_seed_preset_puzzle_may_use_its_imports_in_its_defaults():
     sample["text"] = generated.replace("target=math.pi) -> bool", "target=mth.pi) -> bool")
     reason, _, _ = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
     assert reason == "return_true_failed"
+
+
+def test_a_puzzle_cannot_remember_earlier_candidates_to_dodge_the_trivial_test():
+    # A default list that remembers: only the first call (-10) is refused, so 0 would satisfy f. The reference
+    # runs one program per candidate, where every call is the first.
+    completion = "x: int, seen=[]) -> bool:\n    seen.append(x)\n    return len(seen) == 1 and x != -10\n"
+    reason, facts = _filter(completion)
+    assert reason == "trivial_answer" and facts["tested"] is True
+
+
+def test_each_trivial_candidate_has_its_own_cpu_budget():
+    from transforms.execute.verdicts import sat_outcomes
+
+    # ~0.1 s of CPU per call. Sharing one process's 1 s CPU limit, the calls would use up the sandbox and its
+    # three restarts within about 40 candidates, long before 95 (which satisfies f) had its turn.
+    sat = "def f(x: int) -> bool:\n    return sum(range(5000000)) > 0 and x > 94"
+    outcomes = sat_outcomes(sat, list(range(-10, 101)), IsolationLimits(timeout_s=3, cpu_s=1))
+    assert len(outcomes) == 111
+    assert outcomes[:105] == ["falsy"] * 105 and outcomes[105:] == ["true"] * 6
+
+
+def test_a_trivial_test_the_sandbox_cannot_finish_does_not_keep_the_puzzle():
+    from transforms.execute.verdicts import sat_outcomes
+
+    # Sleeps past the wall clock for every small answer but 95: after the allowed restarts the rest are never
+    # tried, so 95 (trivial) would go unseen.
+    sat = "def f(x: int) -> bool:\n    import time\n    if x != 95:\n        time.sleep(30)\n    return x == 95"
+    outcomes = sat_outcomes(sat, list(range(-10, 101)), IsolationLimits(timeout_s=1.0, cpu_s=1), max_restarts=1)
+    assert outcomes[:2] == ["timeout", "timeout"] and set(outcomes[2:]) == {"not_evaluated"}
+    from transforms.selfplay.filters import read_trivial_outcomes
+
+    assert read_trivial_outcomes(outcomes) == "trivial_test_incomplete"
