@@ -37,12 +37,14 @@ from transforms.decontam.options import BenchmarkOptions
 from transforms.execute import problems
 from transforms.execute.beam import ExecuteSamples, generated_samples, reference_samples
 from transforms.execute.options import (
+    DEFAULT_SANDBOX_TIMEOUT_S,
     EvalSettings,
     EvaluateOptions,
     SandboxOptions,
     eval_settings,
     require_isolation,
     sandbox_limits,
+    sandbox_timeout,
     sandbox_workers,
 )
 from transforms.execute.pass_at_k import summarize_results
@@ -51,6 +53,7 @@ from transforms.instruct.prompts import resolve_preset
 from transforms.io.filesystems import read_text
 from transforms.selfplay import plans, solve
 from transforms.selfplay.beam import SandboxSettings, SolveAttempts, SolveSettings, verify_attempts
+from transforms.selfplay.options import VERIFY_TIMEOUT_S
 from transforms.selfplay.p3 import P3Instance, load_p3
 from transforms.selfplay.preset import load_preset
 from transforms.stage import flatten
@@ -138,7 +141,9 @@ def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setting
     if settings.reference_solutions:
         tests = [p for p in tests if p.sol_bodies and not p.parse_error]
     isolated = require_isolation(options)
-    sandbox = SandboxSettings(sandbox_limits(options), sandbox_workers(options), not isolated)
+    # Verified as self-play verifies (the reference: 1 s per f(g())), unless --sandbox-timeout says otherwise.
+    sandbox = SandboxSettings(sandbox_limits(options, VERIFY_TIMEOUT_S), sandbox_workers(options),
+                              not isolated)
     if settings.reference_solutions:
         verified = (pipeline
                     | "Tests" >> beam.Create(tests)
@@ -195,6 +200,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "max_tokens": settings.max_tokens,
         "balanced": dict(per_problem) == {t: settings.samples for t in task_ids},  # exactly n samples each
         "isolated": all(s.get("isolated", True) for s in samples),
+        "sandbox_timeout_s": sandbox_timeout(options, VERIFY_TIMEOUT_S if settings.benchmark == "p3"
+                                             else DEFAULT_SANDBOX_TIMEOUT_S),
         "wall_seconds": round(elapsed, 2),
     })
     write_summary(output, summary, None if settings.reference_solutions else result, hidden=("solved",))

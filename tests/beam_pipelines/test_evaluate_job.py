@@ -90,3 +90,30 @@ def test_p3_wrong_answers_fail(tmp_path, shared_data):
         assert attempts[1]["status"] == "failed" and "not of type int" in attempts[1]["reason"]
         assert attempts[2]["status"] == "failed", p.name
         assert attempts[3]["status"] == ("passed" if p.name == "BirthdayParadox:0" else "failed"), p.name
+
+
+def test_p3_evaluation_verifies_within_the_self_play_timeout_unless_told_otherwise(tmp_path):
+    """The reference verifies f(g()) with a 1 s timeout; the P3 evaluation defaults to self-play's 2 s (the
+    sandbox starts in that time too), not the code benchmarks' 10 s. A g that needs 4 s is not a solution."""
+    p3_dir = tmp_path / "p3"
+    p3_dir.mkdir()
+    puzzles = [
+        {"name": "Quick:0", "sat": "def sat(n: int):\n    return n * n == 144 and n > 0", "ans_type": "int",
+         "sol_header": "def sol():", "sol_docstring": "", "sol_bodies": ["    return 12"], "module": "t.py"},
+        {"name": "Slow:0", "sat": "def sat(n: int):\n    return n == 7", "ans_type": "int",
+         "sol_header": "def sol():", "sol_docstring": "",
+         "sol_bodies": ["    import time\n    time.sleep(4)\n    return 7"], "module": "t.py"},
+        {"name": "Train:0", "sat": "def sat(s: str):\n    return s == 'a'", "ans_type": "str",
+         "sol_header": "def sol():", "sol_docstring": "", "sol_bodies": ["    return 'a'"], "module": "t.py"},
+    ]
+    (p3_dir / "puzzles.json").write_text(json.dumps(puzzles))
+    (p3_dir / "split.json").write_text(json.dumps({"train": ["Train"], "test": ["Quick", "Slow"]}))
+    summary = run([f"--benchmark=p3={p3_dir}", "--reference-solutions", f"--output={tmp_path / 'default'}"])
+    assert summary["sandbox_timeout_s"] == 2.0
+    assert summary["solved"] == ["Quick:0"]
+    statuses = {json.loads(line)["task_id"]: json.loads(line)["status"]
+                for line in (tmp_path / "default" / "samples.jsonl").read_text().splitlines()}
+    assert statuses == {"Quick:0": "passed", "Slow:0": "timeout"}
+    summary = run([f"--benchmark=p3={p3_dir}", "--reference-solutions", "--sandbox-timeout=10",
+                   f"--output={tmp_path / 'longer'}"])
+    assert summary["sandbox_timeout_s"] == 10.0 and sorted(summary["solved"]) == ["Quick:0", "Slow:0"]

@@ -6,6 +6,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.selfplay.plans import PRESETS
 
+# The reference verifies f(g()) in a separate process with a 1 s timeout; a sandbox also starts in this time.
+# Self-play's verification and the P3 evaluation both use it.
+VERIFY_TIMEOUT_S = 2.0
 
 class SelfPlayOptions(PipelineOptions):
     @classmethod
@@ -30,7 +33,7 @@ class SelfPlayOptions(PipelineOptions):
         group.add_argument("--judge-timeout", dest="judge_timeout", type=float, default=2.0,
                            help="Seconds for the return-True judge and for each trivial candidate (the reference: "
                                 "1 s in a warm process; a sandbox also starts in this time).")
-        group.add_argument("--verify-timeout", dest="verify_timeout", type=float, default=2.0,
+        group.add_argument("--verify-timeout", dest="verify_timeout", type=float, default=VERIFY_TIMEOUT_S,
                            help="Seconds for each sandboxed call that verifies an attempt, g() and f(answer) (the "
                                 "reference: f(g()) in a separate process with a 1 s timeout; a sandbox also starts "
                                 "in this time). A slower brute-force g is not a verified solution.")
