@@ -89,6 +89,7 @@ def bench_dofn(corpus: Path, policy: str) -> tuple[float, int]:
     for pair in pairs:
         for out in fn.process(pair):
             kept += isinstance(out, dict)
+    fn.finish_bundle()  # publishes the bundle's summed counts
     return time.perf_counter() - started, kept
 
 

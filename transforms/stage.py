@@ -15,17 +15,22 @@ for the few stages that have them, named side outputs. Accounting takes it direc
 
 DoFns that work on batches or joins use :class:`StageBooks`, the same counting and dead-lettering as an
 object, instead of subclassing.
+
+A :class:`StageFn` sums its counts in the bundle and publishes them at the bundle's end, and at least once a
+second (``FLUSH_SECONDS``) for the live view: publishing each count at once (a Beam counter and a locked live
+counter, three per extracted record) cost about 7 us per record, some 3% of the extraction DoFn.
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from schemas.records import RecordKind, rejected
-from transforms.stats.progress import LIVE
+from transforms.stats.progress import FLUSH_SECONDS, LIVE
 
 NAMESPACE = "inverse_instruct"
 REJECTED = "rejected"
@@ -63,18 +68,37 @@ def counter_name(stage: str, outcome: str) -> str:
 class StageBooks:
     """Counters and dead letters of one stage; picklable (counters are made on first use in the worker)."""
 
-    def __init__(self, stage: str, record_kind: RecordKind | str):
+    def __init__(self, stage: str, record_kind: RecordKind | str, *, summed: bool = False):
         self.stage = stage
         self.record_kind = RecordKind(record_kind).value
+        self.summed = summed  # counts wait in `_pending` until flush(); the owner flushes at the bundle's end
         self._counters: dict[str, Any] = {}
+        self._pending: dict[str, int] = {}
+        self._flushed_at = time.monotonic()
 
     def __getstate__(self):
-        return {"stage": self.stage, "record_kind": self.record_kind}
+        return {"stage": self.stage, "record_kind": self.record_kind, "summed": self.summed}
 
     def __setstate__(self, state):
-        self.__dict__.update(state, _counters={})
+        self.__dict__.update(state, _counters={}, _pending={}, _flushed_at=time.monotonic())
 
     def count(self, outcome: str, n: int = 1) -> None:
+        if not self.summed:
+            self._publish(outcome, n)
+            return
+        pending = self._pending
+        pending[outcome] = pending.get(outcome, 0) + n
+        if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Publish the summed counts (Beam counters and the live view)."""
+        pending, self._pending = self._pending, {}
+        self._flushed_at = time.monotonic()
+        for outcome, n in pending.items():
+            self._publish(outcome, n)
+
+    def _publish(self, outcome: str, n: int) -> None:
         counter = self._counters.get(outcome)
         if counter is None:
             counter = self._counters[outcome] = Metrics.counter(NAMESPACE, counter_name(self.stage, outcome))
@@ -126,7 +150,7 @@ class StageFn(beam.DoFn):
         super().__init__(*args, **kwargs)
         if not self.stage:
             raise TypeError(f"{type(self).__name__} must name its stage")
-        self.books = StageBooks(self.stage, self.record_kind)
+        self.books = StageBooks(self.stage, self.record_kind, summed=True)
 
     def process_record(self, element: Any) -> Iterable[Any]:
         raise NotImplementedError
@@ -135,6 +159,9 @@ class StageFn(beam.DoFn):
         self.books.took()
         for outcome in self.process_record(element):
             yield self.books.emit(outcome, element)
+
+    def finish_bundle(self):
+        self.books.flush()
 
     def apply(self, pcoll, label: str) -> StageOutput:
         tagged = pcoll | label >> beam.ParDo(self).with_outputs(REJECTED, *self.side_outputs, main="main")
