@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import random
+import re
 from typing import Any, Mapping
 
 import yaml
@@ -147,9 +148,20 @@ def fenced_code(code: str, fence_lang: str | None) -> str:
 
     The opening fence carries the tag as written; the code is kept verbatim and the closing fence goes on its own
     line (no blank line is added when the code already ends with a newline).
+
+    The fence is three backticks (the reference's), or one more than the longest run of backticks that starts a
+    line of the code (after spaces or tabs), so that a fence inside the code cannot close the block early (the
+    CommonMark rule; ``transforms.extract.fences`` reads it back the same way).
     """
     body = code if code.endswith("\n") else code + "\n"
-    return f"```{fence_lang or ''}\n{body}```"
+    longest = 0 if "```" not in code else max(
+        (len(m.group(1)) for m in _LINE_START_BACKTICKS.finditer(code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{fence_lang or ''}\n{body}{fence}"
+
+
+# a run of backticks at the start of a line (CR, LF or CRLF line ends), after any indentation
+_LINE_START_BACKTICKS = re.compile(r"(?:^|(?<=[\r\n]))[ \t]*(`+)")
 
 
 def response_prefix(preset: PromptPreset, base_prefix: str, fence_lang: str | None) -> str:

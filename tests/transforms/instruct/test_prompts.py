@@ -96,6 +96,29 @@ def test_fenced_code_keeps_code_verbatim_and_adds_no_blank_line():
     assert fenced_code("a\n\n", None) == "```\na\n\n```"
 
 
+def test_fenced_code_outlasts_fences_inside_the_code():
+    from transforms.extract.fences import find_first_fence
+
+    # a four-backtick Markdown block that holds a ```bash block
+    code = "Install it:\n```bash\npip install x\n```\nDone.\n"
+    fenced = fenced_code(code, "markdown")
+    assert fenced == "````markdown\n" + code + "````"
+    fence = find_first_fence(fenced)
+    assert (fence.fence, fence.info, fence.body, fence.closed) == ("````", "markdown", code.rstrip("\n"), True)
+    # the longest run at a line start decides, after indentation and whatever the line ending
+    assert fenced_code("a\n  `````\r````\n", None).startswith("``````\n")
+    assert fenced_code("```\r\nx", "") == "````\n```\r\nx\n````"
+    # the summarize prompt shows the whole snippet inside one block
+    prompt = summarize_prompt("paper", code, "markdown", "Write a")
+    assert find_first_fence(prompt).body == code.rstrip("\n")
+
+
+@pytest.mark.parametrize("code", ["x = '```'\n", "`` two\n", "s = `a`\n", "a ``` b\n", "``"])
+def test_fenced_code_keeps_three_backticks_when_nothing_conflicts(code):
+    body = code if code.endswith("\n") else code + "\n"
+    assert fenced_code(code, "py") == "```py\n" + body + "```"
+
+
 def test_paper_preset_lists_the_reference_prefixes_and_stop():
     preset = load_preset("paper")
     assert list(preset.prefixes) == REFERENCE_PREFIXES
