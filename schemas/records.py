@@ -242,7 +242,9 @@ def rejected(
     """Build a dead-letter record. Provenance defaults to the payload's own."""
     src = record if isinstance(record, Mapping) else {}
     uri = source_uri if source_uri is not None else str(src.get("source_uri") or "")
-    row = source_row if source_row is not None else int(src.get("source_row") or -1)
+    if source_row is None:  # -1 only when the payload has no row: row 0 is a row
+        source_row = src.get("source_row")
+    row = -1 if source_row is None else int(source_row)
     payload = payload_json(record)
     return {
         "id": content_id("rejected", stage, reason, uri, row, src.get("id"), payload),

@@ -6,6 +6,8 @@ engine began scoring one prompt per forward pass: with padded batches, whose mak
 timing-based batching, a score could differ in its 6th decimal between runs. Both were re-recorded once more when
 schema 3 added the nullable ``reference_snippet`` column (and with it the ids of the dead letters whose payload is a
 snippet); with that column dropped, every row compared equal to the earlier outputs.
+The extraction digest was re-recorded when a dead letter of row 0 began to keep row 0 (it said -1): the
+dead letter of code_alpaca_2k's row 0 (``no_code``) is the only row that changed.
 
 The digests (``tests/golden/*.json``) hash every Parquet output row by row and keep the manifest's stage counts;
 ``tests/golden/digest.py`` computes them with pyarrow alone. A change that alters these outputs on purpose must
