@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Mapping
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from schemas.records import RecordKind, rejected
+from schemas.records import RecordKind
 from transforms.io import filesystems
 from transforms.io.options import ShardOptions, shard_bounds, spill_dir
 from transforms.io.parquet import (
@@ -484,19 +484,23 @@ class _ToOriginal(beam.DoFn):
 
 
 class _DropDuplicateIds(beam.DoFn):
+    """Examples grouped by id -> the one kept (``pick_duplicate``) and a ``duplicate_example`` dead letter for each
+    other. One set of books, the shards stage's: its counters and its dead letters name the same stage."""
+
     def __init__(self):
-        self.books = StageBooks(f"{SHARDS_STAGE}.dedup", RecordKind.TRAINING_EXAMPLE)
+        self.books = StageBooks(SHARDS_STAGE, RecordKind.TRAINING_EXAMPLE)
 
     def process(self, element):
         _, examples = element
         keep, dups = pick_duplicate(list(examples))
         yield keep
         for dup in dups:
-            # The dead letter names the shards stage, as every other rejection of this stage does.
-            yield beam.pvalue.TaggedOutput(REJECTED, rejected(
-                dup, record_kind=RecordKind.TRAINING_EXAMPLE, reason="duplicate_example", stage=SHARDS_STAGE,
-                detail=f"same id as the kept example from row {keep['source_row']} of {keep['source_uri']}"))
-            self.books.count("rejected.duplicate_example")
+            # The example step counted it out of the stage; it is rejected instead, so the live counts add up as
+            # the manifest's do (in = out + rejected).
+            self.books.count("out", -1)
+            yield self.books.reject(
+                dup, "duplicate_example",
+                f"same id as the kept example from row {keep['source_row']} of {keep['source_uri']}")
 
 
 def _dedup(examples, label: str):

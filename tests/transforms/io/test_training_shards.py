@@ -1,6 +1,7 @@
 """The training-shard stage and the generic atomic Parquet writer (transforms/shards.py, transforms/parquet_io.py)."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -331,3 +332,30 @@ def test_fsspec_memory_filesystem(tmp_path):
     assert [s["rows"] for s in index["shards"]] == [8, 8, 4]
     assert verify_shards("memory://shards-test")["total_rows"] == 20
     fsspec.filesystem("memory").rm("/shards-test", recursive=True)
+
+
+def test_duplicate_examples_are_counted_and_dead_lettered_under_one_stage(tmp_path):
+    """The live counters of the shards stage and its dead letters name the same stage (they said ``shards.dedup``
+    and ``shards``), and the counters add up as the manifest does: in = out + rejected."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from transforms.stage import NAMESPACE
+
+    duplicate = dict(scored_pair(1), id="another-candidate-id", source_row=99)
+    options = PipelineOptions(["--shard-records", "100"])
+    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    shards = pipeline | beam.Create([scored_pair(1), duplicate, scored_pair(2)]) | WriteTrainingShards.from_options(
+        str(tmp_path), options, run_seed=1234)
+    shards["rejected"] | "Rejected" >> beam.Map(json.dumps) | beam.io.WriteToText(
+        str(tmp_path / "rejected"), shard_name_template="")
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = collections.Counter()
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        counters[counter.key.metric.name] += counter.committed  # summed over the steps that count a name
+    [dead] = [json.loads(line) for line in (tmp_path / "rejected").read_text().splitlines()]
+    assert (dead["stage"], dead["reason"], dead["source_row"]) == ("shards", "duplicate_example", 99)
+    assert counters[f"{dead['stage']}.rejected.duplicate_example"] == 1
+    assert not [name for name in counters if name.startswith("shards.dedup")]
+    assert (counters["shards.in"], counters["shards.out"]) == (3, 2)
+    assert len(rows(tmp_path / "generated")) == 2
