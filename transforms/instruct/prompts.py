@@ -11,7 +11,8 @@ Two styles exist. ``template`` fills ``layout`` (the paper's "@@ Instruction / @
 ``chat`` puts the same system line and instruction into the model's own chat template
 (``tokenizer.apply_chat_template``); the summarize prefix then pre-fills the assistant turn.
 
-A preset file may say ``extends: <name or path>`` to start from another preset and override some keys.
+A preset file may say ``extends: <name or path>`` to start from another preset and override some keys (a relative
+path is read from the folder of the file that extends it).
 Its hash (:attr:`PromptPreset.hash`) is the sha256 of its canonical content - every key that changes what is
 sent to the model, i.e. everything except ``name`` and ``description`` - so a renamed copy hashes the same.
 """
@@ -21,6 +22,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
+import posixpath
 import random
 import re
 from typing import Any, Mapping
@@ -87,8 +90,12 @@ def _check_placeholders(preset: str, key: str, template: str, allowed: set[str])
 _FIELDS = {f.name for f in dataclasses.fields(PromptPreset)}
 
 
-def _read_preset_data(spec: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Raw mapping of a preset by built-in name or path, with ``extends`` resolved."""
+def _read_preset_data(spec: str, seen: tuple[str, ...] = (),
+                      extended_by: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Raw mapping of a preset by built-in name or path, with ``extends`` resolved.
+
+    A relative ``extends`` path is read from the extending file's folder (not the working directory); a built-in
+    name is always the built-in preset."""
     if spec in BUILTIN_PRESETS:
         text = (PRESET_DIR / f"{spec}.yaml").read_text(encoding="utf-8")
     else:
@@ -97,6 +104,11 @@ def _read_preset_data(spec: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         try:
             text = read_text(spec)
         except (FileNotFoundError, OSError) as exc:
+            if extended_by is not None:  # (the extending file, its extends as written)
+                parent, written = extended_by
+                raise ValueError(f"prompt preset {parent!r} extends {written!r}, which is not one of "
+                                 f"{BUILTIN_PRESETS} and not a readable file: {spec!r} (a relative path is read "
+                                 f"from the folder of {parent!r})") from exc
             raise ValueError(f"unknown prompt preset {spec!r}: not one of {BUILTIN_PRESETS} "
                              "and not a readable file") from exc
     data = json.loads(text) if spec.endswith(".json") else yaml.safe_load(text)
@@ -105,12 +117,31 @@ def _read_preset_data(spec: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     data = dict(data)
     base = data.pop("extends", None)
     if base:
-        if base in seen:
+        if not isinstance(base, str):
+            raise ValueError(f"prompt preset {spec!r}: extends must be a preset name or path, got {base!r}")
+        base_spec = _extended_spec(base, spec)
+        if _preset_key(base_spec) in {_preset_key(s) for s in seen + (spec,)}:
             raise ValueError(f"prompt preset {spec!r}: circular extends via {base!r}")
-        merged = _read_preset_data(base, seen + (spec,))
+        merged = _read_preset_data(base_spec, seen + (spec,), extended_by=(spec, base))
         merged.update(data)
         data = merged
     return data
+
+
+def _extended_spec(base: str, spec: str) -> str:
+    """Where ``extends: base`` of the preset ``spec`` points: a built-in name as it is, an absolute path or URI as
+    it is, a relative path joined to the folder of ``spec`` (a local path or a URI)."""
+    if base in BUILTIN_PRESETS or spec in BUILTIN_PRESETS or "://" in base or os.path.isabs(base):
+        return base
+    if "://" in spec:
+        scheme, _, rest = spec.partition("://")
+        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), base))}"
+    return os.path.normpath(os.path.join(os.path.dirname(spec), base))
+
+
+def _preset_key(spec: str) -> str:
+    """``spec`` in a form that names one preset once (for the circularity check)."""
+    return spec if spec in BUILTIN_PRESETS or "://" in spec else os.path.abspath(spec)
 
 
 def preset_from_mapping(data: Mapping[str, Any]) -> PromptPreset:

@@ -235,6 +235,52 @@ def test_user_preset_by_path_extends_a_builtin(tmp_path: Path):
     assert {draw_prefix(terse, "", s) for s in range(50)} == {"Write a"}
 
 
+def test_relative_extends_is_read_from_the_extending_files_folder(tmp_path: Path, monkeypatch):
+    presets = tmp_path / "presets"
+    (presets / "team").mkdir(parents=True)
+    (presets / "base.yaml").write_text("extends: paper\nname: base\nprefixes: ['Write a']\n")
+    (presets / "team" / "mine.yaml").write_text("extends: ../base.yaml\nname: mine\nstop: ['END']\n")
+    (presets / "sibling.yaml").write_text("extends: base.yaml\nname: sibling\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "base.yaml").write_text("extends: paper\nname: decoy\nprefixes: ['Decoy']\n")
+    monkeypatch.chdir(elsewhere)  # a working directory that holds another base.yaml
+    mine = load_preset(str(presets / "team" / "mine.yaml"))
+    assert (mine.name, mine.prefixes, mine.stop) == ("mine", ("Write a",), ("END",))
+    assert load_preset(str(presets / "sibling.yaml")).prefixes == ("Write a",)
+    monkeypatch.chdir(presets)  # a relative path to the extending file works the same
+    assert load_preset("team/mine.yaml").prefixes == ("Write a",)
+
+
+def test_relative_extends_of_a_preset_at_a_uri():
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/prompt-presets/base.yaml", b"extends: paper\nname: base\nprefixes: ['Write a']\n")
+    fs.pipe("/prompt-presets/team/mine.yaml", b"extends: ../base.yaml\nname: mine\n")
+    try:
+        assert load_preset("memory://prompt-presets/team/mine.yaml").prefixes == ("Write a",)
+    finally:
+        fs.rm("/prompt-presets", recursive=True)
+
+
+def test_missing_extends_names_the_extending_file_and_the_base(tmp_path: Path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("extends: base.yaml\nname: mine\n")
+    with pytest.raises(ValueError) as err:
+        load_preset(str(path))
+    message = str(err.value)
+    assert repr(str(path)) in message and "extends 'base.yaml'" in message
+    assert repr(str(tmp_path / "base.yaml")) in message
+
+
+def test_circular_extends_fails_clearly(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("extends: ./b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(ValueError, match="circular extends"):
+        load_preset(str(tmp_path / "a.yaml"))
+
+
 def test_user_preset_with_its_own_layout(tmp_path: Path):
     path = tmp_path / "alpaca.yaml"
     path.write_text(
