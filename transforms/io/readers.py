@@ -111,7 +111,8 @@ def make_source_pair(
 
 def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
     with filesystems.open_binary(path) as handle:
-        for row, line in enumerate(handle):
+        # readline, not iteration: Beam's decompressing handle (a .jsonl.gz file) is not iterable
+        for row, line in enumerate(iter(handle.readline, b"")):
             if not line.strip():
                 continue
             try:

@@ -11,7 +11,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.io.beam import ReadSourcePairs, ReadSourceTree, limit_records
-from transforms.io.readers import ColumnMapping, CorpusConfigError
+from transforms.io.readers import ColumnMapping, CorpusConfigError, iter_json_rows
 
 
 def _pipeline():
@@ -102,6 +102,19 @@ def test_json_array_with_input_column_and_first_record_check(tmp_path):
     with pytest.raises(CorpusConfigError, match=r"'answer' is missing from the first record of .*alpaca\.json"):
         with _pipeline() as p:
             p | ReadSourcePairs(str(path), ColumnMapping(response="answer"))
+
+
+@pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2")])
+def test_compressed_jsonl_is_read_line_by_line(tmp_path, suffix, compress):
+    import importlib
+
+    path = tmp_path / f"corpus.jsonl{suffix}"
+    lines = [json.dumps({"instruction": f"i{i}", "response": f"x = {i}"}) for i in range(3)] + ["{bad"]
+    path.write_bytes(importlib.import_module(compress).compress(("\n".join(lines) + "\n").encode()))
+    rows = list(iter_json_rows(str(path), "auto", ColumnMapping()))
+    assert [(row, raw, problem) for row, raw, problem in rows[:3]] == [
+        (i, {"instruction": f"i{i}", "response": f"x = {i}"}, None) for i in range(3)]
+    assert rows[3][0] == 3 and rows[3][2][0] == "bad_record"
 
 
 def test_fsspec_memory_filesystem(tmp_path):
