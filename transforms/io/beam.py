@@ -27,6 +27,7 @@ from transforms.io.parquet import (
     check_bounds,
     finalize_index,
     plan_from_bucket_stats,
+    record_digest,
     record_nbytes,
     remove_index,
     sort_key,
@@ -289,7 +290,7 @@ class _KeyByBucket(StashRecordsFn):
         self._seed = seed
 
     def process(self, record):
-        key = sort_key(record["id"], self._seed)
+        key = sort_key(record["id"], self._seed, record_digest(record))
         payload = record_nbytes(record).to_bytes(8, "big") + self.stash(record)
         yield bucket_of(key, self._seed), (sort_key_bytes(key), payload)
 

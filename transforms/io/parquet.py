@@ -1,7 +1,9 @@
 """Atomic, deterministic, bounded Parquet output for any record kind.
 
 Pure functions (usable without Beam):
-- ``sort_key(record_id, seed)``: the shuffle key, ``(blake2b64(seed, id), id)``; ``seed=None`` orders by id.
+- ``sort_key(record_id, seed, tiebreak)``: the shuffle key, ``(blake2b64(seed, id), id, record_digest(record))``;
+  ``seed=None`` orders by id. The record's digest orders records that share an id, so the bytes of every shard
+  depend on the set of records only, never on the order they arrived in.
 - ``write_table_atomic(table, path)`` / ``write_records_atomic(records, path, kind)``: write one Parquet file
   under a hidden temp name in the same directory, then rename it to ``path``; returns a ``ShardInfo`` dict
   (``path``, ``rows``, ``bytes``, ``sha256``) whose digest is computed while writing.
@@ -12,7 +14,7 @@ Pure functions (usable without Beam):
 Beam (``transforms.io.beam``): ``WriteParquetShards(output_dir, kind, seed=..., shard_records=... | shard_mb=...)``
 consumes a PCollection of dicts and outputs one element, the index dict, after ``shards.json`` is written.
 
-Shard assignment (deterministic, bounded, scalable): every record gets the key ``sort_key(id, seed)``. The
+Shard assignment (deterministic, bounded, scalable): every record gets the key ``sort_key(id, seed, digest)``. The
 top ``BUCKET_BITS`` bits of the hash split the key space into ordered buckets; one pass counts rows and bytes
 per bucket, and a prefix sum over buckets gives each bucket its global row and byte offset. Each bucket is then
 sorted on its own, so every record learns its exact global rank (and byte offset) without a global sort on one
@@ -55,30 +57,42 @@ DEFAULT_COMPRESSION = "zstd"
 DEFAULT_ROW_GROUP_SIZE = 1024
 METADATA_SHARD_KEY = b"inverse_instruct.shard"
 
+SortKey = tuple[int, str, bytes]  # (hash, id, record digest): see sort_key
 ShardInfo = dict  # {"index", "path", "rows", "bytes", "sha256", "payload_bytes"}
 
 
 # --------------------------------------------------------------------------- ordering
 
 
-def sort_key(record_id: str, seed: int | None) -> tuple[int, str]:
-    """Deterministic shuffle key. The id breaks (astronomically rare) hash ties so the order is total."""
+def record_digest(record: Any) -> bytes:
+    """16 bytes of blake2b over the record's canonical JSON (sorted keys, every value in full): the last tiebreak
+    of the row order, so records sharing an id are written in one order whatever order they arrived in."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def sort_key(record_id: str, seed: int | None, tiebreak: bytes = b"") -> SortKey:
+    """Deterministic shuffle key ``(hash, id, tiebreak)``. The id breaks (astronomically rare) hash ties, and
+    ``tiebreak`` (``record_digest``, given by the writers) orders records that share an id, so the order is total
+    over records, not only over ids."""
     if seed is None:
-        return (0, record_id)
+        return (0, record_id, tiebreak)
     h = hashlib.blake2b(digest_size=8)
     h.update(str(int(seed)).encode())
     h.update(b"\x00")
     h.update(record_id.encode("utf-8", "surrogatepass"))
-    return (int.from_bytes(h.digest(), "big"), record_id)
+    return (int.from_bytes(h.digest(), "big"), record_id, tiebreak)
 
 
-def sort_key_bytes(key: tuple[int, str]) -> bytes:
-    """``key`` as bytes that sort as the key does: the hash as 8 big-endian bytes, then the id in UTF-8 (whose
-    byte order is code point order). Compact for shuffles: one bytes object instead of a tuple, an int and a str."""
-    return key[0].to_bytes(8, "big") + key[1].encode("utf-8", "surrogatepass")
+def sort_key_bytes(key: SortKey) -> bytes:
+    """``key`` as bytes that sort as the key does: the hash as 8 big-endian bytes, the id in UTF-8 (whose byte order
+    is code point order) with each NUL written as NUL 0xff and ended by two NULs (so a shorter id sorts first, as in
+    the tuple), then the tiebreak. Compact for shuffles: one bytes object instead of a tuple."""
+    record_id = key[1].encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff")
+    return key[0].to_bytes(8, "big") + record_id + b"\x00\x00" + key[2]
 
 
-def bucket_of(key: tuple[int, str], seed: int | None) -> int:
+def bucket_of(key: SortKey, seed: int | None) -> int:
     """Ordered bucket of a sort key: buckets cover increasing key ranges."""
     if seed is None:  # ordering by id: bucket by the first id bytes so buckets stay ordered
         first = key[1].encode("utf-8", "surrogatepass")[:2].ljust(2, b"\x00")
@@ -284,13 +298,13 @@ def plan_from_bucket_stats(
 
 
 def assign_in_bucket(
-    items: Iterable[tuple[tuple[int, str], int, Any]],
+    items: Iterable[tuple[SortKey, int, Any]],
     row_offset: int,
     byte_offset: int,
     *,
     shard_records: int | None,
     shard_bytes: int | None,
-) -> list[tuple[int, tuple[tuple[int, str], int, Any]]]:
+) -> list[tuple[int, tuple[SortKey, int, Any]]]:
     """Sort one bucket's ``(key, nbytes, record)`` items and give each its provisional shard number."""
     out = []
     rank, start = row_offset, byte_offset
@@ -334,7 +348,7 @@ def write_one_shard(
     prefix: str,
     index: int,
     count: int,
-    items: Sequence[tuple[tuple[int, str], int, Any]],
+    items: Sequence[tuple[SortKey, int, Any]],
     kind: RecordKind | str,
     compression: str,
     unpack: Callable[[Any], Mapping[str, Any]] | None = None,
@@ -409,7 +423,7 @@ def write_shards(
     remove_index(output_dir)
     buckets: dict[int, list] = {}
     for record in records:
-        key = sort_key(record["id"], seed)
+        key = sort_key(record["id"], seed, record_digest(record))
         buckets.setdefault(bucket_of(key, seed), []).append((key, record_nbytes(record), record))
     plan = plan_from_bucket_stats((b, len(v), sum(it[1] for it in v)) for b, v in buckets.items())
     by_shard: dict[int, list] = {}

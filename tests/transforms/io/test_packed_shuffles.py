@@ -49,8 +49,10 @@ def test_sort_key_bytes_order_as_the_sort_keys():
     ids = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(400)]
     ids += [content_id("x", i) for i in range(100)]
     assert len(set(ids)) > 300
+    ids += ["a\x00", "a\x00b", "a", "a\x01", "\x00"]  # a NUL in an id still orders as the tuple does
+    tiebreaks = [b"", b"\x00", b"\x01\x02", b"\xff" * 16]
     for seed in (None, 0, 7):
-        keys = [sort_key(i, seed) for i in ids]
+        keys = [sort_key(i, seed, rng.choice(tiebreaks)) for i in ids for _ in range(2)]
         assert sorted(keys) == sorted(keys, key=sort_key_bytes)
         assert len({sort_key_bytes(k) for k in keys}) == len(set(keys))
 
