@@ -9,6 +9,8 @@ Parquet is read one row group at a time (streaming; row groups are the unit of p
 reshuffle). Beam's ``ReadFromParquet`` splits the same way but cannot tell which row a record came from,
 and the row is part of every record's provenance, so the reader opens row groups itself with pyarrow.
 
+A UTF-8 byte order mark at the start of a JSON or JSON Lines file is skipped (JSON forbids one, editors write one).
+
 Configuration errors (no file matches, a missing or mistyped column, a corrupt Parquet footer) raise
 ``CorpusConfigError`` naming the column and the file, at pipeline construction when the first file shows
 it and at run time for the others.
@@ -19,7 +21,7 @@ import dataclasses
 import json
 import os
 import sysconfig
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -109,10 +111,41 @@ def make_source_pair(
     }
 
 
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some tools (Excel, PowerShell, Notepad) put first
+
+
+class _BomSkippingReader:
+    """A binary file's ``read`` without one leading UTF-8 BOM (JSON forbids it, RFC 8259; UTF-8 files carry it)."""
+
+    def __init__(self, handle: IO[bytes]):
+        self._handle = handle
+        self._pending: bytes | None = None  # the first bytes, read ahead to look for the BOM
+
+    def read(self, size: int = -1) -> bytes:
+        if self._pending is None:
+            head = b""
+            while len(head) < len(_BOM):
+                chunk = self._handle.read(len(_BOM) - len(head))
+                if not chunk:
+                    break
+                head += chunk
+            self._pending = head[len(_BOM):] if head == _BOM else head
+        size = -1 if size is None else size
+        if not self._pending:
+            return self._handle.read(size)
+        if size < 0:
+            data, self._pending = self._pending + self._handle.read(), b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+
 def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
     with filesystems.open_binary(path) as handle:
         # readline, not iteration: Beam's decompressing handle (a .jsonl.gz file) is not iterable
         for row, line in enumerate(iter(handle.readline, b"")):
+            if row == 0 and line.startswith(_BOM):
+                line = line[len(_BOM):]
             if not line.strip():
                 continue
             try:
@@ -131,7 +164,7 @@ def _iter_json_array(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | No
 
     with filesystems.open_binary(path) as handle:
         try:
-            for row, item in enumerate(ijson.items(handle, "item", use_float=True)):
+            for row, item in enumerate(ijson.items(_BomSkippingReader(handle), "item", use_float=True)):
                 yield row, item, None
         except (ijson.JSONError, UnicodeDecodeError) as err:
             # A JSON array cannot be resynchronised after a syntax error: the rest of the file is one bad record.

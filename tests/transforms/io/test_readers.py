@@ -11,7 +11,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.io.beam import ReadSourcePairs, ReadSourceTree, limit_records
-from transforms.io.readers import ColumnMapping, CorpusConfigError, iter_json_rows
+from transforms.io.readers import ColumnMapping, CorpusConfigError, iter_json_rows, validate_first_file
 
 
 def _pipeline():
@@ -115,6 +115,48 @@ def test_compressed_jsonl_is_read_line_by_line(tmp_path, suffix, compress):
     assert [(row, raw, problem) for row, raw, problem in rows[:3]] == [
         (i, {"instruction": f"i{i}", "response": f"x = {i}"}, None) for i in range(3)]
     assert rows[3][0] == 3 and rows[3][2][0] == "bad_record"
+
+
+@pytest.mark.parametrize("compression", ["", ".gz"])
+def test_a_leading_utf8_bom_is_skipped_in_jsonl_and_json_files(tmp_path, compression):
+    import gzip
+
+    records = [{"instruction": "i\ufeff", "response": f"x = {i}"} for i in range(3)]  # a BOM inside stays
+    jsonl = "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n"
+    written = {"corpus.jsonl": jsonl, "corpus.json": json.dumps(records, ensure_ascii=False, indent=1),
+               "blank_first.jsonl": "\n" + jsonl}
+    mapping = ColumnMapping()
+    for name, text in written.items():
+        path = tmp_path / (name + compression)
+        data = text.encode("utf-8-sig")
+        assert data.startswith(b"\xef\xbb\xbf")
+        path.write_bytes(gzip.compress(data) if compression else data)
+        rows = list(iter_json_rows(str(path), "auto", mapping))
+        offset = 1 if name == "blank_first.jsonl" else 0
+        assert rows == [(i + offset, r, None) for i, r in enumerate(records)], name
+        validate_first_file([str(path)], mapping, "auto")
+    with pytest.raises(CorpusConfigError, match="'answer' is missing from the first record"):
+        validate_first_file([str(tmp_path / ("corpus.json" + compression))], ColumnMapping(response="answer"), "auto")
+
+
+def test_a_json_file_of_only_a_bom_is_an_invalid_array_and_two_boms_are_not_skipped(tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"\xef\xbb\xbf")
+    with pytest.raises(CorpusConfigError, match="is not a valid JSON array"):
+        list(iter_json_rows(str(empty), "auto", ColumnMapping()))
+    twice = tmp_path / "twice.jsonl"
+    twice.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbf" + json.dumps({"response": "x"}).encode() + b"\n")
+    assert [problem[0] for _, _, problem in iter_json_rows(str(twice), "auto", ColumnMapping())] == ["bad_record"]
+
+
+def test_jsonl_with_a_bom_reads_through_the_pipeline(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text(json.dumps({"instruction": "a", "response": "x = 1"}) + "\n", encoding="utf-8-sig")
+    with _pipeline() as p:
+        out = p | ReadSourcePairs(str(path), ColumnMapping())
+        assert_that(_collect(out.main, lambda r: (r["source_row"], r["response"])), equal_to([(0, "x = 1")]),
+                    label="pairs")
+        assert_that(out.rejected, equal_to([]), label="none_rejected")
 
 
 def test_fsspec_memory_filesystem(tmp_path):
