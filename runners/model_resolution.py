@@ -268,17 +268,29 @@ def _offline_message(repo_id: str, why: str) -> str:
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+CONFIG_FILES = ("config.json", "generation_config.json")
+# every file a tokenizer may be loaded from: a change to any of them changes the token ids the model sees
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "merges.txt",
+                   "added_tokens.json", "special_tokens_map.json")
+TOKENIZER_SUFFIXES = (".model", ".tiktoken")  # sentencepiece (tokenizer.model, spiece.model) and tiktoken vocabularies
+
+
+def fingerprinted(path: Path) -> bool:
+    """Whether ``path`` is part of a model's fingerprint: weights, configuration or tokenizer files."""
+    return (path.suffix in WEIGHT_SUFFIXES or path.suffix in TOKENIZER_SUFFIXES
+            or path.name in CONFIG_FILES or path.name in TOKENIZER_FILES)
 
 
 def model_fingerprint(model_dir: str | os.PathLike) -> str:
-    """A hash of a model directory's weights and configuration: the identity of what the model computes.
+    """A hash of a model directory's weights, configuration and tokenizer files: the identity of what the model
+    computes from a prompt.
 
-    Hashing multi-GB weights takes a while, so the digest is kept next to them (``.fingerprint.json``, keyed by
-    every file's size and mtime) or, when the directory is read-only, in the model cache."""
+    The digest covers each such file's name and sha256, in name order, and nothing else, so adding a kind of file
+    to the set changes no fingerprint of a directory that holds none of that kind. Hashing multi-GB weights takes
+    a while, so the digest is kept next to them (``.fingerprint.json``, keyed by every file's size and mtime) or,
+    when the directory is read-only, in the model cache."""
     directory = Path(model_dir)
-    files = sorted(p for p in directory.iterdir()
-                   if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in CONFIG_FILES))
+    files = sorted(p for p in directory.iterdir() if p.is_file() and fingerprinted(p))
     if not files:
         raise ValueError(f"{directory} holds no model weights to fingerprint")
     stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]

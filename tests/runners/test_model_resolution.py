@@ -13,11 +13,13 @@ import pytest
 from runners.model_resolution import (
     EMBEDDED_MODELS,
     MANIFEST_NAME,
+    MODEL_CACHE_ENV,
     EmbeddedGguf,
     ModelNotAvailableError,
     cache_is_valid,
     dequantized_gguf_dir,
     locate_embedded_gguf,
+    model_fingerprint,
     resolve_model,
 )
 from tests.engine_fixtures import smollm2_dir  # noqa: F401  (fixture)
@@ -184,3 +186,41 @@ def test_the_light_tokenizer_path_loads_what_autotokenizer_loads(smollm2_dir, tm
     config = json.loads((other / "tokenizer_config.json").read_text())
     (other / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
     assert type(load_tokenizer(other)).__name__ == type(AutoTokenizer.from_pretrained(other)).__name__
+
+
+# --------------------------------------------------------------------------------------------------- fingerprint
+
+def _model_dir(root: Path) -> Path:
+    """A model directory with weights, configuration and only the tokenizer files fingerprinted before
+    tokenizer.model, vocab.json, merges.txt and the rest were (plus a file that is never fingerprinted)."""
+    root.mkdir()
+    (root / "model.safetensors").write_bytes(b"weights")
+    (root / "config.json").write_text('{"model_type": "llama"}')
+    (root / "tokenizer.json").write_text('{"version": "1.0"}')
+    (root / "tokenizer_config.json").write_text("{}")
+    (root / "README.md").write_text("hi")
+    return root
+
+
+def test_fingerprint_of_a_directory_without_the_added_tokenizer_files_is_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setenv(MODEL_CACHE_ENV, str(tmp_path / "cache"))
+    directory = _model_dir(tmp_path / "model")
+    # the value model_fingerprint gave this directory before the other tokenizer files were fingerprinted
+    assert model_fingerprint(directory) == "9e482593e5beded6b4a875bcd915e4b2974d8e59325a563addc01a495b8e1630"
+    (directory / ".fingerprint.json").unlink()
+    assert model_fingerprint(directory) == "9e482593e5beded6b4a875bcd915e4b2974d8e59325a563addc01a495b8e1630"
+
+
+@pytest.mark.parametrize("name", ["tokenizer.model", "vocab.json", "vocab.txt", "merges.txt", "added_tokens.json",
+                                  "special_tokens_map.json", "spiece.model", "qwen.tiktoken",
+                                  "tokenizer.json", "tokenizer_config.json", "config.json", "model.safetensors"])
+def test_every_tokenizer_file_changes_the_fingerprint(tmp_path, monkeypatch, name):
+    monkeypatch.setenv(MODEL_CACHE_ENV, str(tmp_path / "cache"))
+    directory = _model_dir(tmp_path / "model")
+    seen = {model_fingerprint(directory)}
+    for content in ("first", "second, longer"):  # added, then changed (another size: the stamp changes too)
+        (directory / name).write_text(content)
+        seen.add(model_fingerprint(directory))
+    assert len(seen) == 3
+    (directory / "README.md").write_text("not part of what the model computes")
+    assert model_fingerprint(directory) in seen
