@@ -116,10 +116,10 @@ class _DropDuplicateCandidatesFn(StageFn):
     def process(self, grouped: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
         _snippet_id, candidates = grouped
         candidates = sorted(candidates, key=lambda c: (c["candidate_index"], c["id"]))
-        duplicates = postfilters.duplicate_of((c["candidate_index"], c["instruction"]) for c in candidates) \
-            if self._enabled else {}
+        duplicates = postfilters.duplicate_of(
+            (c["candidate_index"], c["id"], c["instruction"]) for c in candidates) if self._enabled else {}
         for candidate in candidates:
-            kept = duplicates.get(candidate["candidate_index"])
+            kept = duplicates.get(candidate["id"])
             if kept is not None:
                 yield self.books.reject(candidate, postfilters.DUPLICATE_CANDIDATE,
                                         f"same instruction as candidate {kept}")

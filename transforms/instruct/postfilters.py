@@ -97,17 +97,19 @@ def normalize_for_duplicates(instruction: str) -> str:
     return _squash(instruction).casefold().rstrip(".!?:; ")
 
 
-def duplicate_of(candidates: Iterable[tuple[int, str]]) -> dict[int, int]:
-    """For ``(candidate_index, instruction)`` pairs of ONE snippet: ``{duplicate index: kept index}``.
+def duplicate_of(candidates: Iterable[tuple[int, str, str]]) -> dict[str, int]:
+    """For ``(candidate_index, candidate_id, instruction)`` triples of ONE snippet: ``{duplicate's candidate id:
+    kept index}``.
 
-    The kept one is the lowest candidate index with the same normalised instruction.
+    The kept one is the lowest candidate index with the same normalised instruction. Candidates are compared by
+    id, never with themselves: a second copy of one candidate (its snippet arrived twice) is not its own
+    duplicate; each copy is judged as the first one is, and the extra snippet is dead-lettered by Select.
     """
-    first: dict[str, int] = {}
-    duplicates: dict[int, int] = {}
-    for index, instruction in sorted(candidates):
+    first: dict[str, tuple[int, str]] = {}
+    duplicates: dict[str, int] = {}
+    for index, candidate_id, instruction in sorted(candidates):
         key = normalize_for_duplicates(instruction)
-        if key in first:
-            duplicates[index] = first[key]
-        else:
-            first[key] = index
+        kept = first.setdefault(key, (index, candidate_id))
+        if kept[1] != candidate_id:
+            duplicates[candidate_id] = kept[0]
     return duplicates

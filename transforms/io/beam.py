@@ -121,14 +121,14 @@ class ReadSourcePairs(beam.PTransform):
         self._format = input_format
 
     def expand(self, pbegin):
-        files = []
-        for pattern in self._pattern.split(","):
-            files.extend(filesystems.match(pattern.strip()))
+        # A set: a file two patterns match (``a.jsonl,*.jsonl``, or one given twice) is read once, as its rows
+        # are one each; read twice, each row would be two records with one id.
+        files = sorted({path for pattern in self._pattern.split(",") for path in filesystems.match(pattern.strip())})
         if not files:
             raise CorpusConfigError(f"no file matches {self._pattern!r}")
         validate_first_file(files, self._mapping, self._format)
         formats = {detect_format(f) if self._format == "auto" else self._format for f in files}
-        paths = pbegin | "ListFiles" >> beam.Create(sorted(files))
+        paths = pbegin | "ListFiles" >> beam.Create(files)
         outputs = []
         rejected_outputs = []
         if "parquet" in formats:

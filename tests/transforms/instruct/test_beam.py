@@ -83,6 +83,40 @@ def test_select_dead_letters_a_second_snippet_with_the_same_id(tmp_path):
     assert json.loads(out["rejected"][0]["payload"])["source_id"] in {"src-s0", "src-twin"}
     assert len(out["selected"]) + len(out["rejected"]) == 3
 
+def test_a_snippet_that_arrives_twice_keeps_one_winner_with_the_post_filters_on(tmp_path):
+    """The same snippet id twice (a row read twice) with the post-filters on, on the fake engine: one pair is
+    selected and the copy is one ``duplicate_snippet_id`` dead letter, as with them off. Compared by candidate
+    index, every candidate was the duplicate of its own copy and none survived."""
+    from runners.model_resolution import resolve_model
+    from runners.options import handler_from_options
+    from transforms.instruct.beam import SelfEvaluate, Summarize
+    from transforms.instruct.options import FilterConfig
+    from transforms.instruct.prompts import TokenizerSource
+
+    twin = snippet("s3")
+    k = 3
+    handler = handler_from_options(PipelineOptions(["--engine=fake"]))
+    tokenizer = TokenizerSource(resolve_model("smollm2"))
+    for filters in (FilterConfig(), FilterConfig(enabled=False)):
+        out = tmp_path / str(filters.enabled)
+        with beam.Pipeline(runner="DirectRunner") as p:
+            snippets = p | "Snippets" >> beam.Create([twin, dict(twin)])
+            summarized = snippets | Summarize(handler, model_id="fake", preset="paper",
+                                              sampling=SamplingConfig(num_candidates=k, max_new_tokens=16),
+                                              filters=filters, tokenizer_source=tokenizer)
+            scored = summarized.main | SelfEvaluate(handler, preset="paper", tokenizer_source=tokenizer)
+            chosen = {"snippets": snippets, "scored": scored.main} | Select()
+            for name, pcoll in (("candidates", summarized.main), ("summarize_rejected", summarized.rejected),
+                                ("selected", chosen.main), ("select_rejected", chosen.rejected)):
+                write_jsonl(pcoll, out, name)
+        got = {name: read_jsonl(out, name)
+               for name in ("candidates", "summarize_rejected", "selected", "select_rejected")}
+        assert len(got["candidates"]) + len(got["summarize_rejected"]) == 2 * k, filters
+        assert [r["reason"] for r in got["summarize_rejected"]] == [], filters
+        assert [r["snippet_id"] for r in got["selected"]] == ["s3"], filters
+        assert [r["reason"] for r in got["select_rejected"]] == ["duplicate_snippet_id"], filters
+
+
 def test_method_options_parse_into_configs():
     options = PipelineOptions([
         "--preset", "chat", "--num-candidates", "4", "--temperature", "0.5", "--top-p", "0.9",

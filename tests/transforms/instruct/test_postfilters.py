@@ -84,15 +84,24 @@ def test_refusal_wins_over_length():
 
 def test_duplicates_keep_the_lowest_index():
     candidates = [
-        (3, "Write a python function that sorts."),
-        (0, "Write a python function that sorts"),
-        (1, "Write a Python  function that SORTS."),
-        (2, "Write a python function that merges."),
-        (5, "Write a python function that merges"),
+        (3, "c3", "Write a python function that sorts."),
+        (0, "c0", "Write a python function that sorts"),
+        (1, "c1", "Write a Python  function that SORTS."),
+        (2, "c2", "Write a python function that merges."),
+        (5, "c5", "Write a python function that merges"),
     ]
-    assert duplicate_of(candidates) == {1: 0, 3: 0, 5: 2}
+    assert duplicate_of(candidates) == {"c1": 0, "c3": 0, "c5": 2}
 
 
 def test_no_duplicates():
-    assert duplicate_of([(0, "Write a x"), (1, "Write a y")]) == {}
+    assert duplicate_of([(0, "c0", "Write a x"), (1, "c1", "Write a y")]) == {}
     assert duplicate_of([]) == {}
+
+
+def test_a_second_copy_of_a_candidate_is_not_its_own_duplicate():
+    """A snippet that arrived twice brings every candidate twice, with the same id: each copy is judged as the
+    first is (the kept one stays kept, a duplicate stays a duplicate); Select dead-letters the extra snippet."""
+    once = [(0, "c0", "Write a python function that sorts."), (1, "c1", "Write a python function that sorts"),
+            (2, "c2", "Write a python function that merges.")]
+    assert duplicate_of(once + once) == duplicate_of(once) == {"c1": 0}
+    assert duplicate_of([(0, "c0", "Write a x"), (0, "c0", "Write a x")]) == {}
