@@ -27,7 +27,10 @@ def run_step(driver: str, name: str, command: list[str], log: Path, done: Path) 
     started = time.monotonic()
     with open(log, "ab") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy()).returncode
-    if code != 0 or not done.exists():
+    if code != 0:
         raise SystemExit(f"[{driver}] {name} failed (exit {code}); see {log}")
+    if not done.exists():
+        raise SystemExit(f"[{driver}] {name}: the job exited 0 but did not write {done}, the file that marks it "
+                         f"done; see {log}")
     succeeded.write_text(shlex.join(command) + "\n", encoding="utf-8")
     print(f"[{driver}] {name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
