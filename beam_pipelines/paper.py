@@ -51,8 +51,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _step(name: str, command: list[str], log: Path, done: Path) -> None:
-    run_step("paper", name, command, log, done)
+def _step(name: str, command: list[str], log: Path, done: Path, **kwargs) -> None:
+    run_step("paper", name, command, log, done, **kwargs)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -85,14 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = out / "train"
     base_model = args.base_model or args.model
     final = train / "stage-1-original" / "final"
-    command = [*shlex.split(args.train_launcher or sys.executable), "-m", "training.finetune", "--config", str(CONFIG),
+    trained = train / "stage-1-original" / "COMPLETE.json"
+    launcher = shlex.split(args.train_launcher or sys.executable)
+    command = [*launcher, "-m", "training.finetune", "--config", str(CONFIG),
                "--output-dir", str(train), "--set", f"model={base_model}",
                "--set", f"stages.0.data={data / 'training' / 'generated'}",
                "--set", f"stages.1.data={data / 'training' / 'original'}", *shlex.split(args.train_args)]
     if train.exists():
         command.append("--resume")
-    _step("fine-tune (1 epoch generated, then 2 epochs original)", command, out / "train.log",
-          train / "stage-1-original" / "COMPLETE.json")
+    _step("fine-tune (1 epoch generated, then 2 epochs original)", command, out / "train.log", trained,
+          directory=train, prefix=len(launcher), upstream=[data / "manifest.json"])
 
     benchmarks = [("humaneval", None)] + [tuple(b.split("=", 1)) for b in args.benchmark]
     models = [("m", args.model, f"{args.model} (M)", "original corpus"),
@@ -106,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _step(f"evaluate {label} on {name}",
                   [sys.executable, "-m", "beam_pipelines.evaluate", spec, f"--model={model}", f"--engine={args.engine}",
                    f"--output={where}", *shlex.split(args.eval_args)],
-                  out / "eval" / f"{key}-{name}.log", where / "summary.json")
+                  out / "eval" / f"{key}-{name}.log", where / "summary.json",
+                  upstream=[trained] if key == "inversecoder" else [])
             row["pass@1"][name] = _read(where / "summary.json").get("pass@1")
         rows.append(row)
     summary = {"model": args.model, "base_model": base_model, "generated_pairs":

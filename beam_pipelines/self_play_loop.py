@@ -55,18 +55,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _step(name: str, command: list[str], log: Path, done: Path) -> None:
-    run_step("self-play-loop", name, command, log, done)
+def _step(name: str, command: list[str], log: Path, done: Path, **kwargs) -> None:
+    run_step("self-play-loop", name, command, log, done, **kwargs)
 
 
 def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def _evaluate(args, model: str, out: Path) -> None:
+def _evaluate(args, model: str, out: Path, upstream: Sequence[Path] = ()) -> None:
     command = [sys.executable, "-m", "beam_pipelines.evaluate", f"--benchmark=p3={args.p3_dir}", f"--model={model}",
                f"--engine={args.engine}", f"--output={out}", *shlex.split(args.eval_args)]
-    _step(f"evaluate {model}", command, out.with_suffix(".log"), out / "summary.json")
+    _step(f"evaluate {model}", command, out.with_suffix(".log"), out / "summary.json", upstream=upstream)
 
 
 def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
@@ -101,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _evaluate(args, args.model, out / "base-eval")
     rows = [_row("base", args.model, out / "base-eval", ks)]
     model = args.model
+    model_step: list[Path] = []  # the fine-tune that made ``model`` (none for the base model)
     data_dirs: list[str] = []
+    data_steps: list[Path] = []
     examples_so_far = 0
     for r in range(args.rounds):
         round_dir = out / f"round-{r}"
@@ -109,10 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _step(f"round {r}: self-play with {model}",
               [sys.executable, "-m", "beam_pipelines.self_play", f"--p3-dir={args.p3_dir}", f"--model={model}",
                f"--engine={args.engine}", f"--iteration={r}", f"--output={sp}", *shlex.split(args.self_play_args)],
-              round_dir / "self-play.log", sp / "summary.json")
+              round_dir / "self-play.log", sp / "summary.json", upstream=model_step)
         generated = _read(sp / "summary.json")
         if generated.get("training_examples"):
             data_dirs.append(str(sp / "training" / "puzzles"))
+            data_steps.append(sp / "summary.json")
         examples_so_far += generated.get("training_examples") or 0
         if not data_dirs:
             print(f"[self-play-loop] round {r}: no verified pair yet, so no fine-tune; M_{r + 1} = M_{r}",
@@ -122,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         train = round_dir / "train"
         final = train / "stage-0-self_play" / "final"
-        command = [*shlex.split(args.train_launcher or sys.executable),
+        trained = train / "stage-0-self_play" / "COMPLETE.json"
+        launcher = shlex.split(args.train_launcher or sys.executable)
+        command = [*launcher,
                    "-m", "training.finetune", "--config", args.train_config, "--output-dir", str(train),
                    "--set", f"model={args.train_model or args.model}",
                    "--set", "stages=" + json.dumps([{"name": "self_play", "data": ",".join(data_dirs),
@@ -131,9 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if train.exists():
             command.append("--resume")
         _step(f"round {r}: fine-tune {args.train_model or args.model} on {len(data_dirs)} round(s) of puzzles", command,
-              round_dir / "train.log", train / "stage-0-self_play" / "COMPLETE.json")
+              round_dir / "train.log", trained, directory=train, prefix=len(launcher), upstream=data_steps)
         model = str(final)
-        _evaluate(args, model, round_dir / "eval")
+        model_step = [trained]
+        _evaluate(args, model, round_dir / "eval", upstream=model_step)
         rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far))
     summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks), "rows": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -106,5 +106,8 @@ def test_a_driver_step_whose_job_failed_after_writing_its_output_runs_again(tmp_
     run_step("test", "evaluate", succeeding, tmp_path / "step.log", done)  # not skipped: it failed before
     assert "did not succeed; running it again" in capsys.readouterr().err
     assert done.read_text() == '{"ok": 1}'
-    run_step("test", "evaluate", failing, tmp_path / "step.log", done)  # now it is done: not run again
+    run_step("test", "evaluate", succeeding, tmp_path / "step.log", done)  # now it is done: not run again
     assert "already done" in capsys.readouterr().err and done.read_text() == '{"ok": 1}'
+    with pytest.raises(SystemExit, match="its command differs"):  # another command is another step: refused
+        run_step("test", "evaluate", failing, tmp_path / "step.log", done)
+    assert done.read_text() == '{"ok": 1}'
