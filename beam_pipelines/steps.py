@@ -4,29 +4,41 @@ skipped when already finished. Light on purpose: a driver imports neither Beam n
 A finished step leaves a marker next to the file that marks it done (``.<done>.step-ok``): the command it ran
 (without the interpreter or launcher and ``--resume``), a fingerprint of the marker of every step whose output it
 read, and an id of its own run. A re-run skips the step only when both still match; otherwise it refuses, naming
-the difference, since the step's outputs would be reported as this run's.
+the difference, since the step's outputs would be reported as this run's. While a step runs, its lock file
+(``.<log>.lock``, holding the host and pid) keeps a second driver out of its directory; the step runs in its own
+process group, and SIGTERM, SIGINT and SIGHUP sent to the driver are forwarded to that group.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shlex
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 # Arguments that say how a step continues, never what it computes.
 IGNORED_ARGUMENTS = frozenset({"--resume"})
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def marker_path(done: Path) -> Path:
     return done.parent / f".{done.name}.step-ok"
+
+
+def lock_path(log: Path) -> Path:
+    return log.parent / f".{log.name}.lock"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -90,6 +102,120 @@ def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _holder(fd: int) -> dict[str, Any] | None:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "null")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _describe(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "unknown holder"
+    return f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+
+
+@contextlib.contextmanager
+def step_lock(path: Path, driver: str, name: str) -> Iterator[int]:
+    """Hold the step's lock file while the step runs; yields its descriptor (the step's process inherits it, so the
+    lock stays held while that process lives, even if the driver is killed outright).
+
+    A second driver refuses while it is held. On this host the lock is held exactly while a process holds the
+    file's ``flock``: a file left by a process that died is taken over. A file written by another host (a shared
+    file system) is refused, since that process cannot be checked from here."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            checked_by_flock = True
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise SystemExit(
+                f"[{driver}] {name}: another driver is running this step ({_describe(holder)}; lock {path}). Two "
+                "copies in one directory would write over each other: wait for it to end, or stop it "
+                "(SIGTERM to that driver stops its step too).") from None
+        except OSError as err:  # a file system without flock: the recorded pid decides
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            checked_by_flock = False
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # its holder removed it between our open and our lock: take the new file
+    holder = _holder(fd)
+    if holder and holder.get("host") != host:
+        os.close(fd)
+        raise SystemExit(
+            f"[{driver}] {name}: the step's lock {path} was taken by {_describe(holder)}, another machine, which "
+            "this driver cannot check. If no driver runs this step there any more, remove the file and run again.")
+    if holder and not checked_by_flock and holder.get("pid") != os.getpid() and _alive(int(holder.get("pid", 0))):
+        os.close(fd)
+        raise SystemExit(f"[{driver}] {name}: another driver is running this step ({_describe(holder)}; lock {path})")
+    if holder:
+        print(f"[{driver}] {name}: taking over the stale lock of {_describe(holder)} (that process is gone)",
+              file=sys.stderr, flush=True)
+    record = json.dumps({"host": host, "pid": os.getpid(),
+                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode("utf-8")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record, 0)
+    try:
+        yield fd
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def run_process(command: list[str], log: Path, keep_fds: Sequence[int] = ()) -> tuple[int, int | None]:
+    """Run ``command`` in its own session (process group), output appended to ``log``; SIGTERM, SIGINT and SIGHUP
+    sent to this process meanwhile go to that group. Returns (exit code, the first signal forwarded or None)."""
+    received: list[int] = []
+    proc: subprocess.Popen | None = None
+
+    def forward(signum, _frame):
+        received.append(signum)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                                    start_new_session=True, pass_fds=tuple(keep_fds))
+        if received:  # a signal that came before the process had its group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, received[0])
+        code = proc.wait()
+    finally:
+        if proc is not None and proc.poll() is None:  # the driver itself failed while waiting
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code, (received[0] if received else None)
+
+
 def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, *, directory: Path | None = None,
              prefix: int = 1, upstream: Sequence[Path] = ()) -> None:
     """One step of a multi-job driver (``paper``, ``self-play-loop``) as its own process, unless it already finished
@@ -102,30 +228,34 @@ def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, 
     marker = marker_path(done)
     current = {"command": identity(command, prefix), "upstream": {str(p): fingerprint(p) for p in upstream}}
     log.parent.mkdir(parents=True, exist_ok=True)
-    # ``done`` is the job's own last output, which some jobs write before they decide to fail (an unbalanced
-    # evaluation writes its summary, then exits 1): a step counts as done only once it also exited 0 here.
-    if done.exists() and marker.exists():
-        why = differences(_recorded(marker, prefix), current)
-        if not why:
-            print(f"[{driver}] {name}: already done ({done})", file=sys.stderr, flush=True)
-            return
-        raise SystemExit(
-            f"[{driver}] {name}: {directory} holds this step finished by another run, whose results would be "
-            "reported as this run's:\n" + "\n".join(why) + "\nUse a new --output, or delete "
-            f"{directory} (and the directories of the steps that read it) to run this step again.")
-    if done.exists():
-        print(f"[{driver}] {name}: {done} exists but the step did not succeed; running it again",
-              file=sys.stderr, flush=True)
-    full = list(command)
-    print(f"[{driver}] {name}: {shlex.join(full)}\n[{driver}]   log: {log}", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    with open(log, "ab") as out:
-        code = subprocess.run(full, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy()).returncode
-    if code != 0:
-        raise SystemExit(f"[{driver}] {name} failed (exit {code}); see {log}")
-    if not done.exists():
-        raise SystemExit(f"[{driver}] {name}: the job exited 0 but did not write {done}, the file that marks it "
-                         f"done; see {log}")
-    write_text_atomic(marker, json.dumps({**current, "run": uuid.uuid4().hex,
-                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1) + "\n")
+    with step_lock(lock_path(log), driver, name) as lock_fd:
+        # ``done`` is the job's own last output, which some jobs write before they decide to fail (an unbalanced
+        # evaluation writes its summary, then exits 1): a step counts as done only once it also exited 0 here.
+        if done.exists() and marker.exists():
+            why = differences(_recorded(marker, prefix), current)
+            if not why:
+                print(f"[{driver}] {name}: already done ({done})", file=sys.stderr, flush=True)
+                return
+            raise SystemExit(
+                f"[{driver}] {name}: {directory} holds this step finished by another run, whose results would be "
+                "reported as this run's:\n" + "\n".join(why) + "\nUse a new --output, or delete "
+                f"{directory} (and the directories of the steps that read it) to run this step again.")
+        if done.exists():
+            print(f"[{driver}] {name}: {done} exists but the step did not succeed; running it again",
+                  file=sys.stderr, flush=True)
+        full = list(command)
+        print(f"[{driver}] {name}: {shlex.join(full)}\n[{driver}]   log: {log}", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        code, signum = run_process(full, log, keep_fds=(lock_fd,))
+        if signum is not None:
+            print(f"[{driver}] {name}: stopped by {signal.Signals(signum).name} (sent on to the step's processes); "
+                  "run the same command again to continue", file=sys.stderr, flush=True)
+            raise SystemExit(128 + signum)
+        if code != 0:
+            raise SystemExit(f"[{driver}] {name} failed (exit {code}); see {log}")
+        if not done.exists():
+            raise SystemExit(f"[{driver}] {name}: the job exited 0 but did not write {done}, the file that marks it "
+                             f"done; see {log}")
+        write_text_atomic(marker, json.dumps({**current, "run": uuid.uuid4().hex,
+                                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1) + "\n")
     print(f"[{driver}] {name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)

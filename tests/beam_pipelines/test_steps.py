@@ -3,13 +3,21 @@ step, a step whose upstream ran again is not done, the per-step lock, signals re
 the drivers' early checks. Steps here are tiny `python -c` commands; nothing starts an engine."""
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shlex
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from beam_pipelines.steps import marker_path, run_step
+from beam_pipelines.steps import lock_path, marker_path, run_step, step_lock
+from tests.conftest import REPO
 
 
 def _writer(done: Path, text: str, *extra: str) -> list[str]:
@@ -78,3 +86,102 @@ def test_a_job_that_exits_0_without_its_done_file_names_the_file(tmp_path):
         run_step("test", "evaluate", [sys.executable, "-c", "pass"], tmp_path / "step.log", done)
     message = str(err.value)
     assert str(done) in message and "exited 0" in message and "exit 0)" not in message
+
+
+# ------------------------------------------------------------------------------------ lock and signals
+
+def test_a_step_whose_lock_is_held_refuses_to_run(tmp_path):
+    done, log = tmp_path / "summary.json", tmp_path / "step.log"
+    with step_lock(lock_path(log), "other", "step"):
+        with pytest.raises(SystemExit, match=f"another driver is running this step \\(pid {os.getpid()} on"):
+            run_step("test", "step", _writer(done, "x"), log, done)
+    assert not done.exists()
+    run_step("test", "step", _writer(done, "x"), log, done)  # free again once released
+    assert done.read_text() == "x" and not lock_path(log).exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_stale_lock_of_a_dead_process_on_this_host_is_taken_over(tmp_path, capsys):
+    done, log = tmp_path / "summary.json", tmp_path / "step.log"
+    pid = _dead_pid()
+    lock_path(log).write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "started": "earlier"}))
+    run_step("test", "step", _writer(done, "x"), log, done)
+    assert done.read_text() == "x" and f"stale lock of pid {pid}" in capsys.readouterr().err
+
+
+def test_a_lock_of_another_host_is_refused(tmp_path):
+    done, log = tmp_path / "summary.json", tmp_path / "step.log"
+    lock_path(log).write_text(json.dumps({"host": "elsewhere.example", "pid": 1, "started": "earlier"}))
+    with pytest.raises(SystemExit, match="another machine"):
+        run_step("test", "step", _writer(done, "x"), log, done)
+    assert not done.exists()
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from beam_pipelines.steps import run_step
+d = Path(sys.argv[1])
+child = "import os, time; open({!r}, 'w').write(str(os.getpid())); time.sleep(60)".format(str(d / "child.pid"))
+run_step("test", "long step", [sys.executable, "-c", child], d / "step.log", d / "done.json")
+"""
+
+
+def _start_driver(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], cwd=REPO, stderr=subprocess.PIPE,
+                              text=True)
+    pid_file = tmp_path / "child.pid"
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read() if driver.poll() else ""
+        time.sleep(0.05)
+    return driver, int(pid_file.read_text())
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_driver_stops_its_step(tmp_path, signum):
+    driver, child = _start_driver(tmp_path)
+    try:
+        driver.send_signal(signum)
+        assert driver.wait(timeout=20) == 128 + signum
+        assert _gone(child), "the step's process outlived its driver"
+        assert "stopped by" in driver.stderr.read()
+        assert not lock_path(tmp_path / "step.log").exists()
+    finally:
+        driver.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_step_left_running_by_a_killed_driver_keeps_its_lock(tmp_path):
+    driver, child = _start_driver(tmp_path)
+    try:
+        driver.kill()  # SIGKILL: nothing can be forwarded; the step runs on
+        driver.wait(timeout=20)
+        with pytest.raises(SystemExit, match="another driver is running this step"):
+            run_step("test", "long step", [sys.executable, "-c", "pass"], tmp_path / "step.log",
+                     tmp_path / "done.json")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    assert _gone(child)
+    run_step("test", "long step", _writer(tmp_path / "done.json", "{}"), tmp_path / "step.log",
+             tmp_path / "done.json")  # the lock of the dead step is taken over
