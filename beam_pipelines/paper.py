@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from beam_pipelines.steps import run_step
+from beam_pipelines.steps import run_step, train_resume_arguments
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "inversecoder.yaml"
 # Table 3's columns: a benchmark and its plus version side by side.
@@ -91,10 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "--output-dir", str(train), "--set", f"model={base_model}",
                "--set", f"stages.0.data={data / 'training' / 'generated'}",
                "--set", f"stages.1.data={data / 'training' / 'original'}", *shlex.split(args.train_args)]
-    if train.exists():
-        command.append("--resume")
     _step("fine-tune (1 epoch generated, then 2 epochs original)", command, out / "train.log", trained,
-          directory=train, prefix=len(launcher), upstream=[data / "manifest.json"])
+          directory=train, prefix=len(launcher), upstream=[data / "manifest.json"],
+          prepare=lambda: train_resume_arguments("paper", train))
 
     benchmarks = [("humaneval", None)] + [tuple(b.split("=", 1)) for b in args.benchmark]
     models = [("m", args.model, f"{args.model} (M)", "original corpus"),

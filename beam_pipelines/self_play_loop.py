@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from beam_pipelines.steps import run_step
+from beam_pipelines.steps import run_step, train_resume_arguments
 
 DEFAULT_KS = (1, 10)
 
@@ -133,10 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "--set", "stages=" + json.dumps([{"name": "self_play", "data": ",".join(data_dirs),
                                                       "epochs": args.train_epochs}]),
                    *shlex.split(args.train_args)]
-        if train.exists():
-            command.append("--resume")
         _step(f"round {r}: fine-tune {args.train_model or args.model} on {len(data_dirs)} round(s) of puzzles", command,
-              round_dir / "train.log", trained, directory=train, prefix=len(launcher), upstream=data_steps)
+              round_dir / "train.log", trained, directory=train, prefix=len(launcher), upstream=data_steps,
+              prepare=lambda train=train: train_resume_arguments("self-play-loop", train))
         model = str(final)
         model_step = [trained]
         _evaluate(args, model, round_dir / "eval", upstream=model_step)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,11 +27,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 # Arguments that say how a step continues, never what it computes.
 IGNORED_ARGUMENTS = frozenset({"--resume"})
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# training/finetune.py's names (not imported: it imports torch): a checkpoint every rank finished holds
+# CHECKPOINT_MARKER, a finished stage STAGE_MARKER.
+CHECKPOINT_MARKER = "COMPLETE"
+STAGE_MARKER = "COMPLETE.json"
 
 
 def marker_path(done: Path) -> Path:
@@ -217,13 +222,15 @@ def run_process(command: list[str], log: Path, keep_fds: Sequence[int] = ()) -> 
 
 
 def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, *, directory: Path | None = None,
-             prefix: int = 1, upstream: Sequence[Path] = ()) -> None:
+             prefix: int = 1, upstream: Sequence[Path] = (),
+             prepare: Callable[[], Sequence[str]] | None = None) -> None:
     """One step of a multi-job driver (``paper``, ``self-play-loop``) as its own process, unless it already finished
     with this command (a re-run continues where a stopped run ended); its output goes to ``log``.
 
     ``directory`` is the step's own directory (default: ``done``'s), named in messages; ``prefix`` the number of
     leading words of ``command`` that only say how it runs (interpreter, launcher); ``upstream`` the done files of
-    the steps whose outputs it reads."""
+    the steps whose outputs it reads; ``prepare`` runs (under the step's lock) just before the step does and
+    returns arguments to append."""
     directory = directory or done.parent
     marker = marker_path(done)
     current = {"command": identity(command, prefix), "upstream": {str(p): fingerprint(p) for p in upstream}}
@@ -243,7 +250,7 @@ def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, 
         if done.exists():
             print(f"[{driver}] {name}: {done} exists but the step did not succeed; running it again",
                   file=sys.stderr, flush=True)
-        full = list(command)
+        full = [*command, *(prepare() if prepare is not None else ())]
         print(f"[{driver}] {name}: {shlex.join(full)}\n[{driver}]   log: {log}", file=sys.stderr, flush=True)
         started = time.monotonic()
         code, signum = run_process(full, log, keep_fds=(lock_fd,))
@@ -259,3 +266,22 @@ def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, 
         write_text_atomic(marker, json.dumps({**current, "run": uuid.uuid4().hex,
                                               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1) + "\n")
     print(f"[{driver}] {name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ the drivers' checks
+
+def train_resume_arguments(driver: str, train: Path) -> list[str]:
+    """``--resume`` when the fine-tune's directory holds something to continue from (a finished stage, a
+    checkpoint, a stage's final model); a directory of a fine-tune that stopped before its first checkpoint is
+    removed instead, so that a corrected configuration starts afresh (the fine-tune refuses to resume with
+    another one)."""
+    if not train.exists():
+        return []
+    if any(train.glob(f"stage-*/{STAGE_MARKER}")) or any(train.glob("stage-*/checkpoint-*")) or any(
+            train.glob("stage-*/final")):
+        # Incomplete checkpoints (killed while saving) are removed by the fine-tune when it resumes.
+        return ["--resume"]
+    print(f"[{driver}] {train} holds no checkpoint (the fine-tune stopped before its first one): removing it and "
+          "starting the fine-tune afresh", file=sys.stderr, flush=True)
+    shutil.rmtree(train)
+    return []

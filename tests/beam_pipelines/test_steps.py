@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from beam_pipelines import steps
 from beam_pipelines.steps import lock_path, marker_path, run_step, step_lock
 from tests.conftest import REPO
 
@@ -185,3 +186,26 @@ def test_a_step_left_running_by_a_killed_driver_keeps_its_lock(tmp_path):
     assert _gone(child)
     run_step("test", "long step", _writer(tmp_path / "done.json", "{}"), tmp_path / "step.log",
              tmp_path / "done.json")  # the lock of the dead step is taken over
+
+
+# ------------------------------------------------------------------------------------- the fine-tune's resume
+
+def test_a_fine_tune_that_never_reached_a_checkpoint_starts_afresh(tmp_path):
+    train = tmp_path / "train"
+    assert steps.train_resume_arguments("test", train) == []
+    (train / "stage-0-generated").mkdir(parents=True)
+    (train / "config.json").write_text("{}")
+    (train / "stage-0-generated" / "metrics.jsonl").write_text("")
+    assert steps.train_resume_arguments("test", train) == []
+    assert not train.exists()
+
+
+@pytest.mark.parametrize("made", ["stage-0-generated/checkpoint-5/COMPLETE", "stage-0-generated/COMPLETE.json",
+                                  "stage-0-generated/checkpoint-5/model.safetensors"])
+def test_a_fine_tune_with_something_to_continue_from_resumes(tmp_path, made):
+    train = tmp_path / "train"
+    (train / made).parent.mkdir(parents=True)
+    (train / made).write_text("")
+    (train / "config.json").write_text("{}")
+    assert steps.train_resume_arguments("test", train) == ["--resume"]
+    assert (train / made).exists()

@@ -1,0 +1,87 @@
+"""The drivers' own logic (paper, self-play-loop) with their steps stood in for: each step writes what its job would,
+at once, so that what the drivers pass to their jobs and read back can be checked without running a job."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from beam_pipelines import paper, self_play_loop
+
+
+def _option(command, name):
+    for word in command:
+        if word.startswith(f"--{name}="):
+            return word.split("=", 1)[1]
+    return None
+
+
+class FakeSteps:
+    """Stands in for ``run_step``: records each step's full command and writes its done file."""
+
+    def __init__(self):
+        self.commands: dict[str, list[str]] = {}
+
+    def __call__(self, driver, name, command, log, done, *, prepare=None, **kwargs):
+        full = [*command, *(prepare() if prepare is not None else ())]
+        self.commands[name] = full
+        done.parent.mkdir(parents=True, exist_ok=True)
+        module = next((w for w in full if w.startswith(("beam_pipelines.", "training."))), "")
+        if module == "beam_pipelines.inverse_instruct":
+            data = done.parent
+            # --emit-original=all: the shards step counts generated and original examples together.
+            done.write_text(json.dumps({"profile": "paper", "stages": {"shards": {"records_out": 10}}}))
+            for source, rows in (("generated", 4), ("original", 6)):
+                (data / "training" / source).mkdir(parents=True, exist_ok=True)
+                (data / "training" / source / "shards.json").write_text(json.dumps({"total_rows": rows,
+                                                                                    "shards": []}))
+        elif module == "beam_pipelines.self_play":
+            done.write_text(json.dumps({"training_examples": 2, "verified_pairs": 2, "samples": 8,
+                                        "run_seed": int(_option(full, "run-seed") or 0)}))
+        elif module == "beam_pipelines.evaluate":
+            done.write_text(json.dumps({"pass@1": 50.0, "pass@10": 60.0, "solved": []}))
+        else:
+            done.write_text("{}")
+
+
+@pytest.fixture
+def fake_steps(monkeypatch):
+    fake = FakeSteps()
+    monkeypatch.setattr(paper, "run_step", fake)
+    monkeypatch.setattr(self_play_loop, "run_step", fake)
+    monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
+    return fake
+
+
+def _train_command(fake):
+    return next(c for name, c in fake.commands.items() if "fine-tune" in name)
+
+
+# --------------------------------------------------------------------------------------- the fine-tune's resume
+
+@pytest.mark.parametrize("main, argv, train", [
+    (paper.main, [], "train"),
+    (self_play_loop.main, ["--p3-dir=p3"], "round-0/train"),
+])
+def test_a_fine_tune_that_failed_before_its_first_checkpoint_is_not_resumed(tmp_path, fake_steps, main, argv,
+                                                                            train):
+    out = tmp_path / "out"
+    (out / train).mkdir(parents=True)
+    (out / train / "config.json").write_text('{"model": "a typo"}')  # what a fine-tune writes before it fails
+    assert main([f"--output={out}", *argv]) == 0
+    command = _train_command(fake_steps)
+    assert "--resume" not in command
+    assert not (out / train / "config.json").exists()  # cleared, so the corrected config is not refused
+
+
+@pytest.mark.parametrize("main, argv, train", [
+    (paper.main, [], "train"),
+    (self_play_loop.main, ["--p3-dir=p3"], "round-0/train"),
+])
+def test_a_fine_tune_with_a_checkpoint_is_resumed(tmp_path, fake_steps, main, argv, train):
+    out = tmp_path / "out"
+    checkpoint = out / train / "stage-0-x" / "checkpoint-50"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "COMPLETE").write_text("")
+    assert main([f"--output={out}", *argv]) == 0
+    assert _train_command(fake_steps)[-1] == "--resume" and checkpoint.exists()
