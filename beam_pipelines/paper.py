@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from beam_pipelines.steps import run_step, train_resume_arguments
+from beam_pipelines.steps import check_train_batch, run_step, train_resume_arguments
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "inversecoder.yaml"
 # Table 3's columns: a benchmark and its plus version side by side.
@@ -74,23 +74,24 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
+    train = out / "train"
+    base_model = args.base_model or args.model
+    overrides = [f"model={base_model}", f"stages.0.data={data / 'training' / 'generated'}",
+                 f"stages.1.data={data / 'training' / 'original'}"]
+    check_train_batch("paper", CONFIG, overrides, args.train_args, args.train_launcher)
+    out.mkdir(parents=True, exist_ok=True)
     generate = [sys.executable, "-m", "beam_pipelines.inverse_instruct", "--profile", "paper", f"--model={args.model}",
                 f"--engine={args.engine}", f"--output={data}", *([f"--input={args.input}"] if args.input else []),
                 *shlex.split(args.generate_args)]
     _step("generate (the main job, --profile paper)", generate, out / "generate.log", data / "manifest.json")
     manifest = _read(data / "manifest.json")
 
-    train = out / "train"
-    base_model = args.base_model or args.model
     final = train / "stage-1-original" / "final"
     trained = train / "stage-1-original" / "COMPLETE.json"
     launcher = shlex.split(args.train_launcher or sys.executable)
-    command = [*launcher, "-m", "training.finetune", "--config", str(CONFIG),
-               "--output-dir", str(train), "--set", f"model={base_model}",
-               "--set", f"stages.0.data={data / 'training' / 'generated'}",
-               "--set", f"stages.1.data={data / 'training' / 'original'}", *shlex.split(args.train_args)]
+    command = [*launcher, "-m", "training.finetune", "--config", str(CONFIG), "--output-dir", str(train),
+               *(word for item in overrides for word in ("--set", item)), *shlex.split(args.train_args)]
     _step("fine-tune (1 epoch generated, then 2 epochs original)", command, out / "train.log", trained,
           directory=train, prefix=len(launcher), upstream=[data / "manifest.json"],
           prepare=lambda: train_resume_arguments("paper", train))

@@ -5,7 +5,7 @@ shards -> fine-tune -> evaluate on the P3 test puzzles.
     inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output gs://b/sp --model EleutherAI/gpt-neo-125M \\
         --self-play-args \\
         "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128 --runner DataflowRunner ..." \\
-        --train-launcher "torchrun --nproc_per_node 8" --eval-args "--samples-per-problem 100"
+        --eval-args "--samples-per-problem 100"      # fine-tunes on one GPU at batch 4, as the reference
 
 Round r generates and solves with model M_r (M_0 = ``--model``), then fine-tunes the BASE model on the verified
 pairs of rounds 0..r (the reference fine-tunes from the base each round, ``TRAIN_INCREMENTAL=0``) to get M_{r+1},
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from beam_pipelines.steps import run_step, train_resume_arguments
+from beam_pipelines.steps import check_train_batch, run_step, train_resume_arguments
 
 DEFAULT_KS = (1, 10)
 
@@ -96,6 +96,7 @@ def table(rows: list[dict[str, Any]], ks: Sequence[int]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.output)
+    check_train_batch("self-play-loop", args.train_config, [], args.train_args, args.train_launcher)
     out.mkdir(parents=True, exist_ok=True)
     ks = tuple(int(k) for k in args.pass_k.split(","))
     _evaluate(args, args.model, out / "base-eval")

@@ -285,3 +285,69 @@ def train_resume_arguments(driver: str, train: Path) -> list[str]:
           "starting the fine-tune afresh", file=sys.stderr, flush=True)
     shutil.rmtree(train)
     return []
+
+
+def launcher_processes(launcher: str) -> int | None:
+    """How many training processes ``launcher`` starts: ``--nproc_per_node``/``--nproc-per-node`` times
+    ``--nnodes`` (torchrun's defaults 1); 1 without a launcher; None when a count is not a number (``gpu``,
+    ``auto``, a node range)."""
+    words = shlex.split(launcher)
+    counts = {"nproc": "1", "nnodes": "1"}
+    names = {"--nproc_per_node": "nproc", "--nproc-per-node": "nproc", "--nnodes": "nnodes"}
+    for i, word in enumerate(words):
+        key, sep, value = word.partition("=")
+        if key in names:
+            counts[names[key]] = value if sep else (words[i + 1] if i + 1 < len(words) else "")
+    try:
+        return int(counts["nproc"]) * int(counts["nnodes"])
+    except ValueError:
+        return None
+
+
+def train_overrides(train_args: str) -> tuple[str | None, list[str]]:
+    """The ``--config`` and ``--set`` overrides among a driver's ``--train-args``, as the fine-tune reads them."""
+    words = shlex.split(train_args)
+    config, sets = None, []
+    for i, word in enumerate(words):
+        key, sep, value = word.partition("=")
+        if key in ("--set", "--config"):
+            value = value if sep else (words[i + 1] if i + 1 < len(words) else "")
+            if key == "--set":
+                sets.append(value)
+            else:
+                config = value
+    return config, sets
+
+
+def check_train_batch(driver: str, config: str | Path, overrides: Sequence[str], train_args: str,
+                      launcher: str) -> None:
+    """Fail before any step when the fine-tune would fail at its start: a config that does not load, or a global
+    batch that is not a multiple of the per-device batch times the launcher's processes."""
+    import yaml
+
+    from training.config import load_config  # yaml only
+
+    chosen, sets = train_overrides(train_args)
+    try:
+        cfg = load_config(chosen or config, [*overrides, *sets])
+    except (OSError, ValueError, TypeError, KeyError, IndexError, yaml.YAMLError) as err:
+        raise SystemExit(f"[{driver}] the training configuration does not load (--train-args {train_args!r}): "
+                         f"{err}") from None
+    processes = launcher_processes(launcher)
+    if processes is None:
+        print(f"[{driver}] cannot tell how many processes --train-launcher {launcher!r} starts: the global batch is "
+              "checked when the fine-tune starts", file=sys.stderr, flush=True)
+        return
+    per_step = cfg.per_device_batch_size * processes
+    if cfg.global_batch_size % per_step == 0:
+        return
+    larger = -(-cfg.global_batch_size // per_step) * per_step
+    fits = [d for d in range(cfg.per_device_batch_size, 0, -1) if cfg.global_batch_size % (d * processes) == 0]
+    fixes = [f'--set global_batch_size={larger}']
+    if fits:
+        fixes.append(f"--set per_device_batch_size={fits[0]}")
+    raise SystemExit(
+        f"[{driver}] the fine-tune would fail at its start: global_batch_size {cfg.global_batch_size} is not a "
+        f"multiple of per_device_batch_size {cfg.per_device_batch_size} x {processes} processes "
+        f"(--train-launcher {launcher!r}). Add {' or '.join(repr(f) for f in fixes)} to --train-args, or start "
+        "fewer processes.")

@@ -209,3 +209,51 @@ def test_a_fine_tune_with_something_to_continue_from_resumes(tmp_path, made):
     (train / "config.json").write_text("{}")
     assert steps.train_resume_arguments("test", train) == ["--resume"]
     assert (train / made).exists()
+
+
+# ----------------------------------------------------------------------------- the global batch, up front
+
+@pytest.mark.parametrize("launcher, processes", [
+    ("", 1), ("torchrun", 1), ("torchrun --nproc_per_node 8", 8), ("torchrun --nproc-per-node=4 --nnodes 2", 8),
+    ("torchrun --nnodes=2 --nproc_per_node=2", 4), ("torchrun --nproc_per_node gpu", None),
+    ("python -m torch.distributed.run --nproc_per_node 3", 3),
+])
+def test_the_launchers_process_count(launcher, processes):
+    assert steps.launcher_processes(launcher) == processes
+
+
+SELF_PLAY_CONFIG = REPO / "training" / "configs" / "self_play.yaml"
+
+
+def test_a_global_batch_the_launcher_cannot_split_fails_before_any_step(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        steps.check_train_batch("test", SELF_PLAY_CONFIG, [], "", "torchrun --nproc_per_node 8")
+    message = str(err.value)
+    assert "global_batch_size 4" in message and "per_device_batch_size 4 x 8 processes" in message
+    assert "--set global_batch_size=32" in message
+    steps.check_train_batch("test", SELF_PLAY_CONFIG, [], "", "")
+    steps.check_train_batch("test", SELF_PLAY_CONFIG, [], "--set per_device_batch_size=1",
+                            "torchrun --nproc_per_node 4")
+    with pytest.raises(SystemExit, match="does not load"):
+        steps.check_train_batch("test", SELF_PLAY_CONFIG, [], "--set global_batch_sise=8", "")
+
+
+def test_the_self_play_loop_refuses_the_batch_before_its_first_step(tmp_path, monkeypatch):
+    from beam_pipelines import self_play_loop
+
+    ran = []
+    monkeypatch.setattr(self_play_loop, "run_step", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit, match="would fail at its start"):
+        self_play_loop.main([f"--output={tmp_path / 'loop'}", "--p3-dir=p3",
+                             "--train-launcher=torchrun --nproc_per_node 8"])
+    assert ran == [] and not (tmp_path / "loop").exists()
+
+
+def test_the_paper_driver_refuses_the_batch_before_its_first_step(tmp_path, monkeypatch):
+    from beam_pipelines import paper
+
+    ran = []
+    monkeypatch.setattr(paper, "run_step", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit, match="would fail at its start"):
+        paper.main([f"--output={tmp_path / 'paper'}", "--train-launcher=torchrun --nproc_per_node 3"])
+    assert ran == []
