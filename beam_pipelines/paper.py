@@ -6,15 +6,16 @@ that generated the data against the fine-tuned one, ending in a table shaped lik
         --generate-args "--instruction-column instruction --input-column input --response-column output \\
                          --limit 60 --num-candidates 4 --max-new-tokens 128" \\
         --train-args "--set global_batch_size=8 --set per_device_batch_size=4"          # CPU, small
-    inverse-instruct paper --output gs://b/paper --input 'gs://b/evol/*.parquet' \\
+    inverse-instruct paper --output runs/paper-ds-6.7b --input 'gs://b/evol/*.parquet' \\
         --model ise-uiuc/WizardCoder-GPT4-DS-6.7B --base-model deepseek-ai/deepseek-coder-6.7b-base \\
-        --generate-args "--response-column output --runner DataflowRunner ..." \\
+        --generate-args "--response-column output" \\
         --train-launcher "torchrun --nproc_per_node 8" \\
         --benchmark humaneval_plus=data/HumanEvalPlus.jsonl --benchmark mbpp_plus=data/MbppPlus.jsonl
 
 Steps, each in its own directory and skipped when already finished (a re-run after a stop continues):
 ``data/`` (the main job), ``train/`` (``training/configs/inversecoder.yaml``), ``eval/<model>/<benchmark>/``.
-``summary.json``, ``summary.md`` and ``report.html`` hold the table.
+``summary.json``, ``summary.md`` and ``report.html`` hold the table. ``--output`` is a local directory (it holds
+the steps' state); the steps' jobs run on this machine's runner (every step writes under ``--output``).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from beam_pipelines.steps import check_train_batch, run_step, train_resume_arguments
+from beam_pipelines.steps import check_train_batch, require_local_output, run_step, train_resume_arguments
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "inversecoder.yaml"
 # Table 3's columns: a benchmark and its plus version side by side.
@@ -48,7 +49,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--benchmark", action="append", default=[],
                         help="NAME=FILE of another benchmark to evaluate on (humaneval_plus, mbpp, mbpp_plus); "
                              "HumanEval always runs (it ships).")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_local_output(parser, args.output)
+    return args
 
 
 def _step(name: str, command: list[str], log: Path, done: Path, **kwargs) -> None:

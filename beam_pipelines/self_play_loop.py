@@ -2,9 +2,8 @@
 shards -> fine-tune -> evaluate on the P3 test puzzles.
 
     inverse-instruct self-play-loop --p3-dir ../shared/data/p3 --rounds 2 --output runs/sp-loop      # CPU, small
-    inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output gs://b/sp --model EleutherAI/gpt-neo-125M \\
-        --self-play-args \\
-        "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128 --runner DataflowRunner ..." \\
+    inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output runs/sp-neo --model EleutherAI/gpt-neo-125M \\
+        --self-play-args "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128" \\
         --eval-args "--samples-per-problem 100"      # fine-tunes on one GPU at batch 4, as the reference
 
 Round r generates and solves with model M_r (M_0 = ``--model``), then fine-tunes the BASE model on the verified
@@ -14,7 +13,8 @@ and evaluates M_{r+1} on the 228 P3 test puzzles. The base model is evaluated on
 Each step writes its own directory (``base-eval/``, ``round-<r>/self-play/``, ``round-<r>/train/``,
 ``round-<r>/eval/``) and a step that already finished is not redone, so a re-run after a stop continues. Every
 step runs as its own process (its engine starts and stops with it). ``summary.json`` and ``summary.md`` hold the
-table across rounds: verified pairs, training examples, P3 pass@k.
+table across rounds: verified pairs, training examples, P3 pass@k. ``--output`` is a local directory (it holds the
+steps' state).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from beam_pipelines.steps import check_train_batch, run_step, train_resume_arguments
+from beam_pipelines.steps import check_train_batch, require_local_output, run_step, train_resume_arguments
 
 DEFAULT_KS = (1, 10)
 
@@ -52,7 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-args", default="--samples-per-problem 10",
                         help="Extra options of every P3 evaluation (default: n=10 at the paper's T 0.8).")
     parser.add_argument("--pass-k", default="1,10", help="The k of the summary table.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_local_output(parser, args.output)
+    return args
 
 
 def _step(name: str, command: list[str], log: Path, done: Path, **kwargs) -> None:

@@ -270,6 +270,13 @@ def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, 
 
 # ------------------------------------------------------------------------------------------ the drivers' checks
 
+def require_local_output(parser, output: str) -> None:
+    """The drivers keep their state (markers, locks, logs, summaries) in a local directory."""
+    if "://" in output:
+        parser.error(f"--output {output}: a driver keeps its steps' state in a local directory, so --output must be "
+                     "a local path (the jobs' inputs, e.g. --input, may be URLs)")
+
+
 def train_resume_arguments(driver: str, train: Path) -> list[str]:
     """``--resume`` when the fine-tune's directory holds something to continue from (a finished stage, a
     checkpoint, a stage's final model); a directory of a fine-tune that stopped before its first checkpoint is

@@ -257,3 +257,15 @@ def test_the_paper_driver_refuses_the_batch_before_its_first_step(tmp_path, monk
     with pytest.raises(SystemExit, match="would fail at its start"):
         paper.main([f"--output={tmp_path / 'paper'}", "--train-launcher=torchrun --nproc_per_node 3"])
     assert ran == []
+
+
+# ---------------------------------------------------------------------------------------- local outputs only
+
+@pytest.mark.parametrize("module, argv", [("beam_pipelines.paper", []),
+                                          ("beam_pipelines.self_play_loop", ["--p3-dir=p3"])])
+def test_a_driver_refuses_a_url_output(module, argv, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as err:
+        importlib.import_module(module).parse_args(["--output=gs://b/x", *argv])
+    assert err.value.code == 2 and "must be a local path" in capsys.readouterr().err
