@@ -14,11 +14,13 @@ Each step writes its own directory (``base-eval/``, ``round-<r>/self-play/``, ``
 ``round-<r>/eval/``) and a step that already finished is not redone, so a re-run after a stop continues. Every
 step runs as its own process (its engine starts and stops with it). ``summary.json`` and ``summary.md`` hold the
 table across rounds: verified pairs, training examples, P3 pass@k. ``--output`` is a local directory (it holds the
-steps' state).
+steps' state). Round r's self-play runs with its own run seed, derived from ``--run-seed`` and r (``round_seed``),
+so rounds draw other prompts and samples; the summary records each.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import sys
@@ -52,9 +54,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-args", default="--samples-per-problem 10",
                         help="Extra options of every P3 evaluation (default: n=10 at the paper's T 0.8).")
     parser.add_argument("--pass-k", default="1,10", help="The k of the summary table.")
+    parser.add_argument("--run-seed", type=int, default=0,
+                        help="Base seed: round r's self-play job runs with --run-seed round_seed(this, r).")
     args = parser.parse_args(argv)
     require_local_output(parser, args.output)
+    if any(w == "--run-seed" or w.startswith("--run-seed=") for w in shlex.split(args.self_play_args)):
+        parser.error("--self-play-args must not set --run-seed: each round derives its own from the loop's --run-seed")
     return args
+
+
+def round_seed(base: int, round_index: int) -> int:
+    """Round ``round_index``'s run seed: a deterministic function of the base seed and the round (the reference
+    draws each iteration unseeded), so no two rounds regenerate the same prompts and samples."""
+    digest = hashlib.sha256(f"self-play-loop/{base}/{round_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def _step(name: str, command: list[str], log: Path, done: Path, **kwargs) -> None:
@@ -72,7 +85,7 @@ def _evaluate(args, model: str, out: Path, upstream: Sequence[Path] = ()) -> Non
 
 
 def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
-         examples: int | None = None) -> dict[str, Any]:
+         examples: int | None = None, run_seed: int | None = None) -> dict[str, Any]:
     evaluation = _read(eval_dir / "summary.json")
     row = {"round": label, "model": model, "p3": {f"pass@{k}": evaluation.get(f"pass@{k}") for k in ks},
            "p3_solved": len(evaluation.get("solved", [])) if evaluation else None}
@@ -80,6 +93,7 @@ def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: d
         row.update({key: generated.get(key) for key in (
             "samples", "kept_by_filter", "distinct_puzzles", "solved_puzzles", "verified_pairs")})
         row["training_examples_so_far"] = examples
+        row["run_seed"] = run_seed
     return row
 
 
@@ -111,9 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in range(args.rounds):
         round_dir = out / f"round-{r}"
         sp = round_dir / "self-play"
+        seed = round_seed(args.run_seed, r)
         _step(f"round {r}: self-play with {model}",
               [sys.executable, "-m", "beam_pipelines.self_play", f"--p3-dir={args.p3_dir}", f"--model={model}",
-               f"--engine={args.engine}", f"--iteration={r}", f"--output={sp}", *shlex.split(args.self_play_args)],
+               f"--engine={args.engine}", f"--iteration={r}", f"--run-seed={seed}", f"--output={sp}",
+               *shlex.split(args.self_play_args)],
               round_dir / "self-play.log", sp / "summary.json", upstream=model_step)
         generated = _read(sp / "summary.json")
         if generated.get("training_examples"):
@@ -124,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[self-play-loop] round {r}: no verified pair yet, so no fine-tune; M_{r + 1} = M_{r}",
                   file=sys.stderr, flush=True)
             rows.append(_row(f"{r}", model, out / "base-eval" if model == args.model else
-                             out / f"round-{r - 1}" / "eval", ks, generated, examples_so_far))
+                             out / f"round-{r - 1}" / "eval", ks, generated, examples_so_far, seed))
             continue
         train = round_dir / "train"
         final = train / "stage-0-self_play" / "final"
@@ -142,8 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = str(final)
         model_step = [trained]
         _evaluate(args, model, round_dir / "eval", upstream=model_step)
-        rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far))
-    summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks), "rows": rows}
+        rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far, seed))
+    summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks),
+               "run_seed": args.run_seed, "rows": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "summary.md").write_text(table(rows, ks), encoding="utf-8")
     print(table(rows, ks))

@@ -85,3 +85,29 @@ def test_a_fine_tune_with_a_checkpoint_is_resumed(tmp_path, fake_steps, main, ar
     (checkpoint / "COMPLETE").write_text("")
     assert main([f"--output={out}", *argv]) == 0
     assert _train_command(fake_steps)[-1] == "--resume" and checkpoint.exists()
+
+
+# ------------------------------------------------------------------------------------------ a seed per round
+
+def test_every_round_draws_with_its_own_run_seed(tmp_path, fake_steps):
+    out = tmp_path / "loop"
+    assert self_play_loop.main([f"--output={out}", "--p3-dir=p3", "--rounds=3", "--run-seed=7"]) == 0
+    seeds = [int(_option(fake_steps.commands[name], "run-seed")) for name in fake_steps.commands
+             if "self-play with" in name]
+    assert len(seeds) == 3 and len(set(seeds)) == 3
+    assert seeds == [self_play_loop.round_seed(7, r) for r in range(3)]
+    assert seeds != [self_play_loop.round_seed(8, r) for r in range(3)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run_seed"] == 7 and [row["run_seed"] for row in summary["rows"][1:]] == seeds
+
+
+def test_the_loop_refuses_a_run_seed_in_the_self_play_arguments(capsys):
+    with pytest.raises(SystemExit):
+        self_play_loop.parse_args(["--output=x", "--p3-dir=p3", "--self-play-args=--num-prompts 2 --run-seed 3"])
+    assert "--run-seed" in capsys.readouterr().err
+
+
+def test_round_seeds_are_fixed_numbers():
+    # Deterministic across processes and Python versions (sha256, not hash()): a re-run continues the same rounds.
+    assert [self_play_loop.round_seed(0, r) for r in range(2)] == [921594002, 1972418603]
+    assert all(0 <= self_play_loop.round_seed(b, r) < 2**31 for b in (0, 1, 2**40) for r in range(3))
