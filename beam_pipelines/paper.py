@@ -62,6 +62,11 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def pairs_written(data: Path, source: str) -> int | None:
+    """Rows of the main job's training shards of one source (``generated``, ``original``), from their index."""
+    return _read(data / "training" / source / "shards.json").get("total_rows")
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["Model", "Data", *(f"{label} (+)" for label, _, _ in COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -115,9 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   upstream=[trained] if key == "inversecoder" else [])
             row["pass@1"][name] = _read(where / "summary.json").get("pass@1")
         rows.append(row)
-    summary = {"model": args.model, "base_model": base_model, "generated_pairs":
-               manifest.get("stages", {}).get("shards", {}).get("records_out"), "profile": manifest.get("profile"),
-               "rows": rows}
+    # The shards step's records_out counts the original pairs too (--emit-original): count each source's rows.
+    summary = {"model": args.model, "base_model": base_model, "generated_pairs": pairs_written(data, "generated"),
+               "original_pairs": pairs_written(data, "original"), "profile": manifest.get("profile"), "rows": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "summary.md").write_text(table(rows), encoding="utf-8")
     print(table(rows))

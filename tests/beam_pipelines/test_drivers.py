@@ -57,6 +57,16 @@ def _train_command(fake):
     return next(c for name, c in fake.commands.items() if "fine-tune" in name)
 
 
+# ---------------------------------------------------------------------------------------------------- paper
+
+def test_the_paper_summary_counts_generated_pairs_only(tmp_path, fake_steps):
+    out = tmp_path / "paper"
+    assert paper.main([f"--output={out}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["generated_pairs"] == 4  # not the shards step's 10 (generated + original)
+    assert summary["original_pairs"] == 6
+
+
 # --------------------------------------------------------------------------------------- the fine-tune's resume
 
 @pytest.mark.parametrize("main, argv, train", [

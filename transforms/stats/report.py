@@ -279,7 +279,7 @@ def paper_report(summary: Mapping[str, Any]) -> str:
     sections = ["<h2>pass@1 (%), greedy</h2>" + _table(["model", "data", *names], rows,
                                                        [False, False, *(True for _ in names)])]
     return page("inverse-instruct: the paper's Table 3", _meta(summary, ["model", "base_model", "generated_pairs",
-                                                                         "profile"]), sections)
+                                                                         "original_pairs", "profile"]), sections)
 
 
 def write_report(output: str) -> str | None:
