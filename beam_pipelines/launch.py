@@ -46,11 +46,18 @@ class RunConflictError(ValueError):
 
 
 RUN_FILE = "run.json"
+# Engine options that change how fast the engine answers, never what: runners.options.result_settings leaves them
+# out of the inference cache's key (runners/options.py names no such list; tests/beam_pipelines/test_launch.py
+# checks this one against result_settings).
+SPEED_ONLY_ENGINE_OPTIONS = frozenset({
+    "kv_cache_gb", "gpu_memory_utilization", "max_num_seqs", "tensor_parallel_size", "enforce_eager", "vllm_host",
+    "cpu_runtime_preload", "model_cache", "torch_threads",
+})
 # Options that change how a job runs, never what it writes: a re-run may change them freely.
 NON_RESULT_OPTIONS = frozenset({
     "output", "quiet", "verbose", "progress_interval", "no_cache", "inference_cache", "engine_load_log",
-    "sandbox_workers", "worker_torch_threads", "min_batch_size", "max_batch_size", "torch_threads", "accelerator",
-})
+    "sandbox_workers", "worker_torch_threads", "min_batch_size", "max_batch_size", "accelerator",
+}) | SPEED_ONLY_ENGINE_OPTIONS
 
 
 def beam_option_classes() -> list[type[PipelineOptions]]:
@@ -144,6 +151,9 @@ def guard_output(options: PipelineOptions, job: JobSpec) -> None:
         previous = json.loads(read_text(f"{output}/{RUN_FILE}"))
     except (FileNotFoundError, OSError, ValueError):
         previous = None
+    if previous is not None:  # a run.json written before an option joined NON_RESULT_OPTIONS still matches
+        previous = {**previous, "arguments": {k: v for k, v in previous.get("arguments", {}).items()
+                                              if k not in NON_RESULT_OPTIONS}}
     if previous is not None and previous != current:
         before, now = previous.get("arguments", {}), current["arguments"]
         changed = [f"  {k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))

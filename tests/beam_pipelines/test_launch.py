@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 
@@ -111,3 +112,47 @@ def test_a_driver_step_whose_job_failed_after_writing_its_output_runs_again(tmp_
     with pytest.raises(SystemExit, match="its command differs"):  # another command is another step: refused
         run_step("test", "evaluate", failing, tmp_path / "step.log", done)
     assert done.read_text() == '{"ok": 1}'
+
+
+def _main_job_options(out, *argv):
+    from beam_pipelines.inverse_instruct import JOB
+    from beam_pipelines.launch import pipeline_options
+
+    return pipeline_options([f"--output={out}", "--engine=fake", *argv], JOB)
+
+
+def test_a_rerun_may_change_the_engines_speed_only_options(tmp_path):
+    from beam_pipelines.launch import RUN_FILE, RunConflictError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    _main_job_options(out, "--kv-cache-gb=2", "--num-candidates=3")
+    _main_job_options(out, "--kv-cache-gb=8", "--gpu-memory-utilization=0.5", "--max-num-seqs=16",
+                      "--tensor-parallel-size=2", "--enforce-eager", "--vllm-host=spawned", "--cpu-runtime-preload",
+                      f"--model-cache={tmp_path / 'models'}", "--num-candidates=3")
+    with pytest.raises(RunConflictError, match="num_candidates"):
+        _main_job_options(out, "--num-candidates=4")
+    # A run.json written while these options were still recorded: a re-run that changes them still matches.
+    recorded = json.loads((out / RUN_FILE).read_text())
+    recorded["arguments"]["kv_cache_gb"] = 2.0
+    (out / RUN_FILE).write_text(json.dumps(recorded))
+    _main_job_options(out, "--kv-cache-gb=4", "--num-candidates=3")
+
+
+def test_the_speed_only_options_are_those_the_inference_cache_ignores():
+    """Every engine option is either in the cache's key (runners.options.result_settings: it changes answers) or
+    free to change on a re-run; none is both."""
+    from beam_pipelines.launch import NON_RESULT_OPTIONS, SPEED_ONLY_ENGINE_OPTIONS
+    from runners.engines import EngineConfig
+    from runners.options import EngineOptions, result_settings
+
+    every_setting = EngineConfig(engine="transformers", vllm_engine_args=(("quantization", "x"),),
+                                 vllm_score_method="prompt_logprobs", score_batch_size=8)
+    in_key = set(result_settings(every_setting)) | {"model", "engine_seed"}
+    parser = argparse.ArgumentParser()
+    EngineOptions._add_argparse_args(parser)
+    engine_options = {a.dest for a in parser._actions if a.dest != "help"}
+    config_fields = set(EngineConfig.__dataclass_fields__)
+    for dest in engine_options & config_fields:
+        assert (dest in in_key) != (dest in NON_RESULT_OPTIONS), dest
+    assert SPEED_ONLY_ENGINE_OPTIONS <= engine_options and not SPEED_ONLY_ENGINE_OPTIONS & in_key
