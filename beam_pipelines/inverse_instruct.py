@@ -58,7 +58,7 @@ def profile_settings(profile: str) -> dict[str, Any]:
 
 LOG = logging.getLogger("inverse_instruct")
 STAGE_ORDER = ["read", "extract", "dedup", "decontam_source", "summarize", "self_evaluate", "select", "decontam",
-               "near_dedup", "shards"]
+               "near_dedup", "shards", "decontam_original"]
 
 
 def corpus_description(options: PipelineOptions) -> dict[str, Any]:
@@ -112,6 +112,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     dedup_opts = options.view_as(DedupOptions)
     decontam = decontam_config(options)
     decontam_on = decontam is not None
+    benchmarks = benchmark_specs(options) if decontam_on else []
     emit_original = options.view_as(ShardOptions).emit_original
     extra: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -152,7 +153,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
 
     if job.decontam_source and decontam_on:
         cleaned = stage("decontam_source", snippets, snippets | "DecontamSource" >> Decontaminate(
-            benchmarks=benchmark_specs(options), config=decontam,
+            benchmarks=benchmarks, config=decontam,
             columns=("original_instruction", "code"), stage="decontam_source", record_kind=RecordKind.CODE_SNIPPET))
         snippets = cleaned.main
     _write(snippets, output, "snippets", RecordKind.CODE_SNIPPET, options, "WriteSnippets")
@@ -186,7 +187,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         if job.stages == "all":
             if decontam_on:
                 clean = stage("decontam", selected, selected | "Decontaminate" >> Decontaminate(
-                    benchmarks=benchmark_specs(options), config=decontam,
+                    benchmarks=benchmarks, config=decontam,
                     columns=("instruction", "code"), stage="decontam", record_kind=RecordKind.SCORED_PAIR))
                 selected = clean.main
             near = neardedup_config(options, columns=("instruction", "code"))
@@ -194,12 +195,20 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
                 unique = stage("near_dedup", selected, selected | "NearDedup" >> NearDedup(
                     columns=near.columns, config=near, stage="near_dedup", record_kind=RecordKind.SCORED_PAIR))
                 selected = unique.main
+            # Original examples are decontaminated as they are written (instruction and full response), against
+            # what the pairs are: --decontam-source checked only the snippet, and --emit-original all writes every
+            # pair of the corpus, extracted or not.
+            check_originals = Decontaminate(
+                benchmarks=benchmarks, config=decontam, columns=("instruction", "response"),
+                stage="decontam_original", record_kind=RecordKind.TRAINING_EXAMPLE) if decontam_on else None
             shards = selected | "TrainingShards" >> WriteTrainingShards.from_options(
                 f"{output}/training", options, run_seed=method.sampling.run_seed,
-                original_snippets=snippets, source_pairs=source_pairs)
+                original_snippets=snippets, source_pairs=source_pairs, check_originals=check_originals)
             originals = {"kept": snippets, "all": source_pairs}.get(emit_original)
             shard_inputs = (selected, originals) if originals is not None else selected
-            stage("shards", shard_inputs, StageOutput(shards["examples"], shards["rejected"]))
+            stage("shards", shard_inputs, StageOutput(shards["made"], shards["rejected"]))
+            if "original_check" in shards:
+                stage("decontam_original", shards["original_made"], shards["original_check"])
             outputs["training"] = "training/"
         _write(selected, output, "selected", RecordKind.SCORED_PAIR, options, "WriteSelected")
         outputs["selected"] = "selected/"
@@ -282,7 +291,7 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
         stage = manifest["stages"][name]
         rejected = ", ".join(f"{k}={v}" for k, v in stage["rejected"].items()) or "none"
         mark = "ok" if stage["balanced"] else "UNBALANCED"
-        lines.append(f"  {name:<16} in={stage['records_in']:<8} out={stage['records_out']:<8} "
+        lines.append(f"  {name:<17} in={stage['records_in']:<8} out={stage['records_out']:<8} "
                      f"rejected: {rejected} [{mark}]")
     if "inference_cache" in manifest:
         cache = manifest["inference_cache"]

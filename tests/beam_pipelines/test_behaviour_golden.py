@@ -8,6 +8,9 @@ schema 3 added the nullable ``reference_snippet`` column (and with it the ids of
 snippet); with that column dropped, every row compared equal to the earlier outputs.
 The extraction digest was re-recorded when a dead letter of row 0 began to keep row 0 (it said -1): the
 dead letter of code_alpaca_2k's row 0 (``no_code``) is the only row that changed.
+The main digests gained the stage ``decontam_original`` (6 in, 6 out) when the original examples began to be
+decontaminated as written; every Parquet output stayed the same (checked with the fake engine: the originals do
+not depend on the model).
 
 The digests (``tests/golden/*.json``) hash every Parquet output row by row and keep the manifest's stage counts;
 ``tests/golden/digest.py`` computes them with pyarrow alone. A change that alters these outputs on purpose must

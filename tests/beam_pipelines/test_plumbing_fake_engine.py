@@ -130,3 +130,32 @@ def test_without_dedup_every_copy_of_the_same_code_gets_its_own_winner(tmp_path,
     assert len(selected) == 4, [r.get("original_instruction") for r in selected]
     assert sorted(r["original_instruction"] for r in selected) == [f"Variant {i} of the task." for i in range(4)]
     assert len({r["id"] for r in selected}) == 4
+
+
+@pytest.mark.parametrize("decontam_source", [True, False])
+def test_kept_originals_are_decontaminated_with_their_full_response(tmp_path, decontam_source):
+    """--emit-original writes the corpus's full response of each kept snippet, while --decontam-source checks only
+    the extracted block: a benchmark item in a second block must not reach training/original. It is one dead
+    letter (decontam_original), and the snippet, harmless, still makes its generated pair."""
+    from tests.beam_pipelines.test_paper_profile import HARMLESS, dead_letters, humaneval_0
+
+    leak = humaneval_0()
+    rows = [{"instruction": "Write a function that multiplies two numbers and a helper.",
+             "response": f"Here it is:\n{HARMLESS}\nAnd a helper:\n```python\n{leak}```\n"},
+            {"instruction": "Write a function that reverses a text.",
+             "response": "```python\ndef reverse_text(text):\n    return text[::-1]\n```"}]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    summary = run_main(["--engine=fake", "--num-candidates=2", "--emit-original", f"--input={corpus}", "--quiet",
+                        f"--output={out}"] + (["--decontam-source"] if decontam_source else []))
+    assert summary["balanced"], summary["stages"]
+    assert sorted(r["source_row"] for r in _rows(out / "training" / "generated")) == [0, 1]
+    originals = _rows(out / "training" / "original")
+    assert [r["source_row"] for r in originals] == [1]
+    assert not [r for r in originals if "has_close_elements" in r["response"]]
+    holding = [r for r in dead_letters(out) if "has_close_elements" in r["payload"]]
+    assert [(r["stage"], r["reason"], r["source_row"]) for r in holding] == [("decontam_original", "contaminated", 0)]
+    assert summary["stages"]["decontam_original"] == {
+        "records_in": 2, "records_out": 1, "rejected": {"contaminated": 1}, "rejected_total": 1, "fanout": 1,
+        "balanced": True}

@@ -519,7 +519,12 @@ class WriteTrainingShards(beam.PTransform):
 
     Apply to the PCollection of selected ``SCORED_PAIR`` dicts. Returns a dict of PCollections:
     ``"generated"`` / ``"original"``: one element each, the ``shards.json`` index; ``"examples"``: every training
-    example written; ``"rejected"``: dead-letter records.
+    example written; ``"made"``: a tuple of PCollections, every example this stage made (the generated ones and
+    the originals before ``check_originals``), which with ``"rejected"`` (the stage's dead letters) accounts for
+    every input. With ``check_originals`` (a transform from training examples to a ``StageOutput``; the main job
+    passes ``Decontaminate`` on ``instruction`` and ``response``), the original examples go through it before they
+    are written, exactly as they would be written: ``"original_made"`` is its input and ``"original_check"`` its
+    ``StageOutput``, whose rejected examples are its own dead letters and never a shard row.
     """
 
     def __init__(
@@ -534,9 +539,11 @@ class WriteTrainingShards(beam.PTransform):
         original_response: str = "source",
         original_mode: str = "kept",
         spill_dir: str | None = None,
+        check_originals: beam.PTransform | None = None,
     ):
         super().__init__()
         self._spill_dir = spill_dir
+        self._check_originals = check_originals
         if original_mode not in EMIT_ORIGINAL_MODES:
             raise ValueError(f"original_mode must be one of {EMIT_ORIGINAL_MODES}")
         if original_mode == "all" and source_pairs is None:
@@ -579,12 +586,13 @@ class WriteTrainingShards(beam.PTransform):
         outputs = {"generated": self._write(gen_examples, GENERATED)}
         rejected_parts = [generated.rejected, gen_dups]
         example_parts = [gen_examples]
+        made = [gen_examples]
+        orig_examples = None
         if self._original_mode == "all":
             # ``--emit-original all``: every source pair of the corpus, no dedup (the paper's stage 2).
             original = _ToExample(RecordKind.SOURCE_PAIR, source_pair_example).apply(self._source_pairs, "ToOriginal")
-            outputs["original"] = self._write(original.main, ORIGINAL)
+            orig_examples = original.main
             rejected_parts.append(original.rejected)
-            example_parts.append(original.main)
         elif self._original_mode == "kept":
             if self._original_response == "source":
                 grouped = {
@@ -598,9 +606,17 @@ class WriteTrainingShards(beam.PTransform):
             original = originals_in | "ToOriginal" >> beam.ParDo(_ToOriginal(self._original_response)).with_outputs(
                 REJECTED, main="examples")
             orig_examples, orig_dups = _dedup(original.examples, "Original")
-            outputs["original"] = self._write(orig_examples, ORIGINAL)
             rejected_parts += [original.rejected, orig_dups]
+        if orig_examples is not None:
+            made.append(orig_examples)
+            if self._check_originals is not None:
+                # What is checked is the example itself: the instruction and the response as they are written.
+                checked = orig_examples | "CheckOriginals" >> self._check_originals
+                outputs["original_made"], outputs["original_check"] = orig_examples, checked
+                orig_examples = checked.main
+            outputs["original"] = self._write(orig_examples, ORIGINAL)
             example_parts.append(orig_examples)
+        outputs["made"] = tuple(made)
         outputs["examples"] = tuple(example_parts) | "AllExamples" >> beam.Flatten()
         outputs["rejected"] = tuple(rejected_parts) | "AllRejected" >> beam.Flatten()
         return outputs
