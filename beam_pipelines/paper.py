@@ -26,7 +26,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from beam_pipelines.steps import check_train_batch, require_local_output, run_step, train_resume_arguments
+from beam_pipelines.steps import (
+    check_train_batch,
+    require_local_output,
+    run_step,
+    train_resume_arguments,
+    write_text_atomic,
+)
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "inversecoder.yaml"
 # Table 3's columns: a benchmark and its plus version side by side.
@@ -123,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The shards step's records_out counts the original pairs too (--emit-original): count each source's rows.
     summary = {"model": args.model, "base_model": base_model, "generated_pairs": pairs_written(data, "generated"),
                "original_pairs": pairs_written(data, "original"), "profile": manifest.get("profile"), "rows": rows}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    (out / "summary.md").write_text(table(rows), encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.md", table(rows))
     print(table(rows))
     from transforms.stats.report import write_report
 

@@ -22,9 +22,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = args.output.rstrip("/")
     for name in ("manifest.json", "summary.json"):
         try:
-            data = json.loads(read_text(f"{output}/{name}"))
+            text = read_text(f"{output}/{name}")
         except (FileNotFoundError, OSError):
             continue
+        try:
+            data = json.loads(text)
+        except ValueError as err:  # truncated or half-written
+            print(f"inverse-instruct report: {output}/{name} is not valid JSON ({err}); it may be cut short (a run "
+                  "stopped while writing it): run the job again to rewrite it", file=sys.stderr)
+            return 2
+        if not isinstance(data, dict):
+            print(f"inverse-instruct report: {output}/{name} holds no JSON object", file=sys.stderr)
+            return 2
         if name == "manifest.json" and data.get("job") != "self-play":
             from beam_pipelines.inverse_instruct import print_summary
 

@@ -27,7 +27,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from beam_pipelines.steps import check_train_batch, require_local_output, run_step, train_resume_arguments
+from beam_pipelines.steps import (
+    check_train_batch,
+    require_local_output,
+    run_step,
+    train_resume_arguments,
+    write_text_atomic,
+)
 
 DEFAULT_KS = (1, 10)
 
@@ -161,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far, seed))
     summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks),
                "run_seed": args.run_seed, "rows": rows}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    (out / "summary.md").write_text(table(rows, ks), encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.md", table(rows, ks))
     print(table(rows, ks))
     from transforms.stats.report import write_report
 

@@ -3,6 +3,7 @@ at once, so that what the drivers pass to their jobs and read back can be checke
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -65,6 +66,21 @@ def test_the_paper_summary_counts_generated_pairs_only(tmp_path, fake_steps):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["generated_pairs"] == 4  # not the shards step's 10 (generated + original)
     assert summary["original_pairs"] == 6
+
+
+def test_the_drivers_replace_their_summaries_whole(tmp_path, fake_steps):
+    for main, out, argv in ((paper.main, tmp_path / "paper", []),
+                            (self_play_loop.main, tmp_path / "loop", ["--p3-dir=p3"])):
+        out.mkdir()
+        for name in ("summary.json", "summary.md"):
+            (out / name).write_text("old")
+            os.link(out / name, tmp_path / f"{out.name}-{name}-as-a-reader-opened-it")
+        assert main([f"--output={out}", *argv]) == 0
+        for name in ("summary.json", "summary.md"):
+            # Written to a new file and renamed over the old one: a reader (or a kill) never sees half a file.
+            assert (tmp_path / f"{out.name}-{name}-as-a-reader-opened-it").read_text() == "old"
+            assert (out / name).read_text() != "old"
+        assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
 # --------------------------------------------------------------------------------------- the fine-tune's resume

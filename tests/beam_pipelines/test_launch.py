@@ -156,3 +156,10 @@ def test_the_speed_only_options_are_those_the_inference_cache_ignores():
     for dest in engine_options & config_fields:
         assert (dest in in_key) != (dest in NON_RESULT_OPTIONS), dest
     assert SPEED_ONLY_ENGINE_OPTIONS <= engine_options and not SPEED_ONLY_ENGINE_OPTIONS & in_key
+
+
+def test_report_explains_a_truncated_summary(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text('{"pass@1": 12.5, "statu')
+    assert cli.main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "summary.json is not valid JSON" in err and "cut short" in err

@@ -269,3 +269,22 @@ def test_a_driver_refuses_a_url_output(module, argv, capsys):
     with pytest.raises(SystemExit) as err:
         importlib.import_module(module).parse_args(["--output=gs://b/x", *argv])
     assert err.value.code == 2 and "must be a local path" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ atomic summaries
+
+def test_write_text_atomic_replaces_the_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+    os.link(path, tmp_path / "seen-by-a-reader")
+    steps.write_text_atomic(path, "new")
+    assert path.read_text() == "new" and (tmp_path / "seen-by-a-reader").read_text() == "old"
+
+    def fail(_fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError):
+        steps.write_text_atomic(path, "half")
+    assert path.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["seen-by-a-reader",
+                                                                                       "summary.json"]

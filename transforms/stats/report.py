@@ -256,11 +256,15 @@ def loop_report(summary: Mapping[str, Any]) -> str:
     head = ["round", "model", "verified pairs", "training examples so far", *(f"P3 pass@{k}" for k in ks)]
     sections.append("<h2>Rounds</h2>" + _table(head, [
         [r["round"], r["model"], r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
-         *(r["p3"].get(f"pass@{k}") for k in ks)] for r in rows]))
+         *("" if r["p3"].get(f"pass@{k}") is None else r["p3"][f"pass@{k}"] for k in ks)] for r in rows]))
     fig, ax = _figure()
     labels = [str(r["round"]) for r in rows]
     for k in ks:
-        ax.plot(labels, [r["p3"].get(f"pass@{k}") or 0 for r in rows], marker="o", label=f"P3 pass@{k}")
+        # A round without this pass@k (no evaluation, or not this k) is left out, not drawn as 0.
+        points = [(i, r["p3"].get(f"pass@{k}")) for i, r in enumerate(rows)]
+        points = [(i, v) for i, v in points if v is not None]
+        ax.plot([i for i, _ in points], [v for _, v in points], marker="o", label=f"P3 pass@{k}")
+    ax.set_xticks(range(len(labels)), labels)
     ax.set_xlabel("round (base = the untuned model)")
     ax.set_ylabel("%")
     ax.legend()

@@ -69,3 +69,24 @@ def test_the_rendered_page_is_not_blank(main_run, tmp_path):
     assert image.size == (1200, 1600) and stddev > 20  # text, tables and figures, not a white page
     dark = sum(1 for v in image.tobytes() if v < 128)  # mode L: one byte per pixel
     assert dark > 0.01 * image.size[0] * image.size[1]
+
+
+def test_the_loop_figure_leaves_out_a_missing_pass_at_k(monkeypatch):
+    from transforms.stats import report
+
+    figures = []
+
+    def keep(fig):
+        figures.append(fig)
+        return "data:image/png;base64,"
+
+    monkeypatch.setattr(report, "_png", keep)
+    rows = [{"round": "base", "model": "m", "p3": {"pass@1": 1.0, "pass@10": 5.0}},
+            {"round": "0", "model": "m0", "p3": {"pass@1": 2.0, "pass@10": None}, "verified_pairs": 3},
+            {"round": "1", "model": "m1", "p3": {"pass@1": 3.0, "pass@10": 7.0}, "verified_pairs": 4}]
+    page = report.loop_report({"rows": rows, "ks": [1, 10], "base_model": "m", "rounds": 2})
+    lines = {line.get_label(): line for line in figures[0].axes[0].get_lines()}
+    assert list(lines["P3 pass@1"].get_ydata()) == [1.0, 2.0, 3.0]
+    assert list(lines["P3 pass@10"].get_xdata()) == [0, 2] and list(lines["P3 pass@10"].get_ydata()) == [5.0, 7.0]
+    assert [t.get_text() for t in figures[0].axes[0].get_xticklabels()] == ["base", "0", "1"]
+    assert "None" not in page
