@@ -24,7 +24,8 @@ from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
 from schemas.records import SCHEMA_VERSION, RecordKind
 from transforms.decontam.beam import Decontaminate
-from transforms.decontam.options import BenchmarkOptions, DecontamOptions, benchmark_specs, decontam_config
+from transforms.decontam.benchmarks import PAPER_BENCHMARKS, missing_paper_benchmarks_hint
+from transforms.decontam.options import BenchmarkOptions, DecontamOptions, decontam_config, guarded_benchmarks
 from transforms.dedup.beam import DedupSnippets, NearDedup
 from transforms.dedup.options import DedupOptions, neardedup_config
 from transforms.extract.beam import ExtractCode
@@ -59,6 +60,22 @@ def profile_settings(profile: str) -> dict[str, Any]:
 LOG = logging.getLogger("inverse_instruct")
 STAGE_ORDER = ["read", "extract", "dedup", "decontam_source", "summarize", "self_evaluate", "select", "decontam",
                "near_dedup", "shards", "decontam_original"]
+
+
+def decontam_benchmarks(options: PipelineOptions, profile: str, decontam_on: bool) -> tuple[list, list[str]]:
+    """The benchmarks every decontamination of the job checks, and the paper's (``PAPER_BENCHMARKS``) it does not.
+
+    Under ``--profile paper``: HumanEval (it ships) and every ``--benchmark`` given; each paper benchmark without a
+    file is named in a warning and in the manifest, and the run goes on (only HumanEval is at hand offline)."""
+    if not decontam_on:
+        return [], list(PAPER_BENCHMARKS)
+    paper = profile == "paper"
+    specs, unchecked = guarded_benchmarks(options, paper=paper)
+    if paper and unchecked:
+        LOG.warning("--profile paper: the paper's decontamination also guards %s, which this run does NOT check (no "
+                    "file given); it checks %s. Give them as %s", ", ".join(unchecked),
+                    ", ".join(spec.name for spec in specs), missing_paper_benchmarks_hint(unchecked))
+    return specs, unchecked
 
 
 def corpus_description(options: PipelineOptions) -> dict[str, Any]:
@@ -112,7 +129,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     dedup_opts = options.view_as(DedupOptions)
     decontam = decontam_config(options)
     decontam_on = decontam is not None
-    benchmarks = benchmark_specs(options) if decontam_on else []
+    benchmarks, paper_unchecked = decontam_benchmarks(options, job.profile, decontam_on)
     emit_original = options.view_as(ShardOptions).emit_original
     extra: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -125,6 +142,11 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
                      "decontamination": ",".join(decontam.methods) if decontam_on else "off",
                      "near_dedup": dedup_opts.neardedup,
                      "emit_original": emit_original},
+        "decontam_benchmarks": {
+            "checked": [spec.name for spec in benchmarks],
+            "files": {spec.name: spec.path for spec in benchmarks if spec.path},
+            "paper_not_checked": paper_unchecked,  # of PAPER_BENCHMARKS, what the paper guards
+        },
     }
     method_check = method_config(options)
     if method_check.prompt_code == "reference" and extraction_config(options).policy != "paper":
@@ -293,6 +315,10 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
         mark = "ok" if stage["balanced"] else "UNBALANCED"
         lines.append(f"  {name:<17} in={stage['records_in']:<8} out={stage['records_out']:<8} "
                      f"rejected: {rejected} [{mark}]")
+    unchecked = manifest.get("decontam_benchmarks", {}).get("paper_not_checked")
+    if manifest.get("profile") == "paper" and unchecked and manifest["switches"]["decontamination"] != "off":
+        lines.append(f"  decontamination: checked {', '.join(manifest['decontam_benchmarks']['checked'])}; NOT the "
+                     f"paper's {', '.join(unchecked)} (give them as --benchmark NAME=PATH)")
     if "inference_cache" in manifest:
         cache = manifest["inference_cache"]
         lines.append(f"  inference cache: {cache['hits']} hits, {cache['misses']} misses (answered by the engine), "

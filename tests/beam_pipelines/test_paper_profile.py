@@ -188,3 +188,50 @@ def test_emit_original_all_decontaminates_what_it_writes(tmp_path):
     assert manifest["stages"]["decontam_original"]["rejected"] == {"contaminated": 2}
     # The snippet of row 1 is another record (it would have become a generated pair): its own dead letter.
     assert [r["source_row"] for r in dead_letters(out) if r["stage"] == "decontam_source"] == [1]
+
+
+MBPP_ROW = {"task_id": 11, "text": "Write a python function to remove first and last occurrence of a given character "
+                                   "from the string.",
+            "code": "def remove_Occ(s,ch): \r\n    for i in range(len(s)): \r\n        if (s[i] == ch): \r\n"
+                    "            s = s[0 : i] + s[i + 1:] \r\n            break\r\n    return s ",
+            "test_list": ['assert remove_Occ("hello","l") == "heo"'], "test_setup_code": "",
+            "challenge_test_list": []}
+
+
+def test_the_paper_profile_checks_every_paper_benchmark_given_and_names_the_others(tmp_path, caplog):
+    """--profile paper guards HumanEval (it ships) and every paper benchmark given a file (here MBPP, which no
+    longer replaces HumanEval); the paper benchmarks without a file are named in a warning, in the manifest and in
+    the summary, and the run does not fail."""
+    mbpp = tmp_path / "mbpp.jsonl"
+    mbpp.write_text(json.dumps(MBPP_ROW) + "\n")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"instruction": "Write a function that multiplies two numbers.", "response": HARMLESS},
+        {"instruction": "Check whether two numbers of a list are close.", "response": f"```python\n{humaneval_0()}```"},
+        {"instruction": MBPP_ROW["text"], "response": f"```python\n{MBPP_ROW['code']}\n```"},
+    ]))
+    out = tmp_path / "out"
+    caplog.set_level("WARNING", logger="inverse_instruct")
+    manifest = run(["--profile", "paper", "--engine=fake", f"--input={corpus}", f"--benchmark=mbpp={mbpp}",
+                    "--num-candidates=2", "--quiet", f"--output={out}"])
+    assert manifest["balanced"], manifest["stages"]
+    caught = {(r["stage"], r["source_row"]): json.loads(r["detail"])["benchmark"] for r in dead_letters(out)}
+    assert caught == {("decontam_source", 1): "humaneval", ("decontam_source", 2): "mbpp",
+                      ("decontam_original", 1): "humaneval", ("decontam_original", 2): "mbpp"}
+    assert manifest["decontam_benchmarks"] == {"checked": ["mbpp", "humaneval"], "files": {"mbpp": str(mbpp)},
+                                               "paper_not_checked": ["apps", "gsm8k", "ds1000"]}
+    [warning] = [r.getMessage() for r in caplog.records if "NOT check" in r.getMessage()]
+    assert "also guards apps, gsm8k, ds1000, which this run does NOT check" in warning
+    assert "it checks mbpp, humaneval" in warning and "--benchmark apps=PATH" in warning
+
+
+def test_an_offline_paper_run_checks_humaneval_and_records_the_rest(tmp_path):
+    from beam_pipelines.inverse_instruct import decontam_benchmarks
+
+    options = pipeline_options(["--profile", "paper", f"--output={tmp_path / 'paper'}"], JOB)
+    specs, unchecked = decontam_benchmarks(options, "paper", True)
+    assert [(s.name, s.path) for s in specs] == [("humaneval", None)]
+    assert unchecked == ["mbpp", "apps", "gsm8k", "ds1000"]
+    default = pipeline_options([f"--output={tmp_path / 'default'}", "--benchmark=mbpp=x.jsonl"], JOB)
+    specs, unchecked = decontam_benchmarks(default, "default", True)
+    assert [s.name for s in specs] == ["mbpp"] and unchecked == ["humaneval", "apps", "gsm8k", "ds1000"]

