@@ -34,7 +34,8 @@ def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp
     assert round0["model"].endswith("round-0/train/stage-0-self_play/final")
     assert json.loads((out / "round-0" / "eval" / "summary.json").read_text())["problems"] == 3
     assert round0["run_seed"] == round_seed(0, 0)  # each round its own seed, passed to its self-play job
-    assert json.loads((out / "round-0" / "self-play" / "summary.json").read_text())["run_seed"] == round_seed(0, 0)
+    manifest = json.loads((out / "round-0" / "self-play" / "manifest.json").read_text())
+    assert manifest["settings"]["run_seed"] == round_seed(0, 0)
     assert "| base |" in (out / "summary.md").read_text()
     capsys.readouterr()
     stamps = {p: p.stat().st_mtime for p in out.rglob("summary.json")}
