@@ -147,7 +147,7 @@ def test_handlers_for_the_same_config_share_one_identifier():
     assert engine_identifier(config, nonce="a") != engine_identifier(config, nonce="b")  # other launches never connect
     keyed = EngineModelHandler(config).keyed()
     assert model_identifier_of(keyed) == EngineModelHandler(config).model_identifier
-    assert keyed.share_model_across_processes()
+    assert not keyed.share_model_across_processes()  # the engine has its own MultiProcessShared; the EngineRef need not
 
 
 def test_the_job_tests_options_name_the_engine_the_handler_tests_share(tmp_path):
