@@ -61,7 +61,11 @@ from transforms.stats.progress import LIVE
 from transforms.stats.report import write_report
 
 JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, BenchmarkOptions, SandboxOptions, MethodOptions,
-                                    EngineOptions))
+                                    EngineOptions),
+              # the benchmark to score on, the training template and the sampling seed; the rest of those
+              # classes (decontamination, the Inverse-Instruct method) is other jobs'
+              reads_only={BenchmarkOptions: frozenset({"benchmark"}),
+                          MethodOptions: frozenset({"preset", "run_seed"})})
 
 
 # ------------------------------------------------------------------------------------------- code problems

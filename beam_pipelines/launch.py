@@ -31,6 +31,9 @@ class JobSpec:
     description: str | None
     option_classes: tuple[type[PipelineOptions], ...]
     profiles: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # --profile NAME -> its flags
+    # Option classes the job reads only a few options of (their dests): the others are unknown options to it,
+    # refused like a typo, instead of being accepted, recorded in run.json and ignored.
+    reads_only: Mapping[type[PipelineOptions], frozenset[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def prog(self) -> str:
@@ -81,12 +84,33 @@ def _parser(job: JobSpec, with_beam: bool = True) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      conflict_handler="resolve")
     for cls in job.option_classes:
-        cls._add_argparse_args(parser)
+        only = job.reads_only.get(cls)
+        cls._add_argparse_args(parser if only is None else _OnlyDests(parser, only))
     if with_beam:
         beam_group = parser.add_argument_group("Apache Beam (runner, workers, cloud); see Beam's documentation")
         for cls in beam_option_classes():
             cls._add_argparse_args(_GroupAdapter(parser, beam_group))
     return parser
+
+
+class _OnlyDests:
+    """Lets an options class add only the flags whose dest is in ``dests`` (``JobSpec.reads_only``)."""
+
+    def __init__(self, target, dests: frozenset[str]):
+        self._target, self._dests = target, dests
+
+    def add_argument(self, *args, **kwargs):
+        flag = next((a for a in args if a.startswith("--")), args[0])
+        dest = kwargs.get("dest") or flag.lstrip("-").replace("-", "_")
+        if dest in self._dests:
+            return self._target.add_argument(*args, **kwargs)
+        return None
+
+    def add_argument_group(self, *args, **kwargs):
+        return _OnlyDests(self._target.add_argument_group(*args, **kwargs), self._dests)
+
+    def add_mutually_exclusive_group(self, *args, **kwargs):
+        return _OnlyDests(self._target.add_mutually_exclusive_group(*args, **kwargs), self._dests)
 
 
 class _GroupAdapter:
@@ -135,7 +159,9 @@ def result_arguments(options: PipelineOptions, job: JobSpec) -> dict[str, Any]:
     """The values of the job's options that decide what it writes."""
     values: dict[str, Any] = {}
     for cls in job.option_classes:
-        values.update(options.view_as(cls).get_all_options(current_only=True))
+        only = job.reads_only.get(cls)
+        values.update({k: v for k, v in options.view_as(cls).get_all_options(current_only=True).items()
+                       if only is None or k in only})
     return {k: v for k, v in sorted(values.items()) if k not in NON_RESULT_OPTIONS}
 
 
@@ -151,9 +177,12 @@ def guard_output(options: PipelineOptions, job: JobSpec) -> None:
         previous = json.loads(read_text(f"{output}/{RUN_FILE}"))
     except (FileNotFoundError, OSError, ValueError):
         previous = None
-    if previous is not None:  # a run.json written before an option joined NON_RESULT_OPTIONS still matches
+    if previous is not None:  # a run.json written before an option joined NON_RESULT_OPTIONS or left the options
+        # the job reads (JobSpec.reads_only) still matches
+        unread = {k for cls, only in job.reads_only.items()
+                  for k in options.view_as(cls).get_all_options(current_only=True) if k not in only}
         previous = {**previous, "arguments": {k: v for k, v in previous.get("arguments", {}).items()
-                                              if k not in NON_RESULT_OPTIONS}}
+                                              if k not in NON_RESULT_OPTIONS and k not in unread}}
     if previous is not None and previous != current:
         before, now = previous.get("arguments", {}), current["arguments"]
         changed = [f"  {k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))

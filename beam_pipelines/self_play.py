@@ -58,7 +58,8 @@ from transforms.stats.progress import LIVE
 from transforms.stats.report import write_report
 
 JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions,
-                                     SpillOptions))
+                                     SpillOptions),
+              reads_only={MethodOptions: frozenset({"run_seed"})})  # sampling is SelfPlayOptions' own
 
 
 def solve_prefix(opts: SelfPlayOptions, p3=None) -> str:

@@ -163,3 +163,35 @@ def test_report_explains_a_truncated_summary(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "summary.json is not valid JSON" in err and "cut short" in err
+
+
+@pytest.mark.parametrize("module, ignored, read", [
+    # evaluate reads the benchmark, the training template and the seed; its sampling has its own flags
+    ("beam_pipelines.evaluate", ["--temperature", "0.8"], ["--run-seed", "3", "--preset", "paper"]),
+    ("beam_pipelines.evaluate", ["--max-new-tokens", "1024"], ["--benchmark", "humaneval"]),
+    ("beam_pipelines.evaluate", ["--benchmark-fields", "humaneval=prompt"], []),
+    ("beam_pipelines.self_play", ["--num-candidates", "3"], ["--run-seed", "3"]),
+    ("beam_pipelines.self_play", ["--temperature", "0.5"], []),
+])
+def test_options_a_job_would_ignore_are_unknown_to_it(module, ignored, read):
+    job = _job(module)
+    with pytest.raises(UnknownOptionError, match=ignored[0]):
+        check_known_options(ignored, job)
+    check_known_options(read, job)
+    check_known_options(ignored, _job("beam_pipelines.inverse_instruct"))  # the main job reads them
+
+
+def test_run_json_records_only_what_the_job_reads_and_older_ones_still_match(tmp_path):
+    from beam_pipelines.launch import RUN_FILE, guard_output, pipeline_options
+
+    job = _job("beam_pipelines.evaluate")
+    options = pipeline_options([f"--output={tmp_path}", "--run-seed=3"], job)
+    guard_output(options, job)
+    recorded = json.loads((tmp_path / RUN_FILE).read_text())["arguments"]
+    assert recorded["run_seed"] == 3 and "preset" in recorded and "benchmark" in recorded
+    assert "temperature" not in recorded and "benchmark_fields" not in recorded and "num_candidates" not in recorded
+    # A run.json written when evaluate still recorded every MethodOptions value: the same run, not a conflict.
+    older = json.loads((tmp_path / RUN_FILE).read_text())
+    older["arguments"].update(temperature=0.8, num_candidates=10, benchmark_fields=None)
+    (tmp_path / RUN_FILE).write_text(json.dumps(older))
+    guard_output(options, job)
