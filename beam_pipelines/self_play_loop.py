@@ -91,10 +91,15 @@ def _evaluate(args, model: str, out: Path, upstream: Sequence[Path] = ()) -> Non
 
 
 def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
-         examples: int | None = None, run_seed: int | None = None) -> dict[str, Any]:
+         examples: int | None = None, run_seed: int | None = None, generated_by: str | None = None
+         ) -> dict[str, Any]:
+    """One table row. ``model`` is the model evaluated (M_{r+1} for round r); ``generated_by`` the one whose
+    puzzles and solutions the round's counts are (M_r)."""
     evaluation = _read(eval_dir / "summary.json")
     row = {"round": label, "model": model, "p3": {f"pass@{k}": evaluation.get(f"pass@{k}") for k in ks},
            "p3_solved": len(evaluation.get("solved", [])) if evaluation else None}
+    if generated_by is not None:
+        row["generated_by"] = generated_by
     if generated is not None:
         row.update({key: generated.get(key) for key in (
             "samples", "kept_by_filter", "distinct_puzzles", "solved_puzzles", "verified_pairs")})
@@ -104,13 +109,13 @@ def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: d
 
 
 def table(rows: list[dict[str, Any]], ks: Sequence[int]) -> str:
-    head = ["round", "model", "samples", "kept by filters", "solved puzzles", "verified pairs",
-            "training examples (rounds so far)", *(f"P3 pass@{k}" for k in ks)]
+    head = ["round", "self-play with", "samples", "kept by filters", "solved puzzles", "verified pairs",
+            "training examples (rounds so far)", "evaluated model", *(f"P3 pass@{k}" for k in ks)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        cells = [r["round"], r["model"], r.get("samples", ""), r.get("kept_by_filter", ""),
+        cells = [r["round"], r.get("generated_by", ""), r.get("samples", ""), r.get("kept_by_filter", ""),
                  r.get("solved_puzzles", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
-                 *(r["p3"][f"pass@{k}"] for k in ks)]
+                 r["model"], *(r["p3"][f"pass@{k}"] for k in ks)]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -146,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[self-play-loop] round {r}: no verified pair yet, so no fine-tune; M_{r + 1} = M_{r}",
                   file=sys.stderr, flush=True)
             rows.append(_row(f"{r}", model, out / "base-eval" if model == args.model else
-                             out / f"round-{r - 1}" / "eval", ks, generated, examples_so_far, seed))
+                             out / f"round-{r - 1}" / "eval", ks, generated, examples_so_far, seed, model))
             continue
         train = round_dir / "train"
         final = train / "stage-0-self_play" / "final"
@@ -161,10 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _step(f"round {r}: fine-tune {args.train_model or args.model} on {len(data_dirs)} round(s) of puzzles", command,
               round_dir / "train.log", trained, directory=train, prefix=len(launcher), upstream=data_steps,
               prepare=lambda train=train: train_resume_arguments("self-play-loop", train))
-        model = str(final)
+        generated_by, model = model, str(final)
         model_step = [trained]
         _evaluate(args, model, round_dir / "eval", upstream=model_step)
-        rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far, seed))
+        rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far, seed, generated_by))
     summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks),
                "run_seed": args.run_seed, "rows": rows}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")

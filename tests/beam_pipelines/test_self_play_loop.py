@@ -32,6 +32,7 @@ def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp
     assert round0["verified_pairs"] > 0 and round0["training_examples_so_far"] == round0["verified_pairs"]
     assert (out / "round-0" / "train" / "stage-0-self_play" / "COMPLETE.json").exists()
     assert round0["model"].endswith("round-0/train/stage-0-self_play/final")
+    assert round0["generated_by"] == str(script)  # round 0's counts are M_0's; its pass@k is M_1's
     assert json.loads((out / "round-0" / "eval" / "summary.json").read_text())["problems"] == 3
     assert round0["run_seed"] == round_seed(0, 0)  # each round its own seed, passed to its self-play job
     manifest = json.loads((out / "round-0" / "self-play" / "manifest.json").read_text())
@@ -43,3 +44,15 @@ def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp
     err = capsys.readouterr().err
     assert err.count("already done") == 4  # base eval, self-play, fine-tune, eval
     assert all(p.stat().st_mtime == t for p, t in stamps.items() if p.parent != out)
+
+
+def test_the_table_names_the_model_that_self_played_and_the_one_evaluated():
+    from beam_pipelines.self_play_loop import table
+
+    rows = [{"round": "base", "model": "m0", "p3": {"pass@1": 1.0}},
+            {"round": "0", "generated_by": "m0", "model": "m1", "p3": {"pass@1": 2.0}, "verified_pairs": 3}]
+    lines = table(rows, [1]).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    round0 = [c.strip() for c in lines[3].strip("|").split("|")]
+    assert round0[head.index("self-play with")] == "m0" and round0[head.index("evaluated model")] == "m1"
+    assert round0[head.index("verified pairs")] == "3" and round0[head.index("P3 pass@1")] == "2.0"

@@ -253,10 +253,13 @@ def loop_report(summary: Mapping[str, Any]) -> str:
     rows = summary["rows"]
     ks = summary["ks"]
     sections = []
-    head = ["round", "model", "verified pairs", "training examples so far", *(f"P3 pass@{k}" for k in ks)]
+    # A round's counts come from the model it self-played with (M_r); its pass@k from the model it trained (M_r+1).
+    head = ["round", "self-play with", "verified pairs", "training examples so far", "evaluated model",
+            *(f"P3 pass@{k}" for k in ks)]
     sections.append("<h2>Rounds</h2>" + _table(head, [
-        [r["round"], r["model"], r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
-         *("" if r["p3"].get(f"pass@{k}") is None else r["p3"][f"pass@{k}"] for k in ks)] for r in rows]))
+        [r["round"], r.get("generated_by", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
+         r["model"], *("" if r["p3"].get(f"pass@{k}") is None else r["p3"][f"pass@{k}"] for k in ks)]
+        for r in rows]))
     fig, ax = _figure()
     labels = [str(r["round"]) for r in rows]
     for k in ks:
