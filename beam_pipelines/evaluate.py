@@ -38,6 +38,7 @@ from transforms.execute import problems
 from transforms.execute.beam import ExecuteSamples, generated_samples, reference_samples
 from transforms.execute.options import (
     DEFAULT_SANDBOX_TIMEOUT_S,
+    PUZZLE_BENCHMARKS,
     EvalSettings,
     EvaluateOptions,
     SandboxOptions,
@@ -103,6 +104,12 @@ def build_code_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setti
     return executed, [p.task_id for p in problem_list]
 
 
+def default_sandbox_timeout(benchmark: str) -> float:
+    """Seconds per sandboxed call without --sandbox-timeout: P3 attempts are verified as self-play verifies them
+    (the reference: 1 s per f(g())), code benchmarks get the sandbox's default."""
+    return VERIFY_TIMEOUT_S if benchmark in PUZZLE_BENCHMARKS else DEFAULT_SANDBOX_TIMEOUT_S
+
+
 # --------------------------------------------------------------------------------------------- P3 puzzles
 
 def p3_puzzle(p: P3Instance) -> dict[str, Any]:
@@ -145,8 +152,7 @@ def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setting
     if settings.reference_solutions:
         tests = [p for p in tests if p.sol_bodies and not p.parse_error]
     isolated = require_isolation(options)
-    # Verified as self-play verifies (the reference: 1 s per f(g())), unless --sandbox-timeout says otherwise.
-    sandbox = SandboxSettings(sandbox_limits(options, VERIFY_TIMEOUT_S), sandbox_workers(options),
+    sandbox = SandboxSettings(sandbox_limits(options, default_sandbox_timeout("p3")), sandbox_workers(options),
                               not isolated)
     if settings.reference_solutions:
         verified = (pipeline
@@ -204,8 +210,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "max_tokens": settings.max_tokens,
         "balanced": dict(per_problem) == {t: settings.samples for t in task_ids},  # exactly n samples each
         "isolated": all(s.get("isolated", True) for s in samples),
-        "sandbox_timeout_s": sandbox_timeout(options, VERIFY_TIMEOUT_S if settings.benchmark == "p3"
-                                             else DEFAULT_SANDBOX_TIMEOUT_S),
+        "sandbox_timeout_s": sandbox_timeout(options, default_sandbox_timeout(settings.benchmark)),
         "wall_seconds": round(elapsed, 2),
     })
     write_summary(output, summary, None if settings.reference_solutions else result, hidden=("solved",))

@@ -16,11 +16,21 @@ SANDBOX = SandboxSettings(IsolationLimits(timeout_s=3, cpu_s=2), workers=1)
 KEEP = "x: int, n=12321) -> bool:\n    return x * x == n and x > 0\n"
 
 
+def _sample(text: str, preset: str = "paper", head: str = "def f(") -> dict:
+    return {"preset": preset, "head": head, "text": text, "prompt_index": 0, "sample_index": 0, "k": 3,
+            "examples": [], "seed": 1}
+
+
 def _filter(completion: str, rate: float = 1.0):
-    sample = {"preset": "paper", "head": "def f(", "text": completion, "prompt_index": 0, "sample_index": 0,
-              "k": 3, "examples": [], "seed": 1}
-    reason, _detail, facts = filter_sample(sample, STRINGS, trivial_reject_rate=rate, seed=0, sandbox=SANDBOX)
+    reason, _detail, facts = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=rate, seed=0,
+                                           sandbox=SANDBOX)
     return reason, facts
+
+
+def _filter_seed(generated: str):
+    """(reason, detail, facts) of a seed-preset sample: an f/g pair after ``def f4(``."""
+    return filter_sample(_sample(generated, "seed", "def f4("), STRINGS, trivial_reject_rate=1.0, seed=0,
+                         sandbox=SANDBOX)
 
 
 def test_a_good_puzzle_passes_every_filter_and_is_trivial_tested():
@@ -86,9 +96,7 @@ def test_a_seed_preset_puzzle_that_imports_passes_the_filters_and_runs_with_its_
 
     generated = ("x: float) -> bool:\n    return math.isclose(x * x, 2.0)\n\n"
                  "import math\n\ndef g4():\n    return math.sqrt(2.0)\n")
-    sample = {"preset": "seed", "head": "def f4(", "text": generated, "prompt_index": 0, "sample_index": 0,
-              "k": 3, "examples": [], "seed": 1}
-    reason, detail, facts = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    reason, detail, facts = _filter_seed(generated)
     # Kept after the trivial test ran: without `import math` every candidate would raise NameError (trivial).
     assert (reason, detail) == (None, "")
     assert facts["tested"] is True and facts["answer_type"] == "float"
@@ -105,14 +113,11 @@ def test_a_seed_preset_puzzle_that_imports_passes_the_filters_and_runs_with_its_
 def test_a_seed_preset_puzzle_may_use_its_imports_in_its_defaults():
     generated = ("x: float, target=math.pi) -> bool:\n    return abs(math.cos(x) + 1) < 1e-9 and x > 3\n\n"
                  "import math\n\ndef g4(target=math.pi):\n    return target\n")
-    sample = {"preset": "seed", "head": "def f4(", "text": generated, "prompt_index": 0, "sample_index": 0,
-              "k": 3, "examples": [], "seed": 1}
-    reason, detail, facts = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    reason, detail, facts = _filter_seed(generated)
     assert (reason, detail) == (None, "")
     assert facts["sat"].startswith("import math\n\ndef f(x: float, target=math.pi) -> bool:")
     # A default naming what no import binds is still refused: the def does not evaluate in the judge.
-    sample["text"] = generated.replace("target=math.pi) -> bool", "target=mth.pi) -> bool")
-    reason, _, _ = filter_sample(sample, STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    reason, _, _ = _filter_seed(generated.replace("target=math.pi) -> bool", "target=mth.pi) -> bool"))
     assert reason == "return_true_failed"
 
 
