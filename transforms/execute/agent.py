@@ -6,9 +6,11 @@ request on the response pipe (newline-delimited JSON, see ``session.py``):
 * ``{"op": "load", "id", "source"}``: run a program's module code in a fresh namespace;
 * ``{"op": "call", "id", "name", "args", "kwargs"}``: call a function of that namespace with plain-data arguments and
   answer its result as plain data (``wire.py``), or the exception it raised;
-* ``{"op": "fresh_call", "id", "source", "name", "args", "kwargs"}``: both, in a forked child, so that every such
-  call starts from this process as it was before any program ran (no state carries over from one call to the
-  next) and has a CPU budget of its own. A session that only makes fresh calls never runs a program in the
+* ``{"op": "eval", "id", "expression"}``: evaluate an expression (the parent's, e.g. ``f(g())``) in that namespace
+  and answer its value like a call's, without binding any name there;
+* ``{"op": "fresh_call", "id", "source", "name", "args", "kwargs"}``: load and call, in a forked child, so that
+  every such call starts from this process as it was before any program ran (no state carries over from one call
+  to the next) and has a CPU budget of its own. A session that only makes fresh calls never runs a program in the
   process that reads its requests.
 
 Nothing here is trusted by the parent: the program runs in this same process and can rewrite any of it.
@@ -67,11 +69,21 @@ def _handle(msg, namespace, cfg):
             result = fn(*args, **kwargs)
         except BaseException as e:
             return {"ok": False, "error": _describe(e)}
+        return _value(result, cfg)
+    if op == "eval":
         try:
-            return {"ok": True, "value": wire.encode_tree(result, cfg["max_result_bytes"])}
-        except BaseException as e:  # WireError, or a hostile object failing while being inspected
-            return {"ok": False, "bad_result": _describe(e)}
+            result = eval(compile(msg["expression"], "<expression>", "eval"), namespace)
+        except BaseException as e:
+            return {"ok": False, "error": _describe(e)}
+        return _value(result, cfg)
     return {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}"}}
+
+
+def _value(result, cfg):
+    try:
+        return {"ok": True, "value": wire.encode_tree(result, cfg["max_result_bytes"])}
+    except BaseException as e:  # WireError, or a hostile object failing while being inspected
+        return {"ok": False, "bad_result": _describe(e)}
 
 
 def _fresh_call(msg, cfg):

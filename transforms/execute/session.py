@@ -95,6 +95,12 @@ class AgentSession:
         copies and cannot change the caller's objects."""
         return self._call({"op": "call", "name": name}, args, allow_nan, kwargs)
 
+    def evaluate(self, expression: str, allow_nan: bool = True) -> CallResult:
+        """The value of ``expression`` (trusted text, e.g. ``f(g())``) in the loaded program's namespace, as a call's
+        result: evaluated in place, so the program's objects are passed as themselves (no copies) and no name is
+        bound in its namespace."""
+        return self._result(self._request({"op": "eval", "expression": expression}), allow_nan)
+
     def fresh_call(self, source: str, name: str, args: tuple | list = (), allow_nan: bool = True,
                    kwargs: dict | None = None) -> CallResult:
         """Load ``source`` and call ``name(*args, **kwargs)`` in a process forked for this call alone: nothing one
@@ -105,6 +111,9 @@ class AgentSession:
     def _call(self, request: dict, args: tuple | list, allow_nan: bool, kwargs: dict | None) -> CallResult:
         reply = self._request({**request, "args": wire.encode_tree(list(args), self._request_max),
                                "kwargs": wire.encode_tree(dict(kwargs or {}), self._request_max)})
+        return self._result(reply, allow_nan)
+
+    def _result(self, reply: dict, allow_nan: bool) -> CallResult:
         if reply["ok"]:
             if "value" not in reply:
                 self.failure = SandboxFailure("protocol", "a result without a value")

@@ -12,7 +12,9 @@ exception description; this module compares:
   NaN results are refused: a NaN makes negated comparisons (``assert not x > y``) pass.
 * P3 puzzles: ``solve_answer`` runs ``g()`` in one sandbox and type-checks its answer the way P3 does (exact
   ``bool``/``int``/``float``/``str``, nested ``List[...]``; ``True`` is not an ``int``); ``check_sat`` runs
-  ``f(answer)`` in a FRESH sandbox and requires exactly ``True`` back; ``verify_pair`` does both;
+  ``f(answer)`` in a FRESH sandbox and requires exactly ``True`` back; ``verify_pair`` does both, and then
+  rejects a pair that does not also hold as the literal program trained on (``check_literal``: ``f(g())`` in
+  one process, where an answer keeps the aliasing the wire loses; only ever a reason to reject);
   ``sat_results`` checks many answers in one sandbox, each in a process of its own (the trivial-answer
   filter); ``runs_cleanly`` runs a program and optionally one call (the ``f(None)`` judge filter).
 
@@ -27,6 +29,7 @@ import builtins
 import copy
 import dataclasses
 import functools
+import keyword
 import logging
 import math
 import reprlib
@@ -316,6 +319,11 @@ def _call_once(program: str, entry: str, args: tuple, limits: IsolationLimits, a
                judge) -> Verdict:
     """Load ``program`` in a fresh sandbox, call ``entry(*args)`` and let ``judge(CallResult)`` return
     (status, reason, value)."""
+    return _ask_once(program, lambda session: session.call(entry, args), limits, allow_unisolated, judge)
+
+
+def _ask_once(program: str, ask, limits: IsolationLimits, allow_unisolated: bool, judge) -> Verdict:
+    """Load ``program`` in a fresh sandbox and let ``judge`` decide on ``ask(session)``'s ``CallResult``."""
     started = time.monotonic()
     session = None
     isolated = True
@@ -326,7 +334,7 @@ def _call_once(program: str, entry: str, args: tuple, limits: IsolationLimits, a
         if load_error is not None:
             return _verdict("failed", f"program raised {load_error[0]}: {load_error[1][:300]}", started, session,
                             isolated)
-        status, reason, value = judge(session.call(entry, args))
+        status, reason, value = judge(ask(session))
         return _verdict(status, reason, started, session, isolated, value)
     except SandboxFailure as f:
         return _failure_verdict(f, started, session, isolated)
@@ -375,19 +383,67 @@ def check_sat(sat_source: str, answer: Any, limits: IsolationLimits = IsolationL
     return _call_once(_program(preamble, sat_source), entry, (answer,), limits, allow_unisolated, _sat_judge(entry))
 
 
+def literal_program(sat: str, sol: str) -> str:
+    """The program the training text spells out, before its ``assert f(g())``: ``sol`` itself when it begins with
+    ``sat`` (the self-play solver's program: the puzzle, a blank line, ``g``), else ``sat`` and ``sol`` joined
+    the same way."""
+    return sol if sol.startswith(sat) else f"{sat}\n\n{sol}"
+
+
+def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(), *, sat_entry: str = "f",
+                  sol_entry: str = "g", preamble: str | None = None, allow_unisolated: bool = False) -> Verdict:
+    """``f(g())`` as the trained-on program runs it: the puzzle and the solution loaded as ONE program
+    (``literal_program``) in a fresh sandbox, and the expression evaluated there (agent op ``eval``, so no
+    helper name is bound next to the model's), ``g``'s answer reaching ``f`` as the very object, aliases and
+    all; passed when it comes back exactly True. One ``timeout_s`` covers ``g`` and ``f`` together, as one
+    program. Its pass proves nothing, since ``g`` can tamper with ``f`` here: it can only reject
+    (``verify_pair``)."""
+    for entry in (sat_entry, sol_entry):
+        if not entry.isidentifier() or keyword.iskeyword(entry):
+            raise ValueError(f"not a function name: {entry!r}")
+    call = f"{sat_entry}({sol_entry}())"
+
+    def judge(result: CallResult):
+        if result.kind == "value" and result.value is True:
+            return "passed", "", None
+        if result.kind == "value":
+            return "failed", f"{call} in one process returned {_describe(result.value)}, not True", None
+        if result.kind == "raised":
+            return "failed", f"{call} in one process raised {result.error_type}: {result.message[:300]}", None
+        return "failed", f"{call} in one process returned something that is not plain data: {result.message}", None
+
+    verdict = _ask_once(_program(preamble, literal_program(sat, sol)), lambda session: session.evaluate(call),
+                        limits, allow_unisolated, judge)
+    if verdict.status == "timeout":
+        reason = f"{call} in one process did not finish within {limits.timeout_s:g}s (g and f together)"
+        return dataclasses.replace(verdict, status="failed", reason=reason)
+    return verdict
+
+
 def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = IsolationLimits(), *,
                 sat_entry: str = "f", sol_entry: str = "g", preamble: str | None = None,
                 allow_unisolated: bool = False) -> Verdict:
     """The self-play check: the solution's answer has the puzzle's answer type and makes the puzzle return
-    exactly True. ``g`` and ``f`` run in separate sandboxes, so ``g`` cannot tamper with ``f``."""
+    exactly True. ``g`` and ``f`` run in separate sandboxes, so ``g`` cannot tamper with ``f``; that sound
+    check alone can accept. A pair it accepts must then also hold as the literal program trained on
+    (``check_literal``: ``f(g())`` in one process, where ``g``'s answer keeps its aliasing, which the wire
+    loses), else it fails with a ``literal:`` reason (a timeout there too). The duration covers all three runs."""
     solved = solve_answer(sol, ans_type, limits, entry=sol_entry, preamble=preamble,
                           allow_unisolated=allow_unisolated)
     if not solved.passed:
         return dataclasses.replace(solved, reason=f"solve: {solved.reason}")
     checked = check_sat(sat, solved.value, limits, entry=sat_entry, preamble=preamble,
                         allow_unisolated=allow_unisolated)
-    return dataclasses.replace(checked, duration_s=solved.duration_s + checked.duration_s, value=solved.value,
-                               reason=f"check: {checked.reason}" if checked.reason else "")
+    duration = solved.duration_s + checked.duration_s
+    if not checked.passed:
+        return dataclasses.replace(checked, duration_s=duration, value=solved.value, reason=f"check: {checked.reason}")
+    literal = check_literal(sat, sol, limits, sat_entry=sat_entry, sol_entry=sol_entry, preamble=preamble,
+                            allow_unisolated=allow_unisolated)
+    if not literal.passed:
+        return dataclasses.replace(literal, duration_s=duration + literal.duration_s, value=solved.value,
+                                   isolated=checked.isolated and literal.isolated, reason=f"literal: {literal.reason}")
+    return dataclasses.replace(checked, duration_s=duration + literal.duration_s, value=solved.value,
+                               isolated=checked.isolated and literal.isolated)
 
 
 def _call_many(program: str, entry: str, answers: Sequence[Any], limits: IsolationLimits, judge,

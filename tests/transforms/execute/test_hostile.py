@@ -287,6 +287,79 @@ def test_p3_solution_cannot_tamper_with_the_puzzle():
     assert verdicts.verify_pair(sat, "def g():\n    return [11, 12, 13]\n", "List[int]", FAST).passed
 
 
+# The literal program trained on (f, g, ``assert f(g())`` in one process) must hold too: the wire hands f a copy,
+# so f(answer) can pass there while f(g()) fails in one process. Only the separate-sandbox check can accept.
+ALIASED = "def g():\n    a = []\n    return [a, a]\n"
+SHARED_STATE = [
+    # g's answer is one list twice: f appends through x[0] and sees it in x[1] only in one process.
+    ("def f(x: List[List[int]]):\n    x[0].append(1)\n    return len(x[1]) == 0\n", ALIASED,
+     "List[List[int]]", "f(g()) in one process returned False, not True"),
+    # g calls f first: f's default list remembers it in one process, not in the check's fresh one.
+    ("def f(x: int, seen=[]):\n    seen.append(x)\n    return len(seen) == 1\n", "def g():\n    f(5)\n    return 0\n",
+     "int", "f(g()) in one process returned False, not True"),
+    ("def f(x: List[List[int]]):\n    x[0].append(1)\n    return {0: True}[len(x[1])]\n", ALIASED,
+     "List[List[int]]", "f(g()) in one process raised KeyError: 1"),
+]
+
+
+@pytest.mark.parametrize("sat, g, ans_type, reason", SHARED_STATE)
+def test_a_pair_that_verifies_over_the_wire_but_not_as_the_literal_program_is_rejected(sat, g, ans_type, reason):
+    sol = f"{sat}\n\n{g}"
+    solved = verdicts.solve_answer(sol, ans_type, FAST)
+    assert solved.passed and verdicts.check_sat(sat, solved.value, FAST).passed  # the wire check alone accepts
+    verdict = verdicts.verify_pair(sat, sol, ans_type, FAST)
+    assert (verdict.status, verdict.reason) == ("failed", f"literal: {reason}"), verdict
+    assert verdict.value == solved.value
+
+
+def test_a_pair_that_holds_in_one_process_passes_and_its_duration_counts_every_run(monkeypatch):
+    sat = "def f(x: List[List[int]]):\n    x[0].append(1)\n    return len(x[1]) == 0\n"
+    runs = []
+    for name in ("solve_answer", "check_sat", "check_literal"):
+        def timed(*args, _run=getattr(verdicts, name), **kwargs):
+            runs.append(_run(*args, **kwargs))
+            return runs[-1]
+        monkeypatch.setattr(verdicts, name, timed)
+    verdict = verdicts.verify_pair(sat, f"{sat}\n\ndef g():\n    return [[], []]\n", "List[List[int]]", FAST)
+    assert verdict.passed and verdict.value == [[], []], verdict
+    assert len(runs) == 3 and all(r.passed for r in runs)
+    assert verdict.duration_s == pytest.approx(sum(r.duration_s for r in runs))
+    # A solution given without the puzzle (the P3 test data's form) runs after it, as the training text has it.
+    assert verdicts.literal_program(sat, "def g():\n    return 1\n") == f"{sat}\n\ndef g():\n    return 1\n"
+
+
+@pytest.mark.parametrize("tamper", ["import builtins\n    builtins.abs = lambda v: 7",
+                                    "f.__code__ = (lambda x: True).__code__"])
+def test_a_solution_that_tampers_with_the_puzzle_in_one_process_is_still_rejected(tamper):
+    sat = "def f(x: int):\n    return abs(x) == 7\n"
+    sol = f"{sat}\n\ndef g():\n    {tamper}\n    return 3\n"
+    assert verdicts.check_literal(sat, sol, FAST).passed  # the literal program alone would accept it
+    verdict = verdicts.verify_pair(sat, sol, "int", FAST)
+    assert verdict.status == "failed" and verdict.reason == "check: f(answer) returned False, not True", verdict
+
+
+def test_a_literal_run_that_times_out_is_rejected():
+    # Over the wire x[1] is a list of its own and empties; in one process it is x[0], which never does.
+    sat = ("def f(x: List[List[int]]):\n    while x[1]:\n        x[0].append(0)\n        x[1].pop()\n"
+           "    return True\n")
+    sol = f"{sat}\n\ndef g():\n    a = [1]\n    return [a, a]\n"
+    started = time.monotonic()
+    verdict = verdicts.verify_pair(sat, sol, "List[List[int]]", SHORT)
+    assert verdict.status == "failed", verdict
+    assert verdict.reason == "literal: f(g()) in one process did not finish within 1.5s (g and f together)"
+    assert SHORT.timeout_s <= verdict.duration_s <= time.monotonic() - started
+
+
+def test_an_evaluated_expression_binds_no_name_in_the_program():
+    with AgentSession(FAST) as session:
+        assert session.load("x = [1]\ndef g():\n    return x\n") is None
+        names = "sorted(globals())"
+        assert session.evaluate(names).value == ["__builtins__", "__name__", "g", "x"]
+        assert session.evaluate("g() is x").value is True  # the program's own object, not a copy
+        assert session.evaluate(names).value == ["__builtins__", "__name__", "g", "x"]
+        assert session.evaluate("y").kind == "raised"
+
+
 def test_an_answer_of_colliding_hashes_is_refused_quickly():
     # Every k * (2**61 - 1) hashes to 0: building a set of 30,000 of them is quadratic in the trusted process
     # (6 s of its CPU, after the sandbox's clock has stopped). The sandbox replaces its encoder to send one.
