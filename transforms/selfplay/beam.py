@@ -19,14 +19,14 @@ from typing import Any, Iterator, Sequence
 import apache_beam as beam
 
 from runners.inference import infer_and_join, to_samples
-from schemas.records import RecordKind, content_id
+from schemas.records import RecordKind
 from transforms.execute.beam import SandboxPoolDoFn
 from transforms.execute.isolation import IsolationLimits
 from transforms.execute.pool import SandboxPool
 from transforms.execute.verdicts import guarded, runs_cleanly, sat_outcomes, verify_pair
-from transforms.io.training_examples import training_example
-from transforms.selfplay import filters, plans, solve, training_text
+from transforms.selfplay import filters, plans, solve
 from transforms.selfplay import puzzles as seed_format
+from transforms.selfplay.plans import example_sort_key
 from transforms.selfplay.preset import FilterStrings, SelfPlayPreset
 from transforms.selfplay.source import imported_names, solution_body, split_imports
 from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput
@@ -319,35 +319,20 @@ class SelectSolutionsFn(beam.DoFn):
 
 
 class TrainingExamplesFn(beam.DoFn):
-    """A solved puzzle -> one TRAINING_EXAMPLE per kept solution: the reference's raw text (``raw``: an empty
-    instruction and the text as the response, trained with the loss on every token) or the instruction format."""
+    """A solved puzzle -> one TRAINING_EXAMPLE per kept solution (``plans.solved_puzzle_examples``): the reference's
+    raw text or the instruction format."""
 
     def __init__(self, preset: SelfPlayPreset, training_format: str, template: seed_format.SelfPlayPrompt):
-        if training_format not in ("raw", "instruction"):
+        if training_format not in plans.TRAINING_FORMATS:
             raise ValueError(f"training format must be raw or instruction, got {training_format!r}")
         self._preset = preset
         self._format = training_format
         self._template = template
 
     def process(self, puzzle: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        header = solve.solution_header(puzzle["sat"], self._preset.solve)  # every solution starts with it
-        for g in puzzle["solutions"]:
-            if self._format == "raw":
-                text = training_text.training_example(puzzle["sat"], g[len(header):], self._preset.training)
-                instruction, response = "", text
-            else:
-                instruction = self._template.train_instruction.format(f=puzzle["sat"])
-                response = self._template.train_response.format(g=g)
-            example = training_example(
-                source="self_play", instruction=instruction, response=response, language="python",
-                snippet_id=puzzle["id"], provenance={"puzzle": puzzle["name"], "format": self._format},
-                source_uri=puzzle["source_uri"], source_row=puzzle["source_row"])
-            yield example
-
-
-def example_sort_key(example: dict[str, Any], seed: int) -> str:
-    return content_id("selfplay_training_cap", seed, example["id"])
+        yield from plans.solved_puzzle_examples(puzzle, self._preset, self._format, self._template)
 
 
 __all__ = ["REJECTED", "FilterPuzzlesFn", "GeneratedFn", "KeepFirstPuzzleFn", "SandboxSettings", "SelectSolutionsFn",
-           "SolveAttempts", "SolveSettings", "TrainingExamplesFn", "generated_samples", "verify_attempts"]
+           "SolveAttempts", "SolveSettings", "TrainingExamplesFn", "example_sort_key", "generated_samples",
+           "verify_attempts"]

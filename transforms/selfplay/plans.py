@@ -4,7 +4,9 @@
   to the token budget, ``generate.build_generation_prompt``; ``seed``: the project's f/g format).
 * Solve: one keyed request per puzzle with its ``n`` attempts (``solve.build_solve_prompt``), or the reason it
   cannot be attempted.
-* The PUZZLE record of a filtered puzzle and its solutions; the raw training text of a solved puzzle.
+* The PUZZLE record of a filtered puzzle and its solutions; the TRAINING_EXAMPLE records of a solved puzzle (one
+  builder for a round's own training set and for the self-play loop's merge of rounds), and the example order
+  that decides which examples a cap keeps.
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from typing import Any, Callable, Sequence
 from runners.api import GenerateRequest, SamplingSpec, request_seed
 from schemas.records import content_id
 from transforms.execute.verdicts import parse_ans_type
-from transforms.selfplay import generate, puzzles, solve
+from transforms.io.training_examples import training_example
+from transforms.selfplay import generate, puzzles, solve, training_text
 from transforms.selfplay.p3 import P3Instance
 from transforms.selfplay.preset import SelfPlayPreset
 from transforms.selfplay.source import WeirdSignature
 
 PRESETS = ("paper", "seed")
+TRAINING_FORMATS = ("raw", "instruction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,3 +115,31 @@ def puzzle_record(sample: dict[str, Any], sat: str, answer_type: str | None, tes
         "source_uri": f"self-play:prompt-{sample['prompt_index']}", "source_row": sample["sample_index"],
         "stage": "self_play.filter",
     }
+
+
+def solved_puzzle_examples(puzzle: dict[str, Any], preset: SelfPlayPreset, training_format: str,
+                           template: puzzles.SelfPlayPrompt) -> list[dict[str, Any]]:
+    """A solved PUZZLE record -> one TRAINING_EXAMPLE per solution in ``puzzle["solutions"]``: the reference's raw
+    text (``raw``: an empty instruction and the text as the response, trained with the loss on every token) or the
+    instruction format (the puzzle as the instruction, g as the response)."""
+    if training_format not in TRAINING_FORMATS:
+        raise ValueError(f"training format must be raw or instruction, got {training_format!r}")
+    header = solve.solution_header(puzzle["sat"], preset.solve)  # every solution starts with it
+    examples = []
+    for g in puzzle["solutions"]:
+        if training_format == "raw":
+            text = training_text.training_example(puzzle["sat"], g[len(header):], preset.training)
+            instruction, response = "", text
+        else:
+            instruction = template.train_instruction.format(f=puzzle["sat"])
+            response = template.train_response.format(g=g)
+        examples.append(training_example(
+            source="self_play", instruction=instruction, response=response, language="python",
+            snippet_id=puzzle["id"], provenance={"puzzle": puzzle["name"], "format": training_format},
+            source_uri=puzzle["source_uri"], source_row=puzzle["source_row"]))
+    return examples
+
+
+def example_sort_key(example: dict[str, Any], seed: int) -> str:
+    """The order in which a cap keeps training examples: a seeded hash of the example's id."""
+    return content_id("selfplay_training_cap", seed, example["id"])
