@@ -1,0 +1,128 @@
+"""The training set of self-play round r: the verified pairs of rounds 0..r, merged per puzzle, deduplicated,
+shuffled by a seeded hash and capped (the reference's preprocess.py over every iteration's data). The self-play
+loop runs it before each fine-tune; the fine-tune reads only its output.
+
+    python -m beam_pipelines.self_play_merge --round runs/sp/round-0/self-play --round runs/sp/round-1/self-play \\
+        --iteration 1 --run-seed 0 --output runs/sp/round-1/training-merged
+
+Reads each round's ``puzzles/`` (its solved puzzles with their kept solutions) and ``manifest.json`` (its
+iteration, training format and per-puzzle limit: every round must have the same format and limit). Per puzzle
+text, up to the limit of distinct solutions across the rounds, shortest first; each becomes its example through
+the round's own builder; equal examples are kept once; the cap (``--example-cap``, default the one of
+``--iteration``: 25,000 at 0, 1,000,000 later) keeps the first in the seeded order of a round's own cap
+(``transforms.selfplay.merge``).
+
+Outputs: ``training/puzzles/`` (training shards, written as a round's own, rows ordered by ``hash(id, seed)``),
+``manifest.json`` (per-step counts, checked to balance) and ``summary.json``. Runs in one process, as the
+reference's preprocess.py: the solved puzzles of every round and the examples are held in memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Sequence
+
+from schemas.records import SCHEMA_VERSION, RecordKind
+from transforms.io.filesystems import read_text
+from transforms.io.parquet import read_rows, write_index_atomic, write_shards
+from transforms.selfplay import puzzles as seed_format
+from transforms.selfplay import training_text
+from transforms.selfplay.merge import STAGES, merge_rounds
+from transforms.selfplay.preset import load_preset
+from transforms.stats.accounting import StageSpec, build_manifest
+
+PUZZLE_COLUMNS = ("id", "name", "sat", "solutions", "source_uri", "source_row")
+SHARD_RECORDS = 100_000  # as a round's own training shards
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m beam_pipelines.self_play_merge",
+                                     description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--round", dest="rounds", action="append", required=True,
+                        help="A self-play round's output directory (repeat for each round).")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--iteration", type=int, default=0, help="The iteration whose cap applies.")
+    parser.add_argument("--example-cap", dest="example_cap", type=int, default=None,
+                        help="Override the cap (default: the cap of --iteration).")
+    parser.add_argument("--run-seed", dest="run_seed", type=int, default=0,
+                        help="Seed of the cap's order and of the shards' row order.")
+    return parser.parse_args(argv)
+
+
+def read_round(directory: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A round's manifest settings and its solved PUZZLE records, each with the round's ``round`` (its
+    iteration)."""
+    directory = directory.rstrip("/")
+    manifest = json.loads(read_text(f"{directory}/manifest.json"))
+    if manifest.get("job") != "self-play":
+        raise ValueError(f"{directory}/manifest.json is not a self-play job's manifest")
+    settings = manifest["settings"]
+    records = [{**r, "round": settings["iteration"]} for r in read_rows(f"{directory}/puzzles", PUZZLE_COLUMNS)]
+    return settings, records
+
+
+def agreed(settings: Sequence[dict[str, Any]], key: str, directories: Sequence[str]) -> Any:
+    """The one value of a round setting all rounds share (``ValueError`` when they differ)."""
+    values = {s[key] for s in settings}
+    if len(values) != 1:
+        each = ", ".join(f"{d}: {s[key]!r}" for d, s in zip(directories, settings))
+        raise ValueError(f"the rounds differ in {key} ({each}): their examples cannot be one training set")
+    return values.pop()
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    started = time.monotonic()
+    output = args.output.rstrip("/")
+    preset = load_preset()
+    settings, records = [], []
+    for directory in args.rounds:
+        s, r = read_round(directory)
+        settings.append(s)
+        records += r
+    max_solutions = agreed(settings, "max_solutions", args.rounds)
+    training_format = agreed(settings, "training_format", args.rounds)
+    cap = args.example_cap if args.example_cap is not None else training_text.example_cap(args.iteration,
+                                                                                          preset.training)
+    merged = merge_rounds(records, max_solutions=max_solutions, cap=cap, seed=args.run_seed, preset=preset,
+                          training_format=training_format, template=seed_format.load_self_play_prompt())
+    write_shards(merged.examples, f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE, seed=args.run_seed,
+                 shard_records=SHARD_RECORDS)
+    specs = [StageSpec(STAGES[0]), StageSpec(STAGES[1], writes_rejected=False, unwritten_reason="duplicate_example"),
+             StageSpec(STAGES[2], writes_rejected=False, unwritten_reason="over_example_cap")]
+    extra = {
+        "schema_version": SCHEMA_VERSION, "job": "self-play-merge", "stage_order": list(STAGES),
+        "rounds": [{"dir": d, "iteration": s["iteration"], "run_seed": s.get("run_seed")}
+                   for d, s in zip(args.rounds, settings)],
+        "settings": {"max_solutions": max_solutions, "training_format": training_format, "example_cap": cap,
+                     "iteration": args.iteration, "run_seed": args.run_seed},
+        "training_examples": len(merged.examples),
+    }
+    manifest = build_manifest(merged.counts(), specs, extra)
+    write_index_atomic(f"{output}/manifest.json", manifest)
+    summary = {
+        "rounds": len(args.rounds), "solved_puzzles_in": len(records), "pairs_in": merged.pairs_in,
+        "duplicate_solutions": merged.duplicate_solutions, "over_solution_cap": merged.over_solution_cap,
+        "duplicate_examples": merged.duplicate_examples, "over_example_cap": merged.over_example_cap,
+        "training_examples": len(merged.examples), "example_cap": cap, "balanced": manifest["balanced"],
+        "wall_seconds": round(time.monotonic() - started, 2),
+    }
+    write_index_atomic(f"{output}/summary.json", summary)
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        summary = run(argv)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"self-play-merge: {err}", file=sys.stderr)
+        return 2
+    return 0 if summary["balanced"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Merging the verified pairs of self-play rounds into one training set (transforms/selfplay/merge.py). The puzzle
+records and the expected example texts are written out here, in the reference's format
+(f, blank line, g, blank line, ``assert f(g())``), not produced by the code under test."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from transforms.selfplay import puzzles as seed_format
+from transforms.selfplay.merge import merge_rounds
+from transforms.selfplay.preset import load_preset
+
+F1 = "def f(x: int):\n    return x + 1 == 5"
+F2 = 'def f(s: str, n=3):\n    return s * n == "ababab"'
+BIG = 1_000_000
+
+
+def puzzle(sat: str, solutions: list[str], round_: int, row: int = 0) -> dict:
+    return {"id": f"puzzle-{row}", "name": f"generated/prompt-0#{row}", "sat": sat, "solutions": solutions,
+            "source_uri": "self-play:prompt-0", "source_row": row, "round": round_}
+
+
+def merge(records, *, cap=BIG, seed=0, max_solutions=8, training_format="raw"):
+    return merge_rounds(records, max_solutions=max_solutions, cap=cap, seed=seed, preset=load_preset(),
+                        training_format=training_format, template=seed_format.load_self_play_prompt())
+
+
+def texts(merged) -> list[str]:
+    return [e["response"] for e in merged.examples]
+
+
+def spaced(k: int) -> str:
+    """A solution of F1 whose length grows with k (k spaces after ``return``)."""
+    return "def g():\n    return" + " " * k + "4"
+
+
+def spaced_text(k: int) -> str:
+    return "def f(x: int):\n    return x + 1 == 5\n\ndef g():\n    return" + " " * k + "4\n\nassert f(g())\n\n"
+
+
+def test_a_pair_found_in_two_rounds_is_trained_once():
+    merged = merge([puzzle(F1, ["def g():\n    return 4"], 0),
+                    puzzle(F1, ["def g():\n    return 4", "def g():\n    return 2 + 2"], 1, row=5)])
+    assert sorted(texts(merged)) == sorted([
+        "def f(x: int):\n    return x + 1 == 5\n\ndef g():\n    return 4\n\nassert f(g())\n\n",
+        "def f(x: int):\n    return x + 1 == 5\n\ndef g():\n    return 2 + 2\n\nassert f(g())\n\n",
+    ])
+    assert (merged.pairs_in, merged.duplicate_solutions, merged.over_solution_cap) == (3, 1, 0)
+    # The pair found in both rounds comes from round 0's record; the one only round 1 found from round 1's.
+    rows = {e["response"].split("\n")[4]: e["source_row"] for e in merged.examples}
+    assert rows == {"    return 4": 0, "    return 2 + 2": 5}
+
+
+def test_a_puzzle_keeps_its_eight_shortest_solutions_across_rounds():
+    round0 = puzzle(F1, [spaced(k) for k in (1, 3, 5, 7, 10)], 0)
+    round1 = puzzle(F1, [spaced(k) for k in (2, 4, 6, 8, 9)], 1)
+    merged = merge([round0, round1])
+    assert sorted(texts(merged)) == sorted(spaced_text(k) for k in range(1, 9))
+    assert (merged.pairs_in, merged.duplicate_solutions, merged.over_solution_cap) == (10, 0, 2)
+    # Each round alone keeps all five of its own.
+    assert len(merge([round0]).examples) == 5 and len(merge([round1]).examples) == 5
+
+
+def test_the_solution_limit_is_the_merge_setting():
+    merged = merge([puzzle(F1, [spaced(k) for k in (3, 1, 2)], 0)], max_solutions=2)
+    assert sorted(texts(merged)) == sorted([spaced_text(1), spaced_text(2)])
+
+
+def test_the_cap_applies_to_the_union_of_the_rounds():
+    rounds = [puzzle(F1, [spaced(k) for k in (1, 2, 3)], 0), puzzle(F2, ['def g(n=3):\n    return "ab"',
+                                                                         'def g(n=3):\n    return "a" + "b"',
+                                                                         'def g(n=3):\n    return "ba"[::-1]'], 1)]
+    everything = merge(rounds)
+    assert len(everything.examples) == 6 and everything.over_example_cap == 0
+    capped = merge(rounds, cap=4)
+    assert len(capped.examples) == 4 and capped.over_example_cap == 2  # not 4 of each round
+    assert capped.examples == everything.examples[:4]  # the cap keeps the first in the seeded order
+    assert len(merge(rounds, cap=0).examples) == 0
+
+
+def test_the_order_depends_on_the_seed_and_not_on_the_order_of_the_input():
+    records = [puzzle(F1, [spaced(k) for k in (1, 3, 5)], 0),
+               puzzle(F1, [spaced(k) for k in (2, 4, 5)], 1, row=7),
+               puzzle(F2, ['def g(n=3):\n    return "ab"', 'def g(n=3):\n    return "ba"[::-1]'], 0, row=2),
+               puzzle(F2, ['def g(n=3):\n    return "ab"', 'def g(n=3):\n    return "a" + "b"'], 2, row=1)]
+    first = merge(records, seed=3)
+    for _ in range(5):
+        shuffled = random.Random(_).sample(records, len(records))
+        assert merge(shuffled, seed=3).examples == first.examples  # same records, provenance and order
+    orders = {tuple(e["id"] for e in merge(records, seed=s).examples) for s in range(6)}
+    assert len(orders) > 1 and {frozenset(o) for o in orders} == {frozenset(e["id"] for e in first.examples)}
+
+
+def test_equal_lengths_are_ordered_by_text_whatever_the_round():
+    # Two solutions of one length compete for the last place: the smaller text wins from either round.
+    a, b = "def g():\n    return 4+0", "def g():\n    return 0+4"
+    for records in ([puzzle(F1, [a], 0), puzzle(F1, [b], 1)], [puzzle(F1, [b], 0), puzzle(F1, [a], 1)]):
+        merged = merge(records, max_solutions=1)
+        assert texts(merged) == ["def f(x: int):\n    return x + 1 == 5\n\ndef g():\n    return 0+4\n\n"
+                                 "assert f(g())\n\n"]
+
+
+def test_solutions_that_give_one_text_are_one_example():
+    # g is stripped of surrounding whitespace, as the reference does: two bodies, one example.
+    merged = merge([puzzle(F1, ["def g():\n    return 4"], 0), puzzle(F1, ["def g():\n    return 4   "], 1)])
+    assert texts(merged) == ["def f(x: int):\n    return x + 1 == 5\n\ndef g():\n    return 4\n\nassert f(g())\n\n"]
+    assert (merged.pairs_in, merged.duplicate_solutions, merged.built, merged.duplicate_examples) == (2, 0, 2, 1)
+
+
+def test_the_counts_balance():
+    merged = merge([puzzle(F1, [spaced(k) for k in (1, 2, 3, 4, 5)], 0),
+                    puzzle(F1, [spaced(k) for k in (5, 6, 7, 8, 9, 10)], 1)], cap=3)
+    assert merged.counts() == {
+        "merge_solutions|in": 11, "merge_solutions|out": 8, "merge_solutions|rejected|duplicate_solution": 1,
+        "merge_solutions|rejected|over_solution_cap": 2, "training_dedup|in": 8, "training_dedup|out": 8,
+        "training_cap|in": 8, "training_cap|out": 3}
+
+
+def test_no_rounds_and_empty_rounds_give_no_examples():
+    assert merge([]).examples == []
+    assert merge([puzzle(F1, [], 0)]).examples == []
+
+
+def test_the_instruction_format_puts_the_puzzle_in_the_instruction():
+    merged = merge([puzzle(F2, ['def g(n=3):\n    return "ab"'], 0)], training_format="instruction")
+    (example,) = merged.examples
+    assert F2 in example["instruction"] and 'def g(n=3):\n    return "ab"' in example["response"]
+    with pytest.raises(ValueError):
+        merge([puzzle(F2, ['def g(n=3):\n    return "ab"'], 0)], training_format="chat")
