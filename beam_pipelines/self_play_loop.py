@@ -1,5 +1,5 @@
 """The self-play loop (babysit.sh of the ICLR 2023 reference): R rounds of generate -> filter -> solve -> verify ->
-shards -> fine-tune -> evaluate on the P3 test puzzles.
+shards -> merge with the earlier rounds -> fine-tune -> evaluate on the P3 test puzzles.
 
     inverse-instruct self-play-loop --p3-dir ../shared/data/p3 --rounds 2 --output runs/sp-loop      # CPU, small
     inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output runs/sp-neo --model EleutherAI/gpt-neo-125M \\
@@ -10,12 +10,19 @@ Round r generates and solves with model M_r (M_0 = ``--model``), then fine-tunes
 pairs of rounds 0..r (the reference fine-tunes from the base each round, ``TRAIN_INCREMENTAL=0``) to get M_{r+1},
 and evaluates M_{r+1} on the 228 P3 test puzzles. The base model is evaluated once, as row 0.
 
-Each step writes its own directory (``base-eval/``, ``round-<r>/self-play/``, ``round-<r>/train/``,
-``round-<r>/eval/``) and a step that already finished is not redone, so a re-run after a stop continues. Every
-step runs as its own process (its engine starts and stops with it). ``summary.json`` and ``summary.md`` hold the
-table across rounds: verified pairs, training examples, P3 pass@k. ``--output`` is a local directory (it holds the
-steps' state). Round r's self-play runs with its own run seed, derived from ``--run-seed`` and r (``round_seed``),
-so rounds draw other prompts and samples; the summary records each.
+Round r's training set is one merged set (``beam_pipelines.self_play_merge``, the reference's preprocess.py over
+every iteration's data): per puzzle text, up to 8 (the self-play job's ``--max-solutions``) distinct solutions
+across rounds 0..r, shortest first; equal examples once; shuffled by a hash seeded with ``--run-seed`` and cut to
+round r's cap (25,000 at round 0, 1,000,000 later; an ``--example-cap`` in ``--self-play-args`` holds for the merge
+too). Round 0 goes through the merge as well, so its training set is the same whatever the number of rounds.
+
+Each step writes its own directory (``base-eval/``, ``round-<r>/self-play/``, ``round-<r>/training-merged/``,
+``round-<r>/train/``, ``round-<r>/eval/``) and a step that already finished is not redone, so a re-run after a stop
+continues. Every step runs as its own process (its engine starts and stops with it). ``summary.json`` and
+``summary.md`` hold the table across rounds: verified pairs, the examples of the merged training set, P3 pass@k.
+``--output`` is a local directory (it holds the steps' state). Round r's self-play runs with its own run seed,
+derived from ``--run-seed`` and r (``round_seed``), so rounds draw other prompts and samples; the summary records
+each.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from beam_pipelines.steps import (
 )
 
 DEFAULT_KS = (1, 10)
+MERGED = "training-merged"  # round r's directory of its training set, the merged pairs of rounds 0..r
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -90,6 +98,20 @@ def _evaluate(args, model: str, out: Path, upstream: Sequence[Path] = ()) -> Non
     _step(f"evaluate {model}", command, out.with_suffix(".log"), out / "summary.json", upstream=upstream)
 
 
+def _merge(args, r: int, rounds: Sequence[Path], round_dir: Path) -> dict[str, Any]:
+    """Round ``r``'s training set: the verified pairs of ``rounds`` (0..r) merged, at round r's own cap (the one
+    its self-play job recorded, so an ``--example-cap`` of ``--self-play-args`` holds here too). Returns the merge's
+    summary."""
+    merged = round_dir / MERGED
+    cap = _read(rounds[-1] / "manifest.json").get("settings", {}).get("example_cap")
+    command = [sys.executable, "-m", "beam_pipelines.self_play_merge", *(f"--round={sp}" for sp in rounds),
+               f"--iteration={r}", *([f"--example-cap={cap}"] if cap is not None else []),
+               f"--run-seed={args.run_seed}", f"--output={merged}"]
+    _step(f"round {r}: merge the verified pairs of rounds 0..{r}", command, round_dir / f"{MERGED}.log",
+          merged / "summary.json", upstream=[sp / "summary.json" for sp in rounds])
+    return _read(merged / "summary.json")
+
+
 def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
          examples: int | None = None, run_seed: int | None = None, generated_by: str | None = None
          ) -> dict[str, Any]:
@@ -130,9 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [_row("base", args.model, out / "base-eval", ks)]
     model = args.model
     model_step: list[Path] = []  # the fine-tune that made ``model`` (none for the base model)
-    data_dirs: list[str] = []
-    data_steps: list[Path] = []
-    examples_so_far = 0
+    rounds_so_far: list[Path] = []
     for r in range(args.rounds):
         round_dir = out / f"round-{r}"
         sp = round_dir / "self-play"
@@ -143,11 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                *shlex.split(args.self_play_args)],
               round_dir / "self-play.log", sp / "summary.json", upstream=model_step)
         generated = _read(sp / "summary.json")
-        if generated.get("training_examples"):
-            data_dirs.append(str(sp / "training" / "puzzles"))
-            data_steps.append(sp / "summary.json")
-        examples_so_far += generated.get("training_examples") or 0
-        if not data_dirs:
+        rounds_so_far.append(sp)
+        merged = _merge(args, r, rounds_so_far, round_dir)
+        examples_so_far = merged.get("training_examples") or 0
+        if not examples_so_far:
             print(f"[self-play-loop] round {r}: no verified pair yet, so no fine-tune; M_{r + 1} = M_{r}",
                   file=sys.stderr, flush=True)
             rows.append(_row(f"{r}", model, out / "base-eval" if model == args.model else
@@ -157,14 +176,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         final = train / "stage-0-self_play" / "final"
         trained = train / "stage-0-self_play" / "COMPLETE.json"
         launcher = shlex.split(args.train_launcher or sys.executable)
+        data = round_dir / MERGED / "training" / "puzzles"  # the merged set only, never the rounds' own shards
         command = [*launcher,
                    "-m", "training.finetune", "--config", args.train_config, "--output-dir", str(train),
                    "--set", f"model={args.train_model or args.model}",
-                   "--set", "stages=" + json.dumps([{"name": "self_play", "data": ",".join(data_dirs),
+                   "--set", "stages=" + json.dumps([{"name": "self_play", "data": str(data),
                                                       "epochs": args.train_epochs}]),
                    *shlex.split(args.train_args)]
-        _step(f"round {r}: fine-tune {args.train_model or args.model} on {len(data_dirs)} round(s) of puzzles", command,
-              round_dir / "train.log", trained, directory=train, prefix=len(launcher), upstream=data_steps,
+        _step(f"round {r}: fine-tune {args.train_model or args.model} on the merged pairs of rounds 0..{r}", command,
+              round_dir / "train.log", trained, directory=train, prefix=len(launcher),
+              upstream=[round_dir / MERGED / "summary.json"],
               prepare=lambda train=train: train_resume_arguments("self-play-loop", train))
         generated_by, model = model, str(final)
         model_step = [trained]

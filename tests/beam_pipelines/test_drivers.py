@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -22,10 +23,12 @@ class FakeSteps:
 
     def __init__(self):
         self.commands: dict[str, list[str]] = {}
+        self.upstream: dict[str, list[Path]] = {}
 
-    def __call__(self, driver, name, command, log, done, *, prepare=None, **kwargs):
+    def __call__(self, driver, name, command, log, done, *, prepare=None, upstream=(), **kwargs):
         full = [*command, *(prepare() if prepare is not None else ())]
         self.commands[name] = full
+        self.upstream[name] = list(upstream)
         done.parent.mkdir(parents=True, exist_ok=True)
         module = next((w for w in full if w.startswith(("beam_pipelines.", "training."))), "")
         if module == "beam_pipelines.inverse_instruct":
@@ -39,6 +42,11 @@ class FakeSteps:
         elif module == "beam_pipelines.self_play":
             done.write_text(json.dumps({"training_examples": 2, "verified_pairs": 2, "samples": 8,
                                         "run_seed": int(_option(full, "run-seed") or 0)}))
+            cap = 25_000 if _option(full, "iteration") == "0" else 1_000_000
+            (done.parent / "manifest.json").write_text(json.dumps({"settings": {"example_cap": cap}}))
+        elif module == "beam_pipelines.self_play_merge":
+            # Each fake round brings 2 examples, one of which an earlier round found too: n rounds, n + 1 examples.
+            done.write_text(json.dumps({"training_examples": 1 + sum(w.startswith("--round=") for w in full)}))
         elif module == "beam_pipelines.evaluate":
             done.write_text(json.dumps({"pass@1": 50.0, "pass@10": 60.0, "solved": []}))
         else:
@@ -125,6 +133,44 @@ def test_every_round_draws_with_its_own_run_seed(tmp_path, fake_steps):
     assert seeds != [self_play_loop.round_seed(8, r) for r in range(3)]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run_seed"] == 7 and [row["run_seed"] for row in summary["rows"][1:]] == seeds
+
+
+def test_every_round_trains_on_the_merged_pairs_of_the_rounds_so_far(tmp_path, fake_steps):
+    out = tmp_path / "loop"
+    assert self_play_loop.main([f"--output={out}", "--p3-dir=p3", "--rounds=2", "--run-seed=7"]) == 0
+    rounds = [out / f"round-{r}" / "self-play" for r in range(2)]
+    for r in range(2):
+        name = f"round {r}: merge the verified pairs of rounds 0..{r}"
+        merge = fake_steps.commands[name]
+        assert [w for w in merge if w.startswith("--round=")] == [f"--round={sp}" for sp in rounds[:r + 1]]
+        assert _option(merge, "output") == str(out / f"round-{r}" / "training-merged")
+        assert _option(merge, "iteration") == str(r) and _option(merge, "run-seed") == "7"  # the loop's seed
+        assert _option(merge, "example-cap") == ("25000" if r == 0 else "1000000")  # the round's own cap
+        assert fake_steps.upstream[name] == [sp / "summary.json" for sp in rounds[:r + 1]]
+        train_name = next(n for n in fake_steps.commands if n.startswith(f"round {r}: fine-tune"))
+        stages = next(w for w in fake_steps.commands[train_name] if w.startswith("stages="))
+        assert json.loads(stages[len("stages="):])[0]["data"] == str(
+            out / f"round-{r}" / "training-merged" / "training" / "puzzles")  # the merged set, nothing else
+        assert fake_steps.upstream[train_name] == [out / f"round-{r}" / "training-merged" / "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["training_examples_so_far"] for row in summary["rows"][1:]] == [2, 3]  # the merge's, not 2 + 2
+    assert "| 3 |" in (out / "summary.md").read_text()
+
+
+def test_a_round_without_merged_examples_trains_nothing(tmp_path, fake_steps, monkeypatch):
+    real = fake_steps.__call__
+
+    def no_examples(driver, name, command, log, done, **kwargs):
+        real(driver, name, command, log, done, **kwargs)
+        if "merge" in name:
+            done.write_text(json.dumps({"training_examples": 0}))
+
+    monkeypatch.setattr(self_play_loop, "run_step", no_examples)
+    out = tmp_path / "loop"
+    assert self_play_loop.main([f"--output={out}", "--p3-dir=p3"]) == 0
+    assert not [n for n in fake_steps.commands if "fine-tune" in n]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"][1]["training_examples_so_far"] == 0 and summary["rows"][1]["model"] == "smollm2"
 
 
 def test_the_loop_refuses_a_run_seed_in_the_self_play_arguments(capsys):

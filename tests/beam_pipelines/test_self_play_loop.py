@@ -4,13 +4,17 @@ puzzles and solutions; the fine-tune trains a tiny random Llama (tests/training)
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 from beam_pipelines.self_play_loop import main as loop_main
 from beam_pipelines.self_play_loop import round_seed
+from beam_pipelines.steps import marker_path, run_step
 from tests.beam_pipelines.test_plumbing_fake_engine import SCRIPT
+from tests.beam_pipelines.test_self_play_merge import F1, F2, solved, text, write_round
 from tests.training.test_training import tiny_model_dir, tokenizer, tokenizer_dir  # noqa: F401  (fixtures)
+from transforms.io.parquet import read_rows
 
 
 @pytest.mark.heavy
@@ -42,7 +46,7 @@ def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp
     stamps = {p: p.stat().st_mtime for p in out.rglob("summary.json")}
     assert loop_main(argv) == 0
     err = capsys.readouterr().err
-    assert err.count("already done") == 4  # base eval, self-play, fine-tune, eval
+    assert err.count("already done") == 5  # base eval, self-play, merge, fine-tune, eval
     assert all(p.stat().st_mtime == t for p, t in stamps.items() if p.parent != out)
 
 
@@ -56,3 +60,61 @@ def test_the_table_names_the_model_that_self_played_and_the_one_evaluated():
     round0 = [c.strip() for c in lines[3].strip("|").split("|")]
     assert round0[head.index("self-play with")] == "m0" and round0[head.index("evaluated model")] == "m1"
     assert round0[head.index("verified pairs")] == "3" and round0[head.index("P3 pass@1")] == "2.0"
+
+
+# Round r's verified pairs, written by hand: round 1 finds one of round 0's solutions again, and one of its own.
+ROUNDS = {0: [solved(F1, ["def g():\n    return 4", "def g():\n    return 3+1", "def g():\n    return 5-1"], 0),
+              solved(F2, ['def g(n=3):\n    return "ab"'], 1)],
+          1: [solved(F1, ["def g():\n    return 4", "def g():\n    return 2+2"], 3)]}
+
+
+def stand_in_jobs(driver, name, command, log, done, **kwargs):
+    """The real steps (markers, upstream fingerprints, skipping) and the real merge job; the self-play, evaluation
+    and fine-tune jobs are stood in for: their outputs are written here, and the step's process does nothing."""
+    if not any(w == "beam_pipelines.self_play_merge" for w in command):
+        if not done.exists():
+            if "beam_pipelines.self_play" in command:
+                iteration = int(next(w for w in command if w.startswith("--iteration=")).split("=")[1])
+                write_round(done.parent, iteration, ROUNDS[iteration])
+            else:  # an evaluation's summary, or the fine-tune's marker of its finished stage
+                done.parent.mkdir(parents=True, exist_ok=True)
+                done.write_text(json.dumps({"pass@1": 0.0, "pass@10": 0.0, "solved": []}))
+        kwargs.pop("prepare", None)
+        command = [sys.executable, "-c", "pass", name]
+    run_step(driver, name, command, log, done, **kwargs)
+
+
+def test_the_merge_is_a_step_a_rerun_skips_and_a_round_that_ran_again_refuses(tmp_path, monkeypatch, capsys):
+    from beam_pipelines import self_play_loop
+
+    monkeypatch.setattr(self_play_loop, "run_step", stand_in_jobs)
+    monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
+    out = tmp_path / "loop"
+    argv = [f"--output={out}", "--p3-dir=p3", "--rounds=2", "--run-seed=5"]
+    assert loop_main(argv) == 0
+    merged = out / "round-1" / "training-merged"
+    assert sorted(r["response"] for r in read_rows(str(merged / "training" / "puzzles"))) == sorted([
+        text(F1, "def g():\n    return 4"), text(F1, "def g():\n    return 3+1"), text(F1, "def g():\n    return 5-1"),
+        text(F2, 'def g(n=3):\n    return "ab"'), text(F1, "def g():\n    return 2+2")])
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["training_examples_so_far"] for row in summary["rows"][1:]] == [4, 5]  # not 4 + 2
+
+    capsys.readouterr()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("round-*/training-merged/**/*") if p.is_file()}
+    assert loop_main(argv) == 0
+    err = capsys.readouterr().err
+    assert all(f"round {r}: merge the verified pairs of rounds 0..{r}: already done" in err for r in range(2))
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # Round 0's training set does not depend on how many rounds the loop runs.
+    assert loop_main([f"--output={tmp_path / 'one'}", "--p3-dir=p3", "--rounds=1", "--run-seed=5"]) == 0
+    index = json.loads((out / "round-0" / "training-merged" / "training" / "puzzles" / "shards.json").read_text())
+    alone = json.loads((tmp_path / "one" / "round-0" / "training-merged" / "training" / "puzzles" /
+                        "shards.json").read_text())
+    assert [s["sha256"] for s in index["shards"]] == [s["sha256"] for s in alone["shards"]] and index["total_rows"]
+
+    # Round 0's self-play ran again (another run id in its marker): the merges that read it refuse.
+    marker = marker_path(out / "round-0" / "self-play" / "summary.json")
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "run": "another run"}))
+    with pytest.raises(SystemExit, match="ran again after this step finished"):
+        loop_main(argv)
