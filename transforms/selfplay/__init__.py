@@ -10,6 +10,8 @@ This package owns self-play: the pure logic of one round (no Beam, no engine), i
 - ``filters``        the reference's puzzle filters, each with its own reason code.
 - ``solve``          the solve prompt, completion -> ``g``, and choosing verified solutions.
 - ``training_text``  the raw training text (f, g, ``assert f(g())``), dedup and cap.
+- ``merge``          the training set of loop round r: the solved puzzles of rounds 0..r merged per puzzle,
+                     deduplicated and capped (the reference's preprocess.py over every iteration's data).
 - ``evaluation``     pass@k for every k, and the reference's "solved within the first k attempts" count.
 - ``projection``     GPU-hours of one paper-scale round from measured token counts.
 - ``puzzles``        the project's own seed puzzles and its f/g prompt format (the ``seed`` preset), canonical

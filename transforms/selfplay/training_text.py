@@ -11,7 +11,7 @@ and 2 (``example_cap``). The stored code accepts a ``seed`` but never seeds its 
 
 Which data an iteration trains on: babysit.sh runs with ``TRAIN_INCREMENTAL=0``, so the model of iteration r
 is the BASE model fine-tuned on the examples of iterations 0..r together (preprocess reads ``iter_*/``), while
-iteration r+1 generates and solves with that model.
+iteration r+1 generates and solves with that model. The self-play loop's merge (``merge``) builds that set.
 """
 from __future__ import annotations
 
