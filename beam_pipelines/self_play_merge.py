@@ -35,6 +35,7 @@ from transforms.stats.accounting import StageSpec, build_manifest
 
 PUZZLE_COLUMNS = ("id", "name", "sat", "solutions", "source_uri", "source_row")
 SHARD_RECORDS = 100_000  # as a round's own training shards
+ROUND_SETTINGS = ("iteration", "max_solutions", "training_format")  # what the merge reads of a round's manifest
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -57,9 +58,11 @@ def read_round(directory: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     iteration)."""
     directory = directory.rstrip("/")
     manifest = json.loads(read_text(f"{directory}/manifest.json"))
-    if manifest.get("job") != "self-play":
-        raise ValueError(f"{directory}/manifest.json is not a self-play job's manifest")
-    settings = manifest["settings"]
+    settings = manifest.get("settings") or {}
+    missing = [k for k in ROUND_SETTINGS if k not in settings]
+    if manifest.get("job") != "self-play" or missing:
+        raise ValueError(f"{directory}/manifest.json is not a self-play job's manifest"
+                         + (f" (no {', '.join(missing)} in its settings)" if missing else ""))
     records = [{**r, "round": settings["iteration"]} for r in read_rows(f"{directory}/puzzles", PUZZLE_COLUMNS)]
     return settings, records
 

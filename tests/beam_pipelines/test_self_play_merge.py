@@ -103,3 +103,6 @@ def test_rounds_of_other_formats_or_limits_are_refused(tmp_path, capsys):
     fewer = write_round(tmp_path / "round-2", 2, [], max_solutions=4)
     assert run([first, fewer], tmp_path / "merged") == 2
     assert "max_solutions" in capsys.readouterr().err
+    (tmp_path / "round-2" / "manifest.json").write_text(json.dumps({"job": "self-play", "settings": {}}))
+    assert run([first, fewer], tmp_path / "merged") == 2
+    assert "no iteration, max_solutions, training_format" in capsys.readouterr().err
