@@ -185,7 +185,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="LM head and loss over every position (selected_logits off)")
     parser.add_argument("--unpad-max-padding", default="0.1",
                         help="unpad_max_padding of the run ('none': padded micro-batches)")
-    parser.add_argument("--compile-layers", action="store_true", help="torch.compile each decoder layer")
+    parser.add_argument("--compile-layers", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                        help="compile_layers of the run (bare flag: on; auto: the job's choice, which keeps "
+                             "runs shorter than training.compile_choice.AUTO_MIN_EXAMPLES eager)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-peaks", action="store_true", help="skip the matmul peak measurement")
     parser.add_argument("--json-out", default=None, help="also write the report here")
@@ -227,7 +229,7 @@ def bench_run(args: argparse.Namespace) -> dict:
             save_steps=10_000, save_total_limit=1, verify_shards=True, precision=args.precision,
             sort_steps_by_length=not args.no_sort, selected_logits=not args.full_logits,
             unpad_max_padding=None if args.unpad_max_padding.lower() == "none" else float(args.unpad_max_padding),
-            compile_layers=args.compile_layers,
+            compile_layers={"on": True, "off": False}.get(args.compile_layers, "auto"),
             stages=[StageConfig(name="bench", data=str(shards), epochs=1, max_steps=args.steps)],
         ).validate()
         started = time.perf_counter()
@@ -268,7 +270,13 @@ def bench_run(args: argparse.Namespace) -> dict:
         # Step 1 (not timed above): warm-up, and with --compile-layers the compilation.
         "first_step_wall_seconds": round(steps[0]["window_seconds"], 1) if steps else None,
         "first_step_cpu_seconds": round(steps[0]["cpu_seconds"], 1) if steps else None,
-        "compile_layers": args.compile_layers,
+        "compile_layers": summary.get("compiled_layers"),
+        "compile_layers_setting": args.compile_layers,
+        "compile_reason": summary.get("compile_reason"),
+        # Per step (the first included): a compiled run's recompiles show up as a step that costs more again.
+        "step_cpu_seconds": [round(e["cpu_seconds"], 2) for e in steps],
+        "step_real_tokens": [e["real_tokens"] for e in steps],
+        "compiled_graphs": [e.get("compiled_graphs") for e in steps] if summary.get("compiled_layers") else None,
         "truncated_examples": summary["truncated_examples"],
         "examples": sum(e["examples"] for e in steps),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
@@ -362,7 +370,7 @@ def compare(args: argparse.Namespace) -> dict:
             command = [sys.executable, str(Path(__file__).resolve()), "--precision", precision, *common,
                        "--json-out", str(out), "--unpad-max-padding", args.unpad_max_padding]
             command += (["--no-sort"] if args.no_sort else []) + (["--full-logits"] if args.full_logits else [])
-            command += ["--compile-layers"] if args.compile_layers else []
+            command += ["--compile-layers", args.compile_layers]
             env = _child_env({"PYTHONPATH": str(REPO)}, drop=("PYTHONPATH",))
             report = _run_child(precision, command, REPO, env, out)
             runs[f"{report['precision']} ({precision})"] = report

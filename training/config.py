@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from training.compile_choice import COMPILE_SETTINGS
+
 PROMPT_FORMATS = ("paper", "chat", "raw")  # or a path to a transforms.instruct.prompts preset file
 PRECISIONS = ("auto", "bf16", "fp32")
 DISTRIBUTED = ("auto", "fsdp", "ddp")
@@ -65,9 +67,9 @@ class TrainConfig:
     # a group's padding fraction at most this (0: only equal lengths share a group; None: the padded micro-batch).
     # Same examples, loss and gradient; fewer padded positions computed, more (smaller) forward calls.
     unpad_max_padding: float | None = 0.1
-    # torch.compile each decoder layer (regional: the layers share one compiled graph, dynamic shapes). Opt-in: it
-    # costs ~20 CPU-seconds at the first step (more on a recompile) for a few percent per step on CPU.
-    compile_layers: bool = False
+    # torch.compile each decoder layer (regional: the layers share one compiled graph, dynamic shapes): true, false,
+    # or auto (training.compile_choice: single-process runs of >= 1000 examples on a CPU with native bf16).
+    compile_layers: bool | str = "auto"
     distributed: str = "auto"  # auto = FSDP on CUDA, DDP (gloo on CPU) otherwise
     fsdp_layer_cls: list[str] | None = None  # default: the model's _no_split_modules
     gradient_checkpointing: bool = False
@@ -86,6 +88,9 @@ class TrainConfig:
             raise ValueError(f"stage names must be unique, got {names}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}")
+        if self.compile_layers not in COMPILE_SETTINGS or isinstance(self.compile_layers, int) and not isinstance(
+                self.compile_layers, bool):
+            raise ValueError(f"compile_layers must be true, false or auto, got {self.compile_layers!r}")
         if self.distributed not in DISTRIBUTED:
             raise ValueError(f"distributed must be one of {DISTRIBUTED}")
         if self.optimizer.name == "adafactor" and (

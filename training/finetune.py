@@ -51,7 +51,8 @@ from training.data import (  # noqa: E402
     list_shards,
     verify_shards,
 )
-from training.precision import Precision, resolve_precision  # noqa: E402
+from training.compile_choice import CompileChoice, choose_compile_layers  # noqa: E402
+from training.precision import Precision, cpu_bf16_feature, resolve_precision  # noqa: E402
 
 LOG = logging.getLogger("training.finetune")
 CHECKPOINT_MARKER = "COMPLETE"
@@ -152,6 +153,16 @@ def precision_of(config: TrainConfig) -> Precision:
     if config.precision == "bf16" and "no fast bf16" in precision.reason:
         LOG.warning("precision bf16 requested but the device has no fast bf16; training in bf16 anyway")
     return precision
+
+
+def compile_choice_of(config: TrainConfig, stage, examples: int) -> CompileChoice:
+    """``choose_compile_layers`` for this process and stage (``examples``: the stage's, capped by max_steps)."""
+    if stage.max_steps is not None:
+        examples = min(examples, stage.max_steps * config.global_batch_size)
+    cuda = torch.cuda.is_available()
+    return choose_compile_layers(config.compile_layers, examples=examples, cuda=cuda,
+                                 cpu_bf16=None if cuda else cpu_bf16_feature(), world_size=world_size(),
+                                 gradient_checkpointing=config.gradient_checkpointing)
 
 
 def use_bf16(config: TrainConfig) -> bool:
@@ -264,6 +275,13 @@ def compile_layers(model) -> int:
     return len(layers)
 
 
+def compiled_graph_count() -> int:
+    """Graphs dynamo has compiled in this process so far (all layers share theirs; a new shape class adds one)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 # --------------------------------------------------------------------------- Trainer pieces
 
 
@@ -274,8 +292,10 @@ def _trainer_classes():
         """Trainer + the recipe's logging (tokens/s, padding fraction, truncated examples) and a fixed order."""
 
         def __init__(self, *args, stage_name: str, rows_per_epoch: int, sort_window: int | None = None,
-                     selected_logits: bool = True, unpad_max_padding: float | None = None, **kwargs):
+                     selected_logits: bool = True, unpad_max_padding: float | None = None,
+                     compiled_layers: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
+            self.compiled_layers = compiled_layers
             self.unpad_max_padding = unpad_max_padding  # split micro-batches into less padded groups (or None)
             self.selected_logits = selected_logits  # LM head + loss only where a label is (selected_positions_loss)
             self.stage_name = stage_name
@@ -348,6 +368,8 @@ def _trainer_classes():
                     * self.args.gradient_accumulation_steps * self.args.world_size / self.rows_per_epoch
                 )
                 logs["stage"] = self.stage_name
+                if self.compiled_layers:  # a count that grows during a long run means recompiles: watch it
+                    logs["compiled_graphs"] = compiled_graph_count()
                 self._window = None
                 self._window_start, self._window_cpu = now, cpu
             super().log(logs, start_time)
@@ -462,14 +484,15 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     )
     model = load_model(init)
     init_digest = weights_digest(model.state_dict()) if rank() == 0 else None
-    if config.compile_layers:
-        compile_layers(model)
+    compile_plan = compile_choice_of(config, stage, len(dataset))
+    compiled = bool(compile_plan.compile and compile_layers(model))
     accumulation = config.accumulation_steps(world_size())
     precision = precision_of(config)
     bf16 = precision.bf16
     if rank() == 0:
-        print(f"[{stage.name}] precision {precision.name} ({precision.reason}), {torch.get_num_threads()} torch "
-              f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
+        print(f"[{stage.name}] precision {precision.name} ({precision.reason}), "
+              f"{'compiled' if compiled else 'eager'} layers ({compile_plan.reason}), {torch.get_num_threads()} "
+              f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
     args = training_arguments(config, stage, stage_dir, model, accumulation, bf16)
     Trainer, MetricsFile, CheckpointMarker = _trainer_classes()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -484,6 +507,7 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         sort_window=config.global_batch_size if config.sort_steps_by_length else None,
         selected_logits=config.selected_logits,
         unpad_max_padding=config.unpad_max_padding,
+        compiled_layers=compiled,
     )
     from transformers.trainer_callback import PrinterCallback
 
@@ -525,6 +549,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "bf16": bf16,
             "precision": precision.name,
             "precision_reason": precision.reason,
+            "compiled_layers": compiled,
+            "compile_reason": compile_plan.reason,
             "torch_threads": torch.get_num_threads(),
             "truncated_examples": _last_per_step_sum(history, "truncated"),
             "train_loss": result.training_loss,

@@ -745,6 +745,22 @@ def test_compile_layers_keeps_names_and_loss(tokenizer, tiny_model_dir):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name
 
 
+@pytest.mark.compile
+def test_a_compiled_run_says_so_and_logs_its_graph_count(tmp_path, tiny_model_dir, shard_dirs):
+    """compile_layers: true trains, records the choice, and logs the compiled graphs per step (recompiles would
+    show there); auto on this short run stays eager and says why."""
+    config = one_stage_config(tmp_path, tiny_model_dir, shard_dirs, steps=3)
+    steps, summary = run_in_process(config, output_dir=str(tmp_path / "compiled"), compile_layers=True,
+                                    precision="fp32")
+    assert summary["compiled_layers"] is True and summary["compile_reason"] == "compile_layers: true"
+    assert sorted(steps) == [1, 2, 3]
+    graphs = [steps[s]["compiled_graphs"] for s in sorted(steps)]
+    assert graphs[0] >= 1 and graphs == sorted(graphs)
+    steps, summary = run_in_process(config, output_dir=str(tmp_path / "auto"), precision="fp32")
+    assert summary["compiled_layers"] is False and summary["compile_reason"].startswith("auto: eager")
+    assert all("compiled_graphs" not in e for e in steps.values())
+
+
 @pytest.mark.parametrize("keep", [1, 2])
 def test_old_checkpoints_go_only_once_the_new_one_is_complete(tmp_path, keep):
     from types import SimpleNamespace
