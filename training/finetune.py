@@ -40,6 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
+from training.compile_choice import CompileChoice, choose_compile_layers  # noqa: E402
 from training.config import TrainConfig, config_to_dict, load_config, resume_conflicts  # noqa: E402
 from training.data import (  # noqa: E402
     IGNORE_INDEX,
@@ -51,7 +52,6 @@ from training.data import (  # noqa: E402
     list_shards,
     verify_shards,
 )
-from training.compile_choice import CompileChoice, choose_compile_layers  # noqa: E402
 from training.precision import Precision, cpu_bf16_feature, resolve_precision  # noqa: E402
 
 LOG = logging.getLogger("training.finetune")
