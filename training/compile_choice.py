@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-COMPILE_SETTINGS = (True, False, "auto")
 AUTO_MIN_EXAMPLES = 1000  # ~10x the break-even above, so the compilation is at most ~10% of a run's CPU
 
 

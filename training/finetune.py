@@ -486,6 +486,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     init_digest = weights_digest(model.state_dict()) if rank() == 0 else None
     compile_plan = compile_choice_of(config, stage, len(dataset))
     compiled = bool(compile_plan.compile and compile_layers(model))
+    if compile_plan.compile and not compiled:
+        compile_plan = CompileChoice(False, "the model has no .model.layers to compile")
     accumulation = config.accumulation_steps(world_size())
     precision = precision_of(config)
     bf16 = precision.bf16

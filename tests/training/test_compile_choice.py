@@ -39,6 +39,6 @@ def test_true_and_false_force_either_way(setting):
 def test_the_config_defaults_to_auto_and_refuses_other_values(tmp_path):
     assert load_config(None, ["stages=[{name: s, data: d}]"]).compile_layers == "auto"
     assert load_config(None, ["stages=[{name: s, data: d}]", "compile_layers=true"]).compile_layers is True
-    for bad in ("yes_please", "1", "0"):
+    for bad in ("yes_please", "1", "0", "1.0", "0.0", "'true'"):
         with pytest.raises(ValueError, match="compile_layers must be true, false or auto"):
             load_config(None, ["stages=[{name: s, data: d}]", f"compile_layers={bad}"])
