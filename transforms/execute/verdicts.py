@@ -425,9 +425,12 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
                 allow_unisolated: bool = False) -> Verdict:
     """The self-play check: the solution's answer has the puzzle's answer type and makes the puzzle return
     exactly True. ``g`` and ``f`` run in separate sandboxes, so ``g`` cannot tamper with ``f``; that sound
-    check alone can accept. A pair it accepts must then also hold as the literal program trained on
+    check alone can accept. A pair it accepts is then also run as the literal program trained on
     (``check_literal``: ``f(g())`` in one process, where ``g``'s answer keeps its aliasing, which the wire
-    loses), else it fails with a ``literal:`` reason (a timeout there too). The duration covers all three runs."""
+    loses), and fails with a ``literal:`` reason (a timeout there too) when that does not give True. The literal
+    run is a best-effort filter against accidental aliasing and shared state: a ``g`` that tampers with its own
+    process (say, the agent's encoder) can make it pass, but never make a pair the sound check refused pass.
+    The duration covers all three runs."""
     solved = solve_answer(sol, ans_type, limits, entry=sol_entry, preamble=preamble,
                           allow_unisolated=allow_unisolated)
     if not solved.passed:
