@@ -3,13 +3,14 @@ shuffled by a seeded hash and capped (the reference's preprocess.py over every i
 loop runs it before each fine-tune; the fine-tune reads only its output.
 
     python -m beam_pipelines.self_play_merge --round runs/sp/round-0/self-play --round runs/sp/round-1/self-play \\
-        --iteration 1 --run-seed 0 --output runs/sp/round-1/training-merged
+        --run-seed 0 --output runs/sp/round-1/training-merged
 
 Reads each round's ``puzzles/`` (its solved puzzles with their kept solutions) and ``manifest.json`` (its
-iteration, training format and per-puzzle limit: every round must have the same format and limit). Per puzzle
-text, up to the limit of distinct solutions across the rounds, shortest first; each becomes its example through
-the round's own builder; equal examples are kept once; the cap (``--example-cap``, default the one of
-``--iteration``: 25,000 at 0, 1,000,000 later) keeps the first in the seeded order of a round's own cap
+iteration, puzzle preset, training format and per-puzzle limit: every round must have the same preset, format and
+limit, and no two rounds the same iteration). Per puzzle text, up to the limit of distinct solutions across the
+rounds, shortest first; each becomes its example through the round's own builder; equal examples are kept
+once; the cap (``--example-cap``, default the one of ``--iteration``, itself by default the highest iteration of
+the rounds: 25,000 at 0, 1,000,000 later) keeps the first in the seeded order of a round's own cap
 (``transforms.selfplay.merge``).
 
 Outputs: ``training/puzzles/`` (training shards, written as a round's own, rows ordered by ``hash(id, seed)``),
@@ -36,6 +37,7 @@ from transforms.stats.accounting import StageSpec, build_manifest
 PUZZLE_COLUMNS = ("id", "name", "sat", "solutions", "source_uri", "source_row")
 SHARD_RECORDS = 100_000  # as a round's own training shards
 ROUND_SETTINGS = ("iteration", "max_solutions", "training_format")  # what the merge reads of a round's manifest
+ROUND_TOP_LEVEL = ("puzzle_preset",)  # ... and of its top level (read as one of its settings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -45,7 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--round", dest="rounds", action="append", required=True,
                         help="A self-play round's output directory (repeat for each round).")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--iteration", type=int, default=0, help="The iteration whose cap applies.")
+    parser.add_argument("--iteration", type=int, default=None,
+                        help="The iteration whose cap applies (default: the highest iteration of the rounds).")
     parser.add_argument("--example-cap", dest="example_cap", type=int, default=None,
                         help="Override the cap (default: the cap of --iteration).")
     parser.add_argument("--run-seed", dest="run_seed", type=int, default=0,
@@ -58,11 +61,11 @@ def read_round(directory: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     iteration)."""
     directory = directory.rstrip("/")
     manifest = json.loads(read_text(f"{directory}/manifest.json"))
-    settings = manifest.get("settings") or {}
-    missing = [k for k in ROUND_SETTINGS if k not in settings]
+    settings = {**(manifest.get("settings") or {}), **{k: manifest[k] for k in ROUND_TOP_LEVEL if k in manifest}}
+    missing = [k for k in (*ROUND_SETTINGS, *ROUND_TOP_LEVEL) if k not in settings]
     if manifest.get("job") != "self-play" or missing:
         raise ValueError(f"{directory}/manifest.json is not a self-play job's manifest"
-                         + (f" (no {', '.join(missing)} in its settings)" if missing else ""))
+                         + (f" (it records no {', '.join(missing)})" if missing else ""))
     records = [{**r, "round": settings["iteration"]} for r in read_rows(f"{directory}/puzzles", PUZZLE_COLUMNS)]
     return settings, records
 
@@ -76,6 +79,18 @@ def agreed(settings: Sequence[dict[str, Any]], key: str, directories: Sequence[s
     return values.pop()
 
 
+def distinct_iterations(settings: Sequence[dict[str, Any]], directories: Sequence[str]) -> None:
+    """``ValueError`` when two rounds share an iteration (one round given twice, or two runs of one iteration):
+    their pairs would be counted as two rounds' and the default cap would not be the one of the rounds given."""
+    by_iteration: dict[int, list[str]] = {}
+    for directory, s in zip(directories, settings):
+        by_iteration.setdefault(s["iteration"], []).append(directory)
+    shared = {i: ds for i, ds in sorted(by_iteration.items()) if len(ds) > 1}
+    if shared:
+        each = "; ".join(f"iteration {i}: {', '.join(ds)}" for i, ds in shared.items())
+        raise ValueError(f"the rounds must be of distinct iterations, but some share one ({each})")
+
+
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.monotonic()
@@ -86,10 +101,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         s, r = read_round(directory)
         settings.append(s)
         records += r
+    distinct_iterations(settings, args.rounds)
     max_solutions = agreed(settings, "max_solutions", args.rounds)
     training_format = agreed(settings, "training_format", args.rounds)
-    cap = args.example_cap if args.example_cap is not None else training_text.example_cap(args.iteration,
-                                                                                          preset.training)
+    puzzle_preset = agreed(settings, "puzzle_preset", args.rounds)
+    iteration = args.iteration if args.iteration is not None else max(s["iteration"] for s in settings)
+    cap = args.example_cap if args.example_cap is not None else training_text.example_cap(iteration, preset.training)
     merged = merge_rounds(records, max_solutions=max_solutions, cap=cap, seed=args.run_seed, preset=preset,
                           training_format=training_format, template=seed_format.load_self_play_prompt())
     write_shards(merged.examples, f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE, seed=args.run_seed,
@@ -100,8 +117,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION, "job": "self-play-merge", "stage_order": list(STAGES),
         "rounds": [{"dir": d, "iteration": s["iteration"], "run_seed": s.get("run_seed")}
                    for d, s in zip(args.rounds, settings)],
-        "settings": {"max_solutions": max_solutions, "training_format": training_format, "example_cap": cap,
-                     "iteration": args.iteration, "run_seed": args.run_seed},
+        "settings": {"max_solutions": max_solutions, "training_format": training_format,
+                     "puzzle_preset": puzzle_preset, "example_cap": cap, "iteration": iteration,
+                     "run_seed": args.run_seed},
         "training_examples": len(merged.examples),
     }
     manifest = build_manifest(merged.counts(), specs, extra)

@@ -25,11 +25,13 @@ def solved(sat: str, solutions: list[str], row: int) -> dict:
             "source_uri": "self-play:prompt-0", "source_row": row, "stage": "self_play.select"}
 
 
-def write_round(directory, iteration: int, puzzles: list[dict], *, training_format="raw", max_solutions=8):
+def write_round(directory, iteration: int, puzzles: list[dict], *, training_format="raw", max_solutions=8,
+                puzzle_preset="paper"):
     write_shards(puzzles, str(directory / "puzzles"), RecordKind.PUZZLE, seed=None, shard_records=100_000)
     settings = {"iteration": iteration, "training_format": training_format, "max_solutions": max_solutions,
                 "example_cap": 25_000, "run_seed": 100 + iteration}
-    (directory / "manifest.json").write_text(json.dumps({"job": "self-play", "settings": settings}))
+    (directory / "manifest.json").write_text(json.dumps({"job": "self-play", "puzzle_preset": puzzle_preset,
+                                                         "settings": settings}))
     (directory / "summary.json").write_text(json.dumps({"training_examples": sum(len(p["solutions"])
                                                                                   for p in puzzles)}))
     return str(directory)
@@ -95,7 +97,7 @@ def test_an_empty_round_is_fine(tmp_path):
         text(F1, "def g():\n    return 4")]
 
 
-def test_rounds_of_other_formats_or_limits_are_refused(tmp_path, capsys):
+def test_rounds_of_other_presets_formats_or_limits_are_refused(tmp_path, capsys):
     first = write_round(tmp_path / "round-0", 0, [solved(F1, ["def g():\n    return 4"], 0)])
     other = write_round(tmp_path / "round-1", 1, [], training_format="instruction")
     assert run([first, other], tmp_path / "merged") == 2
@@ -103,6 +105,40 @@ def test_rounds_of_other_formats_or_limits_are_refused(tmp_path, capsys):
     fewer = write_round(tmp_path / "round-2", 2, [], max_solutions=4)
     assert run([first, fewer], tmp_path / "merged") == 2
     assert "max_solutions" in capsys.readouterr().err
+    seed = write_round(tmp_path / "round-3", 3, [], puzzle_preset="seed")
+    assert run([first, seed], tmp_path / "merged") == 2
+    assert "differ in puzzle_preset" in capsys.readouterr().err
     (tmp_path / "round-2" / "manifest.json").write_text(json.dumps({"job": "self-play", "settings": {}}))
     assert run([first, fewer], tmp_path / "merged") == 2
-    assert "no iteration, max_solutions, training_format" in capsys.readouterr().err
+    assert "no iteration, max_solutions, training_format, puzzle_preset" in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "round-3" / "manifest.json").read_text())
+    del manifest["puzzle_preset"]  # a manifest of its settings only, without the preset its puzzles were made with
+    (tmp_path / "round-3" / "manifest.json").write_text(json.dumps(manifest))
+    assert run([first, seed], tmp_path / "merged") == 2
+    assert "round-3/manifest.json is not a self-play job's manifest (it records no puzzle_preset)" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "merged" / "summary.json").exists()
+
+
+def test_the_cap_is_the_one_of_the_highest_iteration_unless_one_is_given(tmp_path):
+    rounds = two_rounds(tmp_path)
+    for name, argv, cap in (("default", [], 1_000_000), ("reversed", [], 1_000_000),
+                            ("given", ["--iteration=0"], 25_000), ("cap", ["--example-cap=2"], 2)):
+        given = rounds[::-1] if name == "reversed" else rounds
+        assert run(given, tmp_path / name, *argv) == 0
+        assert json.loads((tmp_path / name / "summary.json").read_text())["example_cap"] == cap
+        settings = json.loads((tmp_path / name / "manifest.json").read_text())["settings"]
+        assert settings["iteration"] == (0 if name == "given" else 1) and settings["example_cap"] == cap
+        assert settings["puzzle_preset"] == "paper"
+
+
+def test_rounds_of_one_iteration_are_refused(tmp_path, capsys):
+    first, second = two_rounds(tmp_path)
+    assert run([first, second, first], tmp_path / "merged") == 2  # one round given twice
+    err = capsys.readouterr().err
+    assert err.startswith("self-play-merge: the rounds must be of distinct iterations")
+    assert f"iteration 0: {first}, {first}" in err
+    again = write_round(tmp_path / "round-1-again", 1, [solved(F2, ['def g(n=3):\n    return "ab"'], 2)])
+    assert run([first, second, again], tmp_path / "merged", "--iteration=1") == 2  # two runs of one iteration
+    assert f"iteration 1: {second}, {again}" in capsys.readouterr().err
+    assert not (tmp_path / "merged").exists()
