@@ -7,7 +7,8 @@ steps of varied shapes compiled 2 graphs and none after the first step; on the A
 (README, "Measured here"). The first step pays about 20-25 CPU-seconds of compilation: at ~83 eager and ~107
 compiled tokens per CPU-second that is earned back after ~9,000 tokens (~100 Code Alpaca examples), so runs of
 fewer than ``AUTO_MIN_EXAMPLES`` stay eager (smoke runs, tests). Untested here, so ``auto`` stays eager: CUDA,
-several processes (DDP/FSDP), gradient checkpointing. ``true`` and ``false`` force either way.
+several processes (DDP/FSDP), gradient checkpointing. Without a C++ compiler (inductor builds its CPU kernels with
+one) ``auto`` stays eager too. ``true`` and ``false`` force either way.
 """
 from __future__ import annotations
 
@@ -22,10 +23,18 @@ class CompileChoice:
     reason: str
 
 
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch's inductor would build CPU kernels with ($CXX, else g++), or None if not on PATH."""
+    import os
+    import shutil
+
+    return shutil.which(os.environ.get("CXX") or "g++")
+
+
 def choose_compile_layers(setting: bool | str, *, examples: int, cuda: bool, cpu_bf16: str | None,
-                          world_size: int, gradient_checkpointing: bool) -> CompileChoice:
+                          world_size: int, gradient_checkpointing: bool, compiler: str | None) -> CompileChoice:
     """``setting`` True/False forces; ``auto`` compiles a single-process CPU run on native bf16 hardware that
-    trains at least ``AUTO_MIN_EXAMPLES`` examples."""
+    trains at least ``AUTO_MIN_EXAMPLES`` examples, when a C++ compiler (``compiler``) is there to build it."""
     if setting is True:
         return CompileChoice(True, "compile_layers: true")
     if setting is False:
@@ -40,6 +49,8 @@ def choose_compile_layers(setting: bool | str, *, examples: int, cuda: bool, cpu
         return CompileChoice(False, f"auto: eager with {world_size} processes (compiled layers untested with DDP/FSDP)")
     if gradient_checkpointing:
         return CompileChoice(False, "auto: eager with gradient checkpointing (untested with compiled layers)")
+    if compiler is None:
+        return CompileChoice(False, "auto: eager, no C++ compiler for torch's inductor ($CXX or g++ on PATH)")
     if examples < AUTO_MIN_EXAMPLES:
         return CompileChoice(False, f"auto: eager for {examples} examples (compiling pays from about "
                                     f"{AUTO_MIN_EXAMPLES})")

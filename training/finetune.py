@@ -40,7 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from training.compile_choice import CompileChoice, choose_compile_layers  # noqa: E402
+from training.compile_choice import CompileChoice, choose_compile_layers, cpp_compiler  # noqa: E402
 from training.config import TrainConfig, config_to_dict, load_config, resume_conflicts  # noqa: E402
 from training.data import (  # noqa: E402
     IGNORE_INDEX,
@@ -162,7 +162,7 @@ def compile_choice_of(config: TrainConfig, stage, examples: int) -> CompileChoic
     cuda = torch.cuda.is_available()
     return choose_compile_layers(config.compile_layers, examples=examples, cuda=cuda,
                                  cpu_bf16=None if cuda else cpu_bf16_feature(), world_size=world_size(),
-                                 gradient_checkpointing=config.gradient_checkpointing)
+                                 gradient_checkpointing=config.gradient_checkpointing, compiler=cpp_compiler())
 
 
 def use_bf16(config: TrainConfig) -> bool:
