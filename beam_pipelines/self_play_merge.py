@@ -8,10 +8,10 @@ loop runs it before each fine-tune; the fine-tune reads only its output.
 Reads each round's ``puzzles/`` (its solved puzzles with their kept solutions) and ``manifest.json`` (its
 iteration, puzzle preset, training format and per-puzzle limit: every round must have the same preset, format and
 limit, and no two rounds the same iteration). Per puzzle text, up to the limit of distinct solutions across the
-rounds, shortest first; each becomes its example through the round's own builder; equal examples are kept
-once; the cap (``--example-cap``, default the one of ``--iteration``, itself by default the highest iteration of
-the rounds: 25,000 at 0, 1,000,000 later) keeps the first in the seeded order of a round's own cap
-(``transforms.selfplay.merge``).
+rounds, shortest first; each becomes its example through the round's own builder, from the earliest round that
+found it (its iteration in the example's provenance); equal examples are kept once; the cap (``--example-cap``,
+default the one of ``--iteration``, itself by default the highest iteration of the rounds: 25,000 at 0, 1,000,000
+later) keeps the first in the seeded order of a round's own cap (``transforms.selfplay.merge``).
 
 Outputs: ``training/puzzles/`` (training shards, written as a round's own, rows ordered by ``hash(id, seed)``),
 ``manifest.json`` (per-step counts, checked to balance) and ``summary.json``. Runs in one process, as the

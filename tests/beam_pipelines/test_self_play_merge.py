@@ -57,6 +57,8 @@ def test_the_rounds_become_one_training_set_with_its_counts(tmp_path):
                                                           text(F1, "def g():\n    return 2+2"),
                                                           text(F2, 'def g(n=3):\n    return "ab"')])
     assert read_index(str(out / "training" / "puzzles"))["seed"] == 7  # rows in the order of the loop's seed
+    # Each row names the round that found its pair (in its provenance, a JSON string of the shards' schema).
+    assert sorted((json.loads(r["provenance"])["iteration"], r["source_row"]) for r in rows) == [(0, 0), (0, 1), (1, 3)]
     summary = json.loads((out / "summary.json").read_text())
     assert {k: summary[k] for k in ("pairs_in", "duplicate_solutions", "over_solution_cap", "duplicate_examples",
                                     "over_example_cap", "training_examples", "example_cap")} == {

@@ -12,8 +12,8 @@ counted, in the manifest's terms (in = out + dropped):
    ``over_solution_cap``. A round kept its own shortest ones, so these are the shortest of everything verified.
 2. Each kept solution becomes its training example through the round's own builder
    (``plans.solved_puzzle_examples``), from the record of the earliest round that found it (its name and
-   provenance).
-3. ``training_dedup``: one example per id (equal text): ``duplicate_example``.
+   provenance, and that round's iteration in the provenance: ``source_uri``/``source_row`` repeat across rounds).
+3. ``training_dedup``: one example per id (equal text), that of the earliest round: ``duplicate_example``.
 4. ``training_cap``: the ``cap`` examples first in ``plans.example_sort_key(example, seed)`` order, as a round's
    own cap chooses; the others are ``over_example_cap``.
 
@@ -104,11 +104,15 @@ def merge_rounds(records: Iterable[Mapping[str, Any]], *, max_solutions: int, ca
     if cap < 0:
         raise ValueError("the example cap must be at least 0")
     solved, pairs_in, duplicates, over = merge_solutions(records, max_solutions)
-    built = [e for puzzle in solved for e in plans.solved_puzzle_examples(puzzle, preset, training_format, template)]
-    by_id: dict[str, list[dict[str, Any]]] = {}
-    for example in built:
-        by_id.setdefault(example["id"], []).append(example)
-    distinct: Sequence[dict[str, Any]] = [pick_duplicate(group)[0] for group in by_id.values()]
+    built = [(puzzle["round"], e) for puzzle in solved
+             for e in plans.solved_puzzle_examples(puzzle, preset, training_format, template, puzzle["round"])]
+    by_id: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for round_, example in built:
+        by_id.setdefault(example["id"], []).append((round_, example))
+    # Equal examples: the one of the earliest round (its iteration in the provenance), then as every dedup picks.
+    distinct: Sequence[dict[str, Any]] = [
+        pick_duplicate([e for round_, e in group if round_ == min(r for r, _ in group)])[0]
+        for group in by_id.values()]
     ordered = sorted(distinct, key=lambda e: plans.example_sort_key(e, seed))
     return Merged(ordered[:cap], pairs_in=pairs_in, duplicate_solutions=duplicates, over_solution_cap=over,
                   built=len(built), duplicate_examples=len(built) - len(distinct),

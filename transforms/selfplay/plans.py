@@ -118,13 +118,17 @@ def puzzle_record(sample: dict[str, Any], sat: str, answer_type: str | None, tes
 
 
 def solved_puzzle_examples(puzzle: dict[str, Any], preset: SelfPlayPreset, training_format: str,
-                           template: puzzles.SelfPlayPrompt) -> list[dict[str, Any]]:
+                           template: puzzles.SelfPlayPrompt, iteration: int | None = None) -> list[dict[str, Any]]:
     """A solved PUZZLE record -> one TRAINING_EXAMPLE per solution in ``puzzle["solutions"]``: the reference's raw
     text (``raw``: an empty instruction and the text as the response, trained with the loss on every token) or the
-    instruction format (the puzzle as the instruction, g as the response)."""
+    instruction format (the puzzle as the instruction, g as the response). ``iteration`` (the merge of rounds: the
+    round the puzzle record came from, as its ``source_uri``/``source_row`` repeat across rounds) goes into the
+    provenance only, never into the example's id."""
     if training_format not in TRAINING_FORMATS:
         raise ValueError(f"training format must be raw or instruction, got {training_format!r}")
     header = solve.solution_header(puzzle["sat"], preset.solve)  # every solution starts with it
+    provenance = {"puzzle": puzzle["name"], "format": training_format,
+                  **({"iteration": iteration} if iteration is not None else {})}
     examples = []
     for g in puzzle["solutions"]:
         if training_format == "raw":
@@ -135,7 +139,7 @@ def solved_puzzle_examples(puzzle: dict[str, Any], preset: SelfPlayPreset, train
             response = template.train_response.format(g=g)
         examples.append(training_example(
             source="self_play", instruction=instruction, response=response, language="python",
-            snippet_id=puzzle["id"], provenance={"puzzle": puzzle["name"], "format": training_format},
+            snippet_id=puzzle["id"], provenance=provenance,
             source_uri=puzzle["source_uri"], source_row=puzzle["source_row"]))
     return examples
 

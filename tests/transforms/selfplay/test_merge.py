@@ -3,10 +3,13 @@ records and the expected example texts are written out here, in the reference's 
 (f, blank line, g, blank line, ``assert f(g())``), not produced by the code under test."""
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
+from schemas.records import content_id
+from transforms.selfplay import plans
 from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay.merge import merge_rounds
 from transforms.selfplay.preset import load_preset
@@ -106,6 +109,31 @@ def test_solutions_that_give_one_text_are_one_example():
     merged = merge([puzzle(F1, ["def g():\n    return 4"], 0), puzzle(F1, ["def g():\n    return 4   "], 1)])
     assert texts(merged) == ["def f(x: int):\n    return x + 1 == 5\n\ndef g():\n    return 4\n\nassert f(g())\n\n"]
     assert (merged.pairs_in, merged.duplicate_solutions, merged.built, merged.duplicate_examples) == (2, 0, 2, 1)
+
+
+def test_each_example_names_the_round_that_found_it_and_keeps_its_id():
+    # Both rounds' records come from prompt-0, row 0: only the iteration in the provenance tells them apart.
+    round0 = puzzle(F1, ["def g():\n    return 4"], 0)
+    round1 = puzzle(F1, ["def g():\n    return 4", "def g():\n    return 2 + 2"], 1)
+    merged = merge([round1, round0])
+    by_body = {e["response"].split("\n")[4]: e for e in merged.examples}
+    assert {b: json.loads(e["provenance"]) for b, e in by_body.items()} == {
+        "    return 4": {"puzzle": "generated/prompt-0#0", "format": "raw", "iteration": 0},
+        "    return 2 + 2": {"puzzle": "generated/prompt-0#0", "format": "raw", "iteration": 1}}
+    assert {(e["source_uri"], e["source_row"]) for e in merged.examples} == {("self-play:prompt-0", 0)}
+    # The id is the one a round's own training set gives the same example: the text's, never the round's.
+    own = plans.solved_puzzle_examples(round1, load_preset(), "raw", seed_format.load_self_play_prompt())
+    assert {e["id"] for e in own} == {e["id"] for e in merged.examples}
+    assert all("iteration" not in json.loads(e["provenance"]) for e in own)  # a round's own set: as before
+    assert by_body["    return 4"]["id"] == content_id("training_example", "self_play", "",
+                                                         by_body["    return 4"]["response"])
+
+
+def test_equal_examples_of_several_rounds_keep_the_earliest_round():
+    # One text from two bodies, found in rounds 10 and 2 (10 sorts before 2 as text): round 2's is kept.
+    merged = merge([puzzle(F1, ["def g():\n    return 4"], 10), puzzle(F1, ["def g():\n    return 4   "], 2)])
+    (example,) = merged.examples
+    assert json.loads(example["provenance"])["iteration"] == 2 and merged.duplicate_examples == 1
 
 
 def test_the_counts_balance():
