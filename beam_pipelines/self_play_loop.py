@@ -112,6 +112,16 @@ def _merge(args, r: int, rounds: Sequence[Path], round_dir: Path) -> dict[str, A
     return _read(merged / "summary.json")
 
 
+def _why_empty(merged: dict[str, Any], r: int) -> str:
+    """Why round ``r``'s merged set is empty, from the merge's summary: no verified pair in rounds 0..r, or the
+    cap (an ``--example-cap`` of 0) dropped every example."""
+    pairs = merged.get("pairs_in") or 0
+    if not pairs:
+        return f"no verified pair in rounds 0..{r} yet"
+    return (f"the merged set is empty after the cap: {pairs} verified pair(s) in rounds 0..{r}, "
+            f"{merged.get('over_example_cap') or 0} example(s) over the example cap of {merged.get('example_cap')}")
+
+
 def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
          examples: int | None = None, run_seed: int | None = None, generated_by: str | None = None
          ) -> dict[str, Any]:
@@ -167,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         merged = _merge(args, r, rounds_so_far, round_dir)
         examples_so_far = merged.get("training_examples") or 0
         if not examples_so_far:
-            print(f"[self-play-loop] round {r}: no verified pair yet, so no fine-tune; M_{r + 1} = M_{r}",
+            print(f"[self-play-loop] round {r}: {_why_empty(merged, r)}, so no fine-tune; M_{r + 1} = M_{r}",
                   file=sys.stderr, flush=True)
             rows.append(_row(f"{r}", model, out / "base-eval" if model == args.model else
                              out / f"round-{r - 1}" / "eval", ks, generated, examples_so_far, seed, model))

@@ -118,3 +118,27 @@ def test_the_merge_is_a_step_a_rerun_skips_and_a_round_that_ran_again_refuses(tm
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "run": "another run"}))
     with pytest.raises(SystemExit, match="ran again after this step finished"):
         loop_main(argv)
+
+
+def test_an_empty_merged_set_says_whether_there_was_no_pair_or_the_cap_dropped_them(tmp_path, monkeypatch, capsys):
+    from beam_pipelines import self_play_loop
+
+    def capped_at_zero(driver, name, command, log, done, **kwargs):  # a round run with --example-cap 0
+        stand_in_jobs(driver, name, command, log, done, **kwargs)
+        if "beam_pipelines.self_play" in command:
+            manifest = json.loads((done.parent / "manifest.json").read_text())
+            manifest["settings"]["example_cap"] = 0
+            (done.parent / "manifest.json").write_text(json.dumps(manifest))
+
+    monkeypatch.setattr(self_play_loop, "run_step", capped_at_zero)
+    monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
+    assert loop_main([f"--output={tmp_path / 'capped'}", "--p3-dir=p3", "--rounds=1"]) == 0
+    err = capsys.readouterr().err
+    assert ("round 0: the merged set is empty after the cap: 4 verified pair(s) in rounds 0..0, 4 example(s) over "
+            "the example cap of 0, so no fine-tune; M_1 = M_0") in err and "no verified pair" not in err
+
+    monkeypatch.setitem(ROUNDS, 0, [])  # no pair at all: that is what it says, cap of 0 or not
+    assert loop_main([f"--output={tmp_path / 'none'}", "--p3-dir=p3", "--rounds=1"]) == 0
+    err = capsys.readouterr().err
+    assert "round 0: no verified pair in rounds 0..0 yet, so no fine-tune; M_1 = M_0" in err
+    assert "after the cap" not in err
