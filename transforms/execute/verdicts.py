@@ -416,7 +416,7 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
                         limits, allow_unisolated, judge)
     if verdict.status == "timeout":
         reason = f"{call} in one process did not finish within {limits.timeout_s:g}s (g and f together)"
-        return dataclasses.replace(verdict, status="failed", reason=reason)
+        return dataclasses.replace(verdict, reason=reason)  # still a timeout: counted as one (solution_timeout)
     return verdict
 
 
