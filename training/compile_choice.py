@@ -23,6 +23,12 @@ class CompileChoice:
     reason: str
 
 
+def require_setting(setting: object) -> None:
+    """``ValueError`` unless ``setting`` is True, False or "auto" (not 1 or 1.0, which equal True)."""
+    if not (type(setting) is bool or setting == "auto"):
+        raise ValueError(f"compile_layers must be true, false or auto, got {setting!r}")
+
+
 def cpp_compiler() -> str | None:
     """The C++ compiler torch's inductor would build CPU kernels with ($CXX, else g++), or None if not on PATH."""
     import os
@@ -35,12 +41,11 @@ def choose_compile_layers(setting: bool | str, *, examples: int, cuda: bool, cpu
                           world_size: int, gradient_checkpointing: bool, compiler: str | None) -> CompileChoice:
     """``setting`` True/False forces; ``auto`` compiles a single-process CPU run on native bf16 hardware that
     trains at least ``AUTO_MIN_EXAMPLES`` examples, when a C++ compiler (``compiler``) is there to build it."""
+    require_setting(setting)
     if setting is True:
         return CompileChoice(True, "compile_layers: true")
     if setting is False:
         return CompileChoice(False, "compile_layers: false")
-    if setting != "auto":
-        raise ValueError(f"compile_layers must be true, false or auto, got {setting!r}")
     if cuda:
         return CompileChoice(False, "auto: eager on CUDA (compiled layers not measured there)")
     if cpu_bf16 is None:

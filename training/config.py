@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from training.compile_choice import require_setting
+
 PROMPT_FORMATS = ("paper", "chat", "raw")  # or a path to a transforms.instruct.prompts preset file
 PRECISIONS = ("auto", "bf16", "fp32")
 DISTRIBUTED = ("auto", "fsdp", "ddp")
@@ -86,8 +88,7 @@ class TrainConfig:
             raise ValueError(f"stage names must be unique, got {names}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}")
-        if not (type(self.compile_layers) is bool or self.compile_layers == "auto"):  # 1 == True and 1.0 == True
-            raise ValueError(f"compile_layers must be true, false or auto, got {self.compile_layers!r}")
+        require_setting(self.compile_layers)
         if self.distributed not in DISTRIBUTED:
             raise ValueError(f"distributed must be one of {DISTRIBUTED}")
         if self.optimizer.name == "adafactor" and (

@@ -323,8 +323,7 @@ class TrainingExamplesFn(beam.DoFn):
     raw text or the instruction format."""
 
     def __init__(self, preset: SelfPlayPreset, training_format: str, template: seed_format.SelfPlayPrompt):
-        if training_format not in plans.TRAINING_FORMATS:
-            raise ValueError(f"training format must be raw or instruction, got {training_format!r}")
+        plans.require_training_format(training_format)  # at construction, before any element
         self._preset = preset
         self._format = training_format
         self._template = template

@@ -78,8 +78,9 @@ def merge_solutions(records: Iterable[Mapping[str, Any]], max_solutions: int
     merged: list[dict[str, Any]] = []
     pairs_in = duplicates = over = 0
     for key in sorted(by_puzzle):
+        rounds_records = sorted(by_puzzle[key], key=_earliest)
         holders: dict[str, Mapping[str, Any]] = {}  # solution -> the earliest record that holds it
-        for record in sorted(by_puzzle[key], key=_earliest):
+        for record in rounds_records:
             for g in record["solutions"]:
                 pairs_in += 1
                 if g in holders:
@@ -91,7 +92,7 @@ def merge_solutions(records: Iterable[Mapping[str, Any]], max_solutions: int
         per_record: dict[int, list[str]] = {}
         for g in kept:
             per_record.setdefault(id(holders[g]), []).append(g)
-        for record in sorted(by_puzzle[key], key=_earliest):
+        for record in rounds_records:
             if id(record) in per_record:
                 merged.append({**record, "solutions": per_record.pop(id(record))})
     return merged, pairs_in, duplicates, over
@@ -110,9 +111,10 @@ def merge_rounds(records: Iterable[Mapping[str, Any]], *, max_solutions: int, ca
     for round_, example in built:
         by_id.setdefault(example["id"], []).append((round_, example))
     # Equal examples: the one of the earliest round (its iteration in the provenance), then as every dedup picks.
-    distinct: Sequence[dict[str, Any]] = [
-        pick_duplicate([e for round_, e in group if round_ == min(r for r, _ in group)])[0]
-        for group in by_id.values()]
+    distinct: Sequence[dict[str, Any]] = []
+    for group in by_id.values():
+        earliest = min(round_ for round_, _ in group)
+        distinct.append(pick_duplicate([e for round_, e in group if round_ == earliest])[0])
     ordered = sorted(distinct, key=lambda e: plans.example_sort_key(e, seed))
     return Merged(ordered[:cap], pairs_in=pairs_in, duplicate_solutions=duplicates, over_solution_cap=over,
                   built=len(built), duplicate_examples=len(built) - len(distinct),

@@ -117,6 +117,12 @@ def puzzle_record(sample: dict[str, Any], sat: str, answer_type: str | None, tes
     }
 
 
+def require_training_format(training_format: str) -> None:
+    """``ValueError`` unless ``training_format`` is one of ``TRAINING_FORMATS``."""
+    if training_format not in TRAINING_FORMATS:
+        raise ValueError(f"training format must be raw or instruction, got {training_format!r}")
+
+
 def solved_puzzle_examples(puzzle: dict[str, Any], preset: SelfPlayPreset, training_format: str,
                            template: puzzles.SelfPlayPrompt, iteration: int | None = None) -> list[dict[str, Any]]:
     """A solved PUZZLE record -> one TRAINING_EXAMPLE per solution in ``puzzle["solutions"]``: the reference's raw
@@ -124,8 +130,7 @@ def solved_puzzle_examples(puzzle: dict[str, Any], preset: SelfPlayPreset, train
     instruction format (the puzzle as the instruction, g as the response). ``iteration`` (the merge of rounds: the
     round the puzzle record came from, as its ``source_uri``/``source_row`` repeat across rounds) goes into the
     provenance only, never into the example's id."""
-    if training_format not in TRAINING_FORMATS:
-        raise ValueError(f"training format must be raw or instruction, got {training_format!r}")
+    require_training_format(training_format)
     header = solve.solution_header(puzzle["sat"], preset.solve)  # every solution starts with it
     provenance = {"puzzle": puzzle["name"], "format": training_format,
                   **({"iteration": iteration} if iteration is not None else {})}
