@@ -27,8 +27,8 @@ Memory in total: each process is capped by ``RLIMIT_AS``, at most
 its tmpfs (``file_size_mb``) and memfd/pipe buffers (each file capped by ``RLIMIT_FSIZE``, their number by
 ``RLIMIT_NOFILE``). A cgroup would bound it more tightly, but needs a writable cgroup tree that Beam workers lack.
 
-The interpreter: the project's base interpreter (``sys.base_prefix``; the venv is never needed, ``-I -S`` gives
-the standard library only) when the sandbox user can reach it; otherwise the system ``/usr/bin/pythonX.Y`` of the
+The interpreter: the project's base interpreter (``sys.base_prefix``; the venv is never needed, ``-s -P -S``
+gives the standard library only) when the sandbox user can reach it; otherwise the system ``/usr/bin/pythonX.Y`` of the
 same version (here the base is pyenv under ``/root``, which is mode 700, so Debian's python3.11 runs inside).
 
 Killing: the wall clock is kept by the parent. At the end of a run, timed out or not, the sandbox's PID 1 gets
@@ -58,6 +58,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SANDBOX_UID = 65534  # "nobody", inside the sandbox and, when the parent is root, on the host too
+# Interpreter flags: ``-I`` without ``-E``, so the fixed PYTHONHASHSEED below is read. The environment is ours alone
+# (``--clearenv``, or an explicit ``env`` unisolated), so no other PYTHON* variable can reach the interpreter.
+PYTHON_FLAGS = ("-s", "-P", "-S", "-B")
+# str/bytes hashes, hence set and dict-view iteration order, are the same in every run, so a puzzle whose answer
+# depends on set order gets the same verdict every time (with -I each interpreter drew a random seed).
+HASH_SEED = "0"
 WORK_DIR = "/sandbox"
 # Appears in every sandbox interpreter's command line, so tests can find strays from outside.
 PROCESS_MARKER = "inverse-instruct-sandbox"
@@ -190,7 +196,7 @@ def bwrap_args(limits: IsolationLimits, info_fd: int) -> list[str]:
              "--remount-ro", "/",
              "--chdir", WORK_DIR,
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
-             "--setenv", "HOME", WORK_DIR, "--setenv", "TMPDIR", WORK_DIR,
+             "--setenv", "HOME", WORK_DIR, "--setenv", "TMPDIR", WORK_DIR, "--setenv", "PYTHONHASHSEED", HASH_SEED,
              "--info-fd", str(info_fd),
              "--"]
     return args
@@ -320,7 +326,8 @@ class SandboxProcess:
         else:
             self._workdir = tempfile.mkdtemp(prefix="unisolated-sandbox-")
             argv = [os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable), *python_args]
-            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self._workdir, "TMPDIR": self._workdir}
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self._workdir, "TMPDIR": self._workdir,
+                   "PYTHONHASHSEED": HASH_SEED}
             cwd = self._workdir
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
@@ -538,7 +545,7 @@ def start_agent(limits: IsolationLimits, allow_unisolated: bool = False
     wire_src, agent_src = _agent_sources()
     config = json.dumps(agent_config(limits, req_r, resp_w))
     try:
-        proc = SandboxProcess(["-I", "-S", "-B", "-c", _BOOTSTRAP, wire_src, agent_src, config], limits, isolated,
+        proc = SandboxProcess([*PYTHON_FLAGS, "-c", _BOOTSTRAP, wire_src, agent_src, config], limits, isolated,
                               channel=(req_r, resp_w))
     except BaseException:
         os.close(req_w)
@@ -565,7 +572,7 @@ def _run_program(source: str, limits: IsolationLimits, isolated: bool) -> Proces
                   (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
                   (resource.RLIMIT_CORE, 0, 0)]
     config = json.dumps({"limits": limit_list})
-    with SandboxProcess(["-I", "-S", "-B", "-c", _RAW_BOOTSTRAP, config, source], limits, isolated) as proc:
+    with SandboxProcess([*PYTHON_FLAGS, "-c", _RAW_BOOTSTRAP, config, source], limits, isolated) as proc:
         code = proc.wait()
         timed_out = code is None
     return ProcessResult(code, timed_out, time.monotonic() - proc.started, proc.stdout, proc.stderr, isolated)

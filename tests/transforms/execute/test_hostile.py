@@ -6,8 +6,11 @@ sandbox's marker (nor, as root, with the sandbox's uid) that this worker started
 """
 from __future__ import annotations
 
+import ast
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -495,9 +498,30 @@ def test_the_parent_environment_is_invisible(monkeypatch):
         args=(secret, os.getpid()))
     assert found["hits"] == []
     assert (secret not in str(found["env"])
-            and set(found["env"]) <= {"PATH", "LANG", "HOME", "TMPDIR", "PWD", "LC_CTYPE"})
+            and set(found["env"]) <= {"PATH", "LANG", "HOME", "TMPDIR", "PWD", "LC_CTYPE", "PYTHONHASHSEED"})
     assert found["parent_visible"] is False
     assert found["ppid"] == 0 and found["pids"] == ["1"]  # the interpreter is PID 1 of its own namespace
+
+
+SET_ORDER = "{'apple', 'banana', 'cherry', 'date', 'elderberry', 'fig', 'grape'}"
+
+
+def test_string_hashes_are_the_same_in_every_sandbox():
+    """Set order of strings must not vary between the sandbox that runs g and the one that runs f, nor between
+    runs; the expected hashes come from a plain interpreter on the host started with PYTHONHASHSEED=0."""
+    source = f"def probe():\n    return [hash('abc'), hash(b'xyz'), list({SET_ORDER})]\n"
+    host = subprocess.run([sys.executable, "-c", f"print(repr([hash('abc'), hash(b'xyz'), list({SET_ORDER})]))"],
+                          env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True, check=True)
+    expected = ast.literal_eval(host.stdout)
+    assert value_of(source) == expected
+    assert value_of(source) == expected
+
+
+def test_a_pair_that_depends_on_set_order_gets_the_same_verdict_every_run():
+    sat = f"def f(x: str):\n    return x == next(iter({SET_ORDER}))\n"
+    sol = f"def g():\n    return next(iter({SET_ORDER}))\n"
+    verdicts_seen = [verdicts.verify_pair(sat, sol, "str", FAST) for _ in range(3)]
+    assert all(v.passed for v in verdicts_seen), verdicts_seen
 
 
 def test_writing_through_proc_cwd_does_not_reach_the_parent_cwd(tmp_path: Path, monkeypatch):
