@@ -27,6 +27,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -164,8 +165,6 @@ def host_load() -> dict:
 
 
 def _uptime() -> str:
-    import subprocess
-
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -188,7 +187,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile-layers", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
                         help="compile_layers of the run (bare flag: on; auto: the job's choice, which keeps "
                              "runs shorter than training.compile_choice.AUTO_MIN_EXAMPLES eager)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice; with --nproc, per process, default 1)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes (torchrun, DDP over gloo); tokens per CPU-second then count every rank's CPU "
+                             "as rank 0's times nproc")
     parser.add_argument("--no-peaks", action="store_true", help="skip the matmul peak measurement")
     parser.add_argument("--json-out", default=None, help="also write the report here")
     parser.add_argument("--compare", action="store_true", help="fp32 and bf16 runs side by side (subprocesses)")
@@ -214,8 +217,8 @@ def bench_run(args: argparse.Namespace) -> dict:
     from training import finetune
     from training.config import StageConfig, TrainConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads or args.nproc > 1:
+        torch.set_num_threads(args.threads or 1)
     threads = torch.get_num_threads()
     load_before = host_load()
     peaks = None if args.no_peaks else matmul_peaks(threads)
@@ -233,7 +236,10 @@ def bench_run(args: argparse.Namespace) -> dict:
             stages=[StageConfig(name="bench", data=str(shards), epochs=1, max_steps=args.steps)],
         ).validate()
         started = time.perf_counter()
-        summary = finetune.run(config, resume=False)[0]
+        if args.nproc > 1:
+            summary = _torchrun(config, args.nproc, threads, Path(tmp))
+        else:
+            summary = finetune.run(config, resume=False)[0]
         wall = time.perf_counter() - started
         metrics = Path(tmp) / "out" / "stage-0-bench" / "metrics.jsonl"
         logs = [json.loads(line) for line in metrics.read_text().splitlines()]
@@ -242,7 +248,7 @@ def bench_run(args: argparse.Namespace) -> dict:
     tokens_per_second = statistics.median(e["tokens_per_second"] for e in timed)
     timed_tokens = sum(e["real_tokens"] for e in timed)
     timed_wall = sum(e["window_seconds"] for e in timed)
-    timed_cpu = sum(e["cpu_seconds"] for e in timed)
+    timed_cpu = sum(e["cpu_seconds"] for e in timed) * args.nproc  # cpu_seconds is rank 0's
     padding = statistics.mean(e["padding_fraction"] for e in steps)
     lengths = _example_lengths(rows, args.max_length)
     report = {
@@ -254,6 +260,7 @@ def bench_run(args: argparse.Namespace) -> dict:
         "precision_reason": summary["precision_reason"],
         "sort_steps_by_length": not args.no_sort,
         "torch_threads": threads,
+        "processes": args.nproc,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "steps": len(steps),
         "global_batch": args.global_batch,
@@ -279,7 +286,8 @@ def bench_run(args: argparse.Namespace) -> dict:
         "compiled_graphs": [e.get("compiled_graphs") for e in steps] if summary.get("compiled_layers") else None,
         "truncated_examples": summary["truncated_examples"],
         "examples": sum(e["examples"] for e in steps),
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gib": round(resource.getrusage(
+            resource.RUSAGE_CHILDREN if args.nproc > 1 else resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "wall_seconds_incl_model_load": round(wall, 1),
         "host_before": load_before,
         "host_after": host_load(),
@@ -296,6 +304,21 @@ def bench_run(args: argparse.Namespace) -> dict:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _torchrun(config, nproc: int, threads: int, tmp: Path) -> dict:
+    """The same job under torchrun (DDP over gloo, ``threads`` torch threads per rank); rank 0's stage summary."""
+    import yaml
+
+    from training.config import config_to_dict
+
+    config_path = tmp / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config_to_dict(config)), encoding="utf-8")
+    env = _child_env({"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
+                      "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                    "-m", "training.finetune", "--config", str(config_path)], cwd=REPO, env=env, check=True)
+    return json.loads((Path(config.output_dir) / "stage-0-bench" / "COMPLETE.json").read_text())
 
 
 # --------------------------------------------------------------------------- --compare

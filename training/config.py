@@ -63,8 +63,9 @@ class TrainConfig:
     sort_steps_by_length: bool = True  # order each optimizer step's examples longest first: less padding, same gradient
     # LM head and cross-entropy only at positions that predict a label (response + EOS): same loss, less compute
     selected_logits: bool = True
-    # With selected_logits, in a single process: run each micro-batch as groups of rows trimmed to their length,
-    # a group's padding fraction at most this (0: only equal lengths share a group; None: the padded micro-batch).
+    # With selected_logits, in one process or under DDP (not FSDP): run each micro-batch as groups of rows trimmed
+    # to their length, a group's padding fraction at most this (0: only equal lengths share a group; None: the
+    # padded micro-batch).
     # Same examples, loss and gradient; fewer padded positions computed, more (smaller) forward calls.
     unpad_max_padding: float | None = 0.1
     # torch.compile each decoder layer (regional: the layers share one compiled graph, dynamic shapes): true, false,

@@ -9,9 +9,10 @@ deterministic, and resuming skips batch indices without reading their data.
 
 Micro-batches. Inside each optimizer step the examples are ordered longest first (``StepLengthOrder``), so a
 micro-batch holds examples of similar length and pads less; the step's set of examples, and so its gradient (a
-sum over them, normalised by the step's token count), is the same as in the plain order. In a single process
-the trainer then runs each micro-batch as groups of rows trimmed to their length (``unpad_max_padding``, see
-``training.finetune.unpadded_groups``), so what padding remains is mostly not computed either.
+sum over them, normalised by the step's token count), is the same as in the plain order. In one process or
+under DDP the trainer then runs each micro-batch as groups of rows trimmed to their length
+(``unpad_max_padding``, see ``training.finetune.unpadded_groups``), so what padding remains is mostly not
+computed either.
 
 Memory. Rows are read lazily, one shard's text columns at a time (a small LRU), so memory is bounded by the shard
 size, not by the corpus: write training shards with ``--shard-mb`` small enough (e.g. 64).

@@ -333,12 +333,14 @@ def _trainer_classes():
             return loss
 
         def _selected_loss(self, model, inputs, num_items_in_batch):
-            """``selected_positions_loss`` of the micro-batch; in a single process, over its ``unpadded_groups``
-            (one forward each, one backward over their sum: the same loss and gradient without the padding)."""
+            """``selected_positions_loss`` of the micro-batch over its ``unpadded_groups`` (one forward each, one
+            backward over their sum: the same loss and gradient without the padding), in one process or under DDP.
+            DDP's reducer takes several forwards before one backward: every group reaches every parameter, and
+            each parameter's gradient hook fires once, after autograd has summed the groups' contributions (the
+            2-rank test compares the loss curve with the padded one's). FSDP stays padded: its pre-backward
+            hooks and resharding per forward are untested with several forwards per backward."""
             count = num_items_in_batch if self.model_accepts_loss_kwargs else None
-            # Under DDP one forward per backward (the reducer's contract): the padded micro-batch.
-            distributed = isinstance(model, torch.nn.parallel.DistributedDataParallel) or world_size() > 1
-            if self.unpad_max_padding is None or distributed or _output_head(model) is None:
+            if self.unpad_max_padding is None or self.is_fsdp_enabled or _output_head(model) is None:
                 return selected_positions_loss(model, inputs, count)
             groups = unpadded_groups(inputs, self.unpad_max_padding)
             # The logged padding fraction counts the positions computed: the groups', not the padded batch's.
@@ -433,6 +435,11 @@ def training_arguments(config: TrainConfig, stage, stage_dir: Path, model, accum
     elif world_size() > 1:
         kwargs["ddp_backend"] = "nccl" if cuda else "gloo"
         kwargs["ddp_find_unused_parameters"] = False
+        if config.unpad_max_padding is not None:
+            # DDP broadcasts buffers at every forward, a collective, and unpadded micro-batches give ranks
+            # different numbers of forwards (they hung). A causal LM's buffers (rotary frequencies) are computed
+            # the same on every rank from the same checkpoint and never change, so there is nothing to broadcast.
+            kwargs["ddp_broadcast_buffers"] = False
     return TrainingArguments(
         output_dir=str(stage_dir),
         per_device_train_batch_size=config.per_device_batch_size,

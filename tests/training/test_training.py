@@ -365,6 +365,29 @@ def test_torchrun_two_ranks_loss_goes_down(reference_run):
     assert summary["gradient_accumulation_steps"] == 2
 
 
+@pytest.mark.heavy
+def test_two_ranks_unpadded_groups_keep_the_padded_loss_curve(tmp_path, tiny_model_dir, shard_dirs):
+    """Under DDP each micro-batch runs as several forwards (its unpadded groups) before one backward; the
+    gradients still reach every rank: 3 steps give the padded run's fp32 loss curve, with no padding computed."""
+    runs = {}
+    for unpad in (None, 0.0):
+        out = tmp_path / f"unpad-{unpad}"
+        config = write_config(tmp_path / f"unpad-{unpad}.yaml", tiny_model_dir, shard_dirs, out, precision="fp32",
+                              save_steps=1000, unpad_max_padding=unpad,
+                              stages=[{"name": "generated", "data": str(shard_dirs / "generated"), "epochs": 2,
+                                       "max_steps": 3}])
+        run_torchrun(config)
+        runs[unpad] = step_losses(out / "stage-0-generated")
+    padded, unpadded = runs[None], runs[0.0]
+    assert sorted(padded) == sorted(unpadded) == [1, 2, 3]
+    assert padded[3]["loss"] < padded[1]["loss"]  # the steps did update the weights
+    assert any(padded[step]["padding_fraction"] > 0 for step in padded)  # so trimming had something to remove
+    for step in padded:
+        assert unpadded[step]["loss"] == pytest.approx(padded[step]["loss"], rel=1e-5), step
+        assert unpadded[step]["real_tokens"] == padded[step]["real_tokens"]
+        assert unpadded[step]["padding_fraction"] == 0
+
+
 def test_two_stages_run_in_order_from_the_right_weights(reference_run, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
