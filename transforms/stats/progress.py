@@ -9,7 +9,10 @@ workers) and prints one line per stage on stderr: a live table on a terminal, pl
 
 Counter names are ``<stage>.<outcome>``: ``in``, ``out``, ``rejected.<reason>``, and for the engine
 ``engine.done.generate``, ``engine.done.score`` and ``engine.generated_tokens``; ``<stage>.requests.generate``
-and ``<stage>.requests.score`` count the requests a stage planned, which gives the engine's "done of total".
+and ``<stage>.requests.score`` count the requests a stage planned, which gives the engine's "done of total";
+``inference_cache.hits`` counts the requests answered without the engine. The engine answers a whole batch at
+once, so the first answers come in a burst long after the first request: :class:`EngineProgress` says how long the
+engine has had work without answering, and shows a rate and an ETA only once they are measured over real work.
 """
 from __future__ import annotations
 
@@ -122,35 +125,125 @@ def stage_rows(counters: Mapping[str, float], order: list[str] | None = None) ->
     return [(s, stages[s]) for s in known + sorted(set(stages) - set(known))]
 
 
-def engine_line(counters: Mapping[str, float], elapsed: float, engine_since: float | None,
-                engine_last: float | None = None) -> str | None:
-    """Requests done of planned, tokens per second and an ETA from the rate while the engine was busy (from the
-    first answered request to the latest); None before any request."""
-    done_g, done_s = counters.get("engine.done.generate", 0), counters.get("engine.done.score", 0)
-    planned_g = sum(v for k, v in counters.items() if k.endswith(".requests.generate"))
-    planned_s = sum(v for k, v in counters.items() if k.endswith(".requests.score"))
-    if not (done_g or done_s or planned_g or planned_s):
+# A rate measured over less work than this is noise: the engine answers a whole batch at once, so the first
+# answers arrive in a burst after the engine's start, and a rate timed from them is several times the real one.
+MIN_RATE_SECONDS = 10.0
+KINDS = (("generate", "generate"), ("score", "judge"))  # (counter suffix, what the line calls it)
+
+
+class _Kind:
+    """One kind of request (generate or score) as the reporter saw it over time."""
+
+    def __init__(self):
+        self.busy = 0.0  # seconds during which requests of this kind were planned and not yet answered
+        self.done = 0.0
+        self.outstanding = False
+        self.first_done: float | None = None  # answers at the first report that saw some
+        self.first_busy = 0.0  # busy seconds at that report
+
+
+class EngineProgress:
+    """The engine's rate and ETA, from the counters seen at each report.
+
+    The clock of a kind of request runs while some of them are planned and unanswered (from the report that first
+    sees them planned, counted from the report before it, so work is never timed as shorter than it was). The token
+    rate is the tokens over that time: it includes the engine's start and is shown only after
+    :data:`MIN_RATE_SECONDS` of it. The ETA needs answers at two reports at least: its rate counts only what was
+    answered after the first answers and the time since, so neither the engine's start nor the first batch's burst
+    decides it."""
+
+    def __init__(self, started: float = 0.0):
+        self._last = started
+        self.kinds = {suffix: _Kind() for suffix, _ in KINDS}
+
+    def observe(self, counters: Mapping[str, float], now: float) -> None:
+        dt, self._last = max(0.0, now - self._last), now
+        unanswered = _unanswered(counters)
+        for suffix, kind in self.kinds.items():
+            planned = _planned(counters, suffix)
+            done = counters.get(f"engine.done.{suffix}", 0)
+            outstanding = planned > done and unanswered > 0
+            if outstanding or kind.outstanding:
+                kind.busy += dt
+            kind.outstanding = outstanding
+            if done > kind.done and kind.first_done is None:
+                kind.first_done, kind.first_busy = done, kind.busy
+            kind.done = max(kind.done, done)
+
+    def token_rate(self, counters: Mapping[str, float]) -> float | None:
+        """Generated tokens per second of generating, or None while that is not yet meaningful."""
+        tokens, busy = counters.get("engine.generated_tokens", 0), self.kinds["generate"].busy
+        return tokens / busy if tokens and busy >= MIN_RATE_SECONDS else None
+
+    def eta(self, counters: Mapping[str, float], suffix: str) -> float | None:
+        """Seconds until this kind's planned requests are answered, or None while no honest estimate exists."""
+        kind = self.kinds[suffix]
+        remaining = min(_planned(counters, suffix) - kind.done, _unanswered(counters))
+        if kind.first_done is None or remaining <= 0:
+            return None
+        answered, seconds = kind.done - kind.first_done, kind.busy - kind.first_busy
+        if answered <= 0 or seconds < MIN_RATE_SECONDS:
+            return None
+        return remaining * seconds / answered
+
+
+def _planned(counters: Mapping[str, float], suffix: str) -> float:
+    return sum(v for k, v in counters.items() if k.endswith(f".requests.{suffix}"))
+
+
+def _unanswered(counters: Mapping[str, float]) -> float:
+    """Requests planned and answered neither by the engine nor from the inference cache (whose hits are not
+    counted by kind)."""
+    return sum(_planned(counters, suffix) - counters.get(f"engine.done.{suffix}", 0) for suffix, _ in KINDS) - \
+        counters.get("inference_cache.hits", 0)
+
+
+def engine_line(counters: Mapping[str, float], engine: EngineProgress | None = None) -> str | None:
+    """Requests answered of planned per kind, the tokens with their rate, the inference cache's hits and an ETA,
+    each only once it means something (:class:`EngineProgress`); None before any request."""
+    engine = engine or EngineProgress()
+    hits = counters.get("inference_cache.hits", 0)
+    parts, waiting, etas = [], False, []
+    for suffix, label in KINDS:
+        planned, done = _planned(counters, suffix), counters.get(f"engine.done.{suffix}", 0)
+        if not (planned or done):
+            continue
+        text = f"{label} {int(done)}/{int(planned)}" if planned else f"{label} {int(done)}"
+        busy = engine.kinds[suffix].busy
+        if not done and planned and busy > 0:  # busy: some are unanswered, by the cache too
+            text += f" (no answers yet after {_fmt_duration(busy)})"
+            waiting = True
+        parts.append(text)
+        eta = engine.eta(counters, suffix)
+        if eta is not None:
+            etas.append(f"{label} ETA {_fmt_duration(eta)}")
+    if not parts:
         return None
     tokens = counters.get("engine.generated_tokens", 0)
-    busy = ((engine_last if engine_last is not None else elapsed) - engine_since) if engine_since is not None else 0.0
-    parts = [f"generate {int(done_g)}/{int(planned_g)}" if planned_g else f"generate {int(done_g)}"]
-    if planned_s or done_s:
-        parts.append(f"judge {int(done_s)}/{int(planned_s)}")
-    parts.append(f"{int(tokens):,} tokens" + (f" ({tokens / busy:.0f}/s)" if busy > 1 and tokens else ""))
-    done, planned = done_g + done_s, planned_g + planned_s
-    if busy > 1 and done and planned > done:
-        parts.append(f"ETA {_fmt_duration(busy * (planned - done) / done)} (of the requests planned so far)")
-    return "engine: " + ", ".join(parts)
+    if tokens:
+        rate = engine.token_rate(counters)
+        parts.append(f"{int(tokens):,} tokens" + (
+            f" ({rate:.0f}/s over {_fmt_duration(engine.kinds['generate'].busy)})" if rate else ""))
+    if hits:
+        parts.append(f"{int(hits):,} answered from the inference cache")
+    if etas:
+        parts.append(", ".join(etas) + " (of the requests planned so far)")
+    line = "engine: " + ", ".join(parts)
+    if waiting and not tokens and not counters.get("engine.done.score", 0):
+        line += "; the engine starts on its first batch, then answers whole batches at once"
+    return line
 
 
-def progress_lines(counters: Mapping[str, float], elapsed: float, engine_since: float | None,
-                   order: list[str] | None = None, engine_last: float | None = None) -> list[str]:
+def progress_lines(counters: Mapping[str, float], elapsed: float, engine: EngineProgress | None = None,
+                   order: list[str] | None = None) -> list[str]:
     lines = [f"[{_fmt_duration(elapsed)}]"]
     for stage, c in stage_rows(counters, order):
         lines.append(f"  {stage:<22} in {int(c['in']):>8,}  out {int(c['out']):>8,}  rejected {int(c['rejected']):>7,}")
-    engine = engine_line(counters, elapsed, engine_since, engine_last)
-    if engine:
-        lines.append("  " + engine)
+    line = engine_line(counters, engine)
+    if line:
+        lines.append("  " + line)
+    if len(lines) == 1:
+        lines.append("  no records counted yet: the runner is starting the job and reading its input")
     return lines
 
 
@@ -168,9 +261,7 @@ class ProgressReporter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="progress-report", daemon=True)
         self._started = time.monotonic()
-        self._engine_since: float | None = None
-        self._engine_last: float | None = None
-        self._engine_done = 0.0
+        self._engine = EngineProgress(self._started)
         self.reports = 0
 
     def start(self) -> "ProgressReporter":
@@ -179,13 +270,9 @@ class ProgressReporter:
 
     def _lines(self) -> list[str]:
         counters = read_progress(self.directory)
-        elapsed = time.monotonic() - self._started
-        done = counters.get("engine.done.generate", 0) + counters.get("engine.done.score", 0)
-        if done > self._engine_done:
-            if self._engine_since is None:
-                self._engine_since = max(0.0, elapsed - self.interval)  # first seen within the last interval
-            self._engine_done, self._engine_last = done, elapsed
-        return progress_lines(counters, elapsed, self._engine_since, self.order, self._engine_last)
+        now = time.monotonic()
+        self._engine.observe(counters, now)
+        return progress_lines(counters, now - self._started, self._engine, self.order)
 
     def _run(self) -> None:
         if self.tty:

