@@ -33,7 +33,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     width = max(map(len, SUBCOMMANDS))
-    lines = [__doc__.strip().split("\n")[0], "", "usage: inverse-instruct <subcommand> [options]", "", "subcommands:"]
+    title = __doc__.strip().split("\n")[0].replace("``", "")
+    lines = [title, "", "usage: inverse-instruct <subcommand> [options]", "", "subcommands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
     lines += ["", "`inverse-instruct <subcommand> --help` lists a subcommand's options."]
     return "\n".join(lines)
