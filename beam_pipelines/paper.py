@@ -40,14 +40,14 @@ COLUMNS = (("HumanEval", "humaneval", "humaneval_plus"), ("MBPP", "mbpp", "mbpp_
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="inverse-instruct paper", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="inverse-instruct paper",  # the docstring is the epilog
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--output", required=True, help="The run's directory (a local path).")
     parser.add_argument("--input", default=None, help="The instruction corpus (default: the main job's default).")
     parser.add_argument("--model", default="smollm2", help="M: the model that writes and judges the instructions.")
     parser.add_argument("--base-model", default=None,
                         help="The pre-trained model the fine-tune starts from (default: --model).")
-    parser.add_argument("--engine", default="vllm")
+    parser.add_argument("--engine", default="vllm", help="Engine of the generate and evaluate steps.")
     parser.add_argument("--generate-args", default="", help="Extra options of the main job (corpus columns, scale).")
     parser.add_argument("--train-args", default="", help='Extra training overrides, e.g. "--set global_batch_size=64".')
     parser.add_argument("--train-launcher", default="", help='e.g. "torchrun --nproc_per_node 8"; default one process.')

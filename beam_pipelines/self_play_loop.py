@@ -47,7 +47,7 @@ MERGED = "training-merged"  # round r's directory of its training set, the merge
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="inverse-instruct self-play-loop", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="inverse-instruct self-play-loop",  # the docstring is the epilog
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--output", required=True, help="The loop's directory (a local path).")
     parser.add_argument("--p3-dir", required=True, help="P3's puzzles.json and split.json.")

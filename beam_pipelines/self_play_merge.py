@@ -43,7 +43,7 @@ ROUND_TOP_LEVEL = ("puzzle_preset",)  # ... and of its top level (read as one of
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m beam_pipelines.self_play_merge",
-                                     description=__doc__.split("\n")[0],
+                                     description=None,  # the whole docstring is the epilog
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--round", dest="rounds", action="append", required=True,
                         help="A self-play round's output directory (repeat for each round).")

@@ -620,7 +620,8 @@ def run(config: TrainConfig, *, resume: bool) -> list[dict[str, Any]]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     # The name the other jobs' usage lines give too (python -m training.finetune runs the same job).
-    parser = argparse.ArgumentParser(prog="inverse-instruct train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="inverse-instruct train", description="Fine-tune on training shards, stage by stage (also with torchrun).")
     parser.add_argument("--config", required=True, help="YAML config (see training/configs/inversecoder.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir after a stop")
     parser.add_argument("--output-dir", default=None, help="override output_dir")
