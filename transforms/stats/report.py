@@ -27,9 +27,12 @@ REPORT_NAME = "report.html"
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
-vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0}pre{white-space:pre-wrap;margin:0;font-size:.85em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em;max-width:100%}td,th{border:1px solid #ccc;
+padding:.25em .6em;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3}
+td.num{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
+table.wide{width:100%;table-layout:fixed}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:0;font-size:.85em}
 .meta{color:#555;font-size:.9em}.bad{color:#b00}
 """
 _SCRIPT = """
@@ -63,8 +66,16 @@ def _img(src: str, alt: str) -> str:
     return f'<img src="{src}" alt="{html.escape(alt)}">'
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[bool] = ()) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in head) + "</tr>"]
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[bool] = (),
+           widths: Sequence[str] | None = None) -> str:
+    """A table; long cells wrap (anywhere, if a word is longer than its cell). ``widths`` (CSS, "" for an equal
+    share of what is left) fixes the columns of a table as wide as the page, for cells of long text or code."""
+    if widths:
+        cols = "".join(f'<col style="width:{w}">' if w else "<col>" for w in widths)
+        out = [f'<table class="wide"><colgroup>{cols}</colgroup><tr>']
+    else:
+        out = ["<table><tr>"]
+    out[0] += "".join(f"<th>{html.escape(str(h))}</th>" for h in head) + "</tr>"
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
@@ -104,16 +115,37 @@ def funnel_section(stages: Mapping[str, Mapping[str, Any]], order: Sequence[str]
              _table(["stage", "in", "out", "rejected", "rejected by reason", "balanced"], rows,
                     [False, True, True, True])]
     if names:
-        fig, ax = _figure(8, 0.45 * len(names) + 1)
-        ys = range(len(names))[::-1]
-        ax.barh(list(ys), [stages[n]["records_out"] for n in names], color="#4c78a8", label="out")
-        ax.barh(list(ys), [stages[n].get("rejected_total", 0) for n in names],
-                left=[stages[n]["records_out"] for n in names], color="#e45756", label="rejected")
-        ax.set_yticks(list(ys), names)
-        ax.set_xlabel("records")
-        ax.legend(loc="lower right")
-        parts.append(_img(_png(fig), "stage funnel"))
+        parts.append(_img(_png(_funnel_figure(names, stages)), "stage funnel"))
+        parts.append("<p class=meta>Log scale, so that a stage of a few records stays visible next to one of "
+                     "thousands (such as the records <code>--limit</code> leaves not sampled); each bar is labelled "
+                     "with its count, and a count of 0 has no bar.</p>")
     return "\n".join(parts)
+
+
+def _funnel_figure(names: Sequence[str], stages: Mapping[str, Mapping[str, Any]]):
+    """Records out and rejected per stage on a log axis. The bars are side by side, not stacked: a stacked segment
+    on a log axis would not show its own count."""
+    fig, ax = _figure(8, 0.55 * len(names) + 1.2)
+    ys = list(range(len(names)))[::-1]
+    height = 0.4
+    series = [("out", [stages[n]["records_out"] for n in names], "#4c78a8", height / 2),
+              ("rejected", [stages[n].get("rejected_total", 0) for n in names], "#e45756", -height / 2)]
+    for label, values, color, shift in series:
+        ax.barh([y + shift for y in ys], values, height=height, color=color, label=label)
+        for y, value in zip(ys, values):
+            if value:
+                ax.text(value * 1.15, y + shift, f"{value:,}", va="center", fontsize=8)
+    top = max([1] + [v for _, values, _, _ in series for v in values])
+    ax.set_xscale("log")
+    ax.set_xlim(0.4, top * 12)  # a count of 1 still shows as a bar; room for the largest count's label
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_ylim(-0.7, len(names) - 0.3)
+    ax.set_yticks(ys, names)
+    ax.set_xlabel("records (log scale)")
+    ax.legend(loc="lower right")  # the small counts of the last stages leave that corner empty
+    return fig
 
 
 def bar_section(title: str, counts: Mapping[str, int], xlabel: str = "") -> str:
@@ -199,7 +231,7 @@ def main_job_report(output: str, manifest: Mapping[str, Any]) -> str:
         ranked = sorted(selected, key=lambda r: (-(r["score"] or 0), r["id"]))
         table = lambda rs: _table(["score", "language", "instruction", "code"], [  # noqa: E731
             [f"{r['score']:.3f}", r["language"], _pre(r["instruction"] or "", 400), _pre(r["code"] or "", 400)]
-            for r in rs], [True])
+            for r in rs], [True], widths=["4.5em", "6.5em", "", ""])
         sections.append("<h2>Best scored examples</h2>" + table(ranked[:5]))
         sections.append("<h2>Worst scored examples</h2>" + table(ranked[-5:][::-1]))
     meta = _meta(manifest, ["model", "preset", "stages_run", "wall_seconds", "engine_seconds"])

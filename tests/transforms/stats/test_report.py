@@ -90,3 +90,53 @@ def test_the_loop_figure_leaves_out_a_missing_pass_at_k(monkeypatch):
     assert list(lines["P3 pass@10"].get_xdata()) == [0, 2] and list(lines["P3 pass@10"].get_ydata()) == [5.0, 7.0]
     assert [t.get_text() for t in figures[0].axes[0].get_xticklabels()] == ["base", "0", "1"]
     assert "None" not in page
+
+
+def _stage(records_in, records_out, **rejected):
+    return {"records_in": records_in, "records_out": records_out, "rejected": rejected,
+            "rejected_total": sum(rejected.values()), "balanced": True}
+
+
+# The clean-clone `make demo` run's funnel: 18,200 records not sampled under --limit 20, then tens per stage.
+DEMO_STAGES = {"read": _stage(18220, 18220), "limit": _stage(18220, 20, not_sampled=18200),
+               "extract": _stage(20, 20), "dedup": _stage(20, 20), "summarize": _stage(20, 99, refusal=1),
+               "self_evaluate": _stage(99, 99), "select": _stage(99, 20, not_best=79), "shards": _stage(20, 20)}
+
+
+def test_the_funnel_shows_every_stage_next_to_thousands_not_sampled(monkeypatch):
+    from transforms.stats import report
+
+    figures = []
+    monkeypatch.setattr(report, "_png", lambda fig: figures.append(fig) or "data:image/png;base64,")
+    report.funnel_section(DEMO_STAGES, list(DEMO_STAGES))
+    ax = figures[0].axes[0]
+    figures[0].canvas.draw()
+    left, right = ax.get_xlim()
+    bars = [bar for bar in ax.patches if bar.get_width() > 0]
+    assert len(bars) == 8 + 3  # every stage's records out, and the three stages that rejected some
+    for bar in bars:
+        x0, x1 = ax.transData.transform([(max(bar.get_x(), left), 0), (bar.get_x() + bar.get_width(), 0)])[:, 0]
+        # On the old linear axis the 20 records of every stage after `limit` were 0.1% of it: invisible.
+        assert (x1 - x0) / ax.bbox.width > (0.05 if bar.get_width() == 1 else 0.2), bar.get_width()
+    labels = {t.get_text() for t in ax.texts}
+    assert {"18,220", "18,200", "99", "79", "20", "1"} <= labels  # each bar carries its count
+
+
+def test_long_instructions_and_code_wrap_inside_a_1200px_window(monkeypatch, tmp_path):
+    from transforms.stats import report
+
+    long_word = "XZ74ADR/88/1C3A1EB6F9DBC8B0-" + "CHLUCANDAVM5NAAABPJ2" * 12  # no space to break at
+    code = "def f():\n    return " + " + ".join(f"value_{i}" for i in range(60)) + "  # " + "x" * 150
+    selected = [{"id": f"s{i}", "score": 0.5 + i / 100, "instruction": f"Build a class. {long_word}", "code": code,
+                 "language": "python", "snippet_id": f"p{i}"} for i in range(6)]
+    tables = {"selected": selected, "scored": selected}
+    monkeypatch.setattr(report, "_rows", lambda output, name, columns: tables.get(name, []))
+    text = report.main_job_report(str(tmp_path), {"stages": DEMO_STAGES, "stage_order": list(DEMO_STAGES)})
+    probe = ("<script>window.addEventListener('load', function () { document.body.setAttribute('data-overflow', "
+             "document.documentElement.scrollWidth - window.innerWidth); });</script></body>")
+    page = tmp_path / "report.html"
+    page.write_text(text.replace("</body>", probe))
+    dom = _browser(tmp_path, page, "--dump-dom", "--window-size=1200,2000").stdout
+    overflow = re.search(r'data-overflow="(-?\d+)"', dom)
+    assert overflow, dom[-2000:]
+    assert int(overflow.group(1)) <= 0, f"the page is {overflow.group(1)} px wider than the window"
