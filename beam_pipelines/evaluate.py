@@ -27,12 +27,20 @@ from typing import Any, Iterator, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.launch import JobSpec, job_main, pipeline_options, run_timed, write_summary
+from beam_pipelines.launch import (
+    JobSpec,
+    argument_errors,
+    job_main,
+    pipeline_options,
+    require_paths,
+    run_timed,
+    write_summary,
+)
 from beam_pipelines.options import OutputOptions
 from runners.engines import load_tokenizer
 from runners.inference import infer_and_join
 from runners.model_resolution import resolve_model
-from runners.options import EngineOptions, handler_from_options
+from runners.options import EngineOptions, engine_config_from_options, handler_from_options
 from transforms.decontam.options import BenchmarkOptions
 from transforms.execute import problems
 from transforms.execute.beam import ExecuteSamples, generated_samples, reference_samples
@@ -61,12 +69,27 @@ from transforms.stage import flatten
 from transforms.stats.progress import LIVE
 from transforms.stats.report import write_report
 
+
+def check_options(options: PipelineOptions) -> None:
+    """Before run.json and any work: the evaluation's settings parse and its benchmark file is there."""
+    with argument_errors():
+        settings = eval_settings(options)
+        sandbox_limits(options, default_sandbox_timeout(settings.benchmark))
+        if not settings.reference_solutions:
+            resolve_preset(options.view_as(MethodOptions).preset)
+            engine_config_from_options(options)
+    if settings.path:
+        given = "--problems" if options.view_as(EvaluateOptions).problems else f"--benchmark {settings.benchmark}"
+        require_paths({given: settings.path})
+
+
 JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, BenchmarkOptions, SandboxOptions, MethodOptions,
                                     EngineOptions),
               # the benchmark to score on, the training template and the sampling seed; the rest of those
               # classes (decontamination, the Inverse-Instruct method) is other jobs'
               reads_only={BenchmarkOptions: frozenset({"benchmark"}),
-                          MethodOptions: frozenset({"preset", "run_seed"})})
+                          MethodOptions: frozenset({"preset", "run_seed"})},
+              check=check_options)
 
 
 # ------------------------------------------------------------------------------------------- code problems

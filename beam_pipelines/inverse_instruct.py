@@ -18,7 +18,17 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.launch import JobSpec, counter_totals, engine_seconds, job_main, pipeline_options, run_timed
+from beam_pipelines.launch import (
+    JobConfigError,
+    JobSpec,
+    argument_errors,
+    counter_totals,
+    engine_seconds,
+    job_main,
+    pipeline_options,
+    require_paths,
+    run_timed,
+)
 from beam_pipelines.options import PROFILES, MainJobOptions, OutputOptions
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
@@ -36,17 +46,52 @@ from transforms.instruct.options import MethodOptions, method_config
 from transforms.instruct.prompts import TokenizerSource, resolve_preset
 from transforms.io.beam import ReadSourcePairs, ReadSourceTree, WriteParquetShards, WriteTrainingShards, limit_records
 from transforms.io.filesystems import read_text
-from transforms.io.options import CorpusOptions, ShardOptions, SpillOptions, spill_dir
+from transforms.io.options import (
+    CorpusOptions,
+    ShardOptions,
+    SpillOptions,
+    check_corpus_options,
+    corpus_mapping,
+    shard_bounds,
+    spill_dir,
+)
 from transforms.io.parquet import read_rows, write_index_atomic
-from transforms.io.readers import ColumnMapping, default_source_root
+from transforms.io.readers import default_source_root
 from transforms.stage import StageOutput
 from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
 from transforms.stats.report import write_report
 
+PROMPT_CODE_NEEDS_PAPER_EXTRACTION = (
+    "--prompt-code reference shows the reference's raw slice of each response, which only the paper extraction "
+    "policy computes: add --extraction-policy paper (or --profile paper)")
+
+
+def check_options(options: PipelineOptions) -> None:
+    """Before run.json and any work: every option the job reads parses, the corpus can be read as configured and
+    every benchmark file it decontaminates against is there (``JobConfigError``, ``CorpusConfigError``)."""
+    job = options.view_as(MainJobOptions)
+    with argument_errors():
+        extraction = extraction_config(options)
+        method = method_config(options)
+        decontam = decontam_config(options)
+        neardedup_config(options)
+        shard_bounds(options.view_as(ShardOptions))
+        if job.stages != "extract":
+            resolve_preset(method.preset)
+            engine_config_from_options(options)
+        benchmarks = []
+        if decontam is not None and (job.stages == "all" or job.decontam_source):
+            benchmarks, _ = guarded_benchmarks(options, paper=job.profile == "paper")
+    if method.prompt_code == "reference" and extraction.policy != "paper":
+        raise JobConfigError(PROMPT_CODE_NEEDS_PAPER_EXTRACTION)
+    require_paths({f"--benchmark {spec.name}={spec.path}": spec.path for spec in benchmarks if spec.path})
+    check_corpus_options(options)
+
+
 JOB = JobSpec("generate", __doc__, (
     OutputOptions, MainJobOptions, CorpusOptions, ExtractionOptions, MethodOptions, EngineOptions, BenchmarkOptions,
     DecontamOptions, DedupOptions, ShardOptions, SpillOptions,
-), profiles=PROFILES)
+), profiles=PROFILES, check=check_options)
 
 
 def profile_settings(profile: str) -> dict[str, Any]:
@@ -98,12 +143,7 @@ def corpus_description(options: PipelineOptions) -> dict[str, Any]:
 def read_corpus(pipeline: beam.Pipeline, options: PipelineOptions) -> StageOutput:
     corpus = options.view_as(CorpusOptions)
     if corpus.input:
-        mapping = ColumnMapping(
-            instruction=corpus.instruction_column or None,
-            response=corpus.response_column,
-            input=corpus.input_column or None,
-        )
-        return pipeline | "Read" >> ReadSourcePairs(corpus.input, mapping, corpus.input_format)
+        return pipeline | "Read" >> ReadSourcePairs(corpus.input, corpus_mapping(options), corpus.input_format)
     return pipeline | "ReadSourceTree" >> ReadSourceTree(corpus.source_tree or default_source_root())
 
 
@@ -148,10 +188,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
             "paper_not_checked": paper_unchecked,  # of PAPER_BENCHMARKS, what the paper guards
         },
     }
-    method_check = method_config(options)
-    if method_check.prompt_code == "reference" and extraction_config(options).policy != "paper":
-        raise ValueError("--prompt-code reference shows the reference's raw slice of each response, which only the "
-                         "paper extraction policy computes: add --extraction-policy paper (or --profile paper)")
+    if method_config(options).prompt_code == "reference" and extraction_config(options).policy != "paper":
+        raise JobConfigError(PROMPT_CODE_NEEDS_PAPER_EXTRACTION)  # check_options refuses it before any work
 
     def stage(name: str, inputs, result: StageOutput, fanout: int = 1) -> StageOutput:
         tallies.append(StageTally.of(name, inputs, result, fanout))
@@ -161,7 +199,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     read = read_corpus(pipeline, options)
     stage("read", (read.main, read.rejected), read)  # counted part by part: no Flatten holding every record
     source_pairs = pairs = read.main
-    if corpus.limit:
+    if corpus.limit is not None:
         limited = limit_records(pairs, corpus.limit)
         tallies.append(StageTally("limit", pairs, limited, None))
         source_pairs = pairs = limited

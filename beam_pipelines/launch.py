@@ -4,20 +4,30 @@ time spent inside the engine, ``--help`` and ``main``.
 A job declares the ``PipelineOptions`` classes it reads (:class:`JobSpec`). An option that neither those
 classes nor Beam itself (every runner's options included) defines stops the job before any work, with a "did
 you mean" suggestion: ``--limt 5`` must not silently process the whole corpus on a GPU cluster.
+
+A mistake in the arguments or the inputs they name (:class:`JobConfigError`, and the configuration errors of
+``user_error_classes``) ends the job with one line, ``<job>: error: <message>``, and exit code 2; the job's own
+checks (``JobSpec.check``) find most of them before ``run.json`` is written and before any engine starts. Any
+other exception is a bug and keeps its traceback. Ctrl-C ends the job with a short note on resuming and exit
+code 130.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+import traceback
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -34,18 +44,55 @@ class JobSpec:
     # Option classes the job reads only a few options of (their dests): the others are unknown options to it,
     # refused like a typo, instead of being accepted, recorded in run.json and ignored.
     reads_only: Mapping[type[PipelineOptions], frozenset[str]] = dataclasses.field(default_factory=dict)
+    # The job's checks of its parsed options and of the inputs they name (files exist, values in range), run by
+    # ``pipeline_options`` before run.json is written: each raises JobConfigError (see ``argument_errors``).
+    check: Callable[[PipelineOptions], None] | None = None
 
     @property
     def prog(self) -> str:
         return f"inverse-instruct {self.name}"
 
 
-class UnknownOptionError(ValueError):
+class JobConfigError(ValueError):
+    """A mistake in the job's arguments or in the inputs they name, found before any work: ``job_main`` prints
+    ``<job>: error: <message>`` and exits 2, without a traceback."""
+
+
+class UnknownOptionError(JobConfigError):
     """An option the job does not know; raised before the pipeline is built."""
 
 
-class RunConflictError(ValueError):
+class ArgumentsError(JobConfigError):
+    """A value argparse refuses (an invalid choice, a number that is not one, an option without its value)."""
+
+
+class RunConflictError(JobConfigError):
     """The output directory holds a run made with other arguments; raised before any work."""
+
+
+def user_error_classes() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a mistake in the job's configuration or environment, not a bug: ``job_main`` prints
+    their message alone. Besides ``JobConfigError``: a corpus that cannot be read as configured (found when the
+    pipeline is built, or by a worker for files after the first), a model that is not there, and a sandbox that
+    cannot run here (both found when the pipeline is built)."""
+    from runners.model_resolution import ModelNotAvailableError
+    from transforms.execute.isolation import IsolationUnavailable
+    from transforms.io.readers import CorpusConfigError
+
+    return JobConfigError, CorpusConfigError, ModelNotAvailableError, IsolationUnavailable
+
+
+@contextlib.contextmanager
+def argument_errors() -> Iterator[None]:
+    """Around a parser of the job's options (``method_config``, ``resolve_preset``, ...), whose ``ValueError`` says
+    which argument is wrong: that error becomes a ``JobConfigError``. Never around work: there a ValueError is a
+    bug and keeps its traceback."""
+    try:
+        yield
+    except JobConfigError:
+        raise
+    except ValueError as err:
+        raise JobConfigError(str(err)) from err
 
 
 RUN_FILE = "run.json"
@@ -79,10 +126,18 @@ def beam_option_classes() -> list[type[PipelineOptions]]:
     return found
 
 
+class _JobParser(argparse.ArgumentParser):
+    """The job's parser: its usage line is short (``--help`` lists the options; argparse's own usage line would
+    name all of Beam's ~200 flags), and a refused value raises ``ArgumentsError`` instead of exiting."""
+
+    def error(self, message: str):
+        raise ArgumentsError(f"{message}\nSee `{self.prog} --help` for the options of this job.")
+
+
 def _parser(job: JobSpec, with_beam: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=job.prog, description=job.description, allow_abbrev=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     conflict_handler="resolve")
+    parser = _JobParser(prog=job.prog, usage="%(prog)s [options]", description=job.description,
+                        allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        conflict_handler="resolve")
     for cls in job.option_classes:
         only = job.reads_only.get(cls)
         cls._add_argparse_args(parser if only is None else _OnlyDests(parser, only))
@@ -138,7 +193,8 @@ class _GroupAdapter:
 
 
 def check_known_options(argv: Sequence[str], job: JobSpec) -> None:
-    """Raise :class:`UnknownOptionError` naming every option neither the job nor Beam defines."""
+    """Raise :class:`UnknownOptionError` naming every option neither the job nor Beam defines, and
+    :class:`ArgumentsError` for a value argparse refuses."""
     parser = _parser(job)
     _, unknown = parser.parse_known_args(list(argv))
     flags = [arg for arg in unknown if arg.startswith("-") and arg != "--"]
@@ -151,8 +207,29 @@ def check_known_options(argv: Sequence[str], job: JobSpec) -> None:
         close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         lines.append(f"  {name}{hint}")
-    raise UnknownOptionError(f"{job.prog}: unknown option{'s' if len(lines) > 1 else ''}:\n" + "\n".join(lines)
+    raise UnknownOptionError(f"unknown option{'s' if len(lines) > 1 else ''}:\n" + "\n".join(lines)
                              + f"\nSee `{job.prog} --help` for the options of this job.")
+
+
+def path_exists(path: str) -> bool | None:
+    """Whether a file or directory is at ``path`` (any fsspec URL); None when this process cannot tell (a store
+    it has no access to): the job then finds out when it reads it."""
+    if "://" not in path:
+        return os.path.exists(path)  # as the job will open it: no ``~`` expansion
+    try:
+        import fsspec
+
+        fs, _, (base,) = fsspec.get_fs_token_paths(path)
+        return bool(fs.exists(base))
+    except Exception:  # no credentials, no network, an unknown scheme: not the place to report it
+        return None
+
+
+def require_paths(paths: Mapping[str, str]) -> None:
+    """``JobConfigError`` naming every input (``{what: path}``) that is not there."""
+    missing = [f"{what}: {path} does not exist" for what, path in paths.items() if path_exists(path) is False]
+    if missing:
+        raise JobConfigError("; ".join(missing))
 
 
 def result_arguments(options: PipelineOptions, job: JobSpec) -> dict[str, Any]:
@@ -165,9 +242,30 @@ def result_arguments(options: PipelineOptions, job: JobSpec) -> dict[str, Any]:
     return {k: v for k, v in sorted(values.items()) if k not in NON_RESULT_OPTIONS}
 
 
+def holds_output(output: str) -> bool:
+    """Whether ``output`` holds a file other than ``run.json`` and the logs (``logs/``): an output, a cache entry, a
+    partial file. A directory without one is a run that stopped before its pipeline wrote anything (its inputs
+    failed to open, its model was missing, Ctrl-C during start-up): another run may take it over."""
+    if "://" in output:
+        import fsspec
+
+        fs, _, (base,) = fsspec.get_fs_token_paths(output)
+        base = base.rstrip("/")
+        try:
+            names = [path[len(base) + 1:] if path.startswith(base + "/") else path for path in fs.find(base)]
+        except FileNotFoundError:
+            return False
+    else:
+        names = [os.path.relpath(os.path.join(directory, name), output).replace(os.sep, "/")
+                 for directory, _, files in os.walk(output) for name in files]
+    return any(name != RUN_FILE and name.split("/")[0] != "logs" for name in names)
+
+
 def guard_output(options: PipelineOptions, job: JobSpec) -> None:
     """Record the job's arguments in ``<output>/run.json``; refuse, before any work, to write into a directory
-    that holds a run made with other arguments (a re-run with the same ones continues it, cache and all)."""
+    that holds a run made with other arguments (a re-run with the same ones continues it, cache and all). A run
+    that wrote nothing but its run.json and logs (``holds_output``) holds nothing to mix: its run.json is
+    replaced."""
     from beam_pipelines.options import OutputOptions
     from transforms.io.filesystems import atomic_write, read_text
 
@@ -183,6 +281,11 @@ def guard_output(options: PipelineOptions, job: JobSpec) -> None:
                   for k in options.view_as(cls).get_all_options(current_only=True) if k not in only}
         previous = {**previous, "arguments": {k: v for k, v in previous.get("arguments", {}).items()
                                               if k not in NON_RESULT_OPTIONS and k not in unread}}
+    if previous is not None and previous != current and not holds_output(output):
+        logging.getLogger(__name__).warning(
+            "%s/%s records a run with other arguments that wrote no output (it stopped before any work): this "
+            "run replaces it", output, RUN_FILE)
+        previous = None
     if previous is not None and previous != current:
         before, now = previous.get("arguments", {}), current["arguments"]
         changed = [f"  {k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
@@ -210,13 +313,14 @@ def with_profile(argv: Sequence[str], job: JobSpec) -> list[str]:
         elif arg.startswith("--profile="):
             name = arg.split("=", 1)[1]
     if name not in job.profiles:
-        raise UnknownOptionError(f"{job.prog}: unknown profile {name!r}; profiles: {', '.join(sorted(job.profiles))}")
+        raise UnknownOptionError(f"unknown profile {name!r}; profiles: {', '.join(sorted(job.profiles))}")
     return [*job.profiles[name], *argv]
 
 
 def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOptions:
-    """Checked options (with the ``--profile``'s settings) and the DirectRunner as the default runner; the output
-    directory is guarded."""
+    """Checked options (with the ``--profile``'s settings) and the DirectRunner as the default runner; the job's
+    own checks (``JobSpec.check``) pass before the output directory is guarded, so arguments that fail them leave
+    no run.json behind to refuse their corrected re-run."""
     argv = list(argv or [])
     check_known_options(argv, job)
     argv = with_profile(argv, job)
@@ -225,6 +329,8 @@ def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOption
     if standard.runner is None:
         # The in-process Python runner: the default runner would first try (and fail) to download Prism.
         standard.runner = "DirectRunner"
+    if job.check is not None:
+        job.check(options)
     guard_output(options, job)
     return options
 
@@ -352,21 +458,102 @@ def print_help(job: JobSpec) -> None:
     _parser(job).print_help()
 
 
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err``, then what it stands for when Beam re-raised it for a step (``[while running '...']``; Beam raises its
+    copy while handling the original, which is its ``__context__``). Other chains are not followed: an error raised
+    while handling a user error is a bug of its own."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        if not getattr(err, "_tagged_with_step", False):
+            return
+        err = err.__cause__ or err.__context__
+
+
+class _DropReported(logging.Filter):
+    """Beam logs each exception of a step with its traceback before re-raising it; those job_main reports in one
+    line (an interrupt, a configuration error) are dropped."""
+
+    def __init__(self, reported: tuple[type[BaseException], ...]):
+        super().__init__()
+        self._reported = reported
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, self._reported)
+
+
+def interrupt_message(argv: Sequence[str], job: JobSpec) -> str:
+    """What an interrupted job says: how to resume, as far as the inference cache makes that true (only engine
+    answers are kept; every other stage runs again)."""
+    from beam_pipelines.options import OutputOptions
+    from runners.options import EngineOptions
+
+    text = f"{job.prog}: interrupted."
+    if EngineOptions not in job.option_classes:
+        return text
+    parser = _JobParser(prog=job.prog, add_help=False, allow_abbrev=False, conflict_handler="resolve")
+    for cls in (OutputOptions, EngineOptions):
+        cls._add_argparse_args(parser)
+    try:
+        args, _ = parser.parse_known_args(list(argv))
+    except JobConfigError:  # interrupted while its arguments were still being checked
+        return text
+    if args.no_cache:
+        return f"{text} Nothing was cached (--no-cache): re-running the command starts over."
+    cache = args.inference_cache or f"{args.output.rstrip('/')}/cache"
+    return (f"{text} Re-run the same command to resume: the engine answers already saved in {cache} are reused, "
+            "and only the rest is asked of the engine.")
+
+
 def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[str]], dict[str, Any]]) -> int:
-    """``--help``, option check, logging, then ``run``; the exit code says whether the job's counts balance."""
+    """``--help``, option check, logging, then ``run``; the exit code says whether the job's counts balance.
+
+    A configuration error (``user_error_classes``) prints ``<job>: error: <message>`` and returns 2 (``--verbose``
+    adds its traceback); Ctrl-C (SIGINT) prints how to resume and returns 130. Both close the live engines (their
+    subprocesses) first. Any other exception propagates with its traceback."""
     argv = list(argv if argv is not None else sys.argv[1:])
     if "--help" in argv or "-h" in argv:
         print_help(job)
         return 0
+    interrupted: list[int] = []
+
+    def on_interrupt(signum, frame):
+        interrupted.append(signum)
+        signal.default_int_handler(signum, frame)  # KeyboardInterrupt, wherever the main thread is
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers are set
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
+    user_errors = user_error_classes()
+    beam_log = logging.getLogger("apache_beam.runners.common")
+    drop_reported = _DropReported((KeyboardInterrupt, *user_errors))
+    beam_log.addFilter(drop_reported)
     try:
         check_known_options(argv, job)
-    except UnknownOptionError as err:
-        print(err, file=sys.stderr)
-        return 2
-    logging.getLogger().setLevel(logging.INFO if "--verbose" in argv else logging.WARNING)
-    try:
+        logging.getLogger().setLevel(logging.INFO if "--verbose" in argv else logging.WARNING)
         result = run(argv)
-    except RunConflictError as err:
-        print(f"{job.prog}: {err}", file=sys.stderr)
+    except BaseException as err:  # told apart below; anything else is re-raised as it is
+        chain = list(_chain(err))
+        was_interrupted = bool(interrupted) or any(isinstance(e, KeyboardInterrupt) for e in chain)
+        user = next((e for e in chain if isinstance(e, user_errors)), None)
+        if not was_interrupted and user is None:
+            raise
+        # Close the engines (their subprocesses) now, while the failed pipeline still holds them: once this
+        # exception is dropped they may be collected, and leave the registry that closes them at exit.
+        from runners.engines.cleanup import LIVE_ENGINES, close_all_engines
+
+        if len(LIVE_ENGINES):
+            close_all_engines()
+        if was_interrupted:
+            print(interrupt_message(argv, job), file=sys.stderr, flush=True)
+            return 130
+        if "--verbose" in argv:
+            traceback.print_exception(err, file=sys.stderr)
+        print(f"{job.prog}: error: {user}", file=sys.stderr, flush=True)
         return 2
+    finally:
+        beam_log.removeFilter(drop_reported)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     return 0 if result["balanced"] else 1

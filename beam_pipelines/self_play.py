@@ -22,7 +22,16 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.launch import JobSpec, job_main, pipeline_options, run_timed, write_summary
+from beam_pipelines.launch import (
+    JobConfigError,
+    JobSpec,
+    argument_errors,
+    job_main,
+    pipeline_options,
+    require_paths,
+    run_timed,
+    write_summary,
+)
 from beam_pipelines.options import OutputOptions
 from runners.inference import infer_and_join
 from runners.model_resolution import resolve_model
@@ -57,9 +66,26 @@ from transforms.stats.accounting import CollectCounts, StageTally, build_manifes
 from transforms.stats.progress import LIVE
 from transforms.stats.report import write_report
 
+PAPER_PRESET_NEEDS_P3 = ("--puzzle-preset paper builds its prompts from P3's training families: pass --p3-dir "
+                         "(or use --puzzle-preset seed)")
+
+
+def check_options(options: PipelineOptions) -> None:
+    """Before run.json and any work: the settings parse and the P3 folder and solve prefix given are there."""
+    opts = options.view_as(SelfPlayOptions)
+    if opts.puzzle_preset == "paper" and not opts.p3_dir:
+        raise JobConfigError(PAPER_PRESET_NEEDS_P3)
+    with argument_errors():
+        engine_config_from_options(options)
+        sandbox_limits(options)
+    require_paths({flag: path for flag, path in (("--p3-dir", opts.p3_dir), ("--solve-prefix", opts.solve_prefix))
+                   if path})
+
+
 JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions,
                                      SpillOptions),
-              reads_only={MethodOptions: frozenset({"run_seed"})})  # sampling is SelfPlayOptions' own
+              reads_only={MethodOptions: frozenset({"run_seed"})},  # sampling is SelfPlayOptions' own
+              check=check_options)
 
 
 def solve_prefix(opts: SelfPlayOptions, p3=None) -> str:
@@ -81,8 +107,7 @@ def prompt_plans(options: PipelineOptions, p3=None) -> list[tuple[str, dict[str,
     paper_pool = []
     if opts.puzzle_preset == "paper":
         if p3 is None:
-            raise ValueError("--puzzle-preset paper builds its prompts from P3's training families: pass --p3-dir "
-                             "(or use --puzzle-preset seed)")
+            raise JobConfigError(PAPER_PRESET_NEEDS_P3)  # check_options refuses it before any work
         tokenizer = TokenizerSource(resolve_model(engine.model, engine.model_cache)).load()
         count_tokens = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
         paper_pool = generate.generation_pool(p3.train)

@@ -127,6 +127,8 @@ def test_a_rerun_may_change_the_engines_speed_only_options(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     _main_job_options(out, "--kv-cache-gb=2", "--num-candidates=3")
+    (out / "cache").mkdir()  # the run did work (a run that wrote nothing may be replaced by any other)
+    (out / "cache" / "part-0.jsonl").write_text("{}\n")
     _main_job_options(out, "--kv-cache-gb=8", "--gpu-memory-utilization=0.5", "--max-num-seqs=16",
                       "--tensor-parallel-size=2", "--enforce-eager", "--vllm-host=spawned", "--cpu-runtime-preload",
                       f"--model-cache={tmp_path / 'models'}", "--num-candidates=3")

@@ -232,6 +232,8 @@ def test_an_offline_paper_run_checks_humaneval_and_records_the_rest(tmp_path):
     specs, unchecked = decontam_benchmarks(options, "paper", True)
     assert [(s.name, s.path) for s in specs] == [("humaneval", None)]
     assert unchecked == ["mbpp", "apps", "gsm8k", "ds1000"]
-    default = pipeline_options([f"--output={tmp_path / 'default'}", "--benchmark=mbpp=x.jsonl"], JOB)
+    mbpp = tmp_path / "mbpp.jsonl"  # the job checks that a benchmark file is there before any work
+    mbpp.write_text("")
+    default = pipeline_options([f"--output={tmp_path / 'default'}", f"--benchmark=mbpp={mbpp}"], JOB)
     specs, unchecked = decontam_benchmarks(default, "default", True)
     assert [s.name for s in specs] == ["mbpp"] and unchecked == ["humaneval", "apps", "gsm8k", "ds1000"]

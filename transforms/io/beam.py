@@ -9,6 +9,7 @@ original pairs) into training examples (``transforms.io.training_examples``) and
 from __future__ import annotations
 
 import collections
+import os
 import posixpath
 from typing import Any, Callable, Iterator, Mapping
 
@@ -67,6 +68,30 @@ from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput,
 
 # --------------------------------------------------------------------------- readers
 
+def corpus_files(pattern: str, mapping: ColumnMapping, input_format: str = "auto") -> list[str]:
+    """The files ``pattern`` (paths or globs, comma-separated) matches, the first one checked
+    (``validate_first_file``); ``CorpusConfigError`` when none matches or the first shows a configuration error.
+    The launcher calls it before any work (``check_corpus_options``), the reader when the pipeline is built."""
+    # A set: a file two patterns match (``a.jsonl,*.jsonl``, or one given twice) is read once, as its rows
+    # are one each; read twice, each row would be two records with one id.
+    files = sorted({path for part in pattern.split(",") for path in filesystems.match(part.strip())})
+    if not files:
+        raise CorpusConfigError(f"no file matches {pattern!r} (--input)")
+    validate_first_file(files, mapping, input_format)
+    return files
+
+
+def source_tree_files(root: str) -> list[str]:
+    """The source files of a known language under ``root`` (``list_source_files``); ``CorpusConfigError`` when
+    there is none, or no ``root`` at all."""
+    if "://" not in root and not os.path.exists(root):
+        raise CorpusConfigError(f"source tree {root!r} does not exist (--source-tree)")
+    files = list_source_files(root)
+    if not files:
+        raise CorpusConfigError(f"no source file of a known language under {root!r} (--source-tree)")
+    return files
+
+
 class _ListParquetRowGroups(beam.DoFn):
     def __init__(self, mapping: ColumnMapping):
         self._mapping = mapping
@@ -121,12 +146,7 @@ class ReadSourcePairs(beam.PTransform):
         self._format = input_format
 
     def expand(self, pbegin):
-        # A set: a file two patterns match (``a.jsonl,*.jsonl``, or one given twice) is read once, as its rows
-        # are one each; read twice, each row would be two records with one id.
-        files = sorted({path for pattern in self._pattern.split(",") for path in filesystems.match(pattern.strip())})
-        if not files:
-            raise CorpusConfigError(f"no file matches {self._pattern!r}")
-        validate_first_file(files, self._mapping, self._format)
+        files = corpus_files(self._pattern, self._mapping, self._format)
         formats = {detect_format(f) if self._format == "auto" else self._format for f in files}
         paths = pbegin | "ListFiles" >> beam.Create(files)
         outputs = []
@@ -183,9 +203,7 @@ class ReadSourceTree(beam.PTransform):
         self._root = root or default_source_root()
 
     def expand(self, pbegin):
-        files = list_source_files(self._root)
-        if not files:
-            raise CorpusConfigError(f"no source file of a known language under {self._root!r}")
+        files = source_tree_files(self._root)
         result = (
             pbegin
             | "ListSourceFiles" >> beam.Create(files)
@@ -197,9 +215,11 @@ class ReadSourceTree(beam.PTransform):
 
 def limit_records(pcoll, limit: int | None, label: str = "Limit"):
     """Keep ``limit`` records chosen deterministically (smallest content id, ties by provenance): a spread
-    sample of the corpus that is the same on every run and every runner."""
-    if not limit:
+    sample of the corpus that is the same on every run and every runner. ``None``: every record."""
+    if limit is None:
         return pcoll
+    if limit < 1:  # --limit refuses it (transforms.io.options.positive_count); 0 must not mean "no limit"
+        raise ValueError(f"limit must be at least 1 (None: no limit), got {limit}")
     return (
         pcoll
         | f"{label}Smallest" >> beam.combiners.Top.Smallest(

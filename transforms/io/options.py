@@ -2,6 +2,7 @@
 shuffled records spill (``SpillOptions``)."""
 from __future__ import annotations
 
+import argparse
 import logging
 from typing import Any
 
@@ -36,9 +37,44 @@ class CorpusOptions(PipelineOptions):
             help="Optional extra-context column appended to the instruction (Code Alpaca: input).",
         )
         group.add_argument(
-            "--limit", type=int, default=None,
-            help="Process only N source records, chosen deterministically (smallest content id).",
+            "--limit", type=positive_count, default=None,
+            help="Process only N source records (N >= 1), chosen deterministically (smallest content id). "
+            "Without it: the whole corpus.",
         )
+
+
+def positive_count(text: str) -> int:
+    """argparse type of ``--limit``: a whole number of at least 1 (0 must not mean "no limit", nor -3 "nothing")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of records, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (leave the option out to read the whole corpus), "
+                                         f"got {value}")
+    return value
+
+
+def corpus_mapping(options: PipelineOptions):
+    """The ``ColumnMapping`` of ``--input``'s columns."""
+    from transforms.io.readers import ColumnMapping
+
+    corpus = options.view_as(CorpusOptions)
+    return ColumnMapping(instruction=corpus.instruction_column or None, response=corpus.response_column,
+                         input=corpus.input_column or None)
+
+
+def check_corpus_options(options: PipelineOptions) -> None:
+    """Before any work: the corpus can be read as configured (``--input`` matches a file whose first one has the
+    columns, or the source tree holds source files), else ``CorpusConfigError`` naming the path and column."""
+    from transforms.io.beam import corpus_files, source_tree_files
+    from transforms.io.readers import default_source_root
+
+    corpus = options.view_as(CorpusOptions)
+    if corpus.input:
+        corpus_files(corpus.input, corpus_mapping(options), corpus.input_format)
+    else:
+        source_tree_files(corpus.source_tree or default_source_root())
 
 
 class ShardOptions(PipelineOptions):

@@ -1,0 +1,230 @@
+"""A mistake in a job's arguments or inputs ends it with one line and exit code 2, before run.json and any work;
+Ctrl-C ends it with a note on resuming and exit code 130; a bug keeps its traceback (``beam_pipelines.launch``)."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+
+import apache_beam as beam
+import pytest
+
+from beam_pipelines.inverse_instruct import JOB, main, run
+from beam_pipelines.launch import RUN_FILE, RunConflictError, job_main, pipeline_options
+from runners.engines.cleanup import LIVE_ENGINES
+from tests.conftest import REPO
+from transforms.io.readers import CorpusConfigError
+
+PROG = "inverse-instruct generate"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A source tree of two definitions: a whole job on it takes seconds."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "arith.py").write_text("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n")
+    return root
+
+
+def _corpus(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"instruction": "Add.", "response": "```python\ndef add(a, b):\n    return a + b\n```"})
+                    + "\n")
+    return path
+
+
+@pytest.mark.parametrize("bad, wanted", [
+    (["--input", "{tmp}/nothing-*.jsonl"], "no file matches"),
+    (["--input", "{corpus}", "--response-column", "answer"], "column 'answer' is missing from the first record"),
+    (["--source-tree", "{tmp}/no-such-dir"], "no-such-dir' does not exist"),
+    (["--preset", "nosuch"], "unknown prompt preset 'nosuch'"),
+    (["--num-candidates", "0"], "num_candidates must be >= 1"),
+    (["--benchmark", "mbpp={tmp}/mbpp.jsonl"], "mbpp.jsonl does not exist"),
+    (["--prompt-code", "reference"], "add --extraction-policy paper"),
+    (["--limit", "0"], "argument --limit: must be at least 1"),
+    (["--limit", "-3"], "argument --limit: must be at least 1"),
+    (["--engine", "foo"], "argument --engine: invalid choice: 'foo'"),
+])
+def test_a_configuration_mistake_is_one_line_exit_2_and_leaves_no_run_file(tmp_path, tree, capsys, bad, wanted):
+    out = tmp_path / "out"
+    bad = [arg.format(tmp=tmp_path, corpus=_corpus(tmp_path)) for arg in bad]
+    code = main([f"--output={out}", "--engine=fake", f"--source-tree={tree}", "--num-candidates=2", "--quiet", *bad])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"{PROG}: error: ") and wanted in lines[0], err
+    # argparse's own errors add where to look; never a traceback, nor argparse's usage of Beam's ~200 flags
+    assert len(lines) == 1 or lines[1:] == [f"See `{PROG} --help` for the options of this job."], err
+    assert not (out / RUN_FILE).exists()
+
+
+@pytest.mark.parametrize("module, bad, wanted", [
+    ("beam_pipelines.evaluate", ["--benchmark", "mbpp={tmp}/mbpp.jsonl"],
+     "--benchmark mbpp: {tmp}/mbpp.jsonl does not exist"),
+    ("beam_pipelines.evaluate", ["--samples-per-problem", "0"], "--samples-per-problem must be at least 1"),
+    ("beam_pipelines.self_play", [], "--puzzle-preset paper builds its prompts from P3's training families"),
+    ("beam_pipelines.self_play", ["--p3-dir", "{tmp}/p3"], "--p3-dir: {tmp}/p3 does not exist"),
+])
+def test_the_other_jobs_check_their_arguments_before_any_work(tmp_path, capsys, module, bad, wanted):
+    import importlib
+
+    job = importlib.import_module(module)
+    out = tmp_path / "out"
+    code = job.main([f"--output={out}", "--engine=fake", "--quiet", *(arg.format(tmp=tmp_path) for arg in bad)])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"{job.JOB.prog}: error: ") and wanted.format(tmp=tmp_path) in lines[0], err
+    assert not (out / RUN_FILE).exists()
+
+
+def test_help_starts_with_a_short_usage_line(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: {PROG} [options]\n") and "--limit" in text and "--runner" in text
+
+
+def test_the_corrected_rerun_of_a_run_with_a_bad_input_runs_in_its_output(tmp_path, tree, capsys):
+    out = tmp_path / "out"
+    base = [f"--output={out}", "--stages=extract", "--quiet"]
+    assert main([*base, f"--input={tmp_path / 'missing.jsonl'}"]) == 2
+    assert "no file matches" in capsys.readouterr().err and not (out / RUN_FILE).exists()
+    assert main([*base, f"--source-tree={tree}"]) == 0
+    assert json.loads((out / RUN_FILE).read_text())["arguments"]["source_tree"] == str(tree)
+
+
+def test_a_run_that_failed_before_writing_anything_is_replaced_by_the_next(tmp_path, tree, capsys):
+    """A mistake only the pipeline's construction finds (a model that is not there): run.json is written by then,
+    but the run wrote nothing else, so its corrected re-run may take the directory over."""
+    out = tmp_path / "out"
+    base = [f"--output={out}", f"--source-tree={tree}", "--engine=fake", "--quiet"]
+    assert main([*base, f"--model={tmp_path / 'no-model'}", "--stages=generate"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"{PROG}: error: model path {str(tmp_path / 'no-model')!r} does not exist"
+    assert (out / RUN_FILE).exists() and "Traceback" not in err
+    assert main([*base, "--stages=extract"]) == 0
+    assert json.loads((out / RUN_FILE).read_text())["arguments"]["stages"] == "extract"
+
+
+def test_only_a_run_that_wrote_nothing_but_logs_is_replaced(tmp_path):
+    out = tmp_path / "out"
+
+    def options(*argv):
+        return pipeline_options([f"--output={out}", "--engine=fake", *argv], JOB)
+
+    options("--num-candidates=3")
+    (out / "logs").mkdir()
+    (out / "logs" / "engine.log").write_text("starting\n")
+    options("--num-candidates=4")  # the first run wrote no output: replaced
+    assert json.loads((out / RUN_FILE).read_text())["arguments"]["num_candidates"] == 4
+    (out / "cache").mkdir()
+    (out / "cache" / "part-0.jsonl").write_text("{}\n")  # now it has answers of the engine to mix
+    with pytest.raises(RunConflictError, match="num_candidates: 4 -> 5"):
+        options("--num-candidates=5")
+
+
+def _pipeline_raising(error: BaseException):
+    """A job's ``run`` whose pipeline raises ``error`` in a step, as Beam re-raises it."""
+    def fail(_):
+        raise error
+
+    def run_job(argv):
+        with beam.Pipeline(runner="DirectRunner") as p:
+            _ = p | beam.Create([1]) | "Step" >> beam.Map(fail)
+        return {"balanced": True}
+
+    return run_job
+
+
+def test_a_configuration_error_found_in_a_step_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, capsys,
+                                                                                           caplog):
+    argv = [f"--output={tmp_path}", "--quiet"]
+    code = job_main(argv, JOB, _pipeline_raising(CorpusConfigError("column 'x' is missing from b.parquet")))
+    assert code == 2
+    assert capsys.readouterr().err == f"{PROG}: error: column 'x' is missing from b.parquet [while running 'Step']\n"
+    assert not [r for r in caplog.records if r.name == "apache_beam.runners.common"]  # Beam's traceback: dropped
+    with pytest.raises(ValueError, match="a bug"):
+        job_main(argv, JOB, _pipeline_raising(ValueError("a bug")))
+    with pytest.raises(RuntimeError, match="FileNotFoundError"):  # Beam's wrapper of a missing file: no user error
+        job_main(argv, JOB, _pipeline_raising(FileNotFoundError(2, "No such file", "x.jsonl")))
+
+
+def test_an_interrupt_says_how_to_resume_and_exits_130(tmp_path, capsys, caplog):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    for extra, wanted in (([], f"the engine answers already saved in {out}/cache are reused"),
+                          (["--inference-cache=gs://bucket/cache"], "already saved in gs://bucket/cache"),
+                          (["--no-cache"], "Nothing was cached (--no-cache): re-running the command starts over")):
+        try:
+            code = job_main([f"--output={out}", *extra], JOB, interrupted)
+        except KeyboardInterrupt:
+            pytest.fail("the interrupt escaped job_main")
+        err = capsys.readouterr().err
+        assert code == 130 and err.startswith(f"{PROG}: interrupted.") and wanted in err, err
+    # Ctrl-C inside a step reaches the launcher as Beam's RuntimeError("KeyboardInterrupt [while running ...]")
+    assert job_main([f"--output={out}"], JOB, _pipeline_raising(KeyboardInterrupt())) == 130
+    assert "Re-run the same command to resume" in capsys.readouterr().err
+    assert not [r for r in caplog.records if r.name == "apache_beam.runners.common"]
+
+
+def test_an_interrupt_closes_the_live_engines(tmp_path, monkeypatch):
+    monkeypatch.setattr(logging, "raiseExceptions", logging.raiseExceptions)  # close_all_engines turns it off
+
+    class Engine:
+        closed = False
+
+        def close(self):
+            self.closed = True
+            LIVE_ENGINES.discard(self)
+
+    engine = Engine()
+    LIVE_ENGINES.add(engine)
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    try:
+        assert job_main([f"--output={tmp_path}"], JOB, interrupted) == 130
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped job_main")
+    assert engine.closed
+
+
+def test_ctrl_c_in_a_running_job_prints_a_note_not_a_traceback(tmp_path):
+    """SIGINT, as a terminal's Ctrl-C sends it, while a step runs."""
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        import apache_beam as beam
+        from beam_pipelines.inverse_instruct import JOB
+        from beam_pipelines.launch import job_main
+
+        def step(x):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(60)  # the interrupt comes first
+            return x
+
+        def run(argv):
+            with beam.Pipeline(runner="DirectRunner") as p:
+                _ = p | beam.Create([1]) | "Judge" >> beam.Map(step)
+            return {"balanced": True}
+
+        sys.exit(job_main(sys.argv[1:], JOB, run))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, f"--output={tmp_path}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr
+    assert f"{PROG}: interrupted. Re-run the same command to resume" in proc.stderr
+
+
+def test_run_still_raises_for_callers_that_are_not_the_command(tmp_path):
+    """``run`` (tests, notebooks) raises the configuration error itself; only ``job_main`` turns it into a line."""
+    from beam_pipelines.launch import JobConfigError
+
+    with pytest.raises(JobConfigError, match="num_candidates"):
+        run([f"--output={tmp_path}", "--num-candidates=0"])
