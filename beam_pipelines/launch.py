@@ -393,9 +393,10 @@ def configure_engine_log(output: str) -> str:
 
 
 def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, PipelineOptions], Any],
-              stage_order: Sequence[str] | None = None):
+              stage_order: Sequence[str] | None = None, uses_engine: bool = True):
     """Build the job with ``build`` and run it to the end, with live progress on stderr unless ``--quiet``:
-    (pipeline result, what ``build`` returned, wall seconds)."""
+    (pipeline result, what ``build`` returned, wall seconds). ``uses_engine``: whether to say where the engine's
+    messages go (a run that starts no engine does not)."""
     from beam_pipelines.options import OutputOptions
     from transforms.io.options import SPILL_NONE, SpillOptions, resolve_spill_dir
     from transforms.io.spill import remove_spill_dir
@@ -404,7 +405,7 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
     out = options.view_as(OutputOptions)
     started = time.monotonic()
     engine_log = configure_engine_log(out.output.rstrip("/"))
-    if not out.quiet:
+    if uses_engine and not out.quiet:
         print(f"inverse-instruct: engine messages go to {engine_log}", file=sys.stderr, flush=True)
     reporter = None
     directory = None

@@ -92,7 +92,7 @@ def test_p3_wrong_answers_fail(tmp_path, shared_data):
         assert attempts[3]["status"] == ("passed" if p.name == "BirthdayParadox:0" else "failed"), p.name
 
 
-def test_p3_evaluation_verifies_within_the_self_play_timeout_unless_told_otherwise(tmp_path):
+def test_p3_evaluation_verifies_within_the_self_play_timeout_unless_told_otherwise(tmp_path, capsys):
     """The reference verifies f(g()) with a 1 s timeout; the P3 evaluation defaults to self-play's 2 s (the
     sandbox starts in that time too), not the code benchmarks' 10 s. A g that needs 4 s is not a solution."""
     p3_dir = tmp_path / "p3"
@@ -109,6 +109,7 @@ def test_p3_evaluation_verifies_within_the_self_play_timeout_unless_told_otherwi
     (p3_dir / "puzzles.json").write_text(json.dumps(puzzles))
     (p3_dir / "split.json").write_text(json.dumps({"train": ["Train"], "test": ["Quick", "Slow"]}))
     summary = run([f"--benchmark=p3={p3_dir}", "--reference-solutions", f"--output={tmp_path / 'default'}"])
+    assert "engine messages" not in capsys.readouterr().err  # reference solutions start no engine
     assert summary["sandbox_timeout_s"] == 2.0
     assert summary["solved"] == ["Quick:0"]
     statuses = {json.loads(line)["task_id"]: json.loads(line)["status"]

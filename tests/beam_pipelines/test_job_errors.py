@@ -41,7 +41,7 @@ def _corpus(tmp_path):
     (["--input", "{corpus}", "--response-column", "answer"], "column 'answer' is missing from the first record"),
     (["--source-tree", "{tmp}/no-such-dir"], "no-such-dir' does not exist"),
     (["--preset", "nosuch"], "unknown prompt preset 'nosuch'"),
-    (["--num-candidates", "0"], "num_candidates must be >= 1"),
+    (["--num-candidates", "0"], "num_candidates (--num-candidates) must be >= 1"),
     (["--benchmark", "mbpp={tmp}/mbpp.jsonl"], "mbpp.jsonl does not exist"),
     (["--prompt-code", "reference"], "add --extraction-policy paper"),
     (["--limit", "0"], "argument --limit: must be at least 1"),

@@ -33,7 +33,7 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if self.num_candidates < 1:
-            raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates}")
+            raise ValueError(f"num_candidates (--num-candidates) must be >= 1, got {self.num_candidates}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0.0 < self.top_p <= 1.0:

@@ -86,9 +86,9 @@ class ShardOptions(PipelineOptions):
                             help=f"Payload MiB per training shard (default {DEFAULT_SHARD_MB:g} when neither is set).")
         parser.add_argument("--emit-original", dest="emit_original", nargs="?", const="kept", default="none",
                             choices=EMIT_ORIGINAL_MODES,
-                            help="Also write original pairs as training shards (<output>/original): kept (the bare "
-                                 "flag) = the pairs whose snippet survived extraction and dedup; all = every pair of "
-                                 "the corpus, as the paper's stage 2 trains on (no dedup); none (default).")
+                            help="Also write original pairs as training shards (<output>/training/original): kept "
+                                 "(the bare flag) = the pairs whose snippet survived extraction and dedup; all = every "
+                                 "pair of the corpus, as the paper's stage 2 trains on (no dedup); none (default).")
         parser.add_argument("--original-response", dest="original_response", choices=ORIGINAL_RESPONSE_MODES,
                             default="source",
                             help="Response of an original example: the corpus's full response (source) or the "

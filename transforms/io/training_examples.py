@@ -14,8 +14,8 @@ A training example is a ``RecordKind.TRAINING_EXAMPLE`` dict:
 - ``source``: ``generated`` | ``original``; ``provenance``: JSON of the upstream record's lineage.
 
 Each set is written by ``transforms.io.beam.WriteParquetShards`` (from ``WriteTrainingShards``) to its own directory
-(``<output>/generated``, ``<output>/original``) with its own ``shards.json``, because the recipe trains on them
-as separate stages. Row order is shuffled deterministically by ``hash(id, shard_seed)``.
+(``<output>/training/generated``, ``<output>/training/original``) with its own ``shards.json``, because the
+recipe trains on them as separate stages. Row order is shuffled deterministically by ``hash(id, shard_seed)``.
 """
 from __future__ import annotations
 
