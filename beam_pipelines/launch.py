@@ -450,8 +450,23 @@ def write_summary(output: str, summary: dict[str, Any], result=None, hidden: Seq
     from transforms.io.parquet import write_index_atomic
 
     write_index_atomic(f"{output}/summary.json", summary)
-    print(json.dumps({k: v for k, v in summary.items() if k not in hidden}, indent=2))
+    print(summary_text(output, {k: v for k, v in summary.items() if k not in hidden}))
     return summary
+
+
+def summary_text(output: str, summary: Mapping[str, Any]) -> str:
+    """The summary as the terminal shows it: one ``name: value`` line per entry (a mapping's items on its line)."""
+    def value(v: Any) -> str:
+        if isinstance(v, Mapping):
+            return ", ".join(f"{k}={value(x)}" for k, x in v.items())
+        if isinstance(v, (list, tuple)):
+            return ", ".join(map(value, v)) if v else "none"
+        return str(v)
+
+    width = max((len(str(k)) for k in summary), default=0)
+    lines = [f"output in {output} (summary.json holds these numbers)"]
+    lines += [f"  {k:<{width}}  {value(v)}" for k, v in summary.items()]
+    return "\n".join(lines)
 
 
 def print_help(job: JobSpec) -> None:

@@ -197,3 +197,15 @@ def test_run_json_records_only_what_the_job_reads_and_older_ones_still_match(tmp
     older["arguments"].update(temperature=0.8, num_candidates=10, benchmark_fields=None)
     (tmp_path / RUN_FILE).write_text(json.dumps(older))
     guard_output(options, job)
+
+
+def test_a_jobs_summary_prints_as_lines_not_json(tmp_path, capsys):
+    from beam_pipelines.launch import write_summary
+
+    summary = {"model": "m", "pass_at_k": {"1": 0.25, "10": 0.5}, "solved": ["a", "b"], "hidden_list": [1]}
+    write_summary(str(tmp_path), dict(summary), hidden=("hidden_list",))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"output in {tmp_path} (summary.json holds these numbers)"
+    assert [line.split() for line in printed[1:]] == [["model", "m"], ["pass_at_k", "1=0.25,", "10=0.5"],
+                                                      ["solved", "a,", "b"]]
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary  # the file keeps everything
