@@ -2,8 +2,9 @@
 
     inverse-instruct report runs/demo
 
-Reads ``manifest.json`` (the main job) or ``summary.json`` (evaluate, self-play), prints the stage table or the
-summary, and renders ``report.html`` again from the outputs; it runs no pipeline.
+Reads ``manifest.json`` (the main job) or ``summary.json`` (evaluate, self-play, and the paper and self-play-loop
+drivers, whose ``summary.md`` table it prints), prints the stage table or the summary, and renders
+``report.html`` again from the outputs; it runs no pipeline.
 """
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ import sys
 from typing import Sequence
 
 from transforms.io.filesystems import read_text
+
+
+def summary_table(output: str, data: dict) -> str:
+    """A driver's ``summary.md`` (paper, self-play loop: the results table), else the job's summary as lines."""
+    try:
+        return read_text(f"{output}/summary.md").rstrip()
+    except (FileNotFoundError, OSError):
+        from beam_pipelines.launch import summary_text
+
+        return summary_text(output, {k: v for k, v in data.items() if k not in ("solved", "rows")})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print_summary(data, output)
         else:
-            print(json.dumps({k: v for k, v in data.items() if k not in ("solved", "rows")}, indent=2))
+            print(summary_table(output, data))
         from transforms.stats.report import write_report
 
         print(f"report: {write_report(output)}")

@@ -209,3 +209,14 @@ def test_a_jobs_summary_prints_as_lines_not_json(tmp_path, capsys):
     assert [line.split() for line in printed[1:]] == [["model", "m"], ["pass_at_k", "1=0.25,", "10=0.5"],
                                                       ["solved", "a,", "b"]]
     assert json.loads((tmp_path / "summary.json").read_text()) == summary  # the file keeps everything
+
+
+def test_report_of_a_driver_prints_its_results_table(tmp_path, capsys):
+    """The paper and self-play-loop drivers keep their table in summary.md; ``report`` prints it."""
+    summary = {"model": "m", "base_model": "m", "generated_pairs": 3, "original_pairs": 4, "profile": "paper",
+               "rows": [{"model": "m (M)", "data": "original corpus", "path": "m", "pass@1": {"humaneval": 0.61}}]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    table = "| Model | HumanEval (+) |\n| --- | --- |\n| m (M) | 0.61 |\n"
+    (tmp_path / "summary.md").write_text(table)
+    assert cli.main(["report", str(tmp_path)]) == 0
+    assert table.strip() in capsys.readouterr().out
