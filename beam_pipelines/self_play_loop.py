@@ -1,14 +1,21 @@
 """The self-play loop (babysit.sh of the ICLR 2023 reference): R rounds of generate -> filter -> solve -> verify ->
 shards -> merge with the earlier rounds -> fine-tune -> evaluate on the P3 test puzzles.
 
-    inverse-instruct self-play-loop --p3-dir ../shared/data/p3 --rounds 2 --output runs/sp-loop      # CPU, small
+    inverse-instruct self-play-loop --p3-dir ../shared/data/p3 --rounds 1 --output runs/sp-loop \\
+        --self-play-args "--num-prompts 4 --samples-per-prompt 32 --solve-attempts 32" \\
+        --eval-args "--samples-per-problem 2 --problem-limit 20" --pass-k 1,2      # CPU, small: ~5 min on 2 cores
     inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output runs/sp-neo --model EleutherAI/gpt-neo-125M \\
         --self-play-args "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128" \\
         --eval-args "--samples-per-problem 100"      # fine-tunes on one GPU at batch 4, as the reference
 
 Round r generates and solves with model M_r (M_0 = ``--model``), then fine-tunes the BASE model on the verified
 pairs of rounds 0..r (the reference fine-tunes from the base each round, ``TRAIN_INCREMENTAL=0``) to get M_{r+1},
-and evaluates M_{r+1} on the 228 P3 test puzzles. The base model is evaluated once, as row 0.
+and evaluates M_{r+1} on the 228 P3 test puzzles. The base model is evaluated once, as row 0. The default
+evaluation (all 228 test puzzles, n=10) takes hours on a CPU: on a small machine cut it with ``--eval-args``
+(``--problem-limit``, ``--samples-per-problem``); every row records the problems and n its evaluation used. Each
+k of ``--pass-k`` must be one the evaluation computes (k <= its ``--samples-per-problem``), checked before any work.
+A round whose merged training set is empty trains nothing: its row says so (``trained: false`` and why) and its
+pass@k is the previous model's evaluation, reused.
 
 Round r's training set is one merged set (``beam_pipelines.self_play_merge``, the reference's preprocess.py over
 every iteration's data): per puzzle text, up to 8 (the self-play job's ``--max-solutions``) distinct solutions
@@ -19,7 +26,8 @@ too). Round 0 goes through the merge as well, so its training set is the same wh
 Each step writes its own directory (``base-eval/``, ``round-<r>/self-play/``, ``round-<r>/training-merged/``,
 ``round-<r>/train/``, ``round-<r>/eval/``) and a step that already finished is not redone, so a re-run after a stop
 continues. Every step runs as its own process (its engine starts and stops with it). ``summary.json`` and
-``summary.md`` hold the table across rounds: verified pairs, the examples of the merged training set, P3 pass@k.
+``summary.md`` hold the table across rounds: verified pairs, the examples of the merged training set, whether the
+round fine-tuned, P3 pass@k and the problems x samples per problem of that evaluation.
 ``--output`` is a local directory (it holds the steps' state). Round r's self-play runs with its own run seed,
 derived from ``--run-seed`` and r (``round_seed``), so rounds draw other prompts and samples; the summary records
 each.
@@ -67,14 +75,57 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help='Extra training overrides, e.g. "--set per_device_batch_size=2".')
     parser.add_argument("--eval-args", default="--samples-per-problem 10",
                         help="Extra options of every P3 evaluation (default: n=10 at the paper's T 0.8).")
-    parser.add_argument("--pass-k", default="1,10", help="The k of the summary table.")
+    parser.add_argument("--pass-k", default="1,10",
+                        help="The k of the summary table; each at most the evaluation's --samples-per-problem "
+                             "(refused before any work otherwise).")
     parser.add_argument("--run-seed", type=int, default=0,
                         help="Base seed: round r's self-play job runs with --run-seed round_seed(this, r).")
     args = parser.parse_args(argv)
     require_local_output(parser, args.output)
     if any(w == "--run-seed" or w.startswith("--run-seed=") for w in shlex.split(args.self_play_args)):
         parser.error("--self-play-args must not set --run-seed: each round derives its own from the loop's --run-seed")
+    try:
+        args.ks = tuple(int(k) for k in args.pass_k.split(","))
+    except ValueError:
+        parser.error(f"--pass-k must be comma-separated integers, got {args.pass_k!r}")
+    check_pass_k(parser, args)
     return args
+
+
+def _eval_command(args, model: str, out: Path) -> list[str]:
+    return [sys.executable, "-m", "beam_pipelines.evaluate", f"--benchmark=p3={args.p3_dir}", f"--model={model}",
+            f"--engine={args.engine}", f"--output={out}", *shlex.split(args.eval_args)]
+
+
+def eval_settings_of(args):
+    """The settings every evaluation of the loop runs with: its command's options (``--eval-args``, with the
+    evaluation job's profile) read by the evaluation job's own parser."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.evaluate import JOB
+    from beam_pipelines.launch import with_profile
+    from transforms.execute.options import eval_settings
+
+    return eval_settings(PipelineOptions(with_profile(_eval_command(args, args.model, Path(args.output))[3:], JOB)))
+
+
+def check_pass_k(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (before any work) a k of ``--pass-k`` that the evaluations will not compute, which would leave its
+    column empty: k above ``--samples-per-problem`` (n), or outside the evaluation's own ``--pass-k``."""
+    try:
+        settings = eval_settings_of(args)
+    except Exception as error:  # noqa: BLE001  (the evaluation would refuse the same options)
+        parser.error(f"--eval-args: {error}")
+    missing = [k for k in args.ks if k not in settings.ks]
+    if not missing:
+        return
+    over = [k for k in missing if k > settings.samples]
+    if over:
+        parser.error(f"--pass-k {args.pass_k} asks for pass@{','.join(map(str, over))} but each evaluation draws "
+                     f"n={settings.samples} sample(s) per problem (--eval-args {args.eval_args!r}): give --pass-k "
+                     f"with every k <= {settings.samples}, or a larger --samples-per-problem in --eval-args")
+    parser.error(f"--pass-k {args.pass_k}: the evaluation computes only pass@{','.join(map(str, settings.ks))} "
+                 f"(--eval-args {args.eval_args!r}), not pass@{','.join(map(str, missing))}")
 
 
 def round_seed(base: int, round_index: int) -> int:
@@ -93,9 +144,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _evaluate(args, model: str, out: Path, upstream: Sequence[Path] = ()) -> None:
-    command = [sys.executable, "-m", "beam_pipelines.evaluate", f"--benchmark=p3={args.p3_dir}", f"--model={model}",
-               f"--engine={args.engine}", f"--output={out}", *shlex.split(args.eval_args)]
-    _step(f"evaluate {model}", command, out.with_suffix(".log"), out / "summary.json", upstream=upstream)
+    _step(f"evaluate {model}", _eval_command(args, model, out), out.with_suffix(".log"), out / "summary.json",
+          upstream=upstream)
 
 
 def _merge(args, r: int, rounds: Sequence[Path], round_dir: Path) -> dict[str, Any]:
@@ -123,13 +173,22 @@ def _why_empty(merged: dict[str, Any], r: int) -> str:
 
 
 def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
-         examples: int | None = None, run_seed: int | None = None, generated_by: str | None = None
-         ) -> dict[str, Any]:
+         examples: int | None = None, run_seed: int | None = None, generated_by: str | None = None,
+         not_trained: str | None = None) -> dict[str, Any]:
     """One table row. ``model`` is the model evaluated (M_{r+1} for round r); ``generated_by`` the one whose
-    puzzles and solutions the round's counts are (M_r)."""
+    puzzles and solutions the round's counts are (M_r). ``not_trained``: why the round fine-tuned nothing (its
+    ``model`` is then the previous one, its evaluation reused). The problems and samples per problem are the
+    evaluation's own (its summary.json)."""
     evaluation = _read(eval_dir / "summary.json")
     row = {"round": label, "model": model, "p3": {f"pass@{k}": evaluation.get(f"pass@{k}") for k in ks},
-           "p3_solved": len(evaluation.get("solved", [])) if evaluation else None}
+           "p3_solved": len(evaluation.get("solved", [])) if evaluation else None,
+           "p3_problems": evaluation.get("problems"), "p3_samples_per_problem": evaluation.get("samples_per_problem"),
+           "evaluation": eval_dir.parent.name + "/" + eval_dir.name if eval_dir.parent.name.startswith("round-")
+           else eval_dir.name}
+    if label != "base":
+        row["trained"] = not_trained is None
+        if not_trained is not None:
+            row["not_trained"] = f"not trained: {not_trained}; evaluated model = previous ({model})"
     if generated_by is not None:
         row["generated_by"] = generated_by
     if generated is not None:
@@ -140,14 +199,28 @@ def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: d
     return row
 
 
+def fine_tune_cell(row: dict[str, Any]) -> str:
+    """Whether the row's round fine-tuned: "yes", the reason it did not, or "" (the base row)."""
+    if "trained" not in row:
+        return ""
+    return "yes" if row["trained"] else row.get("not_trained", "not trained")
+
+
+def evaluation_cell(row: dict[str, Any]) -> str:
+    """The evaluation's size: "<problems> x n=<samples per problem>", or "" when unknown."""
+    problems, n = row.get("p3_problems"), row.get("p3_samples_per_problem")
+    return "" if problems is None and n is None else f"{problems} x n={n}"
+
+
 def table(rows: list[dict[str, Any]], ks: Sequence[int]) -> str:
     head = ["round", "self-play with", "samples", "kept by filters", "solved puzzles", "verified pairs",
-            "training examples (rounds so far)", "evaluated model", *(f"P3 pass@{k}" for k in ks)]
+            "training examples (rounds so far)", "fine-tuned", "evaluated model", "P3 problems x samples",
+            *(f"P3 pass@{k}" for k in ks)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         cells = [r["round"], r.get("generated_by", ""), r.get("samples", ""), r.get("kept_by_filter", ""),
                  r.get("solved_puzzles", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
-                 r["model"], *(r["p3"][f"pass@{k}"] for k in ks)]
+                 fine_tune_cell(r), r["model"], evaluation_cell(r), *(r["p3"][f"pass@{k}"] for k in ks)]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -157,10 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.output)
     check_train_batch("self-play-loop", args.train_config, [], args.train_args, args.train_launcher)
     out.mkdir(parents=True, exist_ok=True)
-    ks = tuple(int(k) for k in args.pass_k.split(","))
+    ks = args.ks
     _evaluate(args, args.model, out / "base-eval")
     rows = [_row("base", args.model, out / "base-eval", ks)]
-    model = args.model
+    model, model_eval = args.model, out / "base-eval"  # the current model and its evaluation
     model_step: list[Path] = []  # the fine-tune that made ``model`` (none for the base model)
     rounds_so_far: list[Path] = []
     for r in range(args.rounds):
@@ -177,10 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         merged = _merge(args, r, rounds_so_far, round_dir)
         examples_so_far = merged.get("training_examples") or 0
         if not examples_so_far:
-            print(f"[self-play-loop] round {r}: {_why_empty(merged, r)}, so no fine-tune; M_{r + 1} = M_{r}",
+            why = _why_empty(merged, r)
+            print(f"[self-play-loop] round {r}: {why}, so no fine-tune; M_{r + 1} = M_{r}",
                   file=sys.stderr, flush=True)
-            rows.append(_row(f"{r}", model, out / "base-eval" if model == args.model else
-                             out / f"round-{r - 1}" / "eval", ks, generated, examples_so_far, seed, model))
+            rows.append(_row(f"{r}", model, model_eval, ks, generated, examples_so_far, seed, model,
+                             not_trained=why))
             continue
         train = round_dir / "train"
         final = train / "stage-0-self_play" / "final"
@@ -199,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               prepare=lambda train=train: train_resume_arguments("self-play-loop", train))
         generated_by, model = model, str(final)
         model_step = [trained]
-        _evaluate(args, model, round_dir / "eval", upstream=model_step)
+        model_eval = round_dir / "eval"
+        _evaluate(args, model, model_eval, upstream=model_step)
         rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far, seed, generated_by))
     summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks),
                "run_seed": args.run_seed, "rows": rows}

@@ -28,7 +28,7 @@ def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp
             "--self-play-args=--puzzle-preset seed --num-prompts 2 --samples-per-prompt 6 --solve-attempts 4 "
             "--trivial-reject-rate 1.0",
             "--train-args=--set global_batch_size=2 --set per_device_batch_size=2 --set precision=fp32",
-            "--eval-args=--samples-per-problem 1 --problem-limit 3"]
+            "--eval-args=--samples-per-problem 1 --problem-limit 3", "--pass-k=1"]
     assert loop_main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [r["round"] for r in summary["rows"]] == ["base", "0"]
@@ -38,6 +38,8 @@ def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp
     assert round0["model"].endswith("round-0/train/stage-0-self_play/final")
     assert round0["generated_by"] == str(script)  # round 0's counts are M_0's; its pass@k is M_1's
     assert json.loads((out / "round-0" / "eval" / "summary.json").read_text())["problems"] == 3
+    assert [(r["p3_problems"], r["p3_samples_per_problem"]) for r in summary["rows"]] == [(3, 1), (3, 1)]
+    assert round0["trained"] is True and summary["ks"] == [1]
     assert round0["run_seed"] == round_seed(0, 0)  # each round its own seed, passed to its self-play job
     manifest = json.loads((out / "round-0" / "self-play" / "manifest.json").read_text())
     assert manifest["settings"]["run_seed"] == round_seed(0, 0)
@@ -78,7 +80,8 @@ def stand_in_jobs(driver, name, command, log, done, **kwargs):
                 write_round(done.parent, iteration, ROUNDS[iteration])
             else:  # an evaluation's summary, or the fine-tune's marker of its finished stage
                 done.parent.mkdir(parents=True, exist_ok=True)
-                done.write_text(json.dumps({"pass@1": 0.0, "pass@10": 0.0, "solved": []}))
+                done.write_text(json.dumps({"pass@1": 0.0, "pass@10": 0.0, "solved": [], "problems": 228,
+                                            "samples_per_problem": 10}))
         kwargs.pop("prepare", None)
         command = [sys.executable, "-c", "pass", name]
     run_step(driver, name, command, log, done, **kwargs)
@@ -142,3 +145,53 @@ def test_an_empty_merged_set_says_whether_there_was_no_pair_or_the_cap_dropped_t
     err = capsys.readouterr().err
     assert "round 0: no verified pair in rounds 0..0 yet, so no fine-tune; M_1 = M_0" in err
     assert "after the cap" not in err
+
+
+def test_rows_record_the_evaluation_size_and_a_round_that_trained_nothing_says_so(tmp_path, monkeypatch):
+    from beam_pipelines import self_play_loop
+    from transforms.stats.report import loop_report
+
+    monkeypatch.setattr(self_play_loop, "run_step", stand_in_jobs)
+    monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
+    monkeypatch.setitem(ROUNDS, 0, [])  # round 0 verifies nothing: no fine-tune; round 1 trains
+    out = tmp_path / "loop"
+    assert loop_main([f"--output={out}", "--p3-dir=p3", "--rounds=2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    base, round0, round1 = summary["rows"]
+    assert [(r["p3_problems"], r["p3_samples_per_problem"]) for r in summary["rows"]] == [(228, 10)] * 3
+    assert "trained" not in base and round1["trained"] is True and "not_trained" not in round1
+    assert round0["trained"] is False and round0["model"] == base["model"] and round0["evaluation"] == "base-eval"
+    why = "not trained: no verified pair in rounds 0..0 yet; evaluated model = previous (smollm2)"
+    assert round0["not_trained"] == why and round1["evaluation"] == "round-1/eval"
+    md = (out / "summary.md").read_text().splitlines()
+    head = [c.strip() for c in md[0].strip("|").split("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in md[2:]]
+    assert [c[head.index("fine-tuned")] for c in cells] == ["", why, "yes"]
+    assert [c[head.index("P3 problems x samples")] for c in cells] == ["228 x n=10"] * 3
+    page = loop_report(summary)
+    assert "<th>fine-tuned</th>" in page and f"<td>{why}</td>" in page and "<td>yes</td>" in page
+    assert "<th>P3 problems x samples</th>" in page and page.count("<td>228 x n=10</td>") == 3
+
+
+@pytest.mark.parametrize("eval_args, pass_k, error", [
+    ("--samples-per-problem 2 --problem-limit 20", None, "--pass-k 1,10 asks for pass@10 but each evaluation draws "
+                                                         "n=2 sample(s) per problem"),
+    ("--samples-per-problem 20 --pass-k 1,5", None, "the evaluation computes only pass@1,5"),
+    ("--samples-per-problem 0", None, "--eval-args: --samples-per-problem must be at least 1"),
+    ("--samples-per-problem 2", "1,x", "--pass-k must be comma-separated integers"),
+])
+def test_a_pass_k_the_evaluation_does_not_compute_is_refused_before_any_work(tmp_path, capsys, eval_args, pass_k,
+                                                                             error):
+    out = tmp_path / "loop"
+    argv = [f"--output={out}", "--p3-dir=p3", f"--eval-args={eval_args}", *([f"--pass-k={pass_k}"] if pass_k else [])]
+    with pytest.raises(SystemExit):
+        loop_main(argv)
+    assert error in capsys.readouterr().err and not out.exists()
+
+
+def test_a_pass_k_within_the_samples_per_problem_is_accepted():
+    from beam_pipelines.self_play_loop import parse_args
+
+    args = parse_args(["--output=o", "--p3-dir=p3", "--eval-args=--samples-per-problem 2 --problem-limit 20",
+                       "--pass-k=1,2"])
+    assert args.ks == (1, 2)

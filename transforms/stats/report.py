@@ -286,11 +286,21 @@ def loop_report(summary: Mapping[str, Any]) -> str:
     ks = summary["ks"]
     sections = []
     # A round's counts come from the model it self-played with (M_r); its pass@k from the model it trained (M_r+1).
-    head = ["round", "self-play with", "verified pairs", "training examples so far", "evaluated model",
-            *(f"P3 pass@{k}" for k in ks)]
+    # A round that fine-tuned nothing says so (its evaluated model is the previous one); every row names the size of
+    # its evaluation (problems x samples per problem), which --eval-args may have cut.
+    def fine_tune_cell(r: Mapping[str, Any]) -> str:  # "" for the base row
+        return "" if "trained" not in r else "yes" if r["trained"] else r.get("not_trained", "not trained")
+
+    def evaluation_cell(r: Mapping[str, Any]) -> str:
+        problems, n = r.get("p3_problems"), r.get("p3_samples_per_problem")
+        return "" if problems is None and n is None else f"{problems} x n={n}"
+
+    head = ["round", "self-play with", "verified pairs", "training examples so far", "fine-tuned", "evaluated model",
+            "P3 problems x samples", *(f"P3 pass@{k}" for k in ks)]
     sections.append("<h2>Rounds</h2>" + _table(head, [
         [r["round"], r.get("generated_by", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
-         r["model"], *("" if r["p3"].get(f"pass@{k}") is None else r["p3"][f"pass@{k}"] for k in ks)]
+         fine_tune_cell(r), r["model"], evaluation_cell(r),
+         *("" if r["p3"].get(f"pass@{k}") is None else r["p3"][f"pass@{k}"] for k in ks)]
         for r in rows]))
     fig, ax = _figure()
     labels = [str(r["round"]) for r in rows]
