@@ -14,8 +14,11 @@ that generated the data against the fine-tuned one, ending in a table shaped lik
 
 Steps, each in its own directory and skipped when already finished (a re-run after a stop continues):
 ``data/`` (the main job), ``train/`` (``training/configs/inversecoder.yaml``), ``eval/<model>/<benchmark>/``.
-``summary.json``, ``summary.md`` and ``report.html`` hold the table. ``--output`` is a local directory (it holds
-the steps' state); the steps' jobs run on this machine's runner (every step writes under ``--output``).
+``summary.json``, ``summary.md`` and ``report.html`` hold the table (pass@1 in percent); ``summary.json`` and
+``summary.md`` also record the prompt template each evaluation used, the benchmarks the data's decontamination did
+not check, and where the steps' own reports are.
+``--output`` is a local directory (it holds the steps' state); the steps' jobs run on this machine's runner (every
+step writes under ``--output``).
 """
 from __future__ import annotations
 
@@ -33,10 +36,14 @@ from beam_pipelines.steps import (
     train_resume_arguments,
     write_text_atomic,
 )
+from runners.model_resolution import EMBEDDED_MODELS
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "inversecoder.yaml"
 # Table 3's columns: a benchmark and its plus version side by side.
 COLUMNS = (("HumanEval", "humaneval", "humaneval_plus"), ("MBPP", "mbpp", "mbpp_plus"))
+# The paper's M: WizardCoder-GPT4-{CL-7B,DS-6.7B,CL-13B}, fine-tuned on the original corpus (evol-codealpaca-v1)
+# with the `paper` prompt template. Only for these does the M row mean what the paper's does.
+PAPER_M_PREFIX = "wizardcoder-gpt4-"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -73,16 +80,79 @@ def pairs_written(data: Path, source: str) -> int | None:
     return _read(data / "training" / source / "shards.json").get("total_rows")
 
 
+def is_paper_m(model: str) -> bool:
+    """Whether ``model`` is one of the paper's M (a hub id or a directory named after it)."""
+    return Path(model.rstrip("/")).name.lower().startswith(PAPER_M_PREFIX)
+
+
+def model_id(spec: str) -> str:
+    """What ``--model``/``--base-model`` names: an embedded short name becomes its model's name."""
+    embedded = EMBEDDED_MODELS.get(spec.lower())
+    return f"{embedded.filename.split('.')[0]} ({spec})" if embedded else spec
+
+
+def model_rows(model: str, base_model: str, final: str) -> list[tuple[str, str, str, str]]:
+    """(key, model to evaluate, row label, data label) of the table's two rows, labelled by what they are in this
+    run: the paper's M was fine-tuned on the original corpus, any other M only generated the data."""
+    paper_m = is_paper_m(model)
+    return [("m", model, f"M: {model_id(model)}, generated the data",
+             "original corpus (the paper's M)" if paper_m else "not fine-tuned in this run"),
+            ("inversecoder", final, f"InverseCoder: {model_id(base_model)}, fine-tuned here", "generated + original")]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ["Model", "Data", *(f"{label} (+)" for label, _, _ in COLUMNS)]
+    head = ["Model", "Data", "Prompt template", *(f"{label} (+)" for label, _, _ in COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        cells = [r["model"], r["data"]]
+        cells = [r["model"], r["data"], f"`{r['prompt_template']}`" if r.get("prompt_template") else "?"]
         for _, base, plus in COLUMNS:
             a, b = r["pass@1"].get(base), r["pass@1"].get(plus)
-            cells.append("" if a is None else (f"{a:.1f}" + (f" ({b:.1f})" if b is not None else "")))
+            cells.append("" if a is None else (f"{a:.2f}" + (f" ({b:.2f})" if b is not None else "")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def caveat(summary: dict[str, Any]) -> str | None:
+    """One line when M is not the paper's M and was evaluated with a template other than its chat template: the
+    fine-tuned model learned the training template, M did not, so part of the gap may be the format."""
+    m = next((r for r in summary["rows"] if r.get("role") == "m"), None)
+    if m is None or summary.get("paper_m") or m.get("prompt_template") in (None, "chat"):
+        return None
+    return (f"Caveat: M ({model_id(summary['model'])}) is not one of the paper's M (WizardCoder-GPT4-*) and was "
+            f"evaluated with the `{m['prompt_template']}` prompt template, which it is not known to have been trained "
+            f"on; the fine-tuned model was trained with prompt_format `{summary.get('train_prompt_format')}`, so "
+            "part of the difference may be the format rather than the data.")
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """``summary.md``: the table, then its unit, the templates, decontamination and the steps' reports."""
+    lines = [table(summary["rows"]), "pass@1 in percent. Prompt template: the evaluation's `--preset` "
+             "(eval/<model>/<benchmark>/run.json); the fine-tune's prompt_format: "
+             f"`{summary.get('train_prompt_format')}` (train/config.json)."]
+    note = caveat(summary)
+    if note:
+        lines.append(note)
+    decontam = summary.get("decontam_benchmarks") or {}
+    checked, missing = decontam.get("checked"), decontam.get("paper_not_checked")
+    lines.append("Decontamination checked: " + (", ".join(checked) if checked else "none recorded")
+                 + "; the paper's benchmarks NOT checked: " + (", ".join(missing) if missing else "none")
+                 + " (data/manifest.json decontam_benchmarks).")
+    reports = summary.get("reports") or {}
+    paths = [reports.get("data"), *(p for by in (reports.get("eval") or {}).values() for p in by.values()),
+             *(reports.get("train") or [])]
+    lines.append("Steps' reports and records: " + ", ".join(p for p in paths if p) + ".")
+    return "\n".join(lines[:1]) + "\n" + "\n\n".join(lines[1:]) + "\n"
+
+
+def step_reports(out: Path, keys: Sequence[str], benchmarks: Sequence[str]) -> dict[str, Any]:
+    """Relative paths of the steps' own reports and records that exist under ``out``."""
+    def rel(path: Path) -> str | None:
+        return str(path.relative_to(out)) if path.exists() else None
+
+    train = [rel(p) for p in [out / "train" / "config.json", *sorted((out / "train").glob("stage-*/metrics.jsonl"))]]
+    return {"data": rel(out / "data" / "report.html"),
+            "eval": {k: {b: rel(out / "eval" / k / b / "report.html") for b in benchmarks} for k in keys},
+            "train": [p for p in train if p]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,11 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           prepare=lambda: train_resume_arguments("paper", train))
 
     benchmarks = [("humaneval", None)] + [tuple(b.split("=", 1)) for b in args.benchmark]
-    models = [("m", args.model, f"{args.model} (M)", "original corpus"),
-              ("inversecoder", str(final), "InverseCoder", "generated + original")]
+    models = model_rows(args.model, base_model, str(final))
     rows = []
     for key, model, label, data_label in models:
-        row = {"model": label, "data": data_label, "path": model, "pass@1": {}}
+        row = {"model": label, "data": data_label, "role": key, "path": model, "prompt_template": None, "pass@1": {}}
         for name, path in benchmarks:
             where = out / "eval" / key / name
             spec = f"--benchmark={name}" + (f"={path}" if path else "")
@@ -125,13 +194,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                   out / "eval" / f"{key}-{name}.log", where / "summary.json",
                   upstream=[trained] if key == "inversecoder" else [])
             row["pass@1"][name] = _read(where / "summary.json").get("pass@1")
+            template = (_read(where / "run.json").get("arguments") or {}).get("preset")
+            row["prompt_template"] = row["prompt_template"] or template
+            if template != row["prompt_template"]:  # the same --eval-args for every benchmark: not expected
+                row.setdefault("prompt_templates", {})[name] = template
         rows.append(row)
     # The shards step's records_out counts the original pairs too (--emit-original): count each source's rows.
-    summary = {"model": args.model, "base_model": base_model, "generated_pairs": pairs_written(data, "generated"),
-               "original_pairs": pairs_written(data, "original"), "profile": manifest.get("profile"), "rows": rows}
+    decontam = manifest.get("decontam_benchmarks") or {}
+    summary = {"model": args.model, "base_model": base_model, "paper_m": is_paper_m(args.model),
+               "generated_pairs": pairs_written(data, "generated"), "original_pairs": pairs_written(data, "original"),
+               "profile": manifest.get("profile"), "unit": "percent",
+               "train_prompt_format": _read(train / "config.json").get("prompt_format"),
+               "decontam_benchmarks": {"checked": decontam.get("checked"),
+                                       "paper_not_checked": decontam.get("paper_not_checked")},
+               "reports": step_reports(out, [key for key, *_ in models], [name for name, _ in benchmarks]),
+               "rows": rows}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_text_atomic(out / "summary.md", table(rows))
-    print(table(rows))
+    markdown = summary_markdown(summary)
+    write_text_atomic(out / "summary.md", markdown)
+    print(markdown)
     from transforms.stats.report import write_report
 
     print(f"report: {write_report(str(out))}")
