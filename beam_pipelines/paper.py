@@ -209,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        "paper_not_checked": decontam.get("paper_not_checked")},
                "reports": step_reports(out, [key for key, *_ in models], [name for name, _ in benchmarks]),
                "rows": rows}
+    summary["caveat"] = caveat(summary)  # also for the report, which reads summary.json alone
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     markdown = summary_markdown(summary)
     write_text_atomic(out / "summary.md", markdown)

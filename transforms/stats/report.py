@@ -321,14 +321,31 @@ def loop_report(summary: Mapping[str, Any]) -> str:
 
 
 def paper_report(summary: Mapping[str, Any]) -> str:
-    """The paper driver's table, shaped like the paper's Table 3 (pass@1 %, greedy)."""
+    """The paper driver's table, shaped like the paper's Table 3 (pass@1 %, greedy), with the prompt template of
+    each row, the caveat, the benchmarks decontamination did not check and links to the steps' own reports."""
     names = sorted({name for row in summary["rows"] for name in row["pass@1"]})
-    rows = [[r["model"], r["data"], *("" if r["pass@1"].get(n) is None else f"{r['pass@1'][n]:.2f}" for n in names)]
+    rows = [[r["model"], r["data"], r.get("prompt_template") or "",
+             *("" if r["pass@1"].get(n) is None else f"{r['pass@1'][n]:.2f}" for n in names)]
             for r in summary["rows"]]
-    sections = ["<h2>pass@1 (%), greedy</h2>" + _table(["model", "data", *names], rows,
-                                                       [False, False, *(True for _ in names)])]
-    return page("inverse-instruct: the paper's Table 3", _meta(summary, ["model", "base_model", "generated_pairs",
-                                                                         "original_pairs", "profile"]), sections)
+    sections = ["<h2>pass@1 (%), greedy</h2>" + _table(["model", "data", "prompt template", *names], rows,
+                                                       [False, False, False, *(True for _ in names)])]
+    if summary.get("caveat"):
+        sections.append(f"<p>{html.escape(summary['caveat'])}</p>")
+    decontam = summary.get("decontam_benchmarks") or {}
+    if decontam:
+        checked, missing = decontam.get("checked"), decontam.get("paper_not_checked")
+        sections.append("<h2>Decontamination</h2><p>checked: " + html.escape(", ".join(checked or []) or "none")
+                        + "; the paper's benchmarks <b>not</b> checked: "
+                        + html.escape(", ".join(missing or []) or "none") + "</p>")
+    reports = summary.get("reports") or {}
+    paths = [reports.get("data"), *(p for by in (reports.get("eval") or {}).values() for p in by.values()),
+             *(reports.get("train") or [])]
+    if any(paths):
+        sections.append("<h2>The steps' own reports and records</h2><ul>" + "".join(
+            f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in paths if p) + "</ul>")
+    return page("inverse-instruct: the paper's Table 3", _meta(summary, [
+        "model", "base_model", "generated_pairs", "original_pairs", "profile", "unit", "train_prompt_format"]),
+        sections)
 
 
 def write_report(output: str) -> str | None:

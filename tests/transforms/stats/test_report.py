@@ -140,3 +140,24 @@ def test_long_instructions_and_code_wrap_inside_a_1200px_window(monkeypatch, tmp
     overflow = re.search(r'data-overflow="(-?\d+)"', dom)
     assert overflow, dom[-2000:]
     assert int(overflow.group(1)) <= 0, f"the page is {overflow.group(1)} px wider than the window"
+
+
+def test_the_paper_report_shows_templates_caveat_unchecked_benchmarks_and_step_links():
+    from transforms.stats.report import paper_report
+
+    summary = {"model": "smollm2", "base_model": "smollm2", "generated_pairs": 22, "original_pairs": 59,
+               "profile": "paper", "unit": "percent", "train_prompt_format": "paper",
+               "caveat": "Caveat: M was evaluated with the `paper` prompt template.",
+               "decontam_benchmarks": {"checked": ["humaneval"], "paper_not_checked": ["mbpp", "apps"]},
+               "reports": {"data": "data/report.html", "eval": {"m": {"humaneval": "eval/m/humaneval/report.html"}},
+                           "train": ["train/config.json"]},
+               "rows": [{"model": "M: smollm2", "data": "not fine-tuned in this run", "prompt_template": "paper",
+                         "pass@1": {"humaneval": 0.61}},
+                        {"model": "InverseCoder: smollm2", "data": "generated + original", "prompt_template": "paper",
+                         "pass@1": {"humaneval": 4.88}}]}
+    page = paper_report(summary)
+    assert "<td>paper</td>" in page and "4.88" in page
+    assert summary["caveat"] in page
+    assert "mbpp, apps" in page
+    for link in ("data/report.html", "eval/m/humaneval/report.html", "train/config.json"):
+        assert f'href="{link}"' in page
