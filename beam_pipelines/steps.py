@@ -189,9 +189,29 @@ def step_lock(path: Path, driver: str, name: str) -> Iterator[int]:
         os.close(fd)
 
 
-def run_process(command: list[str], log: Path, keep_fds: Sequence[int] = ()) -> tuple[int, int | None]:
+HEARTBEAT_S = 60.0  # how often a running step says how long it has run and what its log said last
+
+
+def last_log_line(log: Path, limit: int = 160) -> str:
+    """The last non-empty line of ``log`` (its last 8 KB), at most ``limit`` characters; "" when there is none."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if len(lines[-1]) <= limit else lines[-1][:limit - 3] + "..."
+
+
+def run_process(command: list[str], log: Path, keep_fds: Sequence[int] = (),
+                heartbeat: Callable[[float], None] | None = None, every_s: float = HEARTBEAT_S
+                ) -> tuple[int, int | None]:
     """Run ``command`` in its own session (process group), output appended to ``log``; SIGTERM, SIGINT and SIGHUP
-    sent to this process meanwhile go to that group. Returns (exit code, the first signal forwarded or None)."""
+    sent to this process meanwhile go to that group; ``heartbeat(seconds running)`` is called every ``every_s``
+    while it runs. Returns (exit code, the first signal forwarded or None)."""
     received: list[int] = []
     proc: subprocess.Popen | None = None
 
@@ -211,7 +231,13 @@ def run_process(command: list[str], log: Path, keep_fds: Sequence[int] = ()) -> 
         if received:  # a signal that came before the process had its group
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, received[0])
-        code = proc.wait()
+        started = time.monotonic()
+        while True:
+            try:
+                code = proc.wait(timeout=every_s if heartbeat is not None else None)
+                break
+            except subprocess.TimeoutExpired:
+                heartbeat(time.monotonic() - started)
     finally:
         if proc is not None and proc.poll() is None:  # the driver itself failed while waiting
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -253,7 +279,12 @@ def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, 
         full = [*command, *(prepare() if prepare is not None else ())]
         print(f"[{driver}] {name}: {shlex.join(full)}\n[{driver}]   log: {log}", file=sys.stderr, flush=True)
         started = time.monotonic()
-        code, signum = run_process(full, log, keep_fds=(lock_fd,))
+        def heartbeat(seconds: float) -> None:  # the step's own progress lines are in its log
+            last = last_log_line(log)
+            print(f"[{driver}] {name}: running for {int(seconds) // 60}m{int(seconds) % 60:02d}s"
+                  + (f"; log: {last}" if last else ""), file=sys.stderr, flush=True)
+
+        code, signum = run_process(full, log, keep_fds=(lock_fd,), heartbeat=heartbeat, every_s=HEARTBEAT_S)
         if signum is not None:
             print(f"[{driver}] {name}: stopped by {signal.Signals(signum).name} (sent on to the step's processes); "
                   "run the same command again to continue", file=sys.stderr, flush=True)

@@ -89,6 +89,27 @@ def test_a_job_that_exits_0_without_its_done_file_names_the_file(tmp_path):
     assert str(done) in message and "exited 0" in message and "exit 0)" not in message
 
 
+def test_a_long_step_says_how_long_it_has_run_and_what_its_log_said_last(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(steps, "HEARTBEAT_S", 0.5)
+    done, log = tmp_path / "summary.json", tmp_path / "step.log"
+    job = ("import sys, time\nprint('generate 3/65 answered, 120 tokens/s', flush=True)\ntime.sleep(1.8)\n"
+           f"open({str(done)!r}, 'w').write('{{}}')\n")
+    run_step("test", "evaluate", [sys.executable, "-c", job], log, done)
+    beats = [line for line in capsys.readouterr().err.splitlines() if "running for" in line]
+    assert len(beats) >= 2, beats
+    assert all(line.startswith("[test] evaluate: running for 0m0") for line in beats), beats
+    assert beats[-1].endswith("; log: generate 3/65 answered, 120 tokens/s"), beats
+
+
+def test_the_last_log_line_skips_blank_lines_and_is_cut(tmp_path):
+    log = tmp_path / "step.log"
+    assert steps.last_log_line(log) == ""  # no log yet
+    log.write_text("first\n" + "x" * 500 + "\r progress 10%\r progress 20%\n\n  \n")
+    assert steps.last_log_line(log) == "progress 20%"
+    log.write_text("y" * 500 + "\n")
+    assert steps.last_log_line(log, limit=20) == "y" * 17 + "..."
+
+
 # ------------------------------------------------------------------------------------ lock and signals
 
 def test_a_step_whose_lock_is_held_refuses_to_run(tmp_path):
