@@ -137,10 +137,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines.append("Decontamination checked: " + (", ".join(checked) if checked else "none recorded")
                  + "; the paper's benchmarks NOT checked: " + (", ".join(missing) if missing else "none")
                  + " (data/manifest.json decontam_benchmarks).")
-    reports = summary.get("reports") or {}
-    paths = [reports.get("data"), *(p for by in (reports.get("eval") or {}).values() for p in by.values()),
-             *(reports.get("train") or [])]
-    lines.append("Steps' reports and records: " + ", ".join(p for p in paths if p) + ".")
+    from transforms.stats.report import paper_step_paths
+
+    lines.append("Steps' reports and records: " + ", ".join(paper_step_paths(summary)) + ".")
     return "\n".join(lines[:1]) + "\n" + "\n\n".join(lines[1:]) + "\n"
 
 

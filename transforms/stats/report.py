@@ -320,6 +320,15 @@ def loop_report(summary: Mapping[str, Any]) -> str:
     return page("inverse-instruct: self-play loop", _meta(summary, ["base_model", "rounds"]), sections)
 
 
+def paper_step_paths(summary: Mapping[str, Any]) -> list[str]:
+    """The paper summary's ``reports`` as one list of relative paths (data, each evaluation, the fine-tune's
+    records), those that exist."""
+    reports = summary.get("reports") or {}
+    paths = [reports.get("data"), *(p for by in (reports.get("eval") or {}).values() for p in by.values()),
+             *(reports.get("train") or [])]
+    return [p for p in paths if p]
+
+
 def paper_report(summary: Mapping[str, Any]) -> str:
     """The paper driver's table, shaped like the paper's Table 3 (pass@1 %, greedy), with the prompt template of
     each row, the caveat, the benchmarks decontamination did not check and links to the steps' own reports."""
@@ -337,12 +346,10 @@ def paper_report(summary: Mapping[str, Any]) -> str:
         sections.append("<h2>Decontamination</h2><p>checked: " + html.escape(", ".join(checked or []) or "none")
                         + "; the paper's benchmarks <b>not</b> checked: "
                         + html.escape(", ".join(missing or []) or "none") + "</p>")
-    reports = summary.get("reports") or {}
-    paths = [reports.get("data"), *(p for by in (reports.get("eval") or {}).values() for p in by.values()),
-             *(reports.get("train") or [])]
-    if any(paths):
+    paths = paper_step_paths(summary)
+    if paths:
         sections.append("<h2>The steps' own reports and records</h2><ul>" + "".join(
-            f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in paths if p) + "</ul>")
+            f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in paths) + "</ul>")
     return page("inverse-instruct: the paper's Table 3", _meta(summary, [
         "model", "base_model", "generated_pairs", "original_pairs", "profile", "unit", "train_prompt_format"]),
         sections)
