@@ -15,6 +15,7 @@ each job sees only its own options.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -45,6 +46,18 @@ def job_entry(name: str) -> Callable[[Sequence[str]], int | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = dispatch(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`inverse-instruct ... | head`): stop quietly, as Unix tools do. Point stdout at
+        # /dev/null so the interpreter's own flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
+
+
+def dispatch(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())

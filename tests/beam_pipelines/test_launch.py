@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -220,3 +221,26 @@ def test_report_of_a_driver_prints_its_results_table(tmp_path, capsys):
     (tmp_path / "summary.md").write_text(table)
     assert cli.main(["report", str(tmp_path)]) == 0
     assert table.strip() in capsys.readouterr().out
+
+
+
+def test_cli_stops_quietly_when_its_reader_goes_away(monkeypatch, tmp_path):
+    """`inverse-instruct --help | head -1`: once head has gone, a write raises BrokenPipeError; the command ends
+    with 141 (as if killed by SIGPIPE) and no traceback, and stdout no longer points at the dead pipe."""
+    sink = (tmp_path / "stdout").open("w")
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            return sink.fileno()
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["--help"]) == 141
+    os.write(sink.fileno(), b"after")  # fd now /dev/null: nothing reaches the file
+    sink.close()
+    assert (tmp_path / "stdout").read_bytes() == b""
