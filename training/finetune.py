@@ -24,6 +24,7 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -503,6 +504,12 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
               f"{'compiled' if compiled else 'eager'} layers ({compile_plan.reason}), {torch.get_num_threads()} "
               f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
     args = training_arguments(config, stage, stage_dir, model, accumulation, bf16)
+    global_batch = config.per_device_batch_size * accumulation * world_size()
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(len(dataset) / global_batch)
+    peak_fraction = peak_lr_fraction(total_steps, args.warmup_steps)
+    if peak_fraction < 1.0 and rank() == 0:
+        print(f"[{stage.name}] note: warm-up lasts {args.warmup_steps} steps and this stage has {total_steps}: the "
+              f"learning rate never leaves warm-up (at most {peak_fraction:.0%} of {args.learning_rate:g})", flush=True)
     Trainer, MetricsFile, CheckpointMarker = _trainer_classes()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = Trainer(
@@ -552,7 +559,9 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "epochs": stage.epochs,
             "examples": len(dataset),
             "global_steps": trainer.state.global_step,
-            "global_batch_size": config.per_device_batch_size * accumulation * world_size(),
+            "global_batch_size": global_batch,
+            "planned_steps": total_steps,
+            "peak_lr_fraction": peak_fraction,
             "gradient_accumulation_steps": accumulation,
             "world_size": world_size(),
             "bf16": bf16,
@@ -571,6 +580,15 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     del trainer, model, final_state
     gc.collect()
     return summary
+
+
+def peak_lr_fraction(total_steps: int, warmup_steps: int) -> float:
+    """The largest fraction of the configured learning rate a warm-up schedule uses in a stage of total_steps
+    optimizer steps: HF's linear warm-up uses step/warmup at (0-based) step, so a stage shorter than its warm-up
+    never reaches the configured rate (the paper's 10-15 warm-up steps against a small run's few steps)."""
+    if warmup_steps <= 0 or total_steps > warmup_steps:
+        return 1.0
+    return max(total_steps - 1, 0) / warmup_steps
 
 
 def _last_per_step_sum(history: list[dict[str, Any]], key: str) -> int:

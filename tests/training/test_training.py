@@ -404,6 +404,19 @@ def test_two_stages_run_in_order_from_the_right_weights(reference_run, tiny_mode
     # Each stage has its own warm-up: the lr restarts low at the second stage's first step.
     lrs = {s: e["learning_rate"] for s, e in step_losses(reference_run / "stage-1-original").items()}
     assert sorted(lrs) == [1, 2] and lrs[1] < 1e-2 and second["global_steps"] == 2
+    # 2 steps against a warm-up of 2: the steps use 0 and 1/2 of the rate, and the summary says so.
+    assert second["planned_steps"] == 2 and second["peak_lr_fraction"] == 0.5
+    assert first["planned_steps"] == first["global_steps"] > 2 and first["peak_lr_fraction"] == 1.0
+
+
+def test_peak_lr_fraction_of_a_stage_shorter_than_its_warm_up():
+    from training.finetune import peak_lr_fraction
+
+    assert peak_lr_fraction(total_steps=4, warmup_steps=15) == pytest.approx(3 / 15)
+    assert peak_lr_fraction(total_steps=15, warmup_steps=15) == pytest.approx(14 / 15)
+    assert peak_lr_fraction(total_steps=16, warmup_steps=15) == 1.0
+    assert peak_lr_fraction(total_steps=1, warmup_steps=10) == 0.0
+    assert peak_lr_fraction(total_steps=3, warmup_steps=0) == 1.0
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's ranks through /proc")
