@@ -132,6 +132,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     note = caveat(summary)
     if note:
         lines.append(note)
+    tuned = fine_tune_line(summary.get("fine_tune") or [])
+    if tuned:
+        lines.append(tuned)
     decontam = summary.get("decontam_benchmarks") or {}
     checked, missing = decontam.get("checked"), decontam.get("paper_not_checked")
     lines.append("Decontamination checked: " + (", ".join(checked) if checked else "none recorded")
@@ -141,6 +144,31 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
     lines.append("Steps' reports and records: " + ", ".join(paper_step_paths(summary)) + ".")
     return "\n".join(lines[:1]) + "\n" + "\n\n".join(lines[1:]) + "\n"
+
+
+def fine_tune_stages(train: Path) -> list[dict[str, Any]]:
+    """What each finished fine-tune stage did, from its COMPLETE.json: steps, loss, and the largest fraction of
+    the configured learning rate it reached (below 1 when the stage is shorter than its warm-up)."""
+    stages = []
+    for marker in sorted(train.glob("stage-*/COMPLETE.json")):
+        done = _read(marker)
+        stages.append({"stage": done.get("stage"), "steps": done.get("global_steps"),
+                       "train_loss": done.get("train_loss"), "peak_lr_fraction": done.get("peak_lr_fraction")})
+    return stages
+
+
+def fine_tune_line(stages: Sequence[dict[str, Any]]) -> str | None:
+    if not stages:
+        return None
+    parts = [f"{s['stage']} {s['steps']} steps" + (f" (training loss {s['train_loss']:.3f})"
+                                                   if isinstance(s.get("train_loss"), (int, float)) else "")
+             for s in stages]
+    line = "Fine-tune: " + ", ".join(parts) + " (train/stage-*/COMPLETE.json)."
+    short = [s for s in stages if isinstance(s.get("peak_lr_fraction"), (int, float)) and s["peak_lr_fraction"] < 1]
+    if short:
+        line += (" Shorter than its warm-up, so the learning rate never reached its configured value: "
+                 + ", ".join(f"{s['stage']} (at most {s['peak_lr_fraction']:.0%})" for s in short) + ".")
+    return line
 
 
 def step_reports(out: Path, keys: Sequence[str], benchmarks: Sequence[str]) -> dict[str, Any]:
@@ -204,11 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                "generated_pairs": pairs_written(data, "generated"), "original_pairs": pairs_written(data, "original"),
                "profile": manifest.get("profile"), "unit": "percent",
                "train_prompt_format": _read(train / "config.json").get("prompt_format"),
+               "fine_tune": fine_tune_stages(train),
                "decontam_benchmarks": {"checked": decontam.get("checked"),
                                        "paper_not_checked": decontam.get("paper_not_checked")},
                "reports": step_reports(out, [key for key, *_ in models], [name for name, _ in benchmarks]),
                "rows": rows}
     summary["caveat"] = caveat(summary)  # also for the report, which reads summary.json alone
+    summary["fine_tune_note"] = fine_tune_line(summary["fine_tune"])
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     markdown = summary_markdown(summary)
     write_text_atomic(out / "summary.md", markdown)

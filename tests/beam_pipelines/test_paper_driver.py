@@ -54,6 +54,14 @@ def test_the_paper_in_one_command(tmp_path, tiny_model_dir, capsys):  # noqa: F8
     assert generated < manifest["stages"]["shards"]["records_out"]  # what it reported: originals counted too
     assert (out / "train" / "stage-0-generated" / "COMPLETE.json").exists()
     assert (out / "train" / "stage-1-original" / "COMPLETE.json").exists()
+    completes = [json.loads((out / "train" / d / "COMPLETE.json").read_text())
+                 for d in ("stage-0-generated", "stage-1-original")]
+    assert [(s["stage"], s["steps"], s["peak_lr_fraction"]) for s in summary["fine_tune"]] == [
+        (c["stage"], c["global_steps"], c["peak_lr_fraction"]) for c in completes]
+    assert [c["stage"] for c in completes] == ["generated", "original"]
+    assert all(c["global_steps"] >= 1 for c in completes)
+    assert summary["fine_tune_note"] in markdown
+    assert "Fine-tune: generated " in markdown and "never reached its configured value" in markdown  # 15-step warm-up
     assert f"| InverseCoder: {tiny_model_dir}, fine-tuned here | generated + original | `paper` |" in markdown
     assert (out / "report.html").exists()
     capsys.readouterr()
@@ -95,6 +103,17 @@ def test_summary_md_two_decimals_templates_decontamination_and_reports():
     assert "data/report.html, eval/m/humaneval/report.html, train/config.json" in text
     assert "Caveat: M (SmolLM2-135M-Instruct (smollm2)) is not one of the paper's M" in text
     assert "`paper` prompt template" in text
+
+
+def test_summary_md_says_when_a_stage_never_left_its_warm_up():
+    summary = _summary("smollm2", False, "paper")
+    summary["fine_tune"] = [{"stage": "generated", "steps": 4, "train_loss": 2.5, "peak_lr_fraction": 0.2},
+                            {"stage": "original", "steps": 40, "train_loss": 1.25, "peak_lr_fraction": 1.0}]
+    text = summary_markdown(summary)
+    assert "Fine-tune: generated 4 steps (training loss 2.500), original 40 steps (training loss 1.250)" in text
+    assert "never reached its configured value: generated (at most 20%)." in text
+    summary["fine_tune"][0]["peak_lr_fraction"] = 1.0
+    assert "never reached" not in summary_markdown(summary)
 
 
 def test_no_caveat_for_the_papers_m_or_the_chat_template():

@@ -340,6 +340,8 @@ def paper_report(summary: Mapping[str, Any]) -> str:
                                                        [False, False, False, *(True for _ in names)])]
     if summary.get("caveat"):
         sections.append(f"<p>{html.escape(summary['caveat'])}</p>")
+    if summary.get("fine_tune_note"):
+        sections.append(f"<p>{html.escape(summary['fine_tune_note'])}</p>")
     decontam = summary.get("decontam_benchmarks") or {}
     if decontam:
         checked, missing = decontam.get("checked"), decontam.get("paper_not_checked")

@@ -148,6 +148,7 @@ def test_the_paper_report_shows_templates_caveat_unchecked_benchmarks_and_step_l
     summary = {"model": "smollm2", "base_model": "smollm2", "generated_pairs": 22, "original_pairs": 59,
                "profile": "paper", "unit": "percent", "train_prompt_format": "paper",
                "caveat": "Caveat: M was evaluated with the `paper` prompt template.",
+               "fine_tune_note": "Fine-tune: generated 3 steps. Shorter than its warm-up: generated (at most 13%).",
                "decontam_benchmarks": {"checked": ["humaneval"], "paper_not_checked": ["mbpp", "apps"]},
                "reports": {"data": "data/report.html", "eval": {"m": {"humaneval": "eval/m/humaneval/report.html"}},
                            "train": ["train/config.json"]},
@@ -158,6 +159,7 @@ def test_the_paper_report_shows_templates_caveat_unchecked_benchmarks_and_step_l
     page = paper_report(summary)
     assert "<td>paper</td>" in page and "4.88" in page
     assert summary["caveat"] in page
+    assert summary["fine_tune_note"] in page
     assert "mbpp, apps" in page
     for link in ("data/report.html", "eval/m/humaneval/report.html", "train/config.json"):
         assert f'href="{link}"' in page
