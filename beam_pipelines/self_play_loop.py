@@ -174,7 +174,7 @@ def _why_empty(merged: dict[str, Any], r: int) -> str:
 
 def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
          examples: int | None = None, run_seed: int | None = None, generated_by: str | None = None,
-         not_trained: str | None = None) -> dict[str, Any]:
+         not_trained: str | None = None, trained_marker: Path | None = None) -> dict[str, Any]:
     """One table row. ``model`` is the model evaluated (M_{r+1} for round r); ``generated_by`` the one whose
     puzzles and solutions the round's counts are (M_r). ``not_trained``: why the round fine-tuned nothing (its
     ``model`` is then the previous one, its evaluation reused). The problems and samples per problem are the
@@ -189,6 +189,10 @@ def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: d
         row["trained"] = not_trained is None
         if not_trained is not None:
             row["not_trained"] = f"not trained: {not_trained}; evaluated model = previous ({model})"
+    if trained_marker is not None:
+        stage = _read(trained_marker)
+        row["fine_tune_steps"] = stage.get("global_steps")
+        row["peak_lr_fraction"] = stage.get("peak_lr_fraction")
     if generated_by is not None:
         row["generated_by"] = generated_by
     if generated is not None:
@@ -199,20 +203,9 @@ def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: d
     return row
 
 
-def fine_tune_cell(row: dict[str, Any]) -> str:
-    """Whether the row's round fine-tuned: "yes", the reason it did not, or "" (the base row)."""
-    if "trained" not in row:
-        return ""
-    return "yes" if row["trained"] else row.get("not_trained", "not trained")
-
-
-def evaluation_cell(row: dict[str, Any]) -> str:
-    """The evaluation's size: "<problems> x n=<samples per problem>", or "" when unknown."""
-    problems, n = row.get("p3_problems"), row.get("p3_samples_per_problem")
-    return "" if problems is None and n is None else f"{problems} x n={n}"
-
-
 def table(rows: list[dict[str, Any]], ks: Sequence[int]) -> str:
+    from transforms.stats.report import loop_evaluation_cell, loop_fine_tune_cell  # the report's cells too
+
     head = ["round", "self-play with", "samples", "kept by filters", "solved puzzles", "verified pairs",
             "training examples (rounds so far)", "fine-tuned", "evaluated model", "P3 problems x samples",
             *(f"P3 pass@{k}" for k in ks)]
@@ -220,7 +213,7 @@ def table(rows: list[dict[str, Any]], ks: Sequence[int]) -> str:
     for r in rows:
         cells = [r["round"], r.get("generated_by", ""), r.get("samples", ""), r.get("kept_by_filter", ""),
                  r.get("solved_puzzles", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
-                 fine_tune_cell(r), r["model"], evaluation_cell(r), *(r["p3"][f"pass@{k}"] for k in ks)]
+                 loop_fine_tune_cell(r), r["model"], loop_evaluation_cell(r), *(r["p3"][f"pass@{k}"] for k in ks)]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -275,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_step = [trained]
         model_eval = round_dir / "eval"
         _evaluate(args, model, model_eval, upstream=model_step)
-        rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far, seed, generated_by))
+        rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far, seed, generated_by,
+                         trained_marker=trained))
     summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks),
                "run_seed": args.run_seed, "rows": rows}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")

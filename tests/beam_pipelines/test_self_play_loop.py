@@ -40,6 +40,10 @@ def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp
     assert json.loads((out / "round-0" / "eval" / "summary.json").read_text())["problems"] == 3
     assert [(r["p3_problems"], r["p3_samples_per_problem"]) for r in summary["rows"]] == [(3, 1), (3, 1)]
     assert round0["trained"] is True and summary["ks"] == [1]
+    stage = json.loads((out / "round-0" / "train" / "stage-0-self_play" / "COMPLETE.json").read_text())
+    assert (round0["fine_tune_steps"], round0["peak_lr_fraction"]) == (stage["global_steps"], stage["peak_lr_fraction"])
+    assert stage["global_steps"] >= 1 and stage["peak_lr_fraction"] < 1  # a few steps against a 10-step warm-up
+    assert "(still in warm-up: lr at most" in (out / "summary.md").read_text()
     assert round0["run_seed"] == round_seed(0, 0)  # each round its own seed, passed to its self-play job
     manifest = json.loads((out / "round-0" / "self-play" / "manifest.json").read_text())
     assert manifest["settings"]["run_seed"] == round_seed(0, 0)
@@ -166,7 +170,7 @@ def test_rows_record_the_evaluation_size_and_a_round_that_trained_nothing_says_s
     md = (out / "summary.md").read_text().splitlines()
     head = [c.strip() for c in md[0].strip("|").split("|")]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in md[2:]]
-    assert [c[head.index("fine-tuned")] for c in cells] == ["", why, "yes"]
+    assert [c[head.index("fine-tuned")] for c in cells] == ["", why, "yes"]  # the stand-in wrote no stage marker
     assert [c[head.index("P3 problems x samples")] for c in cells] == ["228 x n=10"] * 3
     page = loop_report(summary)
     assert "<th>fine-tuned</th>" in page and f"<td>{why}</td>" in page and "<td>yes</td>" in page
@@ -195,3 +199,13 @@ def test_a_pass_k_within_the_samples_per_problem_is_accepted():
     args = parse_args(["--output=o", "--p3-dir=p3", "--eval-args=--samples-per-problem 2 --problem-limit 20",
                        "--pass-k=1,2"])
     assert args.ks == (1, 2)
+
+
+def test_the_fine_tuned_cell_names_the_steps_and_a_warm_up_never_left():
+    from transforms.stats.report import loop_fine_tune_cell
+
+    assert loop_fine_tune_cell({"round": "base"}) == ""
+    assert loop_fine_tune_cell({"trained": False, "not_trained": "not trained: no pair"}) == "not trained: no pair"
+    assert loop_fine_tune_cell({"trained": True, "fine_tune_steps": 40, "peak_lr_fraction": 1.0}) == "yes, 40 steps"
+    assert loop_fine_tune_cell({"trained": True, "fine_tune_steps": 3, "peak_lr_fraction": 0.2}) == (
+        "yes, 3 steps (still in warm-up: lr at most 20% of its value)")

@@ -281,25 +281,37 @@ def self_play_report(output: str, manifest: Mapping[str, Any], summary: Mapping[
     return page("inverse-instruct: self-play", meta, sections)
 
 
+def loop_fine_tune_cell(row: Mapping[str, Any]) -> str:
+    """A loop row's "fine-tuned" cell: "" for the base row, the reason a round fine-tuned nothing (its evaluated
+    model is then the previous one), else "yes" with the stage's steps, and the learning rate's peak when the stage
+    was shorter than its warm-up."""
+    if "trained" not in row:
+        return ""
+    if not row["trained"]:
+        return row.get("not_trained", "not trained")
+    cell = "yes" if row.get("fine_tune_steps") is None else f"yes, {row['fine_tune_steps']} steps"
+    peak = row.get("peak_lr_fraction")
+    if isinstance(peak, (int, float)) and peak < 1:
+        cell += f" (still in warm-up: lr at most {peak:.0%} of its value)"
+    return cell
+
+
+def loop_evaluation_cell(row: Mapping[str, Any]) -> str:
+    """A loop row's evaluation size: "<problems> x n=<samples per problem>" (--eval-args may have cut it)."""
+    problems, n = row.get("p3_problems"), row.get("p3_samples_per_problem")
+    return "" if problems is None and n is None else f"{problems} x n={n}"
+
+
 def loop_report(summary: Mapping[str, Any]) -> str:
     rows = summary["rows"]
     ks = summary["ks"]
     sections = []
     # A round's counts come from the model it self-played with (M_r); its pass@k from the model it trained (M_r+1).
-    # A round that fine-tuned nothing says so (its evaluated model is the previous one); every row names the size of
-    # its evaluation (problems x samples per problem), which --eval-args may have cut.
-    def fine_tune_cell(r: Mapping[str, Any]) -> str:  # "" for the base row
-        return "" if "trained" not in r else "yes" if r["trained"] else r.get("not_trained", "not trained")
-
-    def evaluation_cell(r: Mapping[str, Any]) -> str:
-        problems, n = r.get("p3_problems"), r.get("p3_samples_per_problem")
-        return "" if problems is None and n is None else f"{problems} x n={n}"
-
     head = ["round", "self-play with", "verified pairs", "training examples so far", "fine-tuned", "evaluated model",
             "P3 problems x samples", *(f"P3 pass@{k}" for k in ks)]
     sections.append("<h2>Rounds</h2>" + _table(head, [
         [r["round"], r.get("generated_by", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
-         fine_tune_cell(r), r["model"], evaluation_cell(r),
+         loop_fine_tune_cell(r), r["model"], loop_evaluation_cell(r),
          *("" if r["p3"].get(f"pass@{k}") is None else r["p3"][f"pass@{k}"] for k in ks)]
         for r in rows]))
     fig, ax = _figure()
