@@ -185,7 +185,8 @@ def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setting
                                               sandbox))
         unattempted = pipeline | "NoneUnattempted" >> beam.Create([])
     else:
-        sampling = plans.Sampling(settings.samples, settings.temperature, settings.max_tokens, tuple(preset.solve.stop))
+        sampling = plans.Sampling(settings.samples, settings.temperature, settings.max_tokens, tuple(preset.solve.stop),
+                                  top_k=preset.solve.top_k, ban_eos=preset.solve.ban_eos)
         solve_settings = SolveSettings(solve.build_solve_prefix(p3.train, preset.solve), sampling,
                                        options.view_as(MethodOptions).run_seed, preset.filters.judge_preamble,
                                        stage="evaluate.solve_plan", count_planned=False)

@@ -113,7 +113,8 @@ def prompt_plans(options: PipelineOptions, p3=None) -> list[tuple[str, dict[str,
         paper_pool = generate.generation_pool(p3.train)
     sampling = plans.Sampling(opts.samples_per_prompt, opts.puzzle_temperature, opts.puzzle_max_tokens,
                               tuple(preset.generation.stop) if opts.puzzle_preset == "paper"
-                              else seed_format.load_self_play_prompt().stop)
+                              else seed_format.load_self_play_prompt().stop,
+                              top_k=opts.sample_top_k, ban_eos=not opts.allow_eos)
     return plans.generation_plans(
         opts.puzzle_preset, paper_pool=paper_pool, seed_pool=seed_format.example_pool(opts.p3_dir),
         count_tokens=count_tokens, prompt_budget=min(preset.generation.max_tokens, engine.max_model_len),
@@ -164,7 +165,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
 
     solve_sampling = plans.Sampling(
         opts.solve_attempts, opts.solve_temperature if opts.solve_temperature is not None else opts.puzzle_temperature,
-        opts.solve_max_tokens, tuple(preset.solve.stop))
+        opts.solve_max_tokens, tuple(preset.solve.stop), top_k=opts.sample_top_k, ban_eos=not opts.allow_eos)
     settings = SolveSettings(solve_prefix(opts, p3), solve_sampling, run_seed, preset.filters.judge_preamble,
                              stage="self_play.solve_plan")
     attempted = stage("solve_plan", unique.main, unique.main | "Solve" >> SolveAttempts(handler, settings, verify))

@@ -18,6 +18,8 @@ class SamplingSpec:
     n: int = 1
     temperature: float = 0.8
     top_p: float = 1.0
+    top_k: int = 0  # 0: the whole vocabulary; HF generate's default (the self-play reference's sampling) is 50
+    ban_eos: bool = False  # never sample EOS, as HF generate with min_length = max_length (the self-play reference)
     repetition_penalty: float = 1.1
     max_tokens: int = 2048
     stop: tuple[str, ...] = ()

@@ -39,10 +39,19 @@ MISS_LOG_ENV = "INVERSE_INSTRUCT_CACHE_MISS_LOG"  # tests: append the key of eve
 FLUSH_SECONDS = 5.0  # a part file per flush: few files on object stores, little work lost to a kill
 
 
+# SamplingSpec fields added after caches existed, with the value that behaves as before them: keyed only when set
+# otherwise, so a cache written before them still answers the same requests.
+LATER_SPEC_FIELDS = {"top_k": 0, "ban_eos": False}
+
+
 def request_key(identity: str, request: GenerateRequest | ScoreRequest) -> str:
     """The cache key of ``request`` for an engine whose outputs are fixed by ``identity``."""
     if isinstance(request, GenerateRequest):
-        body = {"kind": "generate", "prompt": request.prompt, "spec": dataclasses.asdict(request.spec)}
+        spec = dataclasses.asdict(request.spec)
+        for name, inert in LATER_SPEC_FIELDS.items():
+            if spec[name] == inert:
+                del spec[name]
+        body = {"kind": "generate", "prompt": request.prompt, "spec": spec}
     elif isinstance(request, ScoreRequest):
         body = {"kind": "score", "prompt": request.prompt, "token_ids": list(request.token_ids), "top_n": request.top_n}
     else:

@@ -83,7 +83,8 @@ class TransformersEngine(LocalEngine):
             generated: list[list[int]] = [[] for _ in range(n)]
             texts: list[str | None] = [None] * n
             for _ in range(max_new):
-                next_tokens = self._sample(logits[:, :vocab], seen[:, :vocab], spec, generator)
+                next_tokens = self._sample(logits[:, :vocab], seen[:, :vocab], spec, generator,
+                                           banned=self._eos_ids if spec.ban_eos else ())
                 for row in range(n):
                     if texts[row] is not None:
                         continue
@@ -111,16 +112,23 @@ class TransformersEngine(LocalEngine):
         return self._tokenizer.decode(tokens, skip_special_tokens=True)
 
     @staticmethod
-    def _sample(logits, seen, spec: SamplingSpec, generator):
-        """One sampling step with the same semantics as vLLM: penalty, temperature, top-p, then draw."""
+    def _sample(logits, seen, spec: SamplingSpec, generator, banned=()):
+        """One sampling step with the same semantics as vLLM: banned tokens, penalty, temperature, top-k, top-p,
+        then draw."""
         import torch
 
+        if banned:
+            logits = logits.clone()
+            logits[:, sorted(banned)] = float("-inf")
         if spec.repetition_penalty != 1.0:
             penalized = torch.where(logits > 0, logits / spec.repetition_penalty, logits * spec.repetition_penalty)
             logits = torch.where(seen, penalized, logits)
         if spec.temperature <= 1e-5:
             return logits.argmax(dim=-1)
         logits = logits / spec.temperature
+        if 0 < spec.top_k < logits.shape[-1]:
+            kth = logits.topk(spec.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
         if spec.top_p < 1.0:
             sorted_logits, order = logits.sort(dim=-1, descending=True)
             cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)

@@ -100,9 +100,13 @@ class VllmEngine(LocalEngine):
                 continue
             requests.append(TokensPrompt(prompt_token_ids=ids))
             params.append(SamplingParams(
-                n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                n=spec.n, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k,
                 repetition_penalty=spec.repetition_penalty, seed=spec.seed, stop=list(spec.stop) or None,
-                max_tokens=min(spec.max_tokens, self.config.max_model_len - len(ids))))
+                max_tokens=min(spec.max_tokens, self.config.max_model_len - len(ids)),
+                # vLLM's strongest bias (it clamps to +-100): EOS at least e^-70 below any other token. Its
+                # min_tokens would ban EOS exactly, but it also defers the stop strings, so every sample would run
+                # to max_tokens.
+                logit_bias={token: -100.0 for token in self._eos_ids} if spec.ban_eos else None))
             positions.append(i)
         if on_result is not None:
             for i, result in enumerate(results):

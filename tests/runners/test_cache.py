@@ -1,6 +1,8 @@
 """The inference cache keeps each generation as it finishes, so a batch cut short loses only what was in flight."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -92,3 +94,19 @@ def test_an_engine_handler_without_reporting_is_cached_per_batch(tmp_path):
     again = CachingModelHandler(ReportingHandler(), str(tmp_path / "cache"), IDENTITY)
     assert [p.inference for p in again.run_inference(batch, model=None)] == first
     assert len(cached_keys(tmp_path / "cache")) == 3
+
+
+def test_keys_of_requests_without_the_later_sampling_fields_are_unchanged():
+    """top_k and ban_eos came after caches existed: a request that leaves them inert keeps the key it had, written
+    out here as the old scheme computed it (every other field of the spec, by name)."""
+    spec = SamplingSpec(n=3, temperature=0.9, top_p=1.0, repetition_penalty=1.0, max_tokens=200, stop=("\ndef",),
+                        seed=7)
+    old_spec = {"n": 3, "temperature": 0.9, "top_p": 1.0, "repetition_penalty": 1.0, "max_tokens": 200,
+                "stop": ["\ndef"], "seed": 7}
+    old = json.dumps({"engine": IDENTITY, "kind": "generate", "prompt": "def f(", "spec": old_spec}, sort_keys=True,
+                     ensure_ascii=False)
+    assert request_key(IDENTITY, GenerateRequest("def f(", spec)) == hashlib.sha256(old.encode()).hexdigest()
+    keys = {request_key(IDENTITY, GenerateRequest("def f(", s)) for s in (
+        spec, dataclasses.replace(spec, top_k=50), dataclasses.replace(spec, ban_eos=True),
+        dataclasses.replace(spec, top_k=50, ban_eos=True))}
+    assert len(keys) == 4

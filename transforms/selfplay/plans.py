@@ -32,6 +32,15 @@ class Sampling:
     temperature: float
     max_tokens: int
     stop: tuple[str, ...]
+    top_k: int = 0  # 0: the whole vocabulary
+    ban_eos: bool = False
+
+    def spec(self, seed: int) -> SamplingSpec:
+        """The engine's sampling of one request: no top-p and no repetition penalty, as the reference's HF
+        generate."""
+        return SamplingSpec(n=self.n, temperature=self.temperature, top_p=1.0, top_k=self.top_k,
+                            ban_eos=self.ban_eos, repetition_penalty=1.0, max_tokens=self.max_tokens, stop=self.stop,
+                            seed=seed)
 
 
 def generation_plans(preset_name: str, *, paper_pool: Sequence[P3Instance], seed_pool: Sequence[puzzles.Puzzle],
@@ -56,8 +65,7 @@ def generation_plans(preset_name: str, *, paper_pool: Sequence[P3Instance], seed
             prompt = generate.build_seed_prompt(seed_pool, shots=shots, prompt_index=j, seed=run_seed)
             head = f"def f{prompt.k + 1}("
         key = f"prompt-{j}"
-        spec = SamplingSpec(n=sampling.n, temperature=sampling.temperature, top_p=1.0, repetition_penalty=1.0,
-                            max_tokens=sampling.max_tokens, stop=sampling.stop, seed=request_seed(key, 0, run_seed))
+        spec = sampling.spec(request_seed(key, 0, run_seed))
         plans.append((key, {"prompt_index": j, "preset": preset_name, "k": prompt.k, "examples": list(prompt.examples),
                             "head": head, "seed": spec.seed, "request": GenerateRequest(prompt.text, spec)}))
     return plans
@@ -93,9 +101,7 @@ def solve_request(puzzle: dict[str, Any], prefix: str, sampling: Sampling, run_s
         return "weird_signature", str(err)
     if not verifiable_type(prompt.answer_type):
         return "unverifiable_answer_type", f"answer type {prompt.answer_type!r} is not int, float, str, bool or List"
-    spec = SamplingSpec(n=sampling.n, temperature=sampling.temperature, top_p=1.0, repetition_penalty=1.0,
-                        max_tokens=sampling.max_tokens, stop=sampling.stop,
-                        seed=request_seed(puzzle["id"], 0, run_seed))
+    spec = sampling.spec(request_seed(puzzle["id"], 0, run_seed))
     return prompt, GenerateRequest(prompt.text, spec)
 
 
@@ -137,7 +143,8 @@ def solved_puzzle_examples(puzzle: dict[str, Any], preset: SelfPlayPreset, train
     examples = []
     for g in puzzle["solutions"]:
         if training_format == "raw":
-            text = training_text.training_example(puzzle["sat"], g[len(header):], preset.training)
+            text = training_text.training_example(puzzle["sat"], g[len(header):], preset.training,
+                                                  preset.solve.header)
             instruction, response = "", text
         else:
             instruction = template.train_instruction.format(f=puzzle["sat"])

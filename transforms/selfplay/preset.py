@@ -22,6 +22,8 @@ class GenerationStrings:
     max_tokens: int
     gen_tokens: int
     temperature: float
+    top_k: int  # 0: the whole vocabulary
+    ban_eos: bool
     samples_per_prompt: int
     n_puzzles: int
     stop: tuple[str, ...]
@@ -50,6 +52,8 @@ class SolveStrings:
     attempts: int
     temperature: float | None  # None = the generation temperature
     max_new_tokens: int
+    top_k: int
+    ban_eos: bool
     max_sols_per_puzzle: int
     stop: tuple[str, ...]
     eval_attempts: int

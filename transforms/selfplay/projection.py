@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 from transforms.selfplay.generate import build_generation_prompt, generation_pool
 from transforms.selfplay.p3 import P3, load_p3
+from transforms.selfplay.preset import load_preset
 from transforms.selfplay.solve import build_solve_prefix, build_solve_prompt
 from transforms.selfplay.training_text import training_example
 
@@ -95,18 +96,23 @@ GPT_NEO_125M = ModelShape("gpt-neo-125M", 125e6, 12, 768)
 GPT_NEO_2_7B = ModelShape("gpt-neo-2.7B", 2.7e9, 32, 2560)
 
 
+def _paper(section: str, name: str):
+    """A default read from the paper preset when a plan is made (the preset is the one copy of these values)."""
+    return dataclasses.field(default_factory=lambda: getattr(getattr(load_preset(), section), name))
+
+
 @dataclasses.dataclass(frozen=True)
 class RoundPlan:
-    generated_puzzles: int = 100_000
-    samples_per_prompt: int = 64
-    generation_new_tokens: int = 200
+    generated_puzzles: int = _paper("generation", "n_puzzles")
+    samples_per_prompt: int = _paper("generation", "samples_per_prompt")
+    generation_new_tokens: int = _paper("generation", "gen_tokens")
     kept_fraction: float = 1.0  # share of generated puzzles that pass the filters (1.0 = upper bound)
-    attempts: int = 128
-    solve_new_tokens: int = 150
-    training_examples: int = 1_000_000
+    attempts: int = _paper("solve", "attempts")
+    solve_new_tokens: int = _paper("solve", "max_new_tokens")
+    training_examples: int = _paper("training", "cap_later_iterations")
     epochs: int = 1
-    test_puzzles: int = 228
-    test_attempts: int = 100
+    test_puzzles: int = 228  # P3's test families (split.json)
+    test_attempts: int = _paper("solve", "eval_attempts")
 
 
 def prefill_tokens_per_s(model: ModelShape, hw: Hardware) -> float:
@@ -128,8 +134,9 @@ def _phase(prompts: float, prompt_tokens: float, samples: float, new_tokens: flo
             "decode_tokens_per_s": decode_rate, "gpu_hours": seconds / 3600}
 
 
-def project_round(shape: TokenShape, model: ModelShape, plan: RoundPlan = RoundPlan(),
+def project_round(shape: TokenShape, model: ModelShape, plan: RoundPlan | None = None,
                   hw: Hardware = Hardware()) -> dict[str, dict[str, float]]:
+    plan = RoundPlan() if plan is None else plan
     gen_prompts = plan.generated_puzzles / plan.samples_per_prompt
     kept = plan.generated_puzzles * plan.kept_fraction
     phases = {

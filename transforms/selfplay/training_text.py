@@ -34,30 +34,36 @@ def example_cap(iteration: int, strings: TrainingStrings | None = None) -> int:
     return s.cap_first_iteration if iteration == 0 else s.cap_later_iterations
 
 
-def training_example(f: str, body: str, strings: TrainingStrings | None = None) -> str:
-    """One example; ``WeirdSignature`` when f's inputs cannot be read (the reference skips the solution)."""
-    g = f"def g({puzzle_inputs(f)}):{body}".strip("\\").strip()
+def training_example(f: str, body: str, strings: TrainingStrings | None = None, header: str | None = None) -> str:
+    """One example; ``WeirdSignature`` when f's inputs cannot be read (the reference skips the solution).
+    ``header``: the solution header's template (placeholder ``{inputs}``), default the preset's ``solve.header``,
+    the same one the solve prompt ends with."""
+    template = load_preset().solve.header if header is None else header
+    g = (template.format(inputs=puzzle_inputs(f)) + body).strip("\\").strip()
     return _strings(strings).example.format(f=f, g=g)
 
 
-def puzzle_examples(f: str, bodies: Sequence[str], max_sols_per_puzzle: int = 8,
-                    strings: TrainingStrings | None = None) -> list[str]:
-    """The examples of one puzzle from its verified bodies (any order; duplicates allowed)."""
-    chosen = sorted(dict.fromkeys(bodies), key=len)[:max_sols_per_puzzle]
-    return [training_example(f, body, strings) for body in chosen]
+def puzzle_examples(f: str, bodies: Sequence[str], max_sols_per_puzzle: int | None = None,
+                    strings: TrainingStrings | None = None, header: str | None = None) -> list[str]:
+    """The examples of one puzzle from its verified bodies (any order; duplicates allowed); at most
+    ``max_sols_per_puzzle`` (default: the preset's ``solve.max_sols_per_puzzle``)."""
+    limit = load_preset().solve.max_sols_per_puzzle if max_sols_per_puzzle is None else max_sols_per_puzzle
+    chosen = sorted(dict.fromkeys(bodies), key=len)[:limit]
+    return [training_example(f, body, strings, header) for body in chosen]
 
 
-def build_examples(solved: Iterable[tuple[str, Sequence[str]]], max_sols_per_puzzle: int = 8,
-                   strings: TrainingStrings | None = None) -> tuple[list[str], int]:
+def build_examples(solved: Iterable[tuple[str, Sequence[str]]], max_sols_per_puzzle: int | None = None,
+                   strings: TrainingStrings | None = None, header: str | None = None) -> tuple[list[str], int]:
     """(deduplicated examples of every ``(f, verified bodies)``, number of solutions skipped for a weird
     signature)."""
+    limit = load_preset().solve.max_sols_per_puzzle if max_sols_per_puzzle is None else max_sols_per_puzzle
     examples: list[str] = []
     skipped = 0
     for f, bodies in solved:
         try:
-            examples += puzzle_examples(f, bodies, max_sols_per_puzzle, strings)
+            examples += puzzle_examples(f, bodies, limit, strings, header)
         except WeirdSignature:
-            skipped += min(len(set(bodies)), max_sols_per_puzzle)
+            skipped += min(len(set(bodies)), limit)
     return list(dict.fromkeys(examples)), skipped
 
 

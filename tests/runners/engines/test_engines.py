@@ -90,6 +90,26 @@ def test_generate_n_samples_and_stop_strings(request, engine_name):
 
 
 @pytest.mark.parametrize("engine_name", ENGINES)
+def test_top_k_and_a_banned_eos_reach_the_sampler(request, engine_name):
+    """The self-play reference's sampling (HF generate: top_k 50, min_length = max_length) on both engines."""
+    engine = _engine(request, engine_name)
+    prompt = "def is_prime(n):"
+    hot = SamplingSpec(n=4, temperature=2.0, repetition_penalty=1.0, max_tokens=8, seed=5)
+    (greedy,) = engine.generate([prompt], [dataclasses.replace(hot, n=1, temperature=0.0)])
+    (free,) = engine.generate([prompt], [hot])
+    (top1,) = engine.generate([prompt], [dataclasses.replace(hot, top_k=1)])
+    assert len(set(free.texts)) > 1  # at temperature 2 the samples differ ...
+    assert set(top1.texts) == {greedy.texts[0]}  # ... unless only the most likely token may be drawn
+
+    chat = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    short = SamplingSpec(n=1, temperature=0.0, repetition_penalty=1.0, max_tokens=32)
+    (ended,) = engine.generate([chat], [short])
+    (banned,) = engine.generate([chat], [dataclasses.replace(short, ban_eos=True)])
+    assert ended.n_generated_tokens < 32, ended  # the model does end this answer early ...
+    assert banned.n_generated_tokens == 32 and banned.texts[0].startswith(ended.texts[0]), banned  # ... not here
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
 def test_seeded_generation_is_reproducible(request, engine_name):
     engine = _engine(request, engine_name)
     prompts = ["def is_prime(n):", "Write a haiku about Beam:"]
