@@ -59,7 +59,15 @@ def require_isolation(options: PipelineOptions) -> bool:
 # Benchmarks the evaluation job scores on, and their defaults: (temperature, max new tokens).
 CODE_BENCHMARKS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus")
 PUZZLE_BENCHMARKS = ("p3",)
-EVAL_DEFAULTS = {**{name: (0.0, 512) for name in CODE_BENCHMARKS}, "p3": (0.8, 150)}
+def _p3_defaults() -> tuple[float, int]:
+    """The reference's P3 test attempts (fine_tune1.sh -> solve.py), from the self-play paper preset."""
+    from transforms.selfplay.preset import load_preset
+
+    solve = load_preset().solve
+    return solve.eval_temperature, solve.max_new_tokens
+
+
+EVAL_DEFAULTS = {**{name: (0.0, 512) for name in CODE_BENCHMARKS}, "p3": _p3_defaults()}
 
 
 class EvaluateOptions(PipelineOptions):

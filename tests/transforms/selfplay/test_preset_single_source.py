@@ -86,3 +86,10 @@ def test_the_references_sampling_is_the_default_and_reaches_the_requests():
     _, request = plans.solve_request(puzzle, "", sampling, run_seed=1)
     assert (request.spec.top_k, request.spec.ban_eos, request.spec.n, request.spec.top_p) == (50, True, 4, 1.0)
     assert request.spec.repetition_penalty == 1.0
+
+
+def test_the_p3_evaluations_defaults_are_the_presets_test_attempts():
+    from transforms.execute.options import EVAL_DEFAULTS
+
+    solve = load_preset().solve
+    assert EVAL_DEFAULTS["p3"] == (solve.eval_temperature, solve.max_new_tokens) == (0.8, 150)
