@@ -187,43 +187,31 @@ def run_function_tests(problem, solution_code: str, limits: IsolationLimits = Is
                        allow_unisolated: bool = False) -> Verdict:
     """Run the benchmark's ``check`` (trusted, here) against ``solution_code``'s entry point (in a sandbox).
     ``problem`` is a ``transforms.execute.problems.Problem``; ``solution_code`` is e.g. ``completion_code(...)``."""
-    started = time.monotonic()
     namespace = _trusted_namespace(problem)
-    session = None
-    isolated = True
-    try:
-        session = AgentSession(limits, allow_unisolated)
-        isolated = session.isolated
-        load_error = session.load(solution_code)
-        if load_error is not None:
-            return _verdict("failed", f"program raised {load_error[0]}: {load_error[1][:300]}", started, session,
-                            isolated)
+
+    def run_tests(session: AgentSession):
         proxy = _CandidateProxy(session, problem.entry_point)
         namespace[problem.entry_point] = proxy  # tests that name the function call the candidate too
         try:
-            namespace["check"](proxy)
-            outcome = None
-        except (SandboxFailure, UnusableCall):
-            raise
-        except Exception as e:
-            outcome = _test_failure_reason(e, problem.test, proxy)
-        if outcome is None and getattr(problem, "inputs", ()):
-            outcome = _plus_inputs_failure(problem, proxy)
+            try:
+                namespace["check"](proxy)
+                outcome = None
+            except (SandboxFailure, UnusableCall):
+                raise
+            except Exception as e:
+                outcome = _test_failure_reason(e, problem.test, proxy)
+            if outcome is None and getattr(problem, "inputs", ()):
+                outcome = _plus_inputs_failure(problem, proxy)
+        except UnusableCall as e:
+            return "failed", str(e), None
         # A failure the test swallowed (a bare ``except:``) still fails the run.
         if session.failure is not None:
             raise session.failure
         if proxy.unusable:
-            return _verdict("failed", proxy.unusable, started, session, isolated)
-        if outcome is not None:
-            return _verdict("failed", outcome, started, session, isolated)
-        return _verdict("passed", "", started, session, isolated)
-    except SandboxFailure as f:
-        return _failure_verdict(f, started, session, isolated)
-    except UnusableCall as e:
-        return _verdict("failed", str(e), started, session, isolated)
-    finally:
-        if session is not None:
-            session.close()
+            return "failed", proxy.unusable, None
+        return ("failed", outcome, None) if outcome is not None else ("passed", "", None)
+
+    return _ask_once(solution_code, run_tests, limits, allow_unisolated, judge=lambda outcome: outcome)
 
 
 _EXPECTED: dict[str, list[tuple[bool, Any]]] = {}
