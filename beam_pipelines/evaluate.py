@@ -32,6 +32,7 @@ from beam_pipelines.launch import (
     argument_errors,
     job_main,
     pipeline_options,
+    remove_finished_marks,
     require_paths,
     run_timed,
     write_summary,
@@ -222,6 +223,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     settings = eval_settings(options)
     output = options.view_as(OutputOptions).output.rstrip("/")
+    remove_finished_marks(output, ["summary.json"])  # written again once this run's samples are
     result, task_ids, elapsed = run_timed(options, build_pipeline, ["execute", "evaluate.solve_plan"],
                                           uses_engine=not settings.reference_solutions)
     samples = [json.loads(line) for line in read_text(f"{output}/samples.jsonl").splitlines() if line.strip()]

@@ -26,6 +26,7 @@ from beam_pipelines.launch import (
     engine_seconds,
     job_main,
     pipeline_options,
+    remove_finished_marks,
     require_paths,
     run_timed,
 )
@@ -58,7 +59,7 @@ from transforms.io.options import (
 from transforms.io.parquet import read_rows, write_index_atomic
 from transforms.io.readers import default_source_root
 from transforms.stage import StageOutput
-from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
+from transforms.stats.accounting import CollectCounts, StageTally, WriteManifest, build_manifest
 from transforms.stats.report import write_report
 
 PROMPT_CODE_NEEDS_PAPER_EXTRACTION = (
@@ -103,6 +104,7 @@ def profile_settings(profile: str) -> dict[str, Any]:
     return settings
 
 LOG = logging.getLogger("inverse_instruct")
+MANIFEST = "manifest.json"
 STAGE_ORDER = ["read", "extract", "dedup", "decontam_source", "summarize", "self_evaluate", "select", "decontam",
                "near_dedup", "shards", "decontam_original"]
 
@@ -148,6 +150,7 @@ def read_corpus(pipeline: beam.Pipeline, options: PipelineOptions) -> StageOutpu
 
 
 def _write(pcoll, output: str, name: str, kind: RecordKind, options: PipelineOptions, label: str):
+    """The writer's output: its index, once the shards are written."""
     per_file = options.view_as(MainJobOptions).output_records_per_file
     return pcoll | label >> WriteParquetShards(f"{output}/{name}", kind, seed=None, shard_records=per_file,
                                                spill_dir=spill_dir(options))
@@ -165,6 +168,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     corpus = options.view_as(CorpusOptions)
     tallies: list[StageTally] = []
     dead_letters = []
+    writers = []  # each writer's output: the manifest waits for all of them
     outputs = {"snippets": "snippets/", "rejected": "rejected/"}
     dedup_opts = options.view_as(DedupOptions)
     decontam = decontam_config(options)
@@ -216,7 +220,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
             benchmarks=benchmarks, config=decontam,
             columns=("original_instruction", "code"), stage="decontam_source", record_kind=RecordKind.CODE_SNIPPET))
         snippets = cleaned.main
-    _write(snippets, output, "snippets", RecordKind.CODE_SNIPPET, options, "WriteSnippets")
+    writers.append(_write(snippets, output, "snippets", RecordKind.CODE_SNIPPET, options, "WriteSnippets"))
 
     if job.stages != "extract":
         method = method_config(options)
@@ -238,7 +242,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
             tokenizer_source=tokenizer, prompt_code=method.prompt_code), method.sampling.num_candidates)
         scored = stage("self_evaluate", summarized.main, summarized.main | "SelfEvaluate" >> SelfEvaluate(
             handler, preset=preset, scoring_mode=method.scoring_mode, tokenizer_source=tokenizer))
-        _write(scored.main, output, "scored", RecordKind.SCORED_PAIR, options, "WriteScored")
+        writers.append(_write(scored.main, output, "scored", RecordKind.SCORED_PAIR, options, "WriteScored"))
         outputs["scored"] = "scored/"
         chosen = {"snippets": snippets, "scored": scored.main} | "Select" >> Select(method.selection)
         stage("select", snippets, StageOutput(_distinct_snippets(chosen.main, "Selected"), chosen.rejected))
@@ -266,15 +270,17 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
                 original_snippets=snippets, source_pairs=source_pairs, check_originals=check_originals)
             originals = {"kept": snippets, "all": source_pairs}.get(emit_original)
             shard_inputs = (selected, originals) if originals is not None else selected
+            writers += [shards[name] for name in ("generated", "original") if name in shards]
             stage("shards", shard_inputs, StageOutput(shards["made"], shards["rejected"]))
             if "original_check" in shards:
                 stage("decontam_original", shards["original_made"], shards["original_check"])
             outputs["training"] = "training/"
-        _write(selected, output, "selected", RecordKind.SCORED_PAIR, options, "WriteSelected")
+        writers.append(_write(selected, output, "selected", RecordKind.SCORED_PAIR, options, "WriteSelected"))
         outputs["selected"] = "selected/"
 
     # A tuple: the writer packs each part before flattening them (see WriteParquetShards).
-    _write(tuple(dead_letters), output, "rejected", RecordKind.REJECTED_RECORD, options, "WriteRejected")
+    writers.append(_write(tuple(dead_letters), output, "rejected", RecordKind.REJECTED_RECORD, options,
+                          "WriteRejected"))
 
     specs = [t.spec() for t in tallies]
     extra["stage_order"] = [t.name for t in tallies]
@@ -283,7 +289,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         pipeline
         | "Accounting" >> CollectCounts(tallies)
         | "Manifest" >> beam.Map(lambda counts: build_manifest(counts, specs, extra))
-        | "WriteManifest" >> beam.Map(lambda manifest: write_index_atomic(f"{output}/manifest.json", manifest))
+        | "WriteManifest" >> WriteManifest(f"{output}/{MANIFEST}", writers)
     )
     return {"tallies": tallies, "manifest": extra}
 
@@ -300,8 +306,9 @@ def _jsonable(value: Any) -> Any:
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     output = options.view_as(OutputOptions).output.rstrip("/")
+    remove_finished_marks(output, [MANIFEST])  # written again only once every output of this run is
     result, _, elapsed = run_timed(options, build_pipeline, STAGE_ORDER)
-    manifest = json.loads(read_text(f"{output}/manifest.json"))
+    manifest = json.loads(read_text(f"{output}/{MANIFEST}"))
     manifest["wall_seconds"] = round(elapsed, 2)
     inside = engine_seconds(result)
     if inside is not None:
@@ -314,7 +321,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     selected = read_selected(output) if "selected" in manifest.get("outputs", {}) else []
     if selected:
         manifest["selected_scores"] = score_distribution([r["score"] for r in selected])
-    write_index_atomic(f"{output}/manifest.json", manifest)
+    write_index_atomic(f"{output}/{MANIFEST}", manifest)
     print_summary(manifest, output, selected)
     print(f"report: {write_report(output)}")
     return manifest

@@ -301,6 +301,25 @@ def guard_output(options: PipelineOptions, job: JobSpec) -> None:
         atomic_write(f"{output}/{RUN_FILE}", lambda f: f.write(text.encode("utf-8")))
 
 
+def remove_finished_marks(output: str, names: Sequence[str]) -> list[str]:
+    """Delete the files (``names``, e.g. ``manifest.json``, ``summary.json``) by which a previous run into
+    ``output`` says it finished, before this run's pipeline rewrites its outputs: a re-run that fails part way
+    must not leave them vouching for outputs it has partly removed or rewritten (``report`` and the drivers' resume
+    read them). Called once the arguments are checked; returns the paths removed."""
+    import fsspec
+
+    removed = []
+    for name in names:
+        path = f"{output.rstrip('/')}/{name}"
+        fs, local = fsspec.core.url_to_fs(path)
+        if fs.exists(local):
+            fs.rm(local)
+            removed.append(path)
+    if removed:
+        logging.getLogger(__name__).info("removed the previous run's %s before this run", ", ".join(removed))
+    return removed
+
+
 def with_profile(argv: Sequence[str], job: JobSpec) -> list[str]:
     """``argv`` with the chosen ``--profile``'s flags in front (so explicit options win)."""
     argv = list(argv)

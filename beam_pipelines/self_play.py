@@ -28,6 +28,7 @@ from beam_pipelines.launch import (
     argument_errors,
     job_main,
     pipeline_options,
+    remove_finished_marks,
     require_paths,
     run_timed,
     write_summary,
@@ -43,7 +44,6 @@ from transforms.instruct.prompts import TokenizerSource
 from transforms.io.beam import WriteParquetShards
 from transforms.io.filesystems import read_text
 from transforms.io.options import SpillOptions, spill_dir
-from transforms.io.parquet import write_index_atomic
 from transforms.selfplay import generate, plans, solve, training_text
 from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay.beam import (
@@ -62,7 +62,7 @@ from transforms.selfplay.options import SelfPlayOptions
 from transforms.selfplay.p3 import load_p3
 from transforms.selfplay.preset import load_preset
 from transforms.stage import REJECTED, StageOutput, flatten
-from transforms.stats.accounting import CollectCounts, StageTally, build_manifest
+from transforms.stats.accounting import CollectCounts, StageTally, WriteManifest, build_manifest
 from transforms.stats.progress import LIVE
 from transforms.stats.report import write_report
 
@@ -176,8 +176,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     solved = stage("select", attempted.main, StageOutput(selected.main, selected[REJECTED]))
 
     spill = spill_dir(options)
-    _ = solved.main | "WritePuzzles" >> WriteParquetShards(f"{output}/puzzles", RecordKind.PUZZLE, seed=None,
-                                                           shard_records=100_000, spill_dir=spill)
+    wrote_puzzles = solved.main | "WritePuzzles" >> WriteParquetShards(
+        f"{output}/puzzles", RecordKind.PUZZLE, seed=None, shard_records=100_000, spill_dir=spill)
     cap = opts.example_cap if opts.example_cap is not None else training_text.example_cap(opts.iteration,
                                                                                           preset.training)
     built = solved.main | "TrainingExamples" >> beam.ParDo(TrainingExamplesFn(preset, opts.training_format,
@@ -195,11 +195,11 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     # Both drop by design and write nothing, but are counted: equal examples (one id) kept once, and the cap.
     tallies.append(StageTally("training_dedup", built, examples, None, unwritten_reason="duplicate_example"))
     tallies.append(StageTally("training_cap", examples, capped, None, unwritten_reason="over_example_cap"))
-    _ = capped | "WriteTraining" >> WriteParquetShards(f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE,
-                                                       seed=run_seed, shard_records=100_000, spill_dir=spill)
-    _ = (flatten(dead_letters, "AllRejected")
-         | "WriteRejected" >> WriteParquetShards(f"{output}/rejected", RecordKind.REJECTED_RECORD, seed=None,
-                                                 shard_records=100_000, spill_dir=spill))
+    wrote_training = capped | "WriteTraining" >> WriteParquetShards(
+        f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE, seed=run_seed, shard_records=100_000,
+        spill_dir=spill)
+    wrote_rejected = flatten(dead_letters, "AllRejected") | "WriteRejected" >> WriteParquetShards(
+        f"{output}/rejected", RecordKind.REJECTED_RECORD, seed=None, shard_records=100_000, spill_dir=spill)
     count_examples = capped | "CountExamples" >> beam.combiners.Count.Globally()
     specs = [t.spec() for t in tallies]
     extra = {
@@ -217,13 +217,15 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
          | "Accounting" >> CollectCounts(tallies)
          | "Manifest" >> beam.Map(lambda counts, n: build_manifest(counts, specs, {**extra, "training_examples": n}),
                                   n=beam.pvalue.AsSingleton(count_examples))
-         | "WriteManifest" >> beam.Map(lambda m: write_index_atomic(f"{output}/manifest.json", m)))
+         | "WriteManifest" >> WriteManifest(f"{output}/manifest.json",
+                                            [wrote_puzzles, wrote_training, wrote_rejected]))
     return extra
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     output = options.view_as(OutputOptions).output.rstrip("/")
+    remove_finished_marks(output, ["manifest.json", "summary.json"])  # written again once this run's outputs are
     result, _, elapsed = run_timed(options, build_pipeline, [f"self_play.{s}" for s in (
         "generate", "filter", "dedup", "solve_plan", "solve", "select")])
     manifest = json.loads(read_text(f"{output}/manifest.json"))

@@ -150,5 +150,29 @@ def build_manifest(counts: dict[str, int], stages: Iterable[StageSpec], extra: d
     return {"stages": by_stage, "balanced": all(s["balanced"] for s in by_stage.values()), **extra}
 
 
+def _write_manifest(manifest: dict[str, Any], path: str, *written: Any) -> str:
+    from transforms.io.parquet import write_index_atomic
+
+    write_index_atomic(path, manifest)
+    return path
+
+
+class WriteManifest(beam.PTransform):
+    """PCollection[manifest] -> the manifest written at ``path`` once every writer of the job has finished.
+
+    Beam's "wait on": each writer's output (``WriteParquetShards`` emits its index after its shards are written)
+    is a side input of the step that writes the manifest, so that step runs only after all of them, and a writer
+    that fails leaves no manifest vouching for outputs that were never written. Outputs the written path."""
+
+    def __init__(self, path: str, writers: Iterable[Any]):
+        super().__init__()
+        self._path = path
+        self._writers = list(writers)
+
+    def expand(self, manifests):
+        waits = [beam.pvalue.AsList(writer) for writer in self._writers]
+        return manifests | "AfterWriters" >> beam.Map(_write_manifest, self._path, *waits)
+
+
 def manifest_json(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
