@@ -5,6 +5,7 @@ from typing import Any
 
 from schemas.records import content_id
 from transforms.extract.policies import ExtractionConfig, Rejection, extract_code
+from transforms.extract.reasons import BAD_RECORD, NOT_UTF8
 from transforms.extract.whitespace import normalized_code_key, normalized_code_key_of_normalized
 
 STAGE = "extract"
@@ -32,11 +33,18 @@ def as_occurrence(snippet: dict[str, Any]) -> dict[str, Any]:
 def snippet_from_pair(pair: Any, config: ExtractionConfig) -> dict[str, Any] | tuple[str, str]:
     """A CODE_SNIPPET for ``pair``, or ``(reason, detail)`` when its response yields no usable code."""
     if not isinstance(pair, dict):
-        return "bad_record", f"a {type(pair).__name__}, not a record"
+        return BAD_RECORD, f"a {type(pair).__name__}, not a record"
+    instruction = pair.get("instruction")
+    if isinstance(instruction, (bytes, bytearray)):  # a binary Parquet column
+        try:
+            instruction = bytes(instruction).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return NOT_UTF8, f"instruction bytes are not UTF-8: {exc.reason} at byte {exc.start}"
+    elif instruction is not None and not isinstance(instruction, str):
+        return BAD_RECORD, f"instruction is {type(instruction).__name__}, not text or null"
     result = extract_code(pair.get("response"), config, language_hint=pair.get("language_hint"))
     if isinstance(result, Rejection):
         return result.reason, result.detail
-    instruction = pair.get("instruction")
     return {
         "id": _normalized_snippet_id(result.language, result.code),
         "source_id": pair["id"],
@@ -44,7 +52,7 @@ def snippet_from_pair(pair: Any, config: ExtractionConfig) -> dict[str, Any] | t
         "language": result.language,
         "fence_lang": result.fence_lang,
         "reference_snippet": result.reference_snippet or None,
-        "original_instruction": instruction if isinstance(instruction, str) else None,
+        "original_instruction": instruction,
         "extraction_policy": config.policy,
         "n_lines": result.code.count("\n") + 1,
         "n_chars": len(result.code),

@@ -46,6 +46,7 @@ from transforms.io.readers import (
     list_source_files,
     make_source_pair,
     open_parquet,
+    parquet_rows,
     source_file_pairs,
     validate_first_file,
 )
@@ -74,7 +75,13 @@ def corpus_files(pattern: str, mapping: ColumnMapping, input_format: str = "auto
     The launcher calls it before any work (``check_corpus_options``), the reader when the pipeline is built."""
     # A set: a file two patterns match (``a.jsonl,*.jsonl``, or one given twice) is read once, as its rows
     # are one each; read twice, each row would be two records with one id.
-    files = sorted({path for part in pattern.split(",") for path in filesystems.match(part.strip())})
+    parts = [part.strip() for part in pattern.split(",") if part.strip()]
+    for part in parts:
+        if "://" not in part and os.path.isdir(part):  # Beam would list it as a file, or only its top level
+            top, every = os.path.join(part, "*.jsonl"), os.path.join(part, "**.jsonl")
+            raise CorpusConfigError(f"{part!r} is a directory; give its files as a glob, e.g. {top!r} (its top "
+                                    f"level) or {every!r} (every level)")
+    files = sorted({path for part in parts for path in filesystems.match(part)})
     if not files:
         raise CorpusConfigError(f"no file matches {pattern!r} (--input)")
     validate_first_file(files, mapping, input_format)
@@ -113,8 +120,11 @@ class _ReadParquetRowGroup(beam.DoFn):
     def process(self, element: tuple[str, int, int]) -> Iterator[dict[str, Any]]:
         path, index, offset = element
         table = open_parquet(path).read_row_group(index, columns=self._mapping.columns)
-        for i, raw in enumerate(table.to_pylist()):
+        for i, (raw, problem) in enumerate(parquet_rows(table)):
             self.books.took()
+            if problem is not None:
+                yield self.books.reject({"raw": raw}, *problem, source_uri=path, source_row=offset + i)
+                continue
             yield self.books.kept(make_source_pair(raw, self._mapping, path, offset + i))
 
 
@@ -158,9 +168,11 @@ class ReadSourcePairs(beam.PTransform):
                     lambda p, fmt=self._format: (fmt if fmt != "auto" else detect_format(p)) == "parquet")
                 | "ListRowGroups" >> beam.ParDo(_ListParquetRowGroups(self._mapping))
                 | "SpreadRowGroups" >> beam.Reshuffle()
-                | "ReadRowGroup" >> beam.ParDo(_ReadParquetRowGroup(self._mapping))
+                | "ReadRowGroup" >> beam.ParDo(
+                    _ReadParquetRowGroup(self._mapping)).with_outputs(REJECTED, main="main")
             )
-            outputs.append(parquet)
+            outputs.append(parquet.main)
+            rejected_outputs.append(parquet.rejected)
         if formats & {"json", "jsonl"}:
             json_result = (
                 paths

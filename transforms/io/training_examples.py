@@ -47,6 +47,8 @@ class ExampleRejected(ValueError):
 
 def _text(record: Mapping[str, Any], key: str, reason: str) -> str:
     value = record.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ExampleRejected(reason, f"{key} is {type(value).__name__}, not text")
     if not isinstance(value, str) or not value.strip():
         raise ExampleRejected(reason, f"{key} is empty")
     return value
