@@ -38,11 +38,13 @@ from transforms.extract.languages import CLASS, FUNCTION, METHOD, LanguageSpec, 
 from transforms.extract.syntax import only_tolerated_errors, python_compile_error, syntax_error, thread_parser
 from transforms.extract.whitespace import normalize_code
 
+UNPARSED = "unparsed"  # top-level code the grammar put in an ERROR node
+
 __all__ = ["Definition", "UndecodableSource", "decode_source", "iter_definitions", "language_for_path"]
 
 
 class Definition(NamedTuple):
-    kind: str  # "function" | "class" | "method"
+    kind: str  # "function" | "class" | "method" | "unparsed" (an ERROR node, only when not validating)
     name: str
     start_line: int  # 1-based
     code: str
@@ -86,6 +88,13 @@ def iter_definitions(source: str | bytes, language: str, *, validate: bool = Tru
     # one per definition, which made the stdlib 6x slower). Likewise the methods of a class that compiles.
     file_valid = validate and language == "python" and not root.has_error and python_compile_error(text) is None
     for node in _top_level_nodes(root, spec):
+        if node.type == "ERROR" and not validate:
+            # Code the grammar could not place (often a broken definition): passed on as it is, so that
+            # extraction judges it and a dead letter says where it was, instead of it vanishing.
+            code = normalize_code(data[node.start_byte:node.end_byte].decode("utf-8", "replace"))
+            if code:
+                yield Definition(UNPARSED, "", node.start_point[0] + 1, code)
+            continue
         definition = _unwrap(node, spec)
         if definition is None:
             continue

@@ -109,3 +109,14 @@ def test_a_directory_as_input_is_an_error_that_suggests_a_glob(tmp_path, slash):
     every_level = [str(tmp_path / "a.jsonl"), str(tmp_path / "sub" / "b.jsonl")]
     assert corpus_files(f"{tmp_path}/**.jsonl", MAPPING) == every_level  # the glob the error suggests
     assert corpus_files(f"{tmp_path}/*.jsonl", MAPPING) == every_level[:1]
+
+
+def test_a_broken_definition_in_a_source_tree_is_a_dead_letter_not_a_vanishing(tmp_path):
+    from transforms.io.readers import source_file_pairs
+
+    path = tmp_path / "broken.py"
+    path.write_text("def broken(a:\n    return a\n\ndef fine(b):\n    return b * 2\n")
+    pairs = source_file_pairs(str(path), path.read_bytes())
+    assert [p["source_row"] for p in pairs] == [1, 4]
+    outcomes = [snippet_from_pair(p, DEFAULT_CONFIG) for p in pairs]
+    assert outcomes[0][0] == "syntax_error" and outcomes[1]["code"].startswith("def fine(b):")
