@@ -72,7 +72,7 @@ from transforms.stats.report import write_report
 
 
 def check_options(options: PipelineOptions) -> None:
-    """Before run.json and any work: the evaluation's settings parse and its benchmark file is there."""
+    """Before run.json and any work: the evaluation's settings parse and its benchmark file is there and loads."""
     with argument_errors():
         settings = eval_settings(options)
         sandbox_limits(options, default_sandbox_timeout(settings.benchmark))
@@ -82,6 +82,9 @@ def check_options(options: PipelineOptions) -> None:
     if settings.path:
         given = "--problems" if options.view_as(EvaluateOptions).problems else f"--benchmark {settings.benchmark}"
         require_paths({given: settings.path})
+        if settings.benchmark not in PUZZLE_BENCHMARKS:
+            with argument_errors():  # every problem parses and has its fields, before run.json and any work
+                problems.load_benchmark(settings.benchmark, settings.path)
 
 
 JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, BenchmarkOptions, SandboxOptions, MethodOptions,

@@ -35,7 +35,7 @@ from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
 from schemas.records import SCHEMA_VERSION, RecordKind
 from transforms.decontam.beam import Decontaminate
-from transforms.decontam.benchmarks import PAPER_BENCHMARKS, missing_paper_benchmarks_hint
+from transforms.decontam.benchmarks import PAPER_BENCHMARKS, check_benchmark_files, missing_paper_benchmarks_hint
 from transforms.decontam.options import BenchmarkOptions, DecontamOptions, decontam_config, guarded_benchmarks
 from transforms.dedup.beam import DedupSnippets, NearDedup
 from transforms.dedup.options import DedupOptions, neardedup_config
@@ -69,7 +69,8 @@ PROMPT_CODE_NEEDS_PAPER_EXTRACTION = (
 
 def check_options(options: PipelineOptions) -> None:
     """Before run.json and any work: every option the job reads parses, the corpus can be read as configured and
-    every benchmark file it decontaminates against is there (``JobConfigError``, ``CorpusConfigError``)."""
+    every benchmark file it decontaminates against is there and loads, with items (``JobConfigError``,
+    ``CorpusConfigError``)."""
     job = options.view_as(MainJobOptions)
     with argument_errors():
         extraction = extraction_config(options)
@@ -86,6 +87,8 @@ def check_options(options: PipelineOptions) -> None:
     if method.prompt_code == "reference" and extraction.policy != "paper":
         raise JobConfigError(PROMPT_CODE_NEEDS_PAPER_EXTRACTION)
     require_paths({f"--benchmark {spec.name}={spec.path}": spec.path for spec in benchmarks if spec.path})
+    with argument_errors():  # a malformed or empty benchmark file, not a worker's traceback once the job runs
+        check_benchmark_files(benchmarks)
     check_corpus_options(options)
 
 

@@ -232,8 +232,10 @@ def test_an_offline_paper_run_checks_humaneval_and_records_the_rest(tmp_path):
     specs, unchecked = decontam_benchmarks(options, "paper", True)
     assert [(s.name, s.path) for s in specs] == [("humaneval", None)]
     assert unchecked == ["mbpp", "apps", "gsm8k", "ds1000"]
-    mbpp = tmp_path / "mbpp.jsonl"  # the job checks that a benchmark file is there before any work
-    mbpp.write_text("")
+    mbpp = tmp_path / "mbpp.jsonl"  # the job checks that a benchmark file is there, and loads, before any work
+    mbpp.write_text(json.dumps({"task_id": 11, "text": "Remove the first and last occurrence of a character.",
+                                "code": "def remove_occ(s, ch):\n    return s.replace(ch, '', 1)",
+                                "test_list": ["assert remove_occ('hello', 'l') == 'helo'"]}) + "\n")
     default = pipeline_options([f"--output={tmp_path / 'default'}", f"--benchmark=mbpp={mbpp}"], JOB)
     specs, unchecked = decontam_benchmarks(default, "default", True)
     assert [s.name for s in specs] == ["mbpp"] and unchecked == ["humaneval", "apps", "gsm8k", "ds1000"]

@@ -576,6 +576,25 @@ _PUBLIC_FORMAT = {
 }
 
 
+def check_benchmark_files(specs: Sequence[BenchmarkSpec]) -> None:
+    """Load every benchmark given as a file, as the job will (on a worker, once it runs): a line that is not JSON,
+    a row without a mapped field, a row of another format or a file without items raises ``ValueError`` in one
+    line naming the ``--benchmark`` and the problem, so a launcher can refuse it before any work."""
+    for spec in specs:
+        if spec.path is None:  # shipped (HumanEval)
+            continue
+        given = f"--benchmark {spec.name}={spec.path}"
+        try:
+            items = spec.load()
+        except KeyError as field:
+            raise ValueError(f"{given}: a row has no {field} field; is it {spec.name}'s public format (or does "
+                             "--benchmark-fields name its columns)?") from field
+        except (ValueError, TypeError, AttributeError) as err:  # a row that is not JSON, or not an object
+            raise ValueError(f"{given}: {' '.join(str(err).split())}") from err
+        if not items:
+            raise ValueError(f"{given}: the file holds no benchmark items (is it empty?)")
+
+
 def load_benchmarks(specs: Sequence[BenchmarkSpec]) -> list[BenchmarkItem]:
     items: list[BenchmarkItem] = []
     for spec in specs:

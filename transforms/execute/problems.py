@@ -143,10 +143,18 @@ def load_benchmark(name: str, path: str | None) -> list[Problem]:
     if path is None and name != "humaneval":
         raise ValueError(f"{name} does not ship: give it as --benchmark {name}=FILE (its public JSONL format)")
     try:
-        return LOADERS[name](path)
+        loaded = LOADERS[name](path)
     except KeyError as missing_field:  # a row of the wrong format: say which file and field, not a bare KeyError
         raise ValueError(f"{name} file {path or humaneval_path()}: a row has no {missing_field} field; is it "
                          f"{name}'s public format?") from None
+    except ValueError as err:  # a line that is not JSON, a problem without its fields: name the file once
+        where = str(path or humaneval_path())
+        raise ValueError(str(err) if where in str(err) else f"{name} file {where}: {err}") from err
+    except (TypeError, AttributeError) as err:  # a row that is not a JSON object
+        raise ValueError(f"{name} file {path or humaneval_path()}: a row is not a {name} problem ({err})") from err
+    if not loaded:  # nothing to score: pass@k of no problems says nothing
+        raise ValueError(f"{name} file {path or humaneval_path()} holds no problems (is it empty?)")
+    return loaded
 
 
 @dataclasses.dataclass(frozen=True)
