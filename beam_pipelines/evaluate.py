@@ -68,7 +68,7 @@ from transforms.selfplay.p3 import P3Instance, load_p3
 from transforms.selfplay.preset import load_preset
 from transforms.stage import flatten
 from transforms.stats.progress import LIVE
-from transforms.stats.report import write_report
+from transforms.stats.report import REPORT_NAME, write_report
 
 
 def check_options(options: PipelineOptions) -> None:
@@ -226,7 +226,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     settings = eval_settings(options)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    remove_finished_marks(output, ["summary.json"])  # written again once this run's samples are
+    # Written again once this run's samples are; a failed re-run leaves no old summary behind.
+    remove_finished_marks(output, ["summary.json", REPORT_NAME])
     result, task_ids, elapsed = run_timed(options, build_pipeline, ["execute", "evaluate.solve_plan"],
                                           uses_engine=not settings.reference_solutions)
     samples = [json.loads(line) for line in read_text(f"{output}/samples.jsonl").splitlines() if line.strip()]

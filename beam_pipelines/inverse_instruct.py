@@ -60,7 +60,7 @@ from transforms.io.parquet import read_rows, write_index_atomic
 from transforms.io.readers import default_source_root
 from transforms.stage import StageOutput
 from transforms.stats.accounting import CollectCounts, StageTally, WriteManifest, build_manifest
-from transforms.stats.report import write_report
+from transforms.stats.report import REPORT_NAME, write_report
 
 PROMPT_CODE_NEEDS_PAPER_EXTRACTION = (
     "--prompt-code reference shows the reference's raw slice of each response, which only the paper extraction "
@@ -309,7 +309,8 @@ def _jsonable(value: Any) -> Any:
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    remove_finished_marks(output, [MANIFEST])  # written again only once every output of this run is
+    # Written again only once every output of this run is; a failed re-run leaves none vouching for old counts.
+    remove_finished_marks(output, [MANIFEST, REPORT_NAME])
     result, _, elapsed = run_timed(options, build_pipeline, STAGE_ORDER)
     manifest = json.loads(read_text(f"{output}/{MANIFEST}"))
     manifest["wall_seconds"] = round(elapsed, 2)

@@ -64,7 +64,7 @@ from transforms.selfplay.preset import load_preset
 from transforms.stage import REJECTED, StageOutput, flatten
 from transforms.stats.accounting import CollectCounts, StageTally, WriteManifest, build_manifest
 from transforms.stats.progress import LIVE
-from transforms.stats.report import write_report
+from transforms.stats.report import REPORT_NAME, write_report
 
 PAPER_PRESET_NEEDS_P3 = ("--puzzle-preset paper builds its prompts from P3's training families: pass --p3-dir "
                          "(or use --puzzle-preset seed)")
@@ -225,7 +225,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = pipeline_options(argv, JOB)
     output = options.view_as(OutputOptions).output.rstrip("/")
-    remove_finished_marks(output, ["manifest.json", "summary.json"])  # written again once this run's outputs are
+    # A re-run that fails must not leave the previous run's marks vouching for outputs it partly rewrote.
+    remove_finished_marks(output, ["manifest.json", "summary.json", REPORT_NAME])
     result, _, elapsed = run_timed(options, build_pipeline, [f"self_play.{s}" for s in (
         "generate", "filter", "dedup", "solve_plan", "solve", "select")])
     manifest = json.loads(read_text(f"{output}/manifest.json"))

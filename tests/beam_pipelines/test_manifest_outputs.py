@@ -61,9 +61,10 @@ def test_a_failed_rerun_removes_the_previous_runs_manifest(tmp_path, capsys):
     assert (out / "manifest.json").exists() and manifest["stages"]["read"]["rejected_total"] == 1
     shutil.rmtree(out / "rejected")
     (out / "rejected").touch()  # the same command now fails while it runs
+    assert (out / "report.html").exists()
     with pytest.raises(Exception, match="WriteRejected"):
         run_main(args)
-    assert not (out / "manifest.json").exists()
+    assert not (out / "manifest.json").exists() and not (out / "report.html").exists()
     assert report_main([str(out)]) == 2
     (out / "rejected").unlink()
     assert run_main(args)["balanced"] and (out / "manifest.json").exists()  # and the next re-run completes it
@@ -95,6 +96,7 @@ def test_a_failed_evaluate_rerun_removes_the_previous_summary(tmp_path, monkeypa
     out = tmp_path / "out"
     out.mkdir()
     (out / "summary.json").write_text(json.dumps({"balanced": True, "pass@1": 1.0}))
+    (out / "report.html").write_text("<html>pass@1 1.0</html>")
 
     def fail(*args, **kwargs):
         raise RuntimeError("the pipeline failed")
@@ -102,4 +104,4 @@ def test_a_failed_evaluate_rerun_removes_the_previous_summary(tmp_path, monkeypa
     monkeypatch.setattr(evaluate, "run_timed", fail)
     with pytest.raises(RuntimeError, match="the pipeline failed"):
         evaluate.run(["--reference-solutions", f"--output={out}", "--quiet"])
-    assert not (out / "summary.json").exists()
+    assert not (out / "summary.json").exists() and not (out / "report.html").exists()
