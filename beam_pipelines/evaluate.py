@@ -84,7 +84,11 @@ def check_options(options: PipelineOptions) -> None:
         require_paths({given: settings.path})
         if settings.benchmark not in PUZZLE_BENCHMARKS:
             with argument_errors():  # every problem parses and has its fields, before run.json and any work
-                problems.load_benchmark(settings.benchmark, settings.path)
+                loaded = problems.load_benchmark(settings.benchmark, settings.path)
+                unsolved = [p.task_id for p in loaded if not p.canonical_solution.strip()]
+                if settings.reference_solutions and unsolved:  # each would count as a failed sample in pass@k
+                    raise ValueError(f"{given} {settings.path}: --reference-solutions, but {len(unsolved)} "
+                                     f"problem(s) have no canonical_solution (first: {', '.join(unsolved[:3])})")
 
 
 JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, BenchmarkOptions, SandboxOptions, MethodOptions,

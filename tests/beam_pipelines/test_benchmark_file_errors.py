@@ -62,6 +62,7 @@ def test_a_bad_registry_format_benchmark_file_names_the_missing_field(tmp_path, 
     (json.dumps(PROBLEM) + "\n{oops\n", "problems.jsonl:2: not JSON"),
     (json.dumps({k: v for k, v in PROBLEM.items() if k != "test"}) + "\n", "problem 't/0' lacks test"),
     ("", "holds no problems"),
+    (json.dumps({**PROBLEM, "canonical_solution": None}) + "\n", "have no canonical_solution (first: t/0)"),
 ])
 def test_a_bad_problems_file_is_one_line_and_exit_2_before_run_json(tmp_path, capsys, text, wanted):
     problems = tmp_path / "problems.jsonl"
