@@ -336,6 +336,16 @@ def with_profile(argv: Sequence[str], job: JobSpec) -> list[str]:
     return [*job.profiles[name], *argv]
 
 
+def check_job_command(argv: Sequence[str], job: JobSpec) -> None:
+    """The checks ``pipeline_options`` makes before any work (known options, argparse's values, the job's own
+    ``check``), without guarding or touching the output: a driver runs them on the command a later step will run,
+    so a typo in its pass-through options fails at once instead of after hours of earlier steps."""
+    argv = list(argv)
+    check_known_options(argv, job)
+    if job.check is not None:
+        job.check(PipelineOptions(with_profile(argv, job)))
+
+
 def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOptions:
     """Checked options (with the ``--profile``'s settings) and the DirectRunner as the default runner; the job's
     own checks (``JobSpec.check``) pass before the output directory is guarded, so arguments that fail them leave

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from beam_pipelines.steps import (
+    check_step_command,
     check_train_batch,
     require_local_output,
     run_step,
@@ -64,7 +65,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "HumanEval always runs (it ships).")
     args = parser.parse_args(argv)
     require_local_output(parser, args.output)
+    from beam_pipelines import evaluate, inverse_instruct
+
+    out = Path(args.output)
+    generate = _generate_command(args, out / "data")[3:]
+    check_step_command(parser, "the generate step (--generate-args)", generate, inverse_instruct.JOB)
+    evaluate_base = _eval_command(args, "humaneval", args.model, out / "eval" / "base")[3:]
+    check_step_command(parser, "the evaluate steps (--eval-args)", evaluate_base, evaluate.JOB)
     return args
+
+
+def _generate_command(args, data: Path) -> list[str]:
+    return [sys.executable, "-m", "beam_pipelines.inverse_instruct", "--profile", "paper", f"--model={args.model}",
+            f"--engine={args.engine}", f"--output={data}", *([f"--input={args.input}"] if args.input else []),
+            *shlex.split(args.generate_args)]
+
+
+def _eval_command(args, spec: str, model: str, where: Path) -> list[str]:
+    return [sys.executable, "-m", "beam_pipelines.evaluate", f"--benchmark={spec}", f"--model={model}",
+            f"--engine={args.engine}", f"--output={where}", *shlex.split(args.eval_args)]
 
 
 def _step(name: str, command: list[str], log: Path, done: Path, **kwargs) -> None:
@@ -192,10 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"stages.1.data={data / 'training' / 'original'}"]
     check_train_batch("paper", CONFIG, overrides, args.train_args, args.train_launcher)
     out.mkdir(parents=True, exist_ok=True)
-    generate = [sys.executable, "-m", "beam_pipelines.inverse_instruct", "--profile", "paper", f"--model={args.model}",
-                f"--engine={args.engine}", f"--output={data}", *([f"--input={args.input}"] if args.input else []),
-                *shlex.split(args.generate_args)]
-    _step("generate (the main job, --profile paper)", generate, out / "generate.log", data / "manifest.json")
+    _step("generate (the main job, --profile paper)", _generate_command(args, data), out / "generate.log",
+          data / "manifest.json")
     manifest = _read(data / "manifest.json")
 
     final = train / "stage-1-original" / "final"
@@ -214,10 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = {"model": label, "data": data_label, "role": key, "path": model, "prompt_template": None, "pass@1": {}}
         for name, path in benchmarks:
             where = out / "eval" / key / name
-            spec = f"--benchmark={name}" + (f"={path}" if path else "")
-            _step(f"evaluate {label} on {name}",
-                  [sys.executable, "-m", "beam_pipelines.evaluate", spec, f"--model={model}", f"--engine={args.engine}",
-                   f"--output={where}", *shlex.split(args.eval_args)],
+            spec = name + (f"={path}" if path else "")
+            _step(f"evaluate {label} on {name}", _eval_command(args, spec, model, where),
                   out / "eval" / f"{key}-{name}.log", where / "summary.json",
                   upstream=[trained] if key == "inversecoder" else [])
             row["pass@1"][name] = _read(where / "summary.json").get("pass@1")

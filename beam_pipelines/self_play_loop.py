@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from beam_pipelines.steps import (
+    check_step_command,
     check_train_batch,
     require_local_output,
     run_step,
@@ -88,8 +89,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.ks = tuple(int(k) for k in args.pass_k.split(","))
     except ValueError:
         parser.error(f"--pass-k must be comma-separated integers, got {args.pass_k!r}")
+    from beam_pipelines import evaluate, self_play
+
+    # Round 0's self-play and the base evaluation, as the loop will run them (later rounds differ in the model).
+    output = Path(args.output)
+    round_0 = output / "round-0" / "self-play"
+    self_play_0 = _self_play_command(args, args.model, 0, round_seed(args.run_seed, 0), round_0)
+    check_step_command(parser, "the self-play step (--self-play-args)", self_play_0[3:], self_play.JOB)
+    evaluate_base = _eval_command(args, args.model, output / "base-eval")[3:]
+    check_step_command(parser, "the evaluate step (--eval-args)", evaluate_base, evaluate.JOB)
     check_pass_k(parser, args)
     return args
+
+
+def _self_play_command(args, model: str, r: int, seed: int, out: Path) -> list[str]:
+    return [sys.executable, "-m", "beam_pipelines.self_play", f"--p3-dir={args.p3_dir}", f"--model={model}",
+            f"--engine={args.engine}", f"--iteration={r}", f"--run-seed={seed}", f"--output={out}",
+            *shlex.split(args.self_play_args)]
 
 
 def _eval_command(args, model: str, out: Path) -> list[str]:
@@ -233,10 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         round_dir = out / f"round-{r}"
         sp = round_dir / "self-play"
         seed = round_seed(args.run_seed, r)
-        _step(f"round {r}: self-play with {model}",
-              [sys.executable, "-m", "beam_pipelines.self_play", f"--p3-dir={args.p3_dir}", f"--model={model}",
-               f"--engine={args.engine}", f"--iteration={r}", f"--run-seed={seed}", f"--output={sp}",
-               *shlex.split(args.self_play_args)],
+        _step(f"round {r}: self-play with {model}", _self_play_command(args, model, r, seed, sp),
               round_dir / "self-play.log", sp / "summary.json", upstream=model_step)
         generated = _read(sp / "summary.json")
         rounds_so_far.append(sp)

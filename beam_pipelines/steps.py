@@ -301,6 +301,17 @@ def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, 
 
 # ------------------------------------------------------------------------------------------ the drivers' checks
 
+def check_step_command(parser, flag: str, argv: Sequence[str], job) -> None:
+    """``parser.error`` naming ``flag`` (the driver's pass-through option, e.g. ``--self-play-args``) when the
+    command a step will run fails its job's checks (``launch.check_job_command``)."""
+    from beam_pipelines.launch import check_job_command, user_error_classes
+
+    try:
+        check_job_command(argv, job)
+    except user_error_classes() as err:
+        parser.error(f"{flag}: {err}")
+
+
 def require_local_output(parser, output: str) -> None:
     """The drivers keep their state (markers, locks, logs, summaries) in a local directory."""
     if "://" in output:

@@ -119,3 +119,14 @@ def test_summary_md_says_when_a_stage_never_left_its_warm_up():
 def test_no_caveat_for_the_papers_m_or_the_chat_template():
     assert "Caveat" not in summary_markdown(_summary("ise-uiuc/WizardCoder-GPT4-DS-6.7B", True, "paper"))
     assert "Caveat" not in summary_markdown(_summary("smollm2", False, "chat"))
+
+
+@pytest.mark.parametrize("option, value, error", [
+    ("--generate-args", "--limt 3", "the generate step (--generate-args): unknown option:\n  --limt"),
+    ("--eval-args", "--samples-per-problem 0", "the evaluate steps (--eval-args): --samples-per-problem must be"),
+])
+def test_a_bad_pass_through_option_is_refused_before_the_first_step(tmp_path, capsys, option, value, error):
+    out = tmp_path / "paper"
+    with pytest.raises(SystemExit):
+        paper_main([f"--output={out}", f"{option}={value}"])
+    assert error in capsys.readouterr().err and not out.exists()

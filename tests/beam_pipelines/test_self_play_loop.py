@@ -97,7 +97,7 @@ def test_the_merge_is_a_step_a_rerun_skips_and_a_round_that_ran_again_refuses(tm
     monkeypatch.setattr(self_play_loop, "run_step", stand_in_jobs)
     monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
     out = tmp_path / "loop"
-    argv = [f"--output={out}", "--p3-dir=p3", "--rounds=2", "--run-seed=5"]
+    argv = [f"--output={out}", f"--p3-dir={tmp_path}", "--rounds=2", "--run-seed=5"]
     assert loop_main(argv) == 0
     merged = out / "round-1" / "training-merged"
     assert sorted(r["response"] for r in read_rows(str(merged / "training" / "puzzles"))) == sorted([
@@ -114,7 +114,7 @@ def test_the_merge_is_a_step_a_rerun_skips_and_a_round_that_ran_again_refuses(tm
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
     # Round 0's training set does not depend on how many rounds the loop runs.
-    assert loop_main([f"--output={tmp_path / 'one'}", "--p3-dir=p3", "--rounds=1", "--run-seed=5"]) == 0
+    assert loop_main([f"--output={tmp_path / 'one'}", f"--p3-dir={tmp_path}", "--rounds=1", "--run-seed=5"]) == 0
     index = json.loads((out / "round-0" / "training-merged" / "training" / "puzzles" / "shards.json").read_text())
     alone = json.loads((tmp_path / "one" / "round-0" / "training-merged" / "training" / "puzzles" /
                         "shards.json").read_text())
@@ -139,13 +139,13 @@ def test_an_empty_merged_set_says_whether_there_was_no_pair_or_the_cap_dropped_t
 
     monkeypatch.setattr(self_play_loop, "run_step", capped_at_zero)
     monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
-    assert loop_main([f"--output={tmp_path / 'capped'}", "--p3-dir=p3", "--rounds=1"]) == 0
+    assert loop_main([f"--output={tmp_path / 'capped'}", f"--p3-dir={tmp_path}", "--rounds=1"]) == 0
     err = capsys.readouterr().err
     assert ("round 0: the merged set is empty after the cap: 4 verified pair(s) in rounds 0..0, 4 example(s) over "
             "the example cap of 0, so no fine-tune; M_1 = M_0") in err and "no verified pair" not in err
 
     monkeypatch.setitem(ROUNDS, 0, [])  # no pair at all: that is what it says, cap of 0 or not
-    assert loop_main([f"--output={tmp_path / 'none'}", "--p3-dir=p3", "--rounds=1"]) == 0
+    assert loop_main([f"--output={tmp_path / 'none'}", f"--p3-dir={tmp_path}", "--rounds=1"]) == 0
     err = capsys.readouterr().err
     assert "round 0: no verified pair in rounds 0..0 yet, so no fine-tune; M_1 = M_0" in err
     assert "after the cap" not in err
@@ -159,7 +159,7 @@ def test_rows_record_the_evaluation_size_and_a_round_that_trained_nothing_says_s
     monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
     monkeypatch.setitem(ROUNDS, 0, [])  # round 0 verifies nothing: no fine-tune; round 1 trains
     out = tmp_path / "loop"
-    assert loop_main([f"--output={out}", "--p3-dir=p3", "--rounds=2"]) == 0
+    assert loop_main([f"--output={out}", f"--p3-dir={tmp_path}", "--rounds=2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     base, round0, round1 = summary["rows"]
     assert [(r["p3_problems"], r["p3_samples_per_problem"]) for r in summary["rows"]] == [(228, 10)] * 3
@@ -181,22 +181,23 @@ def test_rows_record_the_evaluation_size_and_a_round_that_trained_nothing_says_s
     ("--samples-per-problem 2 --problem-limit 20", None, "--pass-k 1,10 asks for pass@10 but each evaluation draws "
                                                          "n=2 sample(s) per problem"),
     ("--samples-per-problem 20 --pass-k 1,5", None, "the evaluation computes only pass@1,5"),
-    ("--samples-per-problem 0", None, "--eval-args: --samples-per-problem must be at least 1"),
+    ("--samples-per-problem 0", None, "(--eval-args): --samples-per-problem must be at least 1"),
     ("--samples-per-problem 2", "1,x", "--pass-k must be comma-separated integers"),
 ])
 def test_a_pass_k_the_evaluation_does_not_compute_is_refused_before_any_work(tmp_path, capsys, eval_args, pass_k,
                                                                              error):
     out = tmp_path / "loop"
-    argv = [f"--output={out}", "--p3-dir=p3", f"--eval-args={eval_args}", *([f"--pass-k={pass_k}"] if pass_k else [])]
+    argv = [f"--output={out}", f"--p3-dir={tmp_path}", f"--eval-args={eval_args}",
+            *([f"--pass-k={pass_k}"] if pass_k else [])]
     with pytest.raises(SystemExit):
         loop_main(argv)
     assert error in capsys.readouterr().err and not out.exists()
 
 
-def test_a_pass_k_within_the_samples_per_problem_is_accepted():
+def test_a_pass_k_within_the_samples_per_problem_is_accepted(tmp_path):
     from beam_pipelines.self_play_loop import parse_args
 
-    args = parse_args(["--output=o", "--p3-dir=p3", "--eval-args=--samples-per-problem 2 --problem-limit 20",
+    args = parse_args(["--output=o", f"--p3-dir={tmp_path}", "--eval-args=--samples-per-problem 2 --problem-limit 20",
                        "--pass-k=1,2"])
     assert args.ks == (1, 2)
 
@@ -209,3 +210,15 @@ def test_the_fine_tuned_cell_names_the_steps_and_a_warm_up_never_left():
     assert loop_fine_tune_cell({"trained": True, "fine_tune_steps": 40, "peak_lr_fraction": 1.0}) == "yes, 40 steps"
     assert loop_fine_tune_cell({"trained": True, "fine_tune_steps": 3, "peak_lr_fraction": 0.2}) == (
         "yes, 3 steps (still in warm-up: lr at most 20% of its value)")
+
+
+@pytest.mark.parametrize("option, value, error", [
+    ("--self-play-args", "--num-promptz 2", "the self-play step (--self-play-args): unknown option:\n  --num-promptz"),
+    ("--self-play-args", "--solve-prefix /no/such/file", "--solve-prefix: /no/such/file does not exist"),
+    ("--eval-args", "--samples-per-problm 3", "(--eval-args): unknown option:\n  --samples-per-problm"),
+])
+def test_a_bad_pass_through_option_is_refused_before_the_base_evaluation(tmp_path, capsys, option, value, error):
+    out = tmp_path / "loop"
+    with pytest.raises(SystemExit):
+        loop_main([f"--output={out}", f"--p3-dir={tmp_path}", f"{option}={value}"])
+    assert error in capsys.readouterr().err and not out.exists()
