@@ -176,7 +176,9 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     dedup_opts = options.view_as(DedupOptions)
     decontam = decontam_config(options)
     decontam_on = decontam is not None
-    benchmarks, paper_unchecked = decontam_benchmarks(options, job.profile, decontam_on)
+    # What this run's stages check: nothing at --stages extract/generate without --decontam-source.
+    decontam_runs = decontam_on and (job.stages == "all" or job.decontam_source)
+    benchmarks, paper_unchecked = decontam_benchmarks(options, job.profile, decontam_runs)
     emit_original = options.view_as(ShardOptions).emit_original
     extra: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -364,8 +366,9 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
         mark = "ok" if stage["balanced"] else "UNBALANCED"
         lines.append(f"  {name:<17} in={stage['records_in']:<8} out={stage['records_out']:<8} "
                      f"rejected: {rejected} [{mark}]")
+    checked = manifest.get("decontam_benchmarks", {}).get("checked")
     unchecked = manifest.get("decontam_benchmarks", {}).get("paper_not_checked")
-    if manifest.get("profile") == "paper" and unchecked and manifest["switches"]["decontamination"] != "off":
+    if manifest.get("profile") == "paper" and checked and unchecked:
         lines.append(f"  decontamination: checked {', '.join(manifest['decontam_benchmarks']['checked'])}; NOT the "
                      f"paper's {', '.join(unchecked)} (give them as --benchmark NAME=PATH)")
     if "inference_cache" in manifest:

@@ -105,3 +105,16 @@ def test_a_failed_evaluate_rerun_removes_the_previous_summary(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="the pipeline failed"):
         evaluate.run(["--reference-solutions", f"--output={out}", "--quiet"])
     assert not (out / "summary.json").exists() and not (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("decontam_source", [False, True])
+def test_the_manifest_and_report_name_benchmarks_only_when_a_stage_checked_them(tmp_path, capsys, decontam_source):
+    out = tmp_path / "out"
+    manifest = run_main([*_extract_args(tmp_path, out), *(["--decontam-source"] if decontam_source else [])])
+    report = (out / "report.html").read_text()
+    if decontam_source:
+        assert "decontam_source" in manifest["stage_order"]
+        assert manifest["decontam_benchmarks"]["checked"] == ["humaneval"] and "Decontamination hits" in report
+    else:
+        assert not any(name.startswith("decontam") for name in manifest["stage_order"])
+        assert manifest["decontam_benchmarks"]["checked"] == [] and "Decontamination hits" not in report

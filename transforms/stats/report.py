@@ -224,9 +224,11 @@ def main_job_report(output: str, manifest: Mapping[str, Any]) -> str:
         rows.append([r["stage"], detail.get("benchmark", ""), detail.get("task_id", ""), detail.get("method", ""),
                      _pre(str(evidence.get("matched_text") or evidence.get("span") or evidence), 300),
                      f"{r['source_uri']}:{r['source_row']}"])
-    sections.append(f"<h2>Decontamination hits ({len(hits):,})</h2>" + (
-        _table(["stage", "benchmark", "task", "method", "evidence", "record"], rows) if rows
-        else "<p class=meta>no record matched a benchmark</p>"))
+    decontaminated = any(name.startswith("decontam") for name in manifest.get("stage_order", manifest["stages"]))
+    if decontaminated or hits:  # "no record matched" would claim a check that an extract-only run never made
+        sections.append(f"<h2>Decontamination hits ({len(hits):,})</h2>" + (
+            _table(["stage", "benchmark", "task", "method", "evidence", "record"], rows) if rows
+            else "<p class=meta>no record matched a benchmark</p>"))
     if selected:
         ranked = sorted(selected, key=lambda r: (-(r["score"] or 0), r["id"]))
         table = lambda rs: _table(["score", "language", "instruction", "code"], [  # noqa: E731
