@@ -313,7 +313,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     output = options.view_as(OutputOptions).output.rstrip("/")
     # Written again only once every output of this run is; a failed re-run leaves none vouching for old counts.
     remove_finished_marks(output, [MANIFEST, REPORT_NAME])
-    result, _, elapsed = run_timed(options, build_pipeline, STAGE_ORDER)
+    result, _, elapsed = run_timed(options, build_pipeline, STAGE_ORDER,
+                                   uses_engine=options.view_as(MainJobOptions).stages != "extract")
     manifest = json.loads(read_text(f"{output}/{MANIFEST}"))
     manifest["wall_seconds"] = round(elapsed, 2)
     inside = engine_seconds(result)

@@ -30,8 +30,10 @@ class CorpusOptions(PipelineOptions):
             help="A directory of source files read one snippet per top-level function, class or method. "
             "Default (when --input is not given): the running interpreter's standard library.",
         )
-        group.add_argument("--instruction-column", dest="instruction_column", default="instruction")
-        group.add_argument("--response-column", dest="response_column", default="response")
+        group.add_argument("--instruction-column", dest="instruction_column", default="instruction",
+                           help="The column (JSON field) holding each record's instruction.")
+        group.add_argument("--response-column", dest="response_column", default="response",
+                           help="The column (JSON field) holding each record's response, where the code is.")
         group.add_argument(
             "--input-column", dest="input_column", default=None,
             help="Optional extra-context column appended to the instruction (Code Alpaca: input).",
