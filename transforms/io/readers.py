@@ -213,6 +213,8 @@ def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
             read[0] = row + 1
             if row == 0 and line.startswith(_BOM):
                 line = line[len(_BOM):]
+            if row == 0:
+                _refuse_compressed_bytes(path, line)
             if not line.strip():
                 continue
             try:
@@ -226,6 +228,18 @@ def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
                 yield row, text[:200], ("bad_record", f"invalid JSON: {err}")
             except RecursionError:
                 yield row, text[:200], ("bad_record", "JSON nested too deeply to parse")
+
+
+_MAGIC = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"}
+
+
+def _refuse_compressed_bytes(path: str, head: bytes) -> None:
+    """A compressed file named as plain text would be read as a few lines of non-UTF-8 garbage, dead letters
+    that do not count its records: say what it is instead."""
+    for magic, suffix in _MAGIC.items():
+        if head.startswith(magic) and not (suffix == ".bz2" and head[3:4] not in b"123456789"):
+            raise CorpusConfigError(f"{path} starts like a {suffix} file but is not named so: rename it to end in "
+                                    f"{suffix} (it is decompressed by its name)")
 
 
 def _iter_json_array(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:

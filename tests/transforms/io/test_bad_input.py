@@ -120,3 +120,20 @@ def test_a_broken_definition_in_a_source_tree_is_a_dead_letter_not_a_vanishing(t
     assert [p["source_row"] for p in pairs] == [1, 4]
     outcomes = [snippet_from_pair(p, DEFAULT_CONFIG) for p in pairs]
     assert outcomes[0][0] == "syntax_error" and outcomes[1]["code"].startswith("def fine(b):")
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+def test_a_compressed_file_named_as_plain_jsonl_is_refused_by_name(tmp_path, suffix):
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(COMPRESSORS[suffix](LINES))
+    with pytest.raises(CorpusConfigError, match=rf"starts like a \{suffix} file but is not named so"):
+        _rows(path)
+
+
+def test_a_file_whose_name_holds_a_comma_or_brackets_is_read_as_named(tmp_path):
+    from transforms.io.beam import corpus_files
+
+    for name in ("a,b.jsonl", "data[1].jsonl"):
+        path = tmp_path / name
+        path.write_bytes(LINES)
+        assert corpus_files(str(path), MAPPING) == [str(path)]
