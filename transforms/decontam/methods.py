@@ -65,6 +65,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -72,6 +73,9 @@ import numpy as np
 
 from transforms.decontam import benchmarks, normalize, signatures
 from transforms.decontam.benchmarks import DEFAULT_MIN_SOLUTION_TOKENS, BenchmarkItem, is_trivial_solution
+
+LOG = logging.getLogger(__name__)
+MIN_STATEMENT_WORDS = 3  # the "project" substring variant's floor; the shortest shipped HumanEval statement has 11
 
 METHODS = ("substring", "ngram", "signature", "minhash")
 DEFAULT_METHODS = ("ngram", "signature")
@@ -152,10 +156,17 @@ class SubstringIndex:
         if variant == "magicoder":
             return cls(benchmarks.magicoder_strings(items))
         groups: dict[str, list[tuple[str, str]]] = {}
+        too_short = []
         for item in items:  # docstrings/prompts of a benchmark first, then its solutions, like FILTER_OUT
             s = item.statement.strip()
-            if s:
-                groups.setdefault(f"{item.benchmark}_docstrings", []).append((item.task_id, s))
+            if len(s.split()) < MIN_STATEMENT_WORDS:  # "x" would match nearly every snippet
+                too_short += [f"{item.benchmark}/{item.task_id}"] if s else []
+                continue
+            groups.setdefault(f"{item.benchmark}_docstrings", []).append((item.task_id, s))
+        if too_short:
+            LOG.warning("substring: %d benchmark statement(s) of fewer than %d words are not searched for (they "
+                        "would match nearly everything): %s", len(too_short), MIN_STATEMENT_WORDS,
+                        ", ".join(too_short[:5]))
         for item in items:
             for sol in item.solutions:
                 s = sol.strip()
