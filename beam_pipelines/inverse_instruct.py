@@ -377,8 +377,10 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
         lines.append(f"  inference cache: {cache['hits']} hits, {cache['misses']} misses (answered by the engine), "
                      f"{cache.get('seconds', 0)} s of cache work")
     if "selected_scores" in manifest:
-        dist = manifest["selected_scores"]
-        lines.append("  selected scores: " + ", ".join(f"{k}={v}" for k, v in dist.items()))
+        dist = manifest["selected_scores"]  # in score_distribution's order: the manifest's JSON sorts its keys
+        order = ("n", "mean", "min", "p25", "median", "p75", "max")
+        lines.append("  selected scores: " + ", ".join(f"{k}={dist[k]}" for k in sorted(dist, key=(
+            lambda k: order.index(k) if k in order else len(order)))))
     for row in list(selected)[:examples]:
         first_line = row["code"].strip().splitlines()[0][:70]
         lines.append(f"  example (score {row['score']:.3f}): {row['instruction'][:160]!r}\n      code: {first_line}")

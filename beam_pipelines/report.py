@@ -46,9 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"inverse-instruct report: {output}/{name} holds no JSON object", file=sys.stderr)
             return 2
         if name == "manifest.json" and data.get("job") != "self-play":
-            from beam_pipelines.inverse_instruct import print_summary
+            from beam_pipelines.inverse_instruct import print_summary, read_selected
 
-            print_summary(data, output)
+            try:
+                selected = read_selected(output) if "selected" in data.get("outputs", {}) else []
+            except (OSError, ValueError):  # the report still shows the counts when the rows cannot be read
+                selected = []
+            print_summary(data, output, selected)  # as the job's own closing summary, examples included
         else:
             print(summary_table(output, data))
         from transforms.stats.report import write_report

@@ -163,3 +163,14 @@ def test_the_paper_report_shows_templates_caveat_unchecked_benchmarks_and_step_l
     assert "mbpp, apps" in page
     for link in ("data/report.html", "eval/m/humaneval/report.html", "train/config.json"):
         assert f'href="{link}"' in page
+
+
+def test_report_command_prints_the_jobs_closing_summary_scores_in_order_and_examples(main_run, capsys):
+    from beam_pipelines.report import main as report_main
+
+    assert report_main([str(main_run)]) == 0
+    text = capsys.readouterr().out
+    scores = next(line for line in text.splitlines() if "selected scores:" in line)
+    keys = [part.split("=")[0].strip() for part in scores.split(":", 1)[1].split(",")]
+    assert keys == ["n", "mean", "min", "p25", "median", "p75", "max"]
+    assert "example (score " in text
