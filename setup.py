@@ -50,7 +50,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "inverse-instruct=beam_pipelines.cli:main",
+            "inverse-instruct=beam_pipelines.cli:run",
         ],
     },
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 # subcommand -> (module, one-line summary)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -74,5 +74,32 @@ def dispatch(argv: Sequence[str] | None) -> int:
     return int(code or 0)
 
 
+def exit_process(code: int | None) -> NoReturn:
+    """End the process with ``code`` after Python's own exit work (non-daemon threads joined, atexit handlers run:
+    engine cleanup, logging, multiprocessing, finalizers; stdout and stderr flushed) but without the interpreter's
+    native teardown, where Arrow's C++ thread pools can be destroyed while still joinable and abort a finished job
+    with SIGABRT ("terminate called without an active exception", exit 134; apache/arrow#34314; seen once in 26
+    extract-only runs here). The ``python -m`` and console-script entries end here; ``main`` functions return
+    their code, for callers in the same process (tests)."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away, or a closed stream: nothing left to say
+            pass
+    os._exit(int(code or 0))
+
+
+def run() -> NoReturn:
+    """The ``inverse-instruct`` console script."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import json
-import sys
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
@@ -259,4 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from beam_pipelines.cli import exit_process
+
+    exit_process(main())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 from typing import Any, Sequence
 
 import apache_beam as beam
@@ -392,4 +391,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from beam_pipelines.cli import exit_process
+
+    exit_process(main())

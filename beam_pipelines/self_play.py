@@ -16,7 +16,6 @@ counts, checked to balance) and ``summary.json``.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any, Sequence
 
 import apache_beam as beam
@@ -252,4 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from beam_pipelines.cli import exit_process
+
+    exit_process(main())

@@ -295,4 +295,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from beam_pipelines.cli import exit_process
+
+    exit_process(main())

@@ -660,4 +660,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from beam_pipelines.cli import exit_process
+
     main()
+    exit_process(0)  # Arrow (datasets) thread pools can abort a finished run at interpreter teardown

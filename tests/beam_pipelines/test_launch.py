@@ -244,3 +244,21 @@ def test_cli_stops_quietly_when_its_reader_goes_away(monkeypatch, tmp_path):
     os.write(sink.fileno(), b"after")  # fd now /dev/null: nothing reaches the file
     sink.close()
     assert (tmp_path / "stdout").read_bytes() == b""
+
+
+def test_exit_process_ends_after_pythons_exit_work_with_the_code(tmp_path):
+    """The entries end through ``exit_process`` (no native teardown, where Arrow's thread pools can abort a
+    finished job): what Python's own exit does must still happen, in order, and the code must come out."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, threading, time\n"
+        "from beam_pipelines.cli import exit_process\n"
+        "atexit.register(lambda: print('atexit', end=''))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread ', end=''))).start()\n"
+        "print('buffered ', end='')\n"  # no newline: still in the buffer of a piped stdout
+        "exit_process(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (3, "buffered thread atexit"), done.stderr
