@@ -324,7 +324,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if cache:
         manifest["inference_cache"] = {"hits": cache.get("hits", 0), "misses": cache.get("misses", 0),
                                         "seconds": round(cache.get("overhead_us", 0) / 1e6, 3)}
-    selected = read_selected(output) if "selected" in manifest.get("outputs", {}) else []
+    selected = read_selected(output, manifest)
     if selected:
         manifest["selected_scores"] = score_distribution([r["score"] for r in selected])
     write_index_atomic(f"{output}/{MANIFEST}", manifest)
@@ -333,7 +333,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return manifest
 
 
-def read_selected(output: str) -> list[dict[str, Any]]:
+def read_selected(output: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's selected pairs by snippet id; none when its stages wrote no ``selected/``."""
+    if "selected" not in manifest.get("outputs", {}):
+        return []
     rows = read_rows(f"{output}/selected", ["snippet_id", "instruction", "code", "score"])
     return sorted(rows, key=lambda r: r["snippet_id"])
 

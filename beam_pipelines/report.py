@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from beam_pipelines.inverse_instruct import print_summary, read_selected
 
             try:
-                selected = read_selected(output) if "selected" in data.get("outputs", {}) else []
+                selected = read_selected(output, data)
             except (OSError, ValueError):  # the report still shows the counts when the rows cannot be read
                 selected = []
             print_summary(data, output, selected)  # as the job's own closing summary, examples included

@@ -75,16 +75,18 @@ def corpus_files(pattern: str, mapping: ColumnMapping, input_format: str = "auto
     The launcher calls it before any work (``check_corpus_options``), the reader when the pipeline is built."""
     # A set: a file two patterns match (``a.jsonl,*.jsonl``, or one given twice) is read once, as its rows
     # are one each; read twice, each row would be two records with one id.
-    local_file = "://" not in pattern and os.path.isfile(pattern)
+    def local(path: str, test) -> bool:
+        return "://" not in path and test(path)
+
     # A file that exists is read as named, though its name holds a comma or glob characters ("data[1].jsonl").
-    parts = [pattern] if local_file else [part.strip() for part in pattern.split(",") if part.strip()]
+    parts = [pattern] if local(pattern, os.path.isfile) else [p.strip() for p in pattern.split(",") if p.strip()]
     for part in parts:
-        if "://" not in part and os.path.isdir(part):  # Beam would list it as a file, or only its top level
+        if local(part, os.path.isdir):  # Beam would list it as a file, or only its top level
             top, every = os.path.join(part, "*.jsonl"), os.path.join(part, "**.jsonl")
             raise CorpusConfigError(f"{part!r} is a directory; give its files as a glob, e.g. {top!r} (its top "
                                     f"level) or {every!r} (every level)")
     files = sorted({path for part in parts
-                    for path in ([part] if "://" not in part and os.path.isfile(part) else filesystems.match(part))})
+                    for path in ([part] if local(part, os.path.isfile) else filesystems.match(part))})
     if not files:
         raise CorpusConfigError(f"no file matches {pattern!r} (--input)")
     validate_first_file(files, mapping, input_format)

@@ -46,7 +46,8 @@ def _codec(path: str) -> str | None:
 
 class _StrictZstdReader(io.RawIOBase):
     """Decompressed zstd frames, one after another. zstandard's own stream reader ends quietly where a truncated
-    file stops; this one raises ``EOFError`` there, as Python's gzip and bz2 readers do."""
+    file stops; this one raises ``EOFError`` there, and ``OSError`` on corrupt data, as Python's gzip and bz2
+    readers do."""
 
     def __init__(self, raw: IO[bytes]):
         import zstandard
@@ -71,7 +72,10 @@ class _StrictZstdReader(io.RawIOBase):
                 return 0
             if self._frame is None or self._frame.eof:
                 self._frame = self._new_frame()
-            self._out, self._at = self._frame.decompress(data), 0
+            try:
+                self._out, self._at = self._frame.decompress(data), 0
+            except Exception as err:  # zstandard.ZstdError: corrupt data, an OSError as gzip and bz2 raise
+                raise OSError(f"corrupt zstd data: {err}") from err
             if self._frame.eof:
                 self._unused = self._frame.unused_data
         n = min(len(buffer), len(self._out) - self._at)

@@ -94,33 +94,32 @@ def open_parquet(path: str) -> pq.ParquetFile:
         raise CorpusConfigError(f"{path} is not a readable Parquet file: {err}") from err
 
 
+def _holds_text(column_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(column_type):
+        column_type = column_type.value_type
+    return pa.types.is_string(column_type) or pa.types.is_large_string(column_type)
+
+
 def parquet_rows(table: pa.Table) -> Iterator[tuple[dict[str, Any], tuple[str, str] | None]]:
     """``(raw, problem)`` for every row of a Parquet row group. A string cell that is not valid UTF-8 (Parquet
     does not check what writers put in a string column) makes its row a ``not_utf8`` dead letter, with the cells
     as bytes; the other rows of the row group are read as usual."""
     try:
-        rows = table.to_pylist()
-    except UnicodeDecodeError:
-        rows = None
-    if rows is not None:
-        for raw in rows:
-            yield raw, None
+        yield from ((raw, None) for raw in table.to_pylist())  # converted whole before the first row is yielded
         return
-    texts = [name for name, column in zip(table.column_names, table.columns)
-             if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-             or (pa.types.is_dictionary(column.type) and (pa.types.is_string(column.type.value_type)
-                                                          or pa.types.is_large_string(column.type.value_type)))]
-    values = {name: (table.column(name).cast(pa.large_binary()) if name in texts else table.column(name)).to_pylist()
-              for name in table.column_names}
+    except UnicodeDecodeError:
+        pass
+    texts = [name for name, column in zip(table.column_names, table.columns) if _holds_text(column.type)]
+    values = {name: (column.cast(pa.large_binary()) if name in texts else column).to_pylist()
+              for name, column in zip(table.column_names, table.columns)}
     for i in range(table.num_rows):
         raw = {name: values[name][i] for name in table.column_names}
         problem = None
         for name in texts:
-            cell = raw[name]
-            if cell is None:
+            if raw[name] is None:
                 continue
             try:
-                raw[name] = cell.decode("utf-8")
+                raw[name] = raw[name].decode("utf-8")
             except UnicodeDecodeError as err:
                 problem = problem or ("not_utf8", f"column {name!r} is not UTF-8: {err.reason} at byte {err.start}")
         yield raw, problem
@@ -195,14 +194,9 @@ def _read_to_the_end(path: str, rows_read: list[int]) -> Iterator[None]:
     stops the job with ``CorpusConfigError``: its remaining records are unknown, so no count could balance."""
     try:
         yield
-    except (EOFError, OSError, zlib.error) as err:
+    except (EOFError, OSError, zlib.error) as err:  # what filesystems.open_binary's decompressors raise
         raise CorpusConfigError(f"{path} cannot be read to its end (after {rows_read[0]} lines or items): "
                                 f"{type(err).__name__}: {err}") from err
-    except Exception as err:
-        if type(err).__name__ == "ZstdError":  # zstandard's corrupt-frame error
-            raise CorpusConfigError(f"{path} cannot be read to its end (after {rows_read[0]} lines or items): "
-                                    f"{err}") from err
-        raise
 
 
 def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
