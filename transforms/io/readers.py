@@ -199,11 +199,32 @@ def _read_to_the_end(path: str, rows_read: list[int]) -> Iterator[None]:
                                 f"{type(err).__name__}: {err}") from err
 
 
+def _physical_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    """The file's lines, ended by ``\\n``, ``\\r\\n`` or a lone ``\\r`` (classic Mac OS files): read by ``\\n``
+    alone, a file of CR-only line endings is one line, all of its records one dead letter. JSON text holds no raw
+    CR inside a string, so a lone one is whitespace between tokens or a line end; a line that parses whole keeps
+    its CRs as whitespace."""
+    # readline, not iteration: Beam's decompressing handle (a .jsonl.deflate file) is not iterable
+    for line in iter(handle.readline, b""):
+        body = line.rstrip(b"\r\n")
+        if b"\r" not in body or _parses(body):
+            yield line
+        else:
+            yield from body.split(b"\r")
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return False
+
+
 def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
     read = [0]
     with _read_to_the_end(path, read), filesystems.open_binary(path) as handle:
-        # readline, not iteration: Beam's decompressing handle (a .jsonl.deflate file) is not iterable
-        for row, line in enumerate(iter(handle.readline, b"")):
+        for row, line in enumerate(_physical_lines(handle)):
             read[0] = row + 1
             if row == 0 and line.startswith(_BOM):
                 line = line[len(_BOM):]

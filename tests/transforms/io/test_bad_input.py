@@ -137,3 +137,20 @@ def test_a_file_whose_name_holds_a_comma_or_brackets_is_read_as_named(tmp_path):
         path = tmp_path / name
         path.write_bytes(LINES)
         assert corpus_files(str(path), MAPPING) == [str(path)]
+
+
+@pytest.mark.parametrize("ending", [b"\r", b"\r\n", b"\n"])
+def test_every_line_ending_reads_every_record(tmp_path, ending):
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(LINES.replace(b"\n", ending))
+    rows = _rows(path)
+    assert len(rows) == N_LINES and all(problem is None for _, _, problem in rows)
+    assert [raw["instruction"] for _, raw, _ in rows] == [f"task {i}" for i in range(N_LINES)]
+
+
+def test_a_cr_between_tokens_of_one_record_is_whitespace_and_a_bad_cr_line_is_one_dead_letter(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(b'{"instruction": "a",\r "output": "x = 1"}\n{"output": "y = 2"}\r{"output": \r\n')
+    rows = _rows(path)
+    assert [(raw["output"] if problem is None else problem[0]) for _, raw, problem in rows] == \
+        ["x = 1", "y = 2", "bad_record"]
