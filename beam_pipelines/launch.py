@@ -73,13 +73,14 @@ class RunConflictError(JobConfigError):
 def user_error_classes() -> tuple[type[BaseException], ...]:
     """Exceptions that report a mistake in the job's configuration or environment, not a bug: ``job_main`` prints
     their message alone. Besides ``JobConfigError``: a corpus that cannot be read as configured (found when the
-    pipeline is built, or by a worker for files after the first), a model that is not there, and a sandbox that
-    cannot run here (both found when the pipeline is built)."""
+    pipeline is built, or by a worker for files after the first), a model that is not there, a sandbox that
+    cannot run here (both found when the pipeline is built), and an output that cannot be written (a full disk)."""
     from runners.model_resolution import ModelNotAvailableError
     from transforms.execute.isolation import IsolationUnavailable
+    from transforms.io.output_errors import OutputWriteError
     from transforms.io.readers import CorpusConfigError
 
-    return JobConfigError, CorpusConfigError, ModelNotAvailableError, IsolationUnavailable
+    return JobConfigError, CorpusConfigError, ModelNotAvailableError, IsolationUnavailable, OutputWriteError
 
 
 @contextlib.contextmanager

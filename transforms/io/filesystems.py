@@ -15,6 +15,8 @@ from typing import IO, Callable, Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.io.output_errors import OutputWriteError, writing  # noqa: F401 (OutputWriteError: re-exported)
+
 
 def _beam_handles(path: str) -> bool:
     try:
@@ -145,6 +147,27 @@ def read_text(path: str) -> str:
 LOG = logging.getLogger(__name__)
 
 
+class _WriteErrorsNamed(io.RawIOBase):
+    """A writable sink whose ``OSError`` (ENOSPC, EIO...) is an ``OutputWriteError`` naming the file."""
+
+    def __init__(self, raw: IO[bytes], path: str):
+        super().__init__()
+        self._raw, self._path, self._written = raw, path, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        with writing(self._path):
+            self._raw.write(data)
+        self._written += size
+        return size
+
+    def tell(self) -> int:
+        return self._written
+
+
 def atomic_write(path: str, write_body: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` (any fsspec URL) via ``write_body(file)`` to a hidden temp sibling, then rename it: a file
     only ever appears under its final name complete (local: ``os.replace``; an object store's upload is atomic
@@ -153,14 +176,23 @@ def atomic_write(path: str, write_body: Callable[[IO[bytes]], None]) -> None:
 
     fs, local = fsspec.core.url_to_fs(path)
     parent = posixpath.dirname(local)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
     head, tail = posixpath.split(local)
     tmp = posixpath.join(head, f".{tail}.tmp-{uuid.uuid4().hex}")
     try:
-        with fs.open(tmp, "wb") as raw:
-            write_body(raw)
-        fs.mv(tmp, local)
+        with writing(path):
+            if parent:
+                fs.makedirs(parent, exist_ok=True)
+            raw = fs.open(tmp, "wb")
+        try:
+            # Only the sink's own errors are about writing; write_body's (a bug, a failed read) pass unchanged.
+            write_body(_WriteErrorsNamed(raw, path))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                raw.close()
+            raise
+        with writing(path):
+            raw.close()
+            fs.mv(tmp, local)
     except BaseException:
         try:
             if fs.exists(tmp):

@@ -28,6 +28,7 @@ import struct
 import uuid
 from typing import IO, Any
 
+from transforms.io.output_errors import writing
 from transforms.io.packed import pack, unpack
 
 _HANDLE = struct.Struct(">16sQI")  # file token, offset, length
@@ -105,18 +106,20 @@ class SpillWriter:
         self._file: IO[bytes] | None = None
 
     def append(self, record: Any) -> bytes:
-        if self._file is None:
-            self._file = _open_for_append(self._path)
         data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
-        self._file.write(data)
+        with writing(self._path):
+            if self._file is None:
+                self._file = _open_for_append(self._path)
+            self._file.write(data)
         handle = _HANDLE.pack(self._token, self._offset, len(data))
         self._offset += len(data)
         return handle
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with writing(self._path):
+                file.close()
 
 
 def _open_for_append(path: str) -> IO[bytes]:
