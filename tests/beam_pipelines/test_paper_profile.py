@@ -239,3 +239,20 @@ def test_an_offline_paper_run_checks_humaneval_and_records_the_rest(tmp_path):
     default = pipeline_options([f"--output={tmp_path / 'default'}", f"--benchmark=mbpp={mbpp}"], JOB)
     specs, unchecked = decontam_benchmarks(default, "default", True)
     assert [s.name for s in specs] == ["mbpp"] and unchecked == ["humaneval", "apps", "gsm8k", "ds1000"]
+
+
+def test_the_profile_runs_on_the_default_corpus_of_raw_definitions(tmp_path):
+    """The default corpus is source files (no responses to slice): each definition is shown as the reference showed
+    an unfenced response, the raw text in a python fence closed right after it. Found by a probe: `paper` without
+    --input failed in its generate step."""
+    source = tmp_path / "src" / "mod.py"
+    source.parent.mkdir()
+    source.write_text("def add(a, b):\n    return a + b\n\n\nclass Box:\n    pass\n")
+    manifest = run(["--profile", "paper", "--engine=fake", f"--source-tree={source.parent}", "--num-candidates=2",
+                    "--stages=generate", "--quiet", f"--output={tmp_path / 'out'}"])
+    assert manifest["balanced"]
+    snippets = [r for f in sorted((tmp_path / "out" / "snippets").glob("*.parquet"))
+                for r in pq.read_table(f).to_pylist()]
+    assert sorted(r["reference_snippet"] for r in snippets) == [
+        "```python\nclass Box:\n    pass```", "```python\ndef add(a, b):\n    return a + b```"]
+    assert len(dead_letters(tmp_path / "out")) == 0 and manifest["stages"]["select"]["records_out"] == 2

@@ -299,7 +299,9 @@ def _extract_hinted(text: str, language_hint: str, config: ExtractionConfig) -> 
     rejection = _check_bounds(code, config, upper=False, language=language)
     if rejection:
         return rejection
-    return Extracted(code, language, language, fenced=False, detected=False)
+    # The paper's prompt shows the raw response as the reference fenced an unfenced one (``_extract_paper``).
+    reference_snippet = f"```{language}\n{text}```" if config.policy == PAPER else ""
+    return Extracted(code, language, language, fenced=False, detected=False, reference_snippet=reference_snippet)
 
 
 DEFAULT_CONFIG = ExtractionConfig()
@@ -314,7 +316,8 @@ def extract_code(
     language from the file extension). The whole response is the code (a docstring may hold fences),
     it must be valid in that language (a class member may be valid only inside a class), and
     ``fence_lang`` is the language name, as if the code had come fenced with it. The hint overrides
-    the policy: the reference never read source trees, so there is nothing to reproduce.
+    the policy: the reference never read source trees, so there is nothing to reproduce. (Under ``paper``, the
+    prompt's reference slice is the raw definition fenced as the reference fenced an unfenced response.)
     """
     config = config or DEFAULT_CONFIG
     text = _coerce_text(response, config)
