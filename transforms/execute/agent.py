@@ -14,6 +14,8 @@ request on the response pipe (newline-delimited JSON, see ``session.py``):
   process that reads its requests.
 
 Nothing here is trusted by the parent: the program runs in this same process and can rewrite any of it.
+A program's namespace is named ``__main__``, as a script's: a program must not be able to tell it is being checked
+by a name (``if __name__ != "__main__"``) and answer differently from the trained-on text.
 The parent only believes what it can check itself (see ``session.py``).
 """
 import builtins
@@ -103,7 +105,7 @@ def _fresh_call(msg, cfg):
             os.close(read_fd)
             os.close(cfg["request_fd"])
             os.close(cfg["response_fd"])
-            namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
+            namespace = {"__name__": "__main__", "__builtins__": builtins}
             reply = _handle({"op": "load", "source": msg["source"]}, namespace, cfg)
             if reply["ok"]:
                 reply = _handle({**msg, "op": "call"}, namespace, cfg)
@@ -157,7 +159,7 @@ def main(cfg):
     sys.set_int_max_str_digits(0)
     requests = os.fdopen(cfg["request_fd"], "rb")
     responses = os.fdopen(cfg["response_fd"], "wb")
-    namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
     while True:
         line = requests.readline()
         if not line:

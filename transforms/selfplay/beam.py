@@ -26,6 +26,7 @@ from transforms.execute.pool import SandboxPool
 from transforms.execute.verdicts import guarded, runs_cleanly, sat_outcomes, verify_pair
 from transforms.selfplay import filters, plans, solve
 from transforms.selfplay import puzzles as seed_format
+from transforms.selfplay.introspection import interpreter_route
 from transforms.selfplay.plans import example_sort_key
 from transforms.selfplay.preset import FilterStrings, SelfPlayPreset
 from transforms.selfplay.source import imported_names, solution_body, split_imports
@@ -93,6 +94,9 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
     reason = filters.unsafe_reason(puzzle, strings)
     if reason:
         return reason, "the judge refuses this code", facts
+    route = interpreter_route(puzzle)
+    if route:
+        return filters.REACHES_INTERPRETER, route, facts
     judged = guarded(runs_cleanly, imports + filters.return_true_program(f_text, strings, preamble=False),
                      sandbox.limits, preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
     reason = filters.read_return_true(judged.passed)

@@ -4,7 +4,9 @@
    contain ``return``.
 2. ``unsafe_code``: the judge refuses code with ``builtin``, ``__class`` or ``open(`` in it, or importing a
    module outside its safe list. ``return_true_failed``: the copy with ``    return True`` inserted as the
-   second line, followed by ``assert f(None)``, must run cleanly in the judge (1 s).
+   second line, followed by ``assert f(None)``, must run cleanly in the judge (1 s). Between the two,
+   ``reaches_interpreter`` (project addition, ``introspection.py``): a model-written puzzle that touches the
+   interpreter's internals could forge its own verdict, so it never runs.
 3. From f's signature (the reference ``exec``s the def with only ``List`` defined and reads
    ``inspect.getfullargspec``): ``answer_annotation_invalid`` when the def would not evaluate there or the
    first parameter has no annotation; ``bad_signature`` unless exactly the first parameter is required and there
@@ -41,6 +43,8 @@ import json
 import re
 from typing import Any, Callable, Iterable, Sequence
 
+from transforms.selfplay.introspection import REASON as REACHES_INTERPRETER
+from transforms.selfplay.introspection import interpreter_route
 from transforms.selfplay.preset import FilterStrings, load_preset
 from transforms.selfplay.source import answer_parameter, first_function, strip_puzzle
 
@@ -48,6 +52,7 @@ REASONS = (
     "missing_def_f",
     "missing_return",
     "unsafe_code",
+    "reaches_interpreter",  # project addition: the puzzle touches the interpreter's internals (introspection.py)
     "return_true_failed",
     "answer_annotation_invalid",
     "bad_signature",
@@ -123,6 +128,12 @@ def unsafe_reason(code: str, strings: FilterStrings | None = None) -> str | None
     if any(u in code for u in s.unsafe_substrings) or _unsafe_import(code, frozenset(s.safe_imports)):
         return "unsafe_code"
     return None
+
+
+def interpreter_reason(puzzle: str) -> str | None:
+    """``"reaches_interpreter"`` when the model-written puzzle could rewrite or read the process that judges it
+    (``transforms.selfplay.introspection``): its verdict would not be the one plain Python gives."""
+    return REACHES_INTERPRETER if interpreter_route(puzzle) else None
 
 
 def return_true_program(puzzle: str, strings: FilterStrings | None = None, preamble: bool = True) -> str:
@@ -302,7 +313,8 @@ def filter_puzzles(texts: Iterable[str], run_program: Callable[[str], bool], *,
         puzzle, reason = check_text(text)
         verdict = SignatureVerdict(None)
         if reason is None:
-            reason = unsafe_reason(puzzle, s) or read_return_true(run_program(return_true_program(puzzle, s)))
+            reason = (unsafe_reason(puzzle, s) or interpreter_reason(puzzle)
+                      or read_return_true(run_program(return_true_program(puzzle, s))))
         if reason is None:
             verdict = check_signature(puzzle, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=s)
             reason = verdict.reason

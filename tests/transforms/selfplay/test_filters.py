@@ -19,6 +19,7 @@ def outcome(texts, run, rate=1.0, **kw):
     ("def f(s: str):\n    return open(s).read() == 'secret'", KEEP_STR, "unsafe_code"),
     ("def f(x: int):\n    import os\n    return os.getpid() == x", "def f(x: int):\n    import math\n"
      "    return math.isqrt(x) == 12 and x % 7 == 3", "unsafe_code"),
+    ("def f(x: int):\n    return x == 3 and __name__ == '__main__'", KEEP_INT, "reaches_interpreter"),
     ("def f(x: int):\n  return x * x == 12321", KEEP_INT, "return_true_failed"),  # 2-space body
     ("def f(x: int, a=1 // 0):\n    return x == a", "def f(x: int, a=1 // 1 + 200):\n    return x == a",
      "return_true_failed"),
@@ -138,7 +139,7 @@ def test_the_judges_static_refusal(code, unsafe):
 
 
 def test_every_reason_is_declared():
-    assert len(set(F.REASONS)) == len(F.REASONS) == 13
+    assert len(set(F.REASONS)) == len(F.REASONS) == 14
 
 
 @pytest.mark.parametrize("imports, names", [

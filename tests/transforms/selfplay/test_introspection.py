@@ -1,0 +1,111 @@
+"""A model-written puzzle cannot forge its own verdict: the three exploits a probe found (2026-12-03) pass the
+sandboxed check while ``assert f(g())`` fails in plain Python; each is now refused before it runs, the sandbox
+names a program's module ``__main__`` as plain Python does, and the human-written P3 puzzles almost all pass."""
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+from transforms.execute.isolation import IsolationLimits
+from transforms.execute.verdicts import check_sat, verify_pair
+from transforms.selfplay.beam import SandboxSettings, filter_sample
+from transforms.selfplay.introspection import MODULE_ATTRIBUTES, interpreter_route
+from transforms.selfplay.preset import load_preset
+
+STRINGS = load_preset().filters
+SANDBOX = SandboxSettings(IsolationLimits(timeout_s=3, cpu_s=2), workers=1)
+P3 = Path(__file__).resolve().parents[4] / "shared" / "data" / "p3" / "puzzles.json"
+
+# The probe's puzzles, as completions after the paper prompt's ``def f(``.
+FORGES_THE_ENCODER = ("x: int, n=123457):\n    if x == n:\n"
+                      "        Dict.__init__.__func__.__globals__['sys'].modules['sandbox_wire'].encode_tree = "
+                      "lambda v, *a, **k: True\n    return x > n * 10 and x < n * 10\n")
+NAMES_THE_SANDBOX = "x: int, n=123457):\n    return x == n and __name__ == '__sandbox__'\n"
+DODGES_THE_TRIVIAL_TEST = ("x: int, n=0):\n    fr = Dict.__init__.__func__.__globals__['sys']._getframe(1)\n"
+                           "    return x * n == 0 and (fr.f_back is None\n"
+                           "                           or fr.f_back.f_code.co_name != '_fresh_call')\n")
+G = "def g(n=123457):\n    return n\n"
+
+
+def _sample(text: str) -> dict:
+    return {"preset": "paper", "head": "def f(", "text": text, "prompt_index": 0, "sample_index": 0, "k": 0,
+            "examples": [], "seed": 0}
+
+
+@pytest.mark.parametrize("completion", [FORGES_THE_ENCODER, NAMES_THE_SANDBOX, DODGES_THE_TRIVIAL_TEST])
+def test_a_puzzle_that_reaches_the_interpreter_is_refused_before_it_runs(completion):
+    reason, detail, facts = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0,
+                                          sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and detail
+
+
+def test_without_the_refusal_the_forging_puzzle_would_pass_the_sandboxed_check():
+    """Why the refusal exists: the verdict of f(answer) comes from the process f runs in."""
+    sat = "from typing import List, Dict\n\ndef f(" + FORGES_THE_ENCODER
+    verdict = verify_pair(sat, f"{sat}\n\n{G}", "int", SANDBOX.limits, preamble=STRINGS.judge_preamble)
+    namespace: dict = {}
+    exec(sat + "\n\n" + G, namespace)  # plain Python: the training text's assert f(g())
+    with pytest.raises(KeyError):
+        namespace["f"](namespace["g"]())
+    assert verdict.status == "passed"  # the forgery works in the sandbox: hence the static refusal
+
+
+def test_a_program_in_the_sandbox_is_named_main_as_plain_python_names_a_script():
+    sat = "def f(x: str):\n    return x == __name__\n"
+    assert check_sat(sat, "__main__", IsolationLimits(timeout_s=3)).status == "passed"
+
+
+@pytest.mark.parametrize("code", [
+    "def f(x: int):\n    return getattr(x, 'real') == 3\n",
+    "def f(x: int):\n    return typing.sys.modules is not None and x == 3\n",
+    "def f(x: int):\n    return re.enum is not None and x == 3\n",
+    "def f(x: int):\n    g = (i for i in [x])\n    return g.gi_frame is not None\n",
+    "def f(x: int):\n    return typing.get_type_hints(f) and x == 3\n",
+    "def f(x: str):\n    return string.Formatter().get_field(x, [f], {}) == 3\n",
+    "def f(x: str):\n    return x == '_' * 2 + 'globals' and '{0.__globals__}'.format(f)\n",
+    "def f(x: int):\n    return random._os is not None and x == 3\n",
+    "def f(x: int):\n    return eval('x') == 3\n",
+    "def f(x: int):\n    import sys\n    return x == 3\n",
+])
+def test_each_route_is_named(code):
+    assert interpreter_route(code)
+
+
+@pytest.mark.parametrize("code", [
+    "def f(x: int, n=12321):\n    return x * x == n and x > 0\n",
+    "def f(s: str):\n    _ = len(s)\n    return s[::-1] == 'olleh' and s.count('l') == 2\n",
+    "def f(xs: List[int]):\n    return sorted(xs) == xs and math.prod(xs) == 120 and random.random() < 2\n",
+])
+def test_ordinary_puzzles_have_no_route(code):
+    assert interpreter_route(code) is None
+
+
+def test_the_module_attributes_cover_every_module_the_safe_imports_carry():
+    """Re-derived from the running Python: every module reachable from a safe import through public attributes,
+    other than the safe imports themselves, is refused as an attribute name."""
+    import importlib
+
+    safe = set(STRINGS.safe_imports)
+    seen: set[str] = set()
+    frontier = [importlib.import_module(name) for name in safe]
+    assert frontier
+    while frontier:
+        module = frontier.pop()
+        for attribute, value in vars(module).items():
+            if isinstance(value, types.ModuleType) and not attribute.startswith("_") and attribute not in seen:
+                seen.add(attribute)
+                frontier.append(value)
+    carried = seen - safe
+    assert carried, "the safe imports carry no module: the test would prove nothing"
+    assert carried <= MODULE_ATTRIBUTES, sorted(carried - MODULE_ATTRIBUTES)
+
+
+@pytest.mark.skipif(not P3.exists(), reason="needs ../shared/data/p3")
+def test_almost_every_human_written_p3_puzzle_has_no_route():
+    puzzles = json.loads(P3.read_text())
+    assert len(puzzles) > 1000
+    flagged = [p["name"] for p in puzzles if interpreter_route(p["sat"])]
+    assert len(flagged) <= 0.02 * len(puzzles), flagged  # 22 of 1,715 on 2026-12-03: eval (Quine) and '__' strings

@@ -1,0 +1,75 @@
+"""Whether a model-written puzzle reaches the interpreter's internals: a static refusal (project addition).
+
+In self-play the puzzle ``f`` is model-written, and its verdict ``f(answer) is True`` is computed in the process
+where ``f`` runs: code that reaches that interpreter's internals can rewrite how the result is reported (the
+sandbox's encoder in ``sys.modules``), tell the sandbox from plain Python (its frames, the forked trivial-answer
+call), and so pass a pair whose ``assert f(g())`` fails as the training text runs it. Bubblewrap bounds what such
+code can do to the machine, not what it says about itself; so a puzzle that touches the routes below is refused
+before it runs.
+
+The routes (each found as a working exploit, or one step from one):
+
+* attributes that begin with ``_`` (``__globals__``, ``__class__``, ``sys._getframe``, ``random._os``), names
+  that begin with ``__`` (``__name__``, ``__builtins__``, ``__import__``; ``_`` and ``_tmp`` are ordinary
+  locals), and string constants holding ``__`` (``getattr(x, "__globals__")``, ``"{0.__globals__}"``);
+* frame, code, traceback and generator internals (``gi_frame``, ``f_back``, ``f_globals``, ``tb_frame``,
+  ``co_consts``...);
+* the builtins that look names up or run text (``getattr``, ``globals``, ``vars``, ``eval``, ``exec``,
+  ``compile``, ``open``...);
+* modules the safe imports carry as attributes (``typing.sys``, ``re.enum``, ``collections.abc``), and tools that
+  evaluate text or fetch attributes by a dotted name (``typing.get_type_hints``, ``string.Formatter``).
+
+This is a refusal list, not a proof: CPython has no in-process boundary. What it closes is what the verdict
+relies on (the answer reaches ``f`` as checked plain data, and ``g`` never runs where ``f`` is judged).
+"""
+from __future__ import annotations
+
+import ast
+import re
+
+REASON = "reaches_interpreter"
+
+LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach past the program
+    "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "eval", "exec", "compile", "open",
+    "input", "breakpoint", "help", "exit", "quit",
+})
+# Module-valued attributes of the safe imports and of the modules they carry (``tests`` re-derive the set from the
+# running Python), and tools that evaluate annotation text or resolve dotted attribute names.
+MODULE_ATTRIBUTES = frozenset({
+    "abc", "bltns", "builtins", "contextlib", "copyreg", "ctypes", "enum", "functools", "gc", "genericpath",
+    "importlib", "inspect", "io", "operator", "os", "path", "posix", "signal", "st", "stat", "stdlib_re",
+    "subprocess", "sys", "threading", "types", "warnings", "weakref",
+})
+EVALUATING_TOOLS = frozenset({
+    "get_type_hints", "ForwardRef", "Formatter", "get_field", "get_value", "vformat", "attrgetter", "methodcaller",
+    "modules",
+})
+_INTERNAL_ATTRIBUTE = re.compile(r"_|(?:gi|cr|ag|f|tb|co)_")
+
+
+def interpreter_route(code: str) -> str | None:
+    """The first route of ``code`` into the interpreter's internals (a short description), or None. Code that does
+    not parse has none to find: the filters that run it report it."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            name = node.attr
+            if _INTERNAL_ATTRIBUTE.match(name) or name in MODULE_ATTRIBUTES or name in EVALUATING_TOOLS:
+                return f"attribute .{name} (line {node.lineno})"
+        elif isinstance(node, ast.Name):
+            if node.id.startswith("__") or node.id in LOOKUP_BUILTINS or node.id in EVALUATING_TOOLS:
+                return f"name {node.id} (line {node.lineno})"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+            if ("__" if isinstance(node.value, str) else b"__") in node.value:
+                return f"a string holding '__' (line {node.lineno})"
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name.startswith("__"):
+            return f"definition {node.name} (line {node.lineno})"
+        elif isinstance(node, ast.alias) and (node.name.split(".")[0] in MODULE_ATTRIBUTES
+                                              or (node.asname or node.name).startswith("__")):
+            return f"import {node.name} (line {node.lineno})"
+        elif isinstance(node, ast.arg) and node.arg.startswith("__"):
+            return f"parameter {node.arg} (line {node.lineno})"
+    return None
