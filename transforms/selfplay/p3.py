@@ -84,6 +84,14 @@ def _parse_error(sources: Iterable[str]) -> str | None:
     return None
 
 
+class P3FolderError(ValueError):
+    """A P3 folder that cannot be read as one: the message names the file and what is wrong with it."""
+
+
+# The fields every row of puzzles.json must have (a string each); the others are optional.
+REQUIRED_FIELDS = ("name", "sat", "sol_header", "ans_type")
+
+
 def _instance(raw: dict, split: str) -> P3Instance:
     f = remove_docstring(_rename(raw["sat"], "def sat(", "def f("))
     header = _rename(raw["sol_header"], "def sol(", "def g(")
@@ -93,16 +101,73 @@ def _instance(raw: dict, split: str) -> P3Instance:
                       raw.get("sol_docstring", ""), bodies, raw.get("module", ""), error)
 
 
+def _read_json(path: Path, what: str):
+    if not path.is_file():
+        why = "is not a file" if path.exists() else "does not exist"
+        raise P3FolderError(f"{path} {why} (a P3 folder holds puzzles.json and split.json)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise P3FolderError(f"{path} cannot be read: {exc}") from exc
+    if not text.strip():
+        raise P3FolderError(f"{path} is empty (it should hold {what})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise P3FolderError(f"{path} is not valid JSON ({exc}); it should hold {what}") from exc
+
+
+def _split_families(splits, path: Path, split: str) -> tuple[str, ...]:
+    families = splits.get(split)
+    if not isinstance(families, list) or not all(isinstance(f, str) for f in families):
+        raise P3FolderError(f"{path}: {split!r} must be a list of family names, got {type(families).__name__}")
+    if not families:
+        raise P3FolderError(f"{path}: the {split!r} list is empty (P3 needs its {split} families)")
+    return tuple(families)
+
+
+def _check_row(raw, index: int, path: Path) -> None:
+    if not isinstance(raw, dict):
+        raise P3FolderError(f"{path}: entry {index} is a {type(raw).__name__}, not a puzzle object")
+    label = f"entry {index}" + (f" ({raw['name']})" if isinstance(raw.get("name"), str) else "")
+    lacking = [k for k in REQUIRED_FIELDS if k not in raw]
+    if lacking:
+        raise P3FolderError(f"{path}: {label} lacks {', '.join(map(repr, lacking))} (every puzzle needs "
+                            f"{', '.join(REQUIRED_FIELDS)})")
+    wrong = [k for k in REQUIRED_FIELDS if not isinstance(raw[k], str)]
+    bodies = raw.get("sol_bodies")
+    if bodies is not None and not (isinstance(bodies, list) and all(isinstance(b, str) for b in bodies)):
+        wrong.append("sol_bodies")
+    if wrong:
+        raise P3FolderError(f"{path}: {label} has {', '.join(map(repr, wrong))} of the wrong type (strings; "
+                            "sol_bodies a list of strings)")
+
+
 def load_p3(p3_dir: str | Path) -> P3:
+    """The P3 folder ``p3_dir``, or ``P3FolderError`` (a ``ValueError``) naming the file and what is wrong: a path
+    that is not a folder, a file missing, empty or not JSON, a split without families, a puzzle without its fields,
+    no instance of a test family or of any training family."""
     p3_dir = Path(p3_dir)
-    splits = json.loads((p3_dir / "split.json").read_text(encoding="utf-8"))
+    if not p3_dir.is_dir():
+        why = "is not a folder" if p3_dir.exists() else "does not exist"
+        raise P3FolderError(f"{p3_dir} {why}: P3 is a folder holding puzzles.json and split.json")
+    split_path, puzzles_path = p3_dir / "split.json", p3_dir / "puzzles.json"
+    splits = _read_json(split_path, 'an object {"train": [families], "test": [families]}')
+    if not isinstance(splits, dict):
+        raise P3FolderError(f"{split_path} holds a {type(splits).__name__}, not an object with 'train' and 'test'")
     missing = {TRAIN, TEST} - set(splits)
     if missing:
-        raise ValueError(f"{p3_dir}/split.json lacks {sorted(missing)}")
-    train_families, test_families = tuple(splits[TRAIN]), tuple(splits[TEST])
+        raise P3FolderError(f"{split_path} lacks {sorted(missing)}")
+    train_families, test_families = (_split_families(splits, split_path, s) for s in (TRAIN, TEST))
     if set(train_families) & set(test_families):
-        raise ValueError(f"{p3_dir}/split.json puts families in both splits")
-    raws = json.loads((p3_dir / "puzzles.json").read_text(encoding="utf-8"))
+        raise P3FolderError(f"{split_path} puts families in both splits")
+    raws = _read_json(puzzles_path, "a list of puzzles")
+    if not isinstance(raws, list):
+        raise P3FolderError(f"{puzzles_path} holds a {type(raws).__name__}, not a list of puzzles")
+    if not raws:
+        raise P3FolderError(f"{puzzles_path} holds no puzzle (an empty list)")
+    for index, raw in enumerate(raws):
+        _check_row(raw, index, puzzles_path)
     train, first_test = [], {}
     unassigned = 0
     train_set, test_set = set(train_families), set(test_families)
@@ -117,7 +182,10 @@ def load_p3(p3_dir: str | Path) -> P3:
             unassigned += 1
     absent = [f for f in test_families if f not in first_test]
     if absent:
-        raise ValueError(f"{p3_dir}/puzzles.json has no instance of test families {absent[:5]}")
+        raise P3FolderError(f"{puzzles_path} has no instance of test families {absent[:5]}")
+    if not train:
+        raise P3FolderError(f"{puzzles_path} has no instance of any training family of {split_path} "
+                            f"(first: {list(train_families[:3])})")
     return P3(tuple(train), tuple(first_test[f] for f in test_families), train_families, test_families,
               len(raws), unassigned)
 

@@ -24,7 +24,7 @@ import inspect
 from typing import Iterable, Sequence
 
 from transforms.selfplay.filters import unsafe_reason
-from transforms.selfplay.p3 import P3Instance, require_train
+from transforms.selfplay.p3 import P3, P3FolderError, P3Instance, load_p3, require_train
 from transforms.selfplay.preset import SolveStrings, load_preset
 from transforms.selfplay.source import WeirdSignature, answer_parameter, puzzle_inputs, solution_body
 
@@ -73,6 +73,18 @@ def build_solve_prefix(train: Sequence[P3Instance], strings: SolveStrings | None
             raise ValueError(f"{p.name} has no reference solution for the solve prefix")
         examples.append(s.prefix_example.format(f=p.f, g=p.solutions[0]))
     return _as_prefix(s.prefix_joiner.join([s.prefix_head, *examples]))
+
+
+def check_p3_folder(p3_dir, with_prefix: bool = True) -> P3:
+    """The P3 folder loaded (``load_p3``) and, ``with_prefix``, its solve prefix built once: for a job's checks,
+    before any work. ``ValueError`` naming the file and what is wrong (``P3FolderError``) or the prefix's problem."""
+    p3 = load_p3(p3_dir)
+    if with_prefix:
+        try:
+            build_solve_prefix(p3.train)
+        except ValueError as err:
+            raise P3FolderError(f"{p3_dir}: {err}") from err
+    return p3
 
 
 def seed_solve_prefix(seed_pool, count: int = 5, strings: SolveStrings | None = None) -> str:
@@ -200,6 +212,8 @@ def select_solutions(attempts: Sequence[Attempt], max_sols_per_puzzle: int | Non
                      strings: SolveStrings | None = None) -> list[str]:
     """Up to ``max_sols_per_puzzle`` distinct verified bodies, shortest first, ties in attempt order."""
     limit = _strings(strings).max_sols_per_puzzle if max_sols_per_puzzle is None else max_sols_per_puzzle
+    if limit < 1:  # a slice would keep none (0) or silently drop the longest (-1)
+        raise ValueError(f"max_sols_per_puzzle must be at least 1, got {limit}")
     distinct = list(dict.fromkeys(a.body for a in sorted(attempts, key=lambda a: a.index)
                                   if a.passed and a.body is not None))
     return sorted(distinct, key=len)[:limit]
@@ -211,6 +225,6 @@ def first_success(attempts: Sequence[Attempt]) -> int | None:
 
 
 __all__ = ["Attempt", "SolveDefaults", "answer_type_matches", "SolvePrompt", "WeirdSignature", "answer_type",
-           "attempts_from_completions", "build_solve_prefix", "build_solve_prompt", "first_success",
+           "attempts_from_completions", "build_solve_prefix", "build_solve_prompt", "check_p3_folder", "first_success",
            "load_solve_prefix", "mark_attempts", "select_solutions", "solution_header", "solution_source",
            "solve_defaults", "verification_program", "verification_request"]
