@@ -401,6 +401,11 @@ def remove_index(output_dir: str) -> None:
 def finalize_index(output_dir: str, index: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     fs, local = _fs_and_path(output_dir)
     fs.makedirs(local, exist_ok=True)
+    if not index["shards"]:
+        # One empty shard with the schema: a reader of ``DIR/*.parquet`` (datasets, pandas) gets zero rows, not
+        # "no data files" (a probe, 2026-12-03: a run with no rejected record left rejected/ without any).
+        empty = write_one_shard(output_dir, prefix, 0, 1, [], index["record_kind"], DEFAULT_COMPRESSION)
+        index = {**index, "shards": [empty], "total_bytes": empty["bytes"]}
     write_index_atomic(f"{output_dir.rstrip('/')}/{INDEX_NAME}", index)
     remove_stale_shards(output_dir, prefix, [s["path"] for s in index["shards"]])
     return dict(index)

@@ -283,12 +283,19 @@ def test_records_sharing_an_id_are_written_in_one_order_whatever_order_they_arri
         assert file_digests(tmp_path / f"beam-{name}") == expected, name
 
 
-def test_empty_input_writes_an_empty_index(tmp_path):
+def test_empty_input_writes_one_empty_shard_that_readers_of_the_glob_read_as_zero_rows(tmp_path):
     with beam.Pipeline(runner="DirectRunner") as p:
         _ = p | beam.Create([]) | WriteParquetShards(str(tmp_path), RecordKind.REJECTED_RECORD, seed=None,
                                                      shard_records=10)
     index = json.loads((tmp_path / "shards.json").read_text())
-    assert index["shards"] == [] and index["total_rows"] == 0
+    assert index["total_rows"] == 0 and [s["rows"] for s in index["shards"]] == [0]
+    files = sorted(tmp_path.glob("*.parquet"))
+    assert [f.name for f in files] == [index["shards"][0]["path"]]
+    table = pq.read_table(files[0])
+    assert table.num_rows == 0 and "reason" in table.schema.names  # the kind's schema, for HF datasets and pandas
+    memory = tmp_path / "memory"
+    index_in_memory = write_shards([], str(memory), RecordKind.REJECTED_RECORD, seed=None, shard_records=10)
+    assert index_in_memory["shards"][0]["sha256"] == index["shards"][0]["sha256"]  # the in-memory twin agrees
 
 
 def test_failed_write_leaves_nothing_under_the_final_name(tmp_path):
