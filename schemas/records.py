@@ -190,6 +190,7 @@ def to_table(records: Iterable[Mapping[str, Any]], kind: RecordKind | str) -> pa
 
 
 PAYLOAD_STRING_LIMIT = 4096
+PAYLOAD_DEPTH_LIMIT = 100  # levels of nesting a dead-letter payload keeps (payload_json)
 
 
 def lone_surrogate_at(text: str) -> int | None:
@@ -212,18 +213,22 @@ def utf8_storable(text: str) -> str:
 def payload_json(record: Mapping[str, Any] | Any) -> str:
     """JSON for a dead-letter payload; long strings are truncated so a 10 MB record stays small."""
 
-    def shrink(v: Any) -> Any:
+    def shrink(v: Any, depth: int = 0) -> Any:
         # Every string, key and repr() made UTF-8-storable: a dead letter must always be writable to Parquet.
+        # Depth-bounded: a record nested thousands deep (a JSON item) is itself a dead letter, and both this
+        # recursion and json.dumps's would overflow the stack on it; past the bound a container is a summary.
+        if isinstance(v, (Mapping, list, tuple)) and depth >= PAYLOAD_DEPTH_LIMIT:
+            return f"<{type(v).__name__} of {len(v)} nested deeper than {PAYLOAD_DEPTH_LIMIT} levels, cut>"
         if isinstance(v, str):
             if len(v) > PAYLOAD_STRING_LIMIT:
                 v = v[:PAYLOAD_STRING_LIMIT] + f"...<truncated {len(v) - PAYLOAD_STRING_LIMIT} chars>"
             return utf8_storable(v)
         if isinstance(v, bytes):
-            return shrink(v.decode("utf-8", "backslashreplace"))
+            return shrink(v.decode("utf-8", "backslashreplace"), depth)
         if isinstance(v, Mapping):
-            return {utf8_storable(str(k)): shrink(x) for k, x in v.items()}
+            return {utf8_storable(str(k)): shrink(x, depth + 1) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
-            return [shrink(x) for x in v]
+            return [shrink(x, depth + 1) for x in v]
         return v
 
     return json.dumps(shrink(record), ensure_ascii=False, default=lambda o: utf8_storable(repr(o)), sort_keys=True)
