@@ -118,6 +118,7 @@ def test_emit_original_all_writes_every_original_pair(tmp_path):
         {"instruction": "Explain recursion.", "response": "A function that calls itself."},  # no code at all
         {"instruction": "Square.", "response": "def sq(x):\n    return x * x"},
         {"instruction": "Nothing.", "response": ""},  # cannot be a training example
+        {"instruction": "Binary.", "response": "def f():\n    return 1\x00"},  # a NUL: extraction's bad_record too
         {"instruction": "Add.", "response": "```python\ndef add(a, b):\n    return a + b\n```"},  # a repeat: kept too
     ]
     path = tmp_path / "corpus.jsonl"
@@ -127,11 +128,12 @@ def test_emit_original_all_writes_every_original_pair(tmp_path):
     assert manifest["balanced"]
     rows = [r for f in sorted((tmp_path / "out" / "training" / "original").glob("*.parquet"))
             for r in pq.read_table(f).to_pylist()]
-    assert sorted(r["source_row"] for r in rows) == [0, 1, 2, 4]
-    assert {r["response"] for r in rows} == {c["response"] for c in corpus if c["response"]}
+    assert sorted(r["source_row"] for r in rows) == [0, 1, 2, 5]
+    trainable = {c["response"] for c in corpus if c["response"] and "\x00" not in c["response"]}
+    assert {r["response"] for r in rows} == trainable
     rejected = [r for f in sorted((tmp_path / "out" / "rejected").glob("*.parquet"))
                 for r in pq.read_table(f).to_pylist() if r["stage"] == "shards"]
-    assert [(r["source_row"], r["reason"]) for r in rejected] == [(3, "empty_response")]
+    assert sorted((r["source_row"], r["reason"]) for r in rejected) == [(3, "empty_response"), (4, "nul_character")]
 
 
 def humaneval_0() -> str:

@@ -51,6 +51,9 @@ def _text(record: Mapping[str, Any], key: str, reason: str) -> str:
         raise ExampleRejected(reason, f"{key} is {type(value).__name__}, not text")
     if not isinstance(value, str) or not value.strip():
         raise ExampleRejected(reason, f"{key} is empty")
+    nul = value.find("\x00")
+    if nul >= 0:  # extraction dead-letters such a response (bad_record); an original pair must not train on it
+        raise ExampleRejected("nul_character", f"{key} holds a NUL character at offset {nul}")
     return value
 
 
@@ -127,9 +130,7 @@ def original_example(
     if mode == "source":
         if source_response is None:
             raise ExampleRejected("source_pair_missing", f"no source pair with id {snippet.get('source_id')!r}")
-        if not source_response.strip():
-            raise ExampleRejected("empty_response", "the source pair's response is empty")
-        response = source_response
+        response = _text({"response": source_response}, "response", "empty_response")
     else:
         code = _text(snippet, "code", "empty_code")
         response = fenced_code(code, snippet.get("fence_lang") or snippet.get("language") or "")
