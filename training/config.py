@@ -3,11 +3,20 @@
 Every knob of the recipe lives here (defaults follow the InverseCoder paper): Adafactor with a fixed lr of 5e-5
 (no relative step, no parameter scaling, no warm-up init), 15 warm-up steps then linear decay per stage, global
 batch 512 by gradient accumulation, max length 1024, bf16 where supported, no gradient clipping, response-only loss.
+
+Every value is checked against its field's type when the config loads (a number may be written as a string:
+PyYAML reads ``1e-4``, without a dot, as one), and so are the ranges and the prompt format: a mistake is a
+``TrainConfigError`` naming the key, found before any model loads.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
+import math
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,12 +29,18 @@ PRECISIONS = ("auto", "bf16", "fp32")
 DISTRIBUTED = ("auto", "fsdp", "ddp")
 
 
+class TrainConfigError(ValueError):
+    """A mistake in the training config or in the data it names, found before any training: ``inverse-instruct
+    train`` prints ``inverse-instruct train: error: <message>`` and exits 2, without a traceback. (Not
+    ``beam_pipelines.launch.JobConfigError``: importing that module would load Beam into every training rank.)"""
+
+
 @dataclasses.dataclass
 class StageConfig:
     name: str
     data: str  # directory of shards (with shards.json) or a glob of Parquet files, any fsspec URL
     epochs: float = 1.0
-    max_steps: int | None = None  # cap on optimizer steps (smoke runs); None = the epochs
+    max_steps: int | None = None  # cap on optimizer steps (smoke runs), at most the epochs' steps; None = the epochs
     # Per-stage overrides (None = the top-level value).
     lr: float | None = None
     warmup_steps: int | None = None
@@ -83,75 +98,237 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         if not self.stages:
-            raise ValueError("the config lists no stages")
+            raise TrainConfigError("the config lists no stages")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
-            raise ValueError(f"stage names must be unique, got {names}")
+            raise TrainConfigError(f"stage names must be unique, got {names}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}")
-        require_setting(self.compile_layers)
+            raise TrainConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        try:
+            require_setting(self.compile_layers)
+        except ValueError as err:
+            raise TrainConfigError(str(err)) from err
         if self.distributed not in DISTRIBUTED:
-            raise ValueError(f"distributed must be one of {DISTRIBUTED}")
+            raise TrainConfigError(f"distributed must be one of {DISTRIBUTED}, got {self.distributed!r}")
         if self.optimizer.name == "adafactor" and (
             self.optimizer.scale_parameter or self.optimizer.relative_step or self.optimizer.warmup_init
         ):
-            raise ValueError("adafactor runs in fixed-lr mode here (scale_parameter/relative_step/warmup_init false)")
+            raise TrainConfigError(
+                "adafactor runs in fixed-lr mode here (scale_parameter/relative_step/warmup_init false)")
         if self.unpad_max_padding is not None and not 0 <= self.unpad_max_padding < 1:
-            raise ValueError("unpad_max_padding must be in [0, 1) or null")
+            raise TrainConfigError("unpad_max_padding must be in [0, 1) or null")
         if self.max_length < 2 or self.global_batch_size < 1 or self.per_device_batch_size < 1:
-            raise ValueError("max_length, global_batch_size and per_device_batch_size must be positive")
+            raise TrainConfigError("max_length, global_batch_size and per_device_batch_size must be positive")
+        _require_at_least({"optimizer.lr": (self.optimizer.lr, 0), "warmup_steps": (self.warmup_steps, 0),
+                           "max_grad_norm": (self.max_grad_norm, 0), "save_steps": (self.save_steps, 1),
+                           "logging_steps": (self.logging_steps, 1),
+                           "dataloader_num_workers": (self.dataloader_num_workers, 0)})
+        for index, stage in enumerate(self.stages):
+            if not stage.epochs > 0:
+                raise TrainConfigError(f"stages.{index}.epochs must be positive, got {stage.epochs!r}")
+            _require_at_least({f"stages.{index}.max_steps": (stage.max_steps, 1), f"stages.{index}.lr": (stage.lr, 0),
+                               f"stages.{index}.warmup_steps": (stage.warmup_steps, 0)})
+        check_prompt_format(self.prompt_format)
         return self
 
     def accumulation_steps(self, world_size: int) -> int:
         """per-device batch x accumulation x world size = global batch, exactly."""
         per_step = self.per_device_batch_size * world_size
         if self.global_batch_size % per_step:
-            raise ValueError(
+            raise TrainConfigError(
                 f"global_batch_size {self.global_batch_size} is not a multiple of per_device_batch_size "
                 f"{self.per_device_batch_size} x world size {world_size}"
             )
         return self.global_batch_size // per_step
 
 
-def _build(cls, data: Mapping[str, Any]):
+def _require_at_least(bounds: Mapping[str, tuple[float | None, float]]) -> None:
+    """Each ``key: (value, least)``: a value below its least is refused (None = unset, allowed)."""
+    for key, (value, least) in bounds.items():
+        if value is not None and value < least:
+            raise TrainConfigError(f"{key} must be at least {least}, got {value!r}")
+
+
+def check_prompt_format(prompt_format: str) -> None:
+    """``raw`` or a prompt preset that loads (a built-in name or a readable preset file): checked at load, not once
+    the model is loaded and the first example is tokenized."""
+    if prompt_format == "raw":
+        return
+    from transforms.instruct.prompts import load_preset  # light (no Beam); only to check the name or file
+
+    try:
+        load_preset(prompt_format)
+    except (ValueError, OSError) as err:
+        raise TrainConfigError(f"prompt_format: {err} (or raw: no prompt)") from err
+
+
+# --------------------------------------------------------------------------- building the dataclasses from YAML
+
+# Names users bring from HF TrainingArguments, for the "did you mean" of an unknown key.
+KNOWN_ALIASES = {
+    "learning_rate": "optimizer.lr", "lr": "optimizer.lr", "weight_decay": "optimizer.weight_decay",
+    "optim": "optimizer.name", "num_train_epochs": "stages.N.epochs", "epochs": "stages.N.epochs",
+    "max_steps": "stages.N.max_steps", "per_device_train_batch_size": "per_device_batch_size",
+    "lr_scheduler_type": "lr_scheduler", "model_name_or_path": "model", "bf16": "precision",
+}
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _did_you_mean(key: str, fields: Sequence[str], prefix: str) -> str:
+    candidates = {name: f"{prefix}{name}" for name in fields}
+    if not prefix:
+        candidates.update({alias: target for alias, target in KNOWN_ALIASES.items() if alias not in candidates})
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {candidates[close[0]]}?)" if close else ""
+
+
+def _number(value: Any) -> float | None:
+    """A YAML number, or a string that spells one: PyYAML reads ``1e-4`` (no dot) as the string "1e-4"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)
+    return None
+
+
+def _as_float(value: Any) -> float:
+    number = _number(value)
+    if number is None or not math.isfinite(number):
+        raise TypeError
+    return number
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = _number(value)
+    if number is None or not math.isfinite(number) or number != int(number):
+        raise TypeError
+    return int(number)
+
+
+def _as_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError
+    return value
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    return value
+
+
+def _as_str_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError
+    return value
+
+
+# type -> (converter, how the error message names it); order in a union = order tried
+_CONVERTERS = {
+    bool: (_as_bool, "true or false"), int: (_as_int, "an integer"), float: (_as_float, "a number"),
+    str: (_as_str, "a string"), list[str]: (_as_str_list, "a list of strings"),
+}
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """``value`` as the field's type: numbers from numeric strings, nothing else converted; TrainConfigError names
+    the key, the value and the type expected."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    expected = [_CONVERTERS[option][1] for option in options if option is not type(None)]
+    if value is not None:
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _CONVERTERS[option][0](value)
+            except TypeError:
+                pass
+    expected += ["null"] if type(None) in options else []
+    allowed = expected[0] if len(expected) == 1 else f"{', '.join(expected[:-1])} or {expected[-1]}"
+    raise TrainConfigError(f"{key}: expected {allowed}, got {value!r}")
+
+
+def _build(cls, data: Any, prefix: str = ""):
+    """``cls`` from a mapping of its fields, each checked against the field's type (``prefix``: the dotted path of
+    ``data`` in the config, for the error messages)."""
+    if not isinstance(data, Mapping):
+        raise TrainConfigError(f"{prefix.rstrip('.') or 'the config'}: expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
-    values = dict(data)
-    if cls is TrainConfig:
-        if "optimizer" in values and isinstance(values["optimizer"], Mapping):
-            values["optimizer"] = _build(OptimizerConfig, values["optimizer"])
-        values["stages"] = [_build(StageConfig, s) for s in values.get("stages") or []]
+    for key in data:
+        if key not in fields:
+            raise TrainConfigError(f"unknown key {prefix}{key}{_did_you_mean(str(key), list(fields), prefix)}; "
+                                   f"allowed: {', '.join(sorted(fields))}")
+    missing = [name for name, f in fields.items() if name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise TrainConfigError(f"{prefix.rstrip('.') or 'the config'}: missing {', '.join(missing)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        if cls is TrainConfig and key == "optimizer":
+            values[key] = _build(OptimizerConfig, value, "optimizer.")
+        elif cls is TrainConfig and key == "stages":
+            if not isinstance(value, list):
+                raise TrainConfigError(f"stages: expected a list of stages, got {value!r}")
+            values[key] = [_build(StageConfig, stage, f"stages.{i}.") for i, stage in enumerate(value)]
+        elif cls is TrainConfig and key == "compile_layers":
+            values[key] = value  # validate: require_setting (true, false or "auto", nothing that equals True)
+        else:
+            values[key] = _coerce(f"{prefix}{key}", value, hints[key])
     return cls(**values)
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """``stages.1.epochs=3`` style override; list items by index."""
+    """``stages.1.epochs=3`` style override; list items by index (an existing item: the list is the config's)."""
     parts = key.split(".")
     node: Any = data
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth]) or "the config"
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise TrainConfigError(f"--set {key}: {where} has {len(node)} item(s), numbered from 0; no item "
+                                       f"{part!r}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise TrainConfigError(f"--set {key}: {where} is {node!r}, which has no keys")
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     data: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as err:
+            raise TrainConfigError(f"cannot read the config {path}: {err.strerror or err}") from err
+        except yaml.YAMLError as err:
+            raise TrainConfigError(f"{path} is not valid YAML: {err}") from err
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a training config must be a mapping")
+            raise TrainConfigError(f"{path}: a training config must be a mapping")
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise ValueError(f"override {item!r} is not key=value")
-        set_dotted(data, key.strip(), yaml.safe_load(raw))
+            raise TrainConfigError(f"--set {item!r} is not key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise TrainConfigError(f"--set {item}: the value is not valid YAML ({err})") from err
+        set_dotted(data, key.strip(), value)
     return _build(TrainConfig, data).validate()
 
 
