@@ -27,6 +27,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.launch import (
+    JobConfigError,
     JobSpec,
     argument_errors,
     job_main,
@@ -71,17 +72,24 @@ from transforms.stats.report import REPORT_NAME, write_report
 
 
 def check_options(options: PipelineOptions) -> None:
-    """Before run.json and any work: the evaluation's settings parse and its benchmark file is there and loads."""
+    """Before run.json and any work: the evaluation's settings parse and its benchmark file (or P3 folder) is there
+    and loads."""
     with argument_errors():
         settings = eval_settings(options)
         sandbox_limits(options, default_sandbox_timeout(settings.benchmark))
+        sandbox_workers(options)
         if not settings.reference_solutions:
             resolve_preset(options.view_as(MethodOptions).preset)
             engine_config_from_options(options)
     if settings.path:
         given = "--problems" if options.view_as(EvaluateOptions).problems else f"--benchmark {settings.benchmark}"
         require_paths({given: settings.path})
-        if settings.benchmark not in PUZZLE_BENCHMARKS:
+        if settings.benchmark == "p3":  # every file and field read, and the solve prefix a model's attempts need
+            try:
+                solve.check_p3_folder(settings.path, with_prefix=not settings.reference_solutions)
+            except ValueError as err:
+                raise JobConfigError(f"{given}: {err}") from err
+        elif settings.benchmark not in PUZZLE_BENCHMARKS:
             with argument_errors():  # every problem parses and has its fields, before run.json and any work
                 loaded = problems.load_benchmark(settings.benchmark, settings.path)
                 unsolved = [p.task_id for p in loaded if not p.canonical_solution.strip()]

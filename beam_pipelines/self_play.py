@@ -70,15 +70,29 @@ PAPER_PRESET_NEEDS_P3 = ("--puzzle-preset paper builds its prompts from P3's tra
 
 
 def check_options(options: PipelineOptions) -> None:
-    """Before run.json and any work: the settings parse and the P3 folder and solve prefix given are there."""
+    """Before run.json and any work: the settings parse, the counts and timeouts are positive, and the P3 folder
+    (read whole) and solve prefix given are there."""
     opts = options.view_as(SelfPlayOptions)
     if opts.puzzle_preset == "paper" and not opts.p3_dir:
         raise JobConfigError(PAPER_PRESET_NEEDS_P3)
     with argument_errors():
         engine_config_from_options(options)
         sandbox_limits(options)
+        sandbox_workers(options)
+    low = [f"{flag} must be at least 1, got {value}" for flag, value in (
+        ("--num-prompts", opts.num_prompts), ("--samples-per-prompt", opts.samples_per_prompt),
+        ("--solve-attempts", opts.solve_attempts), ("--max-solutions", opts.max_solutions)) if value < 1]
+    low += [f"{flag} must be more than 0 seconds, got {value:g}" for flag, value in (
+        ("--judge-timeout", opts.judge_timeout), ("--verify-timeout", opts.verify_timeout)) if not value > 0]
+    if low:
+        raise JobConfigError("; ".join(low))
     require_paths({flag: path for flag, path in (("--p3-dir", opts.p3_dir), ("--solve-prefix", opts.solve_prefix))
                    if path})
+    if opts.p3_dir:  # every file and field the job reads, and the solve prefix it builds when none is given
+        try:
+            solve.check_p3_folder(opts.p3_dir, with_prefix=not opts.solve_prefix)
+        except ValueError as err:
+            raise JobConfigError(f"--p3-dir: {err}") from err
 
 
 JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions,

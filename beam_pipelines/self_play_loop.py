@@ -60,7 +60,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--output", required=True, help="The loop's directory (a local path).")
     parser.add_argument("--p3-dir", required=True, help="P3's puzzles.json and split.json.")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="Self-play rounds after the base evaluation (0: the base evaluation only).")
     parser.add_argument("--model", default="smollm2", help="M_0: the model of round 0's generate and solve steps.")
     parser.add_argument("--train-model", default=None,
                         help="The base model every round fine-tunes (default: --model, as the reference).")
@@ -83,14 +84,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="Base seed: round r's self-play job runs with --run-seed round_seed(this, r).")
     args = parser.parse_args(argv)
     require_local_output(parser, args.output)
+    if args.rounds < 0:
+        parser.error(f"--rounds must be 0 (the base evaluation only) or more, got {args.rounds}")
     if any(w == "--run-seed" or w.startswith("--run-seed=") for w in shlex.split(args.self_play_args)):
         parser.error("--self-play-args must not set --run-seed: each round derives its own from the loop's --run-seed")
     try:
         args.ks = tuple(int(k) for k in args.pass_k.split(","))
     except ValueError:
         parser.error(f"--pass-k must be comma-separated integers, got {args.pass_k!r}")
+    if any(k < 1 for k in args.ks):
+        parser.error(f"--pass-k {args.pass_k}: every k must be at least 1")
     from beam_pipelines import evaluate, self_play
+    from transforms.selfplay.solve import check_p3_folder
 
+    try:  # the loop's own option, before the steps' checks (which read it too) would name their pass-through args
+        check_p3_folder(args.p3_dir)
+    except ValueError as err:
+        parser.error(f"--p3-dir: {err}")
     # Round 0's self-play and the base evaluation, as the loop will run them (later rounds differ in the model).
     output = Path(args.output)
     round_0 = output / "round-0" / "self-play"

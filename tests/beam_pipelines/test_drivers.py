@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines import paper, self_play_loop
+from tests.beam_pipelines.tiny_p3 import TINY_P3
 
 
 def _option(command, name):
@@ -78,7 +79,7 @@ def test_the_paper_summary_counts_generated_pairs_only(tmp_path, fake_steps):
 
 def test_the_drivers_replace_their_summaries_whole(tmp_path, fake_steps):
     for main, out, argv in ((paper.main, tmp_path / "paper", []),
-                            (self_play_loop.main, tmp_path / "loop", ["--p3-dir=."])):
+                            (self_play_loop.main, tmp_path / "loop", [f"--p3-dir={TINY_P3}"])):
         out.mkdir()
         for name in ("summary.json", "summary.md"):
             (out / name).write_text("old")
@@ -95,7 +96,7 @@ def test_the_drivers_replace_their_summaries_whole(tmp_path, fake_steps):
 
 @pytest.mark.parametrize("main, argv, train", [
     (paper.main, [], "train"),
-    (self_play_loop.main, ["--p3-dir=."], "round-0/train"),
+    (self_play_loop.main, [f"--p3-dir={TINY_P3}"], "round-0/train"),
 ])
 def test_a_fine_tune_that_failed_before_its_first_checkpoint_is_not_resumed(tmp_path, fake_steps, main, argv,
                                                                             train):
@@ -110,7 +111,7 @@ def test_a_fine_tune_that_failed_before_its_first_checkpoint_is_not_resumed(tmp_
 
 @pytest.mark.parametrize("main, argv, train", [
     (paper.main, [], "train"),
-    (self_play_loop.main, ["--p3-dir=."], "round-0/train"),
+    (self_play_loop.main, [f"--p3-dir={TINY_P3}"], "round-0/train"),
 ])
 def test_a_fine_tune_with_a_checkpoint_is_resumed(tmp_path, fake_steps, main, argv, train):
     out = tmp_path / "out"
@@ -125,7 +126,7 @@ def test_a_fine_tune_with_a_checkpoint_is_resumed(tmp_path, fake_steps, main, ar
 
 def test_every_round_draws_with_its_own_run_seed(tmp_path, fake_steps):
     out = tmp_path / "loop"
-    assert self_play_loop.main([f"--output={out}", "--p3-dir=.", "--rounds=3", "--run-seed=7"]) == 0
+    assert self_play_loop.main([f"--output={out}", f"--p3-dir={TINY_P3}", "--rounds=3", "--run-seed=7"]) == 0
     seeds = [int(_option(fake_steps.commands[name], "run-seed")) for name in fake_steps.commands
              if "self-play with" in name]
     assert len(seeds) == 3 and len(set(seeds)) == 3
@@ -137,7 +138,7 @@ def test_every_round_draws_with_its_own_run_seed(tmp_path, fake_steps):
 
 def test_every_round_trains_on_the_merged_pairs_of_the_rounds_so_far(tmp_path, fake_steps):
     out = tmp_path / "loop"
-    assert self_play_loop.main([f"--output={out}", "--p3-dir=.", "--rounds=2", "--run-seed=7"]) == 0
+    assert self_play_loop.main([f"--output={out}", f"--p3-dir={TINY_P3}", "--rounds=2", "--run-seed=7"]) == 0
     rounds = [out / f"round-{r}" / "self-play" for r in range(2)]
     for r in range(2):
         name = f"round {r}: merge the verified pairs of rounds 0..{r}"
@@ -167,7 +168,7 @@ def test_a_round_without_merged_examples_trains_nothing(tmp_path, fake_steps, mo
 
     monkeypatch.setattr(self_play_loop, "run_step", no_examples)
     out = tmp_path / "loop"
-    assert self_play_loop.main([f"--output={out}", "--p3-dir=."]) == 0
+    assert self_play_loop.main([f"--output={out}", f"--p3-dir={TINY_P3}"]) == 0
     assert not [n for n in fake_steps.commands if "fine-tune" in n]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows"][1]["training_examples_so_far"] == 0 and summary["rows"][1]["model"] == "smollm2"
@@ -175,7 +176,8 @@ def test_a_round_without_merged_examples_trains_nothing(tmp_path, fake_steps, mo
 
 def test_the_loop_refuses_a_run_seed_in_the_self_play_arguments(capsys):
     with pytest.raises(SystemExit):
-        self_play_loop.parse_args(["--output=x", "--p3-dir=.", "--self-play-args=--num-prompts 2 --run-seed 3"])
+        self_play_loop.parse_args(["--output=x", f"--p3-dir={TINY_P3}",
+                                   "--self-play-args=--num-prompts 2 --run-seed 3"])
     assert "--run-seed" in capsys.readouterr().err
 
 

@@ -13,6 +13,7 @@ from beam_pipelines.self_play_loop import round_seed
 from beam_pipelines.steps import marker_path, run_step
 from tests.beam_pipelines.test_plumbing_fake_engine import SCRIPT
 from tests.beam_pipelines.test_self_play_merge import F1, F2, solved, text, write_round
+from tests.beam_pipelines.tiny_p3 import TINY_P3
 from tests.training.test_training import tiny_model_dir, tokenizer, tokenizer_dir  # noqa: F401  (fixtures)
 from transforms.io.parquet import read_rows
 
@@ -97,7 +98,7 @@ def test_the_merge_is_a_step_a_rerun_skips_and_a_round_that_ran_again_refuses(tm
     monkeypatch.setattr(self_play_loop, "run_step", stand_in_jobs)
     monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
     out = tmp_path / "loop"
-    argv = [f"--output={out}", f"--p3-dir={tmp_path}", "--rounds=2", "--run-seed=5"]
+    argv = [f"--output={out}", f"--p3-dir={TINY_P3}", "--rounds=2", "--run-seed=5"]
     assert loop_main(argv) == 0
     merged = out / "round-1" / "training-merged"
     assert sorted(r["response"] for r in read_rows(str(merged / "training" / "puzzles"))) == sorted([
@@ -114,7 +115,7 @@ def test_the_merge_is_a_step_a_rerun_skips_and_a_round_that_ran_again_refuses(tm
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
     # Round 0's training set does not depend on how many rounds the loop runs.
-    assert loop_main([f"--output={tmp_path / 'one'}", f"--p3-dir={tmp_path}", "--rounds=1", "--run-seed=5"]) == 0
+    assert loop_main([f"--output={tmp_path / 'one'}", f"--p3-dir={TINY_P3}", "--rounds=1", "--run-seed=5"]) == 0
     index = json.loads((out / "round-0" / "training-merged" / "training" / "puzzles" / "shards.json").read_text())
     alone = json.loads((tmp_path / "one" / "round-0" / "training-merged" / "training" / "puzzles" /
                         "shards.json").read_text())
@@ -139,13 +140,13 @@ def test_an_empty_merged_set_says_whether_there_was_no_pair_or_the_cap_dropped_t
 
     monkeypatch.setattr(self_play_loop, "run_step", capped_at_zero)
     monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
-    assert loop_main([f"--output={tmp_path / 'capped'}", f"--p3-dir={tmp_path}", "--rounds=1"]) == 0
+    assert loop_main([f"--output={tmp_path / 'capped'}", f"--p3-dir={TINY_P3}", "--rounds=1"]) == 0
     err = capsys.readouterr().err
     assert ("round 0: the merged set is empty after the cap: 4 verified pair(s) in rounds 0..0, 4 example(s) over "
             "the example cap of 0, so no fine-tune; M_1 = M_0") in err and "no verified pair" not in err
 
     monkeypatch.setitem(ROUNDS, 0, [])  # no pair at all: that is what it says, cap of 0 or not
-    assert loop_main([f"--output={tmp_path / 'none'}", f"--p3-dir={tmp_path}", "--rounds=1"]) == 0
+    assert loop_main([f"--output={tmp_path / 'none'}", f"--p3-dir={TINY_P3}", "--rounds=1"]) == 0
     err = capsys.readouterr().err
     assert "round 0: no verified pair in rounds 0..0 yet, so no fine-tune; M_1 = M_0" in err
     assert "after the cap" not in err
@@ -159,7 +160,7 @@ def test_rows_record_the_evaluation_size_and_a_round_that_trained_nothing_says_s
     monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
     monkeypatch.setitem(ROUNDS, 0, [])  # round 0 verifies nothing: no fine-tune; round 1 trains
     out = tmp_path / "loop"
-    assert loop_main([f"--output={out}", f"--p3-dir={tmp_path}", "--rounds=2"]) == 0
+    assert loop_main([f"--output={out}", f"--p3-dir={TINY_P3}", "--rounds=2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     base, round0, round1 = summary["rows"]
     assert [(r["p3_problems"], r["p3_samples_per_problem"]) for r in summary["rows"]] == [(228, 10)] * 3
@@ -187,7 +188,7 @@ def test_rows_record_the_evaluation_size_and_a_round_that_trained_nothing_says_s
 def test_a_pass_k_the_evaluation_does_not_compute_is_refused_before_any_work(tmp_path, capsys, eval_args, pass_k,
                                                                              error):
     out = tmp_path / "loop"
-    argv = [f"--output={out}", f"--p3-dir={tmp_path}", f"--eval-args={eval_args}",
+    argv = [f"--output={out}", f"--p3-dir={TINY_P3}", f"--eval-args={eval_args}",
             *([f"--pass-k={pass_k}"] if pass_k else [])]
     with pytest.raises(SystemExit):
         loop_main(argv)
@@ -197,7 +198,7 @@ def test_a_pass_k_the_evaluation_does_not_compute_is_refused_before_any_work(tmp
 def test_a_pass_k_within_the_samples_per_problem_is_accepted(tmp_path):
     from beam_pipelines.self_play_loop import parse_args
 
-    args = parse_args(["--output=o", f"--p3-dir={tmp_path}", "--eval-args=--samples-per-problem 2 --problem-limit 20",
+    args = parse_args(["--output=o", f"--p3-dir={TINY_P3}", "--eval-args=--samples-per-problem 2 --problem-limit 20",
                        "--pass-k=1,2"])
     assert args.ks == (1, 2)
 
@@ -220,5 +221,5 @@ def test_the_fine_tuned_cell_names_the_steps_and_a_warm_up_never_left():
 def test_a_bad_pass_through_option_is_refused_before_the_base_evaluation(tmp_path, capsys, option, value, error):
     out = tmp_path / "loop"
     with pytest.raises(SystemExit):
-        loop_main([f"--output={out}", f"--p3-dir={tmp_path}", f"{option}={value}"])
+        loop_main([f"--output={out}", f"--p3-dir={TINY_P3}", f"{option}={value}"])
     assert error in capsys.readouterr().err and not out.exists()

@@ -18,6 +18,7 @@ import pytest
 
 from beam_pipelines import steps
 from beam_pipelines.steps import lock_path, marker_path, run_step, step_lock
+from tests.beam_pipelines.tiny_p3 import TINY_P3
 from tests.conftest import REPO
 
 
@@ -265,7 +266,7 @@ def test_the_self_play_loop_refuses_the_batch_before_its_first_step(tmp_path, mo
     ran = []
     monkeypatch.setattr(self_play_loop, "run_step", lambda *a, **k: ran.append(a))
     with pytest.raises(SystemExit, match="would fail at its start"):
-        self_play_loop.main([f"--output={tmp_path / 'loop'}", "--p3-dir=.",
+        self_play_loop.main([f"--output={tmp_path / 'loop'}", f"--p3-dir={TINY_P3}",
                              "--train-launcher=torchrun --nproc_per_node 8"])
     assert ran == [] and not (tmp_path / "loop").exists()
 
@@ -283,7 +284,7 @@ def test_the_paper_driver_refuses_the_batch_before_its_first_step(tmp_path, monk
 # ---------------------------------------------------------------------------------------- local outputs only
 
 @pytest.mark.parametrize("module, argv", [("beam_pipelines.paper", []),
-                                          ("beam_pipelines.self_play_loop", ["--p3-dir=."])])
+                                          ("beam_pipelines.self_play_loop", [f"--p3-dir={TINY_P3}"])])
 def test_a_driver_refuses_a_url_output(module, argv, capsys):
     import importlib
 

@@ -48,7 +48,12 @@ def sandbox_limits(options: PipelineOptions, default_timeout: float = DEFAULT_SA
 
 
 def sandbox_workers(options: PipelineOptions) -> int:
-    return options.view_as(SandboxOptions).sandbox_workers or os.cpu_count() or 1
+    """``--sandbox-workers``, else the number of CPUs; ``ValueError`` for a number below 1 (the jobs' checks call
+    this before any work)."""
+    workers = options.view_as(SandboxOptions).sandbox_workers
+    if workers is not None and workers < 1:
+        raise ValueError(f"--sandbox-workers must be at least 1, got {workers}")
+    return workers or os.cpu_count() or 1
 
 
 def require_isolation(options: PipelineOptions) -> bool:
@@ -105,6 +110,31 @@ class EvalSettings:
     problem_limit: int | None
 
 
+def pass_ks(pass_k: str | None, n: int, explicit_default: str) -> tuple[int, ...]:
+    """The k of ``--pass-k`` (``None``: ``explicit_default``), sorted. ``ValueError`` before any work for a k that is
+    not an integer or is below 1, and for a k above n that was asked for: pass@k needs at least k samples, so its
+    value would be missing from the summary. The default list (1,10,100) is not refused: the summary reports its
+    k up to n."""
+    given = pass_k is not None and pass_k.strip() != ""
+    text = pass_k if given else explicit_default
+    if text.strip() == "all":
+        return tuple(range(1, n + 1))
+    try:
+        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise ValueError(f"--pass-k must be 'all' or comma-separated integers, got {text!r}") from None
+    if not ks:
+        raise ValueError(f"--pass-k names no k: {text!r}")
+    low = [k for k in ks if k < 1]
+    if low:
+        raise ValueError(f"--pass-k {text}: every k must be at least 1 (got {','.join(map(str, low))})")
+    over = [k for k in ks if k > n]
+    if given and over:
+        raise ValueError(f"--pass-k {text}: pass@{','.join(map(str, over))} needs at least that many samples per "
+                         f"problem, but --samples-per-problem is {n}: give every k <= {n}, or more samples")
+    return ks
+
+
 def eval_settings(options: PipelineOptions) -> EvalSettings:
     """The evaluation's settings with the benchmark's defaults filled in; errors before any work."""
     from transforms.decontam.options import BenchmarkOptions
@@ -133,8 +163,10 @@ def eval_settings(options: PipelineOptions) -> EvalSettings:
     if opts.samples_per_problem > 1 and temperature <= 0 and not opts.reference_solutions:
         raise ValueError("greedy decoding (--eval-temperature 0) gives one distinct sample: use "
                          "--samples-per-problem 1, or a temperature > 0")
+    if opts.problem_limit is not None and opts.problem_limit < 1:
+        raise ValueError(f"--problem-limit must be at least 1, got {opts.problem_limit} (leave it out to evaluate "
+                         "every problem)")
     n = opts.samples_per_problem
-    pass_k = opts.pass_k or ("all" if name == "p3" else "1,10,100")
-    ks = tuple(range(1, n + 1)) if pass_k == "all" else tuple(sorted({int(k) for k in pass_k.split(",") if k.strip()}))
+    ks = pass_ks(opts.pass_k, n, explicit_default="all" if name == "p3" else "1,10,100")
     return EvalSettings(name, path, n, temperature, opts.eval_max_tokens or default_tokens, ks,
                         opts.reference_solutions, opts.problem_limit)
