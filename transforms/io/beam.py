@@ -14,6 +14,7 @@ import posixpath
 from typing import Any, Callable, Iterator, Mapping
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from schemas.records import RecordKind
@@ -42,11 +43,13 @@ from transforms.io.readers import (
     check_parquet_columns,
     default_source_root,
     detect_format,
+    input_problem,
     iter_json_rows,
     list_source_files,
     make_source_pair,
     open_parquet,
     parquet_rows,
+    short_text,
     source_file_pairs,
     validate_first_file,
 )
@@ -124,9 +127,14 @@ class _ReadParquetRowGroup(beam.DoFn):
 
     def process(self, element: tuple[str, int, int]) -> Iterator[dict[str, Any]]:
         path, index, offset = element
-        table = open_parquet(path).read_row_group(index, columns=self._mapping.columns)
+        try:
+            table = open_parquet(path).read_row_group(index, columns=self._mapping.columns)
+        except (pa.ArrowException, OSError) as err:  # a corrupt page: its rows are unknown, no dead letter can stand
+            raise CorpusConfigError(f"{path} cannot be read to its end (row group {index}, from row {offset}): "
+                                    f"{type(err).__name__}: {short_text(err)}") from err
         for i, (raw, problem) in enumerate(parquet_rows(table)):
             self.books.took()
+            problem = problem or input_problem(raw, self._mapping)
             if problem is not None:
                 yield self.books.reject({"raw": raw}, *problem, source_uri=path, source_row=offset + i)
                 continue
@@ -134,7 +142,7 @@ class _ReadParquetRowGroup(beam.DoFn):
 
 
 class _ReadJsonFile(beam.DoFn):
-    """Streams a JSON array (with ijson) or JSON Lines file; one bad line is one dead-letter record."""
+    """Streams a JSON array or JSON Lines file; one bad line or item is one dead-letter record."""
 
     def __init__(self, mapping: ColumnMapping, fmt: str):
         self._mapping = mapping

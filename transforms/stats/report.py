@@ -136,14 +136,16 @@ def _funnel_figure(names: Sequence[str], stages: Mapping[str, Mapping[str, Any]]
             if value:
                 ax.text(value * 1.15, y + shift, f"{value:,}", va="center", fontsize=8)
     top = max([1] + [v for _, values, _, _ in series for v in values])
-    ax.set_xscale("log")
+    logarithmic = any(v > 0 for _, values, _, _ in series for v in values)  # else matplotlib warns (no positive)
+    if logarithmic:
+        ax.set_xscale("log")
     ax.set_xlim(0.4, top * 12)  # a count of 1 still shows as a bar; room for the largest count's label
     from matplotlib.ticker import FuncFormatter
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_ylim(-0.7, len(names) - 0.3)
     ax.set_yticks(ys, names)
-    ax.set_xlabel("records (log scale)")
+    ax.set_xlabel("records (log scale)" if logarithmic else "records")
     ax.legend(loc="lower right")  # the small counts of the last stages leave that corner empty
     return fig
 
