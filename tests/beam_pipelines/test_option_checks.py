@@ -40,6 +40,8 @@ def _job_error(module: str, argv: list[str], tmp_path, capsys) -> str:
     (["--verify-timeout", "-1"], "--verify-timeout must be more than 0 seconds, got -1"),
     (["--judge-timeout", "0"], "--judge-timeout must be more than 0 seconds, got 0"),
     (["--sandbox-workers", "-2"], "--sandbox-workers must be at least 1, got -2"),
+    (["--sandbox-timeout", "0"], "--sandbox-timeout must be more than 0, got 0"),
+    (["--sandbox-memory-mb", "-5"], "--sandbox-memory-mb must be more than 0, got -5"),
 ])
 def test_self_play_refuses_counts_and_timeouts_below_their_minimum(tmp_path, capsys, bad, wanted):
     assert wanted in _job_error("beam_pipelines.self_play", [f"--p3-dir={TINY_P3}", *bad], tmp_path, capsys)

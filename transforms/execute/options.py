@@ -41,7 +41,15 @@ def sandbox_timeout(options: PipelineOptions, default: float = DEFAULT_SANDBOX_T
 
 
 def sandbox_limits(options: PipelineOptions, default_timeout: float = DEFAULT_SANDBOX_TIMEOUT_S) -> IsolationLimits:
+    """The sandbox's limits; ``ValueError`` naming each option that is not above 0 (the jobs' checks call this
+    before any work)."""
     opts = options.view_as(SandboxOptions)
+    low = [f"{flag} must be more than 0, got {value:g}" for flag, value in (
+        ("--sandbox-timeout", opts.sandbox_timeout), ("--sandbox-memory-mb", opts.sandbox_memory_mb),
+        ("--sandbox-processes", opts.sandbox_processes), ("--sandbox-max-answer-mb", opts.sandbox_max_answer_mb))
+        if value is not None and not value > 0]
+    if low:
+        raise ValueError("; ".join(low))
     return IsolationLimits(memory_mb=opts.sandbox_memory_mb, max_processes=opts.sandbox_processes,
                            max_message_bytes=int(opts.sandbox_max_answer_mb * (1 << 20))
                            ).within(sandbox_timeout(options, default_timeout))
