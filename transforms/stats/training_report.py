@@ -1,0 +1,110 @@
+"""What a training output directory (``inverse-instruct train``) holds, as text and as ``report.html``: its stages
+in config order, each with its state (done, stopped, not started), steps, examples, mean loss, precision and
+throughput, and the loss curve of each stage from ``metrics.jsonl``. Read while the job runs too: a long run can be
+watched with ``inverse-instruct report DIR``."""
+from __future__ import annotations
+
+import html
+import json
+import statistics
+from typing import Any, Mapping, Sequence
+
+from transforms.io.filesystems import read_text
+from transforms.stats.report import _figure, _img, _png, _table, page
+
+CONFIG_NAME = "config.json"
+COMPLETE_NAME = "COMPLETE.json"
+METRICS_NAME = "metrics.jsonl"
+
+
+def _json(path: str) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+
+
+def step_metrics(text: str) -> list[dict[str, Any]]:
+    """The per-step lines of ``metrics.jsonl``, one per step: a resumed run logs the steps after its checkpoint
+    again, and the later line is the one that counts. A line cut short by a kill is skipped."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and isinstance(row.get("loss"), (int, float)):
+            by_step[row["step"]] = row
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def training_stages(output: str) -> list[dict[str, Any]] | None:
+    """Each stage of the training run in ``output``, or None when ``output`` holds no training run (no
+    ``config.json`` with stages)."""
+    config = _json(f"{output}/{CONFIG_NAME}")
+    if not isinstance(config, dict) or not isinstance(config.get("stages"), list) or "output_dir" not in config:
+        return None
+    stages = []
+    for index, stage in enumerate(config["stages"]):
+        name = stage.get("name") if isinstance(stage, dict) else None
+        directory = f"{output}/stage-{index}-{name}"
+        complete = _json(f"{directory}/{COMPLETE_NAME}")
+        try:
+            metrics = step_metrics(read_text(f"{directory}/{METRICS_NAME}"))
+        except (FileNotFoundError, OSError):
+            metrics = []
+        state = "done" if isinstance(complete, dict) else ("stopped or running" if metrics else "not started")
+        stages.append({"index": index, "name": name, "state": state, "complete": complete or {},
+                       "metrics": metrics})
+    return stages
+
+
+def _row(stage: Mapping[str, Any]) -> list[Any]:
+    metrics, complete = stage["metrics"], stage["complete"]
+    losses = [m["loss"] for m in metrics]
+    planned = complete.get("planned_steps") or (metrics[-1].get("planned_steps") if metrics else None)
+    speeds = [m["tokens_per_second"] for m in metrics if isinstance(m.get("tokens_per_second"), (int, float))]
+    return [
+        f"{stage['index']}: {stage['name']}", stage["state"],
+        f"{len(metrics)}" + (f" / {planned}" if planned else ""),
+        complete.get("examples", ""),
+        f"{statistics.fmean(losses):.4f}" if losses else "",
+        f"{losses[-1]:.4f}" if losses else "",
+        complete.get("precision", ""),
+        f"{statistics.median(speeds):.1f}" if speeds else "",
+    ]
+
+
+HEAD = ["stage", "state", "steps", "examples", "mean loss", "last loss", "precision", "tokens/s (median)"]
+
+
+def training_summary_text(output: str, stages: Sequence[Mapping[str, Any]]) -> str:
+    rows = [[str(cell) for cell in _row(stage)] for stage in stages]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEAD)]
+    lines = [f"training run {output}", "  " + "  ".join(h.ljust(w) for h, w in zip(HEAD, widths))]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _loss_figure(stages: Sequence[Mapping[str, Any]]) -> str | None:
+    drawn = [s for s in stages if s["metrics"]]
+    if not drawn:
+        return None
+    fig, ax = _figure()
+    for stage in drawn:
+        ax.plot([m["step"] for m in stage["metrics"]], [m["loss"] for m in stage["metrics"]],
+                marker="o", markersize=3, label=f"{stage['index']}: {stage['name']}")
+    ax.set_xlabel("optimizer step (of the stage)")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    return _img(_png(fig), "training loss per step, one line per stage")
+
+
+def training_report(output: str, stages: Sequence[Mapping[str, Any]]) -> str:
+    sections = ["<h2>Stages</h2>" + _table(HEAD, [_row(s) for s in stages],
+                                           [False, False, False, True, True, True, False, True])]
+    figure = _loss_figure(stages)
+    if figure:
+        sections.append("<h2>Loss</h2>" + figure)
+    meta = html.escape(f"training run {output}")
+    return page("inverse-instruct: training", meta, sections)
