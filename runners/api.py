@@ -53,6 +53,15 @@ class GenerateResult:
     error: str = ""  # non-empty when this one request could not run (e.g. prompt longer than max_model_len)
 
 
+# The prompt-length check's error (``runners.engines.common.too_long``) is the one error a request meets again
+# under the same engine identity (the model's tokenizer and max_model_len are part of it): the cache keeps it.
+TOO_LONG_MARK = "exceeds max_model_len="
+
+
+def is_deterministic_error(error: str) -> bool:
+    return TOO_LONG_MARK in error
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoreResult:
     logprobs: dict[int, float]  # token id -> exact log p(token | prompt), from the full distribution

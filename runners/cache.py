@@ -5,7 +5,8 @@ Key: a hash of everything that decides a result: the model's fingerprint (a hash
 the engine settings that change outputs (engine, dtype, context length, engine seed), and the request itself
 (the exact prompt with its sampling spec and seed, or the scoring token ids). Value: the engine's result,
 verbatim (texts and token counts, or exact log-probs; JSON keeps floats exact). Results that carry an error are
-not cached.
+not cached, except a prompt too long for the context (``runners.api.is_deterministic_error``): the same request
+fails the same way under the same key, and a re-run would start the engine only to be told so again.
 
 Storage: ``<root>/part-<uuid>.jsonl`` on any fsspec path (by default ``<output>/cache``). Each batch of new
 results is one file, written atomically (a hidden temp file renamed into place), so a kill never leaves a torn
@@ -31,7 +32,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
 
-from runners.api import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult
+from runners.api import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult, is_deterministic_error
 from transforms.stage import StageBooks
 
 CACHE_STAGE = "inference_cache"
@@ -62,18 +63,27 @@ def request_key(identity: str, request: GenerateRequest | ScoreRequest) -> str:
 
 def encode_result(result: GenerateResult | ScoreResult) -> dict[str, Any]:
     if isinstance(result, GenerateResult):
-        return {"kind": "generate", "texts": list(result.texts), "n_prompt_tokens": result.n_prompt_tokens,
-                "n_generated_tokens": result.n_generated_tokens}
-    return {"kind": "score", "logprobs": [[int(k), v] for k, v in result.logprobs.items()],
-            "top_logprobs": [[int(k), v] for k, v in result.top_logprobs.items()]}
+        value = {"kind": "generate", "texts": list(result.texts), "n_prompt_tokens": result.n_prompt_tokens,
+                 "n_generated_tokens": result.n_generated_tokens}
+    else:
+        value = {"kind": "score", "logprobs": [[int(k), v] for k, v in result.logprobs.items()],
+                 "top_logprobs": [[int(k), v] for k, v in result.top_logprobs.items()]}
+    if result.error:
+        value["error"] = result.error
+    return value
 
 
 def decode_result(value: dict[str, Any]) -> GenerateResult | ScoreResult:
     if value["kind"] == "generate":
         return GenerateResult(texts=tuple(value["texts"]), n_prompt_tokens=value["n_prompt_tokens"],
-                              n_generated_tokens=value["n_generated_tokens"])
+                              n_generated_tokens=value["n_generated_tokens"], error=value.get("error", ""))
     return ScoreResult(logprobs={int(k): v for k, v in value["logprobs"]},
-                       top_logprobs={int(k): v for k, v in value["top_logprobs"]})
+                       top_logprobs={int(k): v for k, v in value["top_logprobs"]}, error=value.get("error", ""))
+
+
+def cacheable(result: GenerateResult | ScoreResult) -> bool:
+    error = getattr(result, "error", "")
+    return not error or is_deterministic_error(error)
 
 
 class InferenceCache:
@@ -111,9 +121,9 @@ class InferenceCache:
         return {k: decode_result(entries[k]) for k in keys if k in entries}
 
     def record(self, items: Sequence[tuple[str, GenerateResult | ScoreResult]], written: bool = False) -> None:
-        """Store ``items`` (results with an error are skipped); ``written``: already on disk (a ``ResultSink``
+        """Store the ``cacheable`` of ``items``; ``written``: already on disk (a ``ResultSink``
         wrote them), only this process's view is updated."""
-        items = [(k, r) for k, r in items if not getattr(r, "error", "")]
+        items = [(k, r) for k, r in items if cacheable(r)]
         if not written:
             write_part(self.root, items)
         entries = self._load()
@@ -126,7 +136,7 @@ def write_part(root: str, items: Sequence[tuple[str, GenerateResult | ScoreResul
     """One atomic part file of ``items`` under ``root`` (nothing when there are none)."""
     from transforms.io.filesystems import atomic_write
 
-    items = [(k, r) for k, r in items if not getattr(r, "error", "")]
+    items = [(k, r) for k, r in items if cacheable(r)]
     if not items:
         return
     lines = "".join(json.dumps({"key": k, "value": encode_result(r)}, ensure_ascii=False) + "\n" for k, r in items)

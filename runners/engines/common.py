@@ -10,8 +10,10 @@ from runners.model_resolution import load_tokenizer, resolve_model
 
 
 def too_long(n_prompt_tokens: int, max_model_len: int, room: int) -> str:
+    from runners.api import TOO_LONG_MARK
+
     if n_prompt_tokens + room > max_model_len:
-        return f"prompt has {n_prompt_tokens} tokens; with {room} more it exceeds max_model_len={max_model_len}"
+        return f"prompt has {n_prompt_tokens} tokens; with {room} more it {TOO_LONG_MARK}{max_model_len}"
     return ""
 
 

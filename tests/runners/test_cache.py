@@ -110,3 +110,24 @@ def test_keys_of_requests_without_the_later_sampling_fields_are_unchanged():
         spec, dataclasses.replace(spec, top_k=50), dataclasses.replace(spec, ban_eos=True),
         dataclasses.replace(spec, top_k=50, ban_eos=True))}
     assert len(keys) == 4
+
+
+def test_a_prompt_too_long_for_the_context_is_cached_with_its_error_and_other_errors_are_not(tmp_path):
+    """A re-run must not start the engine only to hear again that a prompt does not fit (a probe: 67 s of engine
+    start for two such requests); an error that may not recur (the engine failed) is asked again."""
+    from runners.api import ScoreResult
+    from runners.cache import InferenceCache
+    from runners.engines.common import too_long
+
+    error = too_long(2533, 512, 1)
+    assert error
+    InferenceCache(str(tmp_path)).record([
+        ("long", GenerateResult(texts=(), n_prompt_tokens=2533, error=error)),
+        ("long-score", ScoreResult(logprobs={}, error=error)),
+        ("crashed", GenerateResult(texts=(), error="the engine process died")),
+        ("fine", GenerateResult(texts=("ok",), n_prompt_tokens=3, n_generated_tokens=1)),
+    ])
+    found = InferenceCache(str(tmp_path)).lookup(["long", "long-score", "crashed", "fine"])
+    assert sorted(found) == ["fine", "long", "long-score"]
+    assert found["long"].error == error and found["long"].n_prompt_tokens == 2533
+    assert found["long-score"].error == error and found["fine"].error == ""
