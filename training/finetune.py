@@ -417,7 +417,10 @@ def _trainer_classes():
     return InverseCoderTrainer, MetricsFile, CheckpointMarker
 
 
-def training_arguments(config: TrainConfig, stage, stage_dir: Path, model, accumulation: int, bf16: bool):
+def training_arguments(config: TrainConfig, stage, stage_dir: Path, model, accumulation: int, bf16: bool,
+                       steps: int = -1):
+    """The stage's TrainingArguments; ``steps``: its optimizer steps (``stage_steps``), -1 for one pass over the
+    dataset (which already spans the stage's epochs)."""
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
@@ -446,7 +449,7 @@ def training_arguments(config: TrainConfig, stage, stage_dir: Path, model, accum
         per_device_train_batch_size=config.per_device_batch_size,
         gradient_accumulation_steps=accumulation,
         num_train_epochs=1,  # the dataset already spans the stage's epochs
-        max_steps=stage.max_steps if stage.max_steps is not None else -1,
+        max_steps=steps,
         learning_rate=stage.lr if stage.lr is not None else config.optimizer.lr,
         weight_decay=config.optimizer.weight_decay,
         optim=config.optimizer.name,
@@ -479,6 +482,13 @@ def stage_dir_for(config: TrainConfig, index: int, name: str) -> Path:
     return Path(config.output_dir) / f"stage-{index}-{name}"
 
 
+def stage_steps(examples: int, global_batch: int, max_steps: int | None) -> int:
+    """The optimizer steps of a stage: one pass over its examples (they span its epochs), or ``max_steps`` when
+    fewer. The cap shortens a stage (smoke runs), never lengthens it past its epochs."""
+    epoch_steps = math.ceil(examples / global_batch)
+    return epoch_steps if max_steps is None else min(max_steps, epoch_steps)
+
+
 def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *, resume: bool) -> dict[str, Any]:
     stage = config.stages[index]
     stage_dir = stage_dir_for(config, index, stage.name)
@@ -503,9 +513,9 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         print(f"[{stage.name}] precision {precision.name} ({precision.reason}), "
               f"{'compiled' if compiled else 'eager'} layers ({compile_plan.reason}), {torch.get_num_threads()} "
               f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
-    args = training_arguments(config, stage, stage_dir, model, accumulation, bf16)
     global_batch = config.per_device_batch_size * accumulation * world_size()
-    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(len(dataset) / global_batch)
+    total_steps = stage_steps(len(dataset), global_batch, stage.max_steps)
+    args = training_arguments(config, stage, stage_dir, model, accumulation, bf16, steps=total_steps)
     peak_fraction = peak_lr_fraction(total_steps, args.warmup_steps)
     if peak_fraction < 1.0 and rank() == 0:
         print(f"[{stage.name}] note: warm-up lasts {args.warmup_steps} steps and this stage has {total_steps}: the "
@@ -558,6 +568,10 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "rows_per_epoch": dataset.rows_per_epoch,
             "epochs": stage.epochs,
             "examples": len(dataset),
+            "max_steps": stage.max_steps,
+            # what the steps trained: fewer than the epochs' examples when max_steps cut the stage short
+            "examples_trained": min(len(dataset), trainer.state.global_step * global_batch),
+            "epochs_trained": min(len(dataset), trainer.state.global_step * global_batch) / dataset.rows_per_epoch,
             "global_steps": trainer.state.global_step,
             "global_batch_size": global_batch,
             "planned_steps": total_steps,

@@ -622,7 +622,7 @@ def test_the_trainer_computes_in_the_chosen_precision(tmp_path, tiny_model_dir, 
     config = load_config(one_stage_config(tmp_path, tiny_model_dir, shard_dirs, steps=1),
                          [f"output_dir={tmp_path / 'o'}", f"precision={precision}"])
     model = load_model(ModelSource(str(tiny_model_dir)))
-    args = training_arguments(config, config.stages[0], tmp_path / "o", model, 2, precision == "bf16")
+    args = training_arguments(config, config.stages[0], tmp_path / "o", model, 2, precision == "bf16", steps=1)
     Trainer, _, _ = _trainer_classes()
     data = StageExamples(list_shards(str(shard_dirs / "generated")), tokenizer, epochs=1, seed=1, max_length=64)
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=Collator(0), stage_name="s",
@@ -825,3 +825,30 @@ def test_the_trainer_itself_rotates_no_checkpoint(tmp_path, tiny_model_dir, shar
     assert config.save_total_limit == 1
     args = training_arguments(config, config.stages[0], tmp_path / "out", None, 1, False)
     assert args.save_total_limit is None  # CheckpointMarker rotates, after marking the new checkpoint complete
+
+
+# --------------------------------------------------------------------------- checks before training, steps, loss
+
+
+def small_config(tmp_path: Path, name: str, tiny_model_dir: Path, shard_dirs: Path, stages: list[dict],
+                 **overrides) -> Path:
+    """One process: 4 examples per micro-batch, 8 per optimizer step (48 generated rows = 6 steps per epoch)."""
+    settings = {"per_device_batch_size": 4, "max_length": 64, "precision": "fp32", "save_steps": 1000, **overrides}
+    return write_config(tmp_path / f"{name}.yaml", tiny_model_dir, shard_dirs, tmp_path / name, stages=stages,
+                        **settings)
+
+
+def test_max_steps_shortens_a_stage_but_never_trains_past_its_epochs(tmp_path, tiny_model_dir, shard_dirs):
+    from training.finetune import stage_steps
+
+    # the prober's case: 5 rows, global batch 2, one epoch = 3 steps, whatever the cap above that
+    assert [stage_steps(5, 2, cap) for cap in (None, 5, 3, 2, 1)] == [3, 3, 3, 2, 1]
+    stage = {"name": "generated", "data": str(shard_dirs / "generated"), "epochs": 1}
+    for cap, steps, examples in ((20, 6, 48), (2, 2, 16)):
+        config = small_config(tmp_path, f"cap-{cap}", tiny_model_dir, shard_dirs, [{**stage, "max_steps": cap}])
+        logged, summary = run_in_process(config)
+        assert sorted(logged) == list(range(1, steps + 1))
+        assert logged[steps]["data_epoch"] == pytest.approx(examples / N_GENERATED)
+        assert (summary["global_steps"], summary["planned_steps"], summary["max_steps"]) == (steps, steps, cap)
+        assert (summary["examples"], summary["examples_trained"]) == (N_GENERATED, examples)
+        assert summary["epochs_trained"] == pytest.approx(examples / N_GENERATED)
