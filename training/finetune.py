@@ -305,6 +305,7 @@ def _trainer_classes():
             self._window = None
             self._window_start = time.perf_counter()
             self._window_cpu = time.process_time()
+            self.add_callback(LogAtEveryCheckpoint())
 
         def _get_train_sampler(self, train_dataset=None):
             # The dataset already is the stage's whole ordered sequence (see training.data); at most the examples
@@ -376,6 +377,16 @@ def _trainer_classes():
                 self._window = None
                 self._window_start, self._window_cpu = now, cpu
             super().log(logs, start_time)
+
+    class LogAtEveryCheckpoint(TrainerCallback):
+        """Logs the loss at every checkpoint and at the last step, whatever ``logging_steps``: the log history
+        (restored with a checkpoint) then covers every step trained, which ``mean_step_loss`` needs after a
+        resume. Runs after the Trainer's own flow callback has decided to save."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save or state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
 
     class MetricsFile(TrainerCallback):
         """Rank 0 appends every log to ``metrics.jsonl`` (a resumed run appends; readers keep the last per step)."""
@@ -489,6 +500,18 @@ def stage_steps(examples: int, global_batch: int, max_steps: int | None) -> int:
     return epoch_steps if max_steps is None else min(max_steps, epoch_steps)
 
 
+def mean_step_loss(history: list[dict[str, Any]]) -> float | None:
+    """The mean loss over every optimizer step of a stage, from the Trainer's log history (restored with a
+    checkpoint, so it spans the sessions of a resumed stage). A log's ``loss`` is the mean of the steps since
+    the previous log, so each weighs as many steps; the last log per step counts."""
+    losses = {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+    total, previous = 0.0, 0
+    for step in sorted(losses):
+        total += losses[step] * (step - previous)
+        previous = step
+    return total / previous if previous else None
+
+
 def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *, resume: bool) -> dict[str, Any]:
     stage = config.stages[index]
     stage_dir = stage_dir_for(config, index, stage.name)
@@ -585,7 +608,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "compile_reason": compile_plan.reason,
             "torch_threads": torch.get_num_threads(),
             "truncated_examples": _last_per_step_sum(history, "truncated"),
-            "train_loss": result.training_loss,
+            "train_loss": mean_step_loss(history),  # every step's, also of a resumed stage's earlier sessions
+            "train_loss_this_session": result.training_loss,
             "resumed_from": checkpoint,
             "seconds_this_session": time.time() - started,
         }

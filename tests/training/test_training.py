@@ -462,6 +462,8 @@ def test_kill_and_resume_reproduce_the_loss_curve(tmp_path, reference_run, tiny_
         ref_final = json.loads((reference_run / name / "COMPLETE.json").read_text())
         got_final = json.loads((out / name / "COMPLETE.json").read_text())
         assert got_final["final_weights_sha256"] == ref_final["final_weights_sha256"], name
+        # the loss of every step, the killed session's included, not only those trained after the resume
+        assert got_final["train_loss"] == pytest.approx(ref_final["train_loss"], rel=1e-6), name
     resumed_from = json.loads((stage / "COMPLETE.json").read_text())["resumed_from"]
     assert resumed_from is not None and int(resumed_from.rsplit("-", 1)[1]) >= 4
 
@@ -852,3 +854,55 @@ def test_max_steps_shortens_a_stage_but_never_trains_past_its_epochs(tmp_path, t
         assert (summary["global_steps"], summary["planned_steps"], summary["max_steps"]) == (steps, steps, cap)
         assert (summary["examples"], summary["examples_trained"]) == (N_GENERATED, examples)
         assert summary["epochs_trained"] == pytest.approx(examples / N_GENERATED)
+
+
+def test_the_stage_loss_is_the_mean_over_its_steps_each_log_weighing_the_steps_it_covers():
+    from training.finetune import mean_step_loss
+
+    history = [
+        {"step": 1, "loss": 4.0},
+        {"step": 4, "loss": 2.0},  # the mean of steps 2-4
+        {"step": 6, "loss": 9.0},  # logged again after a resume: the later line counts
+        {"step": 6, "loss": 1.0},
+        {"step": 6, "train_loss": 7.0},  # the Trainer's session summary, no step loss
+    ]
+    assert mean_step_loss(history) == pytest.approx((4.0 + 3 * 2.0 + 2 * 1.0) / 6)
+    assert mean_step_loss([]) is None
+
+
+def resume_copy(finished: Path, to: Path, checkpoint: int | None) -> Path:
+    """``finished``'s run as a kill would have left it after ``checkpoint`` was written (None: after the last
+    checkpoint, before the stage's COMPLETE.json)."""
+    shutil.copytree(finished, to)
+    stage = to / "stage-0-generated"
+    (stage / "COMPLETE.json").unlink()
+    shutil.rmtree(stage / "final")
+    for path in stage.glob("checkpoint-*"):
+        if checkpoint is not None and int(path.name.split("-")[1]) > checkpoint:
+            shutil.rmtree(path)
+    return to
+
+
+@pytest.mark.heavy
+def test_a_resumed_stage_reports_the_train_loss_of_an_uninterrupted_one(tmp_path, tiny_model_dir, shard_dirs):
+    from training.finetune import run
+
+    stage = [{"name": "generated", "data": str(shard_dirs / "generated"), "epochs": 1}]
+    runs = {}
+    for logging_steps, save_steps in ((1, 2), (4, 3)):
+        config = small_config(tmp_path, f"log{logging_steps}", tiny_model_dir, shard_dirs, stage,
+                              logging_steps=logging_steps, save_steps=save_steps)
+        runs[logging_steps] = (config, run(load_config(config), resume=False)[0])
+    config, whole = runs[1]
+    per_step = [entry["loss"] for _, entry in sorted(step_losses(tmp_path / "log1" / "stage-0-generated").items())]
+    assert len(per_step) == whole["global_steps"] == 6
+    assert whole["train_loss"] == pytest.approx(sum(per_step) / 6, rel=1e-9)
+    assert whole["train_loss"] == pytest.approx(whole["train_loss_this_session"], rel=1e-9)
+    # logs every 4 steps still count every step: one more log at each checkpoint and at the end
+    assert runs[4][1]["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-6)
+
+    for finished, checkpoint in (("log1", 2), ("log1", None), ("log4", 3)):
+        out = resume_copy(tmp_path / finished, tmp_path / f"resumed-{finished}-{checkpoint}", checkpoint)
+        resumed = run(load_config(runs[int(finished[3:])][0], [f"output_dir={out}"]), resume=True)[0]
+        assert resumed["resumed_from"].endswith(f"checkpoint-{checkpoint or 6}")
+        assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-6), (finished, checkpoint)
