@@ -263,6 +263,26 @@ def _parses(line: bytes) -> bool:
         return False
 
 
+def _parse_record(data: bytes, syntax_errors_raise: bool = False) -> tuple[Any, tuple[str, str] | None]:
+    """``(value, None)`` for one JSON Lines line or JSON array item, or ``(a preview, (reason, detail))`` when its
+    content cannot be a record: not UTF-8, an integer past Python's 4,300-digit limit, nesting too deep, or (for a
+    line) not JSON. ``syntax_errors_raise``: a JSON syntax error raises ``JSONDecodeError`` instead."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return data[:200].decode("utf-8", "backslashreplace"), ("not_utf8", str(err))
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as err:
+        if syntax_errors_raise:
+            raise
+        return text[:200], ("bad_record", f"invalid JSON: {err}")
+    except ValueError as err:  # an integer of more digits than Python converts (sys.int_info)
+        return text[:200], ("bad_record", f"a number too long to read: {short_text(err)}")
+    except RecursionError:
+        return text[:200], ("bad_record", "JSON nested too deeply to parse")
+
+
 def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
     read = [0]
     with _read_to_the_end(path, read), filesystems.open_binary(path) as handle:
@@ -274,19 +294,8 @@ def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
                 _refuse_compressed_bytes(path, line)
             if not line.strip():
                 continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                yield row, line[:200].decode("utf-8", "backslashreplace"), ("not_utf8", str(err))
-                continue
-            try:
-                yield row, json.loads(text), None
-            except json.JSONDecodeError as err:
-                yield row, text[:200], ("bad_record", f"invalid JSON: {err}")
-            except ValueError as err:  # an integer of more digits than Python converts (sys.int_info)
-                yield row, text[:200], ("bad_record", f"a number too long to read: {short_text(err)}")
-            except RecursionError:
-                yield row, text[:200], ("bad_record", "JSON nested too deeply to parse")
+            value, problem = _parse_record(line)
+            yield row, value, problem
 
 
 _MAGIC = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"}
@@ -416,19 +425,11 @@ def _iter_json_array(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | No
         for row, item in enumerate(_array_items(reader, path)):
             read[0] = row + 1
             try:
-                text = item.decode("utf-8")
-            except UnicodeDecodeError as err:
-                yield row, item[:200].decode("utf-8", "backslashreplace"), ("not_utf8", str(err))
-                continue
-            try:
-                yield row, json.loads(text), None
-            except json.JSONDecodeError as err:
+                value, problem = _parse_record(item, syntax_errors_raise=True)
+            except json.JSONDecodeError as err:  # a JSON array cannot be trusted past a syntax error
                 raise CorpusConfigError(f"{path} is not a valid JSON array: item {row}: {err.msg} at character "
-                                        f"{err.pos} of {short_text(text, 80)!r}") from err
-            except ValueError as err:  # an integer of more digits than Python converts (sys.int_info)
-                yield row, text[:200], ("bad_record", f"a number too long to read: {short_text(err)}")
-            except RecursionError:
-                yield row, text[:200], ("bad_record", "JSON nested too deeply to parse")
+                                        f"{err.pos} of {short_text(err.doc, 80)!r}") from err
+            yield row, value, problem
 
 
 def iter_json_rows(path: str, fmt: str, mapping: ColumnMapping) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
