@@ -28,6 +28,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,19 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from training.compile_choice import CompileChoice, choose_compile_layers, cpp_compiler  # noqa: E402
-from training.config import TrainConfig, config_to_dict, load_config, resume_conflicts  # noqa: E402
+from training.config import (  # noqa: E402
+    TrainConfig,
+    TrainConfigError,
+    config_to_dict,
+    load_config,
+    resume_conflicts,
+)
 from training.data import (  # noqa: E402
     IGNORE_INDEX,
     STAT_KEYS,
     Collator,
     PromptFormat,
+    Shard,
     StageExamples,
     StepLengthOrder,
     list_shards,
@@ -56,6 +64,7 @@ from training.data import (  # noqa: E402
 from training.precision import Precision, cpu_bf16_feature, resolve_precision  # noqa: E402
 
 LOG = logging.getLogger("training.finetune")
+PROG = "inverse-instruct train"  # the name in usage and error lines (python -m training.finetune is the same job)
 CHECKPOINT_MARKER = "COMPLETE"
 STAGE_MARKER = "COMPLETE.json"
 EMBEDDED_MODEL_NAMES = ("smollm2", "embedded")
@@ -512,13 +521,30 @@ def mean_step_loss(history: list[dict[str, Any]]) -> float | None:
     return total / previous if previous else None
 
 
-def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *, resume: bool) -> dict[str, Any]:
+def resolve_stage_data(config: TrainConfig, index: int) -> list[Shard]:
+    """A stage's shards, found and holding rows (and matching their sha256 with ``verify_shards``), before any
+    stage trains: a wrong path in a later stage must not surface after the earlier ones trained."""
+    stage = config.stages[index]
+    where = f"stages.{index}.data ({stage.name})"
+    try:
+        shards = list_shards(stage.data)
+        if config.verify_shards and local_rank() == 0:
+            verify_shards(shards)
+    except (OSError, ValueError, KeyError, ImportError) as err:  # missing, unreadable, corrupt, unknown protocol
+        raise TrainConfigError(f"{where}: {err}") from err
+    rows = sum(shard.rows for shard in shards)
+    if rows == 0:
+        raise TrainConfigError(f"{where}: {stage.data} holds no rows ({len(shards)} shard(s))")
+    if int(rows * stage.epochs) <= 0:
+        raise TrainConfigError(f"stages.{index}.epochs={stage.epochs} gives no examples of the stage's {rows} rows")
+    return shards
+
+
+def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *, resume: bool,
+                shards: list[Shard]) -> dict[str, Any]:
     stage = config.stages[index]
     stage_dir = stage_dir_for(config, index, stage.name)
     stage_dir.mkdir(parents=True, exist_ok=True)
-    shards = list_shards(stage.data)
-    if config.verify_shards and local_rank() == 0:
-        verify_shards(shards)
     dataset = StageExamples(
         shards, tokenizer, epochs=stage.epochs, seed=config.seed, max_length=config.max_length,
         prompt_format=PromptFormat(config.prompt_format),
@@ -638,17 +664,22 @@ def run(config: TrainConfig, *, resume: bool) -> list[dict[str, Any]]:
     out = Path(config.output_dir)
     stage_dirs = [stage_dir_for(config, i, s.name) for i, s in enumerate(config.stages)]
     if not resume and any(d.exists() and any(d.iterdir()) for d in stage_dirs):
-        raise SystemExit(f"{out} already holds a run: pass --resume to continue it, or choose a new output_dir")
+        raise TrainConfigError(f"{out} already holds a run: pass --resume to continue it, or choose a new output_dir")
     stored = out / "config.json"
     current = json.loads(json.dumps(config_to_dict(config), default=str))
     if resume and stored.exists():  # every rank checks (rank 0 rewrites the file only when nothing conflicts)
         previous = json.loads(stored.read_text(encoding="utf-8"))
         conflicts = resume_conflicts(previous, current)
         if conflicts:
-            raise SystemExit(f"{out} holds a run with other {', '.join(conflicts)} (see {stored}): resuming would "
-                             "mix two runs, and a finished stage would be skipped. Use a new output_dir.")
+            raise TrainConfigError(f"{out} holds a run with other {', '.join(conflicts)} (see {stored}): resuming "
+                                   "would mix two runs, and a finished stage would be skipped. Use a new output_dir.")
         if previous != current:
             LOG.warning("resuming with other settings than %s that do not change what is trained", stored)
+    # Every stage still to train is checked before the run is recorded or anything trains (a finished stage
+    # needs no data).
+    config.accumulation_steps(world_size())
+    done = {i for i, d in enumerate(stage_dirs) if resume and (d / STAGE_MARKER).exists()}
+    stage_shards = {i: resolve_stage_data(config, i) for i in range(len(config.stages)) if i not in done}
     if rank() == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(stored, current)
@@ -663,12 +694,12 @@ def run(config: TrainConfig, *, resume: bool) -> list[dict[str, Any]]:
             init = resolve_model(stage.init_from)
         else:
             init = previous_final or base
-        if resume and marker.exists():
+        if index in done:
             summary = json.loads(marker.read_text(encoding="utf-8"))
             if rank() == 0:
                 print(f"[{stage.name}] already complete, skipping", flush=True)
         else:
-            summary = train_stage(config, index, init, tokenizer, resume=resume)
+            summary = train_stage(config, index, init, tokenizer, resume=resume, shards=stage_shards[index])
         summaries.append(summary)
         previous_final = ModelSource(str(stage_dir / "final"))
     return summaries
@@ -677,7 +708,7 @@ def run(config: TrainConfig, *, resume: bool) -> list[dict[str, Any]]:
 def parse_args(argv=None) -> argparse.Namespace:
     # The name the other jobs' usage lines give too (python -m training.finetune runs the same job).
     parser = argparse.ArgumentParser(
-        prog="inverse-instruct train", description="Fine-tune on training shards, stage by stage (also with torchrun).")
+        prog=PROG, description="Fine-tune on training shards, stage by stage (also with torchrun).")
     parser.add_argument("--config", required=True, help="YAML config (see training/configs/inversecoder.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir after a stop")
     parser.add_argument("--output-dir", default=None, help="override output_dir")
@@ -686,19 +717,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    """The job; a mistake in the config or the data it names (``TrainConfigError``) ends it with one line,
+    ``inverse-instruct train: error: <message>``, and exit code 2, like every job. Other errors keep their
+    traceback: they are bugs."""
     logging.basicConfig(level=logging.INFO if rank() == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     overrides = list(args.set) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
-    config = load_config(args.config, overrides)
-    run(config, resume=args.resume)
+    try:
+        config = load_config(args.config, overrides)
+        run(config, resume=args.resume)
+    except TrainConfigError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr, flush=True)
+        return 2
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    return 0
 
 
 if __name__ == "__main__":
     from beam_pipelines.cli import exit_process
 
-    main()
-    exit_process(0)  # Arrow (datasets) thread pools can abort a finished run at interpreter teardown
+    # exit_process: Arrow (datasets) thread pools can abort a finished run at interpreter teardown
+    exit_process(main())

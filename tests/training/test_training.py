@@ -840,6 +840,33 @@ def small_config(tmp_path: Path, name: str, tiny_model_dir: Path, shard_dirs: Pa
                         **settings)
 
 
+def test_every_stage_data_is_found_and_holds_rows_before_any_stage_trains(tmp_path, tiny_model_dir, shard_dirs):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.config import TrainConfigError
+    from training.finetune import run
+
+    generated = {"name": "generated", "data": str(shard_dirs / "generated")}
+    typo = small_config(tmp_path, "typo", tiny_model_dir, shard_dirs,
+                        [generated, {"name": "original", "data": str(shard_dirs / "orignal")}])
+    with pytest.raises(TrainConfigError, match=r"^stages\.1\.data \(original\): no shards\.json and no Parquet files "
+                                               r"at .*/orignal$"):
+        run(load_config(typo), resume=False)
+    assert not (tmp_path / "typo").exists()  # nothing trained, no run recorded: the fixed config starts afresh
+
+    empty = tmp_path / "empty-shards"
+    empty.mkdir()
+    pq.write_table(pa.table({"instruction": pa.array([], pa.string()), "response": pa.array([], pa.string())}),
+                   empty / "part.parquet")
+    no_rows = small_config(tmp_path, "no-rows", tiny_model_dir, shard_dirs,
+                           [generated, {"name": "original", "data": str(empty)}])
+    with pytest.raises(TrainConfigError, match=r"^stages\.1\.data \(original\): .*/empty-shards holds no rows "
+                                               r"\(1 shard\(s\)\)$"):
+        run(load_config(no_rows), resume=False)
+    assert not (tmp_path / "no-rows").exists()
+
+
 def test_max_steps_shortens_a_stage_but_never_trains_past_its_epochs(tmp_path, tiny_model_dir, shard_dirs):
     from training.finetune import stage_steps
 
@@ -906,3 +933,44 @@ def test_a_resumed_stage_reports_the_train_loss_of_an_uninterrupted_one(tmp_path
         resumed = run(load_config(runs[int(finished[3:])][0], [f"output_dir={out}"]), resume=True)[0]
         assert resumed["resumed_from"].endswith(f"checkpoint-{checkpoint or 6}")
         assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-6), (finished, checkpoint)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "lerning_rate=1"], "unknown key lerning_rate (did you mean optimizer.lr?); allowed: "),
+    (["--config", "/nonexistent/train.yaml"], "cannot read the config /nonexistent/train.yaml: "),
+    (["--set", "max_length=abc"], "max_length: expected an integer, got 'abc'"),
+    (["--set", "stages.5.data=x"], "--set stages.5.data: stages has 2 item(s), numbered from 0; no item '5'"),
+    (["--set", "prompt_format=chta"], "prompt_format: unknown prompt preset 'chta'"),
+    (["--set", "stages.1.data=/nonexistent/shards"],
+     "stages.1.data (original): no shards.json and no Parquet files at /nonexistent/shards"),
+])
+def test_a_config_mistake_ends_the_job_in_one_line_with_exit_code_2(tmp_path, tiny_model_dir, shard_dirs, capsys,
+                                                                     argv, message):
+    from training.finetune import main
+
+    config = write_config(tmp_path / "config.yaml", tiny_model_dir, shard_dirs, tmp_path / "out")
+    assert main(["--config", str(config), *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith(f"inverse-instruct train: error: {message}"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, tiny_model_dir, shard_dirs, monkeypatch):
+    from training import finetune
+
+    def broken(config, *, resume):
+        raise ValueError("a bug, not a config mistake")
+
+    monkeypatch.setattr(finetune, "run", broken)
+    config = write_config(tmp_path / "config.yaml", tiny_model_dir, shard_dirs, tmp_path / "out")
+    with pytest.raises(ValueError, match="a bug"):
+        finetune.main(["--config", str(config)])
+
+
+def test_the_command_exits_2_on_a_config_mistake(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "beam_pipelines.cli", "train", "--config", str(tmp_path / "no.yaml")],
+                          cwd=REPO, env=torchrun_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"inverse-instruct train: error: cannot read the config {tmp_path / 'no.yaml'}: No such file or directory")
