@@ -39,3 +39,16 @@ def test_a_training_directory_is_reported_stage_by_stage(tmp_path, capsys):
 def test_a_directory_that_is_no_run_is_still_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model": "x"}))  # no stages: not a training run
     assert report_main([str(tmp_path)]) == 2
+
+
+def test_a_complete_json_with_the_whole_stage_mean_is_taken_over_the_logged_lines(tmp_path, capsys):
+    """Since train_loss counts every step (train_loss_this_session beside it), it beats the mean of the logged
+    lines, which are only every logging_steps."""
+    out = tmp_path / "train"
+    (out / "stage-0-only").mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"output_dir": str(out), "stages": [{"name": "only", "data": "a"}]}))
+    (out / "stage-0-only" / "metrics.jsonl").write_text(_lines([{"step": 4, "loss": 1.0}, {"step": 8, "loss": 2.0}]))
+    (out / "stage-0-only" / "COMPLETE.json").write_text(json.dumps({"train_loss": 1.25,
+                                                                    "train_loss_this_session": 2.0}))
+    assert report_main([str(out)]) == 0
+    assert "1.2500" in capsys.readouterr().out

@@ -64,18 +64,21 @@ def _row(stage: Mapping[str, Any]) -> list[Any]:
     losses = [m["loss"] for m in metrics]
     planned = complete.get("planned_steps") or (metrics[-1].get("planned_steps") if metrics else None)
     speeds = [m["tokens_per_second"] for m in metrics if isinstance(m.get("tokens_per_second"), (int, float))]
+    # A COMPLETE.json that has train_loss_this_session holds the mean over every step (older ones: one session's).
+    mean = complete["train_loss"] if "train_loss_this_session" in complete else (
+        statistics.fmean(losses) if losses else None)
     return [
         f"{stage['index']}: {stage['name']}", stage["state"],
         f"{len(metrics)}" + (f" / {planned}" if planned else ""),
         complete.get("examples", ""),
-        f"{statistics.fmean(losses):.4f}" if losses else "",
+        f"{mean:.4f}" if isinstance(mean, (int, float)) else "",
         f"{losses[-1]:.4f}" if losses else "",
         complete.get("precision", ""),
         f"{statistics.median(speeds):.1f}" if speeds else "",
     ]
 
 
-HEAD = ["stage", "state", "steps", "examples", "mean loss", "last loss", "precision", "tokens/s (median)"]
+HEAD = ["stage", "state", "logged steps", "examples", "mean loss", "last loss", "precision", "tokens/s (median)"]
 
 
 def training_summary_text(output: str, stages: Sequence[Mapping[str, Any]]) -> str:
