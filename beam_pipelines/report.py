@@ -59,16 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"report: {write_report(output)}")
         return 0 if data.get("balanced", True) else 1
-    from transforms.stats.training_report import training_report, training_stages, training_summary_text
+    from transforms.stats.training_report import training_stages, training_summary_text, write_training_report
 
     stages = training_stages(output)  # a training run (inverse-instruct train): readable while it runs, too
     if stages is not None:
-        from transforms.io.filesystems import atomic_write
-
         print(training_summary_text(output, stages))
-        text = training_report(output, stages)
-        atomic_write(f"{output}/report.html", lambda f: f.write(text.encode("utf-8")))
-        print(f"report: {output}/report.html")
+        print(f"report: {write_training_report(output)}")
         return 0
     print(f"inverse-instruct report: {output} holds no manifest.json or summary.json (is it a finished run?)",
           file=sys.stderr)

@@ -731,6 +731,10 @@ def main(argv=None) -> int:
     except TrainConfigError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr, flush=True)
         return 2
+    if rank() == 0:  # as every job ends: the report of what was trained
+        from transforms.stats.training_report import write_training_report
+
+        print(f"report: {write_training_report(config.output_dir)}", flush=True)
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     return 0

@@ -401,6 +401,8 @@ def test_two_stages_run_in_order_from_the_right_weights(reference_run, tiny_mode
     assert weights_digest(saved) == second["final_weights_sha256"]
     assert (reference_run / "stage-0-generated" / "COMPLETE.json").stat().st_mtime <= (
         reference_run / "stage-1-original" / "COMPLETE.json").stat().st_mtime
+    report = (reference_run / "report.html").read_text()  # the job ends with its report, as every job does
+    assert "0: generated" in report and "1: original" in report and "<img" in report
     # Each stage has its own warm-up: the lr restarts low at the second stage's first step.
     lrs = {s: e["learning_rate"] for s, e in step_losses(reference_run / "stage-1-original").items()}
     assert sorted(lrs) == [1, 2] and lrs[1] < 1e-2 and second["global_steps"] == 2

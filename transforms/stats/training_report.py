@@ -9,12 +9,19 @@ import json
 import statistics
 from typing import Any, Mapping, Sequence
 
-from transforms.io.filesystems import read_text
-from transforms.stats.report import _figure, _img, _png, _table, page
+from transforms.stats.report import REPORT_NAME, _figure, _img, _png, _table, page
 
 CONFIG_NAME = "config.json"
 COMPLETE_NAME = "COMPLETE.json"
 METRICS_NAME = "metrics.jsonl"
+
+
+def read_text(path: str) -> str:
+    """fsspec, not ``transforms.io.filesystems``: the training processes keep Apache Beam out of their imports."""
+    import fsspec
+
+    with fsspec.open(path, "rt", encoding="utf-8") as f:
+        return f.read()
 
 
 def _json(path: str) -> Any:
@@ -111,3 +118,21 @@ def training_report(output: str, stages: Sequence[Mapping[str, Any]]) -> str:
         sections.append("<h2>Loss</h2>" + figure)
     meta = html.escape(f"training run {output}")
     return page("inverse-instruct: training", meta, sections)
+
+
+def write_training_report(output: str) -> str | None:
+    """Render ``<output>/report.html`` for the training run in ``output`` (atomically: a temp file renamed); its
+    path, or None when ``output`` holds no training run."""
+    import uuid
+
+    import fsspec
+
+    stages = training_stages(output)
+    if stages is None:
+        return None
+    fs, local = fsspec.core.url_to_fs(f"{output.rstrip('/')}/{REPORT_NAME}")
+    tmp = f"{local}.tmp-{uuid.uuid4().hex}"
+    with fs.open(tmp, "wb") as f:
+        f.write(training_report(output, stages).encode("utf-8"))
+    fs.mv(tmp, local)
+    return f"{output.rstrip('/')}/{REPORT_NAME}"
