@@ -155,8 +155,8 @@ def _encoded(reply, cfg):
 
 def main(cfg):
     _set_limits(cfg)
-    # P3 puzzles were written for Pythons without the 4,300-digit str<->int limit; CPU is bounded here anyway.
-    sys.set_int_max_str_digits(0)
+    # Python's default 4,300-digit str<->int limit stays: the trained-on text runs under it (lifting it here let
+    # `sum(int(c) for c in str(10**5000 - 1))` verify while `assert f(g())` raises in plain Python).
     requests = os.fdopen(cfg["request_fd"], "rb")
     responses = os.fdopen(cfg["response_fd"], "wb")
     namespace = {"__name__": "__main__", "__builtins__": builtins}

@@ -64,6 +64,10 @@ PYTHON_FLAGS = ("-s", "-P", "-S", "-B")
 # str/bytes hashes, hence set and dict-view iteration order, are the same in every run, so a puzzle whose answer
 # depends on set order gets the same verdict every time (with -I each interpreter drew a random seed).
 HASH_SEED = "0"
+# The literal check (``verdicts.check_literal``: f(g()) as the trained-on program) runs under another seed: plain
+# Python draws a random one, so an answer that holds under seed 0 only (a set's order, ``hash(s) % 1000``) must
+# not pass.
+LITERAL_HASH_SEED = "1"
 WORK_DIR = "/sandbox"
 # Appears in every sandbox interpreter's command line, so tests can find strays from outside.
 PROCESS_MARKER = "inverse-instruct-sandbox"
@@ -180,7 +184,7 @@ def _root_links() -> list[str]:
     return args
 
 
-def bwrap_args(limits: IsolationLimits, info_fd: int) -> list[str]:
+def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str = HASH_SEED) -> list[str]:
     """The bwrap command line up to (not including) the command."""
     python, extra_dirs = interpreter()
     args = [bwrap_path() or "bwrap",
@@ -196,7 +200,7 @@ def bwrap_args(limits: IsolationLimits, info_fd: int) -> list[str]:
              "--remount-ro", "/",
              "--chdir", WORK_DIR,
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
-             "--setenv", "HOME", WORK_DIR, "--setenv", "TMPDIR", WORK_DIR, "--setenv", "PYTHONHASHSEED", HASH_SEED,
+             "--setenv", "HOME", WORK_DIR, "--setenv", "TMPDIR", WORK_DIR, "--setenv", "PYTHONHASHSEED", hash_seed,
              "--info-fd", str(info_fd),
              "--"]
     return args
@@ -300,7 +304,7 @@ class SandboxProcess:
     sandbox and everything it started."""
 
     def __init__(self, python_args: list[str], limits: IsolationLimits, isolated: bool,
-                 channel: tuple[int, int] | None = None):
+                 channel: tuple[int, int] | None = None, hash_seed: str = HASH_SEED):
         """``python_args`` follow the interpreter path; ``channel`` is (request read end, response write end),
         the child's ends of the two protocol pipes, which the caller created and keeps the other ends of."""
         self.limits = limits
@@ -319,7 +323,7 @@ class SandboxProcess:
         if isolated:
             info_r, info_w = os.pipe()
             python, _ = interpreter()
-            argv = [*_as_nobody(), *bwrap_args(limits, info_w), python, *python_args]
+            argv = [*_as_nobody(), *bwrap_args(limits, info_w, hash_seed), python, *python_args]
             child_fds.append(info_w)
             env: dict[str, str] = {}
             cwd = "/"
@@ -327,7 +331,7 @@ class SandboxProcess:
             self._workdir = tempfile.mkdtemp(prefix="unisolated-sandbox-")
             argv = [os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable), *python_args]
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self._workdir, "TMPDIR": self._workdir,
-                   "PYTHONHASHSEED": HASH_SEED}
+                   "PYTHONHASHSEED": hash_seed}
             cwd = self._workdir
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
@@ -535,7 +539,7 @@ class SandboxProcess:
         self.close()
 
 
-def start_agent(limits: IsolationLimits, allow_unisolated: bool = False
+def start_agent(limits: IsolationLimits, allow_unisolated: bool = False, hash_seed: str = HASH_SEED
                 ) -> tuple[SandboxProcess, int, int]:
     """A sandbox running the agent; returns (process, request write fd, response read fd), both owned by the
     caller (close them after the process)."""
@@ -546,7 +550,7 @@ def start_agent(limits: IsolationLimits, allow_unisolated: bool = False
     config = json.dumps(agent_config(limits, req_r, resp_w))
     try:
         proc = SandboxProcess([*PYTHON_FLAGS, "-c", _BOOTSTRAP, wire_src, agent_src, config], limits, isolated,
-                              channel=(req_r, resp_w))
+                              channel=(req_r, resp_w), hash_seed=hash_seed)
     except BaseException:
         os.close(req_w)
         os.close(resp_r)

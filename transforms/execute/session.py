@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from transforms.execute import wire
-from transforms.execute.isolation import IsolationLimits, SandboxFailure, start_agent
+from transforms.execute.isolation import HASH_SEED, IsolationLimits, SandboxFailure, start_agent
 
 _REQUEST_MAX_BYTES = 64 << 20  # what the trusted side may send (arguments come from trusted code) ...
 
@@ -45,10 +45,11 @@ class AgentSession:
     """A sandbox with the agent running in it. ``load`` a program, then ``call`` its functions. A context
     manager: leaving it kills the sandbox. After a ``SandboxFailure`` every further request raises it again."""
 
-    def __init__(self, limits: IsolationLimits = IsolationLimits(), allow_unisolated: bool = False):
+    def __init__(self, limits: IsolationLimits = IsolationLimits(), allow_unisolated: bool = False,
+                 hash_seed: str = HASH_SEED):
         self.limits = limits
         self.failure: SandboxFailure | None = None
-        self.process, self._request_fd, self._response_fd = start_agent(limits, allow_unisolated)
+        self.process, self._request_fd, self._response_fd = start_agent(limits, allow_unisolated, hash_seed)
         self._pending = bytearray()
         # ... and at least twice the largest answer, since an answer the parent accepted may be sent back as an
         # argument (a puzzle checked on a solution's answer).

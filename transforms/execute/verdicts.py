@@ -39,7 +39,7 @@ import time
 import traceback
 from typing import Any, Iterable, Sequence
 
-from transforms.execute.isolation import IsolationLimits, SandboxFailure
+from transforms.execute.isolation import HASH_SEED, LITERAL_HASH_SEED, IsolationLimits, SandboxFailure
 from transforms.execute.session import AgentSession, CallResult
 
 STATUSES = ("passed", "failed", "timeout")
@@ -326,13 +326,14 @@ def _call_once(program: str, entry: str, args: tuple, limits: IsolationLimits, a
     return _ask_once(program, lambda session: session.call(entry, args), limits, allow_unisolated, judge)
 
 
-def _ask_once(program: str, ask, limits: IsolationLimits, allow_unisolated: bool, judge) -> Verdict:
+def _ask_once(program: str, ask, limits: IsolationLimits, allow_unisolated: bool, judge,
+              hash_seed: str = HASH_SEED) -> Verdict:
     """Load ``program`` in a fresh sandbox and let ``judge`` decide on ``ask(session)``'s ``CallResult``."""
     started = time.monotonic()
     session = None
     isolated = True
     try:
-        session = AgentSession(limits, allow_unisolated)
+        session = AgentSession(limits, allow_unisolated, hash_seed)
         isolated = session.isolated
         load_error = session.load(program)
         if load_error is not None:
@@ -400,8 +401,9 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
     (``literal_program``) in a fresh sandbox, and the expression evaluated there (agent op ``eval``, so no
     helper name is bound next to the model's), ``g``'s answer reaching ``f`` as the very object, aliases and
     all; passed when it comes back exactly True. One ``timeout_s`` covers ``g`` and ``f`` together, as one
-    program. Its pass proves nothing, since ``g`` can tamper with ``f`` here: it can only reject
-    (``verify_pair``)."""
+    program. It runs under another hash seed than the sandboxes of ``g`` and ``f(answer)`` (``LITERAL_HASH_SEED``):
+    plain Python draws one at random, so an answer that holds under one seed only is refused. Its pass proves
+    nothing, since ``g`` can tamper with ``f`` here: it can only reject (``verify_pair``)."""
     for entry in (sat_entry, sol_entry):
         if not entry.isidentifier() or keyword.iskeyword(entry):
             raise ValueError(f"not a function name: {entry!r}")
@@ -417,7 +419,7 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
         return "failed", f"{call} in one process returned something that is not plain data: {result.message}", None
 
     verdict = _ask_once(_program(preamble, literal_program(sat, sol)), lambda session: session.evaluate(call),
-                        limits, allow_unisolated, judge)
+                        limits, allow_unisolated, judge, hash_seed=LITERAL_HASH_SEED)
     if verdict.status == "timeout":
         reason = f"{call} in one process did not finish within {limits.timeout_s:g}s (g and f together)"
         return dataclasses.replace(verdict, reason=reason)  # still a timeout: counted as one (solution_timeout)

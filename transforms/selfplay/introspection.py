@@ -15,7 +15,11 @@ The routes (each found as a working exploit, or one step from one):
 * frame, code, traceback and generator internals (``gi_frame``, ``f_back``, ``f_globals``, ``tb_frame``,
   ``co_consts``...);
 * the builtins that look names up or run text (``getattr``, ``globals``, ``vars``, ``eval``, ``exec``,
-  ``compile``, ``open``...);
+  ``compile``, ``open``...), and the names ``site`` adds (``credits``, ``license``...), which the sandbox lacks;
+* ``str.format``/``format_map`` unless on a constant whose fields name no attribute or item (format paths reach
+  attributes by text);
+* imports of any of these, under any name (``from typing import get_type_hints as hints``, ``from random import
+  _os``);
 * modules the safe imports carry as attributes (``typing.sys``, ``re.enum``, ``collections.abc``), and tools that
   evaluate text or fetch attributes by a dotted name (``typing.get_type_hints``, ``string.Formatter``).
 
@@ -31,8 +35,14 @@ REASON = "reaches_interpreter"
 
 LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach past the program
     "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "eval", "exec", "compile", "open",
-    "input", "breakpoint", "help", "exit", "quit",
+    "input", "breakpoint",
+    # what ``site`` adds, which the sandbox's interpreter (-S) lacks: a NameError there, a value in plain Python
+    "help", "exit", "quit", "copyright", "credits", "license",
 })
+# str.format follows attribute and index paths ("{0.gi_frame}", "{0._" + "_globals_" + "_}"): only a constant
+# format string whose fields name no attribute or item is let through.
+FORMAT_METHODS = frozenset({"format", "format_map"})
+_FIELD_PATH = re.compile(r"\{[^{}]*[.\[]")
 # Module-valued attributes of the safe imports and of the modules they carry (``tests`` re-derive the set from the
 # running Python), and tools that evaluate annotation text or resolve dotted attribute names.
 MODULE_ATTRIBUTES = frozenset({
@@ -55,6 +65,10 @@ def interpreter_route(code: str) -> str | None:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr in FORMAT_METHODS  # called or kept for later
+                and not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+                         and not _FIELD_PATH.search(node.value.value))):
+            return f".{node.attr} of a format that is not a plain constant (line {node.lineno})"
         if isinstance(node, ast.Attribute):
             name = node.attr
             if _INTERNAL_ATTRIBUTE.match(name) or name in MODULE_ATTRIBUTES or name in EVALUATING_TOOLS:
@@ -67,9 +81,16 @@ def interpreter_route(code: str) -> str | None:
                 return f"a string holding '__' (line {node.lineno})"
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name.startswith("__"):
             return f"definition {node.name} (line {node.lineno})"
-        elif isinstance(node, ast.alias) and (node.name.split(".")[0] in MODULE_ATTRIBUTES
-                                              or (node.asname or node.name).startswith("__")):
+        elif isinstance(node, ast.alias) and _refused_import(node):
             return f"import {node.name} (line {node.lineno})"
         elif isinstance(node, ast.arg) and node.arg.startswith("__"):
             return f"parameter {node.arg} (line {node.lineno})"
     return None
+
+
+def _refused_import(alias: ast.alias) -> bool:
+    """An imported module or name that is a route itself, whatever it is bound to (``from typing import
+    get_type_hints as hints``, ``from random import _os``)."""
+    parts = alias.name.split(".")
+    return any(part.startswith("_") or part in MODULE_ATTRIBUTES or part in EVALUATING_TOOLS
+               or part in LOOKUP_BUILTINS for part in parts) or (alias.asname or "").startswith("__")

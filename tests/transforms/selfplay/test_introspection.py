@@ -69,6 +69,14 @@ def test_a_program_in_the_sandbox_is_named_main_as_plain_python_names_a_script()
     "def f(x: int):\n    return random._os is not None and x == 3\n",
     "def f(x: int):\n    return eval('x') == 3\n",
     "def f(x: int):\n    import sys\n    return x == 3\n",
+    # A red-team pass (2026-12-03) past the first list: an evaluating tool or a private name imported under
+    # another name, format paths built at run time or kept as a bound method, a name only `site` defines.
+    "def f(x: int):\n    from typing import get_type_hints as hints\n    return x == 3\n",
+    "def f(x: int):\n    from random import _os as o\n    return x == 3 and o.getpid() == 1\n",
+    "def f(x: int):\n    ('{0._' + '_init_' + '_}').format(List)\n    return x == 3\n",
+    "def f(x: int):\n    t = '{0}'\n    m = t.format\n    return m(x) == '3'\n",
+    "def f(x: int):\n    g = (i for i in [x])\n    return '{0.gi_frame}'.format(g) != '' and x == 3\n",
+    "def f(x: int):\n    try:\n        credits\n    except NameError:\n        return x == 3\n    return False\n",
 ])
 def test_each_route_is_named(code):
     assert interpreter_route(code)
@@ -78,6 +86,7 @@ def test_each_route_is_named(code):
     "def f(x: int, n=12321):\n    return x * x == n and x > 0\n",
     "def f(s: str):\n    _ = len(s)\n    return s[::-1] == 'olleh' and s.count('l') == 2\n",
     "def f(xs: List[int]):\n    return sorted(xs) == xs and math.prod(xs) == 120 and random.random() < 2\n",
+    "def f(x: int):\n    return '{}-{:>3}'.format(x, x) == '3-  3'\n",
 ])
 def test_ordinary_puzzles_have_no_route(code):
     assert interpreter_route(code) is None
@@ -109,3 +118,18 @@ def test_almost_every_human_written_p3_puzzle_has_no_route():
     assert len(puzzles) > 1000
     flagged = [p["name"] for p in puzzles if interpreter_route(p["sat"])]
     assert len(flagged) <= 0.02 * len(puzzles), flagged  # 22 of 1,715 on 2026-12-03: eval (Quine) and '__' strings
+
+
+@pytest.mark.parametrize("sat, g", [
+    # The sandbox lifted the 4,300-digit str<->int limit: plain Python raises ValueError on str(10**5000 - 1).
+    ("def f(n: int):\n    return sum(int(c) for c in str(n)) == 45000\n", "def g():\n    return 10 ** 5000 - 1\n"),
+    # Answers found under the sandbox's fixed hash seed 0 (set order, str hashes); plain Python draws a seed.
+    ("def f(s: str):\n    return len(s) == 5 and ''.join(set(s)) == s and s != ''.join(sorted(s))\n",
+     "def g():\n    return 'dbcae'\n"),
+    ("def f(s: str):\n    return hash(s) % 1000 == 242\n", "def g():\n    return 'abc'\n"),
+])
+def test_an_answer_that_holds_only_under_the_sandboxs_settings_is_not_verified(sat, g):
+    """No introspection: the red team's pairs that passed while plain Python's `assert f(g())` fails."""
+    verdict = verify_pair(sat, f"{sat}\n\n{g}", "int" if "n: int" in sat else "str", SANDBOX.limits,
+                          preamble=STRINGS.judge_preamble)
+    assert verdict.status != "passed", verdict
