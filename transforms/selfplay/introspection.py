@@ -36,6 +36,7 @@ REASON = "reaches_interpreter"
 LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach past the program
     "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "eval", "exec", "compile", "open",
     "input", "breakpoint",
+    "id",  # an address: fixed in the sandbox's (non-PIE) interpreter, drawn afresh by plain Python's ASLR
     # what ``site`` adds, which the sandbox's interpreter (-S) lacks: a NameError there, a value in plain Python
     "help", "exit", "quit", "copyright", "credits", "license",
 })
@@ -71,8 +72,14 @@ def interpreter_route(code: str) -> str | None:
             return f".{node.attr} of a format that is not a plain constant (line {node.lineno})"
         if isinstance(node, ast.Attribute):
             name = node.attr
-            if _INTERNAL_ATTRIBUTE.match(name) or name in MODULE_ATTRIBUTES or name in EVALUATING_TOOLS:
+            if _refused_attribute(name):
                 return f"attribute .{name} (line {node.lineno})"
+        elif isinstance(node, ast.MatchClass):  # `case object(__globals__=g)` reads attributes by these names
+            for name in node.kwd_attrs:
+                if _refused_attribute(name):
+                    return f"pattern attribute {name} (line {node.lineno})"
+        elif isinstance(node, ast.keyword) and node.arg is not None and node.arg.startswith("_"):
+            return f"keyword {node.arg} (line {node.lineno})"  # dict(__eq__=...) builds a class namespace
         elif isinstance(node, ast.Name):
             if node.id.startswith("__") or node.id in LOOKUP_BUILTINS or node.id in EVALUATING_TOOLS:
                 return f"name {node.id} (line {node.lineno})"
@@ -86,6 +93,10 @@ def interpreter_route(code: str) -> str | None:
         elif isinstance(node, ast.arg) and node.arg.startswith("__"):
             return f"parameter {node.arg} (line {node.lineno})"
     return None
+
+
+def _refused_attribute(name: str) -> bool:
+    return bool(_INTERNAL_ATTRIBUTE.match(name)) or name in MODULE_ATTRIBUTES or name in EVALUATING_TOOLS
 
 
 def _refused_import(alias: ast.alias) -> bool:

@@ -77,6 +77,11 @@ def test_a_program_in_the_sandbox_is_named_main_as_plain_python_names_a_script()
     "def f(x: int):\n    t = '{0}'\n    m = t.format\n    return m(x) == '3'\n",
     "def f(x: int):\n    g = (i for i in [x])\n    return '{0.gi_frame}'.format(g) != '' and x == 3\n",
     "def f(x: int):\n    try:\n        credits\n    except NameError:\n        return x == 3\n    return False\n",
+    # A second red-team pass: attributes read by a match class pattern, dunder keywords, an address.
+    "def f(x: int):\n    match Dict:\n        case object(__init__=i):\n            return x == 3\n    return False\n",
+    "def f(x: int):\n    match x:\n        case int(gi_frame=g):\n            return True\n    return x == 3\n",
+    "def f(x: int):\n    d = dict(__eq__=3)\n    return x == 3\n",
+    "def f(x: int):\n    return x == id(None)\n",
 ])
 def test_each_route_is_named(code):
     assert interpreter_route(code)
