@@ -64,10 +64,18 @@ PYTHON_FLAGS = ("-s", "-P", "-S", "-B")
 # str/bytes hashes, hence set and dict-view iteration order, are the same in every run, so a puzzle whose answer
 # depends on set order gets the same verdict every time (with -I each interpreter drew a random seed).
 HASH_SEED = "0"
-# The literal check (``verdicts.check_literal``: f(g()) as the trained-on program) runs under another seed: plain
-# Python draws a random one, so an answer that holds under seed 0 only (a set's order, ``hash(s) % 1000``) must
-# not pass.
-LITERAL_HASH_SEED = "1"
+
+
+def literal_hash_seed(program: str) -> str:
+    """The seed of the literal check (``verdicts.check_literal``: f(g()) as the trained-on program), derived from
+    the program's text: plain Python draws a random seed, so an answer that holds under seed 0 only (a set's order,
+    ``hash(s) % 1000``) must not pass, and a fixed second seed can be searched for as well (a red team found a
+    string whose set order held under 0 and 1). Changing the answer changes the seed; the verdict stays
+    reproducible. Never 0, the other sandboxes' seed."""
+    import hashlib
+
+    return str(1 + int.from_bytes(hashlib.sha256(program.encode("utf-8", "surrogatepass")).digest()[:4], "big")
+               % (2 ** 32 - 2))
 WORK_DIR = "/sandbox"
 # Appears in every sandbox interpreter's command line, so tests can find strays from outside.
 PROCESS_MARKER = "inverse-instruct-sandbox"

@@ -39,7 +39,7 @@ import time
 import traceback
 from typing import Any, Iterable, Sequence
 
-from transforms.execute.isolation import HASH_SEED, LITERAL_HASH_SEED, IsolationLimits, SandboxFailure
+from transforms.execute.isolation import HASH_SEED, IsolationLimits, SandboxFailure, literal_hash_seed
 from transforms.execute.session import AgentSession, CallResult
 
 STATUSES = ("passed", "failed", "timeout")
@@ -401,9 +401,9 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
     (``literal_program``) in a fresh sandbox, and the expression evaluated there (agent op ``eval``, so no
     helper name is bound next to the model's), ``g``'s answer reaching ``f`` as the very object, aliases and
     all; passed when it comes back exactly True. One ``timeout_s`` covers ``g`` and ``f`` together, as one
-    program. It runs under another hash seed than the sandboxes of ``g`` and ``f(answer)`` (``LITERAL_HASH_SEED``):
-    plain Python draws one at random, so an answer that holds under one seed only is refused. Its pass proves
-    nothing, since ``g`` can tamper with ``f`` here: it can only reject (``verify_pair``)."""
+    program. It runs under another hash seed than the sandboxes of ``g`` and ``f(answer)``, derived from the
+    program (``literal_hash_seed``): plain Python draws one at random, so an answer tuned to a seed is refused.
+    Its pass proves nothing, since ``g`` can tamper with ``f`` here: it can only reject (``verify_pair``)."""
     for entry in (sat_entry, sol_entry):
         if not entry.isidentifier() or keyword.iskeyword(entry):
             raise ValueError(f"not a function name: {entry!r}")
@@ -418,8 +418,9 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
             return "failed", f"{call} in one process raised {result.error_type}: {result.message[:300]}", None
         return "failed", f"{call} in one process returned something that is not plain data: {result.message}", None
 
-    verdict = _ask_once(_program(preamble, literal_program(sat, sol)), lambda session: session.evaluate(call),
-                        limits, allow_unisolated, judge, hash_seed=LITERAL_HASH_SEED)
+    program = _program(preamble, literal_program(sat, sol))
+    verdict = _ask_once(program, lambda session: session.evaluate(call), limits, allow_unisolated, judge,
+                        hash_seed=literal_hash_seed(program))
     if verdict.status == "timeout":
         reason = f"{call} in one process did not finish within {limits.timeout_s:g}s (g and f together)"
         return dataclasses.replace(verdict, reason=reason)  # still a timeout: counted as one (solution_timeout)

@@ -132,9 +132,21 @@ def test_almost_every_human_written_p3_puzzle_has_no_route():
     ("def f(s: str):\n    return len(s) == 5 and ''.join(set(s)) == s and s != ''.join(sorted(s))\n",
      "def g():\n    return 'dbcae'\n"),
     ("def f(s: str):\n    return hash(s) % 1000 == 242\n", "def g():\n    return 'abc'\n"),
+    # A second red-team pass searched for a string whose set order holds under both seeds 0 and 1.
+    ("def f(s: str):\n    return len(s) == 5 and ''.join(set(s)) == s and s != ''.join(sorted(s))\n",
+     "def g():\n    return 'dgbcj'\n"),
 ])
 def test_an_answer_that_holds_only_under_the_sandboxs_settings_is_not_verified(sat, g):
     """No introspection: the red team's pairs that passed while plain Python's `assert f(g())` fails."""
     verdict = verify_pair(sat, f"{sat}\n\n{g}", "int" if "n: int" in sat else "str", SANDBOX.limits,
                           preamble=STRINGS.judge_preamble)
     assert verdict.status != "passed", verdict
+
+
+def test_the_literal_checks_seed_follows_the_program_and_is_never_the_other_sandboxes():
+    from transforms.execute.isolation import HASH_SEED, literal_hash_seed
+
+    seeds = {literal_hash_seed(f"def g():\n    return {i}\n") for i in range(200)}
+    assert len(seeds) > 190 and HASH_SEED not in seeds
+    assert all(0 < int(seed) < 2 ** 32 for seed in seeds)  # PYTHONHASHSEED's range
+    assert literal_hash_seed("x = 1") == literal_hash_seed("x = 1")  # reproducible verdicts
