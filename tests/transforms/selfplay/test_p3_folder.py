@@ -128,3 +128,13 @@ def test_select_solutions_refuses_a_limit_below_one(limit):
     assert select_solutions(attempts, 1) == ["    return 1"]
     with pytest.raises(ValueError, match=f"max_sols_per_puzzle must be at least 1, got {limit}"):
         select_solutions(attempts, limit)
+
+
+def test_a_folder_is_read_once_while_unchanged_and_again_once_edited(tmp_path):
+    folder = _folder(tmp_path)
+    first = load_p3(folder)
+    assert load_p3(folder) is first  # a job's checks and its pipeline share one read
+    rows = [_row(f"{f}:0", i) for i, f in enumerate([*TUTORIALS, "Test"])] + [_row("Test:1", 99)]
+    (folder / "puzzles.json").write_text(json.dumps(rows))
+    again = load_p3(folder)
+    assert again is not first and again.instances == len(rows)
