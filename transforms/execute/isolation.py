@@ -28,8 +28,9 @@ its tmpfs (``file_size_mb``) and memfd/pipe buffers (each file capped by ``RLIMI
 ``RLIMIT_NOFILE``). A cgroup would bound it more tightly, but needs a writable cgroup tree that Beam workers lack.
 
 The interpreter: the project's base interpreter (``sys.base_prefix``; the venv is never needed, ``-s -P -S``
-gives the standard library only) when the sandbox user can reach it; otherwise the system ``/usr/bin/pythonX.Y`` of the
-same version (here the base is pyenv under ``/root``, which is mode 700, so Debian's python3.11 runs inside).
+gives the standard library only). When the sandbox user cannot reach it (here pyenv under ``/root``, mode 700), a
+read-only mirror of it (``sandbox_python``) is bound at its own path; only when no mirror can be made does the
+system ``/usr/bin/pythonX.Y`` of the same version run, with a warning.
 
 Killing: the wall clock is kept by the parent. At the end of a run, timed out or not, the sandbox's PID 1 gets
 SIGKILL through a pidfd; the kernel then kills every process of the PID namespace (double-forked ``setsid``
@@ -54,6 +55,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from transforms.execute import sandbox_python
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +168,26 @@ def _reachable_by_others(path: str) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def interpreter() -> tuple[str, tuple[str, ...]]:
-    """(path of the sandbox's python, directories outside /usr to bind read-only for it)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    base = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-    prefix = os.path.realpath(sys.base_prefix)
+def interpreter() -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(path of the sandbox's python, (source, destination) directories outside /usr to bind read-only for it)."""
+    installation = sandbox_python.current_installation()
+    base, prefix = installation.executable, installation.prefix
+    own_prefix = () if prefix.startswith("/usr/") or prefix == "/usr" else ((prefix, prefix),)
     if not _runs_as_nobody() or (_reachable_by_others(base) and _reachable_by_others(prefix)):
-        return base, (() if prefix.startswith("/usr/") or prefix == "/usr" else (prefix,))
-    system = f"/usr/bin/python{version}"
+        return base, own_prefix
+    try:
+        return base, ((str(sandbox_python.mirror(installation)), prefix),)
+    except sandbox_python.MirrorUnavailable as e:
+        mirror_problem = str(e)
+    system = f"/usr/bin/python{installation.version}"
     if os.access(system, os.X_OK) and _reachable_by_others(system):
+        log.warning("the sandbox runs %s, not this process's interpreter %s (%s), so verdicts rest on that "
+                    "interpreter's behaviour", system, base, mirror_problem)
         return system, ()
     raise IsolationUnavailable(
-        f"no Python {version} the sandbox user (uid {SANDBOX_UID}) can run: {base} is not reachable by other "
-        f"users and {system} does not exist (Debian package python{version})")
+        f"no Python {installation.version} the sandbox user (uid {SANDBOX_UID}) can run: {base} is not reachable "
+        f"by other users, it cannot be mirrored ({mirror_problem}), and {system} does not exist (Debian package "
+        f"python{installation.version})")
 
 
 def _root_links() -> list[str]:
@@ -194,14 +204,14 @@ def _root_links() -> list[str]:
 
 def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str = HASH_SEED) -> list[str]:
     """The bwrap command line up to (not including) the command."""
-    python, extra_dirs = interpreter()
+    python, binds = interpreter()
     args = [bwrap_path() or "bwrap",
             "--unshare-all", "--unshare-user", "--disable-userns",
             "--die-with-parent", "--new-session", "--clearenv", "--as-pid-1",
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
             "--ro-bind", "/usr", "/usr", *_root_links()]
-    for d in extra_dirs:
-        args += ["--ro-bind", d, d]
+    for source, destination in binds:
+        args += ["--ro-bind", source, destination]
     args += ["--proc", "/proc",
              "--dev", "/dev", "--remount-ro", "/dev",  # bwrap's /dev is a writable, unbounded tmpfs otherwise
              "--size", str(limits.file_size_mb << 20), "--tmpfs", WORK_DIR,

@@ -36,7 +36,7 @@ REASON = "reaches_interpreter"
 LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach past the program
     "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "eval", "exec", "compile", "open",
     "input", "breakpoint",
-    "id",  # an address: fixed in the sandbox's (non-PIE) interpreter, drawn afresh by plain Python's ASLR
+    "id",  # an address: a verdict resting on one holds for that process's memory layout only
     # what ``site`` adds, which the sandbox's interpreter (-S) lacks: a NameError there, a value in plain Python
     "help", "exit", "quit", "copyright", "credits", "license",
 })

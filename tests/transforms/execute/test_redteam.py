@@ -12,11 +12,12 @@ import concurrent.futures
 import math
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.transforms.execute.test_hostile import FAST, SHORT, no_sandbox_process_remains, probe, value_of  # noqa: F401 - the autouse fixture checks for leftovers
-from transforms.execute import verdicts, wire
+from transforms.execute import isolation, verdicts, wire
 from transforms.execute.isolation import IsolationLimits
 from transforms.execute.problems import Problem
 from transforms.execute.session import AgentSession
@@ -391,12 +392,26 @@ def test_the_benchmarks_and_the_project_are_not_readable_inside():
 
     paths = [str(REPO), str(humaneval_path()), str(REPO / ".venv"), "/work", "/root", "/tmp", "/home",
              "/etc/passwd", "/etc/hostname", "/var", "/opt", "/srv", "/mnt", "/media", "/boot"]
+    # The interpreter's own installation is bound at its path (pyenv under /root here): that path and the
+    # directories leading to it exist, holding nothing else.
+    interpreter_dirs = [Path(dest) for _, dest in isolation.interpreter()[1]]
+    on_the_way = {str(d) for dest in interpreter_dirs for d in [dest, *dest.parents]}
     found = value_of("import os\ndef probe(paths):\n    return [p for p in paths if os.path.exists(p)]\n",
                      args=(paths,))
-    assert found == []
+    assert [p for p in found if p not in on_the_way] == []
+    for dest in interpreter_dirs:
+        for parent, child in zip(dest.parents, [dest, *dest.parents]):
+            if str(parent) != "/":
+                listed = value_of("import os\ndef probe(d):\n    return os.listdir(d)\n", args=(str(parent),))
+                assert listed == [child.name], (parent, listed)
+        inside = value_of("import os\ndef probe(d):\n    return sorted(os.listdir(d))\n", args=(str(dest),))
+        assert "site-packages" not in value_of(
+            "import os, sys\ndef probe():\n    return os.listdir(os.path.dirname(os.__file__))\n")
+        assert set(inside) <= {"bin", "lib"}, inside
     # What is there: /usr read-only (no benchmark data installed in it) and the sandbox's own tmpfs.
     listed = value_of("import os\ndef probe():\n    return sorted(os.listdir('/'))\n")
-    assert set(listed) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "proc", "dev", "sandbox"}
+    top = {Path(d).parts[1] for d in on_the_way if d != "/"}
+    assert set(listed) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "proc", "dev", "sandbox"} | top
 
 
 # ------------------------------------------------------------------------------- HumanEval-style checks
