@@ -124,6 +124,34 @@ def _few_equal_hashes(keys: list, tag: str) -> None:
             raise WireError(f"{tag} with more than {MAX_EQUAL_HASHES} keys of one hash")
 
 
+def _few_colliding_values(values: list | tuple, tag: str) -> None:
+    """Refuse a list or tuple holding more than ``MAX_EQUAL_HASHES`` *distinct* values of one hash. Trusted code
+    may put its elements in a set or dict (MBPP's tests do: ``set(candidate(...))``), and colliding values cost
+    that a probe past all the others each: 80,000 of them held the trusted process's GIL for two minutes. Equal
+    values are one set element and cross freely; each value is compared with at most ``MAX_EQUAL_HASHES`` others
+    of its hash, so the check is linear."""
+    if len(values) <= MAX_EQUAL_HASHES:
+        return
+    try:
+        if len(set(map(hash, values))) == len(values):  # the usual case: no two elements share a hash
+            return
+    except TypeError:
+        pass
+    buckets: dict[int, list] = {}
+    for v in values:
+        try:
+            h = hash(v)
+        except TypeError:  # a list, dict or set (or a tuple holding one): never a set element
+            continue
+        bucket = buckets.get(h)
+        if bucket is None:
+            buckets[h] = [v]
+        elif not any(v == seen for seen in bucket):
+            bucket.append(v)
+            if len(bucket) > MAX_EQUAL_HASHES:
+                raise WireError(f"{tag} with more than {MAX_EQUAL_HASHES} distinct values of one hash")
+
+
 def _reject_constant(name: str) -> object:
     raise WireError(f"non-standard JSON constant {name}")
 
@@ -145,6 +173,7 @@ def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH)
             for i, x in enumerate(r):
                 if type(x) is not int and type(x) is not str:
                     r[i] = dec(x, depth + 1)
+            _few_colliding_values(r, "list")
             return r
         if t is not dict or set(r) != {"t", "v"}:
             raise WireError(f"not a wire value: {t.__name__}")
@@ -177,7 +206,9 @@ def decode_tree(raw: object, allow_nan: bool = True, max_depth: int = MAX_DEPTH)
         if type(payload) is not list:
             raise WireError(f"bad {tag!r} payload")
         if tag == "tuple":
-            return tuple(dec(x, depth + 1) for x in payload)
+            elements = tuple(dec(x, depth + 1) for x in payload)
+            _few_colliding_values(elements, tag)
+            return elements
         try:
             if tag == "set" or tag == "frozenset":
                 elements = [dec(x, depth + 1) for x in payload]

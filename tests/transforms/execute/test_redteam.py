@@ -571,3 +571,22 @@ def test_the_expected_output_is_nowhere_in_the_candidate_s_process():
     leaked = Problem("Toy/leak", "def guess(x):\n", "guess",
                      f"def check(candidate):\n    assert candidate({secret!r}) == {secret!r}\n")
     assert verdicts.run_function_tests(leaked, search, FAST).passed
+
+
+def test_a_result_of_colliding_values_cannot_stall_the_trusted_check():
+    # MBPP's tests put the result in a set (Mbpp/2); 80,000 distinct ints of hash 0 held the trusted process's
+    # GIL for two minutes building it, and honest samples in neighbouring threads timed out meanwhile.
+    problem = Problem("Toy/similar", "def similar_elements(a, b):\n", "similar_elements",
+                      "def check(candidate):\n    assert set(candidate((3, 4, 5, 6), (5, 7, 4, 10))) == set((4, 5))\n")
+    assert verdicts.run_function_tests(
+        problem, "def similar_elements(a, b):\n    return list(set(a) & set(b))\n", FAST).passed
+    hostile = "def similar_elements(a, b):\n    return [k * (2**61 - 1) for k in range(1, 80000)]\n"
+    started = time.monotonic()
+    verdict = verdicts.run_function_tests(problem, hostile, FAST)
+    assert verdict.status == "failed" and "distinct values of one hash" in verdict.reason, verdict
+    assert time.monotonic() - started < FAST.timeout_s
+    # Equal values are one set element: a long list of them still crosses, as do a few colliding ones.
+    many_equal = [0] * 100_000 + [k * (2**61 - 1) for k in range(wire.MAX_EQUAL_HASHES)] * 100
+    assert wire.loads(wire.dumps(many_equal, 8 << 20), 8 << 20) == many_equal
+    with pytest.raises(wire.WireError, match="distinct values of one hash"):
+        wire.loads(wire.dumps(tuple((k * (2**61 - 1), "x") for k in range(wire.MAX_EQUAL_HASHES + 1)) * 2))
