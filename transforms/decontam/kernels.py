@@ -25,14 +25,45 @@ _NUMBER = np.uint64(0xA1A1_0000_0000_0003)
 _SEPARATOR = np.uint64(0xA1A1_0000_0000_0004)
 
 _HASH, _DQUOTE, _SQUOTE, _BACKTICK, _SLASH, _STAR, _BACKSLASH, _NEWLINE, _DOT = 35, 34, 39, 96, 47, 42, 92, 10, 46
+_SPACE_CHAR, _TAB, _TILDE = 32, 9, 126
+
+
+@numba.njit(cache=True, nogil=True)
+def fence_line_end(cp, q):
+    """End of the Markdown fence line (``normalize._FENCE_LINE``) that starts at ``q``, or -1: spaces and
+    tabs, three or more backticks or tildes, then the rest of the line (no backtick after backticks)."""
+    size = cp.size
+    while q < size and (cp[q] == _SPACE_CHAR or cp[q] == _TAB):
+        q += 1
+    if q >= size or (cp[q] != _BACKTICK and cp[q] != _TILDE):
+        return -1
+    mark = cp[q]
+    run = 0
+    while q < size and cp[q] == mark:
+        q += 1
+        run += 1
+    if run < 3:
+        return -1
+    while q < size and cp[q] != _NEWLINE and cp[q] != 0:
+        if mark == _BACKTICK and cp[q] == _BACKTICK:
+            return -1
+        q += 1
+    return q
 
 
 @numba.njit(cache=True, nogil=True)
 def match_blank(cp, p, c_family):
-    """(end, is_string) of the comment or string literal that ``normalize._BLANK_RE[c_family]`` matches at
-    ``p``; end is -1 when it matches nothing there. Same alternatives, same order, same stops at \\x00."""
+    """(end, is_string) of the comment, fence line or string literal that ``normalize._BLANK_RE[c_family]``
+    matches at ``p``; end is -1 when it matches nothing there. Same alternatives, same order, same stops at
+    \\x00."""
     size = cp.size
     c = cp[p]
+    if c == _NEWLINE or p == 0:  # a fence line starts at a line break or at the start of the text
+        e = fence_line_end(cp, p + 1 if c == _NEWLINE else p)
+        if e >= 0:
+            return e, False
+        if c == _NEWLINE:
+            return -1, False
     if c == _HASH:  # always matches, up to the end of the line
         e = p + 1
         while e < size and cp[e] != _NEWLINE and cp[e] != 0:
@@ -58,7 +89,7 @@ def match_blank(cp, p, c_family):
                     i += 2
                     continue
                 break
-            if x == 0 or (x == _NEWLINE and c != _BACKTICK):
+            if x == 0 or (x == _NEWLINE and (c != _BACKTICK or fence_line_end(cp, i + 1) >= 0)):
                 break
             i += 1
         return -1, False
@@ -82,7 +113,7 @@ def match_blank(cp, p, c_family):
 
 @numba.njit(cache=True, nogil=True)
 def _is_opener(x):
-    return x == _HASH or x == _DQUOTE or x == _SQUOTE or x == _BACKTICK or x == _SLASH
+    return x == _HASH or x == _DQUOTE or x == _SQUOTE or x == _BACKTICK or x == _SLASH or x == _NEWLINE
 
 
 @numba.njit(cache=True, nogil=True)
@@ -93,7 +124,7 @@ def blank_spans(cp, c_family, starts, ends, is_string):
     p = 0
     size = cp.size
     while p < size:
-        if _is_opener(cp[p]):
+        if _is_opener(cp[p]) or p == 0:
             e, string = match_blank(cp, p, c_family)
             if e >= 0:
                 starts[count] = p
@@ -132,11 +163,8 @@ def code_tokens(cp, cls, by_value, c_family, kept_shift, kept_table, values, sta
     i = 0
     while i < size:
         c = _class_at(cls, cp, i, by_value)
-        if c == SPACE or c == DROP:
-            i += 1
-            continue
         x = cp[i]
-        if _is_opener(x):  # a comment vanishes; a string literal is one <str> token
+        if _is_opener(x) or i == 0:  # a comment or fence line vanishes; a string literal is one <str> token
             e, string = match_blank(cp, i, c_family)
             if e >= 0:
                 if string:
@@ -144,6 +172,9 @@ def code_tokens(cp, cls, by_value, c_family, kept_shift, kept_table, values, sta
                     n += 1
                 i = e
                 continue
+        if c == SPACE or c == DROP:
+            i += 1
+            continue
         if c == WORD or c == DIGIT:
             # A word run; a '.' right after a run that began with a digit joins it, and so does the run
             # after that '.' (`1.5`, `1.`, `1.5.3`).

@@ -65,8 +65,15 @@ SEPARATOR = 0xA1A1_0000_0000_0004  # between texts of a batch: n-grams never spa
 KEPT_NAMES = frozenset(keyword.kwlist) | frozenset(n for n in dir(builtins) if not n.startswith("_"))
 DROPPED = frozenset("()\\")
 
+# A Markdown fence line (```lang or ~~~, at a line start, maybe indented; a backtick fence's info string
+# has no backtick) is markup, not code: it is dropped like a comment, and a backtick string (a JS template
+# literal may span lines) never runs across one. Otherwise a fenced answer, the usual form of a response,
+# would read as one <str> from the opening fence to the closing one and hide the code between.
+_FENCE_LINE = r"[ \t]*(?:`{3,}[^`\n\x00]*|~{3,}[^\n\x00]*)(?![^\n\x00])"
+_FENCE = rf"(?:\A|\n){_FENCE_LINE}"
 _STRING = (r"(?:\"\"\"[^\x00]*?\"\"\"|'''[^\x00]*?'''|\"(?:\\[^\x00]|[^\"\\\n\x00])*\""
-           r"|'(?:\\[^\x00]|[^'\\\n\x00])*'|`(?:\\[^\x00]|[^`\\\x00])*`)")
+           r"|'(?:\\[^\x00]|[^'\\\n\x00])*'"
+           rf"|`(?:\\[^\x00]|(?!\n{_FENCE_LINE})[^`\\\x00])*`)")
 _HASH_COMMENT = r"\#[^\n\x00]*"
 _BLOCK_COMMENT = r"/\*[^\x00]*?\*/"
 _LINE_COMMENT = r"//[^\n\x00]*"  # C family only: in Python `//` is floor division
@@ -82,7 +89,7 @@ def is_c_family(language: str | None) -> bool:
 
 
 def _comments(c_family: bool) -> str:
-    return "|".join([_HASH_COMMENT, _BLOCK_COMMENT] + ([_LINE_COMMENT] if c_family else []))
+    return "|".join([_FENCE, _HASH_COMMENT, _BLOCK_COMMENT] + ([_LINE_COMMENT] if c_family else []))
 
 
 # A word run; a number keeps its dots (`1.0`, `1.` and `1.00` must all be one <num>).
@@ -90,8 +97,9 @@ _RUN = r"\d\w*(?:\.\w*)*|\w+"
 _RUN_RE = re.compile(_RUN + r"|\S")
 
 # One left-to-right pass finds comments and strings (a `#` in a string is no comment, a quote in a
-# comment no string). The lookahead lets the regex engine skip ahead to the few possible start characters.
-_BLANK_RE = {cf: re.compile(f"(?=[#/\"'`])(?:({_comments(cf)})|{_STRING})") for cf in (False, True)}
+# comment no string). The lookahead lets the regex engine skip ahead to the few possible start characters
+# (a fence line starts at a line break or at the start of the text).
+_BLANK_RE = {cf: re.compile(f"(?:(?=[#/\"'`\\n])|\\A)(?:({_comments(cf)})|{_STRING})") for cf in (False, True)}
 _SPAN_TOKEN_RE = {
     cf: re.compile(f"(?P<comment>{_comments(cf)})|(?P<string>{_STRING})|(?P<run>{_RUN})|(?P<char>\\S)")
     for cf in (False, True)

@@ -177,7 +177,17 @@ def shape_of(fn: ast.FunctionDef | ast.AsyncFunctionDef, offset: int = 0,
              line_starts: list[int] | None = None, accept: Accept | None = None) -> FunctionShape | None:
     """The shape of ``fn``; with ``line_starts`` of its source, its character span (plus ``offset``).
     ``accept`` sees the signature first (no body key, no display yet): None when it declines, so a
-    function that cannot match costs no body canonicalization."""
+    function that cannot match costs no body canonicalization. None too when ``fn`` is nested too deep to
+    canonicalize (``return x + x + ...`` with a thousand terms): such a function has no shape to match, and
+    reading it as a stub would match any fully typed signature."""
+    try:
+        return _shape_of(fn, offset, line_starts, accept)
+    except RecursionError:
+        return None
+
+
+def _shape_of(fn: ast.FunctionDef | ast.AsyncFunctionDef, offset: int, line_starts: list[int] | None,
+              accept: Accept | None) -> FunctionShape | None:
     args = fn.args
     params = list(args.posonlyargs) + list(args.args)
     method = bool(params) and params[0].arg in _SELF
@@ -200,11 +210,17 @@ def shape_of(fn: ast.FunctionDef | ast.AsyncFunctionDef, offset: int = 0,
 
 
 def _walk_functions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
-    """Every function, methods and nested functions included, outer before inner."""
-    for node in ast.iter_child_nodes(tree):
+    """Every function, methods and nested functions included, outer before inner (in source order, with
+    an explicit stack: a tree nested a thousand deep must not exhaust Python's recursion limit)."""
+    stack = [ast.iter_child_nodes(tree)]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+            continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             yield node
-        yield from _walk_functions(node)
+        stack.append(ast.iter_child_nodes(node))
 
 
 def _line_starts(text: str) -> list[int]:
@@ -215,10 +231,15 @@ def _line_starts(text: str) -> list[int]:
 
 
 def _parse(source: str) -> ast.Module | None:
+    return _parse_or_error(source)[0]
+
+
+def _parse_or_error(source: str) -> tuple[ast.Module | None, Exception | None]:
+    """(tree, None), or (None, why it does not parse)."""
     try:
-        return ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
+        return ast.parse(source), None
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        return None, error
 
 
 def module_functions(source: str, names: frozenset[str] | set[str] | None = None, tree: ast.Module | None = None,
@@ -287,9 +308,11 @@ def functions_in_text(text: str, names: frozenset[str] | set[str] | None = None,
                 and shape_of(header_tree.body[0], accept=accept) is None:
             continue  # the signature alone rules it out: no need to parse the body
         start, end, block = _def_block(text, m.start())
-        tree = _parse(block)
-        if tree is None:  # a signature quoted in prose: the header alone, as a stub
-            if header is None:
+        tree, error = _parse_or_error(block)
+        if tree is None:
+            # A signature quoted in prose (one line, not Python) is read as its header alone, a stub. A body
+            # that does not parse (Python 2, nested too deep) is no stub: it cannot be compared, so no shape.
+            if header is None or "\n" in block or not isinstance(error, SyntaxError):
                 continue
             end = m.start() + len(header)
             tree = header_tree
@@ -327,7 +350,9 @@ def benchmark_functions(prompt: str, solution: str, entry_point: str = ""
                 continue
             body = [s for s in fn.body if not _is_docstring(s)]
             body_source = "\n".join(ast.get_source_segment(source, s) or "" for s in body)
-            out.append((shape_of(fn), body_source))
+            shape = shape_of(fn)
+            if shape is not None:
+                out.append((shape, body_source))
             if entry_point:
                 break
         if out:

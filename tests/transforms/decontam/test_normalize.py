@@ -68,7 +68,8 @@ def test_planted_renaming_touches_code_only():
 # ------------------------------------------------------------------ hot path == reference definitions
 
 _FUZZ_PIECES = list("\"'`#/*\\\n \x00\x02ab_1.9()éİK") + ['"""', "'''", "/*", "*/", "//", "𝔘", "def ", "None",
-                                                          "NONE", "True", "tRue", "ValueError", "1.5", "x.y"]
+                                                          "NONE", "True", "tRue", "ValueError", "1.5", "x.y", "```",
+                                                          "~~~", "```py\n", "\n  ```\n", "\t~~~~ x"]
 
 
 def _fuzz_texts(seed: int, count: int):

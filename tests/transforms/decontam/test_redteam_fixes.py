@@ -1,0 +1,124 @@
+"""Defects a red-team pass found in the decontamination checks, each shown on hand-written text (not the
+project's planting helpers, so the tests do not share the normalizer's view of what a copy is)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transforms.decontam import benchmarks as B
+from transforms.decontam import normalize
+from transforms.decontam.methods import DecontamConfig, DecontamIndex
+
+COLUMNS = ("instruction", "code")
+
+# HumanEval/0's solution, renamed by hand (so only the n-gram view can find it, not its signature).
+RENAMED_HUMANEVAL_0 = '''def close_pair(vals, eps):
+    for a, x in enumerate(vals):
+        for b, y in enumerate(vals):
+            if a != b:
+                d = abs(x - y)
+                if d < eps:
+                    return True
+
+    return False
+'''
+
+
+@pytest.fixture(scope="module")
+def items():
+    return B.load_humaneval()
+
+
+@pytest.fixture(scope="module")
+def index(items):
+    return DecontamIndex.build(items, DecontamConfig())
+
+
+def flagged(index, code, instruction="Write this function.", language=None):
+    return {(e["method"], e["task_id"]) for e in index.check({"instruction": instruction, "code": code},
+                                                             COLUMNS, language)}
+
+
+# --------------------------------------------------------------------------- Markdown fences hide code
+
+
+@pytest.mark.parametrize("fenced", [
+    "Here is my solution:\n\n```python\n" + RENAMED_HUMANEVAL_0 + "```\n\nHope it helps.",
+    "```\n" + RENAMED_HUMANEVAL_0 + "```",
+    "Sure!\n   ```py title=solution.py\n" + RENAMED_HUMANEVAL_0 + "   ```\n",
+    "Sure!\n~~~python\n" + RENAMED_HUMANEVAL_0 + "~~~\n",
+    "1. First `close_pair` loops twice:\n\n````python\n" + RENAMED_HUMANEVAL_0 + "````\nThat's it.",
+])
+def test_a_fenced_renamed_solution_is_caught_like_an_unfenced_one(index, fenced):
+    assert ("ngram", "HumanEval/0") in flagged(index, RENAMED_HUMANEVAL_0)
+    assert ("ngram", "HumanEval/0") in flagged(index, fenced)
+    assert ("ngram", "HumanEval/0") in flagged(index, "", instruction=fenced)
+
+
+def test_a_fence_line_is_dropped_from_the_code_view_and_hides_nothing():
+    code = "def f(a):\n    return a + 1\n"
+    plain = normalize.describe_tokens(code)
+    assert normalize.describe_tokens("Answer:\n```python\n" + code + "```\nDone") == f"<id> : {plain} <id>"
+    assert normalize.describe_tokens("  ~~~\n" + code + "  ~~~") == plain
+    # Inline code of three backticks on one line is no fence; nor is a fence mid-line.
+    assert normalize.describe_tokens("```x = 1```") == "<str> <str> <str>"
+    assert normalize.describe_tokens("see ```\nx\n```") == "<id> <str> ` <id>"
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("const s = `hello\n${name}\nworld`;", "<id> <id> = <str> ;"),  # a template literal spans lines
+    ("let q = `a\n  ~~ b`;", "<id> <id> = <str> ;"),  # two tildes are no fence
+    ("x = `start\n```js\ny = 1\n```\n", "<id> = ` <id> <id> = <num>"),  # ... but it never spans a fence
+])
+def test_backtick_strings_still_work_but_never_span_a_fence(text, tokens):
+    assert normalize.describe_tokens(text, "javascript") == tokens
+
+
+def test_fenced_text_tokens_agree_on_every_path():
+    texts = ["Here:\n```python\ndef f(a):\n    return `a`\n```\n", "  ```\nx = '''a\n```\nb'''\n  ```",
+             "```\n\x02 ~~~ ``\n~~~~ `x`\n", "x `\n  ~~~ k\n` ```y```", "\t```c\n/* a */ b // c\n```"]
+    for language in (None, "java"):
+        c_family = normalize.is_c_family(language)
+        joined = normalize.join_texts(texts)
+        expected = [(m.start(), m.end(), m.group(1) is None) for m in normalize._BLANK_RE[c_family].finditer(joined)]
+        assert list(zip(*normalize.blank_spans(joined, c_family))) == expected
+        assert np.array_equal(normalize.batch_values(texts, "code", language),
+                              normalize.reference_batch_values(texts, "code", language))
+        for text in texts:
+            fast = normalize.fast_code_tokens(normalize.join_texts([text]), c_family, positions=True)
+            scalar = normalize.regex_code_tokens(text, language)
+            assert fast.values.tolist() == [t.value for t in scalar]
+            assert fast.starts.tolist() == [t.start for t in scalar]
+
+
+# ------------------------------------------------------------------ bodies that cannot be canonicalized
+
+
+def deep_sum(terms: int) -> str:
+    """HumanEval/2's fully typed signature over a body nested ``terms`` deep (a left-leaning ``+`` chain)."""
+    return "def truncate_number(number: float) -> float:\n    return " + " + ".join(["number"] * terms) + "\n"
+
+
+@pytest.mark.parametrize("code", [
+    deep_sum(1000),  # parses, but canonicalizing it recursed past the limit (RecursionError out of check)
+    deep_sum(2000),
+    deep_sum(3000),  # does not parse at all: was read as a stub and matched HumanEval/2's typed signature
+    "def truncate_number(number: float) -> float:\n    print 'the fraction'\n    return number\n",  # Python 2
+])
+def test_a_body_that_cannot_be_canonicalized_gets_no_signature_match(index, code):
+    found = flagged(index, code)
+    assert not [hit for hit in found if hit[0] == "signature"]
+
+
+def test_a_deep_body_beside_a_copy_does_not_hide_the_copy(index):
+    assert ("ngram", "HumanEval/0") in flagged(index, deep_sum(2000) + "\n\n" + RENAMED_HUMANEVAL_0)
+
+
+def test_a_deep_body_does_not_fail_the_beam_bundle(index):
+    from transforms.decontam.beam import _DecontaminateBatch
+
+    batch = [{"instruction": "x", "code": deep_sum(1000)},
+             {"instruction": "x", "code": "def truncate_number(number: float) -> float:\n    return number % 1.0\n"}]
+    out = list(_DecontaminateBatch(COLUMNS, "decontam_test", "source_pair", None).process(batch, index))
+    assert out[0] is batch[0]  # kept
+    assert getattr(out[1], "tag", None) == "rejected"  # the real copy is still a dead letter
