@@ -593,6 +593,27 @@ def check_benchmark_files(specs: Sequence[BenchmarkSpec]) -> None:
             raise ValueError(f"{given}: {' '.join(str(err).split())}") from err
         if not items:
             raise ValueError(f"{given}: the file holds no benchmark items (is it empty?)")
+        if not any(map(has_guarded_text, items)):
+            raise ValueError(f"{given}: {_nothing_to_guard(spec, items)}")
+
+
+GUARDED_ROLES = ("prompt", "docstring", "solution", "tests")
+
+
+def has_guarded_text(item: BenchmarkItem) -> bool:
+    """Whether the item has any text to guard (a prompt, statement, solution or test that is not blank)."""
+    return any(text.strip() for text in (item.prompt, item.docstring, *item.solutions, *item.tests))
+
+
+def _nothing_to_guard(spec: BenchmarkSpec, items: Sequence[BenchmarkItem]) -> str:
+    """Why a benchmark whose every row is null or blank in its guarded columns is refused (an index built
+    from it would guard nothing, silently)."""
+    if spec.fields:
+        columns = ", ".join(f"{role}={column}" for role, column in spec.fields if role in GUARDED_ROLES)
+    else:
+        columns = f"the {spec.name} format's prompt, solution and test fields"
+    return (f"all {len(items)} row(s) are null or empty in the guarded columns ({columns}): it would guard "
+            "nothing; does --benchmark-fields name the right columns?")
 
 
 def load_benchmarks(specs: Sequence[BenchmarkSpec]) -> list[BenchmarkItem]:
@@ -601,6 +622,8 @@ def load_benchmarks(specs: Sequence[BenchmarkSpec]) -> list[BenchmarkItem]:
         loaded = spec.load()
         if not loaded:
             raise ValueError(f"benchmark {spec.name!r} ({spec.path}) has no items")
+        if not any(map(has_guarded_text, loaded)):
+            raise ValueError(f"benchmark {spec.name!r} ({spec.path}): {_nothing_to_guard(spec, loaded)}")
         items.extend(loaded)
     return items
 

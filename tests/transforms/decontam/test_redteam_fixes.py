@@ -122,3 +122,25 @@ def test_a_deep_body_does_not_fail_the_beam_bundle(index):
     out = list(_DecontaminateBatch(COLUMNS, "decontam_test", "source_pair", None).process(batch, index))
     assert out[0] is batch[0]  # kept
     assert getattr(out[1], "tag", None) == "rejected"  # the real copy is still a dead letter
+
+
+# ------------------------------------------------------------------ a benchmark file that guards nothing
+
+
+def test_a_benchmark_file_whose_mapped_columns_are_all_empty_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"id": "a1", "question": null, "answer": ""}\n{"id": "a2", "question": "  ", "answer": null}\n')
+    fields = B.parse_benchmark_fields(["mine:task_id=id,prompt=question,solution=answer"])
+    spec = B.BenchmarkSpec.parse(f"mine={path}", fields)
+    with pytest.raises(ValueError) as refused:
+        B.check_benchmark_files([spec])
+    message = str(refused.value)
+    assert "\n" not in message and f"--benchmark mine={path}" in message
+    assert "prompt=question" in message and "solution=answer" in message
+    with pytest.raises(ValueError, match="null or empty"):  # and on a worker, which loads it again
+        B.load_benchmarks([spec])
+    # One row with text is enough to guard something.
+    path.write_text('{"id": "a1", "question": null, "answer": ""}\n'
+                    '{"id": "a2", "question": "Reverse the words of a sentence.", "answer": null}\n')
+    B.check_benchmark_files([spec])
+    assert len(B.load_benchmarks([spec])) == 2
