@@ -185,25 +185,42 @@ class SubstringIndex:
                 needle = string.lower()
                 pos = content.find(needle)
                 if pos >= 0:
-                    column, start = _locate(cols, pos)
+                    column, start, end = _locate(cols, pos, pos + len(needle))
                     text = dict(cols)[column]
                     return {
                         "method": "substring", "benchmark": group.rsplit("_", 1)[0], "task_id": task_id,
                         "field": group.rsplit("_", 1)[1], "filter_reason": f"{group}_match",
-                        "column": column, "span": [start, start + len(needle)],
-                        "matched_text": _span_text(text, start, start + len(needle)),
+                        "column": column, "span": [start, end], "matched_text": _span_text(text, start, end),
                     }
         return None
 
 
-def _locate(cols: list[tuple[str, str]], pos: int) -> tuple[str, int]:
-    """Map an offset in the "\\n\\n"-joined content back to (column, offset in that column)."""
+def _locate(cols: list[tuple[str, str]], pos: int, end: int) -> tuple[str, int, int]:
+    """Map a match [pos, end) in the "\\n\\n"-joined lower-cased content back to (column, start, end) in
+    that column's original text (``lower()`` may lengthen a character: "İ" becomes two)."""
     offset = 0
     for column, text in cols:
-        if pos < offset + len(text) + 2 or column == cols[-1][0]:
-            return column, max(0, pos - offset)
-        offset += len(text) + 2
-    return cols[-1][0], 0
+        low_size = len(text.lower())
+        if pos < offset + low_size + 2 or column == cols[-1][0]:
+            start, stop = max(0, pos - offset), min(end - offset, low_size)
+            if low_size == len(text):
+                return column, start, stop
+            return column, _original_offset(text, start), _original_offset(text, stop, end=True)
+        offset += low_size + 2
+    return cols[-1][0], 0, 0
+
+
+def _original_offset(text: str, lowered: int, end: bool = False) -> int:
+    """The offset in ``text`` of offset ``lowered`` in ``text.lower()``: the character whose lower-cased
+    form holds it (with ``end``, the end of the character that holds the one before it)."""
+    if end:
+        return _original_offset(text, lowered - 1) + 1 if lowered > 0 else 0
+    seen = 0
+    for index, char in enumerate(text):
+        seen += len(char.lower())
+        if seen > lowered:
+            return index
+    return len(text)
 
 
 # ----------------------------------------------------------------------------------------------- ngram

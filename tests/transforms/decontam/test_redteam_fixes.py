@@ -7,7 +7,7 @@ import pytest
 
 from transforms.decontam import benchmarks as B
 from transforms.decontam import normalize
-from transforms.decontam.methods import DecontamConfig, DecontamIndex
+from transforms.decontam.methods import DecontamConfig, DecontamIndex, SubstringIndex
 
 COLUMNS = ("instruction", "code")
 
@@ -144,3 +144,21 @@ def test_a_benchmark_file_whose_mapped_columns_are_all_empty_is_refused_in_one_l
                     '{"id": "a2", "question": "Reverse the words of a sentence.", "answer": null}\n')
     B.check_benchmark_files([spec])
     assert len(B.load_benchmarks([spec])) == 2
+
+
+# ------------------------------------------------------------------ substring spans in the original text
+
+
+@pytest.mark.parametrize("instruction, code, column", [
+    ("İİİ: make it unique and sorted", "İstanbul. Return Sorted(Set(Values)) then", "code"),  # İ lowers to 2
+    ("Fix İt: return sorted(set(values)) please", "", "instruction"),
+    ("ǅİ", "x = 1\nreturn SORTED(set(values))", "code"),
+])
+def test_a_substring_span_is_in_the_original_text_even_when_lower_changes_its_length(instruction, code, column):
+    index = SubstringIndex({"bench_solutions": [("bench/1", "return sorted(set(values))")]})
+    record = {"instruction": instruction, "code": code}
+    evidence = index.check(record, COLUMNS)
+    start, end = evidence["span"]
+    assert evidence["column"] == column
+    assert record[column][start:end].lower() == "return sorted(set(values))"
+    assert evidence["matched_text"] == record[column][start:end]
