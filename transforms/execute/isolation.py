@@ -56,7 +56,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from transforms.execute import sandbox_python
+from transforms.execute import sandbox_python, syscall_filter
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +202,10 @@ def _root_links() -> list[str]:
     return args
 
 
-def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str = HASH_SEED) -> list[str]:
-    """The bwrap command line up to (not including) the command."""
+def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str = HASH_SEED,
+               seccomp_fd: int | None = None) -> list[str]:
+    """The bwrap command line up to (not including) the command; ``seccomp_fd`` holds ``syscall_filter``'s
+    filter."""
     python, binds = interpreter()
     args = [bwrap_path() or "bwrap",
             "--unshare-all", "--unshare-user", "--disable-userns",
@@ -220,6 +222,7 @@ def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str = HASH_SEED
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
              "--setenv", "HOME", WORK_DIR, "--setenv", "TMPDIR", WORK_DIR, "--setenv", "PYTHONHASHSEED", hash_seed,
              "--info-fd", str(info_fd),
+             *(("--seccomp", str(seccomp_fd)) if seccomp_fd is not None else ()),
              "--"]
     return args
 
@@ -341,8 +344,9 @@ class SandboxProcess:
         if isolated:
             info_r, info_w = os.pipe()
             python, _ = interpreter()
-            argv = [*_as_nobody(), *bwrap_args(limits, info_w, hash_seed), python, *python_args]
-            child_fds.append(info_w)
+            seccomp_fd = syscall_filter.program_fd()
+            argv = [*_as_nobody(), *bwrap_args(limits, info_w, hash_seed, seccomp_fd), python, *python_args]
+            child_fds += [info_w] + ([seccomp_fd] if seccomp_fd is not None else [])
             env: dict[str, str] = {}
             cwd = "/"
         else:

@@ -224,7 +224,8 @@ def test_a_solution_that_forges_the_literal_run_is_still_judged_by_the_check():
 
 @pytest.mark.parametrize("name, body, statuses", [
     ("memory bomb", "    x = bytearray(1 << 40)\n    return 111\n", {"failed"}),
-    ("memory bomb by doubling", "    x = [0]\n    while True:\n        x = x + x\n", {"failed"}),
+    ("memory bomb by doubling", "    x = [0]\n    while True:\n        x = x + x\n",
+     {"failed", "timeout"}),  # copying ~0.5 GiB before the MemoryError can outlast 1.5 s on a busy machine
     ("deep recursion", "    def r(n):\n        return r(n + 1)\n    return r(0)\n", {"failed"}),
     ("deep recursion past the C stack", "    import sys\n    sys.setrecursionlimit(10 ** 9)\n"
                                         "    def r(n):\n        return r(n + 1) + 1\n    return r(0)\n",
@@ -356,9 +357,10 @@ def test_a_sandbox_sees_nothing_another_one_leaves_and_cannot_kill_it():
         # Every trace was really left (a channel that failed to open would prove nothing) ...
         assert left.value["user"] > 0 and left.value["session"] > 0, left
         assert left.value["hostname"] == -1, left  # not even its own hostname: no CAP_SYS_ADMIN
-        assert min(left.value["shm"], left.value["msg"], left.value["sem"]) >= 0, left
+        # System V IPC is refused outright (syscall_filter: its segments escape every rlimit)
+        assert (left.value["shm"], left.value["msg"], left.value["sem"]) == (-1, -1, -1), left
         assert a.call("look", (tag, port)).value == ["abstract socket", "tcp", "user keyring", "session keyring",
-                                                     "shm", "msg", "sem", "/sandbox"]
+                                                     "/sandbox"]
         # ... and none is visible from the other sandbox, alive at the same time.
         assert b.call("look", (tag, port)).value == []
         # kill(-1) reaches only the caller's own namespace (the caller, its PID 1, is spared) ...
