@@ -28,6 +28,11 @@ n-grams. A fraction, not "any shared n-gram", because after normalization a sing
 common idiom: ``for i in range(len(x)):`` is exactly ten normalized tokens and occurs in many HumanEval
 solutions. Half of a unit's n-grams means a contiguous shared run of at least n + (|unit| - n) / 2 tokens.
 
+A solution unit leaves out the n-grams that touch a function header (``def sat(n: int, li=[1, 2], k=4):``)
+or hold nothing but literal tokens (``[<num> , <num> , ...``): erased, they identify nothing, yet they were
+most of a short puzzle's n-grams (P3's train puzzles matched its test puzzles on shared header shapes). A
+solution with fewer than ``min_solution_tokens`` tokens outside its headers is no n-gram unit.
+
 Two additions to ``ngram`` cover what n-grams of that size cannot see:
 
 * **phrases**: a statement or description shorter than ``word_n`` words has no word n-gram at all
@@ -343,12 +348,22 @@ class NgramIndex:
                 postings[view][g].append(uid)
 
         for item in items:
+            python = (item.language or "python").lower() in PYTHON
             for sol in item.solutions:
                 if is_trivial_solution(sol, item.language, config.min_solution_tokens):
                     continue
+                # A function header (`def sat(n: int, li=[17, 2, 3], k=4):`) or a bare literal says little
+                # once names and literals are erased, yet it can be most of a short solution's n-grams: P3
+                # puzzles matched each other on their headers' default lists. Only n-grams clear of headers
+                # and not all literal count, and a solution whose code outside its headers is trivially
+                # short is not guarded by n-grams.
+                headers = signatures.header_spans(sol) if python else []
+                grams, body_tokens = normalize.guarded_code_ngrams(sol, config.ngram_n, headers, item.language,
+                                                                   config.tokenizer)
+                if body_tokens < config.min_solution_tokens:
+                    continue
                 keys = _solution_body_keys(item, sol, config) if config.structure_floor else ()
-                add(item, "solution", "code",
-                    normalize.text_ngrams(sol, config.ngram_n, "code", item.language, config.tokenizer), keys)
+                add(item, "solution", "code", grams, keys)
             statement = item.statement
             # The statement whole, and cut where a copy of its prose would stop (before the examples).
             texts = [("statement", statement), ("description", _description(statement)),

@@ -606,5 +606,32 @@ def text_ngrams(text: str, n: int, view: str, language: str | None = None, token
     return set(grams.tolist())
 
 
+# Tokens of a bare literal (`[1, 2, 3]`, `{'a': -1}`): a window of nothing else identifies no code.
+_LITERAL_VALUES = np.array(sorted({NUMBER, STRING} | {punct_value(c) for c in ",[]{}:-"}), dtype=np.uint64)
+
+
+def guarded_code_ngrams(text: str, n: int, skipped: Sequence[tuple[int, int]], language: str | None = None,
+                        tokenizer: str = "regex") -> tuple[set[int], int]:
+    """The code-view n-grams of a benchmark solution worth guarding, and how many tokens lie outside
+    ``skipped`` (character spans, e.g. function headers; a token lies inside when it starts there). An
+    n-gram is left out when one of its tokens lies inside ``skipped`` or when it is all bare literal."""
+    if tokenizer == "python":
+        tokens = code_tokens(text, language, tokenizer)
+        values = np.array([t.value for t in tokens], dtype=np.uint64)
+        starts = np.array([t.start for t in tokens], dtype=np.int64)
+    else:
+        found = fast_code_tokens(join_texts([text]), is_c_family(language), positions=True)
+        values, starts = found.values, found.starts
+    inside = np.zeros(values.size, bool)
+    for start, end in skipped:
+        inside |= (starts >= start) & (starts < end)
+    grams, _, first = _gram_hashes(values, n, with_starts=True)
+    inside_before = np.concatenate(([0], np.cumsum(inside)))  # tokens inside ``skipped`` before each position
+    literal_before = np.concatenate(([0], np.cumsum(np.isin(values, _LITERAL_VALUES))))
+    kept = ((inside_before[first + n] == inside_before[first])
+            & (literal_before[first + n] - literal_before[first] < n))
+    return set(grams[kept].tolist()), int(values.size - inside.sum())
+
+
 def code_token_count(text: str, language: str | None = None) -> int:
     return len(regex_code_tokens(text, language))

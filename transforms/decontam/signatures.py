@@ -324,6 +324,20 @@ def functions_in_text(text: str, names: frozenset[str] | set[str] | None = None,
     return found
 
 
+def header_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of every ``def name(...) -> ...:`` header in ``text``, its colon included (a header
+    whose parenthesis does not close within ``_header``'s reach is left out)."""
+    spans = []
+    for m in _defs(text):
+        header = _header(text, m.start())
+        if header is None:
+            continue
+        end = m.start() + len(header)
+        colon = re.match(r"[ \t]*:", text[end:end + 100])
+        spans.append((m.start(), end + (colon.end() if colon else 0)))
+    return spans
+
+
 def _header(text: str, pos: int) -> str | None:
     """``def name(...)`` up to its closing parenthesis, plus a ``-> annotation`` if one follows."""
     depth = 0

@@ -162,3 +162,49 @@ def test_a_substring_span_is_in_the_original_text_even_when_lower_changes_its_le
     assert evidence["column"] == column
     assert record[column][start:end].lower() == "return sorted(set(values))"
     assert evidence["matched_text"] == record[column][start:end]
+
+
+# ------------------------------------------------------------------ headers and bare literals guard nothing
+
+# Two puzzles in P3's style with different tasks: the same header shape (an int and a default list of
+# numbers), bodies that share nothing.
+PUZZLE_GUARDED = '''def sat(item: int, li=[17, 2, 3, 9, 11, 11, 4, 8, 15, 16, 23, 42], index=4):
+    return li.index(item) == index
+'''
+PUZZLE_OTHER = '''def sat(n: int, scores=[100, 95, 80, 70, 65, 9, 9, 9, 4, 2, 1, 7], k=6):
+    assert all(scores[i] >= scores[i + 1] for i in range(len(scores) - 1))
+    return all(s >= scores[k] and s > 0 for s in scores[:n])
+'''
+# A solution that only returns a list, and an unrelated function with a default list of numbers.
+LITERAL_SOLUTION = "def sol():\n    return [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]\n"
+LITERAL_OTHER = ("def rotate(k=2, xs=[2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9, 0]):\n"
+                 "    return xs[k:] + xs[:k]\n")
+# A longer solution in the same style, so the rule still guards what it should.
+PUZZLE_LONG = '''def sat(path: List[int], edges=[[0, 1], [1, 2], [2, 3], [0, 3]], u=0, v=3):
+    assert path[0] == u and path[-1] == v
+    for a, b in zip(path, path[1:]):
+        assert [a, b] in edges or [b, a] in edges
+    return len(set(path)) == len(path)
+'''
+
+
+def test_a_shared_header_or_bare_literal_is_no_contamination():
+    items = [B.BenchmarkItem("puzzles", "guarded/0", prompt="", solutions=(PUZZLE_GUARDED,)),
+             B.BenchmarkItem("puzzles", "literal/0", prompt="", solutions=(LITERAL_SOLUTION,)),
+             B.BenchmarkItem("puzzles", "long/0", prompt="", solutions=(PUZZLE_LONG,))]
+    index = DecontamIndex.build(items, DecontamConfig(methods=("ngram",)))
+    assert not flagged(index, PUZZLE_OTHER, instruction="Solve this puzzle.")
+    assert not flagged(index, LITERAL_OTHER, instruction="Solve this puzzle.")
+    renamed_long = PUZZLE_LONG.replace("path", "route").replace("edges", "links").replace("[0, 1]", "[5, 6]")
+    assert ("ngram", "long/0") in flagged(index, renamed_long, instruction="Solve this puzzle.")
+
+
+def test_guarded_code_ngrams_leave_out_headers_and_bare_literals():
+    text = "def f(a, b=[1, 2, 3, 4, 5, 6]):\n    return a + b[0] * len(b) - max(b)\n"
+    headers = [(0, text.index("\n"))]
+    grams, body_tokens = normalize.guarded_code_ngrams(text, 4, headers)
+    body = text[text.index("\n") + 1:]
+    assert body_tokens == len(normalize.regex_code_tokens(body))
+    assert grams == normalize.text_ngrams(body, 4, "code")  # the header's windows are gone, the body's kept
+    literal, _ = normalize.guarded_code_ngrams("x = [1, 2, 3, 4, 5]", 4, [])
+    assert literal == normalize.text_ngrams("x = [1,", 4, "code")  # only the windows with more than literal
