@@ -2,7 +2,8 @@
 
 Two views of a text, each a sequence of 64-bit token values:
 
-* **code view**: comments are dropped; a string literal becomes one ``<str>`` token; a run of word
+* **code view**: comments and Markdown fence lines (```` ```python ````, ``~~~``) are dropped (a backtick
+  string never spans a fence line); a string literal becomes one ``<str>`` token; a run of word
   characters (``\\w+``) becomes ``<num>`` when it starts with a digit, stays itself when it is a Python
   keyword or builtin, and becomes ``<id>`` otherwise; every other non-space character is a token of its
   own, except parentheses and backslashes, which are dropped (reformatters add and remove redundant

@@ -16,7 +16,8 @@ A *shape* (``FunctionShape``) of a function is
 
 ``functions_in_text`` finds the functions in any text: each ``def`` block cut out by indentation (a
 function inside a chat message or a Markdown fence), or a whole module when it parses; a signature quoted
-in prose is read as a stub. ``benchmark_functions`` reads the function(s) a benchmark solution defines.
+in prose is read as a stub, while a body that does not parse (Python 2) or is nested too deep to canonicalize
+gets no shape at all. ``benchmark_functions`` reads the function(s) a benchmark solution defines.
 Both the ``signature`` method and ``ngram``'s structural check (``methods``) use these shapes.
 """
 from __future__ import annotations
