@@ -224,3 +224,31 @@ def test_every_tokenizer_file_changes_the_fingerprint(tmp_path, monkeypatch, nam
     assert len(seen) == 3
     (directory / "README.md").write_text("not part of what the model computes")
     assert model_fingerprint(directory) in seen
+
+
+RACE = """
+import sys, threading
+from runners.model_resolution import load_tokenizer
+barrier, errors = threading.Barrier(4), []
+def load():
+    barrier.wait()
+    try:
+        load_tokenizer(sys.argv[1])
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=load) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(errors)
+"""
+
+
+def test_threads_loading_the_first_tokenizer_at_once_all_get_it(smollm2_dir):  # noqa: F811
+    # transformers' lazy imports raced here (ImportError: cannot import name 'PreTrainedTokenizerFast') in about
+    # three fresh processes of five; Beam's multi_threading runner sets up several DoFns at once.
+    root = Path(__file__).resolve().parents[2]
+    for _ in range(3):  # the race needs a process that has not imported transformers yet
+        out = subprocess.run([sys.executable, "-c", RACE, str(smollm2_dir)], cwd=root, capture_output=True,
+                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]
