@@ -24,7 +24,9 @@ class OutputOptions(PipelineOptions):
         group.add_argument("--verbose", action="store_true", default=False, help="Log at INFO level.")
         group.add_argument("--quiet", action="store_true", default=False,
                            help="No live progress lines on stderr (the summary is still printed).")
-        group.add_argument("--progress-interval", dest="progress_interval", type=float, default=None,
+        from transforms.stats.progress import interval_argument
+
+        group.add_argument("--progress-interval", dest="progress_interval", type=interval_argument, default=None,
                            help="Seconds between progress reports (default: 2 on a terminal, 10 otherwise).")
 
 

@@ -16,9 +16,11 @@ engine has had work without answering, and shows a rate and an ETA only once the
 """
 from __future__ import annotations
 
+import argparse
 import atexit
 import collections
 import json
+import math
 import os
 import socket
 import sys
@@ -247,12 +249,30 @@ def progress_lines(counters: Mapping[str, float], elapsed: float, engine: Engine
     return lines
 
 
+def check_interval(seconds: float) -> float:
+    """``seconds`` if it is a usable time between reports; else ValueError. 0, a negative number or nan would
+    report in a busy loop (100k lines in a few seconds), inf would make the wait overflow."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"the progress interval must be a positive number of seconds, got {seconds}")
+    return seconds
+
+
+def interval_argument(text: str) -> float:
+    """argparse type of ``--progress-interval``: a finite number of seconds above 0."""
+    try:
+        return check_interval(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+
+
 class ProgressReporter:
     """Prints the job's progress on stderr until ``stop``: a live table on a terminal (rich), plain lines every
     ``interval`` seconds otherwise (a log file, CI)."""
 
     def __init__(self, directory: str, *, interval: float | None = None, order: list[str] | None = None,
                  stream=None, force_plain: bool = False):
+        if interval is not None:
+            check_interval(interval)
         self.directory = directory
         self.stream = stream or sys.stderr
         self.tty = (not force_plain) and hasattr(self.stream, "isatty") and self.stream.isatty()

@@ -173,3 +173,36 @@ def test_a_new_job_in_the_same_process_starts_its_counts_from_zero(tmp_path):
 
     run_timed(options, build)
     assert progress.LIVE.snapshot() == {"extract.in": 3}
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "nan", "inf", "-inf"])
+def test_a_progress_interval_that_is_not_a_positive_finite_number_is_refused_in_one_line(interval, tmp_path,
+                                                                                          capsys):
+    from beam_pipelines.inverse_instruct import JOB
+    from beam_pipelines.launch import job_main, pipeline_options
+
+    def run(argv):  # the job's own parsing, but no job: an accepted interval must not start one here
+        pipeline_options(argv, JOB)
+        raise AssertionError(f"--progress-interval={interval} was accepted")
+
+    code = job_main([f"--output={tmp_path / 'out'}", "--stages=extract", f"--progress-interval={interval}"], JOB, run)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("inverse-instruct generate: error: argument --progress-interval: ") and interval in err
+    assert "Traceback" not in err and "progress [" not in err
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan"), float("inf")])
+def test_the_reporter_refuses_an_interval_it_could_not_wait(interval, tmp_path):
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        progress.ProgressReporter(str(tmp_path), interval=interval, force_plain=True)
+
+
+def test_a_positive_progress_interval_is_kept(tmp_path):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.options import OutputOptions
+
+    assert PipelineOptions(["--progress-interval=0.5"]).view_as(OutputOptions).progress_interval == 0.5
+    assert progress.ProgressReporter(str(tmp_path), interval=0.5, force_plain=True).interval == 0.5
