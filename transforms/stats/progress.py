@@ -114,10 +114,17 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+# The Parquet writers count under ``write.<output directory>`` (``transforms.io.beam._WriteShard``): the writer of
+# rejected/ makes ``write.rejected.rows``, which reads like a rejection by a stage named "write".
+WRITER_PREFIX = "write."
+
+
 def stage_rows(counters: Mapping[str, float], order: list[str] | None = None) -> list[tuple[str, dict[str, float]]]:
     """``(stage, {"in", "out", "rejected"})`` for every stage with counts, in ``order`` first."""
     stages: dict[str, dict[str, float]] = collections.defaultdict(lambda: {"in": 0, "out": 0, "rejected": 0})
     for name, value in counters.items():
+        if name.startswith(WRITER_PREFIX):  # files, rows and bytes written, not a stage's records
+            continue
         stage, _, outcome = name.rpartition(".")
         if outcome in ("in", "out") and stage and not stage.startswith("engine"):
             stages[stage][outcome] += value

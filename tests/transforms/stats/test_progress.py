@@ -206,3 +206,13 @@ def test_a_positive_progress_interval_is_kept(tmp_path):
 
     assert PipelineOptions(["--progress-interval=0.5"]).view_as(OutputOptions).progress_interval == 0.5
     assert progress.ProgressReporter(str(tmp_path), interval=0.5, force_plain=True).interval == 0.5
+
+
+def test_the_writers_counts_are_not_a_stages_rejections():
+    # What an extract of Code Alpaca counts: 464 records rejected by extract, then written to rejected/ by its writer.
+    counters = {"extract.in": 2017, "extract.out": 1553, "extract.rejected.no_code": 464,
+                "write.rejected.files": 1, "write.rejected.rows": 464, "write.rejected.bytes": 85770,
+                "write.snippets.files": 1, "write.snippets.rows": 1547, "write.snippets.bytes": 400000}
+    assert progress.stage_rows(counters, ["extract"]) == [("extract", {"in": 2017, "out": 1553, "rejected": 464})]
+    lines = progress.progress_lines(counters, elapsed=3, order=["extract"])
+    assert not [line for line in lines if line.split()[0] == "write"], lines
