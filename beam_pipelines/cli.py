@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # /dev/null so the interpreter's own flush at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
+    except KeyboardInterrupt:
+        # Ctrl-C before the job took over its own (while its modules import): nothing started, nothing to resume.
+        print("inverse-instruct: interrupted before the job started", file=sys.stderr)
+        return 130
 
 
 def dispatch(argv: Sequence[str] | None) -> int:
