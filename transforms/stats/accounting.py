@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.stage import StageOutput
+from transforms.stats.progress import LIVE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +57,9 @@ class _CountPerBundle(beam.DoFn):
     """Counts the records of one PCollection under ``key`` (a string, or a function of the record) and emits
     ``(key, n)`` once per bundle, so only a handful of small pairs, never one per record, reach the shuffle."""
 
-    def __init__(self, key: str | Callable[[Any], str]):
+    def __init__(self, key: str | Callable[[Any], str], live_name: str | None = None):
         self._key = key
+        self._live_name = live_name  # also add the bundle's count to the live progress under this counter name
         self._counts: collections.Counter = collections.Counter()
 
     def start_bundle(self):
@@ -67,6 +69,8 @@ class _CountPerBundle(beam.DoFn):
         self._counts[self._key if isinstance(self._key, str) else self._key(record)] += 1
 
     def finish_bundle(self):
+        if self._live_name and self._counts:
+            LIVE.add(self._live_name, sum(self._counts.values()))
         for key, n in self._counts.items():
             yield GlobalWindows.windowed_value_at_end_of_window((key, n))
 
@@ -110,13 +114,16 @@ class CollectCounts(beam.PTransform):
     def expand(self, pbegin):
         parts = []
 
-        def count(pcoll, label: str, key):
+        def count(pcoll, label: str, key, live_name: str | None = None):
             for i, part in enumerate(pcoll if isinstance(pcoll, (tuple, list)) else (pcoll,)):
-                parts.append(part | f"{label}{i}" >> beam.ParDo(_CountPerBundle(key)))
+                parts.append(part | f"{label}{i}" >> beam.ParDo(_CountPerBundle(key, live_name)))
 
         for stage in self._stages:
-            count(stage.inputs, f"{stage.name}In", f"{stage.name}|in")
-            count(stage.outputs, f"{stage.name}Out", f"{stage.name}|out")
+            # A stage that drops only by configuration (--limit, a cap) is no StageFn and counts nothing live
+            # itself: these counts are the only ones the live progress could show for it.
+            live = stage.rejected is None
+            count(stage.inputs, f"{stage.name}In", f"{stage.name}|in", f"{stage.name}.in" if live else None)
+            count(stage.outputs, f"{stage.name}Out", f"{stage.name}|out", f"{stage.name}.out" if live else None)
             if stage.rejected is not None:
                 count(stage.rejected, f"{stage.name}Rejected", _rejection_key(stage.name))
         if not parts:

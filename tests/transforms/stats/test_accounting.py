@@ -21,3 +21,24 @@ def test_tuple_inputs_are_counted_as_their_union():
             "read|in": 11, "read|out": 7, "read|rejected|bad_record": 3, "read|rejected|not_utf8": 1,
             "again|in": 14, "again|out": 7,
         }]))
+
+
+def test_a_stage_without_counters_of_its_own_shows_in_the_live_progress(tmp_path):
+    from transforms.stats import progress
+
+    progress.LIVE.reset()
+    with beam.Pipeline(runner="DirectRunner") as p:
+        read = p | "Read" >> beam.Create([{"id": i} for i in range(9)])
+        sampled = read | "Sample" >> beam.Filter(lambda r: r["id"] < 4)  # like --limit 4
+        _ = p | CollectCounts([StageTally("limit", read, sampled, None)])
+    snapshot = progress.LIVE.snapshot()
+    assert (snapshot.get("limit.in"), snapshot.get("limit.out")) == (9, 4), snapshot
+    rows = dict(progress.stage_rows(snapshot, ["read", "limit", "extract"]))
+    assert rows["limit"] == {"in": 9, "out": 4, "rejected": 0}
+    # a stage with its own counters (a StageFn) is not counted twice
+    progress.LIVE.reset()
+    with beam.Pipeline(runner="DirectRunner") as p:
+        kept = p | "Kept" >> beam.Create([{"i": 1}])
+        dropped = p | "Dropped" >> beam.Create([{"reason": "bad"}])
+        _ = p | CollectCounts([StageTally("read", (kept, dropped), kept, dropped)])
+    assert progress.LIVE.snapshot() == {}
