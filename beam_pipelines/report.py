@@ -26,11 +26,33 @@ def summary_table(output: str, data: dict) -> str:
         return summary_text(output, {k: v for k, v in data.items() if k not in ("solved", "rows")})
 
 
+PROG = "inverse-instruct report"
+
+
+def directory_problem(output: str) -> str | None:
+    """Why ``output`` (any fsspec path) cannot be a run's output directory, or None."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(output)
+        if not fs.exists(path):
+            return f"{output} does not exist"
+        if not fs.isdir(path):
+            return f"{output} is not a directory"
+    except (OSError, ValueError):  # an unreachable store: reading the files below says what is wrong
+        return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="inverse-instruct report", description=__doc__.strip().split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.strip().split("\n")[0])
     parser.add_argument("output", help="The output directory of a finished run.")
     args = parser.parse_args(argv)
     output = args.output.rstrip("/")
+    problem = directory_problem(output)
+    if problem:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+        return 2
     for name in ("manifest.json", "summary.json"):
         try:
             text = read_text(f"{output}/{name}")
@@ -39,11 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             data = json.loads(text)
         except ValueError as err:  # truncated or half-written
-            print(f"inverse-instruct report: {output}/{name} is not valid JSON ({err}); it may be cut short (a run "
+            print(f"{PROG}: {output}/{name} is not valid JSON ({err}); it may be cut short (a run "
                   "stopped while writing it): run the job again to rewrite it", file=sys.stderr)
             return 2
-        if not isinstance(data, dict):
-            print(f"inverse-instruct report: {output}/{name} holds no JSON object", file=sys.stderr)
+        from transforms.stats.report import ReportInputError, check_manifest, check_summary
+
+        try:
+            (check_manifest if name == "manifest.json" else check_summary)(data, f"{output}/{name}")
+        except ReportInputError as err:
+            print(f"{PROG}: {err}", file=sys.stderr)
             return 2
         if name == "manifest.json" and data.get("job") != "self-play":
             from beam_pipelines.inverse_instruct import print_summary, read_selected
@@ -55,9 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_summary(data, output, selected)  # as the job's own closing summary, examples included
         else:
             print(summary_table(output, data))
+        from transforms.io.output_errors import OutputWriteError
         from transforms.stats.report import write_report
 
-        print(f"report: {write_report(output)}")
+        problems: list[str] = []
+        try:
+            print(f"report: {write_report(output, problems)}")
+        except OutputWriteError as err:  # report.html cannot be written (a directory in its way, a full disk)
+            print(f"{PROG}: {err}", file=sys.stderr)
+            return 2
+        if problems:  # the run's outputs are damaged: not a clean report, though it shows the rest
+            print(f"{PROG}: left out of the report: {'; '.join(problems)}", file=sys.stderr)
+            return 2
         return 0 if data.get("balanced", True) else 1
     from transforms.stats.training_report import training_stages, training_summary_text, write_training_report
 
@@ -66,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(training_summary_text(output, stages))
         print(f"report: {write_training_report(output)}")
         return 0
-    print(f"inverse-instruct report: {output} holds no manifest.json or summary.json (is it a finished run?)",
+    print(f"{PROG}: {output} holds no manifest.json or summary.json (is it a finished run?)",
           file=sys.stderr)
     return 2
 

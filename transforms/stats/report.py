@@ -187,26 +187,112 @@ def page(title: str, meta: str, sections: Sequence[str]) -> str:
 
 # ------------------------------------------------------------------------------------------------- jobs
 
-def _rows(output: str, name: str, columns: Sequence[str]) -> list[dict[str, Any]]:
-    from transforms.io.parquet import read_rows
+class ReportInputError(ValueError):
+    """A run's manifest.json or summary.json that is not what its job writes (edited, or from another tool); the
+    message names the file and what is wrong."""
 
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_manifest(manifest: Any, path: str) -> None:
+    """ReportInputError unless ``manifest`` has what the summary and the page read: ``stages`` of counts, and the
+    optional sections of the right types."""
+    if not isinstance(manifest, dict):
+        raise ReportInputError(f"{path} holds no JSON object")
+    stages = manifest.get("stages")
+    if not isinstance(stages, dict):
+        raise ReportInputError(f"{path} has no 'stages' object (a job's manifest lists its stages' counts there)")
+    for name, stage in stages.items():
+        if not isinstance(stage, dict):
+            raise ReportInputError(f"{path}: stage {name!r} is not an object")
+        bad = [field for field in ("records_in", "records_out") if not _is_count(stage.get(field))]
+        rejected = stage.get("rejected", {})
+        if not (isinstance(rejected, dict) and all(_is_count(n) for n in rejected.values())):
+            bad.append("rejected")
+        if not isinstance(stage.get("balanced", True), bool):
+            bad.append("balanced")
+        if bad:
+            raise ReportInputError(f"{path}: stage {name!r}: {', '.join(bad)} missing or of the wrong type")
+    order = manifest.get("stage_order", [])
+    if not (isinstance(order, list) and all(isinstance(n, str) and n in stages for n in order)):
+        raise ReportInputError(f"{path}: 'stage_order' is not a list of the stages in 'stages'")
+    for section in ("outputs", "selected_scores", "inference_cache", "decontam_benchmarks"):
+        if not isinstance(manifest.get(section, {}), dict):
+            raise ReportInputError(f"{path}: {section!r} is not an object")
+
+
+def check_summary(summary: Any, path: str) -> None:
+    """ReportInputError unless ``summary`` (a summary.json without a manifest: evaluate, the paper and self-play-loop
+    drivers) holds results: pass@k, or the drivers' rows."""
+    if not isinstance(summary, dict):
+        raise ReportInputError(f"{path} holds no JSON object")
+    if "rows" in summary:
+        if not (isinstance(summary["rows"], list) and all(isinstance(r, dict) for r in summary["rows"])):
+            raise ReportInputError(f"{path}: 'rows' is not a list of objects")
+        if "ks" in summary and not (isinstance(summary["ks"], list) and all(_is_count(k) for k in summary["ks"])):
+            raise ReportInputError(f"{path}: 'ks' is not a list of whole numbers")
+        return
+    if not any(k.startswith("pass@") for k in summary):
+        raise ReportInputError(f"{path} holds no results (no pass@k and no rows): it is not the summary of a "
+                               "finished run")
+
+
+def _rows(output: str, name: str, columns: Sequence[str], problems: list[str],
+          expected: bool = False) -> list[dict[str, Any]]:
+    """The rows of the output ``name`` that can be read. Each file that cannot is left out and said in
+    ``problems``, and so is a missing output the run should have written (``expected``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from transforms.io.filesystems import open_seekable
+    from transforms.io.parquet import INDEX_NAME, read_index, shard_urls
+
+    directory = f"{output}/{name}"
     try:
-        return read_rows(f"{output}/{name}", columns)
-    except (FileNotFoundError, OSError):
+        urls = shard_urls(directory, read_index(directory))
+    except FileNotFoundError:
+        if expected:
+            problems.append(f"{directory}/ is missing (the manifest lists it)")
         return []
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problems.append(f"{directory}/{INDEX_NAME} cannot be read ({type(err).__name__}: {err})")
+        return []
+    rows: list[dict[str, Any]] = []
+    for url in urls:
+        try:
+            with open_seekable(url) as handle:
+                rows.extend(pq.read_table(handle, columns=list(columns)).to_pylist())
+        except (OSError, ValueError, pa.ArrowException) as err:  # ArrowInvalid: not Parquet, cut short
+            problems.append(f"{url} cannot be read ({type(err).__name__}: {' '.join(str(err).split())})")
+    return rows
+
+
+def problems_section(problems: Sequence[str]) -> str:
+    if not problems:
+        return ""
+    return ("<h2 class=bad>Outputs left out of this report</h2><ul>"
+            + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")
 
 
 def _meta(data: Mapping[str, Any], keys: Sequence[str]) -> str:
     return " · ".join(f"{k}: {html.escape(str(data[k]))}" for k in keys if k in data)
 
 
-def main_job_report(output: str, manifest: Mapping[str, Any]) -> str:
+def main_job_report(output: str, manifest: Mapping[str, Any], problems: list[str] | None = None) -> str:
+    problems = [] if problems is None else problems
+    written = manifest.get("outputs", {})
+
+    def rows(name: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+        return _rows(output, name, columns, problems, expected=name in written)
+
     sections = [funnel_section(manifest["stages"], manifest.get("stage_order", []))]
-    snippets = _rows(output, "snippets", ["language"])
+    snippets = rows("snippets", ["language"])
     sections.append(bar_section("Snippets per language", collections.Counter(r["language"] for r in snippets),
                                 "snippets"))
-    scored = _rows(output, "scored", ["id", "score", "instruction"])
-    selected = _rows(output, "selected", ["id", "score", "instruction", "code", "language", "snippet_id"])
+    scored = rows("scored", ["id", "score", "instruction"])
+    selected = rows("selected", ["id", "score", "instruction", "code", "language", "snippet_id"])
     if scored:
         sections.append(histogram_section("Judge scores: every candidate and the selected ones", {
             "all candidates": [r["score"] for r in scored if r["score"] is not None],
@@ -214,7 +300,7 @@ def main_job_report(output: str, manifest: Mapping[str, Any]) -> str:
         sections.append(histogram_section("Candidate instruction lengths", {
             "all candidates": [len(r["instruction"] or "") for r in scored],
             "selected": [len(r["instruction"] or "") for r in selected]}, "characters"))
-    rejected = _rows(output, "rejected", ["stage", "reason", "detail", "source_uri", "source_row"])
+    rejected = rows("rejected", ["stage", "reason", "detail", "source_uri", "source_row"])
     hits = [r for r in rejected if r["reason"] == "contaminated"]
     rows = []
     for r in hits[:200]:
@@ -239,7 +325,7 @@ def main_job_report(output: str, manifest: Mapping[str, Any]) -> str:
         sections.append("<h2>Best scored examples</h2>" + table(ranked[:5]))
         sections.append("<h2>Worst scored examples</h2>" + table(ranked[-5:][::-1]))
     meta = _meta(manifest, ["model", "preset", "stages_run", "wall_seconds", "engine_seconds"])
-    return page("inverse-instruct: main job", meta, sections)
+    return page("inverse-instruct: main job", meta, [problems_section(problems), *sections])
 
 
 def evaluation_report(output: str, summary: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> str:
@@ -270,19 +356,21 @@ def evaluation_report(output: str, summary: Mapping[str, Any], samples: Sequence
     return page("inverse-instruct: evaluation", meta, sections)
 
 
-def self_play_report(output: str, manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+def self_play_report(output: str, manifest: Mapping[str, Any], summary: Mapping[str, Any],
+                     problems: list[str] | None = None) -> str:
+    problems = [] if problems is None else problems
     sections = [funnel_section(manifest["stages"], manifest.get("stage_order", []))]
     sections.append(bar_section("Generated samples rejected by the filters, by reason",
                                 manifest["stages"].get("filter", {}).get("rejected", {}), "samples"))
     sections.append(bar_section("Solve attempts not kept, by reason",
                                 manifest["stages"].get("solve", {}).get("rejected", {}), "attempts"))
-    solved = _rows(output, "puzzles", ["name", "sat", "sol", "verified_attempts", "attempts"])
+    solved = _rows(output, "puzzles", ["name", "sat", "sol", "verified_attempts", "attempts"], problems)
     if solved:
         sections.append("<h2>Solved puzzles</h2>" + _table(["puzzle", "f", "shortest g", "verified / attempts"], [
             [r["name"], _pre(r["sat"], 400), _pre(r["sol"] or "", 300), f"{r['verified_attempts']}/{r['attempts']}"]
             for r in solved[:50]]))
     meta = _meta(summary, ["model", "puzzle_preset", "prompts", "samples", "verified_pairs", "wall_seconds"])
-    return page("inverse-instruct: self-play", meta, sections)
+    return page("inverse-instruct: self-play", meta, [problems_section(problems), *sections])
 
 
 def loop_fine_tune_cell(row: Mapping[str, Any]) -> str:
@@ -373,9 +461,11 @@ def paper_report(summary: Mapping[str, Any]) -> str:
         sections)
 
 
-def write_report(output: str) -> str | None:
+def write_report(output: str, problems: list[str] | None = None) -> str | None:
     """Render ``<output>/report.html`` for whatever job wrote ``output``; its path, or None when the directory holds
-    no finished run."""
+    no finished run. An output that cannot be read (a corrupt file, a deleted directory) is left out, said on the
+    page and appended to ``problems``."""
+    problems = [] if problems is None else problems
     from transforms.io.filesystems import atomic_write, read_text
 
     def load(name: str) -> dict[str, Any] | None:
@@ -390,9 +480,9 @@ def write_report(output: str) -> str | None:
     elif summary is not None and "rows" in summary:
         text = paper_report(summary)
     elif manifest is not None and manifest.get("job") == "self-play":
-        text = self_play_report(output, manifest, summary or {})
+        text = self_play_report(output, manifest, summary or {}, problems)
     elif manifest is not None:
-        text = main_job_report(output, manifest)
+        text = main_job_report(output, manifest, problems)
     elif summary is not None:
         try:
             samples = [json.loads(line) for line in read_text(f"{output}/samples.jsonl").splitlines() if line]

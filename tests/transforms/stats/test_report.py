@@ -130,7 +130,7 @@ def test_long_instructions_and_code_wrap_inside_a_1200px_window(monkeypatch, tmp
     selected = [{"id": f"s{i}", "score": 0.5 + i / 100, "instruction": f"Build a class. {long_word}", "code": code,
                  "language": "python", "snippet_id": f"p{i}"} for i in range(6)]
     tables = {"selected": selected, "scored": selected}
-    monkeypatch.setattr(report, "_rows", lambda output, name, columns: tables.get(name, []))
+    monkeypatch.setattr(report, "_rows", lambda output, name, columns, *_, **__: tables.get(name, []))
     text = report.main_job_report(str(tmp_path), {"stages": DEMO_STAGES, "stage_order": list(DEMO_STAGES)})
     probe = ("<script>window.addEventListener('load', function () { document.body.setAttribute('data-overflow', "
              "document.documentElement.scrollWidth - window.innerWidth); });</script></body>")
