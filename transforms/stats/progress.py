@@ -20,8 +20,11 @@ import argparse
 import atexit
 import collections
 import json
+import logging
 import math
 import os
+import re
+import shutil
 import socket
 import sys
 import threading
@@ -272,6 +275,45 @@ def interval_argument(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
 
 
+# The launcher's progress directory (``beam_pipelines.launch.run_timed``) is tempfile.mkdtemp(prefix=...) with this
+# prefix; the reporter marks it with its process, so that a later job can tell the directory of a killed one.
+PROGRESS_DIR_PREFIX = "inverse-instruct-progress-"
+_OWNER_MARK = re.compile(r"\.owner-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)")  # host before pid, as spill dirs
+
+
+def mark_progress_dir(directory: str) -> None:
+    """Name this host and process as the owner of ``directory`` (a hidden file: ``read_progress`` skips it)."""
+    from transforms.io.spill import host_tag
+
+    with open(os.path.join(directory, f".owner-{host_tag()}-{os.getpid()}"), "w", encoding="utf-8"):
+        pass
+
+
+def remove_orphaned_progress_dirs(parent: str) -> list[str]:
+    """Remove the progress directories under ``parent`` whose owner process is gone (SIGKILL, SIGTERM: the launcher
+    never reached its clean-up); returns their paths. As ``transforms.io.spill.remove_orphaned_spill_dirs``: only
+    this host's are judged, an unmarked one (older releases, or one being created) is left alone, and a reused pid
+    keeps its directory."""
+    from transforms.io.spill import _process_alive, host_tag
+
+    host, removed = host_tag(), []
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith(PROGRESS_DIR_PREFIX)]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            owners = [m for m in map(_OWNER_MARK.fullmatch, os.listdir(entry.path)) if m]
+        except OSError:  # removed meanwhile, or not ours to read
+            continue
+        if owners and all(m.group("host") == host and not _process_alive(int(m.group("pid"))) for m in owners):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
 class ProgressReporter:
     """Prints the job's progress on stderr until ``stop``: a live table on a terminal (rich), plain lines every
     ``interval`` seconds otherwise (a log file, CI)."""
@@ -292,6 +334,14 @@ class ProgressReporter:
         self.reports = 0
 
     def start(self) -> "ProgressReporter":
+        """Mark the directory as this process's, remove those of killed jobs next to it, start reporting."""
+        try:
+            mark_progress_dir(self.directory)
+            orphans = remove_orphaned_progress_dirs(os.path.dirname(os.path.abspath(self.directory)))
+        except OSError:  # the directory is gone: nothing will be reported, and nothing is worth failing the job
+            orphans = []
+        if orphans:
+            logging.getLogger(__name__).info("removed %d progress directories of killed jobs", len(orphans))
         self._thread.start()
         return self
 

@@ -216,3 +216,35 @@ def test_the_writers_counts_are_not_a_stages_rejections():
     assert progress.stage_rows(counters, ["extract"]) == [("extract", {"in": 2017, "out": 1553, "rejected": 464})]
     lines = progress.progress_lines(counters, elapsed=3, order=["extract"])
     assert not [line for line in lines if line.split()[0] == "write"], lines
+
+
+def test_the_progress_directories_of_killed_jobs_are_removed_when_the_next_job_starts(tmp_path):
+    from transforms.io.spill import host_tag
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(gone.stdout)  # a process that has exited
+
+    def progress_dir(name, owner=None):
+        directory = tmp_path / f"inverse-instruct-progress-{name}"
+        directory.mkdir()
+        (directory / "host-1.json").write_text("{}")
+        if owner:
+            (directory / f".owner-{owner}").touch()
+        return directory
+
+    killed = progress_dir("killed", f"{host_tag()}-{dead_pid}")
+    running = progress_dir("running", f"{host_tag()}-{os.getpid()}")
+    other_host = progress_dir("otherhost", f"elsewhere-{dead_pid}")
+    unmarked = progress_dir("unmarked")  # an older release's, or one being created: not judged
+    unrelated = tmp_path / f"something-else-{dead_pid}"
+    unrelated.mkdir()
+
+    new = tmp_path / "inverse-instruct-progress-new"
+    new.mkdir()
+    reporter = progress.ProgressReporter(str(new), interval=5, force_plain=True).start()
+    reporter.stop()
+    assert not killed.exists()
+    assert running.exists() and other_host.exists() and unmarked.exists() and unrelated.exists() and new.exists()
+    assert (new / f".owner-{host_tag()}-{os.getpid()}").exists()  # the next job can tell whether this one died
+    assert progress.read_progress(str(new)) == {}  # the mark is not read as counters
