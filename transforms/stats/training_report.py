@@ -66,6 +66,31 @@ def training_stages(output: str) -> list[dict[str, Any]] | None:
     return stages
 
 
+def examples_cell(complete: Mapping[str, Any]) -> str:
+    """The examples a finished stage trained on: ``max_steps`` can stop it before its planned epochs, and then its
+    ``examples`` (planned) are more than ``examples_trained``."""
+    planned, trained = complete.get("examples"), complete.get("examples_trained")
+    if not isinstance(trained, (int, float)) or isinstance(trained, bool):
+        return "" if planned is None else str(planned)
+    trained = int(trained)
+    return f"{trained} of {planned}" if isinstance(planned, int) and planned != trained else str(trained)
+
+
+def nothing_learned(stage: Mapping[str, Any]) -> str | None:
+    """A warning when every logged step has a loss and a gradient norm of exactly 0: no update changed the model.
+    The trainer logs no count of label (response) tokens, so this is the evidence there is; with truncated
+    examples it means no response token survived ``max_length``."""
+    metrics = stage["metrics"]
+    norms = [m["grad_norm"] for m in metrics if isinstance(m.get("grad_norm"), (int, float))]
+    if not metrics or not norms or any(m["loss"] != 0 for m in metrics) or any(n != 0 for n in norms):
+        return None
+    truncated = stage["complete"].get("truncated_examples")
+    why = (f"; truncated examples: {truncated}, so most likely none of their response tokens (the labels) was "
+           "left within max_length" if isinstance(truncated, int) and truncated else "")
+    return (f"stage {stage['index']}: {stage['name']} learned nothing: its loss and gradient norm were exactly 0 at "
+            f"every logged step{why}")
+
+
 def _row(stage: Mapping[str, Any]) -> list[Any]:
     metrics, complete = stage["metrics"], stage["complete"]
     losses = [m["loss"] for m in metrics]
@@ -77,7 +102,7 @@ def _row(stage: Mapping[str, Any]) -> list[Any]:
     return [
         f"{stage['index']}: {stage['name']}", stage["state"],
         f"{len(metrics)}" + (f" / {planned}" if planned else ""),
-        complete.get("examples", ""),
+        examples_cell(complete),
         f"{mean:.4f}" if isinstance(mean, (int, float)) else "",
         f"{losses[-1]:.4f}" if losses else "",
         complete.get("precision", ""),
@@ -93,6 +118,7 @@ def training_summary_text(output: str, stages: Sequence[Mapping[str, Any]]) -> s
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEAD)]
     lines = [f"training run {output}", "  " + "  ".join(h.ljust(w) for h, w in zip(HEAD, widths))]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += [f"  warning: {warning}" for warning in map(nothing_learned, stages) if warning]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -113,6 +139,7 @@ def _loss_figure(stages: Sequence[Mapping[str, Any]]) -> str | None:
 def training_report(output: str, stages: Sequence[Mapping[str, Any]]) -> str:
     sections = ["<h2>Stages</h2>" + _table(HEAD, [_row(s) for s in stages],
                                            [False, False, False, True, True, True, False, True])]
+    sections += [f"<p class=bad>warning: {html.escape(w)}</p>" for w in map(nothing_learned, stages) if w]
     figure = _loss_figure(stages)
     if figure:
         sections.append("<h2>Loss</h2>" + figure)
