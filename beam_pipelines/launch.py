@@ -108,6 +108,7 @@ SPEED_ONLY_ENGINE_OPTIONS = frozenset({
 NON_RESULT_OPTIONS = frozenset({
     "output", "quiet", "verbose", "progress_interval", "no_cache", "inference_cache", "engine_load_log",
     "sandbox_workers", "worker_torch_threads", "min_batch_size", "max_batch_size", "accelerator",
+    "spill_dir",  # where records wait during a shuffle, removed when the job ends
 }) | SPEED_ONLY_ENGINE_OPTIONS
 
 
@@ -262,20 +263,60 @@ def holds_output(output: str) -> bool:
     return any(name != RUN_FILE and name.split("/")[0] != "logs" for name in names)
 
 
+def check_output_location(output: str) -> None:
+    """``JobConfigError`` for an ``--output`` that names no directory of its own: an empty one (an unset ``$OUT``;
+    ``<output>/run.json`` would be ``/run.json``), a local file system's root, or a URL without a bucket. A bucket's
+    root is a directory of its own."""
+    what = None
+    if not output.strip():
+        what = "is empty"
+    elif "://" in output:
+        scheme, rest = output.split("://", 1)
+        if scheme in ("file", "local"):
+            if os.path.realpath(rest or "/") == os.path.realpath(os.sep):
+                what = "is the root of the file system"
+        elif not rest.strip("/"):
+            what = "names no bucket or directory"
+    elif os.path.realpath(output) == os.path.realpath(os.sep):
+        what = "is the root of the file system"
+    if what:
+        raise JobConfigError(f"--output {output!r} {what}: the run would write run.json, its outputs and its cache "
+                             "there. Give it a directory of its own, e.g. --output runs/<name>.")
+
+
+def _read_run_file(output: str) -> tuple[dict[str, Any] | None, str | None]:
+    """``<output>/run.json`` as a record of a job's arguments, or None and why it cannot say whose run the
+    directory holds (missing, not JSON, not such a record)."""
+    from transforms.io.filesystems import read_text
+
+    try:
+        recorded = json.loads(read_text(f"{output}/{RUN_FILE}"))
+    except FileNotFoundError:
+        return None, f"no {RUN_FILE}"
+    except (OSError, ValueError) as err:
+        return None, f"an unreadable {RUN_FILE} ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})"
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("arguments", {}), dict):
+        return None, f"a {RUN_FILE} that records no job's arguments"
+    return recorded, None
+
+
 def guard_output(options: PipelineOptions, job: JobSpec) -> None:
     """Record the job's arguments in ``<output>/run.json``; refuse, before any work, to write into a directory
-    that holds a run made with other arguments (a re-run with the same ones continues it, cache and all). A run
-    that wrote nothing but its run.json and logs (``holds_output``) holds nothing to mix: its run.json is
-    replaced."""
+    that holds a run made with other arguments (a re-run with the same ones continues it, cache and all), or
+    outputs without a readable run.json to say whose they are (a copied run, a damaged run.json). A run that wrote
+    nothing but its run.json and logs (``holds_output``) holds nothing to mix: its run.json is replaced. An empty
+    ``--output`` or a file system's root is refused (``check_output_location``)."""
     from beam_pipelines.options import OutputOptions
-    from transforms.io.filesystems import atomic_write, read_text
+    from transforms.io.filesystems import atomic_write
 
+    check_output_location(options.view_as(OutputOptions).output)
     output = options.view_as(OutputOptions).output.rstrip("/")
     current = {"job": job.name, "arguments": json.loads(json.dumps(result_arguments(options, job), default=str))}
-    try:
-        previous = json.loads(read_text(f"{output}/{RUN_FILE}"))
-    except (FileNotFoundError, OSError, ValueError):
-        previous = None
+    previous, unreadable = _read_run_file(output)
+    if unreadable is not None and holds_output(output):
+        raise RunConflictError(
+            f"{output} holds earlier outputs but {unreadable}, so whose run they are is unknown and this run's "
+            "outputs would be mixed with them. Use a new --output, or remove the directory to start over.")
     if previous is not None:  # a run.json written before an option joined NON_RESULT_OPTIONS or left the options
         # the job reads (JobSpec.reads_only) still matches
         unread = {k for cls, only in job.reads_only.items()
@@ -341,10 +382,14 @@ def check_job_command(argv: Sequence[str], job: JobSpec) -> None:
     """The checks ``pipeline_options`` makes before any work (known options, argparse's values, the job's own
     ``check``), without guarding or touching the output: a driver runs them on the command a later step will run,
     so a typo in its pass-through options fails at once instead of after hours of earlier steps."""
+    from beam_pipelines.options import OutputOptions
+
     argv = list(argv)
     check_known_options(argv, job)
+    options = PipelineOptions(with_profile(argv, job))
+    check_output_location(options.view_as(OutputOptions).output)
     if job.check is not None:
-        job.check(PipelineOptions(with_profile(argv, job)))
+        job.check(options)
 
 
 def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOptions:
@@ -549,8 +594,28 @@ def interrupt_message(argv: Sequence[str], job: JobSpec) -> str:
     if args.no_cache:
         return f"{text} Nothing was cached (--no-cache): re-running the command starts over."
     cache = args.inference_cache or f"{args.output.rstrip('/')}/cache"
-    return (f"{text} Re-run the same command to resume: the engine answers already saved in {cache} are reused, "
+    saved = _holds_cache_parts(cache)
+    if saved is False:  # an extract-only run, or stopped before the engine's first answer was saved
+        return f"{text} No engine answer was saved yet: re-running the command starts over."
+    reused = "already saved" if saved else "saved (if any)"
+    return (f"{text} Re-run the same command to resume: the engine answers {reused} in {cache} are reused, "
             "and only the rest is asked of the engine.")
+
+
+def _holds_cache_parts(cache: str) -> bool | None:
+    """Whether the local inference cache at ``cache`` holds a part file (each holds at least one answer:
+    ``runners.cache.write_part`` writes none empty); None for a cache in a store (asking it could hang on an
+    interrupted job's way out) and when this process cannot tell."""
+    import glob
+
+    from runners.cache import PART_GLOB
+
+    if "://" in cache and not cache.startswith("file://"):
+        return None
+    try:
+        return bool(glob.glob(os.path.join(glob.escape(cache.removeprefix("file://")), PART_GLOB)))
+    except OSError:
+        return None
 
 
 def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[str]], dict[str, Any]]) -> int:

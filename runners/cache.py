@@ -10,7 +10,9 @@ fails the same way under the same key, and a re-run would start the engine only 
 
 Storage: ``<root>/part-<uuid>.jsonl`` on any fsspec path (by default ``<output>/cache``). Each batch of new
 results is one file, written atomically (a hidden temp file renamed into place), so a kill never leaves a torn
-entry, and processes never write the same file. A process reads every part once, on its first lookup.
+entry, and processes never write the same file. A process reads every part once, on its first lookup; a line that
+is not an entry (a part damaged or cut short by something other than these atomic writes) is skipped with a warning
+naming the file, and its request is asked of the engine again.
 
 ``CachingModelHandler`` wraps the engine's ModelHandler (Beam's style: a wrapper, not a subclass): each batch's
 hits come from the cache, only the misses reach the engine, and their results are recorded as they complete:
@@ -24,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -35,8 +38,10 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 from runners.api import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult, is_deterministic_error
 from transforms.stage import StageBooks
 
+LOG = logging.getLogger(__name__)
 CACHE_STAGE = "inference_cache"
 MISS_LOG_ENV = "INVERSE_INSTRUCT_CACHE_MISS_LOG"  # tests: append the key of every request sent to the engine
+PART_GLOB = "part-*.jsonl"  # the names ``write_part`` gives the cache's files under its root
 FLUSH_SECONDS = 5.0  # a part file per flush: few files on object stores, little work lost to a kill
 
 
@@ -86,6 +91,21 @@ def cacheable(result: GenerateResult | ScoreResult) -> bool:
     return not error or is_deterministic_error(error)
 
 
+_WARNED_PARTS: set[str] = set()  # the damaged part files this process has already warned of
+
+
+def _entry(line: bytes) -> tuple[str, dict[str, Any]] | None:
+    """A part file's line as (key, encoded result), or None for a line that is not one."""
+    try:
+        record = json.loads(line)
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str) or not isinstance(
+            record.get("value"), dict):
+        return None
+    return record["key"], record["value"]
+
+
 class InferenceCache:
     """The cache at ``root``: ``lookup`` keys, ``record`` new results (one atomic file per call)."""
 
@@ -104,12 +124,24 @@ class InferenceCache:
             if self._entries is None:
                 entries: dict[str, dict[str, Any]] = {}
                 fs, path = self._fs()
-                for name in sorted(fs.glob(f"{path}/part-*.jsonl")):
+                for name in sorted(fs.glob(f"{path}/{PART_GLOB}")):
+                    unreadable = 0
                     with fs.open(name, "rb") as f:
                         for line in f:
-                            if line.strip():
-                                record = json.loads(line)
-                                entries[record["key"]] = record["value"]
+                            if not line.strip():
+                                continue
+                            entry = _entry(line)
+                            if entry is None:
+                                unreadable += 1
+                            else:
+                                entries[entry[0]] = entry[1]
+                    if unreadable and name not in _WARNED_PARTS:
+                        # A line cut short (a kill while something appended to the part) answers nothing; its
+                        # request is simply asked of the engine again. Said once per process, not per handler.
+                        _WARNED_PARTS.add(name)
+                        LOG.warning("inference cache %s: skipped %d unreadable line%s (cut short or damaged): %s "
+                                    "asked of the engine again", name, unreadable, "" if unreadable == 1 else "s",
+                                    "its request is" if unreadable == 1 else "their requests are")
                 self._entries = entries
             return self._entries
 

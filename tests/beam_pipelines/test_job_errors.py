@@ -157,8 +157,10 @@ def test_an_interrupt_says_how_to_resume_and_exits_130(tmp_path, capsys, caplog)
         raise KeyboardInterrupt
 
     out = tmp_path / "out"
+    (out / "cache").mkdir(parents=True)
+    (out / "cache" / "part-0.jsonl").write_text('{"key": "k", "value": {"kind": "generate"}}\n')
     for extra, wanted in (([], f"the engine answers already saved in {out}/cache are reused"),
-                          (["--inference-cache=gs://bucket/cache"], "already saved in gs://bucket/cache"),
+                          (["--inference-cache=gs://bucket/cache"], "saved (if any) in gs://bucket/cache are reused"),
                           (["--no-cache"], "Nothing was cached (--no-cache): re-running the command starts over")):
         try:
             code = job_main([f"--output={out}", *extra], JOB, interrupted)
@@ -219,7 +221,8 @@ def test_ctrl_c_in_a_running_job_prints_a_note_not_a_traceback(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr
-    assert f"{PROG}: interrupted. Re-run the same command to resume" in proc.stderr
+    # Nothing reached the engine, so the note promises no reuse (tests/beam_pipelines/test_output_guard.py).
+    assert f"{PROG}: interrupted. No engine answer was saved yet" in proc.stderr
 
 
 def test_run_still_raises_for_callers_that_are_not_the_command(tmp_path):

@@ -9,7 +9,9 @@ import shutil
 import apache_beam as beam
 import pytest
 
+from beam_pipelines.inverse_instruct import JOB
 from beam_pipelines.inverse_instruct import run as run_main
+from beam_pipelines.launch import pipeline_options
 from beam_pipelines.report import main as report_main
 from transforms.stats.accounting import WriteManifest
 
@@ -46,10 +48,11 @@ def test_write_manifest_waits_for_every_writer_and_a_failing_one_leaves_none(tmp
 
 def test_a_main_job_whose_rejected_writer_fails_leaves_no_manifest(tmp_path, capsys):
     out = tmp_path / "out"
-    out.mkdir()
+    args = _extract_args(tmp_path, out)
+    pipeline_options(args, JOB)  # the run.json of an earlier try of this run: the directory is this run's
     (out / "rejected").touch()  # a file where the rejected/ directory goes: its writer fails
     with pytest.raises(Exception, match="WriteRejected"):
-        run_main(_extract_args(tmp_path, out))
+        run_main(args)
     assert not (out / "manifest.json").exists()
     assert report_main([str(out)]) == 2  # no finished run to report
 
@@ -94,7 +97,8 @@ def test_a_failed_evaluate_rerun_removes_the_previous_summary(tmp_path, monkeypa
     import beam_pipelines.evaluate as evaluate
 
     out = tmp_path / "out"
-    out.mkdir()
+    args = ["--reference-solutions", f"--output={out}", "--quiet"]
+    pipeline_options(args, evaluate.JOB)  # the earlier run's run.json: its outputs are this run's
     (out / "summary.json").write_text(json.dumps({"balanced": True, "pass@1": 1.0}))
     (out / "report.html").write_text("<html>pass@1 1.0</html>")
 
@@ -103,7 +107,7 @@ def test_a_failed_evaluate_rerun_removes_the_previous_summary(tmp_path, monkeypa
 
     monkeypatch.setattr(evaluate, "run_timed", fail)
     with pytest.raises(RuntimeError, match="the pipeline failed"):
-        evaluate.run(["--reference-solutions", f"--output={out}", "--quiet"])
+        evaluate.run(args)
     assert not (out / "summary.json").exists() and not (out / "report.html").exists()
 
 

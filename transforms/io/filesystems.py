@@ -171,7 +171,8 @@ class _WriteErrorsNamed(io.RawIOBase):
 def atomic_write(path: str, write_body: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` (any fsspec URL) via ``write_body(file)`` to a hidden temp sibling, then rename it: a file
     only ever appears under its final name complete (local: ``os.replace``; an object store's upload is atomic
-    per object). Readers that skip names starting with ``.`` never see a partial file."""
+    per object). Readers that skip names starting with ``.`` never see a partial file. A directory at ``path`` is
+    an ``OutputWriteError``."""
     import fsspec
 
     fs, local = fsspec.core.url_to_fs(path)
@@ -180,6 +181,8 @@ def atomic_write(path: str, write_body: Callable[[IO[bytes]], None]) -> None:
     tmp = posixpath.join(head, f".{tail}.tmp-{uuid.uuid4().hex}")
     try:
         with writing(path):
+            if fs.isdir(local):  # the rename would move the file into it, and the write would seem to succeed
+                raise IsADirectoryError("a directory is in its place (remove or rename it)")
             if parent:
                 fs.makedirs(parent, exist_ok=True)
             raw = fs.open(tmp, "wb")

@@ -8,7 +8,9 @@ import json
 import fsspec.implementations.local as fsspec_local
 import pytest
 
+from beam_pipelines.inverse_instruct import JOB
 from beam_pipelines.inverse_instruct import main as main_job
+from beam_pipelines.launch import pipeline_options
 from transforms.io.filesystems import OutputWriteError, atomic_write
 from transforms.io.spill import SpillWriter
 
@@ -52,10 +54,10 @@ def test_the_job_reports_an_unwritable_output_in_one_line_with_exit_code_2(tmp_p
     corpus = tmp_path / "pairs.jsonl"
     corpus.write_text(json.dumps({"instruction": "Add.", "output": "def add(a, b):\n    return a + b"}) + "\n")
     out = tmp_path / "out"
-    out.mkdir()
+    argv = [f"--input={corpus}", "--response-column=output", "--stages=extract", f"--output={out}", "--quiet"]
+    pipeline_options(argv, JOB)  # the run.json of an earlier try of this run: the directory is this run's
     (out / "snippets").write_text("a file where the snippets/ directory goes")
-    code = main_job([f"--input={corpus}", "--response-column=output", "--stages=extract", f"--output={out}",
-                     "--quiet"])
+    code = main_job(argv)
     err = capsys.readouterr().err
     assert code == 2
     assert "error: cannot write" in err and "snippets" in err and "Traceback" not in err
