@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 LOG = logging.getLogger(__name__)
@@ -93,9 +94,18 @@ def _resolve_cached(model: str, cache: str) -> str:
 GENERIC_TOKENIZER_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
 
 
+# transformers' lazy top-level imports are not thread-safe: threads importing ``PreTrainedTokenizerFast`` for the
+# first time at once get ImportError (Beam's multi_threading DirectRunner sets up several DoFns together).
+_TOKENIZER_LOAD_LOCK = threading.Lock()
+
+
 def load_tokenizer(path: str | os.PathLike, gguf_file: str | None = None):
     """The tokenizer AutoTokenizer would load from the local directory ``path`` (or from ``gguf_file`` in it)."""
-    directory = Path(path)
+    with _TOKENIZER_LOAD_LOCK:
+        return _load_tokenizer(Path(path), gguf_file)
+
+
+def _load_tokenizer(directory: Path, gguf_file: str | None):
     if gguf_file is None and (directory / "tokenizer.json").is_file():
         try:
             declared = json.loads((directory / "tokenizer_config.json").read_text()).get("tokenizer_class")
