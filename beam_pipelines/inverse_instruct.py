@@ -107,8 +107,8 @@ def profile_settings(profile: str) -> dict[str, Any]:
 
 LOG = logging.getLogger("inverse_instruct")
 MANIFEST = "manifest.json"
-STAGE_ORDER = ["read", "extract", "dedup", "decontam_source", "summarize", "self_evaluate", "select", "decontam",
-               "near_dedup", "shards", "decontam_original"]
+STAGE_ORDER = ["read", "limit", "extract", "dedup", "decontam_source", "summarize", "self_evaluate", "select",
+               "decontam", "near_dedup", "shards", "decontam_original"]
 
 
 def decontam_benchmarks(options: PipelineOptions, profile: str, decontam_on: bool) -> tuple[list, list[str]]:

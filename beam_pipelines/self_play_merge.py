@@ -95,6 +95,9 @@ def distinct_iterations(settings: Sequence[dict[str, Any]], directories: Sequenc
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.monotonic()
+    from beam_pipelines.launch import check_output_location  # Beam loads only here, after the arguments parse
+
+    check_output_location(args.output)  # a JobConfigError (a ValueError): "" would write its shards under /
     output = args.output.rstrip("/")
     preset = load_preset()
     settings, records = [], []

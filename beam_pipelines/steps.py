@@ -317,6 +317,12 @@ def require_local_output(parser, output: str) -> None:
     if "://" in output:
         parser.error(f"--output {output}: a driver keeps its steps' state in a local directory, so --output must be "
                      "a local path (the jobs' inputs, e.g. --input, may be URLs)")
+    from beam_pipelines.launch import JobConfigError, check_output_location
+
+    try:
+        check_output_location(output)  # an empty one or the root would put the steps' markers and logs in / or .
+    except JobConfigError as e:
+        parser.error(str(e))
 
 
 def train_resume_arguments(driver: str, train: Path) -> list[str]:
