@@ -69,6 +69,7 @@ from transforms.io.training_examples import (
     source_pair_example,
 )
 from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput, flatten
+from transforms.stats.progress import WRITER_PREFIX
 
 # --------------------------------------------------------------------------- readers
 
@@ -370,7 +371,7 @@ class _WriteShard(FetchRecordsFn):
         self._prefix = prefix
         self._kind = kind
         self._compression = compression
-        self._books = StageBooks(f"write.{posixpath.basename(output_dir.rstrip('/'))}", kind)
+        self._books = StageBooks(f"{WRITER_PREFIX}{posixpath.basename(output_dir.rstrip('/'))}", kind)
 
     def _record(self, payload: bytes) -> Any:
         return self.fetch(payload[8:])
