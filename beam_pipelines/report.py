@@ -71,6 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ReportInputError as err:
             print(f"{PROG}: {err}", file=sys.stderr)
             return 2
+        from transforms.io.output_errors import OutputWriteError
+        from transforms.stats.report import write_report
+
+        # Rendered before anything is printed: `report DIR | head` ends this process at its first full pipe.
+        problems: list[str] = []
+        try:
+            rendered, write_error = write_report(output, problems), None
+        except OutputWriteError as err:  # report.html cannot be written (a directory in its way, a full disk)
+            rendered, write_error = None, err
         if name == "manifest.json" and data.get("job") != "self-play":
             from beam_pipelines.inverse_instruct import print_summary, read_selected
 
@@ -81,15 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_summary(data, output, selected)  # as the job's own closing summary, examples included
         else:
             print(summary_table(output, data))
-        from transforms.io.output_errors import OutputWriteError
-        from transforms.stats.report import write_report
-
-        problems: list[str] = []
-        try:
-            print(f"report: {write_report(output, problems)}")
-        except OutputWriteError as err:  # report.html cannot be written (a directory in its way, a full disk)
-            print(f"{PROG}: {err}", file=sys.stderr)
+        if write_error is not None:
+            print(f"{PROG}: {write_error}", file=sys.stderr)
             return 2
+        print(f"report: {rendered}")
         if problems:  # the run's outputs are damaged: not a clean report, though it shows the rest
             print(f"{PROG}: left out of the report: {'; '.join(problems)}", file=sys.stderr)
             return 2
@@ -98,8 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stages = training_stages(output)  # a training run (inverse-instruct train): readable while it runs, too
     if stages is not None:
+        rendered = write_training_report(output)  # before printing, as above
         print(training_summary_text(output, stages))
-        print(f"report: {write_training_report(output)}")
+        print(f"report: {rendered}")
         return 0
     print(f"{PROG}: {output} holds no manifest.json or summary.json (is it a finished run?)",
           file=sys.stderr)

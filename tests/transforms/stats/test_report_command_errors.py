@@ -95,3 +95,18 @@ def test_a_summary_without_results_is_not_a_success(summary, tmp_path, capsys):
     code, err = _report(tmp_path, capsys)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith(f"{PROG}: {tmp_path}/summary.json"), err
+
+
+def test_report_piped_into_head_still_renders_the_page(run_dir, monkeypatch):
+    # `inverse-instruct report DIR | head`: the reader goes away, the first print raises BrokenPipeError; the page
+    # was rendered only after the summary was printed, so it was never written.
+    import builtins
+
+    def closed_pipe(*args, **kwargs):
+        if kwargs.get("file") is None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(builtins, "print", closed_pipe)
+    with pytest.raises(BrokenPipeError):
+        report_main([str(run_dir)])
+    assert (run_dir / "report.html").is_file()
