@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import os
 import re
 import types
 import typing
@@ -99,6 +100,9 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if not self.stages:
             raise TrainConfigError("the config lists no stages")
+        if not str(self.output_dir).strip() or os.path.realpath(self.output_dir) == os.path.realpath(os.sep):
+            raise TrainConfigError(f"output_dir {self.output_dir!r} names no directory of its own (stages, checkpoints "
+                                   "and the model would land in the current directory or in /): give e.g. runs/train")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise TrainConfigError(f"stage names must be unique, got {names}")

@@ -120,3 +120,11 @@ def test_the_prompt_format_is_checked_at_load(tmp_path):
 def test_the_shipped_configs_still_load():
     for path in sorted((REPO / "training" / "configs").glob("*.yaml")):
         load_config(path)
+
+
+@pytest.mark.parametrize("output_dir", ["''", "' '", "/", "/tmp/.."])
+def test_an_output_dir_that_is_empty_or_the_root_is_refused(output_dir):
+    # "" trained into the current directory, "/" into the file system's root
+    with pytest.raises(TrainConfigError, match="output_dir .* names no directory of its own"):
+        load(f"output_dir={output_dir}")
+    assert load("output_dir=runs/x").output_dir == "runs/x"
