@@ -475,7 +475,7 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
     from beam_pipelines.options import OutputOptions
     from transforms.io.options import SPILL_NONE, SpillOptions, resolve_spill_dir
     from transforms.io.spill import remove_spill_dir
-    from transforms.stats.progress import LIVE, PROGRESS_DIR_ENV, ProgressReporter
+    from transforms.stats.progress import LIVE, PROGRESS_DIR_ENV, PROGRESS_DIR_PREFIX, ProgressReporter
 
     out = options.view_as(OutputOptions)
     started = time.monotonic()
@@ -489,7 +489,7 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
     spill_choice, spill_root = spill.spill_dir, resolve_spill_dir(options)  # one fresh directory for the job
     spill.spill_dir = spill_root or SPILL_NONE
     if not out.quiet:
-        directory = tempfile.mkdtemp(prefix="inverse-instruct-progress-")
+        directory = tempfile.mkdtemp(prefix=PROGRESS_DIR_PREFIX)
         os.environ[PROGRESS_DIR_ENV] = directory  # inherited by the runner's worker processes
         console = os.fdopen(os.dup(2), "w", buffering=1)  # stays the console while an engine starts (see engines)
         reporter = ProgressReporter(directory, interval=out.progress_interval, order=list(stage_order or ()),

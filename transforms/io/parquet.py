@@ -253,13 +253,18 @@ def shard_urls(output_dir: str, index: Mapping[str, Any] | None = None) -> list[
 
 def read_rows(output_dir: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Every row of an output directory's shards, in shard order (for launchers reading small outputs back)."""
-    from transforms.io.filesystems import open_seekable
-
     rows: list[dict[str, Any]] = []
     for url in shard_urls(output_dir):
-        with open_seekable(url) as handle:
-            rows.extend(pq.read_table(handle, columns=list(columns) if columns else None).to_pylist())
+        rows.extend(read_shard_rows(url, columns))
     return rows
+
+
+def read_shard_rows(url: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of one shard file."""
+    from transforms.io.filesystems import open_seekable
+
+    with open_seekable(url) as handle:
+        return pq.read_table(handle, columns=list(columns) if columns else None).to_pylist()
 
 
 def verify_shards(output_dir: str) -> dict[str, Any]:

@@ -53,8 +53,10 @@ def new_spill_dir(parent: str, name: str) -> str:
 
 
 JOB_SPILL_NAME = "inverse-instruct-spill"
-# Host before pid: a hostname may hold "-", a pid never does, so the last number is the pid.
-_JOB_SPILL_DIR = re.compile(re.escape(JOB_SPILL_NAME) + r"-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-[0-9a-f]{12}")
+# A directory's owner, as named in it: host before pid (a hostname may hold "-", a pid never does, so the last
+# number is the pid). Progress directories name their owner the same way (``transforms.stats.progress``).
+OWNER_PATTERN = r"(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)"
+_JOB_SPILL_DIR = re.compile(re.escape(JOB_SPILL_NAME) + "-" + OWNER_PATTERN + r"-[0-9a-f]{12}")
 
 
 def host_tag() -> str:
@@ -78,6 +80,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def owner_gone(owner: re.Match) -> bool:
+    """Whether the owner an ``OWNER_PATTERN`` match names is a process of this host that has ended. Another host's
+    pid means nothing here, and a reused pid keeps its directory: the safe direction."""
+    return owner.group("host") == host_tag() and not _process_alive(int(owner.group("pid")))
+
+
 def remove_orphaned_spill_dirs(parent: str) -> list[str]:
     """Remove the job spill directories under a local ``parent`` whose launching process is gone (a killed job
     never reached its clean-up); returns their paths. Only this host's directories are judged: a pid means
@@ -85,12 +93,10 @@ def remove_orphaned_spill_dirs(parent: str) -> list[str]:
     left alone too. A reused pid keeps its directory: the safe direction."""
     if not _is_local(parent) or not os.path.isdir(_local(parent)):
         return []
-    host = host_tag()
     removed = []
     for entry in os.scandir(_local(parent)):
         match = _JOB_SPILL_DIR.fullmatch(entry.name)
-        if (match and match.group("host") == host and entry.is_dir(follow_symlinks=False)
-                and not _process_alive(int(match.group("pid")))):
+        if match and entry.is_dir(follow_symlinks=False) and owner_gone(match):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed

@@ -278,7 +278,6 @@ def interval_argument(text: str) -> float:
 # The launcher's progress directory (``beam_pipelines.launch.run_timed``) is tempfile.mkdtemp(prefix=...) with this
 # prefix; the reporter marks it with its process, so that a later job can tell the directory of a killed one.
 PROGRESS_DIR_PREFIX = "inverse-instruct-progress-"
-_OWNER_MARK = re.compile(r"\.owner-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)")  # host before pid, as spill dirs
 
 
 def mark_progress_dir(directory: str) -> None:
@@ -294,9 +293,9 @@ def remove_orphaned_progress_dirs(parent: str) -> list[str]:
     never reached its clean-up); returns their paths. As ``transforms.io.spill.remove_orphaned_spill_dirs``: only
     this host's are judged, an unmarked one (older releases, or one being created) is left alone, and a reused pid
     keeps its directory."""
-    from transforms.io.spill import _process_alive, host_tag
+    from transforms.io.spill import OWNER_PATTERN, owner_gone
 
-    host, removed = host_tag(), []
+    owner_mark, removed = re.compile(r"\.owner-" + OWNER_PATTERN), []
     try:
         entries = [e for e in os.scandir(parent) if e.name.startswith(PROGRESS_DIR_PREFIX)]
     except OSError:
@@ -305,10 +304,10 @@ def remove_orphaned_progress_dirs(parent: str) -> list[str]:
         try:
             if not entry.is_dir(follow_symlinks=False):
                 continue
-            owners = [m for m in map(_OWNER_MARK.fullmatch, os.listdir(entry.path)) if m]
+            owners = [m for m in map(owner_mark.fullmatch, os.listdir(entry.path)) if m]
         except OSError:  # removed meanwhile, or not ours to read
             continue
-        if owners and all(m.group("host") == host and not _process_alive(int(m.group("pid"))) for m in owners):
+        if owners and all(map(owner_gone, owners)):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed

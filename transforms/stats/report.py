@@ -244,10 +244,8 @@ def _rows(output: str, name: str, columns: Sequence[str], problems: list[str],
     """The rows of the output ``name`` that can be read. Each file that cannot is left out and said in
     ``problems``, and so is a missing output the run should have written (``expected``)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from transforms.io.filesystems import open_seekable
-    from transforms.io.parquet import INDEX_NAME, read_index, shard_urls
+    from transforms.io.parquet import INDEX_NAME, read_index, read_shard_rows, shard_urls
 
     directory = f"{output}/{name}"
     try:
@@ -262,8 +260,7 @@ def _rows(output: str, name: str, columns: Sequence[str], problems: list[str],
     rows: list[dict[str, Any]] = []
     for url in urls:
         try:
-            with open_seekable(url) as handle:
-                rows.extend(pq.read_table(handle, columns=list(columns)).to_pylist())
+            rows.extend(read_shard_rows(url, columns))
         except (OSError, ValueError, pa.ArrowException) as err:  # ArrowInvalid: not Parquet, cut short
             problems.append(f"{url} cannot be read ({type(err).__name__}: {' '.join(str(err).split())})")
     return rows

@@ -16,16 +16,6 @@ from transforms.decontam.methods import DecontamConfig, DecontamIndex
 COLUMNS = ("instruction", "code")
 
 
-@pytest.fixture(scope="module")
-def items():
-    return B.load_humaneval()
-
-
-@pytest.fixture(scope="module")
-def index(items):
-    return DecontamIndex.build(items, DecontamConfig())
-
-
 def methods_flagging(index, record):
     return {(e["method"], e["task_id"]) for e in index.check(record, COLUMNS)}
 

@@ -24,16 +24,6 @@ RENAMED_HUMANEVAL_0 = '''def close_pair(vals, eps):
 '''
 
 
-@pytest.fixture(scope="module")
-def items():
-    return B.load_humaneval()
-
-
-@pytest.fixture(scope="module")
-def index(items):
-    return DecontamIndex.build(items, DecontamConfig())
-
-
 def flagged(index, code, instruction="Write this function.", language=None):
     return {(e["method"], e["task_id"]) for e in index.check({"instruction": instruction, "code": code},
                                                              COLUMNS, language)}
