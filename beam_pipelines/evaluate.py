@@ -43,7 +43,7 @@ from runners.inference import infer_and_join
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
 from transforms.decontam.options import BenchmarkOptions
-from transforms.execute import problems
+from transforms.execute import problems, verdicts
 from transforms.execute.beam import ExecuteSamples, generated_samples, reference_samples
 from transforms.execute.options import (
     DEFAULT_SANDBOX_TIMEOUT_S,
@@ -92,6 +92,10 @@ def check_options(options: PipelineOptions) -> None:
         elif settings.benchmark not in PUZZLE_BENCHMARKS:
             with argument_errors():  # every problem parses and has its fields, before run.json and any work
                 loaded = problems.load_benchmark(settings.benchmark, settings.path)
+                try:  # a test that does not run would fail every sample, counted as the model's failures
+                    verdicts.check_benchmark_code(loaded)
+                except ValueError as err:
+                    raise ValueError(f"{given} {settings.path}: {err}") from err
                 unsolved = [p.task_id for p in loaded if not p.canonical_solution.strip()]
                 if settings.reference_solutions and unsolved:  # each would count as a failed sample in pass@k
                     raise ValueError(f"{given} {settings.path}: --reference-solutions, but {len(unsolved)} "

@@ -63,6 +63,10 @@ def test_a_bad_registry_format_benchmark_file_names_the_missing_field(tmp_path, 
     (json.dumps({k: v for k, v in PROBLEM.items() if k != "test"}) + "\n", "problem 't/0' lacks test"),
     ("", "holds no problems"),
     (json.dumps({**PROBLEM, "canonical_solution": None}) + "\n", "have no canonical_solution (first: t/0)"),
+    # a test that cannot run would fail every sample, each counted as the model's failure
+    (json.dumps({**PROBLEM, "test": "assert True\n"}) + "\n", "t/0: the test code defines no check()"),
+    (json.dumps({**PROBLEM, "test": "raise RuntimeError('broken')\ndef check(c):\n    pass\n"}) + "\n",
+     "t/0: the benchmark's own prompt or test does not run: RuntimeError('broken')"),
 ])
 def test_a_bad_problems_file_is_one_line_and_exit_2_before_run_json(tmp_path, capsys, text, wanted):
     problems = tmp_path / "problems.jsonl"

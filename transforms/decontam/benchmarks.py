@@ -35,6 +35,8 @@ its order; ``paper_benchmark_specs`` turns {name: path} into specs and names any
 """
 from __future__ import annotations
 
+import ast
+import builtins
 import dataclasses
 import gzip
 import importlib.resources
@@ -223,7 +225,7 @@ def load_mbpp(path: str, name: str = "mbpp", test_split_only: bool = True) -> li
         items.append(BenchmarkItem(
             benchmark=name, task_id=str(task_id), prompt=text,
             solutions=tuple(_as_list(r.get("code"))), tests=tuple(tests),
-            entry_point=called_function(tests),
+            entry_point=called_function(tests, defined_functions("\n".join(_as_list(r.get("code"))))),
         ))
     return items
 
@@ -231,12 +233,44 @@ def load_mbpp(path: str, name: str = "mbpp", test_split_only: bool = True) -> li
 _ASSERT_CALL = re.compile(r"assert\s+(?:not\s+)?\(?\s*(?:set\(|math\.isclose\()?\s*([A-Za-z_]\w*)\s*\(")
 
 
-def called_function(tests: Sequence[str]) -> str:
-    """The function an MBPP-style test list calls (``assert f(...) == ...``); "" if none is recognisable."""
-    for test in tests:
-        m = _ASSERT_CALL.search(test)
-        if m:
-            return m.group(1)
+def _called_names(test: str) -> list[str] | None:
+    """The plain names a test calls, in source order; None if it does not parse."""
+    try:
+        tree = ast.parse(test)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    return [c.func.id for c in sorted(calls, key=lambda c: (c.lineno, c.col_offset))]
+
+
+def defined_functions(code: str) -> set[str]:
+    """The top-level function names a reference solution defines (empty if it does not parse)."""
+    try:
+        body = ast.parse(code).body
+    except (SyntaxError, ValueError, RecursionError):
+        return set()
+    return {n.name for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def called_function(tests: Sequence[str], defined: Iterable[str] = ()) -> str:
+    """The function an MBPP-style test list calls (``assert f(...) == ...``); "" if none is recognisable. The
+    first call of a function the reference solution ``defined`` wins, else the first call of a name that is not a
+    builtin: ``assert abs(area(1) - 3.14) < 1e-3`` tests ``area``, not ``abs``."""
+    parsed = [(_called_names(test), test) for test in tests]
+    defined = set(defined)
+    for names, _ in parsed:
+        for name in names or ():
+            if name in defined:
+                return name
+    for names, test in parsed:
+        if names is None:  # not Python on its own: the pattern of an assertion's call
+            m = _ASSERT_CALL.search(test)
+            if m:
+                return m.group(1)
+            continue
+        for name in names:
+            if not hasattr(builtins, name):
+                return name
     return ""
 
 

@@ -17,7 +17,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def summarize_results(results: Iterable[Mapping[str, Any]], ks: Iterable[int] = (1,),
                       task_ids: Iterable[str] | None = None) -> dict[str, Any]:
     """pass@k (in %, averaged over problems) and status counts from per-sample results
-    (``{"task_id", "status", ...}``). A k larger than a problem's sample count is not reported. With ``task_ids``
+    (``{"task_id", "status", ...}``). A k larger than a problem's sample count is not reported; such k are listed
+    in ``pass_k_omitted``. With ``task_ids``
     (every problem the run was asked to solve), a problem without any sample counts as unsolved rather than
     leaving the average."""
     per_task: dict[str, list[bool]] = {t: [] for t in task_ids or ()}
@@ -27,9 +28,14 @@ def summarize_results(results: Iterable[Mapping[str, Any]], ks: Iterable[int] = 
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     summary: dict[str, Any] = {"problems": len(per_task), "samples": sum(statuses.values()),
                                "statuses": dict(sorted(statuses.items()))}
+    omitted = []
     for k in ks:
         if per_task and all(len(v) >= k for v in per_task.values() if v):
             scores = [pass_at_k(len(v), sum(v), k) if v else 0.0 for v in per_task.values()]
             summary[f"pass@{k}"] = round(100.0 * sum(scores) / len(scores), 2)
+        else:
+            omitted.append(k)
+    if omitted:  # asked for (e.g. the default 1,10,100) but some problem has fewer samples: say so, not just skip
+        summary["pass_k_omitted"] = omitted
     summary["solved"] = sorted(t for t, v in per_task.items() if any(v))
     return summary

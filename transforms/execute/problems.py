@@ -9,6 +9,7 @@ ships it; any JSONL/Parquet file with the same fields works too (``--problems``)
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,9 +39,22 @@ class Problem:
     @property
     def reference_program(self) -> str:
         """The benchmark's own solution as a program defining ``entry_point``."""
-        if f"def {self.entry_point}(" in self.canonical_solution:
+        if defines_at_top_level(self.canonical_solution, self.entry_point):
             return prompt_imports(self) + self.canonical_solution
         return self.prompt + self.canonical_solution
+
+
+def defines_at_top_level(code: str, name: str) -> bool:
+    """Whether ``code`` has a ``def name(`` at column 0: a whole function, not a body (a body may define a nested
+    function of the same name, and is still a body)."""
+    return re.search(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE) is not None
+
+
+def import_lines(code: str) -> str:
+    """The top-level import lines of ``code`` (``import x``, ``from x import y``)."""
+    lines = [line for line in code.splitlines()
+             if line.startswith("import ") or (line.startswith("from ") and " import " in line)]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def problem_from_row(row: Mapping[str, Any]) -> Problem:
@@ -78,15 +92,17 @@ def load_humaneval_plus(path: str) -> list[Problem]:
     return _unique(problems, path)
 
 
-def mbpp_check(tests: list[str], setup: str = "") -> str:
-    """MBPP's assertions (which call the function by name) as a ``check(candidate)`` for the trusted harness."""
+def mbpp_check(tests: list[str], setup: str = "", imports: str = "") -> str:
+    """MBPP's assertions (which call the function by name) as a ``check(candidate)`` for the trusted harness.
+    ``imports`` run first: the official harness runs the tests in the solution's namespace, so a test may use a
+    module only the solution imports (``math.isclose``); MBPP+ names them in ``test_imports``."""
     def lines(block: str) -> list[str]:
         return [line for line in block.splitlines() if line.strip()]
 
     test_lines = [line for test in tests for line in lines(test)]
     if not test_lines:
         raise ValueError("an MBPP check needs at least one test line")  # an empty check would pass anything
-    return "def check(candidate):\n" + "".join(f"    {line}\n" for line in lines(setup) + test_lines)
+    return imports + "def check(candidate):\n" + "".join(f"    {line}\n" for line in lines(setup) + test_lines)
 
 
 def _mbpp_prompt(statement: str, example: str) -> str:
@@ -97,7 +113,7 @@ def _mbpp_prompt(statement: str, example: str) -> str:
 def load_mbpp(path: str) -> list[Problem]:
     """The original MBPP (``mbpp.jsonl``: ``text``, ``code``, ``test_list``, ``test_setup_code``); the test split
     (tasks 11-510) when the file holds all of it, as EvalPlus and Magicoder evaluate."""
-    from transforms.decontam.benchmarks import MBPP_TEST_IDS, called_function
+    from transforms.decontam.benchmarks import MBPP_TEST_IDS, called_function, defined_functions
 
     problems = []
     rows = list(read_rows(path))
@@ -106,11 +122,12 @@ def load_mbpp(path: str) -> list[Problem]:
         if whole and row["task_id"] not in MBPP_TEST_IDS:
             continue
         tests = list(row.get("test_list") or [])
-        entry = called_function(tests)
+        code = row.get("code") or ""
+        entry = called_function(tests, defined_functions(code))
         if not tests or not entry:
             raise ValueError(f"{path}: MBPP task {row.get('task_id')!r} has no test that calls a function")
         problems.append(Problem(f"Mbpp/{row['task_id']}", _mbpp_prompt(row["text"], tests[0]), entry,
-                                mbpp_check(tests, row.get("test_setup_code") or ""), row.get("code") or ""))
+                                mbpp_check(tests, row.get("test_setup_code") or "", import_lines(code)), code))
     return _unique(problems, path)
 
 
@@ -126,7 +143,11 @@ def load_mbpp_plus(path: str) -> list[Problem]:
         if not tests and not inputs:  # nothing would check a solution: every one that loads would pass
             raise ValueError(f"{path}: MBPP+ task {row.get('task_id')!r} has neither a test nor an input")
         # With inputs only, the outputs compared against the canonical solution's are the whole test.
-        check = mbpp_check(tests) if tests else "def check(candidate):\n    pass\n"
+        test_imports = row.get("test_imports") or []
+        imports = "".join(f"{line.strip()}\n" for line in (test_imports if isinstance(test_imports, list)
+                                                               else [test_imports]) if line and line.strip())
+        imports += import_lines(row.get("canonical_solution") or "")
+        check = mbpp_check(tests, imports=imports) if tests else "def check(candidate):\n    pass\n"
         problems.append(Problem(str(row["task_id"]), row["prompt"], row["entry_point"], check,
                                 row.get("canonical_solution") or "", inputs, float(row.get("atol") or 0.0)))
     return _unique(problems, path)
@@ -178,9 +199,7 @@ def generation_prompt(problem: Problem, eval_prompt: EvalPrompt, preset: prompts
 
 def prompt_imports(problem: Problem) -> str:
     """The import lines of the problem's prompt (``from typing import List`` and the like)."""
-    lines = [line for line in problem.prompt.splitlines()
-             if line.startswith("import ") or (line.startswith("from ") and " import " in line)]
-    return "".join(f"{line}\n" for line in lines)
+    return import_lines(problem.prompt)
 
 
 def completion_code(problem: Problem, generated: str) -> str:
@@ -189,7 +208,7 @@ def completion_code(problem: Problem, generated: str) -> str:
     function, the prompt's imports do (the problem declared them; a rewritten signature often relies on
     them)."""
     code = generated.split("```", 1)[0]
-    if f"def {problem.entry_point}(" not in code:
+    if not defines_at_top_level(code, problem.entry_point):
         return problem.prompt + code
     return prompt_imports(problem) + code
 

@@ -328,6 +328,8 @@ def main_job_report(output: str, manifest: Mapping[str, Any], problems: list[str
 def evaluation_report(output: str, summary: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> str:
     ks = sorted(int(k.split("@")[1]) for k in summary if k.startswith("pass@"))
     rows = [[f"pass@{k}", f"{summary[f'pass@{k}']:.2f}"] for k in ks]
+    omitted = summary.get("pass_k_omitted") or []
+    rows += [[f"pass@{k}", "not reported: fewer than k samples per problem"] for k in omitted]
     sections = ["<h2>pass@k (%)</h2>" + _table(["metric", "value"], rows, [False, True])]
     if len(ks) > 1:
         fig, ax = _figure()

@@ -31,6 +31,8 @@ def test_summary_averages_over_problems_and_skips_k_above_n():
                {"task_id": "b", "status": "timeout"}, {"task_id": "b", "status": "failed"}]
     summary = summarize_results(results, ks=(1, 2, 3))
     assert summary["pass@1"] == 25.0 and summary["pass@2"] == 50.0 and "pass@3" not in summary
+    assert summary["pass_k_omitted"] == [3]  # asked for, not computable: said, not silently dropped
+    assert "pass_k_omitted" not in summarize_results(results, ks=(1, 2))
     assert summary["statuses"] == {"failed": 2, "passed": 1, "timeout": 1} and summary["solved"] == ["a"]
 
 
