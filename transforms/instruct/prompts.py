@@ -279,13 +279,25 @@ class TokenizerSource:
     """Where to load the model's tokenizer from (picklable; workers load it once per process).
 
     ``path`` is a local model directory (e.g. the one ``runners.model_resolution`` resolves); ``gguf_file``
-    names a GGUF file inside it when the directory holds only that.
+    names a GGUF file inside it when the directory holds only that. A source made by ``of_model`` holds the
+    model as the user named it and resolves it where it loads: a remote worker's model cache is not the
+    launcher's, so a directory resolved on the launcher may not exist there.
     """
 
     path: str
     gguf_file: str | None = None
+    model_cache: str | None = None
+    resolve: bool = False
+
+    @classmethod
+    def of_model(cls, model: str, model_cache: str | None = None) -> "TokenizerSource":
+        return cls(model, model_cache=model_cache, resolve=True)
 
     def load(self):
+        if self.resolve:
+            from runners.model_resolution import resolve_model
+
+            return _load_tokenizer(resolve_model(self.path, self.model_cache), self.gguf_file)
         return _load_tokenizer(self.path, self.gguf_file)
 
 

@@ -367,3 +367,25 @@ def test_chat_preset_judge_and_training_prompts_with_smollm2_template(smollm2_to
         "<|im_start|>system\n" + SYSTEM
         + "<|im_end|>\n<|im_start|>user\nSort a list.<|im_end|>\n<|im_start|>assistant\n"
     )
+
+
+def test_a_tokenizer_source_of_a_model_resolves_where_it_loads(monkeypatch, tmp_path):
+    """The main job hands its prompt DoFns the model as named, not the launcher's resolved directory: a remote
+    worker's model cache (HF_HOME, ~/.cache) is not the launcher's."""
+    import pickle
+
+    from runners import model_resolution
+
+    launcher_dir = str(tmp_path / "launcher-cache" / "models--acme--coder")
+    source = TokenizerSource.of_model("acme/coder", "/worker/cache")
+    assert launcher_dir not in repr(pickle.dumps(source))
+    calls = []
+    worker_dir = smollm2_tokenizer_source().path  # what the "worker" resolves the name to
+
+    def resolve_on_worker(model, cache=None):
+        calls.append((model, cache))
+        return worker_dir
+
+    monkeypatch.setattr(model_resolution, "resolve_model", resolve_on_worker)
+    tokenizer = pickle.loads(pickle.dumps(source)).load()
+    assert calls == [("acme/coder", "/worker/cache")] and tokenizer.encode("def f(): pass")
