@@ -50,11 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = dispatch(argv)
         sys.stdout.flush()
         return code
-    except BrokenPipeError:
-        # The reader went away (`inverse-instruct ... | head`): stop quietly, as Unix tools do. Point stdout at
-        # /dev/null so the interpreter's own flush at exit does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
+    except BrokenPipeError:  # the reader went away (`inverse-instruct ... | head`)
+        from beam_pipelines.launch import stdout_reader_gone
+
+        return stdout_reader_gone()
     except KeyboardInterrupt:
         # Ctrl-C before the job took over its own (while its modules import): nothing started, nothing to resume.
         print("inverse-instruct: interrupted before the job started", file=sys.stderr)

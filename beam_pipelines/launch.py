@@ -618,6 +618,14 @@ def _holds_cache_parts(cache: str) -> bool | None:
         return None
 
 
+def stdout_reader_gone() -> int:
+    """Stop quietly, as Unix tools do, when the reader of stdout went away (``... | head``): stdout now points at
+    /dev/null, so the interpreter's own flush at exit does not raise again; 141 is 128 + SIGPIPE, what a shell
+    reports for a tool the signal killed."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+
+
 def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[str]], dict[str, Any]]) -> int:
     """``--help``, option check, logging, then ``run``; the exit code says whether the job's counts balance.
 
@@ -644,6 +652,9 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         check_known_options(argv, job)
         logging.getLogger().setLevel(logging.INFO if "--verbose" in argv else logging.WARNING)
         result = run(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader of stdout went away (`... | head`), after the job's work was done
+        return stdout_reader_gone()
     except BaseException as err:  # told apart below; anything else is re-raised as it is
         chain = list(_chain(err))
         was_interrupted = bool(interrupted) or any(isinstance(e, KeyboardInterrupt) for e in chain)

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 from beam_pipelines.steps import (
     check_step_command,
     check_train_batch,
+    refusals_exit_2,
     require_local_output,
     run_step,
     train_resume_arguments,
@@ -225,6 +226,7 @@ def step_reports(out: Path, keys: Sequence[str], benchmarks: Sequence[str]) -> d
             "train": [p for p in train if p]}
 
 
+@refusals_exit_2
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.output)

@@ -45,6 +45,7 @@ from typing import Any, Sequence
 from beam_pipelines.steps import (
     check_step_command,
     check_train_batch,
+    refusals_exit_2,
     require_local_output,
     run_step,
     train_resume_arguments,
@@ -244,6 +245,7 @@ def table(rows: list[dict[str, Any]], ks: Sequence[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@refusals_exit_2
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.output)

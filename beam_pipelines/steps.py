@@ -38,6 +38,32 @@ CHECKPOINT_MARKER = "COMPLETE"
 STAGE_MARKER = "COMPLETE.json"
 
 
+class DriverRefusal(SystemExit):
+    """A driver refusing to go on before its next step (the step is another run's, another driver holds it, the
+    training configuration would fail): exit code 2, as for the jobs' configuration errors; ``refusals_exit_2``
+    prints the message. A failed step stays a plain ``SystemExit(message)``: exit 1."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.code = 2
+
+
+def refusals_exit_2(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a driver's ``main``: a ``DriverRefusal`` prints its message on stderr, then ends the process with 2."""
+    import functools
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except DriverRefusal as refusal:
+            print(refusal.message, file=sys.stderr, flush=True)
+            raise
+
+    return wrapped
+
+
 def marker_path(done: Path) -> Path:
     return done.parent / f".{done.name}.step-ok"
 
@@ -149,7 +175,7 @@ def step_lock(path: Path, driver: str, name: str) -> Iterator[int]:
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise SystemExit(
+            raise DriverRefusal(
                 f"[{driver}] {name}: another driver is running this step ({_describe(holder)}; lock {path}). Two "
                 "copies in one directory would write over each other: wait for it to end, or stop it "
                 "(SIGTERM to that driver stops its step too).") from None
@@ -168,12 +194,13 @@ def step_lock(path: Path, driver: str, name: str) -> Iterator[int]:
     holder = _holder(fd)
     if holder and holder.get("host") != host:
         os.close(fd)
-        raise SystemExit(
+        raise DriverRefusal(
             f"[{driver}] {name}: the step's lock {path} was taken by {_describe(holder)}, another machine, which "
             "this driver cannot check. If no driver runs this step there any more, remove the file and run again.")
     if holder and not checked_by_flock and holder.get("pid") != os.getpid() and _alive(int(holder.get("pid", 0))):
         os.close(fd)
-        raise SystemExit(f"[{driver}] {name}: another driver is running this step ({_describe(holder)}; lock {path})")
+        raise DriverRefusal(
+            f"[{driver}] {name}: another driver is running this step ({_describe(holder)}; lock {path})")
     if holder:
         print(f"[{driver}] {name}: taking over the stale lock of {_describe(holder)} (that process is gone)",
               file=sys.stderr, flush=True)
@@ -269,7 +296,7 @@ def run_step(driver: str, name: str, command: list[str], log: Path, done: Path, 
             if not why:
                 print(f"[{driver}] {name}: already done ({done})", file=sys.stderr, flush=True)
                 return
-            raise SystemExit(
+            raise DriverRefusal(
                 f"[{driver}] {name}: {directory} holds this step finished by another run, whose results would be "
                 "reported as this run's:\n" + "\n".join(why) + "\nUse a new --output, or delete "
                 f"{directory} (and the directories of the steps that read it) to run this step again.")
@@ -386,7 +413,7 @@ def check_train_batch(driver: str, config: str | Path, overrides: Sequence[str],
     try:
         cfg = load_config(chosen or config, [*overrides, *sets])
     except (OSError, ValueError, TypeError, KeyError, IndexError, yaml.YAMLError) as err:
-        raise SystemExit(f"[{driver}] the training configuration does not load (--train-args {train_args!r}): "
+        raise DriverRefusal(f"[{driver}] the training configuration does not load (--train-args {train_args!r}): "
                          f"{err}") from None
     processes = launcher_processes(launcher)
     if processes is None:
@@ -401,7 +428,7 @@ def check_train_batch(driver: str, config: str | Path, overrides: Sequence[str],
     fixes = [f'--set global_batch_size={larger}']
     if fits:
         fixes.append(f"--set per_device_batch_size={fits[0]}")
-    raise SystemExit(
+    raise DriverRefusal(
         f"[{driver}] the fine-tune would fail at its start: global_batch_size {cfg.global_batch_size} is not a "
         f"multiple of per_device_batch_size {cfg.per_device_batch_size} x {processes} processes "
         f"(--train-launcher {launcher!r}). Add {' or '.join(repr(f) for f in fixes)} to --train-args, or start "

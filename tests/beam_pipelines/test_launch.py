@@ -246,6 +246,20 @@ def test_cli_stops_quietly_when_its_reader_goes_away(monkeypatch, tmp_path):
     assert (tmp_path / "stdout").read_bytes() == b""
 
 
+def test_the_python_m_form_stops_quietly_when_its_reader_goes_away(tmp_path, shared_data):
+    """`python -m beam_pipelines.inverse_instruct ... | head -1` (the form make demo uses): 141 and no traceback,
+    as through `inverse-instruct` (it was exit 1 and a BrokenPipeError traceback from the job's last print)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the job prints
+    done = subprocess.run(
+        [sys.executable, "-m", "beam_pipelines.inverse_instruct", f"--input={shared_data / 'code_alpaca_2k.json'}",
+         "--response-column=output", "--stages=extract", "--limit=5", f"--output={tmp_path / 'out'}", "--quiet"],
+        stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300, cwd=REPO)
+    os.close(write_end)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "out" / "manifest.json").is_file()  # the job's work was done before its last print
+
+
 def test_exit_process_ends_after_pythons_exit_work_with_the_code(tmp_path):
     """The entries end through ``exit_process`` (no native teardown, where Arrow's thread pools can abort a
     finished job): what Python's own exit does must still happen, in order, and the code must come out."""

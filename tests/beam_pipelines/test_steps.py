@@ -271,14 +271,24 @@ def test_the_self_play_loop_refuses_the_batch_before_its_first_step(tmp_path, mo
     assert ran == [] and not (tmp_path / "loop").exists()
 
 
-def test_the_paper_driver_refuses_the_batch_before_its_first_step(tmp_path, monkeypatch):
+def test_the_paper_driver_refuses_the_batch_before_its_first_step(tmp_path, monkeypatch, capsys):
     from beam_pipelines import paper
 
     ran = []
     monkeypatch.setattr(paper, "run_step", lambda *a, **k: ran.append(a))
-    with pytest.raises(SystemExit, match="would fail at its start"):
+    with pytest.raises(SystemExit, match="would fail at its start") as refused:
         paper.main([f"--output={tmp_path / 'paper'}", "--train-launcher=torchrun --nproc_per_node 3"])
     assert ran == []
+    # a configuration error: exit 2, as the jobs' (it was 1, as for a failed step), the message said once
+    assert refused.value.code == 2 and capsys.readouterr().err.count("would fail at its start") == 1
+
+
+def test_a_driver_refusal_is_exit_2_with_its_message_from_the_command_line(tmp_path):
+    out = tmp_path / "paper"
+    done = subprocess.run([sys.executable, "-m", "beam_pipelines.paper", f"--output={out}",
+                           "--train-args=--set learning_rat=1"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 2, done.stderr
+    assert "[paper] the training configuration does not load" in done.stderr and "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------------------------------- local outputs only
