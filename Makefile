@@ -50,7 +50,8 @@ system-packages:
 
 demo: venv system-packages
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(PY) -m beam_pipelines.inverse_instruct \
-		--output $(DEMO_OUT) --limit $(DEMO_LIMIT) --num-candidates $(DEMO_K) --max-new-tokens $(DEMO_MAX_NEW_TOKENS)
+		--output $(DEMO_OUT) --limit $(DEMO_LIMIT) --num-candidates $(DEMO_K) --max-new-tokens $(DEMO_MAX_NEW_TOKENS) \
+		--emit-original
 
 # Both tiers (their markers cover every test): the engine tier one test at a time, since each real engine
 # already uses both cores, then the fast tier on two workers. Both always run; either failing fails the target.
