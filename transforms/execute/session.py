@@ -63,16 +63,17 @@ class AgentSession:
         """Give the next requests a full ``timeout_s`` again (batch checks time each answer separately)."""
         self.process.deadline = time.monotonic() + self.limits.timeout_s
 
-    def _request(self, payload: dict) -> dict:
+    def _request(self, payload: dict, time_limit_s: float | None = None) -> dict:
         if self.failure is not None:
             raise self.failure
+        deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
         nonce = secrets.token_hex(16)
         try:
             line = wire.dumps_tree({**payload, "id": nonce}, self._request_max).encode("ascii") + b"\n"
         except wire.WireError as e:
             raise ValueError(f"the trusted side sent something that is not plain data: {e}") from None
         try:
-            raw = self.process.exchange(line, self._request_fd, self._response_fd, self._pending)
+            raw = self.process.exchange(line, self._request_fd, self._response_fd, self._pending, deadline)
             try:
                 reply = wire.loads_json(raw, self.limits.max_message_bytes + 65536)
             except wire.WireError as e:
@@ -93,11 +94,12 @@ class AgentSession:
             return None
         return _error_fields(reply, "error")
 
-    def call(self, name: str, args: tuple | list = (), allow_nan: bool = True, kwargs: dict | None = None
-             ) -> CallResult:
+    def call(self, name: str, args: tuple | list = (), allow_nan: bool = True, kwargs: dict | None = None,
+             time_limit_s: float | None = None) -> CallResult:
         """Call ``name(*args, **kwargs)`` in the sandbox. Arguments cross as plain data, so the function gets
-        copies and cannot change the caller's objects."""
-        return self._call({"op": "call", "name": name}, args, allow_nan, kwargs)
+        copies and cannot change the caller's objects. ``time_limit_s``: this call's own wall-clock limit, within
+        the run's (a ``SandboxFailure("timeout")`` past it)."""
+        return self._call({"op": "call", "name": name}, args, allow_nan, kwargs, time_limit_s)
 
     def evaluate(self, expression: str, allow_nan: bool = True) -> CallResult:
         """The value of ``expression`` (trusted text, e.g. ``f(g())``) in the loaded program's namespace, as a call's
@@ -112,9 +114,10 @@ class AgentSession:
         that does not load answers as a call that raised."""
         return self._call({"op": "fresh_call", "source": source, "name": name}, args, allow_nan, kwargs)
 
-    def _call(self, request: dict, args: tuple | list, allow_nan: bool, kwargs: dict | None) -> CallResult:
+    def _call(self, request: dict, args: tuple | list, allow_nan: bool, kwargs: dict | None,
+              time_limit_s: float | None = None) -> CallResult:
         reply = self._request({**request, "args": wire.encode_tree(list(args), self._request_max),
-                               "kwargs": wire.encode_tree(dict(kwargs or {}), self._request_max)})
+                               "kwargs": wire.encode_tree(dict(kwargs or {}), self._request_max)}, time_limit_s)
         return self._result(reply, allow_nan)
 
     def _result(self, reply: dict, allow_nan: bool) -> CallResult:

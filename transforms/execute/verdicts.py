@@ -76,7 +76,10 @@ class UnusableCall(BaseException):
 
 def _failure_verdict(f: SandboxFailure, started: float, session: AgentSession | None, isolated: bool) -> Verdict:
     status = "timeout" if f.kind == "timeout" else "failed"
-    reason = "timeout" if f.kind == "timeout" else f"{f.kind}: {f.detail}"
+    if f.kind == "timeout":  # the run's own limit says nothing more; a call's limit names its input
+        reason = f"timeout: {f.detail}" if f.detail.startswith("plus input") else "timeout"
+    else:
+        reason = f"{f.kind}: {f.detail}"
     return _verdict(status, reason, started, session, isolated)
 
 
@@ -146,7 +149,12 @@ class _CandidateProxy:
         self.raised_text = ""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        result: CallResult = self._session.call(self.__name__, args, allow_nan=False, kwargs=kwargs)
+        return self.call_within(None, *args, **kwargs)
+
+    def call_within(self, time_limit_s: float | None, *args: Any, **kwargs: Any) -> Any:
+        """The candidate's result, its call limited to ``time_limit_s`` of wall clock (None: the run's)."""
+        result: CallResult = self._session.call(self.__name__, args, allow_nan=False, kwargs=kwargs,
+                                                time_limit_s=time_limit_s)
         if result.kind == "value":
             return result.value
         if self._opaque_results and result.kind == "bad_result" and result.message.startswith("not plain data"):
@@ -237,12 +245,16 @@ def run_function_tests(problem, solution_code: str, limits: IsolationLimits = Is
     return _ask_once(solution_code, run_tests, limits, allow_unisolated, judge=lambda outcome: outcome)
 
 
-_EXPECTED: dict[str, list[tuple[bool, Any]]] = {}
+_EXPECTED: dict[str, list[tuple[bool, Any, float]]] = {}
+# EvalPlus times each input: max(1 s, 4x the reference solution's time) (``evalplus/config.py``:
+# DEFAULT_MIN_TIME_LIMIT, DEFAULT_GT_TIME_LIMIT_FACTOR); a slower candidate fails that input.
+PLUS_MIN_TIME_LIMIT_S = 1.0
+PLUS_TIME_LIMIT_FACTOR = 4.0
 
 
-def expected_outputs(problem) -> list[tuple[bool, Any]]:
-    """``(ok, output)`` of the benchmark's own solution on each EvalPlus input, computed here (trusted code) once
-    per problem; an input its own solution raises on is not checked."""
+def expected_outputs(problem) -> list[tuple[bool, Any, float]]:
+    """``(ok, output, seconds)`` of the benchmark's own solution on each EvalPlus input, computed here (trusted
+    code) once per problem; an input its own solution raises on is not checked."""
     key = f"{problem.task_id}\0{hash(problem.canonical_solution)}"
     if key not in _EXPECTED:
         namespace: dict[str, Any] = {"__name__": "__reference__"}
@@ -250,22 +262,37 @@ def expected_outputs(problem) -> list[tuple[bool, Any]]:
         solution = namespace[problem.entry_point]
         results = []
         for args in problem.inputs:
+            arguments = copy.deepcopy(list(args))
+            started = time.perf_counter()
             try:
-                results.append((True, solution(*copy.deepcopy(list(args)))))
+                output = solution(*arguments)
             except Exception:
-                results.append((False, None))
+                results.append((False, None, 0.0))
+                continue
+            results.append((True, output, time.perf_counter() - started))
         _EXPECTED[key] = results
     return _EXPECTED[key]
 
 
+def plus_time_limit(reference_seconds: float) -> float:
+    return max(PLUS_MIN_TIME_LIMIT_S, PLUS_TIME_LIMIT_FACTOR * reference_seconds)
+
+
 def _plus_inputs_failure(problem, proxy) -> str | None:
-    """The first EvalPlus input on which the candidate's output differs from the canonical solution's."""
-    for i, (args, (ok, expected)) in enumerate(zip(problem.inputs, expected_outputs(problem))):
+    """The first EvalPlus input on which the candidate's output differs from the canonical solution's. Each call
+    has EvalPlus's time limit; past it the run ends as a timeout naming the input."""
+    for i, (args, (ok, expected, seconds)) in enumerate(zip(problem.inputs, expected_outputs(problem))):
         if not ok:
             continue
+        limit = plus_time_limit(seconds)
         try:
-            actual = proxy(*copy.deepcopy(list(args)))
+            actual = proxy.call_within(limit, *copy.deepcopy(list(args)))
         except UnusableCall:
+            raise
+        except SandboxFailure as failure:
+            if failure.kind == "timeout":
+                raise SandboxFailure("timeout", f"plus input #{i}: no answer within its {limit:.2f} s (max(1 s, "
+                                                f"4x the reference's {seconds:.3f} s), as EvalPlus times it)") from None
             raise
         except Exception as e:
             return f"plus input #{i}: candidate raised {type(e).__name__}: {str(e)[:200]}"

@@ -120,3 +120,19 @@ def test_a_benchmark_whose_test_does_not_run_is_refused_before_any_sample():
     check_benchmark_code([good])
     with pytest.raises(ValueError, match="T/1: the test code defines no check"):
         check_benchmark_code([good, problems.Problem("T/1", "def one():\n", "one", "assert True\n")])
+
+
+def test_each_evalplus_input_has_its_own_time_limit(tmp_path):
+    """EvalPlus gives each input max(1 s, 4x the reference's time): a candidate that takes 2.5 s on one cheap input
+    fails, though the whole run stays within its 10 s (it passed before)."""
+    rows = [{"task_id": "HumanEval/902", "entry_point": "inc", "atol": 0, "contract": "",
+             "prompt": 'def inc(x: int) -> int:\n    """x + 1."""\n', "canonical_solution": "    return x + 1\n",
+             "test": "def check(candidate):\n    assert candidate(1) == 2\n",
+             "base_input": [[1]], "plus_input": [[5], [7]]}]
+    (problem,) = problems.load_benchmark("humaneval_plus", _write(tmp_path / "HumanEvalPlus.jsonl", rows))
+    slow_on_5 = problem.prompt + "    import time\n    if x == 5:\n        time.sleep(2.5)\n    return x + 1\n"
+    verdict = run_function_tests(problem, slow_on_5, LIMITS)
+    assert verdict.status == "timeout" and verdict.reason.startswith("timeout: plus input #1"), verdict
+    assert verdict.duration_s < 6  # stopped at the input's limit, not the run's
+    quick = problem.prompt + "    import time\n    time.sleep(0.3)\n    return x + 1\n"  # within 1 s per input
+    assert run_function_tests(problem, quick, LIMITS).passed
