@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from beam_pipelines.steps import (
+    DriverParser,
     check_step_command,
     check_train_batch,
     refusals_exit_2,
@@ -49,7 +50,7 @@ PAPER_M_PREFIX = "wizardcoder-gpt4-"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="inverse-instruct paper",  # the docstring is the epilog
+    parser = DriverParser(prog="inverse-instruct paper",  # the docstring is the epilog
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--output", required=True, help="The run's directory (a local path).")
     parser.add_argument("--input", default=None, help="The instruction corpus (default: the main job's default).")

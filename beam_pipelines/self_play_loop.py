@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from beam_pipelines.steps import (
+    DriverParser,
     check_step_command,
     check_train_batch,
     refusals_exit_2,
@@ -57,7 +58,7 @@ MERGED = "training-merged"  # round r's directory of its training set, the merge
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="inverse-instruct self-play-loop",  # the docstring is the epilog
+    parser = DriverParser(prog="inverse-instruct self-play-loop",  # the docstring is the epilog
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--output", required=True, help="The loop's directory (a local path).")
     parser.add_argument("--p3-dir", required=True, help="P3's puzzles.json and split.json.")

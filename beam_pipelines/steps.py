@@ -10,6 +10,7 @@ process group, and SIGTERM, SIGINT and SIGHUP sent to the driver are forwarded t
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import difflib
 import errno
@@ -36,6 +37,14 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # CHECKPOINT_MARKER, a finished stage STAGE_MARKER.
 CHECKPOINT_MARKER = "COMPLETE"
 STAGE_MARKER = "COMPLETE.json"
+
+
+class DriverParser(argparse.ArgumentParser):
+    """A driver's parser: a bad argument is two lines (the error and where the options are listed), exit 2, as the
+    jobs say it, not argparse's whole usage block first."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\nSee `{self.prog} --help` for the options.\n")
 
 
 class DriverRefusal(SystemExit):

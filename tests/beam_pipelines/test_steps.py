@@ -320,3 +320,16 @@ def test_write_text_atomic_replaces_the_file_whole(tmp_path, monkeypatch):
         steps.write_text_atomic(path, "half")
     assert path.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["seen-by-a-reader",
                                                                                        "summary.json"]
+
+
+@pytest.mark.parametrize("driver", ["paper", "self_play_loop"])
+def test_a_drivers_bad_argument_is_two_lines_and_exit_2(driver, capsys):
+    import importlib
+
+    module = importlib.import_module(f"beam_pipelines.{driver}")
+    with pytest.raises(SystemExit) as stopped:
+        module.parse_args(["--output=x", f"--p3-dir={TINY_P3}", "--rounds=-1"] if driver == "self_play_loop"
+                          else ["--output=x", "--benchmark=nosuch"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(lines) == 2, lines  # argparse printed its whole usage block first
+    assert lines[0].startswith("inverse-instruct ") and ": error: " in lines[0] and "--help" in lines[1]
