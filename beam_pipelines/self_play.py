@@ -9,6 +9,11 @@ pairs become raw training text.
 prompts -> RunInference (the shared engine) -> samples -> filter (sandbox) -> dedup -> solve prompts ->
 RunInference (n attempts each) -> verify (sandbox) -> up to 8 distinct solutions per puzzle -> training text
 
+With ``--p3-dir`` the filter also refuses a puzzle that is a P3 test puzzle (any instance of a test family) up to
+formatting and renaming (``p3_test_puzzle``; ``transforms/selfplay/puzzle_fingerprint.py``): the model may
+reproduce one from pre-training, and the loop evaluates on them. The index is built once, in the launcher; the
+manifest records its size (``p3_test_puzzles_indexed``, 0 without ``--p3-dir``).
+
 Outputs: ``puzzles/`` (solved puzzles with their solutions), ``training/puzzles/`` (training shards),
 ``rejected/`` (every sample and attempt that was not kept, with its reason), ``manifest.json`` (per-stage
 counts, checked to balance) and ``summary.json``.
@@ -60,6 +65,7 @@ from transforms.selfplay.beam import (
 from transforms.selfplay.options import SelfPlayOptions
 from transforms.selfplay.p3 import load_p3
 from transforms.selfplay.preset import load_preset
+from transforms.selfplay.puzzle_fingerprint import fingerprint_index
 from transforms.stage import REJECTED, StageOutput, flatten
 from transforms.stats.accounting import CollectCounts, StageTally, WriteManifest, build_manifest
 from transforms.stats.progress import LIVE
@@ -164,12 +170,15 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     generated = stage("generate", prompts, GeneratedFn().apply(samples, "Generated"), opts.samples_per_prompt)
 
     seed_examples = seed_format.example_pool(opts.p3_dir) if opts.puzzle_preset == "seed" else ()
+    # Every P3 test instance's fingerprint, once per job: a generated puzzle among them is refused (p3_test_puzzle).
+    test_index = fingerprint_index((p.name, p.f) for p in p3.test_instances) if p3 is not None else {}
     filtered = stage("filter", generated.main, StageOutput.of(
         generated.main
         | "SpreadSamples" >> beam.Reshuffle()
         | "BatchSamples" >> beam.BatchElements(min_batch_size=1, max_batch_size=4 * judge.workers)
         | "Filter" >> beam.ParDo(FilterPuzzlesFn(preset.filters, opts.trivial_reject_rate, run_seed, judge,
-                                                 engine.model, seed_examples)).with_outputs(REJECTED, main="main")))
+                                                 engine.model, seed_examples, test_index)
+                                 ).with_outputs(REJECTED, main="main")))
     unique = stage("dedup", filtered.main, StageOutput.of(
         filtered.main
         | "KeyByPuzzle" >> beam.Map(lambda r: (r["id"], r))
@@ -224,7 +233,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
             "samples_per_prompt", "puzzle_temperature", "puzzle_max_tokens", "trivial_reject_rate", "judge_timeout",
             "verify_timeout", "solve_attempts", "solve_temperature", "solve_max_tokens", "max_solutions",
             "training_format", "iteration")} | {"example_cap": cap, "run_seed": run_seed},
-        "isolated": isolated,
+        "isolated": isolated, "p3_test_puzzles_indexed": len(test_index),
     }
     _ = (pipeline
          | "Accounting" >> CollectCounts(tallies)

@@ -8,6 +8,7 @@ This package owns self-play: the pure logic of one round (no Beam, no engine), i
 - ``preset``         the paper's strings (``transforms/presets/self_play_paper.yaml``) as typed data.
 - ``generate``       the generation prompt (f-only, f1..fk, token-budgeted) and ``strip_puzzle``.
 - ``filters``        the reference's puzzle filters, each with its own reason code.
+- ``puzzle_fingerprint``  a puzzle up to formatting and renaming: the filter's refusal of P3 test puzzles.
 - ``solve``          the solve prompt, completion -> ``g``, and choosing verified solutions.
 - ``training_text``  the raw training text (f, g, ``assert f(g())``), dedup and cap.
 - ``merge``          the training set of loop round r: the solved puzzles of rounds 0..r merged per puzzle,

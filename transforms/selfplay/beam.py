@@ -2,7 +2,8 @@
 
 * ``generated_samples``: a prompt's joined generation result -> its ``n`` samples (engine errors included).
 * ``FilterPuzzlesFn`` (stage ``self_play.filter``): every filter of the reference, in its order, on a pool of
-  sandboxes (the ``return True`` judge and the trivial-answer test run model-written code).
+  sandboxes (the ``return True`` judge and the trivial-answer test run model-written code), and the project's
+  refusal of a P3 test puzzle (``p3_test_puzzle``: a dict of fingerprints built once in the launcher).
 * ``KeepFirstPuzzleFn`` (stage ``self_play.dedup``): one copy of each puzzle text.
 * ``SolveAttempts``: a solve request of ``n`` attempts per puzzle through the shared engine, each attempt
   verified in the sandbox (``g()`` in one sandbox, its answer type-checked, ``f(answer)`` in a fresh one); the
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 
@@ -75,10 +76,12 @@ class GeneratedFn(StageFn):
 # ----------------------------------------------------------------------------------------------- filter
 
 def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_reject_rate: float, seed: int,
-                  sandbox: SandboxSettings, seed_examples: Sequence[seed_format.Puzzle] = ()
-                  ) -> tuple[str | None, str, dict[str, Any]]:
+                  sandbox: SandboxSettings, seed_examples: Sequence[seed_format.Puzzle] = (),
+                  test_index: Mapping[str, str] | None = None) -> tuple[str | None, str, dict[str, Any]]:
     """(reason or None, detail, facts) of one generated sample under the reference's filters, in its order.
-    ``facts`` holds the cut puzzle text, its answer type and whether the trivial test ran."""
+    ``facts`` holds the cut puzzle text, its answer type and whether the trivial test ran. ``test_index``: the P3
+    test puzzles' fingerprints (``puzzle_fingerprint.fingerprint_index``); a puzzle among them is refused before
+    anything runs."""
     try:
         text = plans.puzzle_text(sample, seed_examples)
     except seed_format.PuzzleRejected as err:
@@ -91,6 +94,9 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
     facts: dict[str, Any] = {"sat": puzzle}
     if reason:
         return reason, puzzle[:200], facts
+    test_puzzle = filters.p3_test_reason(puzzle, test_index or {})
+    if test_puzzle:
+        return *test_puzzle, facts
     reason = filters.unsafe_reason(puzzle, strings)
     if reason:
         return reason, "the judge refuses this code", facts
@@ -125,7 +131,8 @@ class FilterPuzzlesFn(SandboxPoolDoFn):
     """Stage ``self_play.filter`` over batches of samples, on the worker's pool of sandboxes."""
 
     def __init__(self, strings: FilterStrings, trivial_reject_rate: float, seed: int, sandbox: SandboxSettings,
-                 model: str, seed_examples: Sequence[seed_format.Puzzle] = ()):
+                 model: str, seed_examples: Sequence[seed_format.Puzzle] = (),
+                 test_index: Mapping[str, str] | None = None):
         super().__init__(sandbox.workers)
         self._strings = strings
         self._rate = trivial_reject_rate
@@ -133,11 +140,13 @@ class FilterPuzzlesFn(SandboxPoolDoFn):
         self._sandbox = sandbox
         self._model = model
         self._seed_examples = tuple(seed_examples)
+        self._test_index = dict(test_index or {})  # {fingerprint: P3 test puzzle name}, pickled with the DoFn
         self.books = StageBooks(f"{STAGE}.filter", RecordKind.PUZZLE)
 
     def _one(self, sample: dict[str, Any]):
         return filter_sample(sample, self._strings, trivial_reject_rate=self._rate, seed=self._seed,
-                             sandbox=self._sandbox, seed_examples=self._seed_examples)
+                             sandbox=self._sandbox, seed_examples=self._seed_examples,
+                             test_index=self._test_index)
 
     def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:
         self.books.took(len(batch))

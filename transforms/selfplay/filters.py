@@ -2,6 +2,10 @@
 
 1. ``missing_def_f`` / ``missing_return``: after ``strip_puzzle`` the text must start with ``def f(`` and
    contain ``return``.
+   ``p3_test_puzzle`` (project addition, ``puzzle_fingerprint.py``): the puzzle is a P3 test puzzle (any instance
+   of a test family) up to formatting and renaming. The model may reproduce one from pre-training; kept, it would
+   put the evaluation's own puzzle in the training data. Checked before anything runs, so every reproduction is
+   counted under this reason whatever the later filters would have said; without a P3 folder there is no index.
 2. ``unsafe_code``: the judge refuses code with ``builtin``, ``__class`` or ``open(`` in it, or importing a
    module outside its safe list. ``return_true_failed``: the copy with ``    return True`` inserted as the
    second line, followed by ``assert f(None)``, must run cleanly in the judge (1 s). Between the two,
@@ -41,16 +45,18 @@ import hashlib
 import itertools
 import json
 import re
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from transforms.selfplay.introspection import REASON as REACHES_INTERPRETER
 from transforms.selfplay.introspection import interpreter_route
 from transforms.selfplay.preset import FilterStrings, load_preset
+from transforms.selfplay.puzzle_fingerprint import fingerprint
 from transforms.selfplay.source import answer_parameter, first_function, strip_puzzle
 
 REASONS = (
     "missing_def_f",
     "missing_return",
+    "p3_test_puzzle",  # project addition: a P3 test puzzle up to formatting and renaming (puzzle_fingerprint.py)
     "unsafe_code",
     "reaches_interpreter",  # project addition: the puzzle touches the interpreter's internals (introspection.py)
     "return_true_failed",
@@ -99,6 +105,15 @@ def check_text(text: str) -> tuple[str, str | None]:
     if "return" not in puzzle:
         return puzzle, "missing_return"
     return puzzle, None
+
+
+def p3_test_reason(puzzle: str, test_index: Mapping[str, str]) -> tuple[str, str] | None:
+    """``("p3_test_puzzle", name)`` when ``puzzle`` is, up to formatting and renaming, the P3 test puzzle ``name``
+    of ``test_index`` (``puzzle_fingerprint.fingerprint_index`` of every test instance)."""
+    if not test_index:
+        return None
+    name = test_index.get(fingerprint(puzzle) or "")
+    return ("p3_test_puzzle", f"P3 test puzzle {name}") if name else None
 
 
 # --------------------------------------------------------------------------------------------- step 2
@@ -303,15 +318,19 @@ class FilterOutcome:
 
 def filter_puzzles(texts: Iterable[str], run_program: Callable[[str], bool], *,
                    trivial_reject_rate: float | None = None, seed: int = 0, known: Iterable[str] = (),
-                   max_chars: int = MAX_PUZZLE_CHARS, strings: FilterStrings | None = None) -> list[FilterOutcome]:
+                   max_chars: int = MAX_PUZZLE_CHARS, strings: FilterStrings | None = None,
+                   test_index: Mapping[str, str] | None = None) -> list[FilterOutcome]:
     """Every filter in order on each text; ``run_program(program) -> ran cleanly`` executes (a sandbox in
-    production). ``known`` puzzles count as already seen for the duplicate check."""
+    production). ``known`` puzzles count as already seen for the duplicate check; ``test_index`` holds the P3 test
+    puzzles' fingerprints (``puzzle_fingerprint.fingerprint_index``)."""
     s = _strings(strings)
     seen = set(known)
     out = []
     for index, text in enumerate(texts):
         puzzle, reason = check_text(text)
         verdict = SignatureVerdict(None)
+        if reason is None:
+            reason = (p3_test_reason(puzzle, test_index or {}) or (None,))[0]
         if reason is None:
             reason = (unsafe_reason(puzzle, s) or interpreter_reason(puzzle)
                       or read_return_true(run_program(return_true_program(puzzle, s))))

@@ -5,6 +5,8 @@
   may show (``require_train`` enforces it where prompts are built).
 - ``P3.test``: the 228 test puzzles, the FIRST instance of each test family, in ``split.json`` order - the order
   of the reference's ``data/test_228.json`` (alphabetical by family).
+- ``P3.test_instances``: every instance of the test families, in file order (1,009 in P3). Never shown nor
+  evaluated on: the self-play filter refuses a generated puzzle that is any of them (``puzzle_fingerprint``).
 - ``P3.unparsable``: instances this Python cannot parse (integer literals over its 4,300-digit limit). They are
   kept and flagged (``parse_error``), never dropped silently: a prompt may still show their text, as the
   reference does, and an unparsable test puzzle simply counts as unsolved.
@@ -53,6 +55,7 @@ class P3:
     test_families: tuple[str, ...]
     instances: int  # all instances in puzzles.json
     unassigned: int  # instances whose family is in neither split
+    test_instances: tuple[P3Instance, ...] = ()  # every instance of the test families, in file order
 
     @property
     def unparsable(self) -> tuple[P3Instance, ...]:
@@ -186,7 +189,7 @@ def _read_p3(p3_dir: Path) -> P3:
         raise P3FolderError(f"{puzzles_path} holds no puzzle (an empty list)")
     for index, raw in enumerate(raws):
         _check_row(raw, index, puzzles_path)
-    train, first_test = [], {}
+    train, first_test, test_instances = [], {}, []
     unassigned = 0
     train_set, test_set = set(train_families), set(test_families)
     for raw in raws:
@@ -194,8 +197,8 @@ def _read_p3(p3_dir: Path) -> P3:
         if family in train_set:
             train.append(_instance(raw, TRAIN))
         elif family in test_set:
-            if family not in first_test:
-                first_test[family] = _instance(raw, TEST)
+            test_instances.append(_instance(raw, TEST))
+            first_test.setdefault(family, test_instances[-1])
         else:
             unassigned += 1
     absent = [f for f in test_families if f not in first_test]
@@ -205,7 +208,7 @@ def _read_p3(p3_dir: Path) -> P3:
         raise P3FolderError(f"{puzzles_path} has no instance of any training family of {split_path} "
                             f"(first: {list(train_families[:3])})")
     return P3(tuple(train), tuple(first_test[f] for f in test_families), train_families, test_families,
-              len(raws), unassigned)
+              len(raws), unassigned, tuple(test_instances))
 
 
 def require_train(instances: Iterable[P3Instance]) -> list[P3Instance]:
