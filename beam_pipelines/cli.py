@@ -50,6 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = dispatch(argv)
         sys.stdout.flush()
         return code
+    except (ValueError, ImportError) as err:  # a subcommand without the jobs' one-line errors (report)
+        message = missing_filesystem(err)
+        if message is None:
+            raise
+        print(f"inverse-instruct: error: {message}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # the reader went away (`inverse-instruct ... | head`)
         from beam_pipelines.launch import stdout_reader_gone
 
@@ -58,6 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C before the job took over its own (while its modules import): nothing started, nothing to resume.
         print("inverse-instruct: interrupted before the job started", file=sys.stderr)
         return 130
+
+
+def missing_filesystem(err: BaseException) -> str | None:
+    """One line for a path whose scheme needs a package that is not installed (``gs://`` without gcsfs), naming the
+    package and the extra to install; None for any other error."""
+    filesystems = sys.modules.get("transforms.io.filesystems")
+    if isinstance(err, ImportError) and ("gcp]" in str(err) or "install" in str(err).lower()):
+        import transforms.io.filesystems as filesystems
+
+        return filesystems.missing_package_message(err)
+    if filesystems is not None and isinstance(err, filesystems.FilesystemUnavailable):
+        return str(err)
+    return None
 
 
 def dispatch(argv: Sequence[str] | None) -> int:

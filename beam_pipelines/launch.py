@@ -74,13 +74,16 @@ def user_error_classes() -> tuple[type[BaseException], ...]:
     """Exceptions that report a mistake in the job's configuration or environment, not a bug: ``job_main`` prints
     their message alone. Besides ``JobConfigError``: a corpus that cannot be read as configured (found when the
     pipeline is built, or by a worker for files after the first), a model that is not there, a sandbox that
-    cannot run here (both found when the pipeline is built), and an output that cannot be written (a full disk)."""
+    cannot run here (both found when the pipeline is built), an output that cannot be written (a full disk), and a
+    path whose scheme needs a file system package that is not installed (``gs://`` without gcsfs)."""
     from runners.model_resolution import ModelNotAvailableError
     from transforms.execute.isolation import IsolationUnavailable
+    from transforms.io.filesystems import FilesystemUnavailable
     from transforms.io.output_errors import OutputWriteError
     from transforms.io.readers import CorpusConfigError
 
-    return JobConfigError, CorpusConfigError, ModelNotAvailableError, IsolationUnavailable, OutputWriteError
+    return (JobConfigError, CorpusConfigError, ModelNotAvailableError, IsolationUnavailable, OutputWriteError,
+            FilesystemUnavailable)
 
 
 @contextlib.contextmanager
@@ -284,15 +287,197 @@ def check_output_location(output: str) -> None:
                              "there. Give it a directory of its own, e.g. --output runs/<name>.")
 
 
+@dataclasses.dataclass(frozen=True)
+class PathOption:
+    """How the launcher treats an option that names a path (``PATH_OPTIONS``)."""
+
+    form: str = "path"  # "path"; "list": comma-separated paths (--input); "named": repeated NAME or NAME=PATH
+    expand_user: bool = False  # a leading ``~`` is the home directory, as the code that opens the path takes it
+    keywords: frozenset[str] = frozenset()  # values that name no path (``--spill-dir auto``, ``--preset chat``)
+    # Jobs whose Beam workers open the path themselves (empty: the launcher reads it, e.g. into beam.Create); on
+    # DataflowRunner such a path must be remote: the workers cannot read or write the launcher's disk.
+    read_by_workers: frozenset[str] | None = frozenset()  # None: every job
+    # The path is record provenance (``source_uri`` of every record read from it): kept as given where the workers
+    # share this process's working directory (the local runners), so outputs do not depend on where the checkout is.
+    provenance: bool = False
+
+
+# Every option (by dest) that names a local file or directory, whichever job reads it. The launcher makes a local
+# one (no URL scheme) absolute against its own working directory before the pipeline is built
+# (``absolute_paths``): a Beam worker has a working directory of its own (a worker pool started elsewhere, a
+# container), where a relative path names another file or none. ``--model`` is one only when it names a local
+# model (``_local_model``), not a hub id or the embedded model; ``--preset`` only when it names a file.
+PATH_OPTIONS: dict[str, PathOption] = {
+    "output": PathOption(expand_user=True, read_by_workers=None),  # written through fsspec, which expands ``~``
+    "input": PathOption(form="list", read_by_workers=frozenset({"generate"}), provenance=True),  # read by workers
+    "source_tree": PathOption(read_by_workers=frozenset({"generate"}), provenance=True),
+    "benchmark": PathOption(form="named", read_by_workers=frozenset({"generate"})),  # decontamination's index
+    "problems": PathOption(),  # evaluate loads its problems here
+    "p3_dir": PathOption(),
+    "solve_prefix": PathOption(),
+    "preset": PathOption(keywords=frozenset({"paper", "chat"})),  # transforms.instruct.prompts.BUILTIN_PRESETS
+    "model": PathOption(expand_user=True),  # runners.model_resolution expands ``~``
+    "model_cache": PathOption(expand_user=True),
+    "inference_cache": PathOption(expand_user=True),  # runners.cache opens it through fsspec
+    "spill_dir": PathOption(keywords=frozenset({"auto", "none"})),  # transforms.io.options.SPILL_AUTO, SPILL_NONE
+    "engine_load_log": PathOption(),
+}
+
+
+def is_local_path(value: str) -> bool:
+    """A path on this machine's file system: no URL scheme (``gs://``, ``memory://``...)."""
+    return "://" not in value
+
+
+def _local_model(model: str) -> bool:
+    """Whether ``--model`` names a local model (a directory or a ``.gguf`` file, or a path that is none: its error
+    then names the absolute path) rather than the embedded model or a hub id (``runners.model_resolution``)."""
+    from runners.model_resolution import EMBEDDED_MODELS
+
+    if not is_local_path(model) or model.lower() in EMBEDDED_MODELS:
+        return False
+    local = os.path.expanduser(model)
+    return (os.path.isdir(local) or (os.path.isfile(local) and local.endswith(".gguf"))
+            or os.path.isabs(local) or model.startswith((".", "~")))
+
+
+def _preset_file(preset: str) -> bool:
+    """Whether ``--preset`` names a file rather than a mistyped built-in name (``nosuch``: its error names it as
+    given): it is there, or it reads as a path (a directory part or a YAML/JSON suffix)."""
+    return (os.path.exists(preset) or "/" in preset or os.sep in preset
+            or preset.lower().endswith((".yaml", ".yml", ".json")))
+
+
+def _path_values(dest: str, value: Any) -> list[tuple[str, str]]:
+    """The paths an option's value names, as (how to name it in a message, path), local or not."""
+    spec = PATH_OPTIONS[dest]
+    flag = "--" + dest.replace("_", "-")
+    if value is None:
+        return []
+    if spec.form == "named":
+        named = [v.split("=", 1) for v in value if "=" in v]
+        return [(f"{flag} {name}", path) for name, path in named]
+    if spec.form == "list":
+        return [(flag, part.strip()) for part in str(value).split(",") if part.strip()]
+    if value in spec.keywords or (dest == "model" and not _local_model(value)) or (
+            dest == "preset" and not _preset_file(value)):
+        return []
+    return [(flag, str(value))]
+
+
+def _absolute(dest: str, path: str) -> str:
+    if not is_local_path(path):
+        return path
+    return os.path.abspath(os.path.expanduser(path) if PATH_OPTIONS[dest].expand_user else path)
+
+
+def _job_path_options(options: PipelineOptions, job: JobSpec) -> Iterator[tuple[PipelineOptions, str, Any]]:
+    """(the options' view that holds it, dest, value) of every ``PATH_OPTIONS`` entry the job reads."""
+    for cls in job.option_classes:
+        only = job.reads_only.get(cls)
+        view = options.view_as(cls)
+        for dest, value in view.get_all_options(current_only=True).items():
+            if dest in PATH_OPTIONS and value is not None and (only is None or dest in only):
+                yield view, dest, value
+
+
+def absolute_paths(options: PipelineOptions, job: JobSpec) -> None:
+    """Rewrite every local path option of the job (``PATH_OPTIONS``; ``--output``'s default ``runs/latest`` too)
+    to an absolute path against this process's working directory, in place: the pipeline is built from these,
+    its workers receive them, and run.json records them. Values with a URL scheme stay as they are, and so do the
+    corpus's (``--input``, ``--source-tree``: every record's ``source_uri``) on the local runners, whose workers
+    share this working directory."""
+    shared_cwd = workers_share_cwd(options)
+    for view, dest, value in _job_path_options(options, job):
+        if PATH_OPTIONS[dest].provenance and shared_cwd:
+            continue
+        new = _absolute_value(dest, value)
+        if new != value:
+            setattr(view, dest, new)
+
+
+def _absolute_value(dest: str, value: Any) -> Any:
+    """``value`` of the path option ``dest`` with its local paths made absolute."""
+    spec = PATH_OPTIONS[dest]
+    if value is None:
+        return value
+    if spec.form == "named":
+        return [v if "=" not in v else "{}={}".format(v.split("=", 1)[0], _absolute(dest, v.split("=", 1)[1]))
+                for v in value]
+    if spec.form == "list":
+        return ",".join(_absolute(dest, part.strip()) if part.strip() else part for part in str(value).split(","))
+    return _absolute(dest, str(value)) if _path_values(dest, value) else value
+
+
+# Runners whose workers are this process or its children: they share its working directory.
+LOCAL_RUNNERS = frozenset({"directrunner", "bundlebaseddirectrunner", "switchingdirectrunner"})
+
+
+def workers_share_cwd(options: PipelineOptions) -> bool:
+    """Whether the job's workers run in this process's working directory: the local runners, or any runner with
+    ``--environment_type=LOOPBACK`` (its workers are this process)."""
+    from apache_beam.options.pipeline_options import PortableOptions
+
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+    name = (name or "DirectRunner").rsplit(".", 1)[-1].lower()
+    name = name if name.endswith("runner") else name + "runner"
+    return name in LOCAL_RUNNERS or (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
+
+
+def _is_dataflow(runner: Any) -> bool:
+    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+    name = (name or "").rsplit(".", 1)[-1].lower()
+    return (name if name.endswith("runner") else name + "runner") in ("dataflowrunner", "testdataflowrunner")
+
+
+def check_path_locations(options: PipelineOptions, job: JobSpec) -> None:
+    """Before run.json and any work: on DataflowRunner, a ``JobConfigError`` for every path the workers open
+    (``PathOption.read_by_workers``: ``--output`` in every job, the main job's ``--input``, ``--source-tree`` and
+    ``--benchmark NAME=PATH``) that is on this machine's disk, and for a missing ``apache-beam[gcp]``; on any runner,
+    ``FilesystemUnavailable`` for a path whose scheme needs a file system package that is not installed (``gs://``
+    without gcsfs)."""
+    from transforms.io.filesystems import check_filesystem
+
+    paths = [(dest, what, path) for _, dest, value in _job_path_options(options, job)
+             for what, path in _path_values(dest, value)]
+    if _is_dataflow(options.view_as(StandardOptions).runner):
+        local = [f"{what} {path!r}" for dest, what, path in paths if is_local_path(path)
+                 and (PATH_OPTIONS[dest].read_by_workers is None or job.name in PATH_OPTIONS[dest].read_by_workers)]
+        if local:
+            raise JobConfigError(
+                f"{'; '.join(local)} {'is a local path' if len(local) == 1 else 'are local paths'}, but "
+                "DataflowRunner's workers cannot read or write this machine's disk: give a gs:// path "
+                "(e.g. --output gs://BUCKET/runs/NAME).")
+        try:
+            from apache_beam.runners.dataflow.internal import apiclient  # noqa: F401
+        except ImportError as err:
+            raise JobConfigError(
+                f"--runner DataflowRunner needs the apache-beam[gcp] package (Google Cloud's client libraries), which "
+                f"is not installed here ({err}): pip install -e '.[gcp]'") from err
+    for _, what, path in paths:
+        if not is_local_path(path):
+            check_filesystem(path, what)
+
+
+def _with_absolute_paths(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A run.json record with its local path options made absolute against this process's working directory."""
+    arguments = recorded.get("arguments", {})
+    return {**recorded, "arguments": {k: _absolute_value(k, v) if k in PATH_OPTIONS else v
+                                      for k, v in arguments.items()}}
+
+
 def _read_run_file(output: str) -> tuple[dict[str, Any] | None, str | None]:
     """``<output>/run.json`` as a record of a job's arguments, or None and why it cannot say whose run the
     directory holds (missing, not JSON, not such a record)."""
-    from transforms.io.filesystems import read_text
+    from transforms.io.filesystems import FilesystemUnavailable, read_text
 
     try:
         recorded = json.loads(read_text(f"{output}/{RUN_FILE}"))
     except FileNotFoundError:
         return None, f"no {RUN_FILE}"
+    except FilesystemUnavailable:
+        raise
     except (OSError, ValueError) as err:
         return None, f"an unreadable {RUN_FILE} ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})"
     if not isinstance(recorded, dict) or not isinstance(recorded.get("arguments", {}), dict):
@@ -323,6 +508,12 @@ def guard_output(options: PipelineOptions, job: JobSpec) -> None:
                   for k in options.view_as(cls).get_all_options(current_only=True) if k not in only}
         previous = {**previous, "arguments": {k: v for k, v in previous.get("arguments", {}).items()
                                               if k not in NON_RESULT_OPTIONS and k not in unread}}
+    if previous is not None and previous != current and (
+            _with_absolute_paths(previous) == _with_absolute_paths(current)):
+        # recorded before the launcher made local paths absolute (or on a runner that keeps the corpus's as given):
+        # the same paths, as this working directory resolves them
+        logging.getLogger(__name__).info("%s/%s: the same paths, recorded as this run gives them", output, RUN_FILE)
+        previous = None
     if previous is not None and previous != current and not holds_output(output):
         logging.getLogger(__name__).warning(
             "%s/%s records a run with other arguments that wrote no output (it stopped before any work): this "
@@ -388,6 +579,7 @@ def check_job_command(argv: Sequence[str], job: JobSpec) -> None:
     check_known_options(argv, job)
     options = PipelineOptions(with_profile(argv, job))
     check_output_location(options.view_as(OutputOptions).output)
+    check_path_locations(options, job)
     if job.check is not None:
         job.check(options)
 
@@ -395,7 +587,10 @@ def check_job_command(argv: Sequence[str], job: JobSpec) -> None:
 def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOptions:
     """Checked options (with the ``--profile``'s settings) and the DirectRunner as the default runner; the job's
     own checks (``JobSpec.check``) pass before the output directory is guarded, so arguments that fail them leave
-    no run.json behind to refuse their corrected re-run."""
+    no run.json behind to refuse their corrected re-run. Every local path option is made absolute here
+    (``absolute_paths``), so the pipeline, its workers and run.json see the paths this process resolved."""
+    from beam_pipelines.options import OutputOptions
+
     argv = list(argv or [])
     check_known_options(argv, job)
     argv = with_profile(argv, job)
@@ -404,6 +599,9 @@ def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOption
     if standard.runner is None:
         # The in-process Python runner: the default runner would first try (and fail) to download Prism.
         standard.runner = "DirectRunner"
+    check_output_location(options.view_as(OutputOptions).output)  # before it is made absolute: "" is no cwd
+    check_path_locations(options, job)
+    absolute_paths(options, job)
     if job.check is not None:
         job.check(options)
     guard_output(options, job)
@@ -659,6 +857,10 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         chain = list(_chain(err))
         was_interrupted = bool(interrupted) or any(isinstance(e, KeyboardInterrupt) for e in chain)
         user = next((e for e in chain if isinstance(e, user_errors)), None)
+        if user is None:  # fsspec's or Beam's ImportError for a scheme's or runner's missing package (gs://)
+            from transforms.io.filesystems import missing_package_message
+
+            user = next((message for e in chain if (message := missing_package_message(e))), None)
         if not was_interrupted and user is None:
             raise
         # Close the engines (their subprocesses) now, while the failed pipeline still holds them: once this

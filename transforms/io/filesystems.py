@@ -17,6 +17,71 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.io.output_errors import OutputWriteError, writing  # noqa: F401 (OutputWriteError: re-exported)
 
+# Schemes whose file system package an extra of setup.py installs (others name their package alone).
+SCHEME_EXTRAS = {"gs": "gcp", "gcs": "gcp"}
+
+
+class FilesystemUnavailable(ValueError):
+    """A path whose scheme needs a file system package that is not installed here (``gs://`` without gcsfs): a
+    mistake in the environment, reported in one line naming the package and how to install it."""
+
+    @classmethod
+    def of(cls, path: str, err: BaseException, what: str | None = None) -> FilesystemUnavailable:
+        """For ``path`` (or a bare ``scheme://`` when the path is unknown) and fsspec's ImportError ``err``."""
+        from fsspec.registry import known_implementations
+
+        scheme = path.split("://", 1)[0]
+        path = "" if path == f"{scheme}://" else f"{path}: "
+        package = known_implementations.get(scheme, {}).get("class", "").split(".")[0]
+        extra = SCHEME_EXTRAS.get(scheme)
+        install = f"pip install -e '.[{extra}]'" if extra else f"pip install {package}" if package else None
+        needs = f"the {package} package, which is not installed here" if package else "a package not installed here"
+        return cls(f"{what + ' ' if what else ''}{path}{scheme}:// needs {needs} ({err})"
+                   + (f"; install it with {install}" if install else ""))
+
+
+def missing_package_message(err: BaseException) -> str | None:
+    """One line naming the missing package and how to install it, when ``err`` is fsspec's ImportError for a
+    scheme whose package is not installed ("Please install gcsfs to access Google Storage", raised by code that
+    asks fsspec directly) or Beam's for its Google Cloud parts ("... please install apache_beam[gcp]"); else
+    None."""
+    if not isinstance(err, ImportError):
+        return None
+    text = str(err)
+    if "apache_beam[gcp]" in text:
+        return f"{text}: pip install -e '.[gcp]'"
+    from fsspec.registry import known_implementations
+
+    scheme = min((name for name, spec in known_implementations.items() if spec.get("err") == text),
+                 key=len, default=None)  # gs rather than gcs
+    return None if scheme is None else str(FilesystemUnavailable.of(f"{scheme}://", err))
+
+
+def check_filesystem(path: str, what: str | None = None) -> None:
+    """``FilesystemUnavailable`` when ``path``'s scheme needs a file system package that is not installed (fsspec
+    opens every output and the cache, whichever of Beam's file systems is installed); an unknown scheme is left to
+    the code that opens the path."""
+    if "://" not in path:
+        return
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(path.split("://", 1)[0])
+    except ImportError as err:
+        raise FilesystemUnavailable.of(path, err, what) from err
+    except ValueError:  # a scheme fsspec does not know
+        return
+
+
+@contextlib.contextmanager
+def _filesystem_of(path: str) -> Iterator[None]:
+    """Around fsspec's resolution of ``path``'s file system (nothing else): a missing package is a
+    ``FilesystemUnavailable``."""
+    try:
+        yield
+    except ImportError as err:
+        raise FilesystemUnavailable.of(path, err) from err
+
 
 def _beam_handles(path: str) -> bool:
     try:
@@ -33,7 +98,8 @@ def match(pattern: str) -> list[str]:
         return sorted(m.path for m in results)
     import fsspec
 
-    fs, _, paths = fsspec.get_fs_token_paths(pattern)
+    with _filesystem_of(pattern):
+        fs, _, paths = fsspec.get_fs_token_paths(pattern)
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     return sorted(fs.unstrip_protocol(p) if protocol not in ("file", "local") else p for p in paths if fs.isfile(p))
 
@@ -120,11 +186,13 @@ def open_binary(path: str) -> Iterator[IO[bytes]]:
         return
     import fsspec
 
+    with _filesystem_of(path):
+        opened = fsspec.open(path, "rb", compression="infer" if codec is None else None)
     if codec is None:
-        with fsspec.open(path, "rb", compression="infer") as handle:
+        with opened as handle:
             yield handle
         return
-    with fsspec.open(path, "rb") as raw, _decompressing(raw, codec) as handle:
+    with opened as raw, _decompressing(raw, codec) as handle:
         yield handle
 
 
@@ -136,7 +204,9 @@ def open_seekable(path: str) -> IO[bytes]:
         return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     import fsspec
 
-    return fsspec.open(path, "rb").open()
+    with _filesystem_of(path):
+        opened = fsspec.open(path, "rb")
+    return opened.open()
 
 
 def read_text(path: str) -> str:
@@ -175,7 +245,8 @@ def atomic_write(path: str, write_body: Callable[[IO[bytes]], None]) -> None:
     an ``OutputWriteError``."""
     import fsspec
 
-    fs, local = fsspec.core.url_to_fs(path)
+    with _filesystem_of(path):
+        fs, local = fsspec.core.url_to_fs(path)
     parent = posixpath.dirname(local)
     head, tail = posixpath.split(local)
     tmp = posixpath.join(head, f".{tail}.tmp-{uuid.uuid4().hex}")
