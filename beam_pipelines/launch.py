@@ -584,6 +584,21 @@ def check_job_command(argv: Sequence[str], job: JobSpec) -> None:
         job.check(options)
 
 
+def quiet_local_sdk_workers(options: PipelineOptions) -> None:
+    """``--direct_running_mode=multi_processing`` starts SDK worker processes that log at INFO on the terminal
+    (about 20 lines each: channels, harness start and exit, every pipeline option); they log warnings only, as this
+    process does, unless the user set their level or asked for ``--verbose``. The launcher's re-logging of the
+    workers' own warnings (their options it does not know, a missing state directory) is silenced too."""
+    from apache_beam.options.pipeline_options import WorkerOptions
+
+    worker = options.view_as(WorkerOptions)
+    if worker.default_sdk_harness_log_level is None:
+        worker.default_sdk_harness_log_level = "WARNING"
+    if worker.sdk_harness_log_level_overrides is None:  # the harness's own notes, logged as warnings
+        worker.sdk_harness_log_level_overrides = {"__main__": "ERROR", "apache_beam.options.pipeline_options": "ERROR"}
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+
+
 def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOptions:
     """Checked options (with the ``--profile``'s settings) and the DirectRunner as the default runner; the job's
     own checks (``JobSpec.check``) pass before the output directory is guarded, so arguments that fail them leave
@@ -599,6 +614,8 @@ def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOption
     if standard.runner is None:
         # The in-process Python runner: the default runner would first try (and fail) to download Prism.
         standard.runner = "DirectRunner"
+    if standard.runner == "DirectRunner" and "--verbose" not in argv:
+        quiet_local_sdk_workers(options)
     check_output_location(options.view_as(OutputOptions).output)  # before it is made absolute: "" is no cwd
     check_path_locations(options, job)
     absolute_paths(options, job)

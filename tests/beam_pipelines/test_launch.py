@@ -260,6 +260,23 @@ def test_the_python_m_form_stops_quietly_when_its_reader_goes_away(tmp_path, sha
     assert (tmp_path / "out" / "manifest.json").is_file()  # the job's work was done before its last print
 
 
+def test_multi_processing_workers_are_quiet_unless_verbose(tmp_path, shared_data):
+    """--direct_running_mode=multi_processing: each SDK worker process logged ~20 INFO lines (channels, harness
+    start and exit, all pipeline options) and the launcher re-logged their warnings: 46 lines for a quiet run."""
+    command = [sys.executable, "-m", "beam_pipelines.inverse_instruct",
+               f"--input={shared_data / 'code_alpaca_2k.json'}", "--response-column=output", "--stages=extract",
+               "--limit=20", "--quiet", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    done = subprocess.run([*command, f"--output={tmp_path / 'quiet'}"], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    noise = [line for line in done.stderr.splitlines() if "sdk_worker" in line or "Pipeline_options" in line
+             or "local_job_service" in line or "Discarding unparseable args" in line]
+    assert noise == [] and len(done.stderr.splitlines()) <= 6, done.stderr  # only what workers log at import
+    told = subprocess.run([*command, f"--output={tmp_path / 'told'}", "--default_sdk_harness_log_level=INFO"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert told.returncode == 0 and "sdk_worker" in told.stderr  # a level the user sets is theirs
+
+
 def test_exit_process_ends_after_pythons_exit_work_with_the_code(tmp_path):
     """The entries end through ``exit_process`` (no native teardown, where Arrow's thread pools can abort a
     finished job): what Python's own exit does must still happen, in order, and the code must come out."""
