@@ -35,6 +35,7 @@ from beam_pipelines.launch import (
     remove_finished_marks,
     require_paths,
     run_timed,
+    workers_share_cwd,
     write_summary,
 )
 from beam_pipelines.options import OutputOptions
@@ -148,7 +149,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     run_seed = options.view_as(MethodOptions).run_seed
     preset = load_preset()
     p3 = load_p3(opts.p3_dir) if opts.p3_dir else None
-    isolated = require_isolation(options)
+    isolated = require_isolation(options, workers_share_cwd(options))
     limits = sandbox_limits(options)
     judge = SandboxSettings(limits.within(opts.judge_timeout), sandbox_workers(options), not isolated)
     verify = SandboxSettings(limits.within(opts.verify_timeout), sandbox_workers(options), not isolated)

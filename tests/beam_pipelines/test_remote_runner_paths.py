@@ -316,3 +316,29 @@ def test_setup_has_a_gcp_extra_at_beams_pin_and_accelerate_goes_with_torch(monke
     # accelerate requires torch>=2.6: in the core, `pip install .` on a worker would pull a CUDA torch from PyPI
     assert not any(r.startswith("accelerate") for r in seen["install_requires"])
     assert all(any(r.startswith("accelerate") for r in seen["extras_require"][extra]) for extra in ("cpu", "gpu"))
+
+
+def test_a_launcher_without_bubblewrap_can_submit_to_remote_workers(monkeypatch):
+    """The sandbox runs on the workers: where they are elsewhere (an external worker pool, Flink, Dataflow), this
+    machine's bubblewrap is not asked (a laptop without it refused the job); the workers' sandboxes check their own."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.launch import workers_share_cwd
+    from transforms.execute import options as execute_options
+    from transforms.execute.isolation import IsolationUnavailable
+
+    asked = []
+
+    def no_bwrap_here(allow_unsandboxed):
+        asked.append(allow_unsandboxed)
+        raise IsolationUnavailable("bubblewrap cannot run here")
+
+    monkeypatch.setattr(execute_options, "check_isolation", no_bwrap_here)
+    remote = PipelineOptions(["--runner=PortableRunner", "--job_endpoint=host:8099", "--environment_type=EXTERNAL",
+                              "--environment_config=host:50000"])
+    assert execute_options.require_isolation(remote, workers_share_cwd(remote)) and asked == []
+    for local in (PipelineOptions([]), PipelineOptions(["--runner=PortableRunner", "--job_endpoint=embed",
+                                                        "--environment_type=LOOPBACK"])):
+        with pytest.raises(IsolationUnavailable):
+            execute_options.require_isolation(local, workers_share_cwd(local))
+    assert asked == [False, False]

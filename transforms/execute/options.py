@@ -64,8 +64,13 @@ def sandbox_workers(options: PipelineOptions) -> int:
     return workers or os.cpu_count() or 1
 
 
-def require_isolation(options: PipelineOptions) -> bool:
-    """Fail before any work when bubblewrap cannot run (unless --allow-unsandboxed); True when isolated."""
+def require_isolation(options: PipelineOptions, workers_here: bool = True) -> bool:
+    """Fail before any work when bubblewrap cannot run (unless --allow-unsandboxed); True when isolated. When the
+    job's workers run elsewhere (``workers_here`` False: Dataflow, Flink, an external worker pool), this machine's
+    bubblewrap says nothing about theirs: each worker's sandboxes check it as they start (``IsolationUnavailable``
+    there), so a launcher without bubblewrap can still submit the job."""
+    if not workers_here:
+        return True
     return check_isolation(options.view_as(SandboxOptions).allow_unsandboxed)
 
 
