@@ -342,3 +342,19 @@ def test_a_launcher_without_bubblewrap_can_submit_to_remote_workers(monkeypatch)
         with pytest.raises(IsolationUnavailable):
             execute_options.require_isolation(local, workers_share_cwd(local))
     assert asked == [False, False]
+
+
+def test_a_worker_that_cannot_sandbox_fails_the_job_instead_of_every_sample(monkeypatch):
+    """On a worker without bubblewrap each sample's sandbox refuses to start: that is the job's error (Beam
+    retries and fails it, naming the cause), not a 'failed' verdict for every sample, which pass@k would count."""
+    from transforms.execute import isolation, problems, verdicts
+
+    def no_bwrap_here(allow_unsandboxed):
+        raise isolation.IsolationUnavailable("bubblewrap cannot run here")
+
+    monkeypatch.setattr(isolation, "check_isolation", no_bwrap_here)
+    problem = problems.Problem("T/0", "def one():\n", "one", "def check(candidate):\n    assert candidate() == 1\n")
+    with pytest.raises(isolation.IsolationUnavailable):
+        verdicts.guarded(verdicts.run_function_tests, problem, "def one():\n    return 1\n")
+    # any other trusted-side error stays one program's failed verdict
+    assert verdicts.guarded(lambda: 1 / 0).reason.startswith("verifier error: ZeroDivisionError")

@@ -38,7 +38,13 @@ import time
 import traceback
 from typing import Any, Iterable, Sequence
 
-from transforms.execute.isolation import HASH_SEED, IsolationLimits, SandboxFailure, literal_hash_seed
+from transforms.execute.isolation import (
+    HASH_SEED,
+    IsolationLimits,
+    IsolationUnavailable,
+    SandboxFailure,
+    literal_hash_seed,
+)
 from transforms.execute.output_oracles import MBPP_NOT_NONE, plus_output_ok
 from transforms.execute.session import AgentSession, CallResult
 
@@ -96,6 +102,8 @@ def guarded(check, *args, **kwargs) -> Verdict:
     started = time.monotonic()
     try:
         return check(*args, **kwargs)
+    except IsolationUnavailable:  # this machine cannot sandbox at all: a job's error, never one program's verdict
+        raise
     except Exception as err:  # noqa: BLE001 - the verdict records it
         log.exception("verifier error in %s", getattr(check, "__name__", check))
         return Verdict("failed", f"verifier error: {type(err).__name__}: {str(err)[:200]}",

@@ -22,7 +22,7 @@ import apache_beam as beam
 from runners.inference import infer_and_join, to_samples
 from schemas.records import RecordKind
 from transforms.execute.beam import SandboxPoolDoFn
-from transforms.execute.isolation import IsolationLimits
+from transforms.execute.isolation import IsolationLimits, IsolationUnavailable
 from transforms.execute.pool import SandboxPool
 from transforms.execute.verdicts import guarded, runs_cleanly, sat_outcomes, verify_pair
 from transforms.selfplay import filters, plans, solve
@@ -117,6 +117,8 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
         try:
             outcomes = sat_outcomes(puzzle, list(verdict.candidates), sandbox.limits,
                                     preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+        except IsolationUnavailable:  # this machine cannot sandbox at all: the job's error, not this puzzle's
+            raise
         except Exception as err:  # the trusted side raised on this one puzzle: recorded, the job goes on
             return "verifier_error", f"{type(err).__name__}: {str(err)[:200]}", facts
         reason = filters.read_trivial_outcomes(outcomes)
