@@ -20,6 +20,7 @@ import collections
 import html
 import io
 import json
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
 REPORT_NAME = "report.html"
@@ -104,16 +105,21 @@ def funnel_section(stages: Mapping[str, Mapping[str, Any]], order: Sequence[str]
               for n, s in stages.items()}
     def cell(name: str, field: str) -> _Raw:
         value = stages[name][field]
-        return _Raw(f'<span data-stage="{html.escape(name)}" data-field="{field}">{value}</span>')
+        return _Raw(f'<span data-stage="{html.escape(name)}" data-field="{field}">{value:,}</span>')
 
     for name in names:
         s = stages[name]
         reasons = ", ".join(f"{k} {v:,}" for k, v in s.get("rejected", {}).items()) or "none"
-        rows.append([name, cell(name, "records_in"), cell(name, "records_out"), cell(name, "rejected_total"), reasons,
+        fanout = s.get("fanout", 1)
+        rows.append([name, cell(name, "records_in"), f"x {fanout:,}" if fanout != 1 else "",
+                     cell(name, "records_out"), cell(name, "rejected_total"), reasons,
                      "yes" if s.get("balanced", True) else _Raw('<span class="bad">NO</span>')])
     parts = ["<h2>Stage funnel</h2>",
-             _table(["stage", "in", "out", "rejected", "rejected by reason", "balanced"], rows,
-                    [False, True, True, True])]
+             _table(["stage", "in", "fan-out", "out", "rejected", "rejected by reason", "balanced"], rows,
+                    [False, True, True, True, True])]
+    if any(stages[n].get("fanout", 1) != 1 for n in names):
+        parts.append("<p class=meta>A stage with a fan-out makes that many outputs of each input (k candidates "
+                     "per snippet, n attempts per puzzle): it balances when in x fan-out = out + rejected.</p>")
     if names:
         parts.append(_img(_png(_funnel_figure(names, stages)), "stage funnel"))
         parts.append("<p class=meta>Log scale, so that a stage of a few records stays visible next to one of "
@@ -158,6 +164,9 @@ def bar_section(title: str, counts: Mapping[str, int], xlabel: str = "") -> str:
     ys = range(len(items))[::-1]
     ax.barh(list(ys), [v for _, v in items], color="#72b7b2")
     ax.set_yticks(list(ys), [k for k, _ in items])
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no ticks at fractions of a record
     ax.set_xlabel(xlabel)
     return f"<h2>{html.escape(title)}</h2>" + _img(_png(fig), title) + _table(
         ["", "count"], items, [False, True])
@@ -312,7 +321,8 @@ def main_job_report(output: str, manifest: Mapping[str, Any], problems: list[str
     decontaminated = any(name.startswith("decontam") for name in manifest.get("stage_order", manifest["stages"]))
     if decontaminated or hits:  # "no record matched" would claim a check that an extract-only run never made
         sections.append(f"<h2>Decontamination hits ({len(hits):,})</h2>" + (
-            _table(["stage", "benchmark", "task", "method", "evidence", "record"], rows) if rows
+            _table(["stage", "benchmark", "task", "method", "evidence", "record"], rows,
+                   widths=["9em", "8em", "9em", "6em", "", "14em"]) if rows
             else "<p class=meta>no record matched a benchmark</p>"))
     if selected:
         ranked = sorted(selected, key=lambda r: (-(r["score"] or 0), r["id"]))
@@ -321,7 +331,9 @@ def main_job_report(output: str, manifest: Mapping[str, Any], problems: list[str
             for r in rs], [True], widths=["4.5em", "6.5em", "", ""])
         sections.append("<h2>Best scored examples</h2>" + table(ranked[:5]))
         sections.append("<h2>Worst scored examples</h2>" + table(ranked[-5:][::-1]))
-    meta = _meta(manifest, ["model", "preset", "stages_run", "wall_seconds", "engine_seconds"])
+    engine = (manifest.get("engine") or {}).get("engine") if isinstance(manifest.get("engine"), dict) else None
+    meta = _meta({**manifest, **({"engine": engine} if engine else {})},
+                 ["model", "engine", "preset", "stages_run", "wall_seconds", "engine_seconds"])
     return page("inverse-instruct: main job", meta, [problems_section(problems), *sections])
 
 
@@ -342,7 +354,8 @@ def evaluation_report(output: str, summary: Mapping[str, Any], samples: Sequence
     by_group: dict[str, list[bool]] = collections.defaultdict(list)
     for s in samples:
         by_group[s.get("group") or "all"].append(s["status"] == "passed")
-    group_rows = sorted(((g, 100.0 * sum(v) / len(v), len(v)) for g, v in by_group.items()), key=lambda r: r[0])
+    group_rows = sorted(((g, 100.0 * sum(v) / len(v), len(v)) for g, v in by_group.items()),
+                        key=lambda r: _natural(r[0]))
     if group_rows:
         fig, ax = _figure(8, 0.3 * len(group_rows) + 1)
         ys = range(len(group_rows))[::-1]
@@ -351,8 +364,22 @@ def evaluation_report(output: str, summary: Mapping[str, Any], samples: Sequence
         ax.set_xlabel("share of samples passed (%)")
         sections.append("<h2>Per problem group</h2>" + _img(_png(fig), "per problem group") + _table(
             ["group", "passed (%)", "samples"], [[g, f"{p:.1f}", n] for g, p, n in group_rows], [False, True, True]))
-    meta = _meta(summary, ["benchmark", "model", "samples_per_problem", "temperature", "problems", "wall_seconds"])
+    not_passed = sorted((s for s in samples if s["status"] != "passed"),
+                        key=lambda s: (_natural(str(s["task_id"])), s.get("sample_index") or 0))
+    if not_passed:
+        sections.append(f"<h2>Samples not passed ({len(not_passed):,}; every one in samples.jsonl)</h2>" + _table(
+            ["task", "sample", "status", "reason"],
+            [[s["task_id"], s.get("sample_index", ""), s["status"], _pre(str(s.get("reason") or ""), 300)]
+             for s in not_passed[:200]], widths=["10em", "5em", "6em", ""]) + (
+            f"<p class=meta>the first 200 of {len(not_passed):,}</p>" if len(not_passed) > 200 else ""))
+    meta = _meta(summary, ["benchmark", "problems_file", "model", "samples_per_problem", "temperature", "problems",
+                           "wall_seconds"])
     return page("inverse-instruct: evaluation", meta, sections)
+
+
+def _natural(text: str) -> list:
+    """Sort key that orders the numbers inside a name by value: 20-39 before 100-119, HumanEval/2 before /10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
 
 def self_play_report(output: str, manifest: Mapping[str, Any], summary: Mapping[str, Any],

@@ -50,8 +50,8 @@ def test_the_report_renders_with_every_image_and_the_manifests_funnel(main_run, 
     assert images >= 4
     assert f'data-images-loaded="{images}/{images}"' in dom, re.findall(r"data-images-loaded=\"[^\"]*\"", dom)
     manifest = json.loads((main_run / "manifest.json").read_text())
-    shown = {(m[0], m[1]): int(m[2]) for m in
-             re.findall(r'data-stage="([^"]+)" data-field="([a-z_]+)">(\d+)</span>', dom)}
+    shown = {(m[0], m[1]): int(m[2].replace(",", "")) for m in
+             re.findall(r'data-stage="([^"]+)" data-field="([a-z_]+)">([\d,]+)</span>', dom)}
     assert shown, "the funnel table is missing"
     expected = {(name, field): stage[field] for name, stage in manifest["stages"].items()
                 for field in ("records_in", "records_out", "rejected_total")}
@@ -174,3 +174,41 @@ def test_report_command_prints_the_jobs_closing_summary_scores_in_order_and_exam
     keys = [part.split("=")[0].strip() for part in scores.split(":", 1)[1].split(",")]
     assert keys == ["n", "mean", "min", "p25", "median", "p75", "max"]
     assert "example (score " in text
+
+
+def test_the_evaluation_page_names_each_sample_not_passed_and_orders_groups_by_number(monkeypatch):
+    """A probe's page gave pass@1 25% but never said which problems failed or why; groups ran 0-19, 100-119, 20-39;
+    the status chart's axis had ticks at fractions of a sample; a --problems file was shown as 'humaneval'."""
+    from transforms.stats import report
+
+    figures = []
+    monkeypatch.setattr(report, "_png", lambda fig: figures.append(fig) or "data:image/png;base64,")
+    samples = [{"task_id": "U/3", "sample_index": 0, "status": "failed", "group": "100-119",
+                "reason": "candidate raised ZeroDivisionError: division by zero"},
+               {"task_id": "T/1", "sample_index": 0, "status": "failed", "group": "20-39",
+                "reason": "test failed at: assert candidate(5, 2) == 3"},
+               {"task_id": "U/2", "sample_index": 0, "status": "timeout", "group": "0-19", "reason": "timeout"},
+               {"task_id": "T/0", "sample_index": 0, "status": "passed", "group": "0-19", "reason": ""}]
+    summary = {"benchmark": "humaneval", "problems_file": "/data/mine.jsonl", "pass@1": 25.0, "problems": 4,
+               "statuses": {"failed": 2, "passed": 1, "timeout": 1}}
+    page = report.evaluation_report("out", summary, samples)
+    failures = page[page.index("Samples not passed"):]
+    assert failures.index("T/1") < failures.index("U/2") < failures.index("U/3")
+    assert "assert candidate(5, 2) == 3" in failures and "ZeroDivisionError" in failures and "T/0" not in failures
+    groups = page[page.index("Per problem group"):page.index("Samples not passed")]
+    assert groups.index("0-19") < groups.index("20-39") < groups.index("100-119")
+    assert "problems_file: /data/mine.jsonl" in page
+    status_axis = figures[0].axes[0]
+    figures[0].canvas.draw()
+    assert all(float(t).is_integer() for t in status_axis.get_xticks())
+
+
+def test_the_main_page_says_which_engine_ran_and_each_stages_fan_out():
+    from transforms.stats import report
+
+    manifest = {"model": "smollm2", "engine": {"engine": "fake", "dtype": "float32"},
+                "stages": {"extract": _stage(2017, 1553, no_code=464), "summarize": {**_stage(18, 180), "fanout": 10}},
+                "stage_order": ["extract", "summarize"]}
+    page = report.main_job_report("/nonexistent", manifest, [])
+    assert "engine: fake" in page and "x 10" in page and "in x fan-out = out + rejected" in page
+    assert ">2,017</span>" in page  # thousands separated, as the reasons and the chart are
