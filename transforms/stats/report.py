@@ -331,6 +331,14 @@ def main_job_report(output: str, manifest: Mapping[str, Any], problems: list[str
             for r in rs], [True], widths=["4.5em", "6.5em", "", ""])
         sections.append("<h2>Best scored examples</h2>" + table(ranked[:5]))
         sections.append("<h2>Worst scored examples</h2>" + table(ranked[-5:][::-1]))
+    outputs = [[name, f"{output.rstrip('/')}/{path}"] for name, path in sorted(written.items())
+               if isinstance(path, str)]
+    if outputs:
+        sections.append("<h2>Where the outputs are</h2>" + _table(["output", "path"], outputs, widths=["9em", ""]))
+    cache = manifest.get("inference_cache")
+    if isinstance(cache, dict) and {"hits", "misses"} <= set(cache):
+        sections.append(f"<p class=meta>inference cache: {cache['hits']:,} answers reused, {cache['misses']:,} "
+                        "computed</p>")
     engine = (manifest.get("engine") or {}).get("engine") if isinstance(manifest.get("engine"), dict) else None
     meta = _meta({**manifest, **({"engine": engine} if engine else {})},
                  ["model", "engine", "preset", "stages_run", "wall_seconds", "engine_seconds"])

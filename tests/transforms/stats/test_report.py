@@ -208,7 +208,9 @@ def test_the_main_page_says_which_engine_ran_and_each_stages_fan_out():
 
     manifest = {"model": "smollm2", "engine": {"engine": "fake", "dtype": "float32"},
                 "stages": {"extract": _stage(2017, 1553, no_code=464), "summarize": {**_stage(18, 180), "fanout": 10}},
-                "stage_order": ["extract", "summarize"]}
+                "stage_order": ["extract", "summarize"], "inference_cache": {"hits": 0, "misses": 360, "seconds": 0},
+                "outputs": {"rejected": "rejected/"}}
     page = report.main_job_report("/nonexistent", manifest, [])
     assert "engine: fake" in page and "x 10" in page and "in x fan-out = out + rejected" in page
+    assert "/nonexistent/rejected/" in page and "0 answers reused, 360 computed" in page
     assert ">2,017</span>" in page  # thousands separated, as the reasons and the chart are
