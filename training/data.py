@@ -95,6 +95,36 @@ def verify_shards(shards: Sequence[Shard]) -> None:
             raise ValueError(f"{shard.url}: sha256 differs from shards.json (corrupt or replaced shard)")
 
 
+def check_shard_texts(shards: Sequence[Shard], prompt_format: str) -> None:
+    """Before any stage trains: every shard has the text columns, and every row a response (and, with a prompt
+    preset, an instruction; ``raw`` wants none). ``ValueError`` naming the file, the count and the first row:
+    found as the stage reached them, a missing column or a null ended the run after the stages before had trained,
+    and an empty response trained the EOS token alone, silently."""
+    for shard in shards:
+        fs, path = fsspec.core.url_to_fs(shard.url)
+        with fs.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            present = parquet.schema_arrow.names
+            missing = [c for c in TEXT_COLUMNS if c not in present]
+            if missing:
+                raise ValueError(f"{shard.url}: no {', '.join(missing)} column (it has {', '.join(present)}); "
+                                 f"training shards hold {', '.join(TEXT_COLUMNS)}")
+            columns = parquet.read(columns=list(TEXT_COLUMNS))
+        instructions = columns.column("instruction").to_pylist()
+        responses = columns.column("response").to_pylist()
+        checks = [("response", lambda _, r: r is None or not str(r).strip(), "a null or empty response")]
+        if prompt_format == RAW:
+            checks.append(("instruction", lambda i, _: bool(i), f"an instruction, which prompt_format {RAW} "
+                                                                "does not train on"))
+        else:
+            checks.append(("instruction", lambda i, _: i is None or not str(i).strip(),
+                           "a null or empty instruction"))
+        for _, bad, what in checks:
+            rows = [n for n, (i, r) in enumerate(zip(instructions, responses)) if bad(i, r)]
+            if rows:
+                raise ValueError(f"{shard.url}: {len(rows):,} row(s) with {what} (first: row {rows[0]})")
+
+
 # --------------------------------------------------------------------------- tokenization
 
 

@@ -58,6 +58,7 @@ from training.data import (  # noqa: E402
     Shard,
     StageExamples,
     StepLengthOrder,
+    check_shard_texts,
     list_shards,
     verify_shards,
 )
@@ -530,6 +531,7 @@ def resolve_stage_data(config: TrainConfig, index: int) -> list[Shard]:
         shards = list_shards(stage.data)
         if config.verify_shards and local_rank() == 0:
             verify_shards(shards)
+        check_shard_texts(shards, config.prompt_format)  # every rank: all refuse alike, none waits on the others
     except (OSError, ValueError, KeyError, ImportError) as err:  # missing, unreadable, corrupt, unknown protocol
         raise TrainConfigError(f"{where}: {err}") from err
     rows = sum(shard.rows for shard in shards)

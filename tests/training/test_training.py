@@ -868,6 +868,26 @@ def test_every_stage_data_is_found_and_holds_rows_before_any_stage_trains(tmp_pa
         run(load_config(no_rows), resume=False)
     assert not (tmp_path / "no-rows").exists()
 
+    # a later stage's wrong columns, a null or an empty response: refused here too (a probe saw stage 0 train,
+    # then stage 1 crash on the column or the null; the empty response trained EOS alone, silently)
+    cases = {"renamed": ({"prompt": ["Add."], "completion": ["x"]}, r"no instruction, response column \(it has "
+                                                                    r"prompt, completion\)"),
+             "null-response": ({"instruction": ["Add.", "Sub."], "response": ["x", None]},
+                               r"1 row\(s\) with a null or empty response \(first: row 1\)"),
+             "empty-response": ({"instruction": ["Add.", "Sub.", "Mul."], "response": ["x", " \n", ""]},
+                                r"2 row\(s\) with a null or empty response \(first: row 1\)"),
+             "empty-instruction": ({"instruction": ["", "Sub."], "response": ["x", "y"]},
+                                   r"1 row\(s\) with a null or empty instruction \(first: row 0\)")}
+    for name, (columns, message) in cases.items():
+        folder = tmp_path / f"{name}-shards"
+        folder.mkdir()
+        pq.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}), folder / "part.parquet")
+        config = small_config(tmp_path, name, tiny_model_dir, shard_dirs,
+                              [generated, {"name": "original", "data": str(folder)}])
+        with pytest.raises(TrainConfigError, match=r"^stages\.1\.data \(original\): .*part\.parquet: " + message):
+            run(load_config(config), resume=False)
+        assert not (tmp_path / name).exists(), name
+
 
 def test_max_steps_shortens_a_stage_but_never_trains_past_its_epochs(tmp_path, tiny_model_dir, shard_dirs):
     from training.finetune import stage_steps

@@ -103,6 +103,7 @@ def _row(stage: Mapping[str, Any]) -> list[Any]:
         f"{stage['index']}: {stage['name']}", stage["state"],
         f"{len(metrics)}" + (f" / {planned}" if planned else ""),
         examples_cell(complete),
+        truncated_cell(stage),
         f"{mean:.4f}" if isinstance(mean, (int, float)) else "",
         f"{losses[-1]:.4f}" if losses else "",
         complete.get("precision", ""),
@@ -110,7 +111,20 @@ def _row(stage: Mapping[str, Any]) -> list[Any]:
     ]
 
 
-HEAD = ["stage", "state", "logged steps", "examples", "mean loss", "last loss", "precision", "tokens/s (median)"]
+HEAD = ["stage", "state", "logged steps", "examples", "truncated", "mean loss", "last loss", "precision",
+        "tokens/s (median)"]
+
+
+def truncated_cell(stage: Mapping[str, Any]) -> str:
+    """Examples cut at ``max_length`` (their response tokens past it are not trained): the finished stage's count,
+    else the sum over its logged steps so far."""
+    count = stage["complete"].get("truncated_examples")
+    if not isinstance(count, int) or isinstance(count, bool):
+        logged = [m.get("truncated") for m in stage["metrics"]]
+        if not any(isinstance(n, int) for n in logged):
+            return ""
+        count = sum(n for n in logged if isinstance(n, int))
+    return f"{count:,}"
 
 
 def training_summary_text(output: str, stages: Sequence[Mapping[str, Any]]) -> str:
@@ -138,7 +152,7 @@ def _loss_figure(stages: Sequence[Mapping[str, Any]]) -> str | None:
 
 def training_report(output: str, stages: Sequence[Mapping[str, Any]]) -> str:
     sections = ["<h2>Stages</h2>" + _table(HEAD, [_row(s) for s in stages],
-                                           [False, False, False, True, True, True, False, True])]
+                                           [False, False, False, True, True, True, True, False, True])]
     sections += [f"<p class=bad>warning: {html.escape(w)}</p>" for w in map(nothing_learned, stages) if w]
     figure = _loss_figure(stages)
     if figure:

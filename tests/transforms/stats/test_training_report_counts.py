@@ -55,3 +55,21 @@ def test_a_stage_that_learned_is_not_warned_about(tmp_path, capsys):
                          {"examples": 4, "examples_trained": 4})
     assert report_main([str(out)]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+def test_the_stage_table_counts_the_examples_cut_at_max_length(tmp_path, capsys):
+    """metrics.jsonl and COMPLETE.json count truncated examples; the report showed neither (a probe's 3 truncated)."""
+    done = _one_stage_run(tmp_path / "done", [{"step": 1, "loss": 3.0, "grad_norm": 9.0, "truncated": 2}],
+                          {"examples": 8, "examples_trained": 8, "planned_steps": 1, "truncated_examples": 1234})
+    assert report_main([str(done)]) == 0
+    text = capsys.readouterr().out
+    assert "truncated" in text.splitlines()[1] and "1,234" in _stage_line(text)
+    running = tmp_path / "running" / "train"
+    (running / "stage-0-only").mkdir(parents=True)
+    (running / "config.json").write_text(json.dumps({"output_dir": str(running),
+                                                     "stages": [{"name": "only", "data": "a"}]}))
+    (running / "stage-0-only" / "metrics.jsonl").write_text(_lines(
+        [{"step": 1, "loss": 3.0, "grad_norm": 9.0, "truncated": 2}, {"step": 2, "loss": 2.0, "grad_norm": 8.0,
+                                                                       "truncated": 3}]))
+    report_main([str(running)])
+    assert "5" in _stage_line(capsys.readouterr().out)  # the logged steps' sum while the stage runs
