@@ -294,6 +294,9 @@ def main_job_report(output: str, manifest: Mapping[str, Any], problems: list[str
         return _rows(output, name, columns, problems, expected=name in written)
 
     sections = [funnel_section(manifest["stages"], manifest.get("stage_order", []))]
+    if manifest.get("stages_run") == "extract":
+        sections.append("<p class=meta>--stages extract: no model ran (no candidates, scores or selection); the "
+                        "snippets are what the model stages would read.</p>")
     snippets = rows("snippets", ["language"])
     sections.append(bar_section("Snippets per language", collections.Counter(r["language"] for r in snippets),
                                 "snippets"))
@@ -318,6 +321,16 @@ def main_job_report(output: str, manifest: Mapping[str, Any], problems: list[str
         rows.append([r["stage"], detail.get("benchmark", ""), detail.get("task_id", ""), detail.get("method", ""),
                      _pre(str(evidence.get("matched_text") or evidence.get("span") or evidence), 300),
                      f"{r['source_uri']}:{r['source_row']}"])
+    examples: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in rejected:
+        if r["reason"] != "contaminated" and len(examples[(r["stage"], r["reason"])]) < 3:
+            examples[(r["stage"], r["reason"])].append(r)
+    if examples:
+        sections.append("<h2>Rejected records: up to 3 of each reason (all in rejected/)</h2>" + _table(
+            ["stage", "reason", "detail", "record"],
+            [[stage, reason, _pre(str(r["detail"] or ""), 300), f"{r['source_uri']}:{r['source_row']}"]
+             for (stage, reason), rs in sorted(examples.items()) for r in rs],
+            widths=["7em", "10em", "", "16em"]))
     decontaminated = any(name.startswith("decontam") for name in manifest.get("stage_order", manifest["stages"]))
     if decontaminated or hits:  # "no record matched" would claim a check that an extract-only run never made
         sections.append(f"<h2>Decontamination hits ({len(hits):,})</h2>" + (
@@ -394,6 +407,9 @@ def self_play_report(output: str, manifest: Mapping[str, Any], summary: Mapping[
                      problems: list[str] | None = None) -> str:
     problems = [] if problems is None else problems
     sections = [funnel_section(manifest["stages"], manifest.get("stage_order", []))]
+    if manifest.get("stages_run") == "extract":
+        sections.append("<p class=meta>--stages extract: no model ran (no candidates, scores or selection); the "
+                        "snippets are what the model stages would read.</p>")
     sections.append(bar_section("Generated samples rejected by the filters, by reason",
                                 manifest["stages"].get("filter", {}).get("rejected", {}), "samples"))
     sections.append(bar_section("Solve attempts not kept, by reason",

@@ -214,3 +214,25 @@ def test_the_main_page_says_which_engine_ran_and_each_stages_fan_out():
     assert "engine: fake" in page and "x 10" in page and "in x fan-out = out + rejected" in page
     assert "/nonexistent/rejected/" in page and "0 answers reused, 360 computed" in page
     assert ">2,017</span>" in page  # thousands separated, as the reasons and the chart are
+
+
+def test_the_main_page_shows_rejected_records_of_each_reason(tmp_path):
+    """The page gave reason codes and counts only; a user asking why records were dropped needs an example of each."""
+    from schemas.records import RecordKind, rejected
+    from transforms.io.parquet import write_shards
+    from transforms.stats import report
+
+    def dead(reason, detail, row):
+        return rejected({"instruction": "x"}, record_kind=RecordKind.SOURCE_PAIR, reason=reason, stage="extract",
+                        detail=detail, source_uri="c.json", source_row=row)
+
+    rows = [dead("no_code", f"no fence in row {i}", i) for i in range(5)] + [
+        dead("syntax_error", "line 2: invalid syntax", 9)]
+    write_shards(rows, str(tmp_path / "rejected"), RecordKind.REJECTED_RECORD, seed=0, shard_records=100)
+    manifest = {"stages": {"extract": _stage(10, 4, no_code=5, syntax_error=1)}, "stage_order": ["extract"],
+                "stages_run": "extract", "outputs": {"rejected": "rejected/"}}
+    page = report.main_job_report(str(tmp_path), manifest, [])
+    shown = page[page.index("Rejected records"):]
+    assert shown.count("no fence in row") == 3 and "line 2: invalid syntax" in shown and "c.json:9" in shown
+    assert "no model ran" in page
+
