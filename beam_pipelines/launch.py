@@ -413,22 +413,24 @@ def _absolute_value(dest: str, value: Any) -> Any:
 LOCAL_RUNNERS = frozenset({"directrunner", "bundlebaseddirectrunner", "switchingdirectrunner"})
 
 
+def runner_name(runner: Any, default: str = "DirectRunner") -> str:
+    """``--runner`` (a name, a dotted path or a runner object) as a lower-case class name ending in ``runner``."""
+    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+    name = (name or default).rsplit(".", 1)[-1].lower()
+    return name if name.endswith("runner") else name + "runner"
+
+
 def workers_share_cwd(options: PipelineOptions) -> bool:
     """Whether the job's workers run in this process's working directory: the local runners, or any runner with
     ``--environment_type=LOOPBACK`` (its workers are this process)."""
     from apache_beam.options.pipeline_options import PortableOptions
 
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    name = (name or "DirectRunner").rsplit(".", 1)[-1].lower()
-    name = name if name.endswith("runner") else name + "runner"
-    return name in LOCAL_RUNNERS or (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
+    return (runner_name(options.view_as(StandardOptions).runner) in LOCAL_RUNNERS
+            or (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK")
 
 
 def _is_dataflow(runner: Any) -> bool:
-    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    name = (name or "").rsplit(".", 1)[-1].lower()
-    return (name if name.endswith("runner") else name + "runner") in ("dataflowrunner", "testdataflowrunner")
+    return runner_name(runner, default="") in ("dataflowrunner", "testdataflowrunner")
 
 
 def check_path_locations(options: PipelineOptions, job: JobSpec) -> None:
