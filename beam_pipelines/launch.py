@@ -209,7 +209,9 @@ def check_known_options(argv: Sequence[str], job: JobSpec) -> None:
     lines = []
     for flag in flags:
         name = flag.split("=", 1)[0]
-        close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        # compared without the leading dashes, which every flag shares (--limt was "close" to --quiet)
+        bare = {k.lstrip("-"): k for k in known}
+        close = [bare[m] for m in difflib.get_close_matches(name.lstrip("-"), list(bare), n=2, cutoff=0.6)]
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         lines.append(f"  {name}{hint}")
     raise UnknownOptionError(f"unknown option{'s' if len(lines) > 1 else ''}:\n" + "\n".join(lines)

@@ -31,6 +31,7 @@ def test_a_typo_is_an_error_with_a_suggestion(module, argv, wanted):
         check_known_options(argv, _job(module))
     message = str(err.value)
     assert argv[0].split("=")[0] in message and f"did you mean {wanted}" in message
+    assert f"did you mean {wanted}?" in message  # one suggestion: the shared dashes made --limt 'close' to --quiet
 
 
 def test_an_option_of_another_job_is_unknown_to_this_one():
