@@ -15,6 +15,7 @@ import contextlib
 import difflib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -60,7 +61,6 @@ class DriverRefusal(SystemExit):
 
 def refusals_exit_2(main: Callable[..., int]) -> Callable[..., int]:
     """Wrap a driver's ``main``: a ``DriverRefusal`` prints its message on stderr, then ends the process with 2."""
-    import functools
 
     @functools.wraps(main)
     def wrapped(*args: Any, **kwargs: Any) -> int:

@@ -112,14 +112,12 @@ def check_shard_texts(shards: Sequence[Shard], prompt_format: str) -> None:
             columns = parquet.read(columns=list(TEXT_COLUMNS))
         instructions = columns.column("instruction").to_pylist()
         responses = columns.column("response").to_pylist()
-        checks = [("response", lambda _, r: r is None or not str(r).strip(), "a null or empty response")]
+        checks = [(lambda _, r: r is None or not str(r).strip(), "a null or empty response")]
         if prompt_format == RAW:
-            checks.append(("instruction", lambda i, _: bool(i), f"an instruction, which prompt_format {RAW} "
-                                                                "does not train on"))
+            checks.append((lambda i, _: bool(i), f"an instruction, which prompt_format {RAW} does not train on"))
         else:
-            checks.append(("instruction", lambda i, _: i is None or not str(i).strip(),
-                           "a null or empty instruction"))
-        for _, bad, what in checks:
+            checks.append((lambda i, _: i is None or not str(i).strip(), "a null or empty instruction"))
+        for bad, what in checks:
             rows = [n for n, (i, r) in enumerate(zip(instructions, responses)) if bad(i, r)]
             if rows:
                 raise ValueError(f"{shard.url}: {len(rows):,} row(s) with {what} (first: row {rows[0]})")

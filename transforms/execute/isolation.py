@@ -94,10 +94,13 @@ class SandboxFailure(BaseException):
     was killed), ``protocol`` (it wrote something that is not an answer) or ``setup``. A ``BaseException`` so
     that trusted test code running ``except Exception`` around a proxied call cannot swallow it."""
 
-    def __init__(self, kind: str, detail: str):
+    def __init__(self, kind: str, detail: str, *, names_its_cause: bool = False):
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        # A timeout's verdict reason is "timeout" alone unless the detail names a cause of its own (one call's
+        # limit, not the run's); the other kinds always give their detail.
+        self.names_its_cause = names_its_cause
 
 
 @dataclasses.dataclass(frozen=True)

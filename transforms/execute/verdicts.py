@@ -82,10 +82,7 @@ class UnusableCall(BaseException):
 
 def _failure_verdict(f: SandboxFailure, started: float, session: AgentSession | None, isolated: bool) -> Verdict:
     status = "timeout" if f.kind == "timeout" else "failed"
-    if f.kind == "timeout":  # the run's own limit says nothing more; a call's limit names its input
-        reason = f"timeout: {f.detail}" if f.detail.startswith("plus input") else "timeout"
-    else:
-        reason = f"{f.kind}: {f.detail}"
+    reason = "timeout" if f.kind == "timeout" and not f.names_its_cause else f"{f.kind}: {f.detail}"
     return _verdict(status, reason, started, session, isolated)
 
 
@@ -300,7 +297,8 @@ def _plus_inputs_failure(problem, proxy) -> str | None:
         except SandboxFailure as failure:
             if failure.kind == "timeout":
                 raise SandboxFailure("timeout", f"plus input #{i}: no answer within its {limit:.2f} s (max(1 s, "
-                                                f"4x the reference's {seconds:.3f} s), as EvalPlus times it)") from None
+                                                f"4x the reference's {seconds:.3f} s), as EvalPlus times it)",
+                                     names_its_cause=True) from None
             raise
         except Exception as e:
             return f"plus input #{i}: candidate raised {type(e).__name__}: {str(e)[:200]}"

@@ -352,7 +352,7 @@ def main_job_report(output: str, manifest: Mapping[str, Any], problems: list[str
     if isinstance(cache, dict) and {"hits", "misses"} <= set(cache):
         sections.append(f"<p class=meta>inference cache: {cache['hits']:,} answers reused, {cache['misses']:,} "
                         "computed</p>")
-    engine = (manifest.get("engine") or {}).get("engine") if isinstance(manifest.get("engine"), dict) else None
+    engine = manifest["engine"].get("engine") if isinstance(manifest.get("engine"), dict) else None
     meta = _meta({**manifest, **({"engine": engine} if engine else {})},
                  ["model", "engine", "preset", "stages_run", "wall_seconds", "engine_seconds"])
     return page("inverse-instruct: main job", meta, [problems_section(problems), *sections])
