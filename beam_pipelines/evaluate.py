@@ -141,8 +141,9 @@ def build_code_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setti
         samples = (infer_and_join(requests, keyed_problems, handler_from_options(options, cache_root=f"{output}/cache"),
                                   "Generate")
                    | "Samples" >> beam.FlatMap(generated_samples, n))
-    isolated = require_isolation(options, workers_share_cwd(options))
-    executed = samples | "Execute" >> ExecuteSamples(sandbox_limits(options), sandbox_workers(options),
+    workers_here = workers_share_cwd(options)
+    isolated = require_isolation(options, workers_here)
+    executed = samples | "Execute" >> ExecuteSamples(sandbox_limits(options), sandbox_workers(options, workers_here),
                                                      allow_unisolated=not isolated)
     return executed, [p.task_id for p in problem_list]
 
@@ -194,9 +195,10 @@ def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setting
     tests = list(p3.test)[:settings.problem_limit]
     if settings.reference_solutions:
         tests = [p for p in tests if p.sol_bodies and not p.parse_error]
-    isolated = require_isolation(options, workers_share_cwd(options))
-    sandbox = SandboxSettings(sandbox_limits(options, default_sandbox_timeout("p3")), sandbox_workers(options),
-                              not isolated)
+    workers_here = workers_share_cwd(options)
+    isolated = require_isolation(options, workers_here)
+    sandbox = SandboxSettings(sandbox_limits(options, default_sandbox_timeout("p3")),
+                              sandbox_workers(options, workers_here), not isolated)
     if settings.reference_solutions:
         verified = (pipeline
                     | "Tests" >> beam.Create(tests)

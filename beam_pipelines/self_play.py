@@ -43,7 +43,13 @@ from runners.inference import infer_and_join
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
 from schemas.records import SCHEMA_VERSION, RecordKind
-from transforms.execute.options import SandboxOptions, require_isolation, sandbox_limits, sandbox_workers
+from transforms.execute.options import (
+    SandboxOptions,
+    require_isolation,
+    sandbox_limits,
+    sandbox_max_batch,
+    sandbox_workers,
+)
 from transforms.instruct.options import MethodOptions
 from transforms.instruct.prompts import TokenizerSource
 from transforms.io.beam import WriteParquetShards
@@ -149,10 +155,11 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     run_seed = options.view_as(MethodOptions).run_seed
     preset = load_preset()
     p3 = load_p3(opts.p3_dir) if opts.p3_dir else None
-    isolated = require_isolation(options, workers_share_cwd(options))
-    limits = sandbox_limits(options)
-    judge = SandboxSettings(limits.within(opts.judge_timeout), sandbox_workers(options), not isolated)
-    verify = SandboxSettings(limits.within(opts.verify_timeout), sandbox_workers(options), not isolated)
+    workers_here = workers_share_cwd(options)
+    isolated = require_isolation(options, workers_here)
+    limits, workers = sandbox_limits(options), sandbox_workers(options, workers_here)
+    judge = SandboxSettings(limits.within(opts.judge_timeout), workers, not isolated)
+    verify = SandboxSettings(limits.within(opts.verify_timeout), workers, not isolated)
     handler = handler_from_options(options, cache_root=f"{output}/cache")
     tallies: list[StageTally] = []
     dead_letters = []
@@ -176,7 +183,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     filtered = stage("filter", generated.main, StageOutput.of(
         generated.main
         | "SpreadSamples" >> beam.Reshuffle()
-        | "BatchSamples" >> beam.BatchElements(min_batch_size=1, max_batch_size=4 * judge.workers)
+        | "BatchSamples" >> beam.BatchElements(min_batch_size=1, max_batch_size=sandbox_max_batch(judge.workers))
         | "Filter" >> beam.ParDo(FilterPuzzlesFn(preset.filters, opts.trivial_reject_rate, run_seed, judge,
                                                  engine.model, seed_examples, test_index)
                                  ).with_outputs(REJECTED, main="main")))

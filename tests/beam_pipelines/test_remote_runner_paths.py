@@ -358,3 +358,32 @@ def test_a_worker_that_cannot_sandbox_fails_the_job_instead_of_every_sample(monk
         verdicts.guarded(verdicts.run_function_tests, problem, "def one():\n    return 1\n")
     # any other trusted-side error stays one program's failed verdict
     assert verdicts.guarded(lambda: 1 / 0).reason.startswith("verifier error: ZeroDivisionError")
+
+
+def test_remote_workers_size_their_sandbox_pools_by_their_own_cpus(monkeypatch):
+    """``--sandbox-workers`` unset: a job whose workers run here takes this machine's CPU count; one whose workers
+    run elsewhere leaves the number to each worker (a 2-core launcher used to give 16-core workers 2 sandboxes)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.launch import workers_share_cwd
+    from transforms.execute import beam as execute_beam
+    from transforms.execute import options as execute_options
+    from transforms.execute.isolation import IsolationLimits
+
+    remote = ["--runner=PortableRunner", "--job_endpoint=host:8099", "--environment_type=EXTERNAL",
+              "--environment_config=host:50000"]
+    monkeypatch.setattr(execute_options.os, "cpu_count", lambda: 2)  # the launcher
+    here = PipelineOptions([])
+    assert execute_options.sandbox_workers(here, workers_share_cwd(here)) == 2
+    elsewhere = PipelineOptions(remote)
+    assert execute_options.sandbox_workers(elsewhere, workers_share_cwd(elsewhere)) is None
+    assert execute_options.sandbox_workers(PipelineOptions([*remote, "--sandbox-workers=3"]), False) == 3
+    assert execute_options.sandbox_max_batch(None) >= 4 * 16 and execute_options.sandbox_max_batch(3) == 12
+
+    monkeypatch.setattr(execute_beam.os, "cpu_count", lambda: 16)  # the worker
+    fn = execute_beam.ExecuteSamples(IsolationLimits(timeout_s=1), None)._fn
+    fn.setup()
+    try:
+        assert fn._pool.workers == 16
+    finally:
+        fn.teardown()

@@ -8,6 +8,7 @@ the solution in a sandbox) on a bounded pool of sandboxes per worker, and emits 
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Iterator
 
 import apache_beam as beam
@@ -16,6 +17,7 @@ from runners.inference import to_samples
 from schemas.records import RecordKind
 from transforms.execute import problems
 from transforms.execute.isolation import IsolationLimits
+from transforms.execute.options import sandbox_max_batch
 from transforms.execute.pool import SandboxPool
 from transforms.execute.verdicts import guarded, run_function_tests
 from transforms.stage import StageBooks
@@ -50,7 +52,8 @@ def reference_samples(problem: problems.Problem, n: int) -> Iterator[dict[str, A
 
 
 class SandboxPoolDoFn(beam.DoFn):
-    """A DoFn with one pool of ``workers`` sandboxes per worker process, from setup to teardown."""
+    """A DoFn with one pool of ``workers`` sandboxes per worker process, from setup to teardown (None: the
+    worker's own number of CPUs)."""
 
     def __init__(self, workers: int | None):
         super().__init__()
@@ -58,7 +61,7 @@ class SandboxPoolDoFn(beam.DoFn):
         self._pool: SandboxPool | None = None
 
     def setup(self):
-        self._pool = SandboxPool(self._workers)
+        self._pool = SandboxPool(self._workers or os.cpu_count() or 1)
 
     def teardown(self):
         if self._pool is not None:
@@ -70,7 +73,7 @@ class _ExecuteBatchFn(SandboxPoolDoFn):
     """Runs a batch of samples on the worker's pool of sandboxes; every sample is emitted with its verdict (a
     failure is a result here, not a dead letter), and the books count one ``execute.<status>`` per sample."""
 
-    def __init__(self, limits: IsolationLimits, workers: int, allow_unisolated: bool):
+    def __init__(self, limits: IsolationLimits, workers: int | None, allow_unisolated: bool):
         super().__init__(workers)
         self._limits = limits
         self._allow_unisolated = allow_unisolated
@@ -99,7 +102,7 @@ class _ExecuteBatchFn(SandboxPoolDoFn):
 class ExecuteSamples(beam.PTransform):
     """Samples -> the same samples with ``solution``, ``status``, ``reason`` and ``duration_s``."""
 
-    def __init__(self, limits: IsolationLimits, workers: int, allow_unisolated: bool = False):
+    def __init__(self, limits: IsolationLimits, workers: int | None, allow_unisolated: bool = False):
         super().__init__()
         self._fn = _ExecuteBatchFn(limits, workers, allow_unisolated)
         self._workers = workers
@@ -107,5 +110,5 @@ class ExecuteSamples(beam.PTransform):
     def expand(self, samples):
         return (samples
                 | "Spread" >> beam.Reshuffle()
-                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4 * self._workers)
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=sandbox_max_batch(self._workers))
                 | "Execute" >> beam.ParDo(self._fn))

@@ -28,7 +28,8 @@ class SandboxOptions(PipelineOptions):
                            help="Largest result a sandboxed function may hand back, in MiB (the trusted side holds "
                                 "about 7x that while checking it).")
         group.add_argument("--sandbox-workers", dest="sandbox_workers", type=int, default=None,
-                           help="Sandboxes run at once by each Beam worker (default: the number of CPUs).")
+                           help="Sandboxes run at once by each Beam worker (default: that worker's number of "
+                                "CPUs).")
         group.add_argument("--allow-unsandboxed", dest="allow_unsandboxed", action="store_true", default=False,
                            help="DANGEROUS: run model-written code WITHOUT OS isolation when bubblewrap cannot run "
                                 "(only rlimits and a wall clock bound it). Logged loudly.")
@@ -55,13 +56,26 @@ def sandbox_limits(options: PipelineOptions, default_timeout: float = DEFAULT_SA
                            ).within(sandbox_timeout(options, default_timeout))
 
 
-def sandbox_workers(options: PipelineOptions) -> int:
-    """``--sandbox-workers``, else the number of CPUs; ``ValueError`` for a number below 1 (the jobs' checks call
-    this before any work)."""
+def sandbox_workers(options: PipelineOptions, workers_here: bool = True) -> int | None:
+    """``--sandbox-workers``, else this machine's number of CPUs when the job's workers run here, else None: each
+    worker's pool then takes its own CPU count (``SandboxPoolDoFn.setup``), since a Dataflow or Flink worker need
+    not be the launcher's size. ``ValueError`` for a number below 1 (the jobs' checks call this before any work)."""
     workers = options.view_as(SandboxOptions).sandbox_workers
     if workers is not None and workers < 1:
         raise ValueError(f"--sandbox-workers must be at least 1, got {workers}")
-    return workers or os.cpu_count() or 1
+    if workers is None and workers_here:
+        return os.cpu_count() or 1
+    return workers
+
+
+# A worker's pool size is unknown at launch when it resolves on the worker: batches may hold this many samples.
+UNSIZED_POOL_MAX_BATCH = 64
+
+
+def sandbox_max_batch(workers: int | None) -> int:
+    """The largest batch of samples one pool call takes: 4 per sandbox, or ``UNSIZED_POOL_MAX_BATCH`` when each
+    worker sizes its own pool."""
+    return 4 * workers if workers else UNSIZED_POOL_MAX_BATCH
 
 
 def require_isolation(options: PipelineOptions, workers_here: bool = True) -> bool:

@@ -40,7 +40,7 @@ ATTEMPT_STATUSES = ("passed", "failed", "timeout", "unparsed", "engine_error")
 @dataclasses.dataclass(frozen=True)
 class SandboxSettings:
     limits: IsolationLimits
-    workers: int
+    workers: int | None  # None: each worker's own number of CPUs
     allow_unisolated: bool = False
 
 
