@@ -127,6 +127,24 @@ def test_evaluate_keeps_its_default_k_and_takes_a_k_up_to_n():
     assert ks(f"--benchmark=p3={TINY_P3}", "--samples-per-problem=3") == (1, 2, 3)
 
 
+def test_the_p3_evaluation_makes_the_papers_100_attempts_unless_told():
+    """The self-play paper evaluates the 228 test puzzles with 100 attempts each and reports pass@1..100
+    (fine_tune1.sh -> solve.py -attempts=100): `evaluate --benchmark p3` used to make 1 attempt."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from transforms.execute.options import eval_settings
+
+    def settings(*argv):
+        return eval_settings(PipelineOptions(list(argv)))
+
+    p3 = settings(f"--benchmark=p3={TINY_P3}")
+    assert (p3.samples, p3.temperature, p3.ks) == (100, 0.8, tuple(range(1, 101)))
+    assert settings(f"--benchmark=p3={TINY_P3}", "--reference-solutions").samples == 1  # one run per solution
+    assert settings(f"--benchmark=p3={TINY_P3}", "--samples-per-problem=7").samples == 7
+    humaneval = settings()
+    assert (humaneval.samples, humaneval.temperature) == (1, 0.0)
+
+
 # ------------------------------------------------------------------------------------- self-play loop
 
 def _loop_error(argv, tmp_path, capsys, monkeypatch) -> str:

@@ -91,15 +91,17 @@ def require_isolation(options: PipelineOptions, workers_here: bool = True) -> bo
 # Benchmarks the evaluation job scores on, and their defaults: (temperature, max new tokens).
 CODE_BENCHMARKS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus")
 PUZZLE_BENCHMARKS = ("p3",)
-def _p3_defaults() -> tuple[float, int]:
-    """The reference's P3 test attempts (fine_tune1.sh -> solve.py), from the self-play paper preset."""
+def _p3_defaults() -> tuple[float, int, int]:
+    """The reference's P3 test attempts (fine_tune1.sh -> solve.py: 100 at T 0.8), from the self-play paper
+    preset."""
     from transforms.selfplay.preset import load_preset
 
     solve = load_preset().solve
-    return solve.eval_temperature, solve.max_new_tokens
+    return solve.eval_temperature, solve.max_new_tokens, solve.eval_attempts
 
 
-EVAL_DEFAULTS = {**{name: (0.0, 512) for name in CODE_BENCHMARKS}, "p3": _p3_defaults()}
+# (temperature, max new tokens, samples per problem): greedy pass@1 for code, the self-play paper's test attempts.
+EVAL_DEFAULTS = {**{name: (0.0, 512, 1) for name in CODE_BENCHMARKS}, "p3": _p3_defaults()}
 
 
 class EvaluateOptions(PipelineOptions):
@@ -111,8 +113,10 @@ class EvaluateOptions(PipelineOptions):
                                 "[, canonical_solution]); the same as --benchmark humaneval=FILE.")
         group.add_argument("--problem-limit", dest="problem_limit", type=int, default=None,
                            help="Evaluate only the first N problems.")
-        group.add_argument("--samples-per-problem", dest="samples_per_problem", type=int, default=1,
-                           help="n samples per problem (attempts per puzzle for p3).")
+        group.add_argument("--samples-per-problem", dest="samples_per_problem", type=int, default=None,
+                           help="n samples per problem (attempts per puzzle for p3). Default: 1 for code benchmarks "
+                                "(greedy pass@1), 100 for p3 (the self-play paper's test attempts), 1 with "
+                                "--reference-solutions.")
         group.add_argument("--pass-k", dest="pass_k", default=None,
                            help="Comma-separated k for pass@k, or 'all' for every k up to n (default: 1,10,100 for "
                                 "code benchmarks, all for p3).")
@@ -183,17 +187,19 @@ def eval_settings(options: PipelineOptions) -> EvalSettings:
         raise ValueError("--benchmark p3 needs the P3 folder: --benchmark p3=DIR (puzzles.json and split.json)")
     if name != "humaneval" and name in CODE_BENCHMARKS and not path:
         raise ValueError(f"{name} does not ship: give its public file as --benchmark {name}=FILE")
-    if opts.samples_per_problem < 1:
+    default_temperature, default_tokens, default_samples = EVAL_DEFAULTS[name]
+    n = opts.samples_per_problem
+    if n is None:
+        n = 1 if opts.reference_solutions else default_samples  # a reference solution's verdict is the same n times
+    if n < 1:
         raise ValueError("--samples-per-problem must be at least 1")
-    default_temperature, default_tokens = EVAL_DEFAULTS[name]
     temperature = default_temperature if opts.eval_temperature is None else opts.eval_temperature
-    if opts.samples_per_problem > 1 and temperature <= 0 and not opts.reference_solutions:
+    if n > 1 and temperature <= 0 and not opts.reference_solutions:
         raise ValueError("greedy decoding (--eval-temperature 0) gives one distinct sample: use "
                          "--samples-per-problem 1, or a temperature > 0")
     if opts.problem_limit is not None and opts.problem_limit < 1:
         raise ValueError(f"--problem-limit must be at least 1, got {opts.problem_limit} (leave it out to evaluate "
                          "every problem)")
-    n = opts.samples_per_problem
     ks = pass_ks(opts.pass_k, n, explicit_default="all" if name == "p3" else "1,10,100")
     return EvalSettings(name, path, n, temperature, opts.eval_max_tokens or default_tokens, ks,
                         opts.reference_solutions, opts.problem_limit)

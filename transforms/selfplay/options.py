@@ -36,8 +36,9 @@ class SelfPlayOptions(PipelineOptions):
                            default=gen.gen_tokens)
         group.add_argument("--trivial-reject-rate", dest="trivial_reject_rate", type=float,
                            default=paper.filters.trivial_reject_rate,
-                           help="Probability that a puzzle gets the signature and trivial-answer tests (the "
-                                "reference keeps the others untested).")
+                           help="Probability that a puzzle gets the answer-use, bool-answer, answer-type and "
+                                "trivial-answer tests (the reference keeps the others untested); every puzzle "
+                                "gets the signature check.")
         group.add_argument("--judge-timeout", dest="judge_timeout", type=float, default=2.0,
                            help="Seconds for the return-True judge and for each trivial candidate (the reference: "
                                 "1 s in a warm process; a sandbox also starts in this time).")

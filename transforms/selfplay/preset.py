@@ -47,6 +47,8 @@ class SolveStrings:
     prefix_head: str
     prefix_example: str  # placeholders {f}, {g}
     prefix_joiner: str
+    # (family, solution as train_prefix.txt spells it): where the released file's text differs from P3's.
+    prefix_solutions: tuple[tuple[str, str], ...]
     prompt: str  # placeholders {prefix}, {f}, {header}
     header: str  # placeholder {inputs}
     attempts: int
@@ -80,7 +82,8 @@ def _build(cls, data: Mapping[str, Any], where: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if set(data) != set(fields):
         raise ValueError(f"{where}: keys {sorted(set(data) ^ set(fields))} are unknown or missing")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    values = {k: tuple(v) if isinstance(v, list) else tuple(v.items()) if isinstance(v, dict) else v
+              for k, v in data.items()}
     return cls(**values)
 
 

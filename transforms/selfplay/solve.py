@@ -19,6 +19,7 @@ is defined.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 from typing import Iterable, Sequence
@@ -53,11 +54,9 @@ def solve_defaults(strings: SolveStrings | None = None) -> SolveDefaults:
 # ------------------------------------------------------------------------------------------------ prefix
 
 def build_solve_prefix(train: Sequence[P3Instance], strings: SolveStrings | None = None) -> str:
-    """The few-shot prefix rebuilt from P3's tutorial families (train split only), ending in a blank line.
-
-    The released ``train_prefix.txt`` holds the same five puzzles and solutions; it differs from this only in
-    spacing inside two solution expressions (``"a"*(i+2)+"b"`` and ``"0"*9`` there, P3 writes them with spaces).
-    Pass the released file to ``load_solve_prefix`` to use it byte for byte."""
+    """The few-shot prefix rebuilt from P3's tutorial families (train split only), ending in a blank line: the
+    released ``train_prefix.txt`` byte for byte. It holds the same five puzzles and solutions as P3, two of them
+    spelled without P3's spaces (``"a"*(i+2)+"b"``, ``"0"*9``): the preset's ``prefix_solutions`` quote those."""
     s = _strings(strings)
     require_train(train)
     by_family = {}
@@ -66,13 +65,25 @@ def build_solve_prefix(train: Sequence[P3Instance], strings: SolveStrings | None
     missing = [f for f in s.prefix_families if f not in by_family]
     if missing:
         raise ValueError(f"the solve prefix needs the training families {missing}")
+    released = dict(s.prefix_solutions)
     examples = []
     for family in s.prefix_families:
         p = by_family[family]
         if not p.solutions:
             raise ValueError(f"{p.name} has no reference solution for the solve prefix")
-        examples.append(s.prefix_example.format(f=p.f, g=p.solutions[0]))
+        g = p.solutions[0]
+        if family in released and _same_code(released[family], g):  # a spelling, never another solution
+            g = released[family]
+        examples.append(s.prefix_example.format(f=p.f, g=g))
     return _as_prefix(s.prefix_joiner.join([s.prefix_head, *examples]))
+
+
+def _same_code(a: str, b: str) -> bool:
+    """Whether two sources parse to the same tree (they differ in layout at most)."""
+    try:
+        return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
+    except SyntaxError:
+        return False
 
 
 def check_p3_folder(p3_dir, with_prefix: bool = True) -> P3:

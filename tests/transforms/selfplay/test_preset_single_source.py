@@ -92,4 +92,5 @@ def test_the_p3_evaluations_defaults_are_the_presets_test_attempts():
     from transforms.execute.options import EVAL_DEFAULTS
 
     solve = load_preset().solve
-    assert EVAL_DEFAULTS["p3"] == (solve.eval_temperature, solve.max_new_tokens) == (0.8, 150)
+    assert EVAL_DEFAULTS["p3"] == (solve.eval_temperature, solve.max_new_tokens, solve.eval_attempts) == (0.8, 150,
+                                                                                                         100)

@@ -133,3 +133,63 @@ def test_real_prefix_and_all_228_test_prompts(p3_data):
         args = p.f[p.f.index("(") + 1 : p.f.index("):\n")]
         naive = args[args.index(",") + 1 :].strip() if "," in args else ""
         assert prompt.header == f"def g({naive}):"
+
+
+# The reference's data/train_prefix.txt (microsoft/PythonProgrammingPuzzles ICLR2023), quoted as data; loaded as
+# solve.py loads it: stripped, then a blank line.
+RELEASED_TRAIN_PREFIX = '''from typing import List
+
+def f(s: str):
+    return "Hello " + s == "Hello world"
+
+def g():
+    return "world"
+
+assert f(g())
+
+def f(s: str):
+    return "Hello " + s[::-1] == "Hello world"
+
+def g():
+    return "world"[::-1]
+
+assert f(g())
+
+def f(x: List[int]):
+    return len(x) == 2 and sum(x) == 3
+
+def g():
+    return [1, 2]
+
+assert f(g())
+
+def f(s: List[str]):
+    return len(set(s)) == 1000 and all((x.count("a") > x.count("b")) and ('b' in x) for x in s)
+
+def g():
+    return ["a"*(i+2)+"b" for i in range(1000)]
+
+assert f(g())
+
+def f(n: int):
+    return str(n * n).startswith("123456789")
+
+def g():
+    return int(int("123456789" + "0"*9) ** 0.5) + 1
+
+assert f(g())
+'''
+
+
+def test_the_prefix_built_from_p3_is_the_released_train_prefix_byte_for_byte(p3_data):
+    """P3 spells two tutorial solutions with spaces the released file lacks (`"a" * (i + 2)`): the P3 test
+    evaluation's prompts used to differ from the paper's by those tokens."""
+    assert S.build_solve_prefix(p3_data.train) == RELEASED_TRAIN_PREFIX.strip() + "\n\n"
+
+
+def test_a_released_spelling_never_replaces_a_different_solution():
+    train = [_tutorial(i, "def f(s: str):\n    return s == 'a'", "    return 'a'") for i in range(1, 6)]
+    assert 'return ["a"*(i+2)' not in S.build_solve_prefix(train)  # Tutorial4 here solves another puzzle
+    train[3] = _tutorial(4, "def f(s: str):\n    return s == 'a'",
+                         '    return ["a" * (i + 2) + "b" for i in range(1000)]')
+    assert 'return ["a"*(i+2)+"b" for i in range(1000)]' in S.build_solve_prefix(train)
