@@ -3,14 +3,17 @@ shards -> merge with the earlier rounds -> fine-tune -> evaluate on the P3 test 
 
     inverse-instruct self-play-loop --p3-dir ../shared/data/p3 --rounds 1 --output runs/sp-loop \\
         --self-play-args "--num-prompts 4 --samples-per-prompt 32 --solve-attempts 32" \\
-        --eval-args "--samples-per-problem 2 --problem-limit 20" --pass-k 1,2      # CPU, small: ~5 min on 2 cores
+        --eval-args "--samples-per-problem 2 --problem-limit 20" --pass-k 1,2 --eval-epochs last   # CPU, ~5 min
     inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output runs/sp-neo --model EleutherAI/gpt-neo-125M \\
         --self-play-args "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128" \\
         --eval-args "--samples-per-problem 100"      # fine-tunes on one GPU at batch 4, as the reference
 
 Round r generates and solves with model M_r (M_0 = ``--model``), then fine-tunes the BASE model on the verified
-pairs of rounds 0..r (the reference fine-tunes from the base each round, ``TRAIN_INCREMENTAL=0``) to get M_{r+1},
-and evaluates M_{r+1} on the 228 P3 test puzzles. The base model is evaluated once, as row 0. The default
+pairs of rounds 0..r (the reference fine-tunes from the base each round, ``TRAIN_INCREMENTAL=0``) in one-epoch
+stages (``--train-epochs``, 4: babysit.sh's ``EPOCHS_MAX``; each stage continues from the previous one's weights
+with a fresh warm-up, as fine_tune1.sh's steps do) and evaluates each epoch's model on the 228 P3 test puzzles, as
+fine_tune1.sh does (``--eval-epochs last``: the last only). M_{r+1} is the last epoch's model, as gen.sh takes
+``epoch_$EPOCHS_MAX``. The base model is evaluated once, as row 0. The default
 evaluation (all 228 test puzzles, n=10) takes hours on a CPU: on a small machine cut it with ``--eval-args``
 (``--problem-limit``, ``--samples-per-problem``); every row records the problems and n its evaluation used. Each
 k of ``--pass-k`` must be one the evaluation computes (k <= its ``--samples-per-problem``), checked before any work.
@@ -24,8 +27,8 @@ round r's cap (25,000 at round 0, 1,000,000 later; an ``--example-cap`` in ``--s
 too). Round 0 goes through the merge as well, so its training set is the same whatever the number of rounds.
 
 Each step writes its own directory (``base-eval/``, ``round-<r>/self-play/``, ``round-<r>/training-merged/``,
-``round-<r>/train/``, ``round-<r>/eval/``) and a step that already finished is not redone, so a re-run after a stop
-continues. Every step runs as its own process (its engine starts and stops with it). ``summary.json`` and
+``round-<r>/train/``, ``round-<r>/eval-epoch-<e>/``) and a step that already finished is not redone, so a re-run
+after a stop continues. Every step runs as its own process (its engine starts and stops with it). ``summary.json`` and
 ``summary.md`` hold the table across rounds: verified pairs, the examples of the merged training set, whether the
 round fine-tuned, P3 pass@k and the problems x samples per problem of that evaluation.
 ``--output`` is a local directory (it holds the steps' state). Round r's self-play runs with its own run seed,
@@ -71,7 +74,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-config", default=str(Path(__file__).resolve().parents[1] / "training" / "configs"
                                                       / "self_play.yaml"))
     parser.add_argument("--train-epochs", type=float, default=4.0,
-                        help="Epochs per round's fine-tune (babysit.sh stops at 4).")
+                        help="Epochs per round's fine-tune, trained as one-epoch stages (babysit.sh stops at 4; a "
+                             "fraction makes a last, shorter stage).")
+    parser.add_argument("--eval-epochs", choices=("each", "last"), default="each",
+                        help="Evaluate every epoch's model on the P3 test puzzles, as the reference does (each), "
+                             "or only the last one, M_{r+1} (last: a quarter of the evaluation time at 4 epochs).")
     parser.add_argument("--train-launcher", default="",
                         help='e.g. "torchrun --nproc_per_node 8"; default: one process.')
     parser.add_argument("--self-play-args", default="", help="Extra options of every round's self-play job.")
@@ -88,6 +95,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     require_local_output(parser, args.output)
     if args.rounds < 0:
         parser.error(f"--rounds must be 0 (the base evaluation only) or more, got {args.rounds}")
+    if not args.train_epochs > 0:
+        parser.error(f"--train-epochs must be more than 0, got {args.train_epochs:g}")
     if any(w == "--run-seed" or w.startswith("--run-seed=") for w in shlex.split(args.self_play_args)):
         parser.error("--self-play-args must not set --run-seed: each round derives its own from the loop's --run-seed")
     try:
@@ -163,6 +172,14 @@ def round_seed(base: int, round_index: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def epoch_stages(epochs: float) -> list[tuple[str, float]]:
+    """A round's fine-tune as the reference's one-epoch steps: (stage name, its epochs); a fraction of an epoch
+    is a last, shorter stage (``2.5`` -> 1, 1, 0.5)."""
+    whole, part = int(epochs), round(epochs - int(epochs), 6)
+    sizes = [1.0] * whole + ([part] if part > 0 else [])
+    return [(f"epoch_{i + 1}", size) for i, size in enumerate(sizes)]
+
+
 def _step(name: str, command: list[str], log: Path, done: Path, **kwargs) -> None:
     run_step("self-play-loop", name, command, log, done, **kwargs)
 
@@ -202,11 +219,12 @@ def _why_empty(merged: dict[str, Any], r: int) -> str:
 
 def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: dict | None = None,
          examples: int | None = None, run_seed: int | None = None, generated_by: str | None = None,
-         not_trained: str | None = None, trained_marker: Path | None = None) -> dict[str, Any]:
+         not_trained: str | None = None, trained_marker: Path | None = None,
+         epoch: tuple[int, int] | None = None) -> dict[str, Any]:
     """One table row. ``model`` is the model evaluated (M_{r+1} for round r); ``generated_by`` the one whose
     puzzles and solutions the round's counts are (M_r). ``not_trained``: why the round fine-tuned nothing (its
-    ``model`` is then the previous one, its evaluation reused). The problems and samples per problem are the
-    evaluation's own (its summary.json)."""
+    ``model`` is then the previous one, its evaluation reused). ``epoch``: (epoch, epochs) of the fine-tune's stage
+    evaluated. The problems and samples per problem are the evaluation's own (its summary.json)."""
     evaluation = _read(eval_dir / "summary.json")
     row = {"round": label, "model": model, "p3": {f"pass@{k}": evaluation.get(f"pass@{k}") for k in ks},
            "p3_solved": len(evaluation.get("solved", [])) if evaluation else None,
@@ -217,6 +235,8 @@ def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: d
         row["trained"] = not_trained is None
         if not_trained is not None:
             row["not_trained"] = f"not trained: {not_trained}; evaluated model = previous ({model})"
+    if epoch is not None:
+        row["epoch"], row["epochs"] = epoch
     if trained_marker is not None:
         stage = _read(trained_marker)
         row["fine_tune_steps"] = stage.get("global_steps")
@@ -232,14 +252,18 @@ def _row(label: str, model: str, eval_dir: Path, ks: Sequence[int], generated: d
 
 
 def table(rows: list[dict[str, Any]], ks: Sequence[int]) -> str:
-    from transforms.stats.report import loop_evaluation_cell, loop_fine_tune_cell  # the report's cells too
+    from transforms.stats.report import (  # the report's cells too
+        loop_evaluation_cell,
+        loop_fine_tune_cell,
+        loop_round_label,
+    )
 
     head = ["round", "self-play with", "samples", "kept by filters", "solved puzzles", "verified pairs",
             "training examples (rounds so far)", "fine-tuned", "evaluated model", "P3 problems x samples",
             *(f"P3 pass@{k}" for k in ks)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        cells = [r["round"], r.get("generated_by", ""), r.get("samples", ""), r.get("kept_by_filter", ""),
+        cells = [loop_round_label(r), r.get("generated_by", ""), r.get("samples", ""), r.get("kept_by_filter", ""),
                  r.get("solved_puzzles", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
                  loop_fine_tune_cell(r), r["model"], loop_evaluation_cell(r), *(r["p3"][f"pass@{k}"] for k in ks)]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
@@ -276,26 +300,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                              not_trained=why))
             continue
         train = round_dir / "train"
-        final = train / "stage-0-self_play" / "final"
-        trained = train / "stage-0-self_play" / "COMPLETE.json"
+        stages = epoch_stages(args.train_epochs)
+        stage_dirs = [train / f"stage-{i}-{name}" for i, (name, _) in enumerate(stages)]
+        trained = stage_dirs[-1] / "COMPLETE.json"
         launcher = shlex.split(args.train_launcher or sys.executable)
         data = round_dir / MERGED / "training" / "puzzles"  # the merged set only, never the rounds' own shards
         command = [*launcher,
                    "-m", "training.finetune", "--config", args.train_config, "--output-dir", str(train),
                    "--set", f"model={args.train_model or args.model}",
-                   "--set", "stages=" + json.dumps([{"name": "self_play", "data": str(data),
-                                                      "epochs": args.train_epochs}]),
+                   "--set", "stages=" + json.dumps([{"name": name, "data": str(data), "epochs": epochs}
+                                                     for name, epochs in stages]),
                    *shlex.split(args.train_args)]
         _step(f"round {r}: fine-tune {args.train_model or args.model} on the merged pairs of rounds 0..{r}", command,
               round_dir / "train.log", trained, directory=train, prefix=len(launcher),
               upstream=[round_dir / MERGED / "summary.json"],
               prepare=lambda train=train: train_resume_arguments("self-play-loop", train))
-        generated_by, model = model, str(final)
-        model_step = [trained]
-        model_eval = round_dir / "eval"
-        _evaluate(args, model, model_eval, upstream=model_step)
-        rows.append(_row(f"{r}", model, round_dir / "eval", ks, generated, examples_so_far, seed, generated_by,
-                         trained_marker=trained))
+        generated_by = model
+        evaluated = range(len(stages)) if args.eval_epochs == "each" else [len(stages) - 1]
+        for i in evaluated:
+            stage_model, stage_done = str(stage_dirs[i] / "final"), stage_dirs[i] / "COMPLETE.json"
+            model_eval = round_dir / f"eval-epoch-{i + 1}"
+            _evaluate(args, stage_model, model_eval, upstream=[stage_done])
+            rows.append(_row(f"{r}", stage_model, model_eval, ks, generated, examples_so_far, seed, generated_by,
+                             trained_marker=stage_done, epoch=(i + 1, len(stages))))
+        model, model_step = str(stage_dirs[-1] / "final"), [trained]  # M_{r+1}: the last epoch's model
     summary = {"rounds": args.rounds, "base_model": args.model, "p3_dir": args.p3_dir, "ks": list(ks),
                "run_seed": args.run_seed, "rows": rows}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -35,13 +35,13 @@ def test_one_round_fine_tunes_on_verified_pairs_and_a_rerun_skips_every_step(tmp
     assert [r["round"] for r in summary["rows"]] == ["base", "0"]
     round0 = summary["rows"][1]
     assert round0["verified_pairs"] > 0 and round0["training_examples_so_far"] == round0["verified_pairs"]
-    assert (out / "round-0" / "train" / "stage-0-self_play" / "COMPLETE.json").exists()
-    assert round0["model"].endswith("round-0/train/stage-0-self_play/final")
+    assert (out / "round-0" / "train" / "stage-0-epoch_1" / "COMPLETE.json").exists()
+    assert round0["model"].endswith("round-0/train/stage-0-epoch_1/final") and round0["epoch"] == 1
     assert round0["generated_by"] == str(script)  # round 0's counts are M_0's; its pass@k is M_1's
-    assert json.loads((out / "round-0" / "eval" / "summary.json").read_text())["problems"] == 3
+    assert json.loads((out / "round-0" / "eval-epoch-1" / "summary.json").read_text())["problems"] == 3
     assert [(r["p3_problems"], r["p3_samples_per_problem"]) for r in summary["rows"]] == [(3, 1), (3, 1)]
     assert round0["trained"] is True and summary["ks"] == [1]
-    stage = json.loads((out / "round-0" / "train" / "stage-0-self_play" / "COMPLETE.json").read_text())
+    stage = json.loads((out / "round-0" / "train" / "stage-0-epoch_1" / "COMPLETE.json").read_text())
     assert (round0["fine_tune_steps"], round0["peak_lr_fraction"]) == (stage["global_steps"], stage["peak_lr_fraction"])
     assert stage["global_steps"] >= 1 and stage["peak_lr_fraction"] < 1  # a few steps against a 10-step warm-up
     assert "(still in warm-up: lr at most" in (out / "summary.md").read_text()
@@ -83,7 +83,13 @@ def stand_in_jobs(driver, name, command, log, done, **kwargs):
             if "beam_pipelines.self_play" in command:
                 iteration = int(next(w for w in command if w.startswith("--iteration=")).split("=")[1])
                 write_round(done.parent, iteration, ROUNDS[iteration])
-            else:  # an evaluation's summary, or the fine-tune's marker of its finished stage
+            elif "training.finetune" in command:  # every stage's marker (each epoch's model is evaluated)
+                stages = json.loads(next(w for w in command if w.startswith("stages="))[len("stages="):])
+                for i, stage in enumerate(stages):
+                    marker = done.parent.parent / f"stage-{i}-{stage['name']}" / "COMPLETE.json"
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    marker.write_text(json.dumps({"stage": stage["name"], "epochs": stage["epochs"]}))
+            else:  # an evaluation's summary
                 done.parent.mkdir(parents=True, exist_ok=True)
                 done.write_text(json.dumps({"pass@1": 0.0, "pass@10": 0.0, "solved": [], "problems": 228,
                                             "samples_per_problem": 10}))
@@ -105,7 +111,8 @@ def test_the_merge_is_a_step_a_rerun_skips_and_a_round_that_ran_again_refuses(tm
         text(F1, "def g():\n    return 4"), text(F1, "def g():\n    return 3+1"), text(F1, "def g():\n    return 5-1"),
         text(F2, 'def g(n=3):\n    return "ab"'), text(F1, "def g():\n    return 2+2")])
     summary = json.loads((out / "summary.json").read_text())
-    assert [row["training_examples_so_far"] for row in summary["rows"][1:]] == [4, 5]  # not 4 + 2
+    last_epochs = [row for row in summary["rows"][1:] if row["epoch"] == row["epochs"]]
+    assert [row["training_examples_so_far"] for row in last_epochs] == [4, 5]  # not 4 + 2
 
     capsys.readouterr()
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("round-*/training-merged/**/*") if p.is_file()}
@@ -160,18 +167,18 @@ def test_rows_record_the_evaluation_size_and_a_round_that_trained_nothing_says_s
     monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
     monkeypatch.setitem(ROUNDS, 0, [])  # round 0 verifies nothing: no fine-tune; round 1 trains
     out = tmp_path / "loop"
-    assert loop_main([f"--output={out}", f"--p3-dir={TINY_P3}", "--rounds=2"]) == 0
+    assert loop_main([f"--output={out}", f"--p3-dir={TINY_P3}", "--rounds=2", "--eval-epochs=last"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     base, round0, round1 = summary["rows"]
     assert [(r["p3_problems"], r["p3_samples_per_problem"]) for r in summary["rows"]] == [(228, 10)] * 3
     assert "trained" not in base and round1["trained"] is True and "not_trained" not in round1
     assert round0["trained"] is False and round0["model"] == base["model"] and round0["evaluation"] == "base-eval"
     why = "not trained: no verified pair in rounds 0..0 yet; evaluated model = previous (smollm2)"
-    assert round0["not_trained"] == why and round1["evaluation"] == "round-1/eval"
+    assert round0["not_trained"] == why and round1["evaluation"] == "round-1/eval-epoch-4"
     md = (out / "summary.md").read_text().splitlines()
     head = [c.strip() for c in md[0].strip("|").split("|")]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in md[2:]]
-    assert [c[head.index("fine-tuned")] for c in cells] == ["", why, "yes"]  # the stand-in wrote no stage marker
+    assert [c[head.index("fine-tuned")] for c in cells] == ["", why, "yes"]  # the stand-in's marker has no steps
     assert [c[head.index("P3 problems x samples")] for c in cells] == ["228 x n=10"] * 3
     page = loop_report(summary)
     assert "<th>fine-tuned</th>" in page and f"<td>{why}</td>" in page and "<td>yes</td>" in page
@@ -223,3 +230,53 @@ def test_a_bad_pass_through_option_is_refused_before_the_base_evaluation(tmp_pat
     with pytest.raises(SystemExit):
         loop_main([f"--output={out}", f"--p3-dir={TINY_P3}", f"{option}={value}"])
     assert error in capsys.readouterr().err and not out.exists()
+
+
+def test_each_epoch_of_a_rounds_fine_tune_is_a_one_epoch_stage_and_is_evaluated(tmp_path, monkeypatch):
+    """As fine_tune1.sh: one-epoch steps, each continuing from the previous one's weights, each evaluated on the
+    P3 test puzzles; the next round self-plays with the last epoch's model (gen.sh: epoch_$EPOCHS_MAX). The loop
+    used to train one 4-epoch stage and evaluate only its end."""
+    from beam_pipelines import self_play_loop
+
+    commands = []
+
+    def recording(driver, name, command, log, done, **kwargs):
+        commands.append((name, list(command)))
+        stand_in_jobs(driver, name, command, log, done, **kwargs)
+
+    monkeypatch.setattr(self_play_loop, "run_step", recording)
+    monkeypatch.setattr("transforms.stats.report.write_report", lambda output: None)
+    out = tmp_path / "loop"
+    assert loop_main([f"--output={out}", f"--p3-dir={TINY_P3}", "--rounds=2", "--train-epochs=2"]) == 0
+    fine_tunes = [c for name, c in commands if "training.finetune" in c]
+    assert len(fine_tunes) == 2
+    stages = json.loads(next(w for w in fine_tunes[0] if w.startswith("stages="))[len("stages="):])
+    assert [(s["name"], s["epochs"]) for s in stages] == [("epoch_1", 1.0), ("epoch_2", 1.0)]
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert [(r["round"], r.get("epoch")) for r in rows] == [("base", None), ("0", 1), ("0", 2), ("1", 1), ("1", 2)]
+    assert [r["evaluation"] for r in rows[1:3]] == ["round-0/eval-epoch-1", "round-0/eval-epoch-2"]
+    assert rows[1]["model"].endswith("round-0/train/stage-0-epoch_1/final")
+    assert rows[2]["model"].endswith("round-0/train/stage-1-epoch_2/final")
+    round1_self_play = next(c for name, c in commands if name.startswith("round 1: self-play"))
+    assert f"--model={rows[2]['model']}" in round1_self_play or rows[2]["model"] in round1_self_play
+    assert rows[3]["generated_by"] == rows[2]["model"]
+    md = (out / "summary.md").read_text()
+    assert "| 0, epoch 1/2 |" in md and "| 1, epoch 2/2 |" in md
+
+    last = tmp_path / "last"
+    assert loop_main([f"--output={last}", f"--p3-dir={TINY_P3}", "--rounds=1", "--train-epochs=2",
+                      "--eval-epochs=last"]) == 0
+    rows = json.loads((last / "summary.json").read_text())["rows"]
+    assert [(r["round"], r.get("epoch")) for r in rows] == [("base", None), ("0", 2)]
+    assert not (last / "round-0" / "eval-epoch-1").exists()
+
+
+def test_a_fraction_of_an_epoch_is_a_last_shorter_stage_and_no_epochs_is_refused(tmp_path, capsys):
+    from beam_pipelines.self_play_loop import epoch_stages
+
+    assert epoch_stages(4) == [(f"epoch_{i}", 1.0) for i in range(1, 5)]
+    assert epoch_stages(2.5) == [("epoch_1", 1.0), ("epoch_2", 1.0), ("epoch_3", 0.5)]
+    assert epoch_stages(0.25) == [("epoch_1", 0.25)]
+    with pytest.raises(SystemExit):
+        loop_main([f"--output={tmp_path / 'o'}", f"--p3-dir={TINY_P3}", "--train-epochs=0"])
+    assert "--train-epochs must be more than 0, got 0" in capsys.readouterr().err

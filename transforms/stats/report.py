@@ -438,6 +438,13 @@ def loop_fine_tune_cell(row: Mapping[str, Any]) -> str:
     return cell
 
 
+def loop_round_label(row: Mapping[str, Any]) -> str:
+    """A loop row's round, with the epoch of the fine-tune it evaluated when the round evaluated several."""
+    if row.get("epochs", 1) > 1:
+        return f"{row['round']}, epoch {row['epoch']}/{row['epochs']}"
+    return str(row["round"])
+
+
 def loop_evaluation_cell(row: Mapping[str, Any]) -> str:
     """A loop row's evaluation size: "<problems> x n=<samples per problem>" (--eval-args may have cut it)."""
     problems, n = row.get("p3_problems"), row.get("p3_samples_per_problem")
@@ -452,23 +459,26 @@ def loop_report(summary: Mapping[str, Any]) -> str:
     head = ["round", "self-play with", "verified pairs", "training examples so far", "fine-tuned", "evaluated model",
             "P3 problems x samples", *(f"P3 pass@{k}" for k in ks)]
     sections.append("<h2>Rounds</h2>" + _table(head, [
-        [r["round"], r.get("generated_by", ""), r.get("verified_pairs", ""), r.get("training_examples_so_far", ""),
+        [loop_round_label(r), r.get("generated_by", ""), r.get("verified_pairs", ""),
+         r.get("training_examples_so_far", ""),
          loop_fine_tune_cell(r), r["model"], loop_evaluation_cell(r),
          *("" if r["p3"].get(f"pass@{k}") is None else r["p3"][f"pass@{k}"] for k in ks)]
         for r in rows]))
     fig, ax = _figure()
-    labels = [str(r["round"]) for r in rows]
+    labels = [loop_round_label(r).replace(", epoch ", "\ne") for r in rows]
     for k in ks:
         # A round without this pass@k (no evaluation, or not this k) is left out, not drawn as 0.
         points = [(i, r["p3"].get(f"pass@{k}")) for i, r in enumerate(rows)]
         points = [(i, v) for i, v in points if v is not None]
         ax.plot([i for i, _ in points], [v for _, v in points], marker="o", label=f"P3 pass@{k}")
     ax.set_xticks(range(len(labels)), labels)
-    ax.set_xlabel("round (base = the untuned model)")
+    ax.set_xlabel("round, and epoch of its fine-tune (base = the untuned model)")
     ax.set_ylabel("%")
     ax.legend()
     sections.append(_img(_png(fig), "P3 pass@k per round"))
-    pairs = [(str(r["round"]), r.get("verified_pairs") or 0) for r in rows if r["round"] != "base"]
+    # One bar per round: its epochs' rows repeat the round's pairs.
+    pairs = [(str(r["round"]), r.get("verified_pairs") or 0) for r in rows
+             if r["round"] != "base" and r.get("epoch", 1) == r.get("epochs", 1)]
     if pairs:
         sections.append(bar_section("Verified pairs per round", dict(pairs), "pairs"))
     return page("inverse-instruct: self-play loop", _meta(summary, ["base_model", "rounds"]), sections)
