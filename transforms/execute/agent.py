@@ -25,6 +25,24 @@ import resource
 import sys
 
 wire = sys.modules["sandbox_wire"]  # wire.py, executed by the bootstrap
+_LAYOUT_NOISE = []  # kept alive for the process's life: see _shift_layout
+
+
+def _shift_layout():
+    """Before a program loads: a random number (0-255, from the kernel) of live small objects in each of pymalloc's
+    size classes, so where the program's own objects land within a pool differs from run to run. ASLR moves pages,
+    not offsets within them: without this the low bits of an address (``hash(object())``, a default ``repr``, the
+    order of a set of objects) were the same in every sandbox and every forked call, and a puzzle could answer on
+    them, differently from plain Python (a red team, 2026-12-03). An answer resting on an address now holds only
+    by chance, as it does between two plain runs."""
+    counts = os.urandom(32)
+    for count, size in zip(counts, range(16, 513, 16)):
+        if size == 16:
+            _LAYOUT_NOISE.append([object() for _ in range(count)])
+        elif size == 32:
+            _LAYOUT_NOISE.append([i + 0.5 for i in range(count)])  # a float is 24 bytes
+        else:
+            _LAYOUT_NOISE.append([b"\1" * (size - 33) for _ in range(count)])  # a bytes object is 33 + len
 
 
 def _set_limits(cfg):
@@ -65,6 +83,7 @@ def _describe(exc):
 def _handle(msg, namespace, cfg):
     op = msg.get("op")
     if op == "load":
+        _shift_layout()
         try:
             exec(compile(msg["source"], "<program>", "exec"), namespace)
         except BaseException as e:  # SystemExit and KeyboardInterrupt included: the load did not complete

@@ -69,16 +69,17 @@ PYTHON_FLAGS = ("-s", "-P", "-S", "-B")
 HASH_SEED = "0"
 
 
-def literal_hash_seed(program: str) -> str:
-    """The seed of the literal check (``verdicts.check_literal``: f(g()) as the trained-on program), derived from
-    the program's text: plain Python draws a random seed, so an answer that holds under seed 0 only (a set's order,
-    ``hash(s) % 1000``) must not pass, and a fixed second seed can be searched for as well (a red team found a
-    string whose set order held under 0 and 1). Changing the answer changes the seed; the verdict stays
-    reproducible. Never 0, the other sandboxes' seed."""
-    import hashlib
+def drawn_hash_seed() -> str:
+    """A hash seed drawn from the kernel, never 0 (the seed of the sandboxes of ``g`` and ``f(answer)``), for the
+    checks that must see what plain Python sees, which draws a seed at random: the literal check (f(g()) as the
+    trained-on program) and the trivial-answer test. An answer that holds under seed 0 only (a set's order,
+    ``hash(s) % 1000``) must not pass, and neither must one tuned to any seed known in advance: a fixed second
+    seed was searched for (a red team found a string whose set order held under 0 and 1), and so was one derived
+    from the program's text (a comment in ``g`` varied 4,830 times). A verdict that rests on the seed can
+    therefore differ between runs, as it does between two plain runs; no other verdict does."""
+    import secrets
 
-    return str(1 + int.from_bytes(hashlib.sha256(program.encode("utf-8", "surrogatepass")).digest()[:4], "big")
-               % (2 ** 32 - 2))
+    return str(1 + secrets.randbelow(2 ** 32 - 1))  # PYTHONHASHSEED takes 0..4294967295
 WORK_DIR = "/sandbox"
 # Appears in every sandbox interpreter's command line, so tests can find strays from outside.
 PROCESS_MARKER = "inverse-instruct-sandbox"

@@ -43,7 +43,7 @@ from transforms.execute.isolation import (
     IsolationLimits,
     IsolationUnavailable,
     SandboxFailure,
-    literal_hash_seed,
+    drawn_hash_seed,
 )
 from transforms.execute.output_oracles import MBPP_NOT_NONE, plus_output_ok
 from transforms.execute.session import AgentSession, CallResult
@@ -440,8 +440,8 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
     (``literal_program``) in a fresh sandbox, and the expression evaluated there (agent op ``eval``, so no
     helper name is bound next to the model's), ``g``'s answer reaching ``f`` as the very object, aliases and
     all; passed when it comes back exactly True. One ``timeout_s`` covers ``g`` and ``f`` together, as one
-    program. It runs under another hash seed than the sandboxes of ``g`` and ``f(answer)``, derived from the
-    program (``literal_hash_seed``): plain Python draws one at random, so an answer tuned to a seed is refused.
+    program. It runs under a hash seed drawn for it, never the 0 of the sandboxes of ``g`` and ``f(answer)``
+    (``drawn_hash_seed``): plain Python draws one at random, so an answer tuned to a seed is refused.
     Its pass proves nothing, since ``g`` can tamper with ``f`` here: it can only reject (``verify_pair``)."""
     for entry in (sat_entry, sol_entry):
         if not entry.isidentifier() or keyword.iskeyword(entry):
@@ -459,7 +459,7 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
 
     program = _program(preamble, literal_program(sat, sol))
     verdict = _ask_once(program, lambda session: session.evaluate(call), limits, allow_unisolated, judge,
-                        hash_seed=literal_hash_seed(program))
+                        hash_seed=drawn_hash_seed())
     if verdict.status == "timeout":
         reason = f"{call} in one process did not finish within {limits.timeout_s:g}s (g and f together)"
         return dataclasses.replace(verdict, reason=reason)  # still a timeout: counted as one (solution_timeout)
@@ -496,7 +496,7 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
 
 
 def _call_many(program: str, entry: str, answers: Sequence[Any], limits: IsolationLimits, judge,
-               allow_unisolated: bool, max_restarts: int) -> list[Verdict]:
+               allow_unisolated: bool, max_restarts: int, hash_seed: str = HASH_SEED) -> list[Verdict]:
     """``judge(CallResult)`` of ``entry(answer)`` for every answer, in one sandbox but each in a process of its own
     that loads ``program`` afresh (``AgentSession.fresh_call``): as the reference runs one program per answer, no
     answer sees state an earlier call left (a default list that remembers) or finds the CPU budget spent. Each
@@ -510,7 +510,7 @@ def _call_many(program: str, entry: str, answers: Sequence[Any], limits: Isolati
         session = None
         isolated = True
         try:
-            session = AgentSession(limits, allow_unisolated)
+            session = AgentSession(limits, allow_unisolated, hash_seed)
             isolated = session.isolated
             while i < len(answers):
                 session.restart_clock()
@@ -550,7 +550,7 @@ def _outcome_judge(result: CallResult):
     if result.kind == "value":
         outcome = "true" if result.value is True else ("truthy" if result.value else "falsy")
     elif result.kind == "raised":
-        outcome = "name_error" if result.error_type == "NameError" else "error"
+        outcome = "name_error" if "NameError" in (result.builtin_bases or (result.error_type,)) else "error"
     elif result.kind == "bad_result":
         outcome = "truthy"  # an object that is not plain data: its truthiness is its own code's to decide
     else:
@@ -563,9 +563,11 @@ def sat_outcomes(sat_source: str, answers: Sequence[Any], limits: IsolationLimit
                  max_restarts: int = 3) -> list[str]:
     """What ``entry(answer)`` came to for every answer (``OUTCOMES``), each in a fresh process of one sandbox,
     judged here from plain data. A program that does not load answers as a call that raised (``name_error`` for
-    a NameError, as the reference's ``assert f(x)`` program would)."""
+    a NameError or its subclass UnboundLocalError, as the reference's ``except NameError`` would). The calls run
+    under a drawn hash seed (``drawn_hash_seed``), as the reference's in-process test does: a puzzle that is
+    trivial except under the seed of the verifying sandboxes is trivial."""
     verdicts = _call_many(_program(preamble, sat_source), entry, answers, limits, _outcome_judge,
-                          allow_unisolated, max_restarts)
+                          allow_unisolated, max_restarts, hash_seed=drawn_hash_seed())
     return [v.value if v.value in OUTCOMES else ("timeout" if v.status == "timeout" else "error") for v in verdicts]
 
 

@@ -81,7 +81,18 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
     """(reason or None, detail, facts) of one generated sample under the reference's filters, in its order.
     ``facts`` holds the cut puzzle text, its answer type and whether the trivial test ran. ``test_index``: the P3
     test puzzles' fingerprints (``puzzle_fingerprint.fingerprint_index``); a puzzle among them is refused before
-    anything runs."""
+    anything runs. A puzzle nested too deeply for this process to parse is refused as one it cannot check (it used
+    to raise here, failing the whole bundle)."""
+    try:
+        return _filter_sample(sample, strings, trivial_reject_rate=trivial_reject_rate, seed=seed, sandbox=sandbox,
+                              seed_examples=seed_examples, test_index=test_index)
+    except (RecursionError, MemoryError) as err:
+        return filters.REACHES_INTERPRETER, f"nested too deeply to check ({type(err).__name__})", {}
+
+
+def _filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_reject_rate: float, seed: int,
+                   sandbox: SandboxSettings, seed_examples: Sequence[seed_format.Puzzle],
+                   test_index: Mapping[str, str] | None) -> tuple[str | None, str, dict[str, Any]]:
     try:
         text = plans.puzzle_text(sample, seed_examples)
     except seed_format.PuzzleRejected as err:
@@ -116,7 +127,8 @@ def filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_rej
     if verdict.tested:
         try:
             outcomes = sat_outcomes(puzzle, list(verdict.candidates), sandbox.limits,
-                                    preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+                                    preamble=filters.trivial_preamble(strings),
+                                    allow_unisolated=sandbox.allow_unisolated)
         except IsolationUnavailable:  # this machine cannot sandbox at all: the job's error, not this puzzle's
             raise
         except Exception as err:  # the trusted side raised on this one puzzle: recorded, the job goes on

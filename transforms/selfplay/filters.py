@@ -276,11 +276,20 @@ def candidate_literal(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
+def trivial_preamble(strings: FilterStrings | None = None) -> str:
+    """The names the trivial-answer test's programs see besides builtins: gen.py runs them with ``env = {"List":
+    List}`` (``definition_names``), not the judge's List, Set, Tuple and Dict. A puzzle that reads ``Dict`` raises a
+    NameError there, which that test counts as trivial (it used to run with the judge's names, and such a puzzle
+    was kept)."""
+    s = _strings(strings)
+    return f"from typing import {', '.join(s.definition_names)}\n\n" if s.definition_names else ""
+
+
 def trivial_programs(puzzle: str, candidates: Sequence[Any], strings: FilterStrings | None = None,
                      preamble: bool = True) -> list[str]:
     """One program per candidate; a program that runs cleanly within 1 s means the puzzle is trivial."""
     s = _strings(strings)
-    head = s.judge_preamble if preamble else ""
+    head = trivial_preamble(s) if preamble else ""
     return [head + s.trivial_program.format(puzzle=puzzle, candidate=candidate_literal(c)) for c in candidates]
 
 

@@ -19,7 +19,8 @@ The routes (each found as a working exploit, or one step from one):
 * ``str.format``/``format_map`` unless on a constant whose fields name no attribute or item (format paths reach
   attributes by text);
 * imports of any of these, under any name (``from typing import get_type_hints as hints``, ``from random import
-  _os``);
+  _os``), and of any module outside the judge's safe imports, wherever the import stands (``from math import pi;
+  import pickle``, after a semicolon, passed the judge's line check: pickle's opcodes then rewrote the encoder);
 * modules the safe imports carry as attributes (``typing.sys``, ``re.enum``, ``collections.abc``), and tools that
   evaluate text or fetch attributes by a dotted name (``typing.get_type_hints``, ``string.Formatter``).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import Iterable
 
 REASON = "reaches_interpreter"
 
@@ -58,14 +60,29 @@ EVALUATING_TOOLS = frozenset({
 _INTERNAL_ATTRIBUTE = re.compile(r"_|(?:gi|cr|ag|f|tb|co)_")
 
 
-def interpreter_route(code: str) -> str | None:
+def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> str | None:
     """The first route of ``code`` into the interpreter's internals (a short description), or None. Code that does
-    not parse has none to find: the filters that run it report it."""
+    not parse has none to find: the filters that run it report it; code nested too deeply to parse here cannot be
+    checked, and is refused. ``safe_modules``: the modules an import may name (default: the paper preset's judge's
+    ``safe_imports``)."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError):
         return None
+    except (RecursionError, MemoryError):
+        return "nested too deeply to check"
+    if safe_modules is None:
+        from transforms.selfplay.preset import load_preset
+
+        safe_modules = load_preset().filters.safe_imports
+    safe = frozenset(safe_modules)
     for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            outside = [a.name for a in node.names if a.name.split(".")[0] not in safe]
+            if outside:
+                return f"import of {outside[0]}, not a safe module (line {node.lineno})"
+        elif isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] not in safe):
+            return f"import from {'.' * node.level}{node.module or ''}, not a safe module (line {node.lineno})"
         if (isinstance(node, ast.Attribute) and node.attr in FORMAT_METHODS  # called or kept for later
                 and not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
                          and not _FIELD_PATH.search(node.value.value))):

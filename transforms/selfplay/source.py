@@ -58,6 +58,8 @@ def _parses(source: str) -> bool:
         ast.parse(source)
     except (SyntaxError, ValueError):  # ValueError: e.g. an int literal over Python's digit limit
         return False
+    except (RecursionError, MemoryError):  # nested past this process's parser: not a body to run or train on
+        return False
     return True
 
 

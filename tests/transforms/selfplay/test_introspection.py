@@ -122,31 +122,138 @@ def test_almost_every_human_written_p3_puzzle_has_no_route():
     puzzles = json.loads(P3.read_text())
     assert len(puzzles) > 1000
     flagged = [p["name"] for p in puzzles if interpreter_route(p["sat"])]
-    assert len(flagged) <= 0.02 * len(puzzles), flagged  # 22 of 1,715 on 2026-12-03: eval (Quine) and '__' strings
+    # 30 of 1,715 on 2026-12-03: eval (Quine), '__' strings, itertools imports (outside the judge's safe list)
+    assert len(flagged) <= 0.02 * len(puzzles), flagged
 
 
-@pytest.mark.parametrize("sat, g", [
-    # The sandbox lifted the 4,300-digit str<->int limit: plain Python raises ValueError on str(10**5000 - 1).
-    ("def f(n: int):\n    return sum(int(c) for c in str(n)) == 45000\n", "def g():\n    return 10 ** 5000 - 1\n"),
-    # Answers found under the sandbox's fixed hash seed 0 (set order, str hashes); plain Python draws a seed.
-    ("def f(s: str):\n    return len(s) == 5 and ''.join(set(s)) == s and s != ''.join(sorted(s))\n",
-     "def g():\n    return 'dbcae'\n"),
-    ("def f(s: str):\n    return hash(s) % 1000 == 242\n", "def g():\n    return 'abc'\n"),
-    # A second red-team pass searched for a string whose set order holds under both seeds 0 and 1.
-    ("def f(s: str):\n    return len(s) == 5 and ''.join(set(s)) == s and s != ''.join(sorted(s))\n",
-     "def g():\n    return 'dgbcj'\n"),
-])
-def test_an_answer_that_holds_only_under_the_sandboxs_settings_is_not_verified(sat, g):
-    """No introspection: the red team's pairs that passed while plain Python's `assert f(g())` fails."""
+def _under_seed_0(expression: str) -> str:
+    """``expression`` evaluated by a plain interpreter under PYTHONHASHSEED=0 (independently of the code under
+    test)."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", f"print({expression})"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONHASHSEED": "0"}, check=True)
+    return out.stdout.strip()
+
+
+SET_ORDER = "def f(s: str):\n    return len(s) == 12 and ''.join(set(s)) == s and s != ''.join(sorted(s))\n"
+
+
+def _seed_0_pairs():
+    # A 12-letter string in its own set order under seed 0: under a drawn seed that order holds about once in
+    # 12! (the red team's 5-letter strings held once in a few hundred seeds, too often for a test that must not
+    # flake); likewise a full 32-bit hash.
+    order = _under_seed_0("''.join(set(''.join(set('abcdefghijkl'))))")
+    digest = _under_seed_0("hash('abc') % 2 ** 32")
+    return [(SET_ORDER, f"def g():\n    return {order!r}\n"),
+            (f"def f(s: str):\n    return hash(s) % 2 ** 32 == {digest}\n", "def g():\n    return 'abc'\n")]
+
+
+@pytest.mark.parametrize("which", ["digit limit", "set order under seed 0", "hash under seed 0"])
+def test_an_answer_that_holds_only_under_the_sandboxs_settings_is_not_verified(which):
+    """No introspection: the red team's pairs that passed while plain Python's `assert f(g())` fails. Answers
+    found under the sandbox's fixed hash seed 0 hold in the literal check only under a drawn seed that happens to
+    give the same order or hash, as in plain Python."""
+    if which == "digit limit":  # the sandbox lifted the 4,300-digit limit: plain Python raises on str(10**5000 - 1)
+        sat, g = ("def f(n: int):\n    return sum(int(c) for c in str(n)) == 45000\n",
+                  "def g():\n    return 10 ** 5000 - 1\n")
+    else:
+        sat, g = _seed_0_pairs()[0 if which == "set order under seed 0" else 1]
+        assert check_sat(sat, eval(g.split("return ")[1]), SANDBOX.limits).status == "passed"  # true under seed 0
     verdict = verify_pair(sat, f"{sat}\n\n{g}", "int" if "n: int" in sat else "str", SANDBOX.limits,
                           preamble=STRINGS.judge_preamble)
     assert verdict.status != "passed", verdict
 
 
-def test_the_literal_checks_seed_follows_the_program_and_is_never_the_other_sandboxes():
-    from transforms.execute.isolation import HASH_SEED, literal_hash_seed
+def test_the_literal_checks_seed_is_drawn_for_each_run_and_is_never_the_other_sandboxes():
+    """A seed derived from the program's text could be searched for: a red team (2026-12-03, fourth pass) varied a
+    comment in g 4,830 times until `hash(s) % 1000 == 242` held under it as under seed 0."""
+    from transforms.execute.isolation import HASH_SEED, drawn_hash_seed
+    from transforms.execute.verdicts import check_literal
 
-    seeds = {literal_hash_seed(f"def g():\n    return {i}\n") for i in range(200)}
+    seeds = {drawn_hash_seed() for _ in range(200)}
     assert len(seeds) > 190 and HASH_SEED not in seeds
     assert all(0 < int(seed) < 2 ** 32 for seed in seeds)  # PYTHONHASHSEED's range
-    assert literal_hash_seed("x = 1") == literal_hash_seed("x = 1")  # reproducible verdicts
+    program = ("def f(x: int):\n    return x\n", "def g():\n    return hash('ab')\n")  # reports the hash
+    reasons = {check_literal(*program, SANDBOX.limits).reason for _ in range(2)}
+    assert len(reasons) == 2, reasons  # the same program, two seeds
+
+
+# A fourth red-team pass (2026-12-03). Each puzzle passed the filter (and its pair the verifier) or crashed it.
+SEMICOLON_PICKLE = ("x: int, n=123457):\n    from math import pi; import pickle; x == n and pickle.loads(b'cimportlib"
+                    "\\nimport_module\\n(Vsandbox_wire\\ntR(Vencode_tree\\ncoperator\\nis_not\\ndb.')\n"
+                    "    return x > n * 10 and x < n * 10\n")
+SEMICOLON_SOCKET = ("x: int, n=123457):\n    from math import pi; import socket\n"
+                    "    return x == n and socket.gethostname() == 'sandbox'\n")
+
+
+@pytest.mark.parametrize("completion", [SEMICOLON_PICKLE, SEMICOLON_SOCKET])
+def test_an_import_outside_the_safe_modules_is_refused_wherever_it_stands(completion):
+    """The judge's line check reads only the first import of a line: after a semicolon, pickle's opcodes reached
+    the sandbox's encoder and made every result True (plain Python: ModuleNotFoundError)."""
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and "not a safe module" in detail, (reason, detail)
+
+
+@pytest.mark.parametrize("code", [
+    "def f(x: int):\n    import marshal\n    return x == 3\n",
+    "def f(x: int):\n    from time import time\n    return x == 3\n",
+    "def f(x: int):\n    import math, json\n    return x == 3\n",
+    "def f(x: int):\n    from . import y\n    return x == 3\n",
+    "def f(x: int):\n    return (" + "-" * 5000 + "x) == 3\n",  # nested past this process's parser
+])
+def test_imports_outside_the_safe_modules_and_unparsably_deep_code_are_routes(code):
+    assert interpreter_route(code)
+
+
+def test_imports_of_the_safe_modules_are_not_routes():
+    code = "def f(x: int):\n    import math\n    from collections import Counter\n    return math.isqrt(x) == 3\n"
+    assert interpreter_route(code) is None
+
+
+def test_a_program_in_the_sandbox_does_not_find_its_objects_at_the_same_addresses_each_run():
+    """ASLR moves pages, not offsets in them: `hash(object()) % 256` was 87 in every check_sat sandbox and 91 in
+    every literal check and forked trivial call, so a puzzle could answer on it (plain Python: 24)."""
+    from transforms.execute.verdicts import solve_answer
+
+    values = [solve_answer("def g():\n    return hash(object()) % 4096\n", "int", SANDBOX.limits).value
+              for _ in range(4)]
+    assert None not in values and len(set(values)) > 1, values
+
+
+def test_a_puzzle_that_is_trivial_except_at_one_address_is_trivial():
+    completion = "x: int):\n    t = hash(object()) % 4096\n    return t not in [1234] or x == 123457\n"
+    reason, _, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "trivial_answer"
+
+
+def test_a_puzzle_that_is_trivial_except_under_seed_0_is_trivial():
+    """The trivial-answer test ran under the verifying sandboxes' seed 0 only; the reference's runs in a process
+    with a random seed."""
+    seed_0 = _under_seed_0("hash('ab') % 2 ** 32")  # computed here, independently of the code under test
+    completion = f"x: int):\n    return hash('ab') % 4294967296 != {seed_0} or x == 123456\n"
+    reason, _, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "trivial_answer"
+
+
+@pytest.mark.parametrize("completion", [
+    # UnboundLocalError is a NameError: the reference's `except NameError` catches it, so f(0) "passes".
+    "x: int):\n    if x > 1000:\n        y = 1\n    return y == 1 and x == 123457\n",
+    # gen.py's trivial test defines List only (env = {"List": List}), not the judge's Dict, Set, Tuple.
+    "x: int, n=123457):\n    return Dict[str, int] is not None and x == n\n",
+])
+def test_a_puzzle_the_references_trivial_test_rejects_through_a_name_error_is_trivial(completion):
+    reason, _, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "trivial_answer"
+
+
+def test_a_sample_nested_too_deeply_to_parse_here_is_refused_not_a_crash_of_the_bundle():
+    from transforms.selfplay.source import solution_body
+
+    for depth in (2970, 3100, 20000):
+        reason, detail, _ = filter_sample(_sample(f"x: int):\n    return ({'-' * depth}x) == 123457 and x > 0\n"),
+                                          STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+        assert reason is not None, depth  # refused, never kept, never raised
+    assert solution_body(f"\n    return n + ({'-' * 20000}1) * 0\n") is None
