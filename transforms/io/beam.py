@@ -9,8 +9,10 @@ original pairs) into training examples (``transforms.io.training_examples``) and
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import posixpath
+import re
 from typing import Any, Callable, Iterator, Mapping
 
 import apache_beam as beam
@@ -38,6 +40,7 @@ from transforms.io.parquet import (
 )
 from transforms.io.readers import (
     READ_STAGE,
+    TEST_RULE,
     ColumnMapping,
     CorpusConfigError,
     check_parquet_columns,
@@ -45,13 +48,13 @@ from transforms.io.readers import (
     detect_format,
     input_problem,
     iter_json_rows,
-    list_source_files,
     make_source_pair,
     open_parquet,
     parquet_rows,
     short_text,
     source_file_pairs,
-    validate_first_file,
+    source_tree_listing,
+    validate_files,
 )
 from transforms.io.source_tree import UndecodableSource
 from transforms.io.spill import RecordFetch, RecordStash, new_spill_dir, remove_spill_dir
@@ -71,12 +74,15 @@ from transforms.io.training_examples import (
 from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput, flatten
 from transforms.stats.progress import WRITER_PREFIX
 
+LOG = logging.getLogger(__name__)
+
 # --------------------------------------------------------------------------- readers
 
 def corpus_files(pattern: str, mapping: ColumnMapping, input_format: str = "auto") -> list[str]:
-    """The files ``pattern`` (paths or globs, comma-separated) matches, the first one checked
-    (``validate_first_file``); ``CorpusConfigError`` when none matches or the first shows a configuration error.
-    The launcher calls it before any work (``check_corpus_options``), the reader when the pipeline is built."""
+    """The files ``pattern`` (paths or globs, comma-separated) matches, each checked (``validate_files``);
+    ``CorpusConfigError`` when a part of it matches nothing, a file's name is not UTF-8 or a file shows a
+    configuration error. The launcher calls it before any work (``check_corpus_options``), the reader when the
+    pipeline is built."""
     # A set: a file two patterns match (``a.jsonl,*.jsonl``, or one given twice) is read once, as its rows
     # are one each; read twice, each row would be two records with one id.
     def local(path: str, test) -> bool:
@@ -86,26 +92,86 @@ def corpus_files(pattern: str, mapping: ColumnMapping, input_format: str = "auto
     parts = [pattern] if local(pattern, os.path.isfile) else [p.strip() for p in pattern.split(",") if p.strip()]
     for part in parts:
         if local(part, os.path.isdir):  # Beam would list it as a file, or only its top level
-            top, every = os.path.join(part, "*.jsonl"), os.path.join(part, "**.jsonl")
+            suffix = _corpus_suffix(part)
+            top, every = os.path.join(part, f"*{suffix}"), os.path.join(part, f"**{suffix}")
             raise CorpusConfigError(f"{part!r} is a directory; give its files as a glob, e.g. {top!r} (its top "
                                     f"level) or {every!r} (every level)")
-    files = sorted({path for part in parts
-                    for path in ([part] if local(part, os.path.isfile) else filesystems.match(part))})
-    if not files:
-        raise CorpusConfigError(f"no file matches {pattern!r} (--input)")
-    validate_first_file(files, mapping, input_format)
+    files: set[str] = set()
+    for part in parts:
+        matched = {path for variant in globstar_variants(part)
+                   for path in ([variant] if local(variant, os.path.isfile) else filesystems.match(variant))}
+        if not matched:  # each part: a misspelled one among others would be dropped silently
+            where = "(--input)" if len(parts) == 1 else f"(one of the {len(parts)} comma-separated parts of --input)"
+            raise CorpusConfigError(f"no file matches {part!r} {where}")
+        files |= matched
+    for path in sorted(files):
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # Beam carries paths as UTF-8, and so do the records' source_uri
+            raise CorpusConfigError(f"the file name {path!r} is not valid UTF-8 (matched by --input): rename it") \
+                from None
+    files = sorted(files)
+    validate_files(files, mapping, input_format)
     return files
+
+
+_GLOBSTAR_DIR = re.compile(r"(?:^|(?<=/))\*\*/")
+
+
+def globstar_variants(part: str) -> list[str]:
+    """``part`` and, for each ``**/`` that is a whole path component, the pattern without it: ``DIR/**/*.jsonl``
+    is also ``DIR/*.jsonl``, as in Python's and the shell's recursive glob (``**/`` matches zero directories too);
+    Beam's glob alone needs a ``/`` after ``DIR/``, so it would skip the top level."""
+    found = _GLOBSTAR_DIR.search(part)
+    if found is None:
+        return [part]
+    head = part[:found.start()]
+    return [head + keep + rest for rest in globstar_variants(part[found.end():]) for keep in ("**/", "")]
+
+
+_CORPUS_SUFFIX = re.compile(r"\.(parquet|pq|jsonl|ndjson|json)(\.(gz|bz2|zst))?$", re.IGNORECASE)
+
+
+def _corpus_suffix(directory: str, limit: int = 10_000) -> str:
+    """The suffix of a format read (``.parquet``, ``.jsonl.gz``...) most common among the first ``limit`` files
+    under ``directory``; ``.jsonl`` when there is none."""
+    counts: collections.Counter = collections.Counter()
+    seen = 0
+    for _, _, names in os.walk(directory):
+        for name in names:
+            found = _CORPUS_SUFFIX.search(name)
+            if found:
+                counts[found.group()] += 1
+        seen += len(names)
+        if seen >= limit:
+            break
+    return counts.most_common(1)[0][0] if counts else ".jsonl"
 
 
 def source_tree_files(root: str) -> list[str]:
-    """The source files of a known language under ``root`` (``list_source_files``); ``CorpusConfigError`` when
-    there is none, or no ``root`` at all."""
+    """The source files of a known language under ``root`` (``source_tree_listing``); ``CorpusConfigError`` when
+    there is none, or no ``root`` at all. What is left out is said: a warning for what is not a regular file (a
+    dangling link, a FIFO), and the count of test files when nothing else is left."""
     if "://" not in root and not os.path.exists(root):
         raise CorpusConfigError(f"source tree {root!r} does not exist (--source-tree)")
-    files = list_source_files(root)
-    if not files:
-        raise CorpusConfigError(f"no source file of a known language under {root!r} (--source-tree)")
-    return files
+    listing = source_tree_listing(root)
+    if listing.not_regular:
+        LOG.warning("--source-tree %s: left out %d path%s that %s not a regular file (a dangling link, a FIFO...): "
+                    "%s", root, len(listing.not_regular), "" if len(listing.not_regular) == 1 else "s",
+                    "is" if len(listing.not_regular) == 1 else "are",
+                    ", ".join(repr(p) for p in listing.not_regular[:5]) + (
+                        ", ..." if len(listing.not_regular) > 5 else ""))
+    if not listing.files:
+        left = []
+        if listing.tests:
+            left.append(f"{listing.tests} test file{'s' if listing.tests != 1 else ''} ({TEST_RULE}), which are "
+                        f"never read: a corpus of the code users write, not of its tests")
+        if listing.not_regular:
+            left.append(f"{len(listing.not_regular)} that {'is' if len(listing.not_regular) == 1 else 'are'} not a "
+                        f"regular file")
+        raise CorpusConfigError(f"no source file of a known language under {root!r} (--source-tree)"
+                                + (f"; left out: {'; '.join(left)}" if left else ""))
+    return listing.files
 
 
 class _ListParquetRowGroups(beam.DoFn):
@@ -203,22 +269,40 @@ class ReadSourcePairs(beam.PTransform):
 
 
 class _ReadDefinitions(beam.DoFn):
+    """A source file's definitions. Its path comes as bytes (UTF-8, a name that is not UTF-8 kept by
+    ``surrogateescape``): Beam's str coder refuses such a name, and the file is read all the same, its records'
+    ``source_uri`` showing the odd bytes as ``\\xe9``. A file that cannot be opened or read (gone since the listing,
+    no permission) is one ``unreadable`` dead letter, not a failed bundle."""
+
     def __init__(self):
         self.books = StageBooks(READ_STAGE, RecordKind.SOURCE_PAIR)
 
-    def process(self, path: str) -> Iterator[Any]:
-        with filesystems.open_binary(path) as handle:
-            data = handle.read()
+    def process(self, encoded: bytes) -> Iterator[Any]:
+        path, uri = encoded.decode("utf-8", "surrogateescape"), encoded.decode("utf-8", "backslashreplace")
         try:
-            pairs = source_file_pairs(path, data)
+            with filesystems.open_binary(path) as handle:
+                data = handle.read()
+        except OSError as err:
+            self.books.took()
+            reason = (err.strerror or str(err)).encode("utf-8", "backslashreplace").decode("utf-8")
+            yield self.books.reject({"path": uri}, "unreadable", f"{uri} cannot be read: {type(err).__name__}: "
+                                    f"{reason}", source_uri=uri, source_row=0)
+            return
+        try:
+            pairs = source_file_pairs(uri, data)
         except UndecodableSource as err:
             self.books.took()
-            yield self.books.reject({"path": path, "head": data[:200]}, "not_utf8", str(err), source_uri=path,
+            yield self.books.reject({"path": uri, "head": data[:200]}, "not_utf8", str(err), source_uri=uri,
                                     source_row=0)
             return
         for pair in pairs:
             self.books.took()
             yield self.books.kept(pair)
+
+
+def encode_path(path: str) -> bytes:
+    """``path`` as ``_ReadDefinitions`` takes it: UTF-8, the bytes of a name that is not UTF-8 kept."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 class ReadSourceTree(beam.PTransform):
@@ -232,7 +316,7 @@ class ReadSourceTree(beam.PTransform):
         files = source_tree_files(self._root)
         result = (
             pbegin
-            | "ListSourceFiles" >> beam.Create(files)
+            | "ListSourceFiles" >> beam.Create([encode_path(f) for f in files])
             | "SpreadSourceFiles" >> beam.Reshuffle()
             | "ReadDefinitions" >> beam.ParDo(_ReadDefinitions()).with_outputs(REJECTED, main="main")
         )

@@ -58,12 +58,12 @@ def positive_count(text: str) -> int:
 
 
 def corpus_mapping(options: PipelineOptions):
-    """The ``ColumnMapping`` of ``--input``'s columns."""
+    """The ``ColumnMapping`` of ``--input``'s columns (an empty name is refused: it would name no column)."""
     from transforms.io.readers import ColumnMapping
 
     corpus = options.view_as(CorpusOptions)
-    return ColumnMapping(instruction=corpus.instruction_column or None, response=corpus.response_column,
-                         input=corpus.input_column or None)
+    return ColumnMapping(instruction=corpus.instruction_column, response=corpus.response_column,
+                         input=corpus.input_column)
 
 
 def check_corpus_options(options: PipelineOptions) -> None:

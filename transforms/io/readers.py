@@ -14,8 +14,8 @@ A file that cannot be read to its end (a truncated ``.gz``/``.bz2``/``.zst``, a 
 corrupt) raises ``CorpusConfigError``: the records past the cut are unknown, so no dead letter could stand for them.
 
 Configuration errors (no file matches, a missing or mistyped column, a corrupt Parquet footer) raise
-``CorpusConfigError`` naming the column and the file, at pipeline construction when the first file shows
-it and at run time for the others.
+``CorpusConfigError`` naming the column and the file, at pipeline construction (every Parquet footer and every
+JSON/JSONL file's first record are checked then) or at run time for what only a full read shows.
 """
 from __future__ import annotations
 
@@ -61,9 +61,20 @@ class ColumnMapping:
     response: str = "response"
     input: str | None = None
 
+    def __post_init__(self):
+        for flag, name in (("--instruction-column", self.instruction), ("--response-column", self.response),
+                           ("--input-column", self.input)):
+            if name is not None and not name.strip():
+                raise CorpusConfigError(f"{flag} is empty ({name!r}); give the name of a column")
+
     @property
     def columns(self) -> list[str]:
         return [c for c in (self.instruction, self.input, self.response) if c]
+
+    @property
+    def required(self) -> list[str]:
+        """The columns every record must have: the optional ``input`` may be missing from a record."""
+        return [c for c in (self.instruction, self.response) if c]
 
 
 def detect_format(path: str) -> str:
@@ -77,10 +88,14 @@ def detect_format(path: str) -> str:
         return "jsonl"
     if name.endswith(".json"):
         return "json"
-    raise CorpusConfigError(f"cannot tell the format of {path!r} from its name; pass --input-format")
+    raise CorpusConfigError(
+        f"cannot tell the format of {path!r} from its name: the formats read are Parquet (.parquet, .pq), JSON "
+        f"Lines (.jsonl, .ndjson) and a JSON array (.json), each optionally .gz/.bz2/.zst (no CSV or plain text); "
+        f"rename it or pass --input-format parquet, jsonl or json")
 
 
-_TEXT_TYPES = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.null())
+_TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view(), pa.binary(), pa.large_binary(), pa.binary_view(),
+               pa.null())
 
 
 def check_parquet_columns(schema: pa.Schema, mapping: ColumnMapping, path: str) -> None:
@@ -105,7 +120,8 @@ def open_parquet(path: str) -> pq.ParquetFile:
 def _holds_text(column_type: pa.DataType) -> bool:
     if pa.types.is_dictionary(column_type):
         column_type = column_type.value_type
-    return pa.types.is_string(column_type) or pa.types.is_large_string(column_type)
+    return (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)
+            or pa.types.is_string_view(column_type))
 
 
 def parquet_rows(table: pa.Table) -> Iterator[tuple[dict[str, Any], tuple[str, str] | None]]:
@@ -218,6 +234,16 @@ class _BomSkippingReader:
             self._pending += chunk
         return self._pending.lstrip(b" \t\r\n")[:1]
 
+    def peek(self, size: int) -> bytes:
+        """The first ``size`` bytes (fewer at the end of the file), kept for ``read``."""
+        self._start()
+        while len(self._pending) < size:
+            chunk = self._handle.read(size - len(self._pending))
+            if not chunk:
+                break
+            self._pending += chunk
+        return self._pending[:size]
+
     def read(self, size: int = -1) -> bytes:
         self._start()
         size = -1 if size is None else size
@@ -299,11 +325,15 @@ def _iter_jsonl(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | None]]:
 
 
 _MAGIC = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"}
+_PARQUET_MAGIC = b"PAR1"
 
 
 def _refuse_compressed_bytes(path: str, head: bytes) -> None:
-    """A compressed file named as plain text would be read as a few lines of non-UTF-8 garbage, dead letters
-    that do not count its records: say what it is instead."""
+    """A compressed or Parquet file named as plain text would be read as a few lines of non-UTF-8 garbage, dead
+    letters that do not count its records: say what it is instead."""
+    if head.startswith(_PARQUET_MAGIC):
+        raise CorpusConfigError(f"{path} is a Parquet file (it starts with PAR1) but is not named so: rename it to "
+                                f"end in .parquet or pass --input-format parquet")
     for magic, suffix in _MAGIC.items():
         if head.startswith(magic) and not (suffix == ".bz2" and head[3:4] not in b"123456789"):
             raise CorpusConfigError(f"{path} starts like a {suffix} file but is not named so: rename it to end in "
@@ -415,6 +445,8 @@ def _iter_json_array(path: str) -> Iterator[tuple[int, Any, tuple[str, str] | No
     with _read_to_the_end(path, read), filesystems.open_binary(path) as handle:
         reader = _BomSkippingReader(handle)
         first = reader.peek_significant()
+        if first not in (None, b"[", b"{"):
+            _refuse_compressed_bytes(path, reader.peek(8))
         if first is None:
             raise CorpusConfigError(f"{path} is not a valid JSON array: the file is empty (an empty array is [])")
         if first != b"[":
@@ -464,22 +496,38 @@ def _first_json_record(path: str, fmt: str) -> Any:
     return None
 
 
-def validate_first_file(files: list[str], mapping: ColumnMapping, fmt: str) -> None:
-    """Fail at construction, with a message naming the file and column, when the first file shows a
-    configuration error; the remaining files are checked by the workers as they open them."""
-    first = files[0]
-    fmt = detect_format(first) if fmt == "auto" else fmt
-    if fmt == "parquet":
-        check_parquet_columns(open_parquet(first).schema_arrow, mapping, first)
+def validate_files(files: list[str], mapping: ColumnMapping, fmt: str) -> None:
+    """Fail at construction, with a message naming the file and column, when a file shows a configuration error:
+    every Parquet file's schema (its footer) and every JSON/JSONL file's first good record are checked (a later
+    file of other columns would otherwise be read as a dead letter per row), 16 files at a time (a bucket of
+    thousands of files is checked in seconds); the error is the first file's in name order. ``--input-column`` is
+    optional: a record without it is read without an input."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(files) == 1:
+        _validate_file(files[0], mapping, fmt)
         return
-    record = _first_json_record(first, fmt)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for _ in pool.map(lambda path: _validate_file(path, mapping, fmt), files):
+            pass
+
+
+def _validate_file(path: str, mapping: ColumnMapping, fmt: str) -> None:
+    path_format = detect_format(path) if fmt == "auto" else fmt
+    if path_format == "parquet":
+        check_parquet_columns(open_parquet(path).schema_arrow, mapping, path)
+        return
+    record = _first_json_record(path, path_format)
     if isinstance(record, dict):
-        for column in mapping.columns:
+        for column in mapping.required:
             if column not in record:
                 raise CorpusConfigError(
-                    f"column {column!r} is missing from the first record of {first} "
+                    f"column {column!r} is missing from the first record of {path} "
                     f"(it has: {', '.join(record)}); set --instruction-column/--response-column/--input-column"
                 )
+
+
+validate_first_file = validate_files  # its name before every file was checked
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -491,9 +539,11 @@ def default_source_root() -> str:
     return sysconfig.get_paths()["stdlib"]
 
 
-_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", ".git", "node_modules", ".venv", "venv",
-              # test suites: a corpus of the code users write, not of its tests (test_* methods, fixtures)
-              "test", "tests", "testing", "idle_test", "__tests__"}
+_VENDORED_DIRS = {"site-packages", "dist-packages", "__pycache__", ".git", "node_modules", ".venv", "venv"}
+# test suites: a corpus of the code users write, not of its tests (test_* methods, fixtures)
+_TEST_DIRS = {"test", "tests", "testing", "idle_test", "__tests__"}
+_SKIP_DIRS = _VENDORED_DIRS | _TEST_DIRS
+TEST_RULE = "under test/, tests/, testing/ or __tests__/, or named test_*, *_test, *.spec or conftest"
 
 
 def is_test_file(name: str) -> bool:
@@ -502,20 +552,63 @@ def is_test_file(name: str) -> bool:
     return stem.startswith("test_") or stem.endswith(("_test", "_tests", ".test", ".spec")) or stem == "conftest"
 
 
-def list_source_files(root: str) -> list[str]:
-    """Source files of a known language under ``root``, test suites and vendored packages left out."""
+@dataclasses.dataclass
+class SourceListing:
+    """The source files of a tree (``files``) and how many of a known language were left out, and why."""
+
+    files: list[str]
+    tests: int = 0  # test suites (``TEST_RULE``)
+    not_regular: list[str] = dataclasses.field(default_factory=list)  # dangling links, FIFOs, sockets, devices
+
+
+def _is_regular(path: str) -> bool:
+    """A regular file (or a link to one): a dangling link cannot be opened, a FIFO would block its reader."""
+    return os.path.isfile(path)
+
+
+def source_tree_listing(root: str) -> SourceListing:
+    """Source files of a known language under ``root``; test suites, vendored packages and what is not a regular
+    file left out and counted."""
+    listing = SourceListing([])
     if os.path.isdir(root):
-        found = []
         for directory, subdirs, names in os.walk(root):
+            for skipped in (d for d in subdirs if d in _TEST_DIRS):  # vendored trees are not walked: node_modules
+                listing.tests += sum(1 for _, _, inner in os.walk(os.path.join(directory, skipped))
+                                     for n in inner if language_for_path(n))
             subdirs[:] = sorted(d for d in subdirs if d not in _SKIP_DIRS)
-            found.extend(os.path.join(directory, n) for n in names if language_for_path(n) and not is_test_file(n))
-        return sorted(found)
+            for name in names:
+                if not language_for_path(name):
+                    continue
+                path = os.path.join(directory, name)
+                if is_test_file(name):
+                    listing.tests += 1
+                elif not _is_regular(path):
+                    listing.not_regular.append(path)
+                else:
+                    listing.files.append(path)
+        listing.files.sort()
+        return listing
     import fsspec
 
     fs, _, (base,) = fsspec.get_fs_token_paths(root)
-    files = [p for p in fs.find(base)
-             if language_for_path(p) and not is_test_file(p) and not (set(p.split("/")) & _SKIP_DIRS)]
-    return sorted(fs.unstrip_protocol(p) for p in files)
+    for p in fs.find(base):
+        if not language_for_path(p):
+            continue
+        parts = set(p.split("/"))
+        if parts & _VENDORED_DIRS:
+            continue
+        if is_test_file(p) or parts & _TEST_DIRS:
+            listing.tests += 1
+        else:
+            listing.files.append(fs.unstrip_protocol(p))
+    listing.files.sort()
+    return listing
+
+
+def list_source_files(root: str) -> list[str]:
+    """Source files of a known language under ``root``, test suites, vendored packages and what is not a regular
+    file (a dangling link, a FIFO) left out (``source_tree_listing`` counts them)."""
+    return source_tree_listing(root).files
 
 
 def source_file_pairs(path: str, data: bytes) -> list[dict[str, Any]]:
