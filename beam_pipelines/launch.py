@@ -265,7 +265,10 @@ def holds_output(output: str) -> bool:
     else:
         names = [os.path.relpath(os.path.join(directory, name), output).replace(os.sep, "/")
                  for directory, _, files in os.walk(output) for name in files]
-    return any(name != RUN_FILE and name.split("/")[0] != "logs" for name in names)
+    from transforms.stats.report import FAILED_NAME, REPORT_NAME
+
+    not_outputs = {RUN_FILE, FAILED_NAME, REPORT_NAME}  # a failed run's own page says it wrote nothing else
+    return any(name not in not_outputs and name.split("/")[0] != "logs" for name in names)
 
 
 def check_output_location(output: str) -> None:
@@ -694,10 +697,18 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
     from beam_pipelines.options import OutputOptions
     from transforms.io.options import SPILL_NONE, SpillOptions, resolve_spill_dir
     from transforms.io.spill import remove_spill_dir
-    from transforms.stats.progress import LIVE, PROGRESS_DIR_ENV, PROGRESS_DIR_PREFIX, ProgressReporter
+    from transforms.stats.progress import (
+        LIVE,
+        PROGRESS_DIR_ENV,
+        PROGRESS_DIR_PREFIX,
+        ProgressReporter,
+        mark_progress_dir,
+    )
+    from transforms.stats.report import FAILED_NAME
 
     out = options.view_as(OutputOptions)
     started = time.monotonic()
+    remove_finished_marks(out.output, [FAILED_NAME])  # an earlier failure's record: this run decides anew
     engine_log = configure_engine_log(out.output.rstrip("/"))
     if uses_engine and not out.quiet:
         print(f"inverse-instruct: engine messages go to {engine_log}", file=sys.stderr, flush=True)
@@ -707,18 +718,24 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
     spill = options.view_as(SpillOptions)
     spill_choice, spill_root = spill.spill_dir, resolve_spill_dir(options)  # one fresh directory for the job
     spill.spill_dir = spill_root or SPILL_NONE
+    # The counters' directory, even when --quiet: a failed run's report shows what they had counted.
+    directory = tempfile.mkdtemp(prefix=PROGRESS_DIR_PREFIX)
+    os.environ[PROGRESS_DIR_ENV] = directory  # inherited by the runner's worker processes
     if not out.quiet:
-        directory = tempfile.mkdtemp(prefix=PROGRESS_DIR_PREFIX)
-        os.environ[PROGRESS_DIR_ENV] = directory  # inherited by the runner's worker processes
         console = os.fdopen(os.dup(2), "w", buffering=1)  # stays the console while an engine starts (see engines)
         reporter = ProgressReporter(directory, interval=out.progress_interval, order=list(stage_order or ()),
                                     stream=console).start()
+    else:
+        mark_progress_dir(directory)  # this job's: another job's clean-up leaves it alone
     try:
         pipeline = beam.Pipeline(options=options)
         built = build(pipeline, options)
         result = pipeline.run()
         result.wait_until_finish()
         LIVE.flush()
+    except BaseException as err:
+        report_failure(out.output, err, directory, stage_order, time.monotonic() - started)
+        raise
     finally:
         spill.spill_dir = spill_choice
         if spill_root:
@@ -726,9 +743,32 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
         if reporter is not None:
             reporter.stop()
             reporter.stream.close()
-            os.environ.pop(PROGRESS_DIR_ENV, None)
-            shutil.rmtree(directory, ignore_errors=True)
+        os.environ.pop(PROGRESS_DIR_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
     return result, built, time.monotonic() - started
+
+
+def report_failure(output: str, err: BaseException, progress_dir: str, stage_order: Sequence[str] | None,
+                   elapsed: float) -> None:
+    """``failed.json`` and ``report.html`` for a pipeline that raised (or was stopped with Ctrl-C): the error and
+    each stage's counts from the live counters. Best effort: nothing here may hide the job's own error."""
+    from transforms.stats.progress import LIVE, engine_line, read_progress, stage_rows
+    from transforms.stats.report import write_failure_report
+
+    try:
+        LIVE.flush()
+        counters = read_progress(progress_dir) or LIVE.snapshot()
+        run, _ = _read_run_file(output.rstrip("/"))
+        stopped = any(isinstance(e, KeyboardInterrupt) for e in _chain(err))  # Beam wraps one raised in a step
+        failure = {"job": (run or {}).get("job"), "status": "stopped" if stopped else "failed",
+                   "error": f"{type(err).__name__}: {err}"[:4000], "wall_seconds": round(elapsed, 2),
+                   "stages": [{"stage": name, **{k: int(v) for k, v in counts.items()}}
+                              for name, counts in stage_rows(counters, list(stage_order or ()))],
+                   "engine": engine_line(counters)}
+        path = write_failure_report(output, failure)
+        print(f"inverse-instruct: what the run did before it stopped: {path}", file=sys.stderr, flush=True)
+    except Exception as problem:  # a full disk, an unreachable store: the job's own error matters more
+        logging.getLogger(__name__).warning("no failure report: %s", problem)
 
 
 def write_summary(output: str, summary: dict[str, Any], result=None, hidden: Sequence[str] = ()) -> dict[str, Any]:

@@ -106,9 +106,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(training_summary_text(output, stages))
         print(f"report: {rendered}")
         return 0
+    failed = failed_run(output)
+    if failed is not None:  # the pipeline raised or was stopped: what it had done, and its error
+        from transforms.stats.report import write_report
+
+        rendered = write_report(output)
+        print(f"{failed.get('status', 'failed')}: {failed.get('error', '')}")
+        for stage in failed.get("stages") or []:
+            print(f"  {stage.get('stage')}: in={stage.get('in', 0):,} out={stage.get('out', 0):,} "
+                  f"rejected={stage.get('rejected', 0):,}")
+        print(f"report: {rendered}")
+        return 1
     print(f"{PROG}: {output} holds no manifest.json or summary.json (is it a finished run?)",
           file=sys.stderr)
     return 2
+
+
+def failed_run(output: str) -> dict | None:
+    """The ``failed.json`` a job wrote when its pipeline raised or was stopped, or None."""
+    from transforms.stats.report import FAILED_NAME
+
+    try:
+        data = json.loads(read_text(f"{output}/{FAILED_NAME}"))
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 if __name__ == "__main__":

@@ -231,3 +231,66 @@ def test_run_still_raises_for_callers_that_are_not_the_command(tmp_path):
 
     with pytest.raises(JobConfigError, match="num_candidates"):
         run([f"--output={tmp_path}", "--num-candidates=0"])
+
+
+def test_a_run_whose_pipeline_fails_leaves_a_report_of_what_it_did_and_a_rerun_replaces_it(tmp_path, tree,
+                                                                                          monkeypatch, capsys):
+    """A long run that dies (the engine, a worker) used to leave no report: only a traceback. Now failed.json and
+    report.html say each stage's counts when it stopped and how to resume; `report DIR` prints them (exit 1); the
+    next run's own report replaces them."""
+    from beam_pipelines import report as report_command
+    from runners.engines.fake_engine import FakeEngine
+    from transforms.stats.report import FAILED_NAME
+
+    def engine_dies(self, *args, **kwargs):
+        raise RuntimeError("the engine died (out of memory)")
+
+    out = tmp_path / "out"
+    argv = [f"--output={out}", f"--source-tree={tree}", "--engine=fake", "--quiet", "--num-candidates=2"]
+    with monkeypatch.context() as patch:
+        patch.setattr(FakeEngine, "generate", engine_dies)
+        with pytest.raises(Exception, match="the engine died"):
+            run(argv)
+    failed = json.loads((out / FAILED_NAME).read_text())
+    assert failed["status"] == "failed" and "the engine died (out of memory)" in failed["error"]
+    assert failed["job"] == "generate"
+    stages = {s["stage"]: s for s in failed["stages"]}
+    assert stages, failed
+    assert stages["extract"]["in"] == 2 and stages["extract"]["out"] == 2  # the tree's two definitions
+    page = (out / "report.html").read_text()
+    assert "run failed" in page and "the engine died" in page and "<td>extract</td>" in page
+    assert "Run the same command into the same directory" in page
+    capsys.readouterr()
+    assert report_command.main([str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert printed.startswith("failed: RuntimeError") and "extract: in=2 out=2" in printed
+
+    assert run(argv)["balanced"]  # the same command again, now succeeding
+    assert not (out / FAILED_NAME).exists()
+    assert "run failed" not in (out / "report.html").read_text()
+
+
+def test_ctrl_c_in_a_step_is_reported_as_a_stopped_run_with_the_counts_so_far(tmp_path, capsys):
+    """Beam re-raises a KeyboardInterrupt of a step as RuntimeError("KeyboardInterrupt [while running ...]")."""
+    from beam_pipelines.launch import report_failure
+    from transforms.stats.report import FAILED_NAME
+
+    progress = tmp_path / "progress"
+    progress.mkdir()
+    (progress / "host-1.json").write_text(json.dumps({"extract.in": 5, "extract.out": 3, "extract.rejected.x": 2}))
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            wrapper = RuntimeError("KeyboardInterrupt [while running 'Judge']")
+            wrapper._tagged_with_step = True  # as Beam marks its copy
+            raise wrapper  # noqa: B904 (Beam raises its copy while handling the original: __context__)
+    except RuntimeError as wrapped:
+        report_failure(str(out), wrapped, str(progress), ["extract"], 12.3)
+    failed = json.loads((out / FAILED_NAME).read_text())
+    assert failed["status"] == "stopped" and failed["wall_seconds"] == 12.3
+    assert failed["stages"] == [{"stage": "extract", "in": 5, "out": 3, "rejected": 2}]
+    assert "run stopped" in (out / "report.html").read_text()
+    assert f"what the run did before it stopped: {out}/report.html" in capsys.readouterr().err

@@ -54,7 +54,8 @@ def test_a_main_job_whose_rejected_writer_fails_leaves_no_manifest(tmp_path, cap
     with pytest.raises(Exception, match="WriteRejected"):
         run_main(args)
     assert not (out / "manifest.json").exists()
-    assert report_main([str(out)]) == 2  # no finished run to report
+    assert report_main([str(out)]) == 1  # no finished run: the failure's own report
+    assert "run failed" in (out / "report.html").read_text()
 
 
 def test_a_failed_rerun_removes_the_previous_runs_manifest(tmp_path, capsys):
@@ -67,8 +68,9 @@ def test_a_failed_rerun_removes_the_previous_runs_manifest(tmp_path, capsys):
     assert (out / "report.html").exists()
     with pytest.raises(Exception, match="WriteRejected"):
         run_main(args)
-    assert not (out / "manifest.json").exists() and not (out / "report.html").exists()
-    assert report_main([str(out)]) == 2
+    assert not (out / "manifest.json").exists()
+    assert "run failed" in (out / "report.html").read_text()  # the old report replaced by the failure's
+    assert report_main([str(out)]) == 1
     (out / "rejected").unlink()
     assert run_main(args)["balanced"] and (out / "manifest.json").exists()  # and the next re-run completes it
 
@@ -90,7 +92,7 @@ def test_a_self_play_job_whose_writer_fails_leaves_no_manifest_nor_summary(tmp_p
     with pytest.raises(Exception, match="WriteRejected"):
         run_self_play(args)
     assert not (out / "manifest.json").exists() and not (out / "summary.json").exists()
-    assert report_main([str(out)]) == 2
+    assert report_main([str(out)]) == 1 and "run failed" in (out / "report.html").read_text()
 
 
 def test_a_failed_evaluate_rerun_removes_the_previous_summary(tmp_path, monkeypatch, capsys):

@@ -24,6 +24,8 @@ import re
 from typing import Any, Iterable, Mapping, Sequence
 
 REPORT_NAME = "report.html"
+# Written by a job whose pipeline failed or was stopped (Ctrl-C): what it had done, and its error.
+FAILED_NAME = "failed.json"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -521,6 +523,41 @@ def paper_report(summary: Mapping[str, Any]) -> str:
         sections)
 
 
+def failure_report(output: str, failure: Mapping[str, Any]) -> str:
+    """The page of a run that did not finish: its error, each stage's counts when it stopped (the live progress
+    counters, so records in flight are not in them), and how to resume."""
+    stopped = failure.get("status") == "stopped"
+    stages = [s for s in failure.get("stages") or [] if isinstance(s, Mapping)]
+    sections = [f"<h2>{'Stopped' if stopped else 'Failed'}</h2>"
+                + _pre(str(failure.get("error") or "no error recorded"), 2000)]
+    if stages:
+        sections.append("<h2>Records when it stopped</h2><p class=meta>The live counters of every process, last "
+                        "written about a second before the end: records in flight are not in them, and the "
+                        "outputs are incomplete.</p>" + _table(
+                            ["stage", "in", "out", "rejected"],
+                            [[s.get("stage", ""), s.get("in", 0), s.get("out", 0), s.get("rejected", 0)]
+                             for s in stages], [False, True, True, True]))
+    else:
+        sections.append("<p>No stage had counted a record.</p>")
+    if failure.get("engine"):
+        sections.append(f"<p>{html.escape(str(failure['engine']))}</p>")
+    sections.append("<h2>Resuming</h2><p>Run the same command into the same directory: every engine answer saved "
+                    "in the inference cache (" + html.escape(f"{output}/cache") + " unless --inference-cache or "
+                    "--no-cache said otherwise) is reused, and the rest is asked again.</p>")
+    title = "inverse-instruct: run stopped" if stopped else "inverse-instruct: run failed"
+    return page(title, _meta(failure, ["job", "status", "wall_seconds"]), sections)
+
+
+def write_failure_report(output: str, failure: Mapping[str, Any]) -> str:
+    """``<output>/failed.json`` and the failure page (``report.html``); the page's path."""
+    from transforms.io.filesystems import atomic_write
+
+    atomic_write(f"{output}/{FAILED_NAME}", lambda f: f.write((json.dumps(failure, indent=2) + "\n").encode()))
+    path = f"{output}/{REPORT_NAME}"
+    atomic_write(path, lambda f: f.write(failure_report(output, failure).encode("utf-8")))
+    return path
+
+
 def write_report(output: str, problems: list[str] | None = None) -> str | None:
     """Render ``<output>/report.html`` for whatever job wrote ``output``; its path, or None when the directory holds
     no finished run. An output that cannot be read (a corrupt file, a deleted directory) is left out, said on the
@@ -549,6 +586,8 @@ def write_report(output: str, problems: list[str] | None = None) -> str | None:
         except (FileNotFoundError, OSError):
             samples = []
         text = evaluation_report(output, summary, samples)
+    elif load(FAILED_NAME) is not None:
+        text = failure_report(output, load(FAILED_NAME))
     else:
         return None
     path = f"{output}/{REPORT_NAME}"
