@@ -834,13 +834,13 @@ class _DropReported(logging.Filter):
         return not isinstance(error, self._reported)
 
 
-def interrupt_message(argv: Sequence[str], job: JobSpec) -> str:
-    """What an interrupted job says: how to resume, as far as the inference cache makes that true (only engine
-    answers are kept; every other stage runs again)."""
+def interrupt_message(argv: Sequence[str], job: JobSpec, signum: int = signal.SIGINT) -> str:
+    """What an interrupted (Ctrl-C) or terminated (SIGTERM) job says: how to resume, as far as the inference cache
+    makes that true (only engine answers are kept; every other stage runs again)."""
     from beam_pipelines.options import OutputOptions
     from runners.options import EngineOptions
 
-    text = f"{job.prog}: interrupted."
+    text = f"{job.prog}: {'terminated (SIGTERM)' if signum == signal.SIGTERM else 'interrupted'}."
     if EngineOptions not in job.option_classes:
         return text
     parser = _JobParser(prog=job.prog, add_help=False, allow_abbrev=False, conflict_handler="resolve")
@@ -902,7 +902,10 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         signal.default_int_handler(signum, frame)  # KeyboardInterrupt, wherever the main thread is
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers are set
-    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
+    # SIGTERM (a supervisor's or `kill PID`'s stop) ends the job as Ctrl-C does: engines closed at once, the
+    # resume note, exit 128 + the signal's number.
+    previous = {signum: signal.signal(signum, on_interrupt) for signum in (signal.SIGINT, signal.SIGTERM)
+                } if in_main_thread else {}
     user_errors = user_error_classes()
     beam_log = logging.getLogger("apache_beam.runners.common")
     drop_reported = _DropReported((KeyboardInterrupt, *user_errors))
@@ -931,14 +934,16 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         if len(LIVE_ENGINES):
             close_all_engines()
         if was_interrupted:
-            print(interrupt_message(argv, job), file=sys.stderr, flush=True)
-            return 130
+            signum = interrupted[0] if interrupted else signal.SIGINT
+            print(interrupt_message(argv, job, signum), file=sys.stderr, flush=True)
+            return 128 + signum
         if "--verbose" in argv:
             traceback.print_exception(err, file=sys.stderr)
         print(f"{job.prog}: error: {user}", file=sys.stderr, flush=True)
         return 2
     finally:
         beam_log.removeFilter(drop_reported)
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for signum, handler in previous.items():
+            fallback = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, handler if handler is not None else fallback)
     return 0 if result["balanced"] else 1

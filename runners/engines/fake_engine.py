@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from typing import Sequence
 
 from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
@@ -23,6 +24,8 @@ from runners.engines.config import TOP_LOGPROBS, EngineConfig
 _WORDS = ("parse", "count", "merge", "sort", "filter", "render", "validate", "sum", "group", "format", "reverse",
           "split", "encode", "search", "rotate", "flatten")
 FAIL_MARKER = "<<fake-engine-error>>"  # a prompt containing it gets a per-request error, as a too-long prompt would
+SLOW_MARKER = "<<fake-engine-slow>>"  # a prompt containing it takes SLOW_SECONDS, as a long batch of a real engine
+SLOW_SECONDS = 60.0
 
 
 def _digest(*parts: object) -> bytes:
@@ -61,6 +64,8 @@ class FakeEngine:
         return results
 
     def _generate_one(self, prompt: str, spec: SamplingSpec) -> GenerateResult:
+        if SLOW_MARKER in prompt:
+            time.sleep(SLOW_SECONDS)
         if FAIL_MARKER in prompt:
             return GenerateResult(texts=(), error="fake engine: request refused")
         texts = []

@@ -74,6 +74,7 @@ class ServedEngine(EngineBase):
 
         super().__init__(config)
         self._tokenizer = None
+        self._busy = False  # a call waits on the server's answer
         self._watchdog = None
         self._process: subprocess.Popen | None = None
         self._conn: Connection | None = None
@@ -153,6 +154,7 @@ class ServedEngine(EngineBase):
         with self._lock:
             self._check_open()
             failure: BaseException | None = None
+            self._busy = True
             try:
                 self._send(message)
                 while True:
@@ -167,6 +169,8 @@ class ServedEngine(EngineBase):
             except BaseException:
                 self.close()  # the server is gone or out of step with us: no later call may use it
                 raise
+            finally:
+                self._busy = False
             if failure is not None:
                 raise failure
             if kind == "error":
@@ -196,6 +200,11 @@ class ServedEngine(EngineBase):
                             f"{'' if code is None else f' with status {code}'}; its output is in {where}")
 
     def close(self) -> None:
+        if self._busy and self._process is not None and self._process.poll() is None:
+            # A stop (Ctrl-C, SIGTERM) while a call waits: the server reads nothing until its batch is done, so the
+            # polite "close" below would wait for the batch (up to minutes). End it now; that call then fails as
+            # the server gone. Answers it already streamed are in the inference cache.
+            terminate(with_descendants([self._server]))
         with self._lock:
             if self._closed:
                 return

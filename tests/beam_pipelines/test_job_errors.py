@@ -294,3 +294,31 @@ def test_ctrl_c_in_a_step_is_reported_as_a_stopped_run_with_the_counts_so_far(tm
     assert failed["stages"] == [{"stage": "extract", "in": 5, "out": 3, "rejected": 2}]
     assert "run stopped" in (out / "report.html").read_text()
     assert f"what the run did before it stopped: {out}/report.html" in capsys.readouterr().err
+
+
+def test_sigterm_in_a_running_job_stops_it_as_ctrl_c_does_with_exit_143(tmp_path):
+    """`kill PID` (a supervisor's stop) used to leave the job running until its engine batch ended, then exit
+    with no note; now it is a stop with the resume note and exit 128 + 15."""
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        import apache_beam as beam
+        from beam_pipelines.inverse_instruct import JOB
+        from beam_pipelines.launch import job_main
+
+        def step(x):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(60)  # the signal comes first
+            return x
+
+        def run(argv):
+            with beam.Pipeline(runner="DirectRunner") as p:
+                _ = p | beam.Create([1]) | "Judge" >> beam.Map(step)
+            return {"balanced": True}
+
+        sys.exit(job_main(sys.argv[1:], JOB, run))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, f"--output={tmp_path}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 143, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"{PROG}: terminated (SIGTERM). No engine answer was saved yet" in proc.stderr

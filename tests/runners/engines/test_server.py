@@ -167,3 +167,31 @@ def test_where_vllm_runs_by_default():
         EngineConfig(vllm_host="elsewhere")
     assert engine_config_from_options(PipelineOptions(["--vllm-host=spawned"])).vllm_host == "spawned"
     assert engine_config_from_options(PipelineOptions([])).vllm_host == "auto"
+
+
+def test_close_during_a_long_call_ends_the_server_at_once():
+    """A stop (Ctrl-C, SIGTERM) while the engine works on a batch: close() used to wait for the call's lock, so
+    for the whole batch (a probe saw 28-36 s), and only then ask the server to close."""
+    import threading
+
+    from runners.engines.fake_engine import SLOW_MARKER, SLOW_SECONDS
+
+    engine = ServedEngine(FAKE)
+    pids = engine.engine_pids()
+    failures = []
+
+    def call():
+        try:
+            engine.generate([f"slow {SLOW_MARKER}"], [SamplingSpec(max_tokens=8)])
+        except RuntimeError as err:
+            failures.append(err)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(1.0)  # the call is waiting on the server
+    started = time.monotonic()
+    engine.close()
+    caller.join(SLOW_SECONDS)
+    assert time.monotonic() - started < SLOW_SECONDS / 4
+    assert not caller.is_alive() and failures and "exited" in str(failures[0])
+    assert _wait_gone(pids) == []
