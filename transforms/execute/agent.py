@@ -35,7 +35,10 @@ def _shift_layout():
     order of a set of objects) were the same in every sandbox and every forked call, and a puzzle could answer on
     them, differently from plain Python (a red team, 2026-12-03). An answer resting on an address now holds only
     by chance, as it does between two plain runs."""
-    counts = os.urandom(32)
+    counts = os.urandom(33)
+    # Past 512 bytes objects come from the C allocator's heap, whose offsets ASLR leaves alone too: one buffer of
+    # a random size moves the heap's top by a random number of 16-byte steps.
+    _LAYOUT_NOISE.append(bytearray(513 + 16 * counts[32]))
     for count, size in zip(counts, range(16, 513, 16)):
         if size == 16:
             _LAYOUT_NOISE.append([object() for _ in range(count)])
