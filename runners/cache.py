@@ -245,6 +245,13 @@ class CachingModelHandler(ModelHandler):
         results: list[Any] = [found.get(k) for k in keys]
         misses = [i for i, r in enumerate(results) if r is None]
         self._books.count("hits", len(batch) - len(misses))
+        # By kind too (``hits.generate``, ``hits.score``), for the progress line's "done of planned" per kind; the
+        # readers of ``inference_cache.`` counters take ``hits`` by its exact name, so these add nothing to it.
+        generate_hits = sum(isinstance(request, GenerateRequest) and result is not None
+                            for request, result in zip(batch, results))
+        for kind, n in (("generate", generate_hits), ("score", len(batch) - len(misses) - generate_hits)):
+            if n:
+                self._books.count(f"hits.{kind}", n)
         self._books.count("misses", len(misses))
         overhead = time.perf_counter() - started
         if misses:

@@ -10,9 +10,12 @@ workers) and prints one line per stage on stderr: a live table on a terminal, pl
 Counter names are ``<stage>.<outcome>``: ``in``, ``out``, ``rejected.<reason>``, and for the engine
 ``engine.done.generate``, ``engine.done.score`` and ``engine.generated_tokens``; ``<stage>.requests.generate``
 and ``<stage>.requests.score`` count the requests a stage planned, which gives the engine's "done of total";
-``inference_cache.hits`` counts the requests answered without the engine. The engine answers a whole batch at
-once, so the first answers come in a burst long after the first request: :class:`EngineProgress` says how long the
-engine has had work without answering, and shows a rate and an ETA only once they are measured over real work.
+``inference_cache.hits`` counts the requests answered without the engine, and ``inference_cache.hits.generate``
+and ``inference_cache.hits.score`` the same by kind: a kind's "done" is its engine answers and its cache hits (a
+resumed run's cached requests are answered, not pending), while the token rate is the engine's own. The engine
+answers a whole batch at once, so the first answers come in a burst long after the first request:
+:class:`EngineProgress` says how long the engine has had work without answering, and shows a rate and an ETA only
+once they are measured over real work.
 """
 from __future__ import annotations
 
@@ -148,7 +151,8 @@ class _Kind:
 
     def __init__(self):
         self.busy = 0.0  # seconds during which requests of this kind were planned and not yet answered
-        self.done = 0.0
+        self.done = 0.0  # answered by the engine
+        self.answered = 0.0  # by the engine or from the inference cache
         self.outstanding = False
         self.first_done: float | None = None  # answers at the first report that saw some
         self.first_busy = 0.0  # busy seconds at that report
@@ -173,14 +177,15 @@ class EngineProgress:
         unanswered = _unanswered(counters)
         for suffix, kind in self.kinds.items():
             planned = _planned(counters, suffix)
-            done = counters.get(f"engine.done.{suffix}", 0)
-            outstanding = planned > done and unanswered > 0
+            done, answered = counters.get(f"engine.done.{suffix}", 0), _answered(counters, suffix)
+            outstanding = planned > answered and unanswered > 0
             if outstanding or kind.outstanding:
                 kind.busy += dt
             kind.outstanding = outstanding
             if done > kind.done and kind.first_done is None:
                 kind.first_done, kind.first_busy = done, kind.busy
             kind.done = max(kind.done, done)
+            kind.answered = max(kind.answered, answered)
 
     def token_rate(self, counters: Mapping[str, float]) -> float | None:
         """Generated tokens per second of generating, or None while that is not yet meaningful."""
@@ -188,9 +193,11 @@ class EngineProgress:
         return tokens / busy if tokens and busy >= MIN_RATE_SECONDS else None
 
     def eta(self, counters: Mapping[str, float], suffix: str) -> float | None:
-        """Seconds until this kind's planned requests are answered, or None while no honest estimate exists."""
+        """Seconds until this kind's planned requests are answered, or None while no honest estimate exists. The
+        rate is the engine's answers only: the cache's come at once and say nothing of what is left."""
         kind = self.kinds[suffix]
-        remaining = min(_planned(counters, suffix) - kind.done, _unanswered(counters))
+        remaining = min(_planned(counters, suffix) - max(kind.answered, _answered(counters, suffix)),
+                        _unanswered(counters))
         if kind.first_done is None or remaining <= 0:
             return None
         answered, seconds = kind.done - kind.first_done, kind.busy - kind.first_busy
@@ -203,28 +210,50 @@ def _planned(counters: Mapping[str, float], suffix: str) -> float:
     return sum(v for k, v in counters.items() if k.endswith(f".requests.{suffix}"))
 
 
+def _cache_hits(counters: Mapping[str, float], suffix: str) -> float:
+    return counters.get(f"inference_cache.hits.{suffix}", 0)
+
+
+def _answered(counters: Mapping[str, float], suffix: str) -> float:
+    """This kind's requests answered by the engine or from the inference cache."""
+    return counters.get(f"engine.done.{suffix}", 0) + _cache_hits(counters, suffix)
+
+
+def _unkinded_hits(counters: Mapping[str, float]) -> float:
+    """Cache hits of no known kind: the total ``inference_cache.hits`` beyond the per-kind counters (counters of
+    a release that counted the total only)."""
+    return max(0.0, counters.get("inference_cache.hits", 0) - sum(_cache_hits(counters, s) for s, _ in KINDS))
+
+
 def _unanswered(counters: Mapping[str, float]) -> float:
-    """Requests planned and answered neither by the engine nor from the inference cache (whose hits are not
-    counted by kind)."""
-    return sum(_planned(counters, suffix) - counters.get(f"engine.done.{suffix}", 0) for suffix, _ in KINDS) - \
-        counters.get("inference_cache.hits", 0)
+    """Requests planned and answered neither by the engine nor from the inference cache."""
+    return sum(_planned(counters, suffix) - _answered(counters, suffix) for suffix, _ in KINDS) - \
+        _unkinded_hits(counters)
 
 
 def engine_line(counters: Mapping[str, float], engine: EngineProgress | None = None) -> str | None:
-    """Requests answered of planned per kind, the tokens with their rate, the inference cache's hits and an ETA,
-    each only once it means something (:class:`EngineProgress`); None before any request."""
+    """Requests answered of planned per kind (by the engine or from the inference cache, whose share is said),
+    the engine's tokens with their rate, and an ETA, each only once it means something (:class:`EngineProgress`);
+    None before any request. A kind whose planned requests are all answered never waits for the engine."""
     engine = engine or EngineProgress()
-    hits = counters.get("inference_cache.hits", 0)
+    hits = _unkinded_hits(counters)
     parts, waiting, etas = [], False, []
     for suffix, label in KINDS:
-        planned, done = _planned(counters, suffix), counters.get(f"engine.done.{suffix}", 0)
+        planned, done = _planned(counters, suffix), _answered(counters, suffix)
         if not (planned or done):
             continue
         text = f"{label} {int(done)}/{int(planned)}" if planned else f"{label} {int(done)}"
+        cached, notes = _cache_hits(counters, suffix), []
+        if cached:
+            notes.append(f"{int(cached):,} from the inference cache")
         busy = engine.kinds[suffix].busy
-        if not done and planned and busy > 0:  # busy: some are unanswered, by the cache too
-            text += f" (no answers yet after {_fmt_duration(busy)})"
+        # busy: some are unanswered (by the cache too); the engine has answered none of this kind
+        if planned > done and _unanswered(counters) > 0 and not counters.get(f"engine.done.{suffix}", 0) \
+                and busy > 0:
+            notes.append(f"{'no engine answers' if cached else 'no answers'} yet after {_fmt_duration(busy)}")
             waiting = True
+        if notes:
+            text += f" ({'; '.join(notes)})"
         parts.append(text)
         eta = engine.eta(counters, suffix)
         if eta is not None:
