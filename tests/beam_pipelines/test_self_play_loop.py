@@ -216,6 +216,7 @@ def test_the_fine_tuned_cell_names_the_steps_and_a_warm_up_never_left():
     assert loop_fine_tune_cell({"round": "base"}) == ""
     assert loop_fine_tune_cell({"trained": False, "not_trained": "not trained: no pair"}) == "not trained: no pair"
     assert loop_fine_tune_cell({"trained": True, "fine_tune_steps": 40, "peak_lr_fraction": 1.0}) == "yes, 40 steps"
+    assert loop_fine_tune_cell({"trained": True, "fine_tune_steps": 1, "peak_lr_fraction": 1.0}) == "yes, 1 step"
     assert loop_fine_tune_cell({"trained": True, "fine_tune_steps": 3, "peak_lr_fraction": 0.2}) == (
         "yes, 3 steps (still in warm-up: lr at most 20% of its value)")
 

@@ -31,7 +31,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em;max-width:100%}td,th{border:1px solid #ccc;
-padding:.25em .6em;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3}
+padding:.25em .6em;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3;overflow-wrap:normal}
 td.num{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
 table.wide{width:100%;table-layout:fixed}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
@@ -433,7 +433,8 @@ def loop_fine_tune_cell(row: Mapping[str, Any]) -> str:
         return ""
     if not row["trained"]:
         return row.get("not_trained", "not trained")
-    cell = "yes" if row.get("fine_tune_steps") is None else f"yes, {row['fine_tune_steps']} steps"
+    steps = row.get("fine_tune_steps")
+    cell = "yes" if steps is None else f"yes, {steps} step{'' if steps == 1 else 's'}"
     peak = row.get("peak_lr_fraction")
     if isinstance(peak, (int, float)) and peak < 1:
         cell += f" (still in warm-up: lr at most {peak:.0%} of its value)"
