@@ -29,11 +29,11 @@ from transforms.io.parquet import (
     build_index,
     bytes_per_shard,
     check_bounds,
+    clear_staging,
     finalize_index,
     plan_from_bucket_stats,
     record_digest,
     record_nbytes,
-    remove_index,
     sort_key,
     sort_key_bytes,
     write_one_shard,
@@ -529,9 +529,10 @@ class WriteParquetShards(beam.PTransform):
         self._index_extra = dict(index_extra or {})
 
     def expand(self, records):
-        # At construction, so before any shard is written on every runner: an old index must not vouch for a
-        # set this run is about to overwrite name by name.
-        remove_index(self._output_dir)
+        # At construction, so before any shard is written on every runner: what a killed run staged goes. The
+        # previous run's shards and index stay a complete set until _FinalizeIndex replaces them (shards are
+        # written to a hidden staging directory, see transforms.io.parquet).
+        clear_staging(self._output_dir, self._prefix)
         shard_bytes = None if self._shard_mb is None else bytes_per_shard(self._shard_mb)
         spill = new_spill_dir(self._spill_parent, "write") if self._spill_parent else None  # this writer's own
         if isinstance(records, (tuple, list)):

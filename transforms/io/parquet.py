@@ -10,6 +10,8 @@ Pure functions (usable without Beam):
 - ``write_shards(records, output_dir, kind, ...)``: the in-memory twin of ``WriteParquetShards`` (same files,
   byte for byte), for small outputs and tests.
 - ``write_index_atomic`` / ``read_index`` / ``verify_shards`` / ``remove_index``: the ``shards.json`` index.
+- ``staging_dir`` / ``staged_shard_path`` / ``clear_staging`` / ``finalize_index``: shards are staged out of
+  readers' sight and moved into place, replacing the previous set, only once all of them are written.
 
 Beam (``transforms.io.beam``): ``WriteParquetShards(output_dir, kind, seed=..., shard_records=... | shard_mb=...)``
 consumes a PCollection of dicts and outputs one element, the index dict, after ``shards.json`` is written.
@@ -25,10 +27,16 @@ held in memory together, plus one bucket's (about n / 4096 records) during ranki
 
 Atomicity: a file only ever appears under its final name by rename (local: ``os.replace``; object stores:
 a completed upload/copy is atomic per object). Temp names start with ``.`` so readers that skip hidden files
-(``datasets``, Spark, pyarrow datasets) never see them. Rewriting the same shard (a retried bundle) writes
-identical bytes under the same name. ``shards.json`` is written last, also atomically, so its presence means
-the set is complete; an earlier run's index is removed before the first shard is written (shard names are reused),
-and stale shards of this prefix from an earlier run with another shard count are removed.
+(``datasets``, Spark, pyarrow datasets) never see them. Shards are written to a hidden staging directory
+``<dir>/.staging-<prefix>/`` under names ending ``.parquet.staged`` (``staged_shard_path``), which no glob of
+``<dir>/*.parquet``, ``<dir>/part-*`` or ``<dir>/**/*.parquet`` matches, so the previous run's complete set and
+its ``shards.json`` stay untouched, and readable, while a re-run writes (a kill then leaves them intact). Rewriting
+the same shard (a retried bundle) writes identical bytes under the same staged name. ``finalize_index`` then
+removes the previous ``shards.json``, every previous shard of this prefix (those of another shard count are logged
+as stale), moves the staged shards to their final names, writes ``shards.json`` last (its presence means the set
+is complete) and removes the staging directory. Only a kill inside that short final step leaves a part of the new
+set without ``shards.json`` (never shards of two runs side by side); the next run replaces it. On object stores
+a move is a copy and a delete: correct, but the final step is longer and not atomic.
 """
 from __future__ import annotations
 
@@ -51,6 +59,7 @@ from transforms.io.filesystems import atomic_write
 LOG = logging.getLogger(__name__)
 
 INDEX_NAME = "shards.json"
+STAGED_SUFFIX = ".staged"  # a staged shard's name: <final name>.staged, so "*.parquet" never matches it
 INDEX_FORMAT = "inverse_instruct.shards/v1"
 BUCKET_BITS = 12  # 4096 ordered hash buckets for ranking
 DEFAULT_COMPRESSION = "zstd"
@@ -358,13 +367,15 @@ def write_one_shard(
     compression: str,
     unpack: Callable[[Any], Mapping[str, Any]] | None = None,
 ) -> ShardInfo:
-    """Write one shard's ``(key, nbytes, record)`` items in key order; ``unpack`` turns each item's third
-    element into its record (packed records are unpacked one row group at a time)."""
+    """Write one shard's ``(key, nbytes, record)`` items in key order, to its staged path (``staged_shard_path``:
+    invisible to readers until ``finalize_index`` moves it into place); ``unpack`` turns each item's third
+    element into its record (packed records are unpacked one row group at a time). ``path`` in the returned info
+    is the shard's final name."""
     items = sorted(items, key=lambda it: it[0])
     name = shard_name(prefix, index, count)
     info = write_records_atomic(
         (unpack(it[2]) if unpack else it[2] for it in items),
-        f"{output_dir.rstrip('/')}/{name}",
+        staged_shard_path(output_dir, prefix, name),
         kind,
         extra_metadata={METADATA_SHARD_KEY.decode(): f"{index}/{count}"},
         compression=compression,
@@ -375,12 +386,35 @@ def write_one_shard(
     return info
 
 
+def staging_dir(output_dir: str, prefix: str) -> str:
+    """``<output_dir>/.staging-<prefix>``: where this prefix's shards are written before ``finalize_index``."""
+    return f"{output_dir.rstrip('/')}/.staging-{prefix}"
+
+
+def staged_shard_path(output_dir: str, prefix: str, name: str) -> str:
+    """Where shard ``name`` is written before it is moved to ``<output_dir>/<name>``."""
+    return f"{staging_dir(output_dir, prefix)}/{name}{STAGED_SUFFIX}"
+
+
+def clear_staging(output_dir: str, prefix: str) -> bool:
+    """Remove the staging directory of ``prefix`` (what a killed run left there), before a run writes any shard.
+    The previous run's shards and ``shards.json`` are left alone: they stay a complete set until
+    ``finalize_index`` replaces them. Returns whether there was something to remove."""
+    fs, local = _fs_and_path(staging_dir(output_dir, prefix))
+    if not fs.exists(local):
+        return False
+    fs.rm(local, recursive=True)
+    LOG.info("removed %s, left by an unfinished run", staging_dir(output_dir, prefix))
+    return True
+
+
 def remove_stale_shards(output_dir: str, prefix: str, keep: Iterable[str]) -> list[str]:
     """Delete ``prefix-NNNNN-of-MMMMM.parquet`` files not in ``keep`` (left by an earlier run)."""
     fs, local = _fs_and_path(output_dir)
     keep = set(keep)
     pattern = _shard_name_pattern(prefix)
     removed = []
+    fs.invalidate_cache(local)  # an object store's cached listing may predate this run's moves
     if not fs.exists(local):
         return removed
     for entry in fs.ls(local, detail=False):
@@ -394,8 +428,9 @@ def remove_stale_shards(output_dir: str, prefix: str, keep: Iterable[str]) -> li
 
 
 def remove_index(output_dir: str) -> None:
-    """Delete ``output_dir/shards.json`` if present. Called before any shard is (re)written: shards reuse their
-    names, so an old index next to a half-rewritten set would claim a mix of runs is complete."""
+    """Delete ``output_dir/shards.json`` if present. ``finalize_index`` calls it before it removes or replaces
+    any shard of the previous set: an old index next to a half-replaced set would claim a mix of runs is
+    complete."""
     fs, local = _fs_and_path(output_dir)
     path = posixpath.join(local, INDEX_NAME)
     if fs.exists(path):
@@ -404,6 +439,12 @@ def remove_index(output_dir: str) -> None:
 
 
 def finalize_index(output_dir: str, index: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Put the staged shards of ``index`` in place of the previous set and write ``shards.json`` last.
+
+    Order: the previous ``shards.json`` is removed, then every previous shard of ``prefix`` (those not reused by
+    name are reported as stale by ``remove_stale_shards``), then each staged shard is moved to its final name,
+    then ``shards.json`` is written and the staging directory removed. So ``<dir>/*.parquet`` never holds shards
+    of two runs: before this call it is the previous complete set (with its index), after it the new one."""
     fs, local = _fs_and_path(output_dir)
     fs.makedirs(local, exist_ok=True)
     if not index["shards"]:
@@ -411,8 +452,23 @@ def finalize_index(output_dir: str, index: Mapping[str, Any], prefix: str) -> di
         # "no data files" (a probe, 2026-12-03: a run with no rejected record left rejected/ without any).
         empty = write_one_shard(output_dir, prefix, 0, 1, [], index["record_kind"], DEFAULT_COMPRESSION)
         index = {**index, "shards": [empty], "total_bytes": empty["bytes"]}
+    names = [s["path"] for s in index["shards"]]
+    staged = {name: _fs_and_path(staged_shard_path(output_dir, prefix, name))[1] for name in names}
+    missing = [name for name, path in staged.items() if not fs.exists(path)]
+    if missing:  # before anything of the previous set is touched
+        raise FileNotFoundError(f"staged shard(s) missing from {staging_dir(output_dir, prefix)}: {missing[:5]}")
+    remove_index(output_dir)
+    remove_stale_shards(output_dir, prefix, names)
+    for name in names:  # the previous run's shards of the same names: gone before any new one is in place
+        path = posixpath.join(local, name)
+        if fs.exists(path):
+            fs.rm(path)
+    for name in names:
+        fs.mv(staged[name], posixpath.join(local, name))
     write_index_atomic(f"{output_dir.rstrip('/')}/{INDEX_NAME}", index)
-    remove_stale_shards(output_dir, prefix, [s["path"] for s in index["shards"]])
+    staging = _fs_and_path(staging_dir(output_dir, prefix))[1]
+    if fs.exists(staging):  # empty now, but for temp files of retried writes
+        fs.rm(staging, recursive=True)
     return dict(index)
 
 
@@ -430,7 +486,7 @@ def write_shards(
 ) -> dict[str, Any]:
     """In-memory twin of ``WriteParquetShards``: identical shard files and index for the same input."""
     check_bounds(shard_records, shard_mb)
-    remove_index(output_dir)
+    clear_staging(output_dir, prefix)
     buckets: dict[int, list] = {}
     for record in records:
         key = sort_key(record["id"], seed, record_digest(record))

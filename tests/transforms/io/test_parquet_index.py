@@ -1,5 +1,6 @@
-"""A rerun into an existing output directory: the old ``shards.json`` must not outlive the first rewritten shard,
-or a run killed partway leaves an index that vouches for a mix of old and new shards."""
+"""A rerun into an existing output directory: the old ``shards.json`` must never vouch for a mix of old and new
+shards. New shards are staged out of sight until all are written, so a run killed partway leaves the previous
+set whole, with its index (see also test_shard_atomicity.py)."""
 from __future__ import annotations
 
 import apache_beam as beam
@@ -40,22 +41,31 @@ def old_set(tmp_path):
     return out
 
 
-def test_in_memory_rerun_killed_partway_leaves_no_index(old_set, monkeypatch):
+def _assert_old_set_whole(out, old_index):
+    assert read_index(str(out)) == old_index and parquet.verify_shards(str(out)) == old_index
+    assert sorted(p.name for p in out.glob("*.parquet")) == [s["path"] for s in old_index["shards"]]
+    ids = sorted(r["id"] for r in parquet.read_rows(str(out), ["id"]))
+    assert ids == sorted(snippet(i)["id"] for i in range(10))
+
+
+def test_in_memory_rerun_killed_partway_leaves_the_old_set_whole(old_set, monkeypatch):
+    old_index = read_index(str(old_set))
     calls = _dies_on_second_shard(monkeypatch, parquet)
     with pytest.raises(Killed):
         write_shards([snippet(i) for i in range(100, 110)], str(old_set), RecordKind.CODE_SNIPPET, seed=1,
                      shard_records=2)
-    assert len(calls) == 2  # the first new shard replaced an old one under the same name
-    assert not (old_set / INDEX_NAME).exists()
+    assert len(calls) == 2  # the first new shard was written (staged), under the name of an old one
+    _assert_old_set_whole(old_set, old_index)
 
 
-def test_beam_rerun_killed_partway_leaves_no_index(old_set, monkeypatch):
+def test_beam_rerun_killed_partway_leaves_the_old_set_whole(old_set, monkeypatch):
+    old_index = read_index(str(old_set))
     _dies_on_second_shard(monkeypatch, io_beam)
     with pytest.raises(Exception, match="worker lost"):
         with beam.Pipeline(runner="DirectRunner") as p:
             _ = (p | beam.Create([snippet(i) for i in range(100, 110)])
                  | WriteParquetShards(str(old_set), RecordKind.CODE_SNIPPET, seed=1, shard_records=2))
-    assert not (old_set / INDEX_NAME).exists()
+    _assert_old_set_whole(old_set, old_index)
 
 
 def test_a_finished_rerun_writes_its_own_index(old_set):
