@@ -69,6 +69,7 @@ from transforms.selfplay.beam import (
     example_sort_key,
     generated_samples,
 )
+from transforms.selfplay.filters import trivial_preamble
 from transforms.selfplay.options import SelfPlayOptions
 from transforms.selfplay.p3 import load_p3
 from transforms.selfplay.preset import load_preset
@@ -197,7 +198,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         opts.solve_attempts, opts.solve_temperature if opts.solve_temperature is not None else opts.puzzle_temperature,
         opts.solve_max_tokens, tuple(preset.solve.stop), top_k=opts.sample_top_k, ban_eos=not opts.allow_eos)
     settings = SolveSettings(solve_prefix(opts, p3), solve_sampling, run_seed, preset.filters.judge_preamble,
-                             stage="self_play.solve_plan")
+                             stage="self_play.solve_plan",
+                             literal_preamble=trivial_preamble(preset.filters))  # the training text's names
     attempted = stage("solve_plan", unique.main, unique.main | "Solve" >> SolveAttempts(handler, settings, verify))
     selected = attempted.main | "Select" >> beam.ParDo(SelectSolutionsFn(opts.max_solutions)).with_outputs(
         REJECTED, "attempts_kept", "attempts_rejected", main="main")

@@ -468,7 +468,7 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
 
 def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = IsolationLimits(), *,
                 sat_entry: str = "f", sol_entry: str = "g", preamble: str | None = None,
-                allow_unisolated: bool = False) -> Verdict:
+                allow_unisolated: bool = False, literal_preamble: str | None = None) -> Verdict:
     """The self-play check: the solution's answer has the puzzle's answer type and makes the puzzle return
     exactly True. ``g`` and ``f`` run in separate sandboxes, so ``g`` cannot tamper with ``f``; that sound
     check alone can accept. A pair it accepts is then also run as the literal program trained on
@@ -476,7 +476,9 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
     loses), and fails with a ``literal:`` reason (a timeout there too) when that does not give True. The literal
     run is a best-effort filter against accidental aliasing and shared state: a ``g`` that tampers with its own
     process (say, the agent's encoder) can make it pass, but never make a pair the sound check refused pass.
-    The duration covers all three runs."""
+    ``literal_preamble`` (default: ``preamble``): what the trained-on text has in front of f and g (self-play's
+    has ``List`` only, where the judge's runs have ``List, Set, Tuple, Dict``). The duration covers all three
+    runs."""
     solved = solve_answer(sol, ans_type, limits, entry=sol_entry, preamble=preamble,
                           allow_unisolated=allow_unisolated)
     if not solved.passed:
@@ -486,7 +488,8 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
     duration = solved.duration_s + checked.duration_s
     if not checked.passed:
         return dataclasses.replace(checked, duration_s=duration, value=solved.value, reason=f"check: {checked.reason}")
-    literal = check_literal(sat, sol, limits, sat_entry=sat_entry, sol_entry=sol_entry, preamble=preamble,
+    literal = check_literal(sat, sol, limits, sat_entry=sat_entry, sol_entry=sol_entry,
+                            preamble=preamble if literal_preamble is None else literal_preamble,
                             allow_unisolated=allow_unisolated)
     if not literal.passed:
         return dataclasses.replace(literal, duration_s=duration + literal.duration_s, value=solved.value,

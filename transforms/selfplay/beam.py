@@ -198,13 +198,18 @@ class SolveSettings:
     judge_preamble: str
     stage: str = f"{STAGE}.solve_plan"
     count_planned: bool = True  # False when the launcher already counted the requests (it knows the total)
+    # What the literal f(g()) check has in front of f and g: self-play's training text's names (List only, as
+    # filters.trivial_preamble); None for the P3 evaluation, whose attempts are judged as the reference judges.
+    literal_preamble: str | None = None
 
 
 def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts: Sequence[str] | None,
                     engine_error: str, n: int, judge_preamble: str, sandbox: SandboxSettings,
-                    pool: SandboxPool | None = None) -> list[dict[str, Any]]:
+                    pool: SandboxPool | None = None, literal_preamble: str | None = None) -> list[dict[str, Any]]:
     """The ``n`` attempts of one puzzle with their status (``ATTEMPT_STATUSES``) and reason. Each distinct body is
-    verified once; ``texts`` are the completions after ``header`` (None with ``engine_error``)."""
+    verified once; ``texts`` are the completions after ``header`` (None with ``engine_error``).
+    ``literal_preamble``: ``verify_pair``'s (a self-play pair whose g reads ``Tuple`` verified under the judge's
+    names, and its training text raises NameError)."""
     attempts = []
     for i in range(n):
         base = {"attempt_index": i, "body": None, "g": None, "status": "engine_error", "reason": engine_error,
@@ -223,7 +228,8 @@ def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts
 
     def check(g: str):
         return guarded(verify_pair, puzzle["sat"], f"{puzzle['sat']}\n\n{g}", answer_type, sandbox.limits,
-                       preamble=judge_preamble, allow_unisolated=sandbox.allow_unisolated)
+                       preamble=judge_preamble, allow_unisolated=sandbox.allow_unisolated,
+                       literal_preamble=literal_preamble)
 
     verdicts = dict(zip(distinct, pool.map(check, distinct) if pool else map(check, distinct)))
     for a in attempts:
@@ -258,10 +264,11 @@ class _PlanSolveFn(StageFn):
 class _VerifyAttemptsFn(SandboxPoolDoFn):
     """A puzzle joined to its n completions -> ``{"puzzle", "attempts"}`` (verified on the worker's pool)."""
 
-    def __init__(self, n: int, judge_preamble: str, sandbox: SandboxSettings):
+    def __init__(self, n: int, judge_preamble: str, sandbox: SandboxSettings, literal_preamble: str | None = None):
         super().__init__(sandbox.workers)
         self._n = n
         self._judge_preamble = judge_preamble
+        self._literal_preamble = literal_preamble
         self._sandbox = sandbox
 
     def process(self, joined) -> Iterator[dict[str, Any]]:
@@ -274,7 +281,7 @@ class _VerifyAttemptsFn(SandboxPoolDoFn):
             texts = None if failure else list(results[0].texts)
             attempts = verify_attempts(planned["puzzle"], planned["header"], planned["answer_type"], texts,
                                        failure[1] if failure else "", self._n, self._judge_preamble,
-                                       self._sandbox, self._pool)
+                                       self._sandbox, self._pool, self._literal_preamble)
             yield {**planned, "attempts": attempts}
 
 
@@ -294,7 +301,8 @@ class SolveAttempts(beam.PTransform):
         attempts = (joined
                     | "SpreadPuzzles" >> beam.Reshuffle()
                     | "Verify" >> beam.ParDo(_VerifyAttemptsFn(self._settings.sampling.n,
-                                                               self._settings.judge_preamble, self._sandbox)))
+                                                               self._settings.judge_preamble, self._sandbox,
+                                                               self._settings.literal_preamble)))
         return StageOutput(attempts, planned.rejected)
 
 

@@ -18,6 +18,10 @@ The routes (each found as a working exploit, or one step from one):
   ``compile``, ``open``...), and the names ``site`` adds (``credits``, ``license``...), which the sandbox lacks;
 * ``str.format``/``format_map`` unless on a constant whose fields name no attribute or item (format paths reach
   attributes by text);
+* ``id`` and ``hash`` (an object's address; a string's hash seed), ``is`` between objects other than ``None``,
+  ``True``, ``False`` and ``...`` (the identity of cached objects: ``re.compile`` returned its cached pattern in
+  the sandbox and a new one in a plain script), and a positional class pattern of a class other than the builtins
+  that match themselves (``__match_args__`` names attributes by text);
 * imports of any of these, under any name (``from typing import get_type_hints as hints``, ``from random import
   _os``), and of any module outside the judge's safe imports, wherever the import stands (``from math import pi;
   import pickle``, after a semicolon, passed the judge's line check: pickle's opcodes then rewrote the encoder);
@@ -38,7 +42,7 @@ REASON = "reaches_interpreter"
 LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach past the program
     "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "eval", "exec", "compile", "open",
     "input", "breakpoint",
-    "id",  # an address: a verdict resting on one holds for that process's memory layout only
+    "id", "hash",  # an address (and a str's hash, the seed): a verdict resting on one holds for one process only
     # what ``site`` adds, which the sandbox's interpreter (-S) lacks: a NameError there, a value in plain Python
     "help", "exit", "quit", "copyright", "credits", "license",
 })
@@ -58,6 +62,13 @@ EVALUATING_TOOLS = frozenset({
     "modules",
 })
 _INTERNAL_ATTRIBUTE = re.compile(r"_|(?:gi|cr|ag|f|tb|co)_")
+# Classes whose positional pattern (`case int(x)`) matches the subject itself. Any other class's positional pattern
+# reads the attributes its ``__match_args__`` names, which a class built at run time can set from a string (with a
+# metaclass whose ``__instancecheck__`` says yes, `case A(g)` read ``f.__globals__``: a red team, 2026-12-03).
+SELF_MATCHING_CLASSES = frozenset({"bool", "bytearray", "bytes", "dict", "float", "frozenset", "int", "list", "set",
+                                   "str", "tuple"})
+# Constants whose identity is the language's: `x is None` is plain Python everywhere.
+_SINGLETONS = (None, True, False, ...)
 
 
 def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> str | None:
@@ -95,6 +106,14 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> s
             for name in node.kwd_attrs:
                 if _refused_attribute(name):
                     return f"pattern attribute {name} (line {node.lineno})"
+            if node.patterns and not (isinstance(node.cls, ast.Name) and node.cls.id in SELF_MATCHING_CLASSES):
+                return f"positional pattern of {ast.unparse(node.cls)} (line {node.lineno})"
+        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
+            # Identity of anything but a singleton is the process's: caches (re's, small ints, interned strings)
+            # hold other objects in the sandbox than in a plain script.
+            if not any(isinstance(o, ast.Constant) and any(o.value is c for c in _SINGLETONS)
+                       for o in (node.left, *node.comparators)):
+                return f"identity comparison of objects that are not None, True, False or ... (line {node.lineno})"
         elif isinstance(node, ast.keyword) and node.arg is not None and node.arg.startswith("_"):
             return f"keyword {node.arg} (line {node.lineno})"  # dict(__eq__=...) builds a class namespace
         elif isinstance(node, ast.Name):

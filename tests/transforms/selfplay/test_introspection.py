@@ -228,17 +228,12 @@ def test_a_program_in_the_sandbox_does_not_find_its_objects_at_the_same_addresse
     assert None not in values and len(set(values)) > 1, values
 
 
-def test_a_puzzle_that_is_trivial_except_at_one_address_is_trivial():
-    completion = "x: int):\n    t = hash(object()) % 4096\n    return t not in [1234] or x == 123457\n"
-    reason, _, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
-    assert reason == "trivial_answer"
-
-
 def test_a_puzzle_that_is_trivial_except_under_seed_0_is_trivial():
     """The trivial-answer test ran under the verifying sandboxes' seed 0 only; the reference's runs in a process
     with a random seed."""
-    seed_0 = _under_seed_0("hash('ab') % 2 ** 32")  # computed here, independently of the code under test
-    completion = f"x: int):\n    return hash('ab') % 4294967296 != {seed_0} or x == 123456\n"
+    # a 12-letter set's order under seed 0 (hash() itself is refused by name now), computed independently
+    seed_0 = _under_seed_0("''.join(set('abcdefghijkl'))")
+    completion = f"x: int):\n    return ''.join(set('abcdefghijkl')) != {seed_0!r} or x == 123456\n"
     reason, _, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
     assert reason == "trivial_answer"
 
@@ -262,3 +257,67 @@ def test_a_sample_nested_too_deeply_to_parse_here_is_refused_not_a_crash_of_the_
                                           STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
         assert reason is not None, depth  # refused, never kept, never raised
     assert solution_body(f"\n    return n + ({'-' * 20000}1) * 0\n") is None
+
+
+# A fifth red-team pass (2026-12-03), after the fourth's fixes.
+MATCH_ARGS_FORGERY = (
+    "x: int, n=123457):\n    if x == n:\n        u = '_' * 2\n"
+    "        M = type('M', (type,), {u + 'instancecheck' + u: lambda c, o: True})\n"
+    "        A = M('A', (), {u + 'match_args' + u: (u + 'globals' + u,)})\n"
+    "        match f:\n            case A(g):\n                pass\n    return x == -n\n")
+
+
+@pytest.mark.parametrize("completion, route", [
+    # `case A(g)` reads the attribute A.__match_args__ names, set from a string at run time: f.__globals__ (the
+    # full pass went on to __import__ and the sandbox's encoder, and every result came back True).
+    (MATCH_ARGS_FORGERY, "positional pattern of A"),
+    # Addresses read through hash(): plain Python's are the same every run, the sandbox's now differ, so a puzzle
+    # could require "anything but plain's value" (kept, verified) or be trivial at plain's value only.
+    ("x: int, n=123457):\n    t = hash(object()) % 256\n    u = hash(f) % 256\n"
+     "    return x == n and not (t in range(20, 30) and u in range(120, 140))\n", "name hash"),
+    ("x: int):\n    t = hash(object()) % 256\n    return x == 123457 or t in (24, 25)\n", "name hash"),
+    # re's cache holds other patterns in the sandbox (the agent's json) than in a plain script (site's urllib):
+    # identity tells them apart.
+    ("x: int, n=123457):\n    import re\n    p = re.compile('([\\x00-\\x7f]+)')\n"
+     "    for i in range(511):\n        re.compile('k' + str(i))\n"
+     "    return x == n and p is re.compile('([\\x00-\\x7f]+)')\n", "identity comparison"),
+])
+def test_a_puzzle_that_reads_a_process_detail_is_refused_before_it_runs(completion, route):
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+
+
+@pytest.mark.parametrize("code", [
+    "def f(x: int):\n    match x:\n        case int(y):\n            return y == 3\n    return False\n",
+    "def f(xs: List[int]):\n    return xs[0] is not None and xs == [3]\n",
+    "def f(x: int):\n    y = None\n    return y is None and x == 3\n",
+])
+def test_self_matching_patterns_and_identity_with_singletons_are_not_routes(code):
+    assert interpreter_route(code) is None
+
+
+@pytest.mark.parametrize("sat, g", [
+    # g reads Tuple, which the judge's names have and the training text (List only) has not.
+    ("def f(s: str, n=3):\n    return len(s) == n and s == s[::-1]\n",
+     "def g(n=3):\n    def pal(k: int) -> Tuple[str, str]:\n        return 'a' * k, 'a' * k\n    return pal(n)[0]\n"),
+    # f reads Dict: kept untested at the paper's 0.95 rate 1 time in 20, so the trivial test's names miss it.
+    ("def f(x: int, n=123459):\n    return Dict[str, int] is not None and x == n\n",
+     "def g(n=123459):\n    return n\n"),
+])
+def test_the_literal_check_runs_with_the_training_texts_names_only(sat, g):
+    from transforms.selfplay.filters import trivial_preamble
+
+    judged = verify_pair(sat, f"{sat}\n\n{g}", "str" if "s: str" in sat else "int", SANDBOX.limits,
+                         preamble=STRINGS.judge_preamble)
+    assert judged.status == "passed"  # the judge's names: why the literal check needs its own
+    verdict = verify_pair(sat, f"{sat}\n\n{g}", "str" if "s: str" in sat else "int", SANDBOX.limits,
+                          preamble=STRINGS.judge_preamble, literal_preamble=trivial_preamble(STRINGS))
+    assert verdict.status == "failed" and "NameError" in verdict.reason, verdict
+
+
+def test_the_self_play_job_verifies_with_the_training_texts_names():
+    import inspect
+
+    from beam_pipelines import self_play
+
+    assert "literal_preamble=trivial_preamble(preset.filters)" in inspect.getsource(self_play.build_pipeline)
