@@ -197,32 +197,37 @@ def test_an_interrupt_closes_the_live_engines(tmp_path, monkeypatch):
     assert engine.closed
 
 
-def test_ctrl_c_in_a_running_job_prints_a_note_not_a_traceback(tmp_path):
-    """SIGINT, as a terminal's Ctrl-C sends it, while a step runs."""
-    script = textwrap.dedent("""
+@pytest.mark.parametrize("signal_name, code, said", [
+    ("SIGINT", 130, "interrupted."),  # a terminal's Ctrl-C
+    # `kill PID` (a supervisor's stop) used to leave the job running until its engine batch ended, then exit with
+    # no note; now it is a stop with the resume note and exit 128 + 15.
+    ("SIGTERM", 143, "terminated (SIGTERM)."),
+])
+def test_a_stop_signal_in_a_running_job_prints_a_note_not_a_traceback(tmp_path, signal_name, code, said):
+    script = textwrap.dedent(f"""
         import os, signal, sys, time
         import apache_beam as beam
         from beam_pipelines.inverse_instruct import JOB
         from beam_pipelines.launch import job_main
 
         def step(x):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(60)  # the interrupt comes first
+            os.kill(os.getpid(), signal.{signal_name})
+            time.sleep(60)  # the signal comes first
             return x
 
         def run(argv):
             with beam.Pipeline(runner="DirectRunner") as p:
                 _ = p | beam.Create([1]) | "Judge" >> beam.Map(step)
-            return {"balanced": True}
+            return {{"balanced": True}}
 
         sys.exit(job_main(sys.argv[1:], JOB, run))
     """)
     proc = subprocess.run([sys.executable, "-c", script, f"--output={tmp_path}"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 130, proc.stderr
+    assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr
     # Nothing reached the engine, so the note promises no reuse (tests/beam_pipelines/test_output_guard.py).
-    assert f"{PROG}: interrupted. No engine answer was saved yet" in proc.stderr
+    assert f"{PROG}: {said} No engine answer was saved yet" in proc.stderr
 
 
 def test_run_still_raises_for_callers_that_are_not_the_command(tmp_path):
@@ -294,31 +299,3 @@ def test_ctrl_c_in_a_step_is_reported_as_a_stopped_run_with_the_counts_so_far(tm
     assert failed["stages"] == [{"stage": "extract", "in": 5, "out": 3, "rejected": 2}]
     assert "run stopped" in (out / "report.html").read_text()
     assert f"what the run did before it stopped: {out}/report.html" in capsys.readouterr().err
-
-
-def test_sigterm_in_a_running_job_stops_it_as_ctrl_c_does_with_exit_143(tmp_path):
-    """`kill PID` (a supervisor's stop) used to leave the job running until its engine batch ended, then exit
-    with no note; now it is a stop with the resume note and exit 128 + 15."""
-    script = textwrap.dedent("""
-        import os, signal, sys, time
-        import apache_beam as beam
-        from beam_pipelines.inverse_instruct import JOB
-        from beam_pipelines.launch import job_main
-
-        def step(x):
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(60)  # the signal comes first
-            return x
-
-        def run(argv):
-            with beam.Pipeline(runner="DirectRunner") as p:
-                _ = p | beam.Create([1]) | "Judge" >> beam.Map(step)
-            return {"balanced": True}
-
-        sys.exit(job_main(sys.argv[1:], JOB, run))
-    """)
-    proc = subprocess.run([sys.executable, "-c", script, f"--output={tmp_path}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 143, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert f"{PROG}: terminated (SIGTERM). No engine answer was saved yet" in proc.stderr
