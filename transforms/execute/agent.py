@@ -83,12 +83,44 @@ def _describe(exc):
             "builtin": bases}
 
 
+def _depth_probe(k=0):
+    try:
+        return _depth_probe(k + 1)
+    except RecursionError:
+        return k
+
+
+_PROBE_MODULE = compile("_r = _p()", "<probe>", "exec")
+_PROBE_EXPRESSION = compile("_p()", "<probe>", "eval")
+
+
+class _PlainDepth:
+    """While a program runs: the recursion limit moved so that the program has as many frames left as a plain
+    script's module level has (``cfg["plain_depth"]``, measured by the parent with this interpreter), though the
+    agent's own frames lie beneath it. ``measured``: what ``_depth_probe`` found where the program will run.
+    Without this a puzzle measuring its own recursion depth answered differently here (a red team, 2026-12-03)."""
+
+    def __init__(self, measured, cfg):
+        self.limit = sys.getrecursionlimit() + cfg.get("plain_depth", measured) - measured
+
+    def __enter__(self):
+        self.previous = sys.getrecursionlimit()
+        sys.setrecursionlimit(self.limit)
+
+    def __exit__(self, *exc):
+        sys.setrecursionlimit(self.previous)
+
+
 def _handle(msg, namespace, cfg):
     op = msg.get("op")
     if op == "load":
         _shift_layout()
         try:
-            exec(compile(msg["source"], "<program>", "exec"), namespace)
+            code = compile(msg["source"], "<program>", "exec")
+            probe = {"_p": _depth_probe}
+            exec(_PROBE_MODULE, probe)  # module code runs where this does
+            with _PlainDepth(probe["_r"], cfg):
+                exec(code, namespace)
         except BaseException as e:  # SystemExit and KeyboardInterrupt included: the load did not complete
             return {"ok": False, "error": _describe(e)}
         return {"ok": True}
@@ -99,13 +131,17 @@ def _handle(msg, namespace, cfg):
         try:
             args = wire.decode_tree(msg["args"])
             kwargs = wire.decode_tree(msg.get("kwargs", {"t": "dict", "v": []}))
-            result = fn(*args, **kwargs)
+            measured = _depth_probe(*(), **{})  # called as fn is, from this frame
+            with _PlainDepth(measured, cfg):
+                result = fn(*args, **kwargs)
         except BaseException as e:
             return {"ok": False, "error": _describe(e)}
         return _value(result, cfg)
     if op == "eval":
         try:
-            result = eval(compile(msg["expression"], "<expression>", "eval"), namespace)
+            code = compile(msg["expression"], "<expression>", "eval")
+            with _PlainDepth(eval(_PROBE_EXPRESSION, {"_p": _depth_probe}), cfg):
+                result = eval(code, namespace)
         except BaseException as e:
             return {"ok": False, "error": _describe(e)}
         return _value(result, cfg)

@@ -301,11 +301,26 @@ def _agent_sources() -> tuple[str, str]:
             (_PACKAGE_DIR / "agent.py").read_text(encoding="utf-8"))
 
 
-def agent_config(limits: IsolationLimits, request_fd: int, response_fd: int) -> dict:
-    return {"cpu_s": int(limits.cpu_s), "memory_bytes": limits.memory_mb << 20,
-            "file_bytes": limits.file_size_mb << 20, "open_files": limits.open_files,
-            "max_processes": limits.max_processes, "max_result_bytes": limits.max_message_bytes,
-            "request_fd": request_fd, "response_fd": response_fd}
+_DEPTH_PROBE = ("def d(k=0):\n    try:\n        return d(k + 1)\n    except RecursionError:\n        return k\n"
+                "print(d())\n")
+
+
+@functools.lru_cache(maxsize=None)
+def plain_recursion_depth(python: str) -> int:
+    """How deep a recursive function called at a plain script's module level gets before RecursionError, with
+    ``python``: the depth the sandbox's agent gives a program too (``agent._PlainDepth``)."""
+    out = subprocess.run([python, "-c", _DEPTH_PROBE], capture_output=True, text=True, check=True, timeout=60)
+    return int(out.stdout)
+
+
+def agent_config(limits: IsolationLimits, request_fd: int, response_fd: int, python: str | None = None) -> dict:
+    config = {"cpu_s": int(limits.cpu_s), "memory_bytes": limits.memory_mb << 20,
+              "file_bytes": limits.file_size_mb << 20, "open_files": limits.open_files,
+              "max_processes": limits.max_processes, "max_result_bytes": limits.max_message_bytes,
+              "request_fd": request_fd, "response_fd": response_fd}
+    if python is not None:
+        config["plain_depth"] = plain_recursion_depth(python)
+    return config
 
 
 class _Tail:
@@ -573,7 +588,7 @@ def start_agent(limits: IsolationLimits, allow_unisolated: bool = False, hash_se
     req_r, req_w = os.pipe()
     resp_r, resp_w = os.pipe()
     wire_src, agent_src = _agent_sources()
-    config = json.dumps(agent_config(limits, req_r, resp_w))
+    config = json.dumps(agent_config(limits, req_r, resp_w, sys.executable))  # the plain script's interpreter
     try:
         proc = SandboxProcess([*PYTHON_FLAGS, "-c", _BOOTSTRAP, wire_src, agent_src, config], limits, isolated,
                               channel=(req_r, resp_w), hash_seed=hash_seed)

@@ -321,3 +321,34 @@ def test_the_self_play_job_verifies_with_the_training_texts_names():
     from beam_pipelines import self_play
 
     assert "literal_preamble=trivial_preamble(preset.filters)" in inspect.getsource(self_play.build_pipeline)
+
+
+_DEPTH = "def d(k=0):\n    try:\n        return d(k + 1)\n    except RecursionError:\n        return k\n"
+
+
+def _plain_value(program: str) -> int:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+@pytest.mark.parametrize("where", ["a call", "module code", "the literal check"])
+def test_a_program_in_the_sandbox_recurses_exactly_as_deep_as_a_plain_script(where):
+    """The agent's frames lay under the program's, so a puzzle measuring its own recursion depth (`d(0) < 997`)
+    answered differently in the sandbox than in plain Python (a red team, 2026-12-03)."""
+    from transforms.execute.verdicts import check_literal, solve_answer
+
+    if where == "a call":
+        plain = _plain_value(_DEPTH + "def g():\n    return d()\nprint(g())\n")
+        here = solve_answer(_DEPTH + "def g():\n    return d()\n", "int", SANDBOX.limits).value
+    elif where == "module code":
+        plain = _plain_value(_DEPTH + "R = d()\nprint(R)\n")
+        here = solve_answer(_DEPTH + "R = d()\ndef g():\n    return R\n", "int", SANDBOX.limits).value
+    else:  # f(g()) evaluated as the trained-on program: f reports the depth g measured
+        plain = _plain_value(_DEPTH + "def g():\n    return d()\ndef f(x):\n    return x\nprint(f(g()))\n")
+        verdict = check_literal("def f(x: int):\n    return x\n", _DEPTH + "def g():\n    return d()\n",
+                                SANDBOX.limits)
+        here = int(verdict.reason.split("returned ")[1].split(",")[0])
+    assert plain > 900 and here == plain, (here, plain)
