@@ -117,9 +117,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"rejected={stage.get('rejected', 0):,}")
         print(f"report: {rendered}")
         return 1
-    print(f"{PROG}: {output} holds no manifest.json or summary.json (is it a finished run?)",
-          file=sys.stderr)
+    unfinished = unfinished_run_note(output)
+    print(f"{PROG}: {output} holds no manifest.json or summary.json (is it a finished run?)"
+          + (f"; {unfinished}" if unfinished else ""), file=sys.stderr)
     return 2
+
+
+def unfinished_run_note(output: str) -> str | None:
+    """For a directory a run started but never finished (killed outright: no failure report either), what it
+    holds towards a resume: its job and the engine answers cached in ``<output>/cache``."""
+    try:
+        run = json.loads(read_text(f"{output}/run.json"))
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    if not isinstance(run, dict) or not run.get("job"):
+        return None
+    import glob
+    import os
+
+    from runners.cache import PART_GLOB
+
+    parts = glob.glob(os.path.join(glob.escape(f"{output}/cache"), PART_GLOB)) if "://" not in output else []
+    answers = 0
+    for part in parts:
+        try:
+            with open(part, "rb") as f:
+                answers += sum(1 for line in f if line.strip())
+        except OSError:
+            continue
+    saved = (f"{answers:,} engine answer(s) are saved in {output}/cache" if answers
+             else "no engine answer was saved in its cache")
+    return (f"it holds an unfinished `{run['job']}` run (stopped before it could report, e.g. killed): {saved}; "
+            "re-run the same command to resume")
 
 
 def failed_run(output: str) -> dict | None:

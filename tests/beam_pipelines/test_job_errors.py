@@ -299,3 +299,22 @@ def test_ctrl_c_in_a_step_is_reported_as_a_stopped_run_with_the_counts_so_far(tm
     assert failed["stages"] == [{"stage": "extract", "in": 5, "out": 3, "rejected": 2}]
     assert "run stopped" in (out / "report.html").read_text()
     assert f"what the run did before it stopped: {out}/report.html" in capsys.readouterr().err
+
+
+def test_report_on_a_run_killed_outright_says_what_a_resume_would_reuse(tmp_path, capsys):
+    """SIGKILL leaves no failure report: `report DIR` used to say only that there is no manifest."""
+    from beam_pipelines import report as report_command
+
+    out = tmp_path / "out"
+    (out / "cache").mkdir(parents=True)
+    (out / RUN_FILE).write_text(json.dumps({"job": "generate", "arguments": {}}))
+    (out / "cache" / "part-0.jsonl").write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c"}\n')
+    assert report_command.main([str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unfinished `generate` run" in err and f"3 engine answer(s) are saved in {out}/cache" in err, err
+    (out / "cache" / "part-0.jsonl").unlink()
+    assert report_command.main([str(out)]) == 2
+    assert "no engine answer was saved" in capsys.readouterr().err
+    (out / RUN_FILE).unlink()
+    assert report_command.main([str(out)]) == 2
+    assert "unfinished" not in capsys.readouterr().err  # a directory no run started in
