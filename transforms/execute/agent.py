@@ -101,14 +101,23 @@ class _PlainDepth:
     Without this a puzzle measuring its own recursion depth answered differently here (a red team, 2026-12-03)."""
 
     def __init__(self, measured, cfg):
-        self.limit = sys.getrecursionlimit() + cfg.get("plain_depth", measured) - measured
+        self.shift = cfg.get("plain_depth", measured) - measured
 
     def __enter__(self):
-        self.previous = sys.getrecursionlimit()
-        sys.setrecursionlimit(self.limit)
+        self.previous = _get_limit()
+        _set_limit(self.previous + self.shift)
+        # The program reads and sets the limit it would have in a plain script (a `g` returning
+        # sys.getrecursionlimit() gave 1004 here, 1000 there).
+        shift = self.shift
+        sys.getrecursionlimit = lambda: _get_limit() - shift
+        sys.setrecursionlimit = lambda limit: _set_limit(limit + shift)
 
     def __exit__(self, *exc):
-        sys.setrecursionlimit(self.previous)
+        sys.getrecursionlimit, sys.setrecursionlimit = _get_limit, _set_limit
+        _set_limit(self.previous)
+
+
+_get_limit, _set_limit = sys.getrecursionlimit, sys.setrecursionlimit
 
 
 def _handle(msg, namespace, cfg):

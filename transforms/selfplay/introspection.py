@@ -20,8 +20,11 @@ The routes (each found as a working exploit, or one step from one):
   attributes by text);
 * ``id`` and ``hash`` (an object's address; a string's hash seed), ``is`` between objects other than ``None``,
   ``True``, ``False`` and ``...`` (the identity of cached objects: ``re.compile`` returned its cached pattern in
-  the sandbox and a new one in a plain script), and a positional class pattern of a class other than the builtins
-  that match themselves (``__match_args__`` names attributes by text);
+  the sandbox and a new one in a plain script), ``object`` (a bare object's address orders a set of them and shows
+  in its repr), ``dir`` (a plain script's namespace holds ``__doc__``, ``__spec__``... the sandbox's does not),
+  ``MemoryError`` (the sandbox's address space is capped), any positional class pattern (``__match_args__``
+  names attributes by text; a builtin's name can be rebound to a class built at run time) and classes built by
+  ``type()`` with a namespace (their dunders come from strings);
 * imports of any of these, under any name (``from typing import get_type_hints as hints``, ``from random import
   _os``), and of any module outside the judge's safe imports, wherever the import stands (``from math import pi;
   import pickle``, after a semicolon, passed the judge's line check: pickle's opcodes then rewrote the encoder);
@@ -43,6 +46,9 @@ LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach 
     "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "eval", "exec", "compile", "open",
     "input", "breakpoint",
     "id", "hash",  # an address (and a str's hash, the seed): a verdict resting on one holds for one process only
+    "object",  # a bare object's address shows in its repr and orders a set of them: fixed in a plain script
+    "dir",  # the names of the running namespace: a plain script's module has __doc__, __spec__... the sandbox's not
+    "MemoryError",  # the sandbox's address space is capped (1 GiB): plain Python's is not
     # what ``site`` adds, which the sandbox's interpreter (-S) lacks: a NameError there, a value in plain Python
     "help", "exit", "quit", "copyright", "credits", "license",
 })
@@ -62,11 +68,6 @@ EVALUATING_TOOLS = frozenset({
     "modules",
 })
 _INTERNAL_ATTRIBUTE = re.compile(r"_|(?:gi|cr|ag|f|tb|co)_")
-# Classes whose positional pattern (`case int(x)`) matches the subject itself. Any other class's positional pattern
-# reads the attributes its ``__match_args__`` names, which a class built at run time can set from a string (with a
-# metaclass whose ``__instancecheck__`` says yes, `case A(g)` read ``f.__globals__``: a red team, 2026-12-03).
-SELF_MATCHING_CLASSES = frozenset({"bool", "bytearray", "bytes", "dict", "float", "frozenset", "int", "list", "set",
-                                   "str", "tuple"})
 # Constants whose identity is the language's: `x is None` is plain Python everywhere.
 _SINGLETONS = (None, True, False, ...)
 
@@ -106,8 +107,14 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> s
             for name in node.kwd_attrs:
                 if _refused_attribute(name):
                     return f"pattern attribute {name} (line {node.lineno})"
-            if node.patterns and not (isinstance(node.cls, ast.Name) and node.cls.id in SELF_MATCHING_CLASSES):
-                return f"positional pattern of {ast.unparse(node.cls)} (line {node.lineno})"
+            # A positional pattern reads the attributes the class's ``__match_args__`` names, which a class built at
+            # run time sets from a string: `case A(g)` read ``f.__globals__`` (a red team, 2026-12-03), and so did
+            # `case int(g)` once `int` was rebound to such a class. No P3 puzzle uses one.
+            if node.patterns:
+                return f"positional class pattern {ast.unparse(node.cls)}(...) (line {node.lineno})"
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type"
+              and len(node.args) + len(node.keywords) > 1):
+            return f"a class built by type() (line {node.lineno})"  # its dunders come from strings
         elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
             # Identity of anything but a singleton is the process's: caches (re's, small ints, interned strings)
             # hold other objects in the sandbox than in a plain script.

@@ -270,7 +270,7 @@ MATCH_ARGS_FORGERY = (
 @pytest.mark.parametrize("completion, route", [
     # `case A(g)` reads the attribute A.__match_args__ names, set from a string at run time: f.__globals__ (the
     # full pass went on to __import__ and the sandbox's encoder, and every result came back True).
-    (MATCH_ARGS_FORGERY, "positional pattern of A"),
+    (MATCH_ARGS_FORGERY, "a class built by type()"),  # and its `case A(g)`: test_each_positional_class_pattern...
     # Addresses read through hash(): plain Python's are the same every run, the sandbox's now differ, so a puzzle
     # could require "anything but plain's value" (kept, verified) or be trivial at plain's value only.
     ("x: int, n=123457):\n    t = hash(object()) % 256\n    u = hash(f) % 256\n"
@@ -288,7 +288,7 @@ def test_a_puzzle_that_reads_a_process_detail_is_refused_before_it_runs(completi
 
 
 @pytest.mark.parametrize("code", [
-    "def f(x: int):\n    match x:\n        case int(y):\n            return y == 3\n    return False\n",
+    "def f(x: int):\n    match x:\n        case int():\n            return x == 3\n    return False\n",
     "def f(xs: List[int]):\n    return xs[0] is not None and xs == [3]\n",
     "def f(x: int):\n    y = None\n    return y is None and x == 3\n",
 ])
@@ -352,3 +352,47 @@ def test_a_program_in_the_sandbox_recurses_exactly_as_deep_as_a_plain_script(whe
                                 SANDBOX.limits)
         here = int(verdict.reason.split("returned ")[1].split(",")[0])
     assert plain > 900 and here == plain, (here, plain)
+
+
+# A sixth red-team pass (2026-12-03), after the fifth's fixes.
+REBOUND_INT_PATTERN = (
+    "x: int):\n    d = '_' * 2\n    M = type('M', (type,), {d + 'instancecheck' + d: lambda c, o: True})\n"
+    "    int = M('A', (), {d + 'match_args' + d: (d + 'globals' + d,)})\n"
+    "    match f:\n        case int(g):\n            pass\n    return False\n")
+
+
+@pytest.mark.parametrize("completion, route", [
+    # `int` rebound to a class built at run time: `case int(g)` read f.__globals__ (and went on to the encoder)
+    (REBOUND_INT_PATTERN, "a class built by type()"),
+    ("x: int):\n    T = type('T', (), {})\n    return x == 3\n", "a class built by type()"),
+    # a plain script's namespace has __doc__, __spec__, __loader__...; the sandbox's does not
+    ("x: int, names=dir()):\n    return x == 4321 and len(names) < 8\n", "name dir"),
+    # bare objects' addresses: fixed in a plain script, shifted in the sandbox (set order, default repr)
+    ("x: int):\n    a, b, c = object(), object(), object()\n    return x == 4321 and list({a, b, c}) != [a, c, b]\n",
+     "name object"),
+    ("x: int):\n    return x == 4321 and str(object())[-3] != '8'\n", "name object"),
+    # the sandbox's address space is capped at 1 GiB, plain Python's is not
+    ("x: int):\n    try:\n        b = bytes(x)\n    except MemoryError:\n        return True\n    return False\n",
+     "name MemoryError"),
+])
+def test_a_puzzle_that_reads_a_sandbox_detail_a_sixth_way_is_refused(completion, route):
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+
+
+def test_a_program_reads_and_sets_the_recursion_limit_of_a_plain_script():
+    """The agent moves the limit to give a program a plain script's depth: `g` returned 1004 for
+    sys.getrecursionlimit() (plain: 1000)."""
+    from transforms.execute.verdicts import solve_answer
+
+    reads = "import sys\ndef g():\n    return sys.getrecursionlimit()\n"
+    assert solve_answer(reads, "int", SANDBOX.limits).value == _plain_value(reads + "print(g())\n")
+    sets = "import sys\n" + _DEPTH + "def g():\n    sys.setrecursionlimit(1500)\n    return d()\n"
+    assert solve_answer(sets, "int", SANDBOX.limits).value == _plain_value(sets + "print(g())\n")
+
+
+@pytest.mark.parametrize("cls", ["A", "int", "typing.Any"])
+def test_each_positional_class_pattern_is_a_route_whatever_the_class_is_named(cls):
+    """`int` can be rebound to a class whose __match_args__ names attributes by text (the sixth pass)."""
+    code = f"def f(x: int):\n    match x:\n        case {cls}(g):\n            return True\n    return x == 3\n"
+    assert "positional class pattern" in (interpreter_route(code) or "")
