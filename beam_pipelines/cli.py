@@ -96,6 +96,9 @@ def dispatch(argv: Sequence[str] | None) -> int:
     return int(code or 0)
 
 
+THREAD_JOIN_SECONDS = 30.0
+
+
 def exit_process(code: int | None) -> NoReturn:
     """End the process with ``code`` after Python's own exit work (non-daemon threads joined, atexit handlers run:
     engine cleanup, logging, multiprocessing, finalizers; stdout and stderr flushed) but without the interpreter's
@@ -105,10 +108,14 @@ def exit_process(code: int | None) -> NoReturn:
     their code, for callers in the same process (tests)."""
     import atexit
     import threading
+    import time
 
+    # A stopped job may leave a thread of the runner's that never ends (Beam's state sampler, seen once after a
+    # SIGTERM: the job printed its note and then waited forever): the threads get a bounded time, not forever.
+    deadline = time.monotonic() + THREAD_JOIN_SECONDS
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -734,7 +734,7 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
         result.wait_until_finish()
         LIVE.flush()
     except BaseException as err:
-        report_failure(out.output, err, directory, stage_order, time.monotonic() - started)
+        report_failure(out.output, err, directory, stage_order, time.monotonic() - started, options)
         raise
     finally:
         spill.spill_dir = spill_choice
@@ -748,10 +748,33 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
     return result, built, time.monotonic() - started
 
 
+# The stop signals job_main has received (SIGINT, SIGTERM), for the failure report's words.
+STOP_SIGNALS: list[int] = []
+
+
+def resume_advice(options: PipelineOptions, output: str, stopped: bool) -> str:
+    """What re-running the command would reuse, as the interrupt note says it (the inference cache only)."""
+    from runners.options import EngineOptions
+
+    engine = options.view_as(EngineOptions)
+    if engine.no_cache:
+        text = "Nothing was cached (--no-cache): re-running the command starts over."
+    else:
+        cache = engine.inference_cache or f"{output.rstrip('/')}/cache"
+        saved = _holds_cache_parts(cache)
+        reused = "already saved" if saved else "saved (if any)"
+        text = ("No engine answer was saved yet: re-running the command starts over." if saved is False else
+                f"Re-run the same command to resume: the engine answers {reused} in {cache} are reused, and only "
+                "the rest is asked of the engine.")
+    return text if stopped else f"Fix the cause of the error first. {text}"
+
+
 def report_failure(output: str, err: BaseException, progress_dir: str, stage_order: Sequence[str] | None,
-                   elapsed: float) -> None:
-    """``failed.json`` and ``report.html`` for a pipeline that raised (or was stopped with Ctrl-C): the error and
-    each stage's counts from the live counters. Best effort: nothing here may hide the job's own error."""
+                   elapsed: float, options: PipelineOptions | None = None) -> None:
+    """``failed.json`` and ``report.html`` for a pipeline that raised (or was stopped: Ctrl-C, SIGTERM): the error
+    and each stage's counts from the live counters, and what a re-run reuses. A stopped run leaves no manifest or
+    summary, even one its pipeline wrote just before the stop. Best effort: nothing here may hide the job's own
+    error."""
     from transforms.stats.progress import LIVE, engine_line, read_progress, stage_rows
     from transforms.stats.report import write_failure_report
 
@@ -760,11 +783,18 @@ def report_failure(output: str, err: BaseException, progress_dir: str, stage_ord
         counters = read_progress(progress_dir) or LIVE.snapshot()
         run, _ = _read_run_file(output.rstrip("/"))
         stopped = any(isinstance(e, KeyboardInterrupt) for e in _chain(err))  # Beam wraps one raised in a step
+        error = f"{type(err).__name__}: {err}"[:4000]
+        if stopped:
+            how = "SIGTERM" if signal.SIGTERM in STOP_SIGNALS else "Ctrl-C (SIGINT)"
+            error = f"stopped by {how} ({error})"
+            remove_finished_marks(output, ["manifest.json", "summary.json"])
         failure = {"job": (run or {}).get("job"), "status": "stopped" if stopped else "failed",
-                   "error": f"{type(err).__name__}: {err}"[:4000], "wall_seconds": round(elapsed, 2),
+                   "error": error, "wall_seconds": round(elapsed, 2),
                    "stages": [{"stage": name, **{k: int(v) for k, v in counts.items()}}
                               for name, counts in stage_rows(counters, list(stage_order or ()))],
                    "engine": engine_line(counters)}
+        if options is not None:
+            failure["resume"] = resume_advice(options, output, stopped)
         path = write_failure_report(output, failure)
         print(f"inverse-instruct: what the run did before it stopped: {path}", file=sys.stderr, flush=True)
     except Exception as problem:  # a full disk, an unreachable store: the job's own error matters more
@@ -896,9 +926,11 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         print_help(job)
         return 0
     interrupted: list[int] = []
+    STOP_SIGNALS.clear()
 
     def on_interrupt(signum, frame):
         interrupted.append(signum)
+        STOP_SIGNALS.append(signum)
         signal.default_int_handler(signum, frame)  # KeyboardInterrupt, wherever the main thread is
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers are set

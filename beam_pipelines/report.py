@@ -115,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for stage in failed.get("stages") or []:
             print(f"  {stage.get('stage')}: in={stage.get('in', 0):,} out={stage.get('out', 0):,} "
                   f"rejected={stage.get('rejected', 0):,}")
+        for line in (failed.get("engine"), failed.get("resume")):
+            if line:
+                print(line)
         print(f"report: {rendered}")
         return 1
     unfinished = unfinished_run_note(output)

@@ -36,6 +36,8 @@ class FakeEngine:
     def __init__(self, config: EngineConfig = EngineConfig(engine="fake")):
         self.config = config
         self.model_id = config.model
+        if SLOW_MARKER in config.model:  # an engine that takes long to start, as a real one does
+            time.sleep(SLOW_SECONDS)
         self.calls = 0
         self._rules: list[tuple[str, list[str]]] = []
         if config.model.endswith(".json") and os.path.isfile(config.model):

@@ -95,8 +95,10 @@ class ServedEngine(EngineBase):
         self._watchdog = start_watchdog([self._process.pid])
         self._conn = Connection(ours.detach())
         try:
+            self._busy = True  # a stop while the server starts must not wait for it to finish starting
             self._send(self.config)
             kind, payload = self._receive()
+            self._busy = False
             if kind != "ready":
                 raise RuntimeError(f"the engine server failed to start:\n{payload}")
         except BaseException:

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 
 import apache_beam as beam
 import pytest
@@ -264,7 +265,7 @@ def test_a_run_whose_pipeline_fails_leaves_a_report_of_what_it_did_and_a_rerun_r
     assert stages["extract"]["in"] == 2 and stages["extract"]["out"] == 2  # the tree's two definitions
     page = (out / "report.html").read_text()
     assert "run failed" in page and "the engine died" in page and "<td>extract</td>" in page
-    assert "Run the same command into the same directory" in page
+    assert "Fix the cause of the error first. No engine answer was saved yet" in page  # the engine never answered
     capsys.readouterr()
     assert report_command.main([str(out)]) == 1
     printed = capsys.readouterr().out
@@ -285,6 +286,7 @@ def test_ctrl_c_in_a_step_is_reported_as_a_stopped_run_with_the_counts_so_far(tm
     (progress / "host-1.json").write_text(json.dumps({"extract.in": 5, "extract.out": 3, "extract.rejected.x": 2}))
     out = tmp_path / "out"
     out.mkdir()
+    (out / "manifest.json").write_text("{}")  # written by the pipeline just before the stop
     try:
         try:
             raise KeyboardInterrupt
@@ -296,6 +298,8 @@ def test_ctrl_c_in_a_step_is_reported_as_a_stopped_run_with_the_counts_so_far(tm
         report_failure(str(out), wrapped, str(progress), ["extract"], 12.3)
     failed = json.loads((out / FAILED_NAME).read_text())
     assert failed["status"] == "stopped" and failed["wall_seconds"] == 12.3
+    assert failed["error"].startswith("stopped by Ctrl-C (SIGINT)")
+    assert not (out / "manifest.json").exists()  # a stopped run is not a finished one
     assert failed["stages"] == [{"stage": "extract", "in": 5, "out": 3, "rejected": 2}]
     assert "run stopped" in (out / "report.html").read_text()
     assert f"what the run did before it stopped: {out}/report.html" in capsys.readouterr().err
@@ -318,3 +322,34 @@ def test_report_on_a_run_killed_outright_says_what_a_resume_would_reuse(tmp_path
     (out / RUN_FILE).unlink()
     assert report_command.main([str(out)]) == 2
     assert "unfinished" not in capsys.readouterr().err  # a directory no run started in
+
+
+def test_the_failure_reports_resume_advice_says_what_a_rerun_reuses(tmp_path):
+    from beam_pipelines.launch import resume_advice
+
+    out = tmp_path / "out"
+    (out / "cache").mkdir(parents=True)
+
+    def advice(*argv, stopped=True):
+        return resume_advice(pipeline_options([f"--output={out}", *argv], JOB), str(out), stopped)
+
+    assert advice("--no-cache") == "Nothing was cached (--no-cache): re-running the command starts over."
+    assert advice().startswith("No engine answer was saved yet")
+    (out / "cache" / "part-0.jsonl").write_text('{"key": "k"}\n')
+    assert advice().startswith(f"Re-run the same command to resume: the engine answers already saved in {out}/cache")
+    assert advice(stopped=False).startswith("Fix the cause of the error first. Re-run the same command")
+
+
+def test_the_process_exits_even_when_a_thread_of_the_runner_never_ends():
+    """Seen once after a SIGTERM: Beam's state sampler thread was never stopped, and exit_process joined it
+    forever after the job had printed its note."""
+    script = textwrap.dedent("""
+        import threading, time
+        from beam_pipelines import cli
+        cli.THREAD_JOIN_SECONDS = 1.0
+        threading.Thread(target=time.sleep, args=(600,), daemon=False).start()
+        cli.exit_process(143)
+    """)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 143 and time.monotonic() - started < 60, proc.stderr

@@ -542,9 +542,10 @@ def failure_report(output: str, failure: Mapping[str, Any]) -> str:
         sections.append("<p>No stage had counted a record.</p>")
     if failure.get("engine"):
         sections.append(f"<p>{html.escape(str(failure['engine']))}</p>")
-    sections.append("<h2>Resuming</h2><p>Run the same command into the same directory: every engine answer saved "
-                    "in the inference cache (" + html.escape(f"{output}/cache") + " unless --inference-cache or "
-                    "--no-cache said otherwise) is reused, and the rest is asked again.</p>")
+    advice = failure.get("resume") or ("Run the same command into the same directory: every engine answer saved in "
+                                       f"the inference cache ({output}/cache unless --inference-cache or --no-cache "
+                                       "said otherwise) is reused, and the rest is asked again.")
+    sections.append(f"<h2>Resuming</h2><p>{html.escape(str(advice))}</p>")
     title = "inverse-instruct: run stopped" if stopped else "inverse-instruct: run failed"
     return page(title, _meta(failure, ["job", "status", "wall_seconds"]), sections)
 

@@ -195,3 +195,30 @@ def test_close_during_a_long_call_ends_the_server_at_once():
     assert time.monotonic() - started < SLOW_SECONDS / 4
     assert not caller.is_alive() and failures and "exited" in str(failures[0])
     assert _wait_gone(pids) == []
+
+
+def test_a_stop_while_the_server_starts_ends_it_at_once():
+    """close() while the server was still starting sent "close" to a server that reads nothing until it has
+    started, and waited up to CLOSE_TIMEOUT_S (a probe: a SIGTERM waited 10 s for vLLM's start)."""
+    import threading
+
+    from runners.engines.cleanup import LIVE_ENGINES, close_all_engines
+    from runners.engines.fake_engine import SLOW_MARKER, SLOW_SECONDS
+
+    failures = []
+
+    def start():
+        try:
+            ServedEngine(EngineConfig(engine="fake", model=f"slow-start {SLOW_MARKER}"))
+        except RuntimeError as err:
+            failures.append(err)
+
+    before = set(LIVE_ENGINES)
+    starter = threading.Thread(target=start)
+    starter.start()
+    time.sleep(2.0)  # the server is starting
+    assert set(LIVE_ENGINES) - before
+    started = time.monotonic()
+    close_all_engines()
+    starter.join(SLOW_SECONDS)
+    assert time.monotonic() - started < SLOW_SECONDS / 4 and not starter.is_alive() and failures
