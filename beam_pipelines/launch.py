@@ -757,16 +757,20 @@ def resume_advice(options: PipelineOptions, output: str, stopped: bool) -> str:
     from runners.options import EngineOptions
 
     engine = options.view_as(EngineOptions)
-    if engine.no_cache:
-        text = "Nothing was cached (--no-cache): re-running the command starts over."
-    else:
-        cache = engine.inference_cache or f"{output.rstrip('/')}/cache"
-        saved = _holds_cache_parts(cache)
-        reused = "already saved" if saved else "saved (if any)"
-        text = ("No engine answer was saved yet: re-running the command starts over." if saved is False else
-                f"Re-run the same command to resume: the engine answers {reused} in {cache} are reused, and only "
-                "the rest is asked of the engine.")
+    text = cache_resume_note(engine.no_cache, engine.inference_cache or f"{output.rstrip('/')}/cache")
     return text if stopped else f"Fix the cause of the error first. {text}"
+
+
+def cache_resume_note(no_cache: bool, cache: str) -> str:
+    """What a re-run reuses, from the inference cache alone (every other stage runs again)."""
+    if no_cache:
+        return "Nothing was cached (--no-cache): re-running the command starts over."
+    saved = _holds_cache_parts(cache)
+    if saved is False:  # an extract-only run, or stopped before the engine's first answer was saved
+        return "No engine answer was saved yet: re-running the command starts over."
+    reused = "already saved" if saved else "saved (if any)"
+    return (f"Re-run the same command to resume: the engine answers {reused} in {cache} are reused, "
+            "and only the rest is asked of the engine.")
 
 
 def report_failure(output: str, err: BaseException, progress_dir: str, stage_order: Sequence[str] | None,
@@ -880,21 +884,20 @@ def interrupt_message(argv: Sequence[str], job: JobSpec, signum: int = signal.SI
         args, _ = parser.parse_known_args(list(argv))
     except JobConfigError:  # interrupted while its arguments were still being checked
         return text
-    if args.no_cache:
-        return f"{text} Nothing was cached (--no-cache): re-running the command starts over."
     cache = args.inference_cache or f"{args.output.rstrip('/')}/cache"
-    saved = _holds_cache_parts(cache)
-    if saved is False:  # an extract-only run, or stopped before the engine's first answer was saved
-        return f"{text} No engine answer was saved yet: re-running the command starts over."
-    reused = "already saved" if saved else "saved (if any)"
-    return (f"{text} Re-run the same command to resume: the engine answers {reused} in {cache} are reused, "
-            "and only the rest is asked of the engine.")
+    return f"{text} {cache_resume_note(args.no_cache, cache)}"
 
 
 def _holds_cache_parts(cache: str) -> bool | None:
     """Whether the local inference cache at ``cache`` holds a part file (each holds at least one answer:
-    ``runners.cache.write_part`` writes none empty); None for a cache in a store (asking it could hang on an
-    interrupted job's way out) and when this process cannot tell."""
+    ``runners.cache.write_part`` writes none empty); None when ``local_cache_parts`` cannot tell."""
+    parts = local_cache_parts(cache)
+    return None if parts is None else bool(parts)
+
+
+def local_cache_parts(cache: str) -> list[str] | None:
+    """The part files of the local inference cache at ``cache``; None for a cache in a store (asking it could hang
+    on an interrupted job's way out) and when this process cannot tell."""
     import glob
 
     from runners.cache import PART_GLOB
@@ -902,7 +905,7 @@ def _holds_cache_parts(cache: str) -> bool | None:
     if "://" in cache and not cache.startswith("file://"):
         return None
     try:
-        return bool(glob.glob(os.path.join(glob.escape(cache.removeprefix("file://")), PART_GLOB)))
+        return glob.glob(os.path.join(glob.escape(cache.removeprefix("file://")), PART_GLOB))
     except OSError:
         return None
 
@@ -925,11 +928,9 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
     if "--help" in argv or "-h" in argv:
         print_help(job)
         return 0
-    interrupted: list[int] = []
     STOP_SIGNALS.clear()
 
     def on_interrupt(signum, frame):
-        interrupted.append(signum)
         STOP_SIGNALS.append(signum)
         signal.default_int_handler(signum, frame)  # KeyboardInterrupt, wherever the main thread is
 
@@ -951,7 +952,7 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         return stdout_reader_gone()
     except BaseException as err:  # told apart below; anything else is re-raised as it is
         chain = list(_chain(err))
-        was_interrupted = bool(interrupted) or any(isinstance(e, KeyboardInterrupt) for e in chain)
+        was_interrupted = bool(STOP_SIGNALS) or any(isinstance(e, KeyboardInterrupt) for e in chain)
         user = next((e for e in chain if isinstance(e, user_errors)), None)
         if user is None:  # fsspec's or Beam's ImportError for a scheme's or runner's missing package (gs://)
             from transforms.io.filesystems import missing_package_message
@@ -966,7 +967,7 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         if len(LIVE_ENGINES):
             close_all_engines()
         if was_interrupted:
-            signum = interrupted[0] if interrupted else signal.SIGINT
+            signum = STOP_SIGNALS[0] if STOP_SIGNALS else signal.SIGINT
             print(interrupt_message(argv, job, signum), file=sys.stderr, flush=True)
             return 128 + signum
         if "--verbose" in argv:

@@ -135,14 +135,10 @@ def unfinished_run_note(output: str) -> str | None:
         return None
     if not isinstance(run, dict) or not run.get("job"):
         return None
-    import glob
-    import os
+    from beam_pipelines.launch import local_cache_parts
 
-    from runners.cache import PART_GLOB
-
-    parts = glob.glob(os.path.join(glob.escape(f"{output}/cache"), PART_GLOB)) if "://" not in output else []
     answers = 0
-    for part in parts:
+    for part in local_cache_parts(f"{output}/cache") or []:
         try:
             with open(part, "rb") as f:
                 answers += sum(1 for line in f if line.strip())

@@ -588,8 +588,8 @@ def write_report(output: str, problems: list[str] | None = None) -> str | None:
         except (FileNotFoundError, OSError):
             samples = []
         text = evaluation_report(output, summary, samples)
-    elif load(FAILED_NAME) is not None:
-        text = failure_report(output, load(FAILED_NAME))
+    elif (failure := load(FAILED_NAME)) is not None:
+        text = failure_report(output, failure)
     else:
         return None
     path = f"{output}/{REPORT_NAME}"
