@@ -3,7 +3,7 @@ shards -> merge with the earlier rounds -> fine-tune -> evaluate on the P3 test 
 
     inverse-instruct self-play-loop --p3-dir ../shared/data/p3 --rounds 1 --output runs/sp-loop \\
         --self-play-args "--num-prompts 4 --samples-per-prompt 32 --solve-attempts 32" \\
-        --eval-args "--samples-per-problem 2 --problem-limit 20" --pass-k 1,2 --eval-epochs last   # CPU, ~5 min
+        --eval-args "--samples-per-problem 2 --problem-limit 20" --pass-k 1,2 --eval-epochs last   # CPU, small
     inverse-instruct self-play-loop --p3-dir data/p3 --rounds 3 --output runs/sp-neo --model EleutherAI/gpt-neo-125M \\
         --self-play-args "--num-prompts 1563 --samples-per-prompt 64 --solve-attempts 128" \\
         --eval-args "--samples-per-problem 100"      # fine-tunes on one GPU at batch 4, as the reference
