@@ -523,8 +523,8 @@ def guard_output(options: PipelineOptions, job: JobSpec) -> None:
         previous = None
     if previous is not None and previous != current and not holds_output(output):
         logging.getLogger(__name__).warning(
-            "%s/%s records a run with other arguments that wrote no output (it stopped before any work): this "
-            "run replaces it", output, RUN_FILE)
+            "%s/%s records a run with other arguments that left no outputs and no engine answers (only its "
+            "logs and failure report, if any): this run replaces it", output, RUN_FILE)
         previous = None
     if previous is not None and previous != current:
         before, now = previous.get("arguments", {}), current["arguments"]
@@ -797,6 +797,9 @@ def report_failure(output: str, err: BaseException, progress_dir: str, stage_ord
                    "stages": [{"stage": name, **{k: int(v) for k, v in counts.items()}}
                               for name, counts in stage_rows(counters, list(stage_order or ()))],
                    "engine": engine_line(counters)}
+        remote = next((e.remote_traceback for e in _chain(err) if getattr(e, "remote_traceback", None)), None)
+        if remote:
+            failure["engine_traceback"] = remote[-20000:]
         if options is not None:
             failure["resume"] = resume_advice(options, output, stopped)
         path = write_failure_report(output, failure)
@@ -940,8 +943,10 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
     previous = {signum: signal.signal(signum, on_interrupt) for signum in (signal.SIGINT, signal.SIGTERM)
                 } if in_main_thread else {}
     user_errors = user_error_classes()
+    from runners.api import EngineFailure
+
     beam_log = logging.getLogger("apache_beam.runners.common")
-    drop_reported = _DropReported((KeyboardInterrupt, *user_errors))
+    drop_reported = _DropReported((KeyboardInterrupt, EngineFailure, *user_errors))
     beam_log.addFilter(drop_reported)
     try:
         check_known_options(argv, job)
@@ -958,7 +963,10 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
             from transforms.io.filesystems import missing_package_message
 
             user = next((message for e in chain if (message := missing_package_message(e))), None)
-        if not was_interrupted and user is None:
+        # The engine's own failure (it did not start, or its process died): one line; its traceback, from the
+        # engine's process, is in failed.json (Beam's copies of it would print it four times over).
+        engine = next((e for e in reversed(chain) if isinstance(e, EngineFailure)), None)
+        if not was_interrupted and user is None and engine is None:
             raise
         # Close the engines (their subprocesses) now, while the failed pipeline still holds them: once this
         # exception is dropped they may be collected, and leave the registry that closes them at exit.
@@ -972,6 +980,10 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
             return 128 + signum
         if "--verbose" in argv:
             traceback.print_exception(err, file=sys.stderr)
+        if user is None:
+            print(f"{job.prog}: error: {engine}\n  (the engine's traceback: failed.json in the output directory, "
+                  "or --verbose)", file=sys.stderr, flush=True)
+            return 1
         print(f"{job.prog}: error: {user}", file=sys.stderr, flush=True)
         return 2
     finally:

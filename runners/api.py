@@ -81,6 +81,33 @@ def request_seed(record_id: str, candidate_index: int, run_seed: int) -> int:
 OnResult = Callable[[int, "GenerateResult"], None]
 
 
+class EngineFailure(RuntimeError):
+    """The engine itself failed (it did not start, a request raised inside it, or its process exited), as opposed to
+    one request's error, which its result carries. The message is one line, ending with the engine's own error;
+    ``remote_traceback`` is the engine's traceback (from its process), which a failed job keeps in ``failed.json``
+    instead of printing it again at every level."""
+
+    def __init__(self, message: str, remote_traceback: str | None = None):
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self):  # pickled to and from workers with its traceback
+        return (type(self), (str(self), self.remote_traceback))
+
+
+def last_error_line(formatted_traceback: str) -> str:
+    """The error a formatted traceback ends with (``ValueError: ...``, several lines when its message has them): the
+    lines after its last frame (``  File ...`` and the frame's indented source lines)."""
+    lines = formatted_traceback.rstrip().splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    if not frames:
+        return formatted_traceback.strip()
+    start = frames[-1] + 1
+    while start < len(lines) and lines[start][:1].isspace():
+        start += 1
+    return "\n".join(lines[start:]).strip() or formatted_traceback.strip()
+
+
 class Engine(Protocol):
     """What every engine implements. ``tokenizer`` is the HF tokenizer of the model."""
 

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Sequence
 
-from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
+from runners.api import EngineFailure, GenerateResult, OnResult, SamplingSpec, ScoreResult, last_error_line
 from runners.engines.cleanup import (
     LIVE_ENGINES,
     install_cleanup_hooks,
@@ -100,7 +100,10 @@ class ServedEngine(EngineBase):
             kind, payload = self._receive()
             self._busy = False
             if kind != "ready":
-                raise RuntimeError(f"the engine server failed to start:\n{payload}")
+                error = last_error_line(payload)
+                if "VLLM_CPU_KVCACHE_SPACE" in error:  # vLLM names its variable; the job sets it from an option
+                    error += " (--kv-cache-gb sets VLLM_CPU_KVCACHE_SPACE)"
+                raise EngineFailure(f"the {self.config.engine} engine failed to start: {error}", payload)
         except BaseException:
             self.close()
             raise
@@ -142,7 +145,7 @@ class ServedEngine(EngineBase):
         self._call(("generate", list(prompts), list(specs), True), streamed)
         missing = sum(result is None for result in results)
         if missing:
-            raise RuntimeError(f"the engine server finished without answering {missing} request(s)")
+            raise EngineFailure(f"the engine server finished without answering {missing} request(s)")
         return results  # type: ignore[return-value]
 
     def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[Sequence[int]],
@@ -176,7 +179,8 @@ class ServedEngine(EngineBase):
             if failure is not None:
                 raise failure
             if kind == "error":
-                raise RuntimeError(f"the engine server failed:\n{payload[0]}")
+                raise EngineFailure(f"the {self.config.engine} engine failed: {last_error_line(payload[0])}",
+                                    payload[0])
             return payload[0]
 
     def _send(self, message: tuple) -> None:
@@ -191,14 +195,14 @@ class ServedEngine(EngineBase):
         except (EOFError, OSError) as error:
             raise self._gone() from error
 
-    def _gone(self) -> RuntimeError:
+    def _gone(self) -> EngineFailure:
         """The error for a server that closed its end: it exited, or is about to."""
         try:
             code = self._process.wait(5)
         except subprocess.TimeoutExpired:
             code = None
         where = os.environ.get(ENGINE_LOG_ENV) or "this process's stderr"
-        return RuntimeError(f"the {self.config.engine} engine server (pid {self._process.pid}) exited"
+        return EngineFailure(f"the {self.config.engine} engine server (pid {self._process.pid}) exited"
                             f"{'' if code is None else f' with status {code}'}; its output is in {where}")
 
     def close(self) -> None:

@@ -353,3 +353,44 @@ def test_the_process_exits_even_when_a_thread_of_the_runner_never_ends():
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 143 and time.monotonic() - started < 60, proc.stderr
+
+
+def test_an_engine_that_fails_to_start_is_one_error_line_exit_1_with_its_traceback_in_failed_json(
+        tmp_path, tree, monkeypatch, capsys):
+    """The engine server's start failure used to print its traceback four times (Beam's log of the step, the step's
+    error, and Beam's copy of it, each with the server's traceback inside): 316 lines, even with --quiet. Now: one
+    error line ending with the engine's own error, exit 1, and the engine's traceback in failed.json and the page."""
+    import runners.engines as engines
+    from runners.engines.server import ServedEngine
+    from transforms.stats.report import FAILED_NAME
+
+    # The server hosts vllm and fake engines only: asked for another, it fails to start (as vLLM does on a bad
+    # setting), after the pipeline has begun.
+    monkeypatch.setattr(engines, "build_engine", lambda config: ServedEngine(config))
+    out = tmp_path / "out"
+    code = main([f"--output={out}", f"--source-tree={tree}", "--engine=transformers", "--quiet",
+                 "--num-candidates=2"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "Traceback" not in err and "File \"" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith(f"{PROG}: error: ")]
+    assert len(errors) == 1, err
+    assert errors[0].endswith("the transformers engine failed to start: ValueError: the engine server runs vllm or "
+                              "fake engines, not 'transformers'"), err
+    assert "failed.json" in err
+    failed = json.loads((out / FAILED_NAME).read_text())
+    assert failed["status"] == "failed" and "runs vllm or fake engines" in failed["error"]
+    assert failed["engine_traceback"].startswith("Traceback (most recent call last):")
+    assert "runners/engines/server.py" in failed["engine_traceback"]
+    assert "The engine's traceback (from its own process)" in (out / "report.html").read_text()
+
+
+def test_an_engine_failure_keeps_its_traceback_with_verbose(tmp_path, tree, monkeypatch, capsys):
+    import runners.engines as engines
+    from runners.engines.server import ServedEngine
+
+    monkeypatch.setattr(engines, "build_engine", lambda config: ServedEngine(config))
+    code = main([f"--output={tmp_path / 'out'}", f"--source-tree={tree}", "--engine=transformers", "--quiet",
+                 "--verbose", "--num-candidates=2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback (most recent call last)" in err and "runners/engines/server.py" in err

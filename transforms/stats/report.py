@@ -531,6 +531,9 @@ def failure_report(output: str, failure: Mapping[str, Any]) -> str:
     stages = [s for s in failure.get("stages") or [] if isinstance(s, Mapping)]
     sections = [f"<h2>{'Stopped' if stopped else 'Failed'}</h2>"
                 + _pre(str(failure.get("error") or "no error recorded"), 2000)]
+    if failure.get("engine_traceback"):
+        sections.append("<details><summary>The engine's traceback (from its own process)</summary>"
+                        + _pre(str(failure["engine_traceback"]), 20000) + "</details>")
     if stages:
         sections.append("<h2>Records when it stopped</h2><p class=meta>The live counters of every process, last "
                         "written about a second before the end: records in flight are not in them, and the "

@@ -222,3 +222,22 @@ def test_a_stop_while_the_server_starts_ends_it_at_once():
     close_all_engines()
     starter.join(SLOW_SECONDS)
     assert time.monotonic() - started < SLOW_SECONDS / 4 and not starter.is_alive() and failures
+
+
+def test_the_error_line_of_a_chained_multiline_traceback_is_its_last_exception():
+    from runners.api import last_error_line
+
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError:
+            raise ValueError("first line\nsecond line") from None
+    except ValueError:
+        import traceback
+
+        text = traceback.format_exc()
+    assert last_error_line(text) == "ValueError: first line\nsecond line"
+    chained = "Traceback (most recent call last):\n  File \"x\", line 1\nKeyError: 'a'\n\nDuring handling of the " \
+              "above exception, another exception occurred:\n\nTraceback (most recent call last):\n  File \"y\"" \
+              ", line 2\n    raise OSError(5)\nOSError: 5\n"
+    assert last_error_line(chained) == "OSError: 5"
