@@ -750,6 +750,9 @@ def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, Pipeline
 
 # The stop signals job_main has received (SIGINT, SIGTERM), for the failure report's words.
 STOP_SIGNALS: list[int] = []
+# The outputs whose summary.json this process has written (write_summary): a stop that arrives after its job's is
+# written finds a finished run, with nothing to resume.
+FINISHED_OUTPUTS: list[str] = []
 
 
 def resume_advice(options: PipelineOptions, output: str, stopped: bool) -> str:
@@ -821,6 +824,7 @@ def write_summary(output: str, summary: dict[str, Any], result=None, hidden: Seq
     from transforms.io.parquet import write_index_atomic
 
     write_index_atomic(f"{output}/summary.json", summary)
+    FINISHED_OUTPUTS.append(output.rstrip("/"))
     print(summary_text(output, {k: v for k, v in summary.items() if k not in hidden}))
     return summary
 
@@ -878,14 +882,19 @@ def interrupt_message(argv: Sequence[str], job: JobSpec, signum: int = signal.SI
     from runners.options import EngineOptions
 
     text = f"{job.prog}: {'terminated (SIGTERM)' if signum == signal.SIGTERM else 'interrupted'}."
-    if EngineOptions not in job.option_classes:
+    if OutputOptions not in job.option_classes:
         return text
     parser = _JobParser(prog=job.prog, add_help=False, allow_abbrev=False, conflict_handler="resolve")
-    for cls in (OutputOptions, EngineOptions):
+    for cls in (OutputOptions, EngineOptions) if EngineOptions in job.option_classes else (OutputOptions,):
         cls._add_argparse_args(parser)
     try:
         args, _ = parser.parse_known_args(list(argv))
     except JobConfigError:  # interrupted while its arguments were still being checked
+        return text
+    if args.output and args.output.rstrip("/") in FINISHED_OUTPUTS:  # the stop came as the job printed its summary
+        return (f"{text[:-1]} after its run had finished: {args.output.rstrip('/')}/summary.json holds its numbers "
+                "and nothing is left to resume.")
+    if EngineOptions not in job.option_classes:
         return text
     cache = args.inference_cache or f"{args.output.rstrip('/')}/cache"
     return f"{text} {cache_resume_note(args.no_cache, cache)}"
@@ -932,6 +941,7 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         print_help(job)
         return 0
     STOP_SIGNALS.clear()
+    FINISHED_OUTPUTS.clear()
 
     def on_interrupt(signum, frame):
         STOP_SIGNALS.append(signum)

@@ -394,3 +394,32 @@ def test_an_engine_failure_keeps_its_traceback_with_verbose(tmp_path, tree, monk
                  "--verbose", "--num-candidates=2"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback (most recent call last)" in err and "runners/engines/server.py" in err
+
+
+def test_a_stop_that_arrives_as_the_finished_run_prints_its_summary_says_nothing_is_left_to_resume(tmp_path, capsys):
+    """A SIGTERM in the run's last second (its summary printed) used to say "Re-run the same command to resume"
+    under the summary of a finished run."""
+    import signal
+
+    from beam_pipelines.launch import STOP_SIGNALS, write_summary
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def finished_then_stopped(argv):
+        write_summary(str(out), {"records": 3})
+        STOP_SIGNALS.append(signal.SIGTERM)  # what job_main's handler records before it raises
+        raise KeyboardInterrupt
+
+    assert job_main([f"--output={out}"], JOB, finished_then_stopped) == 143
+    err = capsys.readouterr().err
+    assert err.startswith(f"{PROG}: terminated (SIGTERM) after its run had finished: {out}/summary.json"), err
+    assert "nothing is left to resume" in err and "Re-run" not in err
+
+    def stopped(argv):  # a stop before the summary still says how to resume
+        STOP_SIGNALS.append(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    assert job_main([f"--output={out}"], JOB, stopped) == 143
+    err = capsys.readouterr().err
+    assert err.startswith(f"{PROG}: terminated (SIGTERM). ") and "re-running the command starts over" in err, err
