@@ -171,11 +171,12 @@ def run_pipeline(handler, requests, runner_flags: list[str]) -> tuple[float, int
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_pipelines.launch import counter_totals
+    from beam_pipelines.launch import counter_totals, local_runner
     from runners.model_handler import ENGINE_STAGE, run_inference
 
     started = time.perf_counter()
-    pipeline = beam.Pipeline(options=PipelineOptions(runner_flags))
+    options = PipelineOptions(runner_flags)
+    pipeline = beam.Pipeline(runner=local_runner(options), options=options)  # as the jobs run: no Prism
     _ = run_inference(pipeline | beam.Create(requests), handler)
     result = pipeline.run()
     result.wait_until_finish()

@@ -294,3 +294,32 @@ def test_exit_process_ends_after_pythons_exit_work_with_the_code(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (3, "buffered thread atexit"), done.stderr
+
+
+def test_a_local_job_never_tries_prism_and_leaves_no_pipeline_temp_dir(tmp_path, monkeypatch):
+    """Beam 2.77's DirectRunner first runs a pipeline on Prism, downloading its binary from GitHub at run time
+    (offline it fails and falls back, so every job here tried it): a run-time download, and on a machine online a
+    runner this project never tests. And a pipeline run outside a `with` block left its beam-pipeline-temp dir."""
+    import tempfile
+
+    from apache_beam.runners.portability import prism_runner
+
+    from beam_pipelines.inverse_instruct import run
+
+    tried = []
+
+    def record_prism(self, *args, **kwargs):
+        tried.append(args)
+        raise RuntimeError("no Prism here")  # the DirectRunner falls back, as offline
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", record_prism)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.py").write_text("def add(a, b):\n    return a + b\n")
+    assert run([f"--output={tmp_path / 'out'}", f"--source-tree={tree}", "--stages=extract", "--quiet"])["balanced"]
+    assert (tmp_path / "out" / "snippets").is_dir()
+    assert tried == []
+    assert not list(temp.glob("beam-pipeline-temp*"))
