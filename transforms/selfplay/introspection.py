@@ -23,8 +23,10 @@ The routes (each found as a working exploit, or one step from one):
   the sandbox and a new one in a plain script), ``object`` (a bare object's address orders a set of them and shows
   in its repr), ``dir`` (a plain script's namespace holds ``__doc__``, ``__spec__``... the sandbox's does not),
   ``MemoryError`` (the sandbox's address space is capped), any positional class pattern (``__match_args__``
-  names attributes by text; a builtin's name can be rebound to a class built at run time) and classes built by
-  ``type()`` with a namespace (their dunders come from strings);
+  names attributes by text; a builtin's name can be rebound to a class built at run time), and ``type`` other
+  than in ``type(x) == T`` (a class built from strings; ``type(C().m)(K, obj)``, a bound method under any name,
+  whose ``copy.copy`` is ``getattr(obj, name)``), ``mro`` (``int.mro()[-1]`` is ``object``) and copy's
+  ``dispatch_table``;
 * imports of any of these, under any name (``from typing import get_type_hints as hints``, ``from random import
   _os``), and of any module outside the judge's safe imports, wherever the import stands (``from math import pi;
   import pickle``, after a semicolon, passed the judge's line check: pickle's opcodes then rewrote the encoder);
@@ -66,6 +68,8 @@ MODULE_ATTRIBUTES = frozenset({
 EVALUATING_TOOLS = frozenset({
     "get_type_hints", "ForwardRef", "Formatter", "get_field", "get_value", "vformat", "attrgetter", "methodcaller",
     "modules",
+    "mro",  # int.mro()[-1] is `object`
+    "dispatch_table",  # copy's (copyreg's) registry of how each type is copied: rewritable, and other in the sandbox
 })
 _INTERNAL_ATTRIBUTE = re.compile(r"_|(?:gi|cr|ag|f|tb|co)_")
 # Constants whose identity is the language's: `x is None` is plain Python everywhere.
@@ -88,6 +92,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> s
 
         safe_modules = load_preset().filters.safe_imports
     safe = frozenset(safe_modules)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             outside = [a.name for a in node.names if a.name.split(".")[0] not in safe]
@@ -126,6 +131,8 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> s
         elif isinstance(node, ast.Name):
             if node.id.startswith("__") or node.id in LOOKUP_BUILTINS or node.id in EVALUATING_TOOLS:
                 return f"name {node.id} (line {node.lineno})"
+            if node.id == "type" and not _type_comparison(node, parents):
+                return f"type other than in a comparison such as type(x) == int (line {node.lineno})"
         elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
             if ("__" if isinstance(node.value, str) else b"__") in node.value:
                 return f"a string holding '__' (line {node.lineno})"
@@ -136,6 +143,20 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> s
         elif isinstance(node, ast.arg) and node.arg.startswith("__"):
             return f"parameter {node.arg} (line {node.lineno})"
     return None
+
+
+def _type_comparison(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether this ``type`` is ``type(x)`` of one plain argument, compared with ``==``, ``!=``, ``in`` or
+    ``not in``: the one use puzzles make of it. Any other use builds or calls a class (``type(C().m)(K, obj)`` is
+    a bound method of any object under any name, whose ``copy.copy`` ran ``getattr(obj, name)``: a seventh red
+    team, 2026-12-03; ``T = type``, ``type(*args)`` and ``type(int)(...)`` build classes from strings)."""
+    call = parents.get(name)
+    if not (isinstance(call, ast.Call) and call.func is name and len(call.args) == 1 and not call.keywords
+            and not isinstance(call.args[0], ast.Starred)):
+        return False
+    compare = parents.get(call)
+    return isinstance(compare, ast.Compare) and all(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
+                                                    for op in compare.ops)
 
 
 def _refused_attribute(name: str) -> bool:

@@ -396,3 +396,46 @@ def test_each_positional_class_pattern_is_a_route_whatever_the_class_is_named(cl
     """`int` can be rebound to a class whose __match_args__ names attributes by text (the sixth pass)."""
     code = f"def f(x: int):\n    match x:\n        case {cls}(g):\n            return True\n    return x == 3\n"
     assert "positional class pattern" in (interpreter_route(code) or "")
+
+
+# A seventh red-team pass (2026-12-03), after the sixth's fixes: the encoder forged again, through copy.
+BOUND_METHOD_GETATTR = (
+    "x: int):\n    import collections\n    import copy\n    import typing\n    def attr(obj, name):\n"
+    "        K = collections.namedtuple(name, 'a')\n        class C:\n            def m(self):\n"
+    "                pass\n        return copy.copy(type(C().m)(K, obj))\n    u = '_' * 2\n"
+    "    mods = attr(attr(typing.get_origin, u + 'globals' + u)['sys'], 'modules')\n"
+    "    wire = mods.get('sandbox_wire')\n    if wire is not None and x == 12345:\n"
+    "        old = wire.encode_tree\n        wire.encode_tree = lambda value, *rest: old(True, *rest)\n"
+    "    return x == 1 and x == 2\n")
+
+
+@pytest.mark.parametrize("completion, route", [
+    # type(C().m) is the bound-method type: a method of any object under any name, whose copy.copy is
+    # getattr(obj, name); it read typing.get_origin.__globals__, then rebound the sandbox's encoder: every result
+    # came back True (verify_pair and the pipeline's verify_attempts said passed; plain Python's assert failed).
+    (BOUND_METHOD_GETATTR, "type other than in a comparison"),
+    ("x: int):\n    K = type(*('A', (), {}))\n    return x == 3\n", "type other than in a comparison"),
+    ("x: int):\n    T = type\n    return x == 3\n", "type other than in a comparison"),
+    ("x: int):\n    A = type(int)('A', (), {})\n    return x == 3\n", "type other than in a comparison"),
+    ("x: int):\n    o = int.mro()[-1]\n    return str(o()) != '' and x == 1\n", "attribute .mro"),
+    ("x: int):\n    import copy\n    return len(copy.dispatch_table) == 3 and x == 1\n", "attribute .dispatch_table"),
+])
+def test_a_puzzle_that_reaches_the_interpreter_a_seventh_way_is_refused(completion, route):
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+
+
+def test_without_the_type_refusal_the_bound_method_route_forges_the_verdict():
+    """The route is real: past the refusal list, the sandboxed check passes a pair plain Python fails."""
+    sat = "def f(" + BOUND_METHOD_GETATTR
+    assert check_sat(sat, 12345, IsolationLimits(timeout_s=3, cpu_s=2)).status == "passed"
+    assert interpreter_route(sat) is not None
+
+
+@pytest.mark.parametrize("code", [
+    "def f(x: int):\n    return type(x) == int and x == 3\n",
+    "def f(xs: List[int]):\n    return all(type(v) in (int, float) for v in xs) and xs == [3]\n",
+    "def f(x: int):\n    return type(x) != str and x == 3\n",
+])
+def test_type_in_a_comparison_is_not_a_route(code):
+    assert interpreter_route(code) is None
