@@ -292,6 +292,20 @@ del json, resource, cfg, kind, soft, hard
 exec(compile(sys.argv[2], "<program>", "exec"), {{"__name__": "__main__"}})
 """
 
+# For plain scripts (``run_plain_script``): limits first, then the script file written and the interpreter exec'd
+# on it with its default flags (site included), so that nothing of the sandbox's own runs in the script's process.
+# The directory's name is the marker, so that the exec'd interpreter's command line still holds it.
+_SCRIPT_BOOTSTRAP = f"""# {PROCESS_MARKER}
+import json, os, resource, sys
+cfg = json.loads(sys.argv[1])
+for kind, soft, hard in cfg["limits"]:
+    resource.setrlimit(kind, (soft, hard))
+os.mkdir("{PROCESS_MARKER}")
+with open("{PROCESS_MARKER}/main.py", "w", encoding="utf-8") as script:
+    script.write(sys.argv[2])
+os.execv(sys.executable, [sys.executable, "{PROCESS_MARKER}/main.py"])
+"""
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -356,6 +370,7 @@ class SandboxProcess:
         self._inner_pidfd: int | None = None
         self._workdir: str | None = None
         self._closed = False
+        self.saw_line = False
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         child_fds = list(channel or ())
@@ -506,8 +521,10 @@ class SandboxProcess:
                     else:
                         self._drain(key.fd, sel)
 
-    def wait(self) -> int | None:
-        """Wait for the interpreter to exit or the wall clock to run out (then None), draining output."""
+    def wait(self, until_line: str | None = None) -> int | None:
+        """Wait for the interpreter to exit or the wall clock to run out (then None), draining output; with
+        ``until_line``, also stop (None, ``saw_line`` set) once stdout holds that line."""
+        self.saw_line = False
         with selectors.DefaultSelector() as sel:
             for fd in self._out_fds:
                 sel.register(fd, selectors.EVENT_READ)
@@ -520,6 +537,9 @@ class SandboxProcess:
                     if key.fd == self._outer_pidfd:
                         return self.proc.wait()
                     self._drain(key.fd, sel)
+                    if until_line is not None and until_line in self.stdout.splitlines():
+                        self.saw_line = True
+                        return None
 
     def _exit_description(self) -> str:
         try:
@@ -607,7 +627,19 @@ def run_program(source: str, limits: IsolationLimits = IsolationLimits(),
     return _run_program(source, limits, check_isolation(allow_unisolated))
 
 
-def _run_program(source: str, limits: IsolationLimits, isolated: bool) -> ProcessResult:
+def run_plain_script(source: str, limits: IsolationLimits = IsolationLimits(), allow_unisolated: bool = False,
+                     hash_seed: str = HASH_SEED, until_line: str | None = None) -> ProcessResult:
+    """Run ``source`` as a plain script in the sandbox: ``python main.py`` in an interpreter of its own with its
+    default flags, exec'd once the limits are set, so the script finds a plain script's process and nothing of
+    the sandbox's agent. With ``until_line``, the run ends (``timed_out`` False, ``returncode`` None) as soon as
+    stdout holds that line: what would run at exit (threads, ``atexit``, ``__del__``) never holds up the answer.
+    Its exit code and output are its own to forge (see ``verdicts.check_literal``)."""
+    return _run_program(source, limits, check_isolation(allow_unisolated), hash_seed, plain_script=True,
+                        until_line=until_line)
+
+
+def _run_program(source: str, limits: IsolationLimits, isolated: bool, hash_seed: str = HASH_SEED,
+                 plain_script: bool = False, until_line: str | None = None) -> ProcessResult:
     import resource
     mb = 1 << 20
     limit_list = [(resource.RLIMIT_CPU, int(limits.cpu_s), int(limits.cpu_s) + 1),
@@ -617,7 +649,9 @@ def _run_program(source: str, limits: IsolationLimits, isolated: bool) -> Proces
                   (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
                   (resource.RLIMIT_CORE, 0, 0)]
     config = json.dumps({"limits": limit_list})
-    with SandboxProcess([*PYTHON_FLAGS, "-c", _RAW_BOOTSTRAP, config, source], limits, isolated) as proc:
-        code = proc.wait()
-        timed_out = code is None
+    bootstrap = _SCRIPT_BOOTSTRAP if plain_script else _RAW_BOOTSTRAP
+    with SandboxProcess([*PYTHON_FLAGS, "-c", bootstrap, config, source], limits, isolated,
+                        hash_seed=hash_seed) as proc:
+        code = proc.wait(until_line)
+        timed_out = code is None and not proc.saw_line
     return ProcessResult(code, timed_out, time.monotonic() - proc.started, proc.stdout, proc.stderr, isolated)

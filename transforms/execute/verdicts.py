@@ -16,7 +16,7 @@ exception description; this module compares:
   ``bool``/``int``/``float``/``str``, nested ``List[...]``; ``True`` is not an ``int``); ``check_sat`` runs
   ``f(answer)`` in a FRESH sandbox and requires exactly ``True`` back; ``verify_pair`` does both, and then
   rejects a pair that does not also hold as the literal program trained on (``check_literal``: ``f(g())`` in
-  one process, where an answer keeps the aliasing the wire loses; only ever a reason to reject);
+  one plain script, where an answer keeps the aliasing the wire loses; only ever a reason to reject);
   ``sat_results`` checks many answers in one sandbox, each in a process of its own (the trivial-answer
   filter); ``runs_cleanly`` runs a program and optionally one call (the ``f(None)`` judge filter).
 
@@ -434,36 +434,66 @@ def literal_program(sat: str, sol: str) -> str:
     return sol if sol.startswith(sat) else f"{sat}\n\n{sol}"
 
 
+# What the literal check appends to the trained-on program: one expression statement (no name bound next to the
+# model's), printing the run's nonce only when f(g()) is exactly True, else a short description of the value
+# (exact builtin types only, so no model code runs to describe it).
+_LITERAL_TAIL = (
+    "\n\n(lambda r: print({nonce!r} if r is True else {not_true!r} + (\n"
+    "    repr(r)[:200] if type(r) in (bool, float, str, type(None)) or (type(r) is int and -10 ** 60 < r < 10 ** 60)\n"
+    "    else '<' + type(r).__name__ + ' object>'), flush=True))({call})\n")
+_NOT_TRUE = "f(g()) is not True: "
+
+
 def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(), *, sat_entry: str = "f",
                   sol_entry: str = "g", preamble: str | None = None, allow_unisolated: bool = False) -> Verdict:
-    """``f(g())`` as the trained-on program runs it: the puzzle and the solution loaded as ONE program
-    (``literal_program``) in a fresh sandbox, and the expression evaluated there (agent op ``eval``, so no
-    helper name is bound next to the model's), ``g``'s answer reaching ``f`` as the very object, aliases and
-    all; passed when it comes back exactly True. One ``timeout_s`` covers ``g`` and ``f`` together, as one
-    program. It runs under a hash seed drawn for it, never the 0 of the sandboxes of ``g`` and ``f(answer)``
-    (``drawn_hash_seed``): plain Python draws one at random, so an answer tuned to a seed is refused.
-    Its pass proves nothing, since ``g`` can tamper with ``f`` here: it can only reject (``verify_pair``)."""
+    """``f(g())`` as the trained-on program runs it: the puzzle and the solution as ONE plain script
+    (``literal_program``, then ``f(g())``), run by a fresh interpreter with its default flags in a fresh sandbox
+    (``isolation.run_plain_script``): no agent, no encoder, a plain script's modules and depth, ``g``'s answer
+    reaching ``f`` as the very object, aliases and all. Passed when the script prints this run's nonce, which its
+    last statement prints only when ``f(g())`` is exactly True, and exits 0. One ``timeout_s`` covers ``g`` and
+    ``f`` together, as one program. It runs under a hash seed drawn for it, never the 0 of the sandboxes of ``g``
+    and ``f(answer)`` (``drawn_hash_seed``): plain Python draws one at random, so an answer tuned to a seed is
+    refused. Its pass proves nothing, since ``g`` can read the nonce from its caller's code here: it can only
+    reject (``verify_pair``). What it adds: a puzzle that lies only where the agent runs it (rewriting the
+    agent's encoder, reading the agent's state) comes out as it is here, and is rejected."""
+    import secrets
+
+    from transforms.execute.isolation import run_plain_script
+
     for entry in (sat_entry, sol_entry):
         if not entry.isidentifier() or keyword.iskeyword(entry):
             raise ValueError(f"not a function name: {entry!r}")
     call = f"{sat_entry}({sol_entry}())"
+    nonce = f"literal-check-{secrets.token_hex(16)}"
+    script = _program(preamble, literal_program(sat, sol)) + _LITERAL_TAIL.format(nonce=nonce, not_true=_NOT_TRUE,
+                                                                                  call=call)
+    started = time.monotonic()
+    try:
+        run = run_plain_script(script, limits, allow_unisolated, hash_seed=drawn_hash_seed(), until_line=nonce)
+    except SandboxFailure as f:
+        return _failure_verdict(f, started, None, True)
+    import signal
 
-    def judge(result: CallResult):
-        if result.kind == "value" and result.value is True:
-            return "passed", "", None
-        if result.kind == "value":
-            return "failed", f"{call} in one process returned {_describe(result.value)}, not True", None
-        if result.kind == "raised":
-            return "failed", f"{call} in one process raised {result.error_type}: {result.message[:300]}", None
-        return "failed", f"{call} in one process returned something that is not plain data: {result.message}", None
-
-    program = _program(preamble, literal_program(sat, sol))
-    verdict = _ask_once(program, lambda session: session.evaluate(call), limits, allow_unisolated, judge,
-                        hash_seed=drawn_hash_seed())
-    if verdict.status == "timeout":
+    lines = run.stdout.splitlines()
+    last = lines[-1] if lines else ""
+    cpu_spent = run.returncode in (-signal.SIGXCPU, -signal.SIGKILL)  # the CPU limit's soft and hard ends
+    if nonce in lines:  # f(g()) was True; what the script does after (exit work that hangs or fails) is not f's
+        status, reason = "passed", ""
+    elif run.timed_out or cpu_spent:
+        status = "timeout"
         reason = f"{call} in one process did not finish within {limits.timeout_s:g}s (g and f together)"
-        return dataclasses.replace(verdict, reason=reason)  # still a timeout: counted as one (solution_timeout)
-    return verdict
+    elif run.returncode == 0 and last.startswith(_NOT_TRUE):
+        shown = last[len(_NOT_TRUE):]
+        shown = shown[:60] + "..." if len(shown) > 60 else shown
+        status, reason = "failed", f"{call} in one process returned {shown}, not True"
+    elif run.returncode == 0:
+        status, reason = "failed", f"{call} in one process ended (exit code 0) before it returned"
+    else:
+        error = next((line for line in reversed(run.stderr.splitlines()) if line.strip()), "")
+        how = f"raised {error[:300]}" if error else (
+            f"was ended by signal {-run.returncode}" if (run.returncode or 0) < 0 else f"exited with {run.returncode}")
+        status, reason = "failed", f"{call} in one process {how}"
+    return Verdict(status, reason, time.monotonic() - started, run.isolated, run.stdout[-2000:], run.stderr[-2000:])
 
 
 def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = IsolationLimits(), *,
@@ -472,10 +502,10 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
     """The self-play check: the solution's answer has the puzzle's answer type and makes the puzzle return
     exactly True. ``g`` and ``f`` run in separate sandboxes, so ``g`` cannot tamper with ``f``; that sound
     check alone can accept. A pair it accepts is then also run as the literal program trained on
-    (``check_literal``: ``f(g())`` in one process, where ``g``'s answer keeps its aliasing, which the wire
+    (``check_literal``: ``f(g())`` in one plain script, where ``g``'s answer keeps its aliasing, which the wire
     loses), and fails with a ``literal:`` reason (a timeout there too) when that does not give True. The literal
-    run is a best-effort filter against accidental aliasing and shared state: a ``g`` that tampers with its own
-    process (say, the agent's encoder) can make it pass, but never make a pair the sound check refused pass.
+    run only rejects: a ``g`` that reads its nonce can make it pass, but never make a pair the sound check
+    refused pass.
     ``literal_preamble`` (default: ``preamble``): what the trained-on text has in front of f and g (self-play's
     has ``List`` only, where the judge's runs have ``List, Set, Tuple, Dict``). The duration covers all three
     runs."""

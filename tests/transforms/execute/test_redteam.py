@@ -10,6 +10,8 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import math
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -209,16 +211,19 @@ def test_protocol_tampering_cannot_make_a_wrong_solution_pass(name, body):
 
 
 def test_a_solution_that_forges_the_literal_run_is_still_judged_by_the_check():
-    # In the one-process run g answers "True" for f(g()) itself; the separate check of f(5) still refuses.
-    body = ("    fr = sys._getframe(1)\n"
-            "    while 'msg' not in fr.f_locals:\n        fr = fr.f_back\n"
-            "    if fr.f_locals['msg']['op'] == 'eval':\n"
-            "        rid, fd = _agent()\n"
-            "        os.write(fd, json.dumps({'id': rid, 'ok': True, 'value': True}).encode() + b'\\n')\n"
-            "        os._exit(0)\n"
+    # In the plain-script run g finds the run's nonce in its caller's code and prints it; the separate check of
+    # f(5) still refuses.
+    body = ("    import sys, os\n"
+            "    todo = list(sys._getframe(1).f_code.co_consts)\n"
+            "    while todo:\n"
+            "        c = todo.pop()\n"
+            "        if isinstance(c, str) and c.startswith('literal-check-'):\n"
+            "            print(c, flush=True)\n"
+            "            os._exit(0)\n"
+            "        todo.extend(getattr(c, 'co_consts', ()))\n"
             "    return 5\n")
-    assert verdicts.check_literal(SAT, _steal() + _pair(SAT, body), FAST).passed  # the forgery works there ...
-    verdict = verdicts.verify_pair(SAT, _steal() + _pair(SAT, body), "int", FAST)
+    assert verdicts.check_literal(SAT, _pair(SAT, body), FAST).passed  # the forgery works there ...
+    verdict = verdicts.verify_pair(SAT, _pair(SAT, body), "int", FAST)
     assert verdict.status == "failed" and verdict.reason.startswith("check:"), verdict  # ... and gains nothing
 
 
@@ -592,3 +597,28 @@ def test_a_result_of_colliding_values_cannot_stall_the_trusted_check():
     assert wire.loads(wire.dumps(many_equal, 8 << 20), 8 << 20) == many_equal
     with pytest.raises(wire.WireError, match="distinct values of one hash"):
         wire.loads(wire.dumps(tuple((k * (2**61 - 1), "x") for k in range(wire.MAX_EQUAL_HASHES + 1)) * 2))
+
+
+def test_a_solution_that_answers_differently_where_the_agent_runs_is_rejected_by_the_plain_script():
+    """g found the agent's module and answered right only there: the sandbox of g and the literal check (then run
+    by the agent too) both saw it, and the pair verified; plain Python's assert failed. The literal check is a
+    plain script now."""
+    sol = "import sys\n" + _pair(SAT, "    return 111 if 'sandbox_wire' in sys.modules else 5\n")
+    assert verdicts.solve_answer(sol, "int", FAST).value == 111
+    verdict = verdicts.verify_pair(SAT, sol, "int", FAST)
+    assert verdict.status == "failed" and verdict.reason == "literal: f(g()) in one process returned False, not True"
+
+
+def test_the_literal_check_runs_a_plain_scripts_process(tmp_path):
+    """What the script sees is a plain script's: run as a file by an interpreter with its default flags, `site`
+    imported, no agent module, a plain script's recursion depth."""
+    program = ("import sys\ndef d(k=0):\n    try:\n        return d(k + 1)\n"
+               "    except RecursionError:\n        return k\n"
+             "def g():\n    return ' '.join(map(str, [sys.flags.no_site, 'sandbox_wire' in sys.modules,\n"
+             "                                  'site' in sys.modules, __name__, sys.argv[0][-3:], d()]))\n")
+    verdict = verdicts.check_literal("def f(x):\n    return x\n", program, FAST)
+    script = tmp_path / "script.py"
+    script.write_text(program + "print(g())\n")  # the same program as a plain script here
+    wanted = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout.strip()
+    assert wanted.startswith("0 False True __main__ .py ")
+    assert verdict.reason == f"f(g()) in one process returned {wanted!r}, not True", (verdict.reason, wanted)

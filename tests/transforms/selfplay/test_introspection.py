@@ -43,14 +43,17 @@ def test_a_puzzle_that_reaches_the_interpreter_is_refused_before_it_runs(complet
 
 
 def test_without_the_refusal_the_forging_puzzle_would_pass_the_sandboxed_check():
-    """Why the refusal exists: the verdict of f(answer) comes from the process f runs in."""
+    """Why the refusal exists: the verdict of f(answer) comes from the process f runs in. Since the literal check
+    runs a plain script (no agent, no encoder), the pair is rejected there too: two defences, where a forgery
+    alone in f beat both before."""
     sat = "from typing import List, Dict\n\ndef f(" + FORGES_THE_ENCODER
+    assert check_sat(sat, 123457, SANDBOX.limits, preamble=STRINGS.judge_preamble).passed  # forged in the agent
     verdict = verify_pair(sat, f"{sat}\n\n{G}", "int", SANDBOX.limits, preamble=STRINGS.judge_preamble)
     namespace: dict = {}
     exec(sat + "\n\n" + G, namespace)  # plain Python: the training text's assert f(g())
     with pytest.raises(KeyError):
         namespace["f"](namespace["g"]())
-    assert verdict.status == "passed"  # the forgery works in the sandbox: hence the static refusal
+    assert verdict.status == "failed" and verdict.reason.startswith("literal: f(g()) in one process raised KeyError")
 
 
 def test_a_program_in_the_sandbox_is_named_main_as_plain_python_names_a_script():
@@ -426,10 +429,14 @@ def test_a_puzzle_that_reaches_the_interpreter_a_seventh_way_is_refused(completi
 
 
 def test_without_the_type_refusal_the_bound_method_route_forges_the_verdict():
-    """The route is real: past the refusal list, the sandboxed check passes a pair plain Python fails."""
+    """The route is real: past the refusal list, the sandboxed check passes a pair plain Python fails (and the
+    literal check, a plain script, rejects it)."""
     sat = "def f(" + BOUND_METHOD_GETATTR
-    assert check_sat(sat, 12345, IsolationLimits(timeout_s=3, cpu_s=2)).status == "passed"
+    limits = IsolationLimits(timeout_s=3, cpu_s=2)
+    assert check_sat(sat, 12345, limits).status == "passed"
     assert interpreter_route(sat) is not None
+    verdict = verify_pair(sat, "def g():\n    return 12345\n", "int", limits)
+    assert verdict.reason == "literal: f(g()) in one process returned False, not True", verdict
 
 
 @pytest.mark.parametrize("code", [
