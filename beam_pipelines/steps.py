@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -124,14 +125,60 @@ def _recorded(marker: Path, prefix: int) -> dict[str, Any]:
     return {"command": identity(shlex.split(text), prefix), "legacy": True}
 
 
+def _is_flag(word: str) -> bool:
+    """An option's name (``--limit``, ``-m``, ``--limit=8``), not a value such as ``-1`` or ``-0.5``."""
+    return word.startswith("-") and len(word) > 1 and not re.fullmatch(r"-\d[\d.eE+-]*", word)
+
+
+def option_units(command: Sequence[str]) -> list[tuple[str, str]]:
+    """A command's words grouped as (option, what the command says): a flag with its value (``--limit 8`` and
+    ``--limit=8`` both under ``--limit``), a flag without one, or a lone word (its own key)."""
+    units: list[tuple[str, str]] = []
+    i = 0
+    while i < len(command):
+        word = command[i]
+        if _is_flag(word):
+            name, sep, _ = word.partition("=")
+            if not sep and i + 1 < len(command) and not _is_flag(command[i + 1]):
+                units.append((name, f"{word} {shlex.quote(command[i + 1])}"))
+                i += 2
+                continue
+            units.append((name, word))
+        else:
+            units.append((word, word))
+        i += 1
+    return units
+
+
+def command_differences(before: Sequence[str], now: Sequence[str]) -> list[str]:
+    """The options of two commands that differ, each named: ``--limit 8 -> --limit 9`` for an option whose value
+    changed, ``- --x 1`` for one only the first has, ``+ --x 1`` for one only the second has."""
+    old, new = option_units(before), option_units(now)
+    lines = []
+    matcher = difflib.SequenceMatcher(a=[shown for _, shown in old], b=[shown for _, shown in new], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        removed, added = list(old[i1:i2]), list(new[j1:j2])
+        for key, shown in list(removed):  # the same option on both sides, in order: its value changed
+            match = next((unit for unit in added if unit[0] == key), None)
+            if match is not None and _is_flag(key):
+                lines.append(f"{shown} -> {match[1]}")
+                removed.remove((key, shown))
+                added.remove(match)
+        lines += [f"- {shown}" for _, shown in removed] + [f"+ {shown}" for _, shown in added]
+    return lines
+
+
 def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Why a finished step is not this run's step: its command's words that differ (``-`` the finished step's,
-    ``+`` this run's), and the steps it read from that ran again since."""
+    """Why a finished step is not this run's step: its command's options that differ, each named
+    (``--limit 8 -> --limit 9``; ``-`` only the finished step's, ``+`` only this run's), and the steps it read
+    from that ran again since."""
     lines = []
     if recorded["command"] != current["command"]:
-        lines.append("  its command differs from this run's (- the finished step's, + this run's):")
-        lines += [f"    {line[0]} {line[2:]}" for line in difflib.ndiff(recorded["command"], current["command"])
-                  if line[:1] in "-+"]
+        lines.append("  its command differs from this run's (the finished step's -> this run's; - only the "
+                     "finished step's, + only this run's):")
+        lines += [f"    {line}" for line in command_differences(recorded["command"], current["command"])]
     if not recorded.get("legacy"):
         before, now = recorded.get("upstream", {}), current["upstream"]
         if set(before) != set(now):

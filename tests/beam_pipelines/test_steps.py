@@ -36,12 +36,37 @@ def test_a_finished_step_asked_with_other_arguments_is_refused_not_skipped(tmp_p
     with pytest.raises(SystemExit) as err:
         run_step("test", "evaluate", _writer(done, "full"), tmp_path / "eval.log", done)
     message = str(err.value)
-    assert "- --problem-limit" in message and "- 2" in message
+    assert "- --problem-limit 2" in message
     assert "new --output" in message and f"delete {done.parent}" in message
     assert done.read_text() == "smoke"  # neither skipped as done nor run over the smoke run's outputs
     capsys.readouterr()
     run_step("test", "evaluate", _writer(done, "smoke", "--problem-limit", "2"), tmp_path / "eval.log", done)
     assert "already done" in capsys.readouterr().err  # the same step still counts as done
+
+
+def test_a_changed_value_is_named_by_its_option(tmp_path):
+    """The probe's message: a re-run with --limit 9 showed `- 8` / `+ 9`, not which option changed."""
+    done = tmp_path / "data" / "manifest.json"
+    done.parent.mkdir()
+    run_step("test", "generate", _writer(done, "{}", "--limit", "8", "--num-candidates=4", "--seed", "1"),
+             tmp_path / "generate.log", done)
+    with pytest.raises(SystemExit) as err:
+        run_step("test", "generate", _writer(done, "{}", "--limit", "9", "--num-candidates=2", "--seed", "1"),
+                 tmp_path / "generate.log", done)
+    lines = [line.strip() for line in str(err.value).splitlines()]
+    assert "--limit 8 -> --limit 9" in lines and "--num-candidates=4 -> --num-candidates=2" in lines
+    assert "- 8" not in lines and "+ 9" not in lines and not any("--seed" in line for line in lines)
+
+
+@pytest.mark.parametrize("before, now, expected", [
+    (["--limit=8"], ["--limit", "9"], ["--limit=8 -> --limit 9"]),
+    (["--set", "a=1", "--set", "b=2"], ["--set", "a=1", "--set", "b=3"], ["--set b=2 -> --set b=3"]),
+    (["--no-dedup", "--k", "1"], ["--k", "1", "--extra", "x y"], ["- --no-dedup", "+ --extra 'x y'"]),
+    (["--temperature", "-1"], ["--temperature", "0.5"], ["--temperature -1 -> --temperature 0.5"]),
+    (["-m", "a.b", "--x"], ["-m", "a.c", "--x"], ["-m a.b -> -m a.c"]),
+])
+def test_command_differences_pair_each_flag_with_its_value(before, now, expected):
+    assert steps.command_differences(["<runner>", *before], ["<runner>", *now]) == expected
 
 
 def test_the_interpreter_launcher_and_resume_do_not_make_another_step(tmp_path, capsys):
