@@ -48,9 +48,16 @@ def _corpus(tmp_path):
     (["--limit", "0"], "argument --limit: must be at least 1"),
     (["--limit", "-3"], "argument --limit: must be at least 1"),
     (["--engine", "foo"], "argument --engine: invalid choice: 'foo'"),
+    (["--preset", "{tmp}/bad.yaml"], "prompt preset '{tmp}/bad.yaml' is not valid YAML: while parsing a flow"),
+    (["--preset", "{tmp}/bad.json"], "prompt preset '{tmp}/bad.json' is not valid JSON: Expecting"),
+    (["--preset", "{tmp}/extends-bad.yaml"], "prompt preset '{tmp}/bad.yaml' is not valid YAML"),
 ])
 def test_a_configuration_mistake_is_one_line_exit_2_and_leaves_no_run_file(tmp_path, tree, capsys, bad, wanted):
     out = tmp_path / "out"
+    (tmp_path / "bad.yaml").write_text("extends: [unclosed\n")
+    (tmp_path / "bad.json").write_text("{\"extends\": \n")
+    (tmp_path / "extends-bad.yaml").write_text("extends: bad.yaml\nname: x\n")
+    wanted = wanted.format(tmp=tmp_path)
     bad = [arg.format(tmp=tmp_path, corpus=_corpus(tmp_path)) for arg in bad]
     code = main([f"--output={out}", "--engine=fake", f"--source-tree={tree}", "--num-candidates=2", "--quiet", *bad])
     err = capsys.readouterr().err

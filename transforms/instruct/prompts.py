@@ -111,7 +111,7 @@ def _read_preset_data(spec: str, seen: tuple[str, ...] = (),
                                  f"from the folder of {parent!r})") from exc
             raise ValueError(f"unknown prompt preset {spec!r}: not one of {BUILTIN_PRESETS} "
                              "and not a readable file") from exc
-    data = json.loads(text) if spec.endswith(".json") else yaml.safe_load(text)
+    data = _parse_preset_text(spec, text)
     if not isinstance(data, Mapping):
         raise ValueError(f"prompt preset {spec!r} must be a mapping, got {type(data).__name__}")
     data = dict(data)
@@ -126,6 +126,31 @@ def _read_preset_data(spec: str, seen: tuple[str, ...] = (),
         merged.update(data)
         data = merged
     return data
+
+
+def _parse_preset_text(spec: str, text: str) -> Any:
+    """The content of the preset file ``spec`` (JSON when it ends ``.json``, else YAML); a file that does not parse
+    is a ``ValueError`` of one line naming the file, the problem and where it is (not the parser's traceback)."""
+    if spec.endswith(".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"prompt preset {spec!r} is not valid JSON: {exc.msg} "
+                             f"(line {exc.lineno}, column {exc.colno})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"prompt preset {spec!r} is not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what the parser was doing, what it found, and where (1-based line and column)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return " ".join(str(exc).split())
+    parts = [part for part in (exc.context, exc.problem) if part]
+    mark = exc.problem_mark or exc.context_mark
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join((", ".join(parts) or type(exc).__name__).split()) + where
 
 
 def _extended_spec(base: str, spec: str) -> str:
