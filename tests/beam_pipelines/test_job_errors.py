@@ -51,6 +51,12 @@ def _corpus(tmp_path):
     (["--preset", "{tmp}/bad.yaml"], "prompt preset '{tmp}/bad.yaml' is not valid YAML: while parsing a flow"),
     (["--preset", "{tmp}/bad.json"], "prompt preset '{tmp}/bad.json' is not valid JSON: Expecting"),
     (["--preset", "{tmp}/extends-bad.yaml"], "prompt preset '{tmp}/bad.yaml' is not valid YAML"),
+    (["--shard-records", "0"], "--shard-records must be at least 1, got 0"),
+    (["--shard-records", "-2"], "--shard-records must be at least 1, got -2"),
+    (["--shard-mb", "-1"], "--shard-mb must be a positive number of MiB, got -1"),
+    (["--shard-mb", "0"], "--shard-mb must be a positive number of MiB, got 0"),
+    (["--shard-mb", "nan"], "--shard-mb must be a positive number of MiB, got nan"),
+    (["--shard-mb", "inf"], "--shard-mb must be a positive number of MiB, got inf"),
 ])
 def test_a_configuration_mistake_is_one_line_exit_2_and_leaves_no_run_file(tmp_path, tree, capsys, bad, wanted):
     out = tmp_path / "out"

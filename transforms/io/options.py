@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -100,9 +101,14 @@ class ShardOptions(PipelineOptions):
 
 
 def shard_bounds(options: ShardOptions) -> dict[str, Any]:
-    """``{"shard_records": ..., "shard_mb": ...}`` with exactly one set."""
+    """``{"shard_records": ..., "shard_mb": ...}`` with exactly one set; a count below 1 or a size that is not a
+    positive finite number is refused (the job's check calls this before run.json)."""
     if options.shard_records is not None and options.shard_mb is not None:
         raise ValueError("--shard-records and --shard-mb are exclusive")
+    if options.shard_records is not None and options.shard_records < 1:
+        raise ValueError(f"--shard-records must be at least 1, got {options.shard_records}")
+    if options.shard_mb is not None and not 0 < options.shard_mb < math.inf:
+        raise ValueError(f"--shard-mb must be a positive number of MiB, got {options.shard_mb:g}")
     if options.shard_records is None and options.shard_mb is None:
         return {"shard_records": None, "shard_mb": DEFAULT_SHARD_MB}
     return {"shard_records": options.shard_records, "shard_mb": options.shard_mb}
