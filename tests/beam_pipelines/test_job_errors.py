@@ -57,6 +57,8 @@ def _corpus(tmp_path):
     (["--shard-mb", "0"], "--shard-mb must be a positive number of MiB, got 0"),
     (["--shard-mb", "nan"], "--shard-mb must be a positive number of MiB, got nan"),
     (["--shard-mb", "inf"], "--shard-mb must be a positive number of MiB, got inf"),
+    (["--repetition-penalty", "0"], "repetition_penalty (--repetition-penalty) must be > 0, got 0.0"),
+    (["--repetition-penalty", "-1"], "repetition_penalty (--repetition-penalty) must be > 0, got -1.0"),
 ])
 def test_a_configuration_mistake_is_one_line_exit_2_and_leaves_no_run_file(tmp_path, tree, capsys, bad, wanted):
     out = tmp_path / "out"

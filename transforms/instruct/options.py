@@ -40,6 +40,8 @@ class SamplingConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not self.repetition_penalty > 0:  # vLLM and HF both refuse it, but only once the engine has started
+            raise ValueError(f"repetition_penalty (--repetition-penalty) must be > 0, got {self.repetition_penalty}")
 
 
 @dataclasses.dataclass(frozen=True)
