@@ -77,8 +77,8 @@ def check_options(options: PipelineOptions) -> None:
         decontam = decontam_config(options)
         neardedup_config(options)
         shard_bounds(options.view_as(ShardOptions))
+        resolve_preset(method.preset)  # at every --stages: run.json records it, and a resume may run the rest
         if job.stages != "extract":
-            resolve_preset(method.preset)
             engine_config_from_options(options)
         benchmarks = []
         if decontam is not None and (job.stages == "all" or job.decontam_source):

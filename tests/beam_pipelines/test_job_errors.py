@@ -51,6 +51,7 @@ def _corpus(tmp_path):
     (["--preset", "{tmp}/bad.yaml"], "prompt preset '{tmp}/bad.yaml' is not valid YAML: while parsing a flow"),
     (["--preset", "{tmp}/bad.json"], "prompt preset '{tmp}/bad.json' is not valid JSON: Expecting"),
     (["--preset", "{tmp}/extends-bad.yaml"], "prompt preset '{tmp}/bad.yaml' is not valid YAML"),
+    (["--preset", "nosuch", "--stages", "extract"], "unknown prompt preset 'nosuch'"),
     (["--shard-records", "0"], "--shard-records must be at least 1, got 0"),
     (["--shard-records", "-2"], "--shard-records must be at least 1, got -2"),
     (["--shard-mb", "-1"], "--shard-mb must be a positive number of MiB, got -1"),
