@@ -81,7 +81,10 @@ def missing_filesystem(err: BaseException) -> str | None:
 
 def dispatch(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv:  # a usage error, as argparse makes it: the usage on stderr, exit 2
+        print(f"inverse-instruct: error: a subcommand is required\n\n{usage()}", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]

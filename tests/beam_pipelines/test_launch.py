@@ -85,6 +85,19 @@ def test_cli_lists_subcommands_and_dispatches_help(capsys):
     assert "did you mean evaluate" in capsys.readouterr().err
 
 
+def test_cli_without_a_subcommand_is_a_usage_error(capsys):
+    """No subcommand printed the usage and exited 0; it is a usage error (exit 2, the usage on stderr), as argparse
+    does; --help and help still print it on stdout and exit 0."""
+    assert cli.main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "usage: inverse-instruct <subcommand>" in captured.err
+    assert "inverse-instruct: error: a subcommand is required" in captured.err
+    for ask in (["--help"], ["-h"], ["help"]):
+        assert cli.main(ask) == 0
+        captured = capsys.readouterr()
+        assert "usage: inverse-instruct <subcommand>" in captured.out and captured.err == ""
+
+
 def test_report_prints_a_finished_runs_summary(tmp_path, capsys):
     import json
 
