@@ -100,6 +100,11 @@ def argument_errors() -> Iterator[None]:
 
 
 RUN_FILE = "run.json"
+# Held (flock) by the job writing the directory, for as long as it runs: a second job into the same directory stops
+# at once instead of mixing its outputs and cache with the first's, and `report DIR` tells a running job from a
+# killed one. The file stays; only the lock on it says a job is running.
+RUN_LOCK = "run.lock"
+_HELD_LOCKS: dict[str, int] = {}  # lock path -> the descriptor holding it (this process's, kept to its end)
 # Engine options that change how fast the engine answers, never what: runners.options.result_settings leaves them
 # out of the inference cache's key (runners/options.py names no such list; tests/beam_pipelines/test_launch.py
 # checks this one against result_settings).
@@ -267,7 +272,7 @@ def holds_output(output: str) -> bool:
                  for directory, _, files in os.walk(output) for name in files]
     from transforms.stats.report import FAILED_NAME, REPORT_NAME
 
-    not_outputs = {RUN_FILE, FAILED_NAME, REPORT_NAME}  # a failed run's own page says it wrote nothing else
+    not_outputs = {RUN_FILE, RUN_LOCK, FAILED_NAME, REPORT_NAME}  # a failed run's page says it wrote nothing else
     return any(name not in not_outputs and name.split("/")[0] != "logs" for name in names)
 
 
@@ -492,6 +497,68 @@ def _read_run_file(output: str) -> tuple[dict[str, Any] | None, str | None]:
     return recorded, None
 
 
+def _lock_path(output: str) -> str | None:
+    """``<output>/run.lock`` for a local directory; None for a store (``gs://``), which has no lock to take."""
+    if "://" in output and not output.startswith("file://"):
+        return None
+    return os.path.join(output.removeprefix("file://"), RUN_LOCK)
+
+
+def lock_output(output: str) -> None:
+    """Take ``<output>/run.lock`` for this process (kept until it exits; again in the same process is a no-op),
+    or refuse with the other job's pid when one holds it."""
+    import fcntl
+
+    path = _lock_path(output)
+    if path is None or path in _HELD_LOCKS:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return  # a directory that cannot be written is refused with its own error by the first write
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_pid(fd)
+        os.close(fd)
+        raise RunConflictError(
+            f"{output} is being written by another job{f' (pid {holder})' if holder else ''}: wait for it to "
+            "finish (`inverse-instruct report DIR` says when), or use another --output") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD_LOCKS[path] = fd
+
+
+def lock_holder(output: str) -> int | None:
+    """The pid of the job that holds ``<output>/run.lock`` now (0 when it cannot be read), or None when no job
+    holds it (or the directory is a store's)."""
+    import fcntl
+
+    path = _lock_path(output)
+    if path is None or path in _HELD_LOCKS:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd) or 0
+    finally:
+        os.close(fd)  # closing also drops the shared lock, if it was taken
+    return None
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def guard_output(options: PipelineOptions, job: JobSpec) -> None:
     """Record the job's arguments in ``<output>/run.json``; refuse, before any work, to write into a directory
     that holds a run made with other arguments (a re-run with the same ones continues it, cache and all), or
@@ -503,6 +570,7 @@ def guard_output(options: PipelineOptions, job: JobSpec) -> None:
 
     check_output_location(options.view_as(OutputOptions).output)
     output = options.view_as(OutputOptions).output.rstrip("/")
+    lock_output(output)  # before run.json is read: two jobs started together cannot both take the directory
     current = {"job": job.name, "arguments": json.loads(json.dumps(result_arguments(options, job), default=str))}
     previous, unreadable = _read_run_file(output)
     if unreadable is not None and holds_output(output):
@@ -790,8 +858,33 @@ def cache_resume_note(no_cache: bool, cache: str) -> str:
     if saved is False:  # an extract-only run, or stopped before the engine's first answer was saved
         return "No engine answer was saved yet: re-running the command starts over."
     reused = "already saved" if saved else "saved (if any)"
+    answers = local_cache_answers(cache) if saved else None
+    counted = f" ({answers:,} saved)" if answers else ""
     return (f"Re-run the same command to resume: the engine answers {reused} in {cache} are reused, "
-            "and only the rest is asked of the engine.")
+            f"and only the rest is asked of the engine{counted}.")
+
+
+# Past this size a cache's answers are not counted for a note (a stopped job must not spend its exit reading it).
+CACHE_COUNT_MAX_BYTES = 256 << 20
+
+
+def local_cache_answers(cache: str) -> int | None:
+    """How many engine answers the local inference cache at ``cache`` holds (one per line of its parts: answers
+    streamed in while their batch was still running included, which the progress counters do not count yet);
+    None for a store's cache, one that cannot be read, or one over ``CACHE_COUNT_MAX_BYTES``."""
+    parts = local_cache_parts(cache)
+    if parts is None:
+        return None
+    try:
+        if sum(os.path.getsize(part) for part in parts) > CACHE_COUNT_MAX_BYTES:
+            return None
+        answers = 0
+        for part in parts:
+            with open(part, "rb") as f:
+                answers += sum(1 for line in f if line.strip())
+    except OSError:
+        return None
+    return answers
 
 
 def report_failure(output: str, err: BaseException, progress_dir: str, stage_order: Sequence[str] | None,

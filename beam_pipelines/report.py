@@ -106,6 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(training_summary_text(output, stages))
         print(f"report: {rendered}")
         return 0
+    from beam_pipelines.launch import lock_holder
+
+    holder = lock_holder(output)
+    if holder is not None:  # a job is writing it now: its failure report or unfinished state is not the news
+        print(f"{PROG}: {output} is being written by a running job{f' (pid {holder})' if holder else ''}; its "
+              "report is written when it finishes (its live progress is on that job's stderr)", file=sys.stderr)
+        return 2
     failed = failed_run(output)
     if failed is not None:  # the pipeline raised or was stopped: what it had done, and its error
         from transforms.stats.report import write_report
@@ -135,16 +142,11 @@ def unfinished_run_note(output: str) -> str | None:
         return None
     if not isinstance(run, dict) or not run.get("job"):
         return None
-    from beam_pipelines.launch import local_cache_parts
+    from beam_pipelines.launch import local_cache_answers
 
-    answers = 0
-    for part in local_cache_parts(f"{output}/cache") or []:
-        try:
-            with open(part, "rb") as f:
-                answers += sum(1 for line in f if line.strip())
-        except OSError:
-            continue
-    saved = (f"{answers:,} engine answer(s) are saved in {output}/cache" if answers
+    answers = local_cache_answers(f"{output}/cache")
+    saved = (f"engine answers may be saved in {output}/cache (too many to count here)" if answers is None
+             else f"{answers:,} engine answer(s) are saved in {output}/cache" if answers
              else "no engine answer was saved in its cache")
     return (f"it holds an unfinished `{run['job']}` run (stopped before it could report, e.g. killed): {saved}; "
             "re-run the same command to resume")

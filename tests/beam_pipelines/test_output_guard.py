@@ -119,3 +119,61 @@ def test_the_interrupt_note_promises_reuse_only_of_saved_answers(tmp_path):
     elsewhere = tmp_path / "shared-cache"
     assert "No engine answer was saved yet" in interrupt_message([*argv, f"--inference-cache={elsewhere}"], JOB)
     assert "--no-cache" in interrupt_message([*argv, "--no-cache"], JOB)
+
+
+def test_a_second_job_into_a_directory_a_running_job_writes_is_refused_and_report_says_it_runs(tmp_path, capsys):
+    """Two jobs into one directory both ran (a user probe: two identical extract runs, both exit 0, outputs and
+    cache mixed), and `report DIR` called a running job "stopped, e.g. killed", advising a re-run into it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from beam_pipelines import report
+    from beam_pipelines.inverse_instruct import main
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.py").write_text("def add(a, b):\n    return a + b\n")
+    (out).mkdir()
+    (out / "run.json").write_text(json.dumps({"job": "generate", "arguments": {}}))
+    holder = subprocess.Popen(  # a job in the middle of its run: it holds the directory's lock
+        [sys.executable, "-c", "import sys, time\nfrom beam_pipelines.launch import lock_output\n"
+         f"lock_output({str(out)!r})\nprint('locked', flush=True)\ntime.sleep(60)\n"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        argv = [f"--output={out}", f"--source-tree={tree}", "--stages=extract", "--quiet"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{out} is being written by another job (pid {holder.pid})" in err, err
+        assert report.main([str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"is being written by a running job (pid {holder.pid})" in err and "killed" not in err, err
+    finally:
+        holder.kill()
+        holder.wait()
+    started = time.monotonic()
+    assert main(argv) == 0  # the lock went with its process
+    assert time.monotonic() - started < 60 and (out / "snippets").is_dir()
+    assert os.path.exists(out / "run.lock")
+    assert main(argv) == 0  # the same process again: its own lock does not stop it
+
+
+def test_the_stop_note_counts_the_answers_the_cache_holds(tmp_path, monkeypatch):
+    """A stopped run's note and failure report said "generate 0/60" from the progress counters while its cache held
+    4 answers streamed in mid-batch (a user probe): the note counts the cache's answers."""
+    import beam_pipelines.launch as launch
+
+    out = tmp_path / "run"
+    (out / "cache").mkdir(parents=True)
+    line = json.dumps({"key": "k", "value": {"kind": "generate"}}) + "\n"
+    (out / "cache" / "part-0a.jsonl").write_text(line * 3)
+    (out / "cache" / "part-0b.jsonl").write_text(line * 14)
+    note = interrupt_message([f"--output={out}", "--engine=fake"], JOB)
+    assert note.endswith("and only the rest is asked of the engine (17 saved)."), note
+    monkeypatch.setattr(launch, "CACHE_COUNT_MAX_BYTES", 10)  # a cache too large to read at a stop: not counted
+    note = interrupt_message([f"--output={out}", "--engine=fake"], JOB)
+    assert note.endswith("and only the rest is asked of the engine."), note
