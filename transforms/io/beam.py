@@ -148,14 +148,22 @@ def _corpus_suffix(directory: str, limit: int = 10_000) -> str:
     return counts.most_common(1)[0][0] if counts else ".jsonl"
 
 
+# (root, the paths left out) whose warning this process has logged: the job's preflight check and its reader both
+# list the tree, and the warning is said once (again only when the tree leaves out other paths).
+_LEFT_OUT_SAID: set[tuple[str, tuple[str, ...]]] = set()
+
+
 def source_tree_files(root: str) -> list[str]:
     """The source files of a known language under ``root`` (``source_tree_listing``); ``CorpusConfigError`` when
     there is none, or no ``root`` at all. What is left out is said: a warning for what is not a regular file (a
-    dangling link, a FIFO), and the count of test files when nothing else is left."""
+    dangling link, a FIFO; once per process for the same tree and paths), and the count of test files when nothing
+    else is left."""
     if "://" not in root and not os.path.exists(root):
         raise CorpusConfigError(f"source tree {root!r} does not exist (--source-tree)")
     listing = source_tree_listing(root)
-    if listing.not_regular:
+    said = (root, tuple(sorted(listing.not_regular)))
+    if listing.not_regular and said not in _LEFT_OUT_SAID:
+        _LEFT_OUT_SAID.add(said)
         LOG.warning("--source-tree %s: left out %d path%s that %s not a regular file (a dangling link, a FIFO...): "
                     "%s", root, len(listing.not_regular), "" if len(listing.not_regular) == 1 else "s",
                     "is" if len(listing.not_regular) == 1 else "are",

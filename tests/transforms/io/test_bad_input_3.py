@@ -84,6 +84,23 @@ def test_a_dangling_link_and_a_fifo_are_left_out_of_a_source_tree(tmp_path):
     assert list_source_files(str(tmp_path)) == [str(tmp_path / "link.py"), str(tmp_path / "ok.py")]
 
 
+def test_the_warning_about_left_out_paths_is_printed_once_per_job(tmp_path, caplog):
+    """The job's preflight check and its reader both list the tree: the warning came twice (a user probe)."""
+    from beam_pipelines.inverse_instruct import main
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "ok.py").write_text(CODE)
+    os.symlink(tmp_path / "nowhere.py", tree / "dangling.py")
+    os.mkfifo(tree / "pipe.py")
+    out = tmp_path / "out"
+    assert main([f"--output={out}", f"--source-tree={tree}", "--stages=extract", "--quiet"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if "left out 2 paths that are not a regular file" in
+                r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "/dangling.py'" in warnings[0] and "/pipe.py'" in warnings[0], warnings
+
+
 def test_a_source_file_that_cannot_be_opened_is_a_dead_letter_not_a_failed_bundle(tmp_path):
     from transforms.io.beam import _ReadDefinitions, encode_path
 
