@@ -327,10 +327,28 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     selected = read_selected(output, manifest)
     if selected:
         manifest["selected_scores"] = score_distribution([r["score"] for r in selected])
+    failed = engine_failed_everywhere(manifest)
+    if failed:
+        manifest["engine_failed"] = failed
     write_index_atomic(f"{output}/{MANIFEST}", manifest)
     print_summary(manifest, output, selected)
     print(f"report: {write_report(output)}")
     return manifest
+
+
+ENGINE_STAGES = ("summarize", "self_evaluate")
+
+
+def engine_failed_everywhere(manifest: dict[str, Any]) -> dict[str, int] | None:
+    """``{stage: requests}`` when an engine stage got records and every one of them came back an engine error (a
+    ``--max-model-len`` that holds no prompt, a model that fails every request): the run balances, but it has
+    nothing to train on, and exits 1. None otherwise."""
+    failed = {}
+    for name in ENGINE_STAGES:
+        stage = manifest.get("stages", {}).get(name)
+        if stage and stage["records_in"] and not stage["records_out"] and set(stage["rejected"]) == {"engine_error"}:
+            failed[name] = stage["rejected"]["engine_error"]
+    return failed or None
 
 
 def read_selected(output: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -386,6 +404,10 @@ def print_summary(manifest: dict[str, Any], output: str, selected: Sequence[dict
     for row in list(selected)[:examples]:
         first_line = row["code"].strip().splitlines()[0][:70]
         lines.append(f"  example (score {row['score']:.3f}): {row['instruction'][:160]!r}\n      code: {first_line}")
+    if manifest.get("engine_failed"):
+        where = ", ".join(f"{name}: {n} engine errors" for name, n in manifest["engine_failed"].items())
+        lines.append(f"  FAILED: every engine request failed ({where}); the errors are in {output}/rejected "
+                     "(reason engine_error). Exit code 1.")
     print("\n".join(lines))
 
 

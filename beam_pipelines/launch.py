@@ -1112,4 +1112,5 @@ def job_main(argv: Sequence[str] | None, job: JobSpec, run: Callable[[Sequence[s
         for signum, handler in previous.items():
             fallback = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
             signal.signal(signum, handler if handler is not None else fallback)
-    return 0 if result["balanced"] else 1
+    # 1 also for a run that balances but whose engine failed every request (``engine_failed``): nothing to use
+    return 0 if result["balanced"] and not result.get("engine_failed") else 1

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:  # the run's outputs are damaged: not a clean report, though it shows the rest
             print(f"{PROG}: left out of the report: {'; '.join(problems)}", file=sys.stderr)
             return 2
-        return 0 if data.get("balanced", True) else 1
+        return 0 if data.get("balanced", True) and not data.get("engine_failed") else 1
     from transforms.stats.training_report import training_stages, training_summary_text, write_training_report
 
     stages = training_stages(output)  # a training run (inverse-instruct train): readable while it runs, too

@@ -439,3 +439,30 @@ def test_a_stop_that_arrives_as_the_finished_run_prints_its_summary_says_nothing
     assert job_main([f"--output={out}"], JOB, stopped) == 143
     err = capsys.readouterr().err
     assert err.startswith(f"{PROG}: terminated (SIGTERM). ") and "re-running the command starts over" in err, err
+
+
+def test_a_run_whose_every_engine_request_failed_exits_1_and_says_so(tmp_path, capsys):
+    """A --max-model-len that held no prompt: every request an engine error, the stages balanced, exit 0 and every
+    stage [ok] (a user probe). Now the summary says it failed and the exit code is 1; one failure among answers
+    is still an ordinary run."""
+    from runners.engines.fake_engine import FAIL_MARKER
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    failing = f"def add(a, b):\n    '{FAIL_MARKER}'\n    return a + b\n"
+    (tree / "a.py").write_text(failing)
+    argv = [f"--output={tmp_path / 'out'}", f"--source-tree={tree}", "--engine=fake", "--num-candidates=2",
+            "--quiet"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: every engine request failed (summarize: 2 engine errors)" in out, out
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["balanced"] and manifest["engine_failed"] == {"summarize": 2}
+    from beam_pipelines import report
+
+    assert report.main([str(tmp_path / "out")]) == 1  # as the job said
+    assert "FAILED: every engine request failed" in capsys.readouterr().out
+    (tree / "b.py").write_text("def sub(a, b):\n    return a - b\n")
+    argv[0] = f"--output={tmp_path / 'out2'}"
+    assert main(argv) == 0
+    assert "FAILED" not in capsys.readouterr().out
