@@ -14,9 +14,13 @@ that generated the data against the fine-tuned one, ending in a table shaped lik
 
 Steps, each in its own directory and skipped when already finished (a re-run after a stop continues):
 ``data/`` (the main job), ``train/`` (``training/configs/inversecoder.yaml``), ``eval/<model>/<benchmark>/``.
-``summary.json``, ``summary.md`` and ``report.html`` hold the table (pass@1 in percent); ``summary.json`` and
-``summary.md`` also record the prompt template each evaluation used, the benchmarks the data's decontamination did
-not check, and where the steps' own reports are.
+``summary.json``, ``summary.md`` and ``report.html`` hold the table (pass@1 in percent): its score columns are the
+benchmarks that ran (``HumanEval (+)`` only when HumanEval+ ran too), and each row names the problems (of the
+benchmark's) and samples per problem its scores rest on. An evaluation cut by ``--eval-args`` (``--problem-limit``,
+sampling instead of greedy decoding, fewer ``--eval-max-tokens`` than the default) is flagged as not comparable to
+the paper's numbers, which are greedy pass@1 on every problem. ``summary.json`` and ``summary.md`` also record the
+prompt template each evaluation used, the benchmarks the data's decontamination did not check, and where the steps'
+own reports are.
 ``--output`` is a local directory (it holds the steps' state); the steps' jobs run on this machine's runner (every
 step writes under ``--output``).
 """
@@ -40,10 +44,19 @@ from beam_pipelines.steps import (
     write_text_atomic,
 )
 from runners.model_resolution import EMBEDDED_MODELS
+from transforms.stats.report import (
+    PAPER_BENCHMARK_LABELS,
+    PAPER_COLUMNS,
+    paper_cell,
+    paper_columns,
+    paper_evaluation_cell,
+)
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "inversecoder.yaml"
 # Table 3's columns: a benchmark and its plus version side by side.
-COLUMNS = (("HumanEval", "humaneval", "humaneval_plus"), ("MBPP", "mbpp", "mbpp_plus"))
+COLUMNS = PAPER_COLUMNS
+# How the paper's Table 3 was evaluated: greedy pass@1 on every problem of each benchmark.
+PAPER_EVALUATION = "greedy pass@1: one sample per problem at temperature 0, on every problem of each benchmark"
 # The paper's M: WizardCoder-GPT4-{CL-7B,DS-6.7B,CL-13B}, fine-tuned on the original corpus (evol-codealpaca-v1)
 # with the `paper` prompt template. Only for these does the M row mean what the paper's does.
 PAPER_M_PREFIX = "wizardcoder-gpt4-"
@@ -146,15 +159,82 @@ def model_rows(model: str, base_model: str, final: str) -> list[tuple[str, str, 
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ["Model", "Data", "Prompt template", *(f"{label} (+)" for label, _, _ in COLUMNS)]
+    """The Markdown table: a score column for each benchmark pair that ran (``HumanEval (+)`` only when HumanEval+
+    ran too), then what each row's scores rest on (problems of the benchmark's, samples per problem)."""
+    columns = paper_columns(rows)
+    evaluated = any(r.get("evaluations") for r in rows)
+    head = ["Model", "Data", "Prompt template", *(label for label, _, _ in columns),
+            *(["Evaluated on (problems x samples per problem)"] if evaluated else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        cells = [r["model"], r["data"], f"`{r['prompt_template']}`" if r.get("prompt_template") else "?"]
-        for _, base, plus in COLUMNS:
-            a, b = r["pass@1"].get(base), r["pass@1"].get(plus)
-            cells.append("" if a is None else (f"{a:.2f}" + (f" ({b:.2f})" if b is not None else "")))
+        cells = [r["model"], r["data"], f"`{r['prompt_template']}`" if r.get("prompt_template") else "?",
+                 *(paper_cell(r, base, plus) for _, base, plus in columns)]
+        if evaluated:
+            cells.append(paper_evaluation_cell(r))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def benchmark_size(name: str, path: str | None) -> int | None:
+    """How many problems the benchmark holds (an evaluation with ``--problem-limit N`` ran the first N); None when
+    its file does not load here."""
+    from transforms.execute.problems import load_benchmark
+
+    try:
+        return len(load_benchmark(name, path))
+    except (OSError, ValueError):
+        return None
+
+
+def evaluation_record(name: str, summary: dict[str, Any], run: dict[str, Any], total: int | None) -> dict[str, Any]:
+    """What one evaluation's pass@1 rests on (its summary.json and run.json): the problems it scored, of the
+    benchmark's, samples per problem, temperature, token budget, ``--problem-limit``, and ``not_paper_setting``:
+    how it differs from the paper's evaluation (empty when it does not)."""
+    record = {"problems": summary.get("problems"), "benchmark_problems": total,
+              "samples_per_problem": summary.get("samples_per_problem"), "temperature": summary.get("temperature"),
+              "max_tokens": summary.get("max_tokens"),
+              "problem_limit": (run.get("arguments") or {}).get("problem_limit")}
+    record["not_paper_setting"] = cut_reasons(name, record)
+    return record
+
+
+def cut_reasons(name: str, record: dict[str, Any]) -> list[str]:
+    """How an evaluation differs from the paper's (greedy pass@1 on every problem, with the evaluation's default
+    token budget, since the paper states none): fewer problems, more samples or a temperature, fewer tokens."""
+    from transforms.execute.options import EVAL_DEFAULTS
+
+    label = PAPER_BENCHMARK_LABELS.get(name, name)
+    problems, total, limit = record.get("problems"), record.get("benchmark_problems"), record.get("problem_limit")
+    reasons = []
+    if problems is not None and total is not None and problems < total:
+        reasons.append(f"{label} ran on {problems} of its {total} problems"
+                       + (f" (--problem-limit {limit})" if limit is not None else ""))
+    elif total is None and limit is not None:
+        reasons.append(f"{label} ran on at most its first {limit} problems (--problem-limit {limit})")
+    n, temperature = record.get("samples_per_problem"), record.get("temperature")
+    if (n is not None and n != 1) or (temperature is not None and temperature != 0):
+        reasons.append(f"{label} drew {n} sample{'' if n == 1 else 's'} per problem at temperature {temperature} "
+                       "(the paper: greedy, one sample)")
+    default_tokens = EVAL_DEFAULTS[name][1] if name in EVAL_DEFAULTS else None
+    tokens = record.get("max_tokens")
+    if tokens is not None and default_tokens is not None and tokens < default_tokens:
+        reasons.append(f"{label} allowed {tokens} new tokens per solution (--eval-max-tokens; the evaluation's "
+                       f"default is {default_tokens}): a longer solution is cut off and fails")
+    return reasons
+
+
+def comparability(rows: Sequence[dict[str, Any]]) -> str | None:
+    """One line when any row's evaluation is not the paper's setting: its scores are not comparable to the paper's
+    numbers, and why (each reason once, though both rows ran the same evaluation)."""
+    reasons = list(dict.fromkeys(reason for r in rows for ev in (r.get("evaluations") or {}).values()
+                                 for reason in ev.get("not_paper_setting") or ()))
+    if not reasons:
+        return None
+    few = sorted({ev["problems"] for r in rows for ev in (r.get("evaluations") or {}).values()
+                  if ev.get("not_paper_setting") and isinstance(ev.get("problems"), int) and ev["problems"] > 0})
+    step = (f" On {few[0]} problems one problem is {100 / few[0]:.1f} points of pass@1."
+            if few and few[0] < 100 else "")
+    return (f"NOT comparable to the paper's numbers ({PAPER_EVALUATION}): " + "; ".join(reasons) + "." + step)
 
 
 def caveat(summary: dict[str, Any]) -> str | None:
@@ -171,7 +251,10 @@ def caveat(summary: dict[str, Any]) -> str | None:
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     """``summary.md``: the table, then its unit, the templates, decontamination and the steps' reports."""
-    lines = [table(summary["rows"]), "pass@1 in percent. Prompt template: the evaluation's `--preset` "
+    lines = [table(summary["rows"])]
+    if summary.get("not_comparable"):
+        lines.append(f"**{summary['not_comparable']}**")
+    lines += ["pass@1 in percent. Prompt template: the evaluation's `--preset` "
              "(eval/<model>/<benchmark>/run.json); the fine-tune's prompt_format: "
              f"`{summary.get('train_prompt_format')}` (train/config.json)."]
     note = caveat(summary)
@@ -252,21 +335,26 @@ def main(argv: Sequence[str] | None = None) -> int:
           prepare=lambda: train_resume_arguments("paper", train))
 
     benchmarks = [("humaneval", None), *args.benchmarks]
+    sizes = {name: benchmark_size(name, path) for name, path in benchmarks}
     models = model_rows(args.model, base_model, str(final))
     rows = []
     for key, model, label, data_label in models:
-        row = {"model": label, "data": data_label, "role": key, "path": model, "prompt_template": None, "pass@1": {}}
+        row = {"model": label, "data": data_label, "role": key, "path": model, "prompt_template": None, "pass@1": {},
+               "evaluations": {}}
         for name, path in benchmarks:
             where = out / "eval" / key / name
             spec = name + (f"={path}" if path else "")
             _step(f"evaluate {label} on {name}", _eval_command(args, spec, model, where),
                   out / "eval" / f"{key}-{name}.log", where / "summary.json",
                   upstream=[trained] if key == "inversecoder" else [])
-            row["pass@1"][name] = _read(where / "summary.json").get("pass@1")
-            template = (_read(where / "run.json").get("arguments") or {}).get("preset")
+            evaluated, run = _read(where / "summary.json"), _read(where / "run.json")
+            row["pass@1"][name] = evaluated.get("pass@1")
+            row["evaluations"][name] = evaluation_record(name, evaluated, run, sizes[name])
+            template = (run.get("arguments") or {}).get("preset")
             row["prompt_template"] = row["prompt_template"] or template
             if template != row["prompt_template"]:  # the same --eval-args for every benchmark: not expected
                 row.setdefault("prompt_templates", {})[name] = template
+        row["comparable_to_paper"] = not any(ev["not_paper_setting"] for ev in row["evaluations"].values())
         rows.append(row)
     # The shards step's records_out counts the original pairs too (--emit-original): count each source's rows.
     decontam = manifest.get("decontam_benchmarks") or {}
@@ -279,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        "paper_not_checked": decontam.get("paper_not_checked")},
                "reports": step_reports(out, [key for key, *_ in models], [name for name, _ in benchmarks]),
                "rows": rows}
-    summary["caveat"] = caveat(summary)  # also for the report, which reads summary.json alone
+    summary["not_comparable"] = comparability(rows)  # also for the report, which reads summary.json alone
+    summary["caveat"] = caveat(summary)
     summary["fine_tune_note"] = fine_tune_line(summary["fine_tune"])
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     markdown = summary_markdown(summary)

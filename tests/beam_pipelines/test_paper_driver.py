@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from beam_pipelines.paper import comparability, evaluation_record, model_rows, summary_markdown
 from beam_pipelines.paper import main as paper_main
-from beam_pipelines.paper import model_rows, summary_markdown
 from tests.beam_pipelines.test_plumbing_fake_engine import CORPUS
 from tests.training.test_training import tiny_model_dir, tokenizer, tokenizer_dir  # noqa: F401  (fixtures)
 
@@ -63,6 +63,20 @@ def test_the_paper_in_one_command(tmp_path, tiny_model_dir, capsys):  # noqa: F8
     assert summary["fine_tune_note"] in markdown
     assert "Fine-tune: generated " in markdown and "never reached its configured value" in markdown  # 15-step warm-up
     assert f"| InverseCoder: {tiny_model_dir}, fine-tuned here | generated + original | `paper` |" in markdown
+    # --problem-limit 2: each row says it rests on 2 of HumanEval's 164 problems, and the run is flagged as cut.
+    for row in summary["rows"]:
+        evaluated = json.loads((out / "eval" / row["role"] / "humaneval" / "summary.json").read_text())
+        assert row["evaluations"]["humaneval"]["problems"] == evaluated["problems"] == 2
+        assert row["evaluations"]["humaneval"]["benchmark_problems"] == 164
+        assert row["evaluations"]["humaneval"]["samples_per_problem"] == evaluated["samples_per_problem"] == 1
+        assert row["comparable_to_paper"] is False
+    assert "humaneval_plus" not in summary["rows"][0]["pass@1"] and "(+)" not in markdown
+    assert "| Model | Data | Prompt template | HumanEval | Evaluated on (problems x samples per problem) |" in markdown
+    assert "HumanEval: 2 of 164 problems x 1 sample, cut: not comparable |" in markdown
+    assert summary["not_comparable"].startswith("NOT comparable to the paper's numbers")
+    assert "HumanEval ran on 2 of its 164 problems (--problem-limit 2)" in summary["not_comparable"]
+    assert summary["not_comparable"] in markdown
+    assert summary["not_comparable"] in (out / "report.html").read_text().replace("&#x27;", "'")
     assert (out / "report.html").exists()
     capsys.readouterr()
     assert paper_main(argv) == 0
@@ -103,6 +117,51 @@ def test_summary_md_two_decimals_templates_decontamination_and_reports():
     assert "data/report.html, eval/m/humaneval/report.html, train/config.json" in text
     assert "Caveat: M (SmolLM2-135M-Instruct (smollm2)) is not one of the paper's M" in text
     assert "`paper` prompt template" in text
+
+
+def _evaluation(problems: int, n: int = 1, temperature: float = 0.0, tokens: int = 512, limit: int | None = None):
+    return {"problems": problems, "samples_per_problem": n, "temperature": temperature, "max_tokens": tokens,
+            "pass@1": 0.0}, {"arguments": {"problem_limit": limit, "preset": "paper"}}
+
+
+def test_a_cut_evaluation_is_flagged_and_each_row_says_what_its_number_rests_on():
+    """The probe: --eval-args "--problem-limit 5 --eval-max-tokens 128" gave `HumanEval (+) | 0.00` with nothing
+    saying the score rests on 5 of 164 problems, and a (+) column although HumanEval+ never ran."""
+    summary = _summary("smollm2", False, "paper")
+    for row in summary["rows"]:
+        row["pass@1"] = {"humaneval": 0.0}
+        row["evaluations"] = {"humaneval": evaluation_record("humaneval", *_evaluation(5, tokens=128, limit=5), 164)}
+    summary["not_comparable"] = comparability(summary["rows"])
+    text = summary_markdown(summary)
+    assert "(+)" not in text
+    assert "| Model | Data | Prompt template | HumanEval | Evaluated on (problems x samples per problem) |" in text
+    assert "| `paper` | 0.00 | HumanEval: 5 of 164 problems x 1 sample, cut: not comparable |" in text
+    note = summary["not_comparable"]
+    assert note.startswith("NOT comparable to the paper's numbers (greedy pass@1: one sample per problem")
+    assert "HumanEval ran on 5 of its 164 problems (--problem-limit 5)" in note
+    assert "HumanEval allowed 128 new tokens per solution (--eval-max-tokens; the evaluation's default is 512)" in note
+    assert note.count("HumanEval ran on") == 1  # both rows ran the same evaluation: said once
+    assert "one problem is 20.0 points" in note
+    assert f"**{note}**" in text
+
+
+def test_the_papers_evaluation_setting_is_not_flagged_and_sampling_is():
+    full = evaluation_record("humaneval", *_evaluation(164), 164)
+    assert full["not_paper_setting"] == []
+    rows = [{"pass@1": {"humaneval": 70.0, "humaneval_plus": 65.0},
+             "evaluations": {"humaneval": full, "humaneval_plus": evaluation_record(
+                 "humaneval_plus", *_evaluation(164), 164)}}]
+    assert comparability(rows) is None
+    text = summary_markdown({**_summary("smollm2", False, "chat"), "rows": [
+        {**rows[0], "model": "M", "data": "d", "prompt_template": "chat"}]})
+    assert "| Model | Data | Prompt template | HumanEval (+) |" in text and "70.00 (65.00)" in text
+    assert "HumanEval: 164 of 164 problems x 1 sample; HumanEval+: 164 of 164 problems x 1 sample |" in text
+    assert "NOT comparable" not in text and ", cut" not in text
+    sampled = evaluation_record("humaneval", *_evaluation(164, n=10, temperature=0.8), 164)
+    assert sampled["not_paper_setting"] == [
+        "HumanEval drew 10 samples per problem at temperature 0.8 (the paper: greedy, one sample)"]
+    unknown_size = evaluation_record("mbpp", *_evaluation(3, limit=3), None)
+    assert unknown_size["not_paper_setting"] == ["MBPP ran on at most its first 3 problems (--problem-limit 3)"]
 
 
 def test_summary_md_says_when_a_stage_never_left_its_warm_up():

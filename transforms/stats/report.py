@@ -496,15 +496,71 @@ def paper_step_paths(summary: Mapping[str, Any]) -> list[str]:
     return [p for p in paths if p]
 
 
+# The paper's Table 3: a benchmark and its plus version side by side, as their evaluations name them.
+PAPER_COLUMNS = (("HumanEval", "humaneval", "humaneval_plus"), ("MBPP", "mbpp", "mbpp_plus"))
+PAPER_BENCHMARK_LABELS = {"humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP",
+                          "mbpp_plus": "MBPP+"}
+
+
+def paper_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str | None, str | None]]:
+    """The paper table's score columns this run measured, as (header, base benchmark, plus benchmark): "HumanEval
+    (+)" only when both HumanEval and HumanEval+ ran, "HumanEval" (or "HumanEval+") when one did; a pair neither
+    ran has no column."""
+    measured = {name for row in rows for name, value in (row.get("pass@1") or {}).items() if value is not None}
+    columns: list[tuple[str, str | None, str | None]] = []
+    for label, base, plus in PAPER_COLUMNS:
+        if base in measured and plus in measured:
+            columns.append((f"{label} (+)", base, plus))
+        elif base in measured:
+            columns.append((label, base, None))
+        elif plus in measured:
+            columns.append((f"{label}+", None, plus))
+    return columns
+
+
+def paper_cell(row: Mapping[str, Any], base: str | None, plus: str | None) -> str:
+    """A row's score in one column: "72.60 (68.90)" for a benchmark and its plus version, one number for one."""
+    scores = row.get("pass@1") or {}
+
+    def shown(name: str | None) -> str:
+        value = scores.get(name) if name else None
+        return "?" if value is None else f"{value:.2f}"
+
+    if base and plus:
+        return "" if scores.get(base) is None and scores.get(plus) is None else f"{shown(base)} ({shown(plus)})"
+    return "" if scores.get(base or plus) is None else shown(base or plus)
+
+
+def paper_evaluation_cell(row: Mapping[str, Any]) -> str:
+    """What a row's scores rest on, per benchmark: "HumanEval: 5 of 164 problems x 1 sample", and ", cut: not
+    comparable" when that evaluation is not the paper's setting (the summary's note says how)."""
+    parts = []
+    for name, ev in (row.get("evaluations") or {}).items():
+        problems, total, n = ev.get("problems"), ev.get("benchmark_problems"), ev.get("samples_per_problem")
+        text = (f"{PAPER_BENCHMARK_LABELS.get(name, name)}: {'?' if problems is None else problems}"
+                + ("" if total is None else f" of {total}") + " problems x "
+                + ("?" if n is None else f"{n} sample{'' if n == 1 else 's'}"))
+        parts.append(text + (", cut: not comparable" if ev.get("not_paper_setting") else ""))
+    return "; ".join(parts)
+
+
 def paper_report(summary: Mapping[str, Any]) -> str:
-    """The paper driver's table, shaped like the paper's Table 3 (pass@1 %, greedy), with the prompt template of
-    each row, the caveat, the benchmarks decontamination did not check and links to the steps' own reports."""
-    names = sorted({name for row in summary["rows"] for name in row["pass@1"]})
+    """The paper driver's table, shaped like the paper's Table 3 (pass@1 %), with the prompt template of each row,
+    the problems and samples per problem each row's scores rest on, the note when the evaluation was cut (not
+    comparable to the paper's numbers), the caveat, the benchmarks decontamination did not check and links to the
+    steps' own reports."""
+    columns = paper_columns(summary["rows"])
+    evaluated = any(r.get("evaluations") for r in summary["rows"])
     rows = [[r["model"], r["data"], r.get("prompt_template") or "",
-             *("" if r["pass@1"].get(n) is None else f"{r['pass@1'][n]:.2f}" for n in names)]
+             *(paper_cell(r, base, plus) for _, base, plus in columns),
+             *([paper_evaluation_cell(r)] if evaluated else [])]
             for r in summary["rows"]]
-    sections = ["<h2>pass@1 (%), greedy</h2>" + _table(["model", "data", "prompt template", *names], rows,
-                                                       [False, False, False, *(True for _ in names)])]
+    head = ["model", "data", "prompt template", *(label for label, _, _ in columns),
+            *(["evaluated on (problems x samples per problem)"] if evaluated else [])]
+    sections = ["<h2>pass@1 (%)</h2>" + _table(head, rows, [False, False, False, *(True for _ in columns),
+                                                           *([False] if evaluated else [])])]
+    if summary.get("not_comparable"):
+        sections.append(f"<p><b>{html.escape(summary['not_comparable'])}</b></p>")
     if summary.get("caveat"):
         sections.append(f"<p>{html.escape(summary['caveat'])}</p>")
     if summary.get("fine_tune_note"):

@@ -2,6 +2,7 @@
 the funnel numbers on the page are the manifest's."""
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -163,6 +164,28 @@ def test_the_paper_report_shows_templates_caveat_unchecked_benchmarks_and_step_l
     assert "mbpp, apps" in page
     for link in ("data/report.html", "eval/m/humaneval/report.html", "train/config.json"):
         assert f'href="{link}"' in page
+
+
+def test_the_paper_report_names_what_was_measured_and_flags_a_cut_evaluation():
+    """Only base HumanEval ran, on 5 of its 164 problems: no "(+)" or HumanEval+ column, each row says what its
+    score rests on, and the note says the numbers are not comparable to the paper's."""
+    from transforms.stats.report import paper_report
+
+    evaluation = {"problems": 5, "benchmark_problems": 164, "samples_per_problem": 1, "temperature": 0.0,
+                  "max_tokens": 128, "problem_limit": 5,
+                  "not_paper_setting": ["HumanEval ran on 5 of its 164 problems"]}
+    note = "NOT comparable to the paper's numbers (greedy pass@1): HumanEval ran on 5 of its 164 problems."
+    summary = {"model": "smollm2", "unit": "percent", "not_comparable": note,
+               "rows": [{"model": f"row {i}", "data": "d", "prompt_template": "paper",
+                         "pass@1": {"humaneval": 0.0, "mbpp": None}, "evaluations": {"humaneval": evaluation}}
+                        for i in range(2)]}
+    page = paper_report(summary)
+    assert "<th>HumanEval</th>" in page and "(+)" not in page and "HumanEval+" not in page
+    assert "humaneval" not in page  # the benchmarks' labels, not their keys
+    assert "MBPP" not in page  # not measured: no column
+    assert page.count("<td>HumanEval: 5 of 164 problems x 1 sample, cut: not comparable</td>") == 2
+    assert "<th>evaluated on (problems x samples per problem)</th>" in page
+    assert f"<b>{html.escape(note)}</b>" in page
 
 
 def test_report_command_prints_the_jobs_closing_summary_scores_in_order_and_examples(main_run, capsys):
