@@ -292,6 +292,9 @@ def check_output_location(output: str) -> None:
             what = "names no bucket or directory"
     elif os.path.realpath(output) == os.path.realpath(os.sep):
         what = "is the root of the file system"
+    elif os.path.isfile(output):
+        raise JobConfigError(f"--output {output!r} is a file, not a directory: give a directory (new, or one of an "
+                             "earlier run of the same command), e.g. --output runs/<name>.")
     if what:
         raise JobConfigError(f"--output {output!r} {what}: the run would write run.json, its outputs and its cache "
                              "there. Give it a directory of its own, e.g. --output runs/<name>.")

@@ -177,3 +177,14 @@ def test_the_stop_note_counts_the_answers_the_cache_holds(tmp_path, monkeypatch)
     monkeypatch.setattr(launch, "CACHE_COUNT_MAX_BYTES", 10)  # a cache too large to read at a stop: not counted
     note = interrupt_message([f"--output={out}", "--engine=fake"], JOB)
     assert note.endswith("and only the rest is asked of the engine."), note
+
+
+def test_an_output_that_is_a_file_is_named_as_one(tmp_path, capsys):
+    """It said `cannot write .../run.json: FileExistsError: [Errno 17] File exists` (a user probe)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert job_main([f"--output={afile}", "--stages=extract", "--quiet"], JOB, lambda argv: pipeline_options(
+        argv, JOB)) == 2
+    err = capsys.readouterr().err
+    assert f"--output '{afile}' is a file, not a directory" in err, err
+    assert afile.read_text() == "x"
