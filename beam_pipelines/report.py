@@ -23,7 +23,19 @@ def summary_table(output: str, data: dict) -> str:
     except (FileNotFoundError, OSError):
         from beam_pipelines.launch import summary_text
 
-        return summary_text(output, {k: v for k, v in data.items() if k not in ("solved", "rows")})
+        shown = {k: v for k, v in data.items() if k not in ("solved", "rows")}
+        return summary_text(output, {k: shown[k] for k in sorted(shown, key=_summary_order)})
+
+
+def _summary_order(key: str) -> tuple:
+    """The order the jobs print their summary in, which summary.json (keys sorted) loses: an evaluation's counts and
+    pass@k (by k) first, then the rest by name."""
+    lead = ("problems", "samples", "statuses")
+    if key in lead:
+        return (0, lead.index(key))
+    if key.startswith("pass@") and key[5:].isdigit():
+        return (1, int(key[5:]))
+    return (2, key)
 
 
 PROG = "inverse-instruct report"

@@ -336,3 +336,16 @@ def test_a_local_job_never_tries_prism_and_leaves_no_pipeline_temp_dir(tmp_path,
     assert (tmp_path / "out" / "snippets").is_dir()
     assert tried == []
     assert not list(temp.glob("beam-pipeline-temp*"))
+
+
+def test_report_of_an_evaluation_prints_its_counts_and_pass_at_k_first(tmp_path, capsys):
+    """summary.json sorts its keys, so `report DIR` buried pass@1 among them (a user probe); it prints them in the
+    job's own order: problems, samples, statuses, pass@k by k, then the rest."""
+    import json
+
+    summary = {"balanced": True, "benchmark": "humaneval", "pass@10": 0.5, "pass@1": 0.25, "pass@2": 0.3,
+               "problems": 4, "samples": 40, "statuses": {"passed": 10, "failed": 30}, "wall_seconds": 2.0}
+    (tmp_path / "summary.json").write_text(json.dumps(summary, sort_keys=True))
+    assert cli.main(["report", str(tmp_path)]) == 0
+    keys = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:] if line.startswith("  ")]
+    assert keys[:6] == ["problems", "samples", "statuses", "pass@1", "pass@2", "pass@10"], keys
