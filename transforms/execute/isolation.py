@@ -71,12 +71,12 @@ HASH_SEED = "0"
 
 def drawn_hash_seed() -> str:
     """A hash seed drawn from the kernel, never 0 (the seed of the sandboxes of ``g`` and ``f(answer)``), for the
-    checks that must see what plain Python sees, which draws a seed at random: the literal check (f(g()) as the
-    trained-on program) and the trivial-answer test. An answer that holds under seed 0 only (a set's order,
-    ``hash(s) % 1000``) must not pass, and neither must one tuned to any seed known in advance: a fixed second
-    seed was searched for (a red team found a string whose set order held under 0 and 1), and so was one derived
-    from the program's text (a comment in ``g`` varied 4,830 times). A verdict that rests on the seed can
-    therefore differ between runs, as it does between two plain runs; no other verdict does."""
+    checks that must see what plain Python sees, which draws a seed at random: the trivial-answer test (the
+    literal check, a plain script, leaves the seed to its interpreter). An answer that holds under seed 0 only (a
+    set's order, ``hash(s) % 1000``) must not pass, and neither must one tuned to any seed known in advance: a
+    fixed second seed was searched for (a red team found a string whose set order held under 0 and 1), and so
+    was one derived from the program's text (a comment in ``g`` varied 4,830 times). A verdict that rests on the
+    seed can therefore differ between runs, as it does between two plain runs; no other verdict does."""
     import secrets
 
     return str(1 + secrets.randbelow(2 ** 32 - 1))  # PYTHONHASHSEED takes 0..4294967295
@@ -206,10 +206,10 @@ def _root_links() -> list[str]:
     return args
 
 
-def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str = HASH_SEED,
+def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str | None = HASH_SEED,
                seccomp_fd: int | None = None) -> list[str]:
     """The bwrap command line up to (not including) the command; ``seccomp_fd`` holds ``syscall_filter``'s
-    filter."""
+    filter; ``hash_seed`` None leaves PYTHONHASHSEED unset (the interpreter draws its own, as a plain run does)."""
     python, binds = interpreter()
     args = [bwrap_path() or "bwrap",
             "--unshare-all", "--unshare-user", "--disable-userns",
@@ -224,7 +224,8 @@ def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str = HASH_SEED
              "--remount-ro", "/",
              "--chdir", WORK_DIR,
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
-             "--setenv", "HOME", WORK_DIR, "--setenv", "TMPDIR", WORK_DIR, "--setenv", "PYTHONHASHSEED", hash_seed,
+             "--setenv", "HOME", WORK_DIR, "--setenv", "TMPDIR", WORK_DIR,
+             *(("--setenv", "PYTHONHASHSEED", hash_seed) if hash_seed is not None else ()),
              "--info-fd", str(info_fd),
              *(("--seccomp", str(seccomp_fd)) if seccomp_fd is not None else ()),
              "--"]
@@ -358,7 +359,7 @@ class SandboxProcess:
     sandbox and everything it started."""
 
     def __init__(self, python_args: list[str], limits: IsolationLimits, isolated: bool,
-                 channel: tuple[int, int] | None = None, hash_seed: str = HASH_SEED):
+                 channel: tuple[int, int] | None = None, hash_seed: str | None = HASH_SEED):
         """``python_args`` follow the interpreter path; ``channel`` is (request read end, response write end),
         the child's ends of the two protocol pipes, which the caller created and keeps the other ends of."""
         self.limits = limits
@@ -387,7 +388,7 @@ class SandboxProcess:
             self._workdir = tempfile.mkdtemp(prefix="unisolated-sandbox-")
             argv = [os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable), *python_args]
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self._workdir, "TMPDIR": self._workdir,
-                   "PYTHONHASHSEED": hash_seed}
+                   **({"PYTHONHASHSEED": hash_seed} if hash_seed is not None else {})}
             cwd = self._workdir
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
@@ -628,17 +629,19 @@ def run_program(source: str, limits: IsolationLimits = IsolationLimits(),
 
 
 def run_plain_script(source: str, limits: IsolationLimits = IsolationLimits(), allow_unisolated: bool = False,
-                     hash_seed: str = HASH_SEED, until_line: str | None = None) -> ProcessResult:
+                     hash_seed: str | None = None, until_line: str | None = None) -> ProcessResult:
     """Run ``source`` as a plain script in the sandbox: ``python main.py`` in an interpreter of its own with its
     default flags, exec'd once the limits are set, so the script finds a plain script's process and nothing of
-    the sandbox's agent. With ``until_line``, the run ends (``timed_out`` False, ``returncode`` None) as soon as
-    stdout holds that line: what would run at exit (threads, ``atexit``, ``__del__``) never holds up the answer.
-    Its exit code and output are its own to forge (see ``verdicts.check_literal``)."""
+    the sandbox's agent; PYTHONHASHSEED is unset unless ``hash_seed`` is given (the interpreter draws a seed, as a
+    plain run does, and a program cannot tell this run by the variable). With ``until_line``, the run ends
+    (``timed_out`` False, ``returncode`` None) as soon as stdout holds that line: what would run at exit
+    (threads, ``atexit``, ``__del__``) never holds up the answer. Its exit code and output are its own to forge
+    (see ``verdicts.check_literal``)."""
     return _run_program(source, limits, check_isolation(allow_unisolated), hash_seed, plain_script=True,
                         until_line=until_line)
 
 
-def _run_program(source: str, limits: IsolationLimits, isolated: bool, hash_seed: str = HASH_SEED,
+def _run_program(source: str, limits: IsolationLimits, isolated: bool, hash_seed: str | None = HASH_SEED,
                  plain_script: bool = False, until_line: str | None = None) -> ProcessResult:
     import resource
     mb = 1 << 20

@@ -438,9 +438,9 @@ def literal_program(sat: str, sol: str) -> str:
 # model's), printing the run's nonce only when f(g()) is exactly True, else a short description of the value
 # (exact builtin types only, so no model code runs to describe it).
 _LITERAL_TAIL = (
-    "\n\n(lambda r: print({nonce!r} if r is True else {not_true!r} + (\n"
+    "\n\n(lambda r: print('\\n' + ({nonce!r} if r is True else {not_true!r} + (\n"
     "    repr(r)[:200] if type(r) in (bool, float, str, type(None)) or (type(r) is int and -10 ** 60 < r < 10 ** 60)\n"
-    "    else '<' + type(r).__name__ + ' object>'), flush=True))({call})\n")
+    "    else '<' + type(r).__name__ + ' object>')), flush=True))({call})\n")
 _NOT_TRUE = "f(g()) is not True: "
 
 
@@ -451,10 +451,12 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
     (``isolation.run_plain_script``): no agent, no encoder, a plain script's modules and depth, ``g``'s answer
     reaching ``f`` as the very object, aliases and all. Passed when the script prints this run's nonce, which its
     last statement prints only when ``f(g())`` is exactly True, and exits 0. One ``timeout_s`` covers ``g`` and
-    ``f`` together, as one program. It runs under a hash seed drawn for it, never the 0 of the sandboxes of ``g``
-    and ``f(answer)`` (``drawn_hash_seed``): plain Python draws one at random, so an answer tuned to a seed is
-    refused. Its pass proves nothing, since ``g`` can read the nonce from its caller's code here: it can only
-    reject (``verify_pair``). What it adds: a puzzle that lies only where the agent runs it (rewriting the
+    ``f`` together, as one program. PYTHONHASHSEED is unset there: the interpreter draws its own seed, as plain
+    Python does (never knowable in advance, and not the 0 of the sandboxes of ``g`` and ``f(answer)``), so an
+    answer tuned to a seed is refused, and a program cannot tell this run by the variable (the eighth red team
+    told it by a set PYTHONHASHSEED). The tail prints on a line of its own: output without a newline before it
+    does not hide the nonce. Its pass proves nothing, since ``g`` can read the nonce from its caller's code here:
+    it can only reject (``verify_pair``). What it adds: a puzzle that lies only where the agent runs it (rewriting the
     agent's encoder, reading the agent's state) comes out as it is here, and is rejected."""
     import secrets
 
@@ -469,7 +471,7 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
                                                                                   call=call)
     started = time.monotonic()
     try:
-        run = run_plain_script(script, limits, allow_unisolated, hash_seed=drawn_hash_seed(), until_line=nonce)
+        run = run_plain_script(script, limits, allow_unisolated, until_line=nonce)  # the interpreter's own seed
     except SandboxFailure as f:
         return _failure_verdict(f, started, None, True)
     import signal

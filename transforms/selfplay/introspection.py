@@ -70,6 +70,14 @@ EVALUATING_TOOLS = frozenset({
     "modules",
     "mro",  # int.mro()[-1] is `object`
     "dispatch_table",  # copy's (copyreg's) registry of how each type is copied: rewritable, and other in the sandbox
+    # typing's ways to `type` itself: get_origin(Type) is type, and `class M(Type)` is a metaclass (an eighth red
+    # team, 2026-12-03: both rebuilt the bound-method getattr gadget past the refusal of the name `type`)
+    "Type", "get_origin", "get_args",
+})
+# What `type(x)` may be compared with: builtin types, whose __eq__ never hands the type object to model code
+# (`type(x) == R()` called R.__eq__ with it: the eighth red team).
+BUILTIN_TYPE_NAMES = frozenset({
+    "int", "float", "complex", "str", "bytes", "bool", "list", "tuple", "dict", "set", "frozenset", "range",
 })
 _INTERNAL_ATTRIBUTE = re.compile(r"_|(?:gi|cr|ag|f|tb|co)_")
 # Constants whose identity is the language's: `x is None` is plain Python everywhere.
@@ -136,7 +144,9 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> s
         elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
             if ("__" if isinstance(node.value, str) else b"__") in node.value:
                 return f"a string holding '__' (line {node.lineno})"
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name.startswith("__"):
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and (
+                node.name.startswith("__") or node.name in EVALUATING_TOOLS):
+            # `class mro` as a classmethod's function: copy.copy of the bound method is getattr(cls, "mro")
             return f"definition {node.name} (line {node.lineno})"
         elif isinstance(node, ast.alias) and _refused_import(node):
             return f"import {node.name} (line {node.lineno})"
@@ -155,8 +165,20 @@ def _type_comparison(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:
             and not isinstance(call.args[0], ast.Starred)):
         return False
     compare = parents.get(call)
-    return isinstance(compare, ast.Compare) and all(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
-                                                    for op in compare.ops)
+    if not (isinstance(compare, ast.Compare) and all(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
+                                                     for op in compare.ops)):
+        return False
+    return all(_builtin_type_operand(o) for o in (compare.left, *compare.comparators) if o is not call)
+
+
+def _builtin_type_operand(node: ast.AST) -> bool:
+    """A builtin type by its name, a tuple, list or set of them, or another ``type(x)``."""
+    if isinstance(node, ast.Name):
+        return node.id in BUILTIN_TYPE_NAMES
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_builtin_type_operand(e) for e in node.elts)
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type"
+            and len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred))
 
 
 def _refused_attribute(name: str) -> bool:

@@ -622,3 +622,12 @@ def test_the_literal_check_runs_a_plain_scripts_process(tmp_path):
     wanted = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout.strip()
     assert wanted.startswith("0 False True __main__ .py ")
     assert verdict.reason == f"f(g()) in one process returned {wanted!r}, not True", (verdict.reason, wanted)
+
+
+def test_the_literal_check_reads_the_nonce_after_output_without_a_newline_and_sets_no_hash_seed():
+    """The eighth red team: `print('working', end='')` in g put the nonce on that line, and an honest pair was
+    rejected; PYTHONHASHSEED, set only in the sandbox's run, told f it was being checked."""
+    sol = _pair(SAT, "    print('working', end='')\n    return 111\n")
+    assert verdicts.verify_pair(SAT, sol, "int", FAST).passed
+    tells = ("import os\ndef f(x: int):\n    return 'PYTHONHASHSEED' not in os.environ\n", "def g():\n    return 1\n")
+    assert verdicts.check_literal(*tells, FAST).passed

@@ -416,7 +416,8 @@ BOUND_METHOD_GETATTR = (
     # type(C().m) is the bound-method type: a method of any object under any name, whose copy.copy is
     # getattr(obj, name); it read typing.get_origin.__globals__, then rebound the sandbox's encoder: every result
     # came back True (verify_pair and the pipeline's verify_attempts said passed; plain Python's assert failed).
-    (BOUND_METHOD_GETATTR, "type other than in a comparison"),
+    (BOUND_METHOD_GETATTR, "get_origin"),  # refused twice over since the eighth pass: type(C().m) and get_origin
+    (BOUND_METHOD_GETATTR.replace("typing.get_origin", "f"), "type other than in a comparison"),
     ("x: int):\n    K = type(*('A', (), {}))\n    return x == 3\n", "type other than in a comparison"),
     ("x: int):\n    T = type\n    return x == 3\n", "type other than in a comparison"),
     ("x: int):\n    A = type(int)('A', (), {})\n    return x == 3\n", "type other than in a comparison"),
@@ -445,4 +446,36 @@ def test_without_the_type_refusal_the_bound_method_route_forges_the_verdict():
     "def f(x: int):\n    return type(x) != str and x == 3\n",
 ])
 def test_type_in_a_comparison_is_not_a_route(code):
+    assert interpreter_route(code) is None
+
+
+# An eighth red-team pass (2026-12-03): `type` itself reached through typing, and a comparison that hands it over.
+TYPE_BY_GET_ORIGIN = (
+    "x: int) -> bool:\n    import copy\n    from typing import Type, get_origin\n    T = get_origin(Type)\n"
+    "    u = '_' + '_'\n    class C:\n        def m(self):\n            return 0\n    def ga(obj, name):\n"
+    "        k = T('K', (), {u + 'name' + u: name, u + 'call' + u: lambda *a: 0})()\n"
+    "        return copy.copy(T(C().m)(k, obj))\n"
+    "    b = ga(f, u + 'globals' + u)\n    return x * x == 12321 and x > 1000 and b is not None\n")
+TYPE_HANDED_TO_EQ = (
+    "x: int) -> bool:\n    box = []\n    class R:\n        def eq(s, o):\n            box.append(o)\n"
+    "            return True\n    ok = type(x) == R()\n    return ok and x == 3\n")
+
+
+@pytest.mark.parametrize("completion, route", [
+    (TYPE_BY_GET_ORIGIN, "Type"),  # get_origin(Type) is type: the bound-method getattr gadget again
+    ("x: int):\n    import typing\n    class M(typing.Type):\n        pass\n    return x == 3\n", "attribute .Type"),
+    (TYPE_HANDED_TO_EQ, "type other than in a comparison"),  # R.__eq__ receives the type object
+    ("x: int):\n    box = []\n    @box.append\n    class mro:\n        pass\n    return x == 3\n", "definition mro"),
+])
+def test_a_puzzle_that_reaches_type_an_eighth_way_is_refused(completion, route):
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+
+
+@pytest.mark.parametrize("code", [
+    "def f(x: int):\n    return type(x) == type(3) and x == 3\n",
+    "def f(x: List[int]):\n    return type(x) in (list, tuple) and x == [3]\n",
+    "def f(x: int):\n    from typing import List\n    return x == 3\n",
+])
+def test_type_compared_with_builtins_and_typing_list_are_not_routes(code):
     assert interpreter_route(code) is None
