@@ -488,12 +488,16 @@ def _unencodable(raw: dict[str, Any], mapping: ColumnMapping) -> tuple[str, str]
     return None
 
 
-def _first_json_record(path: str, fmt: str) -> Any:
+def _first_json_record(path: str, fmt: str) -> tuple[Any, bool]:
+    """The file's first good record (None when it has none) and whether it holds any record at all (a bad line is
+    one: it becomes a dead letter)."""
     rows = _iter_json_array(path) if fmt == "json" else _iter_jsonl(path)
+    seen = False
     for _, raw, problem in rows:
+        seen = True
         if problem is None:
-            return raw
-    return None
+            return raw, True
+    return None, seen
 
 
 def validate_files(files: list[str], mapping: ColumnMapping, fmt: str) -> None:
@@ -505,19 +509,23 @@ def validate_files(files: list[str], mapping: ColumnMapping, fmt: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     if len(files) == 1:
-        _validate_file(files[0], mapping, fmt)
-        return
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        for _ in pool.map(lambda path: _validate_file(path, mapping, fmt), files):
-            pass
+        holds = [_validate_file(files[0], mapping, fmt)]
+    else:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            holds = list(pool.map(lambda path: _validate_file(path, mapping, fmt), files))
+    if files and not any(holds):  # a run over nothing, exit 0, is a mistake in what was given (an empty export)
+        which = files[0] if len(files) == 1 else f"all {len(files)} files (the first: {files[0]})"
+        raise CorpusConfigError(f"the corpus holds no record: {which} {'is' if len(files) == 1 else 'are'} empty")
 
 
-def _validate_file(path: str, mapping: ColumnMapping, fmt: str) -> None:
+def _validate_file(path: str, mapping: ColumnMapping, fmt: str) -> bool:
+    """Check the file (``validate_files``); whether it holds any record."""
     path_format = detect_format(path) if fmt == "auto" else fmt
     if path_format == "parquet":
-        check_parquet_columns(open_parquet(path).schema_arrow, mapping, path)
-        return
-    record = _first_json_record(path, path_format)
+        parquet = open_parquet(path)
+        check_parquet_columns(parquet.schema_arrow, mapping, path)
+        return parquet.metadata.num_rows > 0
+    record, holds = _first_json_record(path, path_format)
     if isinstance(record, dict):
         for column in mapping.required:
             if column not in record:
@@ -525,6 +533,7 @@ def _validate_file(path: str, mapping: ColumnMapping, fmt: str) -> None:
                     f"column {column!r} is missing from the first record of {path} "
                     f"(it has: {', '.join(record)}); set --instruction-column/--response-column/--input-column"
                 )
+    return holds
 
 
 validate_first_file = validate_files  # its name before every file was checked

@@ -252,3 +252,28 @@ def test_the_command_refuses_each_in_one_line_before_run_json(tmp_path, capsys, 
     assert code == 2, err
     assert err.startswith("inverse-instruct generate: error: ") and wanted.format(tmp=tmp_path) in err, err
     assert not (out / "run.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json", "parquet", "two empty files"])
+def test_a_corpus_that_holds_no_record_is_refused_before_any_work(tmp_path, kind):
+    """An empty .jsonl or a zero-row Parquet file ran, exit 0, over nothing (a user probe), while an empty benchmark
+    file is refused. A file of only bad lines holds records (dead letters) and still runs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from transforms.io.beam import corpus_files
+    from transforms.io.readers import ColumnMapping
+
+    if kind == "parquet":
+        pq.write_table(pa.table({"instruction": pa.array([], pa.string()), "response": pa.array([], pa.string())}),
+                       tmp_path / "c.parquet")
+    elif kind == "json":
+        (tmp_path / "c.json").write_text("[]")
+    else:
+        (tmp_path / "c.jsonl").write_text("\n\n" if kind == "jsonl" else "")
+        if kind == "two empty files":
+            (tmp_path / "d.jsonl").write_text("")
+    with pytest.raises(CorpusConfigError, match="the corpus holds no record"):
+        corpus_files(str(tmp_path / "*"), ColumnMapping(), "auto")
+    (tmp_path / "e.jsonl").write_text("not json\n")  # one bad line: a record, read as a dead letter
+    assert corpus_files(str(tmp_path / "*"), ColumnMapping(), "auto")
