@@ -47,8 +47,8 @@ class ExampleRejected(ValueError):
 
 def _text(record: Mapping[str, Any], key: str, reason: str) -> str:
     value = record.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ExampleRejected(reason, f"{key} is {type(value).__name__}, not text")
+    if value is not None and not isinstance(value, str):  # not "empty": a list or a number is there, and wrong
+        raise ExampleRejected("not_text", f"{key} is {type(value).__name__}, not text")
     if not isinstance(value, str) or not value.strip():
         raise ExampleRejected(reason, f"{key} is empty")
     nul = value.find("\x00")

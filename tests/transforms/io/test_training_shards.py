@@ -386,3 +386,19 @@ def test_duplicate_examples_are_counted_and_dead_lettered_under_one_stage(tmp_pa
     assert not [name for name in counters if name.startswith("shards.dedup")]
     assert (counters["shards.in"], counters["shards.out"]) == (3, 2)
     assert len(rows(tmp_path / "generated")) == 2
+
+
+@pytest.mark.parametrize("field, value", [("response", ["a", "list"]), ("response", 42), ("instruction", 42),
+                                          ("instruction", {"a": 1})])
+def test_an_original_pair_whose_text_is_not_text_is_rejected_as_not_text_not_as_empty(field, value):
+    """A list, int or dict response was rejected as `empty_response` (a user probe: the detail was right, the code
+    misleading)."""
+    from transforms.io.training_examples import ExampleRejected, source_pair_example
+
+    pair = {"id": "p", "instruction": "Add.", "response": "def add(a, b):\n    return a + b\n", field: value}
+    with pytest.raises(ExampleRejected) as rejected:
+        source_pair_example(pair)
+    assert rejected.value.reason == "not_text", rejected.value
+    assert rejected.value.detail == f"{field} is {type(value).__name__}, not text"
+    with pytest.raises(ExampleRejected, match="empty"):  # an empty one is still empty
+        source_pair_example({**pair, field: "  "})
