@@ -80,6 +80,11 @@ def nothing_learned(stage: Mapping[str, Any]) -> str | None:
     """A warning when every logged step has a loss and a gradient norm of exactly 0: no update changed the model.
     The trainer logs no count of label (response) tokens, so this is the evidence there is; with truncated
     examples it means no response token survived ``max_length``."""
+    if stage["complete"].get("peak_lr_fraction") == 0:  # one step inside its warm-up: the rate was 0 throughout
+        planned = stage["complete"].get("planned_steps")
+        return (f"stage {stage['index']}: {stage['name']} learned nothing: its learning rate was 0 at every step "
+                f"({planned if planned is not None else 'its'} step(s), all inside the warm-up; lower warmup_steps or "
+                "train more steps)")
     metrics = stage["metrics"]
     norms = [m["grad_norm"] for m in metrics if isinstance(m.get("grad_norm"), (int, float))]
     if not metrics or not norms or any(m["loss"] != 0 for m in metrics) or any(n != 0 for n in norms):

@@ -73,3 +73,13 @@ def test_the_stage_table_counts_the_examples_cut_at_max_length(tmp_path, capsys)
                                                                        "truncated": 3}]))
     report_main([str(running)])
     assert "5" in _stage_line(capsys.readouterr().out)  # the logged steps' sum while the stage runs
+
+
+def test_a_stage_that_trained_only_inside_its_warm_up_at_rate_0_is_warned_about(tmp_path, capsys):
+    """A one-step stage with 15 warm-up steps trains at learning rate 0 (HF's warm-up is step/warmup at step 0):
+    COMPLETE.json said peak_lr_fraction 0.0 and the report gave no warning (a user probe)."""
+    out = _one_stage_run(tmp_path, [{"step": 1, "loss": 2.0, "grad_norm": 5.0}],
+                         {"examples": 4, "examples_trained": 4, "planned_steps": 1, "peak_lr_fraction": 0.0})
+    assert report_main([str(out)]) == 0
+    warning = next(line for line in capsys.readouterr().out.splitlines() if "warning:" in line)
+    assert "learned nothing: its learning rate was 0 at every step (1 step(s), all inside the warm-up" in warning
