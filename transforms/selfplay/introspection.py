@@ -28,7 +28,8 @@ The routes (each found as a working exploit, or one step from one):
   whose ``copy.copy`` is ``getattr(obj, name)``), ``mro`` (``int.mro()[-1]`` is ``object``) and copy's
   ``dispatch_table``;
 * imports of any of these, under any name (``from typing import get_type_hints as hints``, ``from random import
-  _os``), and of any module outside the judge's safe imports, wherever the import stands (``from math import pi;
+  _os``), of ``copy`` (copying a bound method is getattr by its function's name), and of any module outside the
+  judge's safe imports, wherever the import stands (``from math import pi;
   import pickle``, after a semicolon, passed the judge's line check: pickle's opcodes then rewrote the encoder);
 * modules the safe imports carry as attributes (``typing.sys``, ``re.enum``, ``collections.abc``), and tools that
   evaluate text or fetch attributes by a dotted name (``typing.get_type_hints``, ``string.Formatter``).
@@ -73,6 +74,7 @@ EVALUATING_TOOLS = frozenset({
     # typing's ways to `type` itself: get_origin(Type) is type, and `class M(Type)` is a metaclass (an eighth red
     # team, 2026-12-03: both rebuilt the bound-method getattr gadget past the refusal of the name `type`)
     "Type", "get_origin", "get_args",
+    "no_type_check_decorator",  # functools.wraps: a function named by whatever it wraps (a runtime string)
 })
 # What `type(x)` may be compared with: builtin types, whose __eq__ never hands the type object to model code
 # (`type(x) == R()` called R.__eq__ with it: the eighth red team).
@@ -84,11 +86,19 @@ _INTERNAL_ATTRIBUTE = re.compile(r"_|(?:gi|cr|ag|f|tb|co)_")
 _SINGLETONS = (None, True, False, ...)
 
 
-def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> str | None:
+# Safe imports of the judge's that a model-written puzzle may not use here: copying a bound method is getattr(its
+# object, its function's name), a function can carry any name (namedtuple's typename through
+# typing.no_type_check_decorator) and deepcopy's memo can bind it to any object: getattr by a string of the
+# program's choosing (the seventh and ninth red teams, 2026-12-03). No human P3 puzzle imports copy.
+REFUSED_MODULES = frozenset({"copy"})
+
+
+def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
+                      refused_modules: Iterable[str] = REFUSED_MODULES) -> str | None:
     """The first route of ``code`` into the interpreter's internals (a short description), or None. Code that does
     not parse has none to find: the filters that run it report it; code nested too deeply to parse here cannot be
     checked, and is refused. ``safe_modules``: the modules an import may name (default: the paper preset's judge's
-    ``safe_imports``)."""
+    ``safe_imports``), less ``refused_modules``."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -99,7 +109,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> s
         from transforms.selfplay.preset import load_preset
 
         safe_modules = load_preset().filters.safe_imports
-    safe = frozenset(safe_modules)
+    safe = frozenset(safe_modules) - frozenset(refused_modules)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -145,8 +155,9 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None) -> s
             if ("__" if isinstance(node.value, str) else b"__") in node.value:
                 return f"a string holding '__' (line {node.lineno})"
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and (
-                node.name.startswith("__") or node.name in EVALUATING_TOOLS):
-            # `class mro` as a classmethod's function: copy.copy of the bound method is getattr(cls, "mro")
+                node.name.startswith("__") or _refused_attribute(node.name)):
+            # a function's name is what getattr reads when its bound method is copied: `def _os` then `m = _os`
+            # reached random._os; `class mro`, type's mro
             return f"definition {node.name} (line {node.lineno})"
         elif isinstance(node, ast.alias) and _refused_import(node):
             return f"import {node.name} (line {node.lineno})"

@@ -416,13 +416,12 @@ BOUND_METHOD_GETATTR = (
     # type(C().m) is the bound-method type: a method of any object under any name, whose copy.copy is
     # getattr(obj, name); it read typing.get_origin.__globals__, then rebound the sandbox's encoder: every result
     # came back True (verify_pair and the pipeline's verify_attempts said passed; plain Python's assert failed).
-    (BOUND_METHOD_GETATTR, "get_origin"),  # refused twice over since the eighth pass: type(C().m) and get_origin
-    (BOUND_METHOD_GETATTR.replace("typing.get_origin", "f"), "type other than in a comparison"),
+    (BOUND_METHOD_GETATTR, "import of copy"),  # since the ninth pass; type(C().m) and get_origin too (below)
     ("x: int):\n    K = type(*('A', (), {}))\n    return x == 3\n", "type other than in a comparison"),
     ("x: int):\n    T = type\n    return x == 3\n", "type other than in a comparison"),
     ("x: int):\n    A = type(int)('A', (), {})\n    return x == 3\n", "type other than in a comparison"),
     ("x: int):\n    o = int.mro()[-1]\n    return str(o()) != '' and x == 1\n", "attribute .mro"),
-    ("x: int):\n    import copy\n    return len(copy.dispatch_table) == 3 and x == 1\n", "attribute .dispatch_table"),
+    ("x: int):\n    import copy\n    return len(copy.dispatch_table) == 3 and x == 1\n", "import of copy"),
 ])
 def test_a_puzzle_that_reaches_the_interpreter_a_seventh_way_is_refused(completion, route):
     reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
@@ -462,7 +461,7 @@ TYPE_HANDED_TO_EQ = (
 
 
 @pytest.mark.parametrize("completion, route", [
-    (TYPE_BY_GET_ORIGIN, "Type"),  # get_origin(Type) is type: the bound-method getattr gadget again
+    (TYPE_BY_GET_ORIGIN, "import of copy"),  # get_origin(Type) is type: the bound-method getattr gadget again
     ("x: int):\n    import typing\n    class M(typing.Type):\n        pass\n    return x == 3\n", "attribute .Type"),
     (TYPE_HANDED_TO_EQ, "type other than in a comparison"),  # R.__eq__ receives the type object
     ("x: int):\n    box = []\n    @box.append\n    class mro:\n        pass\n    return x == 3\n", "definition mro"),
@@ -479,3 +478,32 @@ def test_a_puzzle_that_reaches_type_an_eighth_way_is_refused(completion, route):
 ])
 def test_type_compared_with_builtins_and_typing_list_are_not_routes(code):
     assert interpreter_route(code) is None
+
+
+@pytest.mark.parametrize("completion, route", [
+    (BOUND_METHOD_GETATTR, "get_origin"),
+    (BOUND_METHOD_GETATTR.replace("typing.get_origin", "f"), "type other than in a comparison"),
+    ("x: int):\n    import copy\n    return len(copy.dispatch_table) == 3 and x == 1\n", "attribute .dispatch_table"),
+    (TYPE_BY_GET_ORIGIN, "Type"),
+])
+def test_each_route_past_copy_is_refused_on_its_own_even_where_copy_is_safe(completion, route):
+    """The refusals the seventh and eighth passes added hold by themselves, with the judge's safe list (copy in)."""
+    assert route in (interpreter_route("def f(" + completion, STRINGS.safe_imports, refused_modules=()) or ""), route
+
+
+# A ninth red-team pass (2026-12-03): deepcopy's memo binds a method to any object, so copying a bound method read
+# any attribute of anything (random._os, then PID 1 told the sandbox); a function named by a runtime string.
+MEMO_SWAP = ("x: int) -> bool:\n    import random\n    class C:\n        def _os(self):\n            return 0\n"
+             "        m = _os\n    return x == 4242\n")
+
+
+@pytest.mark.parametrize("completion, route", [
+    ("x: int) -> bool:\n    import copy\n    return copy.deepcopy([x]) == [4242]\n", "import of copy"),
+    ("x: int) -> bool:\n    from copy import deepcopy\n    return deepcopy([x]) == [4242]\n", "from copy"),
+    (MEMO_SWAP, "definition _os"),
+    ("x: int) -> bool:\n    from typing import no_type_check_decorator as d\n    return x == 4242\n",
+     "no_type_check_decorator"),
+])
+def test_a_puzzle_that_copies_or_names_a_function_as_an_attribute_is_refused(completion, route):
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
