@@ -51,6 +51,9 @@ LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach 
     "id", "hash",  # an address (and a str's hash, the seed): a verdict resting on one holds for one process only
     "object",  # a bare object's address shows in its repr and orders a set of them: fixed in a plain script
     "dir",  # the names of the running namespace: a plain script's module has __doc__, __spec__... the sandbox's not
+    # stdout's error handler is the locale's: printing a lone surrogate works under the sandbox's C.UTF-8 and raises
+    # under en_US.UTF-8 (a tenth red team); a puzzle has nothing to print
+    "print",
     "MemoryError",  # the sandbox's address space is capped (1 GiB): plain Python's is not
     # what ``site`` adds, which the sandbox's interpreter (-S) lacks: a NameError there, a value in plain Python
     "help", "exit", "quit", "copyright", "credits", "license",
@@ -75,6 +78,10 @@ EVALUATING_TOOLS = frozenset({
     # team, 2026-12-03: both rebuilt the bound-method getattr gadget past the refusal of the name `type`)
     "Type", "get_origin", "get_args",
     "no_type_check_decorator",  # functools.wraps: a function named by whatever it wraps (a runtime string)
+    # typing's re-exports of a metaclass (a class builder from strings), of types.GenericAlias (a proxy that
+    # forwards any attribute, dunders included) and of the interpreter's internal types (a tenth red team)
+    "ABCMeta", "NamedTupleMeta", "GenericAlias", "MethodWrapperType", "MethodDescriptorType",
+    "WrapperDescriptorType",
 })
 # What `type(x)` may be compared with: builtin types, whose __eq__ never hands the type object to model code
 # (`type(x) == R()` called R.__eq__ with it: the eighth red team).
@@ -163,6 +170,14 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             return f"import {node.name} (line {node.lineno})"
         elif isinstance(node, ast.arg) and node.arg.startswith("__"):
             return f"parameter {node.arg} (line {node.lineno})"
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar, ast.MatchMapping, ast.ExceptHandler, ast.Global,
+                               ast.Nonlocal)):
+            # names these bind are not Name nodes: `case __eq__:` in a class body defined a dunder (a tenth red team)
+            bound = ([node.rest] if isinstance(node, ast.MatchMapping) else list(node.names)
+                     if isinstance(node, (ast.Global, ast.Nonlocal)) else [node.name])
+            for name in filter(None, bound):
+                if name.startswith("__") or name in LOOKUP_BUILTINS or name in EVALUATING_TOOLS:
+                    return f"name {name} bound by a pattern, except or global (line {node.lineno})"
     return None
 
 

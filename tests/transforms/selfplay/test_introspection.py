@@ -507,3 +507,38 @@ MEMO_SWAP = ("x: int) -> bool:\n    import random\n    class C:\n        def _os
 def test_a_puzzle_that_copies_or_names_a_function_as_an_attribute_is_refused(completion, route):
     reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
     assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+
+
+# A tenth red-team pass (2026-12-03).
+@pytest.mark.parametrize("completion, route", [
+    # printing a lone surrogate works under the sandbox's C.UTF-8 and raises under an ordinary locale
+    ("x: int) -> bool:\n    try:\n        print('\\udcff', end='')\n    except UnicodeEncodeError:\n"
+     "        return x == 7\n    return x == 1234567\n", "name print"),
+    # a capture pattern in a class body binds a dunder: a user __eq__ and __getattr__ got through
+    ("x: int) -> bool:\n    class R:\n        match (lambda self, other: other == x * 2):\n"
+     "            case __eq__:\n                pass\n    return R() == 2468\n", "name __eq__ bound by a pattern"),
+    ("x: int) -> bool:\n    import typing\n    M = typing.ABCMeta\n    return x == 3\n", "attribute .ABCMeta"),
+    ("x: int) -> bool:\n    from typing import GenericAlias\n    return x == 3\n", "GenericAlias"),
+])
+def test_a_puzzle_that_reaches_the_interpreter_a_tenth_way_is_refused(completion, route):
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+
+
+def test_every_metaclass_and_internal_type_the_safe_modules_carry_is_refused():
+    """Re-derived from the running Python: a public attribute of a safe module that is a metaclass (a class
+    builder from strings) or one of the interpreter's internal types is refused by name and as an attribute."""
+    import importlib
+
+    found = []
+    for module in set(STRINGS.safe_imports) - {"copy"}:
+        for name in dir(importlib.import_module(module)):
+            value = getattr(importlib.import_module(module), name)
+            internal = isinstance(value, type) and (issubclass(value, type) or value.__module__ == "types" or
+                                                    value in vars(types).values())
+            if not name.startswith("_") and internal:
+                found.append((module, name))
+    assert found, "no metaclass found: the check below would hold vacuously"
+    for module, name in found:
+        assert interpreter_route(f"def f(x: int):\n    import {module}\n    return {module}.{name} == x\n"), name
+        assert interpreter_route(f"def f(x: int):\n    from {module} import {name}\n    return x == 3\n"), name
