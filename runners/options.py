@@ -65,6 +65,10 @@ class EngineOptions(PipelineOptions):
                            help="vLLM on CPU: start its workers with TCMalloc and Intel OpenMP preloaded (what vLLM "
                                 "recommends) instead of its defaults. Off by default: on a 2-core AVX2 CPU it "
                                 "measured no gain (README). May help on many-core CPU workers.")
+        group.add_argument("--cpu-amx", dest="cpu_amx", action="store_true", default=False,
+                           help="vLLM on a CPU with AMX: use its AMX kernels (faster). Off by default: with them a "
+                                "prompt's log-probs depend on the prompts batched beside it, so judging scores are "
+                                "not exact and re-runs differ.")
         group.add_argument("--vllm-host", dest="vllm_host", choices=VLLM_HOSTS, default="auto",
                            help="Where vLLM's engine runs: 'server' (one process of ours with vLLM's engine core "
                                 "in it: 1.7x faster end to end on a 2-core CPU), 'spawned' (vLLM's own EngineCore "
@@ -106,7 +110,7 @@ def engine_config_from_options(options: PipelineOptions) -> EngineConfig:
         kv_cache_gb=opts.kv_cache_gb, max_num_seqs=opts.max_num_seqs, seed=opts.engine_seed,
         torch_threads=opts.torch_threads, score_batch_size=opts.score_batch_size,
         vllm_score_method=opts.vllm_score_method, vllm_engine_args=tuple(sorted(extra.items())),
-        cpu_runtime_preload=opts.cpu_runtime_preload, vllm_host=opts.vllm_host,
+        cpu_runtime_preload=opts.cpu_runtime_preload, vllm_host=opts.vllm_host, cpu_amx=opts.cpu_amx,
     ).resolved(gpu=True if opts.accelerator else None)
 
 
@@ -124,6 +128,8 @@ def result_settings(config: EngineConfig) -> dict:
         settings["vllm_score_method"] = config.vllm_score_method
     if config.engine == "transformers" and config.score_batch_size != defaults.score_batch_size:
         settings["score_batch_size"] = config.score_batch_size
+    if config.cpu_amx:  # vLLM's AMX kernels round otherwise: not the answers of the default kernels
+        settings["cpu_amx"] = True
     return settings
 
 

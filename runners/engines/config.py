@@ -68,6 +68,9 @@ class EngineConfig:
     # default: no measurable gain on this 2-core machine.
     cpu_runtime_preload: bool = False
     vllm_host: str = "auto"  # VLLM_HOSTS
+    # vLLM on CPU: its AMX kernels, where the CPU has AMX. Off by default: with them a prompt's log-probs depend on
+    # its batch neighbours, so exact judging is not exact and re-runs differ (runners.engines.vllm_engine).
+    cpu_amx: bool = False
 
     def vllm_host_for(self, gpu: bool | None = None) -> str:
         """``vllm_host`` made concrete for workers with a GPU or not (``gpu``; None asks torch)."""

@@ -55,6 +55,10 @@ def server_environment(config: EngineConfig, environ: dict[str, str]) -> dict[st
     env = dict(environ)
     env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", format_gb(config.kv_cache_gb))
+    if config.engine == "vllm" and not config.cpu_amx:  # oneDNN reads it once, as it starts (vllm_engine)
+        from runners.engines.vllm_engine import ONEDNN_WITHOUT_AMX
+
+        env.setdefault("ONEDNN_MAX_CPU_ISA", ONEDNN_WITHOUT_AMX)
     env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, environ.get("PYTHONPATH", "")) if p)

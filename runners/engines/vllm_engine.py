@@ -43,6 +43,23 @@ from runners.engines.cpu_runtime import preloaded_cpu_runtime, workers_on_every_
 LOG = logging.getLogger(__name__)
 
 
+# The most oneDNN may use when AMX is off (--cpu-amx): AVX-512 with bf16 dot products, the ISA the exact-judging
+# tests were made on. ONEDNN_MAX_CPU_ISA must be set before oneDNN starts, so the server's environment carries it.
+ONEDNN_WITHOUT_AMX = "AVX512_CORE_BF16"
+
+
+def without_amx_kernels() -> None:
+    """vLLM's CPU kernels without AMX, in this process, before vLLM is built: its attention backend and its packed
+    linear layers choose AMX from ``torch.cpu._is_amx_tile_supported()``, and their results then depend on the
+    shape of the batch (a prompt's log-probs moved by 0.013 with the prompts beside it, its top-5 by 0.3, and
+    greedy re-runs differed). A no-op on CPUs without AMX."""
+    import torch
+
+    if torch.cpu._is_amx_tile_supported():
+        torch.cpu._is_amx_tile_supported = lambda: False
+        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", ONEDNN_WITHOUT_AMX)  # for oneDNN started after this
+
+
 class VllmEngine(LocalEngine):
     """vLLM offline engine (``vllm.LLM``); thread-safe (calls from Beam's proxy threads are serialized)."""
 
@@ -59,6 +76,8 @@ class VllmEngine(LocalEngine):
         import psutil
         from vllm import LLM
 
+        if not self.config.cpu_amx:
+            without_amx_kernels()
         kwargs = llm_kwargs(self.config, self.model_dir)
         before = {child.pid for child in psutil.Process().children()}
         try:

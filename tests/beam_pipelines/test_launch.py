@@ -164,7 +164,7 @@ def test_the_speed_only_options_are_those_the_inference_cache_ignores():
     from runners.options import EngineOptions, result_settings
 
     every_setting = EngineConfig(engine="transformers", vllm_engine_args=(("quantization", "x"),),
-                                 vllm_score_method="prompt_logprobs", score_batch_size=8)
+                                 vllm_score_method="prompt_logprobs", score_batch_size=8, cpu_amx=True)
     in_key = set(result_settings(every_setting)) | {"model", "engine_seed"}
     parser = argparse.ArgumentParser()
     EngineOptions._add_argparse_args(parser)

@@ -241,3 +241,17 @@ def test_the_error_line_of_a_chained_multiline_traceback_is_its_last_exception()
               "above exception, another exception occurred:\n\nTraceback (most recent call last):\n  File \"y\"" \
               ", line 2\n    raise OSError(5)\nOSError: 5\n"
     assert last_error_line(chained) == "OSError: 5"
+
+
+def test_the_vllm_server_starts_without_amx_kernels_unless_asked():
+    """On a CPU with AMX, vLLM's AMX kernels made a prompt's log-probs depend on its batch neighbours (the engine
+    tier's exact-judging and re-run tests failed on an AMX Xeon): the server keeps oneDNN off AMX unless
+    --cpu-amx, and the choice is part of the inference cache's key."""
+    from runners.engines.server import server_environment
+    from runners.engines.vllm_engine import ONEDNN_WITHOUT_AMX
+    from runners.options import result_settings
+
+    assert server_environment(EngineConfig(engine="vllm"), {})["ONEDNN_MAX_CPU_ISA"] == ONEDNN_WITHOUT_AMX
+    assert "ONEDNN_MAX_CPU_ISA" not in server_environment(EngineConfig(engine="vllm", cpu_amx=True), {})
+    assert "cpu_amx" not in result_settings(EngineConfig(engine="vllm"))
+    assert result_settings(EngineConfig(engine="vllm", cpu_amx=True))["cpu_amx"] is True
