@@ -58,5 +58,9 @@ setup(
         "console_scripts": [
             "inverse-instruct=beam_pipelines.cli:run",
         ],
+        # vLLM runs it in each of its processes: AMX kernels off unless --cpu-amx (runners/engines/vllm_plugin.py)
+        "vllm.general_plugins": [
+            "inverse_instruct_cpu_kernels=runners.engines.vllm_plugin:register",
+        ],
     },
 )

@@ -55,8 +55,8 @@ def server_environment(config: EngineConfig, environ: dict[str, str]) -> dict[st
     env = dict(environ)
     env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", format_gb(config.kv_cache_gb))
-    if config.engine == "vllm" and not config.cpu_amx:  # oneDNN reads it once, as it starts (vllm_engine)
-        from runners.engines.vllm_engine import ONEDNN_WITHOUT_AMX
+    if config.engine == "vllm" and not config.cpu_amx:  # oneDNN reads it once, as it starts (vllm_plugin)
+        from runners.engines.vllm_plugin import ONEDNN_WITHOUT_AMX
 
         env.setdefault("ONEDNN_MAX_CPU_ISA", ONEDNN_WITHOUT_AMX)
     env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from runners.api import GenerateResult, OnResult, SamplingSpec, ScoreResult
 from runners.engines.cleanup import (
@@ -39,25 +39,28 @@ from runners.engines.cleanup import (
 from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, format_gb, too_long
 from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
 from runners.engines.cpu_runtime import preloaded_cpu_runtime, workers_on_every_core
+from runners.engines.vllm_plugin import NO_AMX_ENV, ONEDNN_WITHOUT_AMX, without_amx_kernels
 
 LOG = logging.getLogger(__name__)
 
 
-# The most oneDNN may use when AMX is off (--cpu-amx): AVX-512 with bf16 dot products, the ISA the exact-judging
-# tests were made on. ONEDNN_MAX_CPU_ISA must be set before oneDNN starts, so the server's environment carries it.
-ONEDNN_WITHOUT_AMX = "AVX512_CORE_BF16"
-
-
-def without_amx_kernels() -> None:
-    """vLLM's CPU kernels without AMX, in this process, before vLLM is built: its attention backend and its packed
-    linear layers choose AMX from ``torch.cpu._is_amx_tile_supported()``, and their results then depend on the
-    shape of the batch (a prompt's log-probs moved by 0.013 with the prompts beside it, its top-5 by 0.3, and
-    greedy re-runs differed). A no-op on CPUs without AMX."""
-    import torch
-
-    if torch.cpu._is_amx_tile_supported():
-        torch.cpu._is_amx_tile_supported = lambda: False
-        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", ONEDNN_WITHOUT_AMX)  # for oneDNN started after this
+@contextlib.contextmanager
+def amx_choice(config: EngineConfig) -> Iterator[None]:
+    """While vLLM starts: without ``--cpu-amx``, its kernels run without AMX here (an engine core in this process)
+    and, through this package's vLLM plugin (``vllm_plugin``), in the processes it spawns, which inherit the
+    environment set here; the environment is restored after, as ``worker_cpu_runtime`` restores its own."""
+    if config.cpu_amx:
+        yield
+        return
+    added = {name: value for name, value in ((NO_AMX_ENV, "1"), ("ONEDNN_MAX_CPU_ISA", ONEDNN_WITHOUT_AMX))
+             if name not in os.environ}
+    os.environ.update(added)
+    try:
+        without_amx_kernels()  # vLLM loads its plugins once per process: this one may have run before
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 class VllmEngine(LocalEngine):
@@ -76,12 +79,10 @@ class VllmEngine(LocalEngine):
         import psutil
         from vllm import LLM
 
-        if not self.config.cpu_amx:
-            without_amx_kernels()
         kwargs = llm_kwargs(self.config, self.model_dir)
         before = {child.pid for child in psutil.Process().children()}
         try:
-            with engine_output_to_log(), worker_cpu_runtime(self.config):
+            with engine_output_to_log(), worker_cpu_runtime(self.config), amx_choice(self.config):
                 self._llm = LLM(**kwargs)
         finally:
             # multiprocessing's resource tracker is shared by the whole process and exits on its own; not ours.

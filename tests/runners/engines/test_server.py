@@ -248,10 +248,31 @@ def test_the_vllm_server_starts_without_amx_kernels_unless_asked():
     tier's exact-judging and re-run tests failed on an AMX Xeon): the server keeps oneDNN off AMX unless
     --cpu-amx, and the choice is part of the inference cache's key."""
     from runners.engines.server import server_environment
-    from runners.engines.vllm_engine import ONEDNN_WITHOUT_AMX
+    from runners.engines.vllm_plugin import ONEDNN_WITHOUT_AMX
     from runners.options import result_settings
 
     assert server_environment(EngineConfig(engine="vllm"), {})["ONEDNN_MAX_CPU_ISA"] == ONEDNN_WITHOUT_AMX
     assert "ONEDNN_MAX_CPU_ISA" not in server_environment(EngineConfig(engine="vllm", cpu_amx=True), {})
     assert "cpu_amx" not in result_settings(EngineConfig(engine="vllm"))
     assert result_settings(EngineConfig(engine="vllm", cpu_amx=True))["cpu_amx"] is True
+
+
+def test_the_vllm_plugin_turns_amx_off_in_vllms_own_processes_only_when_asked():
+    """vLLM's spawned engine core and workers are fresh processes: only a vLLM plugin (entry point
+    vllm.general_plugins, run in each) can keep their kernels off AMX. With the plugin missing, a spawned engine
+    crashed under the oneDNN cap on an AMX Xeon (EngineDeadError in the engine tier)."""
+    from importlib.metadata import entry_points
+
+    from runners.engines.vllm_plugin import NO_AMX_ENV
+
+    plugins = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
+    assert plugins.get("inverse_instruct_cpu_kernels") == "runners.engines.vllm_plugin:register", plugins
+    probe = ("import torch\nfrom runners.engines.vllm_plugin import register\nreal = torch.cpu._is_amx_tile_supported()"
+             "\nregister()\nprint(real, torch.cpu._is_amx_tile_supported())\n")
+    env = {k: v for k, v in os.environ.items() if k != NO_AMX_ENV}
+    asked = subprocess.run([sys.executable, "-c", probe], env={**env, NO_AMX_ENV: "1"}, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert asked[1] == "False"
+    not_asked = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                               check=True).stdout.split()
+    assert not_asked[0] == not_asked[1]  # the CPU's own answer, untouched
