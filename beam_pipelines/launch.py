@@ -500,11 +500,17 @@ def _read_run_file(output: str) -> tuple[dict[str, Any] | None, str | None]:
     return recorded, None
 
 
+def _local_path(path: str) -> str | None:
+    """``path`` on this machine's file system (``file://`` dropped); None for a store's (``gs://``)."""
+    if "://" in path and not path.startswith("file://"):
+        return None
+    return path.removeprefix("file://")
+
+
 def _lock_path(output: str) -> str | None:
     """``<output>/run.lock`` for a local directory; None for a store (``gs://``), which has no lock to take."""
-    if "://" in output and not output.startswith("file://"):
-        return None
-    return os.path.join(output.removeprefix("file://"), RUN_LOCK)
+    local = _local_path(output)
+    return None if local is None else os.path.join(local, RUN_LOCK)
 
 
 def lock_output(output: str) -> None:
@@ -857,11 +863,11 @@ def cache_resume_note(no_cache: bool, cache: str) -> str:
     """What a re-run reuses, from the inference cache alone (every other stage runs again)."""
     if no_cache:
         return "Nothing was cached (--no-cache): re-running the command starts over."
-    saved = _holds_cache_parts(cache)
-    if saved is False:  # an extract-only run, or stopped before the engine's first answer was saved
+    parts = local_cache_parts(cache)  # each holds at least one answer: runners.cache.write_part writes none empty
+    if parts == []:  # an extract-only run, or stopped before the engine's first answer was saved
         return "No engine answer was saved yet: re-running the command starts over."
-    reused = "already saved" if saved else "saved (if any)"
-    answers = local_cache_answers(cache) if saved else None
+    reused = "already saved" if parts else "saved (if any)"
+    answers = _answers_in(parts) if parts else None
     counted = f" ({answers:,} saved)" if answers else ""
     return (f"Re-run the same command to resume: the engine answers {reused} in {cache} are reused, "
             f"and only the rest is asked of the engine{counted}.")
@@ -876,8 +882,11 @@ def local_cache_answers(cache: str) -> int | None:
     streamed in while their batch was still running included, which the progress counters do not count yet);
     None for a store's cache, one that cannot be read, or one over ``CACHE_COUNT_MAX_BYTES``."""
     parts = local_cache_parts(cache)
-    if parts is None:
-        return None
+    return None if parts is None else _answers_in(parts)
+
+
+def _answers_in(parts: Sequence[str]) -> int | None:
+    """The answers in these cache part files (one per line); None when they cannot be read or are too large."""
     try:
         if sum(os.path.getsize(part) for part in parts) > CACHE_COUNT_MAX_BYTES:
             return None
@@ -1014,13 +1023,6 @@ def interrupt_message(argv: Sequence[str], job: JobSpec, signum: int = signal.SI
     return f"{text} {cache_resume_note(args.no_cache, cache)}"
 
 
-def _holds_cache_parts(cache: str) -> bool | None:
-    """Whether the local inference cache at ``cache`` holds a part file (each holds at least one answer:
-    ``runners.cache.write_part`` writes none empty); None when ``local_cache_parts`` cannot tell."""
-    parts = local_cache_parts(cache)
-    return None if parts is None else bool(parts)
-
-
 def local_cache_parts(cache: str) -> list[str] | None:
     """The part files of the local inference cache at ``cache``; None for a cache in a store (asking it could hang
     on an interrupted job's way out) and when this process cannot tell."""
@@ -1028,10 +1030,11 @@ def local_cache_parts(cache: str) -> list[str] | None:
 
     from runners.cache import PART_GLOB
 
-    if "://" in cache and not cache.startswith("file://"):
+    local = _local_path(cache)
+    if local is None:
         return None
     try:
-        return glob.glob(os.path.join(glob.escape(cache.removeprefix("file://")), PART_GLOB))
+        return glob.glob(os.path.join(glob.escape(local), PART_GLOB))
     except OSError:
         return None
 

@@ -154,7 +154,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
         elif isinstance(node, ast.keyword) and node.arg is not None and node.arg.startswith("_"):
             return f"keyword {node.arg} (line {node.lineno})"  # dict(__eq__=...) builds a class namespace
         elif isinstance(node, ast.Name):
-            if node.id.startswith("__") or node.id in LOOKUP_BUILTINS or node.id in EVALUATING_TOOLS:
+            if _refused_name(node.id):
                 return f"name {node.id} (line {node.lineno})"
             if node.id == "type" and not _type_comparison(node, parents):
                 return f"type other than in a comparison such as type(x) == int (line {node.lineno})"
@@ -176,7 +176,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             bound = ([node.rest] if isinstance(node, ast.MatchMapping) else list(node.names)
                      if isinstance(node, (ast.Global, ast.Nonlocal)) else [node.name])
             for name in filter(None, bound):
-                if name.startswith("__") or name in LOOKUP_BUILTINS or name in EVALUATING_TOOLS:
+                if _refused_name(name):
                     return f"name {name} bound by a pattern, except or global (line {node.lineno})"
     return None
 
@@ -205,6 +205,11 @@ def _builtin_type_operand(node: ast.AST) -> bool:
         return all(_builtin_type_operand(e) for e in node.elts)
     return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type"
             and len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred))
+
+
+def _refused_name(name: str) -> bool:
+    """A name a program may not use or bind: a dunder, a lookup builtin, an evaluating tool."""
+    return name.startswith("__") or name in LOOKUP_BUILTINS or name in EVALUATING_TOOLS
 
 
 def _refused_attribute(name: str) -> bool:

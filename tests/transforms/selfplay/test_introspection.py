@@ -35,6 +35,12 @@ def _sample(text: str) -> dict:
             "examples": [], "seed": 0}
 
 
+def _assert_refused(completion: str, route: str) -> None:
+    """The filter refuses the puzzle as reaching the interpreter, naming ``route``."""
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+
+
 @pytest.mark.parametrize("completion", [FORGES_THE_ENCODER, NAMES_THE_SANDBOX, DODGES_THE_TRIVIAL_TEST])
 def test_a_puzzle_that_reaches_the_interpreter_is_refused_before_it_runs(completion):
     reason, detail, facts = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0,
@@ -286,8 +292,7 @@ MATCH_ARGS_FORGERY = (
      "    return x == n and p is re.compile('([\\x00-\\x7f]+)')\n", "identity comparison"),
 ])
 def test_a_puzzle_that_reads_a_process_detail_is_refused_before_it_runs(completion, route):
-    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
-    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+    _assert_refused(completion, route)
 
 
 @pytest.mark.parametrize("code", [
@@ -379,8 +384,7 @@ REBOUND_INT_PATTERN = (
      "name MemoryError"),
 ])
 def test_a_puzzle_that_reads_a_sandbox_detail_a_sixth_way_is_refused(completion, route):
-    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
-    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+    _assert_refused(completion, route)
 
 
 def test_a_program_reads_and_sets_the_recursion_limit_of_a_plain_script():
@@ -424,8 +428,7 @@ BOUND_METHOD_GETATTR = (
     ("x: int):\n    import copy\n    return len(copy.dispatch_table) == 3 and x == 1\n", "import of copy"),
 ])
 def test_a_puzzle_that_reaches_the_interpreter_a_seventh_way_is_refused(completion, route):
-    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
-    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+    _assert_refused(completion, route)
 
 
 def test_without_the_type_refusal_the_bound_method_route_forges_the_verdict():
@@ -467,8 +470,7 @@ TYPE_HANDED_TO_EQ = (
     ("x: int):\n    box = []\n    @box.append\n    class mro:\n        pass\n    return x == 3\n", "definition mro"),
 ])
 def test_a_puzzle_that_reaches_type_an_eighth_way_is_refused(completion, route):
-    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
-    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+    _assert_refused(completion, route)
 
 
 @pytest.mark.parametrize("code", [
@@ -505,8 +507,7 @@ MEMO_SWAP = ("x: int) -> bool:\n    import random\n    class C:\n        def _os
      "no_type_check_decorator"),
 ])
 def test_a_puzzle_that_copies_or_names_a_function_as_an_attribute_is_refused(completion, route):
-    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
-    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+    _assert_refused(completion, route)
 
 
 # A tenth red-team pass (2026-12-03).
@@ -521,8 +522,7 @@ def test_a_puzzle_that_copies_or_names_a_function_as_an_attribute_is_refused(com
     ("x: int) -> bool:\n    from typing import GenericAlias\n    return x == 3\n", "GenericAlias"),
 ])
 def test_a_puzzle_that_reaches_the_interpreter_a_tenth_way_is_refused(completion, route):
-    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
-    assert reason == "reaches_interpreter" and route in detail, (reason, detail)
+    _assert_refused(completion, route)
 
 
 def test_every_metaclass_and_internal_type_the_safe_modules_carry_is_refused():
