@@ -130,6 +130,10 @@ def exit_process(code: int | None) -> NoReturn:
 
 def run() -> NoReturn:
     """The ``inverse-instruct`` console script."""
+    if sys.argv[1:2] == ["train"]:  # the training job's process starts with TCMalloc (training.allocator)
+        from training.allocator import restart_with_tcmalloc
+
+        restart_with_tcmalloc()
     exit_process(main())
 
 

@@ -197,6 +197,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compare", action="store_true", help="fp32 and bf16 runs side by side (subprocesses)")
     parser.add_argument("--baseline-ref", default=None, help="with --compare: also run this commit's bench")
     parser.add_argument("--baseline-steps", type=int, default=6, help="steps of the --baseline-ref run")
+    parser.add_argument("--baseline-per-device-batch", type=int, default=None,
+                        help="micro-batch of the --baseline-ref run (default: --per-device-batch); the same global "
+                             "batch, so both sides train the same recipe, each at its own micro-batch")
     parser.add_argument("--probe-modes", action="store_true",
                         help="forward+backward CPU time of fp32, bf16 autocast and bf16 weights (no Trainer)")
     return parser.parse_args(argv)
@@ -262,6 +265,7 @@ def bench_run(args: argparse.Namespace) -> dict:
         "torch_threads": threads,
         "processes": args.nproc,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+        "allocator": summary.get("allocator", "system"),
         "steps": len(steps),
         "global_batch": args.global_batch,
         "per_device_batch": args.per_device_batch,
@@ -384,8 +388,9 @@ def compare(args: argparse.Namespace) -> dict:
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
             command = [sys.executable, "bench/train.py", "--steps", str(args.baseline_steps),
-                       "--per-device-batch", str(args.per_device_batch), "--global-batch", str(args.global_batch),
-                       "--max-length", str(args.max_length), "--model", args.model]
+                       "--per-device-batch", str(args.baseline_per_device_batch or args.per_device_batch),
+                       "--global-batch", str(args.global_batch), "--max-length", str(args.max_length),
+                       "--model", args.model]
             env = _child_env({"PYTHONPATH": str(before)}, drop=("OMP_WAIT_POLICY", "PYTHONPATH"))
             runs[f"before ({args.baseline_ref})"] = _run_child("before", command, before, env, None)
         for precision in ("fp32", "auto"):
@@ -399,8 +404,8 @@ def compare(args: argparse.Namespace) -> dict:
             runs[f"{report['precision']} ({precision})"] = report
     fp32 = next(r for r in runs.values() if r.get("precision") == "fp32")
     bf16 = next((r for r in runs.values() if r.get("precision") == "bf16"), None)
-    keys = ("precision", "omp_wait_policy", "sort_steps_by_length", "torch_threads", "steps",
-            "tokens_per_second_median",
+    keys = ("precision", "per_device_batch", "global_batch", "allocator", "omp_wait_policy", "sort_steps_by_length",
+            "torch_threads", "steps", "tokens_per_second_median",
             "tokens_per_second_mean", "tokens_per_cpu_second", "padding_fraction_mean", "first_step_cpu_seconds",
             "compile_layers", "mfu", "peak_rss_gib",
             "process_wall_seconds", "host_before", "host_after")
@@ -442,6 +447,7 @@ def probe_modes(args: argparse.Namespace) -> dict:
     from transformers import AutoModelForCausalLM
 
     from training import finetune  # noqa: F401  (OMP_WAIT_POLICY before torch loads)
+    from training.allocator import allocator_in_use
     from training.config import TrainConfig
     from training.data import Collator, PromptFormat, encode_example
     from training.finetune import load_tokenizer, resolve_model
@@ -475,7 +481,7 @@ def probe_modes(args: argparse.Namespace) -> dict:
         del model
     report = {"data": data_name, "batch_shape": list(inputs["input_ids"].shape),
               "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
-              "modes": results,
+              "allocator": allocator_in_use(), "modes": results,
               "host": host_load()}
     print(json.dumps(report, indent=2))
     return report
@@ -495,4 +501,7 @@ def _example_lengths(rows: list[dict], max_length: int) -> list[int]:
 
 
 if __name__ == "__main__":
+    from training.allocator import restart_with_tcmalloc
+
+    restart_with_tcmalloc()  # as the training job's entry points do; --compare's baseline run keeps its own
     main()

@@ -39,9 +39,15 @@ from typing import Any
 # OMP_WAIT_POLICY=ACTIVE to get spinning back.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+if __name__ == "__main__":  # the job's own process (python -m, each torchrun rank): TCMalloc (training.allocator)
+    from training.allocator import restart_with_tcmalloc
+
+    restart_with_tcmalloc()
+
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
+from training.allocator import allocator_in_use  # noqa: E402
 from training.compile_choice import CompileChoice, choose_compile_layers, cpp_compiler  # noqa: E402
 from training.config import (  # noqa: E402
     TrainConfig,
@@ -563,7 +569,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     if rank() == 0:
         print(f"[{stage.name}] precision {precision.name} ({precision.reason}), "
               f"{'compiled' if compiled else 'eager'} layers ({compile_plan.reason}), {torch.get_num_threads()} "
-              f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
+              f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, allocator "
+              f"{allocator_in_use()}", flush=True)
     global_batch = config.per_device_batch_size * accumulation * world_size()
     total_steps = stage_steps(len(dataset), global_batch, stage.max_steps)
     args = training_arguments(config, stage, stage_dir, model, accumulation, bf16, steps=total_steps)
@@ -635,6 +642,7 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "compiled_layers": compiled,
             "compile_reason": compile_plan.reason,
             "torch_threads": torch.get_num_threads(),
+            "allocator": allocator_in_use(),
             "truncated_examples": _last_per_step_sum(history, "truncated"),
             "train_loss": mean_step_loss(history),  # every step's, also of a resumed stage's earlier sessions
             "train_loss_this_session": result.training_loss,

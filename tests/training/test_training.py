@@ -363,6 +363,10 @@ def test_torchrun_two_ranks_loss_goes_down(reference_run):
     assert summary["truncated_examples"] == 2 * long_examples  # seen once per epoch
     assert summary["world_size"] == 2 and summary["global_batch_size"] == 8
     assert summary["gradient_accumulation_steps"] == 2
+    # The rank restarted itself with TCMalloc preloaded (training.allocator) where it is installed (CI installs it).
+    from runners.engines.cpu_runtime import find_tcmalloc
+
+    assert (summary["allocator"].startswith("libtcmalloc") if find_tcmalloc() else summary["allocator"] == "system")
 
 
 @pytest.mark.heavy
