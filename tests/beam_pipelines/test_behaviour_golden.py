@@ -20,7 +20,10 @@ The main job's outputs are the model's, so they depend on the arithmetic as well
 ``auto`` picks and the CPU's matmul kernels (bf16 on an AVX-512 BF16 CPU and float32 on an AVX2-only one give
 different greedy texts). Its digest is kept per compute signature, ``main_transformers_greedy.<signature>.json``.
 The bf16 one was recorded on an AVX-512 BF16 machine; the float32-avx2 one on an AVX2-only AMD EPYC on
-2026-12-01, when ``auto`` began choosing float32 there (same code otherwise). A machine with another signature
+2026-12-01, when ``auto`` began choosing float32 there (same code otherwise); the bfloat16-amx_bf16 one on an
+Intel Xeon with AMX on 2026-12-03 (two runs gave the same digest; against the AVX-512 BF16 one, the outputs that do
+not depend on the model, ``snippets`` and ``training/original``, are equal and the model's differ, as the kernels
+do). A machine with another signature
 skips, saying how to record its digest: ``python -m tests.golden.digest OUT`` on the output of
 MAIN_ARGS.
 """
