@@ -52,7 +52,8 @@ SCRIPT = {
         # solve prompts end with the solution header "def g(...):": g's body (right, wrong, duplicate, unparsable)
         {"prompt_endswith": "):", "texts": [
             "\n    return 111\n", "\n    return 111\n", "\n    return 100 + 11\n",
-            "\n    import time\n    time.sleep(5)\n    return 111\n",  # right, but slower than --verify-timeout
+            # right, but slower than --verify-timeout (not time.sleep: self-play refuses a g importing time)
+            "\n    n = 0\n    while n < 10 ** 9:\n        n += 1\n    return 111\n",
             "\n    return 'hello'\n", "\n    return (\n",
         ]},
         # generation prompts (seed preset) end with "def f5(": a puzzle and the model's own g
@@ -91,7 +92,7 @@ def test_self_play_job_solves_filters_and_shards_scripted_puzzles(tmp_path):
     reasons = {r["reason"] for r in rejected}
     assert {"syntax_error", "duplicate_puzzle", "solution_failed", "solution_unparsed"} <= reasons, reasons
     assert "trivial_answer" in reasons or "answer_unused" in reasons, reasons  # n == n is true for every n
-    slow = [r for r in rejected if "time.sleep(5)" in r["payload"]]
+    slow = [r for r in rejected if "10 ** 9" in r["payload"]]
     assert slow and {r["reason"] for r in slow} == {"solution_timeout"}, [(r["reason"], r["detail"]) for r in slow]
     training = _rows(tmp_path / "a" / "training" / "puzzles")
     assert len(training) == sum(len(r["solutions"]) for r in kept)

@@ -507,7 +507,11 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
     (``check_literal``: ``f(g())`` in one plain script, where ``g``'s answer keeps its aliasing, which the wire
     loses), and fails with a ``literal:`` reason (a timeout there too) when that does not give True. The literal
     run only rejects: a ``g`` that reads its nonce can make it pass, but never make a pair the sound check
-    refused pass.
+    refused pass. The sound check is not the trained-on text, though (hash seed 0, the judge's names, no ``g``
+    beside ``f``, no state shared with ``g``): a puzzle that tells those apart, with a ``g`` that reads the nonce,
+    passed here while plain Python failed it (the eleventh red team). Self-play therefore refuses such ``g``
+    before they run (``selfplay.beam.solution_refusal``) and such puzzles in its filters
+    (``filters.environment_name_reason``).
     ``literal_preamble`` (default: ``preamble``): what the trained-on text has in front of f and g (self-play's
     has ``List`` only, where the judge's runs have ``List, Set, Tuple, Dict``). The duration covers all three
     runs."""

@@ -34,7 +34,7 @@ from transforms.selfplay.source import imported_names, solution_body, split_impo
 from transforms.stage import REJECTED, Reject, StageBooks, StageFn, StageOutput
 
 STAGE = "self_play"
-ATTEMPT_STATUSES = ("passed", "failed", "timeout", "unparsed", "engine_error")
+ATTEMPT_STATUSES = ("passed", "failed", "timeout", "unparsed", "refused", "engine_error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +137,10 @@ def _filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_re
         if reason:
             hit = next(c for c, o in zip(verdict.candidates, outcomes) if o in filters.TRIVIAL_OUTCOMES)
             return reason, f"f({hit!r}) passes", facts
+    reason = filters.environment_name_reason(puzzle, strings)
+    if reason:
+        names = sorted(filters.environment_names(strings))
+        return reason, f"reads a name defined in some of its runs only (one of {names})", facts
     reason = filters.too_long_reason(puzzle)
     return (reason, f"{len(puzzle)} characters", facts) if reason else (None, "", facts)
 
@@ -203,13 +207,26 @@ class SolveSettings:
     literal_preamble: str | None = None
 
 
+def solution_refusal(g: str) -> str | None:
+    """Why a self-play solution may not be judged, or None: the reference's judge refused to run code with
+    imports outside its short list, and a g that reaches the interpreter can tell the sandbox from plain Python
+    (read the literal check's nonce from its caller's code, see which names are defined, share state with f), so
+    a pair it passes need not hold in its training text. The P3 evaluation judges its attempts as the reference
+    does, without this (a test puzzle's own reference solution may import)."""
+    if filters.unsafe_reason(g):
+        return "the solution imports or names what the reference's judge refuses to run"
+    route = interpreter_route(g)
+    return f"the solution reaches the interpreter: {route}" if route else None
+
+
 def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts: Sequence[str] | None,
                     engine_error: str, n: int, judge_preamble: str, sandbox: SandboxSettings,
                     pool: SandboxPool | None = None, literal_preamble: str | None = None) -> list[dict[str, Any]]:
     """The ``n`` attempts of one puzzle with their status (``ATTEMPT_STATUSES``) and reason. Each distinct body is
     verified once; ``texts`` are the completions after ``header`` (None with ``engine_error``).
     ``literal_preamble``: ``verify_pair``'s (a self-play pair whose g reads ``Tuple`` verified under the judge's
-    names, and its training text raises NameError)."""
+    names, and its training text raises NameError). With it (self-play, whose pairs become training text) a g is
+    first held to the puzzles' own static rules, ``refused`` when it breaks one (``solution_refusal``)."""
     attempts = []
     for i in range(n):
         base = {"attempt_index": i, "body": None, "g": None, "status": "engine_error", "reason": engine_error,
@@ -217,10 +234,11 @@ def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts
         if texts is not None and i < len(texts):
             body = solution_body(texts[i])
             g = None if body is None else header + body
-            # No static refusal here (the reference's judge refused imports outside a short list, itertools
-            # included): the sandbox is the boundary, and a test puzzle's own reference solution may import.
             base.update(body=body, g=g, status="unparsed" if body is None else "pending",
                         reason="the completion does not parse as the body of g" if body is None else "")
+            refusal = None if g is None or literal_preamble is None else solution_refusal(g)
+            if refusal:
+                base.update(status="refused", reason=refusal)
         elif texts is not None:
             base["reason"] = engine_error or "fewer completions than attempts"
         attempts.append(base)
@@ -309,7 +327,7 @@ class SolveAttempts(beam.PTransform):
 # ----------------------------------------------------------------------------------------------- select
 
 ATTEMPT_REASONS = {"failed": "solution_failed", "timeout": "solution_timeout", "unparsed": "solution_unparsed",
-                   "engine_error": "engine_error"}
+                   "refused": "solution_refused", "engine_error": "engine_error"}
 
 
 class SelectSolutionsFn(beam.DoFn):

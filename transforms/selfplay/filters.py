@@ -27,10 +27,13 @@
    time that the next one needs. ``trivial_test_incomplete`` (project addition): the sandbox failed (timed
    out, crashed) so often that some values were never tried.
 
-Then two project additions the reference does not have (it bounds length only through the 200-token generation
-budget and deduplicates only the final training text): ``duplicate_puzzle`` (exact text, first kept) and
-``too_long``. Every verdict is a function of the puzzle text (the draw is seeded by it), so the duplicate check
-commutes with the others: a Beam job may deduplicate first to save sandbox time and keep the same puzzles.
+Then project additions the reference does not have: ``reads_environment_name``, a puzzle that reads ``g`` or a
+judge-only name (``Set``, ``Tuple``, ``Dict``), which could catch the NameError in some of its runs and not in
+others (so its check would not be its training text's; the trivial test's NameError rejects only those it tests);
+and (the reference bounds length only through the 200-token generation budget and deduplicates only the final
+training text) ``duplicate_puzzle`` (exact text, first kept) and ``too_long``. Every verdict is a function of
+the puzzle text (the draw is seeded by it), so the duplicate check commutes with the others: a Beam job may
+deduplicate first to save sandbox time and keep the same puzzles.
 
 Execution is not done here. Steps 2 and 4 are split into a builder (``return_true_program``,
 ``trivial_programs`` / ``trivial_candidates``) and a reader (``read_return_true``, ``read_trivial_programs`` /
@@ -66,6 +69,7 @@ REASONS = (
     "bool_answer",
     "unsupported_answer_type",
     "trivial_answer",
+    "reads_environment_name",  # project addition: the puzzle reads g or a judge-only name (environment_names)
     "duplicate_puzzle",  # project addition
     "too_long",  # project addition
     "trivial_test_incomplete",  # project addition: the sandbox failed too often to try every small answer
@@ -314,6 +318,37 @@ def too_long_reason(puzzle: str, max_chars: int = MAX_PUZZLE_CHARS) -> str | Non
     return "too_long" if len(puzzle) > max_chars else None
 
 
+SOLUTION_NAME = "g"  # the solution's name beside f in the training text and the literal check (puzzles.canonical)
+
+
+def environment_names(strings: FilterStrings | None = None) -> frozenset[str]:
+    """Names defined where some of f's runs happen and not where others do: the judge's names beyond the training
+    text's (``Set``, ``Tuple``, ``Dict``: f is checked on g's answer under the judge's preamble) and the solution's
+    name (defined beside f in the training text, absent where f is checked on g's answer and in the trivial
+    test)."""
+    s = _strings(strings)
+    judge = {alias.asname or alias.name for node in ast.walk(ast.parse(s.judge_preamble))
+             if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    return frozenset(judge - set(s.definition_names)) | {SOLUTION_NAME}
+
+
+def environment_name_reason(puzzle: str, strings: FilterStrings | None = None) -> str | None:
+    """``"reads_environment_name"`` when the puzzle reads (or deletes, or declares global) a name of
+    ``environment_names``: a NameError caught there tells one run of f from another, so its verdict need not be
+    the training text's (``try: g`` ... ``except NameError: return x == 5``). A name the puzzle only assigns is
+    local, and reading it before then fails the same way everywhere."""
+    try:
+        tree = ast.parse(puzzle)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None  # the other filters report it
+    names = environment_names(strings)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Name) and node.id in names and not isinstance(node.ctx, ast.Store)) or (
+                isinstance(node, (ast.Global, ast.Nonlocal)) and names.intersection(node.names)):
+            return "reads_environment_name"
+    return None
+
+
 # ------------------------------------------------------------------------------------------ all together
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +383,8 @@ def filter_puzzles(texts: Iterable[str], run_program: Callable[[str], bool], *,
             reason = verdict.reason
         if reason is None and verdict.tested:
             reason = read_trivial_programs([run_program(p) for p in trivial_programs(puzzle, verdict.candidates, s)])
+        if reason is None:
+            reason = environment_name_reason(puzzle, s)
         if reason is None:
             reason = "duplicate_puzzle" if puzzle in seen else too_long_reason(puzzle, max_chars)
         if reason is None:

@@ -542,3 +542,113 @@ def test_every_metaclass_and_internal_type_the_safe_modules_carry_is_refused():
     for module, name in found:
         assert interpreter_route(f"def f(x: int):\n    import {module}\n    return {module}.{name} == x\n"), name
         assert interpreter_route(f"def f(x: int):\n    from {module} import {name}\n    return x == 3\n"), name
+
+
+# An eleventh red-team pass (2026-12-03): a g that reads the literal run's nonce defeated that run, and the separate
+# check of f on g's answer is not the training text (hash seed 0, the judge's names, no g beside f, no state shared
+# with g), so a pair false in plain Python passed. Each puzzle below passed the filters and, with such a g, both
+# verify_pair and the pipeline's verify_attempts; plain Python's `assert f(g())` failed.
+READS_THE_NONCE = ("    import sys as s, os as o\n    t = list(s._getframe(1).f_code.co_consts)\n    while t:\n"
+                   "        c = t.pop()\n"
+                   "        if isinstance(c, str) and c.startswith('literal-check-') and len(c) > 20:\n"
+                   "            print(c, flush=True)\n            o._exit(0)\n"
+                   "        t.extend(getattr(c, 'co_consts', ()))\n")
+ELEVENTH_PASS = [
+    # f tells its check (no g defined there) from the training text (g beside it) by the name g.
+    ("def f(x: int):\n    try:\n        g\n    except NameError:\n        return x == 918273645\n    return False\n",
+     "int", "    return 918273645\n"),
+    # ... or by a judge-only name (the check runs under List, Set, Tuple and Dict; the training text has List).
+    ("def f(x: int):\n    try:\n        Dict\n    except NameError:\n        return False\n    return x == 27\n",
+     "int", "    return 27\n"),
+    # The check runs under hash seed 0: g returns that seed's set order (SET_ORDER above, here with its answer).
+    (SET_ORDER, "str", None),
+]
+
+
+def _plain_python(sat: str, g: str) -> str:
+    """What the training text says: f and g under the training text's names, then f(g()) is True."""
+    import subprocess
+    import sys
+
+    program = f"from typing import List\n\n{sat}\n\n{g}\n\nprint(f(g()) is True)\n"
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    return (proc.stdout.strip().splitlines() or ["error: " + proc.stderr.strip()[-200:]])[-1]
+
+
+def _seed_0_order() -> str:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "print(''.join(set('abcdefghijkl')))"], capture_output=True,
+                          text=True, env={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}, timeout=60, check=True)
+    order = proc.stdout.strip()
+    assert order != "".join(sorted(order)), order  # else SET_ORDER's own answer check refuses it
+    return order
+
+
+@pytest.mark.parametrize("sat, answer_type, answer", ELEVENTH_PASS)
+def test_a_solution_that_reads_the_nonce_is_refused_before_it_runs(sat, answer_type, answer):
+    from transforms.selfplay.beam import verify_attempts
+    from transforms.selfplay.filters import trivial_preamble
+
+    body = READS_THE_NONCE + (answer or f"    return {_seed_0_order()!r}\n")
+    g = "def g():\n" + body
+    assert _plain_python(sat, g) == "False"  # the pair is false in plain Python ...
+    judged = verify_pair(sat, f"{sat}\n\n{g}", answer_type, SANDBOX.limits, preamble=STRINGS.judge_preamble,
+                         literal_preamble=trivial_preamble(STRINGS))
+    assert judged.status == "passed", judged  # ... and the verdict alone passes it (the route is real)
+    puzzle = {"sat": sat}
+    [attempt] = verify_attempts(puzzle, "def g():", answer_type, ["\n" + body], "", 1, STRINGS.judge_preamble, SANDBOX,
+                                literal_preamble=trivial_preamble(STRINGS))
+    assert attempt["status"] == "refused" and "judge refuses" in attempt["reason"], attempt
+    # The P3 evaluation judges as the reference does: no static refusal of g there.
+    [evaluated] = verify_attempts(puzzle, "def g():", answer_type, ["\n" + body], "", 1, STRINGS.judge_preamble,
+                                  SANDBOX)
+    assert evaluated["status"] == "passed", evaluated
+
+
+@pytest.mark.parametrize("body, status", [
+    ("    import math\n    return int(math.sqrt(729))\n", "passed"),  # a safe module: judged as before
+    ("    from collections import Counter\n    return sum(Counter([27]).keys())\n", "passed"),
+    ("    import os\n    return 27\n", "refused"),  # outside the judge's safe modules
+    ("    return (27).__class__(27)\n", "refused"),  # the judge's unsafe substrings
+    ("    print(27)\n    return 27\n", "refused"),  # the puzzles' own refusals apply to g as well
+])
+def test_self_play_solutions_are_held_to_the_puzzles_static_rules(body, status):
+    from transforms.selfplay.beam import ATTEMPT_STATUSES, verify_attempts
+    from transforms.selfplay.filters import trivial_preamble
+
+    sat = "def f(x: int):\n    return x == 27\n"
+    [attempt] = verify_attempts({"sat": sat}, "def g():", "int", ["\n" + body], "", 1, STRINGS.judge_preamble, SANDBOX,
+                                literal_preamble=trivial_preamble(STRINGS))
+    assert attempt["status"] == status, attempt
+    assert status in ATTEMPT_STATUSES
+
+
+@pytest.mark.parametrize("sat, answer_type", [(s, t) for s, t, _ in ELEVENTH_PASS[:2]] + [
+    # Kept by the trivial test, which runs without g: in the training text every g solves it.
+    ("def f(x: int):\n    try:\n        g\n        return x == x\n    except NameError:\n"
+     "        return x == 918273645\n", "int"),
+    ("def f(x: int):\n    global g\n    g = 5\n    return x == 918273645\n", "int"),
+    ("def f(x: int):\n    del Tuple\n    return x == 918273645\n", "int"),
+    ("def f(x: int):\n    return Set is not None and x == 918273645\n", "int"),
+])
+def test_a_puzzle_that_reads_g_or_a_judge_only_name_is_refused(sat, answer_type):
+    """Any read, a local g's too (no scope analysis: the refusal stays simple and sound), whether or not the
+    trivial test ran (its NameError catches a plain read of a missing name only when it runs)."""
+    for rate in (0.0, 1.0):
+        reason, detail, _ = filter_sample(_sample(sat[len("def f("):]), STRINGS, trivial_reject_rate=rate, seed=0,
+                                          sandbox=SANDBOX)
+        expected = {"reads_environment_name"} if rate == 0.0 or "try:" in sat else {
+            "reads_environment_name", "trivial_answer"}
+        assert reason in expected, (rate, reason, detail)
+
+
+@pytest.mark.parametrize("completion", [
+    "x: int):\n    import typing\n    return typing.Dict is not None and x == 27\n",  # an attribute of typing
+    "x: List[int]):\n    return x == [27]\n",  # List is the training text's own
+])
+def test_names_that_mean_the_same_in_every_run_are_not_refused(completion):
+    reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
+    assert reason != "reads_environment_name", (reason, detail)
