@@ -21,7 +21,13 @@ import os
 import sys
 from typing import Mapping
 
-from runners.engines.cpu_runtime import ALLOCATOR_MARKERS, find_tcmalloc, runtime_libraries
+from runners.engines.cpu_runtime import (
+    ALLOCATOR_MARKERS,
+    find_tcmalloc,
+    names_an_allocator,
+    preload_with,
+    runtime_libraries,
+)
 
 CHOICE_ENV = "INVERSE_INSTRUCT_TRAIN_ALLOCATOR"  # tcmalloc (default) | system
 CHOICES = ("tcmalloc", "system")
@@ -39,11 +45,10 @@ def restart_environment(environ: Mapping[str, str], tcmalloc: str | None) -> dic
     if choice == "system" or tcmalloc is None or RESTARTED_ENV in environ:
         return None
     before = environ.get("LD_PRELOAD", "")
-    names = [os.path.basename(entry) for entry in before.replace(" ", ":").split(":") if entry]
-    if any(name.startswith(ALLOCATOR_MARKERS) for name in names):
+    if names_an_allocator(before):
         return None
     env = dict(environ)
-    env["LD_PRELOAD"] = ":".join([tcmalloc] + ([before] if before else []))
+    env["LD_PRELOAD"] = preload_with(before, tcmalloc, None)  # as vLLM's workers get it (runners.engines.cpu_runtime)
     env[RESTARTED_ENV] = before
     return env
 
@@ -81,8 +86,7 @@ def restart_with_tcmalloc() -> None:
     os.execve(sys.executable, restart_command(sys.orig_argv, sys.executable), env)
 
 
-def allocator_in_use(pid: int | None = None) -> str:
-    """The allocator library mapped into the process (its file name), or ``system`` (glibc's malloc)."""
-    names = [name for name in runtime_libraries(os.getpid() if pid is None else pid)
-             if name.startswith(ALLOCATOR_MARKERS)]
+def allocator_in_use() -> str:
+    """The allocator library mapped into this process (its file name), or ``system`` (glibc's malloc)."""
+    names = [name for name in runtime_libraries(os.getpid()) if name.startswith(ALLOCATOR_MARKERS)]
     return names[0] if names else "system"

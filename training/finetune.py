@@ -566,11 +566,12 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     accumulation = config.accumulation_steps(world_size())
     precision = precision_of(config)
     bf16 = precision.bf16
+    allocator = allocator_in_use()
     if rank() == 0:
         print(f"[{stage.name}] precision {precision.name} ({precision.reason}), "
               f"{'compiled' if compiled else 'eager'} layers ({compile_plan.reason}), {torch.get_num_threads()} "
-              f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, allocator "
-              f"{allocator_in_use()}", flush=True)
+              f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, allocator {allocator}",
+              flush=True)
     global_batch = config.per_device_batch_size * accumulation * world_size()
     total_steps = stage_steps(len(dataset), global_batch, stage.max_steps)
     args = training_arguments(config, stage, stage_dir, model, accumulation, bf16, steps=total_steps)
@@ -642,7 +643,7 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "compiled_layers": compiled,
             "compile_reason": compile_plan.reason,
             "torch_threads": torch.get_num_threads(),
-            "allocator": allocator_in_use(),
+            "allocator": allocator,
             "truncated_examples": _last_per_step_sum(history, "truncated"),
             "train_loss": mean_step_loss(history),  # every step's, also of a resumed stage's earlier sessions
             "train_loss_this_session": result.training_loss,

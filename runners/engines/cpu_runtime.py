@@ -72,6 +72,12 @@ def is_vllm_default_openmp(entry: str) -> bool:
         path.parent.name == "torch.libs" or path.parent.parts[-2:] == ("torch", "lib"))
 
 
+def names_an_allocator(preload: str) -> bool:
+    """Whether an ``LD_PRELOAD`` value already preloads an allocator (TCMalloc, jemalloc, mimalloc)."""
+    return any(os.path.basename(entry).startswith(ALLOCATOR_MARKERS)
+               for entry in preload.replace(" ", ":").split(":") if entry)
+
+
 def preload_with(current: str, tcmalloc: str | None, intel_openmp: str | None) -> str:
     """``LD_PRELOAD`` with TCMalloc and Intel OpenMP in front, unless it already names an allocator or an
     OpenMP runtime that the user chose (vLLM's default OpenMP, ``is_vllm_default_openmp``, is replaced)."""
@@ -80,7 +86,7 @@ def preload_with(current: str, tcmalloc: str | None, intel_openmp: str | None) -
         entries = [entry for entry in entries if not is_vllm_default_openmp(entry)]
     names = [os.path.basename(entry) for entry in entries]
     added = []
-    if tcmalloc and not any(name.startswith(ALLOCATOR_MARKERS) for name in names):
+    if tcmalloc and not names_an_allocator(":".join(entries)):
         added.append(tcmalloc)
     if intel_openmp and not any(name.startswith(OPENMP_MARKERS) for name in names):
         added.append(intel_openmp)

@@ -54,7 +54,7 @@ from transforms.selfplay.introspection import REASON as REACHES_INTERPRETER
 from transforms.selfplay.introspection import interpreter_route
 from transforms.selfplay.preset import FilterStrings, load_preset
 from transforms.selfplay.puzzle_fingerprint import fingerprint
-from transforms.selfplay.source import answer_parameter, first_function, strip_puzzle
+from transforms.selfplay.source import answer_parameter, first_function, imported_names, strip_puzzle
 
 REASONS = (
     "missing_def_f",
@@ -327,9 +327,7 @@ def environment_names(strings: FilterStrings | None = None) -> frozenset[str]:
     name (defined beside f in the training text, absent where f is checked on g's answer and in the trivial
     test)."""
     s = _strings(strings)
-    judge = {alias.asname or alias.name for node in ast.walk(ast.parse(s.judge_preamble))
-             if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
-    return frozenset(judge - set(s.definition_names)) | {SOLUTION_NAME}
+    return (imported_names(s.judge_preamble) - set(s.definition_names)) | {SOLUTION_NAME}
 
 
 def environment_name_reason(puzzle: str, strings: FilterStrings | None = None) -> str | None:
