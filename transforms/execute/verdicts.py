@@ -511,7 +511,9 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
     beside ``f``, no state shared with ``g``): a puzzle that tells those apart, with a ``g`` that reads the nonce,
     passed here while plain Python failed it (the eleventh red team). Self-play therefore refuses such ``g``
     before they run (``selfplay.beam.solution_refusal``) and such puzzles in its filters
-    (``filters.environment_name_reason``).
+    (``filters.environment_name_reason``). Every run here is fresh, so a pair that draws from unseeded randomness,
+    true with probability p, passes with probability p²: self-play refuses that code statically too
+    (``selfplay.determinism``).
     ``literal_preamble`` (default: ``preamble``): what the trained-on text has in front of f and g (self-play's
     has ``List`` only, where the judge's runs have ``List, Set, Tuple, Dict``). The duration covers all three
     runs."""

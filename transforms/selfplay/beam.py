@@ -27,6 +27,7 @@ from transforms.execute.pool import SandboxPool
 from transforms.execute.verdicts import guarded, runs_cleanly, sat_outcomes, verify_pair
 from transforms.selfplay import filters, plans, solve
 from transforms.selfplay import puzzles as seed_format
+from transforms.selfplay.determinism import unseeded_random_route
 from transforms.selfplay.introspection import interpreter_route
 from transforms.selfplay.plans import example_sort_key
 from transforms.selfplay.preset import FilterStrings, SelfPlayPreset
@@ -114,6 +115,9 @@ def _filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_re
     route = interpreter_route(puzzle)
     if route:
         return filters.REACHES_INTERPRETER, route, facts
+    route = unseeded_random_route(puzzle)
+    if route:
+        return filters.DRAWS_UNSEEDED_RANDOM, route, facts
     judged = guarded(runs_cleanly, imports + filters.return_true_program(f_text, strings, preamble=False),
                      sandbox.limits, preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
     reason = filters.read_return_true(judged.passed)
@@ -207,16 +211,22 @@ class SolveSettings:
     literal_preamble: str | None = None
 
 
-def solution_refusal(g: str) -> str | None:
+def solution_refusal(g: str, sat: str = "") -> str | None:
     """Why a self-play solution may not be judged, or None: the reference's judge refused to run code with
     imports outside its short list, and a g that reaches the interpreter can tell the sandbox from plain Python
     (read the literal check's nonce from its caller's code, see which names are defined, share state with f), so
-    a pair it passes need not hold in its training text. The P3 evaluation judges its attempts as the reference
-    does, without this (a test puzzle's own reference solution may import)."""
+    a pair it passes need not hold in its training text. A g that may draw from randomness not seeded by a constant
+    passes both checks of a pair by chance; it is judged with its puzzle ``sat`` in front, as the training text
+    has it, since g may read a name the puzzle's imports bind (``import random as r`` there, ``r.randint`` in g).
+    The P3 evaluation judges its attempts as the reference does, without this (a test puzzle's own reference
+    solution may import)."""
     if filters.unsafe_reason(g):
         return "the solution imports or names what the reference's judge refuses to run"
     route = interpreter_route(g)
-    return f"the solution reaches the interpreter: {route}" if route else None
+    if route:
+        return f"the solution reaches the interpreter: {route}"
+    route = unseeded_random_route(f"{sat}\n\n{g}" if sat else g)
+    return f"the solution draws from randomness not seeded by a constant: {route}" if route else None
 
 
 def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts: Sequence[str] | None,
@@ -236,7 +246,7 @@ def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts
             g = None if body is None else header + body
             base.update(body=body, g=g, status="unparsed" if body is None else "pending",
                         reason="the completion does not parse as the body of g" if body is None else "")
-            refusal = None if g is None or literal_preamble is None else solution_refusal(g)
+            refusal = None if g is None or literal_preamble is None else solution_refusal(g, puzzle["sat"])
             if refusal:
                 base.update(status="refused", reason=refusal)
         elif texts is not None:

@@ -10,7 +10,12 @@
    module outside its safe list. ``return_true_failed``: the copy with ``    return True`` inserted as the
    second line, followed by ``assert f(None)``, must run cleanly in the judge (1 s). Between the two,
    ``reaches_interpreter`` (project addition, ``introspection.py``): a model-written puzzle that touches the
-   interpreter's internals could forge its own verdict, so it never runs.
+   interpreter's internals could forge its own verdict, so it never runs. Then ``draws_unseeded_random`` (project
+   addition, ``determinism.py``): a puzzle that may draw from ``random`` other than through ``Random(<constant>)``
+   holds in some runs and not in others (``return x == random.randint(0, 1)`` passes the pair's two checks a
+   quarter of the time), so its verdict is not its training text's. It is refused here, before anything runs,
+   rather than after the reference's filters: the trivial test would run the draw, and its reason (and the claim
+   below that every verdict is a function of the text) would then rest on chance.
 3. From f's signature (the reference ``exec``s the def with only ``List`` defined and reads
    ``inspect.getfullargspec``): ``answer_annotation_invalid`` when the def would not evaluate there or the
    first parameter has no annotation; ``bad_signature`` unless exactly the first parameter is required and there
@@ -50,6 +55,8 @@ import json
 import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from transforms.selfplay.determinism import REASON as DRAWS_UNSEEDED_RANDOM
+from transforms.selfplay.determinism import unseeded_random_route
 from transforms.selfplay.introspection import REASON as REACHES_INTERPRETER
 from transforms.selfplay.introspection import interpreter_route
 from transforms.selfplay.preset import FilterStrings, load_preset
@@ -62,6 +69,7 @@ REASONS = (
     "p3_test_puzzle",  # project addition: a P3 test puzzle up to formatting and renaming (puzzle_fingerprint.py)
     "unsafe_code",
     "reaches_interpreter",  # project addition: the puzzle touches the interpreter's internals (introspection.py)
+    "draws_unseeded_random",  # project addition: may draw from random not seeded by a constant (determinism.py)
     "return_true_failed",
     "answer_annotation_invalid",
     "bad_signature",
@@ -153,6 +161,12 @@ def interpreter_reason(puzzle: str) -> str | None:
     """``"reaches_interpreter"`` when the model-written puzzle could rewrite or read the process that judges it
     (``transforms.selfplay.introspection``): its verdict would not be the one plain Python gives."""
     return REACHES_INTERPRETER if interpreter_route(puzzle) else None
+
+
+def random_reason(puzzle: str) -> str | None:
+    """``"draws_unseeded_random"`` when the model-written puzzle may draw from randomness not seeded by a constant
+    (``transforms.selfplay.determinism``): true in some runs only, it could pass both checks of a pair by chance."""
+    return DRAWS_UNSEEDED_RANDOM if unseeded_random_route(puzzle) else None
 
 
 def return_true_program(puzzle: str, strings: FilterStrings | None = None, preamble: bool = True) -> str:
@@ -374,7 +388,7 @@ def filter_puzzles(texts: Iterable[str], run_program: Callable[[str], bool], *,
         if reason is None:
             reason = (p3_test_reason(puzzle, test_index or {}) or (None,))[0]
         if reason is None:
-            reason = (unsafe_reason(puzzle, s) or interpreter_reason(puzzle)
+            reason = (unsafe_reason(puzzle, s) or interpreter_reason(puzzle) or random_reason(puzzle)
                       or read_return_true(run_program(return_true_program(puzzle, s))))
         if reason is None:
             verdict = check_signature(puzzle, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=s)
