@@ -3,6 +3,7 @@
     python bench/train.py [--precision auto|bf16|fp32] [--steps 4] [--per-device-batch 4] [--global-batch 8]
     python bench/train.py --compare --steps 20 [--baseline-ref COMMIT]   # fp32 and bf16 side by side
     python bench/train.py --probe-modes                                  # fp32 / bf16 autocast / bf16 weights
+    python bench/train.py --probe-optimizer                              # transformers' Adafactor step vs ours
 
 Data: the real Code Alpaca pairs in ``../shared/data`` when present (as ``original`` training examples written
 by the project's shard writer), else synthetic pairs. It runs the real job (``training.finetune.run``, one
@@ -202,6 +203,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "batch, so both sides train the same recipe, each at its own micro-batch")
     parser.add_argument("--probe-modes", action="store_true",
                         help="forward+backward CPU time of fp32, bf16 autocast and bf16 weights (no Trainer)")
+    parser.add_argument("--probe-optimizer", action="store_true",
+                        help="CPU time of one Adafactor step on the model's parameters: transformers' vs "
+                             "training.adafactor's (random gradients, no Trainer)")
     return parser.parse_args(argv)
 
 
@@ -211,6 +215,8 @@ def main(argv=None) -> dict:
         return compare(args)
     if args.probe_modes:
         return probe_modes(args)
+    if args.probe_optimizer:
+        return probe_optimizer(args)
     return bench_run(args)
 
 
@@ -484,6 +490,48 @@ def probe_modes(args: argparse.Namespace) -> dict:
               "allocator": allocator_in_use(), "modes": results,
               "host": host_load()}
     print(json.dumps(report, indent=2))
+    return report
+
+
+def probe_optimizer(args: argparse.Namespace, steps: int = 6) -> dict:
+    """One optimizer step's CPU time on the real model's parameters: transformers' Adafactor against
+    ``training.adafactor.StreamlinedAdafactor``, the recipe's fixed-lr settings, alternating, best of the steps
+    after the first (which allocates the state)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.optimization import Adafactor
+
+    from training import finetune  # noqa: F401  (OMP_WAIT_POLICY before torch loads)
+    from training.adafactor import StreamlinedAdafactor
+    from training.allocator import allocator_in_use
+    from training.finetune import resolve_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model).path, dtype=torch.float32)
+    params = [p for p in model.parameters() if p.requires_grad]
+    generator = torch.Generator().manual_seed(0)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=generator) * 1e-3
+    results: dict[str, dict] = {}
+    for name, cls in [("transformers", Adafactor), ("streamlined", StreamlinedAdafactor)] * 2:
+        optimizer = cls(params, lr=5e-5, scale_parameter=False, relative_step=False, warmup_init=False)
+        cpu, wall = [], []
+        for _ in range(steps):
+            started_wall, started_cpu = time.perf_counter(), time.process_time()
+            optimizer.step()
+            wall.append(time.perf_counter() - started_wall)
+            cpu.append(time.process_time() - started_cpu)
+        best = results.setdefault(name, {"best_cpu_seconds": float("inf"), "best_wall_seconds": float("inf")})
+        best["best_cpu_seconds"] = round(min(best["best_cpu_seconds"], *cpu[1:]), 3)
+        best["best_wall_seconds"] = round(min(best["best_wall_seconds"], *wall[1:]), 3)
+    report = {"parameters": sum(p.numel() for p in params), "torch_threads": torch.get_num_threads(),
+              "allocator": allocator_in_use(), "steps": results,
+              "cpu_ratio": round(results["transformers"]["best_cpu_seconds"]
+                                 / results["streamlined"]["best_cpu_seconds"], 2), "host": host_load()}
+    print(json.dumps(report, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
 

@@ -323,6 +323,16 @@ def _trainer_classes():
             self._window_cpu = time.process_time()
             self.add_callback(LogAtEveryCheckpoint())
 
+        @staticmethod
+        def get_optimizer_cls_and_kwargs(args, model=None):
+            """Trainer's choice, with the recipe's Adafactor step in fewer passes over memory (training.adafactor)."""
+            from transformers.optimization import Adafactor
+
+            from training.adafactor import StreamlinedAdafactor
+
+            optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+            return (StreamlinedAdafactor if optimizer_cls is Adafactor else optimizer_cls), kwargs
+
         def _get_train_sampler(self, train_dataset=None):
             # The dataset already is the stage's whole ordered sequence (see training.data); at most the examples
             # inside one optimizer step are reordered, longest first.
