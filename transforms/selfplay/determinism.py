@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import ast
 
+from transforms.selfplay.source import parent_map, parse_for_rules
+
 REASON = "draws_unseeded_random"
 MODULE = "random"
 SEEDED_CLASS = "Random"  # random.Random(seed): its own generator, a function of its seed alone
@@ -41,13 +43,10 @@ def unseeded_random_route(code: str) -> str | None:
     """The first way ``code`` may draw from randomness not seeded by a constant (a short description), or None.
     Code that does not parse has none to find (the filters that run it report it); code nested too deeply to parse
     here cannot be checked, and is refused."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return None
-    except (RecursionError, MemoryError):
-        return "nested too deeply to check"
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    tree, refusal = parse_for_rules(code)
+    if tree is None:
+        return refusal
+    parents = parent_map(tree)
     modules, classes = {MODULE}, set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import) and any(_is_random(a.name) for a in node.names):

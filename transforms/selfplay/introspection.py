@@ -43,6 +43,8 @@ import ast
 import re
 from typing import Iterable
 
+from transforms.selfplay.source import parent_map, parse_for_rules
+
 REASON = "reaches_interpreter"
 
 LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach past the program
@@ -106,18 +108,15 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
     not parse has none to find: the filters that run it report it; code nested too deeply to parse here cannot be
     checked, and is refused. ``safe_modules``: the modules an import may name (default: the paper preset's judge's
     ``safe_imports``), less ``refused_modules``."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return None
-    except (RecursionError, MemoryError):
-        return "nested too deeply to check"
+    tree, refusal = parse_for_rules(code)
+    if tree is None:
+        return refusal
     if safe_modules is None:
         from transforms.selfplay.preset import load_preset
 
         safe_modules = load_preset().filters.safe_imports
     safe = frozenset(safe_modules) - frozenset(refused_modules)
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    parents = parent_map(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             outside = [a.name for a in node.names if a.name.split(".")[0] not in safe]

@@ -20,6 +20,25 @@ class WeirdSignature(ValueError):
     """The puzzle's first line is not a one-line ``def ...):`` header, so its inputs cannot be read off it."""
 
 
+TOO_DEEP = "nested too deeply to check"
+
+
+def parse_for_rules(code: str) -> tuple[ast.Module | None, str | None]:
+    """What a static rule reads: ``(tree, None)``; ``(None, None)`` when ``code`` does not parse (the filters that run
+    it report that); ``(None, TOO_DEEP)`` when it is nested too deeply to parse here, so it cannot be checked."""
+    try:
+        return ast.parse(code), None
+    except (SyntaxError, ValueError):
+        return None, None
+    except (RecursionError, MemoryError):
+        return None, TOO_DEEP
+
+
+def parent_map(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    """Each node's parent."""
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
 def strip_puzzle(text: str) -> str:
     """A generated puzzle without the code that follows it: the text, stripped, up to the first newline that is
     followed by a non-blank character (gen.py ``strip_puzzle``)."""
