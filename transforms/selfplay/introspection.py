@@ -22,7 +22,8 @@ The routes (each found as a working exploit, or one step from one):
   ``True``, ``False`` and ``...`` (the identity of cached objects: ``re.compile`` returned its cached pattern in
   the sandbox and a new one in a plain script), ``object`` (a bare object's address orders a set of them and shows
   in its repr), ``dir`` (a plain script's namespace holds ``__doc__``, ``__spec__``... the sandbox's does not),
-  ``MemoryError`` (the sandbox's address space is capped), any positional class pattern (``__match_args__``
+  ``MemoryError`` (the sandbox's address space is capped), and so a bare ``except`` and ``Exception`` or
+  ``BaseException`` other than raised or subclassed (a handler of either catches it), any positional class pattern (``__match_args__``
   names attributes by text; a builtin's name can be rebound to a class built at run time), and ``type`` other
   than in ``type(x) == T`` (a class built from strings; ``type(C().m)(K, obj)``, a bound method under any name,
   whose ``copy.copy`` is ``getattr(obj, name)``), ``mro`` (``int.mro()[-1]`` is ``object``) and copy's
@@ -47,6 +48,8 @@ from transforms.selfplay.source import parent_map, parse_for_rules
 
 REASON = "reaches_interpreter"
 
+# MemoryError's bases: a handler naming one catches the sandbox's MemoryError (its address space is capped)
+BROAD_EXCEPTIONS = frozenset({"Exception", "BaseException"})
 LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach past the program
     "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "eval", "exec", "compile", "open",
     "input", "breakpoint",
@@ -155,6 +158,8 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
         elif isinstance(node, ast.Name):
             if _refused_name(node.id):
                 return f"name {node.id} (line {node.lineno})"
+            if node.id in BROAD_EXCEPTIONS and not _raised_or_subclassed(node, parents):
+                return f"{node.id} other than raised or subclassed: a handler could catch MemoryError (line {node.lineno})"
             if node.id == "type" and not _type_comparison(node, parents):
                 return f"type other than in a comparison such as type(x) == int (line {node.lineno})"
         elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
@@ -171,6 +176,8 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             return f"parameter {node.arg} (line {node.lineno})"
         elif isinstance(node, (ast.MatchAs, ast.MatchStar, ast.MatchMapping, ast.ExceptHandler, ast.Global,
                                ast.Nonlocal)):
+            if isinstance(node, ast.ExceptHandler) and node.type is None:
+                return f"a bare except: it catches MemoryError (line {node.lineno})"
             # names these bind are not Name nodes: `case __eq__:` in a class body defined a dunder (a tenth red team)
             bound = ([node.rest] if isinstance(node, ast.MatchMapping) else list(node.names)
                      if isinstance(node, (ast.Global, ast.Nonlocal)) else [node.name])
@@ -178,6 +185,19 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
                 if _refused_name(name):
                     return f"name {name} bound by a pattern, except or global (line {node.lineno})"
     return None
+
+
+def _raised_or_subclassed(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:
+    """``raise Exception``, ``raise Exception(...)`` or ``class E(Exception)``: the uses that cannot catch
+    ``MemoryError`` (a subclass's handler does not catch it). Anything else, ``except Exception``, a tuple of it or an
+    alias, could catch the one the sandbox's 1 GiB address-space cap raises where plain Python reserves the memory
+    untouched (``bytes(3 * 2 ** 30)``: a twelfth red team, 2026-12-04)."""
+    parent = parents.get(name)
+    if isinstance(parent, ast.ClassDef) and name in parent.bases:
+        return True
+    if isinstance(parent, ast.Call) and parent.func is name:
+        name, parent = parent, parents.get(parent)
+    return isinstance(parent, ast.Raise) and parent.exc is name
 
 
 def _type_comparison(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:

@@ -652,3 +652,51 @@ def test_a_puzzle_that_reads_g_or_a_judge_only_name_is_refused(sat, answer_type)
 def test_names_that_mean_the_same_in_every_run_are_not_refused(completion):
     reason, detail, _ = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0, sandbox=SANDBOX)
     assert reason != "reads_environment_name", (reason, detail)
+
+
+# A twelfth red team (2026-12-04): a MemoryError caught without naming it. The sandbox caps the address space at
+# 1 GiB, so reserving 3 GiB raises there; plain Python reserves it untouched, and the pair is false in its text.
+CATCHES_THE_CAP = ("x: int):\n    try:\n        b = bytes(3 * 2 ** 30)\n        return x == len(b) % 7\n"
+                   "    except Exception:\n        return x == 1\n")
+
+
+def test_the_caught_allocation_pair_is_false_in_plain_python():
+    import subprocess
+    import sys
+
+    program = f"def f({CATCHES_THE_CAP}\ndef g():\n    return 1\n\nprint(f(g()))\n"
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("completion, route", [
+    (CATCHES_THE_CAP, "Exception other than raised or subclassed"),
+    ("x: int):\n    try:\n        b = bytes(3 * 2 ** 30)\n        return x == 0\n    except:\n        return x == 1\n",
+     "a bare except"),
+    ("x: int):\n    try:\n        return x == 0\n    except (ValueError, BaseException):\n        return x == 1\n",
+     "BaseException other than raised"),
+    ("x: int):\n    E = Exception\n    try:\n        return x == 0\n    except E:\n        return x == 1\n",
+     "Exception other than raised"),
+    ("x: int):\n    try:\n        return x == 0\n    except* Exception:\n        return x == 1\n",
+     "Exception other than raised"),
+])
+def test_a_handler_that_could_catch_memory_error_is_a_route(completion, route):
+    _assert_refused(completion, route)
+
+
+@pytest.mark.parametrize("code", [
+    "def f(x: int):\n    if x < 0:\n        raise Exception('negative')\n    return x == 1\n",
+    "def f(x: int):\n    if x < 0:\n        raise BaseException\n    return x == 1\n",
+    "class E(Exception):\n    pass\n\ndef f(x: int):\n    try:\n        raise E()\n    except E:\n        return x == 1\n",
+    "def f(x: int):\n    try:\n        int('a')\n    except (ValueError, TypeError):\n        return x == 1\n",
+])
+def test_raising_subclassing_and_narrow_handlers_are_not_routes(code):
+    assert interpreter_route(code) is None
+
+
+def test_a_solution_with_a_broad_handler_is_refused_before_it_runs():
+    from transforms.selfplay.beam import solution_refusal
+
+    g = "def g():\n    try:\n        b = bytes(3 * 2 ** 30)\n        return 1000 + len(b) % 7\n    except:\n        return 1001\n"
+    refusal = solution_refusal(g, "def f(x: int):\n    return x == 1001\n")
+    assert refusal is not None and "bare except" in refusal
