@@ -23,10 +23,10 @@ The routes (each found as a working exploit, or one step from one):
   the sandbox and a new one in a plain script), ``object`` (a bare object's address orders a set of them and shows
   in its repr), ``dir`` (a plain script's namespace holds ``__doc__``, ``__spec__``... the sandbox's does not),
   ``MemoryError`` (the sandbox's address space is capped), and so a bare ``except`` and ``Exception`` or
-  ``BaseException`` other than raised or subclassed (a handler of either catches it), any positional class pattern (``__match_args__``
-  names attributes by text; a builtin's name can be rebound to a class built at run time), and ``type`` other
-  than in ``type(x) == T`` (a class built from strings; ``type(C().m)(K, obj)``, a bound method under any name,
-  whose ``copy.copy`` is ``getattr(obj, name)``), ``mro`` (``int.mro()[-1]`` is ``object``) and copy's
+  ``BaseException`` other than raised or subclassed (a handler of either catches it), any positional class
+  pattern (``__match_args__`` names attributes by text; a builtin's name can be rebound to a class built at run
+  time), and ``type`` other than in ``type(x) == T`` (a class built from strings; ``type(C().m)(K, obj)``, a
+  bound method under any name, whose ``copy.copy`` is ``getattr(obj, name)``), ``mro`` (``int.mro()[-1]`` is ``object``) and copy's
   ``dispatch_table``;
 * imports of any of these, under any name (``from typing import get_type_hints as hints``, ``from random import
   _os``), of ``copy`` (copying a bound method is getattr by its function's name), and of any module outside the
@@ -159,7 +159,8 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             if _refused_name(node.id):
                 return f"name {node.id} (line {node.lineno})"
             if node.id in BROAD_EXCEPTIONS and not _raised_or_subclassed(node, parents):
-                return f"{node.id} other than raised or subclassed: a handler could catch MemoryError (line {node.lineno})"
+                return (f"{node.id} other than raised or subclassed: a handler could catch MemoryError "
+                        f"(line {node.lineno})")
             if node.id == "type" and not _type_comparison(node, parents):
                 return f"type other than in a comparison such as type(x) == int (line {node.lineno})"
         elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):

@@ -687,7 +687,8 @@ def test_a_handler_that_could_catch_memory_error_is_a_route(completion, route):
 @pytest.mark.parametrize("code", [
     "def f(x: int):\n    if x < 0:\n        raise Exception('negative')\n    return x == 1\n",
     "def f(x: int):\n    if x < 0:\n        raise BaseException\n    return x == 1\n",
-    "class E(Exception):\n    pass\n\ndef f(x: int):\n    try:\n        raise E()\n    except E:\n        return x == 1\n",
+    "class E(Exception):\n    pass\n\ndef f(x: int):\n    try:\n        raise E()\n"
+    "    except E:\n        return x == 1\n",
     "def f(x: int):\n    try:\n        int('a')\n    except (ValueError, TypeError):\n        return x == 1\n",
 ])
 def test_raising_subclassing_and_narrow_handlers_are_not_routes(code):
@@ -697,6 +698,7 @@ def test_raising_subclassing_and_narrow_handlers_are_not_routes(code):
 def test_a_solution_with_a_broad_handler_is_refused_before_it_runs():
     from transforms.selfplay.beam import solution_refusal
 
-    g = "def g():\n    try:\n        b = bytes(3 * 2 ** 30)\n        return 1000 + len(b) % 7\n    except:\n        return 1001\n"
+    g = ("def g():\n    try:\n        b = bytes(3 * 2 ** 30)\n        return 1000 + len(b) % 7\n"
+         "    except:\n        return 1001\n")
     refusal = solution_refusal(g, "def f(x: int):\n    return x == 1001\n")
     assert refusal is not None and "bare except" in refusal
