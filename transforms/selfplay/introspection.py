@@ -26,8 +26,8 @@ The routes (each found as a working exploit, or one step from one):
   ``BaseException`` other than raised or subclassed (a handler of either catches it), any positional class
   pattern (``__match_args__`` names attributes by text; a builtin's name can be rebound to a class built at run
   time), and ``type`` other than in ``type(x) == T`` (a class built from strings; ``type(C().m)(K, obj)``, a
-  bound method under any name, whose ``copy.copy`` is ``getattr(obj, name)``), ``mro`` (``int.mro()[-1]`` is ``object``) and copy's
-  ``dispatch_table``;
+  bound method under any name, whose ``copy.copy`` is ``getattr(obj, name)``), ``mro`` (``int.mro()[-1]`` is
+  ``object``) and copy's ``dispatch_table``;
 * imports of any of these, under any name (``from typing import get_type_hints as hints``, ``from random import
   _os``), of ``copy`` (copying a bound method is getattr by its function's name), and of any module outside the
   judge's safe imports, wherever the import stands (``from math import pi;
