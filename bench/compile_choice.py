@@ -15,7 +15,9 @@ gives them.
 Beyond eager or compiled, the modes compare the CPU settings that were chosen from measurements: where vLLM runs
 (``server``, ``eager``: vLLM's own processes, ``in-process``), OpenMP thread binding (``server-bind-cores``;
 ``eager-reserve-N``: vLLM's own processes with N cores kept for vLLM's engine core) and batch limits
-(``server-seqs-N``: at most N sequences per step; ``server-batch-tokens-N``: at most N tokens per step).
+(``server-seqs-N``: at most N sequences per step; ``server-batch-tokens-N``: at most N tokens per step), and
+vLLM-CPU's AMX kernels (``server-amx``, ``server-amx-compiled``: ``--cpu-amx``, off by default because their
+scores depend on the batch).
 ``--rounds R`` runs every mode R times, alternating their order each round (on the AVX2 machine whichever of two
 back-to-back runs went second was about 10% faster), and reports each mode's medians.
 
@@ -24,6 +26,7 @@ back-to-back runs went second was about 10% faster), and reports each mode's med
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -57,6 +60,9 @@ MODES: dict[str, tuple[dict, dict]] = {
     **{f"server-seqs-{n}": ({**SERVER, "max_num_seqs": n}, {}) for n in (16, 32, 64, 128)},
     **{f"server-batch-tokens-{n}": ({**SERVER, "vllm_engine_args": (("max_num_batched_tokens", n),)}, {})
        for n in (2048, 8192)},
+    # vLLM-CPU's AMX kernels (--cpu-amx; off by default: their scores depend on the batch)
+    "server-amx": ({**SERVER, "cpu_amx": True}, {}),
+    "server-amx-compiled": ({**SERVER, "cpu_amx": True, "enforce_eager": False}, {}),
 }
 
 
@@ -74,20 +80,70 @@ def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
     generate_s = time.perf_counter() - t
     tokens = sum(r.n_generated_tokens for r in results)
     t = time.perf_counter()
-    engine.next_token_logprobs([r.prompt for r in score], [r.token_ids for r in score], [r.top_n for r in score])
+    judged = engine.next_token_logprobs([r.prompt for r in score], [r.token_ids for r in score],
+                                        [r.top_n for r in score])
     score_s = time.perf_counter() - t
     engine.close()
+    yes, no = score[0].token_ids
     return {"mode": mode, "startup_s": round(startup, 1), "generate_s": round(generate_s, 1),
             "generated_tokens": tokens, "generate_tokens_per_s": round(tokens / generate_s, 1),
             "score_s": round(score_s, 1), "score_prompts_per_s": round(prompts / score_s, 2),
-            "total_s": round(startup + generate_s + score_s, 1)}
+            "total_s": round(startup + generate_s + score_s, 1),
+            # what the modes answered, to compare them (compare_answers): the judge's score p(Yes)/(p(Yes)+p(No))
+            # per prompt, and a digest of each completion
+            "judge_scores": [judge_score(r.logprobs, yes, no) for r in judged],
+            "completion_digests": [hashlib.sha256("\x1f".join(r.texts).encode()).hexdigest()[:12] for r in results]}
+
+
+def judge_score(logprobs: dict[int, float], yes: int, no: int) -> float | None:
+    """The pipeline's exact score (``transforms.instruct.scoring.exact_score``), or None for a failed request."""
+    from transforms.instruct.scoring import exact_score
+
+    if yes not in logprobs or no not in logprobs:
+        return None
+    return round(exact_score(logprobs, [yes], [no]).score, 9)
+
+
+ANSWER_KEYS = ("judge_scores", "completion_digests")
+
+
+def compare_answers(a: dict, b: dict) -> dict:
+    """How far two runs' answers are apart: judge scores (max and mean absolute difference, and how many of the
+    prompts' scores land on the other side of 0.5) and how many completions are the same text."""
+    pairs = [(x, y) for x, y in zip(a["judge_scores"], b["judge_scores"]) if x is not None and y is not None]
+    if not pairs:
+        return {"scored": 0}
+    diffs = [abs(x - y) for x, y in pairs]
+    diff = {"scored": len(pairs), "score_max_abs_diff": round(max(diffs), 7),
+            "score_mean_abs_diff": round(sum(diffs) / len(diffs), 7),
+            "score_side_of_half_flips": sum((x > 0.5) != (y > 0.5) for x, y in pairs)}
+    if a["completion_digests"] and b["completion_digests"]:  # the reference judges only
+        diff["same_completions"] = sum(x == y for x, y in zip(a["completion_digests"], b["completion_digests"]))
+        diff["completions"] = len(a["completion_digests"])
+    return diff
+
+
+def reference_scores(prompts: int, model: str, dtype: str) -> dict:
+    """The judge scores of the same prompts from the transformers engine at ``dtype`` (float32: the reference
+    every bf16 kernel is measured against)."""
+    from bench.engine import workload, yes_no_ids
+    from runners.engines import EngineConfig, build_engine
+
+    _, score = workload(prompts, 1, yes_no_ids(model))
+    engine = build_engine(EngineConfig(model=model, engine="transformers", dtype=dtype))
+    judged = engine.next_token_logprobs([r.prompt for r in score], [r.token_ids for r in score], [0] * prompts)
+    engine.close()
+    yes, no = score[0].token_ids
+    return {"mode": f"transformers-{dtype}", "judge_scores": [judge_score(r.logprobs, yes, no) for r in judged],
+            "completion_digests": []}
 
 
 def run_mode(mode: str, args: argparse.Namespace) -> dict:
     """One mode in a fresh process (as a job's engine is), with that mode's environment."""
-    proc = subprocess.run([sys.executable, __file__, f"--one={mode}", f"--prompts={args.prompts}",
+    one = f"--reference-one={mode}" if mode.startswith("transformers-") else f"--one={mode}"
+    proc = subprocess.run([sys.executable, __file__, one, f"--prompts={args.prompts}",
                            f"--max-tokens={args.max_tokens}", f"--model={args.model}"],
-                          capture_output=True, text=True, env={**os.environ, **MODES[mode][1]})
+                          capture_output=True, text=True, env={**os.environ, **MODES.get(mode, ({}, {}))[1]})
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -102,7 +158,7 @@ def summary(r: dict) -> str:
 
 def median_result(mode: str, rounds: list[dict]) -> dict:
     """A mode's medians over its rounds (a single round as it is)."""
-    fields = [key for key in rounds[0] if key != "mode"]
+    fields = [key for key in rounds[0] if key != "mode" and key not in ANSWER_KEYS]
     return {"mode": mode, **{key: round(statistics.median(r[key] for r in rounds), 2) for key in fields}}
 
 
@@ -114,10 +170,17 @@ def main() -> None:
     parser.add_argument("--modes", default="eager,compiled", help=f"comma-separated, of: {', '.join(MODES)}")
     parser.add_argument("--rounds", type=int, default=1, help="run every mode this many times, alternating order")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--reference", metavar="DTYPE", choices=("float32", "bfloat16"),
+                        help="also judge the prompts with the transformers engine at DTYPE, and compare every mode's "
+                             "scores with it")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one mode in this process
+    parser.add_argument("--reference-one", help=argparse.SUPPRESS)  # internal: the reference, in this process
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_mode(args.one, args.prompts, args.max_tokens, args.model)))
+        return
+    if args.reference_one:
+        print(json.dumps(reference_scores(args.prompts, args.model, args.reference_one.split("-", 1)[1])))
         return
     modes = args.modes.split(",")
     unknown = [mode for mode in modes if mode not in MODES]
@@ -126,6 +189,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     machine = describe_machine()
     per_mode: dict[str, list[dict]] = {mode: [] for mode in modes}
+    reference = run_mode(f"transformers-{args.reference}", args) if args.reference else None
     for round_no in range(args.rounds):
         for mode in (modes if round_no % 2 == 0 else modes[::-1]):
             r = run_mode(mode, args)
@@ -133,7 +197,7 @@ def main() -> None:
             print(f"{mode:10s} {summary(r)}" + (f"   (round {round_no + 1})" if args.rounds > 1 else ""), flush=True)
     results = {mode: median_result(mode, rounds) for mode, rounds in per_mode.items()}
     report = {"machine": machine, "prompts": args.prompts, "max_tokens": args.max_tokens, "modes": results,
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "reference": reference}
     if args.rounds > 1:
         report["rounds"] = per_mode
         for mode, r in results.items():
@@ -150,6 +214,18 @@ def main() -> None:
         speedup = compiled["generate_tokens_per_s"] / eager["generate_tokens_per_s"]
         print(f"{compiled_mode} starts {extra:.1f} s later than {eager_mode} and generates {speedup:.2f}x as fast: "
               f"break-even at {break_even} generated tokens")
+    # Answers against the first mode's first round, and each mode's rounds against each other (run to run)
+    first = per_mode[modes[0]][0]
+    report["answers_vs_first_mode"] = {mode: compare_answers(first, rounds[0]) for mode, rounds in per_mode.items()
+                                       if mode != modes[0]}
+    report["answers_run_to_run"] = {mode: compare_answers(rounds[0], rounds[1]) for mode, rounds in per_mode.items()
+                                    if len(rounds) > 1}
+    if args.reference:
+        report["scores_vs_reference"] = {mode: compare_answers(reference, rounds[0])
+                                         for mode, rounds in per_mode.items()}
+    for key in ("answers_vs_first_mode", "answers_run_to_run", "scores_vs_reference"):
+        for mode, diff in report.get(key, {}).items():
+            print(f"{key} {mode}: {diff}")
     report["faster"] = min(results, key=lambda m: results[m]["total_s"])
     print(f"fastest here: {report['faster']}")
     if args.json:
