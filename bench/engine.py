@@ -9,7 +9,8 @@ Beam pipeline (``RunInference`` with ``runners.model_handler``), and the ratio p
 For vLLM it adds a ``raw`` path: ``vllm.LLM.generate`` on the same prompts and sampling, built with the engine's
 own ``vllm.LLM`` arguments, worker cores and CPU libraries (``llm_kwargs``, ``worker_cpu_runtime``: the settings
 chosen for this CPU) and vLLM's own processes (``--raw-in-process``: its engine core in this process), judging as one
-``max_tokens=1`` request per prompt with ``logprob_token_ids``. It reports the engine over raw (target >= 0.95)
+``max_tokens=1`` request per prompt with ``logprob_token_ids``; raw vLLM uses AMX wherever the CPU has it (as a user
+of vLLM gets it), the engine only with ``--cpu-amx``. It reports the engine over raw (target >= 0.95)
 and times the three exact scoring methods (``--vllm-score-method``).
 
 The pipeline numbers exclude engine start-up: one-element warm-up pipelines load the shared engine and warm
@@ -71,6 +72,12 @@ def yes_no_ids(model: str) -> tuple[int, int]:
 
     tokenizer = load_tokenizer(resolve_model(model))
     return tokenizer("Yes").input_ids[0], tokenizer("No").input_ids[0]
+
+
+def cpu_has_amx() -> bool:
+    import torch
+
+    return bool(torch.cpu._is_amx_tile_supported())
 
 
 def workload(n_prompts: int, max_tokens: int, yes_no: tuple[int, int]):
@@ -290,6 +297,9 @@ def main() -> None:
     parser.add_argument("--vllm-host", default="auto", choices=VLLM_HOSTS,
                         help="where the engine runs vLLM (default auto: the engine server on CPU); raw vllm.LLM "
                              "always runs its own processes from this one")
+    parser.add_argument("--cpu-amx", action="store_true",
+                        help="the engine with vLLM's AMX kernels (--cpu-amx; raw vllm.LLM uses them wherever the CPU "
+                             "has AMX, as a user of vLLM gets it)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
     parser.add_argument("--raw-in-process", action="store_true",
@@ -307,8 +317,10 @@ def main() -> None:
     for engine in args.engines.split(","):
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
                               enforce_eager=False if args.compiled else None, dtype=resolve_dtype(args.dtype),
-                              cpu_runtime_preload=args.cpu_runtime_preload, vllm_host=args.vllm_host)
-        report[engine] = numbers = {"dtype": config.dtype, "cpu_runtime_preload": config.cpu_runtime_preload}
+                              cpu_runtime_preload=args.cpu_runtime_preload, vllm_host=args.vllm_host,
+                              cpu_amx=args.cpu_amx)
+        report[engine] = numbers = {"dtype": config.dtype, "cpu_runtime_preload": config.cpu_runtime_preload,
+                                    "cpu_amx": config.cpu_amx, "cpu_has_amx": cpu_has_amx()}
         if engine == "vllm":
             numbers["vllm_host"] = config.vllm_host_for()
         numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
