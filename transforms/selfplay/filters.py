@@ -15,7 +15,11 @@
    holds in some runs and not in others (``return x == random.randint(0, 1)`` passes the pair's two checks a
    quarter of the time), so its verdict is not its training text's. It is refused here, before anything runs,
    rather than after the reference's filters: the trivial test would run the draw, and its reason (and the claim
-   below that every verdict is a function of the text) would then rest on chance.
+   below that every verdict is a function of the text) would then rest on chance. Then ``finalizes_generator``
+   (``finalizers.py``: a generator holding a ``finally``, a ``with`` or a handler of ``GeneratorExit``, which runs
+   when the garbage collector, timed by allocations that differ between the sandbox and a plain script, collects
+   it) and ``hashes_by_address`` (``address_order.py``: a class, or a set beside a function, lambda or type read as
+   a value, whose order follows ASLR), for the same reason.
 3. From f's signature (the reference ``exec``s the def with only ``List`` defined and reads
    ``inspect.getfullargspec``): ``answer_annotation_invalid`` when the def would not evaluate there or the
    first parameter has no annotation; ``bad_signature`` unless exactly the first parameter is required and there
@@ -55,8 +59,12 @@ import json
 import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from transforms.selfplay.address_order import REASON as HASHES_BY_ADDRESS
+from transforms.selfplay.address_order import address_hash_route
 from transforms.selfplay.determinism import REASON as DRAWS_UNSEEDED_RANDOM
 from transforms.selfplay.determinism import unseeded_random_route
+from transforms.selfplay.finalizers import REASON as FINALIZES_GENERATOR
+from transforms.selfplay.finalizers import generator_finalizer_route
 from transforms.selfplay.introspection import REASON as REACHES_INTERPRETER
 from transforms.selfplay.introspection import interpreter_route
 from transforms.selfplay.preset import FilterStrings, load_preset
@@ -70,6 +78,8 @@ REASONS = (
     "unsafe_code",
     "reaches_interpreter",  # project addition: the puzzle touches the interpreter's internals (introspection.py)
     "draws_unseeded_random",  # project addition: may draw from random not seeded by a constant (determinism.py)
+    "finalizes_generator",  # project addition: a generator holds a finalizer the collector may run (finalizers.py)
+    "hashes_by_address",  # project addition: a set may hold objects hashed by address (address_order.py)
     "return_true_failed",
     "answer_annotation_invalid",
     "bad_signature",
@@ -167,6 +177,19 @@ def random_reason(puzzle: str) -> str | None:
     """``"draws_unseeded_random"`` when the model-written puzzle may draw from randomness not seeded by a constant
     (``transforms.selfplay.determinism``): true in some runs only, it could pass both checks of a pair by chance."""
     return DRAWS_UNSEEDED_RANDOM if unseeded_random_route(puzzle) else None
+
+
+def finalizer_reason(puzzle: str) -> str | None:
+    """``"finalizes_generator"`` when a generator of the model-written puzzle holds a finalizer (``finally``,
+    ``with``, a handler of ``GeneratorExit``; ``transforms.selfplay.finalizers``): run when the garbage collector
+    collects it, at a point that differs between the sandbox and a plain script."""
+    return FINALIZES_GENERATOR if generator_finalizer_route(puzzle) else None
+
+
+def address_reason(puzzle: str) -> str | None:
+    """``"hashes_by_address"`` when the model-written puzzle may put objects hashed by their address in a set
+    (``transforms.selfplay.address_order``): the set's order, and so its verdict, follows ASLR."""
+    return HASHES_BY_ADDRESS if address_hash_route(puzzle) else None
 
 
 def return_true_program(puzzle: str, strings: FilterStrings | None = None, preamble: bool = True) -> str:
@@ -389,6 +412,7 @@ def filter_puzzles(texts: Iterable[str], run_program: Callable[[str], bool], *,
             reason = (p3_test_reason(puzzle, test_index or {}) or (None,))[0]
         if reason is None:
             reason = (unsafe_reason(puzzle, s) or interpreter_reason(puzzle) or random_reason(puzzle)
+                      or finalizer_reason(puzzle) or address_reason(puzzle)
                       or read_return_true(run_program(return_true_program(puzzle, s))))
         if reason is None:
             verdict = check_signature(puzzle, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=s)

@@ -1,0 +1,103 @@
+"""Self-play refuses code that may put objects hashed by their address in a set (instances of a class it defines,
+functions, lambdas, classes, builtin types and functions, ``None``): the set's order follows ASLR, so a pair such
+as ``list({A(), A()})[0]`` verified in the sandbox while plain Python's ``f(g())`` was False in 2 of 10 runs."""
+from __future__ import annotations
+
+import pytest
+
+from transforms.execute.isolation import IsolationLimits
+from transforms.selfplay import filters
+from transforms.selfplay.address_order import REASON, address_hash_route
+from transforms.selfplay.beam import SandboxSettings, filter_sample, solution_refusal, verify_attempts
+from transforms.selfplay.preset import load_preset
+
+STRINGS = load_preset().filters
+SANDBOX = SandboxSettings(IsolationLimits(timeout_s=3, cpu_s=2), workers=1)
+
+# The red team's pair: the first element of a set of two instances of a local class.
+CLASS_PUZZLE = ("def f(i: int):\n    class A:\n        pass\n    a, b = A(), A()\n    a.v, b.v = 0, 1\n"
+                "    return list({a, b})[0].v == i\n")
+PLAIN_PUZZLE = "def f(i: int):\n    return i == 1000\n"
+
+
+def _f(body: str) -> str:
+    return "def f(x: int):\n" + body
+
+
+@pytest.mark.parametrize("code, route", [
+    (CLASS_PUZZLE, "class A, whose instances hash by address (line 2)"),
+    (_f("    class B(int):\n        pass\n    return x == 1\n"), "class B"),  # the class object itself
+    ("def g():\n    class A:\n        pass\n    return [A() for _ in range(3)]\n", "class A"),
+    (_f("    def a():\n        return 0\n    def b():\n        return 1\n    return list({a, b})[0]() == x\n"),
+     "a read as a value beside a set"),
+    (_f("    fs = [lambda: 0, lambda: 1]\n    return next(iter(set(fs)))() == x\n"), "a lambda beside a set"),
+    (_f("    return [t(1) for t in {int, str, float}][0] == x\n"), "read as a value beside a set"),
+    (_f("    return next(iter(frozenset([len, abs])))([x]) == 1\n"), "read as a value beside a set"),
+    (_f("    return x == [v for v in {None, 1}][0]\n"), "None in a set"),
+    (_f("    return x == list(set([..., 1]))[0]\n"), "Ellipsis in a set"),
+    (_f("    s = {v for v in (max, min)}\n    return list(s)[0]([x, 2]) == 2\n"), "read as a value"),
+    (_f("    s = {1}\n    try:\n        pass\n    except ValueError as e:\n        s.add(ValueError)\n"
+        "    return len(s) == x\n"), "ValueError read as a value"),
+    (_f("    s = set()\n    s.add(lambda: 1)\n    return len(s) == x\n"), "a lambda beside a set"),
+])
+def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
+    assert route in (address_hash_route(code) or ""), address_hash_route(code)
+
+
+@pytest.mark.parametrize("code", [
+    "def f(xs: List[int]):\n    return len(set(xs)) == len(xs) == 5\n",
+    "def f(s: str):\n    return sorted(set(s)) == ['a', 'b', 'c']\n",
+    "def f(xs: List[int]):\n    return sorted(set(map(int, xs))) == [1, 2]\n",
+    "def f(xs: List[str]):\n    return {x.lower() for x in xs} == {'a'} and all(isinstance(x, (str, int))"
+    " for x in xs)\n",
+    "def f(xs: List[str]):\n    return len(set(sorted(xs, key=len))) == 3 and type(xs[0]) == str\n",
+    "def f(xs: List[int]):\n    return len({x for x in filter(lambda v: v > 2, xs)}) == 3\n",
+    # no set: a lambda or a function passed around is fine
+    "def f(x: int):\n    fs = [lambda: 0, lambda: 1]\n    return fs[x]() == 1\n",
+    "def f(x: int):\n    def h(v):\n        return v + 1\n    return list(map(h, [x]))[0] == 7 and {x} != {h(x)}\n",
+    "def f(x: int, n: int = 3):\n    y: int = x\n    return y in {1, 2, n}\n",
+    "def f(x: int):\n    try:\n        return len({1 // x}) == 1\n    except (ZeroDivisionError, ValueError):\n"
+    "        raise ValueError\n",
+])
+def test_sets_of_values_hashed_by_value_are_allowed(code):
+    assert address_hash_route(code) is None
+
+
+def test_p3_cost(p3_data):
+    """Measured: of the 1,715 P3 puzzles, only the test puzzle ThreePrimes:0 is refused (as renamed: its loop
+    variable ``f`` shares the name of the puzzle's own ``def f``, read beside a set; no scope analysis)."""
+    refused = {p.name for p in (*p3_data.train, *p3_data.test_instances) if address_hash_route(p.f)}
+    assert refused == {"ThreePrimes:0"}
+    assert not any(address_hash_route(p.f) for p in p3_data.train)
+
+
+def _sample(text: str) -> dict:
+    return {"preset": "paper", "head": "def f(", "text": text, "prompt_index": 0, "sample_index": 0, "k": 0,
+            "examples": [], "seed": 0}
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_the_self_play_filter_refuses_an_address_ordered_puzzle_before_it_runs(rate):
+    reason, detail, _ = filter_sample(_sample(CLASS_PUZZLE[len("def f("):]), STRINGS, trivial_reject_rate=rate,
+                                      seed=0, sandbox=SANDBOX)
+    assert reason == REASON == "hashes_by_address" and "line 2" in detail, (reason, detail)
+
+
+def test_the_pure_filter_refuses_an_address_ordered_puzzle_in_its_order(run_in_process):
+    outcomes = filters.filter_puzzles([CLASS_PUZZLE, PLAIN_PUZZLE], run_in_process, trivial_reject_rate=1.0)
+    assert [o.reason for o in outcomes] == [REASON, None]
+    assert filters.REASONS.index("finalizes_generator") < filters.REASONS.index(REASON) < filters.REASONS.index(
+        "return_true_failed")
+
+
+def test_self_play_refuses_a_solution_that_orders_by_address_with_its_puzzle_in_front():
+    """The puzzle builds a set of what g returns; g hands it functions: refused only beside its puzzle."""
+    sat = "def f(x: List[int]):\n    return len(set(x)) == 2\n"
+    body = "\n    def a():\n        pass\n    return [a, lambda: 0]\n"
+    assert address_hash_route("def g():" + body) is None  # g alone makes no set
+    literal = filters.trivial_preamble(STRINGS)
+    [attempt] = verify_attempts({"sat": sat}, "def g():", "List[int]", [body], "", 1, STRINGS.judge_preamble,
+                                SANDBOX, literal_preamble=literal)
+    assert attempt["status"] == "refused", attempt
+    assert attempt["reason"].startswith("the solution may put objects hashed by address in a set"), attempt
+    assert solution_refusal("def g():\n    return [1, 2]\n", sat) is None

@@ -1,0 +1,110 @@
+"""Refusing self-play code that may put objects hashed by their address in a set.
+
+A set iterates in the order of its elements' hashes. Instances of a class the code defines (it cannot define
+``__hash__``: names with ``__`` are refused by ``introspection.interpreter_route``), functions, lambdas, classes,
+builtin types and functions, and ``None`` (before Python 3.12) hash by their address, which follows ASLR: a red team
+verified ``list({A(), A()})[0]``-style pairs while plain Python's ``f(g())`` was False in 2 of 10 runs. Such code
+is refused before it runs.
+
+The rule, conservative (no flow analysis):
+
+* any ``class`` statement is refused: its instances (and the class) hash by address, and a set of them can be
+  made in ways no static rule follows (``set(map(A, xs))``, ``d.keys() | ...``). No P3 puzzle defines a class.
+* code that makes a set (a set display or comprehension, or reads ``set`` or ``frozenset``) may not read as a
+  value a lambda, a name it binds with ``def``, or a builtin type or function (``{int, str}``, ``{len}``), other
+  than where it is called (``set(map(str, xs))`` stores strings): as the function of a call, a decorator, the
+  first argument of ``map``/``filter``, a ``key=`` argument, the classes of ``isinstance``/``issubclass``, an
+  operand of a comparison (the result is a bool), an exception caught or raised. Nor may it put ``None`` or
+  ``...`` in a set display (or in a list or tuple display handed to ``set``/``frozenset``). A name a ``def`` binds
+  counts wherever it is read, whatever scope rebinds it (no scope analysis: ``for f in fs`` beside ``def f`` is
+  refused too).
+
+Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), iterators
+and generators stored in a set through a variable, and a set's string order under each run's hash seed (the
+separate checks fix ``PYTHONHASHSEED=0``; the literal run does too).
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+
+from transforms.selfplay.source import parent_map, parse_for_rules
+
+REASON = "hashes_by_address"
+SET_NAMES = frozenset({"set", "frozenset"})
+# Builtin types and functions: each hashes by its address. Exceptions' names are read by ``except`` and
+# ``raise``; a set made of them is refused like any other.
+ADDRESS_HASHED_BUILTINS = frozenset(name for name, value in vars(builtins).items()
+                                    if callable(value) and not name.startswith("_"))
+_CALLERS = frozenset({"map", "filter"})  # their first argument is called, not stored
+_CLASS_CHECKS = frozenset({"isinstance", "issubclass"})  # their second argument is compared with, not stored
+_ADDRESS_CONSTANTS = (type(None), type(...))
+
+
+def address_hash_route(code: str) -> str | None:
+    """The first way ``code`` may put an object hashed by its address in a set (a short description), or None.
+    Code that does not parse has none to find (the filters that run it report it); code nested too deeply to parse
+    here cannot be checked, and is refused."""
+    tree, refusal = parse_for_rules(code)
+    if tree is None:
+        return refusal
+    nodes = list(ast.walk(tree))
+    for node in nodes:
+        if isinstance(node, ast.ClassDef):
+            return f"class {node.name}, whose instances hash by address (line {node.lineno})"
+    if not any(isinstance(node, (ast.Set, ast.SetComp)) or (isinstance(node, ast.Name) and node.id in SET_NAMES)
+               for node in nodes):
+        return None
+    parents = parent_map(tree)
+    annotations = {inner for node in nodes for outer in _annotations(node) for inner in ast.walk(outer)}
+    nodes = [node for node in nodes if node not in annotations]  # List[int]: a type hint, never evaluated into a set
+    functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for node in nodes:
+        if isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents):
+            return f"a lambda beside a set (line {node.lineno})"
+        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
+                and (node.id in functions or node.id in ADDRESS_HASHED_BUILTINS)
+                and not _called_where_it_stands(node, parents)):
+            return f"{node.id} read as a value beside a set (line {node.lineno})"
+        if isinstance(node, ast.Constant) and type(node.value) in _ADDRESS_CONSTANTS and _set_element(node, parents):
+            return f"{node.value!r} in a set (line {node.lineno})"
+    return None
+
+
+def _annotations(node: ast.AST) -> list[ast.expr]:
+    if isinstance(node, ast.arg):
+        return [node.annotation] if node.annotation else []
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return [node.returns] if node.returns else []
+    return [node.annotation] if isinstance(node, ast.AnnAssign) else []
+
+
+def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """``node`` (a function or type) is used where it is called or compared, never stored."""
+    parent = parents.get(node)
+    if isinstance(parent, ast.Tuple) and isinstance(parents.get(parent), (ast.Call, ast.ExceptHandler)):
+        node, parent = parent, parents[parent]  # isinstance(x, (int, str)), except (ValueError, KeyError)
+    if isinstance(parent, (ast.ExceptHandler, ast.Raise)):
+        return True  # caught or raised, not stored
+    if isinstance(parent, ast.Call):
+        name = parent.func.id if isinstance(parent.func, ast.Name) else None
+        return (parent.func is node or (name in _CALLERS and parent.args[:1] == [node])
+                or (name in _CLASS_CHECKS and parent.args[1:2] == [node]))
+    if isinstance(parent, ast.keyword):
+        return parent.arg == "key"
+    if isinstance(parent, ast.Compare):
+        return True
+    if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node in parent.decorator_list
+    return False
+
+
+def _set_element(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    parent = parents.get(node)
+    if isinstance(parent, ast.Set):
+        return True
+    if isinstance(parent, (ast.List, ast.Tuple)):
+        call = parents.get(parent)
+        return (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in SET_NAMES
+                and call.args[:1] == [parent])
+    return False
