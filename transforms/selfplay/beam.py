@@ -27,9 +27,6 @@ from transforms.execute.pool import SandboxPool
 from transforms.execute.verdicts import guarded, runs_cleanly, sat_outcomes, verify_pair
 from transforms.selfplay import filters, plans, solve
 from transforms.selfplay import puzzles as seed_format
-from transforms.selfplay.address_order import address_hash_route
-from transforms.selfplay.determinism import unseeded_random_route
-from transforms.selfplay.finalizers import generator_finalizer_route
 from transforms.selfplay.introspection import interpreter_route
 from transforms.selfplay.plans import example_sort_key
 from transforms.selfplay.preset import FilterStrings, SelfPlayPreset
@@ -117,15 +114,9 @@ def _filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_re
     route = interpreter_route(puzzle)
     if route:
         return filters.REACHES_INTERPRETER, route, facts
-    route = unseeded_random_route(puzzle)
-    if route:
-        return filters.DRAWS_UNSEEDED_RANDOM, route, facts
-    route = generator_finalizer_route(puzzle)
-    if route:
-        return filters.FINALIZES_GENERATOR, route, facts
-    route = address_hash_route(puzzle)
-    if route:
-        return filters.HASHES_BY_ADDRESS, route, facts
+    found = filters.run_dependence(puzzle)
+    if found:
+        return found[0], found[2], facts
     judged = guarded(runs_cleanly, imports + filters.return_true_program(f_text, strings, preamble=False),
                      sandbox.limits, preamble=strings.judge_preamble, allow_unisolated=sandbox.allow_unisolated)
     reason = filters.read_return_true(judged.passed)
@@ -235,15 +226,8 @@ def solution_refusal(g: str, sat: str = "") -> str | None:
     route = interpreter_route(g)
     if route:
         return f"the solution reaches the interpreter: {route}"
-    judged = f"{sat}\n\n{g}" if sat else g
-    route = unseeded_random_route(judged)
-    if route:
-        return f"the solution draws from randomness not seeded by a constant: {route}"
-    route = generator_finalizer_route(judged)
-    if route:
-        return f"the solution holds a generator's finalizer: {route}"
-    route = address_hash_route(judged)
-    return f"the solution may put objects hashed by address in a set: {route}" if route else None
+    found = filters.run_dependence(f"{sat}\n\n{g}" if sat else g)
+    return f"the solution {found[1]}: {found[2]}" if found else None
 
 
 def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts: Sequence[str] | None,

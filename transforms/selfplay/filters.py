@@ -173,23 +173,30 @@ def interpreter_reason(puzzle: str) -> str | None:
     return REACHES_INTERPRETER if interpreter_route(puzzle) else None
 
 
-def random_reason(puzzle: str) -> str | None:
-    """``"draws_unseeded_random"`` when the model-written puzzle may draw from randomness not seeded by a constant
-    (``transforms.selfplay.determinism``): true in some runs only, it could pass both checks of a pair by chance."""
-    return DRAWS_UNSEEDED_RANDOM if unseeded_random_route(puzzle) else None
+# The static rules against verdicts that hold in some runs only (a draw, the collector's timing, an address order),
+# checked in this order before anything runs: (reason, route function, what a refused solution does).
+RUN_DEPENDENCE_RULES = (
+    (DRAWS_UNSEEDED_RANDOM, unseeded_random_route, "draws from randomness not seeded by a constant"),
+    (FINALIZES_GENERATOR, generator_finalizer_route, "holds a generator's finalizer"),
+    (HASHES_BY_ADDRESS, address_hash_route, "may put objects hashed by address in a set"),
+)
 
 
-def finalizer_reason(puzzle: str) -> str | None:
-    """``"finalizes_generator"`` when a generator of the model-written puzzle holds a finalizer (``finally``,
-    ``with``, a handler of ``GeneratorExit``; ``transforms.selfplay.finalizers``): run when the garbage collector
-    collects it, at a point that differs between the sandbox and a plain script."""
-    return FINALIZES_GENERATOR if generator_finalizer_route(puzzle) else None
+def run_dependence(code: str) -> tuple[str, str, str] | None:
+    """(reason, what it does, route) of the first ``RUN_DEPENDENCE_RULES`` rule model-written ``code`` breaks, or
+    None: unseeded ``random`` (``determinism``), a generator's finalizer, run when the garbage collector collects it
+    at a point that differs between the sandbox and a plain script (``finalizers``), objects hashed by address in a
+    set, whose order follows ASLR (``address_order``)."""
+    for reason, route_of, what in RUN_DEPENDENCE_RULES:
+        route = route_of(code)
+        if route:
+            return reason, what, route
+    return None
 
 
-def address_reason(puzzle: str) -> str | None:
-    """``"hashes_by_address"`` when the model-written puzzle may put objects hashed by their address in a set
-    (``transforms.selfplay.address_order``): the set's order, and so its verdict, follows ASLR."""
-    return HASHES_BY_ADDRESS if address_hash_route(puzzle) else None
+def run_dependence_reason(puzzle: str) -> str | None:
+    found = run_dependence(puzzle)
+    return found[0] if found else None
 
 
 def return_true_program(puzzle: str, strings: FilterStrings | None = None, preamble: bool = True) -> str:
@@ -411,8 +418,7 @@ def filter_puzzles(texts: Iterable[str], run_program: Callable[[str], bool], *,
         if reason is None:
             reason = (p3_test_reason(puzzle, test_index or {}) or (None,))[0]
         if reason is None:
-            reason = (unsafe_reason(puzzle, s) or interpreter_reason(puzzle) or random_reason(puzzle)
-                      or finalizer_reason(puzzle) or address_reason(puzzle)
+            reason = (unsafe_reason(puzzle, s) or interpreter_reason(puzzle) or run_dependence_reason(puzzle)
                       or read_return_true(run_program(return_true_program(puzzle, s))))
         if reason is None:
             verdict = check_signature(puzzle, trivial_reject_rate=trivial_reject_rate, seed=seed, strings=s)
