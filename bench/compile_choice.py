@@ -16,8 +16,9 @@ Beyond eager or compiled, the modes compare the CPU settings that were chosen fr
 (``server``, ``eager``: vLLM's own processes, ``in-process``), OpenMP thread binding (``server-bind-cores``;
 ``eager-reserve-N``: vLLM's own processes with N cores kept for vLLM's engine core) and batch limits
 (``server-seqs-N``: at most N sequences per step; ``server-batch-tokens-N``: at most N tokens per step), and
-vLLM-CPU's AMX kernels (``server-amx``, ``server-amx-compiled``: ``--cpu-amx``, off by default because their
-scores depend on the batch).
+vLLM-CPU's AMX kernels (``server`` is the default, ``--cpu-amx invariant``: AMX matmuls in blocks of rows, scores
+independent of the batch; ``server-amx``, ``server-amx-compiled``: ``--cpu-amx full``, all of vLLM's AMX kernels,
+scores that depend on the batch; ``server-amx-off``: no AMX, the default before 2026-12-04).
 ``--rounds R`` runs every mode R times, alternating their order each round (on the AVX2 machine whichever of two
 back-to-back runs went second was about 10% faster), and reports each mode's medians.
 
@@ -60,9 +61,10 @@ MODES: dict[str, tuple[dict, dict]] = {
     **{f"server-seqs-{n}": ({**SERVER, "max_num_seqs": n}, {}) for n in (16, 32, 64, 128)},
     **{f"server-batch-tokens-{n}": ({**SERVER, "vllm_engine_args": (("max_num_batched_tokens", n),)}, {})
        for n in (2048, 8192)},
-    # vLLM-CPU's AMX kernels (--cpu-amx; off by default: their scores depend on the batch)
-    "server-amx": ({**SERVER, "cpu_amx": True}, {}),
-    "server-amx-compiled": ({**SERVER, "cpu_amx": True, "enforce_eager": False}, {}),
+    # vLLM-CPU's AMX kernels: all of them (--cpu-amx full; scores depend on the batch), or none
+    "server-amx": ({**SERVER, "cpu_amx": "full"}, {}),
+    "server-amx-compiled": ({**SERVER, "cpu_amx": "full", "enforce_eager": False}, {}),
+    "server-amx-off": ({**SERVER, "cpu_amx": "off"}, {}),
 }
 
 

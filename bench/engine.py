@@ -9,8 +9,9 @@ Beam pipeline (``RunInference`` with ``runners.model_handler``), and the ratio p
 For vLLM it adds a ``raw`` path: ``vllm.LLM.generate`` on the same prompts and sampling, built with the engine's
 own ``vllm.LLM`` arguments, worker cores and CPU libraries (``llm_kwargs``, ``worker_cpu_runtime``: the settings
 chosen for this CPU) and vLLM's own processes (``--raw-in-process``: its engine core in this process), judging as one
-``max_tokens=1`` request per prompt with ``logprob_token_ids``; raw vLLM uses AMX wherever the CPU has it (as a user
-of vLLM gets it), the engine only with ``--cpu-amx``. It reports the engine over raw (target >= 0.95)
+``max_tokens=1`` request per prompt with ``logprob_token_ids``; raw vLLM uses all its AMX kernels wherever the CPU
+has them (as a user of vLLM gets it), the engine as ``--cpu-amx`` says (default ``invariant``: AMX matmuls in
+blocks of rows, batch-invariant; ``full``: all, as raw). It reports the engine over raw (target >= 0.95)
 and times the three exact scoring methods (``--vllm-score-method``).
 
 The pipeline numbers exclude engine start-up: one-element warm-up pipelines load the shared engine and warm
@@ -35,6 +36,7 @@ from runners.engines import VLLM_HOSTS, VLLM_SCORE_METHODS, EngineConfig, build_
 from runners.engines.cleanup import close_all_engines  # noqa: E402
 from runners.engines.config import DTYPES  # noqa: E402
 from runners.engines.cpu_runtime import runtime_libraries  # noqa: E402
+from runners.engines.vllm_plugin import CPU_AMX_MODES  # noqa: E402
 from runners.hardware import describe_machine  # noqa: E402
 
 CODE = [
@@ -297,9 +299,9 @@ def main() -> None:
     parser.add_argument("--vllm-host", default="auto", choices=VLLM_HOSTS,
                         help="where the engine runs vLLM (default auto: the engine server on CPU); raw vllm.LLM "
                              "always runs its own processes from this one")
-    parser.add_argument("--cpu-amx", action="store_true",
-                        help="the engine with vLLM's AMX kernels (--cpu-amx; raw vllm.LLM uses them wherever the CPU "
-                             "has AMX, as a user of vLLM gets it)")
+    parser.add_argument("--cpu-amx", choices=CPU_AMX_MODES, nargs="?", const="full", default="invariant",
+                        help="the engine's AMX mode (the pipeline's --cpu-amx; plain --cpu-amx is full). Raw vllm.LLM "
+                             "uses all of vLLM's AMX kernels wherever the CPU has AMX, as a user of vLLM gets it")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
     parser.add_argument("--raw-in-process", action="store_true",

@@ -11,6 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from runners.engines import ENGINE_NAMES, VLLM_HOSTS, VLLM_SCORE_METHODS, EngineConfig
 from runners.engines.config import DTYPES
+from runners.engines.vllm_plugin import CPU_AMX_MODES
 from runners.hardware import accelerator_has_bf16
 from runners.model_resolution import DEFAULT_MODEL
 
@@ -65,10 +66,12 @@ class EngineOptions(PipelineOptions):
                            help="vLLM on CPU: start its workers with TCMalloc and Intel OpenMP preloaded (what vLLM "
                                 "recommends) instead of its defaults. Off by default: on a 2-core AVX2 CPU it "
                                 "measured no gain (README). May help on many-core CPU workers.")
-        group.add_argument("--cpu-amx", dest="cpu_amx", action="store_true", default=False,
-                           help="vLLM on a CPU with AMX: use its AMX kernels (faster). Off by default: with them a "
-                                "prompt's log-probs depend on the prompts batched beside it, so judging scores are "
-                                "not exact and re-runs differ.")
+        group.add_argument("--cpu-amx", dest="cpu_amx", choices=CPU_AMX_MODES, nargs="?", const="full",
+                           default="invariant",
+                           help="vLLM on a CPU with AMX. invariant (default): AMX matmuls, in blocks of 32 rows so "
+                                "that a prompt's log-probs do not depend on the prompts batched beside it (exact, "
+                                "repeatable scores); full (also plain --cpu-amx): all of vLLM's AMX kernels, faster, "
+                                "with scores that move with the batch; off: no AMX. No effect on other CPUs.")
         group.add_argument("--vllm-host", dest="vllm_host", choices=VLLM_HOSTS, default="auto",
                            help="Where vLLM's engine runs: 'server' (one process of ours with vLLM's engine core "
                                 "in it: 1.7x faster end to end on a 2-core CPU), 'spawned' (vLLM's own EngineCore "
@@ -118,7 +121,9 @@ def result_settings(config: EngineConfig) -> dict:
     """The engine settings that change what it answers (besides the model's weights). Optional ones are present
     only when set, so that caches made at their defaults stay valid: vLLM arguments such as quantization or the
     KV-cache dtype, how vLLM computes the exact log-probs, and the transformers engine's scoring batch (padding
-    changes its rounding). Speed-only settings (threads, preload, host, memory) are left out."""
+    changes its rounding). vLLM's AMX mode is always there: its default changed (from off to invariant), and a
+    cache made with one mode must not answer for another. Speed-only settings (threads, preload, host, memory) are
+    left out."""
     settings = {"engine": config.engine, "dtype": config.resolved().dtype, "max_model_len": config.max_model_len,
                 "seed": config.seed}
     defaults = EngineConfig()
@@ -128,8 +133,8 @@ def result_settings(config: EngineConfig) -> dict:
         settings["vllm_score_method"] = config.vllm_score_method
     if config.engine == "transformers" and config.score_batch_size != defaults.score_batch_size:
         settings["score_batch_size"] = config.score_batch_size
-    if config.cpu_amx:  # vLLM's AMX kernels round otherwise: not the answers of the default kernels
-        settings["cpu_amx"] = True
+    if config.engine == "vllm":  # on an AMX CPU each mode rounds otherwise
+        settings["cpu_amx"] = config.cpu_amx
     return settings
 
 

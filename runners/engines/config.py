@@ -5,6 +5,7 @@ import dataclasses
 import json
 from typing import Any
 
+from runners.engines.vllm_plugin import CPU_AMX_MODES
 from runners.model_resolution import DEFAULT_MODEL
 
 ENGINE_NAMES = ("vllm", "transformers", "fake")
@@ -68,9 +69,10 @@ class EngineConfig:
     # default: no measurable gain on this 2-core machine.
     cpu_runtime_preload: bool = False
     vllm_host: str = "auto"  # VLLM_HOSTS
-    # vLLM on CPU: its AMX kernels, where the CPU has AMX. Off by default: with them a prompt's log-probs depend on
-    # its batch neighbours, so exact judging is not exact and re-runs differ (runners.engines.vllm_engine).
-    cpu_amx: bool = False
+    # vLLM on a CPU with AMX: which of its AMX kernels run (runners.engines.vllm_plugin.CPU_AMX_MODES). "invariant"
+    # (default): AMX matmuls in blocks of rows, so a prompt's log-probs do not depend on its batch neighbours;
+    # "full": all of vLLM's AMX kernels (faster, batch-dependent scores); "off": none.
+    cpu_amx: str = "invariant"
 
     def vllm_host_for(self, gpu: bool | None = None) -> str:
         """``vllm_host`` made concrete for workers with a GPU or not (``gpu``; None asks torch)."""
@@ -91,6 +93,8 @@ class EngineConfig:
             raise ValueError(f"vllm_score_method must be one of {VLLM_SCORE_METHODS}, got {self.vllm_score_method!r}")
         if self.vllm_host not in VLLM_HOSTS:
             raise ValueError(f"vllm_host must be one of {VLLM_HOSTS}, got {self.vllm_host!r}")
+        if self.cpu_amx not in CPU_AMX_MODES:
+            raise ValueError(f"cpu_amx must be one of {CPU_AMX_MODES}, got {self.cpu_amx!r}")
 
     def resolved(self, gpu: bool | None = None) -> "EngineConfig":
         """This config with ``dtype`` made concrete (``resolve_dtype``) for workers with a GPU or not (``gpu``;

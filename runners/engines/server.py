@@ -55,7 +55,7 @@ def server_environment(config: EngineConfig, environ: dict[str, str]) -> dict[st
     env = dict(environ)
     env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", format_gb(config.kv_cache_gb))
-    if config.engine == "vllm" and not config.cpu_amx:  # oneDNN reads it once, as it starts (vllm_plugin)
+    if config.engine == "vllm" and config.cpu_amx == "off":  # oneDNN reads it once, as it starts (vllm_plugin)
         from runners.engines.vllm_plugin import ONEDNN_WITHOUT_AMX
 
         env.setdefault("ONEDNN_MAX_CPU_ISA", ONEDNN_WITHOUT_AMX)

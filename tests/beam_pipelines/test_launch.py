@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -164,8 +165,10 @@ def test_the_speed_only_options_are_those_the_inference_cache_ignores():
     from runners.options import EngineOptions, result_settings
 
     every_setting = EngineConfig(engine="transformers", vllm_engine_args=(("quantization", "x"),),
-                                 vllm_score_method="prompt_logprobs", score_batch_size=8, cpu_amx=True)
-    in_key = set(result_settings(every_setting)) | {"model", "engine_seed"}
+                                 vllm_score_method="prompt_logprobs", score_batch_size=8, cpu_amx="full")
+    in_key = (set(result_settings(every_setting)) | set(result_settings(dataclasses.replace(every_setting,
+                                                                                             engine="vllm")))
+              | {"model", "engine_seed"})
     parser = argparse.ArgumentParser()
     EngineOptions._add_argparse_args(parser)
     engine_options = {a.dest for a in parser._actions if a.dest != "help"}

@@ -243,36 +243,53 @@ def test_the_error_line_of_a_chained_multiline_traceback_is_its_last_exception()
     assert last_error_line(chained) == "OSError: 5"
 
 
-def test_the_vllm_server_starts_without_amx_kernels_unless_asked():
+def test_the_vllm_server_caps_onednn_below_amx_only_when_amx_is_off():
     """On a CPU with AMX, vLLM's AMX kernels made a prompt's log-probs depend on its batch neighbours (the engine
-    tier's exact-judging and re-run tests failed on an AMX Xeon): the server keeps oneDNN off AMX unless
-    --cpu-amx, and the choice is part of the inference cache's key."""
+    tier's exact-judging and re-run tests failed on an AMX Xeon). ``off`` caps oneDNN below AMX from the server's
+    start; ``invariant`` (the default) and ``full`` keep it; every mode is in the inference cache's key."""
     from runners.engines.server import server_environment
-    from runners.engines.vllm_plugin import ONEDNN_WITHOUT_AMX
+    from runners.engines.vllm_plugin import CPU_AMX_MODES, ONEDNN_WITHOUT_AMX
     from runners.options import result_settings
 
-    assert server_environment(EngineConfig(engine="vllm"), {})["ONEDNN_MAX_CPU_ISA"] == ONEDNN_WITHOUT_AMX
-    assert "ONEDNN_MAX_CPU_ISA" not in server_environment(EngineConfig(engine="vllm", cpu_amx=True), {})
-    assert "cpu_amx" not in result_settings(EngineConfig(engine="vllm"))
-    assert result_settings(EngineConfig(engine="vllm", cpu_amx=True))["cpu_amx"] is True
+    assert EngineConfig().cpu_amx == "invariant"
+    off = server_environment(EngineConfig(engine="vllm", cpu_amx="off"), {})
+    assert off["ONEDNN_MAX_CPU_ISA"] == ONEDNN_WITHOUT_AMX
+    for mode in ("invariant", "full"):
+        assert "ONEDNN_MAX_CPU_ISA" not in server_environment(EngineConfig(engine="vllm", cpu_amx=mode), {})
+    assert [result_settings(EngineConfig(engine="vllm", cpu_amx=mode))["cpu_amx"] for mode in CPU_AMX_MODES] == list(
+        CPU_AMX_MODES)
+    assert "cpu_amx" not in result_settings(EngineConfig(engine="transformers"))
+    with pytest.raises(ValueError, match="cpu_amx must be one of"):
+        EngineConfig(cpu_amx=True)
 
 
-def test_the_vllm_plugin_turns_amx_off_in_vllms_own_processes_only_when_asked():
+def test_the_vllm_plugin_sets_the_amx_mode_in_vllms_own_processes_only_when_asked():
     """vLLM's spawned engine core and workers are fresh processes: only a vLLM plugin (entry point
-    vllm.general_plugins, run in each) can keep their kernels off AMX. With the plugin missing, a spawned engine
+    vllm.general_plugins, run in each) can set their kernels' AMX mode. With the plugin missing, a spawned engine
     crashed under the oneDNN cap on an AMX Xeon (EngineDeadError in the engine tier)."""
     from importlib.metadata import entry_points
 
-    from runners.engines.vllm_plugin import NO_AMX_ENV
+    from runners.engines.vllm_plugin import AMX_MODE_ENV
 
     plugins = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
     assert plugins.get("inverse_instruct_cpu_kernels") == "runners.engines.vllm_plugin:register", plugins
     probe = ("import torch\nfrom runners.engines.vllm_plugin import register\nreal = torch.cpu._is_amx_tile_supported()"
-             "\nregister()\nprint(real, torch.cpu._is_amx_tile_supported())\n")
-    env = {k: v for k, v in os.environ.items() if k != NO_AMX_ENV}
-    asked = subprocess.run([sys.executable, "-c", probe], env={**env, NO_AMX_ENV: "1"}, capture_output=True,
-                           text=True, check=True).stdout.split()
-    assert asked[1] == "False"
-    not_asked = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                               check=True).stdout.split()
-    assert not_asked[0] == not_asked[1]  # the CPU's own answer, untouched
+             "\nregister()\nimport vllm._custom_ops as ops\nfrom vllm.model_executor.layers import utils\n"
+             "print(real, torch.cpu._is_amx_tile_supported(), ops.onednn_mm.__name__,"
+             " utils.check_cpu_sgl_kernel.__name__)\n")
+    env = {k: v for k, v in os.environ.items() if k != AMX_MODE_ENV}
+
+    def run(**extra) -> list[str]:
+        return subprocess.run([sys.executable, "-c", probe], env={**env, **extra}, capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    vllms_own = ["onednn_mm", "check_cpu_sgl_kernel"]
+    real = run()[0]
+    assert run() == [real, real, *vllms_own]  # the CPU's own answer, vLLM's own kernels
+    assert run(**{AMX_MODE_ENV: "full"}) == [real, real, *vllms_own]
+    # off: vLLM's kernel choice sees no AMX
+    assert run(**{AMX_MODE_ENV: "off"}) == [real, "False", *vllms_own]
+    # invariant: AMX attention as vLLM chooses it; every linear through oneDNN, in row blocks
+    assert run(**{AMX_MODE_ENV: "invariant"}) == (
+        [real, real, "onednn_mm_in_row_blocks", "_no_packed_small_linears"] if real == "True"
+        else [real, real, *vllms_own])
