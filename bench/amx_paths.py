@@ -12,7 +12,8 @@ Paths (on a CPU with AMX; elsewhere they are all vLLM's own kernels):
 - ``off``: no AMX (``--cpu-amx off``); ``full``: vLLM's own choice of every kernel (``--cpu-amx full``, raw vLLM);
 - ``invariant``: the default (``--cpu-amx invariant``: oneDNN in 32-row blocks, vLLM's AMX attention);
 - ``small-linears``: only vLLM's packed AMX kernel for small linears (oneDNN capped, attention without AMX);
-- ``onednn``: only oneDNN's AMX matmuls, unblocked (vLLM's own kernels without AMX).
+- ``onednn``: only oneDNN's AMX matmuls, unblocked (vLLM's own kernels without AMX);
+- ``invariant-small-linears``: the default with vLLM's packed AMX kernel back for the small linears.
 
     python bench/amx_paths.py --paths off,small-linears,onednn,invariant,full --json bench/results/amx_paths.json
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PATHS = ("off", "small-linears", "onednn", "invariant", "full")
+PATHS = ("off", "small-linears", "onednn", "invariant", "invariant-small-linears", "full")
 TARGET = ("Write a Python function that returns the nth Fibonacci number using iteration. Is this instruction clear? "
           "Answer Yes or No:")
 OTHERS = [f"Explain step {i} of sorting a list of {i * 7} integers with merge sort, and give an example in code."
@@ -60,6 +61,12 @@ def set_path(path: str) -> None:
                 torch.cpu._is_amx_tile_supported = saved
 
         cpu_attn._get_attn_isa = isa_without_amx
+        return
+    if path == "invariant-small-linears":
+        vllm_plugin.use_amx("invariant")
+        from vllm.model_executor.layers import utils
+
+        utils.check_cpu_sgl_kernel = getattr(vllm_plugin, "_vllm_check_cpu_sgl_kernel", utils.check_cpu_sgl_kernel)
         return
     if path == "onednn":
         vllm_plugin._hide_amx_from_vllm()
