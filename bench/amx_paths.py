@@ -66,7 +66,8 @@ def set_path(path: str) -> None:
         vllm_plugin.use_amx("invariant")
         from vllm.model_executor.layers import utils
 
-        utils.check_cpu_sgl_kernel = getattr(vllm_plugin, "_vllm_check_cpu_sgl_kernel", utils.check_cpu_sgl_kernel)
+        utils.check_cpu_sgl_kernel = vllm_plugin._VLLM_ORIGINALS.get("check_cpu_sgl_kernel",
+                                                                     utils.check_cpu_sgl_kernel)
         return
     if path == "onednn":
         vllm_plugin._hide_amx_from_vllm()

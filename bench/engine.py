@@ -36,7 +36,7 @@ from runners.engines import VLLM_HOSTS, VLLM_SCORE_METHODS, EngineConfig, build_
 from runners.engines.cleanup import close_all_engines  # noqa: E402
 from runners.engines.config import DTYPES  # noqa: E402
 from runners.engines.cpu_runtime import runtime_libraries  # noqa: E402
-from runners.engines.vllm_plugin import CPU_AMX_MODES  # noqa: E402
+from runners.engines.vllm_plugin import CPU_AMX_MODES, amx_tiles_usable  # noqa: E402
 from runners.hardware import describe_machine  # noqa: E402
 
 CODE = [
@@ -74,12 +74,6 @@ def yes_no_ids(model: str) -> tuple[int, int]:
 
     tokenizer = load_tokenizer(resolve_model(model))
     return tokenizer("Yes").input_ids[0], tokenizer("No").input_ids[0]
-
-
-def cpu_has_amx() -> bool:
-    import torch
-
-    return bool(torch.cpu._is_amx_tile_supported())
 
 
 def workload(n_prompts: int, max_tokens: int, yes_no: tuple[int, int]):
@@ -322,7 +316,7 @@ def main() -> None:
                               cpu_runtime_preload=args.cpu_runtime_preload, vllm_host=args.vllm_host,
                               cpu_amx=args.cpu_amx)
         report[engine] = numbers = {"dtype": config.dtype, "cpu_runtime_preload": config.cpu_runtime_preload,
-                                    "cpu_amx": config.cpu_amx, "cpu_has_amx": cpu_has_amx()}
+                                    "cpu_amx": config.cpu_amx, "cpu_has_amx": amx_tiles_usable()}
         if engine == "vllm":
             numbers["vllm_host"] = config.vllm_host_for()
         numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,

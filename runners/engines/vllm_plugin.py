@@ -12,6 +12,7 @@ The modes (``CPU_AMX_MODES``, ``--cpu-amx``), on a CPU with AMX; elsewhere all t
 - ``off``: no AMX at all (oneDNN capped at AVX-512 BF16)."""
 from __future__ import annotations
 
+import functools
 import os
 
 AMX_MODE_ENV = "INVERSE_INSTRUCT_VLLM_AMX"
@@ -23,6 +24,8 @@ ONEDNN_WITHOUT_AMX = "AVX512_CORE_BF16"
 # on each other; from 33 rows on it picks kernels whose rounding depends on the row count, so a row's result moved
 # with its batch (measured on SmolLM2-135M's five weight shapes, M = 1..3000; tests/runners/engines/test_vllm_plugin).
 INVARIANT_ROWS = 32
+# vLLM's own functions that a mode replaced in this process, by name, so that ``full`` can put them back.
+_VLLM_ORIGINALS: dict = {}
 
 
 def amx_tiles_usable() -> bool:
@@ -59,7 +62,8 @@ def onednn_mm_in_row_blocks(handler, x, bias):
     import torch
 
     if torch.compiler.is_compiling():  # the op is defined by then (batch_invariant_amx_kernels)
-        rows = _ROW_BLOCKS_OP[0](x.reshape(-1, handler.k), bias, handler.handler_tensor, handler.n)
+        rows = torch.ops.inverse_instruct.onednn_mm_in_row_blocks(x.reshape(-1, handler.k), bias,
+                                                                  handler.handler_tensor, handler.n)
         return rows.view(*x.shape[:-1], handler.n)
     out = torch.empty((*x.shape[:-1], handler.n), dtype=x.dtype)
     _matmul_in_row_blocks(x.reshape(-1, handler.k), bias, handler.handler_tensor, out.view(-1, handler.n))
@@ -74,29 +78,25 @@ def _matmul_in_row_blocks(rows, bias, handler_tensor, out_rows) -> None:
         torch.ops._C.onednn_mm(out_rows[start:stop], rows[start:stop], bias, handler_tensor)
 
 
-_ROW_BLOCKS_OP = []
-
-
+@functools.cache
 def _row_blocks_op():
     """The custom op ``inverse_instruct::onednn_mm_in_row_blocks``, defined once, before anything is compiled (a
     definition cannot be traced)."""
-    if not _ROW_BLOCKS_OP:
-        import torch
+    import torch
 
-        # The schema is spelled out: this module's annotations are strings (``from __future__ import annotations``).
-        @torch.library.custom_op("inverse_instruct::onednn_mm_in_row_blocks", mutates_args=(),
-                                 schema="(Tensor rows, Tensor? bias, Tensor handler_tensor, int n) -> Tensor")
-        def row_blocks(rows, bias, handler_tensor, n):
-            out = torch.empty((rows.shape[0], n), dtype=rows.dtype)
-            _matmul_in_row_blocks(rows, bias, handler_tensor, out)
-            return out
+    # The schema is spelled out: this module's annotations are strings (``from __future__ import annotations``).
+    @torch.library.custom_op("inverse_instruct::onednn_mm_in_row_blocks", mutates_args=(),
+                             schema="(Tensor rows, Tensor? bias, Tensor handler_tensor, int n) -> Tensor")
+    def row_blocks(rows, bias, handler_tensor, n):
+        out = torch.empty((rows.shape[0], n), dtype=rows.dtype)
+        _matmul_in_row_blocks(rows, bias, handler_tensor, out)
+        return out
 
-        @row_blocks.register_fake
-        def _(rows, bias, handler_tensor, n):
-            return rows.new_empty((rows.shape[0], n))
+    @row_blocks.register_fake
+    def _(rows, bias, handler_tensor, n):
+        return rows.new_empty((rows.shape[0], n))
 
-        _ROW_BLOCKS_OP.append(row_blocks)
-    return _ROW_BLOCKS_OP[0]
+    return row_blocks
 
 
 def all_amx_kernels() -> None:
@@ -107,15 +107,14 @@ def all_amx_kernels() -> None:
     real = getattr(torch.cpu, "_real_is_amx_tile_supported", None)
     if real is not None:
         torch.cpu._is_amx_tile_supported = real
-    originals = {name: globals().get(f"_vllm_{name}") for name in ("onednn_mm", "check_cpu_sgl_kernel")}
-    if originals["onednn_mm"] is not None:
+    if "onednn_mm" in _VLLM_ORIGINALS:
         from vllm import _custom_ops
 
-        _custom_ops.onednn_mm = originals["onednn_mm"]
-    if originals["check_cpu_sgl_kernel"] is not None:
+        _custom_ops.onednn_mm = _VLLM_ORIGINALS["onednn_mm"]
+    if "check_cpu_sgl_kernel" in _VLLM_ORIGINALS:
         from vllm.model_executor.layers import utils
 
-        utils.check_cpu_sgl_kernel = originals["check_cpu_sgl_kernel"]
+        utils.check_cpu_sgl_kernel = _VLLM_ORIGINALS["check_cpu_sgl_kernel"]
 
 
 def request_amx_tile_state() -> bool:
@@ -151,11 +150,11 @@ def batch_invariant_amx_kernels() -> None:
     from vllm.model_executor.layers import utils
 
     if utils.check_cpu_sgl_kernel is not _no_packed_small_linears:
-        globals()["_vllm_check_cpu_sgl_kernel"] = utils.check_cpu_sgl_kernel
+        _VLLM_ORIGINALS["check_cpu_sgl_kernel"] = utils.check_cpu_sgl_kernel
         utils.check_cpu_sgl_kernel = _no_packed_small_linears
     # vLLM's linear layers call ``ops.onednn_mm`` through the module on every forward pass.
     if _custom_ops.onednn_mm is not onednn_mm_in_row_blocks:
-        globals()["_vllm_onednn_mm"] = _custom_ops.onednn_mm
+        _VLLM_ORIGINALS["onednn_mm"] = _custom_ops.onednn_mm
         _custom_ops.onednn_mm = onednn_mm_in_row_blocks
 
 
