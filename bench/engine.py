@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runners.api import GenerateRequest, SamplingSpec, ScoreRequest, request_seed  # noqa: E402
 from runners.engines import VLLM_HOSTS, VLLM_SCORE_METHODS, EngineConfig, build_engine, resolve_dtype  # noqa: E402
 from runners.engines.cleanup import close_all_engines  # noqa: E402
+from runners.engines.common import eos_ids  # noqa: E402
 from runners.engines.config import DTYPES  # noqa: E402
 from runners.engines.cpu_runtime import runtime_libraries  # noqa: E402
 from runners.engines.vllm_plugin import CPU_AMX_MODES, amx_tiles_usable  # noqa: E402
@@ -76,9 +77,12 @@ def yes_no_ids(model: str) -> tuple[int, int]:
     return tokenizer("Yes").input_ids[0], tokenizer("No").input_ids[0]
 
 
-def workload(n_prompts: int, max_tokens: int, yes_no: tuple[int, int]):
+def workload(n_prompts: int, max_tokens: int, yes_no: tuple[int, int], fixed_length: bool = False):
+    """``fixed_length``: no stop string and EOS banned, so that every generation runs to ``max_tokens`` whatever
+    the kernels' rounding (it changes which token ends a sampled text, and so how many tokens each path makes)."""
     generate = [GenerateRequest(summarize_prompt(i), SamplingSpec(
-        n=1, temperature=0.8, top_p=1.0, repetition_penalty=1.1, max_tokens=max_tokens, stop=("```",),
+        n=1, temperature=0.8, top_p=1.0, repetition_penalty=1.1, max_tokens=max_tokens,
+        stop=() if fixed_length else ("```",), ban_eos=fixed_length,
         seed=request_seed(f"bench-{i}", 0, 0))) for i in range(n_prompts)]
     # top_n=0: the default (exact) judging mode asks only the Yes/No ids
     score = [ScoreRequest(judge_prompt(i), yes_no, top_n=0) for i in range(n_prompts)]
@@ -137,9 +141,11 @@ class Raw:
             # worker_cpu_runtime: the engine's worker cores and CPU libraries too
             self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
         self.prompts = [r.prompt for r in generate]
+        banned = {token: -100.0 for token in eos_ids(self.llm.get_tokenizer(), resolve_model(config.model))}
         self.params = [SamplingParams(n=r.spec.n, temperature=r.spec.temperature, top_p=r.spec.top_p,
                                       repetition_penalty=r.spec.repetition_penalty, seed=r.spec.seed,
-                                      stop=list(r.spec.stop) or None, max_tokens=r.spec.max_tokens) for r in generate]
+                                      stop=list(r.spec.stop) or None, max_tokens=r.spec.max_tokens,
+                                      logit_bias=banned if r.spec.ban_eos else None) for r in generate]
         self.judge_prompts = [r.prompt for r in score]
         self.judge_params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(r.token_ids),
                                             detokenize=False) for r in score]
@@ -296,6 +302,9 @@ def main() -> None:
     parser.add_argument("--cpu-amx", choices=CPU_AMX_MODES, nargs="?", const="full", default="invariant",
                         help="the engine's AMX mode (the pipeline's --cpu-amx; plain --cpu-amx is full). Raw vllm.LLM "
                              "uses all of vLLM's AMX kernels wherever the CPU has AMX, as a user of vLLM gets it")
+    parser.add_argument("--fixed-length", action="store_true",
+                        help="every generation runs to --max-tokens (no stop string, EOS banned), so that paths "
+                             "whose rounding differs still generate the same number of tokens")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-methods", action="store_true", help="skip the comparison of vLLM's scoring methods")
     parser.add_argument("--raw-in-process", action="store_true",
@@ -303,13 +312,13 @@ def main() -> None:
     parser.add_argument("--no-raw", action="store_true", help="skip raw vllm.LLM (pipeline over direct only)")
     args = parser.parse_args()
 
-    generate, score = workload(args.prompts, args.max_tokens, yes_no_ids(args.model))
+    generate, score = workload(args.prompts, args.max_tokens, yes_no_ids(args.model), args.fixed_length)
     runner_flags = ["--runner=DirectRunner"]
     if args.multi_process > 1:
         runner_flags += ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.multi_process}"]
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
-    report = {"machine": describe_machine()}
+    report = {"machine": describe_machine(), "fixed_length": args.fixed_length}
     for engine in args.engines.split(","):
         config = EngineConfig(model=args.model, engine=engine, max_model_len=args.max_model_len,
                               enforce_eager=False if args.compiled else None, dtype=resolve_dtype(args.dtype),

@@ -4,7 +4,8 @@ through ``AMX_MODE_ENV`` in the environment it starts vLLM with: then vLLM's CPU
 they do in ours (``use_amx``). Light on purpose: it imports only torch (and vLLM's ops, once vLLM is loading).
 
 The modes (``CPU_AMX_MODES``, ``--cpu-amx``), on a CPU with AMX; elsewhere all three are vLLM's own kernels:
-- ``invariant`` (the default): oneDNN's AMX matmuls, each in blocks of at most ``INVARIANT_ROWS`` rows (the small
+- ``invariant`` (the default): oneDNN's AMX matmuls, each in blocks of rows whose results do not depend on the
+  rows around them (``INVARIANT_ROWS``, or larger sizes this process found to round alike: ``one_call_sizes``; the small
   linears that vLLM gives its own packed AMX kernel go to oneDNN too), and vLLM's AMX attention. A prompt's
   log-probs then do not depend on its batch (measured; tests/runners/engines/test_vllm_plugin.py and the engine
   tier). Verified for dense bf16 models such as SmolLM2; vLLM's quantized and MoE kernels keep their own choice.
@@ -24,6 +25,18 @@ ONEDNN_WITHOUT_AMX = "AVX512_CORE_BF16"
 # on each other; from 33 rows on it picks kernels whose rounding depends on the row count, so a row's result moved
 # with its batch (measured on SmolLM2-135M's five weight shapes, M = 1..3000; tests/runners/engines/test_vllm_plugin).
 INVARIANT_ROWS = 32
+# Larger calls keep that kernel's rounding at some row counts only, which depend on the weight's shape and the thread
+# count (measured: 960x576 at 2 threads at 484-622 and 2048 rows, not at 64, 645 or 1500). Each process tries these
+# sizes once per shape (``one_call_sizes``); a size whose rows all match their 32-row blocks computes that many rows
+# in one call. Larger sizes first, as many as fit; the rest in blocks of 32.
+ONE_CALL_CANDIDATES = (2048, 1024, 512, 256, 128, 64)
+# Calibration tries a size on at least this many rows (several batches when the size is smaller): a kernel that
+# rounds otherwise moved 2-6% of the rows of one call on SmolLM2's shapes, so 1,024 rows miss it with odds of
+# about e^-20. Sizes whose output exceeds the budget (rows x features; the LM head's 49K features) are not tried.
+CALIBRATION_ROWS = 1024
+CALIBRATION_BUDGET = 2048 * 3072
+# Sizes found per (features, inputs, dtype, bias, threads), in this process.
+_ONE_CALL_SIZES: dict[tuple, tuple[int, ...]] = {}
 # vLLM's own functions that a mode replaced in this process, by name, so that ``full`` can put them back.
 _VLLM_ORIGINALS: dict = {}
 
@@ -55,8 +68,9 @@ def without_amx_kernels() -> None:
 
 
 def onednn_mm_in_row_blocks(handler, x, bias):
-    """vLLM's ``_custom_ops.onednn_mm``, called on at most ``INVARIANT_ROWS`` rows at a time: every row goes through
-    the same kernel, whatever the batch, so its result is the one it has alone. Writes into one output, as vLLM's.
+    """vLLM's ``_custom_ops.onednn_mm``, called on blocks of rows that each round as a row alone does
+    (``one_call_sizes``, then at most ``INVARIANT_ROWS`` at a time), so a row's result does not depend on its batch.
+    Writes into one output, as vLLM's.
     Under ``torch.compile`` (``enforce_eager=False``) the blocks run inside one opaque custom op: traced as Python,
     the loop over a symbolic row count stalled vLLM's compilation."""
     import torch
@@ -73,9 +87,52 @@ def onednn_mm_in_row_blocks(handler, x, bias):
 def _matmul_in_row_blocks(rows, bias, handler_tensor, out_rows) -> None:
     import torch
 
+    start, total = 0, rows.shape[0]
+    if total > INVARIANT_ROWS:
+        for size in one_call_sizes(rows, bias, handler_tensor, out_rows.shape[1]):
+            while total - start >= size:
+                torch.ops._C.onednn_mm(out_rows[start:start + size], rows[start:start + size], bias, handler_tensor)
+                start += size
+    _matmul_in_32_row_blocks(rows[start:], bias, handler_tensor, out_rows[start:])
+
+
+def _matmul_in_32_row_blocks(rows, bias, handler_tensor, out_rows) -> None:
+    import torch
+
     for start in range(0, rows.shape[0], INVARIANT_ROWS):
         stop = start + INVARIANT_ROWS
         torch.ops._C.onednn_mm(out_rows[start:stop], rows[start:stop], bias, handler_tensor)
+
+
+def one_call_sizes(rows, bias, handler_tensor, n: int) -> tuple[int, ...]:
+    """The sizes of ``ONE_CALL_CANDIDATES`` (largest first) at which one oneDNN call gives every row the result of
+    its 32-row block, for this weight shape, dtype and thread count; tried once per process on random rows (the
+    kernel oneDNN picks depends on the shapes, not on the values)."""
+    import torch
+
+    k = rows.shape[1]
+    key = (n, k, rows.dtype, bias is not None, torch.get_num_threads())
+    if key not in _ONE_CALL_SIZES:
+        generator = torch.Generator().manual_seed(0)
+        kept = []
+        for size in ONE_CALL_CANDIDATES:
+            if size * n > CALIBRATION_BUDGET:
+                continue
+            trial = torch.randn(max(size, CALIBRATION_ROWS), k, generator=generator).to(rows.dtype)
+            one_call, blocks = (torch.empty((size, n), dtype=rows.dtype) for _ in range(2))
+            if all(_one_call_matches_blocks(trial[start:start + size], bias, handler_tensor, one_call, blocks)
+                   for start in range(0, trial.shape[0], size)):
+                kept.append(size)
+        _ONE_CALL_SIZES[key] = tuple(kept)
+    return _ONE_CALL_SIZES[key]
+
+
+def _one_call_matches_blocks(rows, bias, handler_tensor, one_call, blocks) -> bool:
+    import torch
+
+    torch.ops._C.onednn_mm(one_call, rows, bias, handler_tensor)
+    _matmul_in_32_row_blocks(rows, bias, handler_tensor, blocks)
+    return torch.equal(one_call, blocks)
 
 
 @functools.cache
