@@ -101,6 +101,10 @@ def one_path(path: str) -> dict:
 
     alone = logprobs([TARGET])
     by_batch = {n: largest_difference(alone, logprobs([TARGET] + OTHERS[:n - 1])) for n in (2, 4, 8, 16)}
+    judge_prompts = [other + f" #{i}" for i in range(5) for other in OTHERS][:64]
+    # 64 prompts: a prefill step of about 2,000 tokens, where the invariant mode's large one-call sizes run
+    by_batch[64] = largest_difference(alone, logprobs([TARGET] + judge_prompts[:63]))
+    prefill_tokens = sum(len(llm.get_tokenizer()(prompt).input_ids) for prompt in [TARGET] + judge_prompts[:63])
     llm.reset_prefix_cache()
     cold = logprobs([LONG_TARGET])
     prefix = max(largest_difference(cold, logprobs([LONG_TARGET])),
@@ -108,14 +112,17 @@ def one_path(path: str) -> dict:
     greedy = SamplingParams(max_tokens=48, temperature=0)
     greedy_alone = llm.generate([TARGET], greedy, use_tqdm=False)[0].outputs[0].token_ids
     greedy_batched = llm.generate([TARGET] + OTHERS[:7], greedy, use_tqdm=False)[0].outputs[0].token_ids
-    judge_prompts = [other + f" #{i}" for i in range(5) for other in OTHERS][:64]
     start = time.perf_counter()
     llm.generate(judge_prompts, judge, use_tqdm=False)
     judge_s = time.perf_counter() - start
     start = time.perf_counter()
     llm.generate(judge_prompts[:32], SamplingParams(max_tokens=64, temperature=0, ignore_eos=True), use_tqdm=False)
     generate_s = time.perf_counter() - start
-    return {"path": path, "max_logprob_diff_by_batch_size": by_batch, "max_logprob_diff_prefix_cache": prefix,
+    from runners.engines import vllm_plugin
+
+    one_call_sizes = {f"{n}x{k}": list(sizes) for (n, k, _, _, _), sizes in vllm_plugin._ONE_CALL_SIZES.items()}
+    return {"path": path, "max_logprob_diff_by_batch_size": by_batch, "batch_64_prompt_tokens": prefill_tokens,
+            "one_call_sizes": one_call_sizes, "max_logprob_diff_prefix_cache": prefix,
             "greedy_same_in_batch": list(greedy_alone) == list(greedy_batched),
             "judge_prompts_per_s": round(64 / judge_s, 2), "generate_tokens_per_s": round(32 * 64 / generate_s, 1)}
 
