@@ -109,7 +109,7 @@ _HELD_LOCKS: dict[str, int] = {}  # lock path -> the descriptor holding it (this
 # out of the inference cache's key (runners/options.py names no such list; tests/beam_pipelines/test_launch.py
 # checks this one against result_settings).
 SPEED_ONLY_ENGINE_OPTIONS = frozenset({
-    "kv_cache_gb", "gpu_memory_utilization", "max_num_seqs", "tensor_parallel_size", "enforce_eager", "vllm_host",
+    "kv_cache_gb", "gpu_memory_utilization", "max_num_seqs", "tensor_parallel_size", "vllm_host",
     "cpu_runtime_preload", "model_cache", "torch_threads",
 })
 # Options that change how a job runs, never what it writes: a re-run may change them freely.

@@ -122,8 +122,8 @@ def result_settings(config: EngineConfig) -> dict:
     only when set, so that caches made at their defaults stay valid: vLLM arguments such as quantization or the
     KV-cache dtype, how vLLM computes the exact log-probs, and the transformers engine's scoring batch (padding
     changes its rounding). vLLM's AMX mode is always there: its default changed (from off to invariant), and a
-    cache made with one mode must not answer for another. Speed-only settings (threads, preload, host, memory) are
-    left out."""
+    cache made with one mode must not answer for another; so is an explicit eager or compiled choice. Speed-only
+    settings (threads, preload, host, memory) are left out."""
     settings = {"engine": config.engine, "dtype": config.resolved().dtype, "max_model_len": config.max_model_len,
                 "seed": config.seed}
     defaults = EngineConfig()
@@ -135,6 +135,10 @@ def result_settings(config: EngineConfig) -> dict:
         settings["score_batch_size"] = config.score_batch_size
     if config.engine == "vllm":  # on an AMX CPU each mode rounds otherwise
         settings["cpu_amx"] = config.cpu_amx
+    if config.engine == "vllm" and config.enforce_eager is not None:
+        # compiled vLLM rounds otherwise than eager (judge scores 0.01 apart on average, bench/compile_choice.py);
+        # the default (None: eager on CPU, compiled on GPU) keeps its earlier key
+        settings["enforce_eager"] = config.enforce_eager
     return settings
 
 

@@ -146,10 +146,13 @@ def test_a_rerun_may_change_the_engines_speed_only_options(tmp_path):
     (out / "cache").mkdir()  # the run did work (a run that wrote nothing may be replaced by any other)
     (out / "cache" / "part-0.jsonl").write_text("{}\n")
     _main_job_options(out, "--kv-cache-gb=8", "--gpu-memory-utilization=0.5", "--max-num-seqs=16",
-                      "--tensor-parallel-size=2", "--enforce-eager", "--vllm-host=spawned", "--cpu-runtime-preload",
+                      "--tensor-parallel-size=2", "--vllm-host=spawned", "--cpu-runtime-preload",
                       f"--model-cache={tmp_path / 'models'}", "--num-candidates=3")
     with pytest.raises(RunConflictError, match="num_candidates"):
         _main_job_options(out, "--num-candidates=4")
+    # compiled vLLM rounds otherwise than eager: an explicit choice changes answers
+    with pytest.raises(RunConflictError, match="enforce_eager"):
+        _main_job_options(out, "--no-enforce-eager", "--num-candidates=3")
     # A run.json written while these options were still recorded: a re-run that changes them still matches.
     recorded = json.loads((out / RUN_FILE).read_text())
     recorded["arguments"]["kv_cache_gb"] = 2.0
@@ -165,7 +168,8 @@ def test_the_speed_only_options_are_those_the_inference_cache_ignores():
     from runners.options import EngineOptions, result_settings
 
     every_setting = EngineConfig(engine="transformers", vllm_engine_args=(("quantization", "x"),),
-                                 vllm_score_method="prompt_logprobs", score_batch_size=8, cpu_amx="full")
+                                 vllm_score_method="prompt_logprobs", score_batch_size=8, cpu_amx="full",
+                                 enforce_eager=False)
     in_key = (set(result_settings(every_setting)) | set(result_settings(dataclasses.replace(every_setting,
                                                                                              engine="vllm")))
               | {"model", "engine_seed"})

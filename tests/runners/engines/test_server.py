@@ -259,6 +259,11 @@ def test_the_vllm_server_caps_onednn_below_amx_only_when_amx_is_off():
     assert [result_settings(EngineConfig(engine="vllm", cpu_amx=mode))["cpu_amx"] for mode in CPU_AMX_MODES] == list(
         CPU_AMX_MODES)
     assert "cpu_amx" not in result_settings(EngineConfig(engine="transformers"))
+    # eager and compiled vLLM round differently: an explicit choice keys apart; the default keeps its key
+    keys = {eager: json.dumps(result_settings(EngineConfig(engine="vllm", enforce_eager=eager)), sort_keys=True)
+            for eager in (None, True, False)}
+    assert len(set(keys.values())) == 3
+    assert "enforce_eager" not in result_settings(EngineConfig(engine="vllm"))
     with pytest.raises(ValueError, match="cpu_amx must be one of"):
         EngineConfig(cpu_amx=True)
 
