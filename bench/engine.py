@@ -139,9 +139,10 @@ class Raw:
         multiprocessing = "0" if self.in_process else (os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") or "1")
         with environment_while("VLLM_ENABLE_V1_MULTIPROCESSING", multiprocessing), worker_cpu_runtime(config):
             # worker_cpu_runtime: the engine's worker cores and CPU libraries too
-            self.llm = LLM(**llm_kwargs(config, str(resolve_model(config.model))))
+            model_dir = str(resolve_model(config.model))
+            self.llm = LLM(**llm_kwargs(config, model_dir))
         self.prompts = [r.prompt for r in generate]
-        banned = {token: -100.0 for token in eos_ids(self.llm.get_tokenizer(), resolve_model(config.model))}
+        banned = {token: -100.0 for token in eos_ids(self.llm.get_tokenizer(), model_dir)}
         self.params = [SamplingParams(n=r.spec.n, temperature=r.spec.temperature, top_p=r.spec.top_p,
                                       repetition_penalty=r.spec.repetition_penalty, seed=r.spec.seed,
                                       stop=list(r.spec.stop) or None, max_tokens=r.spec.max_tokens,

@@ -38,7 +38,7 @@ from runners.engines.cleanup import (
 )
 from runners.engines.common import LocalEngine, cuda_available, engine_output_to_log, eos_ids, format_gb, too_long
 from runners.engines.config import TOP_LOGPROBS, VLLM_SCORE_METHODS, EngineConfig
-from runners.engines.cpu_runtime import preloaded_cpu_runtime, workers_on_every_core
+from runners.engines.cpu_runtime import environment_while, preloaded_cpu_runtime, workers_on_every_core
 from runners.engines.vllm_plugin import AMX_MODE_ENV, ONEDNN_WITHOUT_AMX, use_amx
 
 LOG = logging.getLogger(__name__)
@@ -49,20 +49,10 @@ def amx_choice(config: EngineConfig) -> Iterator[None]:
     """While vLLM starts: its kernels use AMX as ``config.cpu_amx`` says (``vllm_plugin``), here (an engine core in
     this process) and, through this package's vLLM plugin, in the processes it spawns, which inherit the environment
     set here; the environment is restored after, as ``worker_cpu_runtime`` restores its own."""
-    wanted = {AMX_MODE_ENV: config.cpu_amx}
-    if config.cpu_amx == "off" and "ONEDNN_MAX_CPU_ISA" not in os.environ:
-        wanted["ONEDNN_MAX_CPU_ISA"] = ONEDNN_WITHOUT_AMX
-    before = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
-    try:
+    onednn_cap = ONEDNN_WITHOUT_AMX if config.cpu_amx == "off" and "ONEDNN_MAX_CPU_ISA" not in os.environ else None
+    with environment_while(AMX_MODE_ENV, config.cpu_amx), environment_while("ONEDNN_MAX_CPU_ISA", onednn_cap):
         use_amx(config.cpu_amx)  # vLLM loads its plugins once per process: this one may have run before
         yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class VllmEngine(LocalEngine):

@@ -129,6 +129,11 @@ def one_call_sizes(rows, bias, handler_tensor, n: int) -> tuple[int, ...]:
     return _ONE_CALL_SIZES[key]
 
 
+def one_call_sizes_found() -> dict[str, list[int]]:
+    """What ``one_call_sizes`` kept in this process, by weight shape (``"features x inputs"``), for reports."""
+    return {f"{n}x{k}": list(sizes) for (n, k, *_), sizes in _ONE_CALL_SIZES.items()}
+
+
 def _one_call_matches_blocks(rows, bias, handler_tensor, one_call, blocks) -> bool:
     import torch
 

@@ -11,6 +11,7 @@ from runners.engines.vllm_plugin import (
     _row_blocks_op,
     amx_tiles_usable,
     one_call_sizes,
+    one_call_sizes_found,
     onednn_mm_in_row_blocks,
 )
 
@@ -104,6 +105,7 @@ def test_mlp_shapes_run_large_blocks_in_one_call(ops):
         rows = torch.randn(8, in_features, generator=generator).to(torch.bfloat16)
         sizes = one_call_sizes(rows, None, handler.handler_tensor, out_features)
         assert sizes, f"no size of one call rounds as 32-row blocks for {out_features}x{in_features}"
+        assert one_call_sizes_found()[f"{out_features}x{in_features}"] == list(sizes)
         for size in sizes:
             batch = torch.randn(size, in_features, generator=generator).to(torch.bfloat16)
             alone = torch.cat([one_call(handler, batch[i:i + 1].contiguous()) for i in range(size)])
