@@ -40,11 +40,20 @@ from transforms.dedup.beam import DedupSnippets, NearDedup
 from transforms.dedup.options import DedupOptions, neardedup_config
 from transforms.extract.beam import ExtractCode
 from transforms.extract.options import ExtractionOptions, extraction_config
-from transforms.extract.snippets import as_occurrence
+from transforms.extract.snippets import as_occurrence, snippet_from_pair
 from transforms.instruct.beam import Select, SelfEvaluate, Summarize
 from transforms.instruct.options import MethodOptions, method_config
 from transforms.instruct.prompts import TokenizerSource, resolve_preset
-from transforms.io.beam import ReadSourcePairs, ReadSourceTree, WriteParquetShards, WriteTrainingShards, limit_records
+from transforms.instruct.workload import RequestEstimate, estimate_requests
+from transforms.io.beam import (
+    ReadSourcePairs,
+    ReadSourceTree,
+    WriteParquetShards,
+    WriteTrainingShards,
+    corpus_files,
+    limit_records,
+    source_tree_files,
+)
 from transforms.io.filesystems import read_text
 from transforms.io.options import (
     CorpusOptions,
@@ -56,7 +65,7 @@ from transforms.io.options import (
     spill_dir,
 )
 from transforms.io.parquet import read_rows, write_index_atomic
-from transforms.io.readers import default_source_root
+from transforms.io.readers import corpus_pairs, default_source_root, source_tree_pairs
 from transforms.stage import StageOutput
 from transforms.stats.accounting import CollectCounts, StageTally, WriteManifest, build_manifest
 from transforms.stats.report import REPORT_NAME, write_report
@@ -91,10 +100,33 @@ def check_options(options: PipelineOptions) -> None:
     check_corpus_options(options)
 
 
+def estimated_requests(options: PipelineOptions, enough: int) -> RequestEstimate | None:
+    """The candidate instructions the job will generate (each also judged), estimated from the first records of
+    its corpus (``transforms.instruct.workload``); None under ``--stages extract``, which makes no request."""
+    if options.view_as(MainJobOptions).stages == "extract":
+        return None
+    corpus = options.view_as(CorpusOptions)
+    if corpus.input:
+        mapping = corpus_mapping(options)
+        pairs = corpus_pairs(corpus_files(corpus.input, mapping, corpus.input_format), mapping, corpus.input_format)
+    else:
+        pairs = source_tree_pairs(source_tree_files(corpus.source_tree or default_source_root()))
+    extraction, dedup = extraction_config(options), options.view_as(DedupOptions).dedup
+
+    def snippet_key(pair: dict[str, Any]) -> str | None:
+        snippet = snippet_from_pair(pair, extraction)
+        if not isinstance(snippet, dict):
+            return None
+        return snippet["id"] if dedup else as_occurrence(snippet)["id"]
+
+    return estimate_requests(pairs, snippet_key, method_config(options).sampling.num_candidates, corpus.limit,
+                             enough)
+
+
 JOB = JobSpec("generate", __doc__, (
     OutputOptions, MainJobOptions, CorpusOptions, ExtractionOptions, MethodOptions, EngineOptions, BenchmarkOptions,
     DecontamOptions, DedupOptions, ShardOptions, SpillOptions,
-), profiles=PROFILES, check=check_options)
+), profiles=PROFILES, check=check_options, requests=estimated_requests)
 
 
 def profile_settings(profile: str) -> dict[str, Any]:

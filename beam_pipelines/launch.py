@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import functools
 import json
 import logging
 import os
@@ -47,6 +48,10 @@ class JobSpec:
     # The job's checks of its parsed options and of the inputs they name (files exist, values in range), run by
     # ``pipeline_options`` before run.json is written: each raises JobConfigError (see ``argument_errors``).
     check: Callable[[PipelineOptions], None] | None = None
+    # The job's engine requests, estimated before it starts (``(options, enough)`` -> a ``transforms.instruct.
+    # workload.RequestEstimate``, or None when it makes none): vLLM on a CPU compiles when they reach the size
+    # from which compiling pays there (``runners.options.choose_compilation``).
+    requests: Callable[[PipelineOptions, int], Any] | None = None
 
     @property
     def prog(self) -> str:
@@ -720,8 +725,28 @@ def pipeline_options(argv: Sequence[str] | None, job: JobSpec) -> PipelineOption
     absolute_paths(options, job)
     if job.check is not None:
         job.check(options)
+    if job.requests is not None:
+        choose_engine_compilation(options, job)
     guard_output(options, job)
     return options
+
+
+def choose_engine_compilation(options: PipelineOptions, job: JobSpec) -> None:
+    """Eager or compiled vLLM from the job's size (``runners.options.choose_compilation``), before run.json is
+    written: a compiled choice is recorded there as ``enforce_eager: false``. A re-run into a directory whose run
+    chose compiled keeps that choice (its cache answers and its outputs came from the compiled engine)."""
+    from beam_pipelines.options import OutputOptions
+    from runners.options import choose_compilation
+
+    previous, _ = _read_run_file(options.view_as(OutputOptions).output.rstrip("/"))
+    recorded = (previous or {}).get("arguments", {}).get("enforce_eager") if (
+        (previous or {}).get("job") == job.name) else None
+    note = choose_compilation(options, functools.partial(job.requests, options),
+                              recorded=recorded if isinstance(recorded, bool) else None)
+    if note:
+        logging.getLogger(__name__).info(note)
+        if not options.view_as(OutputOptions).quiet:
+            print(f"{job.prog}: {note}", file=sys.stderr, flush=True)
 
 
 def counter_totals(result, prefix: str) -> dict[str, int]:

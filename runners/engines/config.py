@@ -51,7 +51,9 @@ class EngineConfig:
     max_model_len: int = 4096
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
-    enforce_eager: bool | None = None  # None: True on CPU (skips a long compile), False on GPU
+    # None: True on CPU (skips a long compile; a job launch may choose False from its size: runners.options.
+    # choose_compilation), False on GPU
+    enforce_eager: bool | None = None
     kv_cache_gb: float = 2.0  # VLLM_CPU_KVCACHE_SPACE on CPU
     max_num_seqs: int | None = None
     seed: int = 0

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from schemas.records import content_id, lone_surrogate_at
 from transforms.io import filesystems
-from transforms.io.source_tree import iter_definitions, language_for_path
+from transforms.io.source_tree import UndecodableSource, iter_definitions, language_for_path
 
 READ_STAGE = "read"
 
@@ -634,3 +634,33 @@ def source_file_pairs(path: str, data: bytes) -> list[dict[str, Any]]:
         "source_row": definition.start_line,
         "stage": READ_STAGE,
     } for definition in iter_definitions(data, language, validate=False)]
+
+
+def corpus_pairs(files: list[str], mapping: ColumnMapping, fmt: str) -> Iterator[dict[str, Any]]:
+    """The readable SOURCE_PAIRs of ``--input``'s files in file order, read lazily (what ``ReadSourcePairs`` reads,
+    without its dead letters): a caller that needs only the first few records reads only those."""
+    for path in files:
+        file_format = fmt if fmt != "auto" else detect_format(path)
+        if file_format != "parquet":
+            for row, raw, problem in iter_json_rows(path, file_format, mapping):
+                if problem is None:
+                    yield make_source_pair(raw, mapping, path, row)
+            continue
+        offset = 0
+        for batch in open_parquet(path).iter_batches(batch_size=1024, columns=mapping.columns):
+            for i, (raw, problem) in enumerate(parquet_rows(pa.Table.from_batches([batch]))):
+                if (problem or input_problem(raw, mapping)) is None:
+                    yield make_source_pair(raw, mapping, path, offset + i)
+            offset += batch.num_rows
+
+
+def source_tree_pairs(files: list[str]) -> Iterator[dict[str, Any]]:
+    """The SOURCE_PAIRs of a source tree's files in file order, read lazily; a file that cannot be read or is not
+    text is skipped (``ReadSourceTree`` dead-letters it)."""
+    for path in files:
+        try:
+            with filesystems.open_binary(path) as handle:
+                data = handle.read()
+            yield from source_file_pairs(path, data)
+        except (OSError, UndecodableSource):
+            continue

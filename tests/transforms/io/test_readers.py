@@ -244,3 +244,36 @@ def test_extract_job_writes_the_lone_surrogate_dead_letter(tmp_path):
     dead = read_rows(str(out / "rejected"))
     assert [(d["stage"], d["reason"], d["source_row"]) for d in dead] == [("read", "not_utf8", 1)]
     assert sorted(s["source_row"] for s in read_rows(str(out / "snippets"))) == [0, 2]
+
+
+def test_corpus_pairs_are_read_lazily_in_file_order_across_formats(tmp_path):
+    """``corpus_pairs`` yields what the Beam readers keep (bad rows left out), and a caller that stops early
+    reads no further: the compile choice samples the first records of a corpus of any size this way."""
+    import itertools
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from transforms.io.readers import ColumnMapping, corpus_pairs
+
+    first = tmp_path / "a.jsonl"
+    first.write_text('{"instruction": "i0", "response": "r0"}\nnot json\n{"instruction": "i1", "response": "r1"}\n')
+    second = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"instruction": [f"p{i}" for i in range(3000)],
+                             "response": [f"s{i}" for i in range(3000)]}), second, row_group_size=1000)
+    pairs = corpus_pairs([str(first), str(second)], ColumnMapping(), "auto")
+    head = list(itertools.islice(pairs, 4))
+    assert [(p["response"], p["source_row"]) for p in head] == [("r0", 0), ("r1", 2), ("s0", 0), ("s1", 1)]
+    assert [p["response"] for p in corpus_pairs([str(second)], ColumnMapping(), "parquet")][-1] == "s2999"
+    assert json.loads(json.dumps(head[0]))["source_uri"] == str(first)
+
+
+def test_source_tree_pairs_skip_files_that_cannot_be_read(tmp_path):
+    from transforms.io.readers import source_tree_pairs
+
+    (tmp_path / "ok.py").write_text("def one():\n    return 1\n\n\ndef two():\n    return 2\n")
+    (tmp_path / "binary.py").write_bytes(b"\xff\xfe\x00def x(): pass\n")
+    pairs = list(source_tree_pairs([str(tmp_path / "missing.py"), str(tmp_path / "binary.py"),
+                                    str(tmp_path / "ok.py")]))
+    assert [p["response"].splitlines()[0] for p in pairs] == ["def one():", "def two():"]
