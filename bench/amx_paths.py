@@ -118,10 +118,11 @@ def one_path(path: str) -> dict:
     start = time.perf_counter()
     llm.generate(judge_prompts[:32], SamplingParams(max_tokens=64, temperature=0, ignore_eos=True), use_tqdm=False)
     generate_s = time.perf_counter() - start
-    from runners.engines.vllm_plugin import one_call_sizes_found
+    from runners.engines.vllm_plugin import one_call_sizes_found, tiles_alike_found
 
     return {"path": path, "max_logprob_diff_by_batch_size": by_batch, "batch_64_prompt_tokens": prefill_tokens,
-            "one_call_sizes": one_call_sizes_found(), "max_logprob_diff_prefix_cache": prefix,
+            "one_call_sizes": one_call_sizes_found(), "tiles_round_alike": tiles_alike_found(),
+            "max_logprob_diff_prefix_cache": prefix,
             "greedy_same_in_batch": list(greedy_alone) == list(greedy_batched),
             "judge_prompts_per_s": round(64 / judge_s, 2), "generate_tokens_per_s": round(32 * 64 / generate_s, 1)}
 

@@ -72,8 +72,9 @@ class EngineOptions(PipelineOptions):
                                 "measured no gain (README). May help on many-core CPU workers.")
         group.add_argument("--cpu-amx", dest="cpu_amx", choices=CPU_AMX_MODES, nargs="?", const="full",
                            default="invariant",
-                           help="vLLM on a CPU with AMX. invariant (default): AMX matmuls, in blocks of 32 rows so "
-                                "that a prompt's log-probs do not depend on the prompts batched beside it (exact, "
+                           help="vLLM on a CPU with AMX. invariant (default): AMX matmuls whose rows round as a "
+                                "row alone does (our AMX tile kernel, oneDNN where it rounds alike), so that a "
+                                "prompt's log-probs do not depend on the prompts batched beside it (exact, "
                                 "repeatable scores); full (also plain --cpu-amx): all of vLLM's AMX kernels, faster, "
                                 "with scores that move with the batch; off: no AMX. No effect on other CPUs.")
         group.add_argument("--vllm-host", dest="vllm_host", choices=VLLM_HOSTS, default="auto",

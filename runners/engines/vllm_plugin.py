@@ -4,9 +4,11 @@ through ``AMX_MODE_ENV`` in the environment it starts vLLM with: then vLLM's CPU
 they do in ours (``use_amx``). Light on purpose: it imports only torch (and vLLM's ops, once vLLM is loading).
 
 The modes (``CPU_AMX_MODES``, ``--cpu-amx``), on a CPU with AMX; elsewhere all three are vLLM's own kernels:
-- ``invariant`` (the default): oneDNN's AMX matmuls, each in blocks of rows whose results do not depend on the
-  rows around them (``INVARIANT_ROWS``, or larger sizes this process found to round alike: ``one_call_sizes``; the small
-  linears that vLLM gives its own packed AMX kernel go to oneDNN too), and vLLM's AMX attention. A prompt's
+- ``invariant`` (the default): AMX matmuls whose rows do not depend on the rows around them: our AMX tile kernel
+  (``amx_tiles``: a fixed reduction order per row, which rounds exactly as oneDNN's 32-row calls do; checked per
+  weight shape, ``tiles_round_alike``), oneDNN at the large sizes this process found to round alike
+  (``one_call_sizes``), else oneDNN in blocks of ``INVARIANT_ROWS``; the small linears that vLLM gives its own packed
+  AMX kernel go the same way), and vLLM's AMX attention. A prompt's
   log-probs then do not depend on its batch (measured; tests/runners/engines/test_vllm_plugin.py and the engine
   tier). Verified for dense bf16 models such as SmolLM2; vLLM's quantized and MoE kernels keep their own choice.
 - ``full``: every AMX kernel, as vLLM runs by itself; fastest, and a prompt's log-probs move with its batch.
@@ -38,6 +40,14 @@ CALIBRATION_ROWS = 1024
 CALIBRATION_BUDGET = 2048 * 3072
 # Sizes found per (features, inputs, dtype, bias, threads), in this process.
 _ONE_CALL_SIZES: dict[tuple, tuple[int, ...]] = {}
+# Where both round alike, the tile kernel takes the rows below this many and oneDNN's one-call sizes the rest: at 2,048
+# rows oneDNN took 0.69-0.94x the kernel's time on SmolLM2's shapes, at 512 0.6-1.2x, below 256 the kernel was as fast
+# or faster than even oneDNN's batch-dependent single call (2 threads; README).
+TILES_BELOW = 1024
+# Rows on which the tile kernel is checked against oneDNN's 32-row blocks, once per weight shape in each process.
+TILES_CHECK_ROWS = 256
+# Whether the tile kernel rounds as the 32-row blocks, per (features, inputs, dtype, bias, threads), in this process.
+_TILES_ALIKE: dict[tuple, bool] = {}
 # vLLM's own functions that a mode replaced in this process, by name, so that ``full`` can put them back.
 _VLLM_ORIGINALS: dict = {}
 
@@ -69,32 +79,43 @@ def without_amx_kernels() -> None:
 
 
 def onednn_mm_in_row_blocks(handler, x, bias):
-    """vLLM's ``_custom_ops.onednn_mm``, called on blocks of rows that each round as a row alone does
-    (``one_call_sizes``, then at most ``INVARIANT_ROWS`` at a time), so a row's result does not depend on its batch.
-    Writes into one output, as vLLM's.
+    """vLLM's ``_custom_ops.onednn_mm``, computed so that each row rounds as a row alone does: oneDNN at the large
+    sizes found to (``one_call_sizes``), then the AMX tile kernel where the handler holds its packed weight
+    (``create_onednn_mm_with_tiles``) and it rounds alike (``tiles_round_alike``), else oneDNN on at most
+    ``INVARIANT_ROWS`` rows at a time; so a row's result does not depend on its batch. Writes into one output, as
+    vLLM's.
     Under ``torch.compile`` (``enforce_eager=False``) the blocks run inside one opaque custom op: traced as Python,
     the loop over a symbolic row count stalled vLLM's compilation."""
     import torch
 
+    packed = getattr(handler, "amx_tiles_weight", None)
     if torch.compiler.is_compiling():  # the op is defined by then (batch_invariant_amx_kernels)
         rows = torch.ops.inverse_instruct.onednn_mm_in_row_blocks(x.reshape(-1, handler.k), bias,
-                                                                  handler.handler_tensor, handler.n)
+                                                                  handler.handler_tensor, handler.n, packed)
         return rows.view(*x.shape[:-1], handler.n)
     out = torch.empty((*x.shape[:-1], handler.n), dtype=x.dtype)
-    _matmul_in_row_blocks(x.reshape(-1, handler.k), bias, handler.handler_tensor, out.view(-1, handler.n))
+    _matmul_in_row_blocks(x.reshape(-1, handler.k), bias, handler.handler_tensor, out.view(-1, handler.n), packed)
     return out
 
 
-def _matmul_in_row_blocks(rows, bias, handler_tensor, out_rows) -> None:
+def _matmul_in_row_blocks(rows, bias, handler_tensor, out_rows, packed=None) -> None:
     import torch
 
     start, total = 0, rows.shape[0]
+    tiles = packed is not None and tiles_round_alike(rows, bias, handler_tensor, packed)
     if total > INVARIANT_ROWS:
         for size in one_call_sizes(rows, bias, handler_tensor, out_rows.shape[1]):
+            if tiles and size < TILES_BELOW:
+                break
             while total - start >= size:
                 torch.ops._C.onednn_mm(out_rows[start:start + size], rows[start:start + size], bias, handler_tensor)
                 start += size
-    _matmul_in_32_row_blocks(rows[start:], bias, handler_tensor, out_rows[start:])
+    if tiles:
+        from runners.engines import amx_tiles
+
+        amx_tiles.linear(rows[start:], packed, bias, out=out_rows[start:])
+    else:
+        _matmul_in_32_row_blocks(rows[start:], bias, handler_tensor, out_rows[start:])
 
 
 def _matmul_in_32_row_blocks(rows, bias, handler_tensor, out_rows) -> None:
@@ -129,6 +150,56 @@ def one_call_sizes(rows, bias, handler_tensor, n: int) -> tuple[int, ...]:
     return _ONE_CALL_SIZES[key]
 
 
+def tiles_round_alike(rows, bias, handler_tensor, packed) -> bool:
+    """Whether the AMX tile kernel gives every row the result of its 32-row oneDNN block for this weight shape,
+    dtype and thread count (checked once per process on ``TILES_CHECK_ROWS`` random rows): then the two mix freely
+    and scores stay what they were. Measured equal on SmolLM2's five shapes; a shape where they differ keeps the
+    blocks."""
+    import torch
+
+    from runners.engines import amx_tiles
+
+    n, k = packed.shape[0] * amx_tiles.FEATURE_BLOCK, rows.shape[1]
+    key = (n, k, rows.dtype, bias is not None, torch.get_num_threads())
+    if key not in _TILES_ALIKE:
+        trial = torch.randn(TILES_CHECK_ROWS, k, generator=torch.Generator().manual_seed(1)).to(rows.dtype)
+        blocks = torch.empty((TILES_CHECK_ROWS, n), dtype=rows.dtype)
+        _matmul_in_32_row_blocks(trial, bias, handler_tensor, blocks)
+        _TILES_ALIKE[key] = torch.equal(amx_tiles.linear(trial, packed, bias), blocks)
+    return _TILES_ALIKE[key]
+
+
+def tiles_alike_found() -> dict[str, bool]:
+    """What ``tiles_round_alike`` found in this process, by weight shape (``"features x inputs"``), for reports."""
+    return {f"{n}x{k}": alike for (n, k, *_), alike in _TILES_ALIKE.items()}
+
+
+def create_onednn_mm_with_tiles(weight, primitive_cache_size: int = 128):
+    """vLLM's ``_custom_ops.create_onednn_mm`` (``weight`` is [inputs, features]), its handler also holding the weight
+    packed for the AMX tile kernel (``amx_tiles_weight``; None where the kernel does not take the weight or cannot be
+    built here: the oneDNN blocks then compute it, with the same rounding)."""
+    handler = _VLLM_ORIGINALS["create_onednn_mm"](weight, primitive_cache_size)
+    handler.amx_tiles_weight = _packed_for_tiles(weight.t())
+    return handler
+
+
+def _packed_for_tiles(weight):
+    from runners.engines import amx_tiles
+
+    if not amx_tiles.fits(weight):
+        return None
+    try:
+        return amx_tiles.pack_weight(weight)
+    except amx_tiles.AmxTilesUnavailable as err:
+        if not _VLLM_ORIGINALS.get("tiles_warned"):
+            _VLLM_ORIGINALS["tiles_warned"] = True
+            import logging
+
+            logging.getLogger(__name__).warning("%s; oneDNN's 32-row blocks compute instead (same results, slower)",
+                                                err)
+        return None
+
+
 def one_call_sizes_found() -> dict[str, list[int]]:
     """What ``one_call_sizes`` kept in this process, by weight shape (``"features x inputs"``), for reports."""
     return {f"{n}x{k}": list(sizes) for (n, k, *_), sizes in _ONE_CALL_SIZES.items()}
@@ -150,14 +221,15 @@ def _row_blocks_op():
 
     # The schema is spelled out: this module's annotations are strings (``from __future__ import annotations``).
     @torch.library.custom_op("inverse_instruct::onednn_mm_in_row_blocks", mutates_args=(),
-                             schema="(Tensor rows, Tensor? bias, Tensor handler_tensor, int n) -> Tensor")
-    def row_blocks(rows, bias, handler_tensor, n):
+                             schema="(Tensor rows, Tensor? bias, Tensor handler_tensor, int n, Tensor? packed) "
+                                    "-> Tensor")
+    def row_blocks(rows, bias, handler_tensor, n, packed):
         out = torch.empty((rows.shape[0], n), dtype=rows.dtype)
-        _matmul_in_row_blocks(rows, bias, handler_tensor, out)
+        _matmul_in_row_blocks(rows, bias, handler_tensor, out, packed)
         return out
 
     @row_blocks.register_fake
-    def _(rows, bias, handler_tensor, n):
+    def _(rows, bias, handler_tensor, n, packed):
         return rows.new_empty((rows.shape[0], n))
 
     return row_blocks
@@ -175,6 +247,7 @@ def all_amx_kernels() -> None:
         from vllm import _custom_ops
 
         _custom_ops.onednn_mm = _VLLM_ORIGINALS["onednn_mm"]
+        _custom_ops.create_onednn_mm = _VLLM_ORIGINALS["create_onednn_mm"]
     if "check_cpu_sgl_kernel" in _VLLM_ORIGINALS:
         from vllm.model_executor.layers import utils
 
@@ -219,7 +292,9 @@ def batch_invariant_amx_kernels() -> None:
     # vLLM's linear layers call ``ops.onednn_mm`` through the module on every forward pass.
     if _custom_ops.onednn_mm is not onednn_mm_in_row_blocks:
         _VLLM_ORIGINALS["onednn_mm"] = _custom_ops.onednn_mm
+        _VLLM_ORIGINALS["create_onednn_mm"] = _custom_ops.create_onednn_mm
         _custom_ops.onednn_mm = onednn_mm_in_row_blocks
+        _custom_ops.create_onednn_mm = create_onednn_mm_with_tiles
 
 
 def use_amx(mode: str) -> None:

@@ -39,8 +39,19 @@ def one_call(handler, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def with_tiles(handler, weight):
+    """``handler`` holding ``weight`` packed for the AMX tile kernel, as ``create_onednn_mm_with_tiles`` makes it."""
+    from runners.engines import amx_tiles
+
+    if not amx_tiles_usable():
+        pytest.skip("the AMX tile kernel needs a CPU with AMX")
+    handler.amx_tiles_weight = amx_tiles.pack_weight(weight)
+    return handler
+
+
+@pytest.mark.parametrize("kernel", ["onednn", "tiles"])
 @pytest.mark.parametrize("shape", SMOLLM2_135M_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_a_rows_result_does_not_depend_on_its_batch(ops, shape):
+def test_a_rows_result_does_not_depend_on_its_batch(ops, shape, kernel):
     out_features, in_features = shape
     generator = torch.Generator().manual_seed(sum(shape))
     weight = (torch.randn(out_features, in_features, generator=generator) * 0.05).to(torch.bfloat16)
@@ -50,6 +61,8 @@ def test_a_rows_result_does_not_depend_on_its_batch(ops, shape):
     rows = torch.randn(max(counts), in_features, generator=generator).to(torch.bfloat16)
     handler = ops.create_onednn_mm(weight.t(), 32)
     alone = torch.cat([one_call(handler, rows[i:i + 1].contiguous()) for i in range(rows.shape[0])])
+    if kernel == "tiles":  # the results alone are still oneDNN's: the kernel must round as it does
+        handler = with_tiles(handler, weight)
     unblocked_moved = checked = 0
     for count in counts:
         for _ in range(3):  # three different batches of each size: each row at other positions, among others
@@ -80,11 +93,14 @@ def test_blocks_keep_leading_dimensions_and_bias(ops):
     assert torch.allclose(got.float(), reference, atol=0.1, rtol=0.02)
 
 
-def test_compiled_blocks_give_the_eager_blocks_results(ops):
+@pytest.mark.parametrize("kernel", ["onednn", "tiles"])
+def test_compiled_blocks_give_the_eager_blocks_results(ops, kernel):
     """Under torch.compile (vLLM's enforce_eager=False) the blocks run as one custom op, with the same results."""
     generator = torch.Generator().manual_seed(11)
     weight = (torch.randn(960, 576, generator=generator) * 0.05).to(torch.bfloat16)
     handler = ops.create_onednn_mm(weight.t(), 32)
+    if kernel == "tiles":
+        handler = with_tiles(handler, weight)
     _row_blocks_op()  # as batch_invariant_amx_kernels does before vLLM compiles
     compiled = torch.compile(lambda x: onednn_mm_in_row_blocks(handler, x, None), dynamic=True, fullgraph=True)
     for count in (7, 70, 130):
@@ -110,3 +126,42 @@ def test_mlp_shapes_run_large_blocks_in_one_call(ops):
             batch = torch.randn(size, in_features, generator=generator).to(torch.bfloat16)
             alone = torch.cat([one_call(handler, batch[i:i + 1].contiguous()) for i in range(size)])
             assert torch.equal(one_call(handler, batch), alone), size
+
+
+@pytest.mark.parametrize("shape", SMOLLM2_135M_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_tile_kernel_rounds_as_onednns_32_row_calls(ops, shape):
+    """The tile kernel is the default's decode path: it must give exactly the results of oneDNN's calls of at most
+    32 rows (what every score since the invariant mode was made with), or its shape keeps oneDNN's blocks."""
+    from runners.engines import amx_tiles
+    from runners.engines.vllm_plugin import _matmul_in_32_row_blocks, tiles_alike_found, tiles_round_alike
+
+    out_features, in_features = shape
+    generator = torch.Generator().manual_seed(sum(shape) + 1)
+    weight = (torch.randn(out_features, in_features, generator=generator) * 0.05).to(torch.bfloat16)
+    handler = with_tiles(ops.create_onednn_mm(weight.t(), 32), weight)
+    rows = torch.randn(75, in_features, generator=generator).to(torch.bfloat16)
+    assert tiles_round_alike(rows, None, handler.handler_tensor, handler.amx_tiles_weight)
+    assert tiles_alike_found()[f"{out_features}x{in_features}"] is True
+    blocks = torch.empty((75, out_features), dtype=torch.bfloat16)
+    _matmul_in_32_row_blocks(rows, None, handler.handler_tensor, blocks)
+    assert torch.equal(amx_tiles.linear(rows, handler.amx_tiles_weight), blocks)
+    reference = rows.float() @ weight.float().t()
+    assert torch.allclose(blocks.float(), reference, atol=0.02, rtol=0.01)
+
+
+def test_the_tile_kernel_adds_bias_and_takes_strided_rows_and_refuses_other_shapes():
+    from runners.engines import amx_tiles
+
+    if not amx_tiles_usable():
+        pytest.skip("the AMX tile kernel needs a CPU with AMX")
+    generator = torch.Generator().manual_seed(5)
+    weight = torch.randn(48, 64, generator=generator).to(torch.bfloat16)
+    bias = torch.randn(48, generator=generator).to(torch.bfloat16)
+    x = torch.randn(40, 128, generator=generator).to(torch.bfloat16)[:, ::2]  # every other column: stride 2
+    got = amx_tiles.linear(x, amx_tiles.pack_weight(weight), bias)
+    reference = x.float() @ weight.float().t() + bias.float()
+    assert got.shape == (40, 48) and torch.allclose(got.float(), reference, atol=0.1, rtol=0.02)
+    assert not amx_tiles.fits(torch.zeros(40, 64, dtype=torch.bfloat16))  # 40 features: not whole blocks of 16
+    assert not amx_tiles.fits(torch.zeros(48, 64))  # float32
+    with pytest.raises(RuntimeError, match="multiple of 16 x 32"):
+        amx_tiles.pack_weight(torch.zeros(48, 40, dtype=torch.bfloat16))
