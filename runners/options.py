@@ -45,7 +45,7 @@ class EngineOptions(PipelineOptions):
         group.add_argument("--enforce-eager", dest="enforce_eager", action="store_true", default=None,
                            help="Skip torch.compile/CUDA graphs. Default: compiled on GPU; on a CPU, eager unless "
                                 "the job is large enough for compiling to pay on that CPU class (measured: from "
-                                "about 3,300 requests on AMX CPUs with bf16; never on the AVX2 and AVX-512 CPUs "
+                                "about 1,600 requests on AMX CPUs with bf16; never on the AVX2 and AVX-512 CPUs "
                                 "measured), estimated from the first records of its corpus before it starts.")
         group.add_argument("--no-enforce-eager", dest="enforce_eager", action="store_false")
         group.add_argument("--kv-cache-gb", dest="kv_cache_gb", type=float, default=2.0,
