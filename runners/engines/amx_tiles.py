@@ -28,6 +28,11 @@ def extension():
     """The built kernel module (``pack_weight``, ``linear_into``); builds it the first time on this machine."""
     from torch.utils.cpp_extension import load
 
+    from runners.engines.vllm_plugin import request_amx_tile_state
+
+    # Linux gives a process the tile state only when asked; without it the first tile instruction is SIGILL (oneDNN
+    # asks for itself, so this mattered only where the kernel ran before any oneDNN AMX call).
+    request_amx_tile_state()
     try:
         return load(name="inverse_instruct_amx_tiles", sources=[SOURCE], extra_cflags=list(CFLAGS), verbose=False)
     except (OSError, RuntimeError, ImportError) as err:
