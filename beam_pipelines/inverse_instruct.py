@@ -50,8 +50,8 @@ from transforms.io.beam import (
     ReadSourceTree,
     WriteParquetShards,
     WriteTrainingShards,
-    corpus_files,
     limit_records,
+    matched_corpus_files,
     source_tree_files,
 )
 from transforms.io.filesystems import read_text
@@ -108,7 +108,8 @@ def estimated_requests(options: PipelineOptions, enough: int) -> RequestEstimate
     corpus = options.view_as(CorpusOptions)
     if corpus.input:
         mapping = corpus_mapping(options)
-        pairs = corpus_pairs(corpus_files(corpus.input, mapping, corpus.input_format), mapping, corpus.input_format)
+        # check_options validated every file already
+        pairs = corpus_pairs(matched_corpus_files(corpus.input), mapping, corpus.input_format)
     else:
         pairs = source_tree_pairs(source_tree_files(corpus.source_tree or default_source_root()))
     extraction, dedup = extraction_config(options), options.view_as(DedupOptions).dedup

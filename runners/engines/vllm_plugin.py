@@ -38,7 +38,7 @@ ONE_CALL_CANDIDATES = (2048, 1536, 1024, 768, 640, 512, 384, 256, 128, 64)
 # about e^-20. Sizes whose output exceeds the budget (rows x features; the LM head's 49K features) are not tried.
 CALIBRATION_ROWS = 1024
 CALIBRATION_BUDGET = 2048 * 3072
-# Sizes found per (features, inputs, dtype, bias, threads), in this process.
+# Sizes found per (features, inputs, dtype, bias, threads, smallest size tried), in this process.
 _ONE_CALL_SIZES: dict[tuple, tuple[int, ...]] = {}
 # Where both round alike, the tile kernel takes the rows below this many and oneDNN's one-call sizes the rest: at 2,048
 # rows oneDNN took 0.69-0.94x the kernel's time on SmolLM2's shapes, at 512 0.6-1.2x, below 256 the kernel was as fast
@@ -104,9 +104,8 @@ def _matmul_in_row_blocks(rows, bias, handler_tensor, out_rows, packed=None) -> 
     start, total = 0, rows.shape[0]
     tiles = packed is not None and tiles_round_alike(rows, bias, handler_tensor, packed)
     if total > INVARIANT_ROWS:
-        for size in one_call_sizes(rows, bias, handler_tensor, out_rows.shape[1]):
-            if tiles and size < TILES_BELOW:
-                break
+        smallest = TILES_BELOW if tiles else 0
+        for size in one_call_sizes(rows, bias, handler_tensor, out_rows.shape[1], smallest):
             while total - start >= size:
                 torch.ops._C.onednn_mm(out_rows[start:start + size], rows[start:start + size], bias, handler_tensor)
                 start += size
@@ -126,19 +125,27 @@ def _matmul_in_32_row_blocks(rows, bias, handler_tensor, out_rows) -> None:
         torch.ops._C.onednn_mm(out_rows[start:stop], rows[start:stop], bias, handler_tensor)
 
 
-def one_call_sizes(rows, bias, handler_tensor, n: int) -> tuple[int, ...]:
-    """The sizes of ``ONE_CALL_CANDIDATES`` (largest first) at which one oneDNN call gives every row the result of
-    its 32-row block, for this weight shape, dtype and thread count; tried once per process on random rows (the
-    kernel oneDNN picks depends on the shapes, not on the values)."""
+def _shape_key(n: int, rows, bias) -> tuple:
+    """What a kernel's choice and rounding can depend on: the weight's shape, the dtype, a bias, the threads."""
+    import torch
+
+    return n, rows.shape[1], rows.dtype, bias is not None, torch.get_num_threads()
+
+
+def one_call_sizes(rows, bias, handler_tensor, n: int, smallest: int = 0) -> tuple[int, ...]:
+    """The sizes of ``ONE_CALL_CANDIDATES`` (largest first, none below ``smallest``) at which one oneDNN call gives
+    every row the result of its 32-row block, for this weight shape, dtype and thread count; tried once per process
+    on random rows (the kernel oneDNN picks depends on the shapes, not on the values). Where the tile kernel takes
+    the smaller row counts, ``smallest`` spares their trial."""
     import torch
 
     k = rows.shape[1]
-    key = (n, k, rows.dtype, bias is not None, torch.get_num_threads())
+    key = (*_shape_key(n, rows, bias), smallest)
     if key not in _ONE_CALL_SIZES:
         generator = torch.Generator().manual_seed(0)
         kept = []
         for size in ONE_CALL_CANDIDATES:
-            if size * n > CALIBRATION_BUDGET:
+            if size * n > CALIBRATION_BUDGET or size < smallest:
                 continue
             batches = -(-CALIBRATION_ROWS // size)  # whole batches of ``size`` rows, at least CALIBRATION_ROWS
             trial = torch.randn(batches * size, k, generator=generator).to(rows.dtype)
@@ -160,7 +167,7 @@ def tiles_round_alike(rows, bias, handler_tensor, packed) -> bool:
     from runners.engines import amx_tiles
 
     n, k = packed.shape[0] * amx_tiles.FEATURE_BLOCK, rows.shape[1]
-    key = (n, k, rows.dtype, bias is not None, torch.get_num_threads())
+    key = _shape_key(n, rows, bias)
     if key not in _TILES_ALIKE:
         trial = torch.randn(TILES_CHECK_ROWS, k, generator=torch.Generator().manual_seed(1)).to(rows.dtype)
         blocks = torch.empty((TILES_CHECK_ROWS, n), dtype=rows.dtype)
@@ -191,18 +198,24 @@ def _packed_for_tiles(weight):
     try:
         return amx_tiles.pack_weight(weight)
     except amx_tiles.AmxTilesUnavailable as err:
-        if not _VLLM_ORIGINALS.get("tiles_warned"):
-            _VLLM_ORIGINALS["tiles_warned"] = True
-            import logging
-
-            logging.getLogger(__name__).warning("%s; oneDNN's 32-row blocks compute instead (same results, slower)",
-                                                err)
+        _warn_once(f"{err}; oneDNN's 32-row blocks compute instead (same results, slower)")
         return None
 
 
+@functools.cache
+def _warn_once(message: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning(message)
+
+
 def one_call_sizes_found() -> dict[str, list[int]]:
-    """What ``one_call_sizes`` kept in this process, by weight shape (``"features x inputs"``), for reports."""
-    return {f"{n}x{k}": list(sizes) for (n, k, *_), sizes in _ONE_CALL_SIZES.items()}
+    """What ``one_call_sizes`` kept in this process, by weight shape (``"features x inputs"``), largest first, for
+    reports (a trial from a higher ``smallest`` keeps a subset of what one from a lower one keeps)."""
+    found: dict[str, set[int]] = {}
+    for (n, k, *_), sizes in _ONE_CALL_SIZES.items():
+        found.setdefault(f"{n}x{k}", set()).update(sizes)
+    return {shape: sorted(sizes, reverse=True) for shape, sizes in found.items()}
 
 
 def _one_call_matches_blocks(rows, bias, handler_tensor, one_call, blocks) -> bool:

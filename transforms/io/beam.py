@@ -83,6 +83,14 @@ def corpus_files(pattern: str, mapping: ColumnMapping, input_format: str = "auto
     ``CorpusConfigError`` when a part of it matches nothing, a file's name is not UTF-8 or a file shows a
     configuration error. The launcher calls it before any work (``check_corpus_options``), the reader when the
     pipeline is built."""
+    files = matched_corpus_files(pattern)
+    validate_files(files, mapping, input_format)
+    return files
+
+
+def matched_corpus_files(pattern: str) -> list[str]:
+    """``corpus_files`` without the check of each file's contents: for a caller after the launcher's check (the
+    compile choice's request estimate), which need not open every file again."""
     # A set: a file two patterns match (``a.jsonl,*.jsonl``, or one given twice) is read once, as its rows
     # are one each; read twice, each row would be two records with one id.
     def local(path: str, test) -> bool:
@@ -110,9 +118,7 @@ def corpus_files(pattern: str, mapping: ColumnMapping, input_format: str = "auto
         except UnicodeEncodeError:  # Beam carries paths as UTF-8, and so do the records' source_uri
             raise CorpusConfigError(f"the file name {path!r} is not valid UTF-8 (matched by --input): rename it") \
                 from None
-    files = sorted(files)
-    validate_files(files, mapping, input_format)
-    return files
+    return sorted(files)
 
 
 _GLOBSTAR_DIR = re.compile(r"(?:^|(?<=/))\*\*/")
