@@ -14,10 +14,11 @@ has them (as a user of vLLM gets it), the engine as ``--cpu-amx`` says (default 
 blocks of rows, batch-invariant; ``full``: all, as raw). It reports the engine over raw (target >= 0.95)
 and times the three exact scoring methods (``--vllm-score-method``).
 
-The pipeline numbers exclude engine start-up: one-element warm-up pipelines load the shared engine and warm
-both paths first (it stays loaded in this process), then the timed pipelines run. Direct numbers also follow
-warm-up calls. Both engines stay loaded; the two paths alternate for ``--repeats`` rounds (which one goes first
-alternates too), and the report gives medians and the median of the per-round ratios.
+The numbers exclude engine start-up: one-element warm-up calls (pipelines, for the pipeline path) load and warm
+each path's engine first. Each path runs alone, in a fresh process of its own per round, as a job has one engine:
+the paths take turns for ``--repeats`` rounds (which one goes first rotates), and the report gives medians and the
+median of the per-round ratios. ``--together`` keeps every path's engine loaded in this process for all rounds
+(the bench's design before 2026-12-05): on a 2-core machine the idle engines slow the working one, unevenly.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -219,42 +222,128 @@ class ThroughPipeline:
         pass
 
 
+PATHS = ("direct", "pipeline", "raw")
+
+
+def build_path(name: str, config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None,
+               raw_in_process: bool = False):
+    if name == "direct":
+        return Direct(config, generate, score)
+    if name == "pipeline":
+        return ThroughPipeline(config, generate, score, runner_flags, min_batch)
+    if name == "raw":
+        return Raw(config, generate, score, raw_in_process)
+    raise ValueError(f"unknown path {name!r}: one of {', '.join(PATHS)}")
+
+
+def time_round(name: str, path, n_score: int, round_label: str) -> dict:
+    """One timed round of ``path``: warm, generate, judge."""
+    path.warm()
+    gen_seconds, tokens = path.generate()
+    score_seconds = path.score()
+    run = {"generate_tokens_per_s": tokens / gen_seconds, "generated_tokens": tokens,
+           "score_prompts_per_s": n_score / score_seconds}
+    # a long run (1k prompts: about 20 minutes a round here) shows where it is
+    print(f"[{round_label}] {name:8s}: generate {tokens / gen_seconds:8.1f} tokens/s ({tokens} tokens, "
+          f"{gen_seconds:.1f} s)   score {n_score / score_seconds:6.2f} prompts/s ({score_seconds:.1f} s)", flush=True)
+    return run
+
+
+def score_methods(direct: "Direct", n_score: int, repeats: int) -> dict:
+    return {method: statistics.median(n_score / direct.score(method) for _ in range(repeats))
+            for method in VLLM_SCORE_METHODS}
+
+
+def engine_libraries(config: EngineConfig, direct: "Direct") -> dict:
+    """What --cpu-runtime-preload changes: the libraries each engine process has loaded."""
+    if config.engine != "vllm":
+        return {}
+    return {str(pid): runtime_libraries(pid) for pid in direct.engine.engine_pids()}
+
+
 def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None,
             repeats: int, compare_methods: bool = True, with_raw: bool = True, raw_in_process: bool = False) -> dict:
-    """Interleaved repeats (direct and pipeline alternate, and which goes first alternates), so a change in
-    the machine's load hits both paths alike; medians over the repeats. Both engines stay loaded, which a
-    real job never does: each timed run follows a warm-up call on its own engine, so that it does not pay
-    for waking its engine's threads after the other engine ran."""
-    direct = Direct(config, generate, score)
-    libraries = ({str(pid): runtime_libraries(pid) for pid in direct.engine.engine_pids()}
-                 if config.engine == "vllm" else {})
-    pipeline = ThroughPipeline(config, generate, score, runner_flags, min_batch)
-    paths = [("direct", direct), ("pipeline", pipeline)]
-    raw = Raw(config, generate, score, raw_in_process) if config.engine == "vllm" and with_raw else None
-    if raw is not None:
-        paths.append(("raw", raw))
+    """``--together``: every path's engine loaded in this process for all rounds; the paths alternate (and which
+    goes first rotates), so a change in the machine's load hits them alike; medians over the repeats. Each timed
+    run follows a warm-up call on its own engine, so that it does not pay for waking its engine's threads after
+    another engine ran."""
+    names = [name for name in PATHS if name != "raw" or (config.engine == "vllm" and with_raw)]
+    paths = [(name, build_path(name, config, generate, score, runner_flags, min_batch, raw_in_process))
+             for name in names]
+    direct = paths[0][1]
+    libraries = engine_libraries(config, direct)
     runs = {name: [] for name, _ in paths}
+    methods = {}
     try:
         for r in range(repeats):
             for name, path in paths[r % len(paths):] + paths[:r % len(paths)]:  # each path goes first in turn
-                time.sleep(2)  # let the other engine's threads stop spinning
-                path.warm()
-                gen_seconds, tokens = path.generate()
-                score_seconds = path.score()
-                runs[name].append({"generate_tokens_per_s": tokens / gen_seconds, "generated_tokens": tokens,
-                                   "score_prompts_per_s": len(score) / score_seconds})
-                # a long run (1k prompts: about 20 minutes a round here) shows where it is
-                print(f"[round {r + 1}/{repeats}] {name:8s}: generate {tokens / gen_seconds:8.1f} tokens/s "
-                      f"({tokens} tokens, {gen_seconds:.1f} s)   score {len(score) / score_seconds:6.2f} prompts/s "
-                      f"({score_seconds:.1f} s)", flush=True)
-        methods = {}
+                time.sleep(2)  # let the other engines' threads stop spinning
+                runs[name].append(time_round(name, path, len(score), f"round {r + 1}/{repeats}"))
         if config.engine == "vllm" and compare_methods:
-            for method in VLLM_SCORE_METHODS:
-                methods[method] = statistics.median(len(score) / direct.score(method) for _ in range(repeats))
+            methods = score_methods(direct, len(score), repeats)
     finally:
         for _, path in paths:
             path.close()
-    report = {}
+    return report_runs(runs, methods, libraries, raw_in_process if "raw" in runs else None, together=True)
+
+
+def measure_alone(args: argparse.Namespace, engine: str, n_score: int) -> dict:
+    """Each path alone: one fresh process per path and round (``--one-path``), so no other engine is loaded while
+    a path is timed. The paths take turns, and which goes first rotates. Score methods are timed in the direct
+    path's last round."""
+    names = [name for name in PATHS if name != "raw" or (engine == "vllm" and not args.no_raw)]
+    runs = {name: [] for name in names}
+    methods, libraries = {}, {}
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as scratch:
+        for r in range(args.repeats):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                out = Path(scratch) / f"{name}-{r}.json"
+                command = [sys.executable, str(Path(__file__).resolve()), *child_arguments(args, engine),
+                           "--one-path", name, "--one-path-out", str(out), "--round-label",
+                           f"round {r + 1}/{args.repeats}"]
+                if name == "direct" and r == args.repeats - 1 and engine == "vllm" and not args.no_methods:
+                    command.append("--one-path-methods")
+                subprocess.run(command, check=True)
+                result = json.loads(out.read_text())
+                runs[name].append(result["run"])
+                methods = result.get("score_methods") or methods
+                libraries = result.get("engine_process_libraries") or libraries
+    return report_runs(runs, methods, libraries, args.raw_in_process if "raw" in runs else None, together=False)
+
+
+def child_arguments(args: argparse.Namespace, engine: str) -> list[str]:
+    """The options of this run that decide a path's work, for a ``--one-path`` process."""
+    arguments = ["--engines", engine, "--model", args.model, "--prompts", str(args.prompts),
+                 "--max-tokens", str(args.max_tokens), "--max-model-len", str(args.max_model_len),
+                 "--multi-process", str(args.multi_process), "--dtype", args.dtype, "--vllm-host", args.vllm_host,
+                 "--cpu-amx", args.cpu_amx]
+    if args.min_batch_size is not None:
+        arguments += ["--min-batch-size", str(args.min_batch_size)]
+    arguments += [flag for flag, on in (("--compiled", args.compiled), ("--fixed-length", args.fixed_length),
+                                        ("--cpu-runtime-preload", args.cpu_runtime_preload),
+                                        ("--raw-in-process", args.raw_in_process)) if on]
+    return arguments
+
+
+def run_one_path(args: argparse.Namespace, config: EngineConfig, generate, score, runner_flags: list[str]) -> None:
+    """``--one-path``: build one path, time one round, write it to ``--one-path-out``."""
+    path = build_path(args.one_path, config, generate, score, runner_flags, args.min_batch_size,
+                      args.raw_in_process)
+    try:
+        result = {"run": time_round(args.one_path, path, len(score), args.round_label)}
+        if args.one_path == "direct":
+            result["engine_process_libraries"] = engine_libraries(config, path)
+            if args.one_path_methods:
+                result["score_methods"] = score_methods(path, len(score), 1)
+    finally:
+        path.close()
+        close_all_engines()
+    Path(args.one_path_out).write_text(json.dumps(result))
+
+
+def report_runs(runs: dict[str, list[dict]], methods: dict, libraries: dict, raw_in_process: bool | None,
+                together: bool) -> dict:
+    report = {"paths_together": together}
     for name, numbers in runs.items():
         report[name] = {key: statistics.median(run[key] for run in numbers)
                         for key in ("generate_tokens_per_s", "score_prompts_per_s")}
@@ -265,9 +354,9 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     report["ratio"] = _ratios(runs["pipeline"], runs["direct"])
     if libraries:
         report["engine_process_libraries"] = libraries  # what --cpu-runtime-preload changes
-    if raw is not None:
+    if "raw" in runs:
         report["engine_over_raw"] = _ratios(runs["direct"], runs["raw"])
-        report["raw_in_process"] = raw.in_process
+        report["raw_in_process"] = raw_in_process
     return report
 
 
@@ -311,6 +400,14 @@ def main() -> None:
     parser.add_argument("--raw-in-process", action="store_true",
                         help="raw vllm.LLM with its engine core in this process (default: vLLM's own processes)")
     parser.add_argument("--no-raw", action="store_true", help="skip raw vllm.LLM (pipeline over direct only)")
+    parser.add_argument("--together", action="store_true",
+                        help="keep every path's engine loaded in this process for all rounds (default: each path "
+                             "alone, a fresh process per path and round)")
+    # internal: one path, one round, in a process of its own (measure_alone)
+    parser.add_argument("--one-path", choices=PATHS, help=argparse.SUPPRESS)
+    parser.add_argument("--one-path-out", help=argparse.SUPPRESS)
+    parser.add_argument("--one-path-methods", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--round-label", default="round 1/1", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     generate, score = workload(args.prompts, args.max_tokens, yes_no_ids(args.model), args.fixed_length)
@@ -329,10 +426,16 @@ def main() -> None:
                                     "cpu_amx": config.cpu_amx, "cpu_has_amx": amx_tiles_usable()}
         if engine == "vllm":
             numbers["vllm_host"] = config.vllm_host_for()
-        numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
-                           compare_methods=not args.no_methods, with_raw=not args.no_raw,
-                           raw_in_process=args.raw_in_process)
-        close_all_engines()
+        if args.one_path:
+            run_one_path(args, config, generate, score, runner_flags)
+            return
+        if args.together:
+            numbers |= measure(config, generate, score, runner_flags, args.min_batch_size, args.repeats,
+                               compare_methods=not args.no_methods, with_raw=not args.no_raw,
+                               raw_in_process=args.raw_in_process)
+            close_all_engines()
+        else:
+            numbers |= measure_alone(args, engine, len(score))
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
         print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}, median of {args.repeats}) ==")
         print(f"direct   : generate {direct_numbers['generate_tokens_per_s']:8.1f} tokens/s "

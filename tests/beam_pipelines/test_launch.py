@@ -345,6 +345,29 @@ def test_a_local_job_never_tries_prism_and_leaves_no_pipeline_temp_dir(tmp_path,
     assert not list(temp.glob("beam-pipeline-temp*"))
 
 
+def test_a_local_job_skips_the_runner_api_round_trip_as_beams_direct_runner_does(tmp_path, monkeypatch):
+    """Beam's Pipeline.run skips its round trip through the runner API for the DirectRunner, recognised by its class
+    name; the runner without Prism (local_runner) had another name, so every local job paid the round trip."""
+    import apache_beam as beam
+
+    from beam_pipelines.inverse_instruct import run
+
+    round_trips = []
+    original = beam.Pipeline.from_runner_api
+
+    def record(*args, **kwargs):
+        round_trips.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(beam.Pipeline, "from_runner_api", staticmethod(record))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.py").write_text("def add(a, b):\n    return a + b\n")
+    assert run([f"--output={tmp_path / 'out'}", f"--source-tree={tree}", "--stages=extract", "--quiet"])["balanced"]
+    assert (tmp_path / "out" / "snippets").is_dir()
+    assert round_trips == []
+
+
 def test_report_of_an_evaluation_prints_its_counts_and_pass_at_k_first(tmp_path, capsys):
     """summary.json sorts its keys, so `report DIR` buried pass@1 among them (a user probe); it prints them in the
     job's own order: problems, samples, statuses, pass@k by k, then the rest."""
