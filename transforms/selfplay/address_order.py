@@ -16,8 +16,11 @@ The rule, conservative (no flow analysis):
   first argument of ``map``/``filter``, a ``key=`` argument, the classes of ``isinstance``/``issubclass``, an
   operand of a comparison (the result is a bool), an exception caught or raised. Nor may it put ``None`` or
   ``...`` in a set display (or in a list or tuple display handed to ``set``/``frozenset``). A name a ``def`` binds
-  counts wherever it is read, whatever scope rebinds it (no scope analysis: ``for f in fs`` beside ``def f`` is
-  refused too).
+  counts wherever it is read, except in a scope (function, lambda, comprehension, or the module) that binds the
+  same name only otherwise (an assignment, a ``for`` target, a parameter, ``except ... as``): Python makes such a
+  name local to that scope, so ``for f in fs`` inside a comprehension reads the loop's values, not ``def f``. The
+  exception never applies to a name that is a ``:=`` target, declared ``global`` or ``nonlocal``, or imported
+  anywhere in the code (those bind across scopes), nor where the same scope also binds it with ``def``.
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), iterators
 and generators stored in a set through a variable, and a set's string order under each run's hash seed (the
@@ -59,16 +62,84 @@ def address_hash_route(code: str) -> str | None:
     annotations = {inner for node in nodes for outer in _annotations(node) for inner in ast.walk(outer)}
     nodes = [node for node in nodes if node not in annotations]  # List[int]: a type hint, never evaluated into a set
     functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    scope_of = _scopes(tree)
+    locals_only = _bound_only_otherwise(tree, scope_of)
     for node in nodes:
         if isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents):
             return f"a lambda beside a set (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
                 and (node.id in functions or node.id in ADDRESS_HASHED_BUILTINS)
+                and (scope_of[node], node.id) not in locals_only
                 and not _called_where_it_stands(node, parents)):
             return f"{node.id} read as a value beside a set (line {node.lineno})"
         if isinstance(node, ast.Constant) and type(node.value) in _ADDRESS_CONSTANTS and _set_element(node, parents):
             return f"{node.value!r} in a set (line {node.lineno})"
     return None
+
+
+_FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _scopes(tree: ast.Module) -> dict[ast.AST, ast.AST]:
+    """Each node's scope: the module, or the function, lambda or comprehension whose names it sees first. What
+    Python evaluates outside a scope's own namespace belongs to the enclosing one: decorators, defaults and
+    annotations of a function, and the first iterable of a comprehension. Iterative: deeply nested code that
+    parses must not overflow the stack here."""
+    scope_of: dict[ast.AST, ast.AST] = {}
+    stack: list[tuple[ast.AST, ast.AST]] = [(tree, tree)]
+    while stack:
+        node, scope = stack.pop()
+        scope_of[node] = scope
+        if isinstance(node, _FUNCTION_SCOPES):
+            arguments = node.args
+            outside = [*getattr(node, "decorator_list", ()), *arguments.defaults,
+                       *(d for d in arguments.kw_defaults if d is not None)]
+            if getattr(node, "returns", None) is not None:
+                outside.append(node.returns)
+            inside = [*ast.iter_child_nodes(arguments), *(node.body if isinstance(node.body, list) else [node.body])]
+            scope_of[arguments] = node
+            stack += [(child, scope) for child in outside]
+            stack += [(child, node) for child in inside if child not in outside]
+        elif isinstance(node, _COMPREHENSIONS):
+            first = node.generators[0]
+            scope_of[first] = node
+            stack.append((first.iter, scope))
+            stack += [(child, node) for child in ast.iter_child_nodes(first) if child is not first.iter]
+            stack += [(child, node) for child in ast.iter_child_nodes(node) if child is not first]
+        else:
+            stack += [(child, scope) for child in ast.iter_child_nodes(node)]
+    return scope_of
+
+
+def _bound_only_otherwise(tree: ast.Module, scope_of: dict[ast.AST, ast.AST]) -> set[tuple[ast.AST, str]]:
+    """(scope, name) pairs where the scope binds the name, and only otherwise than with ``def`` or ``import``, so
+    that a read of it in that scope reads that binding. Names bound across scopes (``:=``, ``global``,
+    ``nonlocal``) never qualify."""
+    other: set[tuple[ast.AST, str]] = set()
+    by_def: set[tuple[ast.AST, str]] = set()
+    across: set[str] = set()
+    for node in ast.walk(tree):
+        scope = scope_of.get(node)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            other.add((scope, node.id))
+        elif isinstance(node, ast.arg):
+            other.add((scope, node.arg))
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            other.add((scope, node.name))
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            other.add((scope, node.name))
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            other.add((scope, node.rest))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            by_def.add((scope, node.name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            across.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            across.update(node.names)
+        elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
+            across.add(node.target.id)
+    return {(scope, name) for scope, name in other - by_def if name not in across}
 
 
 def _annotations(node: ast.AST) -> list[ast.expr]:
