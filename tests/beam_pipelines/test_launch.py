@@ -316,6 +316,17 @@ def test_exit_process_ends_after_pythons_exit_work_with_the_code(tmp_path):
     assert (done.returncode, done.stdout) == (3, "buffered thread atexit"), done.stderr
 
 
+def run_small_extract_job(tmp_path) -> None:
+    """The main job's extraction, on the DirectRunner, over a one-function source tree."""
+    from beam_pipelines.inverse_instruct import run
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.py").write_text("def add(a, b):\n    return a + b\n")
+    assert run([f"--output={tmp_path / 'out'}", f"--source-tree={tree}", "--stages=extract", "--quiet"])["balanced"]
+    assert (tmp_path / "out" / "snippets").is_dir()
+
+
 def test_a_local_job_never_tries_prism_and_leaves_no_pipeline_temp_dir(tmp_path, monkeypatch):
     """Beam 2.77's DirectRunner first runs a pipeline on Prism, downloading its binary from GitHub at run time
     (offline it fails and falls back, so every job here tried it): a run-time download, and on a machine online a
@@ -323,8 +334,6 @@ def test_a_local_job_never_tries_prism_and_leaves_no_pipeline_temp_dir(tmp_path,
     import tempfile
 
     from apache_beam.runners.portability import prism_runner
-
-    from beam_pipelines.inverse_instruct import run
 
     tried = []
 
@@ -336,11 +345,7 @@ def test_a_local_job_never_tries_prism_and_leaves_no_pipeline_temp_dir(tmp_path,
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    (tree / "a.py").write_text("def add(a, b):\n    return a + b\n")
-    assert run([f"--output={tmp_path / 'out'}", f"--source-tree={tree}", "--stages=extract", "--quiet"])["balanced"]
-    assert (tmp_path / "out" / "snippets").is_dir()
+    run_small_extract_job(tmp_path)
     assert tried == []
     assert not list(temp.glob("beam-pipeline-temp*"))
 
@@ -350,8 +355,6 @@ def test_a_local_job_skips_the_runner_api_round_trip_as_beams_direct_runner_does
     name; the runner without Prism (local_runner) had another name, so every local job paid the round trip."""
     import apache_beam as beam
 
-    from beam_pipelines.inverse_instruct import run
-
     round_trips = []
     original = beam.Pipeline.from_runner_api
 
@@ -360,11 +363,7 @@ def test_a_local_job_skips_the_runner_api_round_trip_as_beams_direct_runner_does
         return original(*args, **kwargs)
 
     monkeypatch.setattr(beam.Pipeline, "from_runner_api", staticmethod(record))
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    (tree / "a.py").write_text("def add(a, b):\n    return a + b\n")
-    assert run([f"--output={tmp_path / 'out'}", f"--source-tree={tree}", "--stages=extract", "--quiet"])["balanced"]
-    assert (tmp_path / "out" / "snippets").is_dir()
+    run_small_extract_job(tmp_path)
     assert round_trips == []
 
 
