@@ -20,7 +20,8 @@ The rule, conservative (no flow analysis):
   same name only otherwise (an assignment, a ``for`` target, a parameter, ``except ... as``): Python makes such a
   name local to that scope, so ``for f in fs`` inside a comprehension reads the loop's values, not ``def f``. The
   exception never applies to a name that is a ``:=`` target, declared ``global`` or ``nonlocal``, or imported
-  anywhere in the code (those bind across scopes), nor where the same scope also binds it with ``def``.
+  anywhere in the code (those bind across scopes), nor where the same scope also binds it with ``def``, nor to any
+  name in code with a star import.
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), iterators
 and generators stored in a set through a variable, and a set's string order under each run's hash seed (the
@@ -115,7 +116,7 @@ def _scopes(tree: ast.Module) -> dict[ast.AST, ast.AST]:
 def _bound_only_otherwise(tree: ast.Module, scope_of: dict[ast.AST, ast.AST]) -> set[tuple[ast.AST, str]]:
     """(scope, name) pairs where the scope binds the name, and only otherwise than with ``def`` or ``import``, so
     that a read of it in that scope reads that binding. Names bound across scopes (``:=``, ``global``,
-    ``nonlocal``) never qualify."""
+    ``nonlocal``, imports) never qualify, and none does beside a star import."""
     other: set[tuple[ast.AST, str]] = set()
     by_def: set[tuple[ast.AST, str]] = set()
     across: set[str] = set()
@@ -134,7 +135,10 @@ def _bound_only_otherwise(tree: ast.Module, scope_of: dict[ast.AST, ast.AST]) ->
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             by_def.add((scope, node.name))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            across.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+            names = [(alias.asname or alias.name).split(".")[0] for alias in node.names]
+            if "*" in names:
+                return set()  # a star import may bind any name, a def'd one too
+            across.update(names)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             across.update(node.names)
         elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
