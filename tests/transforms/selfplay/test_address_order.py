@@ -88,7 +88,7 @@ def test_a_def_name_rebound_only_otherwise_in_an_inner_scope_is_that_scopes_valu
     ("def f():\n    pass\ndef g():\n    global f\n    f = 1\n    return {f}\n", 6),
     ("def f(x):\n    def h(f=f):\n        return {f}\n    return h()\n", 2),  # a default: the enclosing scope's f
     ("from m import f\ndef f(xs):\n    return {f for f in xs}\n", 3),  # an import binds it too
-    ("from m import *\ndef f(xs):\n    return {f for f in xs}\n", 3),  # conservative: nothing is exempt beside a star import
+    ("from m import *\ndef f(xs):\n    return {f for f in xs}\n", 3),  # none exempt beside a star import
     ("def f(x):\n    def h(*, f=f):\n        return {f}\n    return h()\n", 2),  # a keyword-only default too
 ])
 def test_a_def_name_read_where_it_may_be_the_function_is_still_refused(code, line):
