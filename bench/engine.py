@@ -287,7 +287,7 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     return report_runs(runs, methods, libraries, raw_in_process if "raw" in runs else None, together=True)
 
 
-def measure_alone(args: argparse.Namespace, engine: str, n_score: int) -> dict:
+def measure_alone(args: argparse.Namespace, engine: str) -> dict:
     """Each path alone: one fresh process per path and round (``--one-path``), so no other engine is loaded while
     a path is timed. The paths take turns, and which goes first rotates. Score methods are timed in the direct
     path's last round."""
@@ -435,7 +435,7 @@ def main() -> None:
                                raw_in_process=args.raw_in_process)
             close_all_engines()
         else:
-            numbers |= measure_alone(args, engine, len(score))
+            numbers |= measure_alone(args, engine)
         direct_numbers, pipeline_numbers = numbers["direct"], numbers["pipeline"]
         print(f"\n== {engine} ({args.prompts} prompts, max_tokens={args.max_tokens}, median of {args.repeats}) ==")
         print(f"direct   : generate {direct_numbers['generate_tokens_per_s']:8.1f} tokens/s "
