@@ -225,6 +225,17 @@ class ThroughPipeline:
 PATHS = ("direct", "pipeline", "raw")
 
 
+def path_names(engine: str, with_raw: bool) -> list[str]:
+    """The paths to time: raw vllm.LLM is vLLM's alone."""
+    return [name for name in PATHS if name != "raw" or (engine == "vllm" and with_raw)]
+
+
+def in_turn(items: list, round_index: int) -> list:
+    """``items`` rotated so that each goes first in turn, round after round."""
+    shift = round_index % len(items)
+    return items[shift:] + items[:shift]
+
+
 def build_path(name: str, config: EngineConfig, generate, score, runner_flags: list[str], min_batch: int | None,
                raw_in_process: bool = False):
     if name == "direct":
@@ -267,16 +278,15 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     goes first rotates), so a change in the machine's load hits them alike; medians over the repeats. Each timed
     run follows a warm-up call on its own engine, so that it does not pay for waking its engine's threads after
     another engine ran."""
-    names = [name for name in PATHS if name != "raw" or (config.engine == "vllm" and with_raw)]
     paths = [(name, build_path(name, config, generate, score, runner_flags, min_batch, raw_in_process))
-             for name in names]
+             for name in path_names(config.engine, with_raw)]
     direct = paths[0][1]
     libraries = engine_libraries(config, direct)
     runs = {name: [] for name, _ in paths}
     methods = {}
     try:
         for r in range(repeats):
-            for name, path in paths[r % len(paths):] + paths[:r % len(paths)]:  # each path goes first in turn
+            for name, path in in_turn(paths, r):
                 time.sleep(2)  # let the other engines' threads stop spinning
                 runs[name].append(time_round(name, path, len(score), f"round {r + 1}/{repeats}"))
         if config.engine == "vllm" and compare_methods:
@@ -284,19 +294,19 @@ def measure(config: EngineConfig, generate, score, runner_flags: list[str], min_
     finally:
         for _, path in paths:
             path.close()
-    return report_runs(runs, methods, libraries, raw_in_process if "raw" in runs else None, together=True)
+    return report_runs(runs, methods, libraries, raw_in_process, together=True)
 
 
 def measure_alone(args: argparse.Namespace, engine: str) -> dict:
     """Each path alone: one fresh process per path and round (``--one-path``), so no other engine is loaded while
     a path is timed. The paths take turns, and which goes first rotates. Score methods are timed in the direct
     path's last round."""
-    names = [name for name in PATHS if name != "raw" or (engine == "vllm" and not args.no_raw)]
+    names = path_names(engine, not args.no_raw)
     runs = {name: [] for name in names}
     methods, libraries = {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as scratch:
         for r in range(args.repeats):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in in_turn(names, r):
                 out = Path(scratch) / f"{name}-{r}.json"
                 command = [sys.executable, str(Path(__file__).resolve()), *child_arguments(args, engine),
                            "--one-path", name, "--one-path-out", str(out), "--round-label",
@@ -308,7 +318,7 @@ def measure_alone(args: argparse.Namespace, engine: str) -> dict:
                 runs[name].append(result["run"])
                 methods = result.get("score_methods") or methods
                 libraries = result.get("engine_process_libraries") or libraries
-    return report_runs(runs, methods, libraries, args.raw_in_process if "raw" in runs else None, together=False)
+    return report_runs(runs, methods, libraries, args.raw_in_process, together=False)
 
 
 def child_arguments(args: argparse.Namespace, engine: str) -> list[str]:
@@ -341,7 +351,7 @@ def run_one_path(args: argparse.Namespace, config: EngineConfig, generate, score
     Path(args.one_path_out).write_text(json.dumps(result))
 
 
-def report_runs(runs: dict[str, list[dict]], methods: dict, libraries: dict, raw_in_process: bool | None,
+def report_runs(runs: dict[str, list[dict]], methods: dict, libraries: dict, raw_in_process: bool,
                 together: bool) -> dict:
     report = {"paths_together": together}
     for name, numbers in runs.items():

@@ -98,10 +98,12 @@ def _scopes(tree: ast.Module) -> dict[ast.AST, ast.AST]:
                        *(d for d in arguments.kw_defaults if d is not None)]
             if getattr(node, "returns", None) is not None:
                 outside.append(node.returns)
-            inside = [*ast.iter_child_nodes(arguments), *(node.body if isinstance(node.body, list) else [node.body])]
+            parameters = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                          *(a for a in (arguments.vararg, arguments.kwarg) if a is not None)]
+            body = node.body if isinstance(node.body, list) else [node.body]  # a lambda's body is one expression
             scope_of[arguments] = node
             stack += [(child, scope) for child in outside]
-            stack += [(child, node) for child in inside if child not in outside]
+            stack += [(child, node) for child in (*parameters, *body)]
         elif isinstance(node, _COMPREHENSIONS):
             first = node.generators[0]
             scope_of[first] = node
