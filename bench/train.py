@@ -40,6 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as training.finetune does
 
 from runners.hardware import describe_machine, load_average  # noqa: E402
 from schemas.records import RecordKind  # noqa: E402
+from training.attention import ATTENTIONS  # noqa: E402
 from transforms.io.parquet import write_shards  # noqa: E402
 from transforms.io.training_examples import training_example  # noqa: E402
 
@@ -188,6 +189,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile-layers", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
                         help="compile_layers of the run (bare flag: on; auto: the job's choice, which keeps "
                              "runs shorter than training.compile_choice.AUTO_MIN_EXAMPLES eager)")
+    parser.add_argument("--attention", default="auto", choices=ATTENTIONS,
+                        help="attention of the run (training.attention; auto: the job's choice)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice; with --nproc, per process, default 1)")
     parser.add_argument("--nproc", type=int, default=1,
@@ -197,6 +200,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json-out", default=None, help="also write the report here")
     parser.add_argument("--compare", action="store_true", help="fp32 and bf16 runs side by side (subprocesses)")
     parser.add_argument("--baseline-ref", default=None, help="with --compare: also run this commit's bench")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --compare and --baseline-ref: the baseline and bf16 runs this many times in "
+                             "rotation (no fp32 run), reported per round and as medians")
+    parser.add_argument("--round-attentions", default="auto",
+                        help="with --rounds: the bf16 runs' attention settings, comma-separated (e.g. auto,sdpa)")
     parser.add_argument("--baseline-steps", type=int, default=6, help="steps of the --baseline-ref run")
     parser.add_argument("--baseline-per-device-batch", type=int, default=None,
                         help="micro-batch of the --baseline-ref run (default: --per-device-batch); the same global "
@@ -210,9 +218,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    return main_with(parse_args(argv))
+
+
+def main_with(args: argparse.Namespace) -> dict:
     if args.compare:
-        return compare(args)
+        return compare_rounds(args) if args.rounds > 1 else compare(args)
     if args.probe_modes:
         return probe_modes(args)
     if args.probe_optimizer:
@@ -241,7 +252,7 @@ def bench_run(args: argparse.Namespace) -> dict:
             save_steps=10_000, save_total_limit=1, verify_shards=True, precision=args.precision,
             sort_steps_by_length=not args.no_sort, selected_logits=not args.full_logits,
             unpad_max_padding=None if args.unpad_max_padding.lower() == "none" else float(args.unpad_max_padding),
-            compile_layers={"on": True, "off": False}.get(args.compile_layers, "auto"),
+            compile_layers={"on": True, "off": False}.get(args.compile_layers, "auto"), attention=args.attention,
             stages=[StageConfig(name="bench", data=str(shards), epochs=1, max_steps=args.steps)],
         ).validate()
         started = time.perf_counter()
@@ -290,6 +301,8 @@ def bench_run(args: argparse.Namespace) -> dict:
         "compile_layers": summary.get("compiled_layers"),
         "compile_layers_setting": args.compile_layers,
         "compile_reason": summary.get("compile_reason"),
+        "attention": summary.get("attention"),
+        "attention_reason": summary.get("attention_reason"),
         # Per step (the first included): a compiled run's recompiles show up as a step that costs more again.
         "step_cpu_seconds": [round(e["cpu_seconds"], 2) for e in steps],
         "step_real_tokens": [e["real_tokens"] for e in steps],
@@ -377,43 +390,84 @@ def loss_deltas(reference: list[float], other: list[float]) -> dict:
             "per_step_abs": [round(x, 5) for x in absolute]}
 
 
+def _run_before(args: argparse.Namespace, tmp: Path) -> dict:
+    """The ``--baseline-ref`` commit's own bench, from a copy of that commit (extracted once per ``tmp``)."""
+    import subprocess
+
+    before = tmp / "before"
+    if not before.exists():
+        before.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline_ref],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+    command = [sys.executable, "bench/train.py", "--steps", str(args.baseline_steps),
+               "--per-device-batch", str(args.baseline_per_device_batch or args.per_device_batch),
+               "--global-batch", str(args.global_batch), "--max-length", str(args.max_length),
+               "--model", args.model]
+    env = _child_env({"PYTHONPATH": str(before)}, drop=("OMP_WAIT_POLICY", "PYTHONPATH"))
+    return _run_child("before", command, before, env, None)
+
+
+def _run_side(args: argparse.Namespace, precision: str, attention: str, tmp: Path) -> dict:
+    """Today's bench in a process of its own, at ``precision`` and ``attention``."""
+    out = tmp / f"{precision}-{attention}.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--precision", precision,
+               "--steps", str(args.steps), "--per-device-batch", str(args.per_device_batch),
+               "--global-batch", str(args.global_batch), "--max-length", str(args.max_length), "--model", args.model,
+               "--json-out", str(out), "--unpad-max-padding", args.unpad_max_padding,
+               "--compile-layers", args.compile_layers, "--attention", attention]
+    command += (["--threads", str(args.threads)] if args.threads else [])
+    command += (["--no-sort"] if args.no_sort else []) + (["--full-logits"] if args.full_logits else [])
+    command += (["--no-peaks"] if args.no_peaks else [])
+    env = _child_env({"PYTHONPATH": str(REPO)}, drop=("PYTHONPATH",))
+    return _run_child(f"{precision} {attention}", command, REPO, env, out)
+
+
+def compare_rounds(args: argparse.Namespace) -> dict:
+    """``--rounds N``: the baseline commit and today's bf16 bench at each of ``--round-attentions``, each in a
+    process of its own, ``N`` rounds with the order rotated, reported per round and as medians (single runs here
+    vary by 5-10%)."""
+    sides = ["before", *args.round_attentions.split(",")]
+    unknown = [attention for attention in sides[1:] if attention not in ATTENTIONS]
+    if unknown or not args.baseline_ref:
+        raise SystemExit(f"--rounds needs --baseline-ref, and --round-attentions from {ATTENTIONS} (got {unknown})")
+    per_side: dict[str, list[dict]] = {side: [] for side in sides}
+    with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:
+        for index in range(args.rounds):
+            for side in sides[index % len(sides):] + sides[:index % len(sides)]:
+                report = (_run_before(args, Path(tmp)) if side == "before"
+                          else _run_side(args, "auto", side, Path(tmp)))
+                per_side[side].append({k: report.get(k) for k in (
+                    "tokens_per_cpu_second", "tokens_per_second_median", "tokens_per_second_mean", "attention",
+                    "per_device_batch", "process_wall_seconds", "host_before")})
+    median = {side: statistics.median(r["tokens_per_cpu_second"] for r in runs) for side, runs in per_side.items()}
+    result = {"machine": describe_machine(), "rounds": args.rounds, "baseline_ref": args.baseline_ref,
+              "runs": per_side, "tokens_per_cpu_second_median": median,
+              "over_before_median": {side: round(median[side] / median["before"], 2) for side in sides[1:]},
+              "over_before_per_round": {side: [round(r["tokens_per_cpu_second"] / b["tokens_per_cpu_second"], 2)
+                                               for r, b in zip(per_side[side], per_side["before"])]
+                                        for side in sides[1:]}}
+    print(json.dumps(result, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
 def compare(args: argparse.Namespace) -> dict:
     """Each configuration in its own process (OMP settings are fixed when torch loads), one after the other."""
-    common = ["--steps", str(args.steps), "--per-device-batch", str(args.per_device_batch),
-              "--global-batch", str(args.global_batch), "--max-length", str(args.max_length), "--model", args.model]
-    if args.threads:
-        common += ["--threads", str(args.threads)]
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         if args.baseline_ref:
-            import subprocess
-
-            before = Path(tmp) / "before"
-            before.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline_ref],
-                                     capture_output=True, check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
-            command = [sys.executable, "bench/train.py", "--steps", str(args.baseline_steps),
-                       "--per-device-batch", str(args.baseline_per_device_batch or args.per_device_batch),
-                       "--global-batch", str(args.global_batch), "--max-length", str(args.max_length),
-                       "--model", args.model]
-            env = _child_env({"PYTHONPATH": str(before)}, drop=("OMP_WAIT_POLICY", "PYTHONPATH"))
-            runs[f"before ({args.baseline_ref})"] = _run_child("before", command, before, env, None)
+            runs[f"before ({args.baseline_ref})"] = _run_before(args, Path(tmp))
         for precision in ("fp32", "auto"):
-            out = Path(tmp) / f"{precision}.json"
-            command = [sys.executable, str(Path(__file__).resolve()), "--precision", precision, *common,
-                       "--json-out", str(out), "--unpad-max-padding", args.unpad_max_padding]
-            command += (["--no-sort"] if args.no_sort else []) + (["--full-logits"] if args.full_logits else [])
-            command += ["--compile-layers", args.compile_layers]
-            env = _child_env({"PYTHONPATH": str(REPO)}, drop=("PYTHONPATH",))
-            report = _run_child(precision, command, REPO, env, out)
+            report = _run_side(args, precision, args.attention, Path(tmp))
             runs[f"{report['precision']} ({precision})"] = report
     fp32 = next(r for r in runs.values() if r.get("precision") == "fp32")
     bf16 = next((r for r in runs.values() if r.get("precision") == "bf16"), None)
     keys = ("precision", "per_device_batch", "global_batch", "allocator", "omp_wait_policy", "sort_steps_by_length",
             "torch_threads", "steps", "tokens_per_second_median",
             "tokens_per_second_mean", "tokens_per_cpu_second", "padding_fraction_mean", "first_step_cpu_seconds",
-            "compile_layers", "mfu", "peak_rss_gib",
+            "compile_layers", "attention", "mfu", "peak_rss_gib",
             "process_wall_seconds", "host_before", "host_after")
     result = {"machine": describe_machine(),
               "runs": {name: {k: r.get(k) for k in keys if k in r} for name, r in runs.items()},

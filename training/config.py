@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from training.attention import require_attention
 from training.compile_choice import require_setting
 
 PROMPT_FORMATS = ("paper", "chat", "raw")  # or a path to a transforms.instruct.prompts preset file
@@ -87,6 +88,9 @@ class TrainConfig:
     # torch.compile each decoder layer (regional: the layers share one compiled graph, dynamic shapes): true, false,
     # or auto (training.compile_choice: single-process runs of >= 1000 examples on a CPU with native bf16).
     compile_layers: bool | str = "auto"
+    # Attention kernel (training.attention): auto (transformers' sdpa), sdpa, eager, or length_aware (eager for
+    # short rows, sdpa for long).
+    attention: str = "auto"
     distributed: str = "auto"  # auto = FSDP on CUDA, DDP (gloo on CPU) otherwise
     fsdp_layer_cls: list[str] | None = None  # default: the model's _no_split_modules
     gradient_checkpointing: bool = False
@@ -110,6 +114,10 @@ class TrainConfig:
             raise TrainConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         try:
             require_setting(self.compile_layers)
+        except ValueError as err:
+            raise TrainConfigError(str(err)) from err
+        try:
+            require_attention(self.attention)
         except ValueError as err:
             raise TrainConfigError(str(err)) from err
         if self.distributed not in DISTRIBUTED:
@@ -342,9 +350,9 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 # Settings a resumed run may change: where it runs and how it computes the same steps, not what it trains.
 RESUMABLE_CHANGES = frozenset({
-    "output_dir", "per_device_batch_size", "compile_layers", "distributed", "fsdp_layer_cls", "gradient_checkpointing",
-    "save_steps", "save_total_limit", "logging_steps", "verify_shards", "dataloader_num_workers",
-    "sort_steps_by_length", "selected_logits", "unpad_max_padding",
+    "output_dir", "per_device_batch_size", "compile_layers", "attention", "distributed", "fsdp_layer_cls",
+    "gradient_checkpointing", "save_steps", "save_total_limit", "logging_steps", "verify_shards",
+    "dataloader_num_workers", "sort_steps_by_length", "selected_logits", "unpad_max_padding",
 })
 
 

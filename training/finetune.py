@@ -48,6 +48,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from training.allocator import allocator_in_use  # noqa: E402
+from training.attention import LENGTH_AWARE, choose_attention, register_length_aware  # noqa: E402
 from training.compile_choice import CompileChoice, choose_compile_layers, cpp_compiler  # noqa: E402
 from training.config import (  # noqa: E402
     TrainConfig,
@@ -157,10 +158,15 @@ def load_tokenizer(config: TrainConfig, source: ModelSource):
     return load(config.tokenizer) if config.tokenizer else load(source.path, source.gguf_file)
 
 
-def load_model(source: ModelSource):
+def load_model(source: ModelSource, attention: str | None = None):
+    """The model in fp32; ``attention``: transformers' ``attn_implementation`` (None: its default)."""
     from transformers import AutoModelForCausalLM
 
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    if attention == LENGTH_AWARE:
+        register_length_aware()
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
     # fp32 master weights; bf16 compute comes from autocast mixed precision (Trainer bf16=True), see training.precision.
     return AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32, **kwargs)
 
@@ -567,7 +573,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         shards, tokenizer, epochs=stage.epochs, seed=config.seed, max_length=config.max_length,
         prompt_format=PromptFormat(config.prompt_format),
     )
-    model = load_model(init)
+    attention = choose_attention(config.attention)
+    model = load_model(init, attention.implementation)
     init_digest = weights_digest(model.state_dict()) if rank() == 0 else None
     compile_plan = compile_choice_of(config, stage, len(dataset))
     compiled = bool(compile_plan.compile and compile_layers(model))
@@ -579,7 +586,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     allocator = allocator_in_use()
     if rank() == 0:
         print(f"[{stage.name}] precision {precision.name} ({precision.reason}), "
-              f"{'compiled' if compiled else 'eager'} layers ({compile_plan.reason}), {torch.get_num_threads()} "
+              f"{'compiled' if compiled else 'eager'} layers ({compile_plan.reason}), attention "
+              f"{attention.implementation} ({attention.reason}), {torch.get_num_threads()} "
               f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, allocator {allocator}",
               flush=True)
     global_batch = config.per_device_batch_size * accumulation * world_size()
@@ -652,6 +660,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "precision_reason": precision.reason,
             "compiled_layers": compiled,
             "compile_reason": compile_plan.reason,
+            "attention": attention.implementation,
+            "attention_reason": attention.reason,
             "torch_threads": torch.get_num_threads(),
             "allocator": allocator,
             "truncated_examples": _last_per_step_sum(history, "truncated"),

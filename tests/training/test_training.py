@@ -503,6 +503,7 @@ def test_resume_conflicts_name_only_what_changes_the_training():
                 "per_device_batch_size": 4, "model": "m"}
     assert resume_conflicts(previous, dict(previous)) == []
     assert resume_conflicts(previous, {**previous, "logging_steps": 9, "per_device_batch_size": 2}) == []
+    assert resume_conflicts(previous, {**previous, "attention": "eager"}) == []  # a run from before the setting
     moved = {**previous, "stages": [{"name": "g", "data": "b", "epochs": 1}], "model": "n"}
     assert resume_conflicts(previous, moved) == ["model", "stages"]
 

@@ -1,0 +1,46 @@
+"""bench/train.py's rounds: every side runs once per round, the order rotates, and the ratios pair each round's
+runs (the runs themselves replaced by canned reports: a real one takes minutes)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def bench_train(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_train_under_test", REPO / "bench" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the bench puts the repository first
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rounds_rotate_the_order_and_pair_each_rounds_runs(bench_train, monkeypatch, tmp_path):
+    order: list[str] = []
+    speeds = {"before": iter([100.0, 80.0, 90.0]), "auto": iter([400.0, 360.0, 390.0]),
+              "sdpa": iter([350.0, 340.0, 330.0])}
+
+    def report(side):
+        order.append(side)
+        return {"tokens_per_cpu_second": next(speeds[side]), "attention": side}
+
+    monkeypatch.setattr(bench_train, "_run_before", lambda args, tmp: report("before"))
+    monkeypatch.setattr(bench_train, "_run_side", lambda args, precision, attention, tmp: report(attention))
+    args = bench_train.parse_args(["--compare", "--rounds", "3", "--baseline-ref", "HEAD",
+                                   "--round-attentions", "auto,sdpa", "--json-out", str(tmp_path / "r.json")])
+    result = bench_train.main_with(args)
+    assert order == ["before", "auto", "sdpa", "auto", "sdpa", "before", "sdpa", "before", "auto"]
+    assert result["tokens_per_cpu_second_median"] == {"before": 90.0, "auto": 390.0, "sdpa": 340.0}
+    assert result["over_before_median"] == {"auto": 4.33, "sdpa": 3.78}
+    assert result["over_before_per_round"] == {"auto": [4.0, 4.5, 4.33], "sdpa": [3.5, 4.25, 3.67]}
+    assert (tmp_path / "r.json").exists()
+
+
+def test_rounds_refuse_an_unknown_attention_or_no_baseline(bench_train):
+    for argv in (["--round-attentions", "flash", "--baseline-ref", "HEAD"], ["--round-attentions", "auto"]):
+        with pytest.raises(SystemExit, match="--rounds needs --baseline-ref"):
+            bench_train.main_with(bench_train.parse_args(["--compare", "--rounds", "2", *argv]))

@@ -1,0 +1,84 @@
+"""Which attention kernel a training run uses (``attention``): transformers' ``sdpa`` unless the config says otherwise.
+
+On CPU, PyTorch's fused ``scaled_dot_product_attention`` (transformers' ``sdpa``) runs the flash-attention kernel,
+which pays for itself only on long rows. Forward + backward of one layer's attention alone, bf16, 2 threads,
+about 2,048 tokens per call, on the AMX Xeon (2026-12-05), transformers' ``eager`` (matmul, softmax, matmul)
+against ``sdpa``: compiled, 64 tokens per row 5.8 ms vs 25.6 ms, 128: 13.0 vs 29.4, 192: 13.9 vs 18.7,
+256: 11.4 vs 21.9, 384: 31.3 vs 22.9, 512: 49.5 vs 28.7; uncompiled, 128: 14.5 vs 29.1, 192: 21.1 vs 18.1,
+256: 32.4 vs 21.2. Code Alpaca's rows are short (median 103 tokens, 90% under 192), so ``length_aware`` takes
+the matmul path up to ``COMPILED_SHORT_ROWS_MAX`` tokens per row in compiled layers and ``EAGER_SHORT_ROWS_MAX``
+in eager ones, and sdpa above. The mask is sdpa's (boolean, or none where causality alone suffices); the matmul
+path turns it into the additive mask it adds.
+
+In whole training steps that gain mostly disappears (``bench/train.py --compare --rounds 3 --round-attentions
+auto,sdpa``, README): at micro-batch 16 ``length_aware`` gave 1.02x sdpa's tokens per CPU-second (median of 3
+rounds, single rounds 1.00-1.05), at the default micro-batch 4 0.96x. So ``auto`` keeps transformers' ``sdpa``
+everywhere; ``eager`` and ``length_aware`` are there to choose and to measure.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+ATTENTIONS = ("auto", "sdpa", "eager", "length_aware")
+LENGTH_AWARE = "length_aware"
+# Longest row (query length) the matmul path takes: under the crossovers measured above (256-384 compiled,
+# 128-192 eager).
+COMPILED_SHORT_ROWS_MAX = 256
+EAGER_SHORT_ROWS_MAX = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionChoice:
+    implementation: str  # what transformers' ``attn_implementation`` gets
+    reason: str
+
+
+def require_attention(setting: object) -> None:
+    if setting not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {setting!r}")
+
+
+def choose_attention(setting: str) -> AttentionChoice:
+    require_attention(setting)
+    if setting == "auto":
+        return AttentionChoice("sdpa", "auto: transformers' sdpa (length_aware measured no faster over whole steps)")
+    return AttentionChoice(setting, f"attention: {setting}")
+
+
+def takes_matmul_path(query_length: int, compiled: bool) -> bool:
+    return query_length <= (COMPILED_SHORT_ROWS_MAX if compiled else EAGER_SHORT_ROWS_MAX)
+
+
+def additive_mask(attention_mask, query, key):
+    """sdpa's mask (True: attend; None: causal alone) as the float mask eager attention adds to its scores."""
+    import torch
+
+    if attention_mask is None:
+        q_length, kv_length = query.shape[2], key.shape[2]
+        attention_mask = torch.ones(q_length, kv_length, dtype=torch.bool, device=query.device).tril(
+            kv_length - q_length)[None, None]
+    if attention_mask.dtype != torch.bool:
+        return attention_mask
+    blocked = torch.finfo(query.dtype).min
+    return torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(~attention_mask,
+                                                                                                 blocked)
+
+
+def length_aware_attention(module, query, key, value, attention_mask, **kwargs):
+    """transformers' eager attention for short rows, its sdpa attention for long ones (``takes_matmul_path``)."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    if takes_matmul_path(query.shape[2], torch.compiler.is_compiling()):
+        return eager_attention_forward(module, query, key, value, additive_mask(attention_mask, query, key), **kwargs)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def register_length_aware() -> None:
+    """Make ``attn_implementation="length_aware"`` known to transformers, with sdpa's masks (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(LENGTH_AWARE, length_aware_attention)
+    AttentionMaskInterface.register(LENGTH_AWARE, sdpa_mask)
