@@ -23,15 +23,25 @@ The rule, conservative (no flow analysis):
   anywhere in the code (those bind across scopes), nor where the same scope also binds it with ``def``, nor to any
   name in code with a star import.
 
-Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), iterators
-and generators stored in a set through a variable, and a set's string order under each run's hash seed (the
-separate checks fix ``PYTHONHASHSEED=0``; the literal run does too).
+* code that makes a set may not keep an iterator, a generator or a bare ``object()`` anywhere (a variable, a list,
+  a return value, an argument of its own function): a generator expression, or a call of ``iter``, ``zip``,
+  ``map``, ``filter``, ``enumerate``, ``reversed``, ``object`` or a function of the code that yields, must be used
+  up where it stands (the iterable of a loop or comprehension, ``*``, ``yield from``, or an argument of a builtin
+  that iterates it, or of ``str.join``), so that only its elements can reach a set. Nor may it read as a value a
+  method of a builtin type or a function or class of the safe modules (``xs.append``, ``math.sqrt``), other than
+  where it is called as above. No P3 puzzle or reference solution is refused by these two (2026-12-05).
+
+Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), and a set's
+string order under each run's hash seed (the separate checks fix ``PYTHONHASHSEED=0``; the literal run draws one).
 """
 from __future__ import annotations
 
 import ast
 import builtins
+import functools
+import importlib
 
+from transforms.selfplay.preset import load_preset
 from transforms.selfplay.source import parent_map, parse_for_rules
 
 REASON = "hashes_by_address"
@@ -41,8 +51,27 @@ SET_NAMES = frozenset({"set", "frozenset"})
 ADDRESS_HASHED_BUILTINS = frozenset(name for name, value in vars(builtins).items()
                                     if callable(value) and not name.startswith("_"))
 _CALLERS = frozenset({"map", "filter"})  # their first argument is called, not stored
+# Builtins whose result is an object hashed by its address (an iterator, or a bare object).
+ITERATOR_MAKERS = frozenset({"iter", "zip", "map", "filter", "enumerate", "reversed", "object"})
+# Builtins that use up the iterables they are handed (or wrap them in another iterator, itself checked) and store
+# only their elements or a value computed from them.
+_CONSUMERS = frozenset({"set", "frozenset", "list", "tuple", "dict", "sorted", "sum", "min", "max", "any", "all",
+                        "next", "iter", "enumerate", "zip", "map", "filter", "reversed", "len"})
 _CLASS_CHECKS = frozenset({"isinstance", "issubclass"})  # their second argument is compared with, not stored
 _ADDRESS_CONSTANTS = (type(None), type(...))
+
+_BUILTIN_TYPES = (int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set, frozenset, range)
+
+
+@functools.lru_cache(maxsize=None)
+def callable_attributes(safe_modules: tuple[str, ...]) -> frozenset[str]:
+    """Names of the methods of builtin types and of the functions and classes of the modules a self-play program may
+    import: read as a value (``xs.append``, ``math.sqrt``), each is an object hashed by its address."""
+    modules = [importlib.import_module(module) for module in safe_modules]
+    classes = [value for module in modules for value in vars(module).values() if isinstance(value, type)]
+    owners = (*_BUILTIN_TYPES, *modules, *classes)  # the modules' classes too: a Counter's most_common
+    return frozenset(name for owner in owners for name in dir(owner)
+                     if not name.startswith("_") and callable(getattr(owner, name, None)))
 
 
 def address_hash_route(code: str) -> str | None:
@@ -63,6 +92,11 @@ def address_hash_route(code: str) -> str | None:
     annotations = {inner for node in nodes for outer in _annotations(node) for inner in ast.walk(outer)}
     nodes = [node for node in nodes if node not in annotations]  # List[int]: a type hint, never evaluated into a set
     functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    # Calling one of these makes a generator (any yield inside counts, a nested function's too: conservative).
+    generator_functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                           and any(isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node))}
+    iterator_makers = ITERATOR_MAKERS | generator_functions
+    methods = callable_attributes(tuple(load_preset().filters.safe_imports))
     scope_of = _scopes(tree)
     locals_only = _bound_only_otherwise(tree, scope_of)
     for node in nodes:
@@ -75,7 +109,31 @@ def address_hash_route(code: str) -> str | None:
             return f"{node.id} read as a value beside a set (line {node.lineno})"
         if isinstance(node, ast.Constant) and type(node.value) in _ADDRESS_CONSTANTS and _set_element(node, parents):
             return f"{node.value!r} in a set (line {node.lineno})"
+        if isinstance(node, ast.GeneratorExp) and not _used_up_where_it_stands(node, parents):
+            return f"a generator kept beside a set (line {node.lineno})"
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in iterator_makers
+                and (scope_of[node.func], node.func.id) not in locals_only
+                and not _used_up_where_it_stands(node, parents)):
+            return f"{node.func.id}(...) kept beside a set (line {node.lineno})"
+        if (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and node.attr in methods
+                and not _called_where_it_stands(node, parents)):
+            return f".{node.attr} read as a value beside a set (line {node.lineno})"
     return None
+
+
+def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """``node`` (an iterator) is iterated where it stands, by a loop, a comprehension, ``*``, ``yield from``, a
+    consuming builtin or ``str.join``, so that only its elements can reach a set, never the iterator itself."""
+    parent = parents.get(node)
+    if isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)):
+        return parent.iter is node
+    if isinstance(parent, (ast.Starred, ast.YieldFrom)):
+        return True
+    if isinstance(parent, ast.Call) and node in parent.args:
+        func = parent.func
+        return ((isinstance(func, ast.Name) and func.id in _CONSUMERS)
+                or (isinstance(func, ast.Attribute) and func.attr == "join"))
+    return False
 
 
 _FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)

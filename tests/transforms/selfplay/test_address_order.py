@@ -39,6 +39,19 @@ def _f(body: str) -> str:
     (_f("    s = {1}\n    try:\n        pass\n    except ValueError as e:\n        s.add(ValueError)\n"
         "    return len(s) == x\n"), "ValueError read as a value"),
     (_f("    s = set()\n    s.add(lambda: 1)\n    return len(s) == x\n"), "a lambda beside a set"),
+    # iterators, generators and methods that reach a set through a variable (the red team's open routes)
+    (_f("    gs = [(v for v in 'ab'), (v for v in 'cd')]\n    return next(list(set(gs))[0]) == 'a'\n"),
+     "a generator kept beside a set (line 2)"),
+    (_f("    a, b = iter([1]), iter([2])\n    return next(list({a, b})[0]) == x\n"), "iter(...) kept beside a set"),
+    (_f("    pairs = zip([x], [1])\n    return {pairs, 1} != {2}\n"), "zip(...) kept beside a set"),
+    (_f("    a, b = object(), object()\n    return (list({a, b})[0] is a) == (x == 1)\n"),
+     "object(...) kept beside a set"),
+    (_f("    def gen():\n        yield x\n    s = {gen(), gen()}\n    return next(list(s)[0]) == 1\n"),
+     "gen(...) kept beside a set (line 4)"),
+    (_f("    xs, ys = [], []\n    s = {xs.append, ys.append}\n    list(s)[0](1)\n    return len(xs) == x\n"),
+     ".append read as a value beside a set (line 3)"),
+    ("import math\n" + _f("    return list({math.sqrt, math.exp})[0](0.0) == x\n"), ".sqrt read as a value"),
+    (_f("    s = 'ab'\n    return list({s.lower, s.upper})[0]() == x\n"), ".lower read as a value"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -58,6 +71,13 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "def f(x: int, n: int = 3):\n    y: int = x\n    return y in {1, 2, n}\n",
     "def f(x: int):\n    try:\n        return len({1 // x}) == 1\n    except (ZeroDivisionError, ValueError):\n"
     "        raise ValueError\n",
+    # iterators used up where they stand, methods called or used as a key: only values reach the set
+    "def f(xs: List[int]):\n    return len(set(zip(xs, xs[1:]))) == 3 and {*map(abs, xs)} == {1}\n",
+    "def f(xs: List[int]):\n    s = set()\n    for i, v in enumerate(reversed(xs)):\n        s.add(v * i)\n"
+    "    return len(s) == 3 and sum(v for v in s) == 5 and next(iter(s)) >= 0\n",
+    "def f(s: str):\n    return ''.join(sorted(set(c.lower() for c in s))) == 'ab' and s.count('a') == 1\n",
+    "import math\ndef f(x: float):\n    return x in {math.pi, math.e} and math.sqrt(x) > 1\n",
+    "def f(xs: List[int]):\n    def gen():\n        yield from xs\n    return set(gen()) == {1, 2}\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None
@@ -102,6 +122,11 @@ def test_p3_cost(p3_data):
     assert len(puzzles) > 1000 and any(p.name == "ThreePrimes:0" for p in puzzles)
     refused = {p.name for p in puzzles if address_hash_route(p.f)}
     assert refused == set()
+    # Reference solutions beside their puzzle: 10, a class or a lambda; none by the iterator and method rules.
+    routes = [route.split(" (line")[0] for p in puzzles for sol in p.solutions
+              if (route := address_hash_route(f"{p.f}\n\n{sol}"))]
+    assert sorted(set(routes)) == ["a lambda beside a set", "class InitOpts, whose instances hash by address"]
+    assert len(routes) == 10
 
 
 def _sample(text: str) -> dict:
