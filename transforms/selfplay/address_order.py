@@ -23,22 +23,29 @@ The rule, conservative (no flow analysis):
   anywhere in the code (those bind across scopes), nor where the same scope also binds it with ``def``, nor to any
   name in code with a star import.
 
-* code that makes a set may not keep an iterator, a generator or a bare ``object()`` anywhere (a variable, a list,
-  a return value, an argument of its own function): a generator expression, or a call of ``iter``, ``zip``,
-  ``map``, ``filter``, ``enumerate``, ``reversed``, ``object`` or a function of the code that yields, must be used
-  up where it stands (the iterable of a loop or comprehension, ``*``, ``yield from``, or an argument of a builtin
-  that iterates it, or of ``str.join``), so that only its elements can reach a set. Nor may it read as a value a
-  method of a builtin type or a function or class of the safe modules (``xs.append``, ``math.sqrt``), other than
-  where it is called as above. No P3 puzzle or reference solution is refused by these two (2026-12-05).
+* code that makes a set may not keep an object hashed by its address that a call makes: a generator expression, or
+  a call of ``iter``, of a builtin class that keeps object's hash (``zip``, ``map``, ``enumerate``, ``object``,
+  ``type``, exceptions...), of a function of the code that yields, or of a function, method or class of the safe
+  modules whose result hashes by address (``re.match``/``search``/``fullmatch``/``finditer``, ``hashlib``'s
+  constructors, ``random.Random``, ``collections.namedtuple``...). Each must stay where it is made: used up there
+  (the iterable of a loop or comprehension, ``*``, ``yield from``, an argument of a builtin that iterates it or of
+  ``str.join``), read (``re.match(p, s).group()``), tested (``if``, ``not``, a comparison) or raised; or assigned
+  to a plain name every read of which, in any scope, is one of those. What ``finditer`` yields (matches) may only
+  reach a loop's or comprehension's plain name read the same way, and ``map`` may not call such a function. Nor
+  may the code read as a value a method of a builtin type or a function, class or method of the safe modules
+  (``xs.append``, ``math.sqrt``), other than where it is called as above. No P3 puzzle or reference solution is
+  refused by these (2026-12-05).
 
-Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), and a set's
-string order under each run's hash seed (the separate checks fix ``PYTHONHASHSEED=0``; the literal run draws one).
+Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
+reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
+``PYTHONHASHSEED=0``; the literal run draws one).
 """
 from __future__ import annotations
 
 import ast
 import builtins
 import functools
+import hashlib
 import importlib
 
 from transforms.selfplay.preset import load_preset
@@ -51,8 +58,15 @@ SET_NAMES = frozenset({"set", "frozenset"})
 ADDRESS_HASHED_BUILTINS = frozenset(name for name, value in vars(builtins).items()
                                     if callable(value) and not name.startswith("_"))
 _CALLERS = frozenset({"map", "filter"})  # their first argument is called, not stored
-# Builtins whose result is an object hashed by its address (an iterator, or a bare object).
-ITERATOR_MAKERS = frozenset({"iter", "zip", "map", "filter", "enumerate", "reversed", "object"})
+# Builtins whose result is an object hashed by its address: ``iter``, and every class that keeps object's hash
+# (iterators such as zip and map, object, type, exceptions, property...).
+ADDRESS_HASHED_RESULTS = frozenset({"iter"} | {
+    name for name, value in vars(builtins).items()
+    if isinstance(value, type) and value.__hash__ is object.__hash__ and not name.startswith("_")})
+# Functions and methods of the safe modules whose result is hashed by its address (a match, an iterator of matches,
+# a hash object, a class), besides the modules' classes that keep object's hash (``callable_attributes``).
+_ADDRESS_HASHED_FUNCTIONS = frozenset({"match", "fullmatch", "search", "finditer", "scanner", "namedtuple",
+                                       "elements", "new", "file_digest", *hashlib.algorithms_guaranteed})
 # Builtins that use up the iterables they are handed (or wrap them in another iterator, itself checked) and store
 # only their elements or a value computed from them.
 _CONSUMERS = frozenset({"set", "frozenset", "list", "tuple", "dict", "sorted", "sum", "min", "max", "any", "all",
@@ -64,14 +78,20 @@ _BUILTIN_TYPES = (int, float, complex, bool, str, bytes, bytearray, list, tuple,
 
 
 @functools.lru_cache(maxsize=None)
-def callable_attributes(safe_modules: tuple[str, ...]) -> frozenset[str]:
-    """Names of the methods of builtin types and of the functions and classes of the modules a self-play program may
-    import: read as a value (``xs.append``, ``math.sqrt``), each is an object hashed by its address."""
+def callable_attributes(safe_modules: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """Attribute names, for the modules a self-play program may import: (1) the methods of builtin types and the
+    functions and classes of those modules and their classes' methods: read as a value (``xs.append``,
+    ``math.sqrt``), each is an object hashed by its address; (2) of those, the ones whose call returns an object
+    hashed by its address (``re.match``, ``random.Random``, ``hashlib.sha256``)."""
     modules = [importlib.import_module(module) for module in safe_modules]
     classes = [value for module in modules for value in vars(module).values() if isinstance(value, type)]
     owners = (*_BUILTIN_TYPES, *modules, *classes)  # the modules' classes too: a Counter's most_common
-    return frozenset(name for owner in owners for name in dir(owner)
-                     if not name.startswith("_") and callable(getattr(owner, name, None)))
+    methods = frozenset(name for owner in owners for name in dir(owner)
+                        if not name.startswith("_") and callable(getattr(owner, name, None)))
+    address_results = _ADDRESS_HASHED_FUNCTIONS | {
+        name for module in modules for name, value in vars(module).items()
+        if isinstance(value, type) and getattr(value, "__hash__", None) is object.__hash__}
+    return methods, frozenset(address_results)
 
 
 def address_hash_route(code: str) -> str | None:
@@ -95,10 +115,30 @@ def address_hash_route(code: str) -> str | None:
     # Calling one of these makes a generator (any yield inside counts, a nested function's too: conservative).
     generator_functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                            and any(isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node))}
-    iterator_makers = ITERATOR_MAKERS | generator_functions
-    methods = callable_attributes(tuple(load_preset().filters.safe_imports))
+    address_results = ADDRESS_HASHED_RESULTS | generator_functions
+    methods, address_result_methods = callable_attributes(tuple(load_preset().filters.safe_imports))
     scope_of = _scopes(tree)
     locals_only = _bound_only_otherwise(tree, scope_of)
+    loads: dict[str, list[ast.Name]] = {}
+    for node in nodes:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            loads.setdefault(node.id, []).append(node)
+
+    def stays_put(node: ast.AST) -> bool:
+        """Used up where it stands, or assigned to a plain name every read of which (in any scope) is."""
+        if _used_up_where_it_stands(node, parents):
+            return True
+        parent = parents.get(node)
+        return (isinstance(parent, ast.Assign) and parent.value is node and len(parent.targets) == 1
+                and isinstance(parent.targets[0], ast.Name)
+                and all(_used_up_where_it_stands(load, parents) for load in loads.get(parent.targets[0].id, ())))
+
+    def address_result(call: ast.AST) -> bool:
+        func = call.func if isinstance(call, ast.Call) else call
+        return ((isinstance(func, ast.Name) and func.id in address_results
+                 and (scope_of[func], func.id) not in locals_only)
+                or (isinstance(func, ast.Attribute) and func.attr in address_result_methods))
+
     for node in nodes:
         if isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents):
             return f"a lambda beside a set (line {node.lineno})"
@@ -109,26 +149,51 @@ def address_hash_route(code: str) -> str | None:
             return f"{node.id} read as a value beside a set (line {node.lineno})"
         if isinstance(node, ast.Constant) and type(node.value) in _ADDRESS_CONSTANTS and _set_element(node, parents):
             return f"{node.value!r} in a set (line {node.lineno})"
-        if isinstance(node, ast.GeneratorExp) and not _used_up_where_it_stands(node, parents):
+        if isinstance(node, ast.GeneratorExp) and not stays_put(node):
             return f"a generator kept beside a set (line {node.lineno})"
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in iterator_makers
-                and (scope_of[node.func], node.func.id) not in locals_only
-                and not _used_up_where_it_stands(node, parents)):
-            return f"{node.func.id}(...) kept beside a set (line {node.lineno})"
+        if isinstance(node, ast.Call) and address_result(node) and not stays_put(node):
+            name = node.func.id if isinstance(node.func, ast.Name) else "." + node.func.attr
+            return f"{name}(...) kept beside a set (line {node.lineno})"
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in _ADDRESS_HASHED_ELEMENTS and not _each_used_up(node, parents, loads)):
+            return f"what .{node.func.attr}(...) yields kept beside a set (line {node.lineno})"
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "map"
+                and node.args and address_result(node.args[0])):
+            return f"map over a function whose results hash by address, beside a set (line {node.lineno})"
         if (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and node.attr in methods
                 and not _called_where_it_stands(node, parents)):
             return f".{node.attr} read as a value beside a set (line {node.lineno})"
     return None
 
 
+_TESTS = (ast.If, ast.While, ast.IfExp, ast.Assert)
+_ADDRESS_HASHED_ELEMENTS = frozenset({"finditer"})  # an iterator of matches: each hashes by its address
+
+
+def _each_used_up(call: ast.Call, parents: dict[ast.AST, ast.AST], loads: dict[str, list[ast.Name]]) -> bool:
+    """``call``'s elements reach nothing but a loop's or comprehension's plain name, every read of which is used
+    up where it stands (``[m.group() for m in re.finditer(p, s)]``)."""
+    parent = parents.get(call)
+    return (isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)) and parent.iter is call
+            and isinstance(parent.target, ast.Name)
+            and all(_used_up_where_it_stands(load, parents) for load in loads.get(parent.target.id, ())))
+
+
 def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
-    """``node`` (an iterator) is iterated where it stands, by a loop, a comprehension, ``*``, ``yield from``, a
-    consuming builtin or ``str.join``, so that only its elements can reach a set, never the iterator itself."""
+    """``node`` (an object hashed by its address) is used where it stands and never stored: iterated (a loop, a
+    comprehension, ``*``, ``yield from``, a consuming builtin or ``str.join``), so that only its elements can reach
+    a set; or read (``re.match(p, s).group()``), tested (``if re.match(p, s)``, ``not``, a comparison) or raised."""
     parent = parents.get(node)
     if isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)):
-        return parent.iter is node
-    if isinstance(parent, (ast.Starred, ast.YieldFrom)):
+        return parent.iter is node or node in getattr(parent, "ifs", ())
+    if isinstance(parent, (ast.Starred, ast.YieldFrom, ast.Compare, ast.Raise)):
         return True
+    if isinstance(parent, ast.Attribute):
+        return parent.value is node
+    if isinstance(parent, _TESTS):
+        return parent.test is node
+    if isinstance(parent, ast.UnaryOp):
+        return isinstance(parent.op, ast.Not)
     if isinstance(parent, ast.Call) and node in parent.args:
         func = parent.func
         return ((isinstance(func, ast.Name) and func.id in _CONSUMERS)

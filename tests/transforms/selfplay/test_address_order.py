@@ -52,6 +52,25 @@ def _f(body: str) -> str:
      ".append read as a value beside a set (line 3)"),
     ("import math\n" + _f("    return list({math.sqrt, math.exp})[0](0.0) == x\n"), ".sqrt read as a value"),
     (_f("    s = 'ab'\n    return list({s.lower, s.upper})[0]() == x\n"), ".lower read as a value"),
+    # calls whose results hash by address: matches, hash objects, generators of random numbers, exceptions, types
+    ("import re\n" + _f("    s = {re.match('a', 'a'), re.match('b', 'b')}\n    return list(s)[0].end() == x\n"),
+     ".match(...) kept beside a set (line 3)"),
+    ("import re\n" + _f("    p = re.compile('a')\n    s = {p.search('a'), p.search('ba')}\n"
+                          "    return list(s)[0].end() == x\n"), ".search(...) kept beside a set (line 4)"),
+    ("import random\n" + _f("    s = {random.Random(1), random.Random(2)}\n    return list(s)[0].random() > x\n"),
+     ".Random(...) kept beside a set"),
+    ("import hashlib\n" + _f("    s = {hashlib.sha256(b'a'), hashlib.md5(b'a')}\n"
+                               "    return list(s)[0].name == 'md5'\n"), ".sha256(...) kept beside a set"),
+    (_f("    s = {ValueError(1), ValueError(2)}\n    return list(s)[0].args[0] == x\n"),
+     "ValueError(...) kept beside a set"),
+    (_f("    s = {type(1), type('a')}\n    return list(s)[0] == int\n"), "type(...) kept beside a set"),
+    (_f("    it = iter([1])\n    s = {it}\n    return len(s) == x\n"), "iter(...) kept beside a set (line 2)"),
+    ("import re\n" + _f("    s = {m for m in re.finditer('a', 'aa')}\n    return list(s)[0].start() == x\n"),
+     "what .finditer(...) yields kept beside a set"),
+    ("import re\n" + _f("    s = set(zip(re.finditer('a', 'aa'), [1, 2]))\n    return list(s)[0][1] == x\n"),
+     "what .finditer(...) yields kept beside a set"),
+    ("import re\n" + _f("    s = set(map(re.compile('a').match, ['a', 'ab']))\n    return list(s)[0].end() == x\n"),
+     "map over a function whose results hash by address"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -78,6 +97,12 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "def f(s: str):\n    return ''.join(sorted(set(c.lower() for c in s))) == 'ab' and s.count('a') == 1\n",
     "import math\ndef f(x: float):\n    return x in {math.pi, math.e} and math.sqrt(x) > 1\n",
     "def f(xs: List[int]):\n    def gen():\n        yield from xs\n    return set(gen()) == {1, 2}\n",
+    # an address-hashed object held by a name that is only ever read, tested or iterated where it stands
+    "import random\ndef f(x: int):\n    r = random.Random(1)\n    return len({r.randint(0, 9) for _ in 'abc'}) == x\n",
+    "import re\ndef f(s: str):\n    m = re.match('a+', s)\n    return m is not None and len({m.group()}) == 1\n",
+    "def f(xs: List[int]):\n    it = iter(xs)\n    first = next(it)\n    return len({first} | set(it)) == 2\n",
+    "import re\ndef f(s: str):\n    return {m.group() for m in re.finditer('a+', s)} == {'aa'}\n",
+    "def f(x: int):\n    if x < 0:\n        raise ValueError(x)\n    return type(x) == int and x in {1, 2}\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None
