@@ -32,9 +32,14 @@ The rule, conservative (no flow analysis):
   ``str.join``), read (``re.match(p, s).group()``), tested (``if``, ``not``, a comparison) or raised; or assigned
   to a plain name every read of which, in any scope, is one of those. What ``finditer`` yields (matches) may only
   reach a loop's or comprehension's plain name read the same way, and ``map`` may not call such a function. Nor
-  may the code read as a value a method of a builtin type or a function, class or method of the safe modules
-  (``xs.append``, ``math.sqrt``), other than where it is called as above. No P3 puzzle or reference solution is
-  refused by these (2026-12-05).
+  may the code read as a value a method of a builtin type or a function, class, method or other address-hashed
+  value of the safe modules (``xs.append``, ``math.sqrt``, ``typing.T``), other than where it is called as above;
+  nor ``Ellipsis``, ``NotImplemented`` or an imported module other than to read its attributes. Reading a method
+  that returns its receiver or a copy (``.copy()``, ``.with_traceback()``) does not use an object up.
+* in code that makes a set, an exception caught with ``except ... as e`` may only be used up, read, tested, raised
+  or described (``str(e)``, ``repr(e)``, ``type(e)``, ``isinstance(e, ...)``), and no function may be decorated (a
+  decorator is handed the function and may keep it). No P3 puzzle or reference solution is refused by these
+  rules (2026-12-05; a second red team that day found the routes of this bullet and the last sentence above).
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
@@ -56,7 +61,7 @@ SET_NAMES = frozenset({"set", "frozenset"})
 # Builtin types and functions: each hashes by its address. Exceptions' names are read by ``except`` and
 # ``raise``; a set made of them is refused like any other.
 ADDRESS_HASHED_BUILTINS = frozenset(name for name, value in vars(builtins).items()
-                                    if callable(value) and not name.startswith("_"))
+                                    if callable(value) and not name.startswith("_")) | {"Ellipsis", "NotImplemented"}
 _CALLERS = frozenset({"map", "filter"})  # their first argument is called, not stored
 # Builtins whose result is an object hashed by its address: ``iter``, and every class that keeps object's hash
 # (iterators such as zip and map, object, type, exceptions, property...).
@@ -66,7 +71,10 @@ ADDRESS_HASHED_RESULTS = frozenset({"iter"} | {
 # Functions and methods of the safe modules whose result is hashed by its address (a match, an iterator of matches,
 # a hash object, a class), besides the modules' classes that keep object's hash (``callable_attributes``).
 _ADDRESS_HASHED_FUNCTIONS = frozenset({"match", "fullmatch", "search", "finditer", "scanner", "namedtuple",
-                                       "elements", "new", "file_digest", *hashlib.algorithms_guaranteed})
+                                       "NamedTuple", "TypedDict", "NewType", "elements", "new", "file_digest",
+                                       *hashlib.algorithms_guaranteed})
+# Methods that return their receiver or a copy of it: reading one of an object hashed by address does not use it up.
+_SELF_OR_COPY = frozenset({"copy", "with_traceback"})
 # Builtins that use up the iterables they are handed (or wrap them in another iterator, itself checked) and store
 # only their elements or a value computed from them.
 _CONSUMERS = frozenset({"set", "frozenset", "list", "tuple", "dict", "sorted", "sum", "min", "max", "any", "all",
@@ -80,14 +88,17 @@ _BUILTIN_TYPES = (int, float, complex, bool, str, bytes, bytearray, list, tuple,
 @functools.lru_cache(maxsize=None)
 def callable_attributes(safe_modules: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
     """Attribute names, for the modules a self-play program may import: (1) the methods of builtin types and the
-    functions and classes of those modules and their classes' methods: read as a value (``xs.append``,
-    ``math.sqrt``), each is an object hashed by its address; (2) of those, the ones whose call returns an object
+    functions and classes of those modules and their classes' methods, and the modules' other values that hash by
+    address (``typing.T``): read as a value (``xs.append``, ``math.sqrt``), each is an object hashed by its address;
+    (2) of those, the ones whose call returns an object
     hashed by its address (``re.match``, ``random.Random``, ``hashlib.sha256``)."""
     modules = [importlib.import_module(module) for module in safe_modules]
     classes = [value for module in modules for value in vars(module).values() if isinstance(value, type)]
     owners = (*_BUILTIN_TYPES, *modules, *classes)  # the modules' classes too: a Counter's most_common
     methods = frozenset(name for owner in owners for name in dir(owner)
-                        if not name.startswith("_") and callable(getattr(owner, name, None)))
+                        if not name.startswith("_") and callable(getattr(owner, name, None))) | {
+        name for module in modules for name, value in vars(module).items()  # typing.T, a TypeVar
+        if not name.startswith("_") and getattr(type(value), "__hash__", None) is object.__hash__}
     address_results = _ADDRESS_HASHED_FUNCTIONS | {
         name for module in modules for name, value in vars(module).items()
         if isinstance(value, type) and getattr(value, "__hash__", None) is object.__hash__}
@@ -139,7 +150,18 @@ def address_hash_route(code: str) -> str | None:
                  and (scope_of[func], func.id) not in locals_only)
                 or (isinstance(func, ast.Attribute) and func.attr in address_result_methods))
 
+    modules = {(alias.asname or alias.name).split(".")[0] for node in nodes if isinstance(node, ast.Import)
+               for alias in node.names}
     for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
+            return f"a decorator beside a set (line {node.lineno}): it may keep the function it is handed"
+        if isinstance(node, ast.ExceptHandler) and node.name and not all(
+                _used_up_where_it_stands(load, parents) or _described(load, parents)
+                for load in loads.get(node.name, ())):
+            return f"the exception caught as {node.name} kept beside a set (line {node.lineno})"
+        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in modules
+                and not (isinstance(parents.get(node), ast.Attribute) and parents[node].value is node)):
+            return f"module {node.id} read as a value beside a set (line {node.lineno})"
         if isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents):
             return f"a lambda beside a set (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
@@ -167,6 +189,13 @@ def address_hash_route(code: str) -> str | None:
 
 
 _TESTS = (ast.If, ast.While, ast.IfExp, ast.Assert)
+_DESCRIBERS = frozenset({"str", "repr", "type", "isinstance"})  # an exception's text or class, not the exception
+
+
+def _described(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    parent = parents.get(node)
+    return (isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id in _DESCRIBERS
+            and parent.args[:1] == [node])
 _ADDRESS_HASHED_ELEMENTS = frozenset({"finditer"})  # an iterator of matches: each hashes by its address
 
 
@@ -189,7 +218,7 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> 
     if isinstance(parent, (ast.Starred, ast.YieldFrom, ast.Compare, ast.Raise)):
         return True
     if isinstance(parent, ast.Attribute):
-        return parent.value is node
+        return parent.value is node and parent.attr not in _SELF_OR_COPY
     if isinstance(parent, _TESTS):
         return parent.test is node
     if isinstance(parent, ast.UnaryOp):

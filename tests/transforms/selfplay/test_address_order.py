@@ -71,6 +71,19 @@ def _f(body: str) -> str:
      "what .finditer(...) yields kept beside a set"),
     ("import re\n" + _f("    s = set(map(re.compile('a').match, ['a', 'ab']))\n    return list(s)[0].end() == x\n"),
      "map over a function whose results hash by address"),
+    # the second red team's routes (2026-12-05): names, caught exceptions, decorators, copies, new classes
+    (_f("    return list({Ellipsis, NotImplemented})[0] is Ellipsis\n"), "Ellipsis read as a value beside a set"),
+    ("import re, math\n" + _f("    return list({re, math})[0] is re\n"), "module re read as a value beside a set"),
+    ("import typing\n" + _f("    return list({typing.T, typing.KT})[0] is typing.T\n"), ".T read as a value"),
+    (_f("    s = {1}\n    try:\n        raise ValueError(x)\n    except ValueError as e:\n        s.add(e)\n"
+        "    return len(s) == 2\n"), "the exception caught as e kept beside a set (line 5)"),
+    ("box = []\ndef keep(fn):\n    box.append(fn)\n    return fn\n@keep\ndef a(x):\n    return 1\n"
+     "def g():\n    return list(set(box))[0]\n", "a decorator beside a set (line 6)"),
+    ("import hashlib\n" + _f("    s = {hashlib.md5(b'a').copy(), hashlib.md5(b'b').copy()}\n    return len(s) == x\n"),
+     ".md5(...) kept beside a set"),
+    (_f("    s = {ValueError(1).with_traceback(None)}\n    return len(s) == x\n"), "ValueError(...) kept beside"),
+    ("import typing\n" + _f("    s = {typing.NamedTuple('P', [('v', int)]), int}\n    return len(s) == x\n"),
+     ".NamedTuple(...) kept beside a set"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -103,6 +116,9 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "def f(xs: List[int]):\n    it = iter(xs)\n    first = next(it)\n    return len({first} | set(it)) == 2\n",
     "import re\ndef f(s: str):\n    return {m.group() for m in re.finditer('a+', s)} == {'aa'}\n",
     "def f(x: int):\n    if x < 0:\n        raise ValueError(x)\n    return type(x) == int and x in {1, 2}\n",
+    "import re\ndef f(s: str):\n    try:\n        return len({re.sub('a', '', s)}) == 1\n    except ValueError as e:\n"
+    "        return str(e) in {'x'} or isinstance(e, TypeError)\n",
+    "import hashlib\ndef f(s: str):\n    return hashlib.sha256(s.encode()).hexdigest()[:2] in {'ab', 'cd'}\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None
