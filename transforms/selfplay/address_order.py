@@ -1,4 +1,4 @@
-"""Refusing self-play code that may put objects hashed by their address in a set.
+"""Refusing self-play code that may put objects hashed by their address in a set, or show their address in text.
 
 A set iterates in the order of its elements' hashes. Instances of a class the code defines (it cannot define
 ``__hash__``: names with ``__`` are refused by ``introspection.interpreter_route``), functions, lambdas, classes,
@@ -40,6 +40,12 @@ The rule, conservative (no flow analysis):
   or described (``str(e)``, ``repr(e)``, ``type(e)``, ``isinstance(e, ...)``), and no function may be decorated (a
   decorator is handed the function and may keep it). No P3 puzzle or reference solution is refused by these
   rules (2026-12-05; a second red team that day found the routes of this bullet and the last sentence above).
+
+The default repr of most of the same objects holds their address (``<function f at 0x7f...>``, ``<zip object at
+0x...>``): code that makes text from values (``str``, ``repr``, ``ascii``, ``format``, an f-string field, ``%``,
+``.format``, a template's ``substitute``) is held to the same rules, except that builtin types and functions may
+be read as values there (their reprs hold no address). Plain Python often gives a function the same address every
+run, the sandbox (which shifts its layout) another, so a verdict resting on one differs between them.
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
@@ -116,9 +122,11 @@ def address_hash_route(code: str) -> str | None:
     for node in nodes:
         if isinstance(node, ast.ClassDef):
             return f"class {node.name}, whose instances hash by address (line {node.lineno})"
-    if not any(isinstance(node, (ast.Set, ast.SetComp)) or (isinstance(node, ast.Name) and node.id in SET_NAMES)
-               for node in nodes):
+    makes_set = any(isinstance(node, (ast.Set, ast.SetComp)) or (isinstance(node, ast.Name) and node.id in SET_NAMES)
+                    for node in nodes)
+    if not makes_set and not any(_makes_text(node) for node in nodes):
         return None
+    beside = "beside a set" if makes_set else "beside text made from values"
     parents = parent_map(tree)
     annotations = {inner for node in nodes for outer in _annotations(node) for inner in ast.walk(outer)}
     nodes = [node for node in nodes if node not in annotations]  # List[int]: a type hint, never evaluated into a set
@@ -154,38 +162,50 @@ def address_hash_route(code: str) -> str | None:
                for alias in node.names}
     for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
-            return f"a decorator beside a set (line {node.lineno}): it may keep the function it is handed"
+            return f"a decorator {beside} (line {node.lineno}): it may keep the function it is handed"
         if isinstance(node, ast.ExceptHandler) and node.name and not all(
                 _used_up_where_it_stands(load, parents) or _described(load, parents)
                 for load in loads.get(node.name, ())):
-            return f"the exception caught as {node.name} kept beside a set (line {node.lineno})"
+            return f"the exception caught as {node.name} kept {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in modules
                 and not (isinstance(parents.get(node), ast.Attribute) and parents[node].value is node)):
-            return f"module {node.id} read as a value beside a set (line {node.lineno})"
+            return f"module {node.id} read as a value {beside} (line {node.lineno})"
         if isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents):
-            return f"a lambda beside a set (line {node.lineno})"
+            return f"a lambda {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
-                and (node.id in functions or node.id in ADDRESS_HASHED_BUILTINS)
+                and (node.id in functions or (makes_set and node.id in ADDRESS_HASHED_BUILTINS))
                 and (scope_of[node], node.id) not in locals_only
                 and not _called_where_it_stands(node, parents)):
-            return f"{node.id} read as a value beside a set (line {node.lineno})"
+            return f"{node.id} read as a value {beside} (line {node.lineno})"
         if isinstance(node, ast.Constant) and type(node.value) in _ADDRESS_CONSTANTS and _set_element(node, parents):
             return f"{node.value!r} in a set (line {node.lineno})"
         if isinstance(node, ast.GeneratorExp) and not stays_put(node):
-            return f"a generator kept beside a set (line {node.lineno})"
+            return f"a generator kept {beside} (line {node.lineno})"
         if isinstance(node, ast.Call) and address_result(node) and not stays_put(node):
             name = node.func.id if isinstance(node.func, ast.Name) else "." + node.func.attr
-            return f"{name}(...) kept beside a set (line {node.lineno})"
+            return f"{name}(...) kept {beside} (line {node.lineno})"
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr in _ADDRESS_HASHED_ELEMENTS and not _each_used_up(node, parents, loads)):
-            return f"what .{node.func.attr}(...) yields kept beside a set (line {node.lineno})"
+            return f"what .{node.func.attr}(...) yields kept {beside} (line {node.lineno})"
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "map"
                 and node.args and address_result(node.args[0])):
-            return f"map over a function whose results hash by address, beside a set (line {node.lineno})"
+            return f"map over a function whose results hash by address, {beside} (line {node.lineno})"
         if (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and node.attr in methods
                 and not _called_where_it_stands(node, parents)):
-            return f".{node.attr} read as a value beside a set (line {node.lineno})"
+            return f".{node.attr} read as a value {beside} (line {node.lineno})"
     return None
+
+
+# What turns a value into text: an object shown by the default repr shows its address (``<function f at 0x...>``).
+TEXT_MAKERS = frozenset({"str", "repr", "ascii", "format"})
+_TEXT_METHODS = frozenset({"format", "format_map", "substitute", "safe_substitute"})
+
+
+def _makes_text(node: ast.AST) -> bool:
+    return (isinstance(node, ast.FormattedValue)
+            or (isinstance(node, ast.Name) and node.id in TEXT_MAKERS)
+            or (isinstance(node, ast.Attribute) and node.attr in _TEXT_METHODS)
+            or (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)))  # "%s" % f, or a format in a name
 
 
 _TESTS = (ast.If, ast.While, ast.IfExp, ast.Assert)

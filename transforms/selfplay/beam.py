@@ -218,7 +218,8 @@ def solution_refusal(g: str, sat: str = "") -> str | None:
     passes both checks of a pair by chance; it is judged with its puzzle ``sat`` in front, as the training text
     has it, since g may read a name the puzzle's imports bind (``import random as r`` there, ``r.randint`` in g).
     So is a g whose generator holds a finalizer (run at a collection timed differently in the sandbox) or that may
-    put objects hashed by address in a set (its order follows ASLR), with its puzzle in front too.
+    put objects hashed by address in a set (its order follows ASLR) or show an address in text, with its puzzle in
+    front too.
     The P3 evaluation judges its attempts as the reference does, without this (a test puzzle's own reference
     solution may import)."""
     if filters.unsafe_reason(g):

@@ -18,8 +18,8 @@
    below that every verdict is a function of the text) would then rest on chance. Then ``finalizes_generator``
    (``finalizers.py``: a generator holding a ``finally``, a ``with`` or a handler of ``GeneratorExit``, which runs
    when the garbage collector, timed by allocations that differ between the sandbox and a plain script, collects
-   it) and ``hashes_by_address`` (``address_order.py``: a class, or a set beside a function, lambda or type read as
-   a value, whose order follows ASLR), for the same reason.
+   it) and ``hashes_by_address`` (``address_order.py``: a class, or a set or text made from values beside a
+   function, lambda, iterator or method kept as a value, whose order or repr follows ASLR), for the same reason.
 3. From f's signature (the reference ``exec``s the def with only ``List`` defined and reads
    ``inspect.getfullargspec``): ``answer_annotation_invalid`` when the def would not evaluate there or the
    first parameter has no annotation; ``bad_signature`` unless exactly the first parameter is required and there
@@ -79,7 +79,7 @@ REASONS = (
     "reaches_interpreter",  # project addition: the puzzle touches the interpreter's internals (introspection.py)
     "draws_unseeded_random",  # project addition: may draw from random not seeded by a constant (determinism.py)
     "finalizes_generator",  # project addition: a generator holds a finalizer the collector may run (finalizers.py)
-    "hashes_by_address",  # project addition: a set may hold objects hashed by address (address_order.py)
+    "hashes_by_address",  # project addition: a set or text may hold objects hashed by address (address_order.py)
     "return_true_failed",
     "answer_annotation_invalid",
     "bad_signature",
@@ -178,7 +178,7 @@ def interpreter_reason(puzzle: str) -> str | None:
 RUN_DEPENDENCE_RULES = (
     (DRAWS_UNSEEDED_RANDOM, unseeded_random_route, "draws from randomness not seeded by a constant"),
     (FINALIZES_GENERATOR, generator_finalizer_route, "holds a generator's finalizer"),
-    (HASHES_BY_ADDRESS, address_hash_route, "may put objects hashed by address in a set"),
+    (HASHES_BY_ADDRESS, address_hash_route, "may put objects hashed by address in a set, or show an address in text"),
 )
 
 

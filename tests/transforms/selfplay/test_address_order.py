@@ -84,6 +84,12 @@ def _f(body: str) -> str:
     (_f("    s = {ValueError(1).with_traceback(None)}\n    return len(s) == x\n"), "ValueError(...) kept beside"),
     ("import typing\n" + _f("    s = {typing.NamedTuple('P', [('v', int)]), int}\n    return len(s) == x\n"),
      ".NamedTuple(...) kept beside a set"),
+    # text made from values: the default repr shows the address (no set needed)
+    (_f("    return str(x) != str(lambda: 0)\n"), "a lambda beside text made from values (line 2)"),
+    ("def g():\n    def h():\n        pass\n    return repr(h)\n", "h read as a value beside text made from values"),
+    (_f("    return f'{iter([x])}' != ''\n"), "iter(...) kept beside text made from values"),
+    (_f("    xs = []\n    return '%s' % xs.append != str(x)\n"), ".append read as a value beside text"),
+    (_f("    fmt = '{}'\n    return fmt.format(zip([x])) != ''\n"), "zip(...) kept beside text made from values"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -119,6 +125,8 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "import re\ndef f(s: str):\n    try:\n        return len({re.sub('a', '', s)}) == 1\n    except ValueError as e:\n"
     "        return str(e) in {'x'} or isinstance(e, TypeError)\n",
     "import hashlib\ndef f(s: str):\n    return hashlib.sha256(s.encode()).hexdigest()[:2] in {'ab', 'cd'}\n",
+    # text of values and of builtins (no address in their reprs)
+    "def f(x: int):\n    return str(x) + repr(len) + f'{int}' + '%d' % (x % 7) == '3'\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None
@@ -198,5 +206,6 @@ def test_self_play_refuses_a_solution_that_orders_by_address_with_its_puzzle_in_
     [attempt] = verify_attempts({"sat": sat}, "def g():", "List[int]", [body], "", 1, STRINGS.judge_preamble,
                                 SANDBOX, literal_preamble=literal)
     assert attempt["status"] == "refused", attempt
-    assert attempt["reason"].startswith("the solution may put objects hashed by address in a set"), attempt
+    assert attempt["reason"].startswith("the solution may put objects hashed by address in a set, or show an address "
+                                        "in text"), attempt
     assert solution_refusal("def g():\n    return [1, 2]\n", sat) is None
