@@ -42,9 +42,15 @@ The rule, conservative (no flow analysis):
   rules (2026-12-05; a second red team that day found the routes of this bullet and the last sentence above).
 
 The default repr of most of the same objects holds their address (``<function f at 0x7f...>``, ``<zip object at
-0x...>``): code that makes text from values (``str``, ``repr``, ``ascii``, ``format``, an f-string field, ``%``,
-``.format``, a template's ``substitute``) is held to the same rules, except that builtin types and functions may
-be read as values there (their reprs hold no address). Plain Python often gives a function the same address every
+0x...>``, ``<memory at 0x...>``): code that makes text from values (``str``, ``repr``, ``ascii``, ``format``,
+``typing.Text``, ``UserString``, an f-string field, ``%``, ``.format``, a template's ``substitute``, or an ``except
+... as`` name, whose message may hold a repr: ``[].index(f)``) is held to the same rules, except that builtin types
+and functions may be read as values there (their reprs hold no address). Dict views count as making a set (their
+``|`` is one). In both modes: a name bound by ``from m import x`` counts as the object it names (a function read as
+a value, ``Random(1)`` kept); a call that makes a class (``namedtuple``, ``typing.NamedTuple``...) is refused, its
+attributes being objects of their own under names the code chooses; ``key=`` counts as a call only for ``sorted``,
+``min``, ``max`` and ``.sort`` (``dict(key=f)`` keeps ``f``); and code that binds a name of a builtin the rule
+relies on (``def filter``, ``str = ...``) is refused. Plain Python often gives a function the same address every
 run, the sandbox (which shifts its layout) another, so a verdict resting on one differs between them.
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
@@ -64,14 +70,16 @@ from transforms.selfplay.source import parent_map, parse_for_rules
 
 REASON = "hashes_by_address"
 SET_NAMES = frozenset({"set", "frozenset"})
+_SET_VIEWS = frozenset({"keys", "items"})  # dict views: their | & - ^ make sets
 # Builtin types and functions: each hashes by its address. Exceptions' names are read by ``except`` and
 # ``raise``; a set made of them is refused like any other.
 ADDRESS_HASHED_BUILTINS = frozenset(name for name, value in vars(builtins).items()
                                     if callable(value) and not name.startswith("_")) | {"Ellipsis", "NotImplemented"}
 _CALLERS = frozenset({"map", "filter"})  # their first argument is called, not stored
+_KEY_CALLERS = frozenset({"sorted", "min", "max"})  # they call their key= argument, never keep it
 # Builtins whose result is an object hashed by its address: ``iter``, and every class that keeps object's hash
-# (iterators such as zip and map, object, type, exceptions, property...).
-ADDRESS_HASHED_RESULTS = frozenset({"iter"} | {
+# (iterators such as zip and map, object, type, exceptions, property...); and memoryview, whose repr shows one.
+ADDRESS_HASHED_RESULTS = frozenset({"iter", "memoryview"} | {
     name for name, value in vars(builtins).items()
     if isinstance(value, type) and value.__hash__ is object.__hash__ and not name.startswith("_")})
 # Functions and methods of the safe modules whose result is hashed by its address (a match, an iterator of matches,
@@ -79,6 +87,9 @@ ADDRESS_HASHED_RESULTS = frozenset({"iter"} | {
 _ADDRESS_HASHED_FUNCTIONS = frozenset({"match", "fullmatch", "search", "finditer", "scanner", "namedtuple",
                                        "NamedTuple", "TypedDict", "NewType", "elements", "new", "file_digest",
                                        *hashlib.algorithms_guaranteed})
+# Calls that make a class: its attributes (a namedtuple's field getters) are objects hashed by address too, under
+# names the code chooses, so no use of one counts as using it up.
+_CLASS_MAKERS = frozenset({"namedtuple", "NamedTuple", "TypedDict", "NewType"})
 # Methods that return their receiver or a copy of it: reading one of an object hashed by address does not use it up.
 _SELF_OR_COPY = frozenset({"copy", "with_traceback"})
 # Builtins that use up the iterables they are handed (or wrap them in another iterator, itself checked) and store
@@ -123,7 +134,7 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, ast.ClassDef):
             return f"class {node.name}, whose instances hash by address (line {node.lineno})"
     makes_set = any(isinstance(node, (ast.Set, ast.SetComp)) or (isinstance(node, ast.Name) and node.id in SET_NAMES)
-                    for node in nodes)
+                    or (isinstance(node, ast.Attribute) and node.attr in _SET_VIEWS) for node in nodes)
     if not makes_set and not any(_makes_text(node) for node in nodes):
         return None
     beside = "beside a set" if makes_set else "beside text made from values"
@@ -134,8 +145,11 @@ def address_hash_route(code: str) -> str | None:
     # Calling one of these makes a generator (any yield inside counts, a nested function's too: conservative).
     generator_functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                            and any(isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node))}
-    address_results = ADDRESS_HASHED_RESULTS | generator_functions
-    methods, address_result_methods = callable_attributes(tuple(load_preset().filters.safe_imports))
+    safe_modules = tuple(load_preset().filters.safe_imports)
+    methods, address_result_methods = callable_attributes(safe_modules)
+    imported_values, imported_makers = _from_imports(nodes, safe_modules, address_result_methods)
+    functions |= imported_values
+    address_results = ADDRESS_HASHED_RESULTS | generator_functions | imported_makers
     scope_of = _scopes(tree)
     locals_only = _bound_only_otherwise(tree, scope_of)
     loads: dict[str, list[ast.Name]] = {}
@@ -160,7 +174,12 @@ def address_hash_route(code: str) -> str | None:
 
     modules = {(alias.asname or alias.name).split(".")[0] for node in nodes if isinstance(node, ast.Import)
                for alias in node.names}
+    rebound = sorted(_bound_names(nodes) & _TRUSTED)
+    if rebound:
+        return f"{rebound[0]} rebound {beside}: the rule trusts the builtin"
     for node in nodes:
+        if isinstance(node, ast.Call) and _call_name(node) in _CLASS_MAKERS | imported_makers & _CLASS_MAKERS:
+            return f"{_call_name(node)}(...) {beside} (line {node.lineno}): it makes a class"
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
             return f"a decorator {beside} (line {node.lineno}): it may keep the function it is handed"
         if isinstance(node, ast.ExceptHandler) and node.name and not all(
@@ -197,19 +216,64 @@ def address_hash_route(code: str) -> str | None:
 
 
 # What turns a value into text: an object shown by the default repr shows its address (``<function f at 0x...>``).
-TEXT_MAKERS = frozenset({"str", "repr", "ascii", "format"})
-_TEXT_METHODS = frozenset({"format", "format_map", "substitute", "safe_substitute"})
+TEXT_MAKERS = frozenset({"str", "repr", "ascii", "format", "Text", "UserString"})
+_TEXT_METHODS = frozenset({"format", "format_map", "substitute", "safe_substitute", "vformat", *TEXT_MAKERS})
 
 
 def _makes_text(node: ast.AST) -> bool:
     return (isinstance(node, ast.FormattedValue)
+            or (isinstance(node, ast.ExceptHandler) and node.name is not None)  # error messages hold reprs
             or (isinstance(node, ast.Name) and node.id in TEXT_MAKERS)
             or (isinstance(node, ast.Attribute) and node.attr in _TEXT_METHODS)
             or (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)))  # "%s" % f, or a format in a name
 
 
 _TESTS = (ast.If, ast.While, ast.IfExp, ast.Assert)
+
+
+def _call_name(call: ast.Call) -> str | None:
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else (func.attr if isinstance(func, ast.Attribute) else None)
+
+
+def _from_imports(nodes, safe_modules: tuple[str, ...], address_result_methods) -> tuple[set[str], set[str]]:
+    """Names bound by ``from m import x``: those whose object is callable or hashed by address (read as a value,
+    each is one), and those whose call returns an object hashed by address (or makes a class). Unknown modules'
+    names count as both."""
+    values: set[str] = set()
+    makers: set[str] = set()
+    for node in nodes:
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        module = importlib.import_module(node.module) if node.module in safe_modules and not node.level else None
+        for alias in node.names:
+            bound = alias.asname or alias.name
+            value = getattr(module, alias.name, None) if module is not None else None
+            if module is None or callable(value) or getattr(type(value), "__hash__", None) is object.__hash__:
+                values.add(bound)
+            if module is None or alias.name in address_result_methods or alias.name in _CLASS_MAKERS:
+                makers.add(bound if alias.name not in _CLASS_MAKERS else alias.name)
+    return values, makers
+
+
+def _bound_names(nodes) -> set[str]:
+    names: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
 _DESCRIBERS = frozenset({"str", "repr", "type", "isinstance"})  # an exception's text or class, not the exception
+# Builtins whose handling the rule relies on: code that binds one of these names (def map, str = ...) is refused.
+_TRUSTED = (SET_NAMES | _CALLERS | _KEY_CALLERS | _CLASS_CHECKS | _CONSUMERS | _DESCRIBERS | TEXT_MAKERS
+            | ADDRESS_HASHED_RESULTS)
 
 
 def _described(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
@@ -339,8 +403,11 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> b
         name = parent.func.id if isinstance(parent.func, ast.Name) else None
         return (parent.func is node or (name in _CALLERS and parent.args[:1] == [node])
                 or (name in _CLASS_CHECKS and parent.args[1:2] == [node]))
-    if isinstance(parent, ast.keyword):
-        return parent.arg == "key"
+    if isinstance(parent, ast.keyword):  # sorted(xs, key=f), xs.sort(key=f); dict(key=f) would keep f
+        call = parents.get(parent)
+        func = getattr(call, "func", None)
+        return parent.arg == "key" and ((isinstance(func, ast.Name) and func.id in _KEY_CALLERS)
+                                        or (isinstance(func, ast.Attribute) and func.attr == "sort"))
     if isinstance(parent, ast.Compare):
         return True
     if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -83,13 +83,30 @@ def _f(body: str) -> str:
      ".md5(...) kept beside a set"),
     (_f("    s = {ValueError(1).with_traceback(None)}\n    return len(s) == x\n"), "ValueError(...) kept beside"),
     ("import typing\n" + _f("    s = {typing.NamedTuple('P', [('v', int)]), int}\n    return len(s) == x\n"),
-     ".NamedTuple(...) kept beside a set"),
+     "NamedTuple(...) beside a set (line 3): it makes a class"),
     # text made from values: the default repr shows the address (no set needed)
     (_f("    return str(x) != str(lambda: 0)\n"), "a lambda beside text made from values (line 2)"),
     ("def g():\n    def h():\n        pass\n    return repr(h)\n", "h read as a value beside text made from values"),
     (_f("    return f'{iter([x])}' != ''\n"), "iter(...) kept beside text made from values"),
     (_f("    xs = []\n    return '%s' % xs.append != str(x)\n"), ".append read as a value beside text"),
     (_f("    fmt = '{}'\n    return fmt.format(zip([x])) != ''\n"), "zip(...) kept beside text made from values"),
+    # a third red team's routes (2026-12-05): error messages, other text makers, from-imports, dict views,
+    # key= that keeps, rebound builtins, memoryview, the attributes of a made class
+    ("def f(x: int):\n    try:\n        [].index(f)\n    except ValueError as e:\n        return e.args[0][-5] == 'a'"
+     "\n",
+     "f read as a value beside text made from values (line 3)"),
+    ("import typing\n" + _f("    return typing.Text(f) != ''\n"), "f read as a value beside text made from values"),
+    ("from random import Random\n" + _f("    s = set([Random(1), Random(2)])\n    return len(s) == x\n"),
+     "Random(...) kept beside a set"),
+    ("from string import capwords\n" + _f("    return str(capwords) != str(x)\n"), "capwords read as a value"),
+    ("def a():\n    pass\ndef b():\n    pass\ndef g():\n    return list({}.keys() | {a, b})\n",
+     "a read as a value beside a set"),
+    (_f("    return str(dict(key=lambda v: v)) != str(x)\n"), "a lambda beside text made from values"),
+    ("def filter(a, b):\n    return str(a)\n" + _f("    return filter(f, []) != str(x)\n"),
+     "filter rebound beside text made from values"),
+    (_f("    return str(memoryview(b'a')) != str(x)\n"), "memoryview(...) kept beside text made from values"),
+    ("import collections\n" + _f("    s = {collections.namedtuple('P', 'ab').ab}\n    return len(s) == x\n"),
+     "namedtuple(...) beside a set (line 3): it makes a class"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -127,6 +144,8 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "import hashlib\ndef f(s: str):\n    return hashlib.sha256(s.encode()).hexdigest()[:2] in {'ab', 'cd'}\n",
     # text of values and of builtins (no address in their reprs)
     "def f(x: int):\n    return str(x) + repr(len) + f'{int}' + '%d' % (x % 7) == '3'\n",
+    "def f(d: Dict[str, int]):\n    return sorted(d.items(), key=str) == [('a', 1)] and max(d.values()) in {1}\n",
+    "from math import sqrt, pi\ndef f(x: float):\n    return str(sqrt(x)) != str(pi) and x in {1.0}\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None
