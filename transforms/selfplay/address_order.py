@@ -53,6 +53,11 @@ attributes being objects of their own under names the code chooses; ``key=`` cou
 relies on (``def filter``, ``str = ...``) is refused. Plain Python often gives a function the same address every
 run, the sandbox (which shifts its layout) another, so a verdict resting on one differs between them.
 
+Also: ``typing.KeysView``/``ItemsView`` make sets; ``.values()`` views hash by address; ``async def`` functions make
+coroutines and a lambda that yields makes a generator (refused); ``t %= f`` makes text; and an annotation other
+than a type hint is refused, since Python evaluates a parameter's or a module variable's annotation when it runs
+(``def h(v: s.add(f))``).
+
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
 ``PYTHONHASHSEED=0``; the literal run draws one).
@@ -70,7 +75,7 @@ from transforms.selfplay.source import parent_map, parse_for_rules
 
 REASON = "hashes_by_address"
 SET_NAMES = frozenset({"set", "frozenset"})
-_SET_VIEWS = frozenset({"keys", "items"})  # dict views: their | & - ^ make sets
+_SET_VIEWS = frozenset({"keys", "items", "KeysView", "ItemsView"})  # dict views: their | & - ^ make sets
 # Builtin types and functions: each hashes by its address. Exceptions' names are read by ``except`` and
 # ``raise``; a set made of them is refused like any other.
 ADDRESS_HASHED_BUILTINS = frozenset(name for name, value in vars(builtins).items()
@@ -84,7 +89,7 @@ ADDRESS_HASHED_RESULTS = frozenset({"iter", "memoryview"} | {
     if isinstance(value, type) and value.__hash__ is object.__hash__ and not name.startswith("_")})
 # Functions and methods of the safe modules whose result is hashed by its address (a match, an iterator of matches,
 # a hash object, a class), besides the modules' classes that keep object's hash (``callable_attributes``).
-_ADDRESS_HASHED_FUNCTIONS = frozenset({"match", "fullmatch", "search", "finditer", "scanner", "namedtuple",
+_ADDRESS_HASHED_FUNCTIONS = frozenset({"match", "fullmatch", "search", "finditer", "scanner", "namedtuple", "values",
                                        "NamedTuple", "TypedDict", "NewType", "elements", "new", "file_digest",
                                        *hashlib.algorithms_guaranteed})
 # Calls that make a class: its attributes (a namedtuple's field getters) are objects hashed by address too, under
@@ -140,11 +145,15 @@ def address_hash_route(code: str) -> str | None:
     beside = "beside a set" if makes_set else "beside text made from values"
     parents = parent_map(tree)
     annotations = {inner for node in nodes for outer in _annotations(node) for inner in ast.walk(outer)}
+    computing = next((node for node in annotations if not isinstance(node, _TYPE_HINT_NODES)), None)
+    if computing is not None:  # Python evaluates a parameter's or a module variable's annotation when it runs
+        return f"an annotation that computes {beside} (line {computing.lineno})"
     nodes = [node for node in nodes if node not in annotations]  # List[int]: a type hint, never evaluated into a set
     functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     # Calling one of these makes a generator (any yield inside counts, a nested function's too: conservative).
-    generator_functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                           and any(isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node))}
+    generator_functions = {node.name for node in nodes if isinstance(node, ast.AsyncFunctionDef)  # a coroutine
+                           or (isinstance(node, ast.FunctionDef)
+                               and any(isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node)))}
     safe_modules = tuple(load_preset().filters.safe_imports)
     methods, address_result_methods = callable_attributes(safe_modules)
     imported_values, imported_makers = _from_imports(nodes, safe_modules, address_result_methods)
@@ -189,6 +198,9 @@ def address_hash_route(code: str) -> str | None:
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in modules
                 and not (isinstance(parents.get(node), ast.Attribute) and parents[node].value is node)):
             return f"module {node.id} read as a value {beside} (line {node.lineno})"
+        if isinstance(node, ast.Lambda) and any(isinstance(inner, (ast.Yield, ast.YieldFrom, ast.Await))
+                                                for inner in ast.walk(node.body)):
+            return f"a lambda that makes a generator {beside} (line {node.lineno})"
         if isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents):
             return f"a lambda {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
@@ -225,7 +237,7 @@ def _makes_text(node: ast.AST) -> bool:
             or (isinstance(node, ast.ExceptHandler) and node.name is not None)  # error messages hold reprs
             or (isinstance(node, ast.Name) and node.id in TEXT_MAKERS)
             or (isinstance(node, ast.Attribute) and node.attr in _TEXT_METHODS)
-            or (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)))  # "%s" % f, or a format in a name
+            or (isinstance(node, (ast.BinOp, ast.AugAssign)) and isinstance(node.op, ast.Mod)))  # "%s" % f, t %= f
 
 
 _TESTS = (ast.If, ast.While, ast.IfExp, ast.Assert)
@@ -382,6 +394,11 @@ def _bound_only_otherwise(tree: ast.Module, scope_of: dict[ast.AST, ast.AST]) ->
         elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
             across.add(node.target.id)
     return {(scope, name) for scope, name in other - by_def if name not in across}
+
+
+# What a type hint is made of (List[int], Optional["T"], int | None); anything else in an annotation computes.
+_TYPE_HINT_NODES = (ast.Name, ast.Attribute, ast.Subscript, ast.Constant, ast.Tuple, ast.List, ast.BinOp, ast.BitOr,
+                    ast.Load)
 
 
 def _annotations(node: ast.AST) -> list[ast.expr]:

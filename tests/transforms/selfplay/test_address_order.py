@@ -107,6 +107,16 @@ def _f(body: str) -> str:
     (_f("    return str(memoryview(b'a')) != str(x)\n"), "memoryview(...) kept beside text made from values"),
     ("import collections\n" + _f("    s = {collections.namedtuple('P', 'ab').ab}\n    return len(s) == x\n"),
      "namedtuple(...) beside a set (line 3): it makes a class"),
+    # a fourth red team's routes (2026-12-05)
+    ("import typing\n" + _f("    d = {f: 0}\n    return list(typing.KeysView(d) | [])[0] == f\n"),
+     "f read as a value beside a set"),
+    (_f("    s = {1}\n    def h(v: s.add(f)):\n        pass\n    return len(s) == x\n"),
+     "an annotation that computes beside a set (line 3)"),
+    (_f("    d = {1: 2}\n    s = {d.values(), 1}\n    return len(s) == x\n"), ".values(...) kept beside a set"),
+    ("async def h():\n    pass\n" + _f("    return str(h()) != str(x)\n"), "h(...) kept beside text made from values"),
+    (_f("    return len({(lambda: (yield 1))(), 1}) == x\n"), "a lambda that makes a generator beside a set"),
+    ("def f(x: int):\n    t = '%r'\n    t %= f\n    return t != '1'\n",
+     "f read as a value beside text made from values"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -146,6 +156,8 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "def f(x: int):\n    return str(x) + repr(len) + f'{int}' + '%d' % (x % 7) == '3'\n",
     "def f(d: Dict[str, int]):\n    return sorted(d.items(), key=str) == [('a', 1)] and max(d.values()) in {1}\n",
     "from math import sqrt, pi\ndef f(x: float):\n    return str(sqrt(x)) != str(pi) and x in {1.0}\n",
+    "def f(d: Dict[int, List[int]], n: Optional[int] = None) -> bool:\n    s: Set[int] = set(d)\n"
+    "    return sum(d.values()) == 3 and max(d.values()) in s and all(v for v in d.values())\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None
