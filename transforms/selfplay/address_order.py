@@ -53,10 +53,14 @@ attributes being objects of their own under names the code chooses; ``key=`` cou
 relies on (``def filter``, ``str = ...``) is refused. Plain Python often gives a function the same address every
 run, the sandbox (which shifts its layout) another, so a verdict resting on one differs between them.
 
-Also: ``typing.KeysView``/``ItemsView`` make sets; ``.values()`` views hash by address; ``async def`` functions make
-coroutines and a lambda that yields makes a generator (refused); ``t %= f`` makes text; and an annotation other
-than a type hint is refused, since Python evaluates a parameter's or a module variable's annotation when it runs
-(``def h(v: s.add(f))``).
+Every program is checked, not only one that makes a set or text the rule sees (both can be made in ways no list of
+makers follows: ``hashlib.algorithms_guaranteed.union([f])``); a set the rule sees (a display, ``set``, a dict view,
+a ``Set[...]`` parameter, a safe module's set) adds builtins read as values. Also: ``typing``'s functions
+(``overload``, ``MappingView``...) return objects hashed by address; ``.getter``/``.setter``/``.deleter``/``.cast``/
+``.toreadonly`` return a new one of their receiver's kind; ``typing.KeysView``/``ItemsView`` make sets;
+``.values()`` views hash by address; ``async def`` functions make coroutines and a lambda that yields makes a
+generator (refused); ``t %= f`` makes text; and an annotation other than a type hint is refused, since Python
+evaluates a parameter's or a module variable's annotation when it runs (``def h(v: s.add(f))``).
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
@@ -75,7 +79,8 @@ from transforms.selfplay.source import parent_map, parse_for_rules
 
 REASON = "hashes_by_address"
 SET_NAMES = frozenset({"set", "frozenset"})
-_SET_VIEWS = frozenset({"keys", "items", "KeysView", "ItemsView"})  # dict views: their | & - ^ make sets
+# Dict views (their | & - ^ make sets) and the typing names of sets (a Set[int] parameter holds one).
+_SET_VIEWS = frozenset({"keys", "items", "KeysView", "ItemsView", "Set", "FrozenSet", "AbstractSet", "MutableSet"})
 # Builtin types and functions: each hashes by its address. Exceptions' names are read by ``except`` and
 # ``raise``; a set made of them is refused like any other.
 ADDRESS_HASHED_BUILTINS = frozenset(name for name, value in vars(builtins).items()
@@ -96,7 +101,7 @@ _ADDRESS_HASHED_FUNCTIONS = frozenset({"match", "fullmatch", "search", "finditer
 # names the code chooses, so no use of one counts as using it up.
 _CLASS_MAKERS = frozenset({"namedtuple", "NamedTuple", "TypedDict", "NewType"})
 # Methods that return their receiver or a copy of it: reading one of an object hashed by address does not use it up.
-_SELF_OR_COPY = frozenset({"copy", "with_traceback"})
+_SELF_OR_COPY = frozenset({"copy", "with_traceback", "getter", "setter", "deleter", "cast", "toreadonly"})
 # Builtins that use up the iterables they are handed (or wrap them in another iterator, itself checked) and store
 # only their elements or a value computed from them.
 _CONSUMERS = frozenset({"set", "frozenset", "list", "tuple", "dict", "sorted", "sum", "min", "max", "any", "all",
@@ -123,8 +128,18 @@ def callable_attributes(safe_modules: tuple[str, ...]) -> tuple[frozenset[str], 
         if not name.startswith("_") and getattr(type(value), "__hash__", None) is object.__hash__}
     address_results = _ADDRESS_HASHED_FUNCTIONS | {
         name for module in modules for name, value in vars(module).items()
-        if isinstance(value, type) and getattr(value, "__hash__", None) is object.__hash__}
+        if isinstance(value, type) and getattr(value, "__hash__", None) is object.__hash__} | {
+        name for module in modules if module.__name__ == "typing"  # overload(0), MappingView(0): annotations' tools
+        for name, value in vars(module).items()
+        if callable(value) and not name.startswith("_") and getattr(value, "__module__", None) == "typing"}
     return methods, frozenset(address_results)
+
+
+@functools.lru_cache(maxsize=None)
+def module_sets(safe_modules: tuple[str, ...]) -> frozenset[str]:
+    """Names of the safe modules' sets (``hashlib.algorithms_guaranteed``): their methods make sets too."""
+    return frozenset(name for module in safe_modules for name, value in vars(importlib.import_module(module)).items()
+                     if isinstance(value, (set, frozenset)))
 
 
 def address_hash_route(code: str) -> str | None:
@@ -138,11 +153,14 @@ def address_hash_route(code: str) -> str | None:
     for node in nodes:
         if isinstance(node, ast.ClassDef):
             return f"class {node.name}, whose instances hash by address (line {node.lineno})"
-    makes_set = any(isinstance(node, (ast.Set, ast.SetComp)) or (isinstance(node, ast.Name) and node.id in SET_NAMES)
-                    or (isinstance(node, ast.Attribute) and node.attr in _SET_VIEWS) for node in nodes)
-    if not makes_set and not any(_makes_text(node) for node in nodes):
-        return None
-    beside = "beside a set" if makes_set else "beside text made from values"
+    set_sources = _SET_VIEWS | module_sets(tuple(load_preset().filters.safe_imports))
+    makes_set = any(isinstance(node, (ast.Set, ast.SetComp))
+                    or (isinstance(node, ast.Name) and node.id in SET_NAMES | set_sources)
+                    or (isinstance(node, ast.Attribute) and node.attr in set_sources) for node in nodes)
+    # Every program is checked (a set or text can be made in ways no list of makers follows); a set adds the
+    # builtins read as values, hashed by address though their reprs show none.
+    beside = ("beside a set" if makes_set else "beside text made from values"
+              if any(_makes_text(node) for node in nodes) else "where its address may show")
     parents = parent_map(tree)
     annotations = {inner for node in nodes for outer in _annotations(node) for inner in ast.walk(outer)}
     computing = next((node for node in annotations if not isinstance(node, _TYPE_HINT_NODES)), None)

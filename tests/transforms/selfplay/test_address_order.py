@@ -84,6 +84,15 @@ def _f(body: str) -> str:
     (_f("    s = {ValueError(1).with_traceback(None)}\n    return len(s) == x\n"), "ValueError(...) kept beside"),
     ("import typing\n" + _f("    s = {typing.NamedTuple('P', [('v', int)]), int}\n    return len(s) == x\n"),
      "NamedTuple(...) beside a set (line 3): it makes a class"),
+    # no set or text the rule sees: still checked (both can be made in ways no list of makers follows)
+    (_f("    fs = [lambda: 0, lambda: 1]\n    return fs[x]() == 1\n"), "a lambda where its address may show (line 2)"),
+    ("import hashlib\ndef h(v):\n    return v\n"
+     + _f("    return len(hashlib.algorithms_guaranteed.union([h])) == x\n"), "h read as a value beside a set"),
+    ("import typing\n" + _f("    return len({typing.overload(0), 1}) == x\n"), ".overload(...) kept beside a set"),
+    (_f("    return len({property().getter(None), 1}) == x\n"), "property(...) kept beside a set"),
+    (_f("    return str(memoryview(b'ab').cast('B')) != str(x)\n"), "kept beside text made from values"),
+    ("def h(v):\n    return v\ndef f(s: Set[int]):\n    return len(s.union([h])) == 3\n",
+     "h read as a value beside a set"),
     # text made from values: the default repr shows the address (no set needed)
     (_f("    return str(x) != str(lambda: 0)\n"), "a lambda beside text made from values (line 2)"),
     ("def g():\n    def h():\n        pass\n    return repr(h)\n", "h read as a value beside text made from values"),
@@ -130,8 +139,8 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     " for x in xs)\n",
     "def f(xs: List[str]):\n    return len(set(sorted(xs, key=len))) == 3 and type(xs[0]) == str\n",
     "def f(xs: List[int]):\n    return len({x for x in filter(lambda v: v > 2, xs)}) == 3\n",
-    # no set: a lambda or a function passed around is fine
-    "def f(x: int):\n    fs = [lambda: 0, lambda: 1]\n    return fs[x]() == 1\n",
+    # no set or text: a function called where it stands, a builtin passed around
+    "def f(x: int):\n    fs = [len, abs]\n    return fs[x]([-1]) == 1\n",
     "def f(x: int):\n    def h(v):\n        return v + 1\n    return list(map(h, [x]))[0] == 7 and {x} != {h(x)}\n",
     "def f(x: int, n: int = 3):\n    y: int = x\n    return y in {1, 2, n}\n",
     "def f(x: int):\n    try:\n        return len({1 // x}) == 1\n    except (ZeroDivisionError, ValueError):\n"
@@ -229,9 +238,10 @@ def test_the_pure_filter_refuses_an_address_ordered_puzzle_in_its_order(run_in_p
 
 
 def test_self_play_refuses_a_solution_that_orders_by_address_with_its_puzzle_in_front():
-    """The puzzle builds a set of what g returns; g hands it functions: refused only beside its puzzle."""
+    """The puzzle builds a set of what g returns; g hands it builtin functions (hashed by address, shown without
+    one): refused only beside its puzzle."""
     sat = "def f(x: List[int]):\n    return len(set(x)) == 2\n"
-    body = "\n    def a():\n        pass\n    return [a, lambda: 0]\n"
+    body = "\n    return [len, abs]\n"
     assert address_hash_route("def g():" + body) is None  # g alone makes no set
     literal = filters.trivial_preamble(STRINGS)
     [attempt] = verify_attempts({"sat": sat}, "def g():", "List[int]", [body], "", 1, STRINGS.judge_preamble,
