@@ -117,8 +117,8 @@ def callable_attributes(safe_modules: tuple[str, ...]) -> tuple[frozenset[str], 
     """Attribute names, for the modules a self-play program may import: (1) the methods of builtin types and the
     functions and classes of those modules and their classes' methods, and the modules' other values that hash by
     address (``typing.T``): read as a value (``xs.append``, ``math.sqrt``), each is an object hashed by its address;
-    (2) of those, the ones whose call returns an object
-    hashed by its address (``re.match``, ``random.Random``, ``hashlib.sha256``)."""
+    (2) of those, the ones whose call returns an object hashed by its address (``re.match``, ``random.Random``,
+    ``hashlib.sha256``)."""
     modules = [importlib.import_module(module) for module in safe_modules]
     classes = [value for module in modules for value in vars(module).values() if isinstance(value, type)]
     owners = (*_BUILTIN_TYPES, *modules, *classes)  # the modules' classes too: a Counter's most_common
@@ -143,7 +143,8 @@ def module_sets(safe_modules: tuple[str, ...]) -> frozenset[str]:
 
 
 def address_hash_route(code: str) -> str | None:
-    """The first way ``code`` may put an object hashed by its address in a set (a short description), or None.
+    """The first way ``code`` may let an address decide its result (a short description), or None: an object hashed
+    by its address in a set, or shown by its default repr in text.
     Code that does not parse has none to find (the filters that run it report it); code nested too deeply to parse
     here cannot be checked, and is refused."""
     tree, refusal = parse_for_rules(code)
@@ -174,7 +175,8 @@ def address_hash_route(code: str) -> str | None:
                                and any(isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node)))}
     safe_modules = tuple(load_preset().filters.safe_imports)
     methods, address_result_methods = callable_attributes(safe_modules)
-    imported_values, imported_makers = _from_imports(nodes, safe_modules, address_result_methods)
+    imported_values, imported_makers, class_makers = _from_imports(nodes, safe_modules, address_result_methods)
+    class_makers |= _CLASS_MAKERS
     functions |= imported_values
     address_results = ADDRESS_HASHED_RESULTS | generator_functions | imported_makers
     scope_of = _scopes(tree)
@@ -205,7 +207,7 @@ def address_hash_route(code: str) -> str | None:
     if rebound:
         return f"{rebound[0]} rebound {beside}: the rule trusts the builtin"
     for node in nodes:
-        if isinstance(node, ast.Call) and _call_name(node) in _CLASS_MAKERS | imported_makers & _CLASS_MAKERS:
+        if isinstance(node, ast.Call) and _call_name(node) in class_makers:
             return f"{_call_name(node)}(...) {beside} (line {node.lineno}): it makes a class"
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
             return f"a decorator {beside} (line {node.lineno}): it may keep the function it is handed"
@@ -266,12 +268,14 @@ def _call_name(call: ast.Call) -> str | None:
     return func.id if isinstance(func, ast.Name) else (func.attr if isinstance(func, ast.Attribute) else None)
 
 
-def _from_imports(nodes, safe_modules: tuple[str, ...], address_result_methods) -> tuple[set[str], set[str]]:
+def _from_imports(nodes, safe_modules: tuple[str, ...],
+                  address_result_methods) -> tuple[set[str], set[str], set[str]]:
     """Names bound by ``from m import x``: those whose object is callable or hashed by address (read as a value,
-    each is one), and those whose call returns an object hashed by address (or makes a class). Unknown modules'
-    names count as both."""
+    each is one), those whose call returns an object hashed by address, and those that make a class
+    (``namedtuple as nt``). Unknown modules' names count as the first two."""
     values: set[str] = set()
     makers: set[str] = set()
+    class_makers: set[str] = set()
     for node in nodes:
         if not isinstance(node, ast.ImportFrom):
             continue
@@ -281,9 +285,11 @@ def _from_imports(nodes, safe_modules: tuple[str, ...], address_result_methods) 
             value = getattr(module, alias.name, None) if module is not None else None
             if module is None or callable(value) or getattr(type(value), "__hash__", None) is object.__hash__:
                 values.add(bound)
-            if module is None or alias.name in address_result_methods or alias.name in _CLASS_MAKERS:
-                makers.add(bound if alias.name not in _CLASS_MAKERS else alias.name)
-    return values, makers
+            if module is None or alias.name in address_result_methods:
+                makers.add(bound)
+            if alias.name in _CLASS_MAKERS:
+                class_makers.add(bound)
+    return values, makers, class_makers
 
 
 def _bound_names(nodes) -> set[str]:

@@ -116,6 +116,8 @@ def _f(body: str) -> str:
     (_f("    return str(memoryview(b'a')) != str(x)\n"), "memoryview(...) kept beside text made from values"),
     ("import collections\n" + _f("    s = {collections.namedtuple('P', 'ab').ab}\n    return len(s) == x\n"),
      "namedtuple(...) beside a set (line 3): it makes a class"),
+    ("from collections import namedtuple as nt\n" + _f("    return len({nt('P', 'ab').ab, 1}) == x\n"),
+     "nt(...) beside a set (line 3): it makes a class"),
     # a fourth red team's routes (2026-12-05)
     ("import typing\n" + _f("    d = {f: 0}\n    return list(typing.KeysView(d) | [])[0] == f\n"),
      "f read as a value beside a set"),
