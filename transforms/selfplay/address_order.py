@@ -60,7 +60,10 @@ a ``Set[...]`` parameter, a safe module's set) adds builtins read as values. Als
 ``.toreadonly`` return a new one of their receiver's kind; ``typing.KeysView``/``ItemsView`` make sets;
 ``.values()`` views hash by address; ``async def`` functions make coroutines and a lambda that yields makes a
 generator (refused); ``t %= f`` makes text; and an annotation other than a type hint is refused, since Python
-evaluates a parameter's or a module variable's annotation when it runs (``def h(v: s.add(f))``).
+evaluates a parameter's or a module variable's annotation when it runs (``def h(v: s.add(f))``). And: ``next``, ``sum``,
+``min`` and ``max`` use up only the iterable they walk (``next(it, default)`` hands back its default); a caught
+exception's ``.obj``/``.name`` is what raised it; the methods of generators, memoryviews, exceptions and hash
+objects count as methods.
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
@@ -107,9 +110,15 @@ _SELF_OR_COPY = frozenset({"copy", "with_traceback", "getter", "setter", "delete
 _CONSUMERS = frozenset({"set", "frozenset", "list", "tuple", "dict", "sorted", "sum", "min", "max", "any", "all",
                         "next", "iter", "enumerate", "zip", "map", "filter", "reversed", "len"})
 _CLASS_CHECKS = frozenset({"isinstance", "issubclass"})  # their second argument is compared with, not stored
+_EXCEPTION_HOLDS = frozenset({"obj", "name"})  # an AttributeError's object, a NameError's name
+_RETURN_AN_ARGUMENT = frozenset({"next", "sum", "min", "max"})  # a default, a start, or one of several arguments
 _ADDRESS_CONSTANTS = (type(None), type(...))
 
-_BUILTIN_TYPES = (int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set, frozenset, range)
+# Whose methods, read as values, are objects hashed by address: the builtin types, and the types of the objects the
+# rule keeps track of (generators and coroutines, iterators, memoryview, property, exceptions, hash objects).
+_BUILTIN_TYPES = (int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set, frozenset, range,
+                  memoryview, property, slice, BaseException, type((lambda: (yield))()), type(iter(())),
+                  type(hashlib.md5()))
 
 
 @functools.lru_cache(maxsize=None)
@@ -212,7 +221,8 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
             return f"a decorator {beside} (line {node.lineno}): it may keep the function it is handed"
         if isinstance(node, ast.ExceptHandler) and node.name and not all(
-                _used_up_where_it_stands(load, parents) or _described(load, parents)
+                (_used_up_where_it_stands(load, parents) or _described(load, parents))
+                and getattr(parents.get(load), "attr", None) not in _EXCEPTION_HOLDS  # e.obj: what raised it
                 for load in loads.get(node.name, ())):
             return f"the exception caught as {node.name} kept {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in modules
@@ -345,6 +355,9 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> 
         return isinstance(parent.op, ast.Not)
     if isinstance(parent, ast.Call) and node in parent.args:
         func = parent.func
+        if isinstance(func, ast.Name) and func.id in _RETURN_AN_ARGUMENT:
+            # next(it, default), sum(xs, start), min(a, b): only the iterable they walk is used up
+            return parent.args[0] is node and (func.id not in ("min", "max") or len(parent.args) == 1)
         return ((isinstance(func, ast.Name) and func.id in _CONSUMERS)
                 or (isinstance(func, ast.Attribute) and func.attr == "join"))
     return False

@@ -118,6 +118,15 @@ def _f(body: str) -> str:
      "namedtuple(...) beside a set (line 3): it makes a class"),
     ("from collections import namedtuple as nt\n" + _f("    return len({nt('P', 'ab').ab, 1}) == x\n"),
      "nt(...) beside a set (line 3): it makes a class"),
+    # a sixth red team's routes (2026-12-05): builtins that hand back an argument, AttributeError.obj, the methods
+    # of generators and memoryviews
+    (_f("    return len({next(iter(''), iter('a')), 1}) == x\n"), "iter(...) kept beside a set (line 2)"),
+    (_f("    return str(sum([], iter('a'))) != str(x)\n"), "iter(...) kept beside text made from values"),
+    (_f("    return len({min(iter('a'), iter('b'), key=len), 1}) == x\n"), "iter(...) kept beside a set"),
+    (_f("    s = {1}\n    try:\n        iter('a').foo\n    except AttributeError as e:\n        s.add(e.obj)\n"
+        "    return len(s) == x\n"), "the exception caught as e kept beside a set (line 5)"),
+    (_f("    return len({memoryview(b'ab').tolist, 1}) == x\n"), ".tolist read as a value beside a set"),
+    (_f("    return len({(v for v in 'a').send, 1}) == x\n"), ".send read as a value beside a set"),
     # a fourth red team's routes (2026-12-05)
     ("import typing\n" + _f("    d = {f: 0}\n    return list(typing.KeysView(d) | [])[0] == f\n"),
      "f read as a value beside a set"),
@@ -167,6 +176,7 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "def f(x: int):\n    return str(x) + repr(len) + f'{int}' + '%d' % (x % 7) == '3'\n",
     "def f(d: Dict[str, int]):\n    return sorted(d.items(), key=str) == [('a', 1)] and max(d.values()) in {1}\n",
     "from math import sqrt, pi\ndef f(x: float):\n    return str(sqrt(x)) != str(pi) and x in {1.0}\n",
+    "def f(xs: List[int]):\n    return next(iter(xs), 0) + sum(xs, 1) + min(iter(xs)) in {1, 2}\n",
     "def f(d: Dict[int, List[int]], n: Optional[int] = None) -> bool:\n    s: Set[int] = set(d)\n"
     "    return sum(d.values()) == 3 and max(d.values()) in s and all(v for v in d.values())\n",
 ])
