@@ -163,7 +163,8 @@ def address_hash_route(code: str) -> str | None:
     for node in nodes:
         if isinstance(node, ast.ClassDef):
             return f"class {node.name}, whose instances hash by address (line {node.lineno})"
-    set_sources = _SET_VIEWS | module_sets(tuple(load_preset().filters.safe_imports))
+    safe_modules = tuple(load_preset().filters.safe_imports)
+    set_sources = _SET_VIEWS | module_sets(safe_modules)
     makes_set = any(isinstance(node, (ast.Set, ast.SetComp))
                     or (isinstance(node, ast.Name) and node.id in SET_NAMES | set_sources)
                     or (isinstance(node, ast.Attribute) and node.attr in set_sources) for node in nodes)
@@ -182,7 +183,6 @@ def address_hash_route(code: str) -> str | None:
     generator_functions = {node.name for node in nodes if isinstance(node, ast.AsyncFunctionDef)  # a coroutine
                            or (isinstance(node, ast.FunctionDef)
                                and any(isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node)))}
-    safe_modules = tuple(load_preset().filters.safe_imports)
     methods, address_result_methods = callable_attributes(safe_modules)
     imported_values, imported_makers, class_makers = _from_imports(nodes, safe_modules, address_result_methods)
     class_makers |= _CLASS_MAKERS
@@ -195,14 +195,24 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             loads.setdefault(node.id, []).append(node)
 
+    def reads_used_up(name: str) -> bool:
+        """Every read of ``name``, in any scope, is used up where it stands."""
+        return all(_used_up_where_it_stands(load, parents) for load in loads.get(name, ()))
+
     def stays_put(node: ast.AST) -> bool:
-        """Used up where it stands, or assigned to a plain name every read of which (in any scope) is."""
+        """Used up where it stands, or assigned to a plain name every read of which is."""
         if _used_up_where_it_stands(node, parents):
             return True
         parent = parents.get(node)
         return (isinstance(parent, ast.Assign) and parent.value is node and len(parent.targets) == 1
-                and isinstance(parent.targets[0], ast.Name)
-                and all(_used_up_where_it_stands(load, parents) for load in loads.get(parent.targets[0].id, ())))
+                and isinstance(parent.targets[0], ast.Name) and reads_used_up(parent.targets[0].id))
+
+    def each_used_up(call: ast.Call) -> bool:
+        """``call``'s elements reach nothing but a loop's or comprehension's plain name, every read of which is
+        used up where it stands (``[m.group() for m in re.finditer(p, s)]``)."""
+        parent = parents.get(call)
+        return (isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)) and parent.iter is call
+                and isinstance(parent.target, ast.Name) and reads_used_up(parent.target.id))
 
     def address_result(call: ast.AST) -> bool:
         func = call.func if isinstance(call, ast.Call) else call
@@ -246,7 +256,7 @@ def address_hash_route(code: str) -> str | None:
             name = node.func.id if isinstance(node.func, ast.Name) else "." + node.func.attr
             return f"{name}(...) kept {beside} (line {node.lineno})"
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in _ADDRESS_HASHED_ELEMENTS and not _each_used_up(node, parents, loads)):
+                and node.func.attr in _ADDRESS_HASHED_ELEMENTS and not each_used_up(node)):
             return f"what .{node.func.attr}(...) yields kept {beside} (line {node.lineno})"
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "map"
                 and node.args and address_result(node.args[0])):
@@ -316,6 +326,8 @@ def _bound_names(nodes) -> set[str]:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
     return names
+
+
 _DESCRIBERS = frozenset({"str", "repr", "type", "isinstance"})  # an exception's text or class, not the exception
 # Builtins whose handling the rule relies on: code that binds one of these names (def map, str = ...) is refused.
 _TRUSTED = (SET_NAMES | _CALLERS | _KEY_CALLERS | _CLASS_CHECKS | _CONSUMERS | _DESCRIBERS | TEXT_MAKERS
@@ -326,16 +338,9 @@ def _described(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     parent = parents.get(node)
     return (isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id in _DESCRIBERS
             and parent.args[:1] == [node])
+
+
 _ADDRESS_HASHED_ELEMENTS = frozenset({"finditer"})  # an iterator of matches: each hashes by its address
-
-
-def _each_used_up(call: ast.Call, parents: dict[ast.AST, ast.AST], loads: dict[str, list[ast.Name]]) -> bool:
-    """``call``'s elements reach nothing but a loop's or comprehension's plain name, every read of which is used
-    up where it stands (``[m.group() for m in re.finditer(p, s)]``)."""
-    parent = parents.get(call)
-    return (isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)) and parent.iter is call
-            and isinstance(parent.target, ast.Name)
-            and all(_used_up_where_it_stands(load, parents) for load in loads.get(parent.target.id, ())))
 
 
 def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
