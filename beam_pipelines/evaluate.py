@@ -40,6 +40,7 @@ from beam_pipelines.launch import (
 )
 from beam_pipelines.options import OutputOptions
 from runners.engines import load_tokenizer
+from runners.engines.compile_choice import WorkEstimate
 from runners.inference import infer_and_join
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
@@ -103,13 +104,36 @@ def check_options(options: PipelineOptions) -> None:
                                      f"problem(s) have no canonical_solution (first: {', '.join(unsolved[:3])})")
 
 
+def p3_sampling(settings: EvalSettings) -> plans.Sampling:
+    """How each P3 test puzzle's attempts are sampled: the paper's solve settings at the evaluation's n, T and
+    length."""
+    preset = load_preset()
+    return plans.Sampling(settings.samples, settings.temperature, settings.max_tokens, tuple(preset.solve.stop),
+                          top_k=preset.solve.top_k, ban_eos=preset.solve.ban_eos)
+
+
+def estimated_attempts(options: PipelineOptions, enough: int) -> WorkEstimate | None:
+    """The P3 evaluation's solve attempts (the test puzzles it can attempt x n), for the engine's compile choice;
+    None for the code benchmarks (compiling was not measured for their requests: they stay eager) and for
+    ``--reference-solutions`` (no engine)."""
+    settings = eval_settings(options)
+    if settings.benchmark != "p3" or settings.reference_solutions:
+        return None
+    tests = list(load_p3(settings.path).test)[:settings.problem_limit]
+    sampling, strings = p3_sampling(settings), load_preset().solve
+    attemptable = sum(not isinstance(plans.solve_request(p3_puzzle(p), "", sampling, 0, strings)[0], str)
+                      for p in tests)
+    return WorkEstimate(attemptable * settings.samples, "attempts",
+                        f"{attemptable} P3 test puzzles x {settings.samples} samples")
+
+
 JOB = JobSpec("evaluate", __doc__, (OutputOptions, EvaluateOptions, BenchmarkOptions, SandboxOptions, MethodOptions,
                                     EngineOptions),
               # the benchmark to score on, the training template and the sampling seed; the rest of those
               # classes (decontamination, the Inverse-Instruct method) is other jobs'
               reads_only={BenchmarkOptions: frozenset({"benchmark"}),
                           MethodOptions: frozenset({"preset", "run_seed"})},
-              check=check_options)
+              check=check_options, requests=estimated_attempts, workload="p3_solve")
 
 
 # ------------------------------------------------------------------------------------------- code problems
@@ -207,9 +231,7 @@ def build_p3_pipeline(pipeline: beam.Pipeline, options: PipelineOptions, setting
                                               sandbox))
         unattempted = pipeline | "NoneUnattempted" >> beam.Create([])
     else:
-        sampling = plans.Sampling(settings.samples, settings.temperature, settings.max_tokens, tuple(preset.solve.stop),
-                                  top_k=preset.solve.top_k, ban_eos=preset.solve.ban_eos)
-        solve_settings = SolveSettings(solve.build_solve_prefix(p3.train, preset.solve), sampling,
+        solve_settings = SolveSettings(solve.build_solve_prefix(p3.train, preset.solve), p3_sampling(settings),
                                        options.view_as(MethodOptions).run_seed, preset.filters.judge_preamble,
                                        stage="evaluate.solve_plan", count_planned=False)
         LIVE.add("evaluate.requests.generate", len(tests))

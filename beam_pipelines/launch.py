@@ -49,9 +49,11 @@ class JobSpec:
     # ``pipeline_options`` before run.json is written: each raises JobConfigError (see ``argument_errors``).
     check: Callable[[PipelineOptions], None] | None = None
     # The job's engine requests, estimated before it starts (``(options, enough)`` -> a ``transforms.instruct.
-    # workload.RequestEstimate``, or None when it makes none): vLLM on a CPU compiles when they reach the size
-    # from which compiling pays there (``runners.options.choose_compilation``).
+    # workload.RequestEstimate`` or ``runners.engines.compile_choice.WorkEstimate``, or None when it makes none), in
+    # the unit of its kind of work (``workload``): vLLM on a CPU compiles when they reach the size from which
+    # compiling pays there (``runners.options.choose_compilation``).
     requests: Callable[[PipelineOptions, int], Any] | None = None
+    workload: str = "instruct"
 
     @property
     def prog(self) -> str:
@@ -745,7 +747,7 @@ def choose_engine_compilation(options: PipelineOptions, job: JobSpec) -> None:
     recorded = (previous or {}).get("arguments", {}).get("enforce_eager") if (
         (previous or {}).get("job") == job.name) else None
     note = choose_compilation(options, functools.partial(job.requests, options),
-                              recorded=recorded if isinstance(recorded, bool) else None)
+                              recorded=recorded if isinstance(recorded, bool) else None, workload=job.workload)
     if note:
         logging.getLogger(__name__).info(note)
         if not options.view_as(OutputOptions).quiet:

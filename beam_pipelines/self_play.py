@@ -39,6 +39,7 @@ from beam_pipelines.launch import (
     write_summary,
 )
 from beam_pipelines.options import OutputOptions
+from runners.engines.compile_choice import WorkEstimate
 from runners.inference import infer_and_join
 from runners.model_resolution import resolve_model
 from runners.options import EngineOptions, engine_config_from_options, handler_from_options
@@ -109,10 +110,20 @@ def check_options(options: PipelineOptions) -> None:
             raise JobConfigError(f"--p3-dir: {err}") from err
 
 
+def estimated_attempts(options: PipelineOptions, enough: int) -> WorkEstimate:
+    """The round's puzzle samples, counted as solve attempts (each costs at least one: a longer shared prompt, up to
+    200 tokens against 150), for the engine's compile choice. A lower bound: the puzzles the filters keep add up to
+    ``--solve-attempts`` attempts each, and how many they keep is not known before the model writes them."""
+    opts = options.view_as(SelfPlayOptions)
+    return WorkEstimate(opts.num_prompts * opts.samples_per_prompt, "attempts",
+                        f"{opts.num_prompts} prompts x {opts.samples_per_prompt} puzzle samples; each puzzle kept "
+                        f"adds up to {opts.solve_attempts} solve attempts", bound="at least")
+
+
 JOB = JobSpec("self-play", __doc__, (OutputOptions, SelfPlayOptions, SandboxOptions, MethodOptions, EngineOptions,
                                      SpillOptions),
               reads_only={MethodOptions: frozenset({"run_seed"})},  # sampling is SelfPlayOptions' own
-              check=check_options)
+              check=check_options, requests=estimated_attempts, workload="p3_solve")
 
 
 def solve_prefix(opts: SelfPlayOptions, p3=None) -> str:

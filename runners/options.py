@@ -123,16 +123,17 @@ def engine_config_from_options(options: PipelineOptions) -> EngineConfig:
 
 
 def choose_compilation(options: PipelineOptions, estimate: Callable[[int], Any],
-                       recorded: bool | None = None) -> str | None:
+                       recorded: bool | None = None, workload: str = "instruct") -> str | None:
     """``--enforce-eager`` left to its default, for vLLM on this machine's CPU: compiled when the job's estimated
     requests (``estimate(threshold)``, a ``transforms.instruct.workload.RequestEstimate`` or None when the job
-    makes none) reach the size from which compiling pays on this CPU class (``runners.engines.compile_choice``),
+    makes none; in ``workload``'s unit: the main job's requests, P3 solve attempts) reach the size from which
+    compiling pays on this CPU class for that kind of work (``runners.engines.compile_choice``),
     else eager. A compiled choice is written into the options as ``--no-enforce-eager``, so run.json, the
     inference cache's key and every worker see it; ``recorded`` (the run being resumed chose compiled) is kept
     without estimating again. Returns a line saying what was chosen and why, or None when there was no choice
     to make (an explicit choice, a GPU or an accelerator hint, another engine, a CPU where compiling never paid)."""
     from runners.engines.common import cuda_available
-    from runners.engines.compile_choice import compile_threshold, compiles
+    from runners.engines.compile_choice import UNITS, compile_threshold, compiles
     from runners.hardware import cpu_bf16_feature
 
     opts = options.view_as(EngineOptions)
@@ -142,7 +143,7 @@ def choose_compilation(options: PipelineOptions, estimate: Callable[[int], Any],
         opts.enforce_eager = False
         return "engine: compiled (--no-enforce-eager), as the run being resumed chose"
     config = engine_config_from_options(options)
-    threshold = compile_threshold(cpu_bf16_feature(), config.dtype, config.cpu_amx)
+    threshold = compile_threshold(cpu_bf16_feature(), config.dtype, config.cpu_amx, workload)
     if threshold is None:
         return None
     work = estimate(threshold)
@@ -151,9 +152,9 @@ def choose_compilation(options: PipelineOptions, estimate: Callable[[int], Any],
     if compiles(work.requests, threshold):
         opts.enforce_eager = False
         return (f"engine: compiled (--no-enforce-eager): the job makes {work.describe()}, and on this CPU (AMX, "
-                f"bf16) compiling pays from about {threshold:,}; --enforce-eager keeps it eager")
+                f"bf16) compiling pays from about {threshold:,} {UNITS[workload]}; --enforce-eager keeps it eager")
     return (f"engine: eager: the job makes {work.describe()}; on this CPU compiling pays from about "
-            f"{threshold:,} (--no-enforce-eager compiles)")
+            f"{threshold:,} {UNITS[workload]} (--no-enforce-eager compiles)")
 
 
 def result_settings(config: EngineConfig) -> dict:

@@ -5,20 +5,39 @@ import json
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from runners.engines.compile_choice import COMPILE_PAYS_FROM_REQUESTS, compile_threshold, compiles
+from runners.engines.compile_choice import COMPILE_PAYS_FROM, compile_threshold, compiles
 from transforms.instruct.workload import AT_LEAST, AT_MOST, RequestEstimate
 
 
 def test_compiling_pays_only_where_it_was_measured_to():
-    assert compile_threshold("amx_bf16", "bfloat16", "invariant") == COMPILE_PAYS_FROM_REQUESTS["amx_bf16"]
+    assert compile_threshold("amx_bf16", "bfloat16", "invariant") == COMPILE_PAYS_FROM["instruct"]["amx_bf16"]
     for cpu, dtype, amx in (("avx512_bf16", "bfloat16", "invariant"), (None, "float32", "invariant"),
                             ("amx_bf16", "float32", "invariant"), ("amx_bf16", "bfloat16", "full"),
                             ("amx_bf16", "bfloat16", "off")):
         assert compile_threshold(cpu, dtype, amx) is None, (cpu, dtype, amx)
     # the measured break-even on the AMX machine with the tile kernel: 1,250-1,600 requests (README); the rule sits
     # at its upper end
-    assert 1_250 <= COMPILE_PAYS_FROM_REQUESTS["amx_bf16"] <= 1_600
+    assert 1_250 <= COMPILE_PAYS_FROM["instruct"]["amx_bf16"] <= 1_600
     assert compiles(3_300, 3_300) and not compiles(3_299, 3_300) and not compiles(10**9, None)
+
+
+def test_p3_solve_attempts_compile_from_their_own_measured_break_even():
+    """The P3 solve workload's threshold is its own (attempts, not the main job's requests), at or just above the
+    largest break-even the bench measured for it (bench/results/compile_choice_p3_solve_*.json), and only on AMX."""
+    from pathlib import Path
+
+    threshold = compile_threshold("amx_bf16", "bfloat16", "invariant", "p3_solve")
+    assert threshold == COMPILE_PAYS_FROM["p3_solve"]["amx_bf16"] != COMPILE_PAYS_FROM["instruct"]["amx_bf16"]
+    runs = [json.loads(path.read_text()) for path in
+            (Path(__file__).parents[3] / "bench" / "results").glob("compile_choice_p3_solve_*.json")]
+    assert len(runs) >= 2
+    assert all(r["workload"] == "p3-solve" and r["machine"]["bf16_feature"] == "amx_bf16" for r in runs)
+    largest = max(r["server_break_even_samples"] for r in runs)
+    assert largest <= threshold <= 1.25 * largest
+    assert compile_threshold("avx512_bf16", "bfloat16", "invariant", "p3_solve") is None
+    assert compile_threshold("amx_bf16", "float32", "invariant", "p3_solve") is None
+    with pytest.raises(ValueError, match="unknown workload"):
+        compile_threshold("amx_bf16", "bfloat16", "invariant", "humaneval")
 
 
 @pytest.fixture
@@ -47,7 +66,7 @@ def _choose(argv, requests, bound=AT_LEAST, recorded=None):
 
 def test_a_large_job_compiles_and_a_small_one_stays_eager(amx_cpu):
     note, eager, asked = _choose([], 5_000)
-    assert eager is False and asked == [COMPILE_PAYS_FROM_REQUESTS["amx_bf16"]]
+    assert eager is False and asked == [COMPILE_PAYS_FROM["instruct"]["amx_bf16"]]
     assert "compiled" in note and "at least 5,000 requests" in note and "--enforce-eager keeps it eager" in note
     note, eager, _ = _choose([], 100, AT_MOST)
     assert eager is None and note.startswith("engine: eager") and "at most 100 requests" in note
@@ -93,7 +112,7 @@ def test_the_main_job_records_a_compiled_choice_in_run_json_and_keeps_it_on_resu
     from beam_pipelines.launch import RUN_FILE, pipeline_options
     from runners.options import EngineOptions, engine_identity
 
-    monkeypatch.setattr(rule, "COMPILE_PAYS_FROM_REQUESTS", {"amx_bf16": 100})
+    monkeypatch.setitem(rule.COMPILE_PAYS_FROM, "instruct", {"amx_bf16": 100})
     corpus = tmp_path / "corpus.jsonl"
     _write_corpus(corpus, 30)  # 30 snippets x 5 candidates = 150 requests
     common = [f"--input={corpus}", "--num-candidates=5", "--dtype=bfloat16"]
@@ -146,3 +165,50 @@ def test_on_code_alpaca_the_estimate_counts_the_snippets_the_pipeline_keeps(shar
     # a threshold of 3,300 (1,100 snippets at 3 candidates) is reached before the end, and reading stops there
     early = estimated_requests(PipelineOptions(corpus), 3_300)
     assert early.bound == AT_LEAST and early.requests == 3_300 and 1_100 < early.records_read < 2017
+
+
+def test_the_p3_evaluation_compiles_at_the_papers_attempts_and_stays_eager_below(amx_cpu, shared_data, tmp_path,
+                                                                               capsys):
+    """228 test puzzles x 100 attempts (the default) compile; x 10 stay eager; a code benchmark is not measured, so
+    no choice is made for it."""
+    from beam_pipelines.evaluate import JOB
+    from beam_pipelines.launch import RUN_FILE, pipeline_options
+    from runners.options import EngineOptions
+    from transforms.selfplay.p3 import load_p3
+
+    p3 = shared_data / "p3"
+    tests = load_p3(p3).test
+    assert len(tests) == 228
+    common = [f"--benchmark=p3={p3}", "--dtype=bfloat16"]
+    paper = pipeline_options([f"--output={tmp_path / 'paper'}", *common], JOB)
+    assert paper.view_as(EngineOptions).enforce_eager is False
+    assert json.loads((tmp_path / "paper" / RUN_FILE).read_text())["arguments"]["enforce_eager"] is False
+    err = capsys.readouterr().err
+    shown = int(err.split(" P3 test puzzles x 100 samples")[0].rsplit("(", 1)[1])
+    assert shown == 228 and "22,800 attempts" in err and "compiled" in err, err  # every test puzzle can be attempted
+    assert "pays from about 7,500 attempts" in err
+
+    small = pipeline_options([f"--output={tmp_path / 'small'}", *common, "--samples-per-problem=10"], JOB)
+    assert small.view_as(EngineOptions).enforce_eager is None
+    err = capsys.readouterr().err
+    assert "engine: eager" in err and f"{shown * 10:,} attempts ({shown} P3 test puzzles x 10 samples)" in err
+
+    code = pipeline_options([f"--output={tmp_path / 'code'}", "--dtype=bfloat16"], JOB)  # HumanEval
+    assert code.view_as(EngineOptions).enforce_eager is None and "engine:" not in capsys.readouterr().err
+
+
+def test_self_play_compiles_when_its_puzzle_samples_alone_reach_the_threshold(amx_cpu, shared_data, tmp_path,
+                                                                             capsys):
+    from beam_pipelines.launch import pipeline_options
+    from beam_pipelines.self_play import JOB
+    from runners.options import EngineOptions
+
+    common = [f"--p3-dir={shared_data / 'p3'}", "--dtype=bfloat16"]
+    default = pipeline_options([f"--output={tmp_path / 'default'}", *common], JOB)
+    assert default.view_as(EngineOptions).enforce_eager is None
+    err = capsys.readouterr().err
+    assert "engine: eager: the job makes at least 64 attempts (4 prompts x 16 puzzle samples" in err, err
+    large = pipeline_options([f"--output={tmp_path / 'large'}", *common, "--num-prompts=118",
+                              "--samples-per-prompt=64"], JOB)
+    assert large.view_as(EngineOptions).enforce_eager is False
+    assert "at least 7,552 attempts" in capsys.readouterr().err
