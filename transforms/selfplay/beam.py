@@ -24,7 +24,7 @@ from schemas.records import RecordKind
 from transforms.execute.beam import SandboxPoolDoFn
 from transforms.execute.isolation import IsolationLimits, IsolationUnavailable
 from transforms.execute.pool import SandboxPool
-from transforms.execute.verdicts import guarded, runs_cleanly, sat_outcomes, verify_pair
+from transforms.execute.verdicts import NOT_EVALUATED, guarded, runs_cleanly, sat_outcomes, verify_pair
 from transforms.selfplay import filters, plans, solve
 from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay.introspection import interpreter_route
@@ -137,9 +137,13 @@ def _filter_sample(sample: dict[str, Any], strings: FilterStrings, *, trivial_re
         except Exception as err:  # the trusted side raised on this one puzzle: recorded, the job goes on
             return "verifier_error", f"{type(err).__name__}: {str(err)[:200]}", facts
         reason = filters.read_trivial_outcomes(outcomes)
-        if reason:
-            hit = next(c for c, o in zip(verdict.candidates, outcomes) if o in filters.TRIVIAL_OUTCOMES)
-            return reason, f"f({hit!r}) passes", facts
+        hits = [c for c, o in zip(verdict.candidates, outcomes) if o in filters.TRIVIAL_OUTCOMES]
+        if reason and hits:
+            return reason, f"f({hits[0]!r}) passes", facts
+        if reason:  # no small answer passed, but some were never tried
+            untried = outcomes.count(NOT_EVALUATED)
+            return reason, (f"{untried} of {len(outcomes)} small answers not tried: the sandbox failed too often "
+                            f"(timeouts or crashes) before their turn"), facts
     reason = filters.environment_name_reason(puzzle, strings)
     if reason:
         names = sorted(filters.environment_names(strings))

@@ -151,3 +151,15 @@ def test_a_trivial_test_the_sandbox_cannot_finish_does_not_keep_the_puzzle():
     from transforms.selfplay.filters import read_trivial_outcomes
 
     assert read_trivial_outcomes(outcomes) == "trivial_test_incomplete"
+
+
+def test_a_puzzle_whose_trivial_test_cannot_finish_is_a_dead_letter_not_a_failed_job():
+    """Found by a 256-sample self-play run (2026-12-05): a model-written f that loops on every small answer used
+    up the sandbox's restarts, and the filter looked for the small answer that passed, of which there was none,
+    raising StopIteration out of the stage."""
+    completion = "x: int) -> bool:\n    while x == x:\n        x = x\n    return x > 5\n"
+    quick = SandboxSettings(IsolationLimits(timeout_s=1, cpu_s=1), workers=1)
+    reason, detail, facts = filter_sample(_sample(completion), STRINGS, trivial_reject_rate=1.0, seed=0,
+                                          sandbox=quick)
+    assert reason == "trivial_test_incomplete" and facts["tested"] is True
+    assert "small answers not tried: the sandbox failed too often" in detail and detail.split()[0].isdigit()
