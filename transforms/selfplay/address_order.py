@@ -65,6 +65,14 @@ evaluates a parameter's or a module variable's annotation when it runs (``def h(
 exception's ``.obj``/``.name`` is what raised it; the methods of generators, memoryviews, exceptions and hash
 objects count as methods.
 
+The seventh red team (2026-12-05) added: async code (coroutines, async generators and what their methods return
+hash by address) and ``except*`` (a group's ``.exceptions`` hands back what was raised) are refused outright; an
+annotation may read no name the code binds other than ``typing``'s (``y: d[h] = 0`` raises ``KeyError(h)``); the
+builtins whose call makes an object hashed by address (``iter``, ``zip``, ``reversed``...) may not be read as values
+in any program; ``...`` may stand only as a statement or in a comparison. Also used up, to refuse less ordinary
+code: unpacking into names (``a, b = map(int, s.split())``), ``bool(...)``, a subscript (``m[0]``), and
+``math.prod``, ``math.fsum`` and ``collections.Counter`` called through their module's name.
+
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
 ``PYTHONHASHSEED=0``; the literal run draws one).
@@ -78,7 +86,7 @@ import hashlib
 import importlib
 
 from transforms.selfplay.preset import load_preset
-from transforms.selfplay.source import parent_map, parse_for_rules
+from transforms.selfplay.source import bound_names, parent_map, parse_for_rules
 
 REASON = "hashes_by_address"
 SET_NAMES = frozenset({"set", "frozenset"})
@@ -108,11 +116,14 @@ _SELF_OR_COPY = frozenset({"copy", "with_traceback", "getter", "setter", "delete
 # Builtins that use up the iterables they are handed (or wrap them in another iterator, itself checked) and store
 # only their elements or a value computed from them.
 _CONSUMERS = frozenset({"set", "frozenset", "list", "tuple", "dict", "sorted", "sum", "min", "max", "any", "all",
-                        "next", "iter", "enumerate", "zip", "map", "filter", "reversed", "len"})
+                        "bool", "next", "iter", "enumerate", "zip", "map", "filter", "reversed", "len"})
+# Functions of the safe modules that do the same, called through the module's name (``math.prod(map(int, s))``).
+_MODULE_CONSUMERS = frozenset({("math", "prod"), ("math", "fsum"), ("collections", "Counter")})
 _CLASS_CHECKS = frozenset({"isinstance", "issubclass"})  # their second argument is compared with, not stored
 _EXCEPTION_HOLDS = frozenset({"obj", "name"})  # an AttributeError's object, a NameError's name
 _RETURN_AN_ARGUMENT = frozenset({"next", "sum", "min", "max"})  # a default, a start, or one of several arguments
 _ADDRESS_CONSTANTS = (type(None), type(...))
+_ASYNC_NODES = (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)
 
 # Whose methods, read as values, are objects hashed by address: the builtin types, and the types of the objects the
 # rule keeps track of (generators and coroutines, iterators, memoryview, property, exceptions, hash objects).
@@ -163,6 +174,10 @@ def address_hash_route(code: str) -> str | None:
     for node in nodes:
         if isinstance(node, ast.ClassDef):
             return f"class {node.name}, whose instances hash by address (line {node.lineno})"
+        if isinstance(node, _ASYNC_NODES):  # coroutines, async generators and what their methods return
+            return f"async code, whose objects hash by address (line {node.lineno})"
+        if isinstance(node, ast.TryStar):  # an exception group's .exceptions hands back what was raised
+            return f"except*, whose exception groups hold the exceptions raised (line {node.lineno})"
     safe_modules = tuple(load_preset().filters.safe_imports)
     set_sources = _SET_VIEWS | module_sets(safe_modules)
     makes_set = any(isinstance(node, (ast.Set, ast.SetComp))
@@ -173,11 +188,19 @@ def address_hash_route(code: str) -> str | None:
     beside = ("beside a set" if makes_set else "beside text made from values"
               if any(_makes_text(node) for node in nodes) else "where its address may show")
     parents = parent_map(tree)
-    annotations = {inner for node in nodes for outer in _annotations(node) for inner in ast.walk(outer)}
+    # in the code's order (a set of nodes would iterate by address, and the route named would vary)
+    annotations = list(dict.fromkeys(inner for node in nodes for outer in _annotations(node)
+                                     for inner in ast.walk(outer)))
     computing = next((node for node in annotations if not isinstance(node, _TYPE_HINT_NODES)), None)
     if computing is not None:  # Python evaluates a parameter's or a module variable's annotation when it runs
         return f"an annotation that computes {beside} (line {computing.lineno})"
-    nodes = [node for node in nodes if node not in annotations]  # List[int]: a type hint, never evaluated into a set
+    # and reads its names: d[h] looks like a hint, but raises KeyError(h) when d is the code's dict
+    code_names = bound_names(node for node in nodes if not _imports_typing(node))
+    reading = next((node for node in annotations if isinstance(node, ast.Name) and node.id in code_names), None)
+    if reading is not None:
+        return f"an annotation that reads {reading.id}, a name the code binds, {beside} (line {reading.lineno})"
+    in_annotations = set(annotations)
+    nodes = [node for node in nodes if node not in in_annotations]  # List[int]: a type hint, never evaluated into a set
     functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     # Calling one of these makes a generator (any yield inside counts, a nested function's too: conservative).
     generator_functions = {node.name for node in nodes if isinstance(node, ast.AsyncFunctionDef)  # a coroutine
@@ -195,13 +218,23 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             loads.setdefault(node.id, []).append(node)
 
+    imported_as = {alias.asname or alias.name: alias.name for node in nodes if isinstance(node, ast.Import)
+                   for alias in node.names}
+    consuming = {node for node in nodes if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                 and isinstance(node.func.value, ast.Name) and node.func.value.id not in bound_names(
+                     n for n in nodes if not isinstance(n, ast.Import))
+                 and (imported_as.get(node.func.value.id), node.func.attr) in _MODULE_CONSUMERS}
+
+    def used_up(node: ast.AST) -> bool:
+        return _used_up_where_it_stands(node, parents, consuming)
+
     def reads_used_up(name: str) -> bool:
         """Every read of ``name``, in any scope, is used up where it stands."""
-        return all(_used_up_where_it_stands(load, parents) for load in loads.get(name, ()))
+        return all(used_up(load) for load in loads.get(name, ()))
 
     def stays_put(node: ast.AST) -> bool:
         """Used up where it stands, or assigned to a plain name every read of which is."""
-        if _used_up_where_it_stands(node, parents):
+        if used_up(node):
             return True
         parent = parents.get(node)
         return (isinstance(parent, ast.Assign) and parent.value is node and len(parent.targets) == 1
@@ -222,7 +255,7 @@ def address_hash_route(code: str) -> str | None:
 
     modules = {(alias.asname or alias.name).split(".")[0] for node in nodes if isinstance(node, ast.Import)
                for alias in node.names}
-    rebound = sorted(_bound_names(nodes) & _TRUSTED)
+    rebound = sorted(bound_names(nodes) & _TRUSTED)
     if rebound:
         return f"{rebound[0]} rebound {beside}: the rule trusts the builtin"
     for node in nodes:
@@ -231,7 +264,7 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
             return f"a decorator {beside} (line {node.lineno}): it may keep the function it is handed"
         if isinstance(node, ast.ExceptHandler) and node.name and not all(
-                (_used_up_where_it_stands(load, parents) or _described(load, parents))
+                (used_up(load) or _described(load, parents))
                 and getattr(parents.get(load), "attr", None) not in _EXCEPTION_HOLDS  # e.obj: what raised it
                 for load in loads.get(node.name, ())):
             return f"the exception caught as {node.name} kept {beside} (line {node.lineno})"
@@ -244,12 +277,16 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents):
             return f"a lambda {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
-                and (node.id in functions or (makes_set and node.id in ADDRESS_HASHED_BUILTINS))
+                and (node.id in functions or node.id in ADDRESS_HASHED_RESULTS
+                     or (makes_set and node.id in ADDRESS_HASHED_BUILTINS))
                 and (scope_of[node], node.id) not in locals_only
                 and not _called_where_it_stands(node, parents)):
             return f"{node.id} read as a value {beside} (line {node.lineno})"
         if isinstance(node, ast.Constant) and type(node.value) in _ADDRESS_CONSTANTS and _set_element(node, parents):
             return f"{node.value!r} in a set (line {node.lineno})"
+        if (isinstance(node, ast.Constant) and node.value is ... and not isinstance(parents.get(node), ast.Expr)
+                and not _compared(node, parents)):  # a body's placeholder, or `x is ...`, stores nothing
+            return f"... read as a value {beside} (line {node.lineno}): it hashes by its address"
         if isinstance(node, ast.GeneratorExp) and not stays_put(node):
             return f"a generator kept {beside} (line {node.lineno})"
         if isinstance(node, ast.Call) and address_result(node) and not stays_put(node):
@@ -312,22 +349,6 @@ def _from_imports(nodes, safe_modules: tuple[str, ...],
     return values, makers, class_makers
 
 
-def _bound_names(nodes) -> set[str]:
-    names: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-    return names
-
-
 _DESCRIBERS = frozenset({"str", "repr", "type", "isinstance"})  # an exception's text or class, not the exception
 # Builtins whose handling the rule relies on: code that binds one of these names (def map, str = ...) is refused.
 _TRUSTED = (SET_NAMES | _CALLERS | _KEY_CALLERS | _CLASS_CHECKS | _CONSUMERS | _DESCRIBERS | TEXT_MAKERS
@@ -343,10 +364,12 @@ def _described(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
 _ADDRESS_HASHED_ELEMENTS = frozenset({"finditer"})  # an iterator of matches: each hashes by its address
 
 
-def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
+                             consuming: set[ast.Call] | frozenset = frozenset()) -> bool:
     """``node`` (an object hashed by its address) is used where it stands and never stored: iterated (a loop, a
-    comprehension, ``*``, ``yield from``, a consuming builtin or ``str.join``), so that only its elements can reach
-    a set; or read (``re.match(p, s).group()``), tested (``if re.match(p, s)``, ``not``, a comparison) or raised."""
+    comprehension, ``*``, ``yield from``, unpacked into names, a consuming builtin, ``str.join`` or a ``consuming``
+    call of a module's function), so that only its elements can reach a set; or read (``re.match(p, s).group()``,
+    ``m[0]``), tested (``if re.match(p, s)``, ``not``, ``bool``, a comparison) or raised."""
     parent = parents.get(node)
     if isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)):
         return parent.iter is node or node in getattr(parent, "ifs", ())
@@ -354,6 +377,13 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> 
         return True
     if isinstance(parent, ast.Attribute):
         return parent.value is node and parent.attr not in _SELF_OR_COPY
+    if isinstance(parent, ast.Subscript):
+        return parent.value is node  # m[0]: a group; an iterator raises
+    if isinstance(parent, ast.Assign):  # a, b = map(int, s.split()): unpacked, only the elements are bound
+        return parent.value is node and all(isinstance(t, (ast.Tuple, ast.List)) and not any(
+            isinstance(e, ast.Starred) for e in t.elts) for t in parent.targets)
+    if parent in consuming:
+        return node in parent.args
     if isinstance(parent, _TESTS):
         return parent.test is node
     if isinstance(parent, ast.UnaryOp):
@@ -472,6 +502,16 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> b
     if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return node in parent.decorator_list
     return False
+
+
+def _compared(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    return isinstance(parents.get(node), ast.Compare)
+
+
+def _imports_typing(node: ast.AST) -> bool:
+    """``import typing`` or ``from typing import ...``: the names they bind are type hints' own."""
+    return ((isinstance(node, ast.ImportFrom) and node.module == "typing" and not node.level)
+            or (isinstance(node, ast.Import) and all(alias.name == "typing" for alias in node.names)))
 
 
 def _set_element(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:

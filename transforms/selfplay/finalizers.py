@@ -11,7 +11,9 @@ and ``verify_pair`` passed such a pair. Such code is refused before it runs.
 The rule: a function (``def``, ``async def`` or lambda) whose own body (nested functions and classes not counted)
 yields (``yield`` or ``yield from``) may not, in that same body, hold a ``try`` with a ``finally`` clause, a
 ``with`` or ``async with`` statement, or an ``except`` handler that can catch ``GeneratorExit`` (bare, or naming
-``GeneratorExit`` or ``BaseException``, alone or in a tuple; ``except*`` too). A generator expression cannot hold a
+``GeneratorExit`` or ``BaseException``, alone or in a tuple; ``except*`` too; or naming anything but a builtin
+subclass of ``Exception`` by its own name, which the code does not rebind: ``stop = GeneratorExit`` then ``except
+stop``, found by the seventh red team). A generator expression cannot hold a
 statement, so it has no finalizer. A ``with`` statement or ``try/finally`` outside any generator runs when its block
 ends, not when something is collected, and is allowed. Conservative: no flow analysis (a ``finally`` that writes
 nothing is refused too). No P3 puzzle defines a generator at all.
@@ -22,9 +24,10 @@ dunder name, ``gc`` and ``weakref`` (not safe imports), which it refuses.
 from __future__ import annotations
 
 import ast
+import builtins
 from typing import Iterator
 
-from transforms.selfplay.source import parse_for_rules
+from transforms.selfplay.source import bound_names, parse_for_rules
 
 REASON = "finalizes_generator"
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -39,6 +42,7 @@ def generator_finalizer_route(code: str) -> str | None:
     tree, refusal = parse_for_rules(code)
     if tree is None:
         return refusal
+    rebound = bound_names(ast.walk(tree))
     for function in ast.walk(tree):
         if not isinstance(function, _FUNCTIONS):
             continue
@@ -47,7 +51,7 @@ def generator_finalizer_route(code: str) -> str | None:
             continue
         name = getattr(function, "name", "<lambda>")
         for node in own:
-            finalizer = _finalizer(node)
+            finalizer = _finalizer(node, rebound)
             if finalizer:
                 return f"{finalizer} in generator {name} (line {node.lineno})"
     return None
@@ -73,22 +77,27 @@ def _own_nodes(function: ast.AST) -> Iterator[ast.AST]:
         stack.extend(ast.iter_child_nodes(node))
 
 
-def _finalizer(node: ast.AST) -> str | None:
+def _finalizer(node: ast.AST, rebound: set[str]) -> str | None:
     if isinstance(node, (ast.Try, ast.TryStar)) and node.finalbody:
         return "a finally clause"
     if isinstance(node, (ast.With, ast.AsyncWith)):
         return "a with statement"
-    if isinstance(node, ast.ExceptHandler) and _catches_close(node.type):
+    if isinstance(node, ast.ExceptHandler) and _catches_close(node.type, rebound):
         return "an except that catches GeneratorExit"
     return None
 
 
-def _catches_close(caught: ast.expr | None) -> bool:
+def _catches_close(caught: ast.expr | None, rebound: set[str]) -> bool:
+    """Whether the handler may catch ``GeneratorExit``: unless every class it names is a builtin subclass of
+    ``Exception`` (``GeneratorExit`` is not one) read by its own name, which ``rebound`` (the code's bindings) does
+    not hold, it may (an alias, an attribute, a computed class)."""
     if caught is None:
         return True  # bare except
     names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
     for name in names:
-        read = name.id if isinstance(name, ast.Name) else name.attr if isinstance(name, ast.Attribute) else None
-        if read is None or read in _CATCHES_CLOSE:
-            return True  # a computed exception class could be either: refused
+        if not (isinstance(name, ast.Name) and name.id not in rebound and name.id not in _CATCHES_CLOSE
+                and isinstance(getattr(builtins, name.id, None), type)
+                and issubclass(getattr(builtins, name.id), Exception)):
+            return True
     return False
+

@@ -39,6 +39,26 @@ def parent_map(tree: ast.AST) -> dict[ast.AST, ast.AST]:
     return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
 
+def bound_names(nodes) -> set[str]:
+    """Every name ``nodes`` (a tree's nodes, any scope) bind: assignment, ``del``, parameter, ``def``/``class``,
+    import, ``except ... as``, ``global``/``nonlocal``."""
+    names: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            names.update(node.names)
+    return names
+
+
 def strip_puzzle(text: str) -> str:
     """A generated puzzle without the code that follows it: the text, stripped, up to the first newline that is
     followed by a non-blank character (gen.py ``strip_puzzle``)."""

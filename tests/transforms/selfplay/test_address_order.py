@@ -133,7 +133,32 @@ def _f(body: str) -> str:
     (_f("    s = {1}\n    def h(v: s.add(f)):\n        pass\n    return len(s) == x\n"),
      "an annotation that computes beside a set (line 3)"),
     (_f("    d = {1: 2}\n    s = {d.values(), 1}\n    return len(s) == x\n"), ".values(...) kept beside a set"),
-    ("async def h():\n    pass\n" + _f("    return str(h()) != str(x)\n"), "h(...) kept beside text made from values"),
+    ("async def h():\n    pass\n" + _f("    return str(h()) != str(x)\n"), "async code, whose objects hash by address"),
+    # the seventh red team (2026-12-05): async generators' methods, except*, names read in annotations, builtin
+    # makers passed around in text mode, ... as a value
+    ("async def ticks():\n    yield 1\n" + _f("    s = set(range(0, 4000, 16))\n    s.add(ticks().asend(None))\n"
+                                                "    return list(s)[0] == x\n"), "async code"),
+    (_f("    s = set(range(0, 4000, 16))\n    try:\n        raise ExceptionGroup('g', [ValueError(x)])\n"
+        "    except* ValueError as eg:\n        s.add(eg.exceptions[0])\n    return list(s)[0] == x\n"),
+     "except*, whose exception groups hold the exceptions raised"),
+    ("def h(v):\n    return v\ns = set(range(0, 4000, 16))\nd = {}\ntry:\n    y: d[h] = 0\nexcept KeyError as e:\n"
+     "    s.add(e.args[0])\n" + _f("    return list(s)[0] == x\n"),
+     "an annotation that reads d, a name the code binds"),
+    (_f("    box = iter([x])\n    y: box = 0\n    return str(y) == '0'\n"), "an annotation that reads box"),
+    (_f("    walk = {'w': iter}['w']('abc')\n    return str(walk)[1] == str(x)\n"),
+     "iter read as a value beside text made from values"),
+    ("def walk(xs, step=reversed):\n    return step(xs)\n" + _f("    return '%s' % (walk([x]),) != ''\n"),
+     "reversed read as a value beside text made from values"),
+    (_f("    s = set(range(0, 4000, 16))\n    s.add(...)\n    return list(s)[0] == x\n"),
+     "... read as a value beside a set"),
+    # what the allowances above do not cover: a starred target keeps a list of the objects, a module's function
+    # under a name the code rebinds, a subscript's target
+    (_f("    a, *rest = map(iter, ['ab', 'cd'])\n    return str(rest) != ''\n"), "map(...) kept"),
+    (_f("    a, *rest = (iter(v) for v in ['ab', 'cd'])\n    return str(rest) != ''\n"), "a generator kept"),
+    ("import re as math\n" + _f("    def prod(v):\n        return v\n    return str(math.prod(iter([x]))) != ''\n"),
+     "iter(...) kept"),
+    ("import math\n" + _f("    math = {'prod': list}\n    return str(math.prod(iter([x]))) != ''\n"),
+     "iter(...) kept"),
     (_f("    return len({(lambda: (yield 1))(), 1}) == x\n"), "a lambda that makes a generator beside a set"),
     ("def f(x: int):\n    t = '%r'\n    t %= f\n    return t != '1'\n",
      "f read as a value beside text made from values"),
@@ -177,6 +202,17 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "def f(d: Dict[str, int]):\n    return sorted(d.items(), key=str) == [('a', 1)] and max(d.values()) in {1}\n",
     "from math import sqrt, pi\ndef f(x: float):\n    return str(sqrt(x)) != str(pi) and x in {1.0}\n",
     "def f(xs: List[int]):\n    return next(iter(xs), 0) + sum(xs, 1) + min(iter(xs)) in {1, 2}\n",
+    # ordinary code the seventh red team found refused: unpacked, multiplied, tested with bool, counted, indexed
+    "def f(s: str) -> bool:\n    a, b = map(int, s.split())\n    return a * b == 42 and str(a) != ''\n",
+    "import math\ndef f(n: int) -> bool:\n    return n > 10 and math.prod(map(int, str(n))) == 24 and f'{n}' != ''\n",
+    "import re\ndef f(s: str) -> bool:\n    return bool(re.fullmatch(r'[a-z]+\\d{3}', s)) and str(len(s)) == '8'\n",
+    "import collections\ndef f(s: str) -> bool:\n    c = collections.Counter(ch for ch in s if ch.isalpha())\n"
+    "    return str(len(s)) == '6' and c.most_common(1)[0][1] == 3\n",
+    "import re\ndef f(s: str) -> bool:\n    return re.search(r'\\d+', s)[0] == '2024' and len({s}) == 1\n",
+    # a body's placeholder and a comparison with ... store nothing; typing's names read in annotations are hints
+    "def f(x: int):\n    def h():\n        ...\n    return x is not ... and len({x}) == 1 and h() is None\n",
+    "import typing\nfrom typing import Tuple as T\ndef f(x: typing.List[int], y: T[int, ...] = (1,)):\n"
+    "    return len(set(x)) == 2\n",
     "def f(d: Dict[int, List[int]], n: Optional[int] = None) -> bool:\n    s: Set[int] = set(d)\n"
     "    return sum(d.values()) == 3 and max(d.values()) in s and all(v for v in d.values())\n",
 ])

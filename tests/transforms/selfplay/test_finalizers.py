@@ -56,6 +56,14 @@ def _f(body: str) -> str:
      "    return list(h())\n", "a finally clause in generator h"),
     # a generator that is f itself
     ("def f(x: int):\n    try:\n        yield x\n    finally:\n        pass\n", "in generator f"),
+    # an alias of GeneratorExit, a builtin name the code rebinds, an attribute (the seventh red team's route)
+    ("stop = GeneratorExit\n" + _f("    def h():\n        try:\n            yield 1\n        except stop:\n"
+                                     "            x.append(1)\n    return x == 1\n"), "an except that catches"),
+    ("ValueError = GeneratorExit\n" + _f("    def h():\n        try:\n            yield 1\n"
+                                          "        except ValueError:\n            pass\n    return x == 1\n"),
+     "an except that catches"),
+    (_f("    import re\n    def h():\n        try:\n            yield 1\n        except re.error:\n            pass\n"
+        "    return x == 1\n"), "an except that catches"),
 ])
 def test_a_generator_holding_a_finalizer_is_refused(code, route):
     assert route in (generator_finalizer_route(code) or ""), generator_finalizer_route(code)
