@@ -70,8 +70,11 @@ hash by address) and ``except*`` (a group's ``.exceptions`` hands back what was 
 annotation may read no name the code binds other than ``typing``'s (``y: d[h] = 0`` raises ``KeyError(h)``); the
 builtins whose call makes an object hashed by address (``iter``, ``zip``, ``reversed``...) may not be read as values
 in any program; ``...`` may stand only as a statement or in a comparison. Also used up, to refuse less ordinary
-code: unpacking into names (``a, b = map(int, s.split())``), ``bool(...)``, a subscript (``m[0]``), and
-``math.prod``, ``math.fsum`` and ``collections.Counter`` called through their module's name.
+code: unpacking into names (``a, *b = map(int, s.split())``), ``bool(...)``, a subscript by an int or str literal
+(``m[0]``; a slice of a memoryview is another one), and ``math.prod``, ``math.fsum`` and ``collections.Counter``
+called through their module's name or a ``from`` import. The eighth (the same day) added: ``re.Scanner`` is refused
+(it hands itself to its callbacks), and so is an annotation naming a safe module's Python function (a misused hint's
+error shows it: ``Optional[typing.cast, int]``); ``match`` statements are ``introspection``'s to refuse.
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
@@ -84,6 +87,7 @@ import builtins
 import functools
 import hashlib
 import importlib
+import types
 
 from transforms.selfplay.preset import load_preset
 from transforms.selfplay.source import bound_names, parent_map, parse_for_rules
@@ -156,6 +160,14 @@ def callable_attributes(safe_modules: tuple[str, ...]) -> tuple[frozenset[str], 
 
 
 @functools.lru_cache(maxsize=None)
+def module_functions(safe_modules: tuple[str, ...]) -> frozenset[str]:
+    """Names of the safe modules' functions written in Python (``typing.cast``, ``re.compile``): their default repr
+    holds their address."""
+    return frozenset(name for module in safe_modules for name, value in vars(importlib.import_module(module)).items()
+                     if isinstance(value, types.FunctionType))
+
+
+@functools.lru_cache(maxsize=None)
 def module_sets(safe_modules: tuple[str, ...]) -> frozenset[str]:
     """Names of the safe modules' sets (``hashlib.algorithms_guaranteed``): their methods make sets too."""
     return frozenset(name for module in safe_modules for name, value in vars(importlib.import_module(module)).items()
@@ -178,6 +190,9 @@ def address_hash_route(code: str) -> str | None:
             return f"async code, whose objects hash by address (line {node.lineno})"
         if isinstance(node, ast.TryStar):  # an exception group's .exceptions hands back what was raised
             return f"except*, whose exception groups hold the exceptions raised (line {node.lineno})"
+        if ((isinstance(node, ast.Attribute) and node.attr == "Scanner")
+                or (isinstance(node, ast.alias) and node.name == "Scanner")):  # it hands itself to its callbacks
+            return f"re.Scanner, which hands itself to its callbacks (line {getattr(node, 'lineno', '?')})"
     safe_modules = tuple(load_preset().filters.safe_imports)
     set_sources = _SET_VIEWS | module_sets(safe_modules)
     makes_set = any(isinstance(node, (ast.Set, ast.SetComp))
@@ -199,6 +214,12 @@ def address_hash_route(code: str) -> str | None:
     reading = next((node for node in annotations if isinstance(node, ast.Name) and node.id in code_names), None)
     if reading is not None:
         return f"an annotation that reads {reading.id}, a name the code binds, {beside} (line {reading.lineno})"
+    # and a misused hint raises an error whose message shows what it names: Optional[typing.cast, int]
+    functions = module_functions(safe_modules)
+    naming = next((node for node in annotations if getattr(node, "id", getattr(node, "attr", None)) in functions),
+                  None)
+    if naming is not None:
+        return f"an annotation that names a function, whose repr holds its address, {beside} (line {naming.lineno})"
     in_annotations = set(annotations)
     nodes = [node for node in nodes if node not in in_annotations]  # List[int]: a type hint, never evaluated into a set
     functions = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
@@ -220,10 +241,20 @@ def address_hash_route(code: str) -> str | None:
 
     imported_as = {alias.asname or alias.name: alias.name for node in nodes if isinstance(node, ast.Import)
                    for alias in node.names}
-    consuming = {node for node in nodes if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                 and isinstance(node.func.value, ast.Name) and node.func.value.id not in bound_names(
-                     n for n in nodes if not isinstance(n, ast.Import))
-                 and (imported_as.get(node.func.value.id), node.func.attr) in _MODULE_CONSUMERS}
+    from_imported = {alias.asname or alias.name: (node.module, alias.name) for node in nodes
+                     if isinstance(node, ast.ImportFrom) and not node.level for alias in node.names}
+    bound_otherwise = bound_names(n for n in nodes if not isinstance(n, (ast.Import, ast.ImportFrom)))
+
+    def module_consumer(call: ast.Call) -> bool:
+        """``math.prod(...)`` through the module's name, or ``prod(...)`` from ``from math import prod``."""
+        func = call.func
+        if isinstance(func, ast.Name):
+            return func.id not in bound_otherwise and from_imported.get(func.id) in _MODULE_CONSUMERS
+        return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                and func.value.id not in bound_otherwise
+                and (imported_as.get(func.value.id), func.attr) in _MODULE_CONSUMERS)
+
+    consuming = {node for node in nodes if isinstance(node, ast.Call) and module_consumer(node)}
 
     def used_up(node: ast.AST) -> bool:
         return _used_up_where_it_stands(node, parents, consuming)
@@ -377,11 +408,10 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
         return True
     if isinstance(parent, ast.Attribute):
         return parent.value is node and parent.attr not in _SELF_OR_COPY
-    if isinstance(parent, ast.Subscript):
-        return parent.value is node  # m[0]: a group; an iterator raises
-    if isinstance(parent, ast.Assign):  # a, b = map(int, s.split()): unpacked, only the elements are bound
-        return parent.value is node and all(isinstance(t, (ast.Tuple, ast.List)) and not any(
-            isinstance(e, ast.Starred) for e in t.elts) for t in parent.targets)
+    if isinstance(parent, ast.Subscript):  # m[0], m['year']: a group; an iterator raises. Never a slice, which
+        return parent.value is node and _constant_index(parent.slice)  # of a memoryview makes another
+    if isinstance(parent, ast.Assign):  # a, *b = map(int, s.split()): unpacked, only the elements are bound
+        return parent.value is node and all(isinstance(t, (ast.Tuple, ast.List)) for t in parent.targets)
     if parent in consuming:
         return node in parent.args
     if isinstance(parent, _TESTS):
@@ -502,6 +532,13 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> b
     if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return node in parent.decorator_list
     return False
+
+
+def _constant_index(index: ast.AST) -> bool:
+    """An int or str literal (``-1`` too): an index that cannot be a slice object."""
+    if isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.USub):
+        index = index.operand
+    return isinstance(index, ast.Constant) and type(index.value) in (int, str)
 
 
 def _compared(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:

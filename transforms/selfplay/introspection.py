@@ -16,6 +16,7 @@ The routes (each found as a working exploit, or one step from one):
   ``co_consts``...);
 * the builtins that look names up or run text (``getattr``, ``globals``, ``vars``, ``eval``, ``exec``,
   ``compile``, ``open``...), and the names ``site`` adds (``credits``, ``license``...), which the sandbox lacks;
+* ``match`` statements (their patterns bind names and read attributes by text, out of the other rules' sight);
 * ``str.format``/``format_map`` unless on a constant whose fields name no attribute or item (format paths reach
   attributes by text);
 * ``id`` and ``hash`` (an object's address; a string's hash seed), ``is`` between objects other than ``None``,
@@ -185,7 +186,12 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             for name in filter(None, bound):
                 if _refused_name(name):
                     return f"name {name} bound by a pattern, except or global (line {node.lineno})"
-    return None
+    # Checked last, so the routes above are named first. A match statement's patterns bind names and read
+    # attributes by text (`case set(add=a)`, `case str(format=fm)`), out of the other rules' sight: the eighth red
+    # team on the address rule (2026-12-05) rebound builtins, read methods and format paths, and aliased
+    # GeneratorExit that way. No P3 puzzle or reference solution uses one.
+    match = next((node for node in ast.walk(tree) if isinstance(node, ast.Match)), None)
+    return f"a match statement (line {match.lineno})" if match is not None else None
 
 
 def _raised_or_subclassed(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:

@@ -41,7 +41,7 @@ def parent_map(tree: ast.AST) -> dict[ast.AST, ast.AST]:
 
 def bound_names(nodes) -> set[str]:
     """Every name ``nodes`` (a tree's nodes, any scope) bind: assignment, ``del``, parameter, ``def``/``class``,
-    import, ``except ... as``, ``global``/``nonlocal``."""
+    import, ``except ... as``, ``global``/``nonlocal``, a ``case`` pattern's capture."""
     names: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -56,6 +56,10 @@ def bound_names(nodes) -> set[str]:
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             names.update(node.names)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
     return names
 
 

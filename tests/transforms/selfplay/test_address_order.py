@@ -153,12 +153,20 @@ def _f(body: str) -> str:
      "... read as a value beside a set"),
     # what the allowances above do not cover: a starred target keeps a list of the objects, a module's function
     # under a name the code rebinds, a subscript's target
-    (_f("    a, *rest = map(iter, ['ab', 'cd'])\n    return str(rest) != ''\n"), "map(...) kept"),
-    (_f("    a, *rest = (iter(v) for v in ['ab', 'cd'])\n    return str(rest) != ''\n"), "a generator kept"),
+    (_f("    a, *rest = map(iter, ['ab', 'cd'])\n    return str(rest) != ''\n"), "map over a function"),
+    (_f("    a, *rest = (iter(v) for v in ['ab', 'cd'])\n    return str(rest) != ''\n"), "iter(...) kept"),
+    # the eighth red team's: re.Scanner hands itself to its callbacks; a misused hint's error shows a function
+    ("import re\n" + _f("    return str(re.Scanner([(r'\\w', slice)]).scan('ab')[0]) != str(x)\n"), "re.Scanner"),
+    ("from re import Scanner\n" + _f("    return str(Scanner([]).scan('')) != str(x)\n"), "re.Scanner"),
+    ("import typing\n" + _f("    try:\n        def h(v: typing.Optional[typing.cast, int]):\n            pass\n"
+                            "    except TypeError as e:\n        return str(e)[-3] == str(x)\n"),
+     "an annotation that names a function"),
     ("import re as math\n" + _f("    def prod(v):\n        return v\n    return str(math.prod(iter([x]))) != ''\n"),
      "iter(...) kept"),
     ("import math\n" + _f("    math = {'prod': list}\n    return str(math.prod(iter([x]))) != ''\n"),
      "iter(...) kept"),
+    (_f("    return str(memoryview(b'abc')[0:2]) != str(x)\n"), "memoryview(...) kept"),  # a slice is another one
+    (_f("    i = slice(0, 2)\n    return str(memoryview(b'abc')[i]) != str(x)\n"), "memoryview(...) kept"),
     (_f("    return len({(lambda: (yield 1))(), 1}) == x\n"), "a lambda that makes a generator beside a set"),
     ("def f(x: int):\n    t = '%r'\n    t %= f\n    return t != '1'\n",
      "f read as a value beside text made from values"),
@@ -209,6 +217,9 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "import collections\ndef f(s: str) -> bool:\n    c = collections.Counter(ch for ch in s if ch.isalpha())\n"
     "    return str(len(s)) == '6' and c.most_common(1)[0][1] == 3\n",
     "import re\ndef f(s: str) -> bool:\n    return re.search(r'\\d+', s)[0] == '2024' and len({s}) == 1\n",
+    "def f(x: int) -> bool:\n    return str(memoryview(b'abc')[-1]) == str(x)\n",
+    "def f(s: str) -> bool:\n    first, *rest = map(int, s.split())\n    return str(first) == '1' and rest == [2]\n",
+    "from collections import Counter\ndef f(s: str) -> bool:\n    return str(Counter(map(int, s))[1]) == '2'\n",
     # a body's placeholder and a comparison with ... store nothing; typing's names read in annotations are hints
     "def f(x: int):\n    def h():\n        ...\n    return x is not ... and len({x}) == 1 and h() is None\n",
     "import typing\nfrom typing import Tuple as T\ndef f(x: typing.List[int], y: T[int, ...] = (1,)):\n"

@@ -64,6 +64,10 @@ def _f(body: str) -> str:
      "an except that catches"),
     (_f("    import re\n    def h():\n        try:\n            yield 1\n        except re.error:\n            pass\n"
         "    return x == 1\n"), "an except that catches"),
+    # a name a case pattern binds is the code's (the eighth red team)
+    ("match [GeneratorExit]:\n    case [ValueError]:\n        pass\n" + _f(
+        "    def h():\n        try:\n            yield 1\n        except ValueError:\n            pass\n"
+        "    return x == 1\n"), "an except that catches"),
 ])
 def test_a_generator_holding_a_finalizer_is_refused(code, route):
     assert route in (generator_finalizer_route(code) or ""), generator_finalizer_route(code)

@@ -295,8 +295,17 @@ def test_a_puzzle_that_reads_a_process_detail_is_refused_before_it_runs(completi
     _assert_refused(completion, route)
 
 
+def test_every_match_statement_is_a_route():
+    """Even a self-matching class pattern: patterns bind names and read attributes by text, out of the other rules'
+    sight (the eighth red team on the address rule, 2026-12-05)."""
+    code = "def f(x: int):\n    match x:\n        case int():\n            return x == 3\n    return False\n"
+    assert interpreter_route(code) == "a match statement (line 2)"
+    kwd = ("def f(s: str):\n    x = {1}\n    match x:\n        case set(add=a):\n            a(a)\n"
+           "    return len(x) == 2\n")
+    assert interpreter_route(kwd) == "a match statement (line 3)"
+
+
 @pytest.mark.parametrize("code", [
-    "def f(x: int):\n    match x:\n        case int():\n            return x == 3\n    return False\n",
     "def f(xs: List[int]):\n    return xs[0] is not None and xs == [3]\n",
     "def f(x: int):\n    y = None\n    return y is None and x == 3\n",
 ])
