@@ -74,7 +74,13 @@ code: unpacking into names (``a, *b = map(int, s.split())``), ``bool(...)``, a s
 (``m[0]``; a slice of a memoryview is another one), and ``math.prod``, ``math.fsum`` and ``collections.Counter``
 called through their module's name or a ``from`` import. The eighth (the same day) added: ``re.Scanner`` is refused
 (it hands itself to its callbacks), and so is an annotation naming a safe module's Python function (a misused hint's
-error shows it: ``Optional[typing.cast, int]``); ``match`` statements are ``introspection``'s to refuse.
+error shows it: ``Optional[typing.cast, int]``); ``match`` statements are ``introspection``'s to refuse. The ninth
+added: ``from re import finditer`` (what it yields is followed only as ``re.finditer(...)``), typing's type variables
+(``TypeVar``, ``TypeVarTuple``, ``ParamSpec``, ``Unpack``: their hash is their address, and so is what unpacking one
+yields) and ``.default_factory`` are refused, and an annotation may read an attribute of a module only
+(``typing.IO.read`` is a function); it also found ordinary code refused, allowed now: a lambda as ``re.sub``'s
+replacement whose parameter is only read where it stands (``lambda m: m.group() * 2``), and
+``collections.defaultdict(int)`` beside a set.
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
@@ -127,6 +133,7 @@ _CLASS_CHECKS = frozenset({"isinstance", "issubclass"})  # their second argument
 _EXCEPTION_HOLDS = frozenset({"obj", "name"})  # an AttributeError's object, a NameError's name
 _RETURN_AN_ARGUMENT = frozenset({"next", "sum", "min", "max"})  # a default, a start, or one of several arguments
 _ADDRESS_CONSTANTS = (type(None), type(...))
+_TYPE_VARIABLES = frozenset({"TypeVar", "TypeVarTuple", "ParamSpec", "ParamSpecArgs", "ParamSpecKwargs", "Unpack"})
 _ASYNC_NODES = (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)
 
 # Whose methods, read as values, are objects hashed by address: the builtin types, and the types of the objects the
@@ -193,6 +200,15 @@ def address_hash_route(code: str) -> str | None:
         if ((isinstance(node, ast.Attribute) and node.attr == "Scanner")
                 or (isinstance(node, ast.alias) and node.name == "Scanner")):  # it hands itself to its callbacks
             return f"re.Scanner, which hands itself to its callbacks (line {getattr(node, 'lineno', '?')})"
+        named = getattr(node, "attr", None) or getattr(node, "id", None) or (
+            node.name if isinstance(node, ast.alias) else None)
+        if named in _TYPE_VARIABLES:  # their hash is their address, and so is what they make (Unpack[Ts])
+            return f"typing.{named}, whose objects hash by address (line {getattr(node, 'lineno', '?')})"
+        if isinstance(node, ast.ImportFrom) and any(a.name in _ADDRESS_HASHED_ELEMENTS for a in node.names):
+            return f"from {node.module} import finditer: what it yields is followed as re.finditer(...) only " \
+                   f"(line {node.lineno})"
+        if isinstance(node, ast.Attribute) and node.attr == "default_factory":  # defaultdict(int) keeps int there
+            return f".default_factory read (line {node.lineno})"
     safe_modules = tuple(load_preset().filters.safe_imports)
     set_sources = _SET_VIEWS | module_sets(safe_modules)
     makes_set = any(isinstance(node, (ast.Set, ast.SetComp))
@@ -214,6 +230,14 @@ def address_hash_route(code: str) -> str | None:
     reading = next((node for node in annotations if isinstance(node, ast.Name) and node.id in code_names), None)
     if reading is not None:
         return f"an annotation that reads {reading.id}, a name the code binds, {beside} (line {reading.lineno})"
+    # an attribute of a module only (typing.List), never of a class (typing.IO.read, ParamSpec.args: a misused hint's
+    # error shows them)
+    imported_modules = {(alias.asname or alias.name).split(".")[0] for node in nodes if isinstance(node, ast.Import)
+                        for alias in node.names}
+    deep = next((node for node in annotations if isinstance(node, ast.Attribute)
+                 and not (isinstance(node.value, ast.Name) and node.value.id in imported_modules)), None)
+    if deep is not None:
+        return f"an annotation that reads .{deep.attr} of what is not a module {beside} (line {deep.lineno})"
     # and a misused hint raises an error whose message shows what it names: Optional[typing.cast, int]
     functions = module_functions(safe_modules)
     naming = next((node for node in annotations if getattr(node, "id", getattr(node, "attr", None)) in functions),
@@ -305,7 +329,9 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, ast.Lambda) and any(isinstance(inner, (ast.Yield, ast.YieldFrom, ast.Await))
                                                 for inner in ast.walk(node.body)):
             return f"a lambda that makes a generator {beside} (line {node.lineno})"
-        if isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents):
+        if (isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents)
+                and not (_replacement(node, parents, imported_as) and all(
+                    reads_used_up(a.arg) for a in node.args.args))):  # re.sub(p, lambda m: m[0] * 2, s)
             return f"a lambda {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
                 and (node.id in functions or node.id in ADDRESS_HASHED_RESULTS
@@ -520,7 +546,8 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> b
         return True  # caught or raised, not stored
     if isinstance(parent, ast.Call):
         name = parent.func.id if isinstance(parent.func, ast.Name) else None
-        return (parent.func is node or (name in _CALLERS and parent.args[:1] == [node])
+        factory = isinstance(parent.func, ast.Attribute) and parent.func.attr == "defaultdict"  # collections.
+        return (parent.func is node or ((name in _CALLERS or factory) and parent.args[:1] == [node])
                 or (name in _CLASS_CHECKS and parent.args[1:2] == [node]))
     if isinstance(parent, ast.keyword):  # sorted(xs, key=f), xs.sort(key=f); dict(key=f) would keep f
         call = parents.get(parent)
@@ -532,6 +559,24 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> b
     if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return node in parent.decorator_list
     return False
+
+
+def _replacement(node: ast.AST, parents: dict[ast.AST, ast.AST], imported_as: dict[str, str]) -> bool:
+    """``node`` is the replacement function of ``re.sub``/``subn`` (second argument) or of a pattern's
+    ``.sub``/``.subn`` (first), or their ``repl=``: called with each match, never stored."""
+    parent = parents.get(node)
+    if isinstance(parent, ast.keyword):
+        return parent.arg == "repl" and _replacement_call(parents.get(parent)) is not None
+    if _replacement_call(parent) is None:
+        return False
+    through_module = isinstance(parent.func.value, ast.Name) and imported_as.get(parent.func.value.id) == "re"
+    return parent.args[1:2] == [node] if through_module else parent.args[:1] == [node]
+
+
+def _replacement_call(call: ast.AST) -> ast.Call | None:
+    if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in ("sub", "subn"):
+        return call
+    return None
 
 
 def _constant_index(index: ast.AST) -> bool:

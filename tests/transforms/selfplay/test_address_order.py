@@ -161,6 +161,20 @@ def _f(body: str) -> str:
     ("import typing\n" + _f("    try:\n        def h(v: typing.Optional[typing.cast, int]):\n            pass\n"
                             "    except TypeError as e:\n        return str(e)[-3] == str(x)\n"),
      "an annotation that names a function"),
+    # the ninth red team's: finditer by a bare name, typing's type variables, a class's attribute in an annotation,
+    # and what the new allowances below must not let through
+    ("from re import finditer\n" + _f("    s = set(range(0, 4000, 16))\n    for m in finditer('a', 'a'):\n"
+                                      "        s.add(m)\n    return list(s)[0] == x\n"), "from re import finditer"),
+    ("import typing\n" + _f("    s = set(range(0, 4000, 16))\n    a, = typing.TypeVarTuple('Ts')\n    s.add(a)\n"
+                            "    return list(s)[0] == x\n"), "typing.TypeVarTuple"),
+    ("import typing\n" + _f("    try:\n        def h(v: typing.Optional[typing.IO.read, int]):\n            pass\n"
+                            "    except TypeError as e:\n        return str(e)[-3] == str(x)\n"),
+     "an annotation that reads .read of what is not a module"),
+    ("import re\n" + _f("    seen = set()\n"
+                        "    return re.sub('a', lambda m: (seen.add(m), 'x')[1], 'a') == 'x' == str(x)\n"),
+     "a lambda beside a set"),
+    ("import collections\n" + _f("    d = collections.defaultdict(int)\n    return len({d.default_factory, x}) == 2\n"),
+     ".default_factory read"),
     ("import re as math\n" + _f("    def prod(v):\n        return v\n    return str(math.prod(iter([x]))) != ''\n"),
      "iter(...) kept"),
     ("import math\n" + _f("    math = {'prod': list}\n    return str(math.prod(iter([x]))) != ''\n"),
@@ -220,6 +234,10 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "def f(x: int) -> bool:\n    return str(memoryview(b'abc')[-1]) == str(x)\n",
     "def f(s: str) -> bool:\n    first, *rest = map(int, s.split())\n    return str(first) == '1' and rest == [2]\n",
     "from collections import Counter\ndef f(s: str) -> bool:\n    return str(Counter(map(int, s))[1]) == '2'\n",
+    "import re\ndef f(s: str) -> bool:\n    return re.sub(r'\\d', lambda m: str(9 - int(m.group())), s) == 'a8b7'\n",
+    "import re\ndef f(s: str) -> bool:\n    return re.compile('a').sub(lambda m: m[0] * 2, s) == 'aa' and len({s})\n",
+    "import collections\ndef f(s: str) -> bool:\n    d = collections.defaultdict(int)\n    for c in s:\n"
+    "        d[c] += 1\n    return len(set(d.values())) == 1\n",
     # a body's placeholder and a comparison with ... store nothing; typing's names read in annotations are hints
     "def f(x: int):\n    def h():\n        ...\n    return x is not ... and len({x}) == 1 and h() is None\n",
     "import typing\nfrom typing import Tuple as T\ndef f(x: typing.List[int], y: T[int, ...] = (1,)):\n"
