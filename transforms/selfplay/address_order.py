@@ -80,7 +80,9 @@ added: ``from re import finditer`` (what it yields is followed only as ``re.find
 yields) and ``.default_factory`` are refused, and an annotation may read an attribute of a module only
 (``typing.IO.read`` is a function); it also found ordinary code refused, allowed now: a lambda as ``re.sub``'s
 replacement whose parameter is only read where it stands (``lambda m: m.group() * 2``), and
-``collections.defaultdict(int)`` beside a set.
+``collections.defaultdict(int)`` beside a set (the factory one of ``int``, ``float``, ``str``, ``bool``, ``list``,
+``dict``, ``set``, ``tuple``, ``frozenset``; the tenth red team kept ``defaultdict(zip)``'s products, and a lambda
+``*a`` as ``re.sub``'s replacement: only ``lambda m:`` counts).
 
 Left open: NaN (its hash is its address since 3.10; ``float('nan')`` cannot be told from ``float(s)``), ``None``
 reaching a set through a variable, and a set's string order under each run's hash seed (the separate checks fix
@@ -330,8 +332,8 @@ def address_hash_route(code: str) -> str | None:
                                                 for inner in ast.walk(node.body)):
             return f"a lambda that makes a generator {beside} (line {node.lineno})"
         if (isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents)
-                and not (_replacement(node, parents, imported_as) and all(
-                    reads_used_up(a.arg) for a in node.args.args))):  # re.sub(p, lambda m: m[0] * 2, s)
+                and not (_replacement(node, parents, imported_as) and _one_plain_parameter(node)
+                         and reads_used_up(node.args.args[0].arg))):  # re.sub(p, lambda m: m[0] * 2, s)
             return f"a lambda {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
                 and (node.id in functions or node.id in ADDRESS_HASHED_RESULTS
@@ -408,8 +410,9 @@ def _from_imports(nodes, safe_modules: tuple[str, ...],
 
 _DESCRIBERS = frozenset({"str", "repr", "type", "isinstance"})  # an exception's text or class, not the exception
 # Builtins whose handling the rule relies on: code that binds one of these names (def map, str = ...) is refused.
+_VALUE_FACTORIES = frozenset({"int", "float", "str", "bool", "list", "dict", "set", "tuple", "frozenset"})
 _TRUSTED = (SET_NAMES | _CALLERS | _KEY_CALLERS | _CLASS_CHECKS | _CONSUMERS | _DESCRIBERS | TEXT_MAKERS
-            | ADDRESS_HASHED_RESULTS)
+            | ADDRESS_HASHED_RESULTS | _VALUE_FACTORIES)
 
 
 def _described(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
@@ -546,7 +549,9 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> b
         return True  # caught or raised, not stored
     if isinstance(parent, ast.Call):
         name = parent.func.id if isinstance(parent.func, ast.Name) else None
-        factory = isinstance(parent.func, ast.Attribute) and parent.func.attr == "defaultdict"  # collections.
+        # collections.defaultdict(int): a factory whose products hash by value and whose repr shows no address
+        factory = (isinstance(parent.func, ast.Attribute) and parent.func.attr == "defaultdict"
+                   and isinstance(node, ast.Name) and node.id in _VALUE_FACTORIES)
         return (parent.func is node or ((name in _CALLERS or factory) and parent.args[:1] == [node])
                 or (name in _CLASS_CHECKS and parent.args[1:2] == [node]))
     if isinstance(parent, ast.keyword):  # sorted(xs, key=f), xs.sort(key=f); dict(key=f) would keep f
@@ -571,6 +576,13 @@ def _replacement(node: ast.AST, parents: dict[ast.AST, ast.AST], imported_as: di
         return False
     through_module = isinstance(parent.func.value, ast.Name) and imported_as.get(parent.func.value.id) == "re"
     return parent.args[1:2] == [node] if through_module else parent.args[:1] == [node]
+
+
+def _one_plain_parameter(function: ast.Lambda) -> bool:
+    """``lambda m: ...``: no ``*a``, ``**k``, ``m, /``, keyword-only parameter or default (each hides the match)."""
+    a = function.args
+    return (len(a.args) == 1 and not (a.posonlyargs or a.vararg or a.kwonlyargs or a.kwarg or a.defaults
+                                      or a.kw_defaults))
 
 
 def _replacement_call(call: ast.AST) -> ast.Call | None:

@@ -18,6 +18,9 @@ statement, so it has no finalizer. A ``with`` statement or ``try/finally`` outsi
 ends, not when something is collected, and is allowed. Conservative: no flow analysis (a ``finally`` that writes
 nothing is refused too). No P3 puzzle defines a generator at all.
 
+``BufferError`` is refused too, anywhere: a memoryview a suspended generator iterates locks its buffer until the
+collector frees the generator, and catching the error counts the collector's timing (the tenth red team).
+
 What this leaves to ``introspection.interpreter_route`` (always checked with it): ``__del__`` and every other
 dunder name, ``gc`` and ``weakref`` (not safe imports), which it refuses.
 """
@@ -43,6 +46,10 @@ def generator_finalizer_route(code: str) -> str | None:
     if tree is None:
         return refusal
     rebound = bound_names(ast.walk(tree))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "BufferError":  # a buffer's lock ends when its exporter (a
+            # memoryview a suspended generator iterates) is collected: catching it times the collector
+            return f"BufferError, whose lock ends at a collection (line {node.lineno})"
     for function in ast.walk(tree):
         if not isinstance(function, _FUNCTIONS):
             continue

@@ -175,6 +175,16 @@ def _f(body: str) -> str:
      "a lambda beside a set"),
     ("import collections\n" + _f("    d = collections.defaultdict(int)\n    return len({d.default_factory, x}) == 2\n"),
      ".default_factory read"),
+    # the tenth red team's: a replacement lambda with *a or m, / hides the match; a factory that makes or shows an
+    # address (a function, zip, an exception)
+    ("import re\n" + _f("    s = set(range(0, 4000, 16))\n    re.sub('a', lambda *a: s.add(a[0]) or '', 'a')\n"
+                        "    return list(s)[0] == x\n"), "a lambda beside a set"),
+    ("import re\n" + _f("    s = set(range(0, 4000, 16))\n    re.sub('a', lambda m, /: s.add(m) or '', 'a')\n"
+                        "    return list(s)[0] == x\n"), "a lambda beside a set"),
+    ("import collections\n" + _f("    d = collections.defaultdict(zip)\n    s = {d[0], 1}\n    return len(s) == x\n"),
+     "zip read as a value beside a set"),
+    ("import collections\ndef h():\n    return 0\n" + _f("    return str(collections.defaultdict(h))[-3] == str(x)\n"),
+     "h read as a value"),
     ("import re as math\n" + _f("    def prod(v):\n        return v\n    return str(math.prod(iter([x]))) != ''\n"),
      "iter(...) kept"),
     ("import math\n" + _f("    math = {'prod': list}\n    return str(math.prod(iter([x]))) != ''\n"),

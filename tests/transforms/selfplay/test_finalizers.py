@@ -64,6 +64,10 @@ def _f(body: str) -> str:
      "an except that catches"),
     (_f("    import re\n    def h():\n        try:\n            yield 1\n        except re.error:\n            pass\n"
         "    return x == 1\n"), "an except that catches"),
+    # a buffer's lock ends when the collector frees the generator that holds its memoryview (the tenth red team)
+    (_f("    buf = bytearray(b'ab')\n    def h():\n        for b in memoryview(buf):\n            yield b\n"
+        "    try:\n        buf.extend(b'c')\n    except BufferError:\n        return False\n    return x == 1\n"),
+     "BufferError, whose lock ends at a collection"),
     # a name a case pattern binds is the code's (the eighth red team)
     ("match [GeneratorExit]:\n    case [ValueError]:\n        pass\n" + _f(
         "    def h():\n        try:\n            yield 1\n        except ValueError:\n            pass\n"
