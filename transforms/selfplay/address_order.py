@@ -234,16 +234,17 @@ def address_hash_route(code: str) -> str | None:
         return f"an annotation that reads {reading.id}, a name the code binds, {beside} (line {reading.lineno})"
     # an attribute of a module only (typing.List), never of a class (typing.IO.read, ParamSpec.args: a misused hint's
     # error shows them)
-    imported_modules = {(alias.asname or alias.name).split(".")[0] for node in nodes if isinstance(node, ast.Import)
-                        for alias in node.names}
+    imported_as = {alias.asname or alias.name: alias.name for node in nodes if isinstance(node, ast.Import)
+                   for alias in node.names}  # the name an import binds -> the module it names
+    modules = {name.split(".")[0] for name in imported_as}
     deep = next((node for node in annotations if isinstance(node, ast.Attribute)
-                 and not (isinstance(node.value, ast.Name) and node.value.id in imported_modules)), None)
+                 and not (isinstance(node.value, ast.Name) and node.value.id in modules)), None)
     if deep is not None:
         return f"an annotation that reads .{deep.attr} of what is not a module {beside} (line {deep.lineno})"
     # and a misused hint raises an error whose message shows what it names: Optional[typing.cast, int]
-    functions = module_functions(safe_modules)
-    naming = next((node for node in annotations if getattr(node, "id", getattr(node, "attr", None)) in functions),
-                  None)
+    safe_functions = module_functions(safe_modules)
+    naming = next((node for node in annotations
+                   if getattr(node, "id", getattr(node, "attr", None)) in safe_functions), None)
     if naming is not None:
         return f"an annotation that names a function, whose repr holds its address, {beside} (line {naming.lineno})"
     in_annotations = set(annotations)
@@ -265,8 +266,6 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             loads.setdefault(node.id, []).append(node)
 
-    imported_as = {alias.asname or alias.name: alias.name for node in nodes if isinstance(node, ast.Import)
-                   for alias in node.names}
     from_imported = {alias.asname or alias.name: (node.module, alias.name) for node in nodes
                      if isinstance(node, ast.ImportFrom) and not node.level for alias in node.names}
     bound_otherwise = bound_names(n for n in nodes if not isinstance(n, (ast.Import, ast.ImportFrom)))
@@ -310,8 +309,6 @@ def address_hash_route(code: str) -> str | None:
                  and (scope_of[func], func.id) not in locals_only)
                 or (isinstance(func, ast.Attribute) and func.attr in address_result_methods))
 
-    modules = {(alias.asname or alias.name).split(".")[0] for node in nodes if isinstance(node, ast.Import)
-               for alias in node.names}
     rebound = sorted(bound_names(nodes) & _TRUSTED)
     if rebound:
         return f"{rebound[0]} rebound {beside}: the rule trusts the builtin"
