@@ -269,6 +269,19 @@ def address_hash_route(code: str) -> str | None:
     from_imported = {alias.asname or alias.name: (node.module, alias.name) for node in nodes
                      if isinstance(node, ast.ImportFrom) and not node.level for alias in node.names}
     bound_otherwise = bound_names(n for n in nodes if not isinstance(n, (ast.Import, ast.ImportFrom)))
+    defaultdicts = frozenset(name for name, origin in from_imported.items()
+                             if origin == ("collections", "defaultdict") and name not in bound_otherwise)
+
+    def called(node: ast.AST) -> bool:
+        return _called_where_it_stands(node, parents, defaultdicts)
+
+    def called_by_name(function: ast.Lambda) -> bool:
+        """``score = lambda w: ...`` and every read of ``score`` a call: the function itself goes nowhere."""
+        assign = parents.get(function)
+        return (isinstance(assign, ast.Assign) and assign.value is function and len(assign.targets) == 1
+                and isinstance(assign.targets[0], ast.Name)
+                and all(getattr(parents.get(load), "func", None) is load
+                        for load in loads.get(assign.targets[0].id, ())))
 
     def module_consumer(call: ast.Call) -> bool:
         """``math.prod(...)`` through the module's name, or ``prod(...)`` from ``from math import prod``."""
@@ -328,7 +341,7 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, ast.Lambda) and any(isinstance(inner, (ast.Yield, ast.YieldFrom, ast.Await))
                                                 for inner in ast.walk(node.body)):
             return f"a lambda that makes a generator {beside} (line {node.lineno})"
-        if (isinstance(node, ast.Lambda) and not _called_where_it_stands(node, parents)
+        if (isinstance(node, ast.Lambda) and not called(node) and not called_by_name(node)
                 and not (_replacement(node, parents, imported_as) and _one_plain_parameter(node)
                          and reads_used_up(node.args.args[0].arg))):  # re.sub(p, lambda m: m[0] * 2, s)
             return f"a lambda {beside} (line {node.lineno})"
@@ -336,7 +349,7 @@ def address_hash_route(code: str) -> str | None:
                 and (node.id in functions or node.id in ADDRESS_HASHED_RESULTS
                      or (makes_set and node.id in ADDRESS_HASHED_BUILTINS))
                 and (scope_of[node], node.id) not in locals_only
-                and not _called_where_it_stands(node, parents)):
+                and not called(node)):
             return f"{node.id} read as a value {beside} (line {node.lineno})"
         if isinstance(node, ast.Constant) and type(node.value) in _ADDRESS_CONSTANTS and _set_element(node, parents):
             return f"{node.value!r} in a set (line {node.lineno})"
@@ -355,7 +368,7 @@ def address_hash_route(code: str) -> str | None:
                 and node.args and address_result(node.args[0])):
             return f"map over a function whose results hash by address, {beside} (line {node.lineno})"
         if (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and node.attr in methods
-                and not _called_where_it_stands(node, parents)):
+                and not called(node)):
             return f".{node.attr} read as a value {beside} (line {node.lineno})"
     return None
 
@@ -428,8 +441,12 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
     call of a module's function), so that only its elements can reach a set; or read (``re.match(p, s).group()``,
     ``m[0]``), tested (``if re.match(p, s)``, ``not``, ``bool``, a comparison) or raised."""
     parent = parents.get(node)
+    while isinstance(parent, ast.BoolOp) or (isinstance(parent, ast.IfExp) and parent.test is not node):
+        node, parent = parent, parents.get(parent)  # `m and m[0]`, `a if c else b`: the value is an operand's
     if isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)):
         return parent.iter is node or node in getattr(parent, "ifs", ())
+    if _zip_chunks(node, parents):
+        return True
     if isinstance(parent, (ast.Starred, ast.YieldFrom, ast.Compare, ast.Raise)):
         return True
     if isinstance(parent, ast.Attribute):
@@ -452,6 +469,19 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
         return ((isinstance(func, ast.Name) and func.id in _CONSUMERS)
                 or (isinstance(func, ast.Attribute) and func.attr == "join"))
     return False
+
+
+def _zip_chunks(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """``zip(*[iter(s)] * 2)``, the chunking idiom: the list only hands ``node`` to ``zip`` n times, and zip, a
+    consumer, is followed on its own."""
+    listed = parents.get(node)
+    product = parents.get(listed)
+    starred = parents.get(product)
+    call = parents.get(starred)
+    return (isinstance(listed, ast.List) and listed.elts == [node] and isinstance(product, ast.BinOp)
+            and isinstance(product.op, ast.Mult) and listed in (product.left, product.right)
+            and isinstance(starred, ast.Starred) and isinstance(call, ast.Call) and starred in call.args
+            and isinstance(call.func, ast.Name) and call.func.id == "zip")
 
 
 _FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -537,8 +567,10 @@ def _annotations(node: ast.AST) -> list[ast.expr]:
     return [node.annotation] if isinstance(node, ast.AnnAssign) else []
 
 
-def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
-    """``node`` (a function or type) is used where it is called or compared, never stored."""
+def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
+                            defaultdicts: frozenset[str] = frozenset()) -> bool:
+    """``node`` (a function or type) is used where it is called or compared, never stored. ``defaultdicts``: the
+    names ``from collections import defaultdict`` binds, and nothing else does."""
     parent = parents.get(node)
     if isinstance(parent, ast.Tuple) and isinstance(parents.get(parent), (ast.Call, ast.ExceptHandler)):
         node, parent = parent, parents[parent]  # isinstance(x, (int, str)), except (ValueError, KeyError)
@@ -547,7 +579,8 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> b
     if isinstance(parent, ast.Call):
         name = parent.func.id if isinstance(parent.func, ast.Name) else None
         # collections.defaultdict(int): a factory whose products hash by value and whose repr shows no address
-        factory = (isinstance(parent.func, ast.Attribute) and parent.func.attr == "defaultdict"
+        factory = (((isinstance(parent.func, ast.Attribute) and parent.func.attr == "defaultdict")
+                    or (isinstance(parent.func, ast.Name) and parent.func.id in defaultdicts))
                    and isinstance(node, ast.Name) and node.id in _VALUE_FACTORIES)
         return (parent.func is node or ((name in _CALLERS or factory) and parent.args[:1] == [node])
                 or (name in _CLASS_CHECKS and parent.args[1:2] == [node]))

@@ -152,7 +152,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             # Identity of anything but a singleton is the process's: caches (re's, small ints, interned strings)
             # hold other objects in the sandbox than in a plain script.
             if not any(isinstance(o, ast.Constant) and any(o.value is c for c in _SINGLETONS)
-                       for o in (node.left, *node.comparators)):
+                       for o in (node.left, *node.comparators)) and not _compares_types(node):
                 return f"identity comparison of objects that are not None, True, False or ... (line {node.lineno})"
         elif isinstance(node, ast.keyword) and node.arg is not None and node.arg.startswith("_"):
             return f"keyword {node.arg} (line {node.lineno})"  # dict(__eq__=...) builds a class namespace
@@ -217,10 +217,21 @@ def _type_comparison(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:
             and not isinstance(call.args[0], ast.Starred)):
         return False
     compare = parents.get(call)
-    if not (isinstance(compare, ast.Compare) and all(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
-                                                     for op in compare.ops)):
-        return False
-    return all(_builtin_type_operand(o) for o in (compare.left, *compare.comparators) if o is not call)
+    return isinstance(compare, ast.Compare) and _compares_types(compare)
+
+
+def _compares_types(compare: ast.Compare) -> bool:
+    """``type(x) == int``, ``type(x) is list``, ``type(x) in (int, str)``: a ``type(x)`` of one plain argument
+    compared only with builtin types by name or other such calls. A builtin type is one object in every process, so
+    its identity is its equality."""
+    operands = (compare.left, *compare.comparators)
+    return (all(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is, ast.IsNot)) for op in compare.ops)
+            and any(_type_of_one(o) for o in operands) and all(_builtin_type_operand(o) for o in operands))
+
+
+def _type_of_one(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type"
+            and len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred))
 
 
 def _builtin_type_operand(node: ast.AST) -> bool:
@@ -229,8 +240,7 @@ def _builtin_type_operand(node: ast.AST) -> bool:
         return node.id in BUILTIN_TYPE_NAMES
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
         return all(_builtin_type_operand(e) for e in node.elts)
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type"
-            and len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred))
+    return _type_of_one(node)
 
 
 def _refused_name(name: str) -> bool:

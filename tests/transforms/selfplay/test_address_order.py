@@ -194,6 +194,25 @@ def _f(body: str) -> str:
     (_f("    return len({(lambda: (yield 1))(), 1}) == x\n"), "a lambda that makes a generator beside a set"),
     ("def f(x: int):\n    t = '%r'\n    t %= f\n    return t != '1'\n",
      "f read as a value beside text made from values"),
+    # what the allowances after the tenth red team's false positives must not let through: a lambda's name read as
+    # a value, an operand of `and`/`or`/`if else` that is the kept value, defaultdict by a name bound otherwise too,
+    # the chunking idiom's list kept or handed to another builtin
+    (_f("    score = lambda w: len(w)\n    return str(score) != str(x)\n"), "a lambda beside text"),
+    (_f("    score = lambda w: score\n    return str(score(0)) != str(x)\n"), "a lambda beside text"),
+    (_f("    score = lambda w: len(w)\n    fs = [score]\n    return str(fs[0](str(x))) != ''\n"), "a lambda"),
+    ("import re\n" + _f("    m = re.match('a', 'a')\n    k = m and m\n    return str(k) != str(x)\n"),
+     ".match(...) kept"),
+    ("import re\n" + _f("    return str(re.match('a', 'a') or 0) != str(x)\n"), ".match(...) kept"),
+    (_f("    s = set(range(0, 4000, 16))\n    s.add(iter([x]) if x else 0)\n    return list(s)[0] == x\n"),
+     "iter(...) kept"),
+    ("from collections import defaultdict\n" + _f("    def defaultdict(v):\n        return v\n"
+                                                   "    s = {defaultdict(list), x}\n    return len(s) == 2\n"),
+     "list read as a value"),
+    ("from collections import OrderedDict as defaultdict\n" + _f("    d = defaultdict(list)\n    s = {x}\n"
+                                                                  "    return len(s) == 1\n"),
+     "list read as a value"),
+    (_f("    chunks = [iter('abcd')] * 2\n    return str(chunks) != str(x)\n"), "iter(...) kept"),
+    (_f("    return str(next(*[iter('')] * 2)) != str(x)\n"), "iter(...) kept"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -254,6 +273,19 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "    return len(set(x)) == 2\n",
     "def f(d: Dict[int, List[int]], n: Optional[int] = None) -> bool:\n    s: Set[int] = set(d)\n"
     "    return sum(d.values()) == 3 and max(d.values()) in s and all(v for v in d.values())\n",
+    # the tenth red team's false positives: defaultdict by its from-imported name, the chunking idiom, a lambda
+    # called through its name, a match tested inside `and`
+    "from collections import defaultdict\ndef f(edges: List[List[int]]) -> bool:\n    g = defaultdict(list)\n"
+    "    for a, b in edges:\n        g[a].append(b)\n    seen = set()\n    stack = [0]\n    while stack:\n"
+    "        v = stack.pop()\n        if v not in seen:\n            seen.add(v)\n            stack.extend(g[v])\n"
+    "    return len(seen) == 3\n",
+    "def f(s: str) -> bool:\n    pairs = [''.join(p) for p in zip(*[iter(s)] * 2)]\n"
+    "    return pairs == ['ab', 'cd'] and str(len(pairs)) == '2'\n",
+    "def f(s: str) -> bool:\n    score = lambda w: sum(ord(c) for c in w)\n    return str(score(s)) == '294'\n",
+    "def f(n: int) -> bool:\n    fact = lambda k: 1 if k < 2 else k * fact(k - 1)\n    return fact(n) in {120}\n",
+    "import re\ndef f(s: str) -> bool:\n    m = re.match('a+', s)\n"
+    "    return bool(m and m.group() == 'aa') and str(len(s)) == '3'\n",
+    "import re\ndef f(s: str) -> bool:\n    return (re.match('b', s) or re.match('a', s))[0] in {'a'}\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None

@@ -455,6 +455,10 @@ def test_without_the_type_refusal_the_bound_method_route_forges_the_verdict():
     "def f(x: int):\n    return type(x) == int and x == 3\n",
     "def f(xs: List[int]):\n    return all(type(v) in (int, float) for v in xs) and xs == [3]\n",
     "def f(x: int):\n    return type(x) != str and x == 3\n",
+    # a builtin type is one object in every process: its identity is its equality (the tenth red team's false
+    # positive)
+    "def f(x: list):\n    return type(x) is list and len(x) == 2\n",
+    "def f(x: int):\n    return type(x) is not str and type(x) is type(3) and x == 3\n",
 ])
 def test_type_in_a_comparison_is_not_a_route(code):
     assert interpreter_route(code) is None
@@ -476,6 +480,9 @@ TYPE_HANDED_TO_EQ = (
     (TYPE_BY_GET_ORIGIN, "import of copy"),  # get_origin(Type) is type: the bound-method getattr gadget again
     ("x: int):\n    import typing\n    class M(typing.Type):\n        pass\n    return x == 3\n", "attribute .Type"),
     (TYPE_HANDED_TO_EQ, "type other than in a comparison"),  # R.__eq__ receives the type object
+    (TYPE_HANDED_TO_EQ.replace("type(x) == R()", "type(x) is R()"), "identity comparison"),
+    ("x: list):\n    return x is list or len(x) == 2\n", "identity comparison"),
+    ("x: list):\n    return type(x) is type(x)[0] or len(x) == 2\n", "identity comparison"),
     ("x: int):\n    box = []\n    @box.append\n    class mro:\n        pass\n    return x == 3\n", "definition mro"),
 ])
 def test_a_puzzle_that_reaches_type_an_eighth_way_is_refused(completion, route):
