@@ -322,9 +322,13 @@ def address_hash_route(code: str) -> str | None:
                  and (scope_of[func], func.id) not in locals_only)
                 or (isinstance(func, ast.Attribute) and func.attr in address_result_methods))
 
-    rebound = sorted(bound_names(nodes) & _TRUSTED)
-    if rebound:
-        return f"{rebound[0]} rebound {beside}: the rule trusts the builtin"
+    # A builtin's name the code binds (`def f(list)`, `sum = 0`) is fine read as a value; the rule trusts the
+    # builtin only where such a name is called, handed a role (map's function, key=, a factory, raised) or is set.
+    for load in _shadowed_loads(tree, scope_of, parents, _TRUSTED):
+        parent = parents.get(load)
+        if (load.id in SET_NAMES or getattr(parent, "func", None) is load
+                or (called(load) and not isinstance(parent, ast.Compare))):
+            return f"{load.id} rebound {beside}: the rule trusts the builtin (line {load.lineno})"
     for node in nodes:
         if isinstance(node, ast.Call) and _call_name(node) in class_makers:
             return f"{_call_name(node)}(...) {beside} (line {node.lineno}): it makes a class"
@@ -552,6 +556,35 @@ def _bound_only_otherwise(tree: ast.Module, scope_of: dict[ast.AST, ast.AST]) ->
         elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
             across.add(node.target.id)
     return {(scope, name) for scope, name in other - by_def if name not in across}
+
+
+def _shadowed_loads(tree: ast.Module, scope_of: dict[ast.AST, ast.AST], parents: dict[ast.AST, ast.AST],
+                    names: frozenset[str]) -> list[ast.Name]:
+    """The reads of ``names`` that may read the code's own binding rather than the builtin: in a scope that binds
+    the name or inside one. Every read counts where the module binds it, a ``global``, ``nonlocal`` or ``:=``
+    names it (they bind across scopes), or a star import may bind it."""
+    binders: dict[str, set[ast.AST]] = {}
+    everywhere: set[str] = set()
+    star = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+            star = True
+        bound = bound_names((node,)) & names
+        if isinstance(node, (ast.Global, ast.Nonlocal)) or isinstance(parents.get(node), ast.NamedExpr):
+            everywhere |= bound
+        for name in bound:
+            binders.setdefault(name, set()).add(scope_of[node])
+    shadowed = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names):
+            continue
+        scopes = binders.get(node.id, set())
+        scope = scope_of[node]
+        while scope is not tree and scope not in scopes:
+            scope = scope_of[scope]
+        if star or node.id in everywhere or scope in scopes:
+            shadowed.append(node)
+    return shadowed
 
 
 # What a type hint is made of (List[int], Optional["T"], int | None); anything else in an annotation computes.
