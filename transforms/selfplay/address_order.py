@@ -213,6 +213,8 @@ def address_hash_route(code: str) -> str | None:
             return f".default_factory read (line {node.lineno})"
     safe_modules = tuple(load_preset().filters.safe_imports)
     set_sources = _SET_VIEWS | module_sets(safe_modules)
+    set_sources |= {alias.asname for node in nodes if isinstance(node, ast.ImportFrom) for alias in node.names
+                    if alias.asname and alias.name in set_sources}  # from hashlib import algorithms_guaranteed as ag
     makes_set = any(isinstance(node, (ast.Set, ast.SetComp))
                     or (isinstance(node, ast.Name) and node.id in SET_NAMES | set_sources)
                     or (isinstance(node, ast.Attribute) and node.attr in set_sources) for node in nodes)
@@ -234,8 +236,14 @@ def address_hash_route(code: str) -> str | None:
         return f"an annotation that reads {reading.id}, a name the code binds, {beside} (line {reading.lineno})"
     # an attribute of a module only (typing.List), never of a class (typing.IO.read, ParamSpec.args: a misused hint's
     # error shows them)
+    code_binds = bound_names(nodes)
+    # the judge's preamble (from typing import List...) binds what the code does not: List read as a value is typing's
+    environment = [node for node in _environment_imports(load_preset().filters.judge_preamble)
+                   if not bound_names((node,)) <= code_binds]
     imported_as = {alias.asname or alias.name: alias.name for node in nodes if isinstance(node, ast.Import)
                    for alias in node.names}  # the name an import binds -> the module it names
+    imported_as |= {alias.asname or alias.name: alias.name for node in environment if isinstance(node, ast.Import)
+                    for alias in node.names if (alias.asname or alias.name) not in code_binds}
     modules = {name.split(".")[0] for name in imported_as}
     deep = next((node for node in annotations if isinstance(node, ast.Attribute)
                  and not (isinstance(node.value, ast.Name) and node.value.id in modules)), None)
@@ -256,6 +264,9 @@ def address_hash_route(code: str) -> str | None:
                                and any(isinstance(inner, (ast.Yield, ast.YieldFrom)) for inner in ast.walk(node)))}
     methods, address_result_methods = callable_attributes(safe_modules)
     imported_values, imported_makers, class_makers = _from_imports(nodes, safe_modules, address_result_methods)
+    for found, more in zip((imported_values, imported_makers, class_makers),
+                           _from_imports(environment, safe_modules, address_result_methods)):
+        found |= more - code_binds
     class_makers |= _CLASS_MAKERS
     functions |= imported_values
     address_results = ADDRESS_HASHED_RESULTS | generator_functions | imported_makers
@@ -271,6 +282,16 @@ def address_hash_route(code: str) -> str | None:
     bound_otherwise = bound_names(n for n in nodes if not isinstance(n, (ast.Import, ast.ImportFrom)))
     defaultdicts = frozenset(name for name, origin in from_imported.items()
                              if origin == ("collections", "defaultdict") and name not in bound_otherwise)
+
+    def method_of(node: ast.Name) -> bool:
+        """``str.isdigit``, ``dict.fromkeys``: the type is read for a method, itself checked as one."""
+        parent = parents.get(node)
+        return isinstance(parent, ast.Attribute) and parent.value is node and parent.attr in methods
+
+    def subscripted_in_place(node: ast.Name) -> bool:
+        """``Dict[str, int] is not None``: what the subscript makes is only compared or dropped."""
+        parent = parents.get(node)
+        return isinstance(parent, ast.Subscript) and parent.value is node and called(parent)
 
     def called(node: ast.AST) -> bool:
         return _called_where_it_stands(node, parents, defaultdicts)
@@ -306,15 +327,26 @@ def address_hash_route(code: str) -> str | None:
         if used_up(node):
             return True
         parent = parents.get(node)
+        if isinstance(parent, ast.NamedExpr):  # if (m := re.match(p, s)): the expression and the name alike
+            return parent.value is node and used_up(parent) and reads_used_up(parent.target.id)
         return (isinstance(parent, ast.Assign) and parent.value is node and len(parent.targets) == 1
                 and isinstance(parent.targets[0], ast.Name) and reads_used_up(parent.targets[0].id))
 
+    def looped_over(iterable: ast.expr) -> bool:
+        parent = parents.get(iterable)
+        return (isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)) and parent.iter is iterable
+                and isinstance(parent.target, ast.Name) and reads_used_up(parent.target.id))
+
     def each_used_up(call: ast.Call) -> bool:
         """``call``'s elements reach nothing but a loop's or comprehension's plain name, every read of which is
-        used up where it stands (``[m.group() for m in re.finditer(p, s)]``)."""
+        used up where it stands (``[m.group() for m in re.finditer(p, s)]``), directly or through a plain name
+        only ever looped over that way (``ms = re.finditer(p, s)``, then ``for m in ms``)."""
         parent = parents.get(call)
-        return (isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)) and parent.iter is call
-                and isinstance(parent.target, ast.Name) and reads_used_up(parent.target.id))
+        if (isinstance(parent, ast.Assign) and parent.value is call and len(parent.targets) == 1
+                and isinstance(parent.targets[0], ast.Name)):
+            reads = loads.get(parent.targets[0].id, ())
+            return bool(reads) and all(looped_over(read) for read in reads)
+        return looped_over(call)
 
     def address_result(call: ast.AST) -> bool:
         func = call.func if isinstance(call, ast.Call) else call
@@ -349,11 +381,11 @@ def address_hash_route(code: str) -> str | None:
                 and not (_replacement(node, parents, imported_as) and _one_plain_parameter(node)
                          and reads_used_up(node.args.args[0].arg))):  # re.sub(p, lambda m: m[0] * 2, s)
             return f"a lambda {beside} (line {node.lineno})"
-        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in SET_NAMES
+        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and not method_of(node)
                 and (node.id in functions or node.id in ADDRESS_HASHED_RESULTS
                      or (makes_set and node.id in ADDRESS_HASHED_BUILTINS))
                 and (scope_of[node], node.id) not in locals_only
-                and not called(node)):
+                and not called(node) and not subscripted_in_place(node)):
             return f"{node.id} read as a value {beside} (line {node.lineno})"
         if isinstance(node, ast.Constant) and type(node.value) in _ADDRESS_CONSTANTS and _set_element(node, parents):
             return f"{node.value!r} in a set (line {node.lineno})"
@@ -380,6 +412,12 @@ def address_hash_route(code: str) -> str | None:
 # What turns a value into text: an object shown by the default repr shows its address (``<function f at 0x...>``).
 TEXT_MAKERS = frozenset({"str", "repr", "ascii", "format", "Text", "UserString"})
 _TEXT_METHODS = frozenset({"format", "format_map", "substitute", "safe_substitute", "vformat", *TEXT_MAKERS})
+
+
+@functools.lru_cache(maxsize=8)
+def _environment_imports(preamble: str) -> tuple[ast.stmt, ...]:
+    """The import statements of the judge's preamble, which binds names the code reads without binding them."""
+    return tuple(node for node in ast.parse(preamble).body if isinstance(node, (ast.Import, ast.ImportFrom)))
 
 
 def _makes_text(node: ast.AST) -> bool:
@@ -555,7 +593,8 @@ def _bound_only_otherwise(tree: ast.Module, scope_of: dict[ast.AST, ast.AST]) ->
             across.update(node.names)
         elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
             across.add(node.target.id)
-    return {(scope, name) for scope, name in other - by_def if name not in across}
+    # Not the module's: a module-level read before its assignment runs reads the builtin (LOAD_NAME), not an error.
+    return {(scope, name) for scope, name in other - by_def if name not in across and scope is not tree}
 
 
 def _shadowed_loads(tree: ast.Module, scope_of: dict[ast.AST, ast.AST], parents: dict[ast.AST, ast.AST],
@@ -605,8 +644,8 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
     """``node`` (a function or type) is used where it is called or compared, never stored. ``defaultdicts``: the
     names ``from collections import defaultdict`` binds, and nothing else does."""
     parent = parents.get(node)
-    if isinstance(parent, ast.Tuple) and isinstance(parents.get(parent), (ast.Call, ast.ExceptHandler)):
-        node, parent = parent, parents[parent]  # isinstance(x, (int, str)), except (ValueError, KeyError)
+    if isinstance(parent, ast.Tuple) and isinstance(parents.get(parent), (ast.Call, ast.ExceptHandler, ast.Compare)):
+        node, parent = parent, parents[parent]  # isinstance(x, (int, str)), except (ValueError, KeyError), in (a, b)
     if isinstance(parent, (ast.ExceptHandler, ast.Raise)):
         return True  # caught or raised, not stored
     if isinstance(parent, ast.Call):
@@ -622,7 +661,7 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
         func = getattr(call, "func", None)
         return parent.arg == "key" and ((isinstance(func, ast.Name) and func.id in _KEY_CALLERS)
                                         or (isinstance(func, ast.Attribute) and func.attr == "sort"))
-    if isinstance(parent, ast.Compare):
+    if isinstance(parent, (ast.Compare, ast.Expr)):  # compared, or evaluated and dropped
         return True
     if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return node in parent.decorator_list

@@ -19,7 +19,11 @@ ends, not when something is collected, and is allowed. Conservative: no flow ana
 nothing is refused too). No P3 puzzle defines a generator at all.
 
 ``BufferError`` is refused too, anywhere: a memoryview a suspended generator iterates locks its buffer until the
-collector frees the generator, and catching the error counts the collector's timing (the tenth red team).
+collector frees the generator, and catching the error counts the collector's timing (the tenth red team). And so is
+``bytearray``, the one resizable buffer a program can make: an export of it (a ``memoryview``, ``re.finditer`` over
+it) held by any reference cycle (a self-recursive closure will do) makes a resize raise until the collector runs,
+so an uncaught ``BufferError`` decides ``f(g())`` by the collector's timing (the eleventh red team: the sandbox
+verified such a pair; a plain script raised). No P3 puzzle uses either.
 
 What this leaves to ``introspection.interpreter_route`` (always checked with it): ``__del__`` and every other
 dunder name, ``gc`` and ``weakref`` (not safe imports), which it refuses.
@@ -50,6 +54,8 @@ def generator_finalizer_route(code: str) -> str | None:
         if isinstance(node, ast.Name) and node.id == "BufferError":  # a buffer's lock ends when its exporter (a
             # memoryview a suspended generator iterates) is collected: catching it times the collector
             return f"BufferError, whose lock ends at a collection (line {node.lineno})"
+        if isinstance(node, ast.Name) and node.id == "bytearray":  # resizing raises while a collectable export lives
+            return f"bytearray, whose resizing fails until a collection frees its exports (line {node.lineno})"
     for function in ast.walk(tree):
         if not isinstance(function, _FUNCTIONS):
             continue

@@ -65,9 +65,17 @@ def _f(body: str) -> str:
     (_f("    import re\n    def h():\n        try:\n            yield 1\n        except re.error:\n            pass\n"
         "    return x == 1\n"), "an except that catches"),
     # a buffer's lock ends when the collector frees the generator that holds its memoryview (the tenth red team)
-    (_f("    buf = bytearray(b'ab')\n    def h():\n        for b in memoryview(buf):\n            yield b\n"
-        "    try:\n        buf.extend(b'c')\n    except BufferError:\n        return False\n    return x == 1\n"),
+    (_f("    buf = bytes(2)\n    def h():\n        for b in memoryview(buf):\n            yield b\n"
+        "    try:\n        buf += b'c'\n    except BufferError:\n        return False\n    return x == 1\n"),
      "BufferError, whose lock ends at a collection"),
+    # the eleventh red team's: the error need not be caught, nor the export held by a generator: a self-recursive
+    # closure's cycle holds a memoryview (or finditer's iterator) of a bytearray until the collector runs, and
+    # `buf.extend` raises until then. bytearray is the one resizable buffer a program can make.
+    (_f("    buf = bytearray(b'ab')\n    m = memoryview(buf)\n    def step(k):\n"
+        "        return step(k - 1) if k else m[0]\n    step(3)\n    del m, step\n"
+        "    buf.extend(b'c')\n    return x == 1\n"),
+     "bytearray, whose resizing fails until a collection frees its exports (line 2)"),
+    (_f("    import re\n    buf = bytearray\n    return x == 1\n"), "bytearray"),
     # a name a case pattern binds is the code's (the eighth red team)
     ("match [GeneratorExit]:\n    case [ValueError]:\n        pass\n" + _f(
         "    def h():\n        try:\n            yield 1\n        except ValueError:\n            pass\n"
