@@ -136,6 +136,8 @@ _EXCEPTION_HOLDS = frozenset({"obj", "name"})  # an AttributeError's object, a N
 _RETURN_AN_ARGUMENT = frozenset({"next", "sum", "min", "max"})  # a default, a start, or one of several arguments
 _ADDRESS_CONSTANTS = (type(None), type(...))
 _TYPE_VARIABLES = frozenset({"TypeVar", "TypeVarTuple", "ParamSpec", "ParamSpecArgs", "ParamSpecKwargs", "Unpack"})
+_BUILTIN_TYPE_NAMES = frozenset(name for name, value in vars(builtins).items()
+                                if isinstance(value, type) and not name.startswith("_"))
 _ASYNC_NODES = (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)
 
 # Whose methods, read as values, are objects hashed by address: the builtin types, and the types of the objects the
@@ -284,9 +286,11 @@ def address_hash_route(code: str) -> str | None:
                              if origin == ("collections", "defaultdict") and name not in bound_otherwise)
 
     def method_of(node: ast.Name) -> bool:
-        """``str.isdigit``, ``dict.fromkeys``: the type is read for a method, itself checked as one."""
+        """``str.isdigit``, ``dict.fromkeys``: a builtin type the code does not rebind, read for a method, itself
+        checked as one (never ``List.copy_with`` nor a rebound name's: their methods are not the rule's)."""
         parent = parents.get(node)
-        return isinstance(parent, ast.Attribute) and parent.value is node and parent.attr in methods
+        return (node.id in _BUILTIN_TYPE_NAMES and node.id not in code_binds and isinstance(parent, ast.Attribute)
+                and parent.value is node and parent.attr in methods)
 
     def subscripted_in_place(node: ast.Name) -> bool:
         """``Dict[str, int] is not None``: what the subscript makes is only compared or dropped."""
