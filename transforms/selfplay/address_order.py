@@ -92,6 +92,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import functools
 import hashlib
 import importlib
@@ -278,9 +279,17 @@ def address_hash_route(code: str) -> str | None:
     for node in nodes:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             loads.setdefault(node.id, []).append(node)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):  # it += u reads it, and keeps
+            loads.setdefault(node.target.id, []).append(node.target)  # whatever the operation makes of it
 
+    # a name bound by two imports is neither's: `from collections import defaultdict as dd` under `if 0:` beside
+    # `from collections import ChainMap as dd` (the twelfth red team)
+    import_counts = collections.Counter(alias.asname or alias.name.split(".")[0] for node in nodes
+                                        if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names)
     from_imported = {alias.asname or alias.name: (node.module, alias.name) for node in nodes
-                     if isinstance(node, ast.ImportFrom) and not node.level for alias in node.names}
+                     if isinstance(node, ast.ImportFrom) and not node.level for alias in node.names
+                     if import_counts[alias.asname or alias.name] == 1}
+    modules_named = {name: module for name, module in imported_as.items() if import_counts[name] <= 1}
     bound_otherwise = bound_names(n for n in nodes if not isinstance(n, (ast.Import, ast.ImportFrom)))
     defaultdicts = frozenset(name for name, origin in from_imported.items()
                              if origin == ("collections", "defaultdict") and name not in bound_otherwise)
@@ -301,12 +310,15 @@ def address_hash_route(code: str) -> str | None:
         return _called_where_it_stands(node, parents, defaultdicts)
 
     def called_by_name(function: ast.Lambda) -> bool:
-        """``score = lambda w: ...`` and every read of ``score`` a call: the function itself goes nowhere."""
+        """``score = lambda w: ...`` and every read of ``score`` a call or a caller's (``key=score``): the function
+        itself goes nowhere."""
         assign = parents.get(function)
-        return (isinstance(assign, ast.Assign) and assign.value is function and len(assign.targets) == 1
-                and isinstance(assign.targets[0], ast.Name)
-                and all(getattr(parents.get(load), "func", None) is load
-                        for load in loads.get(assign.targets[0].id, ())))
+        targets = (assign.targets if isinstance(assign, ast.Assign) else [assign.target]
+                   if isinstance(assign, ast.AnnAssign) else [])
+        return (getattr(assign, "value", None) is function and len(targets) == 1
+                and isinstance(targets[0], ast.Name)
+                and all(getattr(parents.get(load), "func", None) is load or called(load)
+                        for load in loads.get(targets[0].id, ())))
 
     def module_consumer(call: ast.Call) -> bool:
         """``math.prod(...)`` through the module's name, or ``prod(...)`` from ``from math import prod``."""
@@ -315,7 +327,7 @@ def address_hash_route(code: str) -> str | None:
             return func.id not in bound_otherwise and from_imported.get(func.id) in _MODULE_CONSUMERS
         return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
                 and func.value.id not in bound_otherwise
-                and (imported_as.get(func.value.id), func.attr) in _MODULE_CONSUMERS)
+                and (modules_named.get(func.value.id), func.attr) in _MODULE_CONSUMERS)
 
     consuming = {node for node in nodes if isinstance(node, ast.Call) and module_consumer(node)}
 
@@ -330,6 +342,7 @@ def address_hash_route(code: str) -> str | None:
         """Used up where it stands, or assigned to a plain name every read of which is."""
         if used_up(node):
             return True
+        node = _whole(node, parents)  # m = re.match(a, s) or re.match(b, s): the name holds one of them
         parent = parents.get(node)
         if isinstance(parent, ast.NamedExpr):  # if (m := re.match(p, s)): the expression and the name alike
             return parent.value is node and used_up(parent) and reads_used_up(parent.target.id)
@@ -360,9 +373,9 @@ def address_hash_route(code: str) -> str | None:
 
     # A builtin's name the code binds (`def f(list)`, `sum = 0`) is fine read as a value; the rule trusts the
     # builtin only where such a name is called, handed a role (map's function, key=, a factory, raised) or is set.
-    for load in _shadowed_loads(tree, scope_of, parents, _TRUSTED):
+    for load in _shadowed_loads(tree, scope_of, parents, _TRUSTED, import_counts):
         parent = parents.get(load)
-        if (load.id in SET_NAMES or getattr(parent, "func", None) is load
+        if (getattr(parent, "func", None) is load
                 or (called(load) and not isinstance(parent, ast.Compare))):
             return f"{load.id} rebound {beside}: the rule trusts the builtin (line {load.lineno})"
     for node in nodes:
@@ -371,8 +384,8 @@ def address_hash_route(code: str) -> str | None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
             return f"a decorator {beside} (line {node.lineno}): it may keep the function it is handed"
         if isinstance(node, ast.ExceptHandler) and node.name and not all(
-                (used_up(load) or _described(load, parents))
-                and getattr(parents.get(load), "attr", None) not in _EXCEPTION_HOLDS  # e.obj: what raised it
+                (used_up(load) or _described(load, parents))  # e.obj, (e or 0).obj: what raised it
+                and getattr(parents.get(_whole(load, parents)), "attr", None) not in _EXCEPTION_HOLDS
                 for load in loads.get(node.name, ())):
             return f"the exception caught as {node.name} kept {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in modules
@@ -382,7 +395,7 @@ def address_hash_route(code: str) -> str | None:
                                                 for inner in ast.walk(node.body)):
             return f"a lambda that makes a generator {beside} (line {node.lineno})"
         if (isinstance(node, ast.Lambda) and not called(node) and not called_by_name(node)
-                and not (_replacement(node, parents, imported_as) and _one_plain_parameter(node)
+                and not (_replacement(node, parents, modules_named) and _one_plain_parameter(node)
                          and reads_used_up(node.args.args[0].arg))):  # re.sub(p, lambda m: m[0] * 2, s)
             return f"a lambda {beside} (line {node.lineno})"
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and not method_of(node)
@@ -486,9 +499,8 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
     comprehension, ``*``, ``yield from``, unpacked into names, a consuming builtin, ``str.join`` or a ``consuming``
     call of a module's function), so that only its elements can reach a set; or read (``re.match(p, s).group()``,
     ``m[0]``), tested (``if re.match(p, s)``, ``not``, ``bool``, a comparison) or raised."""
+    node = _whole(node, parents)
     parent = parents.get(node)
-    while isinstance(parent, ast.BoolOp) or (isinstance(parent, ast.IfExp) and parent.test is not node):
-        node, parent = parent, parents.get(parent)  # `m and m[0]`, `a if c else b`: the value is an operand's
     if isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)):
         return parent.iter is node or node in getattr(parent, "ifs", ())
     if _zip_chunks(node, parents):
@@ -517,6 +529,14 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
     return False
 
 
+def _whole(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> ast.AST:
+    """The expression whose value ``node``'s may be: ``m and m[0]``, ``a if c else b`` (an operand's, not a test's)."""
+    parent = parents.get(node)
+    while isinstance(parent, ast.BoolOp) or (isinstance(parent, ast.IfExp) and parent.test is not node):
+        node, parent = parent, parents.get(parent)
+    return node
+
+
 def _zip_chunks(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     """``zip(*[iter(s)] * 2)``, the chunking idiom: the list only hands ``node`` to ``zip`` n times, and zip, a
     consumer, is followed on its own."""
@@ -524,7 +544,7 @@ def _zip_chunks(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     product = parents.get(listed)
     starred = parents.get(product)
     call = parents.get(starred)
-    return (isinstance(listed, ast.List) and listed.elts == [node] and isinstance(product, ast.BinOp)
+    return (isinstance(listed, (ast.List, ast.Tuple)) and listed.elts == [node] and isinstance(product, ast.BinOp)
             and isinstance(product.op, ast.Mult) and listed in (product.left, product.right)
             and isinstance(starred, ast.Starred) and isinstance(call, ast.Call) and starred in call.args
             and isinstance(call.func, ast.Name) and call.func.id == "zip")
@@ -602,7 +622,7 @@ def _bound_only_otherwise(tree: ast.Module, scope_of: dict[ast.AST, ast.AST]) ->
 
 
 def _shadowed_loads(tree: ast.Module, scope_of: dict[ast.AST, ast.AST], parents: dict[ast.AST, ast.AST],
-                    names: frozenset[str]) -> list[ast.Name]:
+                    names: frozenset[str], import_counts: collections.Counter) -> list[ast.Name]:
     """The reads of ``names`` that may read the code's own binding rather than the builtin: in a scope that binds
     the name or inside one. Every read counts where the module binds it, a ``global``, ``nonlocal`` or ``:=``
     names it (they bind across scopes), or a star import may bind it."""
@@ -613,6 +633,9 @@ def _shadowed_loads(tree: ast.Module, scope_of: dict[ast.AST, ast.AST], parents:
         if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
             star = True
         bound = bound_names((node,)) & names
+        if isinstance(node, ast.ImportFrom):  # from collections import UserString: the maker the rule names
+            bound -= {alias.name for alias in node.names if alias.asname in (None, alias.name)
+                      and not hasattr(builtins, alias.name) and import_counts[alias.name] == 1}
         if isinstance(node, (ast.Global, ast.Nonlocal)) or isinstance(parents.get(node), ast.NamedExpr):
             everywhere |= bound
         for name in bound:

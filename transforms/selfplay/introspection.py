@@ -45,7 +45,7 @@ import ast
 import re
 from typing import Iterable
 
-from transforms.selfplay.source import parent_map, parse_for_rules
+from transforms.selfplay.source import bound_names, parent_map, parse_for_rules
 
 REASON = "reaches_interpreter"
 
@@ -121,6 +121,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
         safe_modules = load_preset().filters.safe_imports
     safe = frozenset(safe_modules) - frozenset(refused_modules)
     parents = parent_map(tree)
+    bound = bound_names(ast.walk(tree))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             outside = [a.name for a in node.names if a.name.split(".")[0] not in safe]
@@ -152,7 +153,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             # Identity of anything but a singleton is the process's: caches (re's, small ints, interned strings)
             # hold other objects in the sandbox than in a plain script.
             if not any(isinstance(o, ast.Constant) and any(o.value is c for c in _SINGLETONS)
-                       for o in (node.left, *node.comparators)) and not _compares_types(node):
+                       for o in (node.left, *node.comparators)) and not _compares_types(node, bound):
                 return f"identity comparison of objects that are not None, True, False or ... (line {node.lineno})"
         elif isinstance(node, ast.keyword) and node.arg is not None and node.arg.startswith("_"):
             return f"keyword {node.arg} (line {node.lineno})"  # dict(__eq__=...) builds a class namespace
@@ -162,7 +163,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             if node.id in BROAD_EXCEPTIONS and not _raised_or_subclassed(node, parents):
                 return (f"{node.id} other than raised or subclassed: a handler could catch MemoryError "
                         f"(line {node.lineno})")
-            if node.id == "type" and not _type_comparison(node, parents):
+            if node.id == "type" and not _type_comparison(node, parents, bound):
                 return f"type other than in a comparison such as type(x) == int (line {node.lineno})"
         elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
             if ("__" if isinstance(node.value, str) else b"__") in node.value:
@@ -207,7 +208,7 @@ def _raised_or_subclassed(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bo
     return isinstance(parent, ast.Raise) and parent.exc is name
 
 
-def _type_comparison(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:
+def _type_comparison(name: ast.Name, parents: dict[ast.AST, ast.AST], bound: set[str]) -> bool:
     """Whether this ``type`` is ``type(x)`` of one plain argument, compared with ``==``, ``!=``, ``in`` or
     ``not in``: the one use puzzles make of it. Any other use builds or calls a class (``type(C().m)(K, obj)`` is
     a bound method of any object under any name, whose ``copy.copy`` ran ``getattr(obj, name)``: a seventh red
@@ -217,16 +218,16 @@ def _type_comparison(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:
             and not isinstance(call.args[0], ast.Starred)):
         return False
     compare = parents.get(call)
-    return isinstance(compare, ast.Compare) and _compares_types(compare)
+    return isinstance(compare, ast.Compare) and _compares_types(compare, bound)
 
 
-def _compares_types(compare: ast.Compare) -> bool:
+def _compares_types(compare: ast.Compare, bound: set[str]) -> bool:
     """``type(x) == int``, ``type(x) is list``, ``type(x) in (int, str)``: a ``type(x)`` of one plain argument
     compared only with builtin types by name or other such calls. A builtin type is one object in every process, so
     its identity is its equality."""
     operands = (compare.left, *compare.comparators)
     return (all(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is, ast.IsNot)) for op in compare.ops)
-            and any(_type_of_one(o) for o in operands) and all(_builtin_type_operand(o) for o in operands))
+            and any(_type_of_one(o) for o in operands) and all(_builtin_type_operand(o, bound) for o in operands))
 
 
 def _type_of_one(node: ast.AST) -> bool:
@@ -234,12 +235,13 @@ def _type_of_one(node: ast.AST) -> bool:
             and len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred))
 
 
-def _builtin_type_operand(node: ast.AST) -> bool:
-    """A builtin type by its name, a tuple, list or set of them, or another ``type(x)``."""
+def _builtin_type_operand(node: ast.AST, bound: set[str]) -> bool:
+    """A builtin type by its name, which the code does not bind (``list = re.compile('q')`` made ``x != list``
+    an identity test: the twelfth red team), a tuple, list or set of them, or another ``type(x)``."""
     if isinstance(node, ast.Name):
-        return node.id in BUILTIN_TYPE_NAMES
+        return node.id in BUILTIN_TYPE_NAMES and node.id not in bound
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return all(_builtin_type_operand(e) for e in node.elts)
+        return all(_builtin_type_operand(e, bound) for e in node.elts)
     return _type_of_one(node)
 
 

@@ -219,7 +219,6 @@ def _f(body: str) -> str:
         "    return list(s)[0] == x\n"), "sum rebound beside a set: the rule trusts the builtin (line 5)"),
     ("str = repr\n" + _f("    return str(f) != str(x)\n"), "str rebound beside text"),
     ("def f(x: int, str=repr):\n    def h():\n        return str(h)\n    return h() != ''\n", "str rebound"),
-    (_f("    set = [x]\n    return set[0] == x\n"), "set rebound"),
     (_f("    global sum\n    sum = x\n    return str(sum([x])) != ''\n"), "sum rebound"),
     (_f("    ys = [(sum := v) for v in [x]]\n    return str(sum(ys)) != ''\n"), "sum rebound"),
     ("def h(xs, str):\n    return sorted(xs, key=str)\n" + _f("    return str(h([x], len)) != ''\n"),
@@ -242,6 +241,18 @@ def _f(body: str) -> str:
     (_f("    s = {x}\n    s.add(List.copy_with((0,)))\n    return len(s) == 2\n"), "List read as a value"),
     ("from typing import List as str\n" + _f("    s = {x}\n    s.add(str.copy_with((0,)))\n    return len(s) == 2\n"),
      "str read as a value"),
+    # the twelfth red team's: a name two imports bind (the one that runs is not the last one written), an exception's
+    # .obj through `or`, an augmented assignment that reads an iterator into text
+    ("from collections import ChainMap as dd\nif 0:\n    from collections import defaultdict as dd\n"
+     + _f("    s = set(range(0, 4000, 16))\n    s.add(dd(list).maps[0])\n    return list(s)[0] == x\n"),
+     "list read as a value beside a set"),
+    ("import re\nfrom collections import ChainMap as Counter\nif 0:\n    from collections import Counter\n"
+     + _f("    s = set(range(0, 4000, 16))\n    s.add(Counter(re.match('a', 'a')).maps[0])\n"
+          "    return list(s)[0] == x\n"), ".match(...) kept beside a set"),
+    (_f("    s = set(range(0, 4000, 16))\n    try:\n        iter(()).nope\n    except AttributeError as e:\n"
+        "        s.add((e or 0).obj)\n    return list(s)[0] == x\n"), "the exception caught as e kept"),
+    ("import collections\n" + _f("    it = iter(())\n    it += collections.UserString('')\n"
+                                 "    return it.data[-3:] != str(x)\n"), "iter(...) kept"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -338,6 +349,24 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "import re\ndef f(s: str) -> bool:\n    matches = re.finditer(r'\\d+', s)\n    total = 0\n    for m in matches:\n"
     "        total += int(m.group())\n    return total == 60 and str(total) in {'60'}\n",
     "def f(x: int) -> bool:\n    Dict\n    return Dict[str, int] is not None and str(x) == '1'\n",
+    # the twelfth red team's false positives: a lambda's name handed to a caller or annotated, a match of two
+    # alternatives held by a name, a parameter named set, the tuple form of the chunking idiom, UserString imported
+    "def f(words: List[str]) -> bool:\n    score = lambda w: (len(set(w)), w)\n"
+    "    return max(words, key=score) == 'abcd'\n",
+    "def f(s: str) -> bool:\n    to_int = lambda c: ord(c) - 96\n"
+    "    return sum(map(to_int, s)) == 6 and len(set(s)) == 3\n",
+    "from typing import Callable\ndef f(s: str) -> bool:\n    norm: Callable = lambda w: w.strip().lower()\n"
+    "    return len({norm(w) for w in s.split(',')}) == 2\n",
+    "import re\ndef f(s: str) -> bool:\n    m = re.fullmatch(r'\\d+', s) or re.fullmatch(r'[a-z]+', s)\n"
+    "    return bool(m) and len(set(s)) == 3\n",
+    "import re\ndef f(s: str, strict: bool = True) -> bool:\n"
+    "    m = re.fullmatch(r'\\d+', s) if strict else re.match(r'\\d+', s)\n"
+    "    return m is not None and len(set(s)) == 3\n",
+    "def f(xs: List[int], set=None) -> bool:\n    seen = {x % 7 for x in xs}\n"
+    "    return len(seen) == 3 and set is None\n",
+    "def f(s: str) -> bool:\n    pairs = [''.join(p) for p in zip(*(iter(s),) * 2)]\n    return len(set(pairs)) == 2\n",
+    "from collections import UserString\ndef f(s: str) -> bool:\n    u = UserString(s)\n"
+    "    return u.upper() == 'AB' and len(set(s)) == 2\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None

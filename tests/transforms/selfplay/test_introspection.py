@@ -483,6 +483,11 @@ TYPE_HANDED_TO_EQ = (
     (TYPE_HANDED_TO_EQ.replace("type(x) == R()", "type(x) is R()"), "identity comparison"),
     ("x: list):\n    return x is list or len(x) == 2\n", "identity comparison"),
     ("x: list):\n    return type(x) is type(x)[0] or len(x) == 2\n", "identity comparison"),
+    # a builtin type's name the code binds is any object: `str != list is tuple` compared two patterns by identity
+    # (the twelfth red team: re's cache held one pattern in a plain script, none in the sandbox)
+    ("x: int):\n    import re\n    tuple = re.compile('q')\n    list = re.compile('q')\n"
+     "    return type(x) != str != list is tuple\n", "identity comparison"),
+    ("x: int):\n    list = [1]\n    return type(x) == list or x == 3\n", "type other than in a comparison"),
     ("x: int):\n    box = []\n    @box.append\n    class mro:\n        pass\n    return x == 3\n", "definition mro"),
 ])
 def test_a_puzzle_that_reaches_type_an_eighth_way_is_refused(completion, route):
