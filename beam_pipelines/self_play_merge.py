@@ -15,7 +15,11 @@ later) keeps the first in the seeded order of a round's own cap (``transforms.se
 
 Outputs: ``training/puzzles/`` (training shards, written as a round's own, rows ordered by ``hash(id, seed)``),
 ``manifest.json`` (per-step counts, checked to balance) and ``summary.json``. Runs in one process, as the
-reference's preprocess.py: the solved puzzles of every round and the examples are held in memory.
+reference's preprocess.py, but out of core: the rounds' solved puzzles are read one row group at a time into an
+SQLite database in a temporary directory (``tempfile``'s: ``TMPDIR``), merged there
+(``transforms.selfplay.merge.merge_out_of_core``) and the kept examples streamed into the shards in their row
+order (``write_sorted_shards``), so its memory does not grow with the rounds' records (disk: about 1.4 KB per
+pair, see the merge's docstring).
 """
 from __future__ import annotations
 
@@ -24,19 +28,22 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+import pyarrow.parquet as pq
 
 from schemas.records import SCHEMA_VERSION, RecordKind
-from transforms.io.filesystems import read_text
-from transforms.io.parquet import read_rows, write_index_atomic, write_shards
+from transforms.io.filesystems import open_seekable, read_text
+from transforms.io.parquet import shard_urls, sort_key, sort_key_bytes, write_index_atomic, write_sorted_shards
 from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay import training_text
-from transforms.selfplay.merge import STAGES, merge_rounds
+from transforms.selfplay.merge import STAGES, merge_out_of_core
 from transforms.selfplay.preset import load_preset
 from transforms.stats.accounting import StageSpec, build_manifest
 
 PUZZLE_COLUMNS = ("id", "name", "sat", "solutions", "source_uri", "source_row")
 SHARD_RECORDS = 100_000  # as a round's own training shards
+READ_BATCH = 256  # rows of a round's puzzles read at a time
 ROUND_SETTINGS = ("iteration", "max_solutions", "training_format")  # what the merge reads of a round's manifest
 ROUND_TOP_LEVEL = ("puzzle_preset",)  # ... and of its top level (read as one of its settings)
 
@@ -57,9 +64,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_round(directory: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A round's manifest settings and its solved PUZZLE records, each with the round's ``round`` (its
-    iteration)."""
+def read_round(directory: str) -> dict[str, Any]:
+    """A round's manifest settings (its records: ``round_records``)."""
     directory = directory.rstrip("/")
     manifest = json.loads(read_text(f"{directory}/manifest.json"))
     settings = {**(manifest.get("settings") or {}), **{k: manifest[k] for k in ROUND_TOP_LEVEL if k in manifest}}
@@ -67,8 +73,17 @@ def read_round(directory: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if manifest.get("job") != "self-play" or missing:
         raise ValueError(f"{directory}/manifest.json is not a self-play job's manifest"
                          + (f" (it records no {', '.join(missing)})" if missing else ""))
-    records = [{**r, "round": settings["iteration"]} for r in read_rows(f"{directory}/puzzles", PUZZLE_COLUMNS)]
-    return settings, records
+    return settings
+
+
+def round_records(directory: str, iteration: int) -> Iterator[dict[str, Any]]:
+    """A round's solved PUZZLE records, each with the round's ``round`` (its iteration), read ``READ_BATCH`` rows
+    at a time, in shard order."""
+    for url in shard_urls(f"{directory.rstrip('/')}/puzzles"):
+        with open_seekable(url) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=READ_BATCH, columns=list(PUZZLE_COLUMNS)):
+                for row in batch.to_pylist():
+                    yield {**row, "round": iteration}
 
 
 def agreed(settings: Sequence[dict[str, Any]], key: str, directories: Sequence[str]) -> Any:
@@ -100,21 +115,20 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     check_output_location(args.output)  # a JobConfigError (a ValueError): "" would write its shards under /
     output = args.output.rstrip("/")
     preset = load_preset()
-    settings, records = [], []
-    for directory in args.rounds:
-        s, r = read_round(directory)
-        settings.append(s)
-        records += r
+    settings = [read_round(directory) for directory in args.rounds]
     distinct_iterations(settings, args.rounds)
     max_solutions = agreed(settings, "max_solutions", args.rounds)
     training_format = agreed(settings, "training_format", args.rounds)
     puzzle_preset = agreed(settings, "puzzle_preset", args.rounds)
     iteration = args.iteration if args.iteration is not None else max(s["iteration"] for s in settings)
     cap = args.example_cap if args.example_cap is not None else training_text.example_cap(iteration, preset.training)
-    merged = merge_rounds(records, max_solutions=max_solutions, cap=cap, seed=args.run_seed, preset=preset,
-                          training_format=training_format, template=seed_format.load_self_play_prompt())
-    write_shards(merged.examples, f"{output}/training/puzzles", RecordKind.TRAINING_EXAMPLE, seed=args.run_seed,
-                 shard_records=SHARD_RECORDS)
+    records = (r for directory, s in zip(args.rounds, settings) for r in round_records(directory, s["iteration"]))
+    with merge_out_of_core(records, max_solutions=max_solutions, cap=cap, seed=args.run_seed, preset=preset,
+                           training_format=training_format, template=seed_format.load_self_play_prompt(),
+                           write_key=lambda e: sort_key_bytes(sort_key(e["id"], args.run_seed))) as merged:
+        # The shards' row order is sort_key(id, seed, digest); the ids are distinct, so (hash, id) decides it.
+        write_sorted_shards(merged.examples_in_write_order(), merged.kept, f"{output}/training/puzzles",
+                            RecordKind.TRAINING_EXAMPLE, seed=args.run_seed, shard_records=SHARD_RECORDS)
     specs = [StageSpec(STAGES[0]), StageSpec(STAGES[1], writes_rejected=False, unwritten_reason="duplicate_example"),
              StageSpec(STAGES[2], writes_rejected=False, unwritten_reason="over_example_cap")]
     extra = {
@@ -124,15 +138,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "settings": {"max_solutions": max_solutions, "training_format": training_format,
                      "puzzle_preset": puzzle_preset, "example_cap": cap, "iteration": iteration,
                      "run_seed": args.run_seed},
-        "training_examples": len(merged.examples),
+        "training_examples": merged.kept,
     }
     manifest = build_manifest(merged.counts(), specs, extra)
     write_index_atomic(f"{output}/manifest.json", manifest)
     summary = {
-        "rounds": len(args.rounds), "solved_puzzles_in": len(records), "pairs_in": merged.pairs_in,
+        "rounds": len(args.rounds), "solved_puzzles_in": merged.records_in, "pairs_in": merged.pairs_in,
         "duplicate_solutions": merged.duplicate_solutions, "over_solution_cap": merged.over_solution_cap,
         "duplicate_examples": merged.duplicate_examples, "over_example_cap": merged.over_example_cap,
-        "training_examples": len(merged.examples), "example_cap": cap, "balanced": manifest["balanced"],
+        "training_examples": merged.kept, "example_cap": cap, "balanced": manifest["balanced"],
         "wall_seconds": round(time.monotonic() - started, 2),
     }
     write_index_atomic(f"{output}/summary.json", summary)

@@ -4,10 +4,24 @@ summary."""
 from __future__ import annotations
 
 import json
+import random
+import tracemalloc
 
+import pytest
+
+from beam_pipelines.self_play_merge import SHARD_RECORDS
 from beam_pipelines.self_play_merge import main as merge_main
 from schemas.records import RecordKind
-from transforms.io.parquet import read_index, read_rows, verify_shards, write_shards
+from tests.transforms.selfplay.test_merge import oracle, random_records
+from transforms.io.parquet import (
+    read_index,
+    read_rows,
+    record_digest,
+    sort_key,
+    verify_shards,
+    write_shards,
+    write_sorted_shards,
+)
 
 F1 = "def f(x: int):\n    return x + 1 == 5"
 F2 = 'def f(s: str, n=3):\n    return s * n == "ababab"'
@@ -144,3 +158,108 @@ def test_rounds_of_one_iteration_are_refused(tmp_path, capsys):
     assert run([first, second, again], tmp_path / "merged", "--iteration=1") == 2  # two runs of one iteration
     assert f"iteration 1: {second}, {again}" in capsys.readouterr().err
     assert not (tmp_path / "merged").exists()
+
+
+# --------------------------------------------------------------------------- streamed, and as it was in memory
+
+
+def test_the_sorted_stream_writes_the_shards_of_write_shards(tmp_path):
+    rows = [{"id": f"example-{i}", "instruction": "", "response": f"text {i}", "source": "self_play",
+             "language": "python", "snippet_id": None, "provenance": "{}", "source_uri": "u", "source_row": i,
+             "stage": "shards", "messages": []} for i in range(23)]
+    for seed, total, shard_records in ((3, 23, 5), (3, 20, 5), (None, 7, 100), (0, 0, 5), (1, 1, 1)):
+        expected = write_shards(rows[:total], str(tmp_path / "a"), RecordKind.TRAINING_EXAMPLE, seed=seed,
+                                shard_records=shard_records)
+        ordered = sorted(rows[:total], key=lambda r: sort_key(r["id"], seed, record_digest(r)))
+        got = write_sorted_shards(iter(ordered), total, str(tmp_path / "b"), RecordKind.TRAINING_EXAMPLE,
+                                  seed=seed, shard_records=shard_records)
+        assert got == expected and len(got["shards"]) == max(1, -(-total // shard_records))
+        for shard in got["shards"]:
+            assert (tmp_path / "a" / shard["path"]).read_bytes() == (tmp_path / "b" / shard["path"]).read_bytes()
+    ordered = sorted(rows, key=lambda r: sort_key(r["id"], 3))
+    for records, total in ((ordered[::-1], 23), (ordered, 22), (ordered, 24)):
+        with pytest.raises(ValueError):
+            write_sorted_shards(iter(records), total, str(tmp_path / "c"), RecordKind.TRAINING_EXAMPLE, seed=3,
+                                shard_records=5)
+    assert not (tmp_path / "c" / "shards.json").exists()
+
+
+def test_the_job_writes_what_the_in_memory_merge_and_writer_wrote(tmp_path):
+    # Random rounds (puzzles in several rounds, solutions found again, equal examples): the shards, manifest and
+    # summary are those of the merge as it was (every record in memory, then write_shards), whatever the order
+    # of the rounds and of their records.
+    rng = random.Random(11)
+    records = [r for _ in range(4) for r in random_records(rng)]
+    by_round = {}
+    for r in {(r["sat"], r["round"], r["source_uri"], r["source_row"], r["name"]): r for r in records}.values():
+        by_round.setdefault(r["round"], []).append(r)
+    rounds = [write_round(tmp_path / f"round-{i}", i, [{**solved(r["sat"], r["solutions"], r["source_row"]),
+                                                        "name": r["name"], "source_uri": r["source_uri"]}
+                                                       for r in rng.sample(rs, len(rs))])
+              for i, rs in sorted(by_round.items())]
+    inputs = [{**r, "round": i} for i, d in zip(sorted(by_round), rounds) for r in read_rows(f"{d}/puzzles")]
+    for cap in (5, 1_000_000):
+        expected, counts = oracle(inputs, max_solutions=8, cap=cap, seed=4, training_format="raw")
+        assert counts["duplicate_examples"] and counts["duplicate_solutions"]
+        index = write_shards(expected, str(tmp_path / f"expected-{cap}"), RecordKind.TRAINING_EXAMPLE, seed=4,
+                             shard_records=SHARD_RECORDS)
+        for order in (rounds, rounds[::-1]):
+            out = tmp_path / f"merged-{cap}-{order[0][-1]}"
+            assert run(order, out, f"--example-cap={cap}", "--run-seed=4") == 0
+            assert read_index(str(out / "training" / "puzzles"))["shards"] == index["shards"]
+            summary = json.loads((out / "summary.json").read_text())
+            assert {k: summary[k] for k in counts if k != "built"} == {k: n for k, n in counts.items() if k != "built"}
+            assert summary["solved_puzzles_in"] == len(inputs) and summary["training_examples"] == len(expected)
+
+
+def many_rounds(directory, puzzles: int) -> list[str]:
+    """Two rounds of ``puzzles`` puzzles each, four solutions each, a tenth of them in both rounds (round 1's
+    first tenth is round 0's last)."""
+    def one(i: int) -> dict:
+        sat = f"def f(x: int):\n    return x + {i} == {i + 4}  # {'p' * (i % 50)}"
+        return solved(sat, [f"def g():\n    return {k} + {4 - k}  # {'s' * (i % 40)}" for k in range(4)], i)
+
+    return [write_round(directory / "round-0", 0, [one(i) for i in range(puzzles)]),
+            write_round(directory / "round-1", 1, [one(i) for i in range(puzzles - puzzles // 10, 2 * puzzles)])]
+
+
+def peak_allocation(work, *args, **kwargs) -> int:
+    """The peak of Python's allocations while ``work(*args, **kwargs)`` runs (tracemalloc: SQLite's page cache
+    and sorters, bounded by ``merge.CACHE_KIB``, and Arrow's buffers are not counted)."""
+    tracemalloc.start()
+    try:
+        work(*args, **kwargs)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_job_holds_no_more_for_ten_times_the_records(tmp_path):
+    # 60 and 600 puzzles a round (4 solutions each, a tenth in both rounds: 480 and 4,800 examples) under one
+    # cap of 400, so the writer has the same rows to write and the difference is the merge's: it holds none of
+    # the records or examples (the merge as it was held them all, some 2 KB each: 1.4 MB against 9.6 MB).
+    run(many_rounds(tmp_path / "warm", 10), tmp_path / "warm-out")  # imports and caches, not counted
+    sizes = {}
+    for n in (60, 600):
+        rounds = many_rounds(tmp_path / f"in-{n}", n)
+        sizes[n] = peak_allocation(run, rounds, tmp_path / f"out-{n}", "--run-seed=1", "--example-cap=400")
+        summary = json.loads((tmp_path / f"out-{n}" / "summary.json").read_text())
+        assert summary["training_examples"] == 400 and summary["pairs_in"] == 4 * (2 * n + n // 10)
+    assert sizes[600] <= 1.3 * sizes[60], sizes
+
+
+def test_the_sorted_stream_holds_one_row_group(tmp_path):
+    # 1,100 and 6,600 rows (about one and six row groups) into one shard: the peak is that of one row group.
+    def rows(n):
+        made = ({"id": f"example-{i}", "instruction": "", "response": f"text {i} " * 20, "source": "self_play",
+                 "language": "python", "snippet_id": None, "provenance": "{}", "source_uri": "u", "source_row": i,
+                 "stage": "shards", "messages": []} for i in range(n))
+        return sorted(made, key=lambda r: sort_key(r["id"], 5))
+
+    sizes = {}
+    for n in (1_100, 6_600):
+        ordered = rows(n)
+        sizes[n] = peak_allocation(write_sorted_shards, iter(ordered), n, str(tmp_path / f"out-{n}"),
+                                   RecordKind.TRAINING_EXAMPLE, seed=5, shard_records=SHARD_RECORDS)
+        del ordered
+    assert sizes[6_600] <= 1.3 * sizes[1_100], sizes

@@ -9,6 +9,8 @@ Pure functions (usable without Beam):
   (``path``, ``rows``, ``bytes``, ``sha256``) whose digest is computed while writing.
 - ``write_shards(records, output_dir, kind, ...)``: the in-memory twin of ``WriteParquetShards`` (same files,
   byte for byte), for small outputs and tests.
+- ``write_sorted_shards(records, total, output_dir, kind, ...)``: the same files again, streamed, for records that
+  arrive already in row order (one row group in memory at a time).
 - ``write_index_atomic`` / ``read_index`` / ``verify_shards`` / ``remove_index``: the ``shards.json`` index.
 - ``staging_dir`` / ``staged_shard_path`` / ``clear_staging`` / ``finalize_index``: shards are staged out of
   readers' sight and moved into place, replacing the previous set, only once all of them are written.
@@ -229,13 +231,14 @@ def write_records_atomic(
     count = 0
 
     def body(sink):
-        nonlocal count
+        nonlocal count, first
         with pq.ParquetWriter(sink, schema, compression=compression) as writer:
-            chunk = first
+            chunk, first = first, None  # one row group held at a time: neither the first nor the last kept
             while chunk:
                 writer.write_table(pa.Table.from_pylist([conform(r, kind) for r in chunk], schema=schema),
                                    row_group_size=row_group_size)
                 count += len(chunk)
+                chunk = None
                 chunk = list(itertools.islice(rows, row_group_size))
 
     nbytes, digest = _atomic_write(path, body)
@@ -508,3 +511,60 @@ def write_shards(
     index = build_index(infos, kind=kind, seed=seed, shard_records=shard_records, shard_mb=shard_mb,
                         extra=index_extra)
     return finalize_index(output_dir, index, prefix)
+
+
+def write_sorted_shards(
+    records: Iterable[Mapping[str, Any]],
+    total: int,
+    output_dir: str,
+    kind: RecordKind | str,
+    *,
+    seed: int | None,
+    shard_records: int,
+    prefix: str = "part",
+    compression: str = DEFAULT_COMPRESSION,
+    index_extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Streaming twin of ``write_shards`` with ``shard_records``: the same files and index, byte for byte, for
+    ``total`` records that arrive already in ``sort_key(id, seed, record_digest)`` order (an out-of-core sort
+    made them so). Holds one row group of records at a time, whatever ``total``. ``ValueError`` when the records
+    are out of that order or not ``total`` in number (nothing of the previous set is replaced then)."""
+    check_bounds(shard_records, None)
+    if shard_records is None or total < 0:
+        raise ValueError("write_sorted_shards needs shard_records and a total of at least 0")
+    clear_staging(output_dir, prefix)
+    rows = iter(records)
+    count = -(-total // shard_records)  # ranks 0..total-1 fill shards 0..count-1, each but the last full
+    previous: list = []  # the last record's (key, record), to check the order
+
+    def in_order(record: Mapping[str, Any]) -> None:
+        key = sort_key(record["id"], seed)
+        if previous:
+            last_key, last = previous
+            if key[:2] < last_key[:2] or (key[:2] == last_key[:2] and record_digest(record) < record_digest(last)):
+                raise ValueError(f"records out of sort_key order: {record['id']!r} after {last['id']!r}")
+        previous[:] = [key, record]
+
+    def shard_rows(payload: list[int]) -> Iterable[Mapping[str, Any]]:
+        for record in itertools.islice(rows, shard_records):
+            in_order(record)
+            payload[0] += record_nbytes(record)
+            yield record
+
+    infos = []
+    for index in range(count):
+        payload = [0]
+        name = shard_name(prefix, index, count)
+        info = write_records_atomic(shard_rows(payload), staged_shard_path(output_dir, prefix, name), kind,
+                                    extra_metadata={METADATA_SHARD_KEY.decode(): f"{index}/{count}"},
+                                    compression=compression)
+        if info["rows"] != min(shard_records, total - index * shard_records):
+            raise ValueError(f"write_sorted_shards was promised {total} records but got fewer")
+        info["path"] = name
+        info["index"] = index
+        info["payload_bytes"] = payload[0]
+        infos.append(info)
+    if next(rows, None) is not None:
+        raise ValueError(f"write_sorted_shards was promised {total} records but got more")
+    index_ = build_index(infos, kind=kind, seed=seed, shard_records=shard_records, shard_mb=None, extra=index_extra)
+    return finalize_index(output_dir, index_, prefix)
