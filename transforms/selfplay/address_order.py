@@ -134,6 +134,7 @@ _CONSUMERS = frozenset({"set", "frozenset", "list", "tuple", "dict", "sorted", "
 _MODULE_CONSUMERS = frozenset({("math", "prod"), ("math", "fsum"), ("collections", "Counter")})
 _CLASS_CHECKS = frozenset({"isinstance", "issubclass"})  # their second argument is compared with, not stored
 _EXCEPTION_HOLDS = frozenset({"obj", "name"})  # an AttributeError's object, a NameError's name
+_TRUTH_TESTERS = frozenset({"any", "all"})  # they read only their elements' truth
 _RETURN_AN_ARGUMENT = frozenset({"next", "sum", "min", "max"})  # a default, a start, or one of several arguments
 _ADDRESS_CONSTANTS = (type(None), type(...))
 _TYPE_VARIABLES = frozenset({"TypeVar", "TypeVarTuple", "ParamSpec", "ParamSpecArgs", "ParamSpecKwargs", "Unpack"})
@@ -302,9 +303,11 @@ def address_hash_route(code: str) -> str | None:
                 and parent.value is node and parent.attr in methods)
 
     def subscripted_in_place(node: ast.Name) -> bool:
-        """``Dict[str, int] is not None``: what the subscript makes is only compared or dropped."""
+        """``Dict[str, int] is not None``: what the subscript makes is only compared or dropped, never called
+        (``enumerate[0]('ab')`` makes what no call by name shows: the thirteenth red team)."""
         parent = parents.get(node)
-        return isinstance(parent, ast.Subscript) and parent.value is node and called(parent)
+        return (isinstance(parent, ast.Subscript) and parent.value is node
+                and isinstance(parents.get(parent), (ast.Compare, ast.Expr)))
 
     def called(node: ast.AST) -> bool:
         return _called_where_it_stands(node, parents, defaultdicts)
@@ -505,6 +508,10 @@ def _used_up_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
         return parent.iter is node or node in getattr(parent, "ifs", ())
     if _zip_chunks(node, parents):
         return True
+    if isinstance(parent, (ast.GeneratorExp, ast.ListComp)) and parent.elt is node:  # any(re.match(p, w) for w in ws)
+        tester = parents.get(parent)
+        return (isinstance(tester, ast.Call) and isinstance(tester.func, ast.Name) and tester.func.id in _TRUTH_TESTERS
+                and tester.args == [parent] and not tester.keywords)
     if isinstance(parent, (ast.Starred, ast.YieldFrom, ast.Compare, ast.Raise)):
         return True
     if isinstance(parent, ast.Attribute):
@@ -671,8 +678,9 @@ def _called_where_it_stands(node: ast.AST, parents: dict[ast.AST, ast.AST],
     """``node`` (a function or type) is used where it is called or compared, never stored. ``defaultdicts``: the
     names ``from collections import defaultdict`` binds, and nothing else does."""
     parent = parents.get(node)
-    if isinstance(parent, ast.Tuple) and isinstance(parents.get(parent), (ast.Call, ast.ExceptHandler, ast.Compare)):
-        node, parent = parent, parents[parent]  # isinstance(x, (int, str)), except (ValueError, KeyError), in (a, b)
+    if ((isinstance(parent, ast.Tuple) and isinstance(parents.get(parent), (ast.Call, ast.ExceptHandler, ast.Compare)))
+            or (isinstance(parent, ast.List) and isinstance(parents.get(parent), ast.Compare))):
+        node, parent = parent, parents[parent]  # isinstance(x, (int, str)), except (ValueError, KeyError), in [a, b]
     if isinstance(parent, (ast.ExceptHandler, ast.Raise)):
         return True  # caught or raised, not stored
     if isinstance(parent, ast.Call):

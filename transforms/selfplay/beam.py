@@ -221,17 +221,21 @@ def solution_refusal(g: str, sat: str = "") -> str | None:
     a pair it passes need not hold in its training text. A g that may draw from randomness not seeded by a constant
     passes both checks of a pair by chance; it is judged with its puzzle ``sat`` in front, as the training text
     has it, since g may read a name the puzzle's imports bind (``import random as r`` there, ``r.randint`` in g).
-    So is a g whose generator holds a finalizer (run at a collection timed differently in the sandbox) or that may
+    Its interpreter routes are looked for with the puzzle in front as well (g can rebind the names f reads). So is
+    a g whose generator holds a finalizer (run at a collection timed differently in the sandbox) or that may
     put objects hashed by address in a set (its order follows ASLR) or show an address in text, with its puzzle in
     front too.
     The P3 evaluation judges its attempts as the reference does, without this (a test puzzle's own reference
     solution may import)."""
     if filters.unsafe_reason(g):
         return "the solution imports or names what the reference's judge refuses to run"
-    route = interpreter_route(g)
+    program = f"{sat}\n\n{g}" if sat else g
+    # with its puzzle in front: `global list` in g made the puzzle's `type(n) != list is tuple` an identity test
+    # of g's objects (the thirteenth red team)
+    route = interpreter_route(program)
     if route:
         return f"the solution reaches the interpreter: {route}"
-    found = filters.run_dependence(f"{sat}\n\n{g}" if sat else g)
+    found = filters.run_dependence(program)
     return f"the solution {found[1]}: {found[2]}" if found else None
 
 

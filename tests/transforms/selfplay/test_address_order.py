@@ -253,6 +253,11 @@ def _f(body: str) -> str:
         "        s.add((e or 0).obj)\n    return list(s)[0] == x\n"), "the exception caught as e kept"),
     ("import collections\n" + _f("    it = iter(())\n    it += collections.UserString('')\n"
                                  "    return it.data[-3:] != str(x)\n"), "iter(...) kept"),
+    # the thirteenth red team's: a call through a subscript (enumerate[0] is a generic alias) makes what no call
+    # by name shows
+    (_f("    s = set(range(0, 4000, 16))\n    s.add(enumerate[0]('a'))\n    return list(s)[0] == x\n"),
+     "enumerate read as a value beside a set"),
+    ("import typing\n" + _f("    return str(typing.ValuesView[0]({})) != str(x)\n"), "ValuesView"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -367,6 +372,10 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "def f(s: str) -> bool:\n    pairs = [''.join(p) for p in zip(*(iter(s),) * 2)]\n    return len(set(pairs)) == 2\n",
     "from collections import UserString\ndef f(s: str) -> bool:\n    u = UserString(s)\n"
     "    return u.upper() == 'AB' and len(set(s)) == 2\n",
+    # the thirteenth red team's: matches whose truth any/all read, types compared in a list
+    "import re\ndef f(ws: List[str]) -> bool:\n"
+    "    return any(re.fullmatch('a+', w) for w in ws) and len(set(ws)) == 2\n",
+    "def f(x: List[int]) -> bool:\n    return all(type(v) in [int, float] for v in x) and len(set(x)) == 5\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None
@@ -450,3 +459,13 @@ def test_self_play_refuses_a_solution_that_orders_by_address_with_its_puzzle_in_
     assert attempt["reason"].startswith("the solution may put objects hashed by address in a set, or show an address "
                                         "in text"), attempt
     assert solution_refusal("def g():\n    return [1, 2]\n", sat) is None
+
+
+def test_a_solution_is_looked_at_with_its_puzzle_for_interpreter_routes_too():
+    """The thirteenth red team: g's `global list, tuple` rebinds what the puzzle's type comparison reads, making it
+    an identity test of two patterns in re's cache (verify_pair passed it 10 of 10; a plain script failed it)."""
+    sat = "def f(n: int) -> bool:\n    return type(n) != str != list is not tuple\n"
+    g = ("def g():\n    global list, tuple\n    import re\n    tuple = re.compile('q')\n"
+         "    list = re.compile('q')\n    return 1\n")
+    assert filters.interpreter_reason(sat) is None and solution_refusal(g) is None  # each alone is fine
+    assert (solution_refusal(g, sat) or "").startswith("the solution reaches the interpreter: identity comparison")
