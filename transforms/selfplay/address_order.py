@@ -354,8 +354,18 @@ def address_hash_route(code: str) -> str | None:
 
     def looped_over(iterable: ast.expr) -> bool:
         parent = parents.get(iterable)
-        return (isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)) and parent.iter is iterable
-                and isinstance(parent.target, ast.Name) and reads_used_up(parent.target.id))
+        target_index = None
+        if (isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id == "enumerate"
+                and parent.args == [iterable] and not parent.keywords):  # for i, m in enumerate(re.finditer(p, s))
+            iterable, parent, target_index = parent, parents.get(parent), 1
+        if not (isinstance(parent, (ast.comprehension, ast.For, ast.AsyncFor)) and parent.iter is iterable):
+            return False
+        target = parent.target
+        if target_index is not None:
+            if not (isinstance(target, ast.Tuple) and len(target.elts) == 2):
+                return False
+            target = target.elts[target_index]
+        return isinstance(target, ast.Name) and reads_used_up(target.id)
 
     def each_used_up(call: ast.Call) -> bool:
         """``call``'s elements reach nothing but a loop's or comprehension's plain name, every read of which is

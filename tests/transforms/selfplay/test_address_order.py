@@ -258,6 +258,13 @@ def _f(body: str) -> str:
     (_f("    s = set(range(0, 4000, 16))\n    s.add(enumerate[0]('a'))\n    return list(s)[0] == x\n"),
      "enumerate read as a value beside a set"),
     ("import typing\n" + _f("    return str(typing.ValuesView[0]({})) != str(x)\n"), "ValuesView"),
+    # enumerate over finditer counts only with its match bound to a plain name only read
+    ("import re\n" + _f("    s = set(range(0, 4000, 16))\n    for i, m in enumerate(re.finditer('a', 'a')):\n"
+                        "        s.add(m)\n    return list(s)[0] == x\n"), "what .finditer(...) yields kept"),
+    ("import re\n" + _f("    s = set(range(0, 4000, 16))\n    for p in enumerate(re.finditer('a', 'a')):\n"
+                        "        s.add(p[1])\n    return list(s)[0] == x\n"), "what .finditer(...) yields kept"),
+    ("import re\n" + _f("    s = set(range(0, 4000, 16))\n    for m, i in enumerate(re.finditer('a', 'a')):\n"
+                        "        s.add(i)\n    return list(s)[0] == x\n"), "what .finditer(...) yields kept"),
 ])
 def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, route):
     assert route in (address_hash_route(code) or ""), address_hash_route(code)
@@ -376,6 +383,8 @@ def test_code_that_may_put_objects_hashed_by_address_in_a_set_is_refused(code, r
     "import re\ndef f(ws: List[str]) -> bool:\n"
     "    return any(re.fullmatch('a+', w) for w in ws) and len(set(ws)) == 2\n",
     "def f(x: List[int]) -> bool:\n    return all(type(v) in [int, float] for v in x) and len(set(x)) == 5\n",
+    "import re\ndef f(s: str) -> bool:\n    starts = {}\n    for i, m in enumerate(re.finditer(r'\\d+', s)):\n"
+    "        starts[i] = m.start()\n    return starts == {0: 0, 1: 2} and set(s) >= {'1'}\n",
 ])
 def test_sets_of_values_hashed_by_value_are_allowed(code):
     assert address_hash_route(code) is None
