@@ -45,7 +45,7 @@ import ast
 import re
 from typing import Iterable
 
-from transforms.selfplay.source import bound_names, parent_map, parse_for_rules
+from transforms.selfplay.source import bound_names, imported_names, parent_map, parse_for_rules
 
 REASON = "reaches_interpreter"
 
@@ -122,7 +122,16 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
     safe = frozenset(safe_modules) - frozenset(refused_modules)
     parents = parent_map(tree)
     bound = bound_names(ast.walk(tree))
+    imported = _import_bound(tree)
     for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            root = node
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in imported:
+                # `math.prod = repr` in g reached f's math.prod(...) in the literal run and the training text, not in
+                # the check's own sandbox (the fifteenth red team); the rules trust the modules' functions
+                return f"assignment into {root.id}, a module or what it holds (line {node.lineno})"
         if isinstance(node, ast.Import):
             outside = [a.name for a in node.names if a.name.split(".")[0] not in safe]
             if outside:
@@ -206,6 +215,15 @@ def _raised_or_subclassed(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bo
     if isinstance(parent, ast.Call) and parent.func is name:
         name, parent = parent, parents.get(parent)
     return isinstance(parent, ast.Raise) and parent.exc is name
+
+
+def _import_bound(tree: ast.Module) -> frozenset[str]:
+    """The names an import binds in ``tree`` or in the judge's preamble (``List``): modules and their members."""
+    from transforms.selfplay.preset import load_preset
+
+    names = {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
+             if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    return frozenset(names | imported_names(load_preset().filters.judge_preamble))
 
 
 def _type_comparison(name: ast.Name, parents: dict[ast.AST, ast.AST], bound: set[str]) -> bool:

@@ -723,3 +723,30 @@ def test_a_solution_with_a_broad_handler_is_refused_before_it_runs():
          "    except:\n        return 1001\n")
     refusal = solution_refusal(g, "def f(x: int):\n    return x == 1001\n")
     assert refusal is not None and "bare except" in refusal
+
+
+# The fifteenth red team (2026-12-05): g replaced a safe module's function the rules trust (`math.prod = repr`), so
+# the literal run and the training text (g first, in one process) fed f's iterator to repr while the check's own
+# sandbox ran the real math.prod. Any store into an imported name's attributes or items is refused.
+@pytest.mark.parametrize("completion, route", [
+    ("x: int):\n    import math\n    math.prod = repr\n    return x == 1\n", "assignment into math"),
+    ("x: int):\n    import collections\n    collections.Counter.update = len\n    return x == 1\n",
+     "assignment into collections"),
+    ("x: int):\n    from collections import Counter\n    del Counter.update\n    return x == 1\n",
+     "assignment into Counter"),
+    ("x: int):\n    import math\n    for math.fsum in [str]:\n        pass\n    return x == 1\n",
+     "assignment into math"),
+    ("x: int):\n    List.x = 1\n    return x == 1\n", "assignment into List"),  # the judge's preamble binds it
+])
+def test_a_store_into_a_module_is_refused(completion, route):
+    _assert_refused(completion, route)
+
+
+def test_a_solution_that_patches_a_module_its_puzzle_uses_is_refused():
+    from transforms.selfplay.beam import solution_refusal
+
+    sat = "def f(n: int) -> bool:\n    from math import prod\n    return str(prod(iter([n])))[-3:] != '0x1'\n"
+    g = "def g():\n    import math\n    math.prod = repr\n    return 1\n"
+    assert interpreter_route(sat) is None
+    assert "assignment into math" in (solution_refusal(g, sat) or "")
+    assert interpreter_route("def f(x: int):\n    h = lambda: 0\n    h.cache = {}\n    return x == 1\n") is None
