@@ -30,11 +30,9 @@ import sys
 import time
 from typing import Any, Iterator, Sequence
 
-import pyarrow.parquet as pq
-
 from schemas.records import SCHEMA_VERSION, RecordKind
-from transforms.io.filesystems import open_seekable, read_text
-from transforms.io.parquet import shard_urls, sort_key, sort_key_bytes, write_index_atomic, write_sorted_shards
+from transforms.io.filesystems import read_text
+from transforms.io.parquet import iter_rows, sort_key, sort_key_bytes, write_index_atomic, write_sorted_shards
 from transforms.selfplay import puzzles as seed_format
 from transforms.selfplay import training_text
 from transforms.selfplay.merge import STAGES, merge_out_of_core
@@ -79,11 +77,8 @@ def read_round(directory: str) -> dict[str, Any]:
 def round_records(directory: str, iteration: int) -> Iterator[dict[str, Any]]:
     """A round's solved PUZZLE records, each with the round's ``round`` (its iteration), read ``READ_BATCH`` rows
     at a time, in shard order."""
-    for url in shard_urls(f"{directory.rstrip('/')}/puzzles"):
-        with open_seekable(url) as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=READ_BATCH, columns=list(PUZZLE_COLUMNS)):
-                for row in batch.to_pylist():
-                    yield {**row, "round": iteration}
+    for row in iter_rows(f"{directory.rstrip('/')}/puzzles", PUZZLE_COLUMNS, READ_BATCH):
+        yield {**row, "round": iteration}
 
 
 def agreed(settings: Sequence[dict[str, Any]], key: str, directories: Sequence[str]) -> Any:

@@ -49,7 +49,7 @@ import json
 import logging
 import posixpath
 import re
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import fsspec
 import pyarrow as pa
@@ -238,7 +238,7 @@ def write_records_atomic(
                 writer.write_table(pa.Table.from_pylist([conform(r, kind) for r in chunk], schema=schema),
                                    row_group_size=row_group_size)
                 count += len(chunk)
-                chunk = None
+                chunk = None  # freed before the next is read, so two row groups are never held
                 chunk = list(itertools.islice(rows, row_group_size))
 
     nbytes, digest = _atomic_write(path, body)
@@ -269,6 +269,19 @@ def read_rows(output_dir: str, columns: Sequence[str] | None = None) -> list[dic
     for url in shard_urls(output_dir):
         rows.extend(read_shard_rows(url, columns))
     return rows
+
+
+def iter_rows(output_dir: str, columns: Sequence[str] | None = None, batch_size: int = 256
+              ) -> Iterator[dict[str, Any]]:
+    """Every row of an output directory's shards, in shard order, ``batch_size`` rows read at a time (for outputs
+    too large to hold)."""
+    from transforms.io.filesystems import open_seekable
+
+    for url in shard_urls(output_dir):
+        with open_seekable(url) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size,
+                                                             columns=list(columns) if columns else None):
+                yield from batch.to_pylist()
 
 
 def read_shard_rows(url: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:

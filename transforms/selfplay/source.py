@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import re
 
 _FIRST_TOP_LEVEL_LINE = re.compile(r"\n\S")
@@ -80,6 +81,7 @@ def split_imports(text: str) -> tuple[str, str]:
     return imports, text[len(imports):]
 
 
+@functools.lru_cache(maxsize=64)
 def imported_names(imports: str) -> frozenset[str]:
     """The names that ``imports`` (``split_imports``'s first part) binds: ``import a.b`` binds ``a``, ``as`` an
     alias. A seed-preset puzzle's defaults and annotations may use them (``a=math.pi``)."""
