@@ -96,7 +96,8 @@ def check_options(options: PipelineOptions) -> None:
         sandbox_workers(options)
     low = [f"{flag} must be at least 1, got {value}" for flag, value in (
         ("--num-prompts", opts.num_prompts), ("--samples-per-prompt", opts.samples_per_prompt),
-        ("--solve-attempts", opts.solve_attempts), ("--max-solutions", opts.max_solutions)) if value < 1]
+        ("--solve-attempts", opts.solve_attempts), ("--max-solutions", opts.max_solutions),
+        ("--literal-runs", opts.literal_runs)) if value < 1]
     low += [f"{flag} must be more than 0 seconds, got {value:g}" for flag, value in (
         ("--judge-timeout", opts.judge_timeout), ("--verify-timeout", opts.verify_timeout)) if not value > 0]
     if low:
@@ -210,7 +211,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         opts.solve_max_tokens, tuple(preset.solve.stop), top_k=opts.sample_top_k, ban_eos=not opts.allow_eos)
     settings = SolveSettings(solve_prefix(opts, p3), solve_sampling, run_seed, preset.filters.judge_preamble,
                              stage="self_play.solve_plan",
-                             literal_preamble=trivial_preamble(preset.filters))  # the training text's names
+                             literal_preamble=trivial_preamble(preset.filters),  # the training text's names
+                             literal_runs=opts.literal_runs)
     attempted = stage("solve_plan", unique.main, unique.main | "Solve" >> SolveAttempts(handler, settings, verify))
     selected = attempted.main | "Select" >> beam.ParDo(SelectSolutionsFn(opts.max_solutions)).with_outputs(
         REJECTED, "attempts_kept", "attempts_rejected", main="main")
@@ -252,8 +254,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         "prompt_examples": [len(p["examples"]) for _, p in plan_list],
         "settings": {k: getattr(opts, k) for k in (
             "samples_per_prompt", "puzzle_temperature", "puzzle_max_tokens", "trivial_reject_rate", "judge_timeout",
-            "verify_timeout", "solve_attempts", "solve_temperature", "solve_max_tokens", "max_solutions",
-            "training_format", "iteration")} | {"example_cap": cap, "run_seed": run_seed},
+            "verify_timeout", "literal_runs", "solve_attempts", "solve_temperature", "solve_max_tokens",
+            "max_solutions", "training_format", "iteration")} | {"example_cap": cap, "run_seed": run_seed},
         "isolated": isolated, "p3_test_puzzles_indexed": len(test_index),
     }
     _ = (pipeline

@@ -34,6 +34,7 @@ def _job_error(module: str, argv: list[str], tmp_path, capsys) -> str:
     (["--samples-per-prompt", "0"], "--samples-per-prompt must be at least 1, got 0"),
     (["--samples-per-prompt", "-1"], "--samples-per-prompt must be at least 1, got -1"),
     (["--solve-attempts", "0"], "--solve-attempts must be at least 1, got 0"),
+    (["--literal-runs", "0"], "--literal-runs must be at least 1, got 0"),
     (["--max-solutions", "0"], "--max-solutions must be at least 1, got 0"),
     (["--max-solutions", "-1"], "--max-solutions must be at least 1, got -1"),
     (["--verify-timeout", "0"], "--verify-timeout must be more than 0 seconds, got 0"),

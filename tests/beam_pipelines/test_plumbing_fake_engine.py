@@ -68,6 +68,29 @@ SCRIPT = {
 
 
 @pytest.mark.heavy
+def test_self_play_runs_each_verified_pairs_training_text_literal_runs_times(tmp_path, monkeypatch):
+    """``--literal-runs`` reaches every verification and the manifest: each distinct solution that verified had its
+    training text run as a plain script that many times (the scripted solutions are honest, so no run fails)."""
+    from transforms.execute import isolation
+
+    runs = []
+    real = isolation.run_plain_script
+    monkeypatch.setattr(isolation, "run_plain_script", lambda *a, **k: runs.append(a[0]) or real(*a, **k))
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps(SCRIPT))
+    summary = run_self_play(["--engine=fake", f"--model={script}", "--puzzle-preset=seed", "--num-prompts=2",
+                             "--samples-per-prompt=2", "--solve-attempts=6", "--trivial-reject-rate=0",
+                             "--literal-runs=2", f"--output={tmp_path / 'out'}"])
+    assert summary["balanced"], summary
+    kept = _rows(tmp_path / "out" / "puzzles")
+    verified = sum(len(r["solutions"]) for r in kept)
+    assert verified >= 2, kept
+    assert len(runs) == 2 * verified, (len(runs), verified)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["settings"]["literal_runs"] == 2, manifest["settings"]
+
+
+@pytest.mark.heavy
 def test_self_play_job_solves_filters_and_shards_scripted_puzzles(tmp_path):
     """Scripted generations: two puzzles that verify (each written more than once), a syntax error and a trivial
     puzzle; scripted solutions: right (twice, and once longer), wrong and unparsable. Every sample and every

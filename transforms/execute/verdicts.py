@@ -500,7 +500,8 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
 
 def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = IsolationLimits(), *,
                 sat_entry: str = "f", sol_entry: str = "g", preamble: str | None = None,
-                allow_unisolated: bool = False, literal_preamble: str | None = None) -> Verdict:
+                allow_unisolated: bool = False, literal_preamble: str | None = None,
+                literal_runs: int = 1) -> Verdict:
     """The self-play check: the solution's answer has the puzzle's answer type and makes the puzzle return
     exactly True. ``g`` and ``f`` run in separate sandboxes, so ``g`` cannot tamper with ``f``; that sound
     check alone can accept. A pair it accepts is then also run as the literal program trained on
@@ -515,8 +516,13 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
     true with probability p, passes with probability p²: self-play refuses that code statically too
     (``selfplay.determinism``).
     ``literal_preamble`` (default: ``preamble``): what the trained-on text has in front of f and g (self-play's
-    has ``List`` only, where the judge's runs have ``List, Set, Tuple, Dict``). The duration covers all three
-    runs."""
+    has ``List`` only, where the judge's runs have ``List, Set, Tuple, Dict``). ``literal_runs``: how many times the
+    literal script runs, each in a fresh sandbox under a hash seed of its own; every run must pass. A verdict that
+    differs between runs (a set's string order under the seed, NaN or ``None`` in a set), true with probability p,
+    then passes with about p^(1 + literal_runs) where one run gave p²: self-play's training text must hold in
+    every run. The duration covers all the runs."""
+    if literal_runs < 1:
+        raise ValueError(f"literal_runs must be at least 1, got {literal_runs}")
     solved = solve_answer(sol, ans_type, limits, entry=sol_entry, preamble=preamble,
                           allow_unisolated=allow_unisolated)
     if not solved.passed:
@@ -526,14 +532,18 @@ def verify_pair(sat: str, sol: str, ans_type: str, limits: IsolationLimits = Iso
     duration = solved.duration_s + checked.duration_s
     if not checked.passed:
         return dataclasses.replace(checked, duration_s=duration, value=solved.value, reason=f"check: {checked.reason}")
-    literal = check_literal(sat, sol, limits, sat_entry=sat_entry, sol_entry=sol_entry,
-                            preamble=preamble if literal_preamble is None else literal_preamble,
-                            allow_unisolated=allow_unisolated)
-    if not literal.passed:
-        return dataclasses.replace(literal, duration_s=duration + literal.duration_s, value=solved.value,
-                                   isolated=checked.isolated and literal.isolated, reason=f"literal: {literal.reason}")
-    return dataclasses.replace(checked, duration_s=duration + literal.duration_s, value=solved.value,
-                               isolated=checked.isolated and literal.isolated)
+    isolated = checked.isolated
+    for run in range(literal_runs):
+        literal = check_literal(sat, sol, limits, sat_entry=sat_entry, sol_entry=sol_entry,
+                                preamble=preamble if literal_preamble is None else literal_preamble,
+                                allow_unisolated=allow_unisolated)
+        duration += literal.duration_s
+        isolated = isolated and literal.isolated
+        if not literal.passed:
+            which = f" (run {run + 1} of {literal_runs})" if literal_runs > 1 else ""
+            return dataclasses.replace(literal, duration_s=duration, value=solved.value, isolated=isolated,
+                                       reason=f"literal{which}: {literal.reason}")
+    return dataclasses.replace(checked, duration_s=duration, value=solved.value, isolated=isolated)
 
 
 def _call_many(program: str, entry: str, answers: Sequence[Any], limits: IsolationLimits, judge,

@@ -212,6 +212,9 @@ class SolveSettings:
     # What the literal f(g()) check has in front of f and g: self-play's training text's names (List only, as
     # filters.trivial_preamble); None for the P3 evaluation, whose attempts are judged as the reference judges.
     literal_preamble: str | None = None
+    # How many times the literal f(g()) script runs, each under a hash seed of its own (verify_pair): self-play's
+    # training text must hold in every run; the P3 evaluation runs it once.
+    literal_runs: int = 1
 
 
 def solution_refusal(g: str, sat: str = "") -> str | None:
@@ -241,7 +244,8 @@ def solution_refusal(g: str, sat: str = "") -> str | None:
 
 def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts: Sequence[str] | None,
                     engine_error: str, n: int, judge_preamble: str, sandbox: SandboxSettings,
-                    pool: SandboxPool | None = None, literal_preamble: str | None = None) -> list[dict[str, Any]]:
+                    pool: SandboxPool | None = None, literal_preamble: str | None = None,
+                    literal_runs: int = 1) -> list[dict[str, Any]]:
     """The ``n`` attempts of one puzzle with their status (``ATTEMPT_STATUSES``) and reason. Each distinct body is
     verified once; ``texts`` are the completions after ``header`` (None with ``engine_error``).
     ``literal_preamble``: ``verify_pair``'s (a self-play pair whose g reads ``Tuple`` verified under the judge's
@@ -267,7 +271,7 @@ def verify_attempts(puzzle: dict[str, Any], header: str, answer_type: str, texts
     def check(g: str):
         return guarded(verify_pair, puzzle["sat"], f"{puzzle['sat']}\n\n{g}", answer_type, sandbox.limits,
                        preamble=judge_preamble, allow_unisolated=sandbox.allow_unisolated,
-                       literal_preamble=literal_preamble)
+                       literal_preamble=literal_preamble, literal_runs=literal_runs)
 
     verdicts = dict(zip(distinct, pool.map(check, distinct) if pool else map(check, distinct)))
     for a in attempts:
@@ -302,11 +306,13 @@ class _PlanSolveFn(StageFn):
 class _VerifyAttemptsFn(SandboxPoolDoFn):
     """A puzzle joined to its n completions -> ``{"puzzle", "attempts"}`` (verified on the worker's pool)."""
 
-    def __init__(self, n: int, judge_preamble: str, sandbox: SandboxSettings, literal_preamble: str | None = None):
+    def __init__(self, n: int, judge_preamble: str, sandbox: SandboxSettings, literal_preamble: str | None = None,
+                 literal_runs: int = 1):
         super().__init__(sandbox.workers)
         self._n = n
         self._judge_preamble = judge_preamble
         self._literal_preamble = literal_preamble
+        self._literal_runs = literal_runs
         self._sandbox = sandbox
 
     def process(self, joined) -> Iterator[dict[str, Any]]:
@@ -319,7 +325,7 @@ class _VerifyAttemptsFn(SandboxPoolDoFn):
             texts = None if failure else list(results[0].texts)
             attempts = verify_attempts(planned["puzzle"], planned["header"], planned["answer_type"], texts,
                                        failure[1] if failure else "", self._n, self._judge_preamble,
-                                       self._sandbox, self._pool, self._literal_preamble)
+                                       self._sandbox, self._pool, self._literal_preamble, self._literal_runs)
             yield {**planned, "attempts": attempts}
 
 
@@ -340,7 +346,8 @@ class SolveAttempts(beam.PTransform):
                     | "SpreadPuzzles" >> beam.Reshuffle()
                     | "Verify" >> beam.ParDo(_VerifyAttemptsFn(self._settings.sampling.n,
                                                                self._settings.judge_preamble, self._sandbox,
-                                                               self._settings.literal_preamble)))
+                                                               self._settings.literal_preamble,
+                                                               self._settings.literal_runs)))
         return StageOutput(attempts, planned.rejected)
 
 

@@ -12,6 +12,9 @@ from transforms.selfplay.preset import load_preset
 # The reference verifies f(g()) in a separate process with a 1 s timeout; a sandbox also starts in this time.
 # Self-play's verification and the P3 evaluation both use it.
 VERIFY_TIMEOUT_S = 2.0
+# The literal f(g()) script's runs per verified pair: each costs a sandbox start (about 30 ms) and only pairs that
+# passed the sound check get them.
+LITERAL_RUNS = 3
 
 class SelfPlayOptions(PipelineOptions):
     @classmethod
@@ -46,6 +49,11 @@ class SelfPlayOptions(PipelineOptions):
                            help="Seconds for each sandboxed call that verifies an attempt, g() and f(answer) (the "
                                 "reference: f(g()) in a separate process with a 1 s timeout; a sandbox also starts "
                                 "in this time). A slower brute-force g is not a verified solution.")
+        group.add_argument("--literal-runs", dest="literal_runs", type=int, default=LITERAL_RUNS,
+                           help="Times a pair that verified runs again as its training text, one plain script "
+                                "each time under a hash seed of its own; every run must print True. A pair true "
+                                "in only some runs (a set's string order, NaN in a set) is then kept with about "
+                                "p^(1 + runs) instead of p^2.")
         group.add_argument("--solve-attempts", dest="solve_attempts", type=int, default=16,
                            help=f"Attempts per puzzle (the reference: {solve.attempts}).")
         group.add_argument("--solve-temperature", dest="solve_temperature", type=float,

@@ -631,3 +631,34 @@ def test_the_literal_check_reads_the_nonce_after_output_without_a_newline_and_se
     assert verdicts.verify_pair(SAT, sol, "int", FAST).passed
     tells = ("import os\ndef f(x: int):\n    return 'PYTHONHASHSEED' not in os.environ\n", "def g():\n    return 1\n")
     assert verdicts.check_literal(*tells, FAST).passed
+
+
+def _first_of_two_strings(seed: int) -> str:
+    """What plain Python makes of `list({'ab', 'cd'})[0]` under a hash seed, from a plain interpreter here (not
+    through the code under test)."""
+    return subprocess.run([sys.executable, "-c", "print(list({'ab', 'cd'})[0])"], capture_output=True, text=True,
+                          check=True, env={"PYTHONHASHSEED": str(seed)}).stdout.strip()
+
+
+def test_every_literal_run_must_pass_each_under_a_seed_of_its_own(monkeypatch):
+    """A pair true in some runs only: g hard-codes what the sandboxes' seed 0 gives, f reads a set's string order.
+    Its training text holds under half the seeds. One literal run let it through whenever that run's seed agreed;
+    with ``literal_runs`` every run must pass. The runs' seeds are pinned here (the production runs leave the
+    interpreter to draw its own), so each outcome is certain."""
+    orders = {seed: _first_of_two_strings(seed) for seed in range(40)}
+    assert set(orders.values()) == {"ab", "cd"}, orders
+    agrees = next(s for s in range(1, 40) if orders[s] == orders[0])
+    differs = next(s for s in range(1, 40) if orders[s] != orders[0])
+    sat = "def f(x: str):\n    return list({'ab', 'cd'})[0] == x\n"
+    sol = f"def g():\n    return {orders[0]!r}\n"
+    seeds = iter([agrees, agrees, differs, differs])
+    real = isolation.run_plain_script
+    monkeypatch.setattr(isolation, "run_plain_script",
+                        lambda *a, **k: real(*a, **{**k, "hash_seed": str(next(seeds))}))
+    assert verdicts.verify_pair(sat, sol, "str", FAST).passed  # one run, under the seed that agrees
+    verdict = verdicts.verify_pair(sat, sol, "str", FAST, literal_runs=3)
+    assert verdict.status == "failed", verdict
+    assert verdict.reason == "literal (run 2 of 3): f(g()) in one process returned False, not True", verdict
+    assert next(seeds) == differs  # the third run never started: the second had failed
+    with pytest.raises(ValueError, match="literal_runs must be at least 1"):
+        verdicts.verify_pair(sat, sol, "str", FAST, literal_runs=0)
