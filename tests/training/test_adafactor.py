@@ -25,13 +25,21 @@ def _run(optimizer_cls, steps: int, grad_scale: float = 1.0, dtype=torch.float32
     optimizer = optimizer_cls(params, **{**FIXED_LR, **kwargs})
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):
-        for p in params:
-            # Gradients of mixed magnitude (some entries zero), so the factored estimate and the clip both matter.
-            grad = torch.randn(p.shape, generator=generator) * grad_scale
-            grad[torch.rand(p.shape, generator=generator) < 0.2] = 0.0
+        for p, grad in zip(params, _draw_grads(params, generator, grad_scale)):
             p.grad = grad.to(dtype)
         optimizer.step()
     return params, optimizer
+
+
+def _draw_grads(params, generator: torch.Generator, grad_scale: float = 1.0) -> list[torch.Tensor]:
+    """One step's gradients: mixed magnitude (some entries zero), so the factored estimate and the clip both
+    matter."""
+    grads = []
+    for p in params:
+        grad = torch.randn(p.shape, generator=generator) * grad_scale
+        grad[torch.rand(p.shape, generator=generator) < 0.2] = 0.0
+        grads.append(grad)
+    return grads
 
 
 def _update_rms(grad: torch.Tensor) -> float:
@@ -65,9 +73,8 @@ def test_parameters_and_state_match_transformers_over_steps(clip_threshold):
 def test_the_clip_is_exercised_and_matches():
     # With clip 0.3 the first step's update is scaled down for every tensor (RMS near 1 by construction); with 50 for
     # none. Both runs above match transformers, so both branches of the clip are covered.
-    generator = torch.Generator().manual_seed(5)
-    grads = [torch.randn(shape, generator=generator) for shape in SHAPES]
-    assert grads
+    grads = _draw_grads(_params(0, torch.float32), torch.Generator().manual_seed(1))  # _run's first step's
+    assert len(grads) == len(SHAPES)
     assert all(_update_rms(g) > 0.3 for g in grads)
     assert all(_update_rms(g) < 50.0 for g in grads)
 

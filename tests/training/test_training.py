@@ -803,6 +803,7 @@ def test_a_compiled_run_says_so_and_logs_its_graph_count(tmp_path, tiny_model_di
     assert graphs[0] >= 1 and graphs == sorted(graphs)
     steps, summary = run_in_process(config, output_dir=str(tmp_path / "auto"), precision="fp32")
     assert summary["compiled_layers"] is False and summary["compile_reason"].startswith("auto: eager")
+    assert sorted(steps) == [1, 2, 3]  # the eager run logged its steps: the check below reads them
     assert all("compiled_graphs" not in e for e in steps.values())
 
 

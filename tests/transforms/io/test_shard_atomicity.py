@@ -167,7 +167,8 @@ def test_an_fsspec_url_is_staged_and_replaced_the_same_way(monkeypatch):
         with pytest.raises(Killed):
             _write(out, NEW_IDS)
         assert sorted(fs.glob(f"{local}/*.parquet")) == [f"{local}/{s['path']}" for s in old_index["shards"]]
-        assert all(not p.endswith(".parquet") for p in fs.find(f"{local}/.staging-part"))
+        staged = fs.find(f"{local}/.staging-part")  # the layout the module's docstring promises, spelled out
+        assert staged and all(not p.endswith(".parquet") for p in staged), staged
         assert verify_shards(out) == old_index
         monkeypatch.undo()
         index = _write(out, NEW_IDS)
