@@ -26,6 +26,9 @@ Memory in total: each process is capped by ``RLIMIT_AS``, at most
 ``max_processes`` processes exist, so a sandbox holds at most ``max_processes x memory_mb`` of address space, plus
 its tmpfs (``file_size_mb``) and memfd/pipe buffers (each file capped by ``RLIMIT_FSIZE``, their number by
 ``RLIMIT_NOFILE``). A cgroup would bound it more tightly, but needs a writable cgroup tree that Beam workers lack.
+A plain script (``run_plain_script``, the literal check of a training text) has no ``RLIMIT_AS``, as a plain run
+has none: the parent reads the resident memory of its processes every ``MEMORY_POLL_S`` and ends the run once their
+sum passes ``memory_mb`` (shared pages count in each process; a process can grow by what it touches in one poll).
 
 The interpreter: the project's base interpreter (``sys.base_prefix``; the venv is never needed, ``-s -P -S``
 gives the standard library only). When the sandbox user cannot reach it (here pyenv under ``/root``, mode 700), a
@@ -108,7 +111,7 @@ class SandboxFailure(BaseException):
 class IsolationLimits:
     timeout_s: float = 10.0  # wall clock of one run (spawn, load and all calls)
     cpu_s: int = 10  # per process
-    memory_mb: int = 1024  # address space, per process
+    memory_mb: int = 1024  # address space per process; a plain script: resident memory, all its processes
     file_size_mb: int = 8  # any file written, and the size of the /sandbox tmpfs
     open_files: int = 64
     max_processes: int = 4  # tasks in the sandbox's user namespace, the interpreter included
@@ -138,6 +141,7 @@ class ProcessResult:
     stdout: str
     stderr: str
     isolated: bool
+    memory_exceeded: bool = False  # a plain script's resident memory passed ``memory_mb`` and the run was ended
 
 
 # ------------------------------------------------------------------------------------------ environment
@@ -353,6 +357,30 @@ class _Tail:
         return self.data[-self.keep:].decode("utf-8", "replace")[-self.chars:]
 
 
+MEMORY_POLL_S = 0.01
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and every process below it, from ``/proc`` (a process gone meanwhile counts 0).
+    The host reads the sandbox's processes by their host pids: ``task/*/children`` lists each thread's children."""
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/statm", encoding="ascii") as statm:
+                total += int(statm.read().split()[1]) * _PAGE
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
+                    stack.extend(int(child) for child in children.read().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 class SandboxProcess:
     """One interpreter in the sandbox with its stdout/stderr drained into tails and, optionally, a request pipe
     (parent -> sandbox) and a response pipe (sandbox -> parent). Use as a context manager: leaving it kills the
@@ -369,9 +397,10 @@ class SandboxProcess:
         self._stdout = _Tail(limits.output_tail_chars)
         self._stderr = _Tail(limits.output_tail_chars)
         self._inner_pidfd: int | None = None
+        self._inner_pid: int | None = None
         self._workdir: str | None = None
+        self.memory_exceeded = False
         self._closed = False
-        self.saw_line = False
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         child_fds = list(channel or ())
@@ -401,6 +430,8 @@ class SandboxProcess:
         for fd in self._out_fds:
             os.set_blocking(fd, False)
         self._outer_pidfd = os.pidfd_open(self.proc.pid)
+        if not isolated:
+            self._inner_pid = self.proc.pid
         if info_r is not None:
             try:
                 self._read_info(info_r)
@@ -439,6 +470,7 @@ class SandboxProcess:
             self._drain_remaining()  # what bwrap said before it exited
             said = self.stderr.strip()[-500:] or "(no message)"
             raise SandboxFailure("setup", f"bwrap did not start the sandbox (exit {code}): {said}") from None
+        self._inner_pid = pid
         try:
             self._inner_pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -522,10 +554,11 @@ class SandboxProcess:
                     else:
                         self._drain(key.fd, sel)
 
-    def wait(self, until_line: str | None = None) -> int | None:
-        """Wait for the interpreter to exit or the wall clock to run out (then None), draining output; with
-        ``until_line``, also stop (None, ``saw_line`` set) once stdout holds that line."""
-        self.saw_line = False
+    def wait(self, watch_memory: bool = False) -> int | None:
+        """Wait for the interpreter to exit or the wall clock to run out (then None), draining output.
+        ``watch_memory``: every ``MEMORY_POLL_S``, the resident memory of the sandbox's processes is read, and the
+        run ends (None, ``memory_exceeded`` set) once it passes ``memory_mb``: the bound of a run without
+        ``RLIMIT_AS``."""
         with selectors.DefaultSelector() as sel:
             for fd in self._out_fds:
                 sel.register(fd, selectors.EVENT_READ)
@@ -534,13 +567,15 @@ class SandboxProcess:
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
                     return None
+                if watch_memory:
+                    if self._inner_pid is not None and resident_bytes(self._inner_pid) > self.limits.memory_mb << 20:
+                        self.memory_exceeded = True
+                        return None
+                    remaining = min(remaining, MEMORY_POLL_S)
                 for key, _ in sel.select(remaining):
                     if key.fd == self._outer_pidfd:
                         return self.proc.wait()
                     self._drain(key.fd, sel)
-                    if until_line is not None and until_line in self.stdout.splitlines():
-                        self.saw_line = True
-                        return None
 
     def _exit_description(self) -> str:
         try:
@@ -629,24 +664,28 @@ def run_program(source: str, limits: IsolationLimits = IsolationLimits(),
 
 
 def run_plain_script(source: str, limits: IsolationLimits = IsolationLimits(), allow_unisolated: bool = False,
-                     hash_seed: str | None = None, until_line: str | None = None) -> ProcessResult:
+                     hash_seed: str | None = None) -> ProcessResult:
     """Run ``source`` as a plain script in the sandbox: ``python main.py`` in an interpreter of its own with its
     default flags, exec'd once the limits are set, so the script finds a plain script's process and nothing of
     the sandbox's agent; PYTHONHASHSEED is unset unless ``hash_seed`` is given (the interpreter draws a seed, as a
-    plain run does, and a program cannot tell this run by the variable). With ``until_line``, the run ends
-    (``timed_out`` False, ``returncode`` None) as soon as stdout holds that line: what would run at exit
-    (threads, ``atexit``, ``__del__``) never holds up the answer. Its exit code and output are its own to forge
-    (see ``verdicts.check_literal``)."""
-    return _run_program(source, limits, check_isolation(allow_unisolated), hash_seed, plain_script=True,
-                        until_line=until_line)
+    plain run does, and a program cannot tell this run by the variable). It has no address-space cap, as a plain
+    run has none; its resident memory is bounded by ``memory_mb`` instead (``memory_exceeded``). It runs until it
+    exits: what runs at exit (``atexit``, freeing what is left) is part of the script. Its exit code and output are
+    its own to forge (see ``verdicts.check_literal``)."""
+    return _run_program(source, limits, check_isolation(allow_unisolated), hash_seed, plain_script=True)
 
 
 def _run_program(source: str, limits: IsolationLimits, isolated: bool, hash_seed: str | None = HASH_SEED,
-                 plain_script: bool = False, until_line: str | None = None) -> ProcessResult:
+                 plain_script: bool = False) -> ProcessResult:
     import resource
     mb = 1 << 20
+    # A plain script gets no address-space cap, as a plain run has none: a cap turns an allocation plain Python
+    # makes (3 GiB reserved and never touched, scrypt's 1 GiB) into an error the script can catch under other names
+    # (`finally: return`, scrypt's ValueError, deque's SystemError), so the script would take another branch than
+    # its training text does (the sixteenth red team). Its resident memory is bounded instead (``wait``).
+    address_space = (resource.RLIM_INFINITY if plain_script else limits.memory_mb * mb,) * 2
     limit_list = [(resource.RLIMIT_CPU, int(limits.cpu_s), int(limits.cpu_s) + 1),
-                  (resource.RLIMIT_AS, limits.memory_mb * mb, limits.memory_mb * mb),
+                  (resource.RLIMIT_AS, *address_space),
                   (resource.RLIMIT_FSIZE, limits.file_size_mb * mb, limits.file_size_mb * mb),
                   (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
                   (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
@@ -655,6 +694,7 @@ def _run_program(source: str, limits: IsolationLimits, isolated: bool, hash_seed
     bootstrap = _SCRIPT_BOOTSTRAP if plain_script else _RAW_BOOTSTRAP
     with SandboxProcess([*PYTHON_FLAGS, "-c", bootstrap, config, source], limits, isolated,
                         hash_seed=hash_seed) as proc:
-        code = proc.wait(until_line)
-        timed_out = code is None and not proc.saw_line
-    return ProcessResult(code, timed_out, time.monotonic() - proc.started, proc.stdout, proc.stderr, isolated)
+        code = proc.wait(watch_memory=plain_script)
+        timed_out = code is None and not proc.memory_exceeded
+    return ProcessResult(code, timed_out, time.monotonic() - proc.started, proc.stdout, proc.stderr, isolated,
+                         proc.memory_exceeded)

@@ -21,7 +21,9 @@ class SandboxOptions(PipelineOptions):
                                 f"{DEFAULT_SANDBOX_TIMEOUT_S:g}; the P3 evaluation verifies as self-play does "
                                 "(its --verify-timeout default).")
         group.add_argument("--sandbox-memory-mb", dest="sandbox_memory_mb", type=int, default=1024,
-                           help="Address space per sandboxed process, in MiB.")
+                           help="Address space per sandboxed process, in MiB; the literal f(g()) script, which "
+                                "has no address-space cap (a plain run has none), is held to this much resident "
+                                "memory over all its processes.")
         group.add_argument("--sandbox-processes", dest="sandbox_processes", type=int, default=4,
                            help="Processes a sandbox may run at once, its interpreter included.")
         group.add_argument("--sandbox-max-answer-mb", dest="sandbox_max_answer_mb", type=float, default=8.0,

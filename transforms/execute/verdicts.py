@@ -444,6 +444,19 @@ _LITERAL_TAIL = (
 _NOT_TRUE = "f(g()) is not True: "
 
 
+def _ended(run) -> str:
+    """How a script that did not exit 0 ended: its last error line, else the signal or exit code."""
+    error = next((line for line in reversed(run.stderr.splitlines()) if line.strip()), "")
+    if error:
+        return f"raised {error[:300]}"
+    code = run.returncode or 0
+    if code < 0:
+        return f"was ended by signal {-code}"
+    if code > 128 and run.isolated:  # bwrap reports its child's death by signal n as 128 + n
+        return f"was ended by signal {code - 128}"
+    return f"exited with {code}"
+
+
 def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(), *, sat_entry: str = "f",
                   sol_entry: str = "g", preamble: str | None = None, allow_unisolated: bool = False) -> Verdict:
     """``f(g())`` as the trained-on program runs it: the puzzle and the solution as ONE plain script
@@ -455,7 +468,11 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
     Python does (never knowable in advance, and not the 0 of the sandboxes of ``g`` and ``f(answer)``), so an
     answer tuned to a seed is refused, and a program cannot tell this run by the variable (the eighth red team
     told it by a set PYTHONHASHSEED). The tail prints on a line of its own: output without a newline before it
-    does not hide the nonce. Its pass proves nothing, since ``g`` can read the nonce from its caller's code here:
+    does not hide the nonce. It runs until the interpreter exits, with no address-space cap and its resident memory
+    bounded by ``memory_mb`` (``run_plain_script``): the sandboxes' cap turned an allocation plain Python makes
+    into an error a script caught under another name (``finally: return``, scrypt's ValueError, deque's
+    SystemError), and a script that crashed at exit after printing True passed (the sixteenth red team).
+    Its pass proves nothing, since ``g`` can read the nonce from its caller's code here:
     it can only reject (``verify_pair``). What it adds: a puzzle that lies only where the agent runs it (rewriting the
     agent's encoder, reading the agent's state) comes out as it is here, and is rejected."""
     import secrets
@@ -471,7 +488,7 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
                                                                                   call=call)
     started = time.monotonic()
     try:
-        run = run_plain_script(script, limits, allow_unisolated, until_line=nonce)  # the interpreter's own seed
+        run = run_plain_script(script, limits, allow_unisolated)  # the interpreter's own seed
     except SandboxFailure as f:
         return _failure_verdict(f, started, None, True)
     import signal
@@ -479,11 +496,18 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
     lines = run.stdout.splitlines()
     last = lines[-1] if lines else ""
     cpu_spent = run.returncode in (-signal.SIGXCPU, -signal.SIGKILL)  # the CPU limit's soft and hard ends
-    if nonce in lines:  # f(g()) was True; what the script does after (exit work that hangs or fails) is not f's
+    returned_true = nonce in lines
+    if returned_true and run.returncode == 0:
         status, reason = "passed", ""
+    elif run.memory_exceeded:
+        status, reason = "failed", f"{call} in one process held more than {limits.memory_mb} MiB of memory"
     elif run.timed_out or cpu_spent:
         status = "timeout"
-        reason = f"{call} in one process did not finish within {limits.timeout_s:g}s (g and f together)"
+        reason = (f"{call} in one process returned True, but the script did not exit within {limits.timeout_s:g}s"
+                  if returned_true else
+                  f"{call} in one process did not finish within {limits.timeout_s:g}s (g and f together)")
+    elif returned_true:  # the script crashed at exit (freeing a deep structure overflowed the C stack: red team 16)
+        status, reason = "failed", f"{call} in one process returned True, but the script then {_ended(run)}"
     elif run.returncode == 0 and last.startswith(_NOT_TRUE):
         shown = last[len(_NOT_TRUE):]
         shown = shown[:60] + "..." if len(shown) > 60 else shown
@@ -491,10 +515,7 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
     elif run.returncode == 0:
         status, reason = "failed", f"{call} in one process ended (exit code 0) before it returned"
     else:
-        error = next((line for line in reversed(run.stderr.splitlines()) if line.strip()), "")
-        how = f"raised {error[:300]}" if error else (
-            f"was ended by signal {-run.returncode}" if (run.returncode or 0) < 0 else f"exited with {run.returncode}")
-        status, reason = "failed", f"{call} in one process {how}"
+        status, reason = "failed", f"{call} in one process {_ended(run)}"
     return Verdict(status, reason, time.monotonic() - started, run.isolated, run.stdout[-2000:], run.stderr[-2000:])
 
 

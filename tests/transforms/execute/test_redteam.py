@@ -247,23 +247,34 @@ def test_resource_attacks_end_as_failures_within_the_clock(name, body, statuses)
     assert time.monotonic() - started < SHORT.timeout_s + 8, name
 
 
-@pytest.mark.parametrize("name, code", [
-    ("atexit handler that never returns", "import atexit\natexit.register(lambda: [0 for _ in iter(int, 1)])\n"),
+@pytest.mark.parametrize("name, code, exits", [
+    ("atexit handler that never returns", "import atexit\natexit.register(lambda: [0 for _ in iter(int, 1)])\n",
+     False),
     ("__del__ that never returns, on a module global", "class D:\n    def __del__(self):\n        while True:\n"
-                                                     "            pass\nkeep = D()\n"),
+                                                     "            pass\nkeep = D()\n", False),
     ("a thread that spins forever", "import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)], "
-                                    "daemon=True).start()\n"),
+                                    "daemon=True).start()\n", True),
     ("a non-daemon thread that sleeps", "import threading, time\nthreading.Thread(target=time.sleep, args=(60,))"
-                                        ".start()\n"),
+                                        ".start()\n", False),
     ("ignored termination signals", "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
-                                    "    signal.signal(s, signal.SIG_IGN)\n"),
+                                    "    signal.signal(s, signal.SIG_IGN)\n", True),
 ])
-def test_code_that_would_never_exit_does_not_stop_an_honest_verdict_or_outlive_it(name, code):
-    # The sandbox is killed, never asked to exit: what would run at exit never runs, and the verdict is f's.
+def test_code_that_would_never_exit_does_not_stop_an_honest_verdict_or_outlive_it(name, code, exits):
+    # The sandboxes of g and f(answer) are killed, never asked to exit: what would run at exit never runs there,
+    # and their verdict is f's. The literal script is the training text, run to its end (since the sixteenth red
+    # team, whose script crashed at exit): one that never exits cleanly is rejected there, within the clock.
     started = time.monotonic()
-    verdict = verdicts.verify_pair(SAT, code + "\n" + _pair(SAT, RIGHT), "int", FAST)
-    assert verdict.passed, (name, verdict)
+    sol = code + "\n" + _pair(SAT, RIGHT)
+    answer = verdicts.solve_answer(sol, "int", FAST)
+    assert answer.passed and verdicts.check_sat(SAT, answer.value, FAST).passed, name
     assert time.monotonic() - started < 6, name
+    started = time.monotonic()
+    verdict = verdicts.verify_pair(SAT, sol, "int", SHORT)
+    if exits:
+        assert verdict.passed, (name, verdict)
+    else:
+        assert not verdict.passed and verdict.reason.startswith("literal: f(g()) in one process "), (name, verdict)
+    assert time.monotonic() - started < 3 * SHORT.timeout_s + 3, name
     wrong = verdicts.verify_pair(SAT, code + "\n" + _pair(SAT, WRONG), "int", FAST)
     assert wrong.status == "failed" and wrong.reason.startswith("check:"), (name, wrong)
 
@@ -664,3 +675,84 @@ def test_every_literal_run_must_pass_each_under_a_seed_of_its_own(monkeypatch):
     assert next(seeds) == differs  # the third run never started: the second had failed
     with pytest.raises(ValueError, match="literal_runs must be at least 1"):
         verdicts.verify_pair(sat, sol, "str", FAST, literal_runs=0)
+
+
+# ------------------------------------------------ the sixteenth red team: the sandbox's cap, and exit crashes
+
+# Each puzzle takes one branch where an allocation fails and another where it succeeds; the sandboxes of g and
+# f(answer) cap the address space, a plain run does not. No handler names MemoryError (self-play refuses those):
+# `finally: return` drops the exception in flight, scrypt reports its failed allocation as ValueError, a deque as
+# SystemError. g answers what the capped branch wants, so the sound check passed them, and so did the literal
+# script while it ran under the same cap.
+UNDER_THE_CAP = {
+    "finally_return_in_f": (
+        "def f(x: int):\n    large = True\n    try:\n        buffer = bytes(3 * 2 ** 30)\n"
+        "        large = len(buffer) < 3\n    finally:\n        return large and x == 12295\n",
+        "def g():\n    return 12295\n"),
+    "finally_return_in_g": (
+        "def f(x: int):\n    return x * x == 151321\n",
+        "def g():\n    root = 389\n    try:\n        root = len(bytes(3 * 2 ** 30))\n"
+        "    finally:\n        return root\n"),
+    "scrypt_value_error": (
+        "def f(x: int):\n    import hashlib\n    try:\n"
+        "        key = hashlib.scrypt(b'p', salt=b's', n=2 ** 20, r=8, p=1, maxmem=2 ** 31 - 1, dklen=8)\n"
+        "    except ValueError:\n        return x == 12295\n    return x == int.from_bytes(key, 'big') % 7 - 100\n",
+        "def g():\n    return 12295\n"),
+    "deque_system_error": (
+        "def f(x: int):\n    import collections\n    try:\n"
+        "        window = collections.deque(bytes(100_000_000))\n    except SystemError:\n        return x == 12295\n"
+        "    return x == len(window)\n",
+        "def g():\n    return 12295\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNDER_THE_CAP))
+def test_a_pair_true_only_under_the_sandboxes_memory_cap_is_rejected_by_the_plain_script(name):
+    sat, g = UNDER_THE_CAP[name]
+    sol = f"{sat}\n\n{g}"
+    answer = verdicts.solve_answer(sol, "int", FAST)
+    assert answer.passed and verdicts.check_sat(sat, answer.value, FAST).passed  # the capped sandboxes agree
+    verdict = verdicts.verify_pair(sat, sol, "int", FAST)
+    assert verdict.status == "failed" and verdict.reason.startswith("literal: f(g()) in one process"), verdict
+    assert "returned False" in verdict.reason or "held more than 512 MiB" in verdict.reason, verdict.reason
+
+
+@pytest.mark.parametrize("name", ["finally_return_in_f", "finally_return_in_g"])
+def test_plain_python_fails_the_pairs_that_need_no_memory_touched(name, tmp_path):
+    """What plain Python makes of the two that reserve 3 GiB without touching it (the others need more memory
+    than a test should take): the assert fails, as the literal check now says."""
+    sat, g = UNDER_THE_CAP[name]
+    script = tmp_path / "main.py"
+    script.write_text(f"{sat}\n\n{g}\n\nassert f(g())\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "AssertionError" in run.stderr, run
+
+
+def test_the_plain_scripts_memory_is_bounded_across_its_processes():
+    """No address-space cap in the literal run, so its resident memory is what is bounded, summed over the
+    script and what it forks: two processes of 300 MiB each pass 512 MiB together, one alone does not."""
+    sat = "def f(x: int):\n    return x == 111\n"
+    alone = "def g():\n    held = b'x' * (300 * 2 ** 20)\n    return 111\n"
+    assert verdicts.check_literal(sat, alone, FAST).passed
+    forked = ("import os, time\ndef g():\n    if os.fork() == 0:\n        held = b'y' * (300 * 2 ** 20)\n"
+              "        time.sleep(8)\n        os._exit(0)\n    held = b'x' * (300 * 2 ** 20)\n    time.sleep(8)\n"
+              "    return 111\n")
+    verdict = verdicts.check_literal(sat, forked, FAST)
+    assert verdict.reason == "f(g()) in one process held more than 512 MiB of memory", verdict
+    assert verdict.duration_s < 6, verdict  # ended by the bound, not by the 10 s clock
+
+
+def test_a_script_that_crashes_at_exit_after_f_returned_true_is_rejected():
+    """The sixteenth red team: a default list kept a 300,000-deep chain of deques alive until the interpreter
+    freed it at exit, which overflowed the C stack. The nonce was printed, so the literal check passed, and
+    `python main.py` of the training text died of SIGSEGV every time. The script must now exit 0."""
+    sat = ("def f(x: int, kept=[]):\n    import collections\n    chain = collections.deque()\n"
+           "    for _ in range(300000):\n        chain = collections.deque([chain])\n    kept.append(chain)\n"
+           "    return x == 12295\n")
+    sol = f"{sat}\n\ndef g():\n    return 12295\n"
+    verdict = verdicts.verify_pair(sat, sol, "int", FAST)
+    assert verdict.status == "failed", verdict
+    assert verdict.reason == ("literal: f(g()) in one process returned True, but the script then was ended by "
+                              "signal 11"), verdict
+    shallow = sat.replace("300000", "3")  # the same puzzle without the deep chain exits cleanly
+    assert verdicts.verify_pair(shallow, f"{shallow}\n\ndef g():\n    return 12295\n", "int", FAST).passed
