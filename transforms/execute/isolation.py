@@ -27,8 +27,10 @@ Memory in total: each process is capped by ``RLIMIT_AS``, at most
 its tmpfs (``file_size_mb``) and memfd/pipe buffers (each file capped by ``RLIMIT_FSIZE``, their number by
 ``RLIMIT_NOFILE``). A cgroup would bound it more tightly, but needs a writable cgroup tree that Beam workers lack.
 A plain script (``run_plain_script``, the literal check of a training text) has no ``RLIMIT_AS``, as a plain run
-has none: the parent reads the resident memory of its processes every ``MEMORY_POLL_S`` and ends the run once their
-sum passes ``memory_mb`` (shared pages count in each process; a process can grow by what it touches in one poll).
+has none. Its sandbox's PID 1 is a supervisor instead of the script: it forks the script, reads the resident memory
+of every process below it every ``MEMORY_POLL_S`` and kills them once their sum passes ``memory_mb`` (shared pages
+count in each process; a process can grow by what it touches in one poll). It runs in the sandbox, so no lock of
+the parent's (Python's GIL in a busy Beam worker) can delay it.
 
 The interpreter: the project's base interpreter (``sys.base_prefix``; the venv is never needed, ``-s -P -S``
 gives the standard library only). When the sandbox user cannot reach it (here pyenv under ``/root``, mode 700), a
@@ -49,6 +51,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import selectors
 import shutil
 import signal
@@ -297,18 +300,73 @@ del json, resource, cfg, kind, soft, hard
 exec(compile(sys.argv[2], "<program>", "exec"), {{"__name__": "__main__"}})
 """
 
-# For plain scripts (``run_plain_script``): limits first, then the script file written and the interpreter exec'd
-# on it with its default flags (site included), so that nothing of the sandbox's own runs in the script's process.
-# The directory's name is the marker, so that the exec'd interpreter's command line still holds it.
+# For plain scripts (``run_plain_script``): limits first (no address-space cap), then the script file written and
+# the interpreter exec'd on it with its default flags (site included), so that nothing of the sandbox's own runs in
+# the script's process. The directory's name is the marker, so that the exec'd interpreter's command line still
+# holds it. The bootstrap stays as the supervisor (PID 1 in the sandbox): it forks the script, and every
+# MEMORY_POLL_S sums the memory the processes below it hold (resident pages, and their page tables: reading one byte
+# every 2 MiB of untouched reservations held 8 GiB of page tables and no resident memory, the seventeenth red team);
+# past the bound it kills them, says so on stderr with the run's marker and exits. Otherwise it exits as the script
+# did (128 + n for a death by signal n).
+MEMORY_POLL_S = 0.01
 _SCRIPT_BOOTSTRAP = f"""# {PROCESS_MARKER}
-import json, os, resource, sys
+import json, os, resource, signal, sys, time
 cfg = json.loads(sys.argv[1])
 for kind, soft, hard in cfg["limits"]:
     resource.setrlimit(kind, (soft, hard))
 os.mkdir("{PROCESS_MARKER}")
 with open("{PROCESS_MARKER}/main.py", "w", encoding="utf-8") as script:
     script.write(sys.argv[2])
-os.execv(sys.executable, [sys.executable, "{PROCESS_MARKER}/main.py"])
+child = os.fork()
+if child == 0:
+    os.execv(sys.executable, [sys.executable, "{PROCESS_MARKER}/main.py"])
+me = os.getpid()
+
+
+def below():
+    found, stack = [], [me]
+    while stack:
+        pid = stack.pop()
+        try:
+            for task in os.listdir(f"/proc/{{pid}}/task"):
+                with open(f"/proc/{{pid}}/task/{{task}}/children") as children:
+                    kids = [int(k) for k in children.read().split()]
+                found += kids
+                stack += kids
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def held(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{{pid}}/status") as status:
+                for line in status:
+                    if line.startswith(("VmRSS:", "VmPTE:")):
+                        total += int(line.split()[1]) << 10
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+while True:
+    done, status = os.waitpid(child, os.WNOHANG)
+    if done:
+        break
+    pids = below()
+    if held(pids) > cfg["resident_bytes"]:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os.write(2, ("\\n" + cfg["memory_marker"] + "\\n").encode())
+        os._exit(1)
+    time.sleep({MEMORY_POLL_S})
+code = os.waitstatus_to_exitcode(status)
+os._exit(code if code >= 0 else 128 - code)
 """
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -357,30 +415,6 @@ class _Tail:
         return self.data[-self.keep:].decode("utf-8", "replace")[-self.chars:]
 
 
-MEMORY_POLL_S = 0.01
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def resident_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and every process below it, from ``/proc`` (a process gone meanwhile counts 0).
-    The host reads the sandbox's processes by their host pids: ``task/*/children`` lists each thread's children."""
-    total, stack, seen = 0, [pid], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            with open(f"/proc/{current}/statm", encoding="ascii") as statm:
-                total += int(statm.read().split()[1]) * _PAGE
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
-                    stack.extend(int(child) for child in children.read().split())
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
 class SandboxProcess:
     """One interpreter in the sandbox with its stdout/stderr drained into tails and, optionally, a request pipe
     (parent -> sandbox) and a response pipe (sandbox -> parent). Use as a context manager: leaving it kills the
@@ -397,9 +431,7 @@ class SandboxProcess:
         self._stdout = _Tail(limits.output_tail_chars)
         self._stderr = _Tail(limits.output_tail_chars)
         self._inner_pidfd: int | None = None
-        self._inner_pid: int | None = None
         self._workdir: str | None = None
-        self.memory_exceeded = False
         self._closed = False
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -430,8 +462,6 @@ class SandboxProcess:
         for fd in self._out_fds:
             os.set_blocking(fd, False)
         self._outer_pidfd = os.pidfd_open(self.proc.pid)
-        if not isolated:
-            self._inner_pid = self.proc.pid
         if info_r is not None:
             try:
                 self._read_info(info_r)
@@ -470,7 +500,6 @@ class SandboxProcess:
             self._drain_remaining()  # what bwrap said before it exited
             said = self.stderr.strip()[-500:] or "(no message)"
             raise SandboxFailure("setup", f"bwrap did not start the sandbox (exit {code}): {said}") from None
-        self._inner_pid = pid
         try:
             self._inner_pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -554,11 +583,8 @@ class SandboxProcess:
                     else:
                         self._drain(key.fd, sel)
 
-    def wait(self, watch_memory: bool = False) -> int | None:
-        """Wait for the interpreter to exit or the wall clock to run out (then None), draining output.
-        ``watch_memory``: every ``MEMORY_POLL_S``, the resident memory of the sandbox's processes is read, and the
-        run ends (None, ``memory_exceeded`` set) once it passes ``memory_mb``: the bound of a run without
-        ``RLIMIT_AS``."""
+    def wait(self) -> int | None:
+        """Wait for the interpreter to exit or the wall clock to run out (then None), draining output."""
         with selectors.DefaultSelector() as sel:
             for fd in self._out_fds:
                 sel.register(fd, selectors.EVENT_READ)
@@ -567,11 +593,6 @@ class SandboxProcess:
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                if watch_memory:
-                    if self._inner_pid is not None and resident_bytes(self._inner_pid) > self.limits.memory_mb << 20:
-                        self.memory_exceeded = True
-                        return None
-                    remaining = min(remaining, MEMORY_POLL_S)
                 for key, _ in sel.select(remaining):
                     if key.fd == self._outer_pidfd:
                         return self.proc.wait()
@@ -669,7 +690,8 @@ def run_plain_script(source: str, limits: IsolationLimits = IsolationLimits(), a
     default flags, exec'd once the limits are set, so the script finds a plain script's process and nothing of
     the sandbox's agent; PYTHONHASHSEED is unset unless ``hash_seed`` is given (the interpreter draws a seed, as a
     plain run does, and a program cannot tell this run by the variable). It has no address-space cap, as a plain
-    run has none; its resident memory is bounded by ``memory_mb`` instead (``memory_exceeded``). It runs until it
+    run has none; its resident memory is bounded by ``memory_mb`` instead, by a supervisor in the sandbox
+    (``memory_exceeded``). It runs until it
     exits: what runs at exit (``atexit``, freeing what is left) is part of the script. Its exit code and output are
     its own to forge (see ``verdicts.check_literal``)."""
     return _run_program(source, limits, check_isolation(allow_unisolated), hash_seed, plain_script=True)
@@ -684,17 +706,19 @@ def _run_program(source: str, limits: IsolationLimits, isolated: bool, hash_seed
     # (`finally: return`, scrypt's ValueError, deque's SystemError), so the script would take another branch than
     # its training text does (the sixteenth red team). Its resident memory is bounded instead (``wait``).
     address_space = (resource.RLIM_INFINITY if plain_script else limits.memory_mb * mb,) * 2
+    processes = limits.max_processes + plain_script  # a plain script's supervisor counts too
     limit_list = [(resource.RLIMIT_CPU, int(limits.cpu_s), int(limits.cpu_s) + 1),
                   (resource.RLIMIT_AS, *address_space),
                   (resource.RLIMIT_FSIZE, limits.file_size_mb * mb, limits.file_size_mb * mb),
                   (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
-                  (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
+                  (resource.RLIMIT_NPROC, processes, processes),
                   (resource.RLIMIT_CORE, 0, 0)]
-    config = json.dumps({"limits": limit_list})
+    memory_marker = f"{PROCESS_MARKER}-memory-{secrets.token_hex(8)}"
+    config = json.dumps({"limits": limit_list, "resident_bytes": limits.memory_mb * mb, "memory_marker": memory_marker})
     bootstrap = _SCRIPT_BOOTSTRAP if plain_script else _RAW_BOOTSTRAP
     with SandboxProcess([*PYTHON_FLAGS, "-c", bootstrap, config, source], limits, isolated,
                         hash_seed=hash_seed) as proc:
-        code = proc.wait(watch_memory=plain_script)
-        timed_out = code is None and not proc.memory_exceeded
-    return ProcessResult(code, timed_out, time.monotonic() - proc.started, proc.stdout, proc.stderr, isolated,
-                         proc.memory_exceeded)
+        code = proc.wait()
+    memory_exceeded = plain_script and memory_marker in proc.stderr.splitlines()
+    return ProcessResult(code, code is None, time.monotonic() - proc.started, proc.stdout, proc.stderr, isolated,
+                         memory_exceeded)

@@ -495,7 +495,9 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
 
     lines = run.stdout.splitlines()
     last = lines[-1] if lines else ""
-    cpu_spent = run.returncode in (-signal.SIGXCPU, -signal.SIGKILL)  # the CPU limit's soft and hard ends
+    # the CPU limit's soft and hard ends, as the script's own death or as its supervisor's exit code (128 + n)
+    cpu_spent = run.returncode in {sign * (offset + s) for s in (signal.SIGXCPU, signal.SIGKILL)
+                                   for sign, offset in ((-1, 0), (1, 128))}
     returned_true = nonce in lines
     if returned_true and run.returncode == 0:
         status, reason = "passed", ""

@@ -756,3 +756,38 @@ def test_a_script_that_crashes_at_exit_after_f_returned_true_is_rejected():
                               "signal 11"), verdict
     shallow = sat.replace("300000", "3")  # the same puzzle without the deep chain exits cleanly
     assert verdicts.verify_pair(shallow, f"{shallow}\n\ndef g():\n    return 12295\n", "int", FAST).passed
+
+
+def test_the_plain_scripts_memory_bound_holds_while_the_parent_is_busy():
+    """The bound is kept inside the sandbox (its PID 1), not by the parent, whose Python can be held up (a Beam
+    worker's other threads, a long call that keeps the GIL): here the parent's thread is stalled for seconds while
+    the script grows by 50 MiB a step, and the script is still ended near the 512 MiB bound."""
+    import threading
+
+    sat = "def f(x: int):\n    return x == 111\n"
+    growing = ("def g():\n    held = []\n    for step in range(40):\n        held.append(b'x' * (50 * 2 ** 20))\n"
+               "        print(step, flush=True)\n    return 111\n")
+    verdicts_of = []
+    checker = threading.Thread(target=lambda: verdicts_of.append(verdicts.check_literal(sat, growing, FAST)))
+    checker.start()
+    time.sleep(0.3)  # the sandbox is up; now keep the GIL in one C call while the script grows
+    stalled = time.monotonic()
+    sum(range(2 * 10 ** 8))
+    assert time.monotonic() - stalled > 1.0  # long enough for the script to reach 2 GiB if nothing stopped it
+    checker.join()
+    verdict = verdicts_of[0]
+    assert verdict.reason == "f(g()) in one process held more than 512 MiB of memory", verdict
+    steps = [int(line) for line in verdict.stdout.split() if line.isdigit()]
+    assert steps and max(steps) < 16, steps  # 50 MiB steps: ended before 800 MiB, not at 2 GiB
+
+
+def test_the_plain_scripts_page_tables_count_toward_its_memory():
+    """The seventeenth red team: with no address-space cap, reading one byte every 2 MiB of untouched 4 GiB
+    reservations maps the shared zero page (no resident memory) but makes the kernel build a page-table page for
+    each, 8 GiB of host memory in one run while the resident-memory bound never fired. Page tables count now."""
+    sat = "def f(x: int):\n    return x == 111\n"
+    mapping = ("def g():\n    blocks = []\n    for _ in range(128):\n        block = bytes(4 * 2 ** 30)\n"
+               "        total = 0\n        for i in range(0, len(block), 2 ** 21):\n            total += block[i]\n"
+               "        blocks.append(block)\n    return 111\n")
+    verdict = verdicts.check_literal(sat, mapping, FAST)
+    assert verdict.reason == "f(g()) in one process held more than 512 MiB of memory", verdict
