@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import ast
 import re
+import string
 from typing import Iterable
 
 from transforms.selfplay.source import bound_names, imported_names, parent_map, parse_for_rules
@@ -67,7 +68,22 @@ LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach 
 # str.format follows attribute and index paths ("{0.gi_frame}", "{0._" + "_globals_" + "_}"): only a constant
 # format string whose fields name no attribute or item is let through.
 FORMAT_METHODS = frozenset({"format", "format_map"})
-_FIELD_PATH = re.compile(r"\{[^{}]*[.\[]")
+
+
+def plain_format(text: str, depth: int = 0) -> bool:
+    """``text``'s fields name only a position or a keyword: no attribute or item path (``{0.gi_frame}``), in the
+    fields nested in a spec too (``{:{0.real}}``). A spec's own dots (``{:.2f}``) are the type's format mini-language,
+    not a path (a red team found ``'{:.2f}'.format(x)`` refused). A format that does not parse is not plain."""
+    if depth > 2:  # str.format allows one nested level; deeper text is not a format it runs
+        return False
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError:
+        return False
+    return all((field is None or not ("." in field or "[" in field))
+               and (not spec or plain_format(spec, depth + 1)) for _, field, spec, _ in fields)
+
+
 # Module-valued attributes of the safe imports and of the modules they carry (``tests`` re-derive the set from the
 # running Python), and tools that evaluate annotation text or resolve dotted attribute names.
 MODULE_ATTRIBUTES = frozenset({
@@ -140,7 +156,7 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             return f"import from {'.' * node.level}{node.module or ''}, not a safe module (line {node.lineno})"
         if (isinstance(node, ast.Attribute) and node.attr in FORMAT_METHODS  # called or kept for later
                 and not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-                         and not _FIELD_PATH.search(node.value.value))):
+                         and plain_format(node.value.value))):
             return f".{node.attr} of a format that is not a plain constant (line {node.lineno})"
         if isinstance(node, ast.Attribute):
             name = node.attr

@@ -91,6 +91,10 @@ def test_a_program_in_the_sandbox_is_named_main_as_plain_python_names_a_script()
     "def f(x: int):\n    match x:\n        case int(gi_frame=g):\n            return True\n    return x == 3\n",
     "def f(x: int):\n    d = dict(__eq__=3)\n    return x == 3\n",
     "def f(x: int):\n    return x == id(None)\n",
+    # a path in a field nested in a spec, an item path, a format that does not parse
+    "def f(x: int):\n    return '{:{0.__init__}}'.format(x) != '' and x == 3\n",
+    "def f(x: int):\n    return '{0[0]}'.format([x]) == '3'\n",
+    "def f(x: int):\n    return '{0.real'.format(x) == '3'\n",
 ])
 def test_each_route_is_named(code):
     assert interpreter_route(code)
@@ -101,6 +105,9 @@ def test_each_route_is_named(code):
     "def f(s: str):\n    _ = len(s)\n    return s[::-1] == 'olleh' and s.count('l') == 2\n",
     "def f(xs: List[int]):\n    return sorted(xs) == xs and math.prod(xs) == 120 and random.random() < 2\n",
     "def f(x: int):\n    return '{}-{:>3}'.format(x, x) == '3-  3'\n",
+    # a spec's own dots are the format mini-language, not a path (refused until the sixteenth red team's note)
+    "def f(x: float):\n    return '{:.2f}'.format(x) == '3.14'\n",
+    "def f(x: float):\n    return '{:>{w}.{p}f}'.format(x, w=8, p=3) == '   3.142'\n",
 ])
 def test_ordinary_puzzles_have_no_route(code):
     assert interpreter_route(code) is None
