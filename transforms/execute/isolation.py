@@ -304,10 +304,12 @@ exec(compile(sys.argv[2], "<program>", "exec"), {{"__name__": "__main__"}})
 # the interpreter exec'd on it with its default flags (site included), so that nothing of the sandbox's own runs in
 # the script's process. The directory's name is the marker, so that the exec'd interpreter's command line still
 # holds it. The bootstrap stays as the supervisor (PID 1 in the sandbox): it forks the script, and every
-# MEMORY_POLL_S sums the memory the processes below it hold (resident pages, and their page tables: reading one byte
-# every 2 MiB of untouched reservations held 8 GiB of page tables and no resident memory, the seventeenth red team);
-# past the bound it kills them, says so on stderr with the run's marker and exits. Otherwise it exits as the script
-# did (128 + n for a death by signal n).
+# MEMORY_POLL_S sums the memory the processes below it hold: resident pages, page tables (reading one byte every
+# 2 MiB of untouched reservations held 8 GiB of page tables and no resident memory: the seventeenth red team), and
+# shared mappings at their whole size (pages dropped from VmRSS by MADV_DONTNEED stay held; the eighteenth). Past
+# the bound it kills them, says so on stderr with the run's marker and exits; otherwise it exits as the script did
+# (128 + n for a death by signal n). It makes itself non-dumpable, so the script can neither ptrace it nor write its
+# memory (the eighteenth held 2 GiB while it kept the supervisor stopped).
 MEMORY_POLL_S = 0.01
 _SCRIPT_BOOTSTRAP = f"""# {PROCESS_MARKER}
 import json, os, resource, signal, sys, time
@@ -321,6 +323,8 @@ child = os.fork()
 if child == 0:
     os.execv(sys.executable, [sys.executable, "{PROCESS_MARKER}/main.py"])
 me = os.getpid()
+import ctypes
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the script may not ptrace it nor write its /proc/1/mem
 
 
 def below():
@@ -341,11 +345,24 @@ def below():
 def held(pids):
     total = 0
     for pid in pids:
-        try:
-            with open(f"/proc/{{pid}}/status") as status:
-                for line in status:
-                    if line.startswith(("VmRSS:", "VmPTE:")):
-                        total += int(line.split()[1]) << 10
+        try:  # the first thread with Vm lines: a leader that ended by SYS_exit is a zombie without them
+            for task in os.listdir(f"/proc/{{pid}}/task"):
+                with open(f"/proc/{{pid}}/task/{{task}}/status") as status:
+                    found = [int(line.split()[1]) << 10 for line in status if line.startswith(("VmRSS:", "VmPTE:"))]
+                if found:
+                    total += sum(found)
+                    break
+        except (OSError, ValueError, IndexError):
+            pass
+        try:  # shared mappings at their whole size: their pages leave VmRSS (MADV_DONTNEED) but stay held
+            with open(f"/proc/{{pid}}/maps") as maps:
+                for line in maps:
+                    span, perms = line.split(None, 2)[:2]
+                    if perms[3:4] == "s":
+                        low, high = span.split("-")
+                        total += int(high, 16) - int(low, 16)
+        except PermissionError:  # a process that made itself non-dumpable hides its maps: it counts as over
+            total += 1 << 62
         except (OSError, ValueError, IndexError):
             pass
     return total

@@ -5,7 +5,9 @@ Why: the sandbox's private IPC namespace starts with the kernel's default limits
 held 2 GiB of host memory in detached ``shmget`` segments from a sandbox capped at 128 MiB of address space, and
 320 MiB of unreclaimable kernel memory in message queues (whose per-queue limit the sandbox could raise through
 its own ``/proc/sys/kernel/msgmnb``). The ``*get`` calls are the only way to a segment, queue or semaphore set,
-so refusing them (``EPERM``) closes all three; plain Python never needs them.
+so refusing them (``EPERM``) closes all three; plain Python never needs them. ``vmsplice`` is refused too: a page
+spliced into a pipe pins the whole transparent huge page it belongs to, so four pipes held 2 GiB while the process's
+resident memory was 12 MiB, under any address-space cap (the eighteenth red team).
 
 The filter is classic BPF over ``struct seccomp_data`` (``nr`` at offset 0, ``arch`` at 4). Every syscall of
 another ABI than the native one (i386 through ``int 0x80``, x32 numbers) is refused too, since their numbers
@@ -29,8 +31,8 @@ X32_SYSCALL_BIT = 0x40000000
 
 # machine -> (AUDIT_ARCH_*, {syscall name: number}) for the calls refused
 REFUSED_SYSCALLS = {
-    "x86_64": (0xC000003E, {"shmget": 29, "semget": 64, "msgget": 68}),
-    "aarch64": (0xC00000B7, {"msgget": 186, "semget": 190, "shmget": 194}),
+    "x86_64": (0xC000003E, {"shmget": 29, "semget": 64, "msgget": 68, "vmsplice": 278}),
+    "aarch64": (0xC00000B7, {"vmsplice": 75, "msgget": 186, "semget": 190, "shmget": 194}),
 }
 
 

@@ -791,3 +791,45 @@ def test_the_plain_scripts_page_tables_count_toward_its_memory():
                "        blocks.append(block)\n    return 111\n")
     verdict = verdicts.check_literal(sat, mapping, FAST)
     assert verdict.reason == "f(g()) in one process held more than 512 MiB of memory", verdict
+
+
+# ------------------------------------------------ the eighteenth red team: the supervisor's view of memory
+
+SMALL = IsolationLimits(timeout_s=10, cpu_s=8, memory_mb=256)
+
+
+def _held_beyond_the_bound(script: str):
+    run = isolation.run_plain_script(script, SMALL)
+    return run.memory_exceeded, run
+
+
+def test_shared_pages_dropped_from_resident_memory_still_count():
+    """MAP_SHARED pages zapped with MADV_DONTNEED leave VmRSS but stay in the shared object: 2 GiB held with the
+    bound at 256 MiB. Shared mappings count at their whole size now."""
+    exceeded, run = _held_beyond_the_bound(
+        "import mmap, time\nsize = 768 << 20\nm = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)\n"
+        "for off in range(0, size, 64 << 20):\n    for p in range(off, off + (64 << 20), 4096):\n        m[p] = 1\n"
+        "    m.madvise(mmap.MADV_DONTNEED, off, 64 << 20)\ntime.sleep(2)\nprint('held')\n")
+    assert exceeded and "held" not in run.stdout, run
+
+
+def test_a_thread_holding_memory_after_its_leader_left_still_counts():
+    """The main thread ended by SYS_exit (not exit_group): the leader, a zombie, has no Vm lines in its status, so the
+    supervisor read 0 while another thread held 2 GiB. The first thread with Vm lines counts now."""
+    exceeded, run = _held_beyond_the_bound(
+        "import ctypes, threading, time\ndef worker():\n    time.sleep(0.3)\n    b = bytearray(768 << 20)\n"
+        "    for i in range(0, len(b), 4096):\n        b[i] = 1\n    time.sleep(2)\n    print('held', flush=True)\n"
+        "threading.Thread(target=worker).start()\nctypes.CDLL(None).syscall(60, 0)\n")
+    assert exceeded and "held" not in run.stdout, run
+
+
+def test_the_script_cannot_ptrace_its_supervisor_or_write_its_memory():
+    """Same uid, no Yama: the script stopped the supervisor with PTRACE_ATTACH and held 2 GiB while it was stopped;
+    /proc/1/mem opened for writing too. The supervisor is non-dumpable now."""
+    run = isolation.run_plain_script(
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]\n"
+        "print('attach', libc.ptrace(16, 1, None, None), ctypes.get_errno())\n"
+        "try:\n    open('/proc/1/mem', 'r+b')\n    print('mem opened')\nexcept PermissionError:\n"
+        "    print('mem refused')\n", SMALL)
+    assert run.returncode == 0 and run.stdout.split() == ["attach", "-1", "1", "mem", "refused"], run

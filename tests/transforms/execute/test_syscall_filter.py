@@ -35,7 +35,7 @@ def run_bpf(program: bytes, nr: int, arch: int) -> int:
 def test_the_filter_refuses_system_v_ipc_and_foreign_abis_and_allows_the_rest():
     program = syscall_filter.program("x86_64")
     assert program
-    for nr in (29, 64, 68):  # shmget, semget, msgget (arch/x86/entry/syscalls/syscall_64.tbl)
+    for nr in (29, 64, 68, 278):  # shmget, semget, msgget, vmsplice (arch/x86/entry/syscalls/syscall_64.tbl)
         assert run_bpf(program, nr, AUDIT_ARCH_X86_64) == ERRNO_EPERM
     for nr in (0, 1, 9, 30, 57, 59, 60, 231, 435):  # read, write, mmap, shmat, fork, execve, exit, ..., clone3
         assert run_bpf(program, nr, AUDIT_ARCH_X86_64) == ALLOW
@@ -43,7 +43,8 @@ def test_the_filter_refuses_system_v_ipc_and_foreign_abis_and_allows_the_rest():
     assert run_bpf(program, 117, AUDIT_ARCH_I386) == ERRNO_EPERM  # i386's ipc multiplexer via int 0x80
     assert run_bpf(program, 3, AUDIT_ARCH_I386) == ERRNO_EPERM
     arm = syscall_filter.program("aarch64")
-    assert [run_bpf(arm, nr, AUDIT_ARCH_AARCH64) for nr in (186, 190, 194, 63, 64)] == [ERRNO_EPERM] * 3 + [ALLOW] * 2
+    verdicts = [run_bpf(arm, nr, AUDIT_ARCH_AARCH64) for nr in (75, 186, 190, 194, 63, 64)]
+    assert verdicts == [ERRNO_EPERM] * 4 + [ALLOW] * 2
     assert run_bpf(arm, 0, AUDIT_ARCH_X86_64) == ERRNO_EPERM
     assert syscall_filter.program("riscv64") is None
 
@@ -62,6 +63,22 @@ def test_system_v_segments_queues_and_semaphores_are_refused_inside():
         "    out['seccomp'] = open('/proc/self/status').read().split('Seccomp:')[1].split()[0]\n"
         "    return out\n")
     assert found == {"shmget": (-1, 1), "msgget": (-1, 1), "semget": (-1, 1), "seccomp": "2"}
+
+
+@pytest.mark.skipif(syscall_filter.program() is None, reason="no filter known for this machine")
+def test_vmsplice_is_refused_inside():
+    """The eighteenth red team: a page vmspliced into a pipe pins its whole transparent huge page, so four pipes
+    held 2 GiB of host memory while the process's resident memory was 12 MiB, under any address-space cap."""
+    found = value_of(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "class iovec(ctypes.Structure):\n    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n"
+        "def probe():\n"
+        "    r, w = os.pipe()\n"
+        "    page = ctypes.create_string_buffer(4096)\n"
+        "    vec = iovec(ctypes.addressof(page), 4096)\n"
+        "    ctypes.set_errno(0)\n"
+        "    return libc.vmsplice(w, ctypes.byref(vec), 1, 0), ctypes.get_errno()\n")
+    assert found == (-1, 1)  # EPERM
 
 
 def test_ordinary_programs_still_run_under_the_filter():
