@@ -12,7 +12,7 @@ from transforms.selfplay.preset import load_preset
 # The reference verifies f(g()) in a separate process with a 1 s timeout; a sandbox also starts in this time.
 # Self-play's verification and the P3 evaluation both use it.
 VERIFY_TIMEOUT_S = 2.0
-# The literal f(g()) script's runs per verified pair: each costs a sandbox start (about 75 ms here) and only pairs
+# The literal f(g()) script's runs per verified pair: each costs a sandbox start (about 55 ms here) and only pairs
 # that passed the sound check get them.
 LITERAL_RUNS = 3
 
