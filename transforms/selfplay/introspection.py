@@ -23,8 +23,10 @@ The routes (each found as a working exploit, or one step from one):
   ``True``, ``False`` and ``...`` (the identity of cached objects: ``re.compile`` returned its cached pattern in
   the sandbox and a new one in a plain script), ``object`` (a bare object's address orders a set of them and shows
   in its repr), ``dir`` (a plain script's namespace holds ``__doc__``, ``__spec__``... the sandbox's does not),
-  ``MemoryError`` (the sandbox's address space is capped), and so a bare ``except`` and ``Exception`` or
-  ``BaseException`` other than raised or subclassed (a handler of either catches it), any positional class
+  ``MemoryError`` (the sandbox's address space is capped) and ``RecursionError`` (how deep a call gets tells
+  start-up states apart), and so a bare ``except``, ``Exception``, ``BaseException`` or ``RuntimeError`` other than
+  raised or subclassed (a handler of one catches them), ``return``/``break``/``continue`` in a ``finally`` (it drops
+  any exception), any positional class
   pattern (``__match_args__`` names attributes by text; a builtin's name can be rebound to a class built at run
   time), and ``type`` other than in ``type(x) == T`` (a class built from strings; ``type(C().m)(K, obj)``, a
   bound method under any name, whose ``copy.copy`` is ``getattr(obj, name)``), ``mro`` (``int.mro()[-1]`` is
@@ -50,8 +52,9 @@ from transforms.selfplay.source import bound_names, imported_names, parent_map, 
 
 REASON = "reaches_interpreter"
 
-# MemoryError's bases: a handler naming one catches the sandbox's MemoryError (its address space is capped)
-BROAD_EXCEPTIONS = frozenset({"Exception", "BaseException"})
+# MemoryError's and RecursionError's bases: a handler naming one catches the sandbox's MemoryError (its address
+# space is capped) or a RecursionError whose depth tells interpreter start-ups apart (below)
+BROAD_EXCEPTIONS = frozenset({"Exception", "BaseException", "RuntimeError"})
 LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach past the program
     "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "eval", "exec", "compile", "open",
     "input", "breakpoint",
@@ -62,6 +65,10 @@ LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach 
     # under en_US.UTF-8 (a tenth red team); a puzzle has nothing to print
     "print",
     "MemoryError",  # the sandbox's address space is capped (1 GiB): plain Python's is not
+    # how deep a call gets before it, seen by catching it, tells what start-up left behind: a plain run's `site`
+    # fills re's cache with a pattern the sandbox's lacks, and compiling it again needs more frames once evicted
+    # (the twentieth red team's f read re's cache that way)
+    "RecursionError",
     # what ``site`` adds, which the sandbox's interpreter (-S) lacks: a NameError there, a value in plain Python
     "help", "exit", "quit", "copyright", "credits", "license",
 })
@@ -186,8 +193,8 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
             if _refused_name(node.id):
                 return f"name {node.id} (line {node.lineno})"
             if node.id in BROAD_EXCEPTIONS and not _raised_or_subclassed(node, parents):
-                return (f"{node.id} other than raised or subclassed: a handler could catch MemoryError "
-                        f"(line {node.lineno})")
+                return (f"{node.id} other than raised or subclassed: a handler could catch MemoryError or "
+                        f"RecursionError (line {node.lineno})")
             if node.id == "type" and not _type_comparison(node, parents, bound):
                 return f"type other than in a comparison such as type(x) == int (line {node.lineno})"
         elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
@@ -205,19 +212,39 @@ def interpreter_route(code: str, safe_modules: Iterable[str] | None = None,
         elif isinstance(node, (ast.MatchAs, ast.MatchStar, ast.MatchMapping, ast.ExceptHandler, ast.Global,
                                ast.Nonlocal)):
             if isinstance(node, ast.ExceptHandler) and node.type is None:
-                return f"a bare except: it catches MemoryError (line {node.lineno})"
+                return f"a bare except: it catches MemoryError and RecursionError (line {node.lineno})"
             # names these bind are not Name nodes: `case __eq__:` in a class body defined a dunder (a tenth red team)
             bound = ([node.rest] if isinstance(node, ast.MatchMapping) else list(node.names)
                      if isinstance(node, (ast.Global, ast.Nonlocal)) else [node.name])
             for name in filter(None, bound):
                 if _refused_name(name):
                     return f"name {name} bound by a pattern, except or global (line {node.lineno})"
+    # `return`, `break` or `continue` in a `finally` drops the exception in flight, whatever it is, as a bare except
+    # catches it (the sixteenth red team dropped the sandbox's MemoryError so)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and node.finalbody:
+            escape = next((inner for stmt in node.finalbody for inner in _leaves_finally(stmt)), None)
+            if escape is not None:
+                kind = type(escape).__name__.lower()
+                return f"{kind} in a finally: it drops any exception, as a bare except (line {escape.lineno})"
     # Checked last, so the routes above are named first. A match statement's patterns bind names and read
     # attributes by text (`case set(add=a)`, `case str(format=fm)`), out of the other rules' sight: the eighth red
     # team on the address rule (2026-12-05) rebound builtins, read methods and format paths, and aliased
     # GeneratorExit that way. No P3 puzzle or reference solution uses one.
     match = next((node for node in ast.walk(tree) if isinstance(node, ast.Match)), None)
     return f"a match statement (line {match.lineno})" if match is not None else None
+
+
+def _leaves_finally(node: ast.AST, in_loop: bool = False):
+    """The ``return``, ``break`` and ``continue`` under ``node`` (a statement of a ``finally``) that leave the
+    ``finally``: not those of nested functions, lambdas or classes, nor a ``break``/``continue`` of a loop inside."""
+    if isinstance(node, ast.Return) or (isinstance(node, (ast.Break, ast.Continue)) and not in_loop):
+        yield node
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+        return
+    for child in ast.iter_child_nodes(node):
+        looped = in_loop or (isinstance(node, (ast.For, ast.AsyncFor, ast.While)) and child in node.body)
+        yield from _leaves_finally(child, looped)
 
 
 def _raised_or_subclassed(name: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:

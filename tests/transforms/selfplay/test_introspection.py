@@ -95,6 +95,16 @@ def test_a_program_in_the_sandbox_is_named_main_as_plain_python_names_a_script()
     "def f(x: int):\n    return '{:{0.__init__}}'.format(x) != '' and x == 3\n",
     "def f(x: int):\n    return '{0[0]}'.format([x]) == '3'\n",
     "def f(x: int):\n    return '{0.real'.format(x) == '3'\n",
+    # the twentieth red team: how deep a call gets before RecursionError told re's cache as a plain run's `site`
+    # leaves it from the sandbox's; and every handler of it, or a finally that drops it
+    "def f(x: int):\n    try:\n        return x == 3\n    except RecursionError:\n        return False\n",
+    "def f(x: int):\n    try:\n        return x == 3\n    except (ValueError, RuntimeError):\n        return False\n",
+    "def f(x: int):\n    e = RuntimeError\n    return x == 3\n",
+    "def f(x: int):\n    try:\n        y = x // 0\n    finally:\n        return x == 3\n",
+    "def f(x: int):\n    for i in range(3):\n        try:\n            y = 1 // i\n        finally:\n"
+    "            break\n    return x == 3\n",
+    "def f(x: int):\n    for i in range(3):\n        try:\n            pass\n        finally:\n"
+    "            for j in []:\n                pass\n            else:\n                continue\n    return x == 3\n",
 ])
 def test_each_route_is_named(code):
     assert interpreter_route(code)
@@ -108,6 +118,13 @@ def test_each_route_is_named(code):
     # a spec's own dots are the format mini-language, not a path (refused until the sixteenth red team's note)
     "def f(x: float):\n    return '{:.2f}'.format(x) == '3.14'\n",
     "def f(x: float):\n    return '{:>{w}.{p}f}'.format(x, w=8, p=3) == '   3.142'\n",
+    # raising RuntimeError, a finally that only cleans up, a loop or a function of its own inside a finally
+    "def f(x: int):\n    if x < 0:\n        raise RuntimeError('negative')\n    return x == 3\n",
+    "def f(x: int):\n    seen = []\n    try:\n        return x == 3\n    finally:\n        seen.append(x)\n",
+    "def f(x: int):\n    n = 0\n    try:\n        n = x\n    finally:\n        for i in range(3):\n            if i:\n"
+    "                break\n    return n == 3\n",
+    "def f(x: int):\n    try:\n        n = x\n    finally:\n        def h():\n            return 3\n"
+    "    return n == h()\n",
 ])
 def test_ordinary_puzzles_have_no_route(code):
     assert interpreter_route(code) is None
@@ -757,3 +774,19 @@ def test_a_solution_that_patches_a_module_its_puzzle_uses_is_refused():
     assert interpreter_route(sat) is None
     assert "assignment into math" in (solution_refusal(g, sat) or "")
     assert interpreter_route("def f(x: int):\n    h = lambda: 0\n    h.cache = {}\n    return x == 1\n") is None
+
+
+def test_a_puzzle_that_reads_res_cache_through_recursion_depth_is_refused():
+    """The twentieth red team: a plain run's `site` leaves one pattern in re's cache (urllib.parse's, imported by a
+    .pth file) that the sandbox's interpreter does not have; after 512 compilations evict it or not, compiling it
+    again four frames short of the recursion limit succeeds (cached) or raises RecursionError (parsed anew).
+    verify_pair passed this pair 10 of 10 times, and the plain training text failed 10 of 10."""
+    sat = ("def f(n: int) -> bool:\n    import re\n    if n < 511:\n        return False\n"
+           "    re.compile('a{1}b')\n    re.compile('([\\x00-\\x7f]+)')\n    for i in range(n):\n"
+           "        re.compile('q' + str(i))\n\n    def down(k: int) -> int:\n        try:\n"
+           "            r = down(k + 1)\n        except RecursionError:\n            return -1\n"
+           "        if r >= 0:\n            return r\n        if r == -4:\n            try:\n"
+           "                re.compile('([\\x00-\\x7f]+)')\n                return 1\n"
+           "            except RecursionError:\n                return 0\n        return r - 1\n\n"
+           "    return down(0) == 1\n")
+    assert interpreter_route(sat) == "name RecursionError (line 13)"
