@@ -444,6 +444,37 @@ _LITERAL_TAIL = (
 _NOT_TRUE = "f(g()) is not True: "
 
 
+_STARTUP_PROBE = ("import sys\nfor name, module in list(sys.modules.items()):\n"
+                  "    print(name, getattr(module, '__file__', None))")
+
+
+@functools.lru_cache(maxsize=None)
+def plain_startup_imports() -> tuple[str, ...]:
+    """The standard-library modules this job's own interpreter imports before a script's first line that a bare
+    start (``-S``) does not, in their order: what its ``site`` and ``.pth`` files import (``pathlib`` and
+    ``urllib.parse`` in this project's venv). The sandboxes' interpreter has no site-packages, so it starts without
+    them and their side effects: ``urllib.parse`` leaves a pattern in ``re``'s cache, and a puzzle that evicted it or
+    not crashed a plain run only (the twentieth and twenty-first red teams). The literal script imports them first.
+    Modules outside the standard library (the venv's own) are left out: the sandbox cannot import them."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    def loaded(*flags: str) -> list[tuple[str, str]]:
+        try:
+            out = subprocess.run([sys.executable, *flags, "-c", _STARTUP_PROBE], capture_output=True, text=True,
+                                 timeout=60, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            log.warning("could not list the modules a plain start imports; the literal check starts bare")
+            return []
+        return [tuple(line.split(" ", 1)) for line in out.splitlines() if " " in line]
+
+    stdlib = sysconfig.get_paths()["stdlib"].rstrip("/") + "/"
+    bare = {name for name, _ in loaded("-S")}
+    return tuple(name for name, path in loaded() if name not in bare
+                 and (path == "None" or (path.startswith(stdlib) and "/site-packages/" not in path)))
+
+
 def _ended(run) -> str:
     """How a script that did not exit 0 ended: its last error line, else the signal or exit code."""
     error = next((line for line in reversed(run.stderr.splitlines()) if line.strip()), "")
@@ -484,8 +515,10 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
             raise ValueError(f"not a function name: {entry!r}")
     call = f"{sat_entry}({sol_entry}())"
     nonce = f"literal-check-{secrets.token_hex(16)}"
-    script = _program(preamble, literal_program(sat, sol)) + _LITERAL_TAIL.format(nonce=nonce, not_true=_NOT_TRUE,
-                                                                                  call=call)
+    # what a plain start of this interpreter imports first, so the script starts as the training text would here
+    startup = "".join(f"__import__({name!r})\n" for name in plain_startup_imports())
+    script = (startup + _program(preamble, literal_program(sat, sol))
+              + _LITERAL_TAIL.format(nonce=nonce, not_true=_NOT_TRUE, call=call))
     started = time.monotonic()
     try:
         run = run_plain_script(script, limits, allow_unisolated)  # the interpreter's own seed

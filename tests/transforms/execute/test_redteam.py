@@ -847,3 +847,46 @@ def test_the_script_cannot_ptrace_its_supervisor_or_write_its_memory():
         "try:\n    open('/proc/1/mem', 'r+b')\n    print('mem opened')\nexcept PermissionError:\n"
         "    print('mem refused')\n", SMALL)
     assert run.returncode == 0 and run.stdout.split() == ["attach", "-1", "1", "mem", "refused"], run
+
+
+# ------------------------------------ the twenty-first red team: what a plain start leaves in the safe modules
+
+def _plain_run(program: str, tmp_path) -> str:
+    script = tmp_path / "plain.py"
+    script.write_text(program)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_literal_script_starts_with_res_cache_as_a_plain_run_of_this_interpreter(tmp_path):
+    """This venv's start-up (its .pth files) imports pathlib and urllib.parse, which leaves a pattern in re's cache;
+    the sandboxes' interpreter has no site-packages. The literal script imports what a plain start imports first,
+    so the cache it starts with is a plain run's."""
+    program = ("import hashlib, re, sys\ndef g():\n"
+               "    cached = ' '.join(repr(key[1]) for key in re._cache)\n"
+               "    digest = hashlib.sha256(cached.encode()).hexdigest()[:16]\n"
+               "    return digest + ' ' + str('urllib.parse' in sys.modules)\n")
+    plain = _plain_run(program + "print(g())\n", tmp_path).strip()
+    verdict = verdicts.check_literal("def f(x):\n    return x\n", program, FAST)
+    assert verdict.reason == f"f(g()) in one process returned {plain!r}, not True", (verdict.reason, plain)
+    assert plain.endswith(str("urllib.parse" in verdicts.plain_startup_imports()))
+
+
+def test_a_puzzle_that_crashes_a_plain_run_only_through_res_start_up_cache_is_rejected(tmp_path):
+    """The twenty-first red team, without catching RecursionError: after 512 compilations urllib.parse's pattern is
+    evicted in a plain run of this venv (it was the oldest) and kept in the sandboxes (their cache started empty),
+    and compiling it again near the recursion limit needs two frames when cached, many when parsed anew: the
+    sandboxes' f returned True, a plain run raised RecursionError. verify_pair passed it 15 of 15 times."""
+    if "urllib.parse" not in verdicts.plain_startup_imports():
+        pytest.skip("this interpreter's plain start leaves re's cache empty, as the sandboxes' does")
+    sat = ("def f(n: int) -> bool:\n    import re\n    if n < 511:\n        return False\n"
+           "    re.compile('a{1}b')\n    re.compile('([\\x00-\\x7f]+)')\n    for i in range(n):\n"
+           "        re.compile('q' + str(i))\n\n    def down(k: int) -> int:\n        if k > 0:\n"
+           "            return down(k - 1) + 1\n        return len(re.compile('([\\x00-\\x7f]+)').pattern)\n\n"
+           "    return down(990) == 998\n")
+    sol = f"{sat}\n\ndef g():\n    return 511\n"
+    script = tmp_path / "training_text.py"
+    script.write_text(f"{sol}\n\nassert f(g())\n")
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert "RecursionError" in plain.stderr, plain  # plain Python fails it
+    verdict = verdicts.verify_pair(sat, sol, "int", literal_runs=3)
+    assert verdict.status == "failed" and "raised RecursionError" in verdict.reason, verdict
