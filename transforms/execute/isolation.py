@@ -27,10 +27,11 @@ Memory in total: each process is capped by ``RLIMIT_AS``, at most
 its tmpfs (``file_size_mb``) and memfd/pipe buffers (each file capped by ``RLIMIT_FSIZE``, their number by
 ``RLIMIT_NOFILE``). A cgroup would bound it more tightly, but needs a writable cgroup tree that Beam workers lack.
 A plain script (``run_plain_script``, the literal check of a training text) has no ``RLIMIT_AS``, as a plain run
-has none. Its sandbox's PID 1 is a supervisor instead of the script: it forks the script, reads the resident memory
-of every process below it every ``MEMORY_POLL_S`` and kills them once their sum passes ``memory_mb`` (shared pages
-count in each process; a process can grow by what it touches in one poll). It runs in the sandbox, so no lock of
-the parent's (Python's GIL in a busy Beam worker) can delay it.
+has none, and runs as one process (no fork, no thread). Its sandbox's PID 1 is a supervisor instead of the script
+(``_SCRIPT_BOOTSTRAP``): it forks the script, sums the memory held below it every ``MEMORY_POLL_S`` (resident
+pages, page tables, shared mappings at their whole size) and kills it once the sum passes ``memory_mb``; the script
+can grow by what it touches in one poll. It runs in the sandbox, so no lock of the parent's (Python's GIL in a busy
+Beam worker) can delay it.
 
 The interpreter: the project's base interpreter (``sys.base_prefix``; the venv is never needed, ``-s -P -S``
 gives the standard library only). When the sandbox user cannot reach it (here pyenv under ``/root``, mode 700), a
@@ -145,6 +146,16 @@ class ProcessResult:
     stderr: str
     isolated: bool
     memory_exceeded: bool = False  # a plain script's resident memory passed ``memory_mb`` and the run was ended
+
+
+def death_signal(returncode: int | None, reports_128_plus_n: bool) -> int | None:
+    """The signal that ended a process, from its exit code: negative for the process itself, 128 + n where a parent
+    reports its child's death so (bwrap for the sandbox's PID 1, a plain script's supervisor for the script)."""
+    if returncode is None:
+        return None
+    if returncode < 0:
+        return -returncode
+    return returncode - 128 if returncode > 128 and reports_128_plus_n else None
 
 
 # ------------------------------------------------------------------------------------------ environment
@@ -623,16 +634,13 @@ class SandboxProcess:
             code = self.proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             return "the interpreter closed its answer pipe"
-        if code < 0:
+        killed_by = death_signal(code, self.isolated)
+        if killed_by is not None:
             try:
-                return f"killed by {signal.Signals(-code).name}"
+                return f"killed by {signal.Signals(killed_by).name}"
             except ValueError:
-                return f"killed by signal {-code}"
-        if code > 128 and self.isolated:  # bwrap reports a signal death of its child as 128+n
-            try:
-                return f"killed by {signal.Signals(code - 128).name}"
-            except ValueError:
-                pass
+                if code < 0:
+                    return f"killed by signal {-code}"
         return f"exited with code {code} before answering"
 
     def close(self) -> None:
@@ -710,10 +718,10 @@ def run_plain_script(source: str, limits: IsolationLimits = IsolationLimits(), a
     default flags, exec'd once the limits are set, so the script finds a plain script's process and nothing of
     the sandbox's agent; PYTHONHASHSEED is unset unless ``hash_seed`` is given (the interpreter draws a seed, as a
     plain run does, and a program cannot tell this run by the variable). It has no address-space cap, as a plain
-    run has none; its resident memory is bounded by ``memory_mb`` instead, by a supervisor in the sandbox
-    (``memory_exceeded``). It runs until it
-    exits: what runs at exit (``atexit``, freeing what is left) is part of the script. Its exit code and output are
-    its own to forge (see ``verdicts.check_literal``)."""
+    run has none; the memory it holds is bounded by ``memory_mb`` instead, by a supervisor in the sandbox
+    (``memory_exceeded``), and it runs as one process. It runs until it exits: what runs at exit (``atexit``,
+    freeing what is left) is part of the script. Its exit code and output are its own to forge (see
+    ``verdicts.check_literal``)."""
     return _run_program(source, limits, check_isolation(allow_unisolated), hash_seed, plain_script=True)
 
 
@@ -724,7 +732,7 @@ def _run_program(source: str, limits: IsolationLimits, isolated: bool, hash_seed
     # A plain script gets no address-space cap, as a plain run has none: a cap turns an allocation plain Python
     # makes (3 GiB reserved and never touched, scrypt's 1 GiB) into an error the script can catch under other names
     # (`finally: return`, scrypt's ValueError, deque's SystemError), so the script would take another branch than
-    # its training text does (the sixteenth red team). Its resident memory is bounded instead (``wait``).
+    # its training text does (the sixteenth red team). Its memory is bounded by its supervisor instead.
     address_space = (resource.RLIM_INFINITY if plain_script else limits.memory_mb * mb,) * 2
     # A plain script runs as one process beside its supervisor: no fork and no thread (tasks count), which code of
     # the safe modules never needs. A chain of forks each living a moment, the one alive never the one the

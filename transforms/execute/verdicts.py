@@ -43,6 +43,7 @@ from transforms.execute.isolation import (
     IsolationLimits,
     IsolationUnavailable,
     SandboxFailure,
+    death_signal,
     drawn_hash_seed,
 )
 from transforms.execute.output_oracles import MBPP_NOT_NONE, plus_output_ok
@@ -480,12 +481,8 @@ def _ended(run) -> str:
     error = next((line for line in reversed(run.stderr.splitlines()) if line.strip()), "")
     if error:
         return f"raised {error[:300]}"
-    code = run.returncode or 0
-    if code < 0:
-        return f"was ended by signal {-code}"
-    if code > 128 and run.isolated:  # bwrap reports its child's death by signal n as 128 + n
-        return f"was ended by signal {code - 128}"
-    return f"exited with {code}"
+    killed_by = death_signal(run.returncode, run.isolated)
+    return f"was ended by signal {killed_by}" if killed_by is not None else f"exited with {run.returncode or 0}"
 
 
 def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(), *, sat_entry: str = "f",
@@ -529,8 +526,7 @@ def check_literal(sat: str, sol: str, limits: IsolationLimits = IsolationLimits(
     lines = run.stdout.splitlines()
     last = lines[-1] if lines else ""
     # the CPU limit's soft and hard ends, as the script's own death or as its supervisor's exit code (128 + n)
-    cpu_spent = run.returncode in {sign * (offset + s) for s in (signal.SIGXCPU, signal.SIGKILL)
-                                   for sign, offset in ((-1, 0), (1, 128))}
+    cpu_spent = death_signal(run.returncode, True) in (signal.SIGXCPU, signal.SIGKILL)
     returned_true = nonce in lines
     if returned_true and run.returncode == 0:
         status, reason = "passed", ""
