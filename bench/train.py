@@ -265,6 +265,7 @@ def bench_run(args: argparse.Namespace) -> dict:
         logs = [json.loads(line) for line in metrics.read_text().splitlines()]
     steps = [e for e in logs if "loss" in e]
     timed = steps[1:] or steps  # the first step includes warm-up (allocations, first kernels)
+    steady = steady_steps(steps)
     tokens_per_second = statistics.median(e["tokens_per_second"] for e in timed)
     timed_tokens = sum(e["real_tokens"] for e in timed)
     timed_wall = sum(e["window_seconds"] for e in timed)
@@ -294,6 +295,12 @@ def bench_run(args: argparse.Namespace) -> dict:
         "tokens_per_second_mean": round(timed_tokens / max(1e-9, timed_wall), 1),
         # Wall-clock throughput depends on what else runs on the host; per CPU-second much less so.
         "tokens_per_cpu_second": round(timed_tokens / max(1e-9, timed_cpu), 1),
+        # The same over the timed steps that compiled no graph: a long run's rate, where a few compilations (one
+        # per shape class and attention path) are spread over thousands of steps. Equal to the above when eager.
+        "steady_tokens_per_cpu_second": round(sum(e["real_tokens"] for e in steady)
+                                              / max(1e-9, sum(e["cpu_seconds"] for e in steady) * args.nproc), 1)
+        if steady else None,
+        "steady_steps": len(steady),
         "padding_fraction_mean": round(padding, 4),
         # Step 1 (not timed above): warm-up, and with --compile-layers the compilation.
         "first_step_wall_seconds": round(steps[0]["window_seconds"], 1) if steps else None,
@@ -379,6 +386,17 @@ def _run_child(name: str, command: list[str], cwd: Path, env: dict, json_out: Pa
     return report
 
 
+def steady_steps(steps: list[dict]) -> list[dict]:
+    """The steps after the first whose ``compiled_graphs`` count (logged by compiled runs) did not grow: steps that
+    compiled nothing. Without the count (eager, or an older commit's bench) every step after the first."""
+    steady = []
+    for previous, step in zip(steps, steps[1:]):
+        before, after = previous.get("compiled_graphs"), step.get("compiled_graphs")
+        if before is None or after is None or after == before:
+            steady.append(step)
+    return steady
+
+
 def loss_deltas(reference: list[float], other: list[float]) -> dict:
     pairs = list(zip(reference, other))
     if not pairs:
@@ -438,15 +456,21 @@ def compare_rounds(args: argparse.Namespace) -> dict:
                 report = (_run_before(args, Path(tmp)) if side == "before"
                           else _run_side(args, "auto", side, Path(tmp)))
                 per_side[side].append({k: report.get(k) for k in (
-                    "tokens_per_cpu_second", "tokens_per_second_median", "tokens_per_second_mean", "attention",
+                    "tokens_per_cpu_second", "steady_tokens_per_cpu_second", "steady_steps",
+                    "tokens_per_second_median", "tokens_per_second_mean", "attention", "compiled_graphs",
                     "per_device_batch", "process_wall_seconds", "host_before")})
     median = {side: statistics.median(r["tokens_per_cpu_second"] for r in runs) for side, runs in per_side.items()}
+    # An older commit's bench has no steady figure: it compiles nothing, so all its timed steps are steady.
+    steady = {side: statistics.median(r.get("steady_tokens_per_cpu_second") or r["tokens_per_cpu_second"]
+                                      for r in runs) for side, runs in per_side.items()}
     result = {"machine": describe_machine(), "rounds": args.rounds, "baseline_ref": args.baseline_ref,
               "runs": per_side, "tokens_per_cpu_second_median": median,
               "over_before_median": {side: round(median[side] / median["before"], 2) for side in sides[1:]},
               "over_before_per_round": {side: [round(r["tokens_per_cpu_second"] / b["tokens_per_cpu_second"], 2)
                                                for r, b in zip(per_side[side], per_side["before"])]
-                                        for side in sides[1:]}}
+                                        for side in sides[1:]},
+              "steady_tokens_per_cpu_second_median": steady,
+              "steady_over_before_median": {side: round(steady[side] / steady["before"], 2) for side in sides[1:]}}
     print(json.dumps(result, indent=2))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
