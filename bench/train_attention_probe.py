@@ -2,6 +2,7 @@
 
     python bench/train_attention_probe.py [--examples 128] [--window 32] [--micro-batch 16] [--rounds 3]
                                           [--unpad-max-padding 0.2] [--optimizer] [--short-rows-max 256]
+                                          [--trainer-order]
 
 Why: ``--attention length_aware`` against ``sdpa`` in whole ``bench/train.py`` runs moves with the host (single
 runs of one setting vary by up to 1.5x on a noisy afternoon), and each run is its own process. Here one process
@@ -13,6 +14,8 @@ examples in their file order, sorted longest first within each ``--window`` (the
 ``--micro-batch`` rows each, run as ``unpadded_groups`` with the loss at selected positions, bf16 autocast;
 ``--optimizer`` adds the streamlined Adafactor step after each window, as the Trainer does. Preload TCMalloc
 (``LD_PRELOAD=.../libtcmalloc_minimal.so.4``) to match the training job's allocator.
+
+``--trainer-order`` takes the rows in the order ``bench/train.py``'s Trainer reads them instead of the file's.
 
 What it is not: the Trainer. On 2026-12-05 the matmul path won here by 13-20% and lost inside the Trainer (README,
 "the attention kernel"); the cause was not found.
@@ -43,8 +46,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--unpad-max-padding", type=float, default=0.2)
     parser.add_argument("--short-rows-max", type=int, default=256, help="longest row the matmul path takes")
     parser.add_argument("--optimizer", action="store_true", help="an optimizer step after each window")
+    parser.add_argument("--trainer-order", action="store_true",
+                        help="the rows in the order bench/train.py's Trainer reads them (its shards, written from "
+                             "the first --trainer-bench-examples examples), not the file's")
+    parser.add_argument("--trainer-bench-examples", type=int, default=640,
+                        help="with --trainer-order: the examples bench/train.py writes (2 x steps x global batch)")
     parser.add_argument("--json-out", default=None)
     return parser.parse_args(argv)
+
+
+def trainer_order_rows(bench_examples: int, limit: int, tokenizer) -> tuple[list[dict], str]:
+    """The first ``limit`` rows of the dataset ``bench/train.py`` trains on, in its order: the same examples
+    written to shards as the bench writes them, read back through ``StageExamples`` (epoch 0)."""
+    import tempfile
+
+    from train import examples
+
+    from schemas.records import RecordKind
+    from training.data import PromptFormat, StageExamples, list_shards
+    from transforms.io.parquet import write_shards
+
+    rows, data_name = examples(limit=bench_examples)
+    with tempfile.TemporaryDirectory(prefix="probe-shards-") as tmp:
+        write_shards(rows, tmp, RecordKind.TRAINING_EXAMPLE, seed=0, shard_records=256)
+        dataset = StageExamples(list_shards(tmp), tokenizer, epochs=1, seed=42, max_length=1024,
+                                prompt_format=PromptFormat("paper"))
+        ordered = [dict(zip(("instruction", "response"), dataset.text(i))) for i in range(min(limit, len(dataset)))]
+    return ordered, f"{data_name}, in the Trainer's order"
 
 
 def main(argv=None) -> dict:
@@ -80,7 +108,10 @@ def main(argv=None) -> dict:
     attention.length_aware_attention = probe_attention  # what register_length_aware registers
     source = resolve_model("smollm2")
     tokenizer = load_tokenizer(TrainConfig(model="smollm2"), source)
-    rows, data_name = examples(limit=args.examples)
+    if args.trainer_order:
+        rows, data_name = trainer_order_rows(args.trainer_bench_examples, args.examples, tokenizer)
+    else:
+        rows, data_name = examples(limit=args.examples)
     fmt = PromptFormat("paper")
     encoded = [encode_example(tokenizer, fmt.prompt(r["instruction"], tokenizer), r["response"], 1024) for r in rows]
     ordered = [e for start in range(0, len(encoded), args.window)
