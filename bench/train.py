@@ -74,6 +74,17 @@ def examples(limit: int) -> tuple[list[dict], str]:
     return rows, "synthetic"
 
 
+def write_bench_shards(rows: list[dict], directory: Path) -> None:
+    """The training shards the bench trains on (``bench/train_attention_probe.py --trainer-order`` reads them too)."""
+    write_shards(rows, str(directory), RecordKind.TRAINING_EXAMPLE, seed=0, shard_records=256)
+
+
+def tokens_per_cpu_second(steps: list[dict], nproc: int) -> float | None:
+    """Real tokens over CPU seconds of ``steps`` (``cpu_seconds`` is rank 0's: times the processes)."""
+    cpu = sum(e["cpu_seconds"] for e in steps) * nproc
+    return round(sum(e["real_tokens"] for e in steps) / max(1e-9, cpu), 1) if steps else None
+
+
 def projection(padding_fraction: float, tokens_per_example: float) -> dict:
     example_passes = PAPER_GENERATED * 1 + PAPER_ORIGINAL * 2
     real_tokens = example_passes * ASSUMED_TOKENS_PER_EXAMPLE
@@ -245,7 +256,7 @@ def bench_run(args: argparse.Namespace) -> dict:
     rows, data_name = examples(limit=args.steps * args.global_batch * 2)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         shards = Path(tmp) / "shards"
-        write_shards(rows, str(shards), RecordKind.TRAINING_EXAMPLE, seed=0, shard_records=256)
+        write_bench_shards(rows, shards)
         config = TrainConfig(
             model=args.model, output_dir=str(Path(tmp) / "out"), max_length=args.max_length,
             global_batch_size=args.global_batch, per_device_batch_size=args.per_device_batch,
@@ -269,7 +280,6 @@ def bench_run(args: argparse.Namespace) -> dict:
     tokens_per_second = statistics.median(e["tokens_per_second"] for e in timed)
     timed_tokens = sum(e["real_tokens"] for e in timed)
     timed_wall = sum(e["window_seconds"] for e in timed)
-    timed_cpu = sum(e["cpu_seconds"] for e in timed) * args.nproc  # cpu_seconds is rank 0's
     padding = statistics.mean(e["padding_fraction"] for e in steps)
     lengths = _example_lengths(rows, args.max_length)
     report = {
@@ -294,12 +304,10 @@ def bench_run(args: argparse.Namespace) -> dict:
         "tokens_per_second_median": round(tokens_per_second, 1),
         "tokens_per_second_mean": round(timed_tokens / max(1e-9, timed_wall), 1),
         # Wall-clock throughput depends on what else runs on the host; per CPU-second much less so.
-        "tokens_per_cpu_second": round(timed_tokens / max(1e-9, timed_cpu), 1),
+        "tokens_per_cpu_second": tokens_per_cpu_second(timed, args.nproc),
         # The same over the timed steps that compiled no graph: a long run's rate, where a few compilations (one
         # per shape class and attention path) are spread over thousands of steps. Equal to the above when eager.
-        "steady_tokens_per_cpu_second": round(sum(e["real_tokens"] for e in steady)
-                                              / max(1e-9, sum(e["cpu_seconds"] for e in steady) * args.nproc), 1)
-        if steady else None,
+        "steady_tokens_per_cpu_second": tokens_per_cpu_second(steady, args.nproc),
         "steady_steps": len(steady),
         "padding_fraction_mean": round(padding, 4),
         # Step 1 (not timed above): warm-up, and with --compile-layers the compilation.

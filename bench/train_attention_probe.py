@@ -60,15 +60,13 @@ def trainer_order_rows(bench_examples: int, limit: int, tokenizer) -> tuple[list
     written to shards as the bench writes them, read back through ``StageExamples`` (epoch 0)."""
     import tempfile
 
-    from train import examples
+    from train import examples, write_bench_shards
 
-    from schemas.records import RecordKind
     from training.data import PromptFormat, StageExamples, list_shards
-    from transforms.io.parquet import write_shards
 
     rows, data_name = examples(limit=bench_examples)
     with tempfile.TemporaryDirectory(prefix="probe-shards-") as tmp:
-        write_shards(rows, tmp, RecordKind.TRAINING_EXAMPLE, seed=0, shard_records=256)
+        write_bench_shards(rows, Path(tmp))
         dataset = StageExamples(list_shards(tmp), tokenizer, epochs=1, seed=42, max_length=1024,
                                 prompt_format=PromptFormat("paper"))
         ordered = [dict(zip(("instruction", "response"), dataset.text(i))) for i in range(min(limit, len(dataset)))]
@@ -80,7 +78,6 @@ def main(argv=None) -> dict:
     import torch
     from train import examples, host_load
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.models.llama.modeling_llama import eager_attention_forward
 
     import training.attention as attention
     from training.adafactor import StreamlinedAdafactor
@@ -97,13 +94,13 @@ def main(argv=None) -> dict:
     )
 
     chosen = {"path": "sdpa"}
+    length_aware = attention.length_aware_attention  # the project's own: matmul path up to COMPILED_SHORT_ROWS_MAX
+    attention.COMPILED_SHORT_ROWS_MAX = args.short_rows_max
 
     def probe_attention(module, query, key, value, attention_mask, **kwargs):
         # Registered as "length_aware"; which path runs is read per call (dynamo guards on it).
-        if chosen["path"] == "matmul" and query.shape[2] <= args.short_rows_max:
-            return eager_attention_forward(module, query, key, value,
-                                           attention.additive_mask(attention_mask, query, key), **kwargs)
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        forward = length_aware if chosen["path"] == "matmul" else sdpa_attention_forward
+        return forward(module, query, key, value, attention_mask, **kwargs)
 
     attention.length_aware_attention = probe_attention  # what register_length_aware registers
     source = resolve_model("smollm2")
