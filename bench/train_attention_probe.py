@@ -17,8 +17,9 @@ examples in their file order, sorted longest first within each ``--window`` (the
 
 ``--trainer-order`` takes the rows in the order ``bench/train.py``'s Trainer reads them instead of the file's.
 
-What it is not: the Trainer. On 2026-12-05 the matmul path won here by 13-20% and lost inside the Trainer (README,
-"the attention kernel"); the cause was not found.
+What it is not: the Trainer. On 2026-12-05 the matmul path won here by 2-20% and seemed to lose inside the Trainer
+in whole runs of each setting; the Trainer crossover (``bench/train_attention_crossover.py``, one run alternating
+the paths per optimizer step) then found the gain there too, 1.04-1.14x (README, "the attention kernel").
 """
 from __future__ import annotations
 
