@@ -10,10 +10,12 @@ the matmul path up to ``COMPILED_SHORT_ROWS_MAX`` tokens per row in compiled lay
 in eager ones, and sdpa above. The mask is sdpa's (boolean, or none where causality alone suffices); the matmul
 path turns it into the additive mask it adds.
 
-In whole training steps that gain mostly disappears (``bench/train.py --compare --rounds 3 --round-attentions
-auto,sdpa``, README): at micro-batch 16 ``length_aware`` gave 1.02x sdpa's tokens per CPU-second (median of 3
-rounds, single rounds 1.00-1.05), at the default micro-batch 4 0.96x. So ``auto`` keeps transformers' ``sdpa``
-everywhere; ``eager`` and ``length_aware`` are there to choose and to measure.
+In whole training steps, runs of one setting against runs of the other (each its own process) disagreed from one
+hour to the next on the noisy host (0.96x to 1.13x). Inside one Trainer run that alternates the two paths per
+optimizer step, in a crossover of two runs (``bench/train_attention_crossover.py``, README), compiled layers at
+global batch 32 gave ``length_aware`` 1.08x and 1.13x sdpa's tokens per CPU-second at micro-batch 16 and 4, every
+run agreeing. So ``auto`` takes ``length_aware`` where the layers are compiled on a CPU, and transformers'
+``sdpa`` elsewhere (eager layers and CUDA were not measured that way; CUDA's sdpa is a fused GPU kernel).
 """
 from __future__ import annotations
 
@@ -38,11 +40,18 @@ def require_attention(setting: object) -> None:
         raise ValueError(f"attention must be one of {ATTENTIONS}, got {setting!r}")
 
 
-def choose_attention(setting: str) -> AttentionChoice:
+def choose_attention(setting: str, *, compiled: bool, cuda: bool) -> AttentionChoice:
+    """``setting`` as named; ``auto``: ``length_aware`` in compiled layers on a CPU, else transformers' sdpa."""
     require_attention(setting)
-    if setting == "auto":
-        return AttentionChoice("sdpa", "auto: transformers' sdpa (length_aware measured no faster over whole steps)")
-    return AttentionChoice(setting, f"attention: {setting}")
+    if setting != "auto":
+        return AttentionChoice(setting, f"attention: {setting}")
+    if cuda:
+        return AttentionChoice("sdpa", "auto: transformers' sdpa on CUDA")
+    if not compiled:
+        return AttentionChoice("sdpa", "auto: transformers' sdpa in eager layers (length_aware measured with "
+                                       "compiled layers only)")
+    return AttentionChoice(LENGTH_AWARE, "auto: length_aware in compiled CPU layers (1.08-1.13x sdpa's tokens per "
+                                         "CPU-second, Trainer crossover)")
 
 
 def takes_matmul_path(query_length: int, compiled: bool) -> bool:

@@ -88,8 +88,8 @@ class TrainConfig:
     # torch.compile each decoder layer (regional: the layers share one compiled graph, dynamic shapes): true, false,
     # or auto (training.compile_choice: single-process runs of >= 1000 examples on a CPU with native bf16).
     compile_layers: bool | str = "auto"
-    # Attention kernel (training.attention): auto (transformers' sdpa), sdpa, eager, or length_aware (eager for
-    # short rows, sdpa for long).
+    # Attention kernel (training.attention): auto (length_aware in compiled CPU layers, else transformers' sdpa),
+    # sdpa, eager, or length_aware (eager for short rows, sdpa for long).
     attention: str = "auto"
     distributed: str = "auto"  # auto = FSDP on CUDA, DDP (gloo on CPU) otherwise
     fsdp_layer_cls: list[str] | None = None  # default: the model's _no_split_modules

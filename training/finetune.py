@@ -573,10 +573,10 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         shards, tokenizer, epochs=stage.epochs, seed=config.seed, max_length=config.max_length,
         prompt_format=PromptFormat(config.prompt_format),
     )
-    attention = choose_attention(config.attention)
+    compile_plan = compile_choice_of(config, stage, len(dataset))
+    attention = choose_attention(config.attention, compiled=compile_plan.compile, cuda=torch.cuda.is_available())
     model = load_model(init, attention.implementation)
     init_digest = weights_digest(model.state_dict()) if rank() == 0 else None
-    compile_plan = compile_choice_of(config, stage, len(dataset))
     compiled = bool(compile_plan.compile and compile_layers(model))
     if compile_plan.compile and not compiled:
         compile_plan = CompileChoice(False, "the model has no .model.layers to compile")

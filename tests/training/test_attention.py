@@ -10,15 +10,18 @@ from training.attention import LENGTH_AWARE, choose_attention
 from training.config import StageConfig, TrainConfig, TrainConfigError
 
 
-def test_auto_keeps_sdpa_and_a_named_kernel_is_taken_as_named():
-    assert choose_attention("auto").implementation == "sdpa"
+def test_auto_takes_length_aware_only_in_compiled_cpu_layers_and_a_named_kernel_as_named():
+    assert choose_attention("auto", compiled=True, cuda=False).implementation == LENGTH_AWARE
+    assert choose_attention("auto", compiled=False, cuda=False).implementation == "sdpa"
+    assert choose_attention("auto", compiled=True, cuda=True).implementation == "sdpa"
     for named in ("sdpa", "eager", LENGTH_AWARE):
-        assert choose_attention(named).implementation == named
+        for compiled in (True, False):
+            assert choose_attention(named, compiled=compiled, cuda=False).implementation == named
 
 
 def test_an_unknown_attention_is_refused_by_the_config():
     with pytest.raises(ValueError, match="attention must be one of"):
-        choose_attention("flash")
+        choose_attention("flash", compiled=False, cuda=False)
     config = TrainConfig(attention="flash", output_dir="runs/x", stages=[StageConfig(name="a", data="d")])
     with pytest.raises(TrainConfigError, match="attention must be one of"):
         config.validate()
