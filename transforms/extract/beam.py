@@ -8,7 +8,7 @@ import apache_beam as beam
 from schemas.records import RecordKind
 from transforms.extract.policies import ExtractionConfig
 from transforms.extract.snippets import STAGE, snippet_from_pair
-from transforms.stage import Reject, StageFn, StageOutput
+from transforms.stage import Reject, StageFn
 
 
 class ExtractCodeFn(StageFn):
@@ -35,5 +35,5 @@ class ExtractCode(beam.PTransform):
         super().__init__()
         self._config = config
 
-    def expand(self, pairs) -> StageOutput:
+    def expand(self, pairs):  # -> StageOutput; unannotated, Beam would take it for a type hint
         return ExtractCodeFn(self._config).apply(pairs, "Extract")

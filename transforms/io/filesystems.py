@@ -85,10 +85,22 @@ def _filesystem_of(path: str) -> Iterator[None]:
 
 def _beam_handles(path: str) -> bool:
     try:
-        FileSystems.get_filesystem(path)
-        return True
+        filesystem = FileSystems.get_filesystem(path)
     except ValueError:
         return False
+    return _beam_filesystem_usable(filesystem)
+
+
+def _beam_filesystem_usable(filesystem) -> bool:
+    """False for Beam's GCS file system without the Google Cloud client: Beam 2.78 registers it anyway and it fails
+    on first use, so such paths go to fsspec (gcsfs, or the one-line error naming the package to install)."""
+    if filesystem.scheme() != "gs":
+        return True
+    try:
+        from apache_beam.io.gcp import gcsio
+    except ImportError:
+        return False
+    return bool(getattr(gcsio, "GCS_INSTALLED", True))
 
 
 def match(pattern: str) -> list[str]:

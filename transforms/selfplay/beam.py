@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 
@@ -190,7 +190,7 @@ class KeepFirstPuzzleFn(beam.DoFn):
     def __init__(self):
         self.books = StageBooks(f"{STAGE}.dedup", RecordKind.PUZZLE)
 
-    def process(self, element: tuple[str, Sequence[dict[str, Any]]]) -> Iterator[Any]:
+    def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
         _, records = element
         ordered = sorted(records, key=lambda r: (r["prompt_index"], r["sample_index"]))
         self.books.took(len(ordered))
@@ -339,7 +339,7 @@ class SolveAttempts(beam.PTransform):
         self._settings = settings
         self._sandbox = sandbox
 
-    def expand(self, puzzles) -> StageOutput:
+    def expand(self, puzzles):  # -> StageOutput; unannotated, Beam would take it for a type hint
         planned = _PlanSolveFn(self._settings).apply(puzzles, "PlanSolve")
         joined = infer_and_join(planned.side["requests"], planned.main, self._handler, "Solve")
         attempts = (joined
