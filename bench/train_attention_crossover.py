@@ -57,10 +57,11 @@ def paths_of(setting: str) -> tuple[str, str]:
 
 
 def steady_indices(compiled_graphs: list[int | None] | None, steps: int) -> list[int]:
-    """0-based indices of the steps after the first whose compiled graph count did not grow (all, when eager)."""
-    if compiled_graphs is None:
-        return list(range(1, steps))
-    return [i for i in range(1, steps) if compiled_graphs[i] == compiled_graphs[i - 1]]
+    """0-based indices of ``bench/train.py``'s steady steps (``steady_steps``: after the first, no graph compiled)."""
+    from train import steady_steps
+
+    graphs = compiled_graphs if compiled_graphs is not None else [None] * steps
+    return [step["index"] for step in steady_steps([{"index": i, "compiled_graphs": graphs[i]} for i in range(steps)])]
 
 
 def crossover(runs: list[dict], paths: tuple[str, str]) -> dict:

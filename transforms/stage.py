@@ -49,7 +49,10 @@ class Reject:
 
 @dataclasses.dataclass(frozen=True)
 class StageOutput:
-    """The typed result of a stage: kept records, dead letters, and any named side outputs."""
+    """The typed result of a stage: kept records, dead letters, and any named side outputs.
+
+    A stage's ``expand`` returns one without a return annotation: Beam reads ``expand``'s annotation as the
+    transform's output type hint, and Beam 2.78 logs a warning in every worker for one that is not a PCollection."""
 
     main: Any
     rejected: Any

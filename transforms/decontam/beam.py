@@ -81,7 +81,7 @@ class Decontaminate(beam.PTransform):
         self.language_column = language_column
         self.batch_size = batch_size
 
-    def expand(self, records: beam.PCollection):  # -> StageOutput; unannotated, Beam would take it for a type hint
+    def expand(self, records: beam.PCollection):  # -> StageOutput (see there why unannotated)
         if self.index is not None:
             index = records.pipeline | f"{self.label}/Index" >> beam.Create([self.index])
         else:

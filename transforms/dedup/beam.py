@@ -58,7 +58,7 @@ class DedupSnippets(beam.PTransform):
         super().__init__(label)
         self._spill_parent = spill_dir
 
-    def expand(self, snippets):  # -> StageOutput; unannotated, Beam would take it for a type hint
+    def expand(self, snippets):  # -> StageOutput (see there why unannotated)
         spill = new_spill_dir(self._spill_parent, "dedup") if self._spill_parent else None
         return StageOutput.of(
             snippets
@@ -193,7 +193,7 @@ class NearDedup(beam.PTransform):
         self.stage = stage
         self.record_kind = RecordKind(record_kind).value
 
-    def expand(self, records: beam.PCollection):  # -> StageOutput; unannotated, Beam would take it for a type hint
+    def expand(self, records: beam.PCollection):  # -> StageOutput (see there why unannotated)
         config = self.config
         bands, rows = config.lsh_params()
         dtype = nd.MinHasher(config.num_perm, config.seed, config.ngram).signature("").dtype.str

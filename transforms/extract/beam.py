@@ -35,5 +35,5 @@ class ExtractCode(beam.PTransform):
         super().__init__()
         self._config = config
 
-    def expand(self, pairs):  # -> StageOutput; unannotated, Beam would take it for a type hint
+    def expand(self, pairs):  # -> StageOutput (see there why unannotated)
         return ExtractCodeFn(self._config).apply(pairs, "Extract")

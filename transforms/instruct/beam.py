@@ -154,7 +154,7 @@ class Summarize(beam.PTransform):
         self._filters = filters
         self._tokenizer_source = tokenizer_source
 
-    def expand(self, snippets):  # -> StageOutput; unannotated, Beam would take it for a type hint
+    def expand(self, snippets):  # -> StageOutput (see there why unannotated)
         planned = snippets | "PlanCandidates" >> beam.ParDo(
             _PlanCandidatesFn(self._preset, self._sampling, self._model_id, self._tokenizer_source, self._prompt_code)
         ).with_outputs("candidates", "requests")
@@ -245,7 +245,7 @@ class SelfEvaluate(beam.PTransform):
         self._tokenizer_source = tokenizer_source
         self._tokens = judge_tokens
 
-    def expand(self, candidates):  # -> StageOutput; unannotated, Beam would take it for a type hint
+    def expand(self, candidates):  # -> StageOutput (see there why unannotated)
         planned = candidates | "PlanJudgements" >> beam.ParDo(
             _PlanJudgementsFn(self._preset, self._tokenizer_source, self._tokens, self._mode)
         ).with_outputs("candidates", "requests")
@@ -295,7 +295,7 @@ class Select(beam.PTransform):
         if config.top_k > 1:
             LOG.warning("top_k=%d: %s", config.top_k, TOP_K_WARNING)
 
-    def expand(self, inputs: dict[str, Any]):  # -> StageOutput; unannotated, Beam would take it for a type hint
+    def expand(self, inputs: dict[str, Any]):  # -> StageOutput (see there why unannotated)
         snippets_by_id = inputs["snippets"] | "KeySnippets" >> beam.Map(lambda s: (s["id"], s))
         scored_by_snippet = inputs["scored"] | "KeyScored" >> beam.Map(lambda p: (p["snippet_id"], p))
         joined = {"snippets": snippets_by_id, "scored": scored_by_snippet} | "JoinBySnippet" >> beam.CoGroupByKey()

@@ -339,7 +339,7 @@ class SolveAttempts(beam.PTransform):
         self._settings = settings
         self._sandbox = sandbox
 
-    def expand(self, puzzles):  # -> StageOutput; unannotated, Beam would take it for a type hint
+    def expand(self, puzzles):  # -> StageOutput (see there why unannotated)
         planned = _PlanSolveFn(self._settings).apply(puzzles, "PlanSolve")
         joined = infer_and_join(planned.side["requests"], planned.main, self._handler, "Solve")
         attempts = (joined
