@@ -13,9 +13,10 @@ path turns it into the additive mask it adds.
 In whole training steps, runs of one setting against runs of the other (each its own process) disagreed from one
 hour to the next on the noisy host (0.96x to 1.13x). Inside one Trainer run that alternates the two paths per
 optimizer step, in a crossover of two runs (``bench/train_attention_crossover.py``, README), compiled layers at
-global batch 32 gave ``length_aware`` 1.08x and 1.13x sdpa's tokens per CPU-second at micro-batch 16 and 4, every
-run agreeing. So ``auto`` takes ``length_aware`` where the layers are compiled on a CPU, and transformers'
-``sdpa`` elsewhere (eager layers and CUDA were not measured that way; CUDA's sdpa is a fused GPU kernel).
+global batch 32 gave ``length_aware`` 1.08x and 1.14x sdpa's tokens per CPU-second at micro-batch 16 (two clean
+pairs of runs) and 1.13x at micro-batch 4, and 1.04x at the bench's global batch of 8. So ``auto`` takes
+``length_aware`` where the layers are compiled on a CPU, and transformers' ``sdpa`` elsewhere (eager layers and
+CUDA were not measured that way; CUDA's sdpa is a fused GPU kernel).
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def choose_attention(setting: str, *, compiled: bool, cuda: bool) -> AttentionCh
     if not compiled:
         return AttentionChoice("sdpa", "auto: transformers' sdpa in eager layers (length_aware measured with "
                                        "compiled layers only)")
-    return AttentionChoice(LENGTH_AWARE, "auto: length_aware in compiled CPU layers (1.08-1.13x sdpa's tokens per "
+    return AttentionChoice(LENGTH_AWARE, "auto: length_aware in compiled CPU layers (1.04-1.14x sdpa's tokens per "
                                          "CPU-second, Trainer crossover)")
 
 
