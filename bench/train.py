@@ -36,7 +36,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as training.finetune does, before anything loads torch
 
 from runners.hardware import describe_machine, load_average  # noqa: E402
 from schemas.records import RecordKind  # noqa: E402
@@ -538,7 +537,6 @@ def probe_modes(args: argparse.Namespace) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from training import finetune  # noqa: F401  (OMP_WAIT_POLICY before torch loads)
     from training.allocator import allocator_in_use
     from training.config import TrainConfig
     from training.data import Collator, PromptFormat, encode_example
@@ -587,7 +585,6 @@ def probe_optimizer(args: argparse.Namespace, steps: int = 6) -> dict:
     from transformers import AutoModelForCausalLM
     from transformers.optimization import Adafactor
 
-    from training import finetune  # noqa: F401  (OMP_WAIT_POLICY before torch loads)
     from training.adafactor import StreamlinedAdafactor
     from training.allocator import allocator_in_use
     from training.finetune import resolve_model

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as training.finetune does, before anything loads torch
 
 PATHS = ("length_aware", "sdpa")
 
@@ -115,20 +113,12 @@ def child(args: argparse.Namespace) -> dict:
     from torch.optim.optimizer import register_optimizer_step_post_hook
     from train import bench_run
     from train import parse_args as bench_args
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     import training.attention as attention
 
     first, second = paths_of(args.paths)
     state = {"path": args.first_path}
-    own = attention.length_aware_attention
-
-    def alternating_attention(module, query, key, value, attention_mask, **kwargs):
-        # Registered as "length_aware"; dynamo guards on the path read here, so each path has its own graphs.
-        forward = own if state["path"] == "length_aware" else sdpa_attention_forward
-        return forward(module, query, key, value, attention_mask, **kwargs)
-
-    attention.length_aware_attention = alternating_attention  # what register_length_aware registers
+    attention.length_aware_attention = attention.switchable_attention(lambda: state["path"])
     step_paths: list[str] = []
 
     def after_optimizer_step(optimizer, hook_args, hook_kwargs):

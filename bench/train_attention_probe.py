@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as training.finetune does, before anything loads torch
 
 PATHS = ("sdpa", "matmul")
 
@@ -78,7 +76,6 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
     from train import examples, host_load
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     import training.attention as attention
     from training.adafactor import StreamlinedAdafactor
@@ -95,15 +92,10 @@ def main(argv=None) -> dict:
     )
 
     chosen = {"path": "sdpa"}
-    length_aware = attention.length_aware_attention  # the project's own: matmul path up to COMPILED_SHORT_ROWS_MAX
     attention.COMPILED_SHORT_ROWS_MAX = args.short_rows_max
-
-    def probe_attention(module, query, key, value, attention_mask, **kwargs):
-        # Registered as "length_aware"; which path runs is read per call (dynamo guards on it).
-        forward = length_aware if chosen["path"] == "matmul" else sdpa_attention_forward
-        return forward(module, query, key, value, attention_mask, **kwargs)
-
-    attention.length_aware_attention = probe_attention  # what register_length_aware registers
+    # "matmul": the project's length_aware (matmul path up to COMPILED_SHORT_ROWS_MAX).
+    attention.length_aware_attention = attention.switchable_attention(
+        lambda: attention.LENGTH_AWARE if chosen["path"] == "matmul" else "sdpa")
     source = resolve_model("smollm2")
     tokenizer = load_tokenizer(TrainConfig(model="smollm2"), source)
     if args.trainer_order:

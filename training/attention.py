@@ -85,6 +85,21 @@ def length_aware_attention(module, query, key, value, attention_mask, **kwargs):
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
+def switchable_attention(path_of):
+    """For benches that switch kernels inside one process: runs ``length_aware_attention`` when ``path_of()`` is
+    "length_aware" and transformers' sdpa otherwise. Install it as ``length_aware_attention`` before
+    ``register_length_aware``; dynamo guards on what ``path_of()`` returns, so each path gets its own graphs."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    own = length_aware_attention
+
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        forward = own if path_of() == LENGTH_AWARE else sdpa_attention_forward
+        return forward(module, query, key, value, attention_mask, **kwargs)
+
+    return attention
+
+
 def register_length_aware() -> None:
     """Make ``attn_implementation="length_aware"`` known to transformers, with sdpa's masks (idempotent)."""
     from transformers import AttentionInterface

@@ -33,11 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Before torch loads OpenMP (only a fresh process, e.g. each torchrun rank, gets this): idle OpenMP threads sleep
-# instead of spinning. On a CPU host shared with other work, a spinning thread burns CPU time, and slows its peer,
-# whenever another process holds a core (bench/train.py --compare measures the difference). Set
-# OMP_WAIT_POLICY=ACTIVE to get spinning back.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP's wait policy is libgomp's default (an idle thread spins about 3 ms, then sleeps). Sleeping at once
+# (OMP_WAIT_POLICY=PASSIVE) took the same CPU time per token and 13% more wall time on the AMX Xeon
+# (bench/results/train-omp-spincount-global32-micro16.json). Set PASSIVE on a host shared with other work.
 
 if __name__ == "__main__":  # the job's own process (python -m, each torchrun rank): TCMalloc (training.allocator)
     from training.allocator import restart_with_tcmalloc

@@ -103,3 +103,20 @@ def test_compiled_layers_take_the_matmul_path_for_longer_rows_than_eager_ones(mo
     compiled_out = torch.compile(attend, backend="eager", fullgraph=True)(q, k, v)
     assert calls == ["matmul"]
     torch.testing.assert_close(compiled_out, eager_out, rtol=1e-5, atol=1e-5)
+
+
+def test_switchable_attention_runs_the_path_its_reader_names_at_each_call(monkeypatch):
+    """The benches' switch: length_aware when the reader says so, transformers' sdpa otherwise, read per call."""
+    from transformers.integrations import sdpa_attention
+
+    taken = []
+    monkeypatch.setattr(attention, "length_aware_attention", lambda *a, **k: taken.append("length_aware") or "own")
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", lambda *a, **k: taken.append("sdpa") or "sdpa")
+    path = {"now": LENGTH_AWARE}
+    switch = attention.switchable_attention(lambda: path["now"])
+    outputs = []
+    for now in (LENGTH_AWARE, "sdpa", "sdpa", LENGTH_AWARE):
+        path["now"] = now
+        outputs.append(switch(None, None, None, None, None, scaling=1.0))
+    assert taken == [LENGTH_AWARE, "sdpa", "sdpa", LENGTH_AWARE]
+    assert outputs == ["own", "sdpa", "sdpa", "own"]
