@@ -1,0 +1,40 @@
+"""bench/train_gemm_shapes.py: the step's GEMMs are all measured, and the per-kind mix weights each shape by its
+FLOPs (a canned mix with a hand-computed answer)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def gemm_bench(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_gemm_shapes_under_test",
+                                                  REPO / "bench" / "train_gemm_shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the bench puts the repository first
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_gemm_of_a_linear_layers_step_is_timed_hot_and_cold(gemm_bench):
+    found = gemm_bench.measure(rows=16, reps=2, shapes={"tiny": (8, 4), "wide": (4, 12)})
+    assert found
+    assert {(row["shape"], row["gemm"]) for row in found} == {
+        (shape, gemm) for shape in ("tiny", "wide")
+        for gemm in ("forward", "grad_input", "grad_weight", "grad_weight_dy_copied", "grad_weight_x_copied")}
+    for row in found:
+        for when in ("hot", "cold"):
+            assert row[when]["wall"] > 0 and row[when]["cpu"] > 0, row
+
+
+def test_the_mix_is_total_flops_over_total_time(gemm_bench):
+    from_shapes = [  # shape a: 2*10*3*2 = 120 FLOPs at 60/s (2 s); shape b: 2*10*6*3 = 360 FLOPs at 90/s (4 s)
+        {"gemm": "forward", "rows": 10, "out": 3, "in": 2, "hot": {"wall": 60.0}, "cold": {"wall": 30.0}},
+        {"gemm": "forward", "rows": 10, "out": 6, "in": 3, "hot": {"wall": 90.0}, "cold": {"wall": 360.0}},
+    ]
+    # hot: 480 FLOPs in 2 + 4 = 6 s -> 80; cold: 120/30 + 360/360 = 5 s -> 96
+    assert gemm_bench.summary(from_shapes) == {"forward": {"hot": 80.0, "cold": 96.0}}
