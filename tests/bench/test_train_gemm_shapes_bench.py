@@ -21,7 +21,7 @@ def gemm_bench(monkeypatch):
 
 
 def test_every_gemm_of_a_linear_layers_step_is_timed_hot_and_cold(gemm_bench):
-    found = gemm_bench.measure(rows=16, reps=2, shapes={"tiny": (8, 4), "wide": (4, 12)})
+    found = gemm_bench.measure(rows=256, reps=2, shapes={"tiny": (64, 32), "wide": (32, 96)})
     assert found
     assert {(row["shape"], row["gemm"]) for row in found} == {
         (shape, gemm) for shape in ("tiny", "wide")
