@@ -2,24 +2,16 @@
 (canned runs with hand-computed expectations: a real run takes minutes)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from tests.conftest import REPO
+from tests.bench import load_bench
 
 A, B = "length_aware", "sdpa"
 
 
 @pytest.fixture
 def crossover_bench(monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_crossover_under_test",
-                                                  REPO / "bench" / "train_attention_crossover.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the bench puts the repository first
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("train_attention_crossover.py", monkeypatch)
 
 
 def run(paths, cpu, tokens, graphs):

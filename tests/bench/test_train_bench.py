@@ -2,21 +2,14 @@
 runs (the runs themselves replaced by canned reports: a real one takes minutes)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from tests.conftest import REPO
+from tests.bench import load_bench
 
 
 @pytest.fixture
 def bench_train(monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_train_under_test", REPO / "bench" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the bench puts the repository first
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("train.py", monkeypatch)
 
 
 def test_rounds_rotate_the_order_and_pair_each_rounds_runs(bench_train, monkeypatch, tmp_path):

@@ -2,22 +2,14 @@
 FLOPs (a canned mix with a hand-computed answer)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from tests.conftest import REPO
+from tests.bench import load_bench
 
 
 @pytest.fixture
 def gemm_bench(monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_gemm_shapes_under_test",
-                                                  REPO / "bench" / "train_gemm_shapes.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the bench puts the repository first
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("train_gemm_shapes.py", monkeypatch)
 
 
 def test_every_gemm_of_a_linear_layers_step_is_timed_hot_and_cold(gemm_bench):
