@@ -9,7 +9,7 @@ GEMMs of a linear layer's step:
 
 each ``hot`` (back to back) and ``cold`` (128 MB written between calls, so neither operand is in cache), in GFLOP per
 wall second and per CPU second. Also ``grad_weight`` with dYᵀ or Xᵀ copied to contiguous memory first, the obvious
-fix for a transposed operand.
+fix for a transposed operand, by eager PyTorch and (dYᵀ) by an Inductor-compiled transpose.
 
     python bench/train_gemm_shapes.py --json bench/results/train-gemm-shapes.json
 """
@@ -41,15 +41,24 @@ def rates(call, flops: int, reps: int, flush=None) -> dict[str, float]:
     return {"wall": round(flops * reps / wall / 1e9, 1), "cpu": round(flops * reps / max(cpu, 1e-9) / 1e9, 1)}
 
 
-def step_gemms(x, weight, grad_out) -> dict:
+def compiled_transpose():
+    """``a.t().contiguous()`` compiled by Inductor: a tiled copy, about 4x faster than eager's on these shapes."""
     import torch
 
+    return torch.compile(lambda a: a.t().contiguous(), dynamic=False)
+
+
+def step_gemms(x, weight, grad_out, transpose=None) -> dict:
+    import torch
+
+    transpose = transpose or compiled_transpose()
     return {
         "forward": lambda: torch.nn.functional.linear(x, weight),
         "grad_input": lambda: grad_out @ weight,
         "grad_weight": lambda: grad_out.t() @ x,
         "grad_weight_dy_copied": lambda: grad_out.t().contiguous() @ x,
         "grad_weight_x_copied": lambda: (x.t().contiguous() @ grad_out).t(),
+        "grad_weight_dy_transposed_compiled": lambda: transpose(grad_out) @ x,
     }
 
 
@@ -62,13 +71,14 @@ def measure(rows: int, reps: int, shapes: dict[str, tuple[int, int]] = SHAPES) -
         buffer.add_(1.0)
 
     generator = torch.Generator().manual_seed(0)
+    transpose = compiled_transpose()
     found = []
     for name, (out_features, in_features) in shapes.items():
         x = torch.randn(rows, in_features, generator=generator).bfloat16()
         weight = torch.randn(out_features, in_features, generator=generator).bfloat16()
         grad_out = torch.randn(rows, out_features, generator=generator).bfloat16()
         flops = 2 * rows * out_features * in_features
-        for kind, call in step_gemms(x, weight, grad_out).items():
+        for kind, call in step_gemms(x, weight, grad_out, transpose).items():
             found.append({"shape": name, "out": out_features, "in": in_features, "rows": rows, "gemm": kind,
                           "hot": rates(call, flops, reps), "cold": rates(call, flops, reps, flush)})
     return found

@@ -17,7 +17,8 @@ def test_every_gemm_of_a_linear_layers_step_is_timed_hot_and_cold(gemm_bench):
     assert found
     assert {(row["shape"], row["gemm"]) for row in found} == {
         (shape, gemm) for shape in ("tiny", "wide")
-        for gemm in ("forward", "grad_input", "grad_weight", "grad_weight_dy_copied", "grad_weight_x_copied")}
+        for gemm in ("forward", "grad_input", "grad_weight", "grad_weight_dy_copied", "grad_weight_x_copied",
+                     "grad_weight_dy_transposed_compiled")}
     for row in found:
         for when in ("hot", "cold"):
             assert row[when]["wall"] > 0 and row[when]["cpu"] > 0, row
@@ -30,3 +31,16 @@ def test_the_mix_is_total_flops_over_total_time(gemm_bench):
     ]
     # hot: 480 FLOPs in 2 + 4 = 6 s -> 80; cold: 120/30 + 360/360 = 5 s -> 96
     assert gemm_bench.summary(from_shapes) == {"forward": {"hot": 80.0, "cold": 96.0}}
+
+
+def test_every_weight_gradient_variant_computes_dy_transposed_times_x(gemm_bench):
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    x, grad_out = torch.randn(48, 16, generator=generator), torch.randn(48, 8, generator=generator)
+    expected = torch.einsum("ro,ri->oi", grad_out.double(), x.double()).float()  # independent of the bench's calls
+    calls = gemm_bench.step_gemms(x, torch.randn(8, 16, generator=generator), grad_out)
+    variants = [kind for kind in calls if kind.startswith("grad_weight")]
+    assert len(variants) == 4
+    for kind in variants:
+        torch.testing.assert_close(calls[kind](), expected, msg=kind)
