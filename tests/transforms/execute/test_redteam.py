@@ -890,3 +890,43 @@ def test_a_puzzle_that_crashes_a_plain_run_only_through_res_start_up_cache_is_re
     assert "RecursionError" in plain.stderr, plain  # plain Python fails it
     verdict = verdicts.verify_pair(sat, sol, "int", literal_runs=3)
     assert verdict.status == "failed" and "raised RecursionError" in verdict.reason, verdict
+
+
+def test_the_literal_script_has_half_a_plain_runs_c_stack():
+    run = isolation.run_plain_script("import resource\nprint(*resource.getrlimit(resource.RLIMIT_STACK))\n", FAST)
+    assert run.returncode == 0, run
+    soft, hard = (int(n) for n in run.stdout.split())
+    assert soft == hard == 4 << 20, run.stdout  # the script cannot raise it back
+
+
+def _with_linux_default_stack():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_STACK, (8 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+
+def test_a_pair_that_frees_a_deque_chain_near_a_plain_runs_stack_end_is_rejected(tmp_path):
+    """The twenty-second red team: f builds and frees a chain of nested deques (freed by C recursion, no recursion
+    check) only when its answer's two lists are one object, which holds in the training text and not in f's own
+    sandbox (the wire copies them apart). Near the crash depth the literal run, which had a plain run's stack,
+    passed the pair 8 of 15 times while plain runs died of SIGSEGV about half the time. With half the stack, a
+    chain a plain run frees every time (90,000 deques, about 7 MiB at the default 8 MiB) crashes the literal run
+    every time: what it passes has megabytes of margin."""
+    sat = ("def f(x: List[List[int]]) -> bool:\n    import collections\n"
+           "    if len(x) != 2 or x[0] != [5] or x[1] != [5]:\n        return False\n    x[0].append(6)\n"
+           "    if len(x[1]) == 2:\n        chain = collections.deque()\n        for _ in range(90000):\n"
+           "            chain = collections.deque([chain])\n        chain = None\n    return True\n")
+    sol = f"{sat}\n\ndef g():\n    a = [5]\n    return [a, a]\n"
+    script = tmp_path / "training_text.py"
+    script.write_text(f"from typing import List\n\n{sol}\n\nassert f(g())\n")
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           preexec_fn=_with_linux_default_stack)
+    assert plain.returncode == 0, plain  # plain Python at Linux's default stack frees it
+    verdict = verdicts.verify_pair(sat, sol, "List[List[int]]", FAST, preamble="from typing import List\n",
+                                   literal_preamble="from typing import List\n\n", literal_runs=3)
+    assert verdict.status == "failed", verdict
+    assert verdict.reason == "literal (run 1 of 3): f(g()) in one process was ended by signal 11", verdict
+    shallow = sat.replace("90000", "3")  # the same pair without the deep chain passes
+    assert verdicts.verify_pair(shallow, sol.replace("90000", "3"), "List[List[int]]", FAST,
+                                preamble="from typing import List\n", literal_preamble="from typing import List\n\n",
+                                literal_runs=3).passed
