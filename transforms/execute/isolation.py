@@ -7,7 +7,8 @@ Each ``SandboxProcess`` is one interpreter started by ``bwrap`` with:
   nested user namespaces disabled (``--disable-userns``), so the program cannot gain capabilities or mount an
   unbounded tmpfs in a namespace of its own;
 * a whitelisted, read-only file system: a fresh tmpfs root holding only ``/usr`` (and the ``/bin``, ``/lib*``
-  links into it), the interpreter's prefix when it lies elsewhere, ``/proc``, a minimal read-only ``/dev`` and a
+  links into it), the interpreter's prefix when it lies elsewhere, OpenSSL's configuration file (which decides
+  the hash algorithms ``hashlib`` offers: ``openssl_config_args``), ``/proc``, a minimal read-only ``/dev`` and a
   private size-limited tmpfs work dir ``/sandbox``. Nothing else exists inside: not the project, ``/work``,
   ``/root``, ``/tmp``, outputs or benchmark data. That is stronger than hiding a list of paths with tmpfs, since a
   path nobody thought of (an output bucket's mount, another user's home) is absent too;
@@ -225,6 +226,32 @@ def _root_links() -> list[str]:
     return args
 
 
+def openssl_config_args() -> list[str]:
+    """bwrap arguments that give the sandbox the OpenSSL configuration a plain run of this interpreter reads.
+
+    ``hashlib`` answers from OpenSSL, whose configuration decides which algorithms exist (a legacy provider adds
+    ``md4``, ``whirlpool``...; a FIPS one refuses ``md5``). The sandbox has no ``/etc``, so ``/usr/lib/ssl/openssl.cnf``
+    (a link into ``/etc/ssl``) led nowhere and ``--clearenv`` dropped ``OPENSSL_CONF``: the sandboxes ran on OpenSSL's
+    built-in defaults, and ``s not in hashlib.algorithms_available`` held there and not in a plain run on a host
+    whose configuration loads the legacy provider (the twenty-third red team). The file (``OPENSSL_CONF``, else
+    OpenSSL's directory's ``openssl.cnf``) is bound read-only at its real path; files it ``.include``s are not.
+    A file the sandbox user cannot reach is left out, with a warning."""
+    try:
+        import _ssl
+    except ImportError:  # no OpenSSL: hashlib's own implementations, which read no configuration
+        return []
+    named = os.environ.get("OPENSSL_CONF")
+    path = named or os.path.join(os.path.dirname(_ssl.get_default_verify_paths()[1]), "openssl.cnf")
+    real = os.path.realpath(path)
+    if not os.path.isfile(real):
+        return []
+    if _runs_as_nobody() and not _reachable_by_others(real):
+        log.warning("OpenSSL's configuration %s is out of the sandbox user's reach: sandboxed code runs on "
+                    "OpenSSL's built-in defaults, which may offer other hash algorithms than a plain run", real)
+        return []
+    return ["--ro-bind", real, real, *(("--setenv", "OPENSSL_CONF", real) if named else ())]
+
+
 def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str | None = HASH_SEED,
                seccomp_fd: int | None = None) -> list[str]:
     """The bwrap command line up to (not including) the command; ``seccomp_fd`` holds ``syscall_filter``'s
@@ -237,6 +264,7 @@ def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str | None = HA
             "--ro-bind", "/usr", "/usr", *_root_links()]
     for source, destination in binds:
         args += ["--ro-bind", source, destination]
+    args += openssl_config_args()
     args += ["--proc", "/proc",
              "--dev", "/dev", "--remount-ro", "/dev",  # bwrap's /dev is a writable, unbounded tmpfs otherwise
              "--size", str(limits.file_size_mb << 20), "--tmpfs", WORK_DIR,

@@ -428,9 +428,18 @@ def test_the_benchmarks_and_the_project_are_not_readable_inside():
         assert set(inside) <= {"bin", "lib"}, inside
     assert "site-packages" not in value_of(
         "import os, sys\ndef probe():\n    return os.listdir(os.path.dirname(os.__file__))\n")
+    # OpenSSL's configuration file is bound at its real path (/etc/ssl/openssl.cnf here): the directories leading
+    # to it hold nothing else, so /etc/passwd and /etc/hostname (above) are absent
+    openssl_args = isolation.openssl_config_args()
+    config_files = [Path(openssl_args[i + 2]) for i, a in enumerate(openssl_args) if a == "--ro-bind"]
+    for config in config_files:
+        for parent, child in zip(config.parents, [config, *config.parents]):
+            if str(parent) != "/" and str(parent) not in on_the_way:
+                listed = value_of("import os\ndef probe(d):\n    return os.listdir(d)\n", args=(str(parent),))
+                assert listed == [child.name], (parent, listed)
     # What is there: /usr read-only (no benchmark data installed in it) and the sandbox's own tmpfs.
     listed = value_of("import os\ndef probe():\n    return sorted(os.listdir('/'))\n")
-    top = {Path(d).parts[1] for d in on_the_way if d != "/"}
+    top = {Path(d).parts[1] for d in [*on_the_way, *map(str, config_files)] if d != "/"}
     assert set(listed) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "proc", "dev", "sandbox"} | top
 
 
@@ -930,3 +939,56 @@ def test_a_pair_that_frees_a_deque_chain_near_a_plain_runs_stack_end_is_rejected
     assert verdicts.verify_pair(shallow, sol.replace("90000", "3"), "List[List[int]]", FAST,
                                 preamble="from typing import List\n", literal_preamble="from typing import List\n\n",
                                 literal_runs=3).passed
+
+
+_LEGACY_OPENSSL = ("openssl_conf = openssl_init\n\n[openssl_init]\nproviders = provider_sect\n\n[provider_sect]\n"
+                   "default = default_sect\nlegacy = legacy_sect\n\n[default_sect]\nactivate = 1\n\n"
+                   "[legacy_sect]\nactivate = 1\n")
+_ALGORITHMS = "import hashlib\nprint(' '.join(sorted(hashlib.algorithms_available)))\n"
+
+
+@pytest.fixture
+def legacy_openssl_config():
+    """An OpenSSL configuration that loads the legacy provider, where the sandbox user can read it (pytest's own
+    temporary directories are the owner's alone)."""
+    import os
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="openssl-conf-")
+    os.chmod(directory, 0o755)
+    path = Path(directory) / "legacy.cnf"
+    path.write_text(_LEGACY_OPENSSL)
+    path.chmod(0o644)
+    plain = subprocess.run([sys.executable, "-c", _ALGORITHMS], capture_output=True, text=True, check=True,
+                           env={**os.environ, "OPENSSL_CONF": str(path)}).stdout
+    if "whirlpool" not in plain.split():
+        shutil.rmtree(directory)
+        pytest.skip("OpenSSL's legacy provider is not installed here")
+    yield str(path), plain
+    shutil.rmtree(directory)
+
+
+def test_the_sandboxes_offer_the_hash_algorithms_a_plain_run_offers(monkeypatch):
+    monkeypatch.delenv("OPENSSL_CONF", raising=False)
+    plain = subprocess.run([sys.executable, "-c", _ALGORITHMS], capture_output=True, text=True, check=True).stdout
+    assert "sha256" in plain.split()
+    assert isolation.run_plain_script(_ALGORITHMS, FAST).stdout == plain
+    assert isolation.run_program(_ALGORITHMS, FAST).stdout == plain
+
+
+def test_a_pair_that_reads_which_hash_algorithms_exist_is_judged_under_the_hosts_openssl_config(
+        legacy_openssl_config, monkeypatch):
+    """The twenty-third red team: the sandboxes had no /etc and no OPENSSL_CONF, so hashlib ran on OpenSSL's
+    built-in defaults there, and a puzzle true when 'whirlpool' is missing passed verify_pair 3 of 3 times while a
+    plain run on a host whose configuration loads the legacy provider printed False 5 of 5. The sandboxes now read
+    the configuration a plain run reads."""
+    path, plain = legacy_openssl_config
+    monkeypatch.setenv("OPENSSL_CONF", path)
+    assert isolation.run_plain_script(_ALGORITHMS, FAST).stdout == plain
+    assert isolation.run_program(_ALGORITHMS, FAST).stdout == plain
+    sat = ("def f(s: str):\n    import hashlib\n"
+           "    return s not in hashlib.algorithms_available and s == 'whirlpool'\n")
+    sol = f"{sat}\n\ndef g():\n    return 'whirlpool'\n"
+    verdict = verdicts.verify_pair(sat, sol, "str", FAST, literal_runs=3)
+    assert verdict.status == "failed" and verdict.reason.startswith("check:"), verdict
