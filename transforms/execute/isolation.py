@@ -54,6 +54,7 @@ import functools
 import json
 import logging
 import os
+import re
 import secrets
 import selectors
 import shutil
@@ -226,6 +227,11 @@ def _root_links() -> list[str]:
     return args
 
 
+# OpenSSL's ``.include`` directive (``.include path`` or ``.include = path``): a file, or a directory of them
+_OPENSSL_INCLUDE = re.compile(r"^\s*\.include\s*=?\s*(\S.*?)\s*$", re.MULTILINE)
+_OPENSSL_INCLUDE_DEPTH = 8
+
+
 def openssl_config_args() -> list[str]:
     """bwrap arguments that give the sandbox the OpenSSL configuration a plain run of this interpreter reads.
 
@@ -234,22 +240,46 @@ def openssl_config_args() -> list[str]:
     (a link into ``/etc/ssl``) led nowhere and ``--clearenv`` dropped ``OPENSSL_CONF``: the sandboxes ran on OpenSSL's
     built-in defaults, and ``s not in hashlib.algorithms_available`` held there and not in a plain run on a host
     whose configuration loads the legacy provider (the twenty-third red team). The file (``OPENSSL_CONF``, else
-    OpenSSL's directory's ``openssl.cnf``) is bound read-only at its real path; files it ``.include``s are not.
-    A file the sandbox user cannot reach is left out, with a warning."""
+    OpenSSL's directory's ``openssl.cnf``) and the absolute paths it ``.include``s, transitively (the
+    twenty-fourth: an included file loaded the provider), are bound read-only at their real paths and at the paths
+    written. A file the sandbox user cannot reach is left out, with a warning."""
     try:
         import _ssl
     except ImportError:  # no OpenSSL: hashlib's own implementations, which read no configuration
         return []
     named = os.environ.get("OPENSSL_CONF")
     path = named or os.path.join(os.path.dirname(_ssl.get_default_verify_paths()[1]), "openssl.cnf")
-    real = os.path.realpath(path)
-    if not os.path.isfile(real):
-        return []
-    if _runs_as_nobody() and not _reachable_by_others(real):
-        log.warning("OpenSSL's configuration %s is out of the sandbox user's reach: sandboxed code runs on "
-                    "OpenSSL's built-in defaults, which may offer other hash algorithms than a plain run", real)
-        return []
-    return ["--ro-bind", real, real, *(("--setenv", "OPENSSL_CONF", real) if named else ())]
+    args: list[str] = []
+    bound: set[str] = set()
+
+    def bind(written: str, depth: int) -> None:
+        real = os.path.realpath(written)
+        if real in bound or depth > _OPENSSL_INCLUDE_DEPTH or not os.path.exists(real):
+            return
+        if _runs_as_nobody() and not _reachable_by_others(real):
+            log.warning("OpenSSL's configuration %s is out of the sandbox user's reach: sandboxed code runs "
+                        "without it, so hashlib may offer other algorithms than in a plain run", real)
+            return
+        bound.add(real)
+        for destination in dict.fromkeys([real, os.path.abspath(written)]):
+            if not destination.startswith("/usr/"):  # /usr is bound whole
+                args.extend(["--ro-bind", real, destination])
+        files = ([os.path.join(real, name) for name in sorted(os.listdir(real))] if os.path.isdir(real)
+                 else [real])
+        for file in files:
+            try:
+                with open(file, encoding="utf-8", errors="replace") as config:
+                    text = config.read(1 << 20)
+            except OSError:
+                continue
+            for included in _OPENSSL_INCLUDE.findall(text):
+                if os.path.isabs(included):  # relative ones follow OPENSSL_CONF_INCLUDE or the working directory
+                    bind(included, depth + 1)
+
+    bind(path, 0)
+    if named and args:
+        args += ["--setenv", "OPENSSL_CONF", os.path.realpath(path)]
+    return args
 
 
 def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str | None = HASH_SEED,

@@ -24,8 +24,9 @@ The routes (each found as a working exploit, or one step from one):
   the sandbox and a new one in a plain script), ``object`` (a bare object's address orders a set of them and shows
   in its repr), ``dir`` (a plain script's namespace holds ``__doc__``, ``__spec__``... the sandbox's does not),
   ``MemoryError`` (the sandbox's address space is capped) and ``RecursionError`` (how deep a call gets tells
-  start-up states apart), and so a bare ``except``, ``Exception``, ``BaseException`` or ``RuntimeError`` other than
-  raised or subclassed (a handler of one catches them), ``return``/``break``/``continue`` in a ``finally`` (it drops
+  start-up states apart), ``AssertionError`` and the warning classes (``-O`` and ``-W error`` tell settings
+  apart), and so a bare ``except``, ``Exception``, ``BaseException`` or ``RuntimeError`` other than raised or
+  subclassed (a handler of one catches them), ``return``/``break``/``continue`` in a ``finally`` (it drops
   any exception), any positional class
   pattern (``__match_args__`` names attributes by text; a builtin's name can be rebound to a class built at run
   time), and ``type`` other than in ``type(x) == T`` (a class built from strings; ``type(C().m)(K, obj)``, a
@@ -44,6 +45,7 @@ relies on (the answer reaches ``f`` as checked plain data, and ``g`` never runs 
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 import string
 from typing import Iterable
@@ -71,6 +73,11 @@ LOOKUP_BUILTINS = frozenset({  # look a name up by its text, run text, or reach 
     "RecursionError",
     # what ``site`` adds, which the sandbox's interpreter (-S) lacks: a NameError there, a value in plain Python
     "help", "exit", "quit", "copyright", "credits", "license",
+    # AssertionError and the warning classes tell the interpreter's settings apart, which the training text is not
+    # meant to depend on: ``-O`` drops asserts, ``-W error`` (or PYTHONWARNINGS) raises a warning (the twenty-fourth
+    # red team caught re's FutureWarning and an AssertionError to pass only under default settings)
+    "AssertionError",
+    *(name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, Warning)),
 })
 # str.format follows attribute and index paths ("{0.gi_frame}", "{0._" + "_globals_" + "_}"): only a constant
 # format string whose fields name no attribute or item is let through.

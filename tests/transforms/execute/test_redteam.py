@@ -969,6 +969,30 @@ def legacy_openssl_config():
     shutil.rmtree(directory)
 
 
+def test_a_configuration_that_loads_the_provider_through_an_include_is_read_too(legacy_openssl_config, monkeypatch):
+    """The twenty-fourth red team: the sandboxes bound the configuration file but not what it .includes, so a
+    configuration that loads the legacy provider from an included file (as crypto-policies hosts do) left the
+    sandboxes on the defaults: the same 'whirlpool' pair passed verify_pair 3 of 3 and failed plain runs 3 of 3."""
+    import os
+
+    path, plain = legacy_openssl_config
+    directory = Path(path).parent
+    main = directory / "main.cnf"  # the include's form with '=' and spaces, and an included directory's file
+    (directory / "included").mkdir(mode=0o755)
+    (directory / "included").chmod(0o755)
+    included = directory / "included" / "legacy.cnf"
+    included.write_text(Path(path).read_text().replace("openssl_conf = openssl_init\n", ""))
+    included.chmod(0o644)
+    main.write_text(f"openssl_conf = openssl_init\n.include = {directory / 'included'}\n")
+    main.chmod(0o644)
+    through_include = subprocess.run([sys.executable, "-c", _ALGORITHMS], capture_output=True, text=True,
+                                     check=True, env={**os.environ, "OPENSSL_CONF": str(main)}).stdout
+    assert through_include == plain  # the include loads the provider in a plain run
+    monkeypatch.setenv("OPENSSL_CONF", str(main))
+    assert isolation.run_plain_script(_ALGORITHMS, FAST).stdout == plain
+    assert isolation.run_program(_ALGORITHMS, FAST).stdout == plain
+
+
 def test_the_sandboxes_offer_the_hash_algorithms_a_plain_run_offers(monkeypatch):
     monkeypatch.delenv("OPENSSL_CONF", raising=False)
     plain = subprocess.run([sys.executable, "-c", _ALGORITHMS], capture_output=True, text=True, check=True).stdout

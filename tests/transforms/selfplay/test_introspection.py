@@ -105,6 +105,13 @@ def test_a_program_in_the_sandbox_is_named_main_as_plain_python_names_a_script()
     "            break\n    return x == 3\n",
     "def f(x: int):\n    for i in range(3):\n        try:\n            pass\n        finally:\n"
     "            for j in []:\n                pass\n            else:\n                continue\n    return x == 3\n",
+    # the twenty-fourth red team: what tells the interpreter's settings apart (-W error raises re's FutureWarning,
+    # -O drops the assert), caught or named
+    "def f(s: str):\n    import re\n    try:\n        re.compile('[[a]')\n        return s == 'kqzw'\n"
+    "    except FutureWarning:\n        return False\n",
+    "def f(n: int):\n    try:\n        assert n < 0\n        return False\n    except AssertionError:\n"
+    "        return n == 43007\n",
+    "def f(x: int):\n    kinds = (Warning, DeprecationWarning)\n    return x == 3\n",
 ])
 def test_each_route_is_named(code):
     assert interpreter_route(code)
@@ -120,6 +127,7 @@ def test_each_route_is_named(code):
     "def f(x: float):\n    return '{:>{w}.{p}f}'.format(x, w=8, p=3) == '   3.142'\n",
     # raising RuntimeError, a finally that only cleans up, a loop or a function of its own inside a finally
     "def f(x: int):\n    if x < 0:\n        raise RuntimeError('negative')\n    return x == 3\n",
+    "def f(s: str):\n    assert s\n    return s == 'kqzw'\n",  # an assert itself is the puzzle's own check
     "def f(x: int):\n    seen = []\n    try:\n        return x == 3\n    finally:\n        seen.append(x)\n",
     "def f(x: int):\n    n = 0\n    try:\n        n = x\n    finally:\n        for i in range(3):\n            if i:\n"
     "                break\n    return n == 3\n",
