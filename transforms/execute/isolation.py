@@ -227,9 +227,28 @@ def _root_links() -> list[str]:
     return args
 
 
-# OpenSSL's ``.include`` directive (``.include path`` or ``.include = path``): a file, or a directory of them
-_OPENSSL_INCLUDE = re.compile(r"^\s*\.include\s*=?\s*(\S.*?)\s*$", re.MULTILINE)
+# OpenSSL's ``.include`` directive (``.include path`` or ``.include = path``, a comment after it): a file, or a
+# directory whose ``*.cnf`` and ``*.conf`` files are read
+_OPENSSL_INCLUDE = re.compile(r"^[ \t]*\.include[ \t]*=?[ \t]*([^#\n]*)", re.MULTILINE)
 _OPENSSL_INCLUDE_DEPTH = 8
+_OPENSSL_DIRECTORY_FILES = (".cnf", ".conf")
+_warned_openssl: set[str] = set()
+
+
+def _warn_openssl_once(message: str) -> None:
+    if message not in _warned_openssl:
+        _warned_openssl.add(message)
+        log.warning("%s: sandboxed code may see other hash algorithms than a plain run", message)
+
+
+def _openssl_destination_ok(path: str, interpreter_dirs: tuple[str, ...]) -> bool:
+    """Whether ``path`` can be a bind destination as written: no linked directory on the way (``/lib`` is a link
+    into ``/usr`` here), nothing the sandbox builds itself, nothing already bound whole."""
+    parent = os.path.dirname(path)
+    if path == "/" or os.path.realpath(parent) != parent:
+        return False
+    taken = ("/usr", "/proc", "/dev", WORK_DIR, *interpreter_dirs)
+    return not any(path == t or path.startswith(t.rstrip("/") + "/") or t.startswith(path + "/") for t in taken)
 
 
 def openssl_config_args() -> list[str]:
@@ -240,46 +259,76 @@ def openssl_config_args() -> list[str]:
     (a link into ``/etc/ssl``) led nowhere and ``--clearenv`` dropped ``OPENSSL_CONF``: the sandboxes ran on OpenSSL's
     built-in defaults, and ``s not in hashlib.algorithms_available`` held there and not in a plain run on a host
     whose configuration loads the legacy provider (the twenty-third red team). The file (``OPENSSL_CONF``, else
-    OpenSSL's directory's ``openssl.cnf``) and the absolute paths it ``.include``s, transitively (the
-    twenty-fourth: an included file loaded the provider), are bound read-only at their real paths and at the paths
-    written. A file the sandbox user cannot reach is left out, with a warning."""
+    OpenSSL's directory's ``openssl.cnf``) is bound read-only at its real path (named by ``OPENSSL_CONF`` where a
+    plain run names it, or where the default path's links would not lead there inside); the
+    absolute paths it ``.include``s, transitively (the twenty-fourth: an included file loaded the provider), are
+    bound at their real paths and, where that is safe, at the paths written (a directory: its ``*.cnf`` and
+    ``*.conf`` files). What cannot be bound (out of the sandbox user's reach, a relative or ``$ENV::`` include, a
+    path the sandbox builds itself) is left out with a warning; nothing here can stop a sandbox from starting."""
     try:
         import _ssl
     except ImportError:  # no OpenSSL: hashlib's own implementations, which read no configuration
         return []
-    named = os.environ.get("OPENSSL_CONF")
-    path = named or os.path.join(os.path.dirname(_ssl.get_default_verify_paths()[1]), "openssl.cnf")
+    interpreter_dirs = tuple(destination for _, destination in interpreter()[1])
     args: list[str] = []
-    bound: set[str] = set()
+    visible: set[str] = set()  # real paths the sandbox shows at their own path
+
+    linked_roots = tuple(f"/{name}/" for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+                         if os.path.islink(f"/{name}"))  # _root_links recreates these links inside
+
+    def show(real: str, written: str) -> None:
+        for destination in dict.fromkeys([real, written]):
+            if destination in visible:
+                continue
+            if destination.startswith(("/usr/", *linked_roots)) or any(
+                    destination.startswith(d.rstrip("/") + "/") for d in interpreter_dirs):
+                visible.add(destination)  # there already, at the same path (or through a link that is)
+            elif _openssl_destination_ok(destination, interpreter_dirs):
+                args.extend(["--ro-bind", real, destination])
+                visible.add(destination)
+            else:
+                _warn_openssl_once(f"OpenSSL's configuration path {destination} cannot be shown in the sandbox")
 
     def bind(written: str, depth: int) -> None:
         real = os.path.realpath(written)
-        if real in bound or depth > _OPENSSL_INCLUDE_DEPTH or not os.path.exists(real):
+        if real in visible or depth > _OPENSSL_INCLUDE_DEPTH or not os.path.exists(real):
             return
         if _runs_as_nobody() and not _reachable_by_others(real):
-            log.warning("OpenSSL's configuration %s is out of the sandbox user's reach: sandboxed code runs "
-                        "without it, so hashlib may offer other algorithms than in a plain run", real)
+            _warn_openssl_once(f"OpenSSL's configuration {real} is out of the sandbox user's reach")
             return
-        bound.add(real)
-        for destination in dict.fromkeys([real, os.path.abspath(written)]):
-            if not destination.startswith("/usr/"):  # /usr is bound whole
-                args.extend(["--ro-bind", real, destination])
-        files = ([os.path.join(real, name) for name in sorted(os.listdir(real))] if os.path.isdir(real)
-                 else [real])
-        for file in files:
-            try:
-                with open(file, encoding="utf-8", errors="replace") as config:
-                    text = config.read(1 << 20)
-            except OSError:
-                continue
-            for included in _OPENSSL_INCLUDE.findall(text):
-                if os.path.isabs(included):  # relative ones follow OPENSSL_CONF_INCLUDE or the working directory
-                    bind(included, depth + 1)
+        if os.path.isdir(real):
+            for name in sorted(os.listdir(real)):
+                if name.endswith(_OPENSSL_DIRECTORY_FILES):
+                    bind(os.path.join(written, name), depth + 1)
+            return
+        show(real, written)
+        with open(real, encoding="utf-8", errors="replace") as config:
+            text = config.read(1 << 20)
+        for included in _OPENSSL_INCLUDE.findall(text):
+            included = included.strip().strip("\"'")
+            if os.path.isabs(included) and "$" not in included:
+                bind(included, depth + 1)
+            elif included:  # relative ones follow OPENSSL_CONF_INCLUDE or the working directory
+                _warn_openssl_once(f"OpenSSL's configuration includes {included!r}, which is not bound")
 
-    bind(path, 0)
-    if named and args:
-        args += ["--setenv", "OPENSSL_CONF", os.path.realpath(path)]
-    return args
+    named = os.environ.get("OPENSSL_CONF")
+    try:
+        path = os.path.abspath(named or os.path.join(os.path.dirname(_ssl.get_default_verify_paths()[1]),
+                                                     "openssl.cnf"))
+        bind(path, 0)
+    except (OSError, ValueError) as e:
+        _warn_openssl_once(f"OpenSSL's configuration could not be read ({e})")
+        return []
+    real = os.path.realpath(path)
+    # named as a plain run names it: OPENSSL_CONF when the parent has it, or when the default path reaches the file
+    # through links of which only the last is shown (a chain through /etc/alternatives would break inside)
+    try:
+        one_hop = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+    except OSError:  # not a link
+        one_hop = path
+    needs_name = named or one_hop != real
+    return args + (["--setenv", "OPENSSL_CONF", real] if needs_name and real in visible and os.path.isfile(real)
+                   else [])
 
 
 def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str | None = HASH_SEED,
