@@ -215,10 +215,13 @@ def interpreter() -> tuple[str, tuple[tuple[str, str], ...]]:
         f"python{installation.version})")
 
 
+_ROOT_DIRECTORIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")  # links into /usr on merged-/usr systems
+
+
 def _root_links() -> list[str]:
     """bwrap arguments recreating /bin, /lib, /lib64, /sbin: links into /usr on merged-/usr systems."""
     args: list[str] = []
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+    for name in _ROOT_DIRECTORIES:
         host = f"/{name}"
         if os.path.islink(host):
             args += ["--symlink", os.readlink(host), host]
@@ -252,7 +255,14 @@ def _openssl_destination_ok(path: str, interpreter_dirs: tuple[str, ...]) -> boo
 
 
 def openssl_config_args() -> list[str]:
-    """bwrap arguments that give the sandbox the OpenSSL configuration a plain run of this interpreter reads.
+    """bwrap arguments that give the sandbox the OpenSSL configuration a plain run of this interpreter reads
+    (``_openssl_config_args``, read once per ``OPENSSL_CONF`` value: every sandbox start asks)."""
+    return list(_openssl_config_args(os.environ.get("OPENSSL_CONF")))
+
+
+@functools.lru_cache(maxsize=8)
+def _openssl_config_args(named: str | None) -> tuple[str, ...]:
+    """The arguments of ``openssl_config_args`` for ``OPENSSL_CONF`` = ``named`` (None: unset).
 
     ``hashlib`` answers from OpenSSL, whose configuration decides which algorithms exist (a legacy provider adds
     ``md4``, ``whirlpool``...; a FIPS one refuses ``md5``). The sandbox has no ``/etc``, so ``/usr/lib/ssl/openssl.cnf``
@@ -268,12 +278,12 @@ def openssl_config_args() -> list[str]:
     try:
         import _ssl
     except ImportError:  # no OpenSSL: hashlib's own implementations, which read no configuration
-        return []
+        return ()
     interpreter_dirs = tuple(destination for _, destination in interpreter()[1])
     args: list[str] = []
     visible: set[str] = set()  # real paths the sandbox shows at their own path
 
-    linked_roots = tuple(f"/{name}/" for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+    linked_roots = tuple(f"/{name}/" for name in _ROOT_DIRECTORIES
                          if os.path.islink(f"/{name}"))  # _root_links recreates these links inside
 
     def show(real: str, written: str) -> None:
@@ -311,14 +321,13 @@ def openssl_config_args() -> list[str]:
             elif included:  # relative ones follow OPENSSL_CONF_INCLUDE or the working directory
                 _warn_openssl_once(f"OpenSSL's configuration includes {included!r}, which is not bound")
 
-    named = os.environ.get("OPENSSL_CONF")
     try:
         path = os.path.abspath(named or os.path.join(os.path.dirname(_ssl.get_default_verify_paths()[1]),
                                                      "openssl.cnf"))
         bind(path, 0)
     except (OSError, ValueError) as e:
         _warn_openssl_once(f"OpenSSL's configuration could not be read ({e})")
-        return []
+        return ()
     real = os.path.realpath(path)
     # named as a plain run names it: OPENSSL_CONF when the parent has it, or when the default path reaches the file
     # through links of which only the last is shown (a chain through /etc/alternatives would break inside)
@@ -327,8 +336,8 @@ def openssl_config_args() -> list[str]:
     except OSError:  # not a link
         one_hop = path
     needs_name = named or one_hop != real
-    return args + (["--setenv", "OPENSSL_CONF", real] if needs_name and real in visible and os.path.isfile(real)
-                   else [])
+    return tuple(args + (["--setenv", "OPENSSL_CONF", real] if needs_name and real in visible
+                         and os.path.isfile(real) else []))
 
 
 def bwrap_args(limits: IsolationLimits, info_fd: int, hash_seed: str | None = HASH_SEED,
