@@ -196,6 +196,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="LM head and loss over every position (selected_logits off)")
     parser.add_argument("--unpad-max-padding", default="0.1",
                         help="unpad_max_padding of the run ('none': padded micro-batches)")
+    parser.add_argument("--pack-rows", default="auto", choices=("auto", "on", "off"),
+                        help="pack_rows of the run (training.packing; auto: the job's choice)")
     parser.add_argument("--compile-layers", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
                         help="compile_layers of the run (bare flag: on; auto: the job's choice, which keeps "
                              "runs shorter than training.compile_choice.AUTO_MIN_EXAMPLES eager)")
@@ -263,6 +265,7 @@ def bench_run(args: argparse.Namespace) -> dict:
             sort_steps_by_length=not args.no_sort, selected_logits=not args.full_logits,
             unpad_max_padding=None if args.unpad_max_padding.lower() == "none" else float(args.unpad_max_padding),
             compile_layers={"on": True, "off": False}.get(args.compile_layers, "auto"), attention=args.attention,
+            pack_rows={"on": True, "off": False}.get(args.pack_rows, "auto"),
             stages=[StageConfig(name="bench", data=str(shards), epochs=1, max_steps=args.steps)],
         ).validate()
         started = time.perf_counter()
@@ -317,6 +320,8 @@ def bench_run(args: argparse.Namespace) -> dict:
         "compile_reason": summary.get("compile_reason"),
         "attention": summary.get("attention"),
         "attention_reason": summary.get("attention_reason"),
+        "pack_rows": summary.get("pack_rows"),
+        "pack_rows_reason": summary.get("pack_rows_reason"),
         # Per step (the first included): a compiled run's recompiles show up as a step that costs more again.
         "step_cpu_seconds": [round(e["cpu_seconds"], 2) for e in steps],
         "step_real_tokens": [e["real_tokens"] for e in steps],
@@ -440,7 +445,7 @@ def _run_side(args: argparse.Namespace, precision: str, attention: str, tmp: Pat
                "--steps", str(args.steps), "--per-device-batch", str(args.per_device_batch),
                "--global-batch", str(args.global_batch), "--max-length", str(args.max_length), "--model", args.model,
                "--json-out", str(out), "--unpad-max-padding", args.unpad_max_padding,
-               "--compile-layers", args.compile_layers, "--attention", attention]
+               "--compile-layers", args.compile_layers, "--attention", attention, "--pack-rows", args.pack_rows]
     command += (["--threads", str(args.threads)] if args.threads else [])
     command += (["--no-sort"] if args.no_sort else []) + (["--full-logits"] if args.full_logits else [])
     command += (["--no-peaks"] if args.no_peaks else [])

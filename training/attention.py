@@ -107,3 +107,88 @@ def register_length_aware() -> None:
 
     AttentionInterface.register(LENGTH_AWARE, length_aware_attention)
     AttentionMaskInterface.register(LENGTH_AWARE, sdpa_mask)
+
+
+# --------------------------------------------------------------------------- packed rows (training.packing)
+
+PACKED_PREFIX = "packed_"
+PACKABLE = ("sdpa", "eager", LENGTH_AWARE)
+
+
+def packed_implementation(inner: str) -> str:
+    """The ``attn_implementation`` that runs ``inner`` per row of a packed micro-batch."""
+    if inner not in PACKABLE:
+        raise ValueError(f"pack_rows runs the attention kernels {PACKABLE}, not {inner!r}")
+    return PACKED_PREFIX + inner
+
+
+def inner_of(implementation: str) -> str | None:
+    """The kernel a packed implementation runs per row; None for any other implementation."""
+    if implementation.startswith(PACKED_PREFIX) and implementation[len(PACKED_PREFIX):] in PACKABLE:
+        return implementation[len(PACKED_PREFIX):]
+    return None
+
+
+def packed_long_row_min(implementation: str, compiled: bool) -> int | None:
+    """Rows this long or longer form the packed micro-batch's second block (sdpa); None: one block. Only
+    ``length_aware`` splits, at the bound of its matmul path."""
+    if inner_of(implementation) != LENGTH_AWARE:
+        return None
+    return (COMPILED_SHORT_ROWS_MAX if compiled else EAGER_SHORT_ROWS_MAX) + 1
+
+
+def _attend_rows(inner: str, long_block: bool, module, query, key, value, kwargs):
+    """Causal attention of right-padded rows ``(rows, heads, width, dim)``; the output ``(rows, width, heads, dim)``.
+    Causality alone is the mask: a real query never reaches a padded key, and padded queries are dropped."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    if inner == "eager" or (inner == LENGTH_AWARE and not long_block):
+        return eager_attention_forward(module, query, key, value, additive_mask(None, query, key), **kwargs)[0]
+    return sdpa_attention_forward(module, query, key, value, None, **kwargs)[0]
+
+
+def packed_attention(inner: str):
+    """The attention of ``packed_implementation(inner)``: reads ``training.packing``'s slots and order."""
+    import torch
+
+    from training.packing import LONG_SLOTS, PACKED_ORDER, SHORT_SLOTS
+
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        short, long, order = kwargs.pop(SHORT_SLOTS, None), kwargs.pop(LONG_SLOTS, None), kwargs.pop(PACKED_ORDER,
+                                                                                                        None)
+        if order is None or query.shape[0] != 1:
+            raise ValueError(f"attention {PACKED_PREFIX}{inner} runs packed micro-batches only "
+                             "(training.packing.packed_micro_batch's arguments)")
+
+        def rows_of(states, slots):  # (1, heads, tokens, dim) -> (rows, heads, width, dim), a zero row as padding
+            padded = torch.cat([states[0], states.new_zeros(states.shape[1], 1, states.shape[3])], dim=1)
+            return padded[:, slots.reshape(-1)].unflatten(1, slots.shape).transpose(0, 1)
+
+        outputs = []
+        for slots, long_block in ((short, False), (long, True)):
+            if slots is not None:
+                out = _attend_rows(inner, long_block, module, rows_of(query, slots), rows_of(key, slots),
+                                   rows_of(value, slots), kwargs)
+                outputs.append(out.flatten(0, 1))
+        return torch.cat(outputs)[order][None], None
+
+    return attention
+
+
+def _no_mask(*args, **kwargs):
+    """The packed kernels build no mask from transformers' (causality per row is theirs)."""
+    return None
+
+
+def register_attention(implementation: str | None) -> None:
+    """Make the project's implementations known to transformers before a model is loaded with one (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    if implementation == LENGTH_AWARE:
+        register_length_aware()
+    inner = inner_of(implementation or "")
+    if inner is not None:
+        AttentionInterface.register(implementation, packed_attention(inner))
+        AttentionMaskInterface.register(implementation, _no_mask)

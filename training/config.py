@@ -85,6 +85,10 @@ class TrainConfig:
     # padded micro-batch).
     # Same examples, loss and gradient; fewer padded positions computed, more (smaller) forward calls.
     unpad_max_padding: float | None = 0.1
+    # Pack each micro-batch's rows into one row instead (training.packing): every per-token layer runs once over all
+    # its real tokens, attention per row. true, false, or auto (training.attention.choose_pack_rows: one process on
+    # a CPU, unpadding on). Same loss and gradient.
+    pack_rows: bool | str = "auto"
     # torch.compile each decoder layer (regional: the layers share one compiled graph, dynamic shapes): true, false,
     # or auto (training.compile_choice: single-process runs of >= 1000 examples on a CPU with native bf16).
     compile_layers: bool | str = "auto"
@@ -127,6 +131,8 @@ class TrainConfig:
         ):
             raise TrainConfigError(
                 "adafactor runs in fixed-lr mode here (scale_parameter/relative_step/warmup_init false)")
+        if self.pack_rows not in (True, False, "auto"):
+            raise TrainConfigError(f"pack_rows must be true, false or auto, got {self.pack_rows!r}")
         if self.unpad_max_padding is not None and not 0 <= self.unpad_max_padding < 1:
             raise TrainConfigError("unpad_max_padding must be in [0, 1) or null")
         if self.max_length < 2 or self.global_batch_size < 1 or self.per_device_batch_size < 1:
@@ -352,7 +358,7 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 RESUMABLE_CHANGES = frozenset({
     "output_dir", "per_device_batch_size", "compile_layers", "attention", "distributed", "fsdp_layer_cls",
     "gradient_checkpointing", "save_steps", "save_total_limit", "logging_steps", "verify_shards",
-    "dataloader_num_workers", "sort_steps_by_length", "selected_logits", "unpad_max_padding",
+    "dataloader_num_workers", "sort_steps_by_length", "selected_logits", "unpad_max_padding", "pack_rows",
 })
 
 

@@ -46,7 +46,12 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from training.allocator import allocator_in_use  # noqa: E402
-from training.attention import LENGTH_AWARE, choose_attention, register_length_aware  # noqa: E402
+from training.attention import (  # noqa: E402
+    choose_attention,
+    packed_implementation,
+    packed_long_row_min,
+    register_attention,
+)
 from training.compile_choice import CompileChoice, choose_compile_layers, cpp_compiler  # noqa: E402
 from training.config import (  # noqa: E402
     TrainConfig,
@@ -67,6 +72,7 @@ from training.data import (  # noqa: E402
     list_shards,
     verify_shards,
 )
+from training.packing import choose_pack_rows, packed_micro_batch  # noqa: E402
 from training.precision import Precision, cpu_bf16_feature, resolve_precision  # noqa: E402
 
 LOG = logging.getLogger("training.finetune")
@@ -161,8 +167,7 @@ def load_model(source: ModelSource, attention: str | None = None):
     from transformers import AutoModelForCausalLM
 
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    if attention == LENGTH_AWARE:
-        register_length_aware()
+    register_attention(attention)
     if attention is not None:
         kwargs["attn_implementation"] = attention
     # fp32 master weights; bf16 compute comes from autocast mixed precision (Trainer bf16=True), see training.precision.
@@ -314,10 +319,13 @@ def _trainer_classes():
 
         def __init__(self, *args, stage_name: str, rows_per_epoch: int, sort_window: int | None = None,
                      selected_logits: bool = True, unpad_max_padding: float | None = None,
-                     compiled_layers: bool = False, **kwargs):
+                     compiled_layers: bool = False, pack_long_row_min: int | None | bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             self.compiled_layers = compiled_layers
             self.unpad_max_padding = unpad_max_padding  # split micro-batches into less padded groups (or None)
+            # Packed micro-batches (training.packing): the rows from this length on form the sdpa block (None: one
+            # block); False: not packed.
+            self.pack_long_row_min = pack_long_row_min
             self.selected_logits = selected_logits  # LM head + loss only where a label is (selected_positions_loss)
             self.stage_name = stage_name
             self.rows_per_epoch = rows_per_epoch
@@ -372,6 +380,10 @@ def _trainer_classes():
             2-rank test compares the loss curve with the padded one's). FSDP stays padded: its pre-backward
             hooks and resharding per forward are untested with several forwards per backward."""
             count = num_items_in_batch if self.model_accepts_loss_kwargs else None
+            if self.pack_long_row_min is not False and _output_head(model) is not None:
+                packed = packed_micro_batch(inputs, self.pack_long_row_min)
+                self._window[1] += packed["input_ids"].numel() - inputs["input_ids"].numel()
+                return selected_positions_loss(model, packed, count)
             if self.unpad_max_padding is None or self.is_fsdp_enabled or _output_head(model) is None:
                 return selected_positions_loss(model, inputs, count)
             groups = unpadded_groups(inputs, self.unpad_max_padding)
@@ -458,6 +470,11 @@ def _trainer_classes():
     return InverseCoderTrainer, MetricsFile, CheckpointMarker
 
 
+def uses_fsdp(config: TrainConfig) -> bool:
+    return config.distributed == "fsdp" or (config.distributed == "auto" and torch.cuda.is_available()
+                                            and world_size() > 1)
+
+
 def training_arguments(config: TrainConfig, stage, stage_dir: Path, model, accumulation: int, bf16: bool,
                        steps: int = -1):
     """The stage's TrainingArguments; ``steps``: its optimizer steps (``stage_steps``), -1 for one pass over the
@@ -465,7 +482,7 @@ def training_arguments(config: TrainConfig, stage, stage_dir: Path, model, accum
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
-    fsdp = config.distributed == "fsdp" or (config.distributed == "auto" and cuda and world_size() > 1)
+    fsdp = uses_fsdp(config)
     kwargs: dict[str, Any] = {}
     if fsdp:
         layer_cls = config.fsdp_layer_cls or list(getattr(model, "_no_split_modules", None) or [])
@@ -573,6 +590,12 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     )
     compile_plan = compile_choice_of(config, stage, len(dataset))
     attention = choose_attention(config.attention, compiled=compile_plan.compile, cuda=torch.cuda.is_available())
+    pack, pack_reason = choose_pack_rows(
+        config.pack_rows, attention=attention.implementation, cuda=torch.cuda.is_available(), processes=world_size(),
+        fsdp=uses_fsdp(config), selected_logits=config.selected_logits, unpad=config.unpad_max_padding is not None,
+        micro_batch=config.per_device_batch_size)
+    if pack:
+        attention = dataclasses.replace(attention, implementation=packed_implementation(attention.implementation))
     model = load_model(init, attention.implementation)
     init_digest = weights_digest(model.state_dict()) if rank() == 0 else None
     compiled = bool(compile_plan.compile and compile_layers(model))
@@ -609,6 +632,7 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         selected_logits=config.selected_logits,
         unpad_max_padding=config.unpad_max_padding,
         compiled_layers=compiled,
+        pack_long_row_min=packed_long_row_min(attention.implementation, compiled) if pack else False,
     )
     from transformers.trainer_callback import PrinterCallback
 
@@ -660,6 +684,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "compile_reason": compile_plan.reason,
             "attention": attention.implementation,
             "attention_reason": attention.reason,
+            "pack_rows": pack,
+            "pack_rows_reason": pack_reason,
             "torch_threads": torch.get_num_threads(),
             "allocator": allocator,
             "truncated_examples": _last_per_step_sum(history, "truncated"),

@@ -798,15 +798,24 @@ def test_a_compiled_run_says_so_and_logs_its_graph_count(tmp_path, tiny_model_di
     steps, summary = run_in_process(config, output_dir=str(tmp_path / "compiled"), compile_layers=True,
                                     precision="fp32")
     assert summary["compiled_layers"] is True and summary["compile_reason"] == "compile_layers: true"
-    # attention: auto takes length_aware in compiled CPU layers
-    expected_attention = "sdpa" if torch.cuda.is_available() else "length_aware"
+    # attention: auto takes length_aware in compiled CPU layers, and packs the micro-batches of one CPU process
+    cuda = torch.cuda.is_available()
+    expected_attention = "sdpa" if cuda else "packed_length_aware"
     assert summary["attention"] == expected_attention, summary["attention_reason"]
+    assert summary["pack_rows"] is not cuda, summary["pack_rows_reason"]
     assert sorted(steps) == [1, 2, 3]
     graphs = [steps[s]["compiled_graphs"] for s in sorted(steps)]
     assert graphs[0] >= 1 and graphs == sorted(graphs)
+    # packed and unpadded groups train the same steps: the same losses (fp32)
+    unpacked, summary = run_in_process(config, output_dir=str(tmp_path / "groups"), compile_layers=True,
+                                       precision="fp32", pack_rows=False)
+    assert summary["attention"] == ("sdpa" if cuda else "length_aware") and summary["pack_rows"] is False
+    assert sorted(unpacked) == [1, 2, 3]
+    for step in sorted(steps):
+        assert steps[step]["loss"] == pytest.approx(unpacked[step]["loss"], rel=1e-4, abs=1e-5), step
     steps, summary = run_in_process(config, output_dir=str(tmp_path / "auto"), precision="fp32")
     assert summary["compiled_layers"] is False and summary["compile_reason"].startswith("auto: eager")
-    assert summary["attention"] == "sdpa", summary["attention_reason"]
+    assert summary["attention"] == ("sdpa" if cuda else "packed_sdpa"), summary["attention_reason"]
     assert sorted(steps) == [1, 2, 3]  # the eager run logged its steps: the check below reads them
     assert all("compiled_graphs" not in e for e in steps.values())
 

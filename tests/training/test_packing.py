@@ -1,0 +1,142 @@
+"""training.packing: a micro-batch packed into one row (its layout written out by hand here), the packed attention
+kernels giving the padded micro-batch's loss and gradients, and when a stage packs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training import attention
+from training.config import StageConfig, TrainConfig, TrainConfigError
+from training.packing import LONG_SLOTS, PACKED_ORDER, SHORT_SLOTS, choose_pack_rows, packed_micro_batch
+
+IGNORE = -100
+
+
+def _batch():
+    """Three right-padded rows of lengths 3, 5 and 2 (pad id 0), labels -100 on some prompt positions."""
+    input_ids = torch.tensor([[11, 12, 13, 0, 0], [21, 22, 23, 24, 25], [31, 32, 0, 0, 0]])
+    attention_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    labels = torch.tensor([[IGNORE, 12, 13, IGNORE, IGNORE], [IGNORE, IGNORE, 23, 24, 25], [31, 32, IGNORE, IGNORE,
+                                                                                              IGNORE]])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def test_one_block_layout_longest_row_first():
+    packed = packed_micro_batch(_batch(), long_row_min=None)
+    assert packed["input_ids"].tolist() == [[21, 22, 23, 24, 25, 11, 12, 13, 31, 32]]
+    assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1]]
+    # each row's first label is ignored (packed, the row before would predict it); row 2's 31 was a label
+    assert packed["labels"].tolist() == [[IGNORE, IGNORE, 23, 24, 25, IGNORE, 12, 13, IGNORE, 32]]
+    assert packed[SHORT_SLOTS].tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 10, 10], [8, 9, 10, 10, 10]]
+    assert packed[LONG_SLOTS] is None
+    assert packed[PACKED_ORDER].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11]
+
+
+def test_two_blocks_split_at_the_long_row_bound():
+    packed = packed_micro_batch(_batch(), long_row_min=4)
+    assert packed[SHORT_SLOTS].tolist() == [[5, 6, 7], [8, 9, 10]]
+    assert packed[LONG_SLOTS].tolist() == [[0, 1, 2, 3, 4]]
+    # the short block's 6 slots come first in the kernels' output, then the long block's 5
+    assert packed[PACKED_ORDER].tolist() == [6, 7, 8, 9, 10, 0, 1, 2, 3, 4]
+    everything_long = packed_micro_batch(_batch(), long_row_min=1)
+    assert everything_long[SHORT_SLOTS] is None and everything_long[LONG_SLOTS].shape == (3, 5)
+
+
+def test_left_padding_and_empty_rows_are_refused():
+    batch = _batch()
+    batch["attention_mask"] = batch["attention_mask"].flip(1)
+    with pytest.raises(ValueError, match="right-padded"):
+        packed_micro_batch(batch, None)
+    batch = _batch()
+    batch["attention_mask"][2] = 0
+    with pytest.raises(ValueError, match="no real token"):
+        packed_micro_batch(batch, None)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    out = tmp_path_factory.mktemp("tiny_packing_llama")
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out
+
+
+def _random_batch(lengths, width, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(1, 97, (len(lengths), width), generator=generator)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    labels = input_ids.clone()
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1
+        if row % 2 == 0:
+            labels[row, :length // 3] = IGNORE  # a prompt; odd rows have none (their first token is a label)
+    input_ids[mask == 0] = 0
+    labels[mask == 0] = IGNORE
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def _loss_and_grads(model_dir, implementation, inputs, count):
+    from training.finetune import ModelSource, load_model, selected_positions_loss
+
+    model = load_model(ModelSource(str(model_dir)), implementation)
+    loss = selected_positions_loss(model, inputs, count)
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    assert len(grads) == len(list(model.parameters())), "a parameter got no gradient"
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("inner", attention.PACKABLE)
+def test_packed_loss_and_gradients_equal_the_padded_micro_batch(tiny_dir, monkeypatch, inner):
+    """fp32, uncompiled; the eager bound lowered so that length_aware runs both blocks (short rows on the matmul
+    path, long ones on sdpa). The reference is the padded micro-batch on transformers' own sdpa."""
+    monkeypatch.setattr(attention, "EAGER_SHORT_ROWS_MAX", 9)
+    batch = _random_batch([7, 23, 4, 16, 23], width=23)
+    count = (torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE)[..., 1:] != IGNORE).sum()
+    reference_loss, reference_grads = _loss_and_grads(tiny_dir, "sdpa", batch, count)
+    implementation = attention.packed_implementation(inner)
+    packed = packed_micro_batch(batch, attention.packed_long_row_min(implementation, compiled=False))
+    if inner == attention.LENGTH_AWARE:
+        assert packed[SHORT_SLOTS].shape == (2, 7) and packed[LONG_SLOTS].shape == (3, 23)
+    loss, grads = _loss_and_grads(tiny_dir, implementation, packed, count)
+    torch.testing.assert_close(loss, reference_loss, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == reference_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, reference_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_packed_kernel_refuses_an_unpacked_call(tiny_dir):
+    from training.finetune import ModelSource, load_model
+
+    model = load_model(ModelSource(str(tiny_dir)), attention.packed_implementation("sdpa"))
+    batch = _random_batch([5, 3], width=5)
+    with pytest.raises(ValueError, match="runs packed micro-batches only"):
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+
+
+def test_when_a_stage_packs():
+    common = {"attention": "length_aware", "cuda": False, "processes": 1, "fsdp": False, "selected_logits": True,
+              "unpad": True, "micro_batch": 4}
+    assert choose_pack_rows("auto", **common)[0] is True
+    assert choose_pack_rows(False, **common) == (False, "pack_rows: false")
+    for change, words in (({"cuda": True}, "CUDA"), ({"processes": 2}, "DDP"), ({"unpad": False}, "null"),
+                          ({"fsdp": True}, "FSDP"), ({"selected_logits": False}, "selected_logits"),
+                          ({"attention": "flash_attention_2"}, "no packed kernel"), ({"micro_batch": 16}, "16 rows")):
+        packs, reason = choose_pack_rows("auto", **{**common, **change})
+        assert packs is False and words in reason, (change, reason)
+    assert choose_pack_rows("auto", **{**common, "micro_batch": 8})[0] is True
+    assert choose_pack_rows(True, **{**common, "processes": 2})[0] is True  # DDP when asked for
+    with pytest.raises(ValueError, match="FSDP"):
+        choose_pack_rows(True, **{**common, "fsdp": True})
+    with pytest.raises(ValueError, match="not 'flash_attention_2'"):
+        attention.packed_implementation("flash_attention_2")
+
+
+def test_the_config_refuses_an_unknown_pack_rows():
+    config = TrainConfig(pack_rows="yes", output_dir="runs/x", stages=[StageConfig(name="a", data="d")])
+    with pytest.raises(TrainConfigError, match="pack_rows must be"):
+        config.validate()
