@@ -130,34 +130,35 @@ def inner_of(implementation: str) -> str | None:
 
 
 def packed_long_row_min(implementation: str, compiled: bool) -> int | None:
-    """Rows this long or longer form the packed micro-batch's second block (sdpa); None: one block. Only
-    ``length_aware`` splits, at the bound of its matmul path."""
+    """Rows this long or longer take sdpa in a packed micro-batch, in blocks of their own; None: one kernel for
+    every row. Only ``length_aware`` splits, past the bound of its matmul path."""
     if inner_of(implementation) != LENGTH_AWARE:
         return None
     return (COMPILED_SHORT_ROWS_MAX if compiled else EAGER_SHORT_ROWS_MAX) + 1
 
 
-def _attend_rows(inner: str, long_block: bool, module, query, key, value, kwargs):
+def _attend_rows(inner: str, module, query, key, value, kwargs):
     """Causal attention of right-padded rows ``(rows, heads, width, dim)``; the output ``(rows, width, heads, dim)``.
     Causality alone is the mask: a real query never reaches a padded key, and padded queries are dropped."""
+    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.models.llama.modeling_llama import eager_attention_forward
 
-    if inner == "eager" or (inner == LENGTH_AWARE and not long_block):
+    if inner == "eager" or (inner == LENGTH_AWARE and takes_matmul_path(query.shape[2],
+                                                                        torch.compiler.is_compiling())):
         return eager_attention_forward(module, query, key, value, additive_mask(None, query, key), **kwargs)[0]
     return sdpa_attention_forward(module, query, key, value, None, **kwargs)[0]
 
 
 def packed_attention(inner: str):
-    """The attention of ``packed_implementation(inner)``: reads ``training.packing``'s slots and order."""
+    """The attention of ``packed_implementation(inner)``: reads ``training.packing``'s blocks and order."""
     import torch
 
-    from training.packing import LONG_SLOTS, PACKED_ORDER, SHORT_SLOTS
+    from training.packing import PACKED_BLOCKS, PACKED_ORDER
 
     def attention(module, query, key, value, attention_mask, **kwargs):
-        short, long, order = kwargs.pop(SHORT_SLOTS, None), kwargs.pop(LONG_SLOTS, None), kwargs.pop(PACKED_ORDER,
-                                                                                                        None)
-        if order is None or query.shape[0] != 1:
+        blocks, order = kwargs.pop(PACKED_BLOCKS, None), kwargs.pop(PACKED_ORDER, None)
+        if order is None or not blocks or query.shape[0] != 1:
             raise ValueError(f"attention {PACKED_PREFIX}{inner} runs packed micro-batches only "
                              "(training.packing.packed_micro_batch's arguments)")
 
@@ -165,12 +166,8 @@ def packed_attention(inner: str):
             padded = torch.cat([states[0], states.new_zeros(states.shape[1], 1, states.shape[3])], dim=1)
             return padded[:, slots.reshape(-1)].unflatten(1, slots.shape).transpose(0, 1)
 
-        outputs = []
-        for slots, long_block in ((short, False), (long, True)):
-            if slots is not None:
-                out = _attend_rows(inner, long_block, module, rows_of(query, slots), rows_of(key, slots),
-                                   rows_of(value, slots), kwargs)
-                outputs.append(out.flatten(0, 1))
+        outputs = [_attend_rows(inner, module, rows_of(query, slots), rows_of(key, slots), rows_of(value, slots),
+                                kwargs).flatten(0, 1) for slots in blocks]
         return torch.cat(outputs)[order][None], None
 
     return attention

@@ -8,10 +8,11 @@ every real token, with no padding at all, and the rotary embedding reads each to
 row, ``position_ids``).
 
 Only attention must not cross rows. ``training.attention``'s packed kernels gather each row's queries, keys and
-values back into a padded ``(rows, width)`` block, attend per row with causality alone (right padding: no real
+values back into padded ``(rows, width)`` blocks, attend per block with causality alone (right padding: no real
 query reaches a padded key), and scatter the real positions back into packed order; the padding costs only
-attention, and the rows are split by kernel (``long_row_min``): short rows on the matmul path, long ones on sdpa,
-so one long row does not pad every short one to its length.
+attention. A block holds at most ``BLOCK_ROWS`` rows, consecutive in length order, and rows long enough for another
+kernel (``long_row_min``: sdpa rather than ``length_aware``'s matmul path) never share a block with shorter ones, so
+one long row does not pad the short ones to its length.
 
 A row's tokens, positions and causal attention are the same packed as padded, so the per-token losses are too:
 the label of each row's first token is ignored (in the padded batch nothing predicts it; packed, the previous
@@ -23,8 +24,9 @@ import torch
 
 IGNORE_INDEX = -100
 # The keyword arguments the packed attention kernels read (training.attention.packed_attention).
-SHORT_SLOTS, LONG_SLOTS, PACKED_ORDER = "packed_short_slots", "packed_long_slots", "packed_order"
-PACKED_KEYS = (SHORT_SLOTS, LONG_SLOTS, PACKED_ORDER)
+PACKED_BLOCKS, PACKED_ORDER = "packed_blocks", "packed_order"
+# Rows per attention block: consecutive rows in length order share a block, padded to its longest row.
+BLOCK_ROWS = 4
 
 
 def _row_lengths(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -48,53 +50,67 @@ def _slots(rows: list[int], lengths: list[int], starts: list[int], total: int) -
     return slots
 
 
-def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None) -> dict[str, torch.Tensor]:
+def attention_blocks(lengths: list[int], long_row_min: int | None, block_rows: int = BLOCK_ROWS) -> list[list[int]]:
+    """The rows (indices into ``lengths``) of each attention block: longest first, at most ``block_rows`` rows
+    each, rows from ``long_row_min`` on never sharing a block with shorter ones (they take another kernel)."""
+    rows = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    blocks: list[list[int]] = []
+    for r in rows:
+        long = long_row_min is not None and lengths[r] >= long_row_min
+        if blocks and len(blocks[-1]) < block_rows and (
+                long_row_min is None or (lengths[blocks[-1][0]] >= long_row_min) == long):
+            blocks[-1].append(r)
+        else:
+            blocks.append([r])
+    return blocks
+
+
+def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None,
+                       block_rows: int = BLOCK_ROWS) -> dict[str, torch.Tensor]:
     """The right-padded micro-batch ``inputs`` (``input_ids``, ``attention_mask``, ``labels``) as one packed row.
 
     Returns ``input_ids``, ``labels`` and ``position_ids`` of shape ``(1, real tokens)`` (rows longest first) and
-    the packed kernels' arguments: ``packed_short_slots`` and ``packed_long_slots``, the ``(rows, width)`` packed
-    indices of the rows shorter than ``long_row_min`` and of the others (None where a kind has no row;
-    ``long_row_min`` None: every row is short), and ``packed_order``, the position of each packed token in the
-    kernels' output (the short block's rows, then the long block's, each flattened with its padding).
+    the packed kernels' arguments: ``packed_blocks``, the ``(rows, width)`` packed indices of each attention block
+    (``attention_blocks``; past a row's end, the index of a zero row), and ``packed_order``, the position of each
+    packed token in the kernels' output (the blocks' rows in turn, each flattened with its padding).
     """
     lengths_t = _row_lengths(inputs["attention_mask"])
     lengths = [int(n) for n in lengths_t.tolist()]
-    rows = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    blocks = attention_blocks(lengths, long_row_min, block_rows)
+    rows = [r for block in blocks for r in block]
     starts, total = [0] * len(lengths), 0
     for r in rows:
         starts[r], total = total, total + lengths[r]
     labels = inputs["labels"].clone()
     labels[:, 0] = IGNORE_INDEX
+    device = inputs["input_ids"].device
     packed = {
         "input_ids": torch.cat([inputs["input_ids"][r, :lengths[r]] for r in rows])[None],
         "labels": torch.cat([labels[r, :lengths[r]] for r in rows])[None],
-        "position_ids": torch.cat([torch.arange(lengths[r]) for r in rows])[None].to(inputs["input_ids"].device),
+        "position_ids": torch.cat([torch.arange(lengths[r]) for r in rows])[None].to(device),
     }
-    short = [r for r in rows if long_row_min is None or lengths[r] < long_row_min]
-    long = [r for r in rows if r not in set(short)]
     order = torch.empty(total, dtype=torch.long)
-    offset = 0
-    for name, block in ((SHORT_SLOTS, short), (LONG_SLOTS, long)):
-        if not block:
-            packed[name] = None
-            continue
+    offset, block_slots = 0, []
+    for block in blocks:
         slots = _slots(block, lengths, starts, total)
         flat = slots.reshape(-1)
         real = flat < total
         order[flat[real]] = torch.arange(offset, offset + flat.numel())[real]
         offset += flat.numel()
-        slots = slots.to(inputs["input_ids"].device)
-        # A block's row count is often 1 or 2: unbacked, so that compiled layers do not specialize on one row.
+        slots = slots.to(device)
+        # A block's row count is often 1: unbacked, so that compiled layers do not specialize on one-row blocks.
         torch._dynamo.decorators.mark_unbacked(slots, 0)
-        packed[name] = slots
-    packed[PACKED_ORDER] = order.to(inputs["input_ids"].device)
+        block_slots.append(slots)
+    packed[PACKED_BLOCKS] = tuple(block_slots)
+    packed[PACKED_ORDER] = order.to(device)
     return packed
 
 
 # auto packs micro-batches of at most this many rows. Steady tokens per CPU-second, packed against the unpadded
-# groups, compiled bf16 layers, 2-core AMX Xeon (bench/train.py --steps 8 --pack-rows on/off, 2026-12-06): micro-
-# batch 4 1.13-1.20x, 8 1.22x, 16 0.93x (at 16 the short rows' block pads every row to the longest short one).
-PACK_ROWS_MAX_MICRO_BATCH = 8
+# groups, compiled bf16 layers, 2-core AMX Xeon (bench/train.py --steps 8 --pack-rows on/off, 2026-12-06, single
+# runs): micro-batch 4 1.13x; 8 1.22x in one attention block (blocks of 4 rows then gave 300.2 against its 275.0);
+# 16 1.09x in blocks of 4 rows (0.93x in one block, every short row padded to the longest). 32 was not measured.
+PACK_ROWS_MAX_MICRO_BATCH = 16
 
 
 def choose_pack_rows(setting: bool | str, *, attention: str, cuda: bool, processes: int, fsdp: bool,
@@ -120,7 +136,7 @@ def choose_pack_rows(setting: bool | str, *, attention: str, cuda: bool, process
         return False, ("auto: not packed on CUDA (not measured there)" if cuda else
                        "auto: not packed under DDP (not measured there)" if processes > 1 else
                        "auto: not packed, unpad_max_padding is null (padded micro-batches asked for)" if not unpad
-                       else f"auto: not packed, micro-batches of {micro_batch} rows (packing measured slower at 16; "
-                            f"packs up to {PACK_ROWS_MAX_MICRO_BATCH})")
+                       else f"auto: not packed, micro-batches of {micro_batch} rows (packing measured up to "
+                            f"{PACK_ROWS_MAX_MICRO_BATCH})")
     return True, (f"auto: packed (one process on a CPU, micro-batches of at most {PACK_ROWS_MAX_MICRO_BATCH} rows: "
-                  "1.13-1.22x the unpadded groups' steady tokens per CPU-second)")
+                  "1.09-1.22x the unpadded groups' steady tokens per CPU-second)")

@@ -7,7 +7,7 @@ import torch
 
 from training import attention
 from training.config import StageConfig, TrainConfig, TrainConfigError
-from training.packing import LONG_SLOTS, PACKED_ORDER, SHORT_SLOTS, choose_pack_rows, packed_micro_batch
+from training.packing import PACKED_BLOCKS, PACKED_ORDER, attention_blocks, choose_pack_rows, packed_micro_batch
 
 IGNORE = -100
 
@@ -27,19 +27,27 @@ def test_one_block_layout_longest_row_first():
     assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1]]
     # each row's first label is ignored (packed, the row before would predict it); row 2's 31 was a label
     assert packed["labels"].tolist() == [[IGNORE, IGNORE, 23, 24, 25, IGNORE, 12, 13, IGNORE, 32]]
-    assert packed[SHORT_SLOTS].tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 10, 10], [8, 9, 10, 10, 10]]
-    assert packed[LONG_SLOTS] is None
+    (slots,) = packed[PACKED_BLOCKS]
+    assert slots.tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 10, 10], [8, 9, 10, 10, 10]]  # 10: the zero row
     assert packed[PACKED_ORDER].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11]
 
 
-def test_two_blocks_split_at_the_long_row_bound():
-    packed = packed_micro_batch(_batch(), long_row_min=4)
-    assert packed[SHORT_SLOTS].tolist() == [[5, 6, 7], [8, 9, 10]]
-    assert packed[LONG_SLOTS].tolist() == [[0, 1, 2, 3, 4]]
-    # the short block's 6 slots come first in the kernels' output, then the long block's 5
-    assert packed[PACKED_ORDER].tolist() == [6, 7, 8, 9, 10, 0, 1, 2, 3, 4]
-    everything_long = packed_micro_batch(_batch(), long_row_min=1)
-    assert everything_long[SHORT_SLOTS] is None and everything_long[LONG_SLOTS].shape == (3, 5)
+def test_blocks_of_two_rows():
+    packed = packed_micro_batch(_batch(), long_row_min=None, block_rows=2)
+    assert [b.tolist() for b in packed[PACKED_BLOCKS]] == [[[0, 1, 2, 3, 4], [5, 6, 7, 10, 10]], [[8, 9]]]
+    # the first block's 10 slots come first in the kernels' output, then the second block's 2
+    assert packed[PACKED_ORDER].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11]
+    packed = packed_micro_batch(_batch(), long_row_min=4)  # row 1 (5 tokens) is long: a block of its own
+    assert [b.tolist() for b in packed[PACKED_BLOCKS]] == [[[0, 1, 2, 3, 4]], [[5, 6, 7], [8, 9, 10]]]
+    assert packed[PACKED_ORDER].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_attention_blocks_keep_long_rows_apart_and_at_most_block_rows():
+    lengths = [3, 5, 2, 300, 260, 7]
+    assert attention_blocks(lengths, 257, block_rows=2) == [[3, 4], [5, 1], [0, 2]]
+    assert attention_blocks(lengths, 280, block_rows=4) == [[3], [4, 5, 1, 0], [2]]
+    assert attention_blocks(lengths, None, block_rows=4) == [[3, 4, 5, 1], [0, 2]]
+    assert attention_blocks(lengths, 2, block_rows=6) == [[3, 4, 5, 1, 0, 2]]  # every row long
 
 
 def test_left_padding_and_empty_rows_are_refused():
@@ -90,18 +98,19 @@ def _loss_and_grads(model_dir, implementation, inputs, count):
     return loss.detach(), grads
 
 
+@pytest.mark.parametrize("block_rows", [1, 2, 4])
 @pytest.mark.parametrize("inner", attention.PACKABLE)
-def test_packed_loss_and_gradients_equal_the_padded_micro_batch(tiny_dir, monkeypatch, inner):
-    """fp32, uncompiled; the eager bound lowered so that length_aware runs both blocks (short rows on the matmul
-    path, long ones on sdpa). The reference is the padded micro-batch on transformers' own sdpa."""
+def test_packed_loss_and_gradients_equal_the_padded_micro_batch(tiny_dir, monkeypatch, inner, block_rows):
+    """fp32, uncompiled; the eager bound lowered so that length_aware runs both kernels (short rows' blocks on the
+    matmul path, long ones' on sdpa). The reference is the padded micro-batch on transformers' own sdpa."""
     monkeypatch.setattr(attention, "EAGER_SHORT_ROWS_MAX", 9)
     batch = _random_batch([7, 23, 4, 16, 23], width=23)
     count = (torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE)[..., 1:] != IGNORE).sum()
     reference_loss, reference_grads = _loss_and_grads(tiny_dir, "sdpa", batch, count)
     implementation = attention.packed_implementation(inner)
-    packed = packed_micro_batch(batch, attention.packed_long_row_min(implementation, compiled=False))
-    if inner == attention.LENGTH_AWARE:
-        assert packed[SHORT_SLOTS].shape == (2, 7) and packed[LONG_SLOTS].shape == (3, 23)
+    packed = packed_micro_batch(batch, attention.packed_long_row_min(implementation, compiled=False), block_rows)
+    if inner == attention.LENGTH_AWARE and block_rows == 4:
+        assert [tuple(b.shape) for b in packed[PACKED_BLOCKS]] == [(3, 23), (2, 7)]
     loss, grads = _loss_and_grads(tiny_dir, implementation, packed, count)
     torch.testing.assert_close(loss, reference_loss, rtol=1e-5, atol=1e-6)
     assert grads.keys() == reference_grads.keys()
@@ -125,10 +134,10 @@ def test_when_a_stage_packs():
     assert choose_pack_rows(False, **common) == (False, "pack_rows: false")
     for change, words in (({"cuda": True}, "CUDA"), ({"processes": 2}, "DDP"), ({"unpad": False}, "null"),
                           ({"fsdp": True}, "FSDP"), ({"selected_logits": False}, "selected_logits"),
-                          ({"attention": "flash_attention_2"}, "no packed kernel"), ({"micro_batch": 16}, "16 rows")):
+                          ({"attention": "flash_attention_2"}, "no packed kernel"), ({"micro_batch": 32}, "32 rows")):
         packs, reason = choose_pack_rows("auto", **{**common, **change})
         assert packs is False and words in reason, (change, reason)
-    assert choose_pack_rows("auto", **{**common, "micro_batch": 8})[0] is True
+    assert choose_pack_rows("auto", **{**common, "micro_batch": 16})[0] is True
     assert choose_pack_rows(True, **{**common, "processes": 2})[0] is True  # DDP when asked for
     with pytest.raises(ValueError, match="FSDP"):
         choose_pack_rows(True, **{**common, "fsdp": True})

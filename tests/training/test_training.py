@@ -372,18 +372,23 @@ def test_torchrun_two_ranks_loss_goes_down(reference_run):
 @pytest.mark.heavy
 def test_two_ranks_unpadded_groups_keep_the_padded_loss_curve(tmp_path, tiny_model_dir, shard_dirs):
     """Under DDP each micro-batch runs as several forwards (its unpadded groups) before one backward; the
-    gradients still reach every rank: 3 steps give the padded run's fp32 loss curve, with no padding computed."""
+    gradients still reach every rank: 3 steps give the padded run's fp32 loss curve, with no padding computed.
+    So do packed micro-batches (``pack_rows: true``; ``auto`` does not pack under DDP)."""
     runs = {}
-    for unpad in (None, 0.0):
-        out = tmp_path / f"unpad-{unpad}"
-        config = write_config(tmp_path / f"unpad-{unpad}.yaml", tiny_model_dir, shard_dirs, out, precision="fp32",
-                              save_steps=1000, unpad_max_padding=unpad,
+    for unpad, pack in ((None, False), (0.0, False), (0.0, True)):
+        out = tmp_path / f"unpad-{unpad}-pack-{pack}"
+        config = write_config(tmp_path / f"unpad-{unpad}-pack-{pack}.yaml", tiny_model_dir, shard_dirs, out,
+                              precision="fp32", save_steps=1000, unpad_max_padding=unpad, pack_rows=pack,
                               stages=[{"name": "generated", "data": str(shard_dirs / "generated"), "epochs": 2,
                                        "max_steps": 3}])
         run_torchrun(config)
-        runs[unpad] = step_losses(out / "stage-0-generated")
-    padded, unpadded = runs[None], runs[0.0]
-    assert sorted(padded) == sorted(unpadded) == [1, 2, 3]
+        runs[unpad, pack] = step_losses(out / "stage-0-generated")
+    padded, unpadded, packed = runs[None, False], runs[0.0, False], runs[0.0, True]
+    assert sorted(padded) == sorted(unpadded) == sorted(packed) == [1, 2, 3]
+    for step in padded:
+        assert packed[step]["loss"] == pytest.approx(padded[step]["loss"], rel=1e-5), step
+        assert packed[step]["real_tokens"] == padded[step]["real_tokens"]
+        assert packed[step]["padding_fraction"] == 0
     assert padded[3]["loss"] < padded[1]["loss"]  # the steps did update the weights
     assert any(padded[step]["padding_fraction"] > 0 for step in padded)  # so trimming had something to remove
     for step in padded:
