@@ -27,18 +27,6 @@ def test_an_unknown_attention_is_refused_by_the_config():
         config.validate()
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
-    out = tmp_path_factory.mktemp("tiny_gqa_llama")
-    LlamaForCausalLM(config).save_pretrained(out)
-    return out
-
-
 def _logits_and_grads(model_dir, implementation: str, input_ids, mask):
     from training.finetune import ModelSource, load_model
 

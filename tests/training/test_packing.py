@@ -61,18 +61,6 @@ def test_left_padding_and_empty_rows_are_refused():
         packed_micro_batch(batch, None)
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
-    out = tmp_path_factory.mktemp("tiny_packing_llama")
-    LlamaForCausalLM(config).save_pretrained(out)
-    return out
-
-
 def _random_batch(lengths, width, seed=1):
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(1, 97, (len(lengths), width), generator=generator)
