@@ -632,7 +632,7 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         selected_logits=config.selected_logits,
         unpad_max_padding=config.unpad_max_padding,
         compiled_layers=compiled,
-        pack_long_row_min=packed_long_row_min(attention.implementation, compiled) if pack else False,
+        pack_long_row_min=packed_long_row_min(attention.implementation) if pack else False,
     )
     from transformers.trainer_callback import PrinterCallback
 

@@ -98,7 +98,8 @@ def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None
         order[flat[real]] = torch.arange(offset, offset + flat.numel())[real]
         offset += flat.numel()
         slots = slots.to(device)
-        # A block's row count is often 1: unbacked, so that compiled layers do not specialize on one-row blocks.
+        # The slots pass through the compiled layers' frames to the (eager) attention: a block's row count, often
+        # 1, is unbacked so that those frames do not specialize on one-row blocks.
         torch._dynamo.decorators.mark_unbacked(slots, 0)
         block_slots.append(slots)
     packed[PACKED_BLOCKS] = tuple(block_slots)

@@ -96,7 +96,7 @@ def test_packed_loss_and_gradients_equal_the_padded_micro_batch(tiny_dir, monkey
     count = (torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE)[..., 1:] != IGNORE).sum()
     reference_loss, reference_grads = _loss_and_grads(tiny_dir, "sdpa", batch, count)
     implementation = attention.packed_implementation(inner)
-    packed = packed_micro_batch(batch, attention.packed_long_row_min(implementation, compiled=False), block_rows)
+    packed = packed_micro_batch(batch, attention.packed_long_row_min(implementation), block_rows)
     if inner == attention.LENGTH_AWARE and block_rows == 4:
         assert [tuple(b.shape) for b in packed[PACKED_BLOCKS]] == [(3, 23), (2, 7)]
     loss, grads = _loss_and_grads(tiny_dir, implementation, packed, count)
