@@ -107,10 +107,11 @@ def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None
     return packed
 
 
-# auto packs micro-batches of at most this many rows. Steady tokens per CPU-second, packed against the unpadded
-# groups, compiled bf16 layers, 2-core AMX Xeon (bench/train.py --steps 8 --pack-rows on/off, 2026-12-06, single
-# runs): micro-batch 4 1.13x; 8 1.22x in one attention block (blocks of 4 rows then gave 300.2 against its 275.0);
-# 16 1.09x in blocks of 4 rows (0.93x in one block, every short row padded to the longest). 32 was not measured.
+# auto packs micro-batches of at most this many rows. Tokens per CPU-second, packed against the unpadded groups,
+# compiled bf16 layers, 2-core AMX Xeon (bench/train.py --steps 8 --pack-rows on/off, 2026-12-06, single runs;
+# README): micro-batch 4 319.3 against 229.9, 16 439.7 against 366.3 (attention eager, in blocks of 4 rows); with
+# the attention traced, 8 gave 1.22x in one block and 16 0.93x in one block (every short row padded to the longest).
+# 32 was not measured.
 PACK_ROWS_MAX_MICRO_BATCH = 16
 
 
@@ -140,4 +141,4 @@ def choose_pack_rows(setting: bool | str, *, attention: str, cuda: bool, process
                        else f"auto: not packed, micro-batches of {micro_batch} rows (packing measured up to "
                             f"{PACK_ROWS_MAX_MICRO_BATCH})")
     return True, (f"auto: packed (one process on a CPU, micro-batches of at most {PACK_ROWS_MAX_MICRO_BATCH} rows: "
-                  "1.09-1.22x the unpadded groups' steady tokens per CPU-second)")
+                  "1.2-1.4x the unpadded groups' tokens per CPU-second in single runs)")
