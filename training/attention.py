@@ -163,6 +163,11 @@ def packed_attention(inner: str):
         if order is None or not blocks or query.shape[0] != 1:
             raise ValueError(f"attention {PACKED_PREFIX}{inner} runs packed micro-batches only "
                              "(training.packing.packed_micro_batch's arguments)")
+        window = kwargs.get("sliding_window")
+        if window is not None and max(int(slots.shape[1]) for slots in blocks) > window:
+            # Causality alone is the packed kernels' mask: a row longer than the window would see past it.
+            raise ValueError(f"pack_rows: a row is longer than the model's sliding window ({window} tokens); "
+                             "set pack_rows: false")
 
         def rows_of(states, slots):  # (1, heads, tokens, dim) -> (rows, heads, width, dim), a zero row as padding
             padded = torch.cat([states[0], states.new_zeros(states.shape[1], 1, states.shape[3])], dim=1)

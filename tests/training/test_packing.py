@@ -115,6 +115,24 @@ def test_a_packed_kernel_refuses_an_unpacked_call(tiny_dir):
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
 
 
+def test_a_row_longer_than_a_sliding_window_is_refused(tmp_path):
+    """Mistral-style models pass their window to the kernel; causality alone would see past it."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from training.finetune import ModelSource, load_model
+
+    torch.manual_seed(0)
+    MistralForCausalLM(MistralConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=4, num_key_value_heads=2, sliding_window=6)).save_pretrained(
+        tmp_path)
+    model = load_model(ModelSource(str(tmp_path)), attention.packed_implementation("sdpa"))
+    short = packed_micro_batch(_random_batch([6, 4], width=6), None)
+    model(**{k: v for k, v in short.items() if k != "labels"}, use_cache=False)  # within the window: runs
+    long = packed_micro_batch(_random_batch([7, 4], width=7), None)
+    with pytest.raises(ValueError, match="sliding window"):
+        model(**{k: v for k, v in long.items() if k != "labels"}, use_cache=False)
+
+
 def test_when_a_stage_packs():
     common = {"attention": "length_aware", "cuda": False, "processes": 1, "fsdp": False, "selected_logits": True,
               "unpad": True, "micro_batch": 4}
