@@ -243,6 +243,11 @@ def main_with(args: argparse.Namespace) -> dict:
     return bench_run(args)
 
 
+def _switch(value: str) -> bool | str:
+    """A flag's on/off/auto as the config's true/false/"auto"."""
+    return {"on": True, "off": False}.get(value, "auto")
+
+
 def bench_run(args: argparse.Namespace) -> dict:
     import torch
 
@@ -264,8 +269,7 @@ def bench_run(args: argparse.Namespace) -> dict:
             save_steps=10_000, save_total_limit=1, verify_shards=True, precision=args.precision,
             sort_steps_by_length=not args.no_sort, selected_logits=not args.full_logits,
             unpad_max_padding=None if args.unpad_max_padding.lower() == "none" else float(args.unpad_max_padding),
-            compile_layers={"on": True, "off": False}.get(args.compile_layers, "auto"), attention=args.attention,
-            pack_rows={"on": True, "off": False}.get(args.pack_rows, "auto"),
+            compile_layers=_switch(args.compile_layers), attention=args.attention, pack_rows=_switch(args.pack_rows),
             stages=[StageConfig(name="bench", data=str(shards), epochs=1, max_steps=args.steps)],
         ).validate()
         started = time.perf_counter()

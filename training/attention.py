@@ -169,12 +169,15 @@ def packed_attention(inner: str):
             raise ValueError(f"pack_rows: a row is longer than the model's sliding window ({window} tokens); "
                              "set pack_rows: false")
 
-        def rows_of(states, slots):  # (1, heads, tokens, dim) -> (rows, heads, width, dim), a zero row as padding
-            padded = torch.cat([states[0], states.new_zeros(states.shape[1], 1, states.shape[3])], dim=1)
+        def with_zero_row(states):  # (1, heads, tokens, dim) -> (heads, tokens + 1, dim): the slots' padding index
+            return torch.cat([states[0], states.new_zeros(states.shape[1], 1, states.shape[3])], dim=1)
+
+        def rows_of(padded, slots):  # -> (rows, heads, width, dim)
             return padded[:, slots.reshape(-1)].unflatten(1, slots.shape).transpose(0, 1)
 
-        outputs = [_attend_rows(inner, module, rows_of(query, slots), rows_of(key, slots), rows_of(value, slots),
-                                kwargs).flatten(0, 1) for slots in blocks]
+        padded = [with_zero_row(states) for states in (query, key, value)]  # once, not once per block
+        outputs = [_attend_rows(inner, module, *(rows_of(states, slots) for states in padded), kwargs).flatten(0, 1)
+                   for slots in blocks]
         return torch.cat(outputs)[order][None], None
 
     return torch.compiler.disable(attention)

@@ -86,8 +86,8 @@ class TrainConfig:
     # Same examples, loss and gradient; fewer padded positions computed, more (smaller) forward calls.
     unpad_max_padding: float | None = 0.1
     # Pack each micro-batch's rows into one row instead (training.packing): every per-token layer runs once over all
-    # its real tokens, attention per row. true, false, or auto (training.attention.choose_pack_rows: one process on
-    # a CPU, unpadding on). Same loss and gradient.
+    # its real tokens, attention per row. true, false, or auto (training.packing.choose_pack_rows: one process on
+    # a CPU, unpadding on, micro-batches of at most 16 rows). Same loss and gradient.
     pack_rows: bool | str = "auto"
     # torch.compile each decoder layer (regional: the layers share one compiled graph, dynamic shapes): true, false,
     # or auto (training.compile_choice: single-process runs of >= 1000 examples on a CPU with native bf16).

@@ -319,13 +319,14 @@ def _trainer_classes():
 
         def __init__(self, *args, stage_name: str, rows_per_epoch: int, sort_window: int | None = None,
                      selected_logits: bool = True, unpad_max_padding: float | None = None,
-                     compiled_layers: bool = False, pack_long_row_min: int | None | bool = False, **kwargs):
+                     compiled_layers: bool = False, pack_rows: bool = False, pack_long_row_min: int | None = None,
+                     **kwargs):
             super().__init__(*args, **kwargs)
             self.compiled_layers = compiled_layers
             self.unpad_max_padding = unpad_max_padding  # split micro-batches into less padded groups (or None)
-            # Packed micro-batches (training.packing): the rows from this length on form the sdpa block (None: one
-            # block); False: not packed.
-            self.pack_long_row_min = pack_long_row_min
+            # Packed micro-batches (training.packing); rows from pack_long_row_min on take sdpa in blocks of their
+            # own (None: one kernel for every row).
+            self.pack_rows, self.pack_long_row_min = pack_rows, pack_long_row_min
             self.selected_logits = selected_logits  # LM head + loss only where a label is (selected_positions_loss)
             self.stage_name = stage_name
             self.rows_per_epoch = rows_per_epoch
@@ -380,7 +381,7 @@ def _trainer_classes():
             2-rank test compares the loss curve with the padded one's). FSDP stays padded: its pre-backward
             hooks and resharding per forward are untested with several forwards per backward."""
             count = num_items_in_batch if self.model_accepts_loss_kwargs else None
-            if self.pack_long_row_min is not False and _output_head(model) is not None:
+            if self.pack_rows and _output_head(model) is not None:
                 packed = packed_micro_batch(inputs, self.pack_long_row_min)
                 self._window[1] += packed["input_ids"].numel() - inputs["input_ids"].numel()
                 return selected_positions_loss(model, packed, count)
@@ -632,7 +633,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         selected_logits=config.selected_logits,
         unpad_max_padding=config.unpad_max_padding,
         compiled_layers=compiled,
-        pack_long_row_min=packed_long_row_min(attention.implementation) if pack else False,
+        pack_rows=pack,
+        pack_long_row_min=packed_long_row_min(attention.implementation),
     )
     from transformers.trainer_callback import PrinterCallback
 

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = -100
+from training.data import IGNORE_INDEX
+
 # The keyword arguments the packed attention kernels read (training.attention.packed_attention).
 PACKED_BLOCKS, PACKED_ORDER = "packed_blocks", "packed_order"
 # Rows per attention block: consecutive rows in length order share a block, padded to its longest row.
 BLOCK_ROWS = 4
 
 
-def _row_lengths(attention_mask: torch.Tensor) -> torch.Tensor:
+def _row_lengths(attention_mask: torch.Tensor) -> list[int]:
     """Each row's real length; refuses a mask that is not right-padded (real tokens first, then padding)."""
     mask = attention_mask.bool()
     lengths = mask.sum(dim=1)
@@ -38,7 +39,7 @@ def _row_lengths(attention_mask: torch.Tensor) -> torch.Tensor:
         raise ValueError("pack_rows needs right-padded micro-batches (each row's real tokens first)")
     if not bool((lengths > 0).all()):
         raise ValueError("pack_rows: a row of the micro-batch has no real token")
-    return lengths
+    return [int(n) for n in lengths.tolist()]
 
 
 def _slots(rows: list[int], lengths: list[int], starts: list[int], total: int) -> torch.Tensor:
@@ -74,8 +75,7 @@ def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None
     (``attention_blocks``; past a row's end, the index of a zero row), and ``packed_order``, the position of each
     packed token in the kernels' output (the blocks' rows in turn, each flattened with its padding).
     """
-    lengths_t = _row_lengths(inputs["attention_mask"])
-    lengths = [int(n) for n in lengths_t.tolist()]
+    lengths = _row_lengths(inputs["attention_mask"])
     blocks = attention_blocks(lengths, long_row_min, block_rows)
     rows = [r for block in blocks for r in block]
     starts, total = [0] * len(lengths), 0
@@ -125,20 +125,27 @@ def choose_pack_rows(setting: bool | str, *, attention: str, cuda: bool, process
 
     if setting is False:
         return False, "pack_rows: false"
-    blocker = ("it needs selected_logits" if not selected_logits else
-               f"attention {attention!r} has no packed kernel (packable: {', '.join(PACKABLE)})"
-               if attention not in PACKABLE else "FSDP is untested with it" if fsdp else None)
+    blocker = None
+    if not selected_logits:
+        blocker = "it needs selected_logits"
+    elif attention not in PACKABLE:
+        blocker = f"attention {attention!r} has no packed kernel (packable: {', '.join(PACKABLE)})"
+    elif fsdp:
+        blocker = "FSDP is untested with it"
     if setting is True:
         if blocker:
             raise ValueError(f"pack_rows: true, but {blocker}")
         return True, "pack_rows: true"
     if blocker:
         return False, f"auto: not packed, {blocker}"
-    if cuda or processes > 1 or not unpad or micro_batch > PACK_ROWS_MAX_MICRO_BATCH:
-        return False, ("auto: not packed on CUDA (not measured there)" if cuda else
-                       "auto: not packed under DDP (not measured there)" if processes > 1 else
-                       "auto: not packed, unpad_max_padding is null (padded micro-batches asked for)" if not unpad
-                       else f"auto: not packed, micro-batches of {micro_batch} rows (packing measured up to "
-                            f"{PACK_ROWS_MAX_MICRO_BATCH})")
+    if cuda:
+        return False, "auto: not packed on CUDA (not measured there)"
+    if processes > 1:
+        return False, "auto: not packed under DDP (not measured there)"
+    if not unpad:
+        return False, "auto: not packed, unpad_max_padding is null (padded micro-batches asked for)"
+    if micro_batch > PACK_ROWS_MAX_MICRO_BATCH:
+        return False, (f"auto: not packed, micro-batches of {micro_batch} rows (packing measured up to "
+                       f"{PACK_ROWS_MAX_MICRO_BATCH})")
     return True, (f"auto: packed (one process on a CPU, micro-batches of at most {PACK_ROWS_MAX_MICRO_BATCH} rows: "
                   "1.2-1.4x the unpadded groups' tokens per CPU-second in single runs)")
