@@ -156,15 +156,17 @@ def packed_attention(inner: str):
     first two steps at micro-batch 16, against 16 and 14 eager here, at the same steady rate: README)."""
     import torch
 
-    from training.packing import PACKED_BLOCKS, PACKED_ORDER
+    from training.packing import PACKED_BLOCK_SHAPES, PACKED_ORDER, PACKED_SLOTS, block_slots
 
     def attention(module, query, key, value, attention_mask, **kwargs):
-        blocks, order = kwargs.pop(PACKED_BLOCKS, None), kwargs.pop(PACKED_ORDER, None)
-        if order is None or not blocks or query.shape[0] != 1:
+        slots, shapes = kwargs.pop(PACKED_SLOTS, None), kwargs.pop(PACKED_BLOCK_SHAPES, None)
+        order = kwargs.pop(PACKED_ORDER, None)
+        if order is None or slots is None or shapes is None or not len(shapes) or query.shape[0] != 1:
             raise ValueError(f"attention {PACKED_PREFIX}{inner} runs packed micro-batches only "
                              "(training.packing.packed_micro_batch's arguments)")
+        blocks = block_slots(slots, shapes)
         window = kwargs.get("sliding_window")
-        if window is not None and max(int(slots.shape[1]) for slots in blocks) > window:
+        if window is not None and max(int(block.shape[1]) for block in blocks) > window:
             # Causality alone is the packed kernels' mask: a row longer than the window would see past it.
             raise ValueError(f"pack_rows: a row is longer than the model's sliding window ({window} tokens); "
                              "set pack_rows: false")
@@ -176,8 +178,8 @@ def packed_attention(inner: str):
             return padded[:, slots.reshape(-1)].unflatten(1, slots.shape).transpose(0, 1)
 
         padded = [with_zero_row(states) for states in (query, key, value)]  # once, not once per block
-        outputs = [_attend_rows(inner, module, *(rows_of(states, slots) for states in padded), kwargs).flatten(0, 1)
-                   for slots in blocks]
+        outputs = [_attend_rows(inner, module, *(rows_of(states, block) for states in padded), kwargs).flatten(0, 1)
+                   for block in blocks]
         return torch.cat(outputs)[order][None], None
 
     return torch.compiler.disable(attention)

@@ -24,8 +24,11 @@ import torch
 
 from training.data import IGNORE_INDEX
 
-# The keyword arguments the packed attention kernels read (training.attention.packed_attention).
-PACKED_BLOCKS, PACKED_ORDER = "packed_blocks", "packed_order"
+# The keyword arguments the packed attention kernels read (training.attention.packed_attention). The blocks are two
+# tensors (every block's slots, flat, and each block's shape), not a tuple of one tensor per block: dynamo guards on
+# a tuple's length, so every new number of blocks recompiled the layers (and past its recompile limit, 8, would have
+# left them eager for the rest of the run).
+PACKED_SLOTS, PACKED_BLOCK_SHAPES, PACKED_ORDER = "packed_slots", "packed_block_shapes", "packed_order"
 # Rows per attention block: consecutive rows in length order share a block, padded to its longest row.
 BLOCK_ROWS = 4
 
@@ -66,14 +69,22 @@ def attention_blocks(lengths: list[int], long_row_min: int | None, block_rows: i
     return blocks
 
 
+def block_slots(slots: torch.Tensor, shapes: torch.Tensor) -> list[torch.Tensor]:
+    """Each attention block's ``(rows, width)`` packed indices, from ``PACKED_SLOTS`` and ``PACKED_BLOCK_SHAPES``."""
+    sizes = [(int(rows), int(width)) for rows, width in shapes.tolist()]
+    flat = slots.split([rows * width for rows, width in sizes])
+    return [block.view(rows, width) for block, (rows, width) in zip(flat, sizes, strict=True)]
+
+
 def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None,
                        block_rows: int = BLOCK_ROWS) -> dict[str, torch.Tensor]:
     """The right-padded micro-batch ``inputs`` (``input_ids``, ``attention_mask``, ``labels``) as one packed row.
 
     Returns ``input_ids``, ``labels`` and ``position_ids`` of shape ``(1, real tokens)`` (rows longest first) and
-    the packed kernels' arguments: ``packed_blocks``, the ``(rows, width)`` packed indices of each attention block
-    (``attention_blocks``; past a row's end, the index of a zero row), and ``packed_order``, the position of each
-    packed token in the kernels' output (the blocks' rows in turn, each flattened with its padding).
+    the packed kernels' arguments: ``packed_slots`` and ``packed_block_shapes``, the ``(rows, width)`` packed indices
+    of each attention block (``attention_blocks``; past a row's end, the index of a zero row), flattened one block
+    after another, and each block's ``(rows, width)`` (``block_slots`` rebuilds the blocks); and ``packed_order``, the
+    position of each packed token in the kernels' output (the blocks' rows in turn, each flattened with its padding).
     """
     lengths = _row_lengths(inputs["attention_mask"])
     blocks = attention_blocks(lengths, long_row_min, block_rows)
@@ -90,19 +101,20 @@ def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None
         "position_ids": torch.cat([torch.arange(lengths[r]) for r in rows])[None].to(device),
     }
     order = torch.empty(total, dtype=torch.long)
-    offset, block_slots = 0, []
+    offset, flat_slots = 0, []
     for block in blocks:
-        slots = _slots(block, lengths, starts, total)
-        flat = slots.reshape(-1)
+        flat = _slots(block, lengths, starts, total).reshape(-1)
         real = flat < total
         order[flat[real]] = torch.arange(offset, offset + flat.numel())[real]
         offset += flat.numel()
-        slots = slots.to(device)
-        # The slots pass through the compiled layers' frames to the (eager) attention: a block's row count, often
-        # 1, is unbacked so that those frames do not specialize on one-row blocks.
-        torch._dynamo.decorators.mark_unbacked(slots, 0)
-        block_slots.append(slots)
-    packed[PACKED_BLOCKS] = tuple(block_slots)
+        flat_slots.append(flat)
+    shapes = torch.tensor([[len(block), max(lengths[r] for r in block)] for block in blocks])
+    packed[PACKED_SLOTS] = torch.cat(flat_slots).to(device)
+    packed[PACKED_BLOCK_SHAPES] = shapes  # stays on the CPU: the eager attention reads it
+    # Both pass through the compiled layers' frames to the (eager) attention: their sizes are unbacked so that those
+    # frames neither specialize on them (one block, one-row blocks) nor recompile when they change.
+    torch._dynamo.decorators.mark_unbacked(packed[PACKED_SLOTS], 0)
+    torch._dynamo.decorators.mark_unbacked(shapes, 0)
     packed[PACKED_ORDER] = order.to(device)
     return packed
 

@@ -7,9 +7,21 @@ import torch
 
 from training import attention
 from training.config import StageConfig, TrainConfig, TrainConfigError
-from training.packing import PACKED_BLOCKS, PACKED_ORDER, attention_blocks, choose_pack_rows, packed_micro_batch
+from training.packing import (
+    PACKED_BLOCK_SHAPES,
+    PACKED_ORDER,
+    PACKED_SLOTS,
+    attention_blocks,
+    block_slots,
+    choose_pack_rows,
+    packed_micro_batch,
+)
 
 IGNORE = -100
+
+
+def _blocks(packed) -> list[torch.Tensor]:
+    return block_slots(packed[PACKED_SLOTS], packed[PACKED_BLOCK_SHAPES])
 
 
 def _batch():
@@ -27,18 +39,18 @@ def test_one_block_layout_longest_row_first():
     assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1]]
     # each row's first label is ignored (packed, the row before would predict it); row 2's 31 was a label
     assert packed["labels"].tolist() == [[IGNORE, IGNORE, 23, 24, 25, IGNORE, 12, 13, IGNORE, 32]]
-    (slots,) = packed[PACKED_BLOCKS]
+    (slots,) = _blocks(packed)
     assert slots.tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 10, 10], [8, 9, 10, 10, 10]]  # 10: the zero row
     assert packed[PACKED_ORDER].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11]
 
 
 def test_blocks_of_two_rows():
     packed = packed_micro_batch(_batch(), long_row_min=None, block_rows=2)
-    assert [b.tolist() for b in packed[PACKED_BLOCKS]] == [[[0, 1, 2, 3, 4], [5, 6, 7, 10, 10]], [[8, 9]]]
+    assert [b.tolist() for b in _blocks(packed)] == [[[0, 1, 2, 3, 4], [5, 6, 7, 10, 10]], [[8, 9]]]
     # the first block's 10 slots come first in the kernels' output, then the second block's 2
     assert packed[PACKED_ORDER].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11]
     packed = packed_micro_batch(_batch(), long_row_min=4)  # row 1 (5 tokens) is long: a block of its own
-    assert [b.tolist() for b in packed[PACKED_BLOCKS]] == [[[0, 1, 2, 3, 4]], [[5, 6, 7], [8, 9, 10]]]
+    assert [b.tolist() for b in _blocks(packed)] == [[[0, 1, 2, 3, 4]], [[5, 6, 7], [8, 9, 10]]]
     assert packed[PACKED_ORDER].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
@@ -98,12 +110,35 @@ def test_packed_loss_and_gradients_equal_the_padded_micro_batch(tiny_dir, monkey
     implementation = attention.packed_implementation(inner)
     packed = packed_micro_batch(batch, attention.packed_long_row_min(implementation), block_rows)
     if inner == attention.LENGTH_AWARE and block_rows == 4:
-        assert [tuple(b.shape) for b in packed[PACKED_BLOCKS]] == [(3, 23), (2, 7)]
+        assert [tuple(b.shape) for b in _blocks(packed)] == [(3, 23), (2, 7)]
     loss, grads = _loss_and_grads(tiny_dir, implementation, packed, count)
     torch.testing.assert_close(loss, reference_loss, rtol=1e-5, atol=1e-6)
     assert grads.keys() == reference_grads.keys()
     for name, grad in grads.items():
         torch.testing.assert_close(grad, reference_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.compile
+def test_compiled_layers_compile_nothing_new_when_the_number_of_blocks_changes(tiny_dir):
+    """The blocks reach the eager attention through the compiled layers' frames; dynamo guards on a tuple's length,
+    so blocks passed as a tuple of tensors recompiled the layers at every new block count."""
+    from training.finetune import ModelSource, compile_layers, compiled_graph_count, load_model
+
+    model = load_model(ModelSource(str(tiny_dir)), attention.packed_implementation("sdpa"))
+    assert compile_layers(model) == 2
+
+    def train_on(lengths):  # block_rows=1: as many blocks as rows
+        packed = packed_micro_batch(_random_batch(lengths, width=max(lengths)), None, block_rows=1)
+        model(**{k: v for k, v in packed.items() if k != "labels"}, use_cache=False).logits.sum().backward()
+
+    first = compiled_graph_count()
+    train_on([5, 3])
+    train_on([6, 4])
+    before = compiled_graph_count()
+    assert before > first, "the layers compiled nothing"
+    for lengths in ([7, 5, 3], [8, 6, 4, 2], [9], [5, 4, 3, 2, 1]):
+        train_on(lengths)
+    assert compiled_graph_count() == before
 
 
 def test_a_packed_kernel_refuses_an_unpacked_call(tiny_dir):
