@@ -476,6 +476,13 @@ def check_train_batch(driver: str, config: str | Path, overrides: Sequence[str],
         print(f"[{driver}] cannot tell how many processes --train-launcher {launcher!r} starts: the global batch is "
               "checked when the fine-tune starts", file=sys.stderr, flush=True)
         return
+    if cfg.per_device_batch_size == "auto":  # a divisor of the global batch's share per process, if it has one
+        if cfg.global_batch_size % processes == 0:
+            return
+        raise DriverRefusal(
+            f"[{driver}] the fine-tune would fail at its start: global_batch_size {cfg.global_batch_size} is not a "
+            f"multiple of {processes} processes (--train-launcher {launcher!r}). Change global_batch_size in "
+            "--train-args, or start fewer processes.")
     per_step = cfg.per_device_batch_size * processes
     if cfg.global_batch_size % per_step == 0:
         return

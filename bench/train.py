@@ -183,10 +183,21 @@ def _uptime() -> str:
         return ""
 
 
+def _micro_batch(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
+def baseline_micro_batch(setting: int | str) -> int:
+    """The micro-batch where ``auto`` cannot be asked for: a ``--baseline-ref`` commit from before
+    ``per_device_batch_size: auto``, and the probes. 4, the paper's per-GPU batch and the bench's default before."""
+    return 4 if setting == "auto" else setting
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--per-device-batch", type=int, default=4)
+    parser.add_argument("--per-device-batch", type=_micro_batch, default="auto",
+                        help="per_device_batch_size of the run (auto: the job's choice, training.config.micro_batch)")
     parser.add_argument("--global-batch", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--model", default="smollm2")
@@ -219,8 +230,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --rounds: the bf16 runs' attention settings, comma-separated (e.g. auto,sdpa)")
     parser.add_argument("--baseline-steps", type=int, default=6, help="steps of the --baseline-ref run")
     parser.add_argument("--baseline-per-device-batch", type=int, default=None,
-                        help="micro-batch of the --baseline-ref run (default: --per-device-batch); the same global "
-                             "batch, so both sides train the same recipe, each at its own micro-batch")
+                        help="micro-batch of the --baseline-ref run (default: --per-device-batch, 4 for auto); the "
+                             "same global batch, so both sides train the same recipe, each at its own micro-batch")
     parser.add_argument("--probe-modes", action="store_true",
                         help="forward+backward CPU time of fp32, bf16 autocast and bf16 weights (no Trainer)")
     parser.add_argument("--probe-optimizer", action="store_true",
@@ -302,7 +313,8 @@ def bench_run(args: argparse.Namespace) -> dict:
         "allocator": summary.get("allocator", "system"),
         "steps": len(steps),
         "global_batch": args.global_batch,
-        "per_device_batch": args.per_device_batch,
+        "per_device_batch": summary["per_device_batch_size"],
+        "per_device_batch_reason": summary["per_device_batch_reason"],
         "gradient_accumulation": summary["gradient_accumulation_steps"],
         "max_length": args.max_length,
         "losses": [round(e["loss"], 4) for e in steps],
@@ -435,7 +447,8 @@ def _run_before(args: argparse.Namespace, tmp: Path) -> dict:
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
     command = [sys.executable, "bench/train.py", "--steps", str(args.baseline_steps),
-               "--per-device-batch", str(args.baseline_per_device_batch or args.per_device_batch),
+               "--per-device-batch",
+               str(args.baseline_per_device_batch or baseline_micro_batch(args.per_device_batch)),
                "--global-batch", str(args.global_batch), "--max-length", str(args.max_length),
                "--model", args.model]
     env = _child_env({"PYTHONPATH": str(before)}, drop=("OMP_WAIT_POLICY", "PYTHONPATH"))
@@ -555,7 +568,7 @@ def probe_modes(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     source = resolve_model(args.model)
     tokenizer = load_tokenizer(TrainConfig(model=args.model), source)
-    rows, data_name = examples(limit=args.per_device_batch)
+    rows, data_name = examples(limit=baseline_micro_batch(args.per_device_batch))
     fmt = PromptFormat("paper")
     batch = Collator(tokenizer.eos_token_id)([
         encode_example(tokenizer, fmt.prompt(r["instruction"], tokenizer), r["response"], args.max_length)

@@ -589,6 +589,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
         shards, tokenizer, epochs=stage.epochs, seed=config.seed, max_length=config.max_length,
         prompt_format=PromptFormat(config.prompt_format),
     )
+    micro_batch, micro_batch_reason = config.micro_batch(world_size(), cuda=torch.cuda.is_available())
+    config = dataclasses.replace(config, per_device_batch_size=micro_batch)
     compile_plan = compile_choice_of(config, stage, len(dataset))
     attention = choose_attention(config.attention, compiled=compile_plan.compile, cuda=torch.cuda.is_available())
     pack, pack_reason = choose_pack_rows(
@@ -609,7 +611,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
     if rank() == 0:
         print(f"[{stage.name}] precision {precision.name} ({precision.reason}), "
               f"{'compiled' if compiled else 'eager'} layers ({compile_plan.reason}), attention "
-              f"{attention.implementation} ({attention.reason}), {torch.get_num_threads()} "
+              f"{attention.implementation} ({attention.reason}), micro-batch {micro_batch} ({micro_batch_reason}) x "
+              f"{accumulation} accumulation x {world_size()} processes, {torch.get_num_threads()} "
               f"torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, allocator {allocator}",
               flush=True)
     global_batch = config.per_device_batch_size * accumulation * world_size()
@@ -678,6 +681,8 @@ def train_stage(config: TrainConfig, index: int, init: ModelSource, tokenizer, *
             "planned_steps": total_steps,
             "peak_lr_fraction": peak_fraction,
             "gradient_accumulation_steps": accumulation,
+            "per_device_batch_size": micro_batch,
+            "per_device_batch_reason": micro_batch_reason,
             "world_size": world_size(),
             "bf16": bf16,
             "precision": precision.name,
@@ -734,7 +739,7 @@ def run(config: TrainConfig, *, resume: bool) -> list[dict[str, Any]]:
             LOG.warning("resuming with other settings than %s that do not change what is trained", stored)
     # Every stage still to train is checked before the run is recorded or anything trains (a finished stage
     # needs no data).
-    config.accumulation_steps(world_size())
+    config.accumulation_steps(world_size(), cuda=torch.cuda.is_available())
     done = {i for i, d in enumerate(stage_dirs) if resume and (d / STAGE_MARKER).exists()}
     stage_shards = {i: resolve_stage_data(config, i) for i in range(len(config.stages)) if i not in done}
     if rank() == 0:

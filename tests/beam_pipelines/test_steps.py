@@ -283,6 +283,13 @@ def test_a_global_batch_the_launcher_cannot_split_fails_before_any_step(tmp_path
                             "torchrun --nproc_per_node 4")
     with pytest.raises(SystemExit, match="does not load"):
         steps.check_train_batch("test", SELF_PLAY_CONFIG, [], "--set global_batch_sise=8", "")
+    # per_device_batch_size: auto takes a divisor of each process's share: only the process count must divide
+    steps.check_train_batch("test", SELF_PLAY_CONFIG, [], "--set per_device_batch_size=auto",
+                            "torchrun --nproc_per_node 4")
+    with pytest.raises(SystemExit) as err:
+        steps.check_train_batch("test", SELF_PLAY_CONFIG, [], "--set per_device_batch_size=auto",
+                                "torchrun --nproc_per_node 3")
+    assert "global_batch_size 4 is not a multiple of 3 processes" in str(err.value)
 
 
 def test_the_self_play_loop_refuses_the_batch_before_its_first_step(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ import yaml
 from runners.model_resolution import resolve_model
 from schemas.records import content_id
 from tests.conftest import built_once, missing
-from training.config import load_config
+from training.config import StageConfig, TrainConfig, TrainConfigError, load_config
 from training.data import IGNORE_INDEX, Collator, StageExamples, encode_example, list_shards
 from training.finetune import weights_digest
 from transforms.instruct.prompts import format_training_prompt
@@ -319,9 +319,36 @@ def test_accumulation_is_derived_from_the_global_batch(tmp_path):
     assert config.optimizer.name == "adafactor" and config.optimizer.lr == 5e-5 and config.warmup_steps == 15
     assert config.max_grad_norm == 0 and config.max_length == 1024
     assert [(s.name, s.epochs) for s in config.stages] == [("generated", 1), ("original", 2)]
-    assert config.accumulation_steps(8) == 16 and config.accumulation_steps(1) == 128
+    # per_device_batch_size: auto: the paper's 4 per GPU (8 GPUs: 16 accumulation steps), 16 in one CPU process
+    assert config.per_device_batch_size == "auto"
+    assert config.accumulation_steps(8, cuda=True) == 16 and config.accumulation_steps(1, cuda=True) == 128
+    assert config.accumulation_steps(8) == 16 and config.accumulation_steps(1) == 32
     with pytest.raises(ValueError):
         config.accumulation_steps(3)
+
+
+@pytest.mark.parametrize(("global_batch", "world", "cuda", "expected"), [
+    (8, 1, False, 8), (512, 1, False, 16), (24, 1, False, 12), (32, 1, False, 16), (17, 1, False, 1),
+    (8, 2, False, 4), (512, 8, True, 4), (6, 1, True, 3), (12, 2, False, 3),
+])
+def test_auto_micro_batch_divides_the_global_batch(global_batch, world, cuda, expected):
+    config = TrainConfig(global_batch_size=global_batch, per_device_batch_size="auto", output_dir="runs/x",
+                         stages=[StageConfig(name="a", data="d")]).validate()
+    size, reason = config.micro_batch(world, cuda=cuda)
+    assert size == expected and reason.startswith(f"auto: {expected} ")
+    assert config.accumulation_steps(world, cuda=cuda) * size * world == global_batch
+
+
+def test_auto_micro_batch_refusals():
+    for value in ("many", 0, -4):
+        with pytest.raises(TrainConfigError, match="per_device_batch_size"):
+            TrainConfig(per_device_batch_size=value, output_dir="runs/x",
+                        stages=[StageConfig(name="a", data="d")]).validate()
+    config = TrainConfig(global_batch_size=9, per_device_batch_size="auto", output_dir="runs/x",
+                         stages=[StageConfig(name="a", data="d")]).validate()
+    with pytest.raises(TrainConfigError, match="not a multiple of the world size 2"):
+        config.micro_batch(2, cuda=False)
+    assert TrainConfig(per_device_batch_size=5).micro_batch(3, cuda=True) == (5, "per_device_batch_size: 5")
 
 
 def test_trainer_builds_the_papers_adafactor(tmp_path, tiny_model_dir, shard_dirs, tokenizer):
@@ -603,6 +630,24 @@ def test_sorting_inside_steps_keeps_the_loss_curve(tmp_path, tiny_model_dir, sha
         assert grouped[step]["loss"] == pytest.approx(plain[step]["loss"], rel=1e-5), step
         assert grouped[step]["real_tokens"] == plain[step]["real_tokens"]
     assert sum(e["padding_fraction"] for e in grouped.values()) < sum(e["padding_fraction"] for e in plain.values())
+
+
+@pytest.mark.heavy
+def test_auto_micro_batch_trains_the_same_steps(tmp_path, tiny_model_dir, shard_dirs):
+    """per_device_batch_size: auto (the whole global batch of 8 in one forward on a CPU) against micro-batches of 2
+    (4 accumulated): the same examples per step, so the same fp32 loss curve; the summary names the choice."""
+    config = one_stage_config(tmp_path, tiny_model_dir, shard_dirs, steps=3)
+    common = {"global_batch_size": 8, "precision": "fp32"}
+    accumulated, summary = run_in_process(config, output_dir=str(tmp_path / "two"), per_device_batch_size=2, **common)
+    assert (summary["per_device_batch_size"], summary["gradient_accumulation_steps"]) == (2, 4)
+    auto, summary = run_in_process(config, output_dir=str(tmp_path / "auto"), per_device_batch_size="auto", **common)
+    expected = 4 if torch.cuda.is_available() else 8
+    assert (summary["per_device_batch_size"], summary["gradient_accumulation_steps"]) == (expected, 8 // expected)
+    assert summary["per_device_batch_reason"].startswith(f"auto: {expected} ")
+    assert sorted(accumulated) == sorted(auto) == [1, 2, 3]
+    for step in accumulated:
+        assert auto[step]["loss"] == pytest.approx(accumulated[step]["loss"], rel=1e-4, abs=1e-5), step
+        assert auto[step]["real_tokens"] == accumulated[step]["real_tokens"]
 
 
 # bf16 keeps 8 significant bits (relative rounding 2^-9, about 0.2%, per value); autocast accumulates matmuls
