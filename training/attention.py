@@ -156,7 +156,7 @@ def packed_attention(inner: str):
     first two steps at micro-batch 16, against 16 and 14 eager here, at the same steady rate: README)."""
     import torch
 
-    from training.packing import PACKED_BLOCK_SHAPES, PACKED_ORDER, PACKED_SLOTS, block_slots
+    from training.packing import PACKED_BLOCK_SHAPES, PACKED_ORDER, PACKED_SLOTS, from_blocks, to_blocks
 
     def attention(module, query, key, value, attention_mask, **kwargs):
         slots, shapes = kwargs.pop(PACKED_SLOTS, None), kwargs.pop(PACKED_BLOCK_SHAPES, None)
@@ -164,23 +164,19 @@ def packed_attention(inner: str):
         if order is None or slots is None or shapes is None or not len(shapes) or query.shape[0] != 1:
             raise ValueError(f"attention {PACKED_PREFIX}{inner} runs packed micro-batches only "
                              "(training.packing.packed_micro_batch's arguments)")
-        blocks = block_slots(slots, shapes)
+        sizes = [(int(rows), int(width)) for rows, width in shapes.tolist()]  # each block's (rows, width)
         window = kwargs.get("sliding_window")
-        if window is not None and max(int(block.shape[1]) for block in blocks) > window:
+        if window is not None and max(width for _, width in sizes) > window:
             # Causality alone is the packed kernels' mask: a row longer than the window would see past it.
             raise ValueError(f"pack_rows: a row is longer than the model's sliding window ({window} tokens); "
                              "set pack_rows: false")
-
-        def with_zero_row(states):  # (1, heads, tokens, dim) -> (heads, tokens + 1, dim): the slots' padding index
-            return torch.cat([states[0], states.new_zeros(states.shape[1], 1, states.shape[3])], dim=1)
-
-        def rows_of(padded, slots):  # -> (rows, heads, width, dim)
-            return padded[:, slots.reshape(-1)].unflatten(1, slots.shape).transpose(0, 1)
-
-        padded = [with_zero_row(states) for states in (query, key, value)]  # once, not once per block
-        outputs = [_attend_rows(inner, module, *(rows_of(states, block) for states in padded), kwargs).flatten(0, 1)
-                   for block in blocks]
-        return torch.cat(outputs)[order][None], None
+        # q, k, v gathered into every block's slots at once, then split: (heads, slots, dim) -> per block
+        blocked = [to_blocks(states[0], slots, order).split([rows * width for rows, width in sizes], dim=1)
+                   for states in (query, key, value)]
+        outputs = [_attend_rows(inner, module, *(part.unflatten(1, size).transpose(0, 1) for part in parts),
+                                kwargs).flatten(0, 1)
+                   for size, *parts in zip(sizes, *blocked, strict=True)]
+        return from_blocks(torch.cat(outputs), slots, order)[None], None
 
     return torch.compiler.disable(attention)
 

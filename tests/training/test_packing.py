@@ -14,7 +14,9 @@ from training.packing import (
     attention_blocks,
     block_slots,
     choose_pack_rows,
+    from_blocks,
     packed_micro_batch,
+    to_blocks,
 )
 
 IGNORE = -100
@@ -52,6 +54,29 @@ def test_blocks_of_two_rows():
     packed = packed_micro_batch(_batch(), long_row_min=4)  # row 1 (5 tokens) is long: a block of its own
     assert [b.tolist() for b in _blocks(packed)] == [[[0, 1, 2, 3, 4]], [[5, 6, 7], [8, 9, 10]]]
     assert packed[PACKED_ORDER].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_the_block_gathers_gradients_are_autograds():
+    """to_blocks and from_blocks compute their gradients as gathers (each token fills one slot); they must equal
+    what autograd derives for the plain indexing, padding slots included (blocks of 2 rows: 3 padding slots)."""
+    packed = packed_micro_batch(_batch(), long_row_min=None, block_rows=2)
+    slots, order = packed[PACKED_SLOTS], packed[PACKED_ORDER]
+    tokens = packed["input_ids"].shape[1]
+    assert slots.numel() > tokens  # some slots are padding
+    states = torch.randn(3, tokens, 2, dtype=torch.float64, requires_grad=True)  # (heads, tokens, dim)
+    torch.autograd.gradcheck(lambda x: to_blocks(x, slots, order), (states,))
+    weights = torch.randn(3, slots.numel(), 2, dtype=torch.float64)
+    ours, = torch.autograd.grad((to_blocks(states, slots, order) * weights).sum(), states)
+    plain = torch.cat([states, torch.zeros(3, 1, 2, dtype=torch.float64)], dim=1)[:, slots]
+    reference, = torch.autograd.grad((plain * weights).sum(), states)
+    torch.testing.assert_close(ours, reference)
+    outputs = torch.randn(slots.numel(), 3, 2, dtype=torch.float64, requires_grad=True)  # (slots, heads, dim)
+    torch.autograd.gradcheck(lambda x: from_blocks(x, slots, order), (outputs,))
+    weights = torch.randn(tokens, 3, 2, dtype=torch.float64)
+    ours, = torch.autograd.grad((from_blocks(outputs, slots, order) * weights).sum(), outputs)
+    reference, = torch.autograd.grad((outputs[order] * weights).sum(), outputs)
+    torch.testing.assert_close(ours, reference)
+    assert not ours[slots == tokens].any()  # padding slots reach no token
 
 
 def test_attention_blocks_keep_long_rows_apart_and_at_most_block_rows():
