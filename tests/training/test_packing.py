@@ -128,7 +128,7 @@ def _loss_and_grads(model_dir, implementation, inputs, count):
 def test_packed_loss_and_gradients_equal_the_padded_micro_batch(tiny_dir, monkeypatch, inner, block_rows):
     """fp32, uncompiled; the eager bound lowered so that length_aware runs both kernels (short rows' blocks on the
     matmul path, long ones' on sdpa). The reference is the padded micro-batch on transformers' own sdpa."""
-    monkeypatch.setattr(attention, "EAGER_SHORT_ROWS_MAX", 9)
+    monkeypatch.setattr(attention, "PACKED_SHORT_ROWS_MAX", 9)
     batch = _random_batch([7, 23, 4, 16, 23], width=23)
     count = (torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE)[..., 1:] != IGNORE).sum()
     reference_loss, reference_grads = _loss_and_grads(tiny_dir, "sdpa", batch, count)
