@@ -69,13 +69,6 @@ def attention_blocks(lengths: list[int], long_row_min: int | None, block_rows: i
     return blocks
 
 
-def block_slots(slots: torch.Tensor, shapes: torch.Tensor) -> list[torch.Tensor]:
-    """Each attention block's ``(rows, width)`` packed indices, from ``PACKED_SLOTS`` and ``PACKED_BLOCK_SHAPES``."""
-    sizes = [(int(rows), int(width)) for rows, width in shapes.tolist()]
-    flat = slots.split([rows * width for rows, width in sizes])
-    return [block.view(rows, width) for block, (rows, width) in zip(flat, sizes, strict=True)]
-
-
 class _ToBlocks(torch.autograd.Function):
     """``(heads, tokens, dim)`` packed states to ``(heads, slots, dim)``, the blocks' slots in turn (index ``tokens``:
     a zero row). Each token fills exactly one slot, at ``order[token]``, so the gradient is a gather too
@@ -127,7 +120,7 @@ def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None
     Returns ``input_ids``, ``labels`` and ``position_ids`` of shape ``(1, real tokens)`` (rows longest first) and
     the packed kernels' arguments: ``packed_slots`` and ``packed_block_shapes``, the ``(rows, width)`` packed indices
     of each attention block (``attention_blocks``; past a row's end, the index of a zero row), flattened one block
-    after another, and each block's ``(rows, width)`` (``block_slots`` rebuilds the blocks); and ``packed_order``, the
+    after another, and each block's ``(rows, width)``; and ``packed_order``, the
     position of each packed token in the kernels' output (the blocks' rows in turn, each flattened with its padding).
     """
     lengths = _row_lengths(inputs["attention_mask"])

@@ -12,7 +12,6 @@ from training.packing import (
     PACKED_ORDER,
     PACKED_SLOTS,
     attention_blocks,
-    block_slots,
     choose_pack_rows,
     from_blocks,
     packed_micro_batch,
@@ -23,7 +22,10 @@ IGNORE = -100
 
 
 def _blocks(packed) -> list[torch.Tensor]:
-    return block_slots(packed[PACKED_SLOTS], packed[PACKED_BLOCK_SHAPES])
+    """Each attention block's ``(rows, width)`` slots, from the flat slots and the blocks' shapes."""
+    sizes = [(rows, width) for rows, width in packed[PACKED_BLOCK_SHAPES].tolist()]
+    flat = packed[PACKED_SLOTS].split([rows * width for rows, width in sizes])
+    return [block.view(rows, width) for block, (rows, width) in zip(flat, sizes, strict=True)]
 
 
 def _batch():
