@@ -32,7 +32,7 @@ DISTRIBUTED = ("auto", "fsdp", "ddp")
 # per_device_batch_size: auto. The micro-batch is a memory and speed setting (the global batch is the recipe's).
 # In one CPU process a larger one spreads each micro-batch's fixed work (the layers' bf16 weight casts, the
 # weight-gradient sums, one eager attention call per layer) over more tokens: packed, tokens per CPU-second rose
-# 1.16x from 4 rows to 8 at global batch 8, and 16 rows beat 4 and 32 at global batch 32 (bench/train.py, README).
+# 1.16x from 4 rows to 8 at global batch 8; at global batch 32, 16 rows beat 4 and 32 were no faster (README).
 # Elsewhere auto keeps the paper's 4 per GPU.
 AUTO_MICRO_BATCH_CPU, AUTO_MICRO_BATCH = 16, 4
 

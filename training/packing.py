@@ -57,12 +57,12 @@ def _slots(rows: list[int], lengths: list[int], starts: list[int], total: int) -
 def attention_blocks(lengths: list[int], long_row_min: int | None, block_rows: int = BLOCK_ROWS) -> list[list[int]]:
     """The rows (indices into ``lengths``) of each attention block: longest first, at most ``block_rows`` rows
     each, rows from ``long_row_min`` on never sharing a block with shorter ones (they take another kernel)."""
-    rows = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    def long(r: int) -> bool:
+        return long_row_min is not None and lengths[r] >= long_row_min
+
     blocks: list[list[int]] = []
-    for r in rows:
-        long = long_row_min is not None and lengths[r] >= long_row_min
-        if blocks and len(blocks[-1]) < block_rows and (
-                long_row_min is None or (lengths[blocks[-1][0]] >= long_row_min) == long):
+    for r in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        if blocks and len(blocks[-1]) < block_rows and long(blocks[-1][0]) == long(r):
             blocks[-1].append(r)
         else:
             blocks.append([r])
@@ -138,14 +138,16 @@ def packed_micro_batch(inputs: dict[str, torch.Tensor], long_row_min: int | None
         "position_ids": torch.cat([torch.arange(lengths[r]) for r in rows])[None].to(device),
     }
     order = torch.empty(total, dtype=torch.long)
-    offset, flat_slots = 0, []
+    offset, flat_slots, block_shapes = 0, [], []
     for block in blocks:
-        flat = _slots(block, lengths, starts, total).reshape(-1)
+        slots = _slots(block, lengths, starts, total)
+        flat = slots.reshape(-1)
         real = flat < total
         order[flat[real]] = torch.arange(offset, offset + flat.numel())[real]
         offset += flat.numel()
         flat_slots.append(flat)
-    shapes = torch.tensor([[len(block), max(lengths[r] for r in block)] for block in blocks])
+        block_shapes.append(list(slots.shape))
+    shapes = torch.tensor(block_shapes)
     packed[PACKED_SLOTS] = torch.cat(flat_slots).to(device)
     packed[PACKED_BLOCK_SHAPES] = shapes  # stays on the CPU: the eager attention reads it
     # Both pass through the compiled layers' frames to the (eager) attention: their sizes are unbacked so that those
