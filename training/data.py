@@ -109,7 +109,7 @@ def check_shard_texts(shards: Sequence[Shard], prompt_format: str) -> None:
             if missing:
                 raise ValueError(f"{shard.url}: no {', '.join(missing)} column (it has {', '.join(present)}); "
                                  f"training shards hold {', '.join(TEXT_COLUMNS)}")
-            columns = parquet.read(columns=list(TEXT_COLUMNS))
+            columns = parquet.read(columns=list(TEXT_COLUMNS), use_threads=False)
         instructions = columns.column("instruction").to_pylist()
         responses = columns.column("response").to_pylist()
         checks = [(lambda _, r: r is None or not str(r).strip(), "a null or empty response")]
@@ -282,7 +282,8 @@ class StageExamples(torch.utils.data.Dataset):
             return self._cache[shard]
         fs, path = fsspec.core.url_to_fs(self.shards[shard].url)
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=list(TEXT_COLUMNS))
+            # use_threads=False, not read_table: see transforms.io.parquet.read_shard_rows (an abort at exit)
+            table = pq.ParquetFile(f).read(columns=list(TEXT_COLUMNS), use_threads=False)
         if table.num_rows != self.shards[shard].rows:
             raise ValueError(f"{self.shards[shard].url}: {table.num_rows} rows, "
                              f"the index says {self.shards[shard].rows}")

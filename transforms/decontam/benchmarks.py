@@ -102,9 +102,10 @@ def read_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             import fsspec
 
             with fsspec.open(path, "rb") as f:
-                table = pq.read_table(f)
+                # use_threads=False, not read_table: see transforms.io.parquet.read_shard_rows (an abort at exit)
+                table = pq.ParquetFile(f).read(use_threads=False)
         else:
-            table = pq.read_table(path)
+            table = pq.ParquetFile(path).read(use_threads=False)
         yield from table.to_pylist()
         return
     with _open_text(path) as f:

@@ -209,7 +209,7 @@ class _ReadParquetRowGroup(beam.DoFn):
     def process(self, element: tuple[str, int, int]) -> Iterator[dict[str, Any]]:
         path, index, offset = element
         try:
-            table = open_parquet(path).read_row_group(index, columns=self._mapping.columns)
+            table = open_parquet(path).read_row_group(index, columns=self._mapping.columns, use_threads=False)
         except (pa.ArrowException, OSError) as err:  # a corrupt page: its rows are unknown, no dead letter can stand
             raise CorpusConfigError(f"{path} cannot be read to its end (row group {index}, from row {offset}): "
                                     f"{type(err).__name__}: {short_text(err)}") from err

@@ -279,7 +279,7 @@ def iter_rows(output_dir: str, columns: Sequence[str] | None = None, batch_size:
 
     for url in shard_urls(output_dir):
         with open_seekable(url) as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size,
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size, use_threads=False,
                                                              columns=list(columns) if columns else None):
                 yield from batch.to_pylist()
 
@@ -289,7 +289,13 @@ def read_shard_rows(url: str, columns: Sequence[str] | None = None) -> list[dict
     from transforms.io.filesystems import open_seekable
 
     with open_seekable(url) as handle:
-        return pq.read_table(handle, columns=list(columns) if columns else None).to_pylist()
+        # Python file objects are read with ParquetFile and use_threads=False, never pq.read_table: Arrow's pool
+        # tasks (the dataset scan of read_table, or column decoding with threads) can drop the file or a buffer it
+        # returned on an Arrow thread after the call returns, and if that happens while the interpreter exits, the
+        # thread needs the GIL, CPython ends it, and the process aborts ("terminate called without an active
+        # exception", exit 134, after a job did all its work; apache/arrow#39162, #50482)
+        return pq.ParquetFile(handle).read(columns=list(columns) if columns else None,
+                                           use_threads=False).to_pylist()
 
 
 def verify_shards(output_dir: str) -> dict[str, Any]:

@@ -647,7 +647,7 @@ def corpus_pairs(files: list[str], mapping: ColumnMapping, fmt: str) -> Iterator
                     yield make_source_pair(raw, mapping, path, row)
             continue
         offset = 0
-        for batch in open_parquet(path).iter_batches(batch_size=1024, columns=mapping.columns):
+        for batch in open_parquet(path).iter_batches(batch_size=1024, columns=mapping.columns, use_threads=False):
             for i, (raw, problem) in enumerate(parquet_rows(pa.Table.from_batches([batch]))):
                 if (problem or input_problem(raw, mapping)) is None:
                     yield make_source_pair(raw, mapping, path, offset + i)
