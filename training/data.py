@@ -38,6 +38,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from transforms.io.arrow_input import parquet_input
+
 IGNORE_INDEX = -100
 TEXT_COLUMNS = ("instruction", "response")
 INDEX_NAME = "shards.json"
@@ -49,6 +51,10 @@ class Shard:
     rows: int
     sha256: str | None = None
     nbytes: int | None = None
+
+
+def _open_remote(url: str):
+    return fsspec.open(url, "rb").open()
 
 
 def list_shards(data: str) -> list[Shard]:
@@ -76,7 +82,7 @@ def list_shards(data: str) -> list[Shard]:
     shards = []
     for file in files:
         url = fs.unstrip_protocol(file) if "://" in data else file
-        with fs.open(file, "rb") as f:
+        with parquet_input(url, _open_remote) as f:
             shards.append(Shard(url, pq.ParquetFile(f).metadata.num_rows))
     return shards
 
@@ -101,8 +107,7 @@ def check_shard_texts(shards: Sequence[Shard], prompt_format: str) -> None:
     found as the stage reached them, a missing column or a null ended the run after the stages before had trained,
     and an empty response trained the EOS token alone, silently."""
     for shard in shards:
-        fs, path = fsspec.core.url_to_fs(shard.url)
-        with fs.open(path, "rb") as f:
+        with parquet_input(shard.url, _open_remote) as f:
             parquet = pq.ParquetFile(f)
             present = parquet.schema_arrow.names
             missing = [c for c in TEXT_COLUMNS if c not in present]
@@ -280,9 +285,8 @@ class StageExamples(torch.utils.data.Dataset):
         if shard in self._cache:
             self._cache.move_to_end(shard)
             return self._cache[shard]
-        fs, path = fsspec.core.url_to_fs(self.shards[shard].url)
-        with fs.open(path, "rb") as f:
-            # use_threads=False, not read_table: see transforms.io.parquet.read_shard_rows (an abort at exit)
+        with parquet_input(self.shards[shard].url, _open_remote) as f:
+            # use_threads=False, not read_table: see transforms.io.arrow_input (an abort at exit)
             table = pq.ParquetFile(f).read(columns=list(TEXT_COLUMNS), use_threads=False)
         if table.num_rows != self.shards[shard].rows:
             raise ValueError(f"{self.shards[shard].url}: {table.num_rows} rows, "

@@ -101,8 +101,10 @@ def read_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
         if "://" in path:
             import fsspec
 
-            with fsspec.open(path, "rb") as f:
-                # use_threads=False, not read_table: see transforms.io.parquet.read_shard_rows (an abort at exit)
+            from transforms.io.arrow_input import parquet_input
+
+            # Arrow's own file where it can be, use_threads=False, not read_table: see transforms.io.arrow_input
+            with parquet_input(path, lambda url: fsspec.open(url, "rb").open()) as f:
                 table = pq.ParquetFile(f).read(use_threads=False)
         else:
             table = pq.ParquetFile(path).read(use_threads=False)

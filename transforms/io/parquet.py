@@ -56,6 +56,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.records import SCHEMA_VERSION, SCHEMAS, RecordKind, conform, to_table  # noqa: F401 (to_table: callers use it from here)
+from transforms.io.arrow_input import parquet_input
 from transforms.io.filesystems import atomic_write
 
 LOG = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def iter_rows(output_dir: str, columns: Sequence[str] | None = None, batch_size:
     from transforms.io.filesystems import open_seekable
 
     for url in shard_urls(output_dir):
-        with open_seekable(url) as handle:
+        with parquet_input(url, open_seekable) as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size, use_threads=False,
                                                              columns=list(columns) if columns else None):
                 yield from batch.to_pylist()
@@ -288,12 +289,11 @@ def read_shard_rows(url: str, columns: Sequence[str] | None = None) -> list[dict
     """The rows of one shard file."""
     from transforms.io.filesystems import open_seekable
 
-    with open_seekable(url) as handle:
-        # Python file objects are read with ParquetFile and use_threads=False, never pq.read_table: Arrow's pool
-        # tasks (the dataset scan of read_table, or column decoding with threads) can drop the file or a buffer it
-        # returned on an Arrow thread after the call returns, and if that happens while the interpreter exits, the
-        # thread needs the GIL, CPython ends it, and the process aborts ("terminate called without an active
-        # exception", exit 134, after a job did all its work; apache/arrow#39162, #50482)
+    with parquet_input(url, open_seekable) as handle:
+        # Arrow's own file where it can be (transforms.io.arrow_input), ParquetFile with use_threads=False, never
+        # pq.read_table: Arrow's threads (read_table's dataset scan, threaded decoding, async reads of a Python
+        # file) can drop a Python object after the call returned, which aborts the process if the interpreter is
+        # exiting then ("terminate called without an active exception", exit 134; apache/arrow#39162, #50482)
         return pq.ParquetFile(handle).read(columns=list(columns) if columns else None,
                                            use_threads=False).to_pylist()
 
@@ -311,7 +311,8 @@ def verify_shards(output_dir: str) -> dict[str, Any]:
                 n += len(block)
         if n != shard["bytes"] or h.hexdigest() != shard["sha256"]:
             raise ValueError(f"shard {shard['path']} does not match {INDEX_NAME}")
-        rows = pq.ParquetFile(fs.open(local, "rb")).metadata.num_rows
+        with parquet_input(url, lambda remote, fs=fs, local=local: fs.open(local, "rb")) as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
         if rows != shard["rows"]:
             raise ValueError(f"shard {shard['path']} has {rows} rows, index says {shard['rows']}")
     return index

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from schemas.records import content_id, lone_surrogate_at
 from transforms.io import filesystems
+from transforms.io.arrow_input import parquet_input
 from transforms.io.source_tree import UndecodableSource, iter_definitions, language_for_path
 
 READ_STAGE = "read"
@@ -112,7 +113,7 @@ def check_parquet_columns(schema: pa.Schema, mapping: ColumnMapping, path: str) 
 
 def open_parquet(path: str) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(filesystems.open_seekable(path))
+        return pq.ParquetFile(parquet_input(path, filesystems.open_seekable))  # see transforms.io.arrow_input
     except (pa.ArrowInvalid, OSError) as err:
         raise CorpusConfigError(f"{path} is not a readable Parquet file: {err}") from err
 

@@ -5,7 +5,8 @@ call returns; when that happens during interpreter shutdown, the thread needs th
 ``pthread_exit`` and libstdc++ aborts: "terminate called without an active exception", exit 134, after a job
 that did all its work (seen in about 1 of 8 extraction jobs: the report reads shard rows last). Column decoding on
 Arrow's thread pool (``use_threads=True``, the default) drops the file's buffers there the same way (seen under
-load). The project reads Parquet with ``pq.ParquetFile`` and ``use_threads=False``."""
+load), and so do Arrow's async reads of a Python file (its IO threads). The project reads Parquet with
+``pq.ParquetFile`` and ``use_threads=False``, from Arrow's own file for local paths (``transforms.io.arrow_input``)."""
 from __future__ import annotations
 
 import ast
@@ -32,6 +33,7 @@ for _ in range(2):
 
 PARQUET_FILE_MAKERS = {"ParquetFile", "open_parquet"}
 READS = {"read", "iter_batches", "read_row_group", "read_row_groups"}
+PYTHON_HANDLES = {"open", "open_seekable"}  # fs.open, fsspec.open, builtins.open: Python file objects
 
 
 def _name(func: ast.AST) -> str | None:
@@ -39,16 +41,27 @@ def _name(func: ast.AST) -> str | None:
 
 
 def unsafe_parquet_reads(tree: ast.AST) -> list[int]:
-    """Lines that call ``read_table``, or read a ParquetFile (made in the call or bound to a name from one)
-    without ``use_threads=False``."""
+    """Lines that call ``read_table``, read a ParquetFile (made in the call or bound to a name from one) without
+    ``use_threads=False``, or make one straight from a Python handle (``open(...)``, ``fs.open``, ``open_seekable``)
+    rather than through ``parquet_input``."""
     files = {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
              and isinstance(node.value, ast.Call) and _name(node.value.func) in PARQUET_FILE_MAKERS
              for target in node.targets if isinstance(target, ast.Name)}
     lines = []
+    for node in ast.walk(tree):  # with fs.open(...) as f: ... pq.ParquetFile(f) ...
+        if isinstance(node, ast.With):
+            handles = {item.optional_vars.id for item in node.items if isinstance(item.optional_vars, ast.Name)
+                       and isinstance(item.context_expr, ast.Call) and _name(item.context_expr.func) in PYTHON_HANDLES}
+            lines += [inner.lineno for statement in node.body for inner in ast.walk(statement)
+                      if isinstance(inner, ast.Call) and _name(inner.func) == "ParquetFile" and inner.args
+                      and isinstance(inner.args[0], ast.Name) and inner.args[0].id in handles]
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         if _name(node.func) == "read_table":
+            lines.append(node.lineno)
+        elif _name(node.func) == "ParquetFile" and node.args and isinstance(node.args[0], ast.Call) and _name(
+                node.args[0].func) in PYTHON_HANDLES:
             lines.append(node.lineno)
         elif isinstance(node.func, ast.Attribute) and node.func.attr in READS:
             receiver = node.func.value
@@ -70,15 +83,22 @@ parquet = pq.ParquetFile(f)
 parquet.read()
 open_parquet(p).iter_batches(batch_size=4)
 open_parquet(p).read_row_group(0, use_threads=True)
+rows = pq.ParquetFile(fs.open(local, "rb")).metadata.num_rows
+pq.ParquetFile(open_seekable(path))
+with fs.open(path, "rb") as f:
+    pq.ParquetFile(f).metadata.num_rows
 """
     safe = """
 parquet = pq.ParquetFile(f)
 parquet.read(use_threads=False)
 open_parquet(p).iter_batches(batch_size=4, use_threads=False)
 pq.ParquetFile(f).metadata.num_rows
+pq.ParquetFile(parquet_input(path, open_seekable))
+with parquet_input(url, open_seekable) as f:
+    pq.ParquetFile(f).read(use_threads=False)
 handle.read(1 << 20)
 """
-    assert unsafe_parquet_reads(ast.parse(unsafe)) == [3, 4, 6, 7, 8]
+    assert sorted(unsafe_parquet_reads(ast.parse(unsafe))) == [3, 4, 6, 7, 8, 9, 10, 12]
     assert unsafe_parquet_reads(ast.parse(safe)) == []
 
 
