@@ -806,9 +806,19 @@ def configure_engine_log(output: str) -> str:
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = config_path  # read when vllm is imported (engine processes too)
     os.environ[ENGINE_LOG_ENV] = path
     vllm_logger = logging.getLogger("vllm")  # what vllm logs in this process before it configures itself
-    vllm_logger.addHandler(logging.FileHandler(path))
+    # One job's file at a time: jobs run one after another in one process (library use, tests, benches) would
+    # otherwise each add a handler, and every later job's engine messages would land in every earlier job's log.
+    for handler in [h for h in vllm_logger.handlers if getattr(h, _ENGINE_LOG_HANDLER, False)]:
+        vllm_logger.removeHandler(handler)
+        handler.close()
+    handler = logging.FileHandler(path)
+    setattr(handler, _ENGINE_LOG_HANDLER, True)
+    vllm_logger.addHandler(handler)
     vllm_logger.propagate = False
     return path
+
+
+_ENGINE_LOG_HANDLER = "_inverse_instruct_engine_log"  # marks the handler configure_engine_log installed
 
 
 def run_timed(options: PipelineOptions, build: Callable[[beam.Pipeline, PipelineOptions], Any],

@@ -378,3 +378,33 @@ def test_report_of_an_evaluation_prints_its_counts_and_pass_at_k_first(tmp_path,
     assert cli.main(["report", str(tmp_path)]) == 0
     keys = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:] if line.startswith("  ")]
     assert keys[:6] == ["problems", "samples", "statuses", "pass@1", "pass@2", "pass@10"], keys
+
+
+def test_each_job_in_a_process_logs_the_engine_to_its_own_file_only(tmp_path, monkeypatch):
+    import logging
+
+    from beam_pipelines.launch import configure_engine_log
+    from runners.engines.common import ENGINE_LOG_ENV
+
+    monkeypatch.delenv("VLLM_LOGGING_CONFIG_PATH", raising=False)
+    monkeypatch.delenv(ENGINE_LOG_ENV, raising=False)
+    vllm_logger = logging.getLogger("vllm")
+    monkeypatch.setattr(vllm_logger, "handlers", list(vllm_logger.handlers))
+    monkeypatch.setattr(vllm_logger, "propagate", vllm_logger.propagate)
+    level = vllm_logger.level
+    vllm_logger.setLevel(logging.INFO)
+    try:
+        first = configure_engine_log(str(tmp_path / "job-1"))
+        vllm_logger.info("from the first job")
+        second = configure_engine_log(str(tmp_path / "job-2"))
+        vllm_logger.info("from the second job")
+        for handler in vllm_logger.handlers:
+            handler.flush()
+        assert first != second
+        assert open(first).read().splitlines() == ["from the first job"]
+        assert open(second).read().splitlines() == ["from the second job"]
+        assert sum(isinstance(h, logging.FileHandler) for h in vllm_logger.handlers) == 1
+    finally:
+        vllm_logger.setLevel(level)
+        for handler in vllm_logger.handlers:
+            handler.close()
