@@ -53,10 +53,6 @@ class Shard:
     nbytes: int | None = None
 
 
-def _open_remote(url: str):
-    return fsspec.open(url, "rb").open()
-
-
 def list_shards(data: str) -> list[Shard]:
     """Shards of a stage: from ``<dir>/shards.json`` when present, else the Parquet files a glob/dir matches.
     Several sources, comma-separated, are read in the order given (the self-play loop trains on every round's
@@ -82,7 +78,7 @@ def list_shards(data: str) -> list[Shard]:
     shards = []
     for file in files:
         url = fs.unstrip_protocol(file) if "://" in data else file
-        with parquet_input(url, _open_remote) as f:
+        with parquet_input(url) as f:
             shards.append(Shard(url, pq.ParquetFile(f).metadata.num_rows))
     return shards
 
@@ -107,7 +103,7 @@ def check_shard_texts(shards: Sequence[Shard], prompt_format: str) -> None:
     found as the stage reached them, a missing column or a null ended the run after the stages before had trained,
     and an empty response trained the EOS token alone, silently."""
     for shard in shards:
-        with parquet_input(shard.url, _open_remote) as f:
+        with parquet_input(shard.url) as f:
             parquet = pq.ParquetFile(f)
             present = parquet.schema_arrow.names
             missing = [c for c in TEXT_COLUMNS if c not in present]
@@ -285,7 +281,7 @@ class StageExamples(torch.utils.data.Dataset):
         if shard in self._cache:
             self._cache.move_to_end(shard)
             return self._cache[shard]
-        with parquet_input(self.shards[shard].url, _open_remote) as f:
+        with parquet_input(self.shards[shard].url) as f:
             # use_threads=False, not read_table: see transforms.io.arrow_input (an abort at exit)
             table = pq.ParquetFile(f).read(columns=list(TEXT_COLUMNS), use_threads=False)
         if table.num_rows != self.shards[shard].rows:

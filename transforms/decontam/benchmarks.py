@@ -98,16 +98,11 @@ def read_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        if "://" in path:
-            import fsspec
+        from transforms.io.arrow_input import parquet_input
 
-            from transforms.io.arrow_input import parquet_input
-
-            # Arrow's own file where it can be, use_threads=False, not read_table: see transforms.io.arrow_input
-            with parquet_input(path, lambda url: fsspec.open(url, "rb").open()) as f:
-                table = pq.ParquetFile(f).read(use_threads=False)
-        else:
-            table = pq.ParquetFile(path).read(use_threads=False)
+        # Arrow's own file where it can be, use_threads=False, not read_table: see transforms.io.arrow_input
+        with parquet_input(path) as f:
+            table = pq.ParquetFile(f).read(use_threads=False)
         yield from table.to_pylist()
         return
     with _open_text(path) as f:

@@ -15,6 +15,12 @@ from typing import IO, Any, Callable
 import pyarrow as pa
 
 
+def open_with_fsspec(url: str) -> IO[bytes]:
+    import fsspec
+
+    return fsspec.open(url, "rb").open()
+
+
 def local_path(url: str) -> str | None:
     """The local file ``url`` names (a plain path or ``file://``), or None for any other scheme."""
     if url.startswith("file://"):
@@ -22,8 +28,9 @@ def local_path(url: str) -> str | None:
     return None if "://" in url else url
 
 
-def parquet_input(url: str, open_remote: Callable[[str], IO[bytes]]) -> Any:
-    """A random-access input for ``pq.ParquetFile``: ``pa.OSFile`` for a local file, else ``open_remote(url)``.
-    The caller closes it (both are context managers)."""
+def parquet_input(url: str, open_remote: Callable[[str], IO[bytes]] = open_with_fsspec) -> Any:
+    """A random-access input for ``pq.ParquetFile``: ``pa.OSFile`` for a local file, else ``open_remote(url)``
+    (fsspec unless the caller has its own, ``transforms.io.filesystems.open_seekable``). The caller closes it (both
+    are context managers)."""
     local = local_path(url)
     return pa.OSFile(local, "r") if local is not None else open_remote(url)

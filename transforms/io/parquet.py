@@ -290,10 +290,7 @@ def read_shard_rows(url: str, columns: Sequence[str] | None = None) -> list[dict
     from transforms.io.filesystems import open_seekable
 
     with parquet_input(url, open_seekable) as handle:
-        # Arrow's own file where it can be (transforms.io.arrow_input), ParquetFile with use_threads=False, never
-        # pq.read_table: Arrow's threads (read_table's dataset scan, threaded decoding, async reads of a Python
-        # file) can drop a Python object after the call returned, which aborts the process if the interpreter is
-        # exiting then ("terminate called without an active exception", exit 134; apache/arrow#39162, #50482)
+        # ParquetFile, use_threads=False, never pq.read_table: else an abort at exit (transforms.io.arrow_input)
         return pq.ParquetFile(handle).read(columns=list(columns) if columns else None,
                                            use_threads=False).to_pylist()
 
@@ -311,7 +308,7 @@ def verify_shards(output_dir: str) -> dict[str, Any]:
                 n += len(block)
         if n != shard["bytes"] or h.hexdigest() != shard["sha256"]:
             raise ValueError(f"shard {shard['path']} does not match {INDEX_NAME}")
-        with parquet_input(url, lambda remote, fs=fs, local=local: fs.open(local, "rb")) as f:
+        with parquet_input(url) as f:
             rows = pq.ParquetFile(f).metadata.num_rows
         if rows != shard["rows"]:
             raise ValueError(f"shard {shard['path']} has {rows} rows, index says {shard['rows']}")

@@ -42,3 +42,13 @@ def test_a_local_file_is_arrows_own_and_a_remote_one_the_callers(tmp_path):
 def test_a_missing_local_file_is_an_os_error(tmp_path):
     with pytest.raises(OSError):
         parquet_input(str(tmp_path / "missing.parquet"), open_remote=lambda url: None)
+
+
+def test_a_remote_file_opens_with_fsspec_by_default():
+    import fsspec
+
+    with fsspec.open("memory://arrow-input/t.parquet", "wb") as out:
+        pq.write_table(pa.table({"n": [4, 5]}), out)
+    with parquet_input("memory://arrow-input/t.parquet") as handle:
+        assert not isinstance(handle, pa.NativeFile)
+        assert pq.ParquetFile(handle).read(use_threads=False).column("n").to_pylist() == [4, 5]
